@@ -1,0 +1,50 @@
+/*
+ * client.h — calls to a peer service from the loop thread. Unary calls are
+ * asynchronous; their completion runs on the loop. A call made while serving an
+ * inbound call passes it as `parent`: the outgoing call then carries the inbound
+ * call's remaining deadline and is cancelled with it (GRPC_PROPAGATE_DEFAULTS).
+ */
+#ifndef YW_CLIENT_H
+#define YW_CLIENT_H
+
+#include <grpc/grpc.h>
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "common/runtime.h"
+#include "common/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct st_yw_channel_t yw_channel_t;
+
+/** Opens a channel to "HOST:PORT" (plaintext). Returns 0 or a negative errno. */
+int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out);
+
+/** Closes the channel; calls still in flight complete with CANCELLED first. */
+void yw_channel_destroy(yw_channel_t *ch);
+
+/**
+ * Completion of a unary call, on the loop. `resp` is NULL unless code is OK; the
+ * callee owns it and frees it with protobuf_c_message_free_unpacked(resp, NULL).
+ * `detail` is valid only during the callback.
+ */
+typedef void (*yw_unary_cb_t)(void *arg, grpc_status_code code, const char *detail,
+                              ProtobufCMessage *resp);
+
+/**
+ * Starts a unary call of `method` ("/pkg.Service/Method"). The deadline is the
+ * parent's when `parent` is given and `timeout_ms` <= 0, else now + timeout_ms (the
+ * earlier of the two when both are set). Returns 0 (cb will run exactly once) or a
+ * negative errno (cb never runs).
+ */
+int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *resp_desc, yw_call_t *parent,
+                    int64_t timeout_ms, yw_unary_cb_t cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

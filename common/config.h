@@ -1,0 +1,48 @@
+/*
+ * config.h — flags with environment-variable fallbacks, the same names in every
+ * service. Precedence: flag, then environment variable, then default. `--help` prints
+ * every option with its variable and default.
+ *
+ * Common options (yw_common_options()): --listen, --data-dir, --creator-profile-addr,
+ * --tier-scoring-addr, --log-level, --max-message-bytes, --grace-ms.
+ */
+#ifndef YW_CONFIG_H
+#define YW_CONFIG_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct st_yw_option_t {
+    /** Flag name without dashes, e.g. "listen". */
+    const char *name;
+    /** Environment variable, e.g. "YW_LISTEN"; NULL for none. */
+    const char *env;
+    /** Default value; NULL for none. */
+    const char *def;
+    const char *help;
+    /** Set by yw_config_parse(): the value in force (points into argv, env or def). */
+    const char *value;
+} yw_option_t;
+
+/**
+ * Parses argv ("--name value" or "--name=value") into `opts`. Prints usage and
+ * returns 1 for --help; prints an error naming the flag and returns -EINVAL for an
+ * unknown flag or a missing value; returns 0 otherwise.
+ */
+int yw_config_parse(int argc, char **argv, yw_option_t *opts, size_t n, const char *program,
+                    const char *summary);
+
+/** The value of option `name` (NULL when unset). */
+const char *yw_config_get(const yw_option_t *opts, size_t n, const char *name);
+
+/** Parses an integer option; returns -EINVAL (message in err) when it is not one. */
+int yw_config_int(const yw_option_t *opts, size_t n, const char *name, long long *out, char *err,
+                  size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,41 @@
+/*
+ * health.h — grpc.health.v1.Health (Check and Watch) for a server: a status per
+ * service name and for "" (the whole server). Unknown names are NOT_FOUND on Check and
+ * SERVICE_UNKNOWN on Watch (as the protocol says). Every yw_server_t owns one.
+ */
+#ifndef YW_HEALTH_H
+#define YW_HEALTH_H
+
+#include "common/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct st_yw_health_t yw_health_t;
+
+/** Creates the health registry. Returns 0 or -ENOMEM. */
+int yw_health_create(yw_health_t **out);
+
+/** The grpc.health.v1.Health service to add to a server; ctx is `h`. */
+const yw_service_t *yw_health_service(yw_health_t *h);
+
+/**
+ * Sets `service` ("" for the whole server) SERVING (non-zero) or NOT_SERVING, adding
+ * the name when new, and sends the new status to every Watch of that name.
+ */
+void yw_health_set(yw_health_t *h, const char *service, int serving);
+
+/**
+ * Server shutdown: every name goes NOT_SERVING, each Watch gets that update and is
+ * then finished (UNAVAILABLE), so watches do not hold the grace period.
+ */
+void yw_health_shutdown(yw_health_t *h);
+
+/** Frees the registry; after every call has ended. */
+void yw_health_destroy(yw_health_t *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

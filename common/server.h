@@ -1,0 +1,192 @@
+/*
+ * server.h — the gRPC server runtime shared by every yaowei service.
+ *
+ * A service declares a table of methods (full path, kind, request and response
+ * protobuf-c descriptors, handler callbacks). The runtime does the rest on the loop
+ * thread: requests calls from gRPC C core, parses each request with protobuf-c
+ * (INVALID_ARGUMENT when it does not parse), hands it to the handler, packs the
+ * response, sends status and message, tracks deadlines and cancellation
+ * (GRPC_OP_RECV_CLOSE_ON_SERVER), answers unknown methods with UNIMPLEMENTED, enforces
+ * the maximum message size (RESOURCE_EXHAUSTED), logs one JSON line per call, and shuts
+ * down gracefully. Health (grpc.health.v1) and reflection (grpc.reflection.v1 and
+ * v1alpha) are added by every server.
+ *
+ * Call lifetime, stated once: a yw_call_t stays valid until the handler has finished it
+ * (yw_call_reply() or yw_call_finish()) and every gRPC operation on it has completed.
+ * A handler that goes asynchronous keeps the pointer and finishes the call later, even
+ * when the call was cancelled meanwhile (finishing a cancelled call is harmless).
+ * `on_done` runs once, right before the call is freed.
+ */
+#ifndef YW_SERVER_H
+#define YW_SERVER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "common/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    YW_METHOD_UNARY,
+    YW_METHOD_SERVER_STREAMING,
+    YW_METHOD_CLIENT_STREAMING,
+    YW_METHOD_BIDI_STREAMING,
+} yw_method_kind_t;
+
+typedef struct st_yw_call_t yw_call_t;
+typedef struct st_yw_server_t yw_server_t;
+
+/** One method of a service. Tables of these are static const data. */
+typedef struct st_yw_method_t {
+    /** Full path, "/package.Service/Method". */
+    const char *path;
+    yw_method_kind_t kind;
+    const ProtobufCMessageDescriptor *request;
+    const ProtobufCMessageDescriptor *response;
+    /**
+     * Called on the loop for each request message. Unary and server-streaming methods
+     * get exactly one; the message stays valid until the call is freed. Client- and
+     * bidi-streaming methods get each message in order; it is valid only during the
+     * callback.
+     */
+    void (*on_message)(yw_call_t *call, const ProtobufCMessage *msg);
+    /**
+     * Client- and bidi-streaming methods: called exactly once, when the client
+     * half-closes or the call ends early (yw_call_is_cancelled() tells which). The
+     * handler must then finish the call. NULL for unary and server-streaming methods.
+     */
+    void (*on_end)(yw_call_t *call);
+    /** Optional: the call is about to be freed; release per-call data. */
+    void (*on_done)(yw_call_t *call);
+} yw_method_t;
+
+/** A service: its full name (as health and reflection know it) and its methods. */
+typedef struct st_yw_service_t {
+    const char *name;
+    const yw_method_t *methods;
+    size_t n_methods;
+    /** Handed back to handlers by yw_call_service_ctx(). */
+    void *ctx;
+} yw_service_t;
+
+typedef struct st_yw_server_config_t {
+    /** "HOST:PORT"; port 0 picks a free one (yw_server_port() tells which). */
+    const char *listen;
+    /** Largest request message accepted; 0 means 4 MiB. */
+    int max_receive_bytes;
+    /** Largest response message sent; 0 means 16 MiB. */
+    int max_send_bytes;
+    /** Time calls in flight get to finish at shutdown before they are cancelled; 0 = 5 s. */
+    int grace_ms;
+    /** Calls kept requested per method; 0 means 32. */
+    int calls_per_method;
+    /** FileDescriptorSet (with imports) that reflection serves. */
+    const unsigned char *descriptor_set;
+    size_t descriptor_set_len;
+} yw_server_config_t;
+
+/**
+ * Creates a server on `rt`. Health and reflection services are added. Returns 0 or a
+ * negative errno, with a message in `err`.
+ */
+int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_t **out,
+                     char *err, size_t errlen);
+
+/** Adds a service before yw_server_start(). The table must outlive the server. */
+int yw_server_add_service(yw_server_t *srv, const yw_service_t *svc);
+
+/**
+ * Binds, starts, and marks every service SERVING. Returns 0, or a negative errno with
+ * a message in `err` (-EADDRINUSE when the port is taken: SO_REUSEPORT is off unless
+ * the config says otherwise).
+ */
+int yw_server_start(yw_server_t *srv, char *err, size_t errlen);
+
+/** The bound port, after yw_server_start(). */
+int yw_server_port(const yw_server_t *srv);
+
+/**
+ * Begins graceful shutdown: health goes NOT_SERVING, new calls are refused, calls in
+ * flight get grace_ms, then are cancelled. `done` runs on the loop once every call is
+ * gone; the server may then be destroyed. Safe to call more than once.
+ */
+void yw_server_shutdown(yw_server_t *srv, void (*done)(void *arg), void *arg);
+
+/** Frees the server. Only after the shutdown callback ran (or if never started). */
+void yw_server_destroy(yw_server_t *srv);
+
+/** The runtime the server runs on. */
+yw_runtime_t *yw_server_runtime(yw_server_t *srv);
+
+/** The service names added (health and reflection included), for reflection. */
+size_t yw_server_service_names(const yw_server_t *srv, const char **names, size_t max);
+
+/* ---- calls, for handlers ---- */
+
+/** The `ctx` of the service this call belongs to. */
+void *yw_call_service_ctx(const yw_call_t *call);
+
+/** The method being called. */
+const yw_method_t *yw_call_method(const yw_call_t *call);
+
+/** The server the call arrived on. */
+yw_server_t *yw_call_server(const yw_call_t *call);
+
+/** Per-call data for the handler; freed by the handler, e.g. in on_done. */
+void yw_call_set_data(yw_call_t *call, void *data);
+void *yw_call_data(const yw_call_t *call);
+
+/** The raw gRPC call, e.g. as the parent of an outgoing call. */
+grpc_call *yw_call_grpc(const yw_call_t *call);
+
+/** The call's deadline (GPR_CLOCK_MONOTONIC), infinite when the client set none. */
+gpr_timespec yw_call_deadline(const yw_call_t *call);
+
+/** Milliseconds until the deadline, INT64_MAX when there is none, <= 0 when past. */
+int64_t yw_call_remaining_ms(const yw_call_t *call);
+
+/** Non-zero once the client cancelled, the deadline passed, or the server shuts down. */
+int yw_call_is_cancelled(const yw_call_t *call);
+
+/**
+ * The value of request metadata `key` (lower case), or NULL. `*len` gets its length.
+ * Valid while the call is.
+ */
+const char *yw_call_metadata(const yw_call_t *call, const char *key, size_t *len);
+
+/**
+ * Unary and client-streaming: sends `resp` and status OK, and finishes the call.
+ * Returns 0, or a negative errno when the call was already finished or the message
+ * could not be packed (the call is then finished with INTERNAL).
+ */
+int yw_call_reply(yw_call_t *call, const ProtobufCMessage *resp);
+
+/**
+ * Server- and bidi-streaming: queues one response message. Messages go out in order,
+ * one at a time. Returns 0, or -ECANCELED once the call has ended.
+ */
+int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg);
+
+/**
+ * Finishes the call with `code` and a printf-style message (after the queued
+ * messages). The message should name the field and the rule broken. A second finish
+ * is ignored and returns -EALREADY.
+ */
+int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** The status text name, e.g. "INVALID_ARGUMENT". */
+const char *yw_status_name(grpc_status_code code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,121 @@
+/*
+ * store.h — SQLite helpers every service uses: one database file in WAL mode,
+ * versioned schema migrations at open, cached prepared statements, and work run off
+ * the loop.
+ *
+ * Writes go to one writer thread that commits them in groups: every job queued while
+ * the previous commit ran goes into the next transaction, each inside its own SAVEPOINT
+ * so that a job that fails is rolled back alone. A job's `done` runs on the loop only
+ * after its transaction is durable (synchronous=FULL), so a reply sent from `done`
+ * survives kill -9. Reads run on a small pool of reader threads, each with its own
+ * read-only connection (WAL lets them run beside the writer).
+ *
+ * Rule, stated once: if yw_store_write() or yw_store_read() returns an error, `done`
+ * is never called; otherwise it is called exactly once, on the loop.
+ */
+#ifndef YW_STORE_H
+#define YW_STORE_H
+
+#include <stddef.h>
+
+#include <grpc/status.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct st_yw_store_t yw_store_t;
+typedef struct st_yw_store_conn_t yw_store_conn_t;
+
+/** One step of the schema. Versions start at 1 and increase by one. */
+typedef struct st_yw_migration_t {
+    int version;
+    /** One or more SQL statements, run in one transaction. */
+    const char *sql;
+} yw_migration_t;
+
+/** A unit of work for a store thread; embed it in your own struct. */
+typedef struct st_yw_store_job_t {
+    /**
+     * Runs on a store thread. Returns GRPC_STATUS_OK, or the status to report with a
+     * message written to `job->errmsg` (name the field and the rule). A write job that
+     * fails is rolled back alone.
+     */
+    grpc_status_code (*work)(yw_store_conn_t *conn, struct st_yw_store_job_t *job);
+    /** Runs on the loop with work's status, or the commit's when the commit failed. */
+    void (*done)(struct st_yw_store_job_t *job, grpc_status_code status);
+    char errmsg[256];
+    /* private */
+    struct st_yw_store_job_t *yw_next;
+    grpc_status_code yw_status;
+    yw_store_t *yw_store;
+} yw_store_job_t;
+
+typedef struct st_yw_store_config_t {
+    /** Database file; created when missing. ":memory:" is not supported (readers). */
+    const char *path;
+    const yw_migration_t *migrations;
+    size_t n_migrations;
+    /** Reader threads; 0 means 2. */
+    int readers;
+    /** Most jobs in one group commit; 0 means 1024. */
+    int max_group;
+} yw_store_config_t;
+
+/**
+ * Opens (creating or migrating) the database and starts the writer and reader
+ * threads. Refuses a file that is not a SQLite database, is corrupt, or has a schema
+ * version newer than the migrations know. Returns 0 or a negative errno with a message
+ * in `err`.
+ */
+int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
+                  size_t errlen);
+
+/** Queues a write job for the next group commit. -ESHUTDOWN after yw_store_close(). */
+int yw_store_write(yw_store_t *store, yw_store_job_t *job);
+
+/** Queues a read job on a reader thread. -ESHUTDOWN after yw_store_close(). */
+int yw_store_read(yw_store_t *store, yw_store_job_t *job);
+
+/**
+ * Runs `fn` now, on the calling thread, with the writer's connection inside a
+ * transaction. For start-up (loading caches) before any job is queued; never on a
+ * serving loop. Returns fn's status (the transaction commits only on GRPC_STATUS_OK).
+ */
+grpc_status_code yw_store_run_sync(yw_store_t *store,
+                                   grpc_status_code (*fn)(yw_store_conn_t *conn, void *arg),
+                                   void *arg, char *err, size_t errlen);
+
+/**
+ * Finishes every queued job (their `done` callbacks run on the loop), stops the
+ * threads, closes the database and frees the store. Call on the loop; the loop must
+ * keep running until `closed` is called.
+ */
+void yw_store_close(yw_store_t *store, void (*closed)(void *arg), void *arg);
+
+/** The connection's sqlite3 handle. */
+sqlite3 *yw_store_db(yw_store_conn_t *conn);
+
+/**
+ * A prepared statement for `sql`, cached on this connection (keyed by the pointer, so
+ * pass string literals), reset and with bindings cleared. NULL on a prepare error
+ * (sqlite3_errmsg(yw_store_db(conn)) tells why).
+ */
+sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql);
+
+/**
+ * The gRPC status for an SQLite result code: SQLITE_FULL -> RESOURCE_EXHAUSTED,
+ * SQLITE_READONLY/BUSY/IOERR/CANTOPEN -> UNAVAILABLE, SQLITE_CONSTRAINT ->
+ * ALREADY_EXISTS, others -> INTERNAL.
+ */
+grpc_status_code yw_store_status(int sqlite_rc);
+
+/** The schema version of the open database. */
+int yw_store_schema_version(const yw_store_t *store);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
