@@ -61,7 +61,9 @@ typedef struct st_yw_method_t {
     /**
      * Client- and bidi-streaming methods: called exactly once, when the client
      * half-closes or the call ends early (yw_call_is_cancelled() tells which). The
-     * handler must then finish the call. NULL for unary and server-streaming methods.
+     * handler must then finish the call. Server-streaming methods may set it too: it is
+     * then called once if the call is cancelled before the handler finished it. NULL
+     * for unary methods.
      */
     void (*on_end)(yw_call_t *call);
     /** Optional: the call is about to be freed; release per-call data. */
@@ -88,6 +90,8 @@ typedef struct st_yw_server_config_t {
     int grace_ms;
     /** Calls kept requested per method; 0 means 32. */
     int calls_per_method;
+    /** Non-zero: SO_REUSEPORT, so that several processes can serve one port. */
+    int reuse_port;
     /** FileDescriptorSet (with imports) that reflection serves. */
     const unsigned char *descriptor_set;
     size_t descriptor_set_len;

@@ -1,0 +1,297 @@
+/* app.c — the main() of every service. See app.h. */
+#include "common/app.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+
+/* Each service binary links exactly one descriptor set (//proto:*_descriptors). Weak so
+ * that unit tests can link the runtime without one. */
+extern const unsigned char yw_descriptor_set[] __attribute__((weak));
+extern const size_t yw_descriptor_set_len __attribute__((weak));
+
+#define YW__MAX_OPTIONS 48
+
+struct st_yw_app_t {
+    const yw_app_def_t *def;
+    yw_option_t opts[YW__MAX_OPTIONS];
+    size_t n_opts;
+    yw_runtime_t *rt;
+    yw_server_t *server;
+    yw_store_t *store;
+    yw_service_t service;
+    void *state;
+    uv_signal_t sigterm, sigint;
+    int exit_code;
+    int stopping;
+};
+
+static const yw_option_t yw__common_options[] = {
+    {"listen", "YW_LISTEN", NULL, "HOST:PORT to serve gRPC on (port 0 picks a free one)", NULL},
+    {"data-dir", "YW_DATA_DIR", "./data", "directory of the service's SQLite database", NULL},
+    {"creator-profile-addr", "YW_CREATOR_PROFILE_ADDR", "127.0.0.1:50051",
+     "HOST:PORT of the creator profile service", NULL},
+    {"tier-scoring-addr", "YW_TIER_SCORING_ADDR", "127.0.0.1:50052",
+     "HOST:PORT of the tier scoring service", NULL},
+    {"log-level", "YW_LOG_LEVEL", "info", "debug, info, warn or error (OK calls log at debug)",
+     NULL},
+    {"max-message-bytes", "YW_MAX_MESSAGE_BYTES", "4194304",
+     "largest request accepted; larger is RESOURCE_EXHAUSTED", NULL},
+    {"grace-ms", "YW_GRACE_MS", "5000",
+     "on SIGTERM/SIGINT, time calls in flight get before they are cancelled", NULL},
+    {"reuse-port", "YW_REUSE_PORT", "0",
+     "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error", NULL},
+};
+
+yw_app_t *yw_app_from_call(const yw_call_t *call)
+{
+    return yw_call_service_ctx(call);
+}
+
+void yw_app_set_state(yw_app_t *app, void *state)
+{
+    app->state = state;
+}
+
+void *yw_app_state(const yw_app_t *app)
+{
+    return app->state;
+}
+
+yw_runtime_t *yw_app_runtime(const yw_app_t *app)
+{
+    return app->rt;
+}
+
+yw_server_t *yw_app_server(const yw_app_t *app)
+{
+    return app->server;
+}
+
+yw_store_t *yw_app_store(const yw_app_t *app)
+{
+    return app->store;
+}
+
+const char *yw_app_option(const yw_app_t *app, const char *name)
+{
+    return yw_config_get(app->opts, app->n_opts, name);
+}
+
+/* ---- shutdown chain: signal -> server down -> fini -> store closed -> stop ---- */
+
+static void yw__on_signal_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void yw__on_store_closed(void *arg)
+{
+    yw_app_t *app = arg;
+    uv_close((uv_handle_t *)&app->sigterm, yw__on_signal_closed);
+    uv_close((uv_handle_t *)&app->sigint, yw__on_signal_closed);
+    if (app->server != NULL) {
+        yw_server_destroy(app->server);
+        app->server = NULL;
+    }
+    yw_log(YW_LOG_INFO, "stopped");
+    yw_runtime_stop(app->rt);
+}
+
+static void yw__on_server_down(void *arg)
+{
+    yw_app_t *app = arg;
+    if (app->def->fini != NULL) {
+        app->def->fini(app);
+    }
+    if (app->store != NULL) {
+        yw_store_t *store = app->store;
+        app->store = NULL;
+        yw_store_close(store, yw__on_store_closed, app);
+    } else {
+        yw__on_store_closed(app);
+    }
+}
+
+static void yw__begin_stop(yw_app_t *app)
+{
+    if (app->stopping) {
+        return;
+    }
+    app->stopping = 1;
+    yw_server_shutdown(app->server, yw__on_server_down, app);
+}
+
+static void yw__on_signal(uv_signal_t *h, int signum)
+{
+    yw_app_t *app = h->data;
+    yw_log(YW_LOG_INFO, "signal %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    yw__begin_stop(app);
+}
+
+static int yw__mkdirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        return -ENAMETOOLONG;
+    }
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0750) != 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0750) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    return 0;
+}
+
+static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
+{
+    const yw_app_def_t *def = app->def;
+    long long max_bytes = 0, grace = 0, reuse = 0;
+    int rc;
+    if ((rc = yw_config_int(app->opts, app->n_opts, "max-message-bytes", &max_bytes, err,
+                            errlen)) != 0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "grace-ms", &grace, err, errlen)) != 0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "reuse-port", &reuse, err, errlen)) != 0) {
+        return rc;
+    }
+    if (max_bytes <= 0 || max_bytes > (1LL << 30)) {
+        snprintf(err, errlen, "--max-message-bytes: must be within 1..1073741824");
+        return -EINVAL;
+    }
+    if ((rc = yw_runtime_create(&app->rt)) != 0) {
+        snprintf(err, errlen, "cannot create the runtime: %s", uv_strerror(rc));
+        return rc;
+    }
+    if (def->db_file != NULL) {
+        const char *dir = yw_app_option(app, "data-dir");
+        if ((rc = yw__mkdirs(dir)) != 0) {
+            snprintf(err, errlen, "--data-dir %s: cannot create: %s", dir, strerror(-rc));
+            return rc;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, def->db_file);
+        yw_store_config_t scfg = {
+            .path = path,
+            .migrations = def->migrations,
+            .n_migrations = def->n_migrations,
+        };
+        if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    if (&yw_descriptor_set_len == NULL || yw_descriptor_set == NULL) {
+        snprintf(err, errlen, "no descriptor set is linked into this binary");
+        return -EINVAL;
+    }
+    yw_server_config_t cfg = {
+        .listen = yw_app_option(app, "listen"),
+        .max_receive_bytes = (int)max_bytes,
+        .grace_ms = (int)grace,
+        .reuse_port = reuse != 0,
+        .descriptor_set = yw_descriptor_set,
+        .descriptor_set_len = yw_descriptor_set_len,
+    };
+    if ((rc = yw_server_create(app->rt, &cfg, &app->server, err, errlen)) != 0) {
+        return rc;
+    }
+    app->service = *def->service;
+    app->service.ctx = app;
+    if ((rc = yw_server_add_service(app->server, &app->service)) != 0) {
+        snprintf(err, errlen, "cannot add service %s", def->service->name);
+        return rc;
+    }
+    if (def->init != NULL && (rc = def->init(app, err, errlen)) != 0) {
+        return rc;
+    }
+    if ((rc = yw_server_start(app->server, err, errlen)) != 0) {
+        return rc;
+    }
+    uv_loop_t *loop = yw_runtime_loop(app->rt);
+    uv_signal_init(loop, &app->sigterm);
+    uv_signal_init(loop, &app->sigint);
+    app->sigterm.data = app;
+    app->sigint.data = app;
+    uv_signal_start(&app->sigterm, yw__on_signal, SIGTERM);
+    uv_signal_start(&app->sigint, yw__on_signal, SIGINT);
+    return 0;
+}
+
+static void yw__on_abort_closed(void *arg)
+{
+    yw_app_t *app = arg;
+    yw_runtime_stop(app->rt);
+}
+
+int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
+{
+    yw_app_t *app = calloc(1, sizeof *app);
+    if (app == NULL) {
+        fprintf(stderr, "%s: out of memory\n", def->program);
+        return 1;
+    }
+    app->def = def;
+    size_t nc = sizeof yw__common_options / sizeof yw__common_options[0];
+    if (nc + def->n_options > YW__MAX_OPTIONS) {
+        fprintf(stderr, "%s: too many options\n", def->program);
+        free(app);
+        return 1;
+    }
+    memcpy(app->opts, yw__common_options, sizeof yw__common_options);
+    app->opts[0].def = def->default_listen ? def->default_listen : "127.0.0.1:0";
+    if (def->n_options > 0) {
+        memcpy(app->opts + nc, def->options, def->n_options * sizeof *def->options);
+    }
+    app->n_opts = nc + def->n_options;
+    int rc = yw_config_parse(argc, argv, app->opts, app->n_opts, def->program, def->summary);
+    if (rc != 0) {
+        free(app);
+        return rc > 0 ? 0 : 2;
+    }
+    int level = yw_log_level_parse(yw_app_option(app, "log-level"));
+    if (level < 0) {
+        fprintf(stderr, "%s: --log-level: must be debug, info, warn or error\n", def->program);
+        free(app);
+        return 2;
+    }
+    yw_log_init(def->program, (yw_log_level_t)level);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512] = "";
+    rc = yw__app_setup(app, err, sizeof err);
+    if (rc != 0) {
+        yw_log(YW_LOG_ERROR, "cannot start: %s", err);
+        fprintf(stderr, "%s: cannot start: %s\n", def->program, err);
+        app->exit_code = 1;
+        if (app->server != NULL) {
+            yw_server_destroy(app->server);
+            app->server = NULL;
+        }
+        if (app->store != NULL) {
+            yw_store_close(app->store, yw__on_abort_closed, app);
+            app->store = NULL;
+            yw_runtime_run(app->rt);
+        }
+    } else {
+        yw_log(YW_LOG_INFO, "serving %s on %s (port %d)", def->service->name,
+               yw_app_option(app, "listen"), yw_server_port(app->server));
+        yw_runtime_run(app->rt);
+    }
+    if (app->rt != NULL) {
+        yw_runtime_destroy(app->rt);
+    }
+    int code = app->exit_code;
+    free(app);
+    return code;
+}

@@ -1,0 +1,73 @@
+/*
+ * app.h — the main() of every yaowei service, written once: parse the common flags
+ * (config.h), set up logging, open the service's SQLite store under --data-dir
+ * (migrating its schema), create the runtime and the server (health and reflection
+ * included), let the service load its state, start serving on --listen, and on
+ * SIGTERM/SIGINT shut down gracefully (health NOT_SERVING, new calls refused, calls in
+ * flight finish within --grace-ms, store flushed and closed, exit 0).
+ */
+#ifndef YW_APP_H
+#define YW_APP_H
+
+#include <stddef.h>
+
+#include "common/config.h"
+#include "common/runtime.h"
+#include "common/server.h"
+#include "common/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct st_yw_app_t yw_app_t;
+
+/** What a service binary tells yw_app_main(). Static const data. */
+typedef struct st_yw_app_def_t {
+    /** Program and log name, e.g. "creator_profile". */
+    const char *program;
+    /** One line for --help. */
+    const char *summary;
+    /** The gRPC service; its `ctx` is replaced by the yw_app_t at registration. */
+    const yw_service_t *service;
+    /** Database file name under --data-dir, e.g. "creator_profile.db". */
+    const char *db_file;
+    const yw_migration_t *migrations;
+    size_t n_migrations;
+    /** Options of this service besides the common ones; copied, may be NULL. */
+    const yw_option_t *options;
+    size_t n_options;
+    /**
+     * Runs on the loop thread after the store is open and before the server serves:
+     * load caches (yw_store_run_sync is allowed here), connect to peers. Sets
+     * yw_app_set_state(). Returns 0, or a negative errno with a message in `err` (the
+     * process then exits 1).
+     */
+    int (*init)(yw_app_t *app, char *err, size_t errlen);
+    /** Optional: runs on the loop after the server stopped, before the store closes. */
+    void (*fini)(yw_app_t *app);
+    /** Default of --listen, e.g. "127.0.0.1:50051". */
+    const char *default_listen;
+} yw_app_def_t;
+
+/** Runs the service; returns the process exit code. */
+int yw_app_main(int argc, char **argv, const yw_app_def_t *def);
+
+/** The app a call belongs to (handlers: yw_app_from_call(call)). */
+yw_app_t *yw_app_from_call(const yw_call_t *call);
+
+/** The service's own state, set by init. */
+void yw_app_set_state(yw_app_t *app, void *state);
+void *yw_app_state(const yw_app_t *app);
+
+yw_runtime_t *yw_app_runtime(const yw_app_t *app);
+yw_server_t *yw_app_server(const yw_app_t *app);
+yw_store_t *yw_app_store(const yw_app_t *app);
+
+/** The value of option `name` (common or the service's own); NULL when unset. */
+const char *yw_app_option(const yw_app_t *app, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,910 @@
+/*
+ * server.c — the gRPC server runtime: method tables on gRPC C core, on the loop thread.
+ * See server.h for the contract and DESIGN.md for the runtime model.
+ *
+ * Every method of every service is registered with gRPC C core and keeps
+ * `calls_per_method` calls requested; a new call is requested after each arrival.
+ * Unary and server-streaming requests arrive with the call
+ * (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER); streaming requests are read one
+ * RECV_MESSAGE at a time. Calls to unregistered methods arrive through generic
+ * requested calls and are answered UNIMPLEMENTED at once.
+ *
+ * Each call has at most one operation of each kind in flight (close, receive, send);
+ * `pending` counts them, and the call is freed only when none is left and its status
+ * went out (or the call died). RECV_CLOSE_ON_SERVER is started first on every call: it
+ * always completes, and its `cancelled` flag is how cancellation and deadlines are
+ * seen.
+ */
+#include "common/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "common/health.h"
+#include "common/log.h"
+#include "common/reflection.h"
+
+#define YW__GENERIC_CALLS 4
+#define YW__MAX_SERVICES 16
+#define YW__REAP_MS 1000
+
+typedef struct st_yw__reg_t {
+    yw_server_t *srv;
+    const yw_service_t *svc;
+    const yw_method_t *method;
+    void *handle;
+} yw__reg_t;
+
+typedef struct st_yw__outmsg_t {
+    struct st_yw__outmsg_t *next;
+    grpc_byte_buffer *bb;
+} yw__outmsg_t;
+
+struct st_yw_call_t {
+    yw_server_t *srv;
+    const yw__reg_t *reg; /* NULL: a call to an unknown method */
+    grpc_call *call;
+    yw_tag_t tag_new, tag_close, tag_recv, tag_send;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_call_details details; /* unknown methods only */
+    grpc_byte_buffer *payload;
+    ProtobufCMessage *request; /* unary and server streaming */
+    int close_cancelled;       /* RECV_CLOSE_ON_SERVER said cancelled */
+    int closed;                /* RECV_CLOSE_ON_SERVER completed */
+    int dead;                  /* a batch failed: nothing more goes out */
+    int pending;
+    int finished;     /* the handler finished it (status queued) */
+    int status_sent;  /* status went out, or never will (dead) */
+    int md_sent;      /* initial metadata went out */
+    int sending;      /* a send batch is in flight */
+    int ended;        /* on_end was called */
+    int receiving;    /* a RECV_MESSAGE is in flight */
+    yw__outmsg_t *out_head, *out_tail;
+    grpc_byte_buffer *send_bb; /* the message of the send in flight */
+    grpc_status_code code;
+    char *status_msg;
+    grpc_slice status_slice;
+    void *data;
+    uint64_t start_ns;
+    struct st_yw_call_t *prev, *next; /* live calls, for shutdown accounting */
+};
+
+struct st_yw_server_t {
+    yw_runtime_t *rt;
+    grpc_server *server;
+    yw_server_config_t cfg;
+    char *listen;
+    int port;
+    int started;
+    int shutting_down;
+    int shutdown_notified;
+    int grace_fired;
+    yw_tag_t tag_shutdown;
+    void (*shutdown_cb)(void *arg);
+    void *shutdown_arg;
+    const yw_service_t *services[YW__MAX_SERVICES];
+    size_t n_services;
+    yw__reg_t *regs;
+    size_t n_regs;
+    size_t live_calls; /* accepted and not yet freed */
+    size_t requested;  /* requested from gRPC and not yet arrived */
+    yw_health_t *health;
+    yw_reflection_t *reflection;
+    uv_timer_t grace_timer;
+    uv_timer_t reap_timer;
+    int handles_open;
+    int destroy_pending;
+};
+
+/* ---- status names ---- */
+
+const char *yw_status_name(grpc_status_code code)
+{
+    static const char *const names[] = {
+        "OK",           "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",       "DATA_LOSS",
+        "UNAUTHENTICATED",
+    };
+    if ((int)code >= 0 && (size_t)code < sizeof names / sizeof names[0]) {
+        return names[code];
+    }
+    return "UNKNOWN";
+}
+
+/* ---- helpers ---- */
+
+#define YW__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+static uint64_t yw__now_ns(void)
+{
+    return uv_hrtime();
+}
+
+static void yw__request_call(yw_server_t *srv, const yw__reg_t *reg);
+static void yw__call_pump(yw_call_t *c);
+static void yw__call_maybe_free(yw_call_t *c);
+static void yw__server_check_down(yw_server_t *srv);
+
+static grpc_byte_buffer *yw__pack(const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    grpc_slice slice = grpc_slice_malloc(len);
+    size_t n = protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    if (n != len) {
+        grpc_slice_unref(slice);
+        return NULL;
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+/* Unpacks a request. Peeks the single slice when there is one; copies otherwise. */
+static ProtobufCMessage *yw__unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
+{
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        grpc_slice s = bb->data.raw.slice_buffer.slices[0];
+        return protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    }
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, bb)) {
+        return NULL;
+    }
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    return m;
+}
+
+/* ---- call accessors ---- */
+
+void *yw_call_service_ctx(const yw_call_t *call)
+{
+    return call->reg ? call->reg->svc->ctx : NULL;
+}
+
+const yw_method_t *yw_call_method(const yw_call_t *call)
+{
+    return call->reg ? call->reg->method : NULL;
+}
+
+yw_server_t *yw_call_server(const yw_call_t *call)
+{
+    return call->srv;
+}
+
+void yw_call_set_data(yw_call_t *call, void *data)
+{
+    call->data = data;
+}
+
+void *yw_call_data(const yw_call_t *call)
+{
+    return call->data;
+}
+
+grpc_call *yw_call_grpc(const yw_call_t *call)
+{
+    return call->call;
+}
+
+gpr_timespec yw_call_deadline(const yw_call_t *call)
+{
+    return call->deadline;
+}
+
+int64_t yw_call_remaining_ms(const yw_call_t *call)
+{
+    return yw_deadline_remaining_ms(call->deadline);
+}
+
+int yw_call_is_cancelled(const yw_call_t *call)
+{
+    return call->close_cancelled || call->dead || yw_call_remaining_ms(call) <= 0 ||
+           (call->srv->grace_fired);
+}
+
+const char *yw_call_metadata(const yw_call_t *call, const char *key, size_t *len)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < call->md.count; i++) {
+        const grpc_metadata *m = &call->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) == klen &&
+            memcmp(GRPC_SLICE_START_PTR(m->key), key, klen) == 0) {
+            if (len != NULL) {
+                *len = GRPC_SLICE_LENGTH(m->value);
+            }
+            return (const char *)GRPC_SLICE_START_PTR(m->value);
+        }
+    }
+    return NULL;
+}
+
+/* ---- sending ---- */
+
+int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    if (call->finished || call->dead || call->close_cancelled) {
+        return -ECANCELED;
+    }
+    grpc_byte_buffer *bb = yw__pack(msg);
+    yw__outmsg_t *o = bb ? malloc(sizeof *o) : NULL;
+    if (o == NULL) {
+        if (bb != NULL) {
+            grpc_byte_buffer_destroy(bb);
+        }
+        yw_call_finish(call, GRPC_STATUS_INTERNAL, "response: could not be packed");
+        return -ENOMEM;
+    }
+    o->next = NULL;
+    o->bb = bb;
+    if (call->out_tail != NULL) {
+        call->out_tail->next = o;
+    } else {
+        call->out_head = o;
+    }
+    call->out_tail = o;
+    yw__call_pump(call);
+    return 0;
+}
+
+int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
+{
+    if (call->finished) {
+        return -EALREADY;
+    }
+    call->finished = 1;
+    call->code = code;
+    if (fmt != NULL && fmt[0] != '\0') {
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        call->status_msg = strdup(buf);
+    }
+    yw__call_pump(call);
+    yw__call_maybe_free(call);
+    return 0;
+}
+
+int yw_call_reply(yw_call_t *call, const ProtobufCMessage *resp)
+{
+    if (call->finished) {
+        return -EALREADY;
+    }
+    int rc = yw_call_send(call, resp);
+    if (rc == -ECANCELED) {
+        /* The client is gone: finish quietly so the call can be freed. */
+        return yw_call_finish(call, GRPC_STATUS_CANCELLED, "cancelled");
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    return yw_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static void yw__drop_queue(yw_call_t *c)
+{
+    while (c->out_head != NULL) {
+        yw__outmsg_t *o = c->out_head;
+        c->out_head = o->next;
+        grpc_byte_buffer_destroy(o->bb);
+        free(o);
+    }
+    c->out_tail = NULL;
+}
+
+static void yw__on_send(yw_tag_t *tag, int ok)
+{
+    yw_call_t *c = YW__CONTAINER(tag, yw_call_t, tag_send);
+    c->sending = 0;
+    if (c->send_bb != NULL) {
+        grpc_byte_buffer_destroy(c->send_bb);
+        c->send_bb = NULL;
+    }
+    if (!ok) {
+        c->dead = 1;
+    }
+    yw__call_pump(c);
+    /* Each tag callback keeps its own count in `pending` until its end, so that a
+     * handler finishing the call from inside it cannot free the call under it. */
+    c->pending--;
+    yw__call_maybe_free(c);
+}
+
+/* Starts the next send batch: initial metadata, the next queued message, the status. */
+static void yw__call_pump(yw_call_t *c)
+{
+    if (c->sending || c->status_sent) {
+        return;
+    }
+    if (c->dead || c->close_cancelled) {
+        yw__drop_queue(c);
+        if (c->finished) {
+            c->status_sent = 1; /* nobody is listening any more */
+        }
+        return;
+    }
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (c->out_head != NULL) {
+        yw__outmsg_t *o = c->out_head;
+        c->out_head = o->next;
+        if (c->out_head == NULL) {
+            c->out_tail = NULL;
+        }
+        c->send_bb = o->bb;
+        free(o);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->send_bb;
+        n++;
+    }
+    int with_status = c->finished && c->out_head == NULL;
+    if (with_status) {
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+        ops[n].data.send_status_from_server.status = c->code;
+        if (c->status_msg != NULL) {
+            c->status_slice = grpc_slice_from_copied_string(c->status_msg);
+            ops[n].data.send_status_from_server.status_details = &c->status_slice;
+        }
+        n++;
+    }
+    if (n == 0) {
+        return;
+    }
+    if (!c->md_sent) {
+        memmove(&ops[1], &ops[0], n * sizeof ops[0]);
+        memset(&ops[0], 0, sizeof ops[0]);
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+        c->md_sent = 1;
+    }
+    c->sending = 1;
+    c->pending++;
+    if (with_status) {
+        c->status_sent = 1;
+    }
+    grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &c->tag_send, NULL);
+    if (err != GRPC_CALL_OK) {
+        /* A refused batch leaves the call unusable: cancel it and give up sending. */
+        yw_log(YW_LOG_WARN, "call %s: send batch refused (%d)",
+               c->reg ? c->reg->method->path : "?", (int)err);
+        c->pending--;
+        c->sending = 0;
+        c->dead = 1;
+        c->status_sent = c->finished;
+        if (c->send_bb != NULL) {
+            grpc_byte_buffer_destroy(c->send_bb);
+            c->send_bb = NULL;
+        }
+        yw__drop_queue(c);
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "send failed", NULL);
+    }
+}
+
+/* ---- call lifecycle ---- */
+
+static void yw__call_end_stream(yw_call_t *c)
+{
+    if (c->ended || c->finished || c->reg == NULL || c->reg->method->on_end == NULL) {
+        return;
+    }
+    c->ended = 1;
+    c->reg->method->on_end(c);
+}
+
+static void yw__call_maybe_free(yw_call_t *c)
+{
+    if (c->pending > 0 || !c->closed) {
+        return;
+    }
+    if (!c->status_sent) {
+        if (!(c->finished && (c->dead || c->close_cancelled))) {
+            return; /* the handler still owns the call */
+        }
+    }
+    yw_server_t *srv = c->srv;
+    if (c->reg != NULL) {
+        size_t idlen = 0;
+        const char *id = yw_call_metadata(c, "x-request-id", &idlen);
+        char rid[128] = "";
+        if (id != NULL) {
+            snprintf(rid, sizeof rid, "%.*s", (int)(idlen < 127 ? idlen : 127), id);
+        }
+        grpc_status_code code = c->finished ? c->code : GRPC_STATUS_CANCELLED;
+        if (c->close_cancelled && code == GRPC_STATUS_OK && !c->status_sent) {
+            code = GRPC_STATUS_CANCELLED;
+        }
+        yw_log_call(c->reg->method->path, yw_status_name(code), c->status_msg,
+                    (double)(yw__now_ns() - c->start_ns) / 1e6, rid);
+        if (c->reg->method->on_done != NULL) {
+            c->reg->method->on_done(c);
+        }
+    }
+    yw__drop_queue(c);
+    if (c->request != NULL) {
+        protobuf_c_message_free_unpacked(c->request, NULL);
+    }
+    if (c->payload != NULL) {
+        grpc_byte_buffer_destroy(c->payload);
+    }
+    if (c->status_msg != NULL) {
+        grpc_slice_unref(c->status_slice);
+        free(c->status_msg);
+    }
+    grpc_metadata_array_destroy(&c->md);
+    if (c->reg == NULL) {
+        grpc_call_details_destroy(&c->details);
+    }
+    if (c->call != NULL) {
+        grpc_call_unref(c->call);
+    }
+    srv->live_calls--;
+    free(c);
+    yw__server_check_down(srv);
+}
+
+static void yw__on_close(yw_tag_t *tag, int ok)
+{
+    yw_call_t *c = YW__CONTAINER(tag, yw_call_t, tag_close);
+    (void)ok;
+    c->closed = 1;
+    if (c->close_cancelled) {
+        yw__drop_queue(c);
+        if (c->reg != NULL && c->reg->method->kind != YW_METHOD_UNARY && !c->receiving) {
+            yw__call_end_stream(c);
+        }
+    }
+    c->pending--;
+    yw__call_maybe_free(c);
+}
+
+static void yw__start_recv(yw_call_t *c);
+static void yw__dispatch_new(yw_call_t *c);
+
+static void yw__on_recv(yw_tag_t *tag, int ok)
+{
+    yw_call_t *c = YW__CONTAINER(tag, yw_call_t, tag_recv);
+    c->receiving = 0;
+    grpc_byte_buffer *bb = c->payload;
+    c->payload = NULL;
+    if (c->finished || c->ended) {
+        if (bb != NULL) {
+            grpc_byte_buffer_destroy(bb);
+        }
+    } else if (!ok || bb == NULL) {
+        yw__call_end_stream(c); /* half-close, or the call died */
+    } else {
+        const yw_method_t *m = c->reg->method;
+        ProtobufCMessage *msg = yw__unpack(m->request, bb);
+        grpc_byte_buffer_destroy(bb);
+        if (msg == NULL) {
+            yw_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+                           "request: not a valid %s message (malformed protobuf)", m->request->name);
+        } else {
+            m->on_message(c, msg);
+            protobuf_c_message_free_unpacked(msg, NULL);
+            if (!c->finished && !c->ended) {
+                yw__start_recv(c);
+            }
+        }
+    }
+    c->pending--;
+    yw__call_maybe_free(c);
+}
+
+static void yw__start_recv(yw_call_t *c)
+{
+    if (c->close_cancelled) {
+        yw__call_end_stream(c);
+        return;
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    c->pending++;
+    c->receiving = 1;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL) != GRPC_CALL_OK) {
+        c->pending--;
+        c->receiving = 0;
+        c->dead = 1;
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "receive failed", NULL);
+        yw__call_end_stream(c);
+    }
+}
+
+static int yw__start_close(yw_call_t *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    c->pending++;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->tag_close, NULL) != GRPC_CALL_OK) {
+        c->pending--;
+        return -EIO;
+    }
+    return 0;
+}
+
+static void yw__on_new_call(yw_tag_t *tag, int ok)
+{
+    yw_call_t *c = YW__CONTAINER(tag, yw_call_t, tag_new);
+    yw_server_t *srv = c->srv;
+    srv->requested--;
+    if (!ok || c->call == NULL) {
+        /* The server is shutting down: this request will never be served. */
+        grpc_metadata_array_destroy(&c->md);
+        if (c->reg == NULL) {
+            grpc_call_details_destroy(&c->details);
+        }
+        if (c->payload != NULL) {
+            grpc_byte_buffer_destroy(c->payload);
+        }
+        free(c);
+        yw__server_check_down(srv);
+        return;
+    }
+    srv->live_calls++;
+    c->start_ns = yw__now_ns();
+    c->pending++; /* held until the end of this callback, see yw__on_send */
+    if (!srv->shutting_down) {
+        yw__request_call(srv, c->reg);
+    }
+    if (yw__start_close(c) != 0) {
+        c->closed = 1;
+        c->dead = 1;
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "close failed", NULL);
+        c->finished = 1;
+        c->code = GRPC_STATUS_INTERNAL;
+    } else {
+        yw__dispatch_new(c);
+    }
+    c->pending--;
+    yw__call_maybe_free(c);
+}
+
+static void yw__dispatch_new(yw_call_t *c)
+{
+    if (c->reg == NULL) {
+        c->deadline = c->details.deadline;
+        char path[256];
+        size_t len = GRPC_SLICE_LENGTH(c->details.method);
+        snprintf(path, sizeof path, "%.*s", (int)(len < 255 ? len : 255),
+                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
+        yw_log(YW_LOG_INFO, "unknown method %s: UNIMPLEMENTED", path);
+        yw_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method %s is not implemented by this server",
+                       path);
+        return;
+    }
+    const yw_method_t *m = c->reg->method;
+    if (m->kind == YW_METHOD_UNARY || m->kind == YW_METHOD_SERVER_STREAMING) {
+        grpc_byte_buffer *bb = c->payload;
+        c->payload = NULL;
+        if (bb == NULL) {
+            yw_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request: the %s message is missing",
+                           m->request->name);
+            return;
+        }
+        c->request = yw__unpack(m->request, bb);
+        grpc_byte_buffer_destroy(bb);
+        if (c->request == NULL) {
+            yw_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+                           "request: not a valid %s message (malformed protobuf)", m->request->name);
+            return;
+        }
+        m->on_message(c, c->request);
+    } else {
+        yw__start_recv(c);
+    }
+}
+
+static void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
+{
+    yw_call_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        yw_log(YW_LOG_ERROR, "out of memory requesting a call");
+        return;
+    }
+    c->srv = srv;
+    c->reg = reg;
+    c->tag_new.cb = yw__on_new_call;
+    c->tag_close.cb = yw__on_close;
+    c->tag_recv.cb = yw__on_recv;
+    c->tag_send.cb = yw__on_send;
+    grpc_metadata_array_init(&c->md);
+    grpc_completion_queue *cq = yw_runtime_cq(srv->rt);
+    grpc_call_error err;
+    if (reg != NULL) {
+        int with_payload = reg->method->kind == YW_METHOD_UNARY ||
+                           reg->method->kind == YW_METHOD_SERVER_STREAMING;
+        err = grpc_server_request_registered_call(srv->server, reg->handle, &c->call, &c->deadline,
+                                                  &c->md, with_payload ? &c->payload : NULL, cq, cq,
+                                                  &c->tag_new);
+    } else {
+        grpc_call_details_init(&c->details);
+        err = grpc_server_request_call(srv->server, &c->call, &c->details, &c->md, cq, cq,
+                                       &c->tag_new);
+    }
+    if (err != GRPC_CALL_OK) {
+        yw_log(YW_LOG_ERROR, "grpc_server_request_call failed (%d)", (int)err);
+        grpc_metadata_array_destroy(&c->md);
+        if (reg == NULL) {
+            grpc_call_details_destroy(&c->details);
+        }
+        free(c);
+        return;
+    }
+    srv->requested++;
+}
+
+/* ---- server ---- */
+
+static void yw__on_reap(uv_timer_t *t)
+{
+    yw_server_t *srv = t->data;
+    yw_health_reap(srv->health);
+}
+
+int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_t **out,
+                     char *err, size_t errlen)
+{
+    yw_server_t *srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    srv->rt = rt;
+    srv->cfg = *cfg;
+    if (srv->cfg.max_receive_bytes <= 0) {
+        srv->cfg.max_receive_bytes = 4 << 20;
+    }
+    if (srv->cfg.max_send_bytes <= 0) {
+        srv->cfg.max_send_bytes = 16 << 20;
+    }
+    if (srv->cfg.grace_ms <= 0) {
+        srv->cfg.grace_ms = 5000;
+    }
+    if (srv->cfg.calls_per_method <= 0) {
+        srv->cfg.calls_per_method = 32;
+    }
+    srv->listen = strdup(cfg->listen ? cfg->listen : "127.0.0.1:0");
+    srv->cfg.listen = srv->listen;
+    int rc = yw_health_create(&srv->health);
+    if (rc != 0) {
+        snprintf(err, errlen, "health: cannot create (%d)", rc);
+        goto fail;
+    }
+    rc = yw_reflection_create(cfg->descriptor_set, cfg->descriptor_set_len, &srv->reflection, err,
+                              errlen);
+    if (rc != 0) {
+        goto fail;
+    }
+    srv->tag_shutdown.cb = NULL;
+    if ((rc = yw_server_add_service(srv, yw_health_service(srv->health))) != 0 ||
+        (rc = yw_server_add_service(srv, yw_reflection_service_v1(srv->reflection))) != 0 ||
+        (rc = yw_server_add_service(srv, yw_reflection_service_v1alpha(srv->reflection))) != 0) {
+        snprintf(err, errlen, "cannot add the health and reflection services");
+        goto fail;
+    }
+    *out = srv;
+    return 0;
+fail:
+    if (srv->reflection != NULL) {
+        yw_reflection_destroy(srv->reflection);
+    }
+    if (srv->health != NULL) {
+        yw_health_destroy(srv->health);
+    }
+    free(srv->listen);
+    free(srv);
+    return rc < 0 ? rc : -EINVAL;
+}
+
+int yw_server_add_service(yw_server_t *srv, const yw_service_t *svc)
+{
+    if (srv->started || srv->n_services == YW__MAX_SERVICES) {
+        return -EINVAL;
+    }
+    srv->services[srv->n_services++] = svc;
+    return 0;
+}
+
+yw_runtime_t *yw_server_runtime(yw_server_t *srv)
+{
+    return srv->rt;
+}
+
+int yw_server_port(const yw_server_t *srv)
+{
+    return srv->port;
+}
+
+size_t yw_server_service_names(const yw_server_t *srv, const char **names, size_t max)
+{
+    for (size_t i = 0; i < srv->n_services && i < max; i++) {
+        names[i] = srv->services[i]->name;
+    }
+    return srv->n_services;
+}
+
+int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
+{
+    grpc_arg args[3];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = srv->cfg.max_receive_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = srv->cfg.max_send_bytes;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[2].value.integer = srv->cfg.reuse_port ? 1 : 0;
+    grpc_channel_args chargs = {.num_args = 3, .args = args};
+    srv->server = grpc_server_create(&chargs, NULL);
+    if (srv->server == NULL) {
+        snprintf(err, errlen, "grpc_server_create failed");
+        return -ENOMEM;
+    }
+    grpc_completion_queue *cq = yw_runtime_cq(srv->rt);
+    grpc_server_register_completion_queue(srv->server, cq, NULL);
+
+    for (size_t i = 0; i < srv->n_services; i++) {
+        srv->n_regs += srv->services[i]->n_methods;
+    }
+    srv->regs = calloc(srv->n_regs ? srv->n_regs : 1, sizeof *srv->regs);
+    if (srv->regs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    size_t r = 0;
+    for (size_t i = 0; i < srv->n_services; i++) {
+        const yw_service_t *svc = srv->services[i];
+        for (size_t j = 0; j < svc->n_methods; j++, r++) {
+            const yw_method_t *m = &svc->methods[j];
+            int with_payload = m->kind == YW_METHOD_UNARY || m->kind == YW_METHOD_SERVER_STREAMING;
+            srv->regs[r].srv = srv;
+            srv->regs[r].svc = svc;
+            srv->regs[r].method = m;
+            srv->regs[r].handle = grpc_server_register_method(
+                srv->server, m->path, NULL,
+                with_payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+            if (srv->regs[r].handle == NULL) {
+                snprintf(err, errlen, "cannot register method %s (registered twice?)", m->path);
+                return -EINVAL;
+            }
+        }
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (srv->port == 0) {
+        snprintf(err, errlen, "--listen %s: cannot bind (address in use or invalid)", srv->listen);
+        grpc_server_destroy(srv->server);
+        srv->server = NULL;
+        return -EADDRINUSE;
+    }
+    grpc_server_start(srv->server);
+    srv->started = 1;
+    for (size_t i = 0; i < srv->n_regs; i++) {
+        for (int k = 0; k < srv->cfg.calls_per_method; k++) {
+            yw__request_call(srv, &srv->regs[i]);
+        }
+    }
+    for (int k = 0; k < YW__GENERIC_CALLS; k++) {
+        yw__request_call(srv, NULL);
+    }
+    uv_loop_t *loop = yw_runtime_loop(srv->rt);
+    uv_timer_init(loop, &srv->grace_timer);
+    uv_timer_init(loop, &srv->reap_timer);
+    srv->grace_timer.data = srv;
+    srv->reap_timer.data = srv;
+    srv->handles_open = 2;
+    uv_timer_start(&srv->reap_timer, yw__on_reap, YW__REAP_MS, YW__REAP_MS);
+    uv_unref((uv_handle_t *)&srv->reap_timer);
+    yw_health_set(srv->health, "", 1);
+    for (size_t i = 0; i < srv->n_services; i++) {
+        yw_health_set(srv->health, srv->services[i]->name, 1);
+    }
+    return 0;
+}
+
+static void yw__server_check_down(yw_server_t *srv)
+{
+    if (!srv->shutting_down || !srv->shutdown_notified || srv->live_calls > 0 ||
+        srv->requested > 0 || srv->shutdown_cb == NULL) {
+        return;
+    }
+    uv_timer_stop(&srv->grace_timer);
+    uv_timer_stop(&srv->reap_timer);
+    void (*cb)(void *) = srv->shutdown_cb;
+    srv->shutdown_cb = NULL;
+    cb(srv->shutdown_arg);
+}
+
+static void yw__on_shutdown_notify(yw_tag_t *tag, int ok)
+{
+    yw_server_t *srv = YW__CONTAINER(tag, yw_server_t, tag_shutdown);
+    (void)ok;
+    srv->shutdown_notified = 1;
+    yw__server_check_down(srv);
+}
+
+static void yw__on_grace(uv_timer_t *t)
+{
+    yw_server_t *srv = t->data;
+    yw_log(YW_LOG_WARN, "grace period over: cancelling %zu call(s) in flight", srv->live_calls);
+    srv->grace_fired = 1;
+    grpc_server_cancel_all_calls(srv->server);
+}
+
+static void yw__noop_done(void *arg)
+{
+    (void)arg;
+}
+
+void yw_server_shutdown(yw_server_t *srv, void (*done)(void *arg), void *arg)
+{
+    if (srv->shutting_down) {
+        return;
+    }
+    srv->shutting_down = 1;
+    srv->shutdown_cb = done ? done : yw__noop_done;
+    srv->shutdown_arg = arg;
+    if (!srv->started) {
+        srv->shutdown_notified = 1;
+        yw__server_check_down(srv);
+        return;
+    }
+    yw_health_shutdown(srv->health);
+    srv->tag_shutdown.cb = yw__on_shutdown_notify;
+    grpc_server_shutdown_and_notify(srv->server, yw_runtime_cq(srv->rt), &srv->tag_shutdown);
+    uv_timer_start(&srv->grace_timer, yw__on_grace, (uint64_t)srv->cfg.grace_ms, 0);
+}
+
+static void yw__server_free(yw_server_t *srv)
+{
+    yw_reflection_destroy(srv->reflection);
+    yw_health_destroy(srv->health);
+    free(srv->regs);
+    free(srv->listen);
+    free(srv);
+}
+
+static void yw__on_timer_closed(uv_handle_t *h)
+{
+    yw_server_t *srv = h->data;
+    if (--srv->handles_open == 0) {
+        yw__server_free(srv);
+    }
+}
+
+void yw_server_destroy(yw_server_t *srv)
+{
+    if (srv->server != NULL) {
+        grpc_server_destroy(srv->server);
+        srv->server = NULL;
+    }
+    if (srv->handles_open > 0) {
+        uv_close((uv_handle_t *)&srv->grace_timer, yw__on_timer_closed);
+        uv_close((uv_handle_t *)&srv->reap_timer, yw__on_timer_closed);
+    } else {
+        yw__server_free(srv);
+    }
+}

@@ -1,0 +1,237 @@
+/*
+ * Unit tests of common/runtime.c, server.c and client.c together: a real server on a
+ * loopback port, called through the client runtime, all on one loop thread.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/client.h"
+#include "common/runtime.h"
+#include "common/server.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "tests/unit/test.h"
+
+extern const unsigned char yw_descriptor_set[];
+extern const size_t yw_descriptor_set_len;
+
+typedef struct {
+    yw_runtime_t *rt;
+    yw_server_t *srv;
+    yw_channel_t *ch;
+    int calls_done;
+    int calls_expected;
+    grpc_status_code codes[8];
+    char details[8][256];
+    int serving[8];
+    int server_down;
+    uv_timer_t timer;
+    int timer_fired;
+} fixture_t;
+
+static void start(fixture_t *f)
+{
+    memset(f, 0, sizeof *f);
+    YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
+    yw_server_config_t cfg = {
+        .listen = "127.0.0.1:0",
+        .descriptor_set = yw_descriptor_set,
+        .descriptor_set_len = yw_descriptor_set_len,
+        .grace_ms = 200,
+    };
+    char err[256];
+    YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_server_start(f->srv, err, sizeof err), ==, 0);
+    YW_CHECK(yw_server_port(f->srv) > 0);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", yw_server_port(f->srv));
+    YW_CHECK_INT(yw_channel_create(f->rt, target, &f->ch), ==, 0);
+}
+
+static void on_down(void *arg)
+{
+    fixture_t *f = arg;
+    f->server_down = 1;
+    yw_server_destroy(f->srv);
+    yw_runtime_stop(f->rt);
+}
+
+static void on_reply(void *arg, grpc_status_code code, const char *detail, ProtobufCMessage *resp)
+{
+    fixture_t *f = arg;
+    int i = f->calls_done++;
+    f->codes[i] = code;
+    snprintf(f->details[i], sizeof f->details[i], "%s", detail);
+    if (resp != NULL) {
+        f->serving[i] = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    if (f->calls_done == f->calls_expected) {
+        yw_channel_destroy(f->ch);
+        f->ch = NULL;
+        yw_server_shutdown(f->srv, on_down, f);
+    }
+}
+
+static void check(fixture_t *f, const char *method, const char *service)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)service;
+    YW_CHECK_INT(yw_client_unary(f->ch, method, &req.base,
+                                 &grpc__health__v1__health_check_response__descriptor, NULL, 5000,
+                                 on_reply, f),
+                 ==, 0);
+}
+
+YW_TEST(health_check_over_the_loop)
+{
+    fixture_t f;
+    start(&f);
+    f.calls_expected = 3;
+    check(&f, "/grpc.health.v1.Health/Check", "");
+    check(&f, "/grpc.health.v1.Health/Check", "grpc.health.v1.Health");
+    check(&f, "/grpc.health.v1.Health/Check", "no.such.Service");
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.calls_done, ==, 3);
+    YW_CHECK(f.server_down);
+    int ok = 0, not_found = 0;
+    for (int i = 0; i < 3; i++) {
+        if (f.codes[i] == GRPC_STATUS_OK) {
+            YW_CHECK_INT(f.serving[i], ==, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+            ok++;
+        } else {
+            YW_CHECK_INT(f.codes[i], ==, GRPC_STATUS_NOT_FOUND);
+            YW_CHECK(strstr(f.details[i], "no.such.Service") != NULL);
+            not_found++;
+        }
+    }
+    YW_CHECK_INT(ok, ==, 2);
+    YW_CHECK_INT(not_found, ==, 1);
+    yw_runtime_destroy(f.rt);
+}
+
+YW_TEST(unknown_method_is_unimplemented)
+{
+    fixture_t f;
+    start(&f);
+    f.calls_expected = 1;
+    check(&f, "/no.such.Service/Nothing", "");
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.codes[0], ==, GRPC_STATUS_UNIMPLEMENTED);
+    YW_CHECK(strstr(f.details[0], "/no.such.Service/Nothing") != NULL);
+    yw_runtime_destroy(f.rt);
+}
+
+YW_TEST(malformed_request_is_invalid_argument)
+{
+    /* A HealthCheckRequest whose field 1 (a string) arrives as a varint. */
+    fixture_t f;
+    start(&f);
+    f.calls_expected = 1;
+    Grpc__Health__V1__HealthCheckResponse bogus = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    bogus.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    YW_CHECK_INT(yw_client_unary(f.ch, "/grpc.health.v1.Health/Check", &bogus.base,
+                                 &grpc__health__v1__health_check_response__descriptor, NULL, 5000,
+                                 on_reply, &f),
+                 ==, 0);
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.codes[0], ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK(strstr(f.details[0], "HealthCheckRequest") != NULL);
+    yw_runtime_destroy(f.rt);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    fixture_t *f = t->data;
+    f->timer_fired = 1;
+    uv_close((uv_handle_t *)t, NULL);
+    yw_channel_destroy(f->ch);
+    f->ch = NULL;
+    yw_server_shutdown(f->srv, on_down, f);
+}
+
+YW_TEST(libuv_timers_fire_while_grpc_is_idle)
+{
+    fixture_t f;
+    start(&f);
+    uv_timer_init(yw_runtime_loop(f.rt), &f.timer);
+    f.timer.data = &f;
+    uv_update_time(yw_runtime_loop(f.rt));
+    uint64_t t0 = uv_hrtime();
+    uv_timer_start(&f.timer, on_timer, 50, 0);
+    yw_runtime_run(f.rt);
+    YW_CHECK(f.timer_fired);
+    YW_CHECK(uv_hrtime() - t0 >= 50 * 1000000ull);
+    yw_runtime_destroy(f.rt);
+}
+
+typedef struct {
+    uv_work_t work;
+    fixture_t *f;
+    int after_ran;
+} work_t;
+
+static void work_cb(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    work_t *wk = w->data;
+    YW_CHECK_INT(status, ==, 0);
+    wk->after_ran = 1;
+    yw_channel_destroy(wk->f->ch);
+    wk->f->ch = NULL;
+    yw_server_shutdown(wk->f->srv, on_down, wk->f);
+}
+
+YW_TEST(thread_pool_completion_wakes_the_loop)
+{
+    /* The loop sleeps in grpc_completion_queue_next with no timer; only the waker can
+     * tell it that the thread pool finished. */
+    fixture_t f;
+    start(&f);
+    work_t wk = {.f = &f};
+    wk.work.data = &wk;
+    YW_CHECK_INT(uv_queue_work(yw_runtime_loop(f.rt), &wk.work, work_cb, after_work_cb), ==, 0);
+    yw_runtime_run(f.rt);
+    YW_CHECK(wk.after_ran);
+    yw_runtime_destroy(f.rt);
+}
+
+YW_TEST(second_server_on_a_taken_port_fails)
+{
+    fixture_t f;
+    start(&f);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", yw_server_port(f.srv));
+    yw_server_config_t cfg = {
+        .listen = listen,
+        .descriptor_set = yw_descriptor_set,
+        .descriptor_set_len = yw_descriptor_set_len,
+    };
+    yw_server_t *second = NULL;
+    char err[256];
+    YW_CHECK_INT(yw_server_create(f.rt, &cfg, &second, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_server_start(second, err, sizeof err), ==, -EADDRINUSE);
+    YW_CHECK(strstr(err, listen) != NULL);
+    yw_server_destroy(second);
+    yw_channel_destroy(f.ch);
+    f.ch = NULL;
+    yw_server_shutdown(f.srv, on_down, &f);
+    yw_runtime_run(f.rt);
+    yw_runtime_destroy(f.rt);
+}
+
+int main(int argc, char **argv)
+{
+    static const yw_test_t tests[] = {
+        YW_TEST_ENTRY(health_check_over_the_loop),
+        YW_TEST_ENTRY(unknown_method_is_unimplemented),
+        YW_TEST_ENTRY(malformed_request_is_invalid_argument),
+        YW_TEST_ENTRY(libuv_timers_fire_while_grpc_is_idle),
+        YW_TEST_ENTRY(thread_pool_completion_wakes_the_loop),
+        YW_TEST_ENTRY(second_server_on_a_taken_port_fails),
+    };
+    return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
+}
