@@ -160,9 +160,12 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
                                 gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
     }
     /* With a parent, gRPC takes the earlier of its deadline and ours. */
+    /* The method slice need only live through grpc_channel_create_call(). */
+    grpc_slice method_slice = grpc_slice_from_copied_string(method);
     c->call = grpc_channel_create_call(ch->channel, parent ? yw_call_grpc(parent) : NULL,
-                                       GRPC_PROPAGATE_DEFAULTS, yw_runtime_cq(ch->rt),
-                                       grpc_slice_from_copied_string(method), NULL, deadline, NULL);
+                                       GRPC_PROPAGATE_DEFAULTS, yw_runtime_cq(ch->rt), method_slice,
+                                       NULL, deadline, NULL);
+    grpc_slice_unref(method_slice);
     if (c->call == NULL) {
         grpc_byte_buffer_destroy(c->send_bb);
         free(c);
