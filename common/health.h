@@ -22,9 +22,20 @@ const yw_service_t *yw_health_service(yw_health_t *h);
 
 /**
  * Sets `service` ("" for the whole server) SERVING (non-zero) or NOT_SERVING, adding
- * the name when new, and sends the new status to every Watch of that name.
+ * the name when new, and sends the new status to every Watch of that name (only when
+ * it changed). After yw_health_shutdown() every name stays NOT_SERVING. If memory runs
+ * out adding a new name, the name stays unknown (Check: NOT_FOUND).
  */
 void yw_health_set(yw_health_t *h, const char *service, int serving);
+
+/**
+ * Finishes (CANCELLED) every Watch whose call yw_call_is_cancelled() reports ended:
+ * a server-streaming handler learns of a client's cancellation only when a send fails
+ * or the runtime calls its on_end, and a Watch may send nothing for hours. The server
+ * calls this periodically (about once a second) on the loop thread; it is cheap when
+ * nothing is cancelled (one pass over the watches).
+ */
+void yw_health_reap(yw_health_t *h);
 
 /**
  * Server shutdown: every name goes NOT_SERVING, each Watch gets that update and is
@@ -32,7 +43,7 @@ void yw_health_set(yw_health_t *h, const char *service, int serving);
  */
 void yw_health_shutdown(yw_health_t *h);
 
-/** Frees the registry; after every call has ended. */
+/** Frees the registry; after every call has ended. NULL is a no-op. */
 void yw_health_destroy(yw_health_t *h);
 
 #ifdef __cplusplus
