@@ -32,11 +32,19 @@ typedef struct st_yw_store_conn_t yw_store_conn_t;
 /** One step of the schema. Versions start at 1 and increase by one. */
 typedef struct st_yw_migration_t {
     int version;
-    /** One or more SQL statements, run in one transaction. */
+    /**
+     * One or more SQL statements, run in one transaction with foreign keys off (so that
+     * a table can be rebuilt); the migration fails if it leaves a foreign key broken.
+     */
     const char *sql;
 } yw_migration_t;
 
-/** A unit of work for a store thread; embed it in your own struct. */
+/**
+ * A unit of work for a store thread; embed it in your own struct. The caller owns the
+ * memory: it must stay valid from yw_store_write()/yw_store_read() until `done` returns,
+ * after which the store no longer touches it. `errmsg` is cleared when the job is queued.
+ * A read job runs inside one read transaction, so all its statements see one snapshot.
+ */
 typedef struct st_yw_store_job_t {
     /**
      * Runs on a store thread. Returns GRPC_STATUS_OK, or the status to report with a
@@ -67,8 +75,9 @@ typedef struct st_yw_store_config_t {
 /**
  * Opens (creating or migrating) the database and starts the writer and reader
  * threads. Refuses a file that is not a SQLite database, is corrupt, or has a schema
- * version newer than the migrations know. Returns 0 or a negative errno with a message
- * in `err`.
+ * version newer than the migrations know, and leaves such a file untouched. Returns 0
+ * or a negative errno with a message in `err`. Call on the loop thread: `done` callbacks
+ * run there, and the store keeps the loop alive until yw_store_close() completes.
  */
 int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
                   size_t errlen);
@@ -90,8 +99,9 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
 
 /**
  * Finishes every queued job (their `done` callbacks run on the loop), stops the
- * threads, closes the database and frees the store. Call on the loop; the loop must
- * keep running until `closed` is called.
+ * threads, closes the database and frees the store. Call on the loop, once (a second
+ * call is ignored); the loop must keep running until `closed` is called. `closed` (may
+ * be NULL) runs on the loop after the store has been freed.
  */
 void yw_store_close(yw_store_t *store, void (*closed)(void *arg), void *arg);
 
@@ -106,9 +116,9 @@ sqlite3 *yw_store_db(yw_store_conn_t *conn);
 sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql);
 
 /**
- * The gRPC status for an SQLite result code: SQLITE_FULL -> RESOURCE_EXHAUSTED,
- * SQLITE_READONLY/BUSY/IOERR/CANTOPEN -> UNAVAILABLE, SQLITE_CONSTRAINT ->
- * ALREADY_EXISTS, others -> INTERNAL.
+ * The gRPC status for an SQLite result code (primary or extended): SQLITE_OK/ROW/DONE ->
+ * OK, SQLITE_FULL -> RESOURCE_EXHAUSTED, SQLITE_READONLY/BUSY/IOERR/CANTOPEN ->
+ * UNAVAILABLE, SQLITE_CONSTRAINT -> ALREADY_EXISTS, others -> INTERNAL.
  */
 grpc_status_code yw_store_status(int sqlite_rc);
 
