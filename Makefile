@@ -16,7 +16,7 @@ APT_PACKAGES := bazel-bootstrap bazel-rules-java libgrpc-dev libprotobuf-c-dev \
 DATA_DIR ?= $(CURDIR)/.data
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: all deps build run test unit integration asan clean
+.PHONY: all deps build run test unit integration asan bench clean
 
 all: build
 
@@ -47,9 +47,19 @@ unit: deps
 integration: build
 	YW_BIN_DIR=$(CURDIR)/bazel-bin $(PY) -m pytest -q -p no:cacheprovider tests/integration
 
-# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer: the unit
+# tests, then the integration tests against sanitized binaries (a leak or a UB report
+# makes the service exit non-zero at SIGTERM, which the harness asserts). The normal
+# build is restored afterwards so that bazel-bin/ holds release binaries again.
 asan: deps
 	$(BAZEL) test --config=asan //...
+	$(BAZEL) build --config=asan //...
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration
+	$(BAZEL) build //...
+
+# Benchmarks (never part of `make test`): medians of several runs, see bench/.
+bench: build
+	bench/h2load_get_creator.sh 3
 
 test: unit integration asan
 

@@ -1,0 +1,279 @@
+"""Fixtures: start the real service binaries on a free loopback port.
+
+Environment:
+  YW_BIN_DIR   directory holding the Bazel outputs (default: <repo>/bazel-bin);
+               the creator profile binary is services/creator_profile/creator_profile
+               under it.
+  YW_TEST_KEEP_LOGS=1   keep each server's stderr log (paths printed on failure).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ywclient  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN_DIR = os.environ.get("YW_BIN_DIR") or os.path.join(REPO, "bazel-bin")
+CREATOR_PROFILE_BIN = "services/creator_profile/creator_profile"
+CREATOR_SERVICE = "yaowei.creator.v1.CreatorProfileService"
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+def binary_path(rel):
+    path = os.path.join(BIN_DIR, rel)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(
+            "service binary not found or not executable: %s\n"
+            "build it first (bazel build //%s:%s) or point YW_BIN_DIR at the directory "
+            "holding it" % (path, os.path.dirname(rel), os.path.basename(rel)),
+            pytrace=False,
+        )
+    return path
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+class ServerProcess:
+    """One service process on 127.0.0.1:<port> with its own data dir."""
+
+    def __init__(self, binary, data_dir, log_dir, extra_args=(), name="server"):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.log_dir = log_dir
+        self.extra_args = list(extra_args)
+        self.name = name
+        self.port = free_port()
+        self.address = "127.0.0.1:%d" % self.port
+        self.proc = None
+        self.returncode = None
+        self._channel = None
+        self._client = None
+        self._starts = 0
+        self.log_path = None
+        self._log_file = None
+
+    # -- process control ----------------------------------------------------
+
+    def args(self):
+        return [self.binary, "--listen", self.address, "--data-dir", self.data_dir,
+                "--log-level", "info"] + self.extra_args
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self._starts += 1
+        self.log_path = os.path.join(self.log_dir, "%s.%d.log" % (self.name, self._starts))
+        self._log_file = open(self.log_path, "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("YW_")}
+        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, env=env)
+        self.returncode = None
+        self._wait_serving()
+        return self
+
+    def _wait_serving(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        last = None
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                self._close_log()
+                pytest.fail("%s exited with %d during start-up; log:\n%s"
+                            % (self.name, rc, self.log_tail()), pytrace=False)
+            ch = grpc.insecure_channel(self.address)
+            try:
+                if ywclient.health_check(ch, "", timeout=1.0) == "SERVING":
+                    return
+                last = "health status not SERVING"
+            except grpc.RpcError as e:
+                last = "%s: %s" % (e.code(), e.details())
+            finally:
+                ch.close()
+            time.sleep(0.05)
+        self.kill9()
+        pytest.fail("%s not SERVING within %.0f s (last: %s); log:\n%s"
+                    % (self.name, START_TIMEOUT_S, last, self.log_tail()), pytrace=False)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _close_log(self):
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def _drop_channel(self):
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+        self._client = None
+
+    def kill9(self):
+        """SIGKILL, no grace; returns the exit status (negative signal number)."""
+        self._drop_channel()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.returncode = self.proc.wait()
+        self._close_log()
+        return self.returncode
+
+    def terminate(self, timeout=STOP_TIMEOUT_S, close_channel=True):
+        """SIGTERM and wait; returns the exit status, or None after SIGKILL on timeout."""
+        if close_channel:
+            self._drop_channel()
+        if self.proc is None:
+            return self.returncode
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.returncode = None
+        self._close_log()
+        return self.returncode
+
+    def restart(self, hard=False):
+        """Stops (SIGTERM, or SIGKILL when hard) and starts again on the same port and data dir."""
+        if self.running():
+            if hard:
+                self.kill9()
+            else:
+                rc = self.terminate()
+                assert rc == 0, "SIGTERM exit status %r; log:\n%s" % (rc, self.log_tail())
+        self._drop_channel()
+        return self.start()
+
+    def stop(self):
+        """SIGTERM; the service must exit 0. Under the sanitizer build (make asan) a
+        leak or a UB report makes the exit status non-zero, so this is what catches it."""
+        rc = 0
+        if self.running():
+            rc = self.terminate()
+        self._drop_channel()
+        log = self.log_tail()
+        self._close_log()
+        assert rc == 0, "%s: exit status %r at SIGTERM; log:\n%s" % (self.name, rc, log)
+
+    # -- clients --------------------------------------------------------------
+
+    @property
+    def channel(self):
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address)
+        return self._channel
+
+    @property
+    def client(self):
+        """A DynamicClient (reflection v1) on this server."""
+        if self._client is None:
+            self._client = ywclient.DynamicClient(self.channel, "v1")
+        return self._client
+
+    def new_channel(self, **kw):
+        return ywclient.connect(self.address, **kw)
+
+    def call(self, method, request=None, **kw):
+        if "/" not in method and "." not in method:
+            method = "%s/%s" % (CREATOR_SERVICE, method)
+        return self.client.call(method, request, **kw)
+
+    def assert_alive(self):
+        """The process runs and answers health and a real method."""
+        assert self.running(), "%s is not running (exit %r); log:\n%s" % (
+            self.name, self.proc.poll() if self.proc else None, self.log_tail())
+        st = ywclient.health_check(self.channel, "", timeout=5.0)
+        assert st == "SERVING", st
+
+    # -- logs -----------------------------------------------------------------
+
+    def log_text(self):
+        if self._log_file is not None:
+            self._log_file.flush()
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def log_records(self):
+        out = []
+        for line in self.log_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"_unparsed": line})
+        return out
+
+
+def _make_server(tmp_path_factory, name, extra_args=()):
+    binary = binary_path(CREATOR_PROFILE_BIN)
+    base = tmp_path_factory.mktemp(name)
+    data_dir = base / "data"
+    data_dir.mkdir()
+    return ServerProcess(binary, str(data_dir), str(base), extra_args, name=name)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One creator profile process shared by a test module (tests use unique ids)."""
+    srv = _make_server(tmp_path_factory, "creator_profile")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server(shared_server):
+    """The shared server; after each test it must still be alive and serving."""
+    if not shared_server.running():
+        shared_server.start()
+    yield shared_server
+    shared_server.assert_alive()
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory):
+    """A creator profile process of its own, with an empty data dir."""
+    srv = _make_server(tmp_path_factory, "creator_profile_fresh", ["--grace-ms", "2000"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def small_limit_server(tmp_path_factory):
+    """A creator profile process started with --max-message-bytes 65536."""
+    srv = _make_server(tmp_path_factory, "creator_profile_small",
+                       ["--max-message-bytes", "65536"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def small_server(small_limit_server):
+    yield small_limit_server
+    small_limit_server.assert_alive()
