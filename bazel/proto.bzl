@@ -54,8 +54,11 @@ def yw_descriptor_set(name, protos, srcs = []):
         tools = ["//bazel:embed"],
         cmd = "$(location //bazel:embed) yw_descriptor_set $< $@",
     )
+    # alwayslink: common/app.c refers to the set weakly (so that tests can link the
+    # runtime without one), and a weak reference alone pulls nothing from an archive.
     native.cc_library(
         name = name,
         srcs = [name + "_embed.c"],
+        alwayslink = True,
         visibility = ["//visibility:public"],
     )
