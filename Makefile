@@ -49,19 +49,19 @@ integration: build
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer: the unit
 # tests, then the integration tests against sanitized binaries (a leak or a UB report
-# makes the service exit non-zero at SIGTERM, which the harness asserts). The normal
-# build is restored afterwards so that bazel-bin/ holds release binaries again.
+# makes the service exit non-zero at SIGTERM, which the harness asserts). `make test`
+# runs it first, so that the normal build that follows leaves release binaries in
+# bazel-bin/.
 asan: deps
 	$(BAZEL) test --config=asan //...
 	$(BAZEL) build --config=asan //...
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration
-	$(BAZEL) build //...
 
 # Benchmarks (never part of `make test`): medians of several runs, see bench/.
 bench: build
 	bench/h2load_get_creator.sh 3
 
-test: unit integration asan
+test: asan unit integration
 
 clean:
 	$(BAZEL) clean
