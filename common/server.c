@@ -58,6 +58,8 @@ struct st_yw_call_t {
     ProtobufCMessage *request; /* unary and server streaming */
     int close_cancelled;       /* RECV_CLOSE_ON_SERVER said cancelled */
     int closed;                /* RECV_CLOSE_ON_SERVER completed */
+    int close_started;         /* RECV_CLOSE_ON_SERVER was started */
+    int close_in_send;         /* ... as part of the send batch in flight */
     int dead;                  /* a batch failed: nothing more goes out */
     int pending;
     int finished;     /* the handler finished it (status queued) */
@@ -318,6 +320,10 @@ static void yw__on_send(yw_tag_t *tag, int ok)
     if (!ok) {
         c->dead = 1;
     }
+    if (c->close_in_send) {
+        c->close_in_send = 0;
+        c->closed = 1;
+    }
     yw__call_pump(c);
     /* Each tag callback keeps its own count in `pending` until its end, so that a
      * handler finishing the call from inside it cannot free the call under it. */
@@ -338,7 +344,7 @@ static void yw__call_pump(yw_call_t *c)
         }
         return;
     }
-    grpc_op ops[3];
+    grpc_op ops[4];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
     if (c->out_head != NULL) {
@@ -367,6 +373,14 @@ static void yw__call_pump(yw_call_t *c)
     if (n == 0) {
         return;
     }
+    if (with_status && !c->close_started) {
+        /* A unary handler that answered at once: one batch does it all. */
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+        n++;
+        c->close_started = 1;
+        c->close_in_send = 1;
+    }
     if (!c->md_sent) {
         memmove(&ops[1], &ops[0], n * sizeof ops[0]);
         memset(&ops[0], 0, sizeof ops[0]);
@@ -388,6 +402,10 @@ static void yw__call_pump(yw_call_t *c)
         c->sending = 0;
         c->dead = 1;
         c->status_sent = c->finished;
+        if (c->close_in_send) {
+            c->close_in_send = 0;
+            c->closed = 1;
+        }
         if (c->send_bb != NULL) {
             grpc_byte_buffer_destroy(c->send_bb);
             c->send_bb = NULL;
@@ -476,6 +494,7 @@ static void yw__on_close(yw_tag_t *tag, int ok)
 
 static void yw__start_recv(yw_call_t *c);
 static void yw__dispatch_new(yw_call_t *c);
+static int yw__start_close_or_fail(yw_call_t *c);
 
 static void yw__on_recv(yw_tag_t *tag, int ok)
 {
@@ -536,6 +555,7 @@ static int yw__start_close(yw_call_t *c)
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &c->close_cancelled;
     c->pending++;
+    c->close_started = 1;
     if (grpc_call_start_batch(c->call, &op, 1, &c->tag_close, NULL) != GRPC_CALL_OK) {
         c->pending--;
         return -EIO;
@@ -567,17 +587,34 @@ static void yw__on_new_call(yw_tag_t *tag, int ok)
     if (!srv->shutting_down) {
         yw__request_call(srv, c->reg);
     }
-    if (yw__start_close(c) != 0) {
-        c->closed = 1;
-        c->dead = 1;
-        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "close failed", NULL);
-        c->finished = 1;
-        c->code = GRPC_STATUS_INTERNAL;
-    } else {
+    /* Streams start RECV_CLOSE_ON_SERVER first: it is how cancellation is seen. A unary
+     * handler that answers at once gets it folded into its one send batch; one that
+     * goes asynchronous gets it started right after it returns. */
+    int unary = c->reg == NULL || c->reg->method->kind == YW_METHOD_UNARY;
+    if (unary || yw__start_close_or_fail(c) == 0) {
         yw__dispatch_new(c);
+    }
+    if (unary && !c->close_started) {
+        yw__start_close_or_fail(c);
     }
     c->pending--;
     yw__call_maybe_free(c);
+}
+
+/* Starts RECV_CLOSE_ON_SERVER; when gRPC refuses it, the call is cancelled and dead. */
+static int yw__start_close_or_fail(yw_call_t *c)
+{
+    if (yw__start_close(c) == 0) {
+        return 0;
+    }
+    c->closed = 1;
+    c->dead = 1;
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "close failed", NULL);
+    if (!c->finished) {
+        c->finished = 1;
+        c->code = GRPC_STATUS_INTERNAL;
+    }
+    return -EIO;
 }
 
 static void yw__dispatch_new(yw_call_t *c)
