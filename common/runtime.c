@@ -165,28 +165,33 @@ int yw_runtime_run(yw_runtime_t *rt)
     while (!rt->stop) {
         uv_update_time(&rt->loop);
         /* uv_backend_timeout() is 0 when nothing is active; then only gRPC can wake us. */
-        int timeout = uv_loop_alive(&rt->loop) ? uv_backend_timeout(&rt->loop) : -1;
+        int alive = uv_loop_alive(&rt->loop);
+        int timeout = alive ? uv_backend_timeout(&rt->loop) : -1;
         gpr_timespec deadline =
             timeout < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
                         : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                        gpr_time_from_millis(timeout, GPR_TIMESPAN));
+        /* One completion per turn: the queue hands out queued events without polling, and
+         * an extra zero-deadline drain would cost a poll of its own each time. */
         grpc_event ev = grpc_completion_queue_next(rt->cq, deadline, NULL);
         int woken = 0;
-        while (ev.type == GRPC_OP_COMPLETE) {
-            yw_tag_t *tag = ev.tag;
-            if (tag == &rt->wake_tag) {
-                woken = 1;
-            } else {
-                uv_update_time(&rt->loop);
-                tag->cb(tag, ev.success);
-            }
-            ev = grpc_completion_queue_next(rt->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
-        }
         if (ev.type == GRPC_QUEUE_SHUTDOWN) {
             break;
         }
         uv_update_time(&rt->loop);
-        uv_run(&rt->loop, UV_RUN_NOWAIT);
+        if (ev.type == GRPC_OP_COMPLETE) {
+            yw_tag_t *tag = ev.tag;
+            if (tag == &rt->wake_tag) {
+                woken = 1;
+            } else {
+                tag->cb(tag, ev.success);
+            }
+        }
+        /* Run libuv only when it has something to do: the waker saw its fd readable, a
+         * timer is due, or callbacks are pending (uv_backend_timeout() is then 0). */
+        if (woken || (uv_loop_alive(&rt->loop) && uv_backend_timeout(&rt->loop) == 0)) {
+            uv_run(&rt->loop, UV_RUN_NOWAIT);
+        }
         if (woken) {
             pthread_mutex_lock(&rt->mu);
             rt->wake_pending = 0;
