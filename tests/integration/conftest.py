@@ -277,3 +277,83 @@ def small_limit_server(tmp_path_factory):
 def small_server(small_limit_server):
     yield small_limit_server
     small_limit_server.assert_alive()
+
+
+# -- tier scoring: creator profile and tier scoring as two real processes ----------------
+
+TIER_SCORING_BIN = "services/tier_scoring/tier_scoring"
+TIER_SERVICE = "yaowei.tier.v1.TierScoringService"
+# Short, so that tests see the population refreshed within a second or so.
+TIER_REFRESH_MS = 300
+
+
+class TierStack:
+    """A creator profile process and a tier scoring process reading from it."""
+
+    def __init__(self, creator, tier):
+        self.creator = creator
+        self.tier = tier
+
+    def start(self):
+        self.creator.start()
+        self.tier.start()
+        return self
+
+    def stop(self):
+        self.tier.stop()
+        self.creator.stop()
+
+    def cp(self, method, request=None, **kw):
+        """A CreatorProfileService call ("CreateCreator", ...)."""
+        return self.creator.call("%s/%s" % (CREATOR_SERVICE, method), request, **kw)
+
+    def ts(self, method, request=None, **kw):
+        """A TierScoringService call ("ScoreCreator", ...)."""
+        return self.tier.call("%s/%s" % (TIER_SERVICE, method), request, **kw)
+
+
+def _make_tier_stack(tmp_path_factory, name, tier_args=()):
+    creator = _make_server(tmp_path_factory, name + "_creator_profile")
+    base = tmp_path_factory.mktemp(name + "_tier_scoring")
+    data_dir = base / "data"
+    data_dir.mkdir()
+    tier = ServerProcess(binary_path(TIER_SCORING_BIN), str(data_dir), str(base),
+                         ["--creator-profile-addr", creator.address,
+                          "--refresh-interval-ms", str(TIER_REFRESH_MS)] + list(tier_args),
+                         name=name + "_tier_scoring")
+    return TierStack(creator, tier)
+
+
+@pytest.fixture(scope="module")
+def shared_tier_stack(tmp_path_factory):
+    """One creator profile + tier scoring pair shared by a test module (tests use their
+    own categories and ids)."""
+    stack = _make_tier_stack(tmp_path_factory, "tier").start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def tier_stack(shared_tier_stack):
+    """The shared pair; after each test both must still be alive and serving."""
+    for srv in (shared_tier_stack.creator, shared_tier_stack.tier):
+        if not srv.running():
+            srv.start()
+    yield shared_tier_stack
+    shared_tier_stack.creator.assert_alive()
+    shared_tier_stack.tier.assert_alive()
+
+
+@pytest.fixture
+def fresh_tier_stack(tmp_path_factory):
+    """A pair of its own with empty data dirs: for tests that change the policy, stop
+    processes, or need to know every creator of the population."""
+    stack = _make_tier_stack(tmp_path_factory, "tier_fresh").start()
+    yield stack
+    for srv in (stack.creator, stack.tier):
+        if srv.proc is not None and srv.proc.poll() is None:
+            try:
+                srv.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
+            except OSError:
+                pass
+    stack.stop()

@@ -1,0 +1,973 @@
+/*
+ * tier_service.c — the handlers of yaowei.tier.v1.TierScoringService and the state
+ * behind them. Each handler reads like its method's documentation in tier.proto:
+ * validate, do, reply. See tier_service.h for the state and its lifetime.
+ *
+ * Replies are packed inside yw_call_reply(), so they may point at the population, the
+ * peer's responses or the stack; everything a reply points at is freed after it.
+ */
+#include "services/tier_scoring/tier_service.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "services/tier_scoring/tier_peer.h"
+#include "services/tier_scoring/tier_policy.h"
+#include "services/tier_scoring/tier_population.h"
+#include "services/tier_scoring/tier_refresh.h"
+#include "services/tier_scoring/tier_request.h"
+#include "services/tier_scoring/tier_score.h"
+#include "services/tier_scoring/tier_store.h"
+#include "yaowei/creator/v1/creator.pb-c.h"
+#include "yaowei/tier/v1/tier.pb-c.h"
+
+#define ERR_BUFSZ 1024
+
+#define BATCH_GET_CREATORS "/yaowei.creator.v1.CreatorProfileService/BatchGetCreators"
+#define BATCH_GET_STATS "/yaowei.creator.v1.CreatorProfileService/BatchGetCreatorStats"
+
+_Static_assert((int)TIER_LEVEL_HEAD == (int)YAOWEI__TIER__V1__TIER__TIER_HEAD &&
+                   (int)TIER_LEVEL_MID == (int)YAOWEI__TIER__V1__TIER__TIER_MID &&
+                   (int)TIER_LEVEL_TAIL == (int)YAOWEI__TIER__V1__TIER__TIER_TAIL &&
+                   (int)TIER_LEVEL_AMATEUR == (int)YAOWEI__TIER__V1__TIER__TIER_AMATEUR,
+               "tier_level_t mirrors yaowei.tier.v1.Tier");
+
+typedef struct st_tier_update_t tier_update_t;
+typedef struct st_tier_build_t tier_build_t;
+
+/* What yw_app_state() holds. Loop thread only. */
+typedef struct st_tier_state_t {
+    yw_store_t *store;
+    uv_loop_t *loop;
+    tier_peer_t *creator_profile;
+    int64_t peer_timeout_ms;   /* a read from creator profile when the caller set no deadline */
+    tier_policy_t policy;      /* in force */
+    tier_snapshot_t *snapshot; /* the newest inputs (a reference) */
+    tier_population_t *pop;    /* the newest population (a reference); never NULL */
+    tier_refresher_t *refresher;
+    int building;                          /* a build runs on the thread pool */
+    int build_again;                       /* and another is due right after it */
+    int saving, save_again;                /* the same for saves */
+    tier_update_t *updates, *updates_tail; /* UpdateTierPolicy calls, in arrival order */
+    int updating;                          /* the first of them is being written */
+    unsigned holds;                        /* the base (until fini), the refresher, builds, saves */
+    int closing;
+} tier_state_t;
+
+static tier_state_t *state_of(const yw_call_t *call)
+{
+    return yw_app_state(yw_app_from_call(call));
+}
+
+static void release(tier_state_t *st)
+{
+    if (--st->holds > 0) {
+        return;
+    }
+    tier_population_unref(st->pop);
+    tier_snapshot_unref(st->snapshot);
+    free(st);
+}
+
+static void now_utc(int64_t *seconds, int32_t *nanos)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        ts.tv_sec = time(NULL);
+        ts.tv_nsec = 0;
+    }
+    *seconds = (int64_t)ts.tv_sec;
+    *nanos = (int32_t)ts.tv_nsec;
+}
+
+/* ---- replies ---- */
+
+static void reply(yw_call_t *call, const ProtobufCMessage *resp)
+{
+    int rc = yw_call_reply(call, resp);
+    if (rc < 0) {
+        /* The runtime finished the call itself (INTERNAL) or it was finished already. */
+        yw_log(YW_LOG_WARN, "%s: reply not sent: %s", yw_call_method(call)->path, strerror(-rc));
+    }
+}
+
+static void fail(yw_call_t *call, grpc_status_code code, const char *msg)
+{
+    (void)yw_call_finish(call, code, "%s", msg); /* -EALREADY: finished already */
+}
+
+/* Non-zero (and the call finished) when nobody waits for the answer any more. */
+static int abandoned(yw_call_t *call)
+{
+    if (!yw_call_is_cancelled(call)) {
+        return 0;
+    }
+    if (yw_call_remaining_ms(call) <= 0) {
+        fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before the work started");
+    } else {
+        fail(call, GRPC_STATUS_CANCELLED, "call cancelled before the work started");
+    }
+    return 1;
+}
+
+/* Non-zero (and the call finished with UNAVAILABLE) before any population is known. */
+static int no_population(yw_call_t *call, const tier_state_t *st)
+{
+    if (st->pop->snap->time_s != 0) {
+        return 0;
+    }
+    const char *why = tier_refresher_last_error(st->refresher);
+    char err[ERR_BUFSZ];
+    snprintf(err, sizeof err,
+             "the creator population has not been read from creator profile yet (%s)",
+             why[0] != '\0' ? why : "the first refresh is in progress");
+    fail(call, GRPC_STATUS_UNAVAILABLE, err);
+    return 1;
+}
+
+/*
+ * One TierScore message. `components` is the caller's storage; `compute_time` may be
+ * shared by many messages; strings are borrowed.
+ */
+static void score_msg(Yaowei__Tier__V1__TierScore *m, Yaowei__Tier__V1__ScoreComponents *components,
+                      const char *creator_id, const char *category, int64_t followers,
+                      const tier_result_t *r, const tier_standing_t *s, int64_t policy_version,
+                      Google__Protobuf__Timestamp *compute_time)
+{
+    yaowei__tier__v1__tier_score__init(m);
+    yaowei__tier__v1__score_components__init(components);
+    components->reach = r->components.reach;
+    components->engagement = r->components.engagement;
+    components->video_momentum = r->components.video_momentum;
+    components->consistency = r->components.consistency;
+    m->creator_id = (char *)creator_id; /* protobuf-c wants non-const; only read */
+    m->tier = (Yaowei__Tier__V1__Tier)r->tier;
+    m->score = r->score;
+    m->components = components;
+    m->engagement_rate_raw = r->rate_raw;
+    m->engagement_rate_smoothed = r->rate_smoothed;
+    m->engagement_rate_lower_bound = r->rate_lower_bound;
+    m->percentile = s->percentile;
+    m->rising = s->rising != 0;
+    m->insufficient_data = r->insufficient_data != 0;
+    m->policy_version = policy_version;
+    m->compute_time = compute_time;
+    m->category = (char *)category;
+    m->followers = followers;
+}
+
+/* Storage of up to n TierScore messages; free with scores_free(). */
+typedef struct {
+    Yaowei__Tier__V1__TierScore *msgs;
+    Yaowei__Tier__V1__ScoreComponents *components;
+    Yaowei__Tier__V1__TierScore **ptrs;
+} scores_t;
+
+static int scores_alloc(scores_t *s, size_t n)
+{
+    size_t k = n ? n : 1;
+    s->msgs = calloc(k, sizeof *s->msgs);
+    s->components = calloc(k, sizeof *s->components);
+    s->ptrs = calloc(k, sizeof *s->ptrs);
+    if (s->msgs == NULL || s->components == NULL || s->ptrs == NULL) {
+        free(s->msgs);
+        free(s->components);
+        free(s->ptrs);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s->ptrs[i] = &s->msgs[i];
+    }
+    return 0;
+}
+
+static void scores_free(scores_t *s)
+{
+    free(s->msgs);
+    free(s->components);
+    free(s->ptrs);
+}
+
+/* ---- builds and saves of the population ---- */
+
+struct st_tier_build_t {
+    uv_work_t work;
+    tier_state_t *st;
+    tier_snapshot_t *snap; /* a reference */
+    tier_policy_t policy;
+    int64_t now_s;
+    int32_t now_ns;
+    tier_population_t *out;
+    int rc;
+};
+
+static void save_population(tier_state_t *st);
+static void rebuild(tier_state_t *st);
+
+static void save_done(yw_store_job_t *job, grpc_status_code status)
+{
+    tier_save_job_t *j = (tier_save_job_t *)job;
+    tier_state_t *st = j->data;
+    if (status != GRPC_STATUS_OK) {
+        yw_log(YW_LOG_WARN, "saving the population failed: %s: %s", yw_status_name(status),
+               job->errmsg);
+    } else {
+        yw_log(YW_LOG_DEBUG, "population saved: %zu creators", j->saved);
+    }
+    tier_population_unref((tier_population_t *)j->pop);
+    free(j);
+    st->saving = 0;
+    if (st->save_again && !st->closing) {
+        st->save_again = 0;
+        save_population(st);
+    }
+    release(st);
+}
+
+/* Saves the newest population (one save at a time; a save asked for meanwhile follows). */
+static void save_population(tier_state_t *st)
+{
+    if (st->closing) {
+        return;
+    }
+    if (st->saving) {
+        st->save_again = 1;
+        return;
+    }
+    tier_save_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        yw_log(YW_LOG_WARN, "saving the population: out of memory");
+        return;
+    }
+    j->job.work = tier_store_save;
+    j->job.done = save_done;
+    j->data = st;
+    j->pop = tier_population_ref(st->pop);
+    int rc = yw_store_write(st->store, &j->job);
+    if (rc < 0) {
+        yw_log(YW_LOG_WARN, "saving the population: cannot queue the write: %s", strerror(-rc));
+        tier_population_unref(st->pop);
+        free(j);
+        return;
+    }
+    st->saving = 1;
+    st->holds++;
+}
+
+static void build_work(uv_work_t *w)
+{
+    tier_build_t *b = w->data;
+    b->rc = tier_population_build(b->snap, &b->policy, b->now_s, b->now_ns, &b->out);
+}
+
+static void build_after(uv_work_t *w, int status)
+{
+    tier_build_t *b = w->data;
+    tier_state_t *st = b->st;
+    st->building = 0;
+    if (status != 0 || b->rc != 0) {
+        yw_log(YW_LOG_ERROR, "scoring the population failed: %s",
+               strerror(status != 0 ? -status : -b->rc));
+    } else if (st->closing) {
+        tier_population_unref(b->out);
+    } else {
+        tier_population_unref(st->pop);
+        st->pop = b->out;
+        yw_log(YW_LOG_DEBUG, "population scored: %zu creators under policy version %" PRId64,
+               st->pop->snap->n, st->pop->policy.version);
+        save_population(st);
+    }
+    tier_snapshot_unref(b->snap);
+    free(b);
+    if (st->build_again && !st->closing) {
+        st->build_again = 0;
+        rebuild(st);
+    }
+    release(st);
+}
+
+/* Scores the newest snapshot under the policy in force, on the thread pool. */
+static void rebuild(tier_state_t *st)
+{
+    if (st->closing) {
+        return;
+    }
+    if (st->building) {
+        st->build_again = 1;
+        return;
+    }
+    tier_build_t *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        yw_log(YW_LOG_ERROR, "scoring the population: out of memory");
+        return;
+    }
+    b->st = st;
+    b->snap = tier_snapshot_ref(st->snapshot);
+    b->policy = st->policy;
+    now_utc(&b->now_s, &b->now_ns);
+    b->work.data = b;
+    int rc = uv_queue_work(st->loop, &b->work, build_work, build_after);
+    if (rc != 0) {
+        yw_log(YW_LOG_ERROR, "scoring the population: %s", uv_strerror(rc));
+        tier_snapshot_unref(b->snap);
+        free(b);
+        return;
+    }
+    st->building = 1;
+    st->holds++;
+}
+
+static void on_snapshot(void *arg, tier_snapshot_t *snap)
+{
+    tier_state_t *st = arg;
+    tier_snapshot_unref(st->snapshot);
+    st->snapshot = snap;
+    rebuild(st);
+}
+
+static int32_t window_days(void *arg)
+{
+    const tier_state_t *st = arg;
+    return st->policy.window_days;
+}
+
+/* ---- ScoreCreator, BatchScoreCreators ---- */
+
+/* One scoring of creators read fresh from creator profile. */
+typedef struct st_tier_fetch_t {
+    yw_call_t *call;
+    tier_state_t *st;
+    char *const *ids; /* borrowed from the request */
+    size_t n;
+    int single;           /* ScoreCreator: reply the one TierScore */
+    tier_policy_t policy; /* in force when the call arrived */
+    int pending;          /* peer calls in flight */
+    Yaowei__Creator__V1__BatchGetCreatorsResponse *creators;
+    Yaowei__Creator__V1__BatchGetCreatorStatsResponse *stats;
+    /* the first failure, creators' before stats' */
+    grpc_status_code code;
+    const char *failed;
+    char detail[512];
+} tier_fetch_t;
+
+static void fetch_free(tier_fetch_t *f)
+{
+    if (f->creators != NULL) {
+        protobuf_c_message_free_unpacked(&f->creators->base, NULL);
+    }
+    if (f->stats != NULL) {
+        protobuf_c_message_free_unpacked(&f->stats->base, NULL);
+    }
+    free(f);
+}
+
+/* Finishes the call with creator profile's failure, named for this service's caller. */
+static void fail_peer(tier_fetch_t *f)
+{
+    char err[ERR_BUFSZ];
+    switch (f->code) {
+    case GRPC_STATUS_NOT_FOUND:
+        if (f->single) {
+            snprintf(err, sizeof err, "creator_id: creator \"%s\" not found", f->ids[0]);
+        } else {
+            /* creator profile names them as creator_ids[i], as this request does */
+            snprintf(err, sizeof err, "%s", f->detail);
+        }
+        break;
+    case GRPC_STATUS_UNAVAILABLE:
+        snprintf(err, sizeof err, "creator profile is unavailable (%s: %s)", f->failed, f->detail);
+        break;
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        snprintf(err, sizeof err, "deadline exceeded waiting for creator profile (%s)", f->failed);
+        break;
+    default:
+        snprintf(err, sizeof err, "creator profile: %s: %s", f->failed, f->detail);
+        break;
+    }
+    fail(f->call, f->code, err);
+}
+
+/* Both reads are in: score each creator and reply, in request order. */
+static void fetch_reply(tier_fetch_t *f)
+{
+    const Yaowei__Creator__V1__BatchGetCreatorsResponse *cr = f->creators;
+    const Yaowei__Creator__V1__BatchGetCreatorStatsResponse *sr = f->stats;
+    const tier_population_t *pop = f->st->pop;
+    char err[ERR_BUFSZ];
+    if (cr->n_creators != f->n || sr->n_stats != f->n) {
+        snprintf(err, sizeof err, "creator profile answered %zu creators and %zu stats for %zu ids",
+                 cr->n_creators, sr->n_stats, f->n);
+        fail(f->call, GRPC_STATUS_INTERNAL, err);
+        return;
+    }
+    scores_t out;
+    if (scores_alloc(&out, f->n) != 0) {
+        fail(f->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    now_utc(&now.seconds, &now.nanos);
+    for (size_t i = 0; i < f->n; i++) {
+        const Yaowei__Creator__V1__Creator *c = cr->creators[i];
+        const Yaowei__Creator__V1__CreatorStats *s = sr->stats[i];
+        if (strcmp(c->creator_id, f->ids[i]) != 0 || strcmp(s->creator_id, f->ids[i]) != 0) {
+            snprintf(err, sizeof err, "creator profile answered out of order at creator_ids[%zu]",
+                     i);
+            fail(f->call, GRPC_STATUS_INTERNAL, err);
+            scores_free(&out);
+            return;
+        }
+        tier_input_t in;
+        const char *category = tier_input_of(c, s, &in);
+        tier_result_t r;
+        tier_score_compute(&in, &f->policy, tier_population_prior(pop, category), &r);
+        tier_standing_t standing = tier_population_standing(pop, c->creator_id, category, &r,
+                                                            f->policy.rising_top_fraction);
+        score_msg(&out.msgs[i], &out.components[i], c->creator_id, category, c->followers, &r,
+                  &standing, f->policy.version, &now);
+    }
+    if (f->single) {
+        reply(f->call, &out.msgs[0].base);
+    } else {
+        Yaowei__Tier__V1__BatchScoreCreatorsResponse resp =
+            YAOWEI__TIER__V1__BATCH_SCORE_CREATORS_RESPONSE__INIT;
+        resp.n_scores = f->n;
+        resp.scores = out.ptrs;
+        reply(f->call, &resp.base);
+    }
+    scores_free(&out);
+}
+
+/* One of the two reads ended (`creators`: BatchGetCreators, else BatchGetCreatorStats). */
+static void fetch_step(tier_fetch_t *f, grpc_status_code code, const char *detail, int creators)
+{
+    if (code != GRPC_STATUS_OK && (f->code == GRPC_STATUS_OK || creators)) {
+        f->code = code;
+        f->failed = creators ? "BatchGetCreators" : "BatchGetCreatorStats";
+        snprintf(f->detail, sizeof f->detail, "%s", detail);
+    }
+    if (--f->pending > 0) {
+        return;
+    }
+    if (f->code != GRPC_STATUS_OK) {
+        fail_peer(f);
+    } else {
+        fetch_reply(f);
+    }
+    fetch_free(f);
+}
+
+static void on_creators(void *arg, grpc_status_code code, const char *detail,
+                        ProtobufCMessage *resp)
+{
+    tier_fetch_t *f = arg;
+    f->creators = (Yaowei__Creator__V1__BatchGetCreatorsResponse *)resp;
+    fetch_step(f, code, detail, 1);
+}
+
+static void on_stats(void *arg, grpc_status_code code, const char *detail, ProtobufCMessage *resp)
+{
+    tier_fetch_t *f = arg;
+    f->stats = (Yaowei__Creator__V1__BatchGetCreatorStatsResponse *)resp;
+    fetch_step(f, code, detail, 0);
+}
+
+/*
+ * Reads the creators and their stats from creator profile, in parallel, with the
+ * call's deadline, then scores them (fetch_reply). Finishes the call in every case.
+ */
+static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int single)
+{
+    tier_state_t *st = state_of(call);
+    tier_fetch_t *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    f->call = call;
+    f->st = st;
+    f->ids = ids;
+    f->n = n;
+    f->single = single;
+    f->policy = st->policy;
+    f->code = GRPC_STATUS_OK;
+    /* The call's own deadline rules; a call without one gets the default. */
+    int64_t timeout = yw_call_remaining_ms(call) == INT64_MAX ? st->peer_timeout_ms : 0;
+
+    Yaowei__Creator__V1__BatchGetCreatorsRequest creq =
+        YAOWEI__CREATOR__V1__BATCH_GET_CREATORS_REQUEST__INIT;
+    creq.n_creator_ids = n;
+    creq.creator_ids = (char **)ids;
+    Yaowei__Creator__V1__BatchGetCreatorStatsRequest sreq =
+        YAOWEI__CREATOR__V1__BATCH_GET_CREATOR_STATS_REQUEST__INIT;
+    sreq.n_creator_ids = n;
+    sreq.creator_ids = (char **)ids;
+    sreq.window_days = f->policy.window_days;
+
+    char why[128];
+    int rc = tier_peer_unary(st->creator_profile, BATCH_GET_CREATORS, &creq.base,
+                             &yaowei__creator__v1__batch_get_creators_response__descriptor, call,
+                             timeout, on_creators, f);
+    if (rc != 0) {
+        snprintf(why, sizeof why, "creator profile: BatchGetCreators: cannot start the call: %s",
+                 strerror(-rc));
+        fail(call, GRPC_STATUS_UNAVAILABLE, why);
+        fetch_free(f);
+        return;
+    }
+    f->pending = 1; /* set after the start: completions run later, on this loop */
+    rc = tier_peer_unary(st->creator_profile, BATCH_GET_STATS, &sreq.base,
+                         &yaowei__creator__v1__batch_get_creator_stats_response__descriptor, call,
+                         timeout, on_stats, f);
+    if (rc != 0) {
+        /* Reported when the creators' read completes (unless that one fails too). */
+        f->code = GRPC_STATUS_UNAVAILABLE;
+        f->failed = "BatchGetCreatorStats";
+        snprintf(f->detail, sizeof f->detail, "cannot start the call: %s", strerror(-rc));
+        return;
+    }
+    f->pending = 2;
+}
+
+/*
+ * Scores one creator from its current profile and stats. NOT_FOUND when creator
+ * profile does not know the creator; UNAVAILABLE or DEADLINE_EXCEEDED when creator
+ * profile cannot be reached in time.
+ */
+static void score_creator(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Tier__V1__ScoreCreatorRequest *req = (const void *)msg;
+    char err[ERR_BUFSZ];
+    grpc_status_code code = tier_validate_id("creator_id", req->creator_id, err, sizeof err);
+    if (code != GRPC_STATUS_OK) {
+        fail(call, code, err);
+        return;
+    }
+    if (abandoned(call)) {
+        return;
+    }
+    fetch_and_score(call, &req->creator_id, 1, 1);
+}
+
+/*
+ * Scores up to 1000 creators, in request order, with one batched read from creator
+ * profile. NOT_FOUND names every unknown id.
+ */
+static void batch_score_creators(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Tier__V1__BatchScoreCreatorsRequest *req = (const void *)msg;
+    char err[ERR_BUFSZ];
+    grpc_status_code code =
+        tier_validate_ids("creator_ids", req->creator_ids, req->n_creator_ids, err, sizeof err);
+    if (code != GRPC_STATUS_OK) {
+        fail(call, code, err);
+        return;
+    }
+    if (req->n_creator_ids == 0) {
+        Yaowei__Tier__V1__BatchScoreCreatorsResponse resp =
+            YAOWEI__TIER__V1__BATCH_SCORE_CREATORS_RESPONSE__INIT;
+        reply(call, &resp.base);
+        return;
+    }
+    if (abandoned(call)) {
+        return;
+    }
+    fetch_and_score(call, req->creator_ids, req->n_creator_ids, 0);
+}
+
+/* ---- ListCreatorsByTier ---- */
+
+/*
+ * The population's creators of one tier (and optionally one primary category), highest
+ * score first (ties by creator_id). AIP-158 paging.
+ */
+static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Tier__V1__ListCreatorsByTierRequest *req = (const void *)msg;
+    tier_state_t *st = state_of(call);
+    char err[ERR_BUFSZ];
+    grpc_status_code code;
+    if ((code = tier_validate_tier("tier", req->tier, err, sizeof err)) != GRPC_STATUS_OK ||
+        (code = tier_validate_category("category", req->category, err, sizeof err)) !=
+            GRPC_STATUS_OK ||
+        (code = tier_validate_page_size(req->page_size, err, sizeof err)) != GRPC_STATUS_OK) {
+        fail(call, code, err);
+        return;
+    }
+    tier_level_t tier = (tier_level_t)req->tier;
+    uint64_t filter = tier_page_filter(tier, req->category);
+    double after_score = 0.0;
+    char after_id[TIER_ID_MAX + 1];
+    if (req->page_token[0] != '\0' &&
+        (code = tier_page_token_decode(req->page_token, filter, &after_score, after_id, err,
+                                       sizeof err)) != GRPC_STATUS_OK) {
+        fail(call, code, err);
+        return;
+    }
+    if (no_population(call, st)) {
+        return;
+    }
+    const tier_population_t *pop = st->pop;
+    tier_group_t g = tier_population_group(pop, tier, req->category);
+    size_t start = req->page_token[0] != '\0' ? tier_group_seek(&g, pop, after_score, after_id) : 0;
+    size_t count = (size_t)tier_page_size(req->page_size);
+    if (count > g.n - start) {
+        count = g.n - start;
+    }
+    scores_t out;
+    if (scores_alloc(&out, count) != 0) {
+        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    Google__Protobuf__Timestamp computed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    computed.seconds = pop->compute_time_s;
+    computed.nanos = pop->compute_time_ns;
+    for (size_t k = 0; k < count; k++) {
+        size_t i = g.idx[start + k];
+        const tier_creator_t *c = &pop->snap->creators[i];
+        score_msg(&out.msgs[k], &out.components[k], c->creator_id, c->category, c->in.followers,
+                  &pop->results[i], &pop->standings[i], pop->policy.version, &computed);
+    }
+    char token[TIER_PAGE_TOKEN_BUFSZ] = "";
+    if (start + count < g.n && count > 0) {
+        size_t last = g.idx[start + count - 1];
+        if (tier_page_token_encode(filter, pop->results[last].score,
+                                   pop->snap->creators[last].creator_id, token) != 0) {
+            fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
+            scores_free(&out);
+            return;
+        }
+    }
+    Google__Protobuf__Timestamp refreshed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    refreshed.seconds = pop->snap->time_s;
+    refreshed.nanos = pop->snap->time_ns;
+    Yaowei__Tier__V1__ListCreatorsByTierResponse resp =
+        YAOWEI__TIER__V1__LIST_CREATORS_BY_TIER_RESPONSE__INIT;
+    resp.n_scores = count;
+    resp.scores = out.ptrs;
+    resp.next_page_token = token;
+    resp.total_size = (int64_t)g.n;
+    resp.refresh_time = &refreshed;
+    reply(call, &resp.base);
+    scores_free(&out);
+}
+
+/* ---- GetTierPolicy, UpdateTierPolicy ---- */
+
+static void reply_policy(yw_call_t *call, const tier_policy_t *p)
+{
+    Yaowei__Tier__V1__TierPolicy msg;
+    Yaowei__Tier__V1__ScoreWeights weights;
+    Google__Protobuf__Timestamp update_time;
+    tier_policy_to_msg(p, &msg, &weights, &update_time);
+    reply(call, &msg.base);
+}
+
+/* The policy in force. */
+static void get_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    (void)msg;
+    reply_policy(call, &state_of(call)->policy);
+}
+
+struct st_tier_update_t {
+    tier_policy_job_t pj; /* first: the store hands back its job */
+    yw_call_t *call;
+    const Yaowei__Tier__V1__UpdateTierPolicyRequest *req; /* the call's */
+    tier_update_t *next;
+};
+
+static void next_update(tier_state_t *st);
+
+static void update_done(yw_store_job_t *job, grpc_status_code status)
+{
+    tier_update_t *u = (tier_update_t *)job;
+    tier_state_t *st = u->pj.data;
+    st->updating = 0;
+    if (status == GRPC_STATUS_OK) {
+        st->policy = u->pj.policy;
+        yw_call_log(u->call, YW_LOG_INFO, "policy version %" PRId64 " in force",
+                    st->policy.version);
+        rebuild(st);
+        tier_refresher_trigger(st->refresher);
+        reply_policy(u->call, &st->policy);
+    } else {
+        fail(u->call, status,
+             job->errmsg[0] != '\0' ? job->errmsg : "store: the policy did not commit");
+    }
+    free(u);
+    next_update(st);
+}
+
+/*
+ * Takes the next queued UpdateTierPolicy: merges it into the policy in force, validates
+ * and writes it. Updates are written one at a time, so each one merges into the
+ * version the previous one made.
+ */
+static void next_update(tier_state_t *st)
+{
+    while (!st->updating && st->updates != NULL) {
+        tier_update_t *u = st->updates;
+        st->updates = u->next;
+        if (st->updates == NULL) {
+            st->updates_tail = NULL;
+        }
+        if (abandoned(u->call)) {
+            free(u);
+            continue;
+        }
+        char err[ERR_BUFSZ];
+        grpc_status_code code =
+            tier_policy_update(&st->policy, u->req, &u->pj.policy, err, sizeof err);
+        if (code != GRPC_STATUS_OK) {
+            fail(u->call, code, err);
+            free(u);
+            continue;
+        }
+        now_utc(&u->pj.policy.update_time_s, &u->pj.policy.update_time_ns);
+        u->pj.job.work = tier_store_put_policy;
+        u->pj.job.done = update_done;
+        u->pj.data = st;
+        int rc = yw_store_write(st->store, &u->pj.job);
+        if (rc < 0) {
+            fail(u->call, GRPC_STATUS_UNAVAILABLE,
+                 rc == -ESHUTDOWN ? "the service is shutting down"
+                                  : "store: cannot queue the write");
+            free(u);
+            continue;
+        }
+        st->updating = 1;
+    }
+}
+
+/*
+ * Replaces the policy (or the fields named in update_mask), validates it, bumps its
+ * version, persists it, rescores the population and starts a refresh.
+ */
+static void update_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    tier_state_t *st = state_of(call);
+    tier_update_t *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    u->call = call;
+    u->req = (const Yaowei__Tier__V1__UpdateTierPolicyRequest *)msg;
+    if (st->updates_tail != NULL) {
+        st->updates_tail->next = u;
+    } else {
+        st->updates = u;
+    }
+    st->updates_tail = u;
+    next_update(st);
+}
+
+/* ---- GetTierDistribution ---- */
+
+/* Creators per tier and the score quantiles per tier, over the population. */
+static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Tier__V1__GetTierDistributionRequest *req = (const void *)msg;
+    tier_state_t *st = state_of(call);
+    char err[ERR_BUFSZ];
+    grpc_status_code code = tier_validate_category("category", req->category, err, sizeof err);
+    if (code != GRPC_STATUS_OK) {
+        fail(call, code, err);
+        return;
+    }
+    if (no_population(call, st)) {
+        return;
+    }
+    const tier_population_t *pop = st->pop;
+    Yaowei__Tier__V1__TierBucket buckets[TIER_LEVELS];
+    Yaowei__Tier__V1__TierBucket *ptrs[TIER_LEVELS];
+    int64_t total = 0;
+    for (int t = 0; t < TIER_LEVELS; t++) {
+        tier_group_t g = tier_population_group(pop, (tier_level_t)(t + 1), req->category);
+        Yaowei__Tier__V1__TierBucket *b = &buckets[t];
+        yaowei__tier__v1__tier_bucket__init(b);
+        b->tier = (Yaowei__Tier__V1__Tier)(t + 1);
+        b->creators = (int64_t)g.n;
+        b->rising = (int64_t)tier_group_rising(&g, pop);
+        b->score_mean = tier_group_mean(&g);
+        b->score_min = tier_quantile_desc(g.scores, g.n, 0.0);
+        b->score_p10 = tier_quantile_desc(g.scores, g.n, 0.10);
+        b->score_p25 = tier_quantile_desc(g.scores, g.n, 0.25);
+        b->score_p50 = tier_quantile_desc(g.scores, g.n, 0.50);
+        b->score_p75 = tier_quantile_desc(g.scores, g.n, 0.75);
+        b->score_p90 = tier_quantile_desc(g.scores, g.n, 0.90);
+        b->score_max = tier_quantile_desc(g.scores, g.n, 1.0);
+        ptrs[t] = b;
+        total += (int64_t)g.n;
+    }
+    Google__Protobuf__Timestamp refreshed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    refreshed.seconds = pop->snap->time_s;
+    refreshed.nanos = pop->snap->time_ns;
+    Yaowei__Tier__V1__TierDistribution resp = YAOWEI__TIER__V1__TIER_DISTRIBUTION__INIT;
+    resp.category = req->category;
+    resp.n_tiers = TIER_LEVELS;
+    resp.tiers = ptrs;
+    resp.total_creators = total;
+    resp.policy_version = pop->policy.version;
+    resp.refresh_time = &refreshed;
+    reply(call, &resp.base);
+}
+
+/* ---- the method table ---- */
+
+#define METHOD(name, fn, req, resp)                                                                \
+    {                                                                                              \
+        "/" TIER_SERVICE_NAME "/" name, YW_METHOD_UNARY, &req##__descriptor, &resp##__descriptor,  \
+            fn, NULL, NULL                                                                         \
+    }
+
+static const yw_method_t tier_methods[] = {
+    METHOD("ScoreCreator", score_creator, yaowei__tier__v1__score_creator_request,
+           yaowei__tier__v1__tier_score),
+    METHOD("BatchScoreCreators", batch_score_creators,
+           yaowei__tier__v1__batch_score_creators_request,
+           yaowei__tier__v1__batch_score_creators_response),
+    METHOD("ListCreatorsByTier", list_creators_by_tier,
+           yaowei__tier__v1__list_creators_by_tier_request,
+           yaowei__tier__v1__list_creators_by_tier_response),
+    METHOD("GetTierPolicy", get_tier_policy, yaowei__tier__v1__get_tier_policy_request,
+           yaowei__tier__v1__tier_policy),
+    METHOD("UpdateTierPolicy", update_tier_policy, yaowei__tier__v1__update_tier_policy_request,
+           yaowei__tier__v1__tier_policy),
+    METHOD("GetTierDistribution", get_tier_distribution,
+           yaowei__tier__v1__get_tier_distribution_request, yaowei__tier__v1__tier_distribution),
+};
+
+const yw_service_t tier_service = {
+    .name = TIER_SERVICE_NAME,
+    .methods = tier_methods,
+    .n_methods = sizeof tier_methods / sizeof tier_methods[0],
+    .ctx = NULL,
+};
+
+/* ---- init and fini ---- */
+
+const yw_option_t tier_options[TIER_N_OPTIONS] = {
+    {"refresh-interval-ms", "YW_REFRESH_INTERVAL_MS", "60000",
+     "time between the end of one population refresh (a read of every creator from creator "
+     "profile) and the start of the next",
+     NULL},
+    {"creator-profile-timeout-ms", "YW_CREATOR_PROFILE_TIMEOUT_MS", "2000",
+     "deadline of ScoreCreator's reads from creator profile when the caller set none", NULL},
+};
+
+/* A positive integer option; -EINVAL with a message naming the flag otherwise. */
+static int positive_option(yw_app_t *app, const char *name, long long max, long long *out,
+                           char *err, size_t errlen)
+{
+    const char *v = yw_app_option(app, name);
+    char *end = NULL;
+    errno = 0;
+    long long n = v != NULL ? strtoll(v, &end, 10) : 0;
+    if (v == NULL || end == v || *end != '\0' || errno != 0 || n < 1 || n > max) {
+        snprintf(err, errlen, "--%s: must be an integer within 1..%lld, got \"%.32s\"", name, max,
+                 v != NULL ? v : "");
+        return -EINVAL;
+    }
+    *out = n;
+    return 0;
+}
+
+static void on_refresher_closed(void *arg)
+{
+    release(arg);
+}
+
+int tier_service_init(yw_app_t *app, char *err, size_t errlen)
+{
+    long long interval = 0, timeout = 0;
+    int rc;
+    if ((rc = positive_option(app, "refresh-interval-ms", 86400000LL, &interval, err, errlen)) !=
+            0 ||
+        (rc = positive_option(app, "creator-profile-timeout-ms", 3600000LL, &timeout, err,
+                              errlen)) != 0) {
+        return rc;
+    }
+    tier_state_t *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    st->store = yw_app_store(app);
+    st->loop = yw_runtime_loop(yw_app_runtime(app));
+    st->peer_timeout_ms = timeout;
+    st->holds = 1;
+
+    tier_load_t load = {0};
+    now_utc(&load.now_s, &load.now_ns);
+    grpc_status_code code = yw_store_run_sync(st->store, tier_store_load, &load, err, errlen);
+    if (code != GRPC_STATUS_OK) {
+        if (load.errmsg[0] != '\0') {
+            snprintf(err, errlen, "loading the policy and the population: %s", load.errmsg);
+        }
+        free(st);
+        return -EIO;
+    }
+    st->policy = load.policy;
+    st->snapshot = load.snapshot;
+    int64_t now_s;
+    int32_t now_ns;
+    now_utc(&now_s, &now_ns);
+    if ((rc = tier_population_build(st->snapshot, &st->policy, now_s, now_ns, &st->pop)) != 0) {
+        snprintf(err, errlen, "scoring the saved population: %s", strerror(-rc));
+        tier_snapshot_unref(st->snapshot);
+        free(st);
+        return rc;
+    }
+    const char *addr = yw_app_option(app, "creator-profile-addr");
+    if ((rc = tier_peer_create(yw_app_runtime(app), st->loop, addr, &st->creator_profile)) != 0) {
+        snprintf(err, errlen, "--creator-profile-addr %s: cannot open a channel: %s", addr,
+                 strerror(-rc));
+        release(st);
+        return rc;
+    }
+    tier_refresher_config_t rcfg = {
+        .loop = st->loop,
+        .peer = st->creator_profile,
+        .interval_ms = (uint64_t)interval,
+        .call_timeout_ms = TIER_REFRESH_CALL_TIMEOUT_MS,
+        .window_days = window_days,
+        .on_snapshot = on_snapshot,
+        .arg = st,
+    };
+    if ((rc = tier_refresher_create(&rcfg, &st->refresher)) != 0) {
+        snprintf(err, errlen, "cannot create the refresher: %s", uv_strerror(rc));
+        tier_peer_destroy(st->creator_profile);
+        release(st);
+        return rc;
+    }
+    st->holds++; /* the refresher's, until it is closed */
+    tier_refresher_trigger(st->refresher);
+    yw_app_set_state(app, st);
+    yw_log(YW_LOG_INFO,
+           "policy version %" PRId64 "%s; saved population: %zu creators; creator profile at %s, "
+           "refresh every %lld ms",
+           st->policy.version, load.policy_created ? " (default, created)" : "", st->snapshot->n,
+           addr, interval);
+    return 0;
+}
+
+void tier_service_fini(yw_app_t *app)
+{
+    tier_state_t *st = yw_app_state(app);
+    if (st == NULL) {
+        return;
+    }
+    yw_app_set_state(app, NULL);
+    st->closing = 1;
+    /* Close the refresher first: destroying the peer then cancels its call. */
+    tier_refresher_close(st->refresher, on_refresher_closed, st);
+    tier_peer_destroy(st->creator_profile);
+    st->creator_profile = NULL;
+    release(st);
+}

@@ -1,0 +1,61 @@
+/*
+ * tier_service.h — yaowei.tier.v1.TierScoringService: the method table, the handlers
+ * and the service state that app init loads.
+ *
+ * State, all on the loop thread:
+ * - the policy in force (persisted in tier_policies, the highest version);
+ * - the newest snapshot of creator profile (tier_population.h), read by the refresher
+ *   (tier_refresh.h) and saved in tier_creators;
+ * - the population: that snapshot scored under the policy. Populations are built on
+ *   the libuv thread pool (a refresh or a policy change starts a build; a build asked
+ *   for during another runs right after it) and swapped in on the loop; each one built
+ *   is then saved by a write job (one save at a time; the newest wins).
+ *
+ * ScoreCreator / BatchScoreCreators read the creators and their stats fresh from
+ * creator profile (BatchGetCreators and BatchGetCreatorStats, in parallel, each with
+ * the inbound call as parent, so with its deadline; --creator-profile-timeout-ms when it
+ * has none), score them under the policy in force with the population's priors, and
+ * place them in the population for percentile and rising. The other methods answer from
+ * memory. The state outlives fini until every build, save and refresher call in flight
+ * has completed.
+ */
+#ifndef TIER_SERVICE_H
+#define TIER_SERVICE_H
+
+#include <stddef.h>
+
+#include "common/app.h"
+#include "common/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TIER_SERVICE_NAME "yaowei.tier.v1.TierScoringService"
+
+/** Deadline of each of the refresher's calls to creator profile. */
+#define TIER_REFRESH_CALL_TIMEOUT_MS 10000
+
+/** The service and its six methods. */
+extern const yw_service_t tier_service;
+
+/** Options of tier scoring besides the common ones: --refresh-interval-ms and
+ * --creator-profile-timeout-ms. */
+#define TIER_N_OPTIONS 2
+extern const yw_option_t tier_options[TIER_N_OPTIONS];
+
+/**
+ * yw_app_def_t.init: reads the options, loads the policy and the saved population
+ * (yw_store_run_sync) and scores it, connects to --creator-profile-addr (tier_peer.h)
+ * and schedules the first refresh. Returns 0, or a negative errno with a message in `err`
+ * (nothing is left allocated).
+ */
+int tier_service_init(yw_app_t *app, char *err, size_t errlen);
+
+/** yw_app_def_t.fini: stops refreshing and closes the peer; the state goes when idle. */
+void tier_service_fini(yw_app_t *app);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

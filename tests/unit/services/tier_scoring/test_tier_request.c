@@ -1,0 +1,123 @@
+/*
+ * test_tier_request.c — unit tests of services/tier_scoring/tier_request.c: ids, tiers,
+ * categories and page sizes, and page tokens (round trip, bound to their listing,
+ * refusal of anything else).
+ */
+#include "services/tier_scoring/tier_request.h"
+
+#include <errno.h>
+
+#include "tests/unit/test.h"
+
+YW_TEST(ids)
+{
+    char err[256];
+    YW_CHECK_INT(tier_validate_id("creator_id", "c-1_a.B", err, sizeof err), ==, GRPC_STATUS_OK);
+    YW_CHECK_INT(tier_validate_id("creator_id", "", err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(err, "creator_id: required");
+    YW_CHECK_INT(tier_validate_id("creator_id", "a b", err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(err, "creator_id: must be 1-128 characters of [A-Za-z0-9_.-]");
+    char long_id[130];
+    memset(long_id, 'x', 129);
+    long_id[129] = '\0';
+    YW_CHECK_INT(tier_validate_id("creator_id", long_id, err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    long_id[128] = '\0';
+    YW_CHECK_INT(tier_validate_id("creator_id", long_id, err, sizeof err), ==, GRPC_STATUS_OK);
+
+    char *ids[] = {"a", "b", "c\n"};
+    YW_CHECK_INT(tier_validate_ids("creator_ids", ids, 2, err, sizeof err), ==, GRPC_STATUS_OK);
+    YW_CHECK_INT(tier_validate_ids("creator_ids", ids, 3, err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK(strncmp(err, "creator_ids[2]: ", 16) == 0);
+    YW_CHECK_INT(tier_validate_ids("creator_ids", ids, 0, err, sizeof err), ==, GRPC_STATUS_OK);
+    YW_CHECK_INT(tier_validate_ids("creator_ids", ids, 1001, err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(err, "creator_ids: at most 1000 ids, got 1001");
+}
+
+YW_TEST(tiers_categories_page_sizes)
+{
+    char err[256];
+    YW_CHECK_INT(tier_validate_tier("tier", 0, err, sizeof err), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(
+        err,
+        "tier: must be TIER_HEAD, TIER_MID, TIER_TAIL or TIER_AMATEUR, got TIER_UNSPECIFIED (0)");
+    YW_CHECK_INT(tier_validate_tier("tier", 5, err, sizeof err), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    for (int t = 1; t <= 4; t++) {
+        YW_CHECK_INT(tier_validate_tier("tier", t, err, sizeof err), ==, GRPC_STATUS_OK);
+    }
+    YW_CHECK_INT(tier_validate_category("category", "", err, sizeof err), ==, GRPC_STATUS_OK);
+    char cat[70];
+    memset(cat, 'c', 65);
+    cat[65] = '\0';
+    YW_CHECK_INT(tier_validate_category("category", cat, err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(err, "category: at most 64 bytes, got 65");
+    YW_CHECK_INT(tier_validate_page_size(-1, err, sizeof err), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(err, "page_size: must not be negative, got -1");
+    YW_CHECK_INT(tier_page_size(0), ==, 50);
+    YW_CHECK_INT(tier_page_size(7), ==, 7);
+    YW_CHECK_INT(tier_page_size(1000), ==, 1000);
+    YW_CHECK_INT(tier_page_size(5000), ==, 1000);
+}
+
+YW_TEST(page_token_round_trip)
+{
+    uint64_t f = tier_page_filter(TIER_LEVEL_MID, "food");
+    char tok[TIER_PAGE_TOKEN_BUFSZ];
+    YW_CHECK_INT(tier_page_token_encode(f, 61.25, "creator-9", tok), ==, 0);
+    double score = 0;
+    char after[TIER_ID_MAX + 1];
+    char err[256];
+    YW_CHECK_INT(tier_page_token_decode(tok, f, &score, after, err, sizeof err), ==,
+                 GRPC_STATUS_OK);
+    YW_CHECK(score == 61.25);
+    YW_CHECK_STR(after, "creator-9");
+    /* The longest id fits. */
+    char id[TIER_ID_MAX + 1];
+    memset(id, 'z', TIER_ID_MAX);
+    id[TIER_ID_MAX] = '\0';
+    YW_CHECK_INT(tier_page_token_encode(f, 0.0, id, tok), ==, 0);
+    YW_CHECK(strlen(tok) < TIER_PAGE_TOKEN_BUFSZ);
+    YW_CHECK_INT(tier_page_token_decode(tok, f, &score, after, err, sizeof err), ==,
+                 GRPC_STATUS_OK);
+    YW_CHECK_STR(after, id);
+    YW_CHECK_INT(tier_page_token_encode(f, 0.0, "", tok), ==, -EINVAL);
+}
+
+YW_TEST(page_token_is_bound_to_its_listing)
+{
+    char tok[TIER_PAGE_TOKEN_BUFSZ];
+    YW_CHECK_INT(tier_page_token_encode(tier_page_filter(TIER_LEVEL_MID, "food"), 1.0, "c1", tok),
+                 ==, 0);
+    double score;
+    char after[TIER_ID_MAX + 1];
+    char err[256];
+    YW_CHECK(tier_page_filter(TIER_LEVEL_MID, "food") != tier_page_filter(TIER_LEVEL_TAIL, "food"));
+    YW_CHECK(tier_page_filter(TIER_LEVEL_MID, "food") != tier_page_filter(TIER_LEVEL_MID, ""));
+    YW_CHECK_INT(tier_page_token_decode(tok, tier_page_filter(TIER_LEVEL_TAIL, "food"), &score,
+                                        after, err, sizeof err),
+                 ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK(strncmp(err, "page_token: issued for another tier or category", 47) == 0);
+    static const char *const bad[] = {
+        "x", "abc", "zz", "00", "0100000000000000000000000000000000", "ABCDEF"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        YW_CHECK_INT(tier_page_token_decode(bad[i], 0, &score, after, err, sizeof err), ==,
+                     GRPC_STATUS_INVALID_ARGUMENT);
+        YW_CHECK_STR(err, "page_token: not a token this method issued");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const yw_test_t tests[] = {
+        YW_TEST_ENTRY(ids),
+        YW_TEST_ENTRY(tiers_categories_page_sizes),
+        YW_TEST_ENTRY(page_token_round_trip),
+        YW_TEST_ENTRY(page_token_is_bound_to_its_listing),
+    };
+    return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
+}
