@@ -8,7 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "common/log.h"
+#include "common/metrics.h"
 
 /* Each service binary links exactly one descriptor set (//proto:*_descriptors). Weak so
  * that unit tests can link the runtime without one. */
@@ -29,6 +32,9 @@ struct st_yw_app_t {
     uv_signal_t sigterm, sigint;
     int exit_code;
     int stopping;
+    yw_metrics_t *metrics;
+    yw_metrics_http_t *metrics_http;
+    yw_metric_t *commit_seconds, *commits_ok, *commits_failed, *write_jobs;
 };
 
 static const yw_option_t yw__common_options[] = {
@@ -46,6 +52,8 @@ static const yw_option_t yw__common_options[] = {
      "on SIGTERM/SIGINT, time calls in flight get before they are cancelled", NULL},
     {"reuse-port", "YW_REUSE_PORT", "0",
      "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error", NULL},
+    {"metrics-listen", "YW_METRICS_LISTEN", "",
+     "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off", NULL},
 };
 
 yw_app_t *yw_app_from_call(const yw_call_t *call)
@@ -81,6 +89,70 @@ yw_store_t *yw_app_store(const yw_app_t *app)
 const char *yw_app_option(const yw_app_t *app, const char *name)
 {
     return yw_config_get(app->opts, app->n_opts, name);
+}
+
+yw_metrics_t *yw_app_metrics(const yw_app_t *app)
+{
+    return app->metrics;
+}
+
+/* ---- readiness (systemd Type=notify; a no-op without $NOTIFY_SOCKET) ---- */
+
+static void yw__notify(const char *state)
+{
+    int rc = sd_notify(0, state);
+    if (rc < 0) {
+        yw_log(YW_LOG_WARN, "sd_notify: %s", strerror(-rc));
+    }
+}
+
+/* ---- metrics the app owns: the store's group commits ---- */
+
+/* The store's writer thread, after each group commit: atomics only. */
+static void yw__on_commit(void *arg, uint64_t duration_ns, size_t n_jobs, int committed)
+{
+    yw_app_t *app = arg;
+    yw_metric_observe(app->commit_seconds, duration_ns);
+    yw_metric_inc(committed ? app->commits_ok : app->commits_failed);
+    yw_metric_add(app->write_jobs, n_jobs);
+}
+
+static int yw__metrics_setup(yw_app_t *app, char *err, size_t errlen)
+{
+    yw_metrics_t *m = app->metrics;
+    char labels[256];
+    snprintf(labels, sizeof labels, "grpc_service=%s,service=%s", app->def->service->name,
+             app->def->program);
+    yw_metric_t *info = NULL;
+    int rc;
+    if ((rc = yw_metrics_gauge(m, "yaowei_service_info", "Which service this process is (1).",
+                               labels, &info)) != 0 ||
+        (rc = yw_metrics_histogram(m, "yaowei_store_commit_seconds",
+                                   "Group commits of the SQLite store: BEGIN to the end of "
+                                   "COMMIT, fsync included.",
+                                   NULL, yw_metrics_latency_bounds_ns, YW_METRICS_N_LATENCY_BOUNDS,
+                                   1e-9, &app->commit_seconds)) != 0 ||
+        (rc = yw_metrics_counter(m, "yaowei_store_commits_total",
+                                 "Group commits of the SQLite store, by result.", "result=ok",
+                                 &app->commits_ok)) != 0 ||
+        (rc = yw_metrics_counter(m, "yaowei_store_commits_total", NULL, "result=error",
+                                 &app->commits_failed)) != 0 ||
+        (rc = yw_metrics_counter(m, "yaowei_store_write_jobs_total",
+                                 "Write jobs run in group commits (committed or not).", NULL,
+                                 &app->write_jobs)) != 0) {
+        snprintf(err, errlen, "metrics: cannot register (%s)", strerror(-rc));
+        return rc;
+    }
+    yw_metric_gauge_set(info, 1);
+    const char *listen = yw_app_option(app, "metrics-listen");
+    if (listen != NULL && listen[0] != '\0') {
+        if ((rc = yw_metrics_http_start(m, listen, &app->metrics_http, err, errlen)) != 0) {
+            return rc;
+        }
+        yw_log(YW_LOG_INFO, "serving metrics on %s (port %d): GET /metrics", listen,
+               yw_metrics_http_port(app->metrics_http));
+    }
+    return 0;
 }
 
 /* ---- shutdown chain: signal -> server down -> fini -> store closed -> stop ---- */
@@ -131,6 +203,9 @@ static void yw__on_signal(uv_signal_t *h, int signum)
 {
     yw_app_t *app = h->data;
     yw_log(YW_LOG_INFO, "signal %s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (!app->stopping) {
+        yw__notify("STOPPING=1\nSTATUS=shutting down");
+    }
     yw__begin_stop(app);
 }
 
@@ -170,6 +245,9 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "--max-message-bytes: must be within 1..1073741824");
         return -EINVAL;
     }
+    if ((rc = yw__metrics_setup(app, err, errlen)) != 0) {
+        return rc;
+    }
     if ((rc = yw_runtime_create(&app->rt)) != 0) {
         snprintf(err, errlen, "cannot create the runtime: %s", uv_strerror(rc));
         return rc;
@@ -186,6 +264,8 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             .path = path,
             .migrations = def->migrations,
             .n_migrations = def->n_migrations,
+            .on_commit = yw__on_commit,
+            .on_commit_arg = app,
         };
         if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
             return rc;
@@ -202,6 +282,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         .reuse_port = reuse != 0,
         .descriptor_set = yw_descriptor_set,
         .descriptor_set_len = yw_descriptor_set_len,
+        .metrics = app->metrics,
     };
     if ((rc = yw_server_create(app->rt, &cfg, &app->server, err, errlen)) != 0) {
         return rc;
@@ -267,6 +348,11 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
     }
     yw_log_init(def->program, (yw_log_level_t)level);
     signal(SIGPIPE, SIG_IGN);
+    if (yw_metrics_create(YW_METRICS_PROCESS, &app->metrics) != 0) {
+        fprintf(stderr, "%s: out of memory\n", def->program);
+        free(app);
+        return 1;
+    }
 
     char err[512] = "";
     rc = yw__app_setup(app, err, sizeof err);
@@ -286,11 +372,15 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
     } else {
         yw_log(YW_LOG_INFO, "serving %s on %s (port %d)", def->service->name,
                yw_app_option(app, "listen"), yw_server_port(app->server));
+        yw__notify("READY=1\nSTATUS=serving");
         yw_runtime_run(app->rt);
     }
     if (app->rt != NULL) {
         yw_runtime_destroy(app->rt);
     }
+    /* Last: nothing updates the registry any more (the store's threads are joined). */
+    yw_metrics_http_stop(app->metrics_http);
+    yw_metrics_destroy(app->metrics);
     int code = app->exit_code;
     free(app);
     return code;

@@ -2,9 +2,10 @@
  * app.h — the main() of every yaowei service, written once: parse the common flags
  * (config.h), set up logging, open the service's SQLite store under --data-dir
  * (migrating its schema), create the runtime and the server (health and reflection
- * included), let the service load its state, start serving on --listen, and on
- * SIGTERM/SIGINT shut down gracefully (health NOT_SERVING, new calls refused, calls in
- * flight finish within --grace-ms, store flushed and closed, exit 0).
+ * included), let the service load its state, start serving on --listen (and metrics on
+ * --metrics-listen, metrics.h), tell systemd it is ready (sd_notify READY=1; nothing
+ * without $NOTIFY_SOCKET), and on SIGTERM/SIGINT shut down gracefully (health NOT_SERVING, new
+ * calls refused, calls in flight finish within --grace-ms, store flushed and closed, exit 0).
  */
 #ifndef YW_APP_H
 #define YW_APP_H
@@ -12,6 +13,7 @@
 #include <stddef.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 #include "common/runtime.h"
 #include "common/server.h"
 #include "common/store.h"
@@ -63,6 +65,13 @@ void *yw_app_state(const yw_app_t *app);
 yw_runtime_t *yw_app_runtime(const yw_app_t *app);
 yw_server_t *yw_app_server(const yw_app_t *app);
 yw_store_t *yw_app_store(const yw_app_t *app);
+
+/**
+ * The process's metrics registry (metrics.h): always there, served over HTTP when
+ * --metrics-listen is set. Register a service's own metrics on it in `init`; handles
+ * stay valid until yw_app_main() returns.
+ */
+yw_metrics_t *yw_app_metrics(const yw_app_t *app);
 
 /** The value of option `name` (common or the service's own); NULL when unset. */
 const char *yw_app_option(const yw_app_t *app, const char *name);

@@ -13,6 +13,8 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "common/log.h"
+
 typedef struct st_yw__ccall_t {
     yw_tag_t tag; /* first: the runtime hands us this pointer */
     yw_channel_t *ch;
@@ -27,6 +29,8 @@ typedef struct st_yw__ccall_t {
     yw_unary_cb_t cb;
     void *arg;
     struct st_yw__ccall_t *prev, *next;
+    grpc_metadata md;                /* x-request-id, when there is a parent */
+    char rid[YW_REQUEST_ID_MAX + 1]; /* the parent's request id, or "" */
 } yw__ccall_t;
 
 struct st_yw_channel_t {
@@ -73,6 +77,12 @@ void yw_channel_destroy(yw_channel_t *ch)
     }
 }
 
+static const char *yw__ccall_request_id(void *arg)
+{
+    const char *rid = arg;
+    return rid[0] != '\0' ? rid : NULL;
+}
+
 static void yw__on_unary_done(yw_tag_t *tag, int ok)
 {
     yw__ccall_t *c = (yw__ccall_t *)tag;
@@ -115,7 +125,11 @@ static void yw__on_unary_done(yw_tag_t *tag, int ok)
         c->next->prev = c->prev;
     }
     ch->in_callback++;
+    /* Lines the callback logs carry the parent call's request id. */
+    yw_log_ctx_t ctx = {yw__ccall_request_id, c->rid};
+    yw_log_ctx_t prev = yw_log_swap_ctx(ctx);
     c->cb(c->arg, code, detail, resp);
+    (void)yw_log_swap_ctx(prev);
     ch->in_callback--;
     if (c->send_bb != NULL) {
         grpc_byte_buffer_destroy(c->send_bb);
@@ -126,6 +140,9 @@ static void yw__on_unary_done(yw_tag_t *tag, int ok)
     grpc_metadata_array_destroy(&c->initial_md);
     grpc_metadata_array_destroy(&c->trailing_md);
     grpc_slice_unref(c->details);
+    if (c->rid[0] != '\0') {
+        grpc_slice_unref(c->md.value);
+    }
     grpc_call_unref(c->call);
     free(c);
     if (ch->closing && ch->calls == NULL && !ch->in_callback) {
@@ -183,6 +200,16 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (parent != NULL) {
+        /* The parent's request id goes on, so that the peer logs the same id. */
+        const char *rid = yw_call_request_id(parent);
+        size_t len = strlen(rid);
+        memcpy(c->rid, rid, len + 1);
+        c->md.key = grpc_slice_from_static_string("x-request-id");
+        c->md.value = grpc_slice_from_copied_buffer(rid, len);
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &c->md;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send_bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -195,6 +222,9 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
     ops[5].data.recv_status_on_client.status = &c->status;
     ops[5].data.recv_status_on_client.status_details = &c->details;
     if (grpc_call_start_batch(c->call, ops, 6, &c->tag, NULL) != GRPC_CALL_OK) {
+        if (c->rid[0] != '\0') {
+            grpc_slice_unref(c->md.value);
+        }
         grpc_call_unref(c->call);
         grpc_byte_buffer_destroy(c->send_bb);
         grpc_metadata_array_destroy(&c->initial_md);

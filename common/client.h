@@ -2,7 +2,9 @@
  * client.h — calls to a peer service from the loop thread. Unary calls are
  * asynchronous; their completion runs on the loop. A call made while serving an
  * inbound call passes it as `parent`: the outgoing call then carries the inbound
- * call's remaining deadline and is cancelled with it (GRPC_PROPAGATE_DEFAULTS).
+ * call's remaining deadline and is cancelled with it (GRPC_PROPAGATE_DEFAULTS), carries
+ * its request id as `x-request-id` metadata (yw_call_request_id()), and its completion
+ * callback logs with that request id (log.h).
  */
 #ifndef YW_CLIENT_H
 #define YW_CLIENT_H

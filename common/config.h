@@ -4,7 +4,8 @@
  * every option with its variable and default.
  *
  * Common options (yw_common_options()): --listen, --data-dir, --creator-profile-addr,
- * --tier-scoring-addr, --log-level, --max-message-bytes, --grace-ms.
+ * --tier-scoring-addr, --log-level, --max-message-bytes, --grace-ms, --reuse-port,
+ * --metrics-listen.
  */
 #ifndef YW_CONFIG_H
 #define YW_CONFIG_H

@@ -9,6 +9,19 @@
 static const char *yw__log_service = "yaowei";
 static yw_log_level_t yw__log_min = YW_LOG_INFO;
 static const char *const yw__log_names[] = {"debug", "info", "warn", "error"};
+static _Thread_local yw_log_ctx_t yw__log_ctx;
+
+yw_log_ctx_t yw_log_swap_ctx(yw_log_ctx_t ctx)
+{
+    yw_log_ctx_t prev = yw__log_ctx;
+    yw__log_ctx = ctx;
+    return prev;
+}
+
+int yw_log_enabled(yw_log_level_t level)
+{
+    return level >= yw__log_min;
+}
 
 void yw_log_init(const char *service, yw_log_level_t min_level)
 {
@@ -83,33 +96,66 @@ static void yw__log_emit(char *buf, size_t cap, size_t off)
     fwrite(buf, 1, off, stderr);
 }
 
-void yw_log(yw_log_level_t level, const char *fmt, ...)
+static void yw__append_field(char *buf, size_t cap, size_t *off, const char *key, const char *value)
+{
+    yw__append(buf, cap, off, ",\"");
+    yw__append(buf, cap, off, key);
+    yw__append(buf, cap, off, "\":\"");
+    yw__json_escape(buf, cap, off, value);
+    yw__append(buf, cap, off, "\"");
+}
+
+void yw_logv_call_ctx(yw_log_level_t level, const char *method, const char *request_id,
+                      const char *fmt, va_list ap)
 {
     if (level < yw__log_min) {
         return;
     }
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    if (request_id == NULL && yw__log_ctx.request_id != NULL) {
+        request_id = yw__log_ctx.request_id(yw__log_ctx.arg);
+    }
 
     char buf[2048];
     size_t off = 0;
     yw__log_head(buf, sizeof buf, &off, level);
-    yw__append(buf, sizeof buf, &off, ",\"msg\":\"");
-    yw__json_escape(buf, sizeof buf, &off, msg);
-    yw__append(buf, sizeof buf, &off, "\"");
+    if (method != NULL) {
+        yw__append_field(buf, sizeof buf, &off, "method", method);
+    }
+    yw__append_field(buf, sizeof buf, &off, "msg", msg);
+    if (request_id != NULL && request_id[0] != '\0') {
+        yw__append_field(buf, sizeof buf, &off, "request_id", request_id);
+    }
     yw__log_emit(buf, sizeof buf, off);
+}
+
+void yw_log(yw_log_level_t level, const char *fmt, ...)
+{
+    if (level < yw__log_min) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    yw_logv_call_ctx(level, NULL, NULL, fmt, ap);
+    va_end(ap);
+}
+
+yw_log_level_t yw_log_call_level(const char *status)
+{
+    if (strcmp(status, "OK") == 0) {
+        return YW_LOG_DEBUG;
+    }
+    if (strcmp(status, "INTERNAL") == 0 || strcmp(status, "UNKNOWN") == 0) {
+        return YW_LOG_ERROR;
+    }
+    return YW_LOG_INFO;
 }
 
 void yw_log_call(const char *method, const char *status, const char *message, double duration_ms,
                  const char *request_id)
 {
-    yw_log_level_t level = strcmp(status, "OK") == 0 ? YW_LOG_DEBUG : YW_LOG_INFO;
-    if (strcmp(status, "INTERNAL") == 0 || strcmp(status, "UNKNOWN") == 0) {
-        level = YW_LOG_ERROR;
-    }
+    yw_log_level_t level = yw_log_call_level(status);
     if (level < yw__log_min) {
         return;
     }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -34,11 +35,22 @@
 #define YW__MAX_SERVICES 16
 #define YW__REAP_MS 1000
 
+#define YW__N_CODES 17
+
+/* The metric handles of one method (or of every unknown method); NULL when off. */
+typedef struct st_yw__method_metrics_t {
+    char *labels; /* grpc_method=...,grpc_service=...,grpc_type=... */
+    yw_metric_t *started;
+    yw_metric_t *latency;
+    yw_metric_t *handled[YW__N_CODES]; /* registered on a code's first call */
+} yw__method_metrics_t;
+
 typedef struct st_yw__reg_t {
     yw_server_t *srv;
     const yw_service_t *svc;
     const yw_method_t *method;
     void *handle;
+    yw__method_metrics_t *mm;
 } yw__reg_t;
 
 typedef struct st_yw__outmsg_t {
@@ -76,6 +88,10 @@ struct st_yw_call_t {
     void *data;
     uint64_t start_ns;
     struct st_yw_call_t *prev, *next; /* live calls, for shutdown accounting */
+    grpc_metadata rid_md;             /* x-request-id in the trailing metadata of a failure */
+    int rid_md_set;                   /* rid_md.value holds a slice */
+    size_t rid_len;                   /* 0 until yw_call_request_id() first ran */
+    char rid[YW_REQUEST_ID_MAX + 1];
 };
 
 struct st_yw_server_t {
@@ -103,6 +119,8 @@ struct st_yw_server_t {
     uv_timer_t reap_timer;
     int handles_open;
     int destroy_pending;
+    yw__method_metrics_t *mm; /* n_regs + 1: the last counts unknown methods */
+    yw_metric_t *in_flight;
 };
 
 /* ---- status names ---- */
@@ -234,9 +252,85 @@ const char *yw_call_metadata(const yw_call_t *call, const char *key, size_t *len
     return NULL;
 }
 
+/* ---- request ids ---- */
+
+/* 64 random bits per id: splitmix64 over a per-thread seed from getrandom(). */
+static uint64_t yw__random64(void)
+{
+    static _Thread_local uint64_t state;
+    static _Thread_local int seeded;
+    if (!seeded) {
+        if (getrandom(&state, sizeof state, 0) != (ssize_t)sizeof state) {
+            state = uv_hrtime() ^ (uint64_t)(uintptr_t)&state;
+        }
+        seeded = 1;
+    }
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+const char *yw_call_request_id(const yw_call_t *ccall)
+{
+    /* Logically const: the id is made once and cached in the call. */
+    yw_call_t *call = (yw_call_t *)ccall;
+    if (call->rid_len > 0) {
+        return call->rid;
+    }
+    size_t len = 0;
+    const char *id = yw_call_metadata(call, "x-request-id", &len);
+    if (id != NULL && len > 0) {
+        if (len > YW_REQUEST_ID_MAX) {
+            len = YW_REQUEST_ID_MAX;
+        }
+        memcpy(call->rid, id, len);
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        uint64_t r = yw__random64();
+        len = 16;
+        for (size_t i = 0; i < len; i++) {
+            call->rid[i] = hex[(r >> (60 - 4 * i)) & 0xf];
+        }
+    }
+    call->rid[len] = '\0';
+    call->rid_len = len;
+    return call->rid;
+}
+
+void yw_call_log(const yw_call_t *call, yw_log_level_t level, const char *fmt, ...)
+{
+    if (!yw_log_enabled(level)) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    yw_logv_call_ctx(level, call->reg ? call->reg->method->path : NULL, yw_call_request_id(call),
+                     fmt, ap);
+    va_end(ap);
+}
+
+static const char *yw__ctx_request_id(void *arg)
+{
+    return yw_call_request_id(arg);
+}
+
+/* Lines that yw_log() writes until the matching yw__leave() carry the call's request id. */
+static yw_log_ctx_t yw__enter(yw_call_t *c)
+{
+    yw_log_ctx_t ctx = {yw__ctx_request_id, c};
+    return yw_log_swap_ctx(ctx);
+}
+
+static void yw__leave(yw_log_ctx_t prev)
+{
+    (void)yw_log_swap_ctx(prev);
+}
+
 /* ---- sending ---- */
 
-int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg)
+/* Queues one packed message without starting a send. */
+static int yw__call_enqueue(yw_call_t *call, const ProtobufCMessage *msg)
 {
     if (call->finished || call->dead || call->close_cancelled) {
         return -ECANCELED;
@@ -258,8 +352,16 @@ int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg)
         call->out_head = o;
     }
     call->out_tail = o;
-    yw__call_pump(call);
     return 0;
+}
+
+int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    int rc = yw__call_enqueue(call, msg);
+    if (rc == 0) {
+        yw__call_pump(call);
+    }
+    return rc;
 }
 
 int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
@@ -287,7 +389,9 @@ int yw_call_reply(yw_call_t *call, const ProtobufCMessage *resp)
     if (call->finished) {
         return -EALREADY;
     }
-    int rc = yw_call_send(call, resp);
+    /* Queue without sending, so that metadata, message and status leave in one batch
+     * (one write on the wire instead of two). */
+    int rc = yw__call_enqueue(call, resp);
     if (rc == -ECANCELED) {
         /* The client is gone: finish quietly so the call can be freed. */
         return yw_call_finish(call, GRPC_STATUS_CANCELLED, "cancelled");
@@ -363,6 +467,17 @@ static void yw__call_pump(yw_call_t *c)
     if (with_status) {
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+        if (c->code != GRPC_STATUS_OK) {
+            /* A failed call tells the client its request id (the one in the log line) in
+             * the trailing metadata; OK calls pay nothing for it. gRPC refs the value
+             * slice; ours is unreffed when the call is freed. */
+            const char *rid = yw_call_request_id(c);
+            c->rid_md.key = grpc_slice_from_static_string("x-request-id");
+            c->rid_md.value = grpc_slice_from_copied_buffer(rid, c->rid_len);
+            c->rid_md_set = 1;
+            ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+            ops[n].data.send_status_from_server.trailing_metadata = &c->rid_md;
+        }
         ops[n].data.send_status_from_server.status = c->code;
         if (c->status_msg != NULL) {
             c->status_slice = grpc_slice_from_copied_string(c->status_msg);
@@ -396,8 +511,7 @@ static void yw__call_pump(yw_call_t *c)
     grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &c->tag_send, NULL);
     if (err != GRPC_CALL_OK) {
         /* A refused batch leaves the call unusable: cancel it and give up sending. */
-        yw_log(YW_LOG_WARN, "call %s: send batch refused (%d)",
-               c->reg ? c->reg->method->path : "?", (int)err);
+        yw_call_log(c, YW_LOG_WARN, "send batch refused (%d)", (int)err);
         c->pending--;
         c->sending = 0;
         c->dead = 1;
@@ -423,7 +537,39 @@ static void yw__call_end_stream(yw_call_t *c)
         return;
     }
     c->ended = 1;
+    yw_log_ctx_t prev = yw__enter(c);
     c->reg->method->on_end(c);
+    yw__leave(prev);
+}
+
+/* Counts a call that ended, once, right before it is freed. Loop thread; no lock, no
+ * allocation except the first time a method ends with a given code. */
+static void yw__count_end(yw_call_t *c, grpc_status_code code, uint64_t ns)
+{
+    yw_server_t *srv = c->srv;
+    yw__method_metrics_t *mm = c->reg ? c->reg->mm : (srv->mm ? &srv->mm[srv->n_regs] : NULL);
+    if (mm == NULL) {
+        return;
+    }
+    size_t k = (int)code >= 0 && (int)code < YW__N_CODES ? (size_t)code : GRPC_STATUS_UNKNOWN;
+    if (mm->handled[k] == NULL) {
+        static const char *const names[YW__N_CODES] = {
+            "OK",          "Canceled",          "Unknown",          "InvalidArgument",
+            "DeadlineExceeded", "NotFound",     "AlreadyExists",    "PermissionDenied",
+            "ResourceExhausted", "FailedPrecondition", "Aborted",   "OutOfRange",
+            "Unimplemented", "Internal",        "Unavailable",      "DataLoss",
+            "Unauthenticated",
+        };
+        char labels[512];
+        snprintf(labels, sizeof labels, "%s,grpc_code=%s", mm->labels, names[k]);
+        /* On failure (out of memory) the handle stays NULL: this call goes uncounted. */
+        (void)yw_metrics_counter(srv->cfg.metrics, "grpc_server_handled_total",
+                                 "Calls completed on the server, by method and status code.",
+                                 labels, &mm->handled[k]);
+    }
+    yw_metric_inc(mm->handled[k]);
+    yw_metric_observe(mm->latency, ns);
+    yw_metric_gauge_add(srv->in_flight, -1);
 }
 
 static void yw__call_maybe_free(yw_call_t *c)
@@ -437,22 +583,26 @@ static void yw__call_maybe_free(yw_call_t *c)
         }
     }
     yw_server_t *srv = c->srv;
+    grpc_status_code code = c->finished ? c->code : GRPC_STATUS_CANCELLED;
+    if (c->close_cancelled && code == GRPC_STATUS_OK && !c->status_sent) {
+        code = GRPC_STATUS_CANCELLED;
+    }
+    uint64_t ns = yw__now_ns() - c->start_ns;
+    yw__count_end(c, code, ns);
     if (c->reg != NULL) {
-        size_t idlen = 0;
-        const char *id = yw_call_metadata(c, "x-request-id", &idlen);
-        char rid[128] = "";
-        if (id != NULL) {
-            snprintf(rid, sizeof rid, "%.*s", (int)(idlen < 127 ? idlen : 127), id);
+        const char *status = yw_status_name(code);
+        if (yw_log_enabled(yw_log_call_level(status))) {
+            yw_log_call(c->reg->method->path, status, c->status_msg, (double)ns / 1e6,
+                        yw_call_request_id(c));
         }
-        grpc_status_code code = c->finished ? c->code : GRPC_STATUS_CANCELLED;
-        if (c->close_cancelled && code == GRPC_STATUS_OK && !c->status_sent) {
-            code = GRPC_STATUS_CANCELLED;
-        }
-        yw_log_call(c->reg->method->path, yw_status_name(code), c->status_msg,
-                    (double)(yw__now_ns() - c->start_ns) / 1e6, rid);
         if (c->reg->method->on_done != NULL) {
+            yw_log_ctx_t prev = yw__enter(c);
             c->reg->method->on_done(c);
+            yw__leave(prev);
         }
+    }
+    if (c->rid_md_set) {
+        grpc_slice_unref(c->rid_md.value);
     }
     yw__drop_queue(c);
     if (c->request != NULL) {
@@ -516,7 +666,9 @@ static void yw__on_recv(yw_tag_t *tag, int ok)
             yw_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
                            "request: not a valid %s message (malformed protobuf)", m->request->name);
         } else {
+            yw_log_ctx_t prev = yw__enter(c);
             m->on_message(c, msg);
+            yw__leave(prev);
             protobuf_c_message_free_unpacked(msg, NULL);
             if (!c->finished && !c->ended) {
                 yw__start_recv(c);
@@ -583,6 +735,11 @@ static void yw__on_new_call(yw_tag_t *tag, int ok)
     }
     srv->live_calls++;
     c->start_ns = yw__now_ns();
+    yw__method_metrics_t *mm = c->reg ? c->reg->mm : (srv->mm ? &srv->mm[srv->n_regs] : NULL);
+    if (mm != NULL) {
+        yw_metric_inc(mm->started);
+        yw_metric_gauge_add(srv->in_flight, 1);
+    }
     c->pending++; /* held until the end of this callback, see yw__on_send */
     if (!srv->shutting_down) {
         yw__request_call(srv, c->reg);
@@ -625,7 +782,7 @@ static void yw__dispatch_new(yw_call_t *c)
         size_t len = GRPC_SLICE_LENGTH(c->details.method);
         snprintf(path, sizeof path, "%.*s", (int)(len < 255 ? len : 255),
                  (const char *)GRPC_SLICE_START_PTR(c->details.method));
-        yw_log(YW_LOG_INFO, "unknown method %s: UNIMPLEMENTED", path);
+        yw_call_log(c, YW_LOG_INFO, "unknown method %s: UNIMPLEMENTED", path);
         yw_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method %s is not implemented by this server",
                        path);
         return;
@@ -646,7 +803,9 @@ static void yw__dispatch_new(yw_call_t *c)
                            "request: not a valid %s message (malformed protobuf)", m->request->name);
             return;
         }
+        yw_log_ctx_t prev = yw__enter(c);
         m->on_message(c, c->request);
+        yw__leave(prev);
     } else {
         yw__start_recv(c);
     }
@@ -689,6 +848,85 @@ static void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
         return;
     }
     srv->requested++;
+}
+
+/* ---- metrics ---- */
+
+/* Registers the handles of one method: started, OK and latency up front, so that the
+ * series exist from the start; other codes on their first call. */
+static int yw__method_metrics_init(yw_server_t *srv, yw__method_metrics_t *mm, const char *path,
+                                   yw_method_kind_t kind)
+{
+    static const char *const kinds[] = {"unary", "server_stream", "client_stream", "bidi_stream"};
+    char service[256] = "unknown", method[256] = "unknown", labels[600];
+    if (path != NULL) {
+        const char *slash = strrchr(path, '/');
+        const char *start = path[0] == '/' ? path + 1 : path;
+        if (slash != NULL && slash > start) {
+            snprintf(service, sizeof service, "%.*s", (int)(slash - start), start);
+            snprintf(method, sizeof method, "%s", slash + 1);
+        }
+    }
+    snprintf(labels, sizeof labels, "grpc_method=%s,grpc_service=%s,grpc_type=%s", method, service,
+             kinds[kind]);
+    if ((mm->labels = strdup(labels)) == NULL) {
+        return -ENOMEM;
+    }
+    yw_metrics_t *m = srv->cfg.metrics;
+    char ok[640];
+    snprintf(ok, sizeof ok, "%s,grpc_code=OK", labels);
+    int rc;
+    if ((rc = yw_metrics_counter(m, "grpc_server_started_total",
+                                 "Calls started on the server, by method.", labels,
+                                 &mm->started)) != 0 ||
+        (rc = yw_metrics_counter(m, "grpc_server_handled_total",
+                                 "Calls completed on the server, by method and status code.", ok,
+                                 &mm->handled[GRPC_STATUS_OK])) != 0 ||
+        (rc = yw_metrics_histogram(
+             m, "grpc_server_handling_seconds",
+             "Time from a call's arrival to its end (status sent), by method.", labels,
+             yw_metrics_latency_bounds_ns, YW_METRICS_N_LATENCY_BOUNDS, 1e-9, &mm->latency)) != 0) {
+        return rc;
+    }
+    return 0;
+}
+
+static int yw__metrics_init(yw_server_t *srv, char *err, size_t errlen)
+{
+    if (srv->cfg.metrics == NULL) {
+        return 0;
+    }
+    srv->mm = calloc(srv->n_regs + 1, sizeof *srv->mm);
+    if (srv->mm == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = yw_metrics_gauge(srv->cfg.metrics, "grpc_server_calls_in_flight",
+                              "Calls accepted and not yet ended.", NULL, &srv->in_flight);
+    for (size_t i = 0; rc == 0 && i <= srv->n_regs; i++) {
+        if (i < srv->n_regs) {
+            srv->regs[i].mm = &srv->mm[i];
+            rc = yw__method_metrics_init(srv, &srv->mm[i], srv->regs[i].method->path,
+                                         srv->regs[i].method->kind);
+        } else {
+            rc = yw__method_metrics_init(srv, &srv->mm[i], NULL, YW_METHOD_UNARY);
+        }
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "metrics: cannot register the server's metrics (%d)", rc);
+    }
+    return rc;
+}
+
+static void yw__metrics_free(yw_server_t *srv)
+{
+    if (srv->mm != NULL) {
+        for (size_t i = 0; i <= srv->n_regs; i++) {
+            free(srv->mm[i].labels);
+        }
+        free(srv->mm);
+        srv->mm = NULL;
+    }
 }
 
 /* ---- server ---- */
@@ -828,6 +1066,10 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
             }
         }
     }
+    int mrc = yw__metrics_init(srv, err, errlen);
+    if (mrc != 0) {
+        return mrc;
+    }
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
@@ -919,6 +1161,7 @@ static void yw__server_free(yw_server_t *srv)
 {
     yw_reflection_destroy(srv->reflection);
     yw_health_destroy(srv->health);
+    yw__metrics_free(srv);
     free(srv->regs);
     free(srv->listen);
     free(srv);

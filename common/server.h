@@ -7,9 +7,17 @@
  * (INVALID_ARGUMENT when it does not parse), hands it to the handler, packs the
  * response, sends status and message, tracks deadlines and cancellation
  * (GRPC_OP_RECV_CLOSE_ON_SERVER), answers unknown methods with UNIMPLEMENTED, enforces
- * the maximum message size (RESOURCE_EXHAUSTED), logs one JSON line per call, and shuts
- * down gracefully. Health (grpc.health.v1) and reflection (grpc.reflection.v1 and
- * v1alpha) are added by every server.
+ * the maximum message size (RESOURCE_EXHAUSTED), logs one JSON line per call, counts
+ * every call in the metrics registry it is given (grpc_server_* families, see
+ * metrics.h), and shuts down gracefully. Health (grpc.health.v1) and reflection
+ * (grpc.reflection.v1 and v1alpha) are added by every server.
+ *
+ * Request ids: each call has one, the `x-request-id` request metadata when the client
+ * sent one (at most YW_REQUEST_ID_MAX bytes are kept), else 16 random hex digits. It is
+ * in the call's log line and in every yw_log() line written from its handler callbacks,
+ * goes back to the client as `x-request-id` trailing metadata when the call fails (OK
+ * calls, the hot path, carry nothing extra), and goes on to the peers the handler calls
+ * with this call as `parent` (client.h).
  *
  * Call lifetime, stated once: a yw_call_t stays valid until the handler has finished it
  * (yw_call_reply() or yw_call_finish()) and every gRPC operation on it has completed.
@@ -28,6 +36,8 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "common/log.h"
+#include "common/metrics.h"
 #include "common/runtime.h"
 
 #ifdef __cplusplus
@@ -95,6 +105,12 @@ typedef struct st_yw_server_config_t {
     /** FileDescriptorSet (with imports) that reflection serves. */
     const unsigned char *descriptor_set;
     size_t descriptor_set_len;
+    /**
+     * Registry the server counts its calls in (grpc_server_started_total,
+     * grpc_server_handled_total, grpc_server_handling_seconds,
+     * grpc_server_calls_in_flight); NULL counts nothing. Must outlive the server.
+     */
+    yw_metrics_t *metrics;
 } yw_server_config_t;
 
 /**
@@ -165,6 +181,24 @@ int yw_call_is_cancelled(const yw_call_t *call);
  * Valid while the call is.
  */
 const char *yw_call_metadata(const yw_call_t *call, const char *key, size_t *len);
+
+/** Longest request id kept from `x-request-id` metadata (longer ones are cut). */
+#define YW_REQUEST_ID_MAX 128
+
+/**
+ * The call's request id: its `x-request-id` metadata, or one generated for it (16 hex
+ * digits). NUL-terminated, never empty; valid while the call is. Made on first use and
+ * kept in the call (loop thread only, as every call function).
+ */
+const char *yw_call_request_id(const yw_call_t *call);
+
+/**
+ * Writes a log line (log.h) for this call: its method and request id, then the
+ * printf-style message. For callbacks the runtime does not tie to the call (a store
+ * job's `done`, a timer); inside handler callbacks yw_log() adds the request id itself.
+ */
+void yw_call_log(const yw_call_t *call, yw_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /**
  * Unary and client-streaming: sends `resp` and status OK, and finishes the call.

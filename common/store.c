@@ -89,6 +89,9 @@ struct st_yw_store_t {
 
     void (*closed)(void *arg);
     void *closed_arg;
+
+    void (*on_commit)(void *arg, uint64_t duration_ns, size_t n_jobs, int committed);
+    void *on_commit_arg;
 };
 
 /** A reader thread's argument: its store and its own connection. */
@@ -406,7 +409,7 @@ static void yw__run_write_job(yw_store_conn_t *conn, yw_store_job_t *job)
  * abandons the transaction midway (I/O error, disk full), the jobs that had succeeded
  * in it fail too and the rest of the group starts a new transaction.
  */
-static void yw__run_group(yw_store_t *store, yw_store_job_t *group)
+static int yw__run_group_tx(yw_store_t *store, yw_store_job_t *group)
 {
     yw_store_conn_t *conn = &store->writer;
     yw_store_job_t *tx_first = NULL;
@@ -422,7 +425,7 @@ static void yw__run_group(yw_store_t *store, yw_store_job_t *group)
                     j->yw_status = yw__fail_status(rc);
                     yw__fmt(j->errmsg, sizeof j->errmsg, "begin failed: %s", msg);
                 }
-                return;
+                return 0;
             }
             tx_first = job;
         }
@@ -436,13 +439,25 @@ static void yw__run_group(yw_store_t *store, yw_store_job_t *group)
         }
     }
     if (tx_first == NULL) {
-        return;
+        return 0;
     }
     int rc = yw__exec(conn, yw__sql_commit);
     if (rc != SQLITE_OK) {
         snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(conn->db));
         yw__fail_succeeded(tx_first, NULL, yw__fail_status(rc), "commit failed", msg);
         yw__rollback(conn);
+        return 0;
+    }
+    return 1;
+}
+
+/** A group commit, timed for the on_commit hook. */
+static void yw__run_group(yw_store_t *store, yw_store_job_t *group, size_t n_jobs)
+{
+    uint64_t t0 = store->on_commit != NULL ? uv_hrtime() : 0;
+    int committed = yw__run_group_tx(store, group);
+    if (store->on_commit != NULL) {
+        store->on_commit(store->on_commit_arg, uv_hrtime() - t0, n_jobs, committed);
     }
 }
 
@@ -483,7 +498,7 @@ static void *yw__writer_main(void *arg)
         pthread_mutex_unlock(&store->mu);
 
         pthread_mutex_lock(&store->writer_mu);
-        yw__run_group(store, first);
+        yw__run_group(store, first, (size_t)n);
         pthread_mutex_unlock(&store->writer_mu);
         yw__post_done(store, first, last);
 
@@ -1035,6 +1050,8 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
     store->loop = loop;
     store->max_group = cfg->max_group > 0 ? cfg->max_group : YW__DEFAULT_MAX_GROUP;
     store->n_readers = cfg->readers > 0 ? cfg->readers : YW__DEFAULT_READERS;
+    store->on_commit = cfg->on_commit;
+    store->on_commit_arg = cfg->on_commit_arg;
     pthread_mutex_init(&store->mu, NULL);
     pthread_mutex_init(&store->writer_mu, NULL);
     pthread_cond_init(&store->writer_cv, NULL);

@@ -17,6 +17,7 @@
 #define YW_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/status.h>
 #include <sqlite3.h>
@@ -70,6 +71,14 @@ typedef struct st_yw_store_config_t {
     int readers;
     /** Most jobs in one group commit; 0 means 1024. */
     int max_group;
+    /**
+     * Optional (NULL: none): called on the writer thread after each group commit with
+     * the time from BEGIN to the end of COMMIT (fsync included), the number of jobs in
+     * the group, and whether its last transaction committed. It must be quick and
+     * thread-safe (metrics updates, metrics.h); it must not touch the loop's state.
+     */
+    void (*on_commit)(void *arg, uint64_t duration_ns, size_t n_jobs, int committed);
+    void *on_commit_arg;
 } yw_store_config_t;
 
 /**

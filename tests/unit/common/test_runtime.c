@@ -223,6 +223,117 @@ YW_TEST(second_server_on_a_taken_port_fails)
     yw_runtime_destroy(f.rt);
 }
 
+/* ---- request ids and metrics: a relay service that calls itself ---- */
+
+typedef struct {
+    fixture_t f;
+    yw_metrics_t *metrics;
+    char outer_id[YW_REQUEST_ID_MAX + 1];
+    char inner_id[YW_REQUEST_ID_MAX + 1];
+} relay_t;
+
+static void relay_on_inner(void *arg, grpc_status_code code, const char *detail,
+                           ProtobufCMessage *resp)
+{
+    yw_call_t *outer = arg;
+    (void)detail;
+    YW_CHECK_INT(code, ==, GRPC_STATUS_OK);
+    YW_CHECK_INT(yw_call_reply(outer, resp), ==, 0);
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void relay_outer(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    relay_t *r = yw_call_service_ctx(call);
+    snprintf(r->outer_id, sizeof r->outer_id, "%s", yw_call_request_id(call));
+    YW_CHECK_INT(yw_client_unary(r->f.ch, "/yw.test.Relay/Inner", msg,
+                                 &grpc__health__v1__health_check_response__descriptor, call, 0,
+                                 relay_on_inner, call),
+                 ==, 0);
+}
+
+static void relay_inner(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    relay_t *r = yw_call_service_ctx(call);
+    (void)msg;
+    snprintf(r->inner_id, sizeof r->inner_id, "%s", yw_call_request_id(call));
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    YW_CHECK_INT(yw_call_reply(call, &resp.base), ==, 0);
+}
+
+static const yw_method_t relay_methods[] = {
+    {"/yw.test.Relay/Outer", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
+     &grpc__health__v1__health_check_response__descriptor, relay_outer, NULL, NULL},
+    {"/yw.test.Relay/Inner", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
+     &grpc__health__v1__health_check_response__descriptor, relay_inner, NULL, NULL},
+};
+
+static int64_t metric(yw_metrics_t *m, const char *method, const char *code)
+{
+    char labels[256];
+    snprintf(labels, sizeof labels,
+             "grpc_method=%s,grpc_service=yw.test.Relay,grpc_type=unary,grpc_code=%s", method,
+             code);
+    yw_metric_t *h = NULL;
+    YW_CHECK_INT(yw_metrics_counter(m, "grpc_server_handled_total", NULL, labels, &h), ==, 0);
+    return yw_metric_value(h);
+}
+
+YW_TEST(request_id_goes_to_peers_and_calls_are_counted)
+{
+    relay_t r;
+    memset(&r, 0, sizeof r);
+    fixture_t *f = &r.f;
+    YW_CHECK_INT(yw_metrics_create(0, &r.metrics), ==, 0);
+    YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
+    yw_server_config_t cfg = {
+        .listen = "127.0.0.1:0",
+        .descriptor_set = yw_descriptor_set,
+        .descriptor_set_len = yw_descriptor_set_len,
+        .grace_ms = 200,
+        .metrics = r.metrics,
+    };
+    static yw_service_t svc = {"yw.test.Relay", relay_methods, 2, NULL};
+    svc.ctx = &r;
+    char err[256];
+    YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_server_add_service(f->srv, &svc), ==, 0);
+    YW_CHECK_INT(yw_server_start(f->srv, err, sizeof err), ==, 0);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", yw_server_port(f->srv));
+    YW_CHECK_INT(yw_channel_create(f->rt, target, &f->ch), ==, 0);
+    f->calls_expected = 2;
+    check(f, "/yw.test.Relay/Outer", "");
+    check(f, "/no.such.Service/Nothing", "");
+    yw_runtime_run(f->rt);
+    YW_CHECK(f->server_down);
+    yw_runtime_destroy(f->rt);
+
+    /* The client sent no x-request-id: the outer call made one and passed it on. */
+    YW_CHECK_INT(strlen(r.outer_id), ==, 16);
+    YW_CHECK_INT(strspn(r.outer_id, "0123456789abcdef"), ==, 16);
+    YW_CHECK_STR(r.inner_id, r.outer_id);
+
+    YW_CHECK_INT(metric(r.metrics, "Outer", "OK"), ==, 1);
+    YW_CHECK_INT(metric(r.metrics, "Inner", "OK"), ==, 1);
+    yw_metric_t *g = NULL;
+    YW_CHECK_INT(yw_metrics_gauge(r.metrics, "grpc_server_calls_in_flight", NULL, NULL, &g), ==, 0);
+    YW_CHECK_INT(yw_metric_value(g), ==, 0);
+    char *text = NULL;
+    size_t len = 0;
+    YW_CHECK_INT(yw_metrics_render(r.metrics, &text, &len), ==, 0);
+    YW_CHECK(strstr(text, "grpc_server_handled_total{grpc_code=\"Unimplemented\","
+                          "grpc_method=\"unknown\",grpc_service=\"unknown\","
+                          "grpc_type=\"unary\"} 1\n") != NULL);
+    YW_CHECK(strstr(text, "grpc_server_started_total{grpc_method=\"Outer\","
+                          "grpc_service=\"yw.test.Relay\",grpc_type=\"unary\"} 1\n") != NULL);
+    YW_CHECK(strstr(text, "grpc_server_handling_seconds_count{grpc_method=\"Inner\","
+                          "grpc_service=\"yw.test.Relay\",grpc_type=\"unary\"} 1\n") != NULL);
+    free(text);
+    yw_metrics_destroy(r.metrics);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -232,6 +343,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(libuv_timers_fire_while_grpc_is_idle),
         YW_TEST_ENTRY(thread_pool_completion_wakes_the_loop),
         YW_TEST_ENTRY(second_server_on_a_taken_port_fails),
+        YW_TEST_ENTRY(request_id_goes_to_peers_and_calls_are_counted),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
