@@ -11,12 +11,12 @@ PY ?= /usr/bin/python3
 APT_PACKAGES := bazel-bootstrap bazel-rules-java libgrpc-dev libprotobuf-c-dev \
 	protobuf-c-compiler libuv1-dev libsqlite3-dev grpc-proto libprotobuf-dev \
 	protobuf-compiler python3-grpcio python3-protobuf python3-pytest nghttp2-client \
-	sqlite3 gcc g++ make
+	sqlite3 gcc g++ make libmicrohttpd-dev libsystemd-dev python3-yaml systemd
 
 DATA_DIR ?= $(CURDIR)/.data
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: all deps build run test unit integration asan bench clean
+.PHONY: all deps build run test unit integration asan bench check-deploy clean
 
 all: build
 
@@ -61,7 +61,12 @@ asan: deps
 bench: build
 	bench/h2load_get_creator.sh 3
 
-test: asan unit integration
+# deploy/ without a container engine or a cluster: YAML, kustomize references, compose,
+# the Containerfile's shell steps, systemd-analyze verify (tools/check_deploy.py).
+check-deploy: deps
+	$(PY) tools/check_deploy.py
+
+test: check-deploy asan unit integration
 
 clean:
 	$(BAZEL) clean
