@@ -1,0 +1,458 @@
+/* attr_hash.c — hash, interner and maps of the attribution state. See attr_hash.h. */
+#include "services/attribution/attr_hash.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define ATTR__BLOCK (1u << 20)
+#define ATTR__MIN_CAP 16
+
+static inline uint64_t attr__mum(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+uint64_t attr_hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        h = attr__mum(h ^ v, UINT64_C(0xbf58476d1ce4e5b9));
+        s += 8;
+        n -= 8;
+    }
+    uint64_t v = 0;
+    memcpy(&v, s, n);
+    h = attr__mum(h ^ v ^ ((uint64_t)n << 59), UINT64_C(0x94d049bb133111eb));
+    return attr__mum(h, UINT64_C(0x2545F4914F6CDD1D));
+}
+
+uint64_t attr_hash_u64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64_C(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    return x;
+}
+
+/* ---- huge pages ---- */
+
+void attr_hint_huge(void *p, size_t size)
+{
+    const uintptr_t page = 4096;
+    if (size < (4u << 20)) {
+        return;
+    }
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t e = ((uintptr_t)p + size) & ~(page - 1);
+    if (e > a) {
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+    }
+}
+
+/* ---- interner ---- */
+
+void attr_intern_init(attr_intern_t *in)
+{
+    memset(in, 0, sizeof *in);
+}
+
+void attr_intern_free(attr_intern_t *in)
+{
+    for (size_t i = 0; i < in->n_blocks; i++) {
+        free(in->blocks[i]);
+    }
+    free(in->blocks);
+    free(in->slots);
+    free(in->strs);
+    memset(in, 0, sizeof *in);
+}
+
+static int attr__intern_rehash(attr_intern_t *in, size_t cap)
+{
+    attr_intern_slot_t *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL) {
+        return -ENOMEM;
+    }
+    attr_hint_huge(slots, cap * sizeof *slots);
+    for (size_t i = 0; i < in->cap; i++) {
+        if (in->slots[i].s == NULL) {
+            continue;
+        }
+        size_t j = in->slots[i].h32 & (cap - 1);
+        while (slots[j].s != NULL) {
+            j = (j + 1) & (cap - 1);
+        }
+        slots[j] = in->slots[i];
+    }
+    free(in->slots);
+    in->slots = slots;
+    in->cap = cap;
+    return 0;
+}
+
+/** Copies `n` bytes, length-prefixed and NUL-terminated, into the arena; NULL: no memory. */
+static char *attr__intern_copy(attr_intern_t *in, const char *s, size_t n)
+{
+    size_t need = sizeof(uint32_t) + n + 1;
+    need = (need + 3) & ~(size_t)3; /* keep the prefixes aligned */
+    char *rec;
+    if (need > in->cur_left) {
+        size_t size = need > ATTR__BLOCK / 4 ? need : ATTR__BLOCK;
+        if (in->n_blocks == in->blocks_cap) {
+            size_t nc = in->blocks_cap ? in->blocks_cap * 2 : 16;
+            char **b = realloc(in->blocks, nc * sizeof *b);
+            if (b == NULL) {
+                return NULL;
+            }
+            in->blocks = b;
+            in->blocks_cap = nc;
+        }
+        char *block = malloc(size);
+        if (block == NULL) {
+            return NULL;
+        }
+        in->blocks[in->n_blocks++] = block;
+        if (size == ATTR__BLOCK) {
+            in->cur = block;
+            in->cur_left = size;
+            rec = in->cur;
+            in->cur += need;
+            in->cur_left -= need;
+        } else {
+            rec = block; /* a big string: its own block, the current one goes on */
+        }
+    } else {
+        rec = in->cur;
+        in->cur += need;
+        in->cur_left -= need;
+    }
+    uint32_t len = (uint32_t)n;
+    memcpy(rec, &len, sizeof len);
+    memcpy(rec + sizeof len, s, n);
+    rec[sizeof len + n] = '\0';
+    return rec + sizeof len;
+}
+
+/** The slot holding `s`, or the empty slot where it would go. */
+static attr_intern_slot_t *attr__intern_slot(const attr_intern_t *in, const char *s, size_t n,
+                                             uint32_t h32)
+{
+    size_t i = h32 & (in->cap - 1);
+    for (;;) {
+        attr_intern_slot_t *slot = &in->slots[i];
+        if (slot->s == NULL ||
+            (slot->h32 == h32 && attr_intern_len(slot->s) == n && memcmp(slot->s, s, n) == 0)) {
+            return slot;
+        }
+        i = (i + 1) & (in->cap - 1);
+    }
+}
+
+int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n)
+{
+    if (in->cap == 0) {
+        return -1;
+    }
+    const attr_intern_slot_t *slot =
+        attr__intern_slot(in, s, n, (uint32_t)(attr_hash_bytes(s, n) >> 32));
+    return slot->s != NULL ? (int64_t)slot->id : -1;
+}
+
+int attr_intern2(attr_intern_t *in, const char *s, size_t n, uint32_t *id, const char **str)
+{
+    uint32_t h32 = (uint32_t)(attr_hash_bytes(s, n) >> 32);
+    if (in->cap != 0) {
+        const attr_intern_slot_t *slot = attr__intern_slot(in, s, n, h32);
+        if (slot->s != NULL) {
+            *id = slot->id;
+            if (str != NULL) {
+                *str = slot->s;
+            }
+            return 0;
+        }
+    }
+    if (n > UINT32_MAX / 2 || in->count == UINT32_MAX - 1) {
+        return -ENOMEM;
+    }
+    if ((in->count + 1) * 4 > in->cap * 3) {
+        int rc = attr__intern_rehash(in, in->cap ? in->cap * 2 : ATTR__MIN_CAP);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    if (in->count == in->strs_cap) {
+        uint32_t nc = in->strs_cap ? in->strs_cap * 2 : 64;
+        const char **strs = realloc(in->strs, nc * sizeof *strs);
+        if (strs == NULL) {
+            return -ENOMEM;
+        }
+        in->strs = strs;
+        in->strs_cap = nc;
+    }
+    char *copy = attr__intern_copy(in, s, n);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    uint32_t nid = in->count++;
+    in->strs[nid] = copy;
+    attr_intern_slot_t *slot = attr__intern_slot(in, s, n, h32);
+    slot->s = copy;
+    slot->h32 = h32;
+    slot->id = nid;
+    *id = nid;
+    if (str != NULL) {
+        *str = copy;
+    }
+    return 0;
+}
+
+/* ---- map64 ---- */
+
+void attr_map64_init(attr_map64_t *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void attr_map64_free(attr_map64_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static int attr__map64_rehash(attr_map64_t *m, size_t cap)
+{
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    uint64_t *vals = malloc(cap * sizeof *vals);
+    if (keys == NULL || vals == NULL) {
+        free(keys);
+        free(vals);
+        return -ENOMEM;
+    }
+    attr_hint_huge(keys, cap * sizeof *keys);
+    attr_hint_huge(vals, cap * sizeof *vals);
+    memset(keys, 0xff, cap * sizeof *keys);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i] == UINT64_MAX) {
+            continue;
+        }
+        size_t j = attr_hash_u64(m->keys[i]) & (cap - 1);
+        while (keys[j] != UINT64_MAX) {
+            j = (j + 1) & (cap - 1);
+        }
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    return 0;
+}
+
+int attr_map64_put(attr_map64_t *m, uint64_t key, uint64_t val)
+{
+    if ((m->count + 1) * 4 > m->cap * 3) {
+        int rc = attr__map64_rehash(m, m->cap ? m->cap * 2 : ATTR__MIN_CAP);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    size_t i = attr_hash_u64(key) & (m->cap - 1);
+    while (m->keys[i] != UINT64_MAX) {
+        if (m->keys[i] == key) {
+            m->vals[i] = val;
+            return 0;
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->count++;
+    return 0;
+}
+
+int attr_map64_get(const attr_map64_t *m, uint64_t key, uint64_t *val)
+{
+    if (m->cap == 0) {
+        return 0;
+    }
+    size_t i = attr_hash_u64(key) & (m->cap - 1);
+    while (m->keys[i] != UINT64_MAX) {
+        if (m->keys[i] == key) {
+            *val = m->vals[i];
+            return 1;
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    return 0;
+}
+
+int attr_map64_del(attr_map64_t *m, uint64_t key)
+{
+    if (m->cap == 0) {
+        return 0;
+    }
+    size_t mask = m->cap - 1;
+    size_t i = attr_hash_u64(key) & mask;
+    while (m->keys[i] != key) {
+        if (m->keys[i] == UINT64_MAX) {
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+    /* Backward shift: move later entries of the run into the hole when they may. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (m->keys[j] == UINT64_MAX) {
+            break;
+        }
+        size_t home = attr_hash_u64(m->keys[j]) & mask;
+        /* Can the entry at j move to i? Only if its home is not in (i, j]. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            m->keys[i] = m->keys[j];
+            m->vals[i] = m->vals[j];
+            i = j;
+        }
+    }
+    m->keys[i] = UINT64_MAX;
+    m->count--;
+    return 1;
+}
+
+/* ---- strmap ---- */
+
+void attr_strmap_init(attr_strmap_t *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void attr_strmap_free(attr_strmap_t *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof *m);
+}
+
+static uint64_t attr__nz(uint64_t h)
+{
+    return h != 0 ? h : 1;
+}
+
+static int attr__strmap_rehash(attr_strmap_t *m, size_t cap)
+{
+    attr_strmap_slot_t *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL) {
+        return -ENOMEM;
+    }
+    attr_hint_huge(slots, cap * sizeof *slots);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->slots[i].hash == 0) {
+            continue;
+        }
+        size_t j = m->slots[i].hash & (cap - 1);
+        while (slots[j].hash != 0) {
+            j = (j + 1) & (cap - 1);
+        }
+        slots[j] = m->slots[i];
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    return 0;
+}
+
+int attr_strmap_reserve(attr_strmap_t *m, size_t n)
+{
+    size_t cap = m->cap ? m->cap : ATTR__MIN_CAP;
+    while ((m->count + n) * 4 > cap * 3) {
+        cap *= 2;
+    }
+    return cap != m->cap ? attr__strmap_rehash(m, cap) : 0;
+}
+
+void *attr_strmap_get(const attr_strmap_t *m, uint64_t hash, const char *key, size_t len)
+{
+    if (m->cap == 0) {
+        return NULL;
+    }
+    hash = attr__nz(hash);
+    size_t i = hash & (m->cap - 1);
+    while (m->slots[i].hash != 0) {
+        const attr_strmap_slot_t *s = &m->slots[i];
+        if (s->hash == hash && s->len == len && memcmp(s->key, key, len) == 0) {
+            return s->val;
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    return NULL;
+}
+
+int attr_strmap_add(attr_strmap_t *m, uint64_t hash, const char *key, size_t len, void *val)
+{
+    if (len > UINT32_MAX) {
+        return -ENOMEM;
+    }
+    if ((m->count + 1) * 4 > m->cap * 3) {
+        int rc = attr__strmap_rehash(m, m->cap ? m->cap * 2 : ATTR__MIN_CAP);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    hash = attr__nz(hash);
+    size_t i = hash & (m->cap - 1);
+    while (m->slots[i].hash != 0) {
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->slots[i].hash = hash;
+    m->slots[i].key = key;
+    m->slots[i].len = (uint32_t)len;
+    m->slots[i].val = val;
+    m->count++;
+    return 0;
+}
+
+void *attr_strmap_del(attr_strmap_t *m, uint64_t hash, const char *key, size_t len)
+{
+    if (m->cap == 0) {
+        return NULL;
+    }
+    hash = attr__nz(hash);
+    size_t mask = m->cap - 1;
+    size_t i = hash & mask;
+    for (;;) {
+        attr_strmap_slot_t *s = &m->slots[i];
+        if (s->hash == 0) {
+            return NULL;
+        }
+        if (s->hash == hash && s->len == len && memcmp(s->key, key, len) == 0) {
+            break;
+        }
+        i = (i + 1) & mask;
+    }
+    void *val = m->slots[i].val;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (m->slots[j].hash == 0) {
+            break;
+        }
+        size_t home = m->slots[j].hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    memset(&m->slots[i], 0, sizeof m->slots[i]);
+    m->count--;
+    return val;
+}

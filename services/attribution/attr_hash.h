@@ -1,0 +1,163 @@
+/*
+ * attr_hash.h — the small containers the attribution state is built of: a string
+ * hash, a string interner (string <-> dense uint32 id), a uint64 -> uint64 map and a
+ * string-keyed map whose keys the caller owns. Open addressing with linear probing and
+ * backward-shift deletion; tables stay at most 3/4 full and double when they reach it.
+ *
+ * Not thread-safe: the loop thread owns them (the interner's strings, once added, never
+ * move or change, so another thread may read a pointer it was handed).
+ * Functions that allocate return 0 or -ENOMEM and leave the container unchanged on
+ * failure.
+ */
+#ifndef ATTR_HASH_H
+#define ATTR_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A 64-bit hash of `n` bytes (not keyed: ids are not attacker-chosen here). */
+uint64_t attr_hash_bytes(const void *p, size_t n);
+
+/** A 64-bit mix of one integer. */
+uint64_t attr_hash_u64(uint64_t x);
+
+/* ---- interner ---- */
+
+/** One slot of an interner: the string itself, so that a lookup touches two lines. */
+typedef struct st_attr_intern_slot_t {
+    const char *s; /* NULL: empty; the length is the uint32 just before it */
+    uint32_t h32;
+    uint32_t id;
+} attr_intern_slot_t;
+
+/**
+ * Strings <-> dense ids 0, 1, 2, ... Strings are copied, length-prefixed and
+ * NUL-terminated, never moved.
+ */
+typedef struct st_attr_intern_t {
+    attr_intern_slot_t *slots;
+    size_t cap; /* power of two */
+    const char **strs;
+    uint32_t count;
+    uint32_t strs_cap;
+    /* arena of 1 MiB blocks (bigger strings get a block of their own) */
+    char **blocks;
+    size_t n_blocks, blocks_cap;
+    char *cur;
+    size_t cur_left;
+} attr_intern_t;
+
+void attr_intern_init(attr_intern_t *in);
+void attr_intern_free(attr_intern_t *in);
+
+/**
+ * The id of `s` (`n` bytes), added when new; `*str` (may be NULL) gets the interned
+ * copy. Returns 0 or -ENOMEM.
+ */
+int attr_intern2(attr_intern_t *in, const char *s, size_t n, uint32_t *id, const char **str);
+
+/** attr_intern2() without the copy's address. */
+static inline int attr_intern(attr_intern_t *in, const char *s, size_t n, uint32_t *id)
+{
+    return attr_intern2(in, s, n, id, NULL);
+}
+
+/** The id of `s`, or -1 when it was never interned. */
+int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n);
+
+/** Starts loading the slot `s` would probe first (software prefetch: a hint). */
+static inline void attr_intern_prefetch(const attr_intern_t *in, const char *s, size_t n)
+{
+    if (in->cap != 0) {
+        uint32_t h32 = (uint32_t)(attr_hash_bytes(s, n) >> 32);
+        __builtin_prefetch(&in->slots[h32 & (in->cap - 1)]);
+    }
+}
+
+/** The length of an interned string. */
+static inline uint32_t attr_intern_len(const char *interned)
+{
+    uint32_t len;
+    __builtin_memcpy(&len, interned - sizeof len, sizeof len);
+    return len;
+}
+
+/** The string of `id` (NUL-terminated; `*len` gets its length when not NULL). */
+static inline const char *attr_intern_str(const attr_intern_t *in, uint32_t id, size_t *len)
+{
+    const char *s = in->strs[id];
+    if (len != NULL) {
+        *len = attr_intern_len(s);
+    }
+    return s;
+}
+
+/**
+ * Asks the kernel for huge pages under a large allocation (fewer TLB misses on the big
+ * random-access tables). A hint: failures are ignored.
+ */
+void attr_hint_huge(void *p, size_t size);
+
+/* ---- uint64 -> uint64 ---- */
+
+/** Keys are any uint64 but UINT64_MAX. */
+typedef struct st_attr_map64_t {
+    uint64_t *keys; /* UINT64_MAX: empty */
+    uint64_t *vals;
+    size_t cap, count;
+} attr_map64_t;
+
+void attr_map64_init(attr_map64_t *m);
+void attr_map64_free(attr_map64_t *m);
+/** Sets key -> val (replacing). Returns 0 or -ENOMEM. */
+int attr_map64_put(attr_map64_t *m, uint64_t key, uint64_t val);
+/** 1 and `*val` when found, else 0. */
+int attr_map64_get(const attr_map64_t *m, uint64_t key, uint64_t *val);
+/** Removes key; 1 when it was there. */
+int attr_map64_del(attr_map64_t *m, uint64_t key);
+
+/* ---- string (caller-owned) -> pointer ---- */
+
+/**
+ * Keys are pointers to strings the caller keeps alive and unchanged while they are in
+ * the map (typically a field of the value). Lookups copy nothing.
+ */
+typedef struct st_attr_strmap_slot_t {
+    uint64_t hash; /* 0: empty (real hashes are forced non-zero) */
+    const char *key;
+    uint32_t len;
+    void *val;
+} attr_strmap_slot_t;
+
+typedef struct st_attr_strmap_t {
+    attr_strmap_slot_t *slots;
+    size_t cap, count;
+} attr_strmap_t;
+
+void attr_strmap_init(attr_strmap_t *m);
+void attr_strmap_free(attr_strmap_t *m);
+/** The value of key, or NULL. `hash` is attr_hash_bytes(key, len). */
+void *attr_strmap_get(const attr_strmap_t *m, uint64_t hash, const char *key, size_t len);
+/** Adds key -> val; the key must not be there. Returns 0 or -ENOMEM. */
+int attr_strmap_add(attr_strmap_t *m, uint64_t hash, const char *key, size_t len, void *val);
+/** Removes key; returns its value or NULL. */
+void *attr_strmap_del(attr_strmap_t *m, uint64_t hash, const char *key, size_t len);
+/** Starts loading the slot a lookup of `hash` would probe first (a hint). */
+static inline void attr_strmap_prefetch(const attr_strmap_t *m, uint64_t hash)
+{
+    if (m->cap != 0) {
+        __builtin_prefetch(&m->slots[(hash != 0 ? hash : 1) & (m->cap - 1)]);
+    }
+}
+
+/** Makes room for `n` more keys without rehashing. Returns 0 or -ENOMEM. */
+int attr_strmap_reserve(attr_strmap_t *m, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

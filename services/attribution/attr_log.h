@@ -1,0 +1,178 @@
+/*
+ * attr_log.h — the exposure log: the durable store of the exposure hot path.
+ *
+ * Why not SQLite: a random-key B-tree insert per exposure tops out near 12,000 rows/s
+ * (issue 4's figures); appending to a file with one fdatasync per group does over a
+ * million. So exposures are appended to a segmented, append-only binary log, and
+ * everything else the service needs of them (dedup set, join index, rollups) lives in
+ * memory and is rebuilt from the log at start-up.
+ *
+ * On disk, under <dir>/ (the service uses --data-dir/exposures):
+ *   seg-<seq, 20 digits>.log   a segment: a 32-byte header, then frames.
+ *   header: "YWEXPSEG" | u32 version (1) | u32 0 | u64 seq | i64 created_ns
+ *   frame:  u32 body_len | u32 crc32c(body) | body
+ *   body:   i64 arrival_ns | u32 n_events | records...
+ *   record: 0x01 DEF   u8 space | varint id | varint len | bytes
+ *           0x02 EXP   varint len | event_id bytes | varint viewer | varint creator |
+ *                      varint note | u8 kind | varint watch_ms |
+ *                      zigzag varint (occur_ns - arrival_ns) | varint n | n x varint product
+ * All integers little-endian. The ids of EXP records are compact integers, defined by a
+ * DEF record earlier in the same segment: every segment is self-contained, so any
+ * segment can be deleted (pruned) alone. A new segment starts at every start-up, after
+ * a write error, and past ATTR_LOG_SEGMENT_BYTES.
+ *
+ * Durability: one writer thread takes every batch queued while it was busy (group
+ * commit), writes their frames and calls fdatasync once; a batch's `done` runs on the
+ * loop only after that returned 0. A failed write or sync truncates the segment back
+ * to its last synced length, fails the batches of the group and starts a new segment.
+ *
+ * Recovery: attr_log_read_segment() replays frames in order and stops at the first one
+ * that is incomplete or fails its CRC (a torn tail after a crash); with `repair` it
+ * truncates the file there (and syncs), so the tail never comes back.
+ *
+ * Threads: attr_log_append() and the callbacks are loop-thread only. The strings a
+ * batch points to must stay unchanged until its `done` has run.
+ */
+#ifndef ATTR_LOG_H
+#define ATTR_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Segments are closed past this size. */
+#define ATTR_LOG_SEGMENT_BYTES (64u << 20)
+/** A frame longer than this is corruption. */
+#define ATTR_LOG_MAX_FRAME (256u << 20)
+
+/** Id spaces of DEF records. */
+enum {
+    ATTR_LOG_VIEWER = 0,
+    ATTR_LOG_CREATOR = 1,
+    ATTR_LOG_NOTE = 2,
+    ATTR_LOG_PRODUCT = 3,
+    ATTR_LOG_N_SPACES = 4,
+};
+
+/** A string with its interned id (the writer's view). */
+typedef struct st_attr_log_str_t {
+    const char *s;
+    uint32_t len;
+    uint32_t id;
+} attr_log_str_t;
+
+/** One exposure to append. */
+typedef struct st_attr_log_exposure_t {
+    const char *event_id;
+    uint32_t event_id_len;
+    uint8_t kind;
+    int64_t watch_ms;
+    int64_t occur_ns;
+    attr_log_str_t viewer, creator, note;
+    const attr_log_str_t *products;
+    uint32_t n_products;
+} attr_log_exposure_t;
+
+typedef struct st_attr_log_batch_t attr_log_batch_t;
+
+/**
+ * A batch: one frame. The caller owns it and everything it points to; `done` runs once
+ * on the loop with 0 (durable) or a negative errno (not written; nothing of it will be
+ * replayed), after which the caller may free it.
+ */
+struct st_attr_log_batch_t {
+    const attr_log_exposure_t *events;
+    size_t n;
+    int64_t arrival_ns;
+    void (*done)(attr_log_batch_t *batch, int status);
+    void *data;
+    /* out: the segment the frame went to */
+    uint64_t seq;
+    /* private */
+    attr_log_batch_t *next;
+    int status;
+};
+
+typedef struct st_attr_log_t attr_log_t;
+
+/**
+ * Creates segment `first_seq` in `dir` (which must exist) and starts the writer thread.
+ * Returns 0 or a negative errno with a message in `err`.
+ */
+int attr_log_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_log_t **out, char *err,
+                  size_t errlen);
+
+/** Queues a batch. Returns 0 (done will run) or -ESHUTDOWN after close (it will not). */
+int attr_log_append(attr_log_t *log, attr_log_batch_t *batch);
+
+/** The sequence number of the segment being written. */
+uint64_t attr_log_current_seq(attr_log_t *log);
+
+/**
+ * Writes what is queued, waits for the writer thread to exit (blocking: for shutdown),
+ * runs the `done` callbacks of every batch, closes the file; `closed` runs later on the
+ * loop (a uv handle close), when the log is freed.
+ */
+void attr_log_close(attr_log_t *log, void (*closed)(void *arg), void *arg);
+
+/* ---- reading ---- */
+
+typedef struct st_attr_str_t {
+    const char *s;
+    uint32_t len;
+} attr_str_t;
+
+/** One exposure read back. Strings point into the reader's buffer: copy them. */
+typedef struct st_attr_log_event_t {
+    attr_str_t event_id, viewer, creator, note;
+    const attr_str_t *products;
+    uint32_t n_products;
+    int kind;
+    int64_t watch_ms;
+    int64_t occur_ns;
+    int64_t arrival_ns;
+} attr_log_event_t;
+
+/** What reading one segment found. */
+typedef struct st_attr_log_segstat_t {
+    uint64_t seq;
+    uint64_t frames;
+    uint64_t events;
+    uint64_t valid_bytes; /* header + good frames */
+    uint64_t file_bytes;
+    int torn;               /* a bad or incomplete frame followed the good ones */
+    int64_t max_arrival_ns; /* INT64_MIN when no frame */
+    char torn_reason[128];
+} attr_log_segstat_t;
+
+/** Returns 0 to go on, anything else to stop reading (returned as is). */
+typedef int (*attr_log_visit_fn)(void *arg, const attr_log_event_t *ev);
+
+/**
+ * Reads the segment at `path`, calling `visit` for every exposure of every good frame,
+ * in order. Stops at the first bad frame; with `repair`, truncates the file there and
+ * syncs it. Returns 0 (also with a torn tail: see st->torn), -EBADMSG when the header is
+ * missing or wrong (nothing was visited), a negative errno for an I/O error, or what
+ * `visit` returned. `visit` may be NULL (only the stats are wanted).
+ */
+int attr_log_read_segment(const char *path, int repair, attr_log_visit_fn visit, void *arg,
+                          attr_log_segstat_t *st, char *err, size_t errlen);
+
+/** The segment sequence numbers present in `dir`, ascending (malloc'd; free it). */
+int attr_log_list(const char *dir, uint64_t **seqs, size_t *n);
+
+/** Writes the path of segment `seq` of `dir` into buf. */
+void attr_log_path(const char *dir, uint64_t seq, char *buf, size_t len);
+
+/** CRC-32C (Castagnoli) of `n` bytes, continuing from `crc` (start with 0). */
+uint32_t attr_crc32c(uint32_t crc, const void *p, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

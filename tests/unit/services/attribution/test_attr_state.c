@@ -1,0 +1,468 @@
+/*
+ * test_attr_state.c — unit tests of services/attribution/attr_state.c: dedup (within a
+ * batch, across batches, after an abort), rollups per creator and day, conversions
+ * credited under every model, late exposures restating, refunds (order, amount left,
+ * pending), settings changes restating, the join horizon and pruning. Expectations are
+ * computed by hand in the comments.
+ */
+#include "services/attribution/attr_state.h"
+
+#include <errno.h>
+
+#include "tests/unit/test.h"
+
+#define S_ ATTR_NS_PER_S
+#define H_ (3600 * S_)
+#define D_ ATTR_NS_PER_DAY
+#define DAY0 20000
+#define T0 ((int64_t)DAY0 * D_ + 12 * H_) /* noon UTC of day 20000 */
+
+static uint64_t expose(attr_state_t *st, const char *id, const char *viewer, const char *creator,
+                       const char *product, int kind, int64_t watch_ms, int64_t at, int64_t now)
+{
+    const char *prods[2] = {product, "other-product"};
+    attr_exposure_in_t in = {
+        .event_id = id,
+        .event_id_len = strlen(id),
+        .viewer_id = viewer,
+        .viewer_len = strlen(viewer),
+        .creator_id = creator,
+        .creator_len = strlen(creator),
+        .note_id = "note",
+        .note_len = 4,
+        .product_ids = prods,
+        .n_products = 2,
+        .kind = kind,
+        .watch_ms = watch_ms,
+        .occur_ns = at,
+    };
+    uint64_t seq = 0;
+    YW_CHECK_INT(attr_exposure_admit(st, &in, now, &seq, NULL), ==, ATTR_ADMITTED);
+    YW_CHECK(attr_exposure_commit(st, seq, now) >= 0);
+    return seq;
+}
+
+static attr_conv_t *convert(attr_state_t *st, const char *order, const char *viewer,
+                            const char *product, int64_t amount, int64_t at, int64_t now)
+{
+    attr_conversion_in_t in = {
+        .order_id = order,
+        .order_id_len = strlen(order),
+        .viewer_id = viewer,
+        .viewer_len = strlen(viewer),
+        .product_id = product,
+        .product_len = strlen(product),
+        .quantity = 1,
+        .amount_minor = amount,
+        .occur_ns = at,
+    };
+    attr_conv_t *c = NULL;
+    YW_CHECK_INT(attr_conversion_admit(st, &in, &c), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_conversion_commit(st, c, now), ==, 0);
+    return c;
+}
+
+static int64_t creator_gmv(attr_state_t *st, const char *creator, int model)
+{
+    int64_t id = attr_intern_find(&st->creators, creator, strlen(creator));
+    if (id < 0) {
+        return 0;
+    }
+    attr_sums_t s;
+    attr_state_creator_sums(st, (uint32_t)id, DAY0 - 30, DAY0 + 30, model, &s);
+    return s.gmv;
+}
+
+static int64_t creator_credit(attr_state_t *st, const char *creator, int model)
+{
+    int64_t id = attr_intern_find(&st->creators, creator, strlen(creator));
+    attr_sums_t s;
+    attr_state_creator_sums(st, (uint32_t)id, DAY0 - 30, DAY0 + 30, model, &s);
+    return s.credit;
+}
+
+/* The touch `i` of conversion c under model m: its creator name and minor units. */
+static const char *touch_creator(attr_state_t *st, const attr_conv_t *c, uint32_t i)
+{
+    return attr_intern_str(&st->creators, c->cands[c->elig[i]].creator, NULL);
+}
+
+static int64_t touch_minor(const attr_conv_t *c, int model, uint32_t i)
+{
+    return c->minor[(model - 1) * c->n_elig + i];
+}
+
+YW_TEST(duplicates_within_and_across_batches)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    const char *prods[1] = {"p"};
+    attr_exposure_in_t in = {
+        .event_id = "e1",
+        .event_id_len = 2,
+        .viewer_id = "v",
+        .viewer_len = 1,
+        .creator_id = "c",
+        .creator_len = 1,
+        .note_id = "",
+        .note_len = 0,
+        .product_ids = prods,
+        .n_products = 1,
+        .kind = ATTR_KIND_CLICK,
+        .occur_ns = T0,
+    };
+    uint64_t s1, s2;
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &s1, NULL), ==, ATTR_ADMITTED);
+    /* Still pending (same batch, or a batch in flight): already a duplicate. */
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &s2, NULL), ==, ATTR_DUPLICATE);
+    YW_CHECK_INT(attr_exposure_commit(&st, s1, T0), ==, 1);
+    /* Other fields differ: still a duplicate. */
+    in.kind = ATTR_KIND_VIEW;
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &s2, NULL), ==, ATTR_DUPLICATE);
+    /* An aborted (never durable) id may come again. */
+    in.event_id = "e2";
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &s2, NULL), ==, ATTR_ADMITTED);
+    attr_exposure_abort(&st, s2);
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &s2, NULL), ==, ATTR_ADMITTED);
+    attr_exposure_abort(&st, s2);
+    YW_CHECK_INT(st.exposures_live, ==, 1);
+    attr_state_free(&st);
+}
+
+YW_TEST(exposure_rollups_per_creator_and_day)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    expose(&st, "e1", "v1", "alice", "p", ATTR_KIND_IMPRESSION, 0, T0, T0);
+    expose(&st, "e2", "v2", "alice", "p", ATTR_KIND_IMPRESSION, 0, T0 + H_, T0 + H_);
+    expose(&st, "e3", "v1", "alice", "p", ATTR_KIND_VIEW, 3000, T0, T0);
+    expose(&st, "e4", "v1", "alice", "p", ATTR_KIND_CLICK, 0, T0, T0);
+    expose(&st, "e5", "v1", "alice", "p", ATTR_KIND_IMPRESSION, 0, T0 - D_, T0);
+    expose(&st, "e6", "v1", "bob", "p", ATTR_KIND_IMPRESSION, 0, T0, T0);
+    uint32_t alice = (uint32_t)attr_intern_find(&st.creators, "alice", 5);
+    attr_sums_t s;
+    attr_state_creator_sums(&st, alice, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.impressions, ==, 2); /* e1, e2 (e5 is the day before) */
+    YW_CHECK_INT(s.views, ==, 1);       /* a short view is still a VIEW in reports */
+    YW_CHECK_INT(s.clicks, ==, 1);
+    attr_state_creator_sums(&st, alice, DAY0 - 1, DAY0, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.impressions, ==, 1);
+    attr_state_creator_sums(&st, alice, DAY0 - 1, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.impressions, ==, 3);
+    /* Rollups of a pruned segment add up with what is in memory. */
+    YW_CHECK_INT(attr_state_add_exposure_rollup(&st, "alice", 5, DAY0, 10, 20, 30), ==, 0);
+    attr_state_creator_sums(&st, alice, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.impressions, ==, 12);
+    YW_CHECK_INT(s.views, ==, 21);
+    YW_CHECK_INT(s.clicks, ==, 31);
+    attr_state_free(&st);
+}
+
+/*
+ * Viewer v, product p, conversion at T0 of 1000:
+ *   A click  T0 - 3 d   (click window 7 d: in)
+ *   B click  T0 - 1 d
+ *   C view   T0 - 1 h   (engaged, but clicks win)
+ *   D click  T0 + 1 s   (after the conversion: out)
+ *   E click  other product: out
+ */
+static attr_conv_t *scenario(attr_state_t *st)
+{
+    int64_t now = T0 + H_;
+    expose(st, "a", "v", "A", "p", ATTR_KIND_CLICK, 0, T0 - 3 * D_, now);
+    expose(st, "b", "v", "B", "p", ATTR_KIND_CLICK, 0, T0 - D_, now);
+    expose(st, "c", "v", "C", "p", ATTR_KIND_VIEW, 60000, T0 - H_, now);
+    expose(st, "d", "v", "D", "p", ATTR_KIND_CLICK, 0, T0 + S_, now);
+    expose(st, "e", "v", "E", "q", ATTR_KIND_CLICK, 0, T0 - H_, now);
+    return convert(st, "o1", "v", "p", 1000, T0, now);
+}
+
+YW_TEST(conversion_credited_under_every_model)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    attr_conv_t *c = scenario(&st);
+    YW_CHECK_INT(c->n_cands, ==, 3); /* a, b, c (d is later, e another product) */
+    YW_CHECK_INT(c->n_elig, ==, 2);  /* clicks only: a, b */
+    YW_CHECK_STR(touch_creator(&st, c, 0), "A");
+    YW_CHECK_STR(touch_creator(&st, c, 1), "B");
+    YW_CHECK_INT(touch_minor(c, ATTR_MODEL_LAST_TOUCH, 1), ==, 1000);
+    YW_CHECK_INT(touch_minor(c, ATTR_MODEL_FIRST_TOUCH, 0), ==, 1000);
+    YW_CHECK_INT(touch_minor(c, ATTR_MODEL_LINEAR, 0), ==, 500);
+    YW_CHECK_INT(touch_minor(c, ATTR_MODEL_POSITION_BASED, 1), ==, 500);
+    /* Time decay, half-life 7 d, touches 2 d apart: weights 2^(-2/7) : 1 =
+     * 0.820335 : 1 -> 1000 x 0.450650 = 450.65 and 549.35 -> 450 and 549 + the unit
+     * to the larger remainder (.65) -> 451, 549. */
+    YW_CHECK_INT(touch_minor(c, ATTR_MODEL_TIME_DECAY, 0), ==, 451);
+    YW_CHECK_INT(touch_minor(c, ATTR_MODEL_TIME_DECAY, 1), ==, 549);
+    /* Rollups follow. */
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "C", ATTR_MODEL_LINEAR), ==, 0);
+    YW_CHECK_INT(creator_credit(&st, "A", ATTR_MODEL_LINEAR), ==, ATTR_CREDIT_ONE / 2);
+    YW_CHECK_INT(creator_credit(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, ATTR_CREDIT_ONE);
+    int64_t n, g;
+    attr_state_unattributed(&st, DAY0 - 30, DAY0 + 30, &n, &g);
+    YW_CHECK_INT(n, ==, 0);
+    /* Found by order id; its candidates wait to be persisted. */
+    YW_CHECK(attr_conversion_find(&st, "o1", 2) == c);
+    YW_CHECK(attr_conversion_find(&st, "o2", 2) == NULL);
+    attr_conv_t **list;
+    size_t np;
+    YW_CHECK_INT(attr_state_take_persist(&st, &list, &np), ==, 0);
+    YW_CHECK_INT(np, ==, 1);
+    YW_CHECK(list[0] == c);
+    attr_state_mark_persisted(c, c->n_cands);
+    free(list);
+    YW_CHECK_INT(c->cands[2].persisted, ==, 1);
+    attr_state_free(&st);
+}
+
+YW_TEST(late_exposure_restates_the_conversion)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    /* The order first: no touch yet, unattributed. */
+    attr_conv_t *c = convert(&st, "o1", "v", "p", 1000, T0, now);
+    int64_t n, g;
+    attr_state_unattributed(&st, DAY0, DAY0 + 1, &n, &g);
+    YW_CHECK_INT(n, ==, 1);
+    YW_CHECK_INT(g, ==, 1000);
+    YW_CHECK_INT(c->n_elig, ==, 0);
+    /* An impression arrives late: attributed to it. */
+    expose(&st, "i1", "v", "X", "p", ATTR_KIND_IMPRESSION, 0, T0 - H_, now);
+    YW_CHECK_INT(c->n_elig, ==, 1);
+    YW_CHECK_INT(creator_gmv(&st, "X", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    attr_state_unattributed(&st, DAY0, DAY0 + 1, &n, &g);
+    YW_CHECK_INT(n, ==, 0);
+    YW_CHECK_INT(g, ==, 0);
+    /* Then a click, later still: clicks win, X loses everything to Y. */
+    expose(&st, "k1", "v", "Y", "p", ATTR_KIND_CLICK, 0, T0 - 2 * D_, now);
+    YW_CHECK_INT(c->n_elig, ==, 1);
+    YW_CHECK_STR(touch_creator(&st, c, 0), "Y");
+    YW_CHECK_INT(creator_gmv(&st, "X", ATTR_MODEL_LAST_TOUCH), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "Y", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    /* An exposure after the order does not touch it. */
+    expose(&st, "k2", "v", "Z", "p", ATTR_KIND_CLICK, 0, T0 + 1, now);
+    YW_CHECK_INT(c->n_cands, ==, 2);
+    attr_state_free(&st);
+}
+
+YW_TEST(refunds_reduce_the_net_and_are_checked)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    attr_conv_t *c = scenario(&st);
+    attr_refund_t *r = NULL;
+    int64_t left = -1;
+    YW_CHECK_INT(attr_refund_admit(&st, "r1", 2, "o1", 2, 300, T0 + H_, &r, &left), ==,
+                 ATTR_ADMITTED);
+    YW_CHECK_INT(attr_refund_commit(&st, r), ==, 0);
+    YW_CHECK_INT(attr_conv_net(c), ==, 700);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 700);
+    /* linear 700: 350 / 350 */
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LINEAR), ==, 350);
+    /* Credits do not change with money. */
+    YW_CHECK_INT(creator_credit(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, ATTR_CREDIT_ONE);
+    YW_CHECK_INT(attr_refund_admit(&st, "r1", 2, "o1", 2, 1, T0, &r, &left), ==, ATTR_DUPLICATE);
+    YW_CHECK_INT(attr_refund_admit(&st, "r2", 2, "nope", 4, 1, T0, &r, &left), ==,
+                 ATTR_UNKNOWN_ORDER);
+    YW_CHECK_INT(attr_refund_admit(&st, "r2", 2, "o1", 2, 701, T0, &r, &left), ==, ATTR_TOO_LARGE);
+    YW_CHECK_INT(left, ==, 700);
+    /* A pending refund counts against what is left. */
+    attr_refund_t *r2 = NULL, *r3 = NULL;
+    YW_CHECK_INT(attr_refund_admit(&st, "r2", 2, "o1", 2, 500, T0, &r2, &left), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_refund_admit(&st, "r3", 2, "o1", 2, 300, T0, &r3, &left), ==, ATTR_TOO_LARGE);
+    YW_CHECK_INT(left, ==, 200);
+    /* If r2 never becomes durable, its amount is free again. */
+    attr_refund_abort(&st, r2);
+    YW_CHECK_INT(attr_refund_admit(&st, "r3", 2, "o1", 2, 700, T0, &r3, &left), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_refund_commit(&st, r3), ==, 0);
+    YW_CHECK_INT(attr_conv_net(c), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 0);
+    YW_CHECK_INT(creator_credit(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, ATTR_CREDIT_ONE);
+    attr_state_free(&st);
+}
+
+YW_TEST(settings_change_restates_every_result)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    attr_conv_t *c = scenario(&st);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
+    attr_settings_t s = st.settings;
+    s.click_window_ns = 2 * D_; /* A's click (3 days before) falls out */
+    s.version = 2;
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_INT(c->n_elig, ==, 1);
+    YW_CHECK_INT(c->settings_version, ==, 2);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
+    /* Clicks window so short none is left: the engaged view of C wins. */
+    s.click_window_ns = 60 * S_;
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_INT(c->n_elig, ==, 1);
+    YW_CHECK_STR(touch_creator(&st, c, 0), "C");
+    YW_CHECK_INT(creator_gmv(&st, "C", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 0);
+    /* engaged_view_ms above C's watch time: C is only an impression, still the only
+     * candidate left, so it keeps the credit. */
+    s.engaged_view_ms = 120000;
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "C", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    /* Back to the defaults: as at first. */
+    attr_settings_default(&s);
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "C", ATTR_MODEL_LAST_TOUCH), ==, 0);
+    attr_state_free(&st);
+}
+
+YW_TEST(exposures_past_the_horizon_count_but_do_not_join)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    /* Horizon: 7 d + 7 d = 14 d. Now is T0 + 20 d; an exposure at T0 is too late. */
+    int64_t now = T0 + 20 * D_;
+    YW_CHECK(attr_exposure_past_horizon(&st, T0, now));
+    YW_CHECK(!attr_exposure_past_horizon(&st, now - 14 * D_, now));
+    const char *prods[1] = {"p"};
+    attr_exposure_in_t in = {
+        .event_id = "old",
+        .event_id_len = 3,
+        .viewer_id = "v",
+        .viewer_len = 1,
+        .creator_id = "A",
+        .creator_len = 1,
+        .note_id = "",
+        .note_len = 0,
+        .product_ids = prods,
+        .n_products = 1,
+        .kind = ATTR_KIND_CLICK,
+        .occur_ns = T0,
+    };
+    uint64_t seq;
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, now, &seq, NULL), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_exposure_commit(&st, seq, now), ==, 0); /* did not join */
+    attr_conv_t *c = convert(&st, "o", "v", "p", 100, T0 + S_, now);
+    YW_CHECK_INT(c->n_cands, ==, 0);
+    YW_CHECK(attr_conversion_past_horizon(&st, T0 + S_, now));
+    uint32_t a = (uint32_t)attr_intern_find(&st.creators, "A", 1);
+    attr_sums_t s;
+    attr_state_creator_sums(&st, a, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.clicks, ==, 1);
+    attr_state_free(&st);
+}
+
+YW_TEST(pruning_frees_old_chunks_and_their_ids)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    char id[32];
+    const char *prods[1] = {"p"};
+    attr_exposure_in_t in = {
+        .viewer_id = "v",
+        .viewer_len = 1,
+        .creator_id = "A",
+        .creator_len = 1,
+        .note_id = "",
+        .note_len = 0,
+        .product_ids = prods,
+        .n_products = 1,
+        .kind = ATTR_KIND_IMPRESSION,
+    };
+    /* One chunk of old exposures, then a few recent ones in a second chunk. */
+    for (int i = 0; i < ATTR_CHUNK_EXPOSURES + 5; i++) {
+        snprintf(id, sizeof id, "e%d", i);
+        in.event_id = id;
+        in.event_id_len = strlen(id);
+        int64_t at = i < ATTR_CHUNK_EXPOSURES ? T0 : T0 + 30 * D_;
+        in.occur_ns = at;
+        uint64_t seq;
+        YW_CHECK_INT(attr_exposure_admit(&st, &in, at, &seq, NULL), ==, ATTR_ADMITTED);
+        YW_CHECK(attr_exposure_commit(&st, seq, at) >= 0);
+    }
+    YW_CHECK_INT(st.n_chunks, ==, 2);
+    /* Nothing is past the horizon yet at T0 + 1 d. */
+    YW_CHECK_INT(attr_state_prune(&st, T0 + D_, 1000), ==, 0);
+    YW_CHECK_INT(attr_state_prune(&st, T0 + 30 * D_, 1u << 20), ==, ATTR_CHUNK_EXPOSURES);
+    YW_CHECK_INT(st.n_chunks, ==, 1);
+    YW_CHECK_INT(st.exposures_live, ==, 5);
+    /* Their ids are forgotten (the dedup horizon), the recent ones are not. */
+    in.event_id = "e1";
+    in.event_id_len = 2;
+    in.occur_ns = T0 + 30 * D_;
+    uint64_t seq;
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0 + 30 * D_, &seq, NULL), ==, ATTR_ADMITTED);
+    attr_exposure_abort(&st, seq);
+    snprintf(id, sizeof id, "e%d", ATTR_CHUNK_EXPOSURES + 1);
+    in.event_id = id;
+    in.event_id_len = strlen(id);
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, T0 + 30 * D_, &seq, NULL), ==, ATTR_DUPLICATE);
+    /* Rollups stay. */
+    uint32_t a = (uint32_t)attr_intern_find(&st.creators, "A", 1);
+    attr_sums_t s;
+    attr_state_creator_sums(&st, a, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.impressions, ==, ATTR_CHUNK_EXPOSURES);
+    /* The join lists of pruned exposures are swept away (the old ones shared one
+     * list with the recent ones: it stays with 5). */
+    YW_CHECK_INT(st.join.count, ==, 1);
+    attr_state_free(&st);
+}
+
+YW_TEST(candidates_survive_pruning_for_restatement)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    attr_conv_t *c = scenario(&st);
+    /* Everything in memory is pruned, yet a refund restates from the candidates kept
+     * with the conversion. */
+    YW_CHECK_INT(c->n_cands, ==, 3);
+    attr_refund_t *r;
+    int64_t left;
+    YW_CHECK_INT(attr_refund_admit(&st, "r", 1, "o1", 2, 100, T0, &r, &left), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_refund_commit(&st, r), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 900);
+    attr_state_free(&st);
+}
+
+YW_TEST(deferred_mode_recomputes_once_at_flush)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    st.defer = 1;
+    int64_t now = T0 + H_;
+    attr_conv_t *c = convert(&st, "o1", "v", "p", 1000, T0, now);
+    expose(&st, "a", "v", "A", "p", ATTR_KIND_CLICK, 0, T0 - D_, now);
+    YW_CHECK_INT(c->applied, ==, 0);
+    YW_CHECK_INT(attr_state_flush(&st), ==, 0);
+    YW_CHECK_INT(c->n_elig, ==, 1);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    /* A persisted candidate added at load time. */
+    YW_CHECK_INT(
+        attr_conversion_add_cand(&st, c, "b", "B", 1, "n", 1, ATTR_KIND_CLICK, 0, T0 - 10, 1), ==,
+        0);
+    YW_CHECK_INT(attr_state_flush(&st), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
+    attr_state_free(&st);
+}
+
+int main(int argc, char **argv)
+{
+    static const yw_test_t tests[] = {
+        YW_TEST_ENTRY(duplicates_within_and_across_batches),
+        YW_TEST_ENTRY(exposure_rollups_per_creator_and_day),
+        YW_TEST_ENTRY(conversion_credited_under_every_model),
+        YW_TEST_ENTRY(late_exposure_restates_the_conversion),
+        YW_TEST_ENTRY(refunds_reduce_the_net_and_are_checked),
+        YW_TEST_ENTRY(settings_change_restates_every_result),
+        YW_TEST_ENTRY(exposures_past_the_horizon_count_but_do_not_join),
+        YW_TEST_ENTRY(pruning_frees_old_chunks_and_their_ids),
+        YW_TEST_ENTRY(candidates_survive_pruning_for_restatement),
+        YW_TEST_ENTRY(deferred_mode_recomputes_once_at_flush),
+    };
+    return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
+}
