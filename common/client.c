@@ -47,8 +47,22 @@ int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out)
     if (ch == NULL) {
         return -ENOMEM;
     }
+    /* gRPC's default reconnect backoff grows to 120 s: a peer that was down for a while
+     * would keep failing calls long after it came back. Bounded here, once, so every
+     * service's peer calls succeed again within about a second of the peer's return. */
+    grpc_arg args[3];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[0].value.integer = YW_CHANNEL_MIN_BACKOFF_MS;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+    args[1].value.integer = YW_CHANNEL_MIN_BACKOFF_MS;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[2].value.integer = YW_CHANNEL_MAX_BACKOFF_MS;
+    grpc_channel_args chargs = {.num_args = 3, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    ch->channel = grpc_channel_create(target, creds, NULL);
+    ch->channel = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     if (ch->channel == NULL) {
         free(ch);

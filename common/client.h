@@ -22,6 +22,11 @@ extern "C" {
 
 typedef struct st_yw_channel_t yw_channel_t;
 
+/** Reconnect backoff of every channel: a peer that comes back is reached again within
+ * about YW_CHANNEL_MAX_BACKOFF_MS; while it is down, calls fail at once (UNAVAILABLE). */
+#define YW_CHANNEL_MIN_BACKOFF_MS 100
+#define YW_CHANNEL_MAX_BACKOFF_MS 1000
+
 /** Opens a channel to "HOST:PORT" (plaintext). Returns 0 or a negative errno. */
 int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out);
 

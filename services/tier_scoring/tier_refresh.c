@@ -254,8 +254,8 @@ static void stats_page(tier_refresher_t *r)
     req.creator_ids = ids;
     req.window_days = r->snap->window_days;
     req.end_day = r->snap->end_day;
-    /* The request is packed before tier_peer_unary() returns: ids may go right after. */
-    int rc = tier_peer_unary(r->cfg.peer, BATCH_GET_STATS, &req.base,
+    /* The request is packed before yw_client_unary() returns: ids may go right after. */
+    int rc = yw_client_unary(r->cfg.peer, BATCH_GET_STATS, &req.base,
                              &yaowei__creator__v1__batch_get_creator_stats_response__descriptor,
                              NULL, r->cfg.call_timeout_ms, on_stats, r);
     free(ids);
@@ -292,7 +292,7 @@ static void list_page(tier_refresher_t *r)
     Yaowei__Creator__V1__ListCreatorsRequest req = YAOWEI__CREATOR__V1__LIST_CREATORS_REQUEST__INIT;
     req.page_size = TIER_REFRESH_PAGE_SIZE;
     req.page_token = r->page_token != NULL ? r->page_token : "";
-    int rc = tier_peer_unary(r->cfg.peer, LIST_CREATORS, &req.base,
+    int rc = yw_client_unary(r->cfg.peer, LIST_CREATORS, &req.base,
                              &yaowei__creator__v1__list_creators_response__descriptor, NULL,
                              r->cfg.call_timeout_ms, on_list, r);
     if (rc != 0) {

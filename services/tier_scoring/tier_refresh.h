@@ -24,7 +24,7 @@
 
 #include <uv.h>
 
-#include "services/tier_scoring/tier_peer.h"
+#include "common/client.h"
 #include "services/tier_scoring/tier_population.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
 
@@ -44,7 +44,7 @@ typedef struct st_tier_refresher_t tier_refresher_t;
 typedef struct st_tier_refresher_config_t {
     uv_loop_t *loop;
     /** Creator profile; must stay open until the refresher is closed. */
-    tier_peer_t *peer;
+    yw_channel_t *peer;
     /** Between the end of a refresh and the start of the next. */
     uint64_t interval_ms;
     /** Deadline of each call to creator profile. */

@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "services/tier_scoring/tier_peer.h"
+#include "common/client.h"
 #include "services/tier_scoring/tier_policy.h"
 #include "services/tier_scoring/tier_population.h"
 #include "services/tier_scoring/tier_refresh.h"
@@ -43,7 +43,7 @@ typedef struct st_tier_build_t tier_build_t;
 typedef struct st_tier_state_t {
     yw_store_t *store;
     uv_loop_t *loop;
-    tier_peer_t *creator_profile;
+    yw_channel_t *creator_profile;
     int64_t peer_timeout_ms;   /* a read from creator profile when the caller set no deadline */
     tier_policy_t policy;      /* in force */
     tier_snapshot_t *snapshot; /* the newest inputs (a reference) */
@@ -509,7 +509,7 @@ static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int sin
     sreq.window_days = f->policy.window_days;
 
     char why[128];
-    int rc = tier_peer_unary(st->creator_profile, BATCH_GET_CREATORS, &creq.base,
+    int rc = yw_client_unary(st->creator_profile, BATCH_GET_CREATORS, &creq.base,
                              &yaowei__creator__v1__batch_get_creators_response__descriptor, call,
                              timeout, on_creators, f);
     if (rc != 0) {
@@ -520,7 +520,7 @@ static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int sin
         return;
     }
     f->pending = 1; /* set after the start: completions run later, on this loop */
-    rc = tier_peer_unary(st->creator_profile, BATCH_GET_STATS, &sreq.base,
+    rc = yw_client_unary(st->creator_profile, BATCH_GET_STATS, &sreq.base,
                          &yaowei__creator__v1__batch_get_creator_stats_response__descriptor, call,
                          timeout, on_stats, f);
     if (rc != 0) {
@@ -925,7 +925,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         return rc;
     }
     const char *addr = yw_app_option(app, "creator-profile-addr");
-    if ((rc = tier_peer_create(yw_app_runtime(app), st->loop, addr, &st->creator_profile)) != 0) {
+    if ((rc = yw_channel_create(yw_app_runtime(app), addr, &st->creator_profile)) != 0) {
         snprintf(err, errlen, "--creator-profile-addr %s: cannot open a channel: %s", addr,
                  strerror(-rc));
         release(st);
@@ -942,7 +942,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     };
     if ((rc = tier_refresher_create(&rcfg, &st->refresher)) != 0) {
         snprintf(err, errlen, "cannot create the refresher: %s", uv_strerror(rc));
-        tier_peer_destroy(st->creator_profile);
+        yw_channel_destroy(st->creator_profile);
         release(st);
         return rc;
     }
@@ -967,7 +967,7 @@ void tier_service_fini(yw_app_t *app)
     st->closing = 1;
     /* Close the refresher first: destroying the peer then cancels its call. */
     tier_refresher_close(st->refresher, on_refresher_closed, st);
-    tier_peer_destroy(st->creator_profile);
+    yw_channel_destroy(st->creator_profile);
     st->creator_profile = NULL;
     release(st);
 }

@@ -46,7 +46,7 @@ extern const yw_option_t tier_options[TIER_N_OPTIONS];
 
 /**
  * yw_app_def_t.init: reads the options, loads the policy and the saved population
- * (yw_store_run_sync) and scores it, connects to --creator-profile-addr (tier_peer.h)
+ * (yw_store_run_sync) and scores it, connects to --creator-profile-addr (common/client.h)
  * and schedules the first refresh. Returns 0, or a negative errno with a message in `err`
  * (nothing is left allocated).
  */
