@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <grpc/support/time.h>
@@ -259,4 +260,15 @@ int64_t yw_deadline_remaining_ms(gpr_timespec deadline)
     }
     gpr_timespec left = gpr_time_sub(mono, gpr_now(GPR_CLOCK_MONOTONIC));
     return (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+void yw_wallclock_now(int64_t *seconds, int32_t *nanos)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        ts.tv_sec = time(NULL);
+        ts.tv_nsec = 0;
+    }
+    *seconds = (int64_t)ts.tv_sec;
+    *nanos = (int32_t)ts.tv_nsec;
 }

@@ -55,6 +55,9 @@ void yw_runtime_stop(yw_runtime_t *rt);
  */
 void yw_runtime_destroy(yw_runtime_t *rt);
 
+/** The wall clock (UTC) as a protobuf Timestamp's seconds and nanos. */
+void yw_wallclock_now(int64_t *seconds, int32_t *nanos);
+
 /** Milliseconds left until `deadline` (any clock), INT64_MAX for an infinite one. */
 int64_t yw_deadline_remaining_ms(gpr_timespec deadline);
 

@@ -384,6 +384,25 @@ int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
     return 0;
 }
 
+int yw_call_fail(yw_call_t *call, grpc_status_code code, const char *msg)
+{
+    return yw_call_finish(call, code, "%s", msg != NULL ? msg : "");
+}
+
+int yw_call_abandoned(yw_call_t *call)
+{
+    if (!yw_call_is_cancelled(call)) {
+        return 0;
+    }
+    if (yw_call_remaining_ms(call) <= 0) {
+        yw_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                     "deadline exceeded before the work started");
+    } else {
+        yw_call_fail(call, GRPC_STATUS_CANCELLED, "call cancelled before the work started");
+    }
+    return 1;
+}
+
 int yw_call_reply(yw_call_t *call, const ProtobufCMessage *resp)
 {
     if (call->finished) {

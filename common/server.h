@@ -221,6 +221,20 @@ int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg);
 int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/**
+ * yw_call_finish() with a plain message (no formatting): the usual way to fail a call
+ * with a message a validator wrote. Returns what yw_call_finish() returns.
+ */
+int yw_call_fail(yw_call_t *call, grpc_status_code code, const char *msg);
+
+/**
+ * For handlers about to start work (store jobs, peer calls): returns 0 while somebody
+ * still waits for the answer; otherwise finishes the call (DEADLINE_EXCEEDED when the
+ * deadline passed, else CANCELLED) and returns 1, so that no work is started for a
+ * caller that has gone.
+ */
+int yw_call_abandoned(yw_call_t *call);
+
 /** The status text name, e.g. "INVALID_ARGUMENT". */
 const char *yw_status_name(grpc_status_code code);
 

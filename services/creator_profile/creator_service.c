@@ -32,44 +32,18 @@ static creator_state_t *state_of(const yw_call_t *call)
     return yw_app_state(yw_app_from_call(call));
 }
 
-static void reply(yw_call_t *call, const ProtobufCMessage *resp)
-{
-    /* Read before replying: the call is not ours to touch once finished. */
-    const char *path = yw_call_method(call)->path;
-    int rc = yw_call_reply(call, resp);
-    if (rc < 0) {
-        /* The runtime finished the call itself (INTERNAL) or it was finished already. */
-        yw_log(YW_LOG_WARN, "%s: reply not sent: %s", path, strerror(-rc));
-    }
-}
 
-static void fail(yw_call_t *call, grpc_status_code code, const char *msg)
-{
-    (void)yw_call_finish(call, code, "%s", msg); /* -EALREADY: finished already, nothing to do */
-}
 
 /* Finishes a call whose store job failed with `status`. */
 static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_job_t *job)
 {
-    fail(call, status, job->errmsg[0] != '\0' ? job->errmsg : "store: the work failed");
+    yw_call_fail(call, status, job->errmsg[0] != '\0' ? job->errmsg : "store: the work failed");
 }
 
 /*
  * Non-zero (and the call finished) when the call was cancelled or its deadline passed:
  * no store work is started for a caller that has gone.
  */
-static int abandoned(yw_call_t *call)
-{
-    if (!yw_call_is_cancelled(call)) {
-        return 0;
-    }
-    if (yw_call_remaining_ms(call) <= 0) {
-        fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before the work started");
-    } else {
-        fail(call, GRPC_STATUS_CANCELLED, "call cancelled before the work started");
-    }
-    return 1;
-}
 
 /* Queues `job`; on failure (the store is closing) finishes the call and returns -1. */
 static int queue(yw_call_t *call, yw_store_job_t *job, int write)
@@ -77,23 +51,13 @@ static int queue(yw_call_t *call, yw_store_job_t *job, int write)
     creator_state_t *st = state_of(call);
     int rc = write ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
     if (rc < 0) {
-        fail(call, GRPC_STATUS_UNAVAILABLE,
+        yw_call_fail(call, GRPC_STATUS_UNAVAILABLE,
              rc == -ESHUTDOWN ? "the service is shutting down" : "store: cannot queue the work");
         return -1;
     }
     return 0;
 }
 
-static void now_utc(int64_t *seconds, int32_t *nanos)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        ts.tv_sec = time(NULL);
-        ts.tv_nsec = 0;
-    }
-    *seconds = (int64_t)ts.tv_sec;
-    *nanos = (int32_t)ts.tv_nsec;
-}
 
 /* ---- CreateCreator ---- */
 
@@ -105,7 +69,7 @@ static void create_creator_done(yw_store_job_t *job, grpc_status_code status)
         creator_record_t *rec = j->result;
         j->result = NULL;
         creator_cache_put(&state_of(call)->cache, rec);
-        reply(call, &rec->msg.base);
+        yw_call_reply(call, &rec->msg.base);
     } else {
         fail_job(call, status, job);
     }
@@ -124,22 +88,22 @@ static void create_creator(yw_call_t *call, const ProtobufCMessage *msg)
     char err[ERR_BUFSZ];
     grpc_status_code code = creator_validate_create(req, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     creator_create_job_t *j = malloc(sizeof *j);
     if (j == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     creator_create_job_init(j, create_creator_done);
     j->data = call;
     j->request_id = req->request_id;
     j->creator = req->creator;
-    now_utc(&j->now_seconds, &j->now_nanos);
+    yw_wallclock_now(&j->now_seconds, &j->now_nanos);
     if (queue(call, &j->job, 1) != 0) {
         free(j);
     }
@@ -154,7 +118,7 @@ static void get_creator(yw_call_t *call, const ProtobufCMessage *msg)
     char err[ERR_BUFSZ];
     grpc_status_code code = creator_validate_id("creator_id", req->creator_id, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     const creator_record_t *rec = creator_cache_get(&state_of(call)->cache, req->creator_id);
@@ -162,10 +126,10 @@ static void get_creator(yw_call_t *call, const ProtobufCMessage *msg)
         char q[300];
         snprintf(err, sizeof err, "creator_id: creator %s not found",
                  creator_quote(req->creator_id, q, sizeof q));
-        fail(call, GRPC_STATUS_NOT_FOUND, err);
+        yw_call_fail(call, GRPC_STATUS_NOT_FOUND, err);
         return;
     }
-    reply(call, &rec->msg.base);
+    yw_call_reply(call, &rec->msg.base);
 }
 
 /* ---- BatchGetCreators ---- */
@@ -179,7 +143,7 @@ static void batch_get_creators(yw_call_t *call, const ProtobufCMessage *msg)
     grpc_status_code code =
         creator_validate_ids("creator_ids", req->creator_ids, req->n_creator_ids, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     /* At most CREATOR_BATCH_MAX of each: on the stack. */
@@ -195,7 +159,7 @@ static void batch_get_creators(yw_call_t *call, const ProtobufCMessage *msg)
         }
     }
     if (n_missing > 0) {
-        fail(call, GRPC_STATUS_NOT_FOUND,
+        yw_call_fail(call, GRPC_STATUS_NOT_FOUND,
              creator_missing_message("creator_ids", req->creator_ids, missing, n_missing, err,
                                      sizeof err));
         return;
@@ -204,7 +168,7 @@ static void batch_get_creators(yw_call_t *call, const ProtobufCMessage *msg)
         YAOWEI__CREATOR__V1__BATCH_GET_CREATORS_RESPONSE__INIT;
     resp.n_creators = req->n_creator_ids;
     resp.creators = req->n_creator_ids > 0 ? found : NULL;
-    reply(call, &resp.base);
+    yw_call_reply(call, &resp.base);
 }
 
 /* ---- UpdateCreator ---- */
@@ -217,7 +181,7 @@ static void update_creator_done(yw_store_job_t *job, grpc_status_code status)
         creator_record_t *rec = j->result;
         j->result = NULL;
         creator_cache_put(&state_of(call)->cache, rec);
-        reply(call, &rec->msg.base);
+        yw_call_reply(call, &rec->msg.base);
     } else {
         fail_job(call, status, job);
     }
@@ -236,22 +200,22 @@ static void update_creator(yw_call_t *call, const ProtobufCMessage *msg)
     unsigned mask = 0;
     grpc_status_code code = creator_validate_update(req, &mask, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     creator_update_job_t *j = malloc(sizeof *j);
     if (j == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     creator_update_job_init(j, update_creator_done);
     j->data = call;
     j->creator = req->creator;
     j->mask = mask;
-    now_utc(&j->now_seconds, &j->now_nanos);
+    yw_wallclock_now(&j->now_seconds, &j->now_nanos);
     if (queue(call, &j->job, 1) != 0) {
         free(j);
     }
@@ -267,7 +231,7 @@ static void delete_creator_done(yw_store_job_t *job, grpc_status_code status)
         Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT;
         /* -ENOENT: it was never cached, which cannot happen but needs no action. */
         (void)creator_cache_remove(&state_of(call)->cache, j->creator_id);
-        reply(call, &empty.base);
+        yw_call_reply(call, &empty.base);
     } else {
         fail_job(call, status, job);
     }
@@ -281,15 +245,15 @@ static void delete_creator(yw_call_t *call, const ProtobufCMessage *msg)
     char err[ERR_BUFSZ];
     grpc_status_code code = creator_validate_id("creator_id", req->creator_id, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     creator_delete_job_t *j = malloc(sizeof *j);
     if (j == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     creator_delete_job_init(j, delete_creator_done);
@@ -318,7 +282,7 @@ static void list_creators_done(yw_store_job_t *job, grpc_status_code status)
         fail_job(call, status, job);
     } else if (j->more && creator_page_token_encode(j->records[j->n_records - 1]->msg.creator_id,
                                                     lc->filter_hash, token) != 0) {
-        fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
+        yw_call_fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
     } else {
         /* Records stay owned by the job; the response borrows them until packed. */
         Yaowei__Creator__V1__ListCreatorsResponse resp =
@@ -330,7 +294,7 @@ static void list_creators_done(yw_store_job_t *job, grpc_status_code status)
         resp.n_creators = j->n_records;
         resp.creators = j->n_records > 0 ? page : NULL;
         resp.next_page_token = token;
-        reply(call, &resp.base);
+        yw_call_reply(call, &resp.base);
     }
     creator_list_job_dispose(j);
     free(lc);
@@ -343,12 +307,12 @@ static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
     char err[ERR_BUFSZ];
     grpc_status_code code = creator_validate_list(req, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     list_call_t *lc = malloc(sizeof *lc);
     if (lc == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     lc->filter_hash = creator_page_filter_hash(req->category, req->region, req->min_followers,
@@ -356,10 +320,10 @@ static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
     code = creator_page_token_decode(req->page_token, lc->filter_hash, lc->after, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
         free(lc);
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         free(lc);
         return;
     }
@@ -393,7 +357,7 @@ static void record_note_stats_done(yw_store_job_t *job, grpc_status_code status)
         Yaowei__Creator__V1__RecordNoteStatsResponse resp =
             YAOWEI__CREATOR__V1__RECORD_NOTE_STATS_RESPONSE__INIT;
         resp.upserted = j->upserted;
-        reply(call, &resp.base);
+        yw_call_reply(call, &resp.base);
     } else {
         fail_job(call, status, job);
     }
@@ -411,21 +375,21 @@ static void record_note_stats(yw_call_t *call, const ProtobufCMessage *msg)
     grpc_status_code code = creator_validate_record_stats_known(
         req, creator_day_today(), creator_is_cached, &state_of(call)->cache, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     if (req->n_stats == 0) {
         Yaowei__Creator__V1__RecordNoteStatsResponse resp =
             YAOWEI__CREATOR__V1__RECORD_NOTE_STATS_RESPONSE__INIT;
-        reply(call, &resp.base);
+        yw_call_reply(call, &resp.base);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     creator_record_stats_job_t *j = malloc(sizeof *j);
     if (j == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     creator_record_stats_job_init(j, record_note_stats_done);
@@ -460,7 +424,7 @@ static void creator_stats_done(yw_store_job_t *job, grpc_status_code status)
             snprintf(msg, sizeof msg, "creator_id: creator %s not found",
                      creator_quote(j->creator_ids[0], q, sizeof q));
         }
-        fail(call, status, msg);
+        yw_call_fail(call, status, msg);
     } else if (status != GRPC_STATUS_OK) {
         fail_job(call, status, job);
     } else if (sc->batch) {
@@ -468,18 +432,18 @@ static void creator_stats_done(yw_store_job_t *job, grpc_status_code status)
             YAOWEI__CREATOR__V1__BATCH_GET_CREATOR_STATS_RESPONSE__INIT;
         Yaowei__Creator__V1__CreatorStats **all = malloc(j->n_ids * sizeof *all);
         if (all == NULL) {
-            fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         } else {
             for (size_t i = 0; i < j->n_ids; i++) {
                 all[i] = &j->stats[i];
             }
             resp.n_stats = j->n_ids;
             resp.stats = all;
-            reply(call, &resp.base);
+            yw_call_reply(call, &resp.base);
             free(all);
         }
     } else {
-        reply(call, &j->stats[0].base);
+        yw_call_reply(call, &j->stats[0].base);
     }
     creator_stats_job_dispose(j);
     free(sc);
@@ -489,12 +453,12 @@ static void creator_stats_done(yw_store_job_t *job, grpc_status_code status)
 static void start_stats(yw_call_t *call, int batch, char *const *ids, size_t n, int32_t window,
                         int64_t end)
 {
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     stats_call_t *sc = malloc(sizeof *sc);
     if (sc == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     creator_stats_job_t *j = &sc->stats;
@@ -523,7 +487,7 @@ static void get_creator_stats(yw_call_t *call, const ProtobufCMessage *msg)
                                        &end, err, sizeof err);
     }
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     start_stats(call, 0, &req->creator_id, 1, window, end);
@@ -543,13 +507,13 @@ static void batch_get_creator_stats(yw_call_t *call, const ProtobufCMessage *msg
                                        &end, err, sizeof err);
     }
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     if (req->n_creator_ids == 0) {
         Yaowei__Creator__V1__BatchGetCreatorStatsResponse resp =
             YAOWEI__CREATOR__V1__BATCH_GET_CREATOR_STATS_RESPONSE__INIT;
-        reply(call, &resp.base);
+        yw_call_reply(call, &resp.base);
         return;
     }
     start_stats(call, 1, req->creator_ids, req->n_creator_ids, window, end);

@@ -9,15 +9,6 @@
 #include "services/tier_scoring/tier_service.h"
 #include "services/tier_scoring/tier_store.h"
 
-/*
- * common/app.c refers to the descriptor set only weakly, and a weak reference does not
- * pull an object out of a static archive: without this strong one the binary links
- * without the descriptors and refuses to start. (alwayslink on yw_descriptor_set's
- * cc_library would make this unnecessary.)
- */
-extern const size_t yw_descriptor_set_len;
-__attribute__((used)) static const size_t *const tier_descriptor_set_ref = &yw_descriptor_set_len;
-
 static const yw_app_def_t tier_app = {
     .program = "tier_scoring",
     .summary = "yaowei tier scoring: head / mid / tail / amateur tiers and long-tail-fair "

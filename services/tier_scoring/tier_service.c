@@ -73,46 +73,11 @@ static void release(tier_state_t *st)
     free(st);
 }
 
-static void now_utc(int64_t *seconds, int32_t *nanos)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        ts.tv_sec = time(NULL);
-        ts.tv_nsec = 0;
-    }
-    *seconds = (int64_t)ts.tv_sec;
-    *nanos = (int32_t)ts.tv_nsec;
-}
 
 /* ---- replies ---- */
 
-static void reply(yw_call_t *call, const ProtobufCMessage *resp)
-{
-    int rc = yw_call_reply(call, resp);
-    if (rc < 0) {
-        /* The runtime finished the call itself (INTERNAL) or it was finished already. */
-        yw_log(YW_LOG_WARN, "%s: reply not sent: %s", yw_call_method(call)->path, strerror(-rc));
-    }
-}
 
-static void fail(yw_call_t *call, grpc_status_code code, const char *msg)
-{
-    (void)yw_call_finish(call, code, "%s", msg); /* -EALREADY: finished already */
-}
 
-/* Non-zero (and the call finished) when nobody waits for the answer any more. */
-static int abandoned(yw_call_t *call)
-{
-    if (!yw_call_is_cancelled(call)) {
-        return 0;
-    }
-    if (yw_call_remaining_ms(call) <= 0) {
-        fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before the work started");
-    } else {
-        fail(call, GRPC_STATUS_CANCELLED, "call cancelled before the work started");
-    }
-    return 1;
-}
 
 /* Non-zero (and the call finished with UNAVAILABLE) before any population is known. */
 static int no_population(yw_call_t *call, const tier_state_t *st)
@@ -125,7 +90,7 @@ static int no_population(yw_call_t *call, const tier_state_t *st)
     snprintf(err, sizeof err,
              "the creator population has not been read from creator profile yet (%s)",
              why[0] != '\0' ? why : "the first refresh is in progress");
-    fail(call, GRPC_STATUS_UNAVAILABLE, err);
+    yw_call_fail(call, GRPC_STATUS_UNAVAILABLE, err);
     return 1;
 }
 
@@ -308,7 +273,7 @@ static void rebuild(tier_state_t *st)
     b->st = st;
     b->snap = tier_snapshot_ref(st->snapshot);
     b->policy = st->policy;
-    now_utc(&b->now_s, &b->now_ns);
+    yw_wallclock_now(&b->now_s, &b->now_ns);
     b->work.data = b;
     int rc = uv_queue_work(st->loop, &b->work, build_work, build_after);
     if (rc != 0) {
@@ -388,7 +353,7 @@ static void fail_peer(tier_fetch_t *f)
         snprintf(err, sizeof err, "creator profile: %s: %s", f->failed, f->detail);
         break;
     }
-    fail(f->call, f->code, err);
+    yw_call_fail(f->call, f->code, err);
 }
 
 /* Both reads are in: score each creator and reply, in request order. */
@@ -401,23 +366,23 @@ static void fetch_reply(tier_fetch_t *f)
     if (cr->n_creators != f->n || sr->n_stats != f->n) {
         snprintf(err, sizeof err, "creator profile answered %zu creators and %zu stats for %zu ids",
                  cr->n_creators, sr->n_stats, f->n);
-        fail(f->call, GRPC_STATUS_INTERNAL, err);
+        yw_call_fail(f->call, GRPC_STATUS_INTERNAL, err);
         return;
     }
     scores_t out;
     if (scores_alloc(&out, f->n) != 0) {
-        fail(f->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(f->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    now_utc(&now.seconds, &now.nanos);
+    yw_wallclock_now(&now.seconds, &now.nanos);
     for (size_t i = 0; i < f->n; i++) {
         const Yaowei__Creator__V1__Creator *c = cr->creators[i];
         const Yaowei__Creator__V1__CreatorStats *s = sr->stats[i];
         if (strcmp(c->creator_id, f->ids[i]) != 0 || strcmp(s->creator_id, f->ids[i]) != 0) {
             snprintf(err, sizeof err, "creator profile answered out of order at creator_ids[%zu]",
                      i);
-            fail(f->call, GRPC_STATUS_INTERNAL, err);
+            yw_call_fail(f->call, GRPC_STATUS_INTERNAL, err);
             scores_free(&out);
             return;
         }
@@ -431,13 +396,13 @@ static void fetch_reply(tier_fetch_t *f)
                   &standing, f->policy.version, &now);
     }
     if (f->single) {
-        reply(f->call, &out.msgs[0].base);
+        yw_call_reply(f->call, &out.msgs[0].base);
     } else {
         Yaowei__Tier__V1__BatchScoreCreatorsResponse resp =
             YAOWEI__TIER__V1__BATCH_SCORE_CREATORS_RESPONSE__INIT;
         resp.n_scores = f->n;
         resp.scores = out.ptrs;
-        reply(f->call, &resp.base);
+        yw_call_reply(f->call, &resp.base);
     }
     scores_free(&out);
 }
@@ -485,7 +450,7 @@ static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int sin
     tier_state_t *st = state_of(call);
     tier_fetch_t *f = calloc(1, sizeof *f);
     if (f == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     f->call = call;
@@ -515,7 +480,7 @@ static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int sin
     if (rc != 0) {
         snprintf(why, sizeof why, "creator profile: BatchGetCreators: cannot start the call: %s",
                  strerror(-rc));
-        fail(call, GRPC_STATUS_UNAVAILABLE, why);
+        yw_call_fail(call, GRPC_STATUS_UNAVAILABLE, why);
         fetch_free(f);
         return;
     }
@@ -544,10 +509,10 @@ static void score_creator(yw_call_t *call, const ProtobufCMessage *msg)
     char err[ERR_BUFSZ];
     grpc_status_code code = tier_validate_id("creator_id", req->creator_id, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     fetch_and_score(call, &req->creator_id, 1, 1);
@@ -564,16 +529,16 @@ static void batch_score_creators(yw_call_t *call, const ProtobufCMessage *msg)
     grpc_status_code code =
         tier_validate_ids("creator_ids", req->creator_ids, req->n_creator_ids, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     if (req->n_creator_ids == 0) {
         Yaowei__Tier__V1__BatchScoreCreatorsResponse resp =
             YAOWEI__TIER__V1__BATCH_SCORE_CREATORS_RESPONSE__INIT;
-        reply(call, &resp.base);
+        yw_call_reply(call, &resp.base);
         return;
     }
-    if (abandoned(call)) {
+    if (yw_call_abandoned(call)) {
         return;
     }
     fetch_and_score(call, req->creator_ids, req->n_creator_ids, 0);
@@ -595,7 +560,7 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
         (code = tier_validate_category("category", req->category, err, sizeof err)) !=
             GRPC_STATUS_OK ||
         (code = tier_validate_page_size(req->page_size, err, sizeof err)) != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     tier_level_t tier = (tier_level_t)req->tier;
@@ -605,7 +570,7 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
     if (req->page_token[0] != '\0' &&
         (code = tier_page_token_decode(req->page_token, filter, &after_score, after_id, err,
                                        sizeof err)) != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     if (no_population(call, st)) {
@@ -620,7 +585,7 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
     }
     scores_t out;
     if (scores_alloc(&out, count) != 0) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     Google__Protobuf__Timestamp computed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -637,7 +602,7 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
         size_t last = g.idx[start + count - 1];
         if (tier_page_token_encode(filter, pop->results[last].score,
                                    pop->snap->creators[last].creator_id, token) != 0) {
-            fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
+            yw_call_fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
             scores_free(&out);
             return;
         }
@@ -652,7 +617,7 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
     resp.next_page_token = token;
     resp.total_size = (int64_t)g.n;
     resp.refresh_time = &refreshed;
-    reply(call, &resp.base);
+    yw_call_reply(call, &resp.base);
     scores_free(&out);
 }
 
@@ -664,7 +629,7 @@ static void reply_policy(yw_call_t *call, const tier_policy_t *p)
     Yaowei__Tier__V1__ScoreWeights weights;
     Google__Protobuf__Timestamp update_time;
     tier_policy_to_msg(p, &msg, &weights, &update_time);
-    reply(call, &msg.base);
+    yw_call_reply(call, &msg.base);
 }
 
 /* The policy in force. */
@@ -696,7 +661,7 @@ static void update_done(yw_store_job_t *job, grpc_status_code status)
         tier_refresher_trigger(st->refresher);
         reply_policy(u->call, &st->policy);
     } else {
-        fail(u->call, status,
+        yw_call_fail(u->call, status,
              job->errmsg[0] != '\0' ? job->errmsg : "store: the policy did not commit");
     }
     free(u);
@@ -716,7 +681,7 @@ static void next_update(tier_state_t *st)
         if (st->updates == NULL) {
             st->updates_tail = NULL;
         }
-        if (abandoned(u->call)) {
+        if (yw_call_abandoned(u->call)) {
             free(u);
             continue;
         }
@@ -724,17 +689,17 @@ static void next_update(tier_state_t *st)
         grpc_status_code code =
             tier_policy_update(&st->policy, u->req, &u->pj.policy, err, sizeof err);
         if (code != GRPC_STATUS_OK) {
-            fail(u->call, code, err);
+            yw_call_fail(u->call, code, err);
             free(u);
             continue;
         }
-        now_utc(&u->pj.policy.update_time_s, &u->pj.policy.update_time_ns);
+        yw_wallclock_now(&u->pj.policy.update_time_s, &u->pj.policy.update_time_ns);
         u->pj.job.work = tier_store_put_policy;
         u->pj.job.done = update_done;
         u->pj.data = st;
         int rc = yw_store_write(st->store, &u->pj.job);
         if (rc < 0) {
-            fail(u->call, GRPC_STATUS_UNAVAILABLE,
+            yw_call_fail(u->call, GRPC_STATUS_UNAVAILABLE,
                  rc == -ESHUTDOWN ? "the service is shutting down"
                                   : "store: cannot queue the write");
             free(u);
@@ -753,7 +718,7 @@ static void update_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
     tier_state_t *st = state_of(call);
     tier_update_t *u = calloc(1, sizeof *u);
     if (u == NULL) {
-        fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     u->call = call;
@@ -777,7 +742,7 @@ static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
     char err[ERR_BUFSZ];
     grpc_status_code code = tier_validate_category("category", req->category, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        fail(call, code, err);
+        yw_call_fail(call, code, err);
         return;
     }
     if (no_population(call, st)) {
@@ -815,7 +780,7 @@ static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
     resp.total_creators = total;
     resp.policy_version = pop->policy.version;
     resp.refresh_time = &refreshed;
-    reply(call, &resp.base);
+    yw_call_reply(call, &resp.base);
 }
 
 /* ---- the method table ---- */
@@ -904,7 +869,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     st->holds = 1;
 
     tier_load_t load = {0};
-    now_utc(&load.now_s, &load.now_ns);
+    yw_wallclock_now(&load.now_s, &load.now_ns);
     grpc_status_code code = yw_store_run_sync(st->store, tier_store_load, &load, err, errlen);
     if (code != GRPC_STATUS_OK) {
         if (load.errmsg[0] != '\0') {
@@ -917,7 +882,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     st->snapshot = load.snapshot;
     int64_t now_s;
     int32_t now_ns;
-    now_utc(&now_s, &now_ns);
+    yw_wallclock_now(&now_s, &now_ns);
     if ((rc = tier_population_build(st->snapshot, &st->policy, now_s, now_ns, &st->pop)) != 0) {
         snprintf(err, errlen, "scoring the saved population: %s", strerror(-rc));
         tier_snapshot_unref(st->snapshot);
