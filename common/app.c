@@ -175,12 +175,8 @@ static void yw__on_store_closed(void *arg)
     yw_runtime_stop(app->rt);
 }
 
-static void yw__on_server_down(void *arg)
+static void yw__close_store(yw_app_t *app)
 {
-    yw_app_t *app = arg;
-    if (app->def->fini != NULL) {
-        app->def->fini(app);
-    }
     if (app->store != NULL) {
         yw_store_t *store = app->store;
         app->store = NULL;
@@ -188,6 +184,24 @@ static void yw__on_server_down(void *arg)
     } else {
         yw__on_store_closed(app);
     }
+}
+
+void yw_app_fini_done(yw_app_t *app)
+{
+    yw__close_store(app);
+}
+
+static void yw__on_server_down(void *arg)
+{
+    yw_app_t *app = arg;
+    if (app->def->fini != NULL) {
+        app->def->fini(app);
+    }
+    if (app->def->fini_async != NULL) {
+        app->def->fini_async(app); /* it calls yw_app_fini_done() when finished */
+        return;
+    }
+    yw__close_store(app);
 }
 
 static void yw__begin_stop(yw_app_t *app)

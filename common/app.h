@@ -48,9 +48,18 @@ typedef struct st_yw_app_def_t {
     int (*init)(yw_app_t *app, char *err, size_t errlen);
     /** Optional: runs on the loop after the server stopped, before the store closes. */
     void (*fini)(yw_app_t *app);
+    /**
+     * Optional, for services whose own threads or queued store jobs must finish before
+     * the store closes: runs after `fini` and must call yw_app_fini_done(app) once, on
+     * the loop, when everything is flushed. The loop keeps running until then.
+     */
+    void (*fini_async)(yw_app_t *app);
     /** Default of --listen, e.g. "127.0.0.1:50051". */
     const char *default_listen;
 } yw_app_def_t;
+
+/** Tells the app that `fini_async` has finished: the store closes next. Loop thread. */
+void yw_app_fini_done(yw_app_t *app);
 
 /** Runs the service; returns the process exit code. */
 int yw_app_main(int argc, char **argv, const yw_app_def_t *def);
