@@ -1,5 +1,5 @@
 # yaowei — the two commands a newcomer types:
-#   make run    installs what is missing, builds, runs creator profile on the embedded store
+#   make run    installs what is missing, builds, starts the three services and runs the main job
 #   make test   installs what is missing, builds, runs every test (unit, integration, asan)
 # Bazel is the build; this file only installs Debian packages and calls it.
 
@@ -13,16 +13,21 @@ APT_PACKAGES := bazel-bootstrap bazel-rules-java libgrpc-dev libprotobuf-c-dev \
 	protobuf-compiler python3-grpcio python3-protobuf python3-pytest nghttp2-client \
 	sqlite3 gcc g++ make libmicrohttpd-dev libsystemd-dev python3-yaml systemd
 
-DATA_DIR ?= $(CURDIR)/.data
-LISTEN ?= 127.0.0.1:50051
+# `make run` (tools/demo/run.sh): QUICK=1 a first look in well under a minute; SERVE=1
+# keeps the services up after the report (Ctrl-C stops them); SEED the workload's seed;
+# DEMO_ARGS more flags for the demo (bazel-bin/tools/demo/demo --help), e.g.
+# DEMO_ARGS='--ctr 0.03,0.03,0.03,0.03 --cvr 0.05,0.05,0.05,0.05'.
+SEED ?= 42
+DEMO_ARGS ?=
 
 .PHONY: all deps build run test unit integration asan bench check-deploy clean
 
 all: build
 
-# Installs only what is missing; needs root (or sudo) the first time.
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+# Installs the Debian packages named in $(1) that are not installed yet (as root, or
+# through sudo). Every package the project needs is installed by this file.
+define apt_install
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -31,15 +36,20 @@ deps:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+# Installs only what is missing; needs root (or sudo) the first time.
+deps:
+	$(call apt_install,$(APT_PACKAGES))
 
 build: deps
 	$(BAZEL) build //...
 
+# The main job: the three services on free loopback ports with fresh data under a temp
+# dir, a realistic workload through their gRPC APIs, the tier report, a clean stop.
 run: build
-	@mkdir -p $(DATA_DIR)
-	@echo "creator profile on $(LISTEN), data in $(DATA_DIR); Ctrl-C stops it."
-	@echo "try: grpcurl -plaintext $(LISTEN) list"
-	./bazel-bin/services/creator_profile/creator_profile --listen $(LISTEN) --data-dir $(DATA_DIR)
+	tools/demo/run.sh --bin-dir $(CURDIR)/bazel-bin $(if $(filter-out 0,$(QUICK)),--quick) \
+		$(if $(filter-out 0,$(SERVE)),--serve) -- --seed $(SEED) $(DEMO_ARGS)
 
 unit: deps
 	$(BAZEL) test //...
@@ -57,9 +67,17 @@ asan: deps
 	$(BAZEL) build --config=asan //...
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration
 
-# Benchmarks (never part of `make test`): medians of several runs, see bench/.
+# Packages only the benchmarks need (`make bench` installs them; `make test` does not):
+# the PostgreSQL peer and its client library, the C++ gRPC peer, h2load.
+BENCH_PACKAGES := postgresql libpq-dev libgrpc++-dev protobuf-compiler-grpc nghttp2-client
+
+# Benchmarks (never part of `make test`): every figure of issue 5, medians of 3 runs,
+# written to bench/results/ (README "Benchmarks"). `make bench QUICK=1`: 1M exposures
+# instead of 10M and shorter runs, a few minutes.
 bench: build
-	bench/h2load_get_creator.sh 3
+	$(call apt_install,$(BENCH_PACKAGES))
+	$(BAZEL) build //bench/peer_cpp:get_creator_server //bench:pg_copy_exposures
+	$(PY) bench/bench.py $(if $(filter-out 0,$(QUICK)),--quick)
 
 # deploy/ without a container engine or a cluster: YAML, kustomize references, compose,
 # the Containerfile's shell steps, systemd-analyze verify (tools/check_deploy.py).
@@ -70,3 +88,4 @@ test: check-deploy asan unit integration
 
 clean:
 	$(BAZEL) clean
+

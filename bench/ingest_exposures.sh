@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Durable exposures/s through RecordExposures (batches of 1,000, 4 calls in flight, one
-# channel), on an attribution process with PRELOAD exposures already stored (default
+# Durable exposures/s through RecordExposures alone (batches of 1,000, 4 calls in flight,
+# one channel), on an attribution process with PRELOAD exposures already stored (default
 # 10 million, sent first and not measured). Medians of RUNS runs of SECONDS each; also
-# prints the server's CPU per exposure and its resident memory.
+# prints the server's CPU per exposure and its resident memory. `make bench`
+# (bench/bench.py) measures this and everything else together.
 #   bench/ingest_exposures.sh [RUNS] [SECONDS] [PRELOAD]
 # Env: YW_BIN_DIR (bazel-bin), BENCH_DIR (a directory on the disk to measure; default a
 # temporary directory under /var/tmp), INFLIGHT (4), BATCH (1000).
@@ -27,23 +28,18 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 echo "data on $(df -h --output=source,fstype "$WORK" | tail -1)"
+# Seed 1 for the preload, 100 + run for the runs: every run sends new exposures.
 if [ "$PRELOAD" -gt 0 ]; then
     "$LOADGEN" --addr 127.0.0.1:$PORT --batch "$BATCH" --inflight "$INFLIGHT" \
-        --preload "$PRELOAD" --seconds 1 --warmup 0 | sed 's/^/preload: /'
+        --count "$PRELOAD" --seed 1 | sed 's/^/preload: /'
 fi
-TICKS=$(getconf CLK_TCK)
-cpu() { awk '{print $14+$15}' /proc/$PID/stat; }
 rates=()
 for r in $(seq "$RUNS"); do
-    c0=$(cpu)
     out=$("$LOADGEN" --addr 127.0.0.1:$PORT --batch "$BATCH" --inflight "$INFLIGHT" \
-        --seconds "$SECONDS_PER_RUN" --warmup 1)
-    c1=$(cpu)
-    acc=$(echo "$out" | sed -n 's/.* accepted=\([0-9]*\).*/\1/p')
+        --seconds "$SECONDS_PER_RUN" --warmup 1 --seed $((100 + r)) --server-pids $PID)
     rate=$(echo "$out" | sed -n 's/.* exposures_per_s=\([0-9]*\).*/\1/p')
-    us=$(awk -v c="$((c1 - c0))" -v t="$TICKS" -v n="$acc" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')
     rss=$(awk '/VmRSS/ {print $2/1024 " MiB"}' /proc/$PID/status)
-    echo "run $r: $out server_cpu_us_per_exposure=$us server_rss=$rss"
+    echo "run $r: $out server_rss=$rss"
     rates+=("$rate")
 done
 median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')

@@ -5,6 +5,8 @@
 // drain it (default 1, like the yaowei runtime's one loop thread).
 //
 //   get_creator_server --listen 127.0.0.1:0 --creators 100000 [--threads N]
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +62,13 @@ class CallData {
     bool finished_ = false;
 };
 
+// The followers bench/load_creators.py gives creator i (Pareto, at most 20 million).
+long Followers(long i)
+{
+    double h = static_cast<double>((i * 2654435761L) % 1000003L) / 1000003.0;
+    return std::min(static_cast<long>(1000.0 * std::pow(1.0 - h, -1.07)), 20000000L);
+}
+
 const char *Arg(int argc, char **argv, const char *name, const char *def)
 {
     for (int i = 1; i + 1 < argc; i++) {
@@ -90,7 +99,7 @@ int main(int argc, char **argv)
         std::snprintf(region, sizeof region, "CN-%02ld", i % 34);
         c.set_region(region);
         c.add_categories(cats[i % 8]);
-        c.set_followers((i * 7919) % 2000000);
+        c.set_followers(Followers(i));
         c.mutable_create_time()->set_seconds(1764201600);
         c.set_status(yaowei::creator::v1::CREATOR_STATUS_ACTIVE);
         g_creators.emplace(id, std::move(c));

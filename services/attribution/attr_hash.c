@@ -98,10 +98,13 @@ static int attr__intern_rehash(attr_intern_t *in, size_t cap)
     return 0;
 }
 
-/** Copies `n` bytes, length-prefixed and NUL-terminated, into the arena; NULL: no memory. */
-static char *attr__intern_copy(attr_intern_t *in, const char *s, size_t n)
+/**
+ * Copies `n` bytes, prefixed with the id and the length and NUL-terminated, into the
+ * arena; NULL: no memory.
+ */
+static char *attr__intern_copy(attr_intern_t *in, const char *s, size_t n, uint32_t id)
 {
-    size_t need = sizeof(uint32_t) + n + 1;
+    size_t need = 2 * sizeof(uint32_t) + n + 1;
     need = (need + 3) & ~(size_t)3; /* keep the prefixes aligned */
     char *rec;
     if (need > in->cur_left) {
@@ -135,10 +138,11 @@ static char *attr__intern_copy(attr_intern_t *in, const char *s, size_t n)
         in->cur_left -= need;
     }
     uint32_t len = (uint32_t)n;
-    memcpy(rec, &len, sizeof len);
-    memcpy(rec + sizeof len, s, n);
-    rec[sizeof len + n] = '\0';
-    return rec + sizeof len;
+    memcpy(rec, &id, sizeof id);
+    memcpy(rec + sizeof id, &len, sizeof len);
+    memcpy(rec + sizeof id + sizeof len, s, n);
+    rec[sizeof id + sizeof len + n] = '\0';
+    return rec + sizeof id + sizeof len;
 }
 
 /** The slot holding `s`, or the empty slot where it would go. */
@@ -197,7 +201,7 @@ int attr_intern2(attr_intern_t *in, const char *s, size_t n, uint32_t *id, const
         in->strs = strs;
         in->strs_cap = nc;
     }
-    char *copy = attr__intern_copy(in, s, n);
+    char *copy = attr__intern_copy(in, s, n, in->count);
     if (copy == NULL) {
         return -ENOMEM;
     }

@@ -25,6 +25,16 @@ uint64_t attr_hash_bytes(const void *p, size_t n);
 /** A 64-bit mix of one integer. */
 uint64_t attr_hash_u64(uint64_t x);
 
+/**
+ * The join key of a (viewer, product) pair from the hashes of the two strings. It is
+ * written into index files (attr_xidx.h): never change it.
+ */
+static inline uint64_t attr_vp_hash(uint64_t viewer_hash, uint64_t product_hash)
+{
+    return attr_hash_u64(viewer_hash ^ (product_hash * UINT64_C(0x9E3779B97F4A7C15)) ^
+                         (product_hash >> 29));
+}
+
 /* ---- interner ---- */
 
 /** One slot of an interner: the string itself, so that a lookup touches two lines. */
@@ -35,8 +45,10 @@ typedef struct st_attr_intern_slot_t {
 } attr_intern_slot_t;
 
 /**
- * Strings <-> dense ids 0, 1, 2, ... Strings are copied, length-prefixed and
- * NUL-terminated, never moved.
+ * Strings <-> dense ids 0, 1, 2, ... Strings are copied, prefixed with their id and
+ * length, NUL-terminated, and never moved: a pointer to one is a stable handle that
+ * gives back its length and id (attr_intern_len(), attr_intern_id()) without the
+ * interner, so another thread may use it.
  */
 typedef struct st_attr_intern_t {
     attr_intern_slot_t *slots;
@@ -84,6 +96,14 @@ static inline uint32_t attr_intern_len(const char *interned)
     uint32_t len;
     __builtin_memcpy(&len, interned - sizeof len, sizeof len);
     return len;
+}
+
+/** The id of an interned string. */
+static inline uint32_t attr_intern_id(const char *interned)
+{
+    uint32_t id;
+    __builtin_memcpy(&id, interned - 2 * sizeof id, sizeof id);
+    return id;
 }
 
 /** The string of `id` (NUL-terminated; `*len` gets its length when not NULL). */

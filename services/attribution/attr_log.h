@@ -3,23 +3,24 @@
  *
  * Why not SQLite: a random-key B-tree insert per exposure tops out near 12,000 rows/s
  * (issue 4's figures); appending to a file with one fdatasync per group does over a
- * million. So exposures are appended to a segmented, append-only binary log, and
- * everything else the service needs of them (dedup set, join index, rollups) lives in
- * memory and is rebuilt from the log at start-up.
+ * million. So exposures are appended to a segmented, append-only binary log; what the
+ * service needs to find them again (dedup, join) is an index built beside the log
+ * (attr_xidx.h), and the few exposures not yet indexed are in memory (attr_state.h).
  *
  * On disk, under <dir>/ (the service uses --data-dir/exposures):
  *   seg-<seq, 20 digits>.log   a segment: a 32-byte header, then frames.
- *   header: "YWEXPSEG" | u32 version (1) | u32 0 | u64 seq | i64 created_ns
+ *   header: "YWEXPSEG" | u32 version (2) | u32 0 | u64 seq | i64 created_ns
  *   frame:  u32 body_len | u32 crc32c(body) | body
  *   body:   i64 arrival_ns | u32 n_events | records...
- *   record: 0x01 DEF   u8 space | varint id | varint len | bytes
- *           0x02 EXP   varint len | event_id bytes | varint viewer | varint creator |
- *                      varint note | u8 kind | varint watch_ms |
- *                      zigzag varint (occur_ns - arrival_ns) | varint n | n x varint product
- * All integers little-endian. The ids of EXP records are compact integers, defined by a
- * DEF record earlier in the same segment: every segment is self-contained, so any
- * segment can be deleted (pruned) alone. A new segment starts at every start-up, after
- * a write error, and past ATTR_LOG_SEGMENT_BYTES.
+ *   record: 0x03 | varint len (of what follows) | u8 kind | varint watch_ms |
+ *           zigzag varint occur_ns | str event_id | str viewer | str creator | str note |
+ *           varint n | n x str product            (str: varint length, bytes)
+ * All integers little-endian. A record is self-contained (its strings inline, its time
+ * absolute), so that it can be read alone from its offset (attr_log_read_record()):
+ * the index points at records, not at frames. Version 1 segments (records with compact
+ * ids defined by DEF records earlier in the segment) are still read, and
+ * attr_log_upgrade() rewrites one as version 2. A new segment starts at every start-up,
+ * after a write error, and past ATTR_LOG_SEGMENT_BYTES.
  *
  * Durability: one writer thread takes every batch queued while it was busy (group
  * commit), writes their frames and calls fdatasync once; a batch's `done` runs on the
@@ -31,7 +32,8 @@
  * truncates the file there (and syncs), so the tail never comes back.
  *
  * Threads: attr_log_append() and the callbacks are loop-thread only. The strings a
- * batch points to must stay unchanged until its `done` has run.
+ * batch points to must stay unchanged until its `done` has run. The reading functions
+ * touch nothing shared: any thread may call them.
  */
 #ifndef ATTR_LOG_H
 #define ATTR_LOG_H
@@ -50,7 +52,7 @@ extern "C" {
 /** A frame longer than this is corruption. */
 #define ATTR_LOG_MAX_FRAME (256u << 20)
 
-/** Id spaces of DEF records. */
+/** Id spaces of the DEF records of version 1 segments. */
 enum {
     ATTR_LOG_VIEWER = 0,
     ATTR_LOG_CREATOR = 1,
@@ -59,7 +61,7 @@ enum {
     ATTR_LOG_N_SPACES = 4,
 };
 
-/** A string with its interned id (the writer's view). */
+/** A string to write (`id` is the caller's: the format writes strings inline). */
 typedef struct st_attr_log_str_t {
     const char *s;
     uint32_t len;
@@ -91,9 +93,12 @@ struct st_attr_log_batch_t {
     int64_t arrival_ns;
     void (*done)(attr_log_batch_t *batch, int status);
     void *data;
-    /* out: the segment the frame went to */
+    /* optional: n entries the writer fills with each record's offset in the segment */
+    uint32_t *rec_off;
+    /* out: the segment the frame went to, where the frame starts and ends in it */
     uint64_t seq;
-    /* private */
+    uint64_t frame_off, frame_end;
+    /* private while queued (the owner may use `next` while it is not) */
     attr_log_batch_t *next;
     int status;
 };
@@ -135,7 +140,11 @@ typedef struct st_attr_log_event_t {
     int kind;
     int64_t watch_ms;
     int64_t occur_ns;
-    int64_t arrival_ns;
+    int64_t arrival_ns; /* 0 from attr_log_read_record() (a record alone has none) */
+    /* where it is: its record's offset (0 in version 1 segments: not addressable) and
+     * the frame holding it */
+    uint32_t rec_off;
+    uint64_t frame_off, frame_end;
 } attr_log_event_t;
 
 /** What reading one segment found. */
@@ -162,6 +171,42 @@ typedef int (*attr_log_visit_fn)(void *arg, const attr_log_event_t *ev);
  */
 int attr_log_read_segment(const char *path, int repair, attr_log_visit_fn visit, void *arg,
                           attr_log_segstat_t *st, char *err, size_t errlen);
+
+/**
+ * attr_log_read_segment() from byte `from` on (a frame boundary past the header, e.g. a
+ * frame_end seen before; 0 means the first frame): frames before it are skipped
+ * unread, and st->frames/events count only what was read. Version 2 segments only
+ * (-EPROTO for version 1: upgrade it first).
+ */
+int attr_log_read_segment_from(const char *path, uint64_t from, int repair, attr_log_visit_fn visit,
+                               void *arg, attr_log_segstat_t *st, char *err, size_t errlen);
+
+/** The version of the segment at `path` (1 or 2), or a negative errno (-EBADMSG). */
+int attr_log_segment_version(const char *path);
+
+/**
+ * Rewrites a version 1 segment as version 2 (same frames, same events, same seq):
+ * written aside, synced, renamed over it. Its torn tail, if any, is dropped. Returns 0
+ * or a negative errno with a message in `err`.
+ */
+int attr_log_upgrade(const char *path, char *err, size_t errlen);
+
+/** A growable buffer for attr_log_read_record(); start zeroed, free `p` when done. */
+typedef struct st_attr_log_recbuf_t {
+    unsigned char *p;
+    size_t cap;
+    attr_str_t *products;
+    size_t products_cap;
+} attr_log_recbuf_t;
+
+void attr_log_recbuf_free(attr_log_recbuf_t *b);
+
+/**
+ * Reads the record at `off` of the (version 2) segment open as `fd` with pread: `ev`
+ * points into `buf` until the next call with it. Returns 0, -EBADMSG when no record
+ * starts there, -ENOMEM or a negative errno of pread.
+ */
+int attr_log_read_record(int fd, uint32_t off, attr_log_recbuf_t *buf, attr_log_event_t *ev);
 
 /** The segment sequence numbers present in `dir`, ascending (malloc'd; free it). */
 int attr_log_list(const char *dir, uint64_t **seqs, size_t *n);

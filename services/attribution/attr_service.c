@@ -10,8 +10,11 @@
  *    (attr_*_commit), so nothing is reported that a crash could take back.
  *  - Reports read the rollups and materialised credits of attr_state.h; tier reports
  *    first refresh missing or stale tier labels (attr_tier.h).
- *  - Maintenance (a timer): frees exposures past the join horizon, prunes old log
- *    segments (their counts go to SQLite first), persists new candidate touches.
+ *  - Exposures on disk (the log and its index files, attr_xstore.h): an exposure whose
+ *    id the Bloom filters are unsure of is looked up there before its batch goes to
+ *    the log; a conversion's candidates are looked up there before it is committed.
+ *  - Maintenance (a timer): seals idle runs, prunes old log segments (their counts go
+ *    to SQLite first), persists new candidate touches.
  *
  * Ownership: per-call contexts are allocated by the handler, hung on the call with
  * yw_call_set_data() and freed by the code that finishes the call. Batches and jobs
@@ -35,6 +38,7 @@
 #include "services/attribution/attr_store.h"
 #include "services/attribution/attr_tier.h"
 #include "services/attribution/attr_validate.h"
+#include "services/attribution/attr_xstore.h"
 #include "yaowei/attribution/v1/attribution.pb-c.h"
 #include "yaowei/tier/v1/tier.pb-c.h"
 
@@ -50,27 +54,20 @@
 /** How many events ahead RecordExposures prefetches. */
 #define ATTR_PREFETCH_AHEAD 3
 
-typedef struct st_attr_seg_t {
-    uint64_t seq;
-    int64_t max_arrival_ns;
-    uint64_t events;
-} attr_seg_t;
-
 typedef struct st_attr_svc_t {
     yw_app_t *app;
     yw_store_t *store;
     attr_state_t st;
-    attr_log_t *log;
+    attr_xstore_t *xs;
     attr_tier_t *tier;
     uv_timer_t timer;
     int timer_open;
     char exp_dir[4096];
-    attr_seg_t *segs; /* ascending seq; the last one is being written */
-    size_t n_segs, cap_segs;
     int persist_busy, prune_busy, settings_busy;
     int refs; /* open handles, the log, jobs in flight: freed at 0 once stopping */
     int stopping;
     int64_t tier_ttl_ns;
+    uint32_t run_exposures;
 } attr_svc_t;
 
 static int64_t attr__now(void)
@@ -83,7 +80,6 @@ static int64_t attr__now(void)
 static void attr__svc_free(attr_svc_t *svc)
 {
     attr_state_free(&svc->st);
-    free(svc->segs);
     free(svc);
 }
 
@@ -113,54 +109,41 @@ static void attr__ts(int64_t ns, Google__Protobuf__Timestamp *ts)
 
 static void attr__schedule_persist(attr_svc_t *svc);
 
-/* ---- segments of the exposure log ---- */
-
-static attr_seg_t *attr__seg(attr_svc_t *svc, uint64_t seq)
-{
-    for (size_t i = svc->n_segs; i-- > 0;) {
-        if (svc->segs[i].seq == seq) {
-            return &svc->segs[i];
-        }
-        if (svc->segs[i].seq < seq) {
-            break;
-        }
-    }
-    if (svc->n_segs == svc->cap_segs) {
-        size_t nc = svc->cap_segs ? svc->cap_segs * 2 : 16;
-        attr_seg_t *p = realloc(svc->segs, nc * sizeof *p);
-        if (p == NULL) {
-            return NULL;
-        }
-        svc->segs = p;
-        svc->cap_segs = nc;
-    }
-    attr_seg_t *s = &svc->segs[svc->n_segs++];
-    s->seq = seq;
-    s->max_arrival_ns = INT64_MIN;
-    s->events = 0;
-    return s;
-}
-
 /* ---- ingestion ---- */
 
 typedef struct st_attr_ingest_t attr_ingest_t;
 
+/** Flags of an exposure in a batch. */
+enum { ATTR_XB_UNSURE = 1, ATTR_XB_PAST = 2, ATTR_XB_DUP = 4 };
+
 /**
  * Exposures admitted by one call, on their way to the log as one frame. The log
- * records are built as events are admitted (the interned strings they point to never
- * move); `products` pointers are set at submit, when `prods` stops growing.
+ * records are built as events are admitted (from the state's copies of their strings,
+ * which stay until commit or abort); `products` pointers are set when the frame is
+ * handed to the log, once `prods` stops growing. Ids the Bloom filters were unsure of
+ * are looked up on disk first (`cf`); the duplicates found drop out of the batch.
  */
 typedef struct st_attr_xbatch_t {
     attr_log_batch_t lb;
     attr_ingest_t *ing;
     uint64_t *seqs;
     attr_log_exposure_t *evs;
+    uint32_t *offs; /* the records' offsets in the segment (filled by the writer) */
+    uint8_t *flags; /* ATTR_XB_* */
     size_t n, cap;
     attr_log_str_t *prods;
     size_t n_prods, cap_prods;
-    int64_t past;
+    size_t n_unsure;
+    attr_xconfirm_t cf;
+    const attr_pexp_t **cf_events;
+    uint8_t *cf_dup;
 } attr_xbatch_t;
 
+/**
+ * Conversions admitted by one call: written to SQLite while their candidates are looked
+ * up in the exposure index files (`jr`; read-only, so it need not wait for the write),
+ * committed once both are back.
+ */
 typedef struct st_attr_cjob_t {
     attr_conv_job_t j;
     attr_ingest_t *ing;
@@ -168,6 +151,11 @@ typedef struct st_attr_cjob_t {
     attr_conv_row_t *rows;
     size_t n, cap;
     int64_t past;
+    attr_xjoin_t jr;
+    attr_xjoin_q_t *q;
+    int waiting;              /* of the write and the lookup, how many are not back */
+    int joined;               /* the lookup ran (jr holds its results) */
+    grpc_status_code written; /* the write's status */
 } attr_cjob_t;
 
 typedef struct st_attr_rjob_t {
@@ -268,10 +256,37 @@ static void attr__ingest_maybe_finish(attr_ingest_t *ing)
 
 static void attr__xbatch_free(attr_xbatch_t *xb)
 {
+    if (xb->cf.view != NULL) {
+        attr_xstore_confirm_cancel(xb->ing->svc->xs, &xb->cf);
+    }
     free(xb->seqs);
     free(xb->evs);
+    free(xb->offs);
+    free(xb->flags);
     free(xb->prods);
+    free(xb->cf_events);
+    free(xb->cf_dup);
     free(xb);
+}
+
+/** The end of a batch's way (written, failed or all duplicates): the call may finish. */
+static void attr__xbatch_done(attr_xbatch_t *xb)
+{
+    attr_ingest_t *ing = xb->ing;
+    attr_svc_t *svc = ing->svc;
+    attr__xbatch_free(xb);
+    ing->in_flight--;
+    svc->refs--;
+    attr__schedule_persist(svc);
+    attr__ingest_maybe_finish(ing);
+}
+
+/** Forgets every exposure of a batch that will not be written. */
+static void attr__xbatch_abort(attr_xbatch_t *xb)
+{
+    for (size_t i = 0; i < xb->n; i++) {
+        attr_exposure_abort(&xb->ing->svc->st, xb->seqs[i]);
+    }
 }
 
 static void attr__on_xbatch(attr_log_batch_t *lb, int status)
@@ -284,27 +299,26 @@ static void attr__on_xbatch(attr_log_batch_t *lb, int status)
     if (status == 0) {
         int oom = 0;
         for (size_t i = 0; i < xb->n; i++) {
-            if (attr_exposure_commit(st, xb->seqs[i], now) < 0) {
+            /* Overlap the cache misses of the next commits' rollup lookups with this one. */
+            if (i + 8 < xb->n) {
+                attr_exposure_prefetch_commit(st, xb->seqs[i + 8], 0);
+            }
+            if (i + 4 < xb->n) {
+                attr_exposure_prefetch_commit(st, xb->seqs[i + 4], 1);
+            }
+            if (attr_exposure_commit_at(st, xb->seqs[i], (uint32_t)lb->seq, xb->offs[i], now) < 0) {
                 oom = 1;
             }
+            ing->past += (xb->flags[i] & ATTR_XB_PAST) != 0;
         }
         if (oom) {
             yw_log(YW_LOG_ERROR, "out of memory applying exposures: reports may lag until "
                                  "restart (the exposures are durable)");
         }
         ing->accepted += (int64_t)xb->n;
-        ing->past += xb->past;
-        attr_seg_t *seg = attr__seg(svc, lb->seq);
-        if (seg != NULL) {
-            seg->events += xb->n;
-            if (lb->arrival_ns > seg->max_arrival_ns) {
-                seg->max_arrival_ns = lb->arrival_ns;
-            }
-        }
+        attr_xstore_committed(svc->xs, lb);
     } else {
-        for (size_t i = 0; i < xb->n; i++) {
-            attr_exposure_abort(st, xb->seqs[i]);
-        }
+        attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "exposure log: cannot write %zu exposures: %s", xb->n,
                strerror(-status));
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
@@ -312,26 +326,18 @@ static void attr__on_xbatch(attr_log_batch_t *lb, int status)
                           "partly stored: resend it (duplicates are detected)",
                           strerror(-status));
     }
-    attr__xbatch_free(xb);
-    ing->in_flight--;
-    svc->refs--;
-    attr__schedule_persist(svc);
-    attr__ingest_maybe_finish(ing);
+    attr__xbatch_done(xb);
 }
 
-/** Hands the batch being filled to the exposure log. */
-static void attr__xbatch_submit(attr_ingest_t *ing)
+/** Hands a batch (nothing unsure left in it) to the exposure log as one frame. */
+static void attr__xbatch_write(attr_xbatch_t *xb)
 {
-    attr_xbatch_t *xb = ing->xb;
-    ing->xb = NULL;
-    if (xb == NULL) {
-        return;
-    }
-    if (xb->n == 0) {
-        attr__xbatch_free(xb); /* all duplicates or rejects: nothing to write */
-        return;
-    }
+    attr_ingest_t *ing = xb->ing;
     attr_svc_t *svc = ing->svc;
+    if (xb->n == 0) {
+        attr__xbatch_done(xb); /* all duplicates: nothing to write */
+        return;
+    }
     size_t p = 0;
     for (size_t i = 0; i < xb->n; i++) {
         xb->evs[i].products = xb->prods + p;
@@ -342,18 +348,105 @@ static void attr__xbatch_submit(attr_ingest_t *ing)
     xb->lb.arrival_ns = attr__now();
     xb->lb.done = attr__on_xbatch;
     xb->lb.data = xb;
-    int rc = attr_log_append(svc->log, &xb->lb);
+    xb->lb.rec_off = xb->offs;
+    int rc = attr_xstore_append(svc->xs, &xb->lb);
     if (rc != 0) {
-        for (size_t i = 0; i < xb->n; i++) {
-            attr_exposure_abort(&svc->st, xb->seqs[i]);
-        }
+        attr__xbatch_abort(xb);
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "exposure log: cannot queue a batch: %s",
                           strerror(-rc));
-        attr__xbatch_free(xb);
+        attr__xbatch_done(xb);
+    }
+}
+
+/** The disk said which unsure ids are stored: those are duplicates; write the rest. */
+static void attr__on_confirmed(attr_xconfirm_t *cf)
+{
+    attr_xbatch_t *xb = cf->data;
+    attr_ingest_t *ing = xb->ing;
+    attr_state_t *st = &ing->svc->st;
+    if (cf->status != 0) {
+        attr__xbatch_abort(xb);
+        yw_log(YW_LOG_ERROR, "cannot look up event ids in the exposure index: %s",
+               strerror(-cf->status));
+        attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
+                          "exposure index: cannot check event ids (%s); events of this call "
+                          "may be partly stored: resend it (duplicates are detected)",
+                          strerror(-cf->status));
+        attr__xbatch_done(xb);
+        return;
+    }
+    size_t u = 0;
+    for (size_t i = 0; i < xb->n; i++) {
+        if (xb->flags[i] & ATTR_XB_UNSURE) {
+            int dup = xb->cf_dup[u++];
+            attr_exposure_resolve(st, xb->seqs[i], dup);
+            if (dup) {
+                xb->flags[i] |= ATTR_XB_DUP;
+                ing->duplicates++;
+            }
+        }
+    }
+    /* Drop the duplicates (their products too: they are stored event after event). */
+    size_t j = 0, src = 0, dst = 0;
+    for (size_t i = 0; i < xb->n; i++) {
+        uint32_t np = xb->evs[i].n_products;
+        if (!(xb->flags[i] & ATTR_XB_DUP)) {
+            xb->seqs[j] = xb->seqs[i];
+            xb->evs[j] = xb->evs[i];
+            xb->flags[j] = xb->flags[i];
+            memmove(xb->prods + dst, xb->prods + src, np * sizeof *xb->prods);
+            dst += np;
+            j++;
+        }
+        src += np;
+    }
+    xb->n = j;
+    xb->n_prods = dst;
+    attr__xbatch_write(xb);
+}
+
+/** Hands the batch being filled on: to the disk check if it has unsure ids, else the log. */
+static void attr__xbatch_submit(attr_ingest_t *ing)
+{
+    attr_xbatch_t *xb = ing->xb;
+    ing->xb = NULL;
+    if (xb == NULL) {
+        return;
+    }
+    attr_svc_t *svc = ing->svc;
+    if (xb->n == 0) {
+        attr__xbatch_free(xb); /* all duplicates or rejects: nothing to write */
         return;
     }
     ing->in_flight++;
     svc->refs++;
+    if (xb->n_unsure == 0) {
+        attr__xbatch_write(xb);
+        return;
+    }
+    xb->cf_events = malloc(xb->n_unsure * sizeof *xb->cf_events);
+    xb->cf_dup = calloc(xb->n_unsure, sizeof *xb->cf_dup);
+    int rc = xb->cf_events != NULL && xb->cf_dup != NULL ? 0 : -ENOMEM;
+    if (rc == 0) {
+        size_t u = 0;
+        for (size_t i = 0; i < xb->n; i++) {
+            if (xb->flags[i] & ATTR_XB_UNSURE) {
+                xb->cf_events[u++] = attr_exposure_pending(&svc->st, xb->seqs[i]);
+            }
+        }
+        xb->cf.n = xb->n_unsure;
+        xb->cf.events = xb->cf_events;
+        xb->cf.dup = xb->cf_dup;
+        xb->cf.done = attr__on_confirmed;
+        xb->cf.data = xb;
+        rc = attr_xstore_confirm(svc->xs, &xb->cf);
+    }
+    if (rc != 0) {
+        attr__xbatch_abort(xb);
+        attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "exposure index: cannot check ids: %s",
+                          strerror(-rc));
+        attr__xbatch_done(xb);
+    }
 }
 
 /** Room for one more exposure with `np` products in the batch being filled. */
@@ -379,6 +472,16 @@ static attr_xbatch_t *attr__xbatch_room(attr_ingest_t *ing, size_t np)
             return NULL;
         }
         xb->evs = evs;
+        uint32_t *offs = realloc(xb->offs, nc * sizeof *offs);
+        if (offs == NULL) {
+            return NULL;
+        }
+        xb->offs = offs;
+        uint8_t *flags = realloc(xb->flags, nc * sizeof *flags);
+        if (flags == NULL) {
+            return NULL;
+        }
+        xb->flags = flags;
         xb->cap = nc;
     }
     if (xb->n_prods + np > xb->cap_prods) {
@@ -407,7 +510,8 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
                                   const Yaowei__Attribution__V1__ExposureEvent *ev, int64_t now)
 {
     int64_t index = ing->next_index++;
-    attr_state_t *st = &ing->svc->st;
+    attr_svc_t *svc = ing->svc;
+    attr_state_t *st = &svc->st;
     char err[ATTR_REASON_MAX];
     int64_t occur;
     if (attr_validate_exposure(ev, now, &occur, err, sizeof err) != 0) {
@@ -441,29 +545,37 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
         ing->duplicates++;
         return;
     }
-    if (rc != ATTR_ADMITTED) {
+    if (rc != ATTR_ADMITTED && rc != ATTR_UNSURE) {
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory admitting events");
         return;
     }
-    const attr_exp_t *e = attr_exposure_get(st, seq);
+    uint8_t flags = 0;
+    if (rc == ATTR_UNSURE) {
+        /* Look on disk before writing; the view taken now pins what memory must keep. */
+        attr_xstore_confirm_begin(svc->xs, &xb->cf);
+        flags |= ATTR_XB_UNSURE;
+        xb->n_unsure++;
+    }
+    const attr_pexp_t *e = attr_exposure_pending(st, seq);
     attr_log_exposure_t *le = &xb->evs[xb->n];
-    le->event_id = e->event_id;
-    le->event_id_len = e->event_id_len;
+    le->event_id = e->event_id.s;
+    le->event_id_len = e->event_id.len;
     le->kind = e->kind;
     le->watch_ms = e->watch_ms;
     le->occur_ns = e->occur_ns;
     le->viewer = attr__log_str(&strs[0]);
     le->creator = attr__log_str(&strs[1]);
     le->note = attr__log_str(&strs[2]);
-    le->products = NULL; /* set at submit */
+    le->products = NULL; /* set when written */
     le->n_products = (uint32_t)ev->n_product_ids;
     for (size_t k = 0; k < ev->n_product_ids; k++) {
         xb->prods[xb->n_prods++] = attr__log_str(&strs[3 + k]);
     }
-    xb->seqs[xb->n++] = seq;
     if (attr_exposure_past_horizon(st, occur, now)) {
-        xb->past++;
+        flags |= ATTR_XB_PAST;
     }
+    xb->flags[xb->n] = flags;
+    xb->seqs[xb->n++] = seq;
     if (xb->n >= ATTR_FRAME_EVENTS) {
         attr__xbatch_submit(ing);
     }
@@ -543,36 +655,108 @@ static void attr__on_ingest_exposures_end(yw_call_t *call)
 
 static void attr__cjob_free(attr_cjob_t *cj)
 {
+    attr_xjoin_free(&cj->jr);
+    free(cj->q);
     free(cj->convs);
     free(cj->rows);
     free(cj);
 }
 
-static void attr__on_cjob(yw_store_job_t *job, grpc_status_code status)
+/** Both the write and the lookup are back: commit (or forget) the job's conversions. */
+static void attr__cjob_finish(attr_cjob_t *cj)
 {
-    attr_cjob_t *cj = (attr_cjob_t *)job;
     attr_ingest_t *ing = cj->ing;
     attr_svc_t *svc = ing->svc;
-    int64_t now = attr__now();
-    if (status == GRPC_STATUS_OK) {
+    attr_state_t *st = &svc->st;
+    if (cj->written != GRPC_STATUS_OK) {
         for (size_t i = 0; i < cj->n; i++) {
-            if (attr_conversion_commit(&svc->st, cj->convs[i], now) != 0) {
+            attr_conversion_abort(st, cj->convs[i]);
+        }
+        attr__ingest_fail(ing, cj->written, "conversions: %s", cj->j.job.errmsg);
+    } else {
+        /* Durable. Before it is visible: its touches in the index files. */
+        int64_t now = attr__now();
+        attr_xjoin_t *jr = &cj->jr;
+        if (cj->joined && jr->status != 0) {
+            /* Credited from what memory holds; a restart looks them up again. */
+            yw_log(YW_LOG_ERROR,
+                   "cannot look up the touches of %zu orders in the exposure "
+                   "index (credited from the exposures in memory only until "
+                   "restart): %s",
+                   cj->n, strerror(-jr->status));
+        }
+        for (size_t i = 0; i < cj->n; i++) {
+            size_t nc = 0;
+            const attr_xcand_t *cs =
+                cj->joined && jr->status == 0 ? attr_xjoin_cands(jr, i, &nc) : NULL;
+            for (size_t k = 0; k < nc; k++) {
+                const attr_xcand_t *c = &cs[k];
+                if (attr_exposure_past_horizon(st, c->occur_ns, now)) {
+                    continue;
+                }
+                if (attr_conversion_add_cand(st, cj->convs[i], c->event_id, c->creator,
+                                             c->creator_len, c->note, c->note_len, c->kind,
+                                             c->watch_ms, c->occur_ns, 0) != 0) {
+                    yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s",
+                           cj->convs[i]->order_id);
+                }
+            }
+            if (attr_conversion_commit(st, cj->convs[i], now) != 0) {
                 yw_log(YW_LOG_ERROR, "out of memory crediting order %s", cj->convs[i]->order_id);
             }
         }
         ing->accepted += (int64_t)cj->n;
         ing->past += cj->past;
-    } else {
-        for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(&svc->st, cj->convs[i]);
-        }
-        attr__ingest_fail(ing, status, "conversions: %s", job->errmsg);
     }
     attr__cjob_free(cj);
     ing->in_flight--;
     svc->refs--;
     attr__schedule_persist(svc);
     attr__ingest_maybe_finish(ing);
+}
+
+static void attr__on_cjoined(attr_xjoin_t *jr)
+{
+    attr_cjob_t *cj = jr->data;
+    cj->joined = 1;
+    if (--cj->waiting == 0) {
+        attr__cjob_finish(cj);
+    }
+}
+
+static void attr__on_cjob(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_cjob_t *cj = (attr_cjob_t *)job;
+    cj->written = status;
+    if (--cj->waiting == 0) {
+        attr__cjob_finish(cj);
+    }
+}
+
+/** Starts looking up the job's conversions in the index files; 0 when on its way. */
+static int attr__cjob_join(attr_cjob_t *cj)
+{
+    attr_svc_t *svc = cj->ing->svc;
+    attr_state_t *st = &svc->st;
+    if ((cj->q = calloc(cj->n, sizeof *cj->q)) == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cj->n; i++) {
+        const attr_conv_t *c = cj->convs[i];
+        size_t vlen, plen;
+        attr_xjoin_q_t *q = &cj->q[i];
+        q->vp_hash = c->vp_hash;
+        q->viewer = attr_intern_str(&st->viewers, c->viewer, &vlen);
+        q->product = attr_intern_str(&st->products, c->product, &plen);
+        q->viewer_len = (uint32_t)vlen;
+        q->product_len = (uint32_t)plen;
+        q->occur_ns = c->occur_ns;
+    }
+    cj->jr.n = cj->n;
+    cj->jr.q = cj->q;
+    cj->jr.done = attr__on_cjoined;
+    cj->jr.data = cj;
+    return attr_xstore_join(svc->xs, &cj->jr);
 }
 
 static void attr__cjob_submit(attr_ingest_t *ing)
@@ -589,6 +773,7 @@ static void attr__cjob_submit(attr_ingest_t *ing)
     cj->j.n = cj->n;
     cj->j.currency = svc->st.settings.currency;
     cj->j.ingest_ns = attr__now();
+    cj->waiting = 1;
     int rc = yw_store_write(svc->store, &cj->j.job);
     if (rc != 0) {
         for (size_t i = 0; i < cj->n; i++) {
@@ -601,6 +786,18 @@ static void attr__cjob_submit(attr_ingest_t *ing)
     }
     ing->in_flight++;
     svc->refs++;
+    /* Without an index file, the runs in memory hold every exposure: nothing to look up. */
+    if (attr_xstore_has_files(svc->xs)) {
+        cj->waiting++;
+        if ((rc = attr__cjob_join(cj)) != 0) {
+            cj->waiting--;
+            yw_log(YW_LOG_ERROR,
+                   "cannot look up the touches of %zu orders in the exposure "
+                   "index (credited from the exposures in memory only until "
+                   "restart): %s",
+                   cj->n, strerror(-rc));
+        }
+    }
 }
 
 static void attr__ingest_conversion(attr_ingest_t *ing,
@@ -1570,46 +1767,16 @@ typedef struct st_attr_prune_t {
     attr_svc_t *svc;
 } attr_prune_t;
 
-static void attr__on_unlinked(uv_fs_t *req)
-{
-    if (req->result < 0) {
-        yw_log(YW_LOG_WARN, "cannot delete pruned segment %s: %s", req->path,
-               uv_strerror((int)req->result));
-    }
-    attr_svc_t *svc = req->data;
-    uv_fs_req_cleanup(req);
-    free(req);
-    attr__unref(svc);
-}
-
 static void attr__on_prune(yw_store_job_t *job, grpc_status_code status)
 {
     attr_prune_t *p = (attr_prune_t *)job;
     attr_svc_t *svc = p->svc;
     svc->prune_busy = 0;
     if (status == GRPC_STATUS_OK) {
-        for (size_t i = 0; i < svc->n_segs; i++) {
-            if (svc->segs[i].seq == p->j.seq) {
-                memmove(&svc->segs[i], &svc->segs[i + 1],
-                        (svc->n_segs - i - 1) * sizeof *svc->segs);
-                svc->n_segs--;
-                break;
-            }
-        }
         yw_log(YW_LOG_INFO, "pruned exposure log segment %llu (%llu exposures; counts kept)",
                (unsigned long long)p->j.seq, (unsigned long long)p->j.events);
-        uv_fs_t *req = malloc(sizeof *req);
-        if (req != NULL) {
-            req->data = svc;
-            svc->refs++;
-            int rc = uv_fs_unlink(yw_runtime_loop(yw_app_runtime(svc->app)), req, p->j.path,
-                                  attr__on_unlinked);
-            if (rc != 0) {
-                yw_log(YW_LOG_WARN, "cannot delete pruned segment %s: %s", p->j.path,
-                       uv_strerror(rc));
-                free(req);
-                svc->refs--;
-            }
+        if (!svc->stopping) {
+            attr_xstore_pruned(svc->xs, p->j.seq);
         }
     } else {
         yw_log(YW_LOG_WARN, "cannot prune segment %llu (will retry): %s",
@@ -1622,16 +1789,13 @@ static void attr__on_prune(yw_store_job_t *job, grpc_status_code status)
 /** Prunes the oldest segment whose every exposure is past the join horizon. */
 static void attr__maybe_prune_segment(attr_svc_t *svc, int64_t now)
 {
-    if (svc->prune_busy || svc->stopping || svc->n_segs < 2 || svc->persist_busy ||
-        svc->st.n_persist > 0) {
-        return;
-    }
-    const attr_seg_t *s = &svc->segs[0];
-    if (s->seq == attr_log_current_seq(svc->log)) {
+    if (svc->prune_busy || svc->stopping || svc->persist_busy || svc->st.n_persist > 0) {
         return;
     }
     int64_t limit = now - attr_settings_horizon(&svc->st.settings) - ATTR_FUTURE_NS;
-    if (s->max_arrival_ns >= limit) {
+    uint64_t seq;
+    char path[4096];
+    if (!attr_xstore_prunable(svc->xs, limit, &seq, path)) {
         return;
     }
     attr_prune_t *p = calloc(1, sizeof *p);
@@ -1639,9 +1803,9 @@ static void attr__maybe_prune_segment(attr_svc_t *svc, int64_t now)
         return;
     }
     p->svc = svc;
-    p->j.seq = s->seq;
+    p->j.seq = seq;
     p->j.now_ns = now;
-    attr_log_path(svc->exp_dir, s->seq, p->j.path, sizeof p->j.path);
+    snprintf(p->j.path, sizeof p->j.path, "%s", path);
     p->j.job.work = attr_store_prune_segment;
     p->j.job.done = attr__on_prune;
     if (yw_store_write(svc->store, &p->j.job) != 0) {
@@ -1656,157 +1820,12 @@ static void attr__on_timer(uv_timer_t *t)
 {
     attr_svc_t *svc = t->data;
     int64_t now = attr__now();
-    size_t freed = attr_state_prune(&svc->st, now, ATTR_SWEEP_BUDGET);
-    if (freed > 0) {
-        yw_log(YW_LOG_INFO, "freed %zu exposures past the join horizon from memory", freed);
-    }
+    attr_xstore_tick(svc->xs, now);
     attr__schedule_persist(svc);
     attr__maybe_prune_segment(svc, now);
 }
 
 /* ---- start-up ---- */
-
-typedef struct st_attr_replay_t {
-    attr_svc_t *svc;
-    int64_t now;
-    uint64_t events, duplicates;
-    const char **prods;
-    size_t *lens;
-    size_t cap;
-} attr_replay_t;
-
-static int attr__replay_visit(void *arg, const attr_log_event_t *ev)
-{
-    attr_replay_t *rp = arg;
-    if (ev->n_products > rp->cap) {
-        size_t nc = ev->n_products * 2;
-        const char **p = realloc(rp->prods, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        rp->prods = p;
-        size_t *l = realloc(rp->lens, nc * sizeof *l);
-        if (l == NULL) {
-            return -ENOMEM;
-        }
-        rp->lens = l;
-        rp->cap = nc;
-    }
-    for (uint32_t k = 0; k < ev->n_products; k++) {
-        rp->prods[k] = ev->products[k].s;
-        rp->lens[k] = ev->products[k].len;
-    }
-    attr_exposure_in_t in = {
-        .event_id = ev->event_id.s,
-        .event_id_len = ev->event_id.len,
-        .viewer_id = ev->viewer.s,
-        .viewer_len = ev->viewer.len,
-        .creator_id = ev->creator.s,
-        .creator_len = ev->creator.len,
-        .note_id = ev->note.s,
-        .note_len = ev->note.len,
-        .product_ids = rp->prods,
-        .product_lens = rp->lens,
-        .n_products = ev->n_products,
-        .kind = ev->kind,
-        .watch_ms = ev->watch_ms,
-        .occur_ns = ev->occur_ns,
-    };
-    uint64_t seq;
-    int rc = attr_exposure_admit(&rp->svc->st, &in, ev->arrival_ns, &seq, NULL);
-    if (rc == ATTR_DUPLICATE) {
-        rp->duplicates++;
-        return 0;
-    }
-    if (rc != ATTR_ADMITTED || attr_exposure_commit(&rp->svc->st, seq, rp->now) < 0) {
-        return -ENOMEM;
-    }
-    rp->events++;
-    return 0;
-}
-
-static int attr__is_pruned(const attr_load_t *ld, uint64_t seq)
-{
-    for (size_t i = 0; i < ld->n_pruned; i++) {
-        if (ld->pruned[i] == seq) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/** Replays every live segment of the exposure log into the state. */
-static int attr__replay(attr_svc_t *svc, const attr_load_t *ld, int64_t now, uint64_t *next_seq,
-                        char *err, size_t errlen)
-{
-    uint64_t *seqs = NULL;
-    size_t n = 0;
-    int rc = attr_log_list(svc->exp_dir, &seqs, &n);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: cannot list: %s", svc->exp_dir, strerror(-rc));
-        return rc;
-    }
-    attr_replay_t rp = {.svc = svc, .now = now};
-    *next_seq = n > 0 ? seqs[n - 1] + 1 : 1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char path[4200];
-        attr_log_path(svc->exp_dir, seqs[i], path, sizeof path);
-        if (attr__is_pruned(ld, seqs[i])) {
-            /* Its counts are in the database already: never replay it. */
-            if (unlink(path) != 0) {
-                yw_log(YW_LOG_WARN, "cannot delete pruned segment %s: %s", path, strerror(errno));
-            }
-            continue;
-        }
-        int last = i + 1 == n;
-        attr_log_segstat_t st;
-        char rerr[512] = "";
-        rc = attr_log_read_segment(path, last, attr__replay_visit, &rp, &st, rerr, sizeof rerr);
-        if (rc == -EBADMSG) {
-            rc = 0;
-            if (last) {
-                /* Created but its header never reached the disk: nothing was in it. */
-                yw_log(YW_LOG_WARN, "%s; deleting it (the last segment, torn at creation)", rerr);
-                (void)unlink(path);
-            } else {
-                char bad[4300];
-                snprintf(bad, sizeof bad, "%s.bad", path);
-                yw_log(YW_LOG_ERROR, "%s; moved aside to %s, not replayed", rerr, bad);
-                (void)rename(path, bad);
-            }
-            continue;
-        }
-        if (rc != 0) {
-            snprintf(err, errlen, "replaying %s: %s", path, rerr[0] ? rerr : strerror(-rc));
-            break;
-        }
-        if (st.torn) {
-            yw_log(last ? YW_LOG_WARN : YW_LOG_ERROR,
-                   "exposure log %s: %s at byte %llu; %s %llu bytes after it", path, st.torn_reason,
-                   (unsigned long long)st.valid_bytes,
-                   last ? "truncated (a torn tail: never acknowledged)" : "ignored",
-                   (unsigned long long)(st.file_bytes - st.valid_bytes));
-        }
-        attr_seg_t *seg = attr__seg(svc, seqs[i]);
-        if (seg == NULL) {
-            rc = -ENOMEM;
-            snprintf(err, errlen, "out of memory");
-            break;
-        }
-        seg->events = st.events;
-        seg->max_arrival_ns = st.max_arrival_ns;
-    }
-    free(rp.prods);
-    free(rp.lens);
-    free(seqs);
-    if (rc == 0) {
-        yw_log(YW_LOG_INFO, "replayed %llu exposures from %zu segments (%llu duplicates skipped)",
-               (unsigned long long)rp.events, svc->n_segs, (unsigned long long)rp.duplicates);
-    } else if (err[0] == '\0') {
-        snprintf(err, errlen, "replaying the exposure log: %s", strerror(-rc));
-    }
-    return rc;
-}
 
 static grpc_status_code attr__store_default_settings(yw_store_conn_t *conn, void *arg)
 {
@@ -1819,7 +1838,7 @@ static void attr__on_timer_closed(uv_handle_t *h)
     attr__unref(h->data);
 }
 
-static void attr__on_log_closed(void *arg)
+static void attr__on_xs_closed(void *arg)
 {
     attr__unref(arg);
 }
@@ -1846,6 +1865,18 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
     }
     svc->tier_ttl_ns = ttl_s * ATTR_NS_PER_S;
+    const char *runs = yw_app_option(app, "index-run-exposures");
+    if (runs != NULL) {
+        char *end = NULL;
+        long long v = strtoll(runs, &end, 10);
+        if (end == runs || *end != '\0' || v < 16 || v > (1 << 22)) {
+            snprintf(err, errlen, "--index-run-exposures: must be within 16..4194304, got %s",
+                     runs);
+            attr__svc_free(svc);
+            return -EINVAL;
+        }
+        svc->run_exposures = (uint32_t)v;
+    }
     snprintf(svc->exp_dir, sizeof svc->exp_dir, "%s/exposures", yw_app_option(app, "data-dir"));
     if (mkdir(svc->exp_dir, 0750) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: cannot create: %s", svc->exp_dir, strerror(errno));
@@ -1885,9 +1916,12 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         svc->st.settings = sj.settings;
     }
 
-    /* 2. The exposure log, after the conversions: late links are found on the way. */
-    uint64_t next_seq = 1;
-    int rc = attr__replay(svc, &ld, now, &next_seq, err, errlen);
+    /* 2. The exposures, after the conversions: their touches are found on the way. The
+     *    index files cover most of the log; what they do not is read and indexed. */
+    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
+    attr_xstore_stats_t xst;
+    int rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
+                              ld.n_pruned, now, &svc->xs, &xst, err, errlen);
     free(ld.pruned);
     if (rc == 0) {
         rc = attr_state_flush(&svc->st);
@@ -1896,23 +1930,13 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
     }
     svc->st.defer = 0;
-    if (rc != 0) {
+    if (rc != 0 && svc->xs == NULL) {
         attr__svc_free(svc);
         return rc;
     }
+    svc->refs++; /* the exposure store */
 
-    /* 3. Start writing a new segment; connect to tier scoring; start maintenance. */
-    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
-    rc = attr_log_open(loop, svc->exp_dir, next_seq, &svc->log, err, errlen);
-    if (rc != 0) {
-        attr__svc_free(svc);
-        return rc;
-    }
-    svc->refs++; /* the log */
-    if (attr__seg(svc, next_seq) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        rc = -ENOMEM;
-    }
+    /* 3. Tier scoring; maintenance. */
     const char *tier_addr = yw_app_option(app, "tier-scoring-addr");
     if (rc == 0 && (rc = attr_tier_create(yw_app_runtime(app), tier_addr, svc->tier_ttl_ns,
                                           &svc->tier)) != 0) {
@@ -1935,18 +1959,25 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         if (svc->timer_open) {
             uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
         }
-        attr_log_close(svc->log, attr__on_log_closed, svc);
+        attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
         return rc;
     }
     yw_app_set_state(app, svc);
+    attr_xstore_info_t xi;
+    attr_xstore_info(svc->xs, &xi);
     yw_log(YW_LOG_INFO,
            "attribution ready: %llu conversions, %llu refunds, %llu candidate touches, %llu "
-           "rollup rows of pruned segments, %llu exposures in memory; writing segment %llu; "
+           "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
+           "index files (%llu dropped), %llu read from the log's tail into %llu new ones "
+           "(%llu duplicates skipped); %llu conversions looked up, %llu touches found; "
            "settings v%lld, join horizon %llds",
            (unsigned long long)ld.conversions, (unsigned long long)ld.refunds,
            (unsigned long long)ld.touches, (unsigned long long)ld.rollups,
-           (unsigned long long)svc->st.exposures_live, (unsigned long long)next_seq,
-           (long long)svc->st.settings.version,
+           (unsigned long long)xst.segments, (unsigned long long)xst.indexed_events,
+           (unsigned long long)xst.files, (unsigned long long)xst.files_dropped,
+           (unsigned long long)xst.tail_events, (unsigned long long)xst.tail_runs,
+           (unsigned long long)xst.tail_duplicates, (unsigned long long)xst.conversions_looked_up,
+           (unsigned long long)xst.candidates_found, (long long)svc->st.settings.version,
            (long long)(attr_settings_horizon(&svc->st.settings) / ATTR_NS_PER_S));
     attr__schedule_persist(svc);
     return 0;
@@ -1960,12 +1991,13 @@ void attr_service_fini(yw_app_t *app)
     }
     yw_app_set_state(app, NULL);
     svc->stopping = 1;
-    /* Every call is gone (the server stopped): nothing is waiting for the log. */
+    /* Every call is gone (the server stopped). Lookups finish, the log syncs, the open
+     * run is indexed (blocking: shutdown). */
     attr_tier_destroy(svc->tier);
     svc->tier = NULL;
     uv_timer_stop(&svc->timer);
     uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
-    attr_log_close(svc->log, attr__on_log_closed, svc);
+    attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
     /* Store jobs still queued complete while the store closes; the last one frees. */
 }
 
@@ -2023,5 +2055,9 @@ const yw_service_t attr_service = {
 const yw_option_t attr_options[] = {
     {"tier-label-ttl-s", "YW_TIER_LABEL_TTL_S", "300",
      "seconds a creator's tier label from tier scoring is reused", NULL},
+    {"index-run-exposures", "YW_INDEX_RUN_EXPOSURES", "65536",
+     "exposures held in memory per run before its index file is written (about 180 bytes "
+     "each, two runs at a time)",
+     NULL},
 };
 const size_t attr_n_options = sizeof attr_options / sizeof attr_options[0];

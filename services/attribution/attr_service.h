@@ -1,13 +1,16 @@
 /*
  * attr_service.h — yaowei.attribution.v1.AttributionService on the shared runtime: the
- * method table, start-up (load, replay, open the exposure log) and shutdown.
+ * method table, start-up (load the database, open the exposure store) and shutdown.
  *
  * Where things live:
- *   exposures            --data-dir/exposures/seg-*.log (attr_log.h), replayed at start
+ *   exposures            --data-dir/exposures/: the log (seg-*.log, attr_log.h) and its
+ *                        index files (idx-*.xidx, attr_xidx.h), together attr_xstore.h
  *   everything else      --data-dir/attribution.db (attr_store.h)
- *   the working state    memory (attr_state.h), rebuilt from both at start-up
- * Every handler runs on the loop; disk work runs on the log's writer thread or the
- * store's threads and completes back on the loop.
+ *   the working state    memory (attr_state.h): conversions, rollups, the exposures not
+ *                        yet indexed; rebuilt from the database and the index files at
+ *                        start-up (only the log's unindexed tail is read)
+ * Every handler runs on the loop; disk work runs on the threads of the log, the index
+ * files and the store, and completes back on the loop.
  */
 #ifndef ATTR_SERVICE_H
 #define ATTR_SERVICE_H
@@ -24,10 +27,11 @@ extern const yw_service_t attr_service;
 extern const yw_option_t attr_options[];
 extern const size_t attr_n_options;
 
-/** yw_app_def_t.init: loads the state, replays the exposure log, opens it. */
+/** yw_app_def_t.init: loads the state, opens the exposure store (attr_xstore_open()). */
 int attr_service_init(yw_app_t *app, char *err, size_t errlen);
 
-/** yw_app_def_t.fini: closes the log (syncs), the tier channel and the timer. */
+/** yw_app_def_t.fini: closes the exposure store (syncs, indexes the open run), the tier
+ *  channel and the timer. */
 void attr_service_fini(yw_app_t *app);
 
 #ifdef __cplusplus

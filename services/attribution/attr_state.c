@@ -5,19 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ATTR__ARENA_BLOCK (256u << 10)
+/** Pending exposures per chunk, and the arena block size of a chunk. */
+#define ATTR__PCHUNK 1024
+#define ATTR__PBLOCK (64u << 10)
+/** Products per exposure a run can hold (7 bits of a join slot). */
+#define ATTR__MAX_PRODUCTS 127
+/** Records per run a join slot can address (25 bits). */
+#define ATTR__RUN_LIMIT ((UINT32_C(1) << 25) - 2)
 
-struct st_attr_chunk_t {
-    uint32_t n;
-    uint32_t n_pending;
-    int64_t max_keep_ns; /* max over its exposures of max(arrival, occur_time) */
-    uint32_t *prods;
-    size_t n_prods, cap_prods;
+struct st_attr_pchunk_t {
+    uint32_t n;    /* records used */
+    uint32_t open; /* records not yet resolved */
     char **blocks;
     size_t n_blocks, cap_blocks;
     char *cur;
     size_t left;
-    attr_exp_t recs[ATTR_CHUNK_EXPOSURES];
+    attr_pexp_t recs[ATTR__PCHUNK];
 };
 
 /* ---- small helpers ---- */
@@ -54,11 +57,6 @@ static int attr__grow32(void **arr, uint32_t *cap, size_t need, size_t size)
         *cap = (uint32_t)c;
     }
     return rc;
-}
-
-static uint64_t attr__vp_key(uint32_t viewer, uint32_t product)
-{
-    return ((uint64_t)viewer << 32) | product;
 }
 
 /* ---- settings ---- */
@@ -102,22 +100,32 @@ int attr_state_init(attr_state_t *st)
     attr_intern_init(&st->creators);
     attr_intern_init(&st->notes);
     attr_intern_init(&st->products);
-    attr_strmap_init(&st->event_ids);
-    attr_map64_init(&st->join);
+    attr_strmap_init(&st->pend_ids);
     attr_strmap_init(&st->orders);
     attr_map64_init(&st->conv_vp);
     attr_strmap_init(&st->refunds);
+    st->run_max = ATTR_RUN_EXPOSURES;
+    st->run_hint = 1024;
+    st->next_run_id = 1;
     return 0;
 }
 
-static void attr__chunk_free(attr_chunk_t *c)
+static void attr__pchunk_free(attr_pchunk_t *c)
 {
     for (size_t i = 0; i < c->n_blocks; i++) {
         free(c->blocks[i]);
     }
     free(c->blocks);
-    free(c->prods);
     free(c);
+}
+
+static void attr__run_free(attr_run_t *r)
+{
+    free(r->recs);
+    free(r->arena);
+    free(r->eid_slots);
+    free(r->join_slots);
+    free(r);
 }
 
 static void attr__conv_free(attr_conv_t *c)
@@ -133,17 +141,18 @@ static void attr__conv_free(attr_conv_t *c)
 
 void attr_state_free(attr_state_t *st)
 {
-    for (size_t i = 0; i < st->n_chunks; i++) {
-        attr__chunk_free(st->chunks[i]);
+    for (size_t i = 0; i < st->n_pend; i++) {
+        attr__pchunk_free(st->pend[i]);
     }
-    free(st->chunks);
-    for (size_t i = 0; i < st->n_vecs; i++) {
-        if (st->vecs[i].cap > 1) {
-            free(st->vecs[i].u.items);
-        }
+    free(st->pend);
+    for (size_t i = 0; i < st->n_runs; i++) {
+        attr__run_free(st->runs[i]);
     }
-    free(st->vecs);
-    free(st->free_vecs);
+    free(st->runs);
+    for (size_t i = 0; i < st->n_epochs; i++) {
+        attr_bloom_free(&st->epochs[i].bloom);
+    }
+    free(st->epochs);
     for (size_t i = 0; i < st->n_conv_lists; i++) {
         if (st->conv_lists[i].cap > 1) {
             free(st->conv_lists[i].u.items);
@@ -177,8 +186,7 @@ void attr_state_free(attr_state_t *st)
     free(st->creator_meta);
     free(st->unattr);
     free(st->scratch);
-    attr_strmap_free(&st->event_ids);
-    attr_map64_free(&st->join);
+    attr_strmap_free(&st->pend_ids);
     attr_strmap_free(&st->orders);
     attr_map64_free(&st->conv_vp);
     attr_strmap_free(&st->refunds);
@@ -287,219 +295,7 @@ int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t
     return 0;
 }
 
-/* ---- exposures ---- */
-
-static attr_chunk_t *attr__chunk_for_new(attr_state_t *st)
-{
-    if (st->n_chunks > 0) {
-        attr_chunk_t *last = st->chunks[st->n_chunks - 1];
-        if (last->n < ATTR_CHUNK_EXPOSURES) {
-            return last;
-        }
-    }
-    if (ATTR__GROW(st->chunks, st->cap_chunks, st->n_chunks + 1) != 0) {
-        return NULL;
-    }
-    attr_chunk_t *c = malloc(sizeof *c);
-    if (c == NULL) {
-        return NULL;
-    }
-    attr_hint_huge(c, sizeof *c);
-    memset(c, 0, offsetof(attr_chunk_t, recs));
-    c->max_keep_ns = INT64_MIN;
-    if (st->n_chunks == 0) {
-        st->base_seq = st->next_seq;
-    }
-    st->chunks[st->n_chunks++] = c;
-    return c;
-}
-
-static char *attr__chunk_strdup(attr_chunk_t *c, const char *s, size_t n)
-{
-    if (n + 1 > c->left) {
-        if (ATTR__GROW(c->blocks, c->cap_blocks, c->n_blocks + 1) != 0) {
-            return NULL;
-        }
-        size_t size = n + 1 > ATTR__ARENA_BLOCK ? n + 1 : ATTR__ARENA_BLOCK;
-        char *b = malloc(size);
-        if (b == NULL) {
-            return NULL;
-        }
-        c->blocks[c->n_blocks++] = b;
-        c->cur = b;
-        c->left = size;
-    }
-    char *p = c->cur;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    c->cur += n + 1;
-    c->left -= n + 1;
-    return p;
-}
-
-attr_exp_t *attr_exposure_get(attr_state_t *st, uint64_t seq)
-{
-    if (seq < st->base_seq || seq >= st->next_seq || st->n_chunks == 0) {
-        return NULL;
-    }
-    uint64_t off = seq - st->base_seq;
-    size_t ci = (size_t)(off / ATTR_CHUNK_EXPOSURES);
-    if (ci >= st->n_chunks) {
-        return NULL;
-    }
-    return &st->chunks[ci]->recs[off % ATTR_CHUNK_EXPOSURES];
-}
-
-static attr_chunk_t *attr__chunk_of(attr_state_t *st, uint64_t seq)
-{
-    return st->chunks[(size_t)((seq - st->base_seq) / ATTR_CHUNK_EXPOSURES)];
-}
-
-const uint32_t *attr_exposure_products(attr_state_t *st, uint64_t seq)
-{
-    attr_exp_t *e = attr_exposure_get(st, seq);
-    return e != NULL ? attr__chunk_of(st, seq)->prods + e->prod_off : NULL;
-}
-
-int attr_exposure_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns)
-{
-    return occur_ns < now_ns - attr_settings_horizon(&st->settings);
-}
-
-int attr_exposure_admit(attr_state_t *st, const attr_exposure_in_t *in, int64_t now_ns,
-                        uint64_t *seq, attr_interned_t *out)
-{
-    uint64_t h = attr_hash_bytes(in->event_id, in->event_id_len);
-    if (attr_strmap_get(&st->event_ids, h, in->event_id, in->event_id_len) != NULL) {
-        return ATTR_DUPLICATE;
-    }
-    if (in->event_id_len > UINT16_MAX || in->n_products > UINT16_MAX) {
-        return -EINVAL;
-    }
-    uint32_t viewer, creator, note;
-    const char *vs, *cs, *ns;
-    if (attr_intern2(&st->viewers, in->viewer_id, in->viewer_len, &viewer, &vs) != 0 ||
-        attr_intern2(&st->creators, in->creator_id, in->creator_len, &creator, &cs) != 0 ||
-        attr_intern2(&st->notes, in->note_id, in->note_len, &note, &ns) != 0 ||
-        attr__meta_reserve(st, creator) != 0) {
-        return -ENOMEM;
-    }
-    if (out != NULL) {
-        out[0] = (attr_interned_t){vs, (uint32_t)in->viewer_len, viewer};
-        out[1] = (attr_interned_t){cs, (uint32_t)in->creator_len, creator};
-        out[2] = (attr_interned_t){ns, (uint32_t)in->note_len, note};
-    }
-    attr_chunk_t *c = attr__chunk_for_new(st);
-    if (c == NULL || ATTR__GROW(c->prods, c->cap_prods, c->n_prods + in->n_products) != 0 ||
-        attr_strmap_reserve(&st->event_ids, 1) != 0) {
-        return -ENOMEM;
-    }
-    size_t prod_off = c->n_prods;
-    for (size_t k = 0; k < in->n_products; k++) {
-        size_t len = in->product_lens ? in->product_lens[k] : strlen(in->product_ids[k]);
-        uint32_t pid;
-        const char *ps;
-        if (attr_intern2(&st->products, in->product_ids[k], len, &pid, &ps) != 0) {
-            return -ENOMEM;
-        }
-        c->prods[prod_off + k] = pid;
-        if (out != NULL) {
-            out[3 + k] = (attr_interned_t){ps, (uint32_t)len, pid};
-        }
-    }
-    char *eid = attr__chunk_strdup(c, in->event_id, in->event_id_len);
-    if (eid == NULL) {
-        return -ENOMEM;
-    }
-    c->n_prods += in->n_products;
-    attr_exp_t *e = &c->recs[c->n];
-    memset(e, 0, sizeof *e);
-    e->event_id = eid;
-    e->event_id_len = (uint16_t)in->event_id_len;
-    e->occur_ns = in->occur_ns;
-    e->watch_ms = in->watch_ms;
-    e->viewer = viewer;
-    e->creator = creator;
-    e->note = note;
-    e->prod_off = (uint32_t)prod_off;
-    e->n_products = (uint16_t)in->n_products;
-    e->kind = (uint8_t)in->kind;
-    e->state = ATTR_PENDING;
-    int64_t keep = in->occur_ns > now_ns ? in->occur_ns : now_ns;
-    if (keep > c->max_keep_ns) {
-        c->max_keep_ns = keep;
-    }
-    c->n++;
-    c->n_pending++;
-    *seq = st->next_seq++;
-    /* Cannot fail: room was reserved above. */
-    (void)attr_strmap_add(&st->event_ids, h, eid, in->event_id_len, (void *)(uintptr_t)(*seq + 1));
-    return ATTR_ADMITTED;
-}
-
-void attr_exposure_prefetch(const attr_state_t *st, const char *event_id, const char *viewer,
-                            const char *creator, const char *note, const char *const *products,
-                            size_t n_products)
-{
-    attr_strmap_prefetch(&st->event_ids, attr_hash_bytes(event_id, strlen(event_id)));
-    attr_intern_prefetch(&st->viewers, viewer, strlen(viewer));
-    attr_intern_prefetch(&st->creators, creator, strlen(creator));
-    attr_intern_prefetch(&st->notes, note, strlen(note));
-    for (size_t k = 0; k < n_products; k++) {
-        attr_intern_prefetch(&st->products, products[k], strlen(products[k]));
-    }
-}
-
-/** Touch order of two exposures. */
-static int attr__exp_cmp(const attr_exp_t *a, const attr_exp_t *b)
-{
-    if (a->occur_ns != b->occur_ns) {
-        return a->occur_ns < b->occur_ns ? -1 : 1;
-    }
-    return strcmp(a->event_id, b->event_id);
-}
-
-/** The join list of (viewer, product), created when `create`; NULL if none. */
-static attr_vec_t *attr__join_list(attr_state_t *st, uint64_t key, int create)
-{
-    uint64_t idx;
-    if (attr_map64_get(&st->join, key, &idx)) {
-        return &st->vecs[idx];
-    }
-    if (!create) {
-        return NULL;
-    }
-    if (st->n_free_vecs > 0) {
-        idx = st->free_vecs[--st->n_free_vecs];
-    } else {
-        if (ATTR__GROW(st->vecs, st->cap_vecs, st->n_vecs + 1) != 0) {
-            return NULL;
-        }
-        idx = st->n_vecs++;
-        memset(&st->vecs[idx], 0, sizeof st->vecs[idx]);
-    }
-    if (attr_map64_put(&st->join, key, idx) != 0) {
-        if (ATTR__GROW(st->free_vecs, st->cap_free_vecs, st->n_free_vecs + 1) == 0) {
-            st->free_vecs[st->n_free_vecs++] = (uint32_t)idx;
-        }
-        return NULL;
-    }
-    return &st->vecs[idx];
-}
-
-/** Drops the seqs of pruned or dead exposures from a join list. */
-static void attr__join_compact(attr_state_t *st, attr_vec_t *v)
-{
-    uint64_t *items = attr_vec_items(v);
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < v->n; i++) {
-        attr_exp_t *e = attr_exposure_get(st, items[i]);
-        if (e != NULL && e->state == ATTR_LIVE) {
-            items[k++] = items[i];
-        }
-    }
-    v->n = k;
-}
+/* ---- candidates ---- */
 
 static int attr__vec_push(attr_vec_t *v, uint64_t x)
 {
@@ -581,21 +377,643 @@ static int attr__add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id
     return 1;
 }
 
-int attr_exposure_commit(attr_state_t *st, uint64_t seq, int64_t now_ns)
+/* ---- exposures: the pending area ---- */
+
+static attr_pchunk_t *attr__pchunk_of(const attr_state_t *st, uint64_t seq)
 {
-    attr_exp_t *e = attr_exposure_get(st, seq);
-    if (e == NULL || e->state != ATTR_PENDING) {
-        return -EINVAL;
+    if (seq < st->pend_base || seq >= st->next_seq) {
+        return NULL;
     }
-    attr_chunk_t *chunk = attr__chunk_of(st, seq);
-    attr_day_t *b = attr__day_bucket(st, e->creator, attr_day_of(e->occur_ns));
-    if (b == NULL) {
+    size_t ci = (size_t)((seq - st->pend_base) / ATTR__PCHUNK);
+    return ci < st->n_pend ? st->pend[ci] : NULL;
+}
+
+static attr_pexp_t *attr__pending(const attr_state_t *st, uint64_t seq)
+{
+    attr_pchunk_t *c = attr__pchunk_of(st, seq);
+    if (c == NULL) {
+        return NULL;
+    }
+    attr_pexp_t *p = &c->recs[(seq - st->pend_base) % ATTR__PCHUNK];
+    return p->state == ATTR_PENDING || p->state == ATTR_UNSURE_PENDING ? p : NULL;
+}
+
+const attr_pexp_t *attr_exposure_pending(const attr_state_t *st, uint64_t seq)
+{
+    return attr__pending(st, seq);
+}
+
+/** The chunk the next admission goes to (a new one when the last is full). */
+static attr_pchunk_t *attr__pchunk_for_new(attr_state_t *st)
+{
+    if (st->n_pend > 0 && st->pend[st->n_pend - 1]->n < ATTR__PCHUNK) {
+        return st->pend[st->n_pend - 1];
+    }
+    if (ATTR__GROW(st->pend, st->cap_pend, st->n_pend + 1) != 0) {
+        return NULL;
+    }
+    attr_pchunk_t *c = malloc(sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    memset(c, 0, offsetof(attr_pchunk_t, recs));
+    if (st->n_pend == 0) {
+        st->pend_base = st->next_seq;
+    }
+    st->pend[st->n_pend++] = c;
+    return c;
+}
+
+/** `n` bytes (aligned to 8) from a chunk's arena; NULL: no memory. */
+static void *attr__palloc(attr_pchunk_t *c, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    if (n > c->left) {
+        if (ATTR__GROW(c->blocks, c->cap_blocks, c->n_blocks + 1) != 0) {
+            return NULL;
+        }
+        size_t size = n > ATTR__PBLOCK / 4 ? n : ATTR__PBLOCK;
+        char *b = malloc(size);
+        if (b == NULL) {
+            return NULL;
+        }
+        c->blocks[c->n_blocks++] = b;
+        if (size == ATTR__PBLOCK) {
+            c->cur = b;
+            c->left = size;
+        } else {
+            return b; /* a big one: a block of its own, the current one goes on */
+        }
+    }
+    void *p = c->cur;
+    c->cur += n;
+    c->left -= n;
+    return p;
+}
+
+static char *attr__pstrdup(attr_pchunk_t *c, const char *s, size_t n)
+{
+    char *p = attr__palloc(c, n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+/** Forgets a pending exposure (committed or aborted): frees what nobody needs now. */
+static void attr__pend_resolve(attr_state_t *st, uint64_t seq, attr_pexp_t *p)
+{
+    (void)attr_strmap_del(&st->pend_ids, p->eid_hash, p->event_id.s, p->event_id.len);
+    p->state = ATTR_DEAD;
+    attr__pchunk_of(st, seq)->open--;
+    /* Free whole chunks from the front once every exposure of theirs is settled. */
+    while (st->n_pend > 0 && st->pend[0]->n == ATTR__PCHUNK && st->pend[0]->open == 0) {
+        attr__pchunk_free(st->pend[0]);
+        memmove(&st->pend[0], &st->pend[1], (st->n_pend - 1) * sizeof *st->pend);
+        st->n_pend--;
+        st->pend_base += ATTR__PCHUNK;
+    }
+}
+
+/* ---- exposures: runs ---- */
+
+static size_t attr__pow2_at_least(size_t n)
+{
+    size_t c = 16;
+    while (c < n) {
+        c *= 2;
+    }
+    return c;
+}
+
+static attr_run_t *attr__run_new(attr_state_t *st)
+{
+    if (ATTR__GROW(st->runs, st->cap_runs, st->n_runs + 1) != 0) {
+        return NULL;
+    }
+    attr_run_t *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return NULL;
+    }
+    /* Sized so that a run of `hint` exposures (a little more: runs end at a batch's
+     * end) with up to 2.5 products each never rehashes (load <= 0.7). */
+    size_t hint = st->run_hint ? st->run_hint : 1024;
+    r->eid_cap = attr__pow2_at_least(hint + hint / 2);
+    r->join_cap = attr__pow2_at_least(4 * hint);
+    r->eid_slots = calloc(r->eid_cap, sizeof *r->eid_slots);
+    r->join_slots = calloc(r->join_cap, sizeof *r->join_slots);
+    r->arena_cap = hint * 96;
+    r->arena = malloc(r->arena_cap);
+    r->cap = (uint32_t)(hint + hint / 16);
+    r->recs = malloc(r->cap * sizeof *r->recs);
+    if (r->eid_slots == NULL || r->join_slots == NULL || r->arena == NULL || r->recs == NULL) {
+        attr__run_free(r);
+        return NULL;
+    }
+    r->id = st->next_run_id++;
+    r->state = ATTR_RUN_OPEN;
+    r->max_keep_ns = INT64_MIN;
+    st->runs[st->n_runs++] = r;
+    return r;
+}
+
+static uint16_t attr__get16(const char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+void attr_run_rec(const attr_run_t *run, uint32_t i, attr_run_rec_t *out)
+{
+    const attr_rexp_t *r = &run->recs[i];
+    const char *p = run->arena + r->str;
+    out->event_id_len = attr__get16(p);
+    out->viewer_len = attr__get16(p + 2);
+    out->note_len = attr__get16(p + 4);
+    out->event_id = p + 6;
+    out->viewer = out->event_id + out->event_id_len + 1;
+    out->note = out->viewer + out->viewer_len + 1;
+    out->products = out->note + out->note_len + 1;
+    out->creator = r->creator;
+    out->creator_len = attr_intern_len(r->creator);
+    out->eid_hash = r->eid_hash;
+    out->occur_ns = r->occur_ns;
+    out->watch_ms = r->watch_ms;
+    out->seg = r->seg;
+    out->off = r->off;
+    out->n_products = r->n_products;
+    out->kind = r->kind;
+    out->joinable = r->joinable;
+}
+
+const char *attr_run_next_product(const char **at, uint32_t *len)
+{
+    const char *p = *at;
+    *len = attr__get16(p);
+    *at = p + 2 + *len + 1;
+    return p + 2;
+}
+
+/** Product k of record i (k < n_products). */
+static const char *attr__run_product(const attr_run_t *run, uint32_t i, uint32_t k, uint32_t *len)
+{
+    attr_run_rec_t rec;
+    attr_run_rec(run, i, &rec);
+    const char *at = rec.products, *s = NULL;
+    for (uint32_t j = 0; j <= k; j++) {
+        s = attr_run_next_product(&at, len);
+    }
+    return s;
+}
+
+size_t attr_run_bytes(const attr_run_t *run)
+{
+    return sizeof *run + (size_t)run->cap * sizeof *run->recs + run->arena_cap +
+           run->eid_cap * sizeof *run->eid_slots + run->join_cap * sizeof *run->join_slots;
+}
+
+static int attr__run_has_eid(const attr_run_t *run, uint64_t h, const char *eid, size_t len)
+{
+    size_t mask = run->eid_cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        uint32_t slot = run->eid_slots[i];
+        if (slot == 0) {
+            return 0;
+        }
+        const attr_rexp_t *r = &run->recs[slot - 1];
+        if (r->eid_hash == h) {
+            const char *p = run->arena + r->str;
+            if (attr__get16(p) == len && memcmp(p + 6, eid, len) == 0) {
+                return 1;
+            }
+        }
+    }
+}
+
+static void attr__eid_insert(uint32_t *slots, size_t cap, uint64_t h, uint32_t idx)
+{
+    size_t mask = cap - 1, i = h & mask;
+    while (slots[i] != 0) {
+        i = (i + 1) & mask;
+    }
+    slots[i] = idx + 1;
+}
+
+static void attr__join_insert(uint64_t *slots, size_t cap, uint64_t vp, uint32_t idx, uint32_t k)
+{
+    size_t mask = cap - 1, i = vp & mask;
+    while (slots[i] != 0) {
+        i = (i + 1) & mask;
+    }
+    slots[i] = (vp >> 32) << 32 | (uint64_t)(((idx + 1) << 7) | k);
+}
+
+/** The join key of product k of record idx, from its strings. */
+static uint64_t attr__run_vp(const attr_run_t *run, uint32_t idx, uint32_t k)
+{
+    attr_run_rec_t rec;
+    attr_run_rec(run, idx, &rec);
+    uint32_t plen;
+    const char *prod = attr__run_product(run, idx, k, &plen);
+    return attr_vp_hash(attr_hash_bytes(rec.viewer, rec.viewer_len), attr_hash_bytes(prod, plen));
+}
+
+/** Makes room in a run for one more record of `strs` arena bytes and `np` join keys. */
+static int attr__run_room(attr_run_t *run, size_t strs, size_t np)
+{
+    if (run->n >= ATTR__RUN_LIMIT) {
         return -ENOMEM;
     }
-    e->state = ATTR_LIVE;
-    chunk->n_pending--;
+    if (run->n == run->cap) {
+        uint32_t nc = run->cap ? run->cap * 2 : 256;
+        attr_rexp_t *recs = realloc(run->recs, nc * sizeof *recs);
+        if (recs == NULL) {
+            return -ENOMEM;
+        }
+        run->recs = recs;
+        run->cap = nc;
+    }
+    if (run->arena_len + strs > run->arena_cap) {
+        size_t nc = run->arena_cap ? run->arena_cap * 2 : 16384;
+        while (nc < run->arena_len + strs) {
+            nc *= 2;
+        }
+        if (nc > UINT32_MAX) {
+            return -ENOMEM;
+        }
+        char *a = realloc(run->arena, nc);
+        if (a == NULL) {
+            return -ENOMEM;
+        }
+        run->arena = a;
+        run->arena_cap = nc;
+    }
+    if (10 * ((size_t)run->n + 1) > 7 * run->eid_cap) {
+        size_t nc = run->eid_cap * 2;
+        uint32_t *slots = calloc(nc, sizeof *slots);
+        if (slots == NULL) {
+            return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < run->n; i++) {
+            attr__eid_insert(slots, nc, run->recs[i].eid_hash, i);
+        }
+        free(run->eid_slots);
+        run->eid_slots = slots;
+        run->eid_cap = nc;
+    }
+    if (10 * (run->join_n + np) > 7 * run->join_cap) {
+        size_t nc = run->join_cap * 2;
+        while (10 * (run->join_n + np) > 7 * nc) {
+            nc *= 2;
+        }
+        uint64_t *slots = calloc(nc, sizeof *slots);
+        if (slots == NULL) {
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < run->join_cap; i++) {
+            uint64_t v = run->join_slots[i];
+            if (v != 0) {
+                uint32_t ref = (uint32_t)v;
+                uint32_t idx = (ref >> 7) - 1, k = ref & 0x7f;
+                attr__join_insert(slots, nc, attr__run_vp(run, idx, k), idx, k);
+            }
+        }
+        free(run->join_slots);
+        run->join_slots = slots;
+        run->join_cap = nc;
+    }
+    return 0;
+}
+
+/**
+ * Appends a pending exposure to a run (`vps`: the join keys of its products, NULL when
+ * it does not join). Returns 0 or -ENOMEM (the run is unchanged).
+ */
+static int attr__run_append(attr_run_t *run, const attr_pexp_t *p, uint32_t seg, uint32_t off,
+                            const uint64_t *vps)
+{
+    size_t strs = 6 + p->event_id.len + 1 + p->viewer.len + 1 + p->note.len + 1;
+    for (uint32_t k = 0; k < p->n_products; k++) {
+        strs += 2 + p->products[k].len + 1;
+    }
+    int rc = attr__run_room(run, strs, vps != NULL ? p->n_products : 0);
+    if (rc != 0) {
+        return rc;
+    }
+    uint32_t idx = run->n++;
+    attr_rexp_t *r = &run->recs[idx];
+    r->eid_hash = p->eid_hash;
+    r->occur_ns = p->occur_ns;
+    r->watch_ms = p->watch_ms;
+    r->creator = p->creator.s;
+    r->seg = seg;
+    r->off = off;
+    r->str = (uint32_t)run->arena_len;
+    r->n_products = (uint16_t)p->n_products;
+    r->kind = p->kind;
+    r->joinable = vps != NULL;
+    char *a = run->arena + run->arena_len;
+    uint16_t lens[3] = {(uint16_t)p->event_id.len, (uint16_t)p->viewer.len, (uint16_t)p->note.len};
+    memcpy(a, lens, sizeof lens);
+    a += sizeof lens;
+    const attr_interned_t *s3[3] = {&p->event_id, &p->viewer, &p->note};
+    for (int i = 0; i < 3; i++) {
+        memcpy(a, s3[i]->s, s3[i]->len);
+        a[s3[i]->len] = '\0';
+        a += s3[i]->len + 1;
+    }
+    for (uint32_t k = 0; k < p->n_products; k++) {
+        uint16_t l = (uint16_t)p->products[k].len;
+        memcpy(a, &l, sizeof l);
+        memcpy(a + 2, p->products[k].s, l);
+        a[2 + l] = '\0';
+        a += 2 + l + 1;
+    }
+    run->arena_len += strs;
+    if (p->keep_ns > run->max_keep_ns) {
+        run->max_keep_ns = p->keep_ns;
+    }
+    attr__eid_insert(run->eid_slots, run->eid_cap, p->eid_hash, idx);
+    for (uint32_t k = 0; vps != NULL && k < p->n_products; k++) {
+        attr__join_insert(run->join_slots, run->join_cap, vps[k], idx, k);
+        run->join_n++;
+    }
+    return 0;
+}
+
+/** The run commits go to, opened (or rolled over at run_max) as needed. */
+static attr_run_t *attr__run_for_commit(attr_state_t *st)
+{
+    attr_run_t *r = attr_state_open_run(st);
+    if (r != NULL && st->run_max > 0 && r->n >= st->run_max) {
+        r->state = ATTR_RUN_CLOSED;
+        r = NULL;
+    }
+    return r != NULL ? r : attr__run_new(st);
+}
+
+attr_run_t *attr_state_seal_run(attr_state_t *st)
+{
+    attr_run_t *r = attr_state_open_run(st);
+    if (r == NULL || r->n == 0) {
+        return NULL;
+    }
+    r->state = ATTR_RUN_SEALED;
+    return r;
+}
+
+static void attr__run_drop(attr_state_t *st, size_t i)
+{
+    attr_run_t *r = st->runs[i];
+    st->exposures_live -= r->n;
+    attr__run_free(r);
+    memmove(&st->runs[i], &st->runs[i + 1], (st->n_runs - i - 1) * sizeof *st->runs);
+    st->n_runs--;
+}
+
+void attr_state_release_run(attr_state_t *st, attr_run_t *run)
+{
+    for (size_t i = 0; i < st->n_runs; i++) {
+        if (st->runs[i] == run) {
+            attr__run_drop(st, i);
+            return;
+        }
+    }
+}
+
+/* ---- exposures: the Bloom filters of indexed ids ---- */
+
+static int attr__bloom_maybe(const attr_state_t *st, uint64_t h)
+{
+    for (size_t i = st->n_epochs; i-- > 0;) {
+        if (attr_bloom_maybe(&st->epochs[i].bloom, h)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int attr_state_index_add(attr_state_t *st, const uint64_t *hashes, size_t n, uint64_t max_seg)
+{
+    if (n == 0) {
+        return 0;
+    }
+    attr_bloom_epoch_t *e = st->n_epochs > 0 ? &st->epochs[st->n_epochs - 1] : NULL;
+    if (e == NULL || e->bloom.n_keys + n > e->cap) {
+        attr_bloom_epoch_t *p = realloc(st->epochs, (st->n_epochs + 1) * sizeof *p);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        st->epochs = p;
+        e = &st->epochs[st->n_epochs];
+        memset(e, 0, sizeof *e);
+        e->cap = n > ATTR_BLOOM_KEYS ? n : ATTR_BLOOM_KEYS;
+        if (attr_bloom_init(&e->bloom, e->cap, ATTR_BLOOM_BITS) != 0) {
+            return -ENOMEM;
+        }
+        st->n_epochs++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        attr_bloom_add(&e->bloom, hashes[i]);
+    }
+    if (max_seg > e->max_seg) {
+        e->max_seg = max_seg;
+    }
+    return 0;
+}
+
+void attr_state_index_forget(attr_state_t *st, uint64_t through_seg)
+{
+    size_t k = 0;
+    while (k < st->n_epochs && st->epochs[k].max_seg <= through_seg) {
+        attr_bloom_free(&st->epochs[k].bloom);
+        k++;
+    }
+    if (k > 0) {
+        memmove(st->epochs, st->epochs + k, (st->n_epochs - k) * sizeof *st->epochs);
+        st->n_epochs -= k;
+    }
+}
+
+size_t attr_state_bloom_bytes(const attr_state_t *st)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < st->n_epochs; i++) {
+        b += attr_bloom_bytes(&st->epochs[i].bloom);
+    }
+    return b;
+}
+
+/* ---- exposures ---- */
+
+int attr_exposure_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns)
+{
+    return occur_ns < now_ns - attr_settings_horizon(&st->settings);
+}
+
+int attr_exposure_admit(attr_state_t *st, const attr_exposure_in_t *in, int64_t now_ns,
+                        uint64_t *seq, attr_interned_t *out)
+{
+    uint64_t h = attr_hash_bytes(in->event_id, in->event_id_len);
+    if (attr_strmap_get(&st->pend_ids, h, in->event_id, in->event_id_len) != NULL) {
+        return ATTR_DUPLICATE;
+    }
+    for (size_t i = st->n_runs; i-- > 0;) {
+        if (attr__run_has_eid(st->runs[i], h, in->event_id, in->event_id_len)) {
+            return ATTR_DUPLICATE;
+        }
+    }
+    if (in->event_id_len > UINT16_MAX || in->viewer_len > UINT16_MAX || in->note_len > UINT16_MAX ||
+        in->n_products > ATTR__MAX_PRODUCTS) {
+        return -EINVAL;
+    }
+    size_t plens[ATTR__MAX_PRODUCTS];
+    for (size_t k = 0; k < in->n_products; k++) {
+        plens[k] = in->product_lens ? in->product_lens[k] : strlen(in->product_ids[k]);
+        if (plens[k] > UINT16_MAX) {
+            return -EINVAL;
+        }
+    }
+    int maybe = attr__bloom_maybe(st, h);
+    uint32_t creator;
+    const char *cs;
+    if (attr_intern2(&st->creators, in->creator_id, in->creator_len, &creator, &cs) != 0 ||
+        attr__meta_reserve(st, creator) != 0 || attr_strmap_reserve(&st->pend_ids, 1) != 0) {
+        return -ENOMEM;
+    }
+    attr_pchunk_t *c = attr__pchunk_for_new(st);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    attr_pexp_t *p = &c->recs[c->n];
+    memset(p, 0, sizeof *p);
+    char *eid = attr__pstrdup(c, in->event_id, in->event_id_len);
+    char *viewer = attr__pstrdup(c, in->viewer_id, in->viewer_len);
+    char *note = attr__pstrdup(c, in->note_id, in->note_len);
+    p->products = attr__palloc(c, (in->n_products ? in->n_products : 1) * sizeof *p->products);
+    if (eid == NULL || viewer == NULL || note == NULL || p->products == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < in->n_products; k++) {
+        char *ps = attr__pstrdup(c, in->product_ids[k], plens[k]);
+        if (ps == NULL) {
+            return -ENOMEM;
+        }
+        p->products[k] = (attr_interned_t){ps, (uint32_t)plens[k], 0};
+    }
+    p->event_id = (attr_interned_t){eid, (uint32_t)in->event_id_len, 0};
+    p->viewer = (attr_interned_t){viewer, (uint32_t)in->viewer_len, 0};
+    p->creator = (attr_interned_t){cs, (uint32_t)in->creator_len, creator};
+    p->note = (attr_interned_t){note, (uint32_t)in->note_len, 0};
+    p->n_products = (uint32_t)in->n_products;
+    p->kind = (uint8_t)in->kind;
+    p->state = maybe ? ATTR_UNSURE_PENDING : ATTR_PENDING;
+    p->watch_ms = in->watch_ms;
+    p->occur_ns = in->occur_ns;
+    p->keep_ns = in->occur_ns > now_ns ? in->occur_ns : now_ns;
+    p->eid_hash = h;
+    c->n++;
+    c->open++;
+    *seq = st->next_seq++;
+    /* Cannot fail: room was reserved above. */
+    (void)attr_strmap_add(&st->pend_ids, h, eid, in->event_id_len, (void *)(uintptr_t)(*seq + 1));
+    if (out != NULL) {
+        out[0] = p->viewer;
+        out[1] = p->creator;
+        out[2] = p->note;
+        for (size_t k = 0; k < in->n_products; k++) {
+            out[3 + k] = p->products[k];
+        }
+    }
+    if (maybe) {
+        st->bloom_maybes++;
+        return ATTR_UNSURE;
+    }
+    return ATTR_ADMITTED;
+}
+
+void attr_exposure_prefetch(const attr_state_t *st, const char *event_id, const char *viewer,
+                            const char *creator, const char *note, const char *const *products,
+                            size_t n_products)
+{
+    (void)viewer;
+    (void)note;
+    (void)products;
+    (void)n_products;
+    uint64_t h = attr_hash_bytes(event_id, strlen(event_id));
+    attr_strmap_prefetch(&st->pend_ids, h);
+    for (size_t i = 0; i < st->n_runs; i++) {
+        const attr_run_t *r = st->runs[i];
+        __builtin_prefetch(&r->eid_slots[h & (r->eid_cap - 1)]);
+    }
+    for (size_t i = 0; i < st->n_epochs; i++) {
+        attr_bloom_prefetch(&st->epochs[i].bloom, h);
+    }
+    attr_intern_prefetch(&st->creators, creator, strlen(creator));
+}
+
+void attr_exposure_resolve(attr_state_t *st, uint64_t seq, int dup)
+{
+    attr_pexp_t *p = attr__pending(st, seq);
+    if (p == NULL || p->state != ATTR_UNSURE_PENDING) {
+        return;
+    }
+    if (dup) {
+        attr__pend_resolve(st, seq, p);
+    } else {
+        p->state = ATTR_PENDING;
+    }
+}
+
+/** Whether conversion c is of this viewer and product (strings, not just the hash). */
+static int attr__conv_is(const attr_state_t *st, const attr_conv_t *c, const char *viewer,
+                         size_t vlen, const char *product, size_t plen)
+{
+    size_t l;
+    const char *v = attr_intern_str(&st->viewers, c->viewer, &l);
+    if (l != vlen || memcmp(v, viewer, vlen) != 0) {
+        return 0;
+    }
+    const char *p = attr_intern_str(&st->products, c->product, &l);
+    return l == plen && memcmp(p, product, plen) == 0;
+}
+
+/** The conversions list of a join key, or NULL. */
+static attr_vec_t *attr__conv_list(attr_state_t *st, uint64_t vp)
+{
+    uint64_t li;
+    uint64_t key = vp == UINT64_MAX ? UINT64_MAX - 1 : vp;
+    return attr_map64_get(&st->conv_vp, key, &li) ? &st->conv_lists[li] : NULL;
+}
+
+int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32_t off,
+                            int64_t now_ns)
+{
+    attr_pexp_t *p = attr__pending(st, seq);
+    if (p == NULL || p->state != ATTR_PENDING) {
+        return -EINVAL;
+    }
+    attr_day_t *b = attr__day_bucket(st, p->creator.id, attr_day_of(p->occur_ns));
+    attr_run_t *run = attr__run_for_commit(st);
+    if (b == NULL || run == NULL) {
+        return -ENOMEM;
+    }
+    int joinable = !attr_exposure_past_horizon(st, p->occur_ns, now_ns);
+    uint64_t vps[ATTR__MAX_PRODUCTS];
+    if (joinable) {
+        uint64_t hv = attr_hash_bytes(p->viewer.s, p->viewer.len);
+        for (uint32_t k = 0; k < p->n_products; k++) {
+            vps[k] = attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len));
+        }
+    }
+    int rc = attr__run_append(run, p, seg, off, joinable ? vps : NULL);
+    if (rc != 0) {
+        return rc;
+    }
     st->exposures_live++;
-    switch (e->kind) {
+    switch (p->kind) {
     case ATTR_KIND_IMPRESSION:
         b->impressions++;
         break;
@@ -608,130 +1026,117 @@ int attr_exposure_commit(attr_state_t *st, uint64_t seq, int64_t now_ns)
     default:
         break;
     }
-    if (attr_exposure_past_horizon(st, e->occur_ns, now_ns)) {
-        return 0;
-    }
-    e->joinable = 1;
-    const uint32_t *prods = chunk->prods + e->prod_off;
-    int rc = 0;
-    for (uint16_t k = 0; k < e->n_products && rc == 0; k++) {
-        uint64_t key = attr__vp_key(e->viewer, prods[k]);
-        attr_vec_t *v = attr__join_list(st, key, 1);
-        if (v == NULL || attr__vec_push(v, seq) != 0) {
-            rc = -ENOMEM;
-            break;
-        }
-        /* Keep touch order: slide the new one back past later exposures. */
-        uint64_t *items = attr_vec_items(v);
-        uint32_t i = v->n - 1;
-        while (i > 0) {
-            attr_exp_t *prev = attr_exposure_get(st, items[i - 1]);
-            if (prev != NULL && attr__exp_cmp(prev, e) <= 0) {
-                break;
-            }
-            items[i] = items[i - 1];
-            items[i - 1] = seq;
-            i--;
-        }
-        /* Late data: conversions of this viewer and product at or after it. */
-        uint64_t li;
-        if (!attr_map64_get(&st->conv_vp, key, &li)) {
-            continue;
-        }
-        attr_vec_t *cl = &st->conv_lists[li];
-        for (uint32_t j = 0; j < cl->n; j++) {
+    /* Late data: conversions of this viewer and product at or after it. */
+    for (uint32_t k = 0; joinable && k < p->n_products && rc == 0; k++) {
+        attr_vec_t *cl = attr__conv_list(st, vps[k]);
+        for (uint32_t j = 0; cl != NULL && j < cl->n; j++) {
             attr_conv_t *c = (attr_conv_t *)(uintptr_t)attr_vec_items(cl)[j];
-            if (c->state != ATTR_LIVE || c->occur_ns < e->occur_ns) {
+            if (c->state != ATTR_LIVE || c->occur_ns < p->occur_ns ||
+                !attr__conv_is(st, c, p->viewer.s, p->viewer.len, p->products[k].s,
+                               p->products[k].len)) {
                 continue;
             }
-            int added = attr__add_cand(st, c, e->event_id, e->creator, e->note, e->kind,
-                                       e->watch_ms, e->occur_ns, 0);
+            uint32_t nid;
+            if (attr_intern(&st->notes, p->note.s, p->note.len, &nid) != 0) {
+                rc = -ENOMEM;
+                break;
+            }
+            int added = attr__add_cand(st, c, p->event_id.s, p->creator.id, nid, p->kind,
+                                       p->watch_ms, p->occur_ns, 0);
             if (added < 0 || (added > 0 && attr__dirty(st, c) != 0)) {
                 rc = -ENOMEM;
                 break;
             }
         }
     }
+    attr__pend_resolve(st, seq, p);
     if (rc == 0 && !st->defer) {
         rc = attr_state_flush(st);
     }
-    return rc < 0 ? rc : 1;
+    return rc < 0 ? rc : joinable;
+}
+
+void attr_exposure_prefetch_commit(const attr_state_t *st, uint64_t seq, int stage)
+{
+    const attr_pexp_t *p = attr__pending(st, seq);
+    if (p == NULL || p->creator.id >= st->cap_creator_meta) {
+        return;
+    }
+    const attr_creator_t *m = &st->creator_meta[p->creator.id];
+    if (stage == 0) {
+        __builtin_prefetch(m);
+    } else if (m->n_days > 0) {
+        __builtin_prefetch(&m->days[m->n_days - 1]);
+    }
+}
+
+int attr_exposure_commit(attr_state_t *st, uint64_t seq, int64_t now_ns)
+{
+    return attr_exposure_commit_at(st, seq, 0, 0, now_ns);
 }
 
 void attr_exposure_abort(attr_state_t *st, uint64_t seq)
 {
-    attr_exp_t *e = attr_exposure_get(st, seq);
-    if (e == NULL || e->state != ATTR_PENDING) {
-        return;
+    attr_pexp_t *p = attr__pending(st, seq);
+    if (p != NULL) {
+        attr__pend_resolve(st, seq, p);
     }
-    (void)attr_strmap_del(&st->event_ids, attr_hash_bytes(e->event_id, e->event_id_len),
-                          e->event_id, e->event_id_len);
-    e->state = ATTR_DEAD;
-    attr__chunk_of(st, seq)->n_pending--;
 }
 
 size_t attr_state_prune(attr_state_t *st, int64_t now_ns, size_t budget)
 {
+    (void)budget;
     int64_t limit = now_ns - attr_settings_horizon(&st->settings);
     size_t freed = 0;
-    /* Whole chunks, oldest first; never the one being filled. */
-    while (st->n_chunks > 1) {
-        attr_chunk_t *c = st->chunks[0];
-        if (c->max_keep_ns >= limit || c->n_pending > 0) {
-            break;
-        }
-        for (uint32_t i = 0; i < c->n; i++) {
-            attr_exp_t *e = &c->recs[i];
-            if (e->state == ATTR_DEAD) {
-                continue;
-            }
-            (void)attr_strmap_del(&st->event_ids, attr_hash_bytes(e->event_id, e->event_id_len),
-                                  e->event_id, e->event_id_len);
-            if (e->state == ATTR_LIVE) {
-                st->exposures_live--;
-            }
-        }
-        freed += c->n;
-        attr__chunk_free(c);
-        memmove(&st->chunks[0], &st->chunks[1], (st->n_chunks - 1) * sizeof *st->chunks);
-        st->n_chunks--;
-        st->base_seq += ATTR_CHUNK_EXPOSURES;
-    }
-    /* Join lists: drop what is gone or past the horizon; free empty lists. */
-    for (size_t done = 0; done < budget && st->join.cap > 0; done++) {
-        size_t i = st->sweep_pos & (st->join.cap - 1);
-        if (st->join.keys[i] == UINT64_MAX) {
-            st->sweep_pos = i + 1;
-            continue;
-        }
-        attr_vec_t *v = &st->vecs[st->join.vals[i]];
-        uint64_t *items = attr_vec_items(v);
-        uint32_t k = 0;
-        for (uint32_t j = 0; j < v->n; j++) {
-            attr_exp_t *e = attr_exposure_get(st, items[j]);
-            if (e != NULL && e->state == ATTR_LIVE && e->occur_ns >= limit) {
-                items[k++] = items[j];
-            }
-        }
-        v->n = k;
-        if (k > 0) {
-            st->sweep_pos = i + 1;
-            continue;
-        }
-        uint32_t idx = (uint32_t)st->join.vals[i];
-        if (ATTR__GROW(st->free_vecs, st->cap_free_vecs, st->n_free_vecs + 1) != 0) {
-            st->sweep_pos = i + 1;
-            continue;
-        }
-        if (v->cap > 1) {
-            free(v->u.items);
-        }
-        memset(v, 0, sizeof *v);
-        st->free_vecs[st->n_free_vecs++] = idx;
-        /* The deletion may shift a later key into slot i: look at i again. */
-        (void)attr_map64_del(&st->join, st->join.keys[i]);
+    /* Whole closed runs, oldest first. */
+    while (st->n_runs > 0 && st->runs[0]->state == ATTR_RUN_CLOSED &&
+           st->runs[0]->max_keep_ns < limit) {
+        freed += st->runs[0]->n;
+        attr__run_drop(st, 0);
     }
     return freed;
+}
+
+/**
+ * Adds the candidates the runs in memory hold for conversion c (viewer, product, at or
+ * before it, within the horizon). Returns 0 or -ENOMEM.
+ */
+static int attr__capture_from_runs(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
+{
+    size_t vlen, plen;
+    const char *viewer = attr_intern_str(&st->viewers, c->viewer, &vlen);
+    const char *product = attr_intern_str(&st->products, c->product, &plen);
+    uint32_t tag = (uint32_t)(c->vp_hash >> 32);
+    for (size_t ri = 0; ri < st->n_runs; ri++) {
+        const attr_run_t *run = st->runs[ri];
+        size_t mask = run->join_cap - 1;
+        for (size_t i = c->vp_hash & mask;; i = (i + 1) & mask) {
+            uint64_t v = run->join_slots[i];
+            if (v == 0) {
+                break;
+            }
+            if ((uint32_t)(v >> 32) != tag) {
+                continue;
+            }
+            uint32_t ref = (uint32_t)v, idx = (ref >> 7) - 1, k = ref & 0x7f;
+            attr_run_rec_t rec;
+            attr_run_rec(run, idx, &rec);
+            uint32_t pl;
+            const char *prod = attr__run_product(run, idx, k, &pl);
+            if (rec.viewer_len != vlen || memcmp(rec.viewer, viewer, vlen) != 0 || pl != plen ||
+                memcmp(prod, product, plen) != 0 || rec.occur_ns > c->occur_ns ||
+                attr_exposure_past_horizon(st, rec.occur_ns, now_ns)) {
+                continue;
+            }
+            uint32_t nid;
+            if (attr_intern(&st->notes, rec.note, rec.note_len, &nid) != 0 ||
+                attr__add_cand(st, c, rec.event_id, attr_intern_id(rec.creator), nid, rec.kind,
+                               rec.watch_ms, rec.occur_ns, 0) < 0) {
+                return -ENOMEM;
+            }
+        }
+    }
+    return 0;
 }
 
 /* ---- conversions ---- */
@@ -761,6 +1166,8 @@ int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr
     }
     memcpy(c->order_id, in->order_id, in->order_id_len);
     c->order_id[in->order_id_len] = '\0';
+    c->vp_hash = attr_vp_hash(attr_hash_bytes(in->viewer_id, in->viewer_len),
+                              attr_hash_bytes(in->product_id, in->product_len));
     c->order_id_len = (uint32_t)in->order_id_len;
     c->quantity = in->quantity;
     c->amount = in->amount_minor;
@@ -780,7 +1187,7 @@ int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
     if (ATTR__GROW(st->convs, st->cap_convs, st->n_convs + 1) != 0) {
         return -ENOMEM;
     }
-    uint64_t key = attr__vp_key(c->viewer, c->product);
+    uint64_t key = c->vp_hash == UINT64_MAX ? UINT64_MAX - 1 : c->vp_hash;
     uint64_t li;
     if (!attr_map64_get(&st->conv_vp, key, &li)) {
         if (ATTR__GROW(st->conv_lists, st->cap_conv_lists, st->n_conv_lists + 1) != 0) {
@@ -798,22 +1205,8 @@ int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
     }
     c->state = ATTR_LIVE;
     st->convs[st->n_convs++] = c;
-    /* Capture the candidates the join index holds now. */
-    attr_vec_t *v = attr__join_list(st, key, 0);
-    if (v != NULL) {
-        attr__join_compact(st, v);
-        for (uint32_t i = 0; i < v->n; i++) {
-            attr_exp_t *e = attr_exposure_get(st, attr_vec_items(v)[i]);
-            if (e->occur_ns > c->occur_ns || attr_exposure_past_horizon(st, e->occur_ns, now_ns)) {
-                continue;
-            }
-            if (attr__add_cand(st, c, e->event_id, e->creator, e->note, e->kind, e->watch_ms,
-                               e->occur_ns, 0) < 0) {
-                return -ENOMEM;
-            }
-        }
-    }
-    if (attr__dirty(st, c) != 0) {
+    /* Capture the candidates the runs in memory hold now. */
+    if (attr__capture_from_runs(st, c, now_ns) != 0 || attr__dirty(st, c) != 0) {
         return -ENOMEM;
     }
     return st->defer ? 0 : attr_state_flush(st);
@@ -878,7 +1271,8 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     attr_refund_t *r = calloc(1, sizeof *r);
     if (r == NULL || len > UINT32_MAX || (r->refund_id = malloc(len + 1)) == NULL ||
         attr_strmap_reserve(&st->refunds, 1) != 0 ||
-        ATTR__GROW(st->refund_list, st->cap_refunds, st->n_refunds + 1) != 0) {
+        ATTR__GROW(st->refund_list, st->cap_refunds, st->n_refunds + st->n_refunds_pending + 1) !=
+            0) {
         if (r != NULL) {
             free(r->refund_id);
         }
@@ -892,6 +1286,7 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     r->amount = amount;
     r->occur_ns = occur_ns;
     r->state = ATTR_PENDING;
+    st->n_refunds_pending++;
     c->refund_pending += amount;
     (void)attr_strmap_add(&st->refunds, h, r->refund_id, r->refund_id_len, r);
     *out = r;
@@ -907,7 +1302,8 @@ int attr_refund_commit(attr_state_t *st, attr_refund_t *r)
     r->state = ATTR_LIVE;
     c->refund_pending -= r->amount;
     c->refunded += r->amount;
-    st->refund_list[st->n_refunds++] = r; /* room reserved at admit */
+    st->n_refunds_pending--;
+    st->refund_list[st->n_refunds++] = r; /* room reserved at admit, for every pending one */
     if (c->state != ATTR_LIVE) {
         return 0;
     }
@@ -922,6 +1318,7 @@ void attr_refund_abort(attr_state_t *st, attr_refund_t *r)
     if (r->state != ATTR_PENDING) {
         return;
     }
+    st->n_refunds_pending--;
     r->conv->refund_pending -= r->amount;
     (void)attr_strmap_del(&st->refunds, attr_hash_bytes(r->refund_id, r->refund_id_len),
                           r->refund_id, r->refund_id_len);

@@ -1,24 +1,42 @@
 /*
- * attr_state.h — everything the attribution service knows, in memory, owned by the
- * loop thread: interned ids, the exposures of the join horizon (dedup set and join
- * index), every conversion with its candidate touches and its credits under all five
- * models (materialised), refunds, and the rollups per (creator, UTC day) that reports
- * read. No I/O and no clock: callers pass `now_ns`; the service persists what this
- * module tells it to (attr_service.c, attr_store.c, attr_log.c).
+ * attr_state.h — what the attribution service works from, in memory, owned by the loop
+ * thread: the exposures not yet in an index file (dedup and join, exact), a Bloom
+ * filter of the event ids that are, every conversion with its candidate touches and
+ * its credits under all five models (materialised), refunds, and the rollups per
+ * (creator, UTC day) that reports read. No I/O and no clock: callers pass `now_ns`, and
+ * the service does the disk work this module asks for (attr_service.c with
+ * attr_log.h, attr_xidx.h, attr_store.h).
  *
- * Life of an event: *_admit() (validated by the caller; checks the id for a duplicate,
- * reserves it, returns a handle) -> the caller makes it durable -> *_commit() (it
- * becomes visible: indexes, rollups, re-attribution) or *_abort() (forgotten; its id
- * may come again). Between admit and commit the event is invisible to queries but its
- * id already counts as seen, so that a duplicate later in the same batch, or in a batch
- * that overtakes it, is reported as such.
+ * Memory does not grow with the exposures kept: an exposure is in memory from its
+ * admission until the index file of its run is written, then only a few bits of it
+ * (the Bloom filter) stay.
+ *
+ * Life of an exposure: attr_exposure_admit() (validated by the caller; checks the id
+ * for a duplicate, reserves it, copies the event into the pending area) -> the caller
+ * makes it durable -> attr_exposure_commit_at() (it becomes visible: rollups, the open
+ * run's dedup and join tables, re-attribution of conversions it joins late) or
+ * attr_exposure_abort() (forgotten; its id may come again). Between admit and commit
+ * the event is invisible to queries but its id already counts as seen, so that a
+ * duplicate later in the same batch, or in a batch that overtakes it, is reported as
+ * such. Admit answers ATTR_UNSURE when the id is in no memory table but the Bloom
+ * filter of indexed ids says "maybe": the caller looks the id up on disk and calls
+ * attr_exposure_resolve() before anything else happens to that event.
+ *
+ * Runs: committed exposures go to the open run (arrival order). The caller seals it
+ * (attr_state_seal_run()), writes its index file from the sealed run's records (any
+ * thread may read a sealed run), tells the state (attr_state_run_indexed(): its ids
+ * go into the Bloom filter) and releases it (attr_state_release_run()). Until released
+ * a run answers dedup and joins from memory. Without a caller that seals (the unit
+ * tests), runs close by themselves every `run_max` exposures and attr_state_prune()
+ * frees the ones past the horizon.
  *
  * Horizon H = max(click_window, view_window) + late_window. An exposure joins
  * conversions only while its occur_time is within H behind the wall clock; older ones
  * are counted in rollups only (past_join_horizon). A conversion's candidates are
- * captured when it commits and grow when a late exposure commits; they are kept with
- * the conversion (and persisted by the service) so that refunds and settings changes
- * can restate it after its exposures were pruned from memory.
+ * captured when it commits (from the runs in memory, plus what the caller found in the
+ * index files and passed with attr_conversion_add_cand()) and grow when a late exposure
+ * commits; they are kept with the conversion (and persisted by the service) so that
+ * refunds and settings changes can restate it after its exposures left memory.
  */
 #ifndef ATTR_STATE_H
 #define ATTR_STATE_H
@@ -26,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "services/attribution/attr_bloom.h"
 #include "services/attribution/attr_credit.h"
 #include "services/attribution/attr_hash.h"
 
@@ -33,8 +52,12 @@
 extern "C" {
 #endif
 
-/** Exposures per chunk of memory (freed whole when all are past the horizon). */
-#define ATTR_CHUNK_EXPOSURES 65536
+/** Exposures per run when runs close by themselves (`run_max` of a new state). */
+#define ATTR_RUN_EXPOSURES 65536
+/** Bits per event id in the Bloom filter of indexed ids (about 0.05 % false "maybe"). */
+#define ATTR_BLOOM_BITS 16
+/** Event ids per Bloom filter: a new one starts when the newest is full. */
+#define ATTR_BLOOM_KEYS (UINT64_C(1) << 22)
 
 typedef struct st_attr_settings_t {
     int64_t click_window_ns;
@@ -54,23 +77,92 @@ void attr_settings_default(attr_settings_t *s);
 int64_t attr_settings_horizon(const attr_settings_t *s);
 void attr_settings_rules(const attr_settings_t *s, attr_rules_t *r);
 
-enum { ATTR_PENDING = 1, ATTR_LIVE = 2, ATTR_DEAD = 3 };
+enum { ATTR_PENDING = 1, ATTR_LIVE = 2, ATTR_DEAD = 3, ATTR_UNSURE_PENDING = 4 };
 
-/** One exposure in memory. */
-typedef struct st_attr_exp_t {
-    const char *event_id; /* NUL-terminated, in the chunk's arena */
+/** An interned string handed back by admit (same layout as attr_log_str_t). */
+typedef struct st_attr_interned_t {
+    const char *s;
+    uint32_t len;
+    uint32_t id;
+} attr_interned_t;
+
+/**
+ * An exposure admitted and not yet committed or aborted. Its strings are the state's
+ * own copies (NUL-terminated; the creator is interned) and stay valid and unchanged
+ * until the commit or the abort.
+ */
+typedef struct st_attr_pexp_t {
+    attr_interned_t event_id, viewer, creator, note;
+    attr_interned_t *products;
+    uint32_t n_products;
+    uint8_t kind;
+    uint8_t state; /* ATTR_PENDING, ATTR_UNSURE_PENDING; ATTR_DEAD once resolved */
+    int64_t watch_ms;
+    int64_t occur_ns;
+    int64_t keep_ns; /* max(arrival, occur_time) */
+    uint64_t eid_hash;
+} attr_pexp_t;
+
+typedef struct st_attr_pchunk_t attr_pchunk_t;
+
+/** One committed exposure of a run (its strings are in the run's arena). */
+typedef struct st_attr_rexp_t {
+    uint64_t eid_hash;
     int64_t occur_ns;
     int64_t watch_ms;
-    uint32_t viewer, creator, note;
-    uint32_t prod_off; /* into the chunk's product ids */
+    const char *creator; /* interned */
+    uint32_t seg, off;   /* where the log holds it (0, 0: nowhere) */
+    uint32_t str;        /* offset of its strings in the run's arena */
     uint16_t n_products;
-    uint16_t event_id_len;
     uint8_t kind;
-    uint8_t state;
     uint8_t joinable; /* within the horizon when committed */
-} attr_exp_t;
+} attr_rexp_t;
 
-typedef struct st_attr_chunk_t attr_chunk_t;
+enum { ATTR_RUN_OPEN = 1, ATTR_RUN_CLOSED = 2, ATTR_RUN_SEALED = 3 };
+
+/**
+ * A run: exposures committed one after another, with exact dedup and join tables.
+ * Immutable once sealed or closed (any thread may read it then, through
+ * attr_run_rec()); the state frees it (attr_state_release_run(), attr_state_prune()).
+ */
+typedef struct st_attr_run_t {
+    uint64_t id; /* the caller's number for it (attr_state_t.next_run_id at opening) */
+    int state;
+    uint32_t n, cap;
+    attr_rexp_t *recs;
+    char *arena;
+    size_t arena_len, arena_cap;
+    uint32_t *eid_slots; /* record index + 1; 0: empty */
+    size_t eid_cap;
+    uint64_t *join_slots; /* (hash >> 32) << 32 | ((index + 1) << 7 | product); 0: empty */
+    size_t join_cap, join_n;
+    int64_t max_keep_ns;
+} attr_run_t;
+
+/** A record of a run, as another thread may read it. */
+typedef struct st_attr_run_rec_t {
+    const char *event_id, *viewer, *note, *creator;
+    uint32_t event_id_len, viewer_len, note_len, creator_len;
+    uint64_t eid_hash;
+    int64_t occur_ns, watch_ms;
+    uint32_t seg, off;
+    uint16_t n_products;
+    uint8_t kind, joinable;
+    const char *products; /* walk with attr_run_next_product() */
+} attr_run_rec_t;
+
+/** Reads record `i` of a run (sealed or closed, or from the loop thread). */
+void attr_run_rec(const attr_run_t *run, uint32_t i, attr_run_rec_t *out);
+
+/** The next product of a record (start with `*at` = rec.products); its length in *len. */
+const char *attr_run_next_product(const char **at, uint32_t *len);
+
+/** One Bloom filter of indexed event ids and the newest segment it covers. */
+typedef struct st_attr_bloom_epoch_t {
+    attr_bloom_t bloom;
+    uint64_t cap;     /* keys it was sized for */
+    uint64_t max_seg; /* the newest segment of the ids in it */
+} attr_bloom_epoch_t;
 
 /** A candidate touch kept with a conversion (copied, so exposures may be pruned). */
 typedef struct st_attr_cand_t {
@@ -86,7 +178,8 @@ typedef struct st_attr_cand_t {
 typedef struct st_attr_conv_t {
     char *order_id; /* malloc'd */
     uint32_t order_id_len;
-    uint32_t viewer, product;
+    uint32_t viewer, product; /* interned in st->viewers, st->products */
+    uint64_t vp_hash;         /* attr_vp_hash() of the two strings */
     int64_t quantity;
     int64_t amount;         /* gross */
     int64_t refunded;       /* committed refunds */
@@ -143,8 +236,8 @@ typedef struct st_attr_unattr_day_t {
 } attr_unattr_day_t;
 
 /**
- * A small vector of uint64 (the join index's and conversions' lists). Most hold one
- * item: that one lives inline (cap <= 1), so a new key costs no allocation.
+ * A small vector of uint64 (conversions' lists). Most hold one item: that one lives
+ * inline (cap <= 1), so a new key costs no allocation.
  */
 typedef struct st_attr_vec_t {
     union {
@@ -159,30 +252,30 @@ static inline uint64_t *attr_vec_items(attr_vec_t *v)
     return v->cap <= 1 ? &v->u.one : v->u.items;
 }
 
-/** An interned string handed back by admit (same layout as attr_log_str_t). */
-typedef struct st_attr_interned_t {
-    const char *s;
-    uint32_t len;
-    uint32_t id;
-} attr_interned_t;
-
 typedef struct st_attr_state_t {
     attr_settings_t settings;
     attr_rules_t rules;
+    /* creators: every one (rollups); viewers, products: of conversions; notes: of
+     * candidate touches. Exposures intern nothing but their creator. */
     attr_intern_t viewers, creators, notes, products;
 
-    /* exposures: chunks in arrival order; seq = position in that order */
-    attr_chunk_t **chunks;
-    size_t n_chunks, cap_chunks;
-    uint64_t base_seq; /* seq of the first exposure of chunks[0] */
+    /* pending exposures: chunks in admission order; seq = position in that order */
+    attr_pchunk_t **pend;
+    size_t n_pend, cap_pend;
+    uint64_t pend_base; /* seq of the first exposure of pend[0] */
     uint64_t next_seq;
-    attr_strmap_t event_ids; /* event_id -> seq + 1 (as a pointer-sized integer) */
-    attr_map64_t join;       /* (viewer << 32 | product) -> index into vecs */
-    attr_vec_t *vecs;        /* join lists: seqs in touch order */
-    size_t n_vecs, cap_vecs;
-    uint32_t *free_vecs;
-    size_t n_free_vecs, cap_free_vecs;
-    size_t sweep_pos; /* where the incremental join sweep goes on */
+    attr_strmap_t pend_ids; /* event_id -> seq + 1 */
+
+    /* runs in memory, oldest first; the open one (if any) is the last */
+    attr_run_t **runs;
+    size_t n_runs, cap_runs;
+    uint64_t next_run_id;
+    uint32_t run_max;  /* close the open run at this size (0: only the caller seals) */
+    uint32_t run_hint; /* expected exposures per run: the tables' first size */
+
+    /* Bloom filters of the event ids in index files, oldest first */
+    attr_bloom_epoch_t *epochs;
+    size_t n_epochs;
 
     /* conversions and refunds */
     attr_strmap_t orders;   /* order_id -> attr_conv_t* (pending and live) */
@@ -196,6 +289,7 @@ typedef struct st_attr_state_t {
     attr_strmap_t refunds; /* refund_id -> attr_refund_t* */
     attr_refund_t **refund_list;
     size_t n_refunds, cap_refunds;
+    size_t n_refunds_pending; /* admitted, not yet committed or aborted: room reserved */
 
     /* work lists */
     attr_conv_t **dirty; /* to recompute */
@@ -211,7 +305,8 @@ typedef struct st_attr_state_t {
     size_t n_unattr, cap_unattr;
 
     /* counters */
-    uint64_t exposures_live;
+    uint64_t exposures_live; /* committed, in runs in memory */
+    uint64_t bloom_maybes;   /* admits the Bloom filters sent to disk */
 
     /* scratch space of recompute() */
     unsigned char *scratch;
@@ -241,35 +336,53 @@ typedef struct st_attr_exposure_in_t {
 } attr_exposure_in_t;
 
 /** Results of admit. */
-enum { ATTR_ADMITTED = 0, ATTR_DUPLICATE = 1 };
+enum { ATTR_ADMITTED = 0, ATTR_DUPLICATE = 1, ATTR_UNSURE = 4 };
 
 /**
  * Checks the event id and reserves it. Returns ATTR_ADMITTED with `*seq`,
- * ATTR_DUPLICATE, or -ENOMEM. When admitted and `out` is not NULL, out[0..2] get the
- * interned viewer, creator and note, out[3 + k] product k (the strings never move).
+ * ATTR_DUPLICATE, ATTR_UNSURE with `*seq` (reserved; the id may be in an index file:
+ * look, then attr_exposure_resolve()), -EINVAL (an id or product list too long) or
+ * -ENOMEM. When it returns a seq and `out` is not NULL, out[0..2] get the viewer,
+ * creator and note, out[3 + k] product k (the state's copies: valid until the commit or
+ * the abort).
  */
 int attr_exposure_admit(attr_state_t *st, const attr_exposure_in_t *in, int64_t now_ns,
                         uint64_t *seq, attr_interned_t *out);
 
 /**
- * Starts loading what admitting `in` will touch first (the hash slots of its ids), so
+ * Starts loading what admitting `in` will touch first (the hash slots of its id), so
  * that the cache misses of a few events overlap: call it a couple of events ahead.
  */
 void attr_exposure_prefetch(const attr_state_t *st, const char *event_id, const char *viewer,
                             const char *creator, const char *note, const char *const *products,
                             size_t n_products);
 
-/** The exposure `seq` (admitted, not yet pruned), or NULL. */
-attr_exp_t *attr_exposure_get(attr_state_t *st, uint64_t seq);
-
-/** Its product ids. */
-const uint32_t *attr_exposure_products(attr_state_t *st, uint64_t seq);
+/** The pending exposure `seq` (admitted, not yet committed or aborted), or NULL. */
+const attr_pexp_t *attr_exposure_pending(const attr_state_t *st, uint64_t seq);
 
 /**
- * Makes an admitted exposure visible: rollups, and (when within the horizon) the join
- * index and the conversions it matches late. Returns 1 when it joined, 0 when it
- * arrived past the horizon, -ENOMEM.
+ * Settles an ATTR_UNSURE admission: `dup` non-zero (the id was found on disk) forgets it
+ * like attr_exposure_abort(); zero makes it an ordinary pending exposure.
  */
+void attr_exposure_resolve(attr_state_t *st, uint64_t seq, int dup);
+
+/**
+ * Makes an admitted exposure visible: rollups, the open run (dedup; when within the
+ * horizon, the join table) and the conversions it matches late. `seg` and `off` say
+ * where the log holds its record (the index file points there). Returns 1 when it
+ * joined, 0 when it arrived past the horizon, -EINVAL (not pending, or unsure) or
+ * -ENOMEM.
+ */
+int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32_t off,
+                            int64_t now_ns);
+
+/**
+ * Starts loading what committing `seq` will touch first (its creator's rollups): call
+ * it with `stage` 0 some eight exposures ahead and with 1 some four ahead (a hint).
+ */
+void attr_exposure_prefetch_commit(const attr_state_t *st, uint64_t seq, int stage);
+
+/** attr_exposure_commit_at() for callers without a log (held nowhere: 0, 0). */
 int attr_exposure_commit(attr_state_t *st, uint64_t seq, int64_t now_ns);
 
 /** Forgets an admitted exposure (it was not made durable). */
@@ -283,10 +396,47 @@ int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t
                                    int64_t impressions, int64_t views, int64_t clicks);
 
 /**
- * Frees the memory of exposures past the horizon (whole chunks) and sweeps up to
- * `budget` join-index keys. Returns the number of exposures freed.
+ * Frees closed runs whose exposures are all past the horizon (oldest first; never an
+ * open or sealed run: those are the caller's). Their ids are forgotten. `budget` is
+ * unused (kept for callers). Returns the number of exposures freed.
  */
 size_t attr_state_prune(attr_state_t *st, int64_t now_ns, size_t budget);
+
+/* ---- runs and the index files ---- */
+
+/**
+ * Seals the open run and returns it (NULL when there is none or it is empty): its
+ * records will not change; the next commit opens a new run. The caller indexes it and
+ * then calls attr_state_run_indexed() and attr_state_release_run().
+ */
+attr_run_t *attr_state_seal_run(attr_state_t *st);
+
+/** The open run (NULL when none is open). */
+static inline attr_run_t *attr_state_open_run(const attr_state_t *st)
+{
+    return st->n_runs > 0 && st->runs[st->n_runs - 1]->state == ATTR_RUN_OPEN
+               ? st->runs[st->n_runs - 1]
+               : NULL;
+}
+
+/**
+ * Adds event-id hashes that are now in an index file to the Bloom filters (`max_seg`:
+ * the newest segment they are in). Sorted hashes load fastest. Returns 0 or -ENOMEM
+ * (then some may be missing: the caller must not release their run).
+ */
+int attr_state_index_add(attr_state_t *st, const uint64_t *hashes, size_t n, uint64_t max_seg);
+
+/** Frees the Bloom filters that cover no segment after `through_seg` (all pruned). */
+void attr_state_index_forget(attr_state_t *st, uint64_t through_seg);
+
+/** The bytes the Bloom filters hold. */
+size_t attr_state_bloom_bytes(const attr_state_t *st);
+
+/** Frees a sealed run whose ids are in the Bloom filters (its exposures leave memory). */
+void attr_state_release_run(attr_state_t *st, attr_run_t *run);
+
+/** The bytes a run holds. */
+size_t attr_run_bytes(const attr_run_t *run);
 
 /* ---- conversions ---- */
 
@@ -306,8 +456,9 @@ typedef struct st_attr_conversion_in_t {
 int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr_conv_t **out);
 
 /**
- * Makes it visible: captures its candidates from the join index (exposures of the
- * same viewer and product, at or before it, within the horizon) and credits it.
+ * Makes it visible: captures its candidates from the runs in memory (exposures of the
+ * same viewer and product, at or before it, within the horizon; the caller adds those
+ * of the index files first with attr_conversion_add_cand()) and credits it.
  */
 int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns);
 
@@ -320,8 +471,10 @@ attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t
 int attr_conversion_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns);
 
 /**
- * Adds a persisted candidate to a conversion being loaded (start-up). Duplicates (same
- * event id) are ignored. Returns 0 or -ENOMEM.
+ * Adds a candidate touch to a conversion: a persisted one at start-up (`persisted`
+ * non-zero), or one the caller found in the index files (zero: it will be persisted).
+ * Duplicates (same event id) are ignored; a live conversion is recredited (now, or at
+ * the flush in `defer` mode). Returns 0 or -ENOMEM.
  */
 int attr_conversion_add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id,
                              const char *creator, size_t creator_len, const char *note,

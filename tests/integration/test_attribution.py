@@ -676,6 +676,74 @@ def test_torn_tail_is_cut_at_restart(fresh_attr):
                for r in a.srv.log_records())
 
 
+# -- exposures on disk ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_runs_attr(tmp_path_factory):
+    """An attribution process whose exposures leave memory every 64 (runs of the exposure
+    index), so that nearly all of them are found through the index files on disk."""
+    a = Attr(tmp_path_factory, "attribution_small_runs",
+             extra=["--index-run-exposures", "64"]).start()
+    yield a
+    a.stop()
+
+
+def filler(c, n, tag):
+    """n exposures of other viewers and products (they fill runs)."""
+    return [exposure("%s-%s-%d" % (c, tag, k), uid("w"), c, [uid("q")], "IMPRESSION", NOW - 900)
+            for k in range(n)]
+
+
+def test_exposures_on_disk_join_dedup_and_survive_restarts(small_runs_attr):
+    a = small_runs_attr
+    c, v, p = uid("c"), uid("v"), uid("p")
+    # The touches of (v, p) in the first batch, then 30 runs' worth of others after them:
+    # by the time the order comes, the touches are in index files, not in memory.
+    first = [exposure(uid("e"), v, uid("crA"), [p], "CLICK", T - 2 * DAY),
+             exposure(uid("e"), v, uid("crB"), [uid("x"), p], "CLICK", T - DAY),
+             exposure(uid("e"), v, uid("crI"), [p], "IMPRESSION", T - 60)]
+    batches = [first + filler(c, 97, "b0")] + [filler(c, 100, "b%d" % b) for b in range(1, 20)]
+    for batch in batches:
+        assert I(a.exposures(batch), "accepted") == 100
+    exp_dir = os.path.join(a.srv.data_dir, "exposures")
+    files = [f for f in os.listdir(exp_dir) if f.endswith(".xidx")]
+    assert files, "no index file was written"
+    # Clicks win; last touch: B (a day before). Linear over the two clicks: 500 / 501.
+    o = uid("o")
+    assert I(a.conversions([conversion(o, v, p, 1001, T)]), "accepted") == 1
+    A, B = first[0]["creator_id"], first[1]["creator_id"]
+    assert touches(a.explain(o)) == [(A, 0, 0.0), (B, 1001, 1.0)]
+    assert [m for _, m, _ in touches(a.explain(o, "ATTRIBUTION_MODEL_LINEAR"))] == [500, 501]
+    # Resending: every id is found (memory or disk), nothing counted twice.
+    for batch in batches[:3] + batches[-2:]:
+        s = a.exposures(batch)
+        assert I(s, "accepted") == 0 and I(s, "duplicates") == 100, s
+    assert I(a.creator(c), "impressions") == 1997
+    # A late click (after the order came, before its time): it joins at once.
+    late = exposure(uid("e"), v, uid("crL"), [p], "CLICK", T - 30)
+    assert I(a.exposures([late]), "accepted") == 1
+    assert touches(a.explain(o))[-1] == (late["creator_id"], 1001, 1.0)
+    before = a.explain(o, "ATTRIBUTION_MODEL_TIME_DECAY")
+    # A restart loads the index files; a kill -9 reads the log's tail again.
+    a.srv.restart()
+    assert a.explain(o, "ATTRIBUTION_MODEL_TIME_DECAY") == before
+    assert I(a.creator(c), "impressions") == 1997
+    more = filler(c, 100, "b20")
+    assert I(a.exposures(more), "accepted") == 100
+    assert a.srv.kill9() == -9
+    a.srv.start()
+    assert I(a.creator(c), "impressions") == 2097
+    for batch in (batches[0], batches[10], more):
+        s = a.exposures(batch)
+        assert I(s, "accepted") == 0 and I(s, "duplicates") == 100, s
+    # An order after the restarts finds its touches on disk.
+    o2 = uid("o")
+    assert I(a.conversions([conversion(o2, v, p, 77, T + 10)]), "accepted") == 1
+    assert touches(a.explain(o2))[-1] == (late["creator_id"], 77, 1.0)
+    assert len(touches(a.explain(o2))) == 3
+
+
 # -- three services -------------------------------------------------------------------------
 
 

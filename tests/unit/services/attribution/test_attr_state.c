@@ -286,6 +286,28 @@ YW_TEST(refunds_reduce_the_net_and_are_checked)
     attr_state_free(&st);
 }
 
+YW_TEST(many_refunds_admitted_before_any_commit)
+{
+    /* Regression: room in the refund list was reserved for one more than committed, so
+     * a batch of 17+ refunds admitted before its commit overflowed the heap. */
+    attr_state_t st;
+    attr_state_init(&st);
+    attr_conv_t *c = scenario(&st);
+    attr_refund_t *r[40];
+    int64_t left = -1;
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", i);
+        YW_CHECK_INT(attr_refund_admit(&st, id, strlen(id), "o1", 2, 10, T0, &r[i], &left), ==,
+                     ATTR_ADMITTED);
+    }
+    for (int i = 0; i < 40; i++) {
+        YW_CHECK_INT(attr_refund_commit(&st, r[i]), ==, 0);
+    }
+    YW_CHECK_INT(attr_conv_net(c), ==, 600);
+    attr_state_free(&st);
+}
+
 YW_TEST(settings_change_restates_every_result)
 {
     attr_state_t st;
@@ -356,7 +378,7 @@ YW_TEST(exposures_past_the_horizon_count_but_do_not_join)
     attr_state_free(&st);
 }
 
-YW_TEST(pruning_frees_old_chunks_and_their_ids)
+YW_TEST(pruning_frees_old_runs_and_their_ids)
 {
     attr_state_t st;
     attr_state_init(&st);
@@ -373,22 +395,23 @@ YW_TEST(pruning_frees_old_chunks_and_their_ids)
         .n_products = 1,
         .kind = ATTR_KIND_IMPRESSION,
     };
-    /* One chunk of old exposures, then a few recent ones in a second chunk. */
-    for (int i = 0; i < ATTR_CHUNK_EXPOSURES + 5; i++) {
+    /* One run of old exposures, then a few recent ones in a second run. */
+    for (int i = 0; i < ATTR_RUN_EXPOSURES + 5; i++) {
         snprintf(id, sizeof id, "e%d", i);
         in.event_id = id;
         in.event_id_len = strlen(id);
-        int64_t at = i < ATTR_CHUNK_EXPOSURES ? T0 : T0 + 30 * D_;
+        int64_t at = i < ATTR_RUN_EXPOSURES ? T0 : T0 + 30 * D_;
         in.occur_ns = at;
         uint64_t seq;
         YW_CHECK_INT(attr_exposure_admit(&st, &in, at, &seq, NULL), ==, ATTR_ADMITTED);
         YW_CHECK(attr_exposure_commit(&st, seq, at) >= 0);
     }
-    YW_CHECK_INT(st.n_chunks, ==, 2);
+    YW_CHECK_INT(st.n_runs, ==, 2);
+    YW_CHECK_INT(st.runs[0]->state, ==, ATTR_RUN_CLOSED);
     /* Nothing is past the horizon yet at T0 + 1 d. */
     YW_CHECK_INT(attr_state_prune(&st, T0 + D_, 1000), ==, 0);
-    YW_CHECK_INT(attr_state_prune(&st, T0 + 30 * D_, 1u << 20), ==, ATTR_CHUNK_EXPOSURES);
-    YW_CHECK_INT(st.n_chunks, ==, 1);
+    YW_CHECK_INT(attr_state_prune(&st, T0 + 30 * D_, 1u << 20), ==, ATTR_RUN_EXPOSURES);
+    YW_CHECK_INT(st.n_runs, ==, 1);
     YW_CHECK_INT(st.exposures_live, ==, 5);
     /* Their ids are forgotten (the dedup horizon), the recent ones are not. */
     in.event_id = "e1";
@@ -397,7 +420,7 @@ YW_TEST(pruning_frees_old_chunks_and_their_ids)
     uint64_t seq;
     YW_CHECK_INT(attr_exposure_admit(&st, &in, T0 + 30 * D_, &seq, NULL), ==, ATTR_ADMITTED);
     attr_exposure_abort(&st, seq);
-    snprintf(id, sizeof id, "e%d", ATTR_CHUNK_EXPOSURES + 1);
+    snprintf(id, sizeof id, "e%d", ATTR_RUN_EXPOSURES + 1);
     in.event_id = id;
     in.event_id_len = strlen(id);
     YW_CHECK_INT(attr_exposure_admit(&st, &in, T0 + 30 * D_, &seq, NULL), ==, ATTR_DUPLICATE);
@@ -405,10 +428,12 @@ YW_TEST(pruning_frees_old_chunks_and_their_ids)
     uint32_t a = (uint32_t)attr_intern_find(&st.creators, "A", 1);
     attr_sums_t s;
     attr_state_creator_sums(&st, a, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
-    YW_CHECK_INT(s.impressions, ==, ATTR_CHUNK_EXPOSURES);
-    /* The join lists of pruned exposures are swept away (the old ones shared one
-     * list with the recent ones: it stays with 5). */
-    YW_CHECK_INT(st.join.count, ==, 1);
+    YW_CHECK_INT(s.impressions, ==, ATTR_RUN_EXPOSURES);
+    /* The join entries of pruned exposures went with their run: a conversion of the
+     * same viewer and product finds the 5 recent ones only. */
+    YW_CHECK_INT(st.runs[0]->join_n, ==, 5);
+    attr_conv_t *c = convert(&st, "o", "v", "p", 100, T0 + 30 * D_, T0 + 30 * D_);
+    YW_CHECK_INT(c->n_cands, ==, 5);
     attr_state_free(&st);
 }
 
@@ -458,9 +483,10 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(conversion_credited_under_every_model),
         YW_TEST_ENTRY(late_exposure_restates_the_conversion),
         YW_TEST_ENTRY(refunds_reduce_the_net_and_are_checked),
+        YW_TEST_ENTRY(many_refunds_admitted_before_any_commit),
         YW_TEST_ENTRY(settings_change_restates_every_result),
         YW_TEST_ENTRY(exposures_past_the_horizon_count_but_do_not_join),
-        YW_TEST_ENTRY(pruning_frees_old_chunks_and_their_ids),
+        YW_TEST_ENTRY(pruning_frees_old_runs_and_their_ids),
         YW_TEST_ENTRY(candidates_survive_pruning_for_restatement),
         YW_TEST_ENTRY(deferred_mode_recomputes_once_at_flush),
     };

@@ -1,0 +1,936 @@
+#!/usr/bin/python3
+"""make bench: every benchmark of issue 5 in one run, on this machine.
+
+Starts the three services (and the peers) on loopback with fresh data directories on
+disk, fills them, then measures, each figure RUNS times with the runs of what is
+compared interleaved (the same noise for both sides), and writes the median and
+min-max of each figure with the machine it ran on:
+
+  1. Unary RPC: GetCreator (100,000 creators cached) against creator profile and
+     against the C++ async peer (bench/peer_cpp), and ScoreCreator against tier
+     scoring: QPS, p50/p99 latency and server CPU per call at 1, 16, 64 in flight
+     (bench/loadgen: closed loop on the project's own client runtime); GetCreator
+     under h2load too, a lighter client.
+  2. Ingestion with N exposures stored (10 million): RecordExposures (batches of
+     1,000, 4 in flight) and one IngestExposures stream (bench/ingest_exposures), the
+     physical ceiling (the same events, one write + fdatasync per 1,000:
+     bench/fsync_ceiling) and PostgreSQL 15 loading the same events with COPY into a
+     table with the same join index (bench/pg_copy_exposures), on 4 connections (as
+     the service's 4 calls in flight) and on 16.
+  3. Attribution: RecordConversions (batches of 1,000, 4 in flight), orders that join
+     the stored exposures (bench/ingest_conversions); ExplainConversion latency.
+  4. Reports: GetTierReport over 30 days, one call at a time.
+  5. Memory: peak RSS (VmHWM) of each service over 1-4.
+
+Writes bench/results/bench.md and bench.csv (bench-quick.* with --quick) and the raw
+output of every run in runs-*.log.
+
+  bench/bench.py [--quick] [--runs 3] [--keep]
+Env: YW_BIN_DIR (bazel-bin), BENCH_DIR (parent of the work directory; /var/tmp).
+"""
+import argparse
+import csv
+import glob
+import os
+import platform
+import pwd
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("YW_BIN_DIR") or os.path.join(ROOT, "bazel-bin")
+RESULTS = os.path.join(ROOT, "bench", "results")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+# Sizes and durations. "full" is what the README's table comes from.
+PROFILES = {
+    "full": dict(creators=100000, notes_per_creator=2, stats_days=14, rpc_seconds=5,
+                 h2load_calls=300000,
+                 exposures=10000000, ingest_seconds=5, ceiling_seconds=3, conv_seconds=5,
+                 explain_seconds=5, report_seconds=5),
+    "quick": dict(creators=100000, notes_per_creator=1, stats_days=7, rpc_seconds=2,
+                  h2load_calls=100000,
+                  exposures=1000000, ingest_seconds=2, ceiling_seconds=1, conv_seconds=2,
+                  explain_seconds=2, report_seconds=2),
+}
+INFLIGHT = [1, 16, 64]
+EXPLAIN_INFLIGHT = 16
+# The service gets 4 RecordExposures calls in flight and PostgreSQL 4 connections; PG
+# commits more rows per WAL flush with more connections, so it also runs with this many.
+PG_WIDE_INFLIGHT = 16
+REPORT_DAYS = 30
+# The population of the attribution events (bench/bench_events.h), the same for every
+# tool: exposures spread over the last 13 days, inside the 14-day join horizon.
+VIEWERS, PRODUCTS, NOTES = 1000000, 100000, 1000000
+SPREAD_S = 13 * 86400
+PRELOAD_SEED = 1
+
+# Targets of issue 5 (a benchmark reports them; no test asserts a time).
+TARGET_RATIO = 1.5
+TARGET_INGEST = 200000
+TARGET_PG_RATIO = 2.0
+TARGET_REPORT_P99_MS = 100.0
+TARGET_RSS_MB = 200.0
+
+
+# ---- output parsing (tests/integration/test_bench_smoke.py uses these) ----
+
+def parse_line(out, program):
+    """The key=value pairs of the line a bench tool printed, starting with `program`.
+    Numbers become int or float. Raises ValueError when there is no such line."""
+    for line in out.splitlines():
+        words = line.split()
+        if words and words[0] == program:
+            kv = {}
+            for w in words[1:]:
+                k, sep, v = w.partition("=")
+                if not sep:
+                    raise ValueError("not key=value: %r in %r" % (w, line))
+                for conv in (int, float):
+                    try:
+                        v = conv(v)
+                        break
+                    except ValueError:
+                        pass
+                kv[k] = v
+            return kv
+    raise ValueError("no %s line in output:\n%s" % (program, out))
+
+
+def med(xs):
+    """(median, min, max) of a non-empty list."""
+    return statistics.median(xs), min(xs), max(xs)
+
+
+# ---- processes ----
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc=None, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d never opened" % port)
+
+
+def grpc_call(addr, method, body=b"", timeout=10.0):
+    """A unary call with raw request bytes; returns the raw response bytes."""
+    import grpc
+    ch = grpc.insecure_channel(addr)
+    try:
+        return ch.unary_unary(method)(body, timeout=timeout)
+    finally:
+        ch.close()
+
+
+def wait_until(fn, what, timeout=120):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last = e
+            time.sleep(0.2)
+    raise RuntimeError("%s: not ready after %d s (%s)" % (what, timeout, last))
+
+
+class Service:
+    """One of our service processes on a free loopback port, with its own data dir."""
+
+    def __init__(self, work, name, binary, extra=()):
+        self.name = name
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.data = os.path.join(work, name)
+        self.log = os.path.join(work, name + ".log")
+        self.argv = [binary, "--listen", self.addr, "--data-dir", self.data,
+                     "--log-level", "warn"] + list(extra)
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        wait_port(self.port, self.proc)
+        # grpc.health.v1.Health/Check with service "": SERVING is field 1 = 1.
+        wait_until(lambda: self._check(), "%s health" % self.name)
+        return self
+
+    def _check(self):
+        resp = grpc_call(self.addr, "/grpc.health.v1.Health/Check", b"", 2.0)
+        if resp != b"\x08\x01":
+            raise RuntimeError("not SERVING: %r" % resp)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def status_kib(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+class Postgres:
+    """PostgreSQL 15 from Debian on a loopback port, in a directory of its own; as the
+    postgres user when we are root (initdb refuses root)."""
+
+    SETTINGS = {
+        # Durable like the service: every COPY commits with an fsync'd WAL.
+        "fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
+        # What a user would set for a bulk-ingest table on this machine.
+        "shared_buffers": "1GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min",
+        "maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "2",
+    }
+
+    def __init__(self, parent):
+        bins = sorted(glob.glob("/usr/lib/postgresql/15/bin/initdb")) or \
+            sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin = os.path.dirname(bins[-1])
+        self.dir = tempfile.mkdtemp(prefix="yw-bench-pg-", dir=parent)
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.conninfo = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
+
+    def _run(self, argv, **kw):
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user, "--"] + argv
+        return subprocess.run(argv, check=True, **kw)
+
+    def start(self):
+        self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres",
+                   "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+                  stdout=subprocess.DEVNULL)
+        opts = "-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=''" % self.port
+        opts += "".join(" -c %s=%s" % kv for kv in self.SETTINGS.items())
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-o", opts, "-l",
+                   os.path.join(self.dir, "log"), "-w", "-t", "120", "start"],
+                  stdout=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
+    def sql(self, statement):
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                        str(self.port), "-U", "postgres", "-d", "postgres", "-c", statement],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        try:
+            self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "fast", "-w",
+                       "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except (subprocess.CalledProcessError, OSError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- the benchmark ----
+
+# What a run executes, copied out of bazel-bin first: others may rebuild bazel-bin
+# (or `make asan` may fill it with sanitized builds) while a run takes its half hour.
+BINARIES = ["services/creator_profile/creator_profile", "services/tier_scoring/tier_scoring",
+            "services/attribution/attribution", "bench/loadgen", "bench/ingest_exposures",
+            "bench/ingest_conversions", "bench/fsync_ceiling", "bench/pg_copy_exposures",
+            "bench/peer_cpp/get_creator_server"]
+
+
+def snapshot_binaries(dest):
+    for rel in BINARIES:
+        src = os.path.join(BIN, rel)
+        if not os.access(src, os.X_OK):
+            raise RuntimeError("%s is missing: run `make bench` (it builds everything, the "
+                               "manual peer targets included)" % src)
+        libs = subprocess.run(["ldd", src], capture_output=True, text=True).stdout
+        if "libasan" in libs or "libubsan" in libs:
+            raise RuntimeError("%s is a sanitizer build (make asan): rebuild with `bazel "
+                               "build //...` first" % src)
+        os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+        shutil.copy2(src, os.path.join(dest, rel))
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.p = PROFILES["quick" if args.quick else "full"]
+        self.runs = args.runs
+        self.fig = {}        # figure key -> list of values, one per run
+        self.single = {}     # figure key -> one value (memory, cold call, preload)
+        self.procs = []
+        self.pg = None
+        self.started = time.time()
+        self.anchor = int(time.time())
+        parent = os.environ.get("BENCH_DIR") or "/var/tmp"
+        self.work = tempfile.mkdtemp(prefix="yw-bench-", dir=parent)
+        self.machine = machine(self.work)
+        self.load_start = loadavg()
+        self.date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        self.bin = os.path.join(self.work, "bin")
+        os.makedirs(RESULTS, exist_ok=True)
+        self.logf = open(os.path.join(RESULTS, "runs-%s.log" % self.profile_name), "w")
+
+    @property
+    def profile_name(self):
+        return "quick" if self.a.quick else "full"
+
+    def say(self, msg):
+        line = "[%6.1fs] %s" % (time.time() - self.started, msg)
+        print(line, flush=True)
+        self.logf.write(line + "\n")
+        self.logf.flush()
+
+    def add(self, key, value):
+        self.fig.setdefault(key, []).append(value)
+
+    def tool(self, program, args, timeout):
+        """Runs bench/<program>, logs its output, returns its parsed line."""
+        argv = [os.path.join(self.bin, "bench", program)] + [str(x) for x in args]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        self.logf.write("$ %s\n%s%s" % (" ".join(argv), p.stdout, p.stderr))
+        self.logf.flush()
+        if p.returncode != 0:
+            raise RuntimeError("%s failed (exit %d):\n%s%s" % (program, p.returncode, p.stdout,
+                                                               p.stderr))
+        r = parse_line(p.stdout, program)
+        # Every event of a run is new and valid: anything else is a broken set-up.
+        if r.get("errors") or r.get("duplicates") or r.get("rejected"):
+            raise RuntimeError("%s: errors, duplicates or rejects:\n%s%s" % (program, p.stdout,
+                                                                             p.stderr))
+        return r
+
+    def population(self):
+        return ["--viewers", VIEWERS, "--creators", self.p["creators"], "--products", PRODUCTS,
+                "--notes", NOTES, "--anchor", self.anchor, "--spread-s", SPREAD_S]
+
+    def service(self, name, binary, extra=()):
+        s = Service(self.work, name, os.path.join(self.bin, binary), extra)
+        self.procs.append(s)
+        return s.start()
+
+    # -- 1. unary RPC --
+
+    def setup_rpc(self):
+        from load_creators import load
+        p = self.p
+        self.cp = self.service("creator_profile", "services/creator_profile/creator_profile")
+        t = time.time()
+        rows = load(self.cp.addr, p["creators"], p["notes_per_creator"], p["stats_days"])
+        self.say("creator profile: %d creators, %d note-day stats rows loaded in %.0f s"
+                 % (p["creators"], rows, time.time() - t))
+        # No periodic refresh during the runs: one population, built at start-up.
+        self.tier = self.service("tier_scoring", "services/tier_scoring/tier_scoring",
+                                 ["--creator-profile-addr", self.cp.addr,
+                                  "--refresh-interval-ms", "86400000"])
+        wait_until(lambda: grpc_call(self.tier.addr,
+                                     "/yaowei.tier.v1.TierScoringService/GetTierDistribution",
+                                     b"", 10.0), "tier scoring population", 300)
+        port = free_port()
+        with open(os.path.join(self.work, "peer_cpp.log"), "wb") as log:
+            peer = subprocess.Popen([os.path.join(self.bin, "bench/peer_cpp/get_creator_server"),
+                                     "--listen", "127.0.0.1:%d" % port, "--creators",
+                                     str(p["creators"])], stdout=subprocess.DEVNULL, stderr=log)
+        self.peer = peer
+        self.peer_addr = "127.0.0.1:%d" % port
+        wait_port(port, peer)
+
+    def loadgen(self, addr, method, inflight, seconds, pids, extra=()):
+        return self.tool("loadgen", ["--addr", addr, "--method", method, "--inflight", inflight,
+                                     "--seconds", seconds, "--warmup", 1, "--server-pids",
+                                     ",".join(str(x) for x in pids)] + list(extra),
+                         seconds + 120)
+
+    def run_rpc(self):
+        s = self.p["rpc_seconds"]
+        ids = ["--ids", self.p["creators"]]
+        for run in range(self.runs):
+            for n in INFLIGHT:
+                # Interleaved: yaowei, the C++ peer, then ScoreCreator, for each run.
+                y = self.loadgen(self.cp.addr, "get_creator", n, s, [self.cp.pid], ids)
+                c = self.loadgen(self.peer_addr, "get_creator", n, s, [self.peer.pid], ids)
+                sc = self.loadgen(self.tier.addr, "score_creator", n, s,
+                                  [self.tier.pid, self.cp.pid], ids)
+                for who, r in (("yaowei", y), ("cpp", c), ("score", sc)):
+                    for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call"):
+                        self.add(("rpc", who, n, k), r[k])
+                self.add(("rpc", "ratio", n, "qps"), y["qps"] / c["qps"])
+                self.add(("rpc", "ratio", n, "cpu"),
+                         y["server_cpu_us_per_call"] / c["server_cpu_us_per_call"])
+                self.say("run %d, %2d in flight: GetCreator yaowei %.0f/s, C++ %.0f/s (%.2fx); "
+                         "ScoreCreator %.0f/s" % (run + 1, n, y["qps"], c["qps"],
+                                                  y["qps"] / c["qps"], sc["qps"]))
+            # A second opinion with a lighter client: h2load, 1 connection x 64 streams.
+            hy = self.h2load(self.cp.addr, self.cp.pid)
+            hc = self.h2load(self.peer_addr, self.peer.pid)
+            for who, r in (("yaowei", hy), ("cpp", hc)):
+                self.add(("h2load", who, "qps"), r[0])
+                self.add(("h2load", who, "cpu"), r[1])
+            self.add(("h2load", "ratio", "qps"), hy[0] / hc[0])
+            self.say("run %d, h2load 64 streams: GetCreator yaowei %.0f/s, C++ %.0f/s (%.2fx)"
+                     % (run + 1, hy[0], hc[0], hy[0] / hc[0]))
+
+    def h2load(self, addr, pid):
+        """(calls/s, server CPU us/call) of GetCreator under h2load, 1 connection x 64."""
+        body = os.path.join(self.work, "get_creator.body")
+        if not os.path.exists(body):
+            cid = b"creator-012345"
+            msg = b"\x0a" + bytes([len(cid)]) + cid  # GetCreatorRequest{creator_id}
+            with open(body, "wb") as f:
+                f.write(b"\x00" + len(msg).to_bytes(4, "big") + msg)  # gRPC frame prefix
+        n = self.p["h2load_calls"]
+        c0 = cpu_seconds(pid)
+        p = subprocess.run(["h2load", "-n", str(n), "-c", "1", "-m", "64", "-H",
+                            "content-type: application/grpc", "-H", "te: trailers", "-d", body,
+                            "http://%s/yaowei.creator.v1.CreatorProfileService/GetCreator"
+                            % addr], capture_output=True, text=True, timeout=600)
+        c1 = cpu_seconds(pid)
+        self.logf.write("$ h2load %s\n%s" % (addr, p.stdout))
+        rate = ok = None
+        for line in p.stdout.splitlines():
+            if line.startswith("finished in"):
+                rate = float(line.split(",")[1].split()[0])
+            elif line.startswith("status codes:"):
+                ok = int(line.split()[2])
+        if p.returncode != 0 or rate is None or ok != n:
+            raise RuntimeError("h2load against %s failed:\n%s%s" % (addr, p.stdout, p.stderr))
+        return rate, (c1 - c0) * 1e6 / n
+
+    # -- 2. ingestion --
+
+    def setup_ingest(self):
+        n = self.p["exposures"]
+        self.attr = self.service("attribution", "services/attribution/attribution",
+                                 ["--tier-scoring-addr", self.tier.addr])
+        t = time.time()
+        r = self.tool("ingest_exposures", ["--addr", self.attr.addr, "--count", n, "--seed",
+                                           PRELOAD_SEED, "--server-pids", self.attr.pid]
+                      + self.population(), 3600)
+        self.single["preload_rate"] = r["exposures_per_s"]
+        self.single["attr_rss_at_n_kib"] = status_kib(self.attr.pid, "VmRSS")
+        self.stored = n
+        self.say("attribution: %d exposures stored in %.0f s (%.0f/s), RSS %.0f MB"
+                 % (n, time.time() - t, r["exposures_per_s"],
+                    self.single["attr_rss_at_n_kib"] / 1024))
+        t = time.time()
+        self.pg = Postgres(os.path.dirname(self.work)).start()
+        self.pg.sql("CREATE TABLE exposure_touches (event_id text NOT NULL, viewer_id text NOT "
+                    "NULL, product_id text NOT NULL, occur_time timestamptz NOT NULL, creator_id "
+                    "text NOT NULL, note_id text NOT NULL, kind smallint NOT NULL, watch_ms "
+                    "bigint NOT NULL)")
+        # The same exposures; the index is built after the bulk load (faster than
+        # maintaining it row by row), then the measured runs insert into the indexed table.
+        self.tool("pg_copy_exposures", ["--conninfo", self.pg.conninfo, "--count", n, "--batch",
+                                        50000, "--inflight", 2, "--seed", PRELOAD_SEED]
+                  + self.population(), 3600)
+        self.pg.sql("CREATE INDEX exposure_touches_join ON exposure_touches "
+                    "(viewer_id, product_id, occur_time)")
+        self.pg.sql("CHECKPOINT")
+        self.say("postgresql: the same %d exposures loaded and indexed in %.0f s"
+                 % (n, time.time() - t))
+
+    def run_ingest(self):
+        s = self.p["ingest_seconds"]
+        for run in range(self.runs):
+            seed = 100 + run
+            u = self.tool("ingest_exposures", ["--addr", self.attr.addr, "--seconds", s,
+                                               "--seed", seed, "--server-pids", self.attr.pid]
+                          + self.population(), s + 300)
+            st = self.tool("ingest_exposures", ["--addr", self.attr.addr, "--stream", 1,
+                                                "--seconds", s, "--seed", 200 + run,
+                                                "--server-pids", self.attr.pid]
+                           + self.population(), s + 300)
+            ce = self.tool("fsync_ceiling", ["--dir", self.work, "--seconds",
+                                             self.p["ceiling_seconds"], "--seed", seed]
+                           + self.population(), 600)
+            pg = self.tool("pg_copy_exposures", ["--conninfo", self.pg.conninfo, "--seconds", s,
+                                                 "--seed", seed, "--server-pids",
+                                                 "+%d" % self.pg.pid] + self.population(),
+                           s + 300)
+            # The same events again (another seed: the table has no unique key, but
+            # the same ids twice would not be the same workload).
+            pgw = self.tool("pg_copy_exposures", ["--conninfo", self.pg.conninfo, "--seconds", s,
+                                                  "--inflight", PG_WIDE_INFLIGHT, "--seed",
+                                                  400 + run, "--server-pids",
+                                                  "+%d" % self.pg.pid] + self.population(),
+                            s + 300)
+            self.stored += u["sent"] + st["sent"]
+            for who, r in (("unary", u), ("stream", st), ("pg", pg), ("pg_wide", pgw)):
+                self.add(("ingest", who, "rate"), r["exposures_per_s"])
+                self.add(("ingest", who, "p50_ms"), r["p50_ms"])
+                self.add(("ingest", who, "p99_ms"), r["p99_ms"])
+                self.add(("ingest", who, "cpu"), r["server_cpu_us_per_exposure"])
+            self.add(("ingest", "ceiling", "rate"), ce["exposures_per_s"])
+            self.add(("ingest", "ceiling", "p50_ms"), ce["p50_us"] / 1000.0)
+            self.add(("ingest", "ceiling", "p99_ms"), ce["p99_us"] / 1000.0)
+            for who, r in (("unary", u), ("stream", st)):
+                self.add(("ingest", who, "vs_pg"), r["exposures_per_s"] / pg["exposures_per_s"])
+                self.add(("ingest", who, "vs_pg_wide"),
+                         r["exposures_per_s"] / pgw["exposures_per_s"])
+                self.add(("ingest", who, "vs_ceiling"),
+                         r["exposures_per_s"] / ce["exposures_per_s"])
+            self.say("run %d: RecordExposures %.0f/s, IngestExposures %.0f/s, ceiling %.0f/s, "
+                     "PostgreSQL COPY %.0f/s (%d connections: %.0f/s)"
+                     % (run + 1, u["exposures_per_s"], st["exposures_per_s"],
+                        ce["exposures_per_s"], pg["exposures_per_s"], PG_WIDE_INFLIGHT,
+                        pgw["exposures_per_s"]))
+        self.single["stored_after_ingest"] = self.stored
+
+    # -- 3. attribution --
+
+    def run_attribution(self):
+        s = self.p["conv_seconds"]
+        for run in range(self.runs):
+            seed = 300 + run
+            c = self.tool("ingest_conversions", ["--addr", self.attr.addr, "--seconds", s,
+                                                 "--seed", seed, "--exposure-seed", PRELOAD_SEED,
+                                                 "--stored", self.p["exposures"],
+                                                 "--server-pids", self.attr.pid]
+                          + self.population(), s + 300)
+            self.add(("conv", "rate"), c["conversions_per_s"])
+            self.add(("conv", "p50_ms"), c["p50_ms"])
+            self.add(("conv", "p99_ms"), c["p99_ms"])
+            self.add(("conv", "cpu"), c["server_cpu_us_per_conversion"])
+            e = self.loadgen(self.attr.addr, "explain_conversion", EXPLAIN_INFLIGHT,
+                             self.p["explain_seconds"], [self.attr.pid],
+                             ["--seed", seed, "--ids", c["sent"]])
+            for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call"):
+                self.add(("explain", k), e[k])
+            self.say("run %d: RecordConversions %.0f/s (%d orders); ExplainConversion p99 %d us"
+                     % (run + 1, c["conversions_per_s"], c["sent"], e["p99_us"]))
+
+    # -- 4. reports --
+
+    def run_reports(self):
+        day = 86400
+        end = int(time.time()) // day * day + day
+
+        def ts(field, secs):
+            inner = b"\x08" + varint(secs)
+            return bytes([field << 3 | 2, len(inner)]) + inner
+
+        body = ts(1, end - REPORT_DAYS * day) + ts(2, end)
+        pb = protoc_module("yaowei/attribution/v1/attribution.proto", "attribution_pb2",
+                           ["yaowei/tier/v1/tier.proto"])
+        method = "/yaowei.attribution.v1.AttributionService/GetTierReport"
+        # The first call fetches the tier labels of every creator (tier scoring's
+        # BatchScoreCreators, 1,000 a call, all at once, within attribution's 5 s label
+        # deadline); labels it could not get are fetched again by the next call.
+        t = time.time()
+        rep = pb.TierReport.FromString(grpc_call(self.attr.addr, method, body, 60.0))
+        self.single["report_cold_ms"] = (time.time() - t) * 1000
+        self.single["report_cold_unlabeled"] = rep.unlabeled_creators
+        cold_error = rep.tier_labels_error
+        calls = 1
+        while rep.unlabeled_creators and calls < 20:
+            rep = pb.TierReport.FromString(grpc_call(self.attr.addr, method, body, 60.0))
+            calls += 1
+        self.single["report_calls_to_labels"] = calls
+        self.single["report_labels_s"] = time.time() - t
+        self.report_rows = [(r.tier, r.creators, r.impressions) for r in rep.rows]
+        self.say("GetTierReport, first call: %.0f ms, %d of %d creators unlabeled (%r); every "
+                 "label after %d calls, %.1f s"
+                 % (self.single["report_cold_ms"], self.single["report_cold_unlabeled"],
+                    sum(r.creators for r in rep.rows), cold_error, calls,
+                    self.single["report_labels_s"]))
+        for run in range(self.runs):
+            r = self.loadgen(self.attr.addr, "tier_report", 1, self.p["report_seconds"],
+                             [self.attr.pid], ["--days", REPORT_DAYS])
+            self.add(("report", "degraded"), r["degraded"])
+            self.add(("report", "p50_ms"), r["p50_us"] / 1000.0)
+            self.add(("report", "p99_ms"), r["p99_us"] / 1000.0)
+            self.add(("report", "qps"), r["qps"])
+            self.say("run %d: GetTierReport p50 %.1f ms, p99 %.1f ms"
+                     % (run + 1, r["p50_us"] / 1000.0, r["p99_us"] / 1000.0))
+
+    # -- 5. memory --
+
+    def record_memory(self):
+        for s in (self.cp, self.tier, self.attr):
+            self.single["rss_" + s.name] = status_kib(s.pid, "VmHWM")
+        self.single["rss_cpp"] = status_kib(self.peer.pid, "VmHWM")
+
+    def run(self):
+        try:
+            self.say("work directory %s (%s)" % (self.work, fs_of(self.work)))
+            snapshot_binaries(self.bin)
+            self.setup_rpc()
+            self.run_rpc()
+            self.setup_ingest()
+            self.run_ingest()
+            self.run_attribution()
+            self.run_reports()
+            self.record_memory()
+            for s in self.procs:
+                if not s.alive():
+                    raise RuntimeError("%s died during the run; see %s" % (s.name, s.log))
+        finally:
+            self.stop()
+        self.elapsed = time.time() - self.started
+        self.say("done in %.1f min" % (self.elapsed / 60))
+        write_report(self)
+
+    def stop(self):
+        for s in reversed(self.procs):
+            s.stop()
+        if getattr(self, "peer", None) is not None:
+            self.peer.terminate()
+            self.peer.wait()
+        if self.pg is not None:
+            self.pg.stop()
+        if not self.a.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def protoc_module(proto, module, deps=()):
+    """Generates the Python module of `proto` (and its `deps`) with protoc into a
+    temporary directory and imports it (python3-protobuf, no pip)."""
+    out = tempfile.mkdtemp(prefix="yw-bench-pb-")
+    subprocess.run(["protoc", "--python_out=" + out, "-I" + os.path.join(ROOT, "proto"),
+                    "-I/usr/include", proto] + list(deps), check=True)
+    sys.path.insert(0, out)
+    import importlib
+    try:
+        return importlib.import_module(os.path.dirname(proto).replace("/", ".") + "." + module)
+    finally:
+        sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def fs_of(path):
+    try:
+        out = subprocess.run(["findmnt", "-no", "SOURCE,FSTYPE", "-T", path],
+                             capture_output=True, text=True).stdout.split()
+        return "%s on %s" % (out[1], out[0])
+    except (OSError, IndexError):
+        return "?"
+
+
+def machine(work):
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = status_mem()
+    debian = "?"
+    try:
+        with open("/etc/debian_version") as f:
+            debian = f.read().strip()
+    except OSError:
+        pass
+    return "%s, %d cores, %.0f GB RAM, Debian %s, Linux %s, data on %s" % (
+        cpu, os.cpu_count(), mem / 1024 / 1024, debian, platform.release(), fs_of(work))
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def status_mem():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1])
+    return 0
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--",
+                                "common", "services", "proto"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+# ---- the report ----
+
+def fmt(x, digits=0):
+    if digits == 0:
+        return "{:,.0f}".format(x)
+    return "{:,.{d}f}".format(x, d=digits)
+
+
+def cell(xs, digits=0, suffix=""):
+    m, lo, hi = med(xs)
+    return "%s%s [%s–%s]" % (fmt(m, digits), suffix, fmt(lo, digits), fmt(hi, digits))
+
+
+def write_report(b):
+    """bench/results/bench(-quick).md and .csv from a finished Bench."""
+    F, S, p = b.fig, b.single, b.p
+    n_exp = p["exposures"]
+    rows = []  # csv: section, figure, unit, median, min, max, runs
+
+    def num(x):
+        return "%.0f" % x if abs(x) >= 100 else "%.2f" % x if abs(x) >= 1 else "%.4f" % x
+
+    def row(section, figure, unit, xs):
+        m, lo, hi = med(xs)
+        rows.append([section, figure, unit, num(m), num(lo), num(hi), len(xs)])
+
+    md = []
+    md.append("# yaowei benchmarks (%s)" % b.profile_name)
+    md.append("")
+    md.append("Run %s on %s. Load average (1, 5, 15 min) at the start %s, at the end %s "
+              "(the machine is shared). Build %s. %d runs per figure, median [min–max]; what "
+              "is compared ran interleaved. Total time %.1f min."
+              % (b.date, b.machine, b.load_start, loadavg(), git_rev(), b.runs, b.elapsed / 60))
+    md.append("")
+    md.append("## 1. Unary RPC (%s creators; loadgen, one channel, %d s per run)"
+              % (fmt(p["creators"]), p["rpc_seconds"]))
+    md.append("")
+    md.append("| method | server | in flight | QPS | p50 µs | p99 µs | server CPU µs/call |")
+    md.append("|---|---|---|---|---|---|---|")
+    names = {"yaowei": ("GetCreator", "creator profile"),
+             "cpp": ("GetCreator", "C++ async peer"),
+             "score": ("ScoreCreator", "tier scoring (+ creator profile)")}
+    for who in ("yaowei", "cpp", "score"):
+        for n in INFLIGHT:
+            g = lambda k: F[("rpc", who, n, k)]  # noqa: E731
+            md.append("| %s | %s | %d | %s | %s | %s | %s |" % (
+                names[who][0], names[who][1], n, cell(g("qps")), cell(g("p50_us")),
+                cell(g("p99_us")), cell(g("server_cpu_us_per_call"), 1)))
+            for k, unit in (("qps", "calls/s"), ("p50_us", "us"), ("p99_us", "us"),
+                            ("server_cpu_us_per_call", "us CPU/call")):
+                row("rpc", "%s %s %d in flight %s" % (names[who][0], who, n, k), unit, g(k))
+    md.append("")
+    md.append("GetCreator, creator profile ÷ C++ async peer (per run, then median): "
+              + "; ".join("%d in flight: QPS %s, CPU/call %s" % (
+                  n, cell(F[("rpc", "ratio", n, "qps")], 2, "×"),
+                  cell(F[("rpc", "ratio", n, "cpu")], 2, "×")) for n in INFLIGHT) + ".")
+    md.append("")
+    md.append("The same servers under h2load (nghttp2's HTTP/2 load generator, a lighter "
+              "client: 1 connection × 64 streams, %s calls a run): creator profile %s calls/s, "
+              "%s µs CPU/call; C++ async peer %s calls/s, %s µs CPU/call; ratio %s."
+              % (fmt(p["h2load_calls"]), cell(F[("h2load", "yaowei", "qps")]),
+                 cell(F[("h2load", "yaowei", "cpu")], 1), cell(F[("h2load", "cpp", "qps")]),
+                 cell(F[("h2load", "cpp", "cpu")], 1),
+                 cell(F[("h2load", "ratio", "qps")], 2, "×")))
+    for who in ("yaowei", "cpp"):
+        row("rpc", "GetCreator h2load %s QPS" % who, "calls/s", F[("h2load", who, "qps")])
+        row("rpc", "GetCreator h2load %s server CPU" % who, "us CPU/call",
+            F[("h2load", who, "cpu")])
+    row("rpc", "GetCreator h2load QPS ratio yaowei/cpp", "x", F[("h2load", "ratio", "qps")])
+    for n in INFLIGHT:
+        row("rpc", "GetCreator QPS ratio yaowei/cpp %d in flight" % n, "x",
+            F[("rpc", "ratio", n, "qps")])
+        row("rpc", "GetCreator CPU/call ratio yaowei/cpp %d in flight" % n, "x",
+            F[("rpc", "ratio", n, "cpu")])
+    md.append("")
+    md.append("## 2. Exposure ingestion, durable, %s exposures stored first (%s after)"
+              % (fmt(n_exp), fmt(S["stored_after_ingest"])))
+    md.append("")
+    md.append("| path | exposures/s | p50 ms | p99 ms | server CPU µs/exposure |")
+    md.append("|---|---|---|---|---|")
+    paths = [("unary", "RecordExposures, 1,000 a call, 4 in flight"),
+             ("stream", "IngestExposures, one stream (latency: the whole stream)"),
+             ("ceiling", "fsync ceiling: write + fdatasync per 1,000, one at a time"),
+             ("pg", "PostgreSQL 15 COPY, 1,000 a transaction, 4 connections"),
+             ("pg_wide", "PostgreSQL 15 COPY, 1,000 a transaction, %d connections"
+              % PG_WIDE_INFLIGHT)]
+    for who, label in paths:
+        g = lambda k: F[("ingest", who, k)]  # noqa: E731
+        cpu = cell(g("cpu"), 2) if ("ingest", who, "cpu") in F else "–"
+        md.append("| %s | %s | %s | %s | %s |" % (label, cell(g("rate")), cell(g("p50_ms"), 1),
+                                                  cell(g("p99_ms"), 1), cpu))
+        row("ingest", "%s exposures/s" % who, "exposures/s", g("rate"))
+        row("ingest", "%s p50" % who, "ms", g("p50_ms"))
+        row("ingest", "%s p99" % who, "ms", g("p99_ms"))
+        if ("ingest", who, "cpu") in F:
+            row("ingest", "%s server CPU" % who, "us/exposure", g("cpu"))
+    md.append("")
+    md.append("Ratios (per run, then median): RecordExposures ÷ PostgreSQL (4 connections) %s, "
+              "÷ PostgreSQL (%d) %s, ÷ ceiling %s; IngestExposures ÷ PostgreSQL (4) %s, ÷ "
+              "PostgreSQL (%d) %s, ÷ ceiling %s. The service's preload ran at %s exposures/s "
+              "(from empty)."
+              % (cell(F[("ingest", "unary", "vs_pg")], 2, "×"), PG_WIDE_INFLIGHT,
+                 cell(F[("ingest", "unary", "vs_pg_wide")], 2, "×"),
+                 cell(F[("ingest", "unary", "vs_ceiling")], 2, "×"),
+                 cell(F[("ingest", "stream", "vs_pg")], 2, "×"), PG_WIDE_INFLIGHT,
+                 cell(F[("ingest", "stream", "vs_pg_wide")], 2, "×"),
+                 cell(F[("ingest", "stream", "vs_ceiling")], 2, "×"), fmt(S["preload_rate"])))
+    for who in ("unary", "stream"):
+        for k in ("vs_pg", "vs_pg_wide", "vs_ceiling"):
+            row("ingest", "%s %s ratio" % (who, k), "x", F[("ingest", who, k)])
+    md.append("")
+    md.append("## 3. Attribution (orders join the %s stored exposures)" % fmt(n_exp))
+    md.append("")
+    md.append("| figure | median [min–max] |")
+    md.append("|---|---|")
+    md.append("| RecordConversions, 1,000 a call, 4 in flight: conversions/s | %s |"
+              % cell(F[("conv", "rate")]))
+    md.append("| RecordConversions p50 / p99 ms a call | %s / %s |"
+              % (cell(F[("conv", "p50_ms")], 1), cell(F[("conv", "p99_ms")], 1)))
+    md.append("| RecordConversions server CPU µs/conversion | %s |" % cell(F[("conv", "cpu")], 1))
+    md.append("| ExplainConversion, %d in flight: QPS | %s |"
+              % (EXPLAIN_INFLIGHT, cell(F[("explain", "qps")])))
+    md.append("| ExplainConversion p50 / p99 µs | %s / %s |"
+              % (cell(F[("explain", "p50_us")]), cell(F[("explain", "p99_us")])))
+    row("attribution", "RecordConversions conversions/s", "conversions/s", F[("conv", "rate")])
+    row("attribution", "RecordConversions p50", "ms", F[("conv", "p50_ms")])
+    row("attribution", "RecordConversions p99", "ms", F[("conv", "p99_ms")])
+    row("attribution", "RecordConversions server CPU", "us/conversion", F[("conv", "cpu")])
+    row("attribution", "ExplainConversion QPS", "calls/s", F[("explain", "qps")])
+    row("attribution", "ExplainConversion p50", "us", F[("explain", "p50_us")])
+    row("attribution", "ExplainConversion p99", "us", F[("explain", "p99_us")])
+    md.append("")
+    md.append("## 4. Reports: GetTierReport over %d days, one call at a time" % REPORT_DAYS)
+    md.append("")
+    tiers = {1: "head", 2: "mid", 3: "tail", 4: "amateur"}
+    md.append("p50 %s ms, p99 %s ms, %s calls/s (%d of them without every tier label). The "
+              "first call, which fetches the tier labels of every creator from tier scoring, "
+              "took %s ms and left %s creators unlabeled; every label was in after %d calls "
+              "(%.1f s). The report: %s."
+              % (cell(F[("report", "p50_ms")], 1), cell(F[("report", "p99_ms")], 1),
+                 cell(F[("report", "qps")], 1), sum(F[("report", "degraded")]),
+                 fmt(S["report_cold_ms"]), fmt(S["report_cold_unlabeled"]),
+                 S["report_calls_to_labels"], S["report_labels_s"],
+                 ", ".join("%s %s creators, %s impressions" % (tiers.get(t, "unlabeled"),
+                                                               fmt(c), fmt(i))
+                           for t, c, i in b.report_rows)))
+    row("reports", "GetTierReport p50", "ms", F[("report", "p50_ms")])
+    row("reports", "GetTierReport p99", "ms", F[("report", "p99_ms")])
+    row("reports", "GetTierReport first call", "ms", [S["report_cold_ms"]])
+    md.append("")
+    md.append("## 5. Memory: peak RSS (VmHWM) over 1–4")
+    md.append("")
+    md.append("| process | peak RSS MB |")
+    md.append("|---|---|")
+    for key, label in (("rss_creator_profile", "creator profile"),
+                       ("rss_tier_scoring", "tier scoring"),
+                       ("rss_attribution", "attribution (%s exposures stored at the end)"
+                        % fmt(S["stored_after_ingest"])),
+                       ("rss_cpp", "C++ peer (for comparison)")):
+        md.append("| %s | %s |" % (label, fmt(S[key] / 1024)))
+        row("memory", "%s peak RSS" % key[4:], "MB", [S[key] / 1024])
+    md.append("")
+    md.append("Attribution's RSS with exactly %s exposures stored (right after the preload): "
+              "%s MB." % (fmt(n_exp), fmt(S["attr_rss_at_n_kib"] / 1024)))
+    row("memory", "attribution RSS at %d stored" % n_exp, "MB", [S["attr_rss_at_n_kib"] / 1024])
+    md.append("")
+    md.append("## Targets (issue 5)")
+    md.append("")
+    md.append("| target | measured | |")
+    md.append("|---|---|---|")
+
+    def target(label, value_text, ok):
+        md.append("| %s | %s | %s |" % (label, value_text, "met" if ok else "**missed**"))
+        rows.append(["target", label, "", value_text, "", "", "met" if ok else "missed"])
+
+    r64 = med(F[("rpc", "ratio", 64, "qps")])[0]
+    target("GetCreator QPS at 64 in flight ≥ %.1f× the C++ async peer" % TARGET_RATIO,
+           "%.2f×" % r64, r64 >= TARGET_RATIO)
+    rate = med(F[("ingest", "unary", "rate")])[0]
+    target("durable exposure ingestion ≥ %s/s with %s stored (RecordExposures)"
+           % (fmt(TARGET_INGEST), fmt(n_exp)), fmt(rate), rate >= TARGET_INGEST)
+    vs = med(F[("ingest", "unary", "vs_pg")])[0]
+    target("… and ≥ %.0f× PostgreSQL COPY" % TARGET_PG_RATIO, "%.2f×" % vs, vs >= TARGET_PG_RATIO)
+    p99 = med(F[("report", "p99_ms")])[0]
+    target("GetTierReport p99 < %.0f ms" % TARGET_REPORT_P99_MS, "%.1f ms" % p99,
+           p99 < TARGET_REPORT_P99_MS)
+    for key, label in (("rss_creator_profile", "creator profile"),
+                       ("rss_tier_scoring", "tier scoring")):
+        mb = S[key] / 1024
+        target("%s peak RSS < %.0f MB" % (label, TARGET_RSS_MB), "%s MB" % fmt(mb),
+               mb < TARGET_RSS_MB)
+    at_n, peak = S["attr_rss_at_n_kib"] / 1024, S["rss_attribution"] / 1024
+    target("attribution peak RSS < %.0f MB at %s exposures" % (TARGET_RSS_MB, fmt(n_exp)),
+           "%s MB at %s stored, %s MB peak (%s stored at the end)"
+           % (fmt(at_n), fmt(n_exp), fmt(peak), fmt(S["stored_after_ingest"])),
+           max(at_n, peak) < TARGET_RSS_MB)
+    md.append("")
+    suffix = "" if b.profile_name == "full" else "-quick"
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(RESULTS, "bench%s.md" % suffix), "w") as f:
+        f.write(text)
+    with open(os.path.join(RESULTS, "bench%s.csv" % suffix), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["section", "figure", "unit", "median", "min", "max", "runs_or_result"])
+        w.writerows(rows)
+    print(text)
+    print("written: %s/bench%s.md, .csv; raw output: runs-%s.log" % (RESULTS, suffix,
+                                                                      b.profile_name))
+
+
+def main():
+    ap = argparse.ArgumentParser(description="every benchmark of issue 5 (make bench)")
+    ap.add_argument("--quick", action="store_true", help="1M exposures, shorter runs")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    if a.runs < 1:
+        ap.error("--runs must be >= 1")
+    Bench(a).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+/*
+ * attr_xstore.h — the exposure store: the exposure log (attr_log.h), the index files
+ * beside it (attr_xidx.h) and the runs of the state (attr_state.h) that are not yet
+ * indexed, kept together so that memory does not grow with the exposures kept.
+ *
+ *   admit/commit (attr_state.h, by the service) -> the open run (memory, exact)
+ *   the run reaches ATTR_XSTORE_RUN exposures, or ATTR_XSTORE_RUN_AGE_MS passes
+ *     -> sealed -> the builder thread writes its index file (sorted, synced, renamed)
+ *     -> published: the file joins the lookups, its event ids the Bloom filters
+ *     -> the run leaves memory once no lookup started before the publication is left
+ *   ATTR_XSTORE_FANIN files of the same size class in a row -> merged into one
+ *
+ * Builds, merges and lookups run on three threads of their own, so that none waits
+ * behind another's long job; when the builder falls behind (ATTR_XSTORE_MAX_UNBUILT
+ * sealed runs not indexed yet), appends to the log wait, so that memory stays bounded
+ * and the clients' acknowledgements slow down instead. Lookups read the files with
+ * pread (the page cache holds the bytes, not this process): attr_xstore_confirm() settles event ids
+ * the Bloom filters were unsure of, attr_xstore_join() finds the candidates of conversions. A
+ * lookup sees a "view": the files published when it began; the runs published after
+ * stay in memory until it is done, so that memory and the view together always hold
+ * every exposure.
+ *
+ * Start-up (attr_xstore_open()) rebuilds the rest: index files that are not whole, or
+ * do not continue the previous one, are deleted; the log after the last file is read,
+ * committed into runs and indexed; the rollups of the files go into the state, their
+ * ids into the Bloom filters, and the loaded conversions get the candidates the files
+ * hold. Nothing is replayed that a file covers.
+ *
+ * Threads: everything here is loop-thread only, but for the work it hands to its two
+ * threads. Callbacks run on the loop.
+ */
+#ifndef ATTR_XSTORE_H
+#define ATTR_XSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_state.h"
+#include "services/attribution/attr_work.h"
+#include "services/attribution/attr_xidx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Exposures per run by default (the not-yet-indexed exposures in memory: about 2 runs). */
+#define ATTR_XSTORE_RUN 65536
+/** An open run older than this is sealed anyway (a quiet service indexes it too). */
+#define ATTR_XSTORE_RUN_AGE_MS 10000
+/** Files of one size class merged at once. */
+#define ATTR_XSTORE_FANIN 8
+/** Sealed runs not yet indexed at most: past it, appends wait for the builder. */
+#define ATTR_XSTORE_MAX_UNBUILT 2
+/** Lookup threads: a batch of conversions is looked up in this many parts at once. */
+#define ATTR_XSTORE_LOOKERS 2
+
+typedef struct st_attr_xstore_t attr_xstore_t;
+typedef struct st_attr_xview_t attr_xview_t;
+
+/** What attr_xstore_open() found and did (for the start-up log line). */
+typedef struct st_attr_xstore_stats_t {
+    uint64_t segments, files, files_dropped, indexed_events;
+    uint64_t tail_events, tail_duplicates, tail_runs;
+    uint64_t conversions_looked_up, candidates_found;
+} attr_xstore_stats_t;
+
+/**
+ * Opens the store in `dir` (which must exist) for the state `st` (settings, conversions
+ * and the pruned-segment rollups already loaded; in `defer` mode): see above. Runs are
+ * sealed at `run_exposures` exposures (0: ATTR_XSTORE_RUN). `pruned` lists the segments
+ * whose counts are in the database (their files are deleted if still there). Starts
+ * writing a new segment and the threads. Blocking (start-up). Returns 0 or a negative
+ * errno with a message in `err`.
+ */
+int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, attr_state_t *st,
+                     const uint64_t *pruned, size_t n_pruned, int64_t now_ns, attr_xstore_t **out,
+                     attr_xstore_stats_t *stats, char *err, size_t errlen);
+
+/**
+ * Syncs and closes everything (blocking: for shutdown): lookups finish, the log writes
+ * what is queued (the `done` callbacks run), the open run is indexed, the builder
+ * finishes; `closed` runs later on the loop.
+ */
+void attr_xstore_close(attr_xstore_t *xs, void (*closed)(void *arg), void *arg);
+
+/* ---- the log ---- */
+
+/**
+ * Queues a batch on the log (attr_log_append()), or holds it back (in order) while the
+ * builder is behind. Returns 0 (its `done` will run) or a negative errno.
+ */
+int attr_xstore_append(attr_xstore_t *xs, attr_log_batch_t *batch);
+
+/**
+ * Tells the store that the exposures of a durable batch were committed into the state
+ * (with attr_exposure_commit_at(), at batch->seq and their batch->rec_off): it extends
+ * the open run's stretch of the log, and seals and indexes the run when full.
+ */
+void attr_xstore_committed(attr_xstore_t *xs, const attr_log_batch_t *batch);
+
+/** The segment being written. */
+uint64_t attr_xstore_current_seq(attr_xstore_t *xs);
+
+/* ---- lookups ---- */
+
+/** An event-id check: are these ids (ATTR_UNSURE admissions) in the index files? */
+typedef struct st_attr_xconfirm_t {
+    attr_job_t job; /* private */
+    /* in (the caller's arrays, kept unchanged until `done`) */
+    size_t n;
+    const attr_pexp_t *const *events;
+    /* out */
+    uint8_t *dup; /* the caller's, n entries: 1 when found */
+    int status;   /* 0, or a negative errno: nothing is known */
+    void (*done)(struct st_attr_xconfirm_t *req);
+    void *data;
+    /* private */
+    attr_xstore_t *xs;
+    attr_xview_t *view;
+} attr_xconfirm_t;
+
+/**
+ * Takes the view of `req` now: call it when the first unsure id of a batch is admitted
+ * (the memory checks of that admission and of the later ones, with this view, then
+ * cover every stored exposure). Idempotent.
+ */
+void attr_xstore_confirm_begin(attr_xstore_t *xs, attr_xconfirm_t *req);
+
+/** Queues the check; `done` runs on the loop. Returns 0 or -ESHUTDOWN (it will not). */
+int attr_xstore_confirm(attr_xstore_t *xs, attr_xconfirm_t *req);
+
+/** Drops the view of a request that will not be submitted. */
+void attr_xstore_confirm_cancel(attr_xstore_t *xs, attr_xconfirm_t *req);
+
+/** One candidate touch found in the index files. Strings are the request's. */
+typedef struct st_attr_xcand_t {
+    const char *event_id, *creator, *note;
+    uint32_t event_id_len, creator_len, note_len;
+    int kind;
+    int64_t watch_ms, occur_ns;
+} attr_xcand_t;
+
+/** What to look up for one conversion (strings kept unchanged until `done`). */
+typedef struct st_attr_xjoin_q_t {
+    uint64_t vp_hash;
+    const char *viewer, *product;
+    uint32_t viewer_len, product_len;
+    int64_t occur_ns; /* candidates at or before it */
+} attr_xjoin_q_t;
+
+typedef struct st_attr__jpart_t attr__jpart_t;
+
+typedef struct st_attr_xjoin_t {
+    /* in */
+    size_t n;
+    const attr_xjoin_q_t *q;
+    /* out: read the candidates with attr_xjoin_cands() */
+    int status;
+    void (*done)(struct st_attr_xjoin_t *req);
+    void *data;
+    /* private */
+    attr_xstore_t *xs;
+    attr_xview_t *view;
+    attr__jpart_t *parts;
+    int n_parts, parts_left;
+} attr_xjoin_t;
+
+/**
+ * Looks up the candidates of `req->n` conversions in the index files (the runs in
+ * memory are the state's to search, at commit), in up to ATTR_XSTORE_LOOKERS parts at
+ * once. `done` runs on the loop; then free the results with attr_xjoin_free(). Returns
+ * 0, -ENOMEM or -ESHUTDOWN (done will not run).
+ */
+int attr_xstore_join(attr_xstore_t *xs, attr_xjoin_t *req);
+
+/** The candidates found for q[i] (`*n` of them; valid until attr_xjoin_free()). */
+const attr_xcand_t *attr_xjoin_cands(const attr_xjoin_t *req, size_t i, size_t *n);
+
+/** Frees what a join request's lookup allocated (not the request itself). */
+void attr_xjoin_free(attr_xjoin_t *req);
+
+/** Whether any index file is published (no file: nothing to look up). */
+int attr_xstore_has_files(const attr_xstore_t *xs);
+
+/* ---- maintenance ---- */
+
+/** Seals an open run older than ATTR_XSTORE_RUN_AGE_MS; retries failed builds. */
+void attr_xstore_tick(attr_xstore_t *xs, int64_t now_ns);
+
+/**
+ * The oldest segment, when every exposure of it arrived before `limit_ns` and it is
+ * not the one being written: 1 with its seq and path (4096 bytes), else 0.
+ */
+int attr_xstore_prunable(attr_xstore_t *xs, int64_t limit_ns, uint64_t *seq, char *path);
+
+/**
+ * Segment `seq` (the oldest) is pruned (its counts are in the database): deletes it,
+ * the index files that only cover pruned segments, and the Bloom filters of those.
+ */
+void attr_xstore_pruned(attr_xstore_t *xs, uint64_t seq);
+
+/** What the store holds, for logs and metrics. */
+typedef struct st_attr_xstore_info_t {
+    uint64_t segments, files, file_entries, views, runs_waiting;
+    uint64_t runs_built, merges, build_failures;
+    size_t fence_bytes, bloom_bytes, run_bytes;
+} attr_xstore_info_t;
+
+void attr_xstore_info(const attr_xstore_t *xs, attr_xstore_info_t *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
