@@ -12,6 +12,9 @@ APT_PACKAGES := bazel-bootstrap bazel-rules-java libgrpc-dev libprotobuf-c-dev \
 	protobuf-c-compiler libuv1-dev libsqlite3-dev grpc-proto libprotobuf-dev \
 	protobuf-compiler python3-grpcio python3-protobuf python3-pytest nghttp2-client \
 	sqlite3 gcc g++ make libmicrohttpd-dev libsystemd-dev python3-yaml systemd
+# Trust (issue 7): libcrypto checks TLS files and hashes bearer tokens, jansson reads
+# --auth-config, the openssl CLI makes the tests' certificates.
+APT_PACKAGES += libssl-dev libjansson-dev openssl
 
 # `make run` (tools/demo/run.sh): QUICK=1 a first look in well under a minute; SERVE=1
 # keeps the services up after the report (Ctrl-C stops them); SEED the workload's seed;
@@ -89,3 +92,33 @@ test: check-deploy asan unit integration
 clean:
 	$(BAZEL) clean
 
+# ---- Trust (issue 7): fuzzing and soak -------------------------------------------------
+# libFuzzer targets are built with clang outside Bazel (tests/fuzz/build.sh) against the
+# protobuf-c code Bazel generates; `make test` runs each for FUZZ_SMOKE_SECONDS, `make
+# fuzz` for FUZZ_SECONDS (corpora: tests/fuzz/corpus/<target>/). `make soak` holds each
+# service under load for SOAK_SECONDS (tests/integration/test_load.py).
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+FUZZ_OUT ?= /tmp/yaowei-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+SOAK_SECONDS ?= 180
+
+.PHONY: fuzz-deps fuzz-build fuzz fuzz-smoke soak
+
+fuzz-deps:
+	$(call apt_install,$(FUZZ_PACKAGES))
+
+fuzz-build: deps fuzz-deps
+	BAZEL=$(BAZEL) tests/fuzz/build.sh $(FUZZ_OUT)
+
+fuzz: fuzz-build
+	YW_FUZZ_OUT=$(FUZZ_OUT) tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	YW_FUZZ_OUT=$(FUZZ_OUT) tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+soak: build
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_LOAD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
+		-p no:cacheprovider tests/integration/test_load.py
+
+test: fuzz-smoke

@@ -6,12 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
 
+#include "common/auth.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/tls.h"
 
 /* Each service binary links exactly one descriptor set (//proto:*_descriptors). Weak so
  * that unit tests can link the runtime without one. */
@@ -35,6 +38,9 @@ struct st_yw_app_t {
     yw_metrics_t *metrics;
     yw_metrics_http_t *metrics_http;
     yw_metric_t *commit_seconds, *commits_ok, *commits_failed, *write_jobs;
+    yw_tls_t *tls;
+    yw_auth_t *auth;
+    grpc_server_credentials *server_creds; /* until the server started */
 };
 
 static const yw_option_t yw__common_options[] = {
@@ -54,6 +60,24 @@ static const yw_option_t yw__common_options[] = {
      "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error", NULL},
     {"metrics-listen", "YW_METRICS_LISTEN", "",
      "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off", NULL},
+    {"tls-cert", "YW_TLS_CERT", "",
+     "PEM certificate chain: serve TLS (and present it to peers as client certificate)", NULL},
+    {"tls-key", "YW_TLS_KEY", "", "PEM private key of --tls-cert", NULL},
+    {"tls-client-ca", "YW_TLS_CLIENT_CA", "",
+     "PEM CA bundle: mutual TLS, a client certificate that chains to it is required", NULL},
+    {"peer-tls-ca", "YW_PEER_TLS_CA", "",
+     "PEM CA bundle: call peer services over TLS, verifying them against it", NULL},
+    {"insecure", "YW_INSECURE", "0",
+     "serve plaintext on a non-loopback --listen address (without TLS only loopback is "
+     "allowed); may be given alone",
+     NULL},
+    {"auth-config", "YW_AUTH_CONFIG", "",
+     "JSON file of allowed callers (mTLS SAN or bearer token) and per-method roles; empty: "
+     "off",
+     NULL},
+    {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection", NULL},
+    {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
+     "concurrent calls one client connection may have open; more wait for a free slot", NULL},
 };
 
 yw_app_t *yw_app_from_call(const yw_call_t *call)
@@ -244,20 +268,83 @@ static int yw__mkdirs(const char *path)
     return 0;
 }
 
+/*
+ * Transport security, before anything is opened: TLS material, the auth config, and
+ * the loopback rule (plaintext only on loopback unless --insecure says otherwise).
+ */
+static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
+{
+    int insecure = 0, rc;
+    if ((rc = yw_config_bool(app->opts, app->n_opts, "insecure", &insecure, err, errlen)) != 0) {
+        return rc;
+    }
+    yw_tls_config_t tcfg = {
+        .cert_file = yw_app_option(app, "tls-cert"),
+        .key_file = yw_app_option(app, "tls-key"),
+        .client_ca_file = yw_app_option(app, "tls-client-ca"),
+        .peer_ca_file = yw_app_option(app, "peer-tls-ca"),
+    };
+    if ((rc = yw_tls_load(&tcfg, &app->tls, err, errlen)) != 0) {
+        return rc;
+    }
+    const char *listen = yw_app_option(app, "listen");
+    const char *auth_file = yw_app_option(app, "auth-config");
+    if (auth_file != NULL && auth_file[0] != '\0' &&
+        (rc = yw_auth_load(auth_file, &app->auth, err, errlen)) != 0) {
+        return rc;
+    }
+    if (!yw_tls_serves(app->tls) && !yw_listen_is_loopback(listen)) {
+        if (!insecure) {
+            snprintf(err, errlen,
+                     "--listen %s: without TLS a service listens only on loopback (127.0.0.1, "
+                     "[::1], localhost); give --tls-cert and --tls-key, or --insecure to serve "
+                     "plaintext on this address anyway",
+                     listen);
+            return -EPERM;
+        }
+        yw_log(YW_LOG_WARN,
+               "--insecure: serving PLAINTEXT gRPC on non-loopback %s: no encryption, no "
+               "client certificates%s",
+               listen,
+               app->auth != NULL ? "; bearer tokens travel in clear text"
+                                 : "; anyone who reaches the port may call every method");
+    } else if (insecure && yw_tls_serves(app->tls)) {
+        yw_log(YW_LOG_INFO, "--insecure has no effect: the service serves TLS");
+    }
+    if (yw_tls_mutual(app->tls) && app->auth == NULL) {
+        yw_log(YW_LOG_INFO, "mutual TLS without --auth-config: every client certificate that "
+                            "chains to --tls-client-ca may call every method");
+    }
+    return 0;
+}
+
 static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
-    long long max_bytes = 0, grace = 0, reuse = 0;
+    long long max_bytes = 0, grace = 0, reuse = 0, max_streams = 0;
+    int reflection = 1;
     int rc;
     if ((rc = yw_config_int(app->opts, app->n_opts, "max-message-bytes", &max_bytes, err,
                             errlen)) != 0 ||
         (rc = yw_config_int(app->opts, app->n_opts, "grace-ms", &grace, err, errlen)) != 0 ||
-        (rc = yw_config_int(app->opts, app->n_opts, "reuse-port", &reuse, err, errlen)) != 0) {
+        (rc = yw_config_int(app->opts, app->n_opts, "reuse-port", &reuse, err, errlen)) != 0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "max-streams-per-connection", &max_streams, err,
+                            errlen)) != 0 ||
+        (rc = yw_config_bool(app->opts, app->n_opts, "reflection", &reflection, err, errlen)) !=
+            0) {
         return rc;
     }
     if (max_bytes <= 0 || max_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--max-message-bytes: must be within 1..1073741824");
         return -EINVAL;
+    }
+    if (max_streams < 1 || max_streams > 1000000) {
+        snprintf(err, errlen, "--max-streams-per-connection: must be within 1..1000000, got %lld",
+                 max_streams);
+        return -EINVAL;
+    }
+    if ((rc = yw__security_setup(app, err, errlen)) != 0) {
+        return rc;
     }
     if ((rc = yw__metrics_setup(app, err, errlen)) != 0) {
         return rc;
@@ -266,6 +353,8 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the runtime: %s", uv_strerror(rc));
         return rc;
     }
+    /* Peers (client.h) over TLS when --peer-tls-ca is set; the runtime owns the ref. */
+    yw_runtime_set_channel_credentials(app->rt, yw_tls_channel_credentials(app->tls));
     if (def->db_file != NULL) {
         const char *dir = yw_app_option(app, "data-dir");
         if ((rc = yw__mkdirs(dir)) != 0) {
@@ -289,7 +378,13 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "no descriptor set is linked into this binary");
         return -EINVAL;
     }
+    app->server_creds = yw_tls_server_credentials(app->tls);
+    if (yw_tls_serves(app->tls) && app->server_creds == NULL) {
+        snprintf(err, errlen, "--tls-cert/--tls-key: gRPC refused the TLS credentials");
+        return -EINVAL;
+    }
     yw_server_config_t cfg = {
+        .credentials = app->server_creds,
         .listen = yw_app_option(app, "listen"),
         .max_receive_bytes = (int)max_bytes,
         .grace_ms = (int)grace,
@@ -297,6 +392,9 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         .descriptor_set = yw_descriptor_set,
         .descriptor_set_len = yw_descriptor_set_len,
         .metrics = app->metrics,
+        .max_streams_per_connection = (int)max_streams,
+        .auth = app->auth,
+        .reflection_off = !reflection,
     };
     if ((rc = yw_server_create(app->rt, &cfg, &app->server, err, errlen)) != 0) {
         return rc;
@@ -310,7 +408,12 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
     if (def->init != NULL && (rc = def->init(app, err, errlen)) != 0) {
         return rc;
     }
-    if ((rc = yw_server_start(app->server, err, errlen)) != 0) {
+    rc = yw_server_start(app->server, err, errlen);
+    if (app->server_creds != NULL) {
+        grpc_server_credentials_release(app->server_creds);
+        app->server_creds = NULL;
+    }
+    if (rc != 0) {
         return rc;
     }
     uv_loop_t *loop = yw_runtime_loop(app->rt);
@@ -349,7 +452,18 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         memcpy(app->opts + nc, def->options, def->n_options * sizeof *def->options);
     }
     app->n_opts = nc + def->n_options;
-    int rc = yw_config_parse(argc, argv, app->opts, app->n_opts, def->program, def->summary);
+    /* Switches may be given alone: "--insecure" is "--insecure=1". */
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (args == NULL) {
+        fprintf(stderr, "%s: out of memory\n", def->program);
+        free(app);
+        return 1;
+    }
+    for (int i = 0; i < argc; i++) {
+        args[i] = strcmp(argv[i], "--insecure") == 0 ? "--insecure=1" : argv[i];
+    }
+    int rc = yw_config_parse(argc, args, app->opts, app->n_opts, def->program, def->summary);
+    free(args); /* option values point into argv or string literals, never into args */
     if (rc != 0) {
         free(app);
         return rc > 0 ? 0 : 2;
@@ -384,14 +498,28 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
             yw_runtime_run(app->rt);
         }
     } else {
-        yw_log(YW_LOG_INFO, "serving %s on %s (port %d)", def->service->name,
-               yw_app_option(app, "listen"), yw_server_port(app->server));
+        yw_log(YW_LOG_INFO, "serving %s on %s (port %d, %s, auth %s, reflection %s)",
+               def->service->name, yw_app_option(app, "listen"), yw_server_port(app->server),
+               yw_tls_mutual(app->tls)   ? "mutual TLS"
+               : yw_tls_serves(app->tls) ? "TLS"
+                                         : "plaintext",
+               app->auth != NULL ? "on" : "off",
+               yw_app_option(app, "reflection") != NULL &&
+                       strcasecmp(yw_app_option(app, "reflection"), "off") != 0 &&
+                       strcmp(yw_app_option(app, "reflection"), "0") != 0
+                   ? "on"
+                   : "off");
         yw__notify("READY=1\nSTATUS=serving");
         yw_runtime_run(app->rt);
+    }
+    if (app->server_creds != NULL) { /* a start that failed before the server started */
+        grpc_server_credentials_release(app->server_creds);
     }
     if (app->rt != NULL) {
         yw_runtime_destroy(app->rt);
     }
+    yw_auth_destroy(app->auth);
+    yw_tls_destroy(app->tls);
     /* Last: nothing updates the registry any more (the store's threads are joined). */
     yw_metrics_http_stop(app->metrics_http);
     yw_metrics_destroy(app->metrics);

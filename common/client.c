@@ -61,9 +61,13 @@ int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out)
     args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
     args[2].value.integer = YW_CHANNEL_MAX_BACKOFF_MS;
     grpc_channel_args chargs = {.num_args = 3, .args = args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    /* TLS when the runtime has peer credentials (--peer-tls-ca), else plaintext. */
+    grpc_channel_credentials *tls = yw_runtime_channel_credentials(rt);
+    grpc_channel_credentials *creds = tls != NULL ? tls : grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(target, creds, &chargs);
-    grpc_channel_credentials_release(creds);
+    if (tls == NULL) {
+        grpc_channel_credentials_release(creds);
+    }
     if (ch->channel == NULL) {
         free(ch);
         return -EINVAL;

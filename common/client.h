@@ -27,7 +27,11 @@ typedef struct st_yw_channel_t yw_channel_t;
 #define YW_CHANNEL_MIN_BACKOFF_MS 100
 #define YW_CHANNEL_MAX_BACKOFF_MS 1000
 
-/** Opens a channel to "HOST:PORT" (plaintext). Returns 0 or a negative errno. */
+/**
+ * Opens a channel to "HOST:PORT": TLS with the runtime's channel credentials when it
+ * has them (yw_runtime_set_channel_credentials(), --peer-tls-ca), else plaintext.
+ * Returns 0 or a negative errno.
+ */
 int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out);
 
 /** Closes the channel; calls still in flight complete with CANCELLED first. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static yw_option_t *yw__config_find(yw_option_t *opts, size_t n, const char *name, size_t len)
 {
@@ -93,4 +94,30 @@ int yw_config_int(const yw_option_t *opts, size_t n, const char *name, long long
     }
     *out = x;
     return 0;
+}
+
+int yw_config_bool(const yw_option_t *opts, size_t n, const char *name, int *out, char *err,
+                   size_t errlen)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+    const char *v = yw_config_get(opts, n, name);
+    if (v == NULL) {
+        *out = 0;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "--%s: \"%s\" is not a boolean (on/off, 1/0, true/false)", name, v);
+    return -EINVAL;
 }

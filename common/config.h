@@ -3,9 +3,12 @@
  * service. Precedence: flag, then environment variable, then default. `--help` prints
  * every option with its variable and default.
  *
- * Common options (yw_common_options()): --listen, --data-dir, --creator-profile-addr,
+ * Common options (app.c): --listen, --data-dir, --creator-profile-addr,
  * --tier-scoring-addr, --log-level, --max-message-bytes, --grace-ms, --reuse-port,
- * --metrics-listen.
+ * --metrics-listen, and the security ones: --tls-cert, --tls-key, --tls-client-ca,
+ * --peer-tls-ca, --insecure, --auth-config, --reflection, --max-streams-per-connection.
+ *
+ * The switch --insecure may be given alone (app.c turns it into --insecure=1).
  */
 #ifndef YW_CONFIG_H
 #define YW_CONFIG_H
@@ -42,6 +45,13 @@ const char *yw_config_get(const yw_option_t *opts, size_t n, const char *name);
 /** Parses an integer option; returns -EINVAL (message in err) when it is not one. */
 int yw_config_int(const yw_option_t *opts, size_t n, const char *name, long long *out, char *err,
                   size_t errlen);
+
+/**
+ * Parses a boolean option: 1/true/yes/on or 0/false/no/off (any case), empty or unset
+ * is 0. Returns -EINVAL (message in err) for anything else.
+ */
+int yw_config_bool(const yw_option_t *opts, size_t n, const char *name, int *out, char *err,
+                   size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 struct st_yw_runtime_t {
@@ -34,6 +35,9 @@ struct st_yw_runtime_t {
     int wake_pending; /* guarded by mu */
     int quit;         /* guarded by mu */
     int stop;         /* loop thread only */
+    grpc_channel_credentials *channel_creds; /* NULL: plaintext */
+    yw_tag_t **deferred;                     /* yw_runtime_defer(), loop thread only */
+    size_t n_deferred, cap_deferred;
 };
 
 static void yw__wake_cb(yw_tag_t *tag, int ok)
@@ -155,6 +159,44 @@ grpc_completion_queue *yw_runtime_cq(yw_runtime_t *rt)
     return rt->cq;
 }
 
+void yw_runtime_set_channel_credentials(yw_runtime_t *rt, grpc_channel_credentials *creds)
+{
+    if (rt->channel_creds != NULL) {
+        grpc_channel_credentials_release(rt->channel_creds);
+    }
+    rt->channel_creds = creds;
+}
+
+grpc_channel_credentials *yw_runtime_channel_credentials(yw_runtime_t *rt)
+{
+    return rt->channel_creds;
+}
+
+int yw_runtime_defer(yw_runtime_t *rt, yw_tag_t *tag)
+{
+    if (rt->n_deferred == rt->cap_deferred) {
+        size_t cap = rt->cap_deferred ? rt->cap_deferred * 2 : 16;
+        yw_tag_t **d = realloc(rt->deferred, cap * sizeof *d);
+        if (d == NULL) {
+            return -ENOMEM;
+        }
+        rt->deferred = d;
+        rt->cap_deferred = cap;
+    }
+    rt->deferred[rt->n_deferred++] = tag;
+    return 0;
+}
+
+/* Runs what yw_runtime_defer() queued, in order, including what those queue. */
+static void yw__run_deferred(yw_runtime_t *rt)
+{
+    for (size_t i = 0; i < rt->n_deferred; i++) {
+        yw_tag_t *tag = rt->deferred[i];
+        tag->cb(tag, 1);
+    }
+    rt->n_deferred = 0;
+}
+
 void yw_runtime_stop(yw_runtime_t *rt)
 {
     rt->stop = 1;
@@ -188,10 +230,16 @@ int yw_runtime_run(yw_runtime_t *rt)
                 tag->cb(tag, ev.success);
             }
         }
+        if (rt->n_deferred > 0) {
+            yw__run_deferred(rt);
+        }
         /* Run libuv only when it has something to do: the waker saw its fd readable, a
          * timer is due, or callbacks are pending (uv_backend_timeout() is then 0). */
         if (woken || (uv_loop_alive(&rt->loop) && uv_backend_timeout(&rt->loop) == 0)) {
             uv_run(&rt->loop, UV_RUN_NOWAIT);
+            if (rt->n_deferred > 0) {
+                yw__run_deferred(rt);
+            }
         }
         if (woken) {
             pthread_mutex_lock(&rt->mu);
@@ -239,9 +287,15 @@ void yw_runtime_destroy(yw_runtime_t *rt)
         if (ev.type == GRPC_OP_COMPLETE && ev.tag != &rt->wake_tag) {
             yw_tag_t *tag = ev.tag;
             tag->cb(tag, 0);
+            yw__run_deferred(rt);
         }
     }
+    yw__run_deferred(rt);
+    free(rt->deferred);
     grpc_completion_queue_destroy(rt->cq);
+    if (rt->channel_creds != NULL) {
+        grpc_channel_credentials_release(rt->channel_creds);
+    }
     uv_walk(&rt->loop, yw__close_walk, NULL);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);

@@ -46,6 +46,14 @@ grpc_completion_queue *yw_runtime_cq(yw_runtime_t *rt);
  */
 int yw_runtime_run(yw_runtime_t *rt);
 
+/**
+ * Runs tag->cb(tag, 1) on the loop right after the callback that is running now returns
+ * (a completion's, or libuv's), before the loop waits again. For work that must not
+ * happen under the caller's feet, e.g. freeing an object the caller may still touch.
+ * Returns 0 or -ENOMEM. Loop thread only.
+ */
+int yw_runtime_defer(yw_runtime_t *rt, yw_tag_t *tag);
+
 /** Asks yw_runtime_run() to return after the current iteration. Loop thread only. */
 void yw_runtime_stop(yw_runtime_t *rt);
 
@@ -54,6 +62,17 @@ void yw_runtime_stop(yw_runtime_t *rt);
  * calls grpc_shutdown(). Every server and channel must be destroyed before.
  */
 void yw_runtime_destroy(yw_runtime_t *rt);
+
+/**
+ * Credentials every channel created on this runtime uses (client.h): TLS to peers
+ * (tls.h, --peer-tls-ca). NULL, the default, is plaintext. The runtime takes the
+ * reference and releases it in yw_runtime_destroy(); a second call releases the
+ * previous one. Set it before creating channels. Loop thread.
+ */
+void yw_runtime_set_channel_credentials(yw_runtime_t *rt, grpc_channel_credentials *creds);
+
+/** The credentials set above (borrowed), or NULL for plaintext. */
+grpc_channel_credentials *yw_runtime_channel_credentials(yw_runtime_t *rt);
 
 /** The wall clock (UTC) as a protobuf Timestamp's seconds and nanos. */
 void yw_wallclock_now(int64_t *seconds, int32_t *nanos);

@@ -27,6 +27,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "common/auth.h"
 #include "common/health.h"
 #include "common/log.h"
 #include "common/reflection.h"
@@ -51,6 +52,8 @@ typedef struct st_yw__reg_t {
     const yw_method_t *method;
     void *handle;
     yw__method_metrics_t *mm;
+    uint64_t auth_roles; /* roles that may call it (auth.h) */
+    int auth_open;       /* no check: no auth config, or health */
 } yw__reg_t;
 
 typedef struct st_yw__outmsg_t {
@@ -62,7 +65,7 @@ struct st_yw_call_t {
     yw_server_t *srv;
     const yw__reg_t *reg; /* NULL: a call to an unknown method */
     grpc_call *call;
-    yw_tag_t tag_new, tag_close, tag_recv, tag_send;
+    yw_tag_t tag_new, tag_close, tag_recv, tag_send, tag_reap;
     gpr_timespec deadline;
     grpc_metadata_array md;
     grpc_call_details details; /* unknown methods only */
@@ -80,6 +83,7 @@ struct st_yw_call_t {
     int sending;      /* a send batch is in flight */
     int ended;        /* on_end was called */
     int receiving;    /* a RECV_MESSAGE is in flight */
+    int reap_queued;  /* a deferred yw__call_maybe_free() is queued (holds `pending`) */
     yw__outmsg_t *out_head, *out_tail;
     grpc_byte_buffer *send_bb; /* the message of the send in flight */
     grpc_status_code code;
@@ -91,6 +95,7 @@ struct st_yw_call_t {
     grpc_metadata rid_md;             /* x-request-id in the trailing metadata of a failure */
     int rid_md_set;                   /* rid_md.value holds a slice */
     size_t rid_len;                   /* 0 until yw_call_request_id() first ran */
+    const char *caller;               /* auth.h caller name, or NULL */
     char rid[YW_REQUEST_ID_MAX + 1];
 };
 
@@ -152,6 +157,7 @@ static uint64_t yw__now_ns(void)
 static void yw__request_call(yw_server_t *srv, const yw__reg_t *reg);
 static void yw__call_pump(yw_call_t *c);
 static void yw__call_maybe_free(yw_call_t *c);
+static void yw__call_free_later(yw_call_t *c);
 static void yw__server_check_down(yw_server_t *srv);
 
 static grpc_byte_buffer *yw__pack(const ProtobufCMessage *msg)
@@ -203,6 +209,11 @@ const yw_method_t *yw_call_method(const yw_call_t *call)
 yw_server_t *yw_call_server(const yw_call_t *call)
 {
     return call->srv;
+}
+
+const char *yw_call_caller(const yw_call_t *call)
+{
+    return call->caller;
 }
 
 void yw_call_set_data(yw_call_t *call, void *data)
@@ -380,7 +391,7 @@ int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
         call->status_msg = strdup(buf);
     }
     yw__call_pump(call);
-    yw__call_maybe_free(call);
+    yw__call_free_later(call);
     return 0;
 }
 
@@ -430,6 +441,37 @@ static void yw__drop_queue(yw_call_t *c)
         free(o);
     }
     c->out_tail = NULL;
+}
+
+static void yw__on_call_reap(yw_tag_t *tag, int ok)
+{
+    yw_call_t *c = YW__CONTAINER(tag, yw_call_t, tag_reap);
+    (void)ok;
+    c->reap_queued = 0;
+    c->pending--;
+    yw__call_maybe_free(c);
+}
+
+/*
+ * After a handler finished a call that nothing holds any more (it was cancelled, or its
+ * last operation already completed), the call is freed once the handler's callback has
+ * returned, never inside yw_call_finish(): the handler may still touch it (clear its
+ * data, log) right after replying. When something holds the call (an operation in
+ * flight, a runtime callback on the stack) that holder frees it, as before.
+ */
+static void yw__call_free_later(yw_call_t *c)
+{
+    if (c->pending > 0 || !c->closed || c->reap_queued) {
+        return;
+    }
+    c->pending++;
+    c->reap_queued = 1;
+    if (yw_runtime_defer(c->srv->rt, &c->tag_reap) != 0) {
+        /* Out of memory: free now, as the runtime did before the deferral. */
+        c->reap_queued = 0;
+        c->pending--;
+        yw__call_maybe_free(c);
+    }
 }
 
 static void yw__on_send(yw_tag_t *tag, int ok)
@@ -793,6 +835,21 @@ static int yw__start_close_or_fail(yw_call_t *c)
     return -EIO;
 }
 
+/* Who may call what (auth.h): finishes the call and returns -1 when the caller may not. */
+static int yw__authorize(yw_call_t *c)
+{
+    size_t alen = 0;
+    const char *authz = yw_call_metadata(c, "authorization", &alen);
+    char msg[320];
+    grpc_status_code st = yw_auth_check(c->srv->cfg.auth, c->call, authz, alen, c->reg->auth_roles,
+                                        &c->caller, msg, sizeof msg);
+    if (st == GRPC_STATUS_OK) {
+        return 0;
+    }
+    yw_call_finish(c, st, "%s: %s", c->reg->method->path, msg);
+    return -1;
+}
+
 static void yw__dispatch_new(yw_call_t *c)
 {
     if (c->reg == NULL) {
@@ -804,6 +861,9 @@ static void yw__dispatch_new(yw_call_t *c)
         yw_call_log(c, YW_LOG_INFO, "unknown method %s: UNIMPLEMENTED", path);
         yw_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method %s is not implemented by this server",
                        path);
+        return;
+    }
+    if (!c->reg->auth_open && yw__authorize(c) != 0) {
         return;
     }
     const yw_method_t *m = c->reg->method;
@@ -843,6 +903,7 @@ static void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
     c->tag_close.cb = yw__on_close;
     c->tag_recv.cb = yw__on_recv;
     c->tag_send.cb = yw__on_send;
+    c->tag_reap.cb = yw__on_call_reap;
     grpc_metadata_array_init(&c->md);
     grpc_completion_queue *cq = yw_runtime_cq(srv->rt);
     grpc_call_error err;
@@ -948,6 +1009,39 @@ static void yw__metrics_free(yw_server_t *srv)
     }
 }
 
+/* ---- auth ---- */
+
+/* Resolves each method's roles once, so that a call costs one AND; health stays open. */
+static int yw__auth_init(yw_server_t *srv, char *err, size_t errlen)
+{
+    const yw_auth_t *auth = srv->cfg.auth;
+    if (auth == NULL) {
+        for (size_t i = 0; i < srv->n_regs; i++) {
+            srv->regs[i].auth_open = 1;
+        }
+        return 0;
+    }
+    const char **paths = calloc(srv->n_regs ? srv->n_regs : 1, sizeof *paths);
+    if (paths == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < srv->n_regs; i++) {
+        paths[i] = srv->regs[i].method->path;
+    }
+    int rc = yw_auth_check_rules(auth, paths, srv->n_regs, err, errlen);
+    free(paths);
+    if (rc != 0) {
+        return rc;
+    }
+    const yw_service_t *health = yw_health_service(srv->health);
+    for (size_t i = 0; i < srv->n_regs; i++) {
+        srv->regs[i].auth_open = srv->regs[i].svc == health;
+        srv->regs[i].auth_roles = yw_auth_method_roles(auth, srv->regs[i].method->path);
+    }
+    return 0;
+}
+
 /* ---- server ---- */
 
 static void yw__on_reap(uv_timer_t *t)
@@ -985,15 +1079,19 @@ int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_
         snprintf(err, errlen, "health: cannot create (%d)", rc);
         goto fail;
     }
-    rc = yw_reflection_create(cfg->descriptor_set, cfg->descriptor_set_len, &srv->reflection, err,
-                              errlen);
-    if (rc != 0) {
-        goto fail;
+    if (!cfg->reflection_off) {
+        rc = yw_reflection_create(cfg->descriptor_set, cfg->descriptor_set_len, &srv->reflection,
+                                  err, errlen);
+        if (rc != 0) {
+            goto fail;
+        }
     }
     srv->tag_shutdown.cb = NULL;
     if ((rc = yw_server_add_service(srv, yw_health_service(srv->health))) != 0 ||
-        (rc = yw_server_add_service(srv, yw_reflection_service_v1(srv->reflection))) != 0 ||
-        (rc = yw_server_add_service(srv, yw_reflection_service_v1alpha(srv->reflection))) != 0) {
+        (srv->reflection != NULL &&
+         ((rc = yw_server_add_service(srv, yw_reflection_service_v1(srv->reflection))) != 0 ||
+          (rc = yw_server_add_service(srv, yw_reflection_service_v1alpha(srv->reflection))) !=
+              0))) {
         snprintf(err, errlen, "cannot add the health and reflection services");
         goto fail;
     }
@@ -1040,7 +1138,7 @@ size_t yw_server_service_names(const yw_server_t *srv, const char **names, size_
 
 int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
 {
-    grpc_arg args[3];
+    grpc_arg args[4];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = srv->cfg.max_receive_bytes;
@@ -1050,7 +1148,14 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
     args[2].value.integer = srv->cfg.reuse_port ? 1 : 0;
-    grpc_channel_args chargs = {.num_args = 3, .args = args};
+    size_t nargs = 3;
+    if (srv->cfg.max_streams_per_connection > 0) {
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
+        args[nargs].value.integer = srv->cfg.max_streams_per_connection;
+        nargs++;
+    }
+    grpc_channel_args chargs = {.num_args = nargs, .args = args};
     srv->server = grpc_server_create(&chargs, NULL);
     if (srv->server == NULL) {
         snprintf(err, errlen, "grpc_server_create failed");
@@ -1086,12 +1191,23 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
         }
     }
     int mrc = yw__metrics_init(srv, err, errlen);
+    if (mrc == 0) {
+        mrc = yw__auth_init(srv, err, errlen);
+    }
     if (mrc != 0) {
+        grpc_server_destroy(srv->server);
+        srv->server = NULL;
         return mrc;
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = srv->cfg.credentials;
+    if (creds == NULL) {
+        creds = grpc_insecure_server_credentials_create();
+    }
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
-    grpc_server_credentials_release(creds);
+    if (creds != srv->cfg.credentials) {
+        grpc_server_credentials_release(creds);
+    }
+    srv->cfg.credentials = NULL; /* borrowed until here */
     if (srv->port == 0) {
         snprintf(err, errlen, "--listen %s: cannot bind (address in use or invalid)", srv->listen);
         grpc_server_destroy(srv->server);

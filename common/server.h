@@ -7,7 +7,10 @@
  * (INVALID_ARGUMENT when it does not parse), hands it to the handler, packs the
  * response, sends status and message, tracks deadlines and cancellation
  * (GRPC_OP_RECV_CLOSE_ON_SERVER), answers unknown methods with UNIMPLEMENTED, enforces
- * the maximum message size (RESOURCE_EXHAUSTED), logs one JSON line per call, counts
+ * the maximum message size (RESOURCE_EXHAUSTED), authenticates callers and checks
+ * their permission per method when given an auth config (auth.h: UNAUTHENTICATED,
+ * PERMISSION_DENIED, before the handler runs), serves TLS or mutual TLS when given
+ * credentials (tls.h), logs one JSON line per call, counts
  * every call in the metrics registry it is given (grpc_server_* families, see
  * metrics.h), and shuts down gracefully. Health (grpc.health.v1) and reflection
  * (grpc.reflection.v1 and v1alpha) are added by every server.
@@ -111,6 +114,26 @@ typedef struct st_yw_server_config_t {
      * grpc_server_calls_in_flight); NULL counts nothing. Must outlive the server.
      */
     yw_metrics_t *metrics;
+    /**
+     * How the port is served: TLS or mutual TLS credentials (tls.h), borrowed until
+     * yw_server_start() returns. NULL: plaintext.
+     */
+    grpc_server_credentials *credentials;
+    /**
+     * Most concurrent streams (calls) one client connection may have open
+     * (GRPC_ARG_MAX_CONCURRENT_STREAMS, announced in HTTP/2 SETTINGS: clients queue
+     * further calls until one ends, so one connection cannot take every call slot).
+     * 0: gRPC's default (no limit).
+     */
+    int max_streams_per_connection;
+    /**
+     * Caller authentication and per-method permissions (auth.h), checked before a
+     * request reaches its handler; health stays open. Borrowed: must outlive the
+     * server. NULL: every caller may call every method.
+     */
+    const struct st_yw_auth_t *auth;
+    /** Non-zero: no reflection services (reflection calls are UNIMPLEMENTED). */
+    int reflection_off;
 } yw_server_config_t;
 
 /**
@@ -159,6 +182,12 @@ const yw_method_t *yw_call_method(const yw_call_t *call);
 
 /** The server the call arrived on. */
 yw_server_t *yw_call_server(const yw_call_t *call);
+
+/**
+ * The name of the caller (auth.h) the call was authenticated as, or NULL when the
+ * server has no --auth-config (or the method is open, as health is).
+ */
+const char *yw_call_caller(const yw_call_t *call);
 
 /** Per-call data for the handler; freed by the handler, e.g. in on_done. */
 void yw_call_set_data(yw_call_t *call, void *data);

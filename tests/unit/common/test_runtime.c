@@ -334,9 +334,90 @@ YW_TEST(request_id_goes_to_peers_and_calls_are_counted)
     yw_metrics_destroy(r.metrics);
 }
 
+/* ---- a handler that replies after its caller gave up, then still touches the call ---- */
+
+typedef struct {
+    fixture_t f;
+    yw_call_t *held;
+    uv_timer_t late;
+    int replied;
+} late_t;
+
+static late_t *late_fixture;
+
+static void on_late_timer(uv_timer_t *t)
+{
+    late_t *l = t->data;
+    uv_close((uv_handle_t *)t, NULL);
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    /* The client's deadline passed long ago: the call is cancelled, and nothing else
+     * holds it. Replying must not free it under us (server.h): the handler may still
+     * clear its data and log right after. */
+    (void)yw_call_reply(l->held, &resp.base);
+    yw_call_set_data(l->held, NULL);
+    yw_call_log(l->held, YW_LOG_DEBUG, "replied late");
+    l->replied = 1;
+    l->held = NULL;
+    yw_channel_destroy(l->f.ch);
+    l->f.ch = NULL;
+    yw_server_shutdown(l->f.srv, on_down, &l->f);
+}
+
+static void on_hold(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    (void)msg;
+    late_t *l = late_fixture;
+    l->held = call;
+    yw_call_set_data(call, l);
+    uv_timer_init(yw_runtime_loop(l->f.rt), &l->late);
+    l->late.data = l;
+    uv_timer_start(&l->late, on_late_timer, 300, 0);
+}
+
+static const yw_method_t hold_methods[] = {
+    {"/yw.test.Slow/Hold", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
+     &grpc__health__v1__health_check_response__descriptor, on_hold, NULL, NULL},
+};
+static const yw_service_t hold_service = {"yw.test.Slow", hold_methods, 1, NULL};
+
+YW_TEST(reply_after_the_client_gave_up_leaves_the_call_usable_until_return)
+{
+    late_t l;
+    memset(&l, 0, sizeof l);
+    late_fixture = &l;
+    fixture_t *f = &l.f;
+    YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
+    yw_server_config_t cfg = {
+        .listen = "127.0.0.1:0",
+        .descriptor_set = yw_descriptor_set,
+        .descriptor_set_len = yw_descriptor_set_len,
+        .grace_ms = 200,
+    };
+    char err[256];
+    YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_server_add_service(f->srv, &hold_service), ==, 0);
+    YW_CHECK_INT(yw_server_start(f->srv, err, sizeof err), ==, 0);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", yw_server_port(f->srv));
+    YW_CHECK_INT(yw_channel_create(f->rt, target, &f->ch), ==, 0);
+    f->calls_expected = 2; /* never reached: the timer shuts down */
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    YW_CHECK_INT(yw_client_unary(f->ch, "/yw.test.Slow/Hold", &req.base,
+                                 &grpc__health__v1__health_check_response__descriptor, NULL, 50,
+                                 on_reply, f),
+                 ==, 0);
+    yw_runtime_run(f->rt);
+    YW_CHECK(l.replied);
+    YW_CHECK_INT(f->calls_done, ==, 1);
+    YW_CHECK_INT(f->codes[0], ==, GRPC_STATUS_DEADLINE_EXCEEDED);
+    YW_CHECK(f->server_down);
+    yw_runtime_destroy(f->rt);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
+        YW_TEST_ENTRY(reply_after_the_client_gave_up_leaves_the_call_usable_until_return),
         YW_TEST_ENTRY(health_check_over_the_loop),
         YW_TEST_ENTRY(unknown_method_is_unimplemented),
         YW_TEST_ENTRY(malformed_request_is_invalid_argument),

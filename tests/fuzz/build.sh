@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (-fsanitize=fuzzer,address,undefined) outside
+# Bazel, against the protobuf-c code Bazel generated in bazel-bin/proto:
+#   tests/fuzz/build.sh [OUT_DIR]      (default /tmp/yaowei-fuzz)
+# Targets: fuzz_creator_profile, fuzz_tier_scoring, fuzz_attribution, fuzz_reflection.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-${YW_FUZZ_OUT:-/tmp/yaowei-fuzz}}
+BAZEL=${BAZEL:-bazel}
+CC=${FUZZ_CC:-clang}
+mkdir -p "$OUT/obj"
+"$BAZEL" build //proto:all >/dev/null
+GEN=$(cd "$("$BAZEL" info bazel-bin 2>/dev/null)/proto" && pwd)
+
+CFLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter
+        -Wno-missing-field-initializers
+        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+        -I. -I"$GEN")
+LIBS=(-lgrpc -lgpr -lprotobuf-c -luv -lsqlite3 -lmicrohttpd -lsystemd -ljansson -lcrypto
+      -lpthread -lm)
+
+# compile OBJ_DIR SRC... : objects into OBJ_DIR, printed one per line
+compile() {
+    local dir=$1; shift
+    mkdir -p "$dir"
+    local pids=() objs=()
+    for src in "$@"; do
+        local obj="$dir/$(echo "$src" | tr '/' '_' | sed 's/\.c$/.o/')"
+        objs+=("$obj")
+        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ]; then
+            "$CC" "${CFLAGS[@]}" ${EXTRA_CFLAGS:-} -c "$src" -o "$obj" &
+            pids+=($!)
+            if [ ${#pids[@]} -ge "$(nproc)" ]; then
+                wait "${pids[0]}" || { echo "fuzz build: cannot compile" >&2; return 1; }
+                pids=("${pids[@]:1}")
+            fi
+        fi
+    done
+    local failed=0
+    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    [ "$failed" = 0 ] || { echo "fuzz build: compile errors (see above)" >&2; return 1; }
+    printf '%s\n' "${objs[@]}"
+}
+
+compile "$OUT/obj/common" common/*.c \
+    "$GEN"/google/protobuf/*.pb-c.c "$GEN"/grpc/health/v1/*.pb-c.c \
+    "$GEN"/grpc/reflection/v1/*.pb-c.c "$GEN"/yaowei/*/v1/*.pb-c.c >"$OUT/obj/common.list"
+mapfile -t COMMON <"$OUT/obj/common.list"
+
+# Only some targets: FUZZ_TARGETS="fuzz_creator_profile fuzz_reflection".
+want() { [ -z "${FUZZ_TARGETS:-}" ] || [[ " $FUZZ_TARGETS " == *" $1 "* ]]; }
+
+# target NAME SERVICE_DIR DESCRIPTORS DEFINES...
+target() {
+    local name=$1 dir=$2 desc=$3; shift 3
+    want "$name" || return 0
+    local srcs=()
+    for f in "services/$dir"/*.c; do
+        [ "$(basename "$f")" = main.c ] || srcs+=("$f")
+    done
+    compile "$OUT/obj/$dir" "${srcs[@]}" "$GEN/${desc}_embed.c" >"$OUT/obj/$dir.list"
+    mapfile -t SVC <"$OUT/obj/$dir.list"
+    "$CC" "${CFLAGS[@]}" -Dmain=yw_fuzz_service_main -c "services/$dir/main.c" \
+        -o "$OUT/obj/$name-main.o"
+    "$CC" "${CFLAGS[@]}" "$@" -c tests/fuzz/fuzz_service.c -o "$OUT/obj/$name-harness.o"
+    "$CC" -fsanitize=fuzzer,address,undefined -o "$OUT/$name" "$OUT/obj/$name-harness.o" \
+        "$OUT/obj/$name-main.o" "${SVC[@]}" "${COMMON[@]}" "${LIBS[@]}"
+    echo "built $OUT/$name"
+}
+
+target fuzz_creator_profile creator_profile creator_profile_descriptors \
+    -DYW_FUZZ_SERVICE=creator_service \
+    '-DYW_FUZZ_HEADER="services/creator_profile/creator_service.h"'
+target fuzz_tier_scoring tier_scoring tier_scoring_descriptors \
+    -DYW_FUZZ_SERVICE=tier_service '-DYW_FUZZ_HEADER="services/tier_scoring/tier_service.h"'
+target fuzz_attribution attribution attribution_descriptors \
+    -DYW_FUZZ_SERVICE=attr_service '-DYW_FUZZ_HEADER="services/attribution/attr_service.h"'
+target fuzz_reflection creator_profile creator_profile_descriptors -DYW_FUZZ_REFLECTION
