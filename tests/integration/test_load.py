@@ -338,7 +338,10 @@ def test_load_tier_scoring(tmp_path_factory, tmp_path):
 
 def test_load_attribution(tmp_path_factory, tmp_path):
     srv, metrics = start(tmp_path_factory, ATTR_BIN, "load_at",
-                         ["--tier-scoring-addr", "127.0.0.1:%d" % free_port()])
+                         ["--tier-scoring-addr", "127.0.0.1:%d" % free_port(),
+                          # small index runs: the open run (in memory) seals every few
+                          # seconds, so RSS reaches its steady state within the run
+                          "--index-run-exposures", "4096"])
     try:
         now = int(time.time())
         day = now - now % 86400
