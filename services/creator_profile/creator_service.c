@@ -59,20 +59,30 @@ static int queue(yw_call_t *call, yw_store_job_t *job, int write)
 }
 
 
+/*
+ * The end of a write that produced a creator (create, update): on success the record
+ * moves from the job (`*result` becomes NULL) into the cache, then the call is answered
+ * with it; otherwise the call fails with the job's status and message.
+ */
+static void cache_and_reply(yw_call_t *call, grpc_status_code status, const yw_store_job_t *job,
+                            creator_record_t **result)
+{
+    if (status != GRPC_STATUS_OK) {
+        fail_job(call, status, job);
+        return;
+    }
+    creator_record_t *rec = *result;
+    *result = NULL;
+    creator_cache_put(&state_of(call)->cache, rec);
+    yw_call_reply(call, &rec->msg.base);
+}
+
 /* ---- CreateCreator ---- */
 
 static void create_creator_done(yw_store_job_t *job, grpc_status_code status)
 {
     creator_create_job_t *j = (creator_create_job_t *)job;
-    yw_call_t *call = j->data;
-    if (status == GRPC_STATUS_OK) {
-        creator_record_t *rec = j->result;
-        j->result = NULL;
-        creator_cache_put(&state_of(call)->cache, rec);
-        yw_call_reply(call, &rec->msg.base);
-    } else {
-        fail_job(call, status, job);
-    }
+    cache_and_reply(j->data, status, job, &j->result);
     creator_create_job_dispose(j);
     free(j);
 }
@@ -176,15 +186,7 @@ static void batch_get_creators(yw_call_t *call, const ProtobufCMessage *msg)
 static void update_creator_done(yw_store_job_t *job, grpc_status_code status)
 {
     creator_update_job_t *j = (creator_update_job_t *)job;
-    yw_call_t *call = j->data;
-    if (status == GRPC_STATUS_OK) {
-        creator_record_t *rec = j->result;
-        j->result = NULL;
-        creator_cache_put(&state_of(call)->cache, rec);
-        yw_call_reply(call, &rec->msg.base);
-    } else {
-        fail_job(call, status, job);
-    }
+    cache_and_reply(j->data, status, job, &j->result);
     creator_update_job_dispose(j);
     free(j);
 }
