@@ -6,6 +6,8 @@
  */
 #include "bench/bench_events.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -67,6 +69,41 @@ static void bench__event_id(char *out, const char *prefix, uint64_t seed, uint64
     }
     out[p++] = '-';
     bench__fmt(out + p, "", i, 1);
+}
+
+int bench_population_parse(const yw_option_t *opts, size_t n, bench_events_t *ev, char *err,
+                           size_t errlen)
+{
+    static const char *const sizes[] = {"viewers", "creators", "products", "notes"};
+    uint64_t *dst[] = {&ev->viewers, &ev->creators, &ev->products, &ev->notes};
+    long long v;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (yw_config_int(opts, n, sizes[i], &v, err, errlen) != 0) {
+            return -EINVAL;
+        }
+        if (v < 1) {
+            snprintf(err, errlen, "--%s: must be >= 1, got %lld", sizes[i], v);
+            return -EINVAL;
+        }
+        *dst[i] = (uint64_t)v;
+    }
+    if (yw_config_int(opts, n, "anchor", &v, err, errlen) != 0) {
+        return -EINVAL;
+    }
+    if (v < 0) {
+        snprintf(err, errlen, "--anchor: must be >= 0 (0: now), got %lld", v);
+        return -EINVAL;
+    }
+    ev->anchor_s = v > 0 ? (int64_t)v : (int64_t)time(NULL);
+    if (yw_config_int(opts, n, "spread-s", &v, err, errlen) != 0) {
+        return -EINVAL;
+    }
+    if (v < 1) {
+        snprintf(err, errlen, "--spread-s: must be >= 1, got %lld", v);
+        return -EINVAL;
+    }
+    ev->spread_s = (int64_t)v;
+    return 0;
 }
 
 uint64_t bench_seed(long long opt)

@@ -11,8 +11,10 @@
 #ifndef BENCH_EVENTS_H
 #define BENCH_EVENTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "yaowei/attribution/v1/attribution.pb-c.h"
 
 #ifdef __cplusplus
@@ -33,6 +35,26 @@ typedef struct st_bench_events_t {
     int64_t anchor_s;
     int64_t spread_s;
 } bench_events_t;
+
+/**
+ * The flags that name a population (all of bench_events_t but the seed), with the same
+ * names and defaults in every tool: put BENCH_POPULATION_OPTIONS in a yw_option_t array
+ * and read them with bench_population_parse().
+ */
+#define BENCH_POPULATION_OPTIONS                                                              \
+    {"viewers", NULL, "1000000", "distinct viewers", NULL},                                   \
+        {"creators", NULL, "10000", "distinct creators (creator-000000..)", NULL},            \
+        {"products", NULL, "100000", "distinct products", NULL},                              \
+        {"notes", NULL, "1000000", "distinct notes", NULL},                                   \
+        {"anchor", NULL, "0", "exposures occur before this Unix time (0: now)", NULL},        \
+        {"spread-s", NULL, "3600", "... and within this many seconds of it", NULL}
+
+/**
+ * Reads the BENCH_POPULATION_OPTIONS of `opts` into `ev` (its seed is left alone).
+ * Returns 0, or -EINVAL with the flag and the rule in `err`.
+ */
+int bench_population_parse(const yw_option_t *opts, size_t n, bench_events_t *ev, char *err,
+                           size_t errlen);
 
 /** Exposure kinds, the values of yaowei.attribution.v1.ExposureKind. */
 enum { BENCH_IMPRESSION = 1, BENCH_VIEW = 2, BENCH_CLICK = 3 };

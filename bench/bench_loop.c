@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/client.h"
 #include "common/runtime.h"
@@ -31,14 +32,26 @@ struct st_bench__loop_t {
     int phase;
     long live;
     uint64_t window_start, window_end;
-    double cpu0;
+    double cpu0, self0;
     bench__slot_t *slots;
 };
+
+/** CPU time of this process (every thread: the loop and gRPC's own), in seconds. */
+static double bench__self_cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
 
 static void bench__window_open(bench__loop_t *lp)
 {
     lp->phase = BENCH_MEASURE;
     lp->cpu0 = lp->cfg->server ? bench_cpu_seconds(lp->cfg->server) : 0;
+    lp->self0 = bench__self_cpu_seconds();
     lp->window_start = bench_now_ns();
 }
 
@@ -48,6 +61,7 @@ static void bench__window_close(bench__loop_t *lp)
     if (lp->cfg->server != NULL) {
         lp->res->server_cpu_s = bench_cpu_seconds(lp->cfg->server) - lp->cpu0;
     }
+    lp->res->client_cpu_s = bench__self_cpu_seconds() - lp->self0;
     lp->phase = BENCH_STOP;
 }
 

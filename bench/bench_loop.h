@@ -57,6 +57,7 @@ typedef struct st_bench_loop_result_t {
     unsigned long long ok, errors; /* replies in the window */
     bench_lat_t lat;               /* of the OK replies in the window */
     double server_cpu_s;           /* over the window */
+    double client_cpu_s;           /* this process, over the window */
     char first_error[256];         /* of any reply, "" when none */
 } bench_loop_result_t;
 

@@ -49,12 +49,7 @@ int main(int argc, char **argv)
         {"count", NULL, "0", "stop after this many exposures (0: no limit)", NULL},
         {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", NULL},
         {"first", NULL, "0", "index of the first exposure", NULL},
-        {"viewers", NULL, "1000000", "distinct viewers", NULL},
-        {"creators", NULL, "10000", "distinct creators", NULL},
-        {"products", NULL, "100000", "distinct products", NULL},
-        {"notes", NULL, "1000000", "distinct notes", NULL},
-        {"anchor", NULL, "0", "exposures occur before this Unix time (0: now)", NULL},
-        {"spread-s", NULL, "3600", "... and within this many seconds of it", NULL},
+        BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];
     int rc = yw_config_parse(argc, argv, opts, n, "fsync_ceiling",
@@ -62,36 +57,24 @@ int main(int argc, char **argv)
     if (rc != 0) {
         return rc > 0 ? 0 : 2;
     }
-    long long batch, seconds, count, seed, first, viewers, creators, products, notes, anchor,
-        spread;
+    long long batch, seconds, count, seed, first;
+    bench_events_t ev;
     char err[256];
     if (yw_config_int(opts, n, "batch", &batch, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "seconds", &seconds, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "count", &count, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "seed", &seed, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "first", &first, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "viewers", &viewers, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "creators", &creators, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "products", &products, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "notes", &notes, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "anchor", &anchor, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "spread-s", &spread, err, sizeof err) != 0) {
+        bench_population_parse(opts, n, &ev, err, sizeof err) != 0) {
         fprintf(stderr, "fsync_ceiling: %s\n", err);
         return 2;
     }
-    if (batch < 1 || batch > 100000 || seconds < 1 || count < 0 || seed < 0 || first < 0 ||
-        viewers < 1 || creators < 1 || products < 1 || notes < 1 || anchor < 0 || spread < 1) {
-        fprintf(stderr, "fsync_ceiling: bad option values (--batch 1..100000, --seconds and the "
-                        "population sizes >= 1, others >= 0)\n");
+    if (batch < 1 || batch > 100000 || seconds < 1 || count < 0 || seed < 0 || first < 0) {
+        fprintf(stderr, "fsync_ceiling: bad option values (--batch 1..100000, --seconds >= 1, "
+                        "others >= 0)\n");
         return 2;
     }
-    bench_events_t ev = {.seed = bench_seed(seed),
-                         .viewers = (uint64_t)viewers,
-                         .creators = (uint64_t)creators,
-                         .products = (uint64_t)products,
-                         .notes = (uint64_t)notes,
-                         .anchor_s = anchor > 0 ? anchor : (int64_t)time(NULL),
-                         .spread_s = spread};
+    ev.seed = bench_seed(seed);
     char path[4096];
     snprintf(path, sizeof path, "%s/fsync-ceiling-%d.log", yw_config_get(opts, n, "dir"),
              (int)getpid());

@@ -128,13 +128,8 @@ int main(int argc, char **argv)
         {"seed", NULL, "0", "order seed: order ids are o-<seed>-<i>; 0: from the clock", NULL},
         {"exposure-seed", NULL, "1", "the --seed the stored exposures were sent with", NULL},
         {"stored", NULL, "1000", "exposures 0 .. N-1 of --exposure-seed are stored", NULL},
-        {"viewers", NULL, "1000000", "as the exposures were sent with", NULL},
-        {"creators", NULL, "10000", "as the exposures were sent with", NULL},
-        {"products", NULL, "100000", "as the exposures were sent with", NULL},
-        {"notes", NULL, "1000000", "as the exposures were sent with", NULL},
-        {"anchor", NULL, "0", "as the exposures were sent with (0: now)", NULL},
-        {"spread-s", NULL, "3600", "as the exposures were sent with", NULL},
         {"server-pids", NULL, "", "PID[,PID]: report their CPU per order", NULL},
+        BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];
     int rc = yw_config_parse(argc, argv, opts, n, "ingest_conversions",
@@ -142,8 +137,8 @@ int main(int argc, char **argv)
     if (rc != 0) {
         return rc > 0 ? 0 : 2;
     }
-    long long batch, inflight, count, seconds, warmup, seed, xseed, stored, viewers, creators,
-        products, notes, anchor, spread;
+    long long batch, inflight, count, seconds, warmup, seed, xseed, stored;
+    bench_events_t ev;
     char err[256];
     if (yw_config_int(opts, n, "batch", &batch, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "inflight", &inflight, err, sizeof err) != 0 ||
@@ -153,20 +148,14 @@ int main(int argc, char **argv)
         yw_config_int(opts, n, "seed", &seed, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "exposure-seed", &xseed, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "stored", &stored, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "viewers", &viewers, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "creators", &creators, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "products", &products, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "notes", &notes, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "anchor", &anchor, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "spread-s", &spread, err, sizeof err) != 0) {
+        bench_population_parse(opts, n, &ev, err, sizeof err) != 0) {
         fprintf(stderr, "ingest_conversions: %s\n", err);
         return 2;
     }
     if (batch < 1 || batch > 10000 || inflight < 1 || inflight > 1024 || count < 0 || seconds < 1 ||
-        warmup < 0 || seed < 0 || stored < 1 || viewers < 1 || creators < 1 || products < 1 ||
-        notes < 1 || anchor < 0 || spread < 1) {
+        warmup < 0 || seed < 0 || stored < 1) {
         fprintf(stderr, "ingest_conversions: bad option values (--batch 1..10000, --inflight "
-                        "1..1024, --seconds, --stored and the population sizes >= 1)\n");
+                        "1..1024, --seconds and --stored >= 1, others >= 0)\n");
         return 2;
     }
     bench_pids_t server;
@@ -174,14 +163,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "ingest_conversions: --server-pids: expected PID[,PID...]\n");
         return 2;
     }
+    ev.seed = (uint64_t)xseed;
     gen_t g = {
-        .ev = {.seed = (uint64_t)xseed,
-               .viewers = (uint64_t)viewers,
-               .creators = (uint64_t)creators,
-               .products = (uint64_t)products,
-               .notes = (uint64_t)notes,
-               .anchor_s = anchor > 0 ? anchor : (int64_t)time(NULL),
-               .spread_s = spread},
+        .ev = ev,
         .seed = bench_seed(seed),
         .stored = (uint64_t)stored,
         .batch = (long)batch,

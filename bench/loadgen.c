@@ -6,6 +6,7 @@
  *
  *   loadgen method=get_creator inflight=64 seconds=5.00 ok=... errors=... degraded=...
  *   qps=... p50_us=... p99_us=... max_us=... server_cpu_us_per_call=...
+ *   client_cpu_us_per_call=...
  *
  * ok and errors count the replies of the measured window; degraded counts the OK tier
  * reports among them that lack tier labels (tier_labels_error set or creators unlabeled).
@@ -227,11 +228,13 @@ int main(int argc, char **argv)
     }
     double secs = res.seconds > 0 ? res.seconds : 1e-9;
     printf("loadgen method=%s inflight=%lld seconds=%.2f ok=%llu errors=%llu degraded=%llu "
-           "qps=%.0f p50_us=%u p99_us=%u max_us=%u server_cpu_us_per_call=%.2f\n",
+           "qps=%.0f p50_us=%u p99_us=%u max_us=%u server_cpu_us_per_call=%.2f "
+           "client_cpu_us_per_call=%.2f\n",
            mname, inflight, res.seconds, res.ok, res.errors, lg.degraded, (double)res.ok / secs,
            bench_lat_quantile(&res.lat, 0.50), bench_lat_quantile(&res.lat, 0.99),
            bench_lat_quantile(&res.lat, 1.0),
-           res.ok > 0 ? res.server_cpu_s * 1e6 / (double)res.ok : 0.0);
+           res.ok > 0 ? res.server_cpu_s * 1e6 / (double)res.ok : 0.0,
+           res.ok > 0 ? res.client_cpu_s * 1e6 / (double)res.ok : 0.0);
     if (res.first_error[0] != '\0') {
         fprintf(stderr, "loadgen: first error: %s\n", res.first_error);
     }

@@ -189,16 +189,11 @@ int main(int argc, char **argv)
         {"warmup", NULL, "1", "seconds before measuring", NULL},
         {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", NULL},
         {"first", NULL, "0", "index of the first exposure", NULL},
-        {"viewers", NULL, "1000000", "distinct viewers", NULL},
-        {"creators", NULL, "10000", "distinct creators", NULL},
-        {"products", NULL, "100000", "distinct products", NULL},
-        {"notes", NULL, "1000000", "distinct notes", NULL},
-        {"anchor", NULL, "0", "exposures occur before this Unix time (0: now)", NULL},
-        {"spread-s", NULL, "3600", "... and within this many seconds of it", NULL},
         {"server-pids", NULL, "",
          "PID[,PID]: report their CPU per exposure (+PID: with "
          "children, e.g. +postmaster)",
          NULL},
+        BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];
     int rc = yw_config_parse(argc, argv, opts, n, "pg_copy_exposures",
@@ -206,8 +201,8 @@ int main(int argc, char **argv)
     if (rc != 0) {
         return rc > 0 ? 0 : 2;
     }
-    long long batch, inflight, count, seconds, warmup, seed, first, viewers, creators, products,
-        notes, anchor, spread;
+    long long batch, inflight, count, seconds, warmup, seed, first;
+    bench_events_t ev;
     char err[256];
     if (yw_config_int(opts, n, "batch", &batch, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "inflight", &inflight, err, sizeof err) != 0 ||
@@ -216,20 +211,14 @@ int main(int argc, char **argv)
         yw_config_int(opts, n, "warmup", &warmup, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "seed", &seed, err, sizeof err) != 0 ||
         yw_config_int(opts, n, "first", &first, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "viewers", &viewers, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "creators", &creators, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "products", &products, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "notes", &notes, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "anchor", &anchor, err, sizeof err) != 0 ||
-        yw_config_int(opts, n, "spread-s", &spread, err, sizeof err) != 0) {
+        bench_population_parse(opts, n, &ev, err, sizeof err) != 0) {
         fprintf(stderr, "pg_copy_exposures: %s\n", err);
         return 2;
     }
     if (batch < 1 || batch > 1000000 || inflight < 1 || inflight > 64 || count < 0 || seconds < 1 ||
-        warmup < 0 || seed < 0 || first < 0 || viewers < 1 || creators < 1 || products < 1 ||
-        notes < 1 || anchor < 0 || spread < 1) {
+        warmup < 0 || seed < 0 || first < 0) {
         fprintf(stderr, "pg_copy_exposures: bad option values (--batch 1..1000000, --inflight "
-                        "1..64, --seconds and the population sizes >= 1, others >= 0)\n");
+                        "1..64, --seconds >= 1, others >= 0)\n");
         return 2;
     }
     bench_pids_t server;
@@ -238,13 +227,8 @@ int main(int argc, char **argv)
         return 2;
     }
     static run_t r;
-    r.ev = (bench_events_t){.seed = bench_seed(seed),
-                            .viewers = (uint64_t)viewers,
-                            .creators = (uint64_t)creators,
-                            .products = (uint64_t)products,
-                            .notes = (uint64_t)notes,
-                            .anchor_s = anchor > 0 ? anchor : (int64_t)time(NULL),
-                            .spread_s = spread};
+    r.ev = ev;
+    r.ev.seed = bench_seed(seed);
     r.conninfo = yw_config_get(opts, n, "conninfo");
     r.first = (uint64_t)first;
     r.batch = (long)batch;

@@ -79,8 +79,10 @@ def test_loadgen_get_creator_and_score_creator(stack):
                  CREATORS, "--inflight", 4, "--seconds", 1, "--warmup", 0, "--server-pids",
                  stack.pid(stack.cp))
     assert r["method"] == "get_creator" and r["ok"] > 0 and r["errors"] == 0
-    for k in ("qps", "p50_us", "p99_us", "max_us", "server_cpu_us_per_call", "seconds"):
+    for k in ("qps", "p50_us", "p99_us", "max_us", "server_cpu_us_per_call",
+              "client_cpu_us_per_call", "seconds"):
         assert k in r, k
+    assert r["server_cpu_us_per_call"] > 0 and r["client_cpu_us_per_call"] > 0
     r = run_tool("loadgen", "--addr", stack.tier.address, "--method", "score_creator", "--ids",
                  CREATORS, "--inflight", 2, "--seconds", 1, "--warmup", 0, "--server-pids",
                  "%d,%d" % (stack.pid(stack.tier), stack.pid(stack.cp)))
@@ -152,7 +154,8 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     F = {}
     for who in ("yaowei", "cpp", "score"):
         for n in bench.INFLIGHT:
-            for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call"):
+            for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call",
+                      "client_cpu_us_per_call"):
                 F[("rpc", who, n, k)] = [1.0, 2.0, 3.0]
     for n in bench.INFLIGHT:
         F[("rpc", "ratio", n, "qps")] = F[("rpc", "ratio", n, "cpu")] = [1.0, 1.1, 1.2]
@@ -179,6 +182,9 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     bench.write_report(b)
     md = (tmp_path / "bench-quick.md").read_text()
     assert "| GetCreator | creator profile | 64 | 2 [1–3] |" in md
+    assert "| server CPU µs/call | loadgen CPU µs/call |" in md
+    assert any(line.startswith("rpc,GetCreator yaowei 64 in flight client_cpu_us_per_call,")
+               for line in (tmp_path / "bench-quick.csv").read_text().splitlines())
     assert "| attribution peak RSS < 200 MB at 1,000,000 exposures | 1 MB at 1,000,000 stored, " \
         "1,024 MB peak (5 stored at the end) | **missed** |" in md
     assert "GetTierReport p99 < 100 ms | 20.0 ms | met |" in md
