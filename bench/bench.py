@@ -60,6 +60,8 @@ PROFILES = {
                   explain_seconds=2, report_seconds=2),
 }
 INFLIGHT = [1, 16, 64]
+# The second C++ peer's completion-queue threads: one per core of the 2-core machine.
+PEER2_THREADS = 2
 EXPLAIN_INFLIGHT = 16
 # The service gets 4 RecordExposures calls in flight and PostgreSQL 4 connections; PG
 # commits more rows per WAL flush with more connections, so it also runs with this many.
@@ -376,14 +378,21 @@ class Bench:
         wait_until(lambda: grpc_call(self.tier.addr,
                                      "/yaowei.tier.v1.TierScoringService/GetTierDistribution",
                                      b"", 10.0), "tier scoring population", 300)
+        # The C++ peer twice: one completion-queue thread (like the yaowei runtime, the
+        # peer the target is judged on) and one thread per core (how C++ async servers
+        # are usually sized).
+        self.peer, self.peer_addr = self.start_peer(1)
+        self.peer2, self.peer2_addr = self.start_peer(PEER2_THREADS)
+
+    def start_peer(self, threads):
         port = free_port()
-        with open(os.path.join(self.work, "peer_cpp.log"), "wb") as log:
+        with open(os.path.join(self.work, "peer_cpp_%d.log" % threads), "wb") as log:
             peer = subprocess.Popen([os.path.join(self.bin, "bench/peer_cpp/get_creator_server"),
                                      "--listen", "127.0.0.1:%d" % port, "--creators",
-                                     str(p["creators"])], stdout=subprocess.DEVNULL, stderr=log)
-        self.peer = peer
-        self.peer_addr = "127.0.0.1:%d" % port
+                                     str(self.p["creators"]), "--threads", str(threads)],
+                                    stdout=subprocess.DEVNULL, stderr=log)
         wait_port(port, peer)
+        return peer, "127.0.0.1:%d" % port
 
     def loadgen(self, addr, method, inflight, seconds, pids, extra=()):
         return self.tool("loadgen", ["--addr", addr, "--method", method, "--inflight", inflight,
@@ -399,15 +408,19 @@ class Bench:
                 # Interleaved: yaowei, the C++ peer, then ScoreCreator, for each run.
                 y = self.loadgen(self.cp.addr, "get_creator", n, s, [self.cp.pid], ids)
                 c = self.loadgen(self.peer_addr, "get_creator", n, s, [self.peer.pid], ids)
+                c2 = self.loadgen(self.peer2_addr, "get_creator", n, s, [self.peer2.pid], ids)
                 sc = self.loadgen(self.tier.addr, "score_creator", n, s,
                                   [self.tier.pid, self.cp.pid], ids)
-                for who, r in (("yaowei", y), ("cpp", c), ("score", sc)):
+                for who, r in (("yaowei", y), ("cpp", c), ("cpp2", c2), ("score", sc)):
                     for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call",
                               "client_cpu_us_per_call"):
                         self.add(("rpc", who, n, k), r[k])
                 self.add(("rpc", "ratio", n, "qps"), y["qps"] / c["qps"])
                 self.add(("rpc", "ratio", n, "cpu"),
                          y["server_cpu_us_per_call"] / c["server_cpu_us_per_call"])
+                self.add(("rpc", "ratio2", n, "qps"), y["qps"] / c2["qps"])
+                self.add(("rpc", "ratio2", n, "cpu"),
+                         y["server_cpu_us_per_call"] / c2["server_cpu_us_per_call"])
                 self.say("run %d, %2d in flight: GetCreator yaowei %.0f/s, C++ %.0f/s (%.2fx); "
                          "ScoreCreator %.0f/s" % (run + 1, n, y["qps"], c["qps"],
                                                   y["qps"] / c["qps"], sc["qps"]))
@@ -624,9 +637,10 @@ class Bench:
     def stop(self):
         for s in reversed(self.procs):
             s.stop()
-        if getattr(self, "peer", None) is not None:
-            self.peer.terminate()
-            self.peer.wait()
+        for peer in (getattr(self, "peer", None), getattr(self, "peer2", None)):
+            if peer is not None:
+                peer.terminate()
+                peer.wait()
         if self.pg is not None:
             self.pg.stop()
         if not self.a.keep:
@@ -754,8 +768,9 @@ def write_report(b):
     md.append("|---|---|---|---|---|---|---|---|")
     names = {"yaowei": ("GetCreator", "creator profile"),
              "cpp": ("GetCreator", "C++ async peer"),
+             "cpp2": ("GetCreator", "C++ async peer, %d threads" % PEER2_THREADS),
              "score": ("ScoreCreator", "tier scoring (+ creator profile)")}
-    for who in ("yaowei", "cpp", "score"):
+    for who in ("yaowei", "cpp", "cpp2", "score"):
         for n in INFLIGHT:
             g = lambda k: F[("rpc", who, n, k)]  # noqa: E731
             md.append("| %s | %s | %d | %s | %s | %s | %s | %s |" % (
@@ -771,6 +786,12 @@ def write_report(b):
               + "; ".join("%d in flight: QPS %s, CPU/call %s" % (
                   n, cell(F[("rpc", "ratio", n, "qps")], 2, "×"),
                   cell(F[("rpc", "ratio", n, "cpu")], 2, "×")) for n in INFLIGHT) + ".")
+    md.append("")
+    md.append("GetCreator, creator profile ÷ C++ async peer with %d threads (per run, then "
+              "median): " % PEER2_THREADS
+              + "; ".join("%d in flight: QPS %s, CPU/call %s" % (
+                  n, cell(F[("rpc", "ratio2", n, "qps")], 2, "×"),
+                  cell(F[("rpc", "ratio2", n, "cpu")], 2, "×")) for n in INFLIGHT) + ".")
     md.append("")
     md.append("Why the QPS ratio stays near 1×: the load generator and the server share the "
               "machine's 2 cores, and at 64 in flight the loadgen (gRPC core's client path) "
@@ -792,10 +813,11 @@ def write_report(b):
             F[("h2load", who, "cpu")])
     row("rpc", "GetCreator h2load QPS ratio yaowei/cpp", "x", F[("h2load", "ratio", "qps")])
     for n in INFLIGHT:
-        row("rpc", "GetCreator QPS ratio yaowei/cpp %d in flight" % n, "x",
-            F[("rpc", "ratio", n, "qps")])
-        row("rpc", "GetCreator CPU/call ratio yaowei/cpp %d in flight" % n, "x",
-            F[("rpc", "ratio", n, "cpu")])
+        for key, peer in (("ratio", "cpp"), ("ratio2", "cpp2")):
+            row("rpc", "GetCreator QPS ratio yaowei/%s %d in flight" % (peer, n), "x",
+                F[("rpc", key, n, "qps")])
+            row("rpc", "GetCreator CPU/call ratio yaowei/%s %d in flight" % (peer, n), "x",
+                F[("rpc", key, n, "cpu")])
     md.append("")
     md.append("## 2. Exposure ingestion, durable, %s exposures stored first (%s after)"
               % (fmt(n_exp), fmt(S["stored_after_ingest"])))
@@ -898,8 +920,10 @@ def write_report(b):
         rows.append(["target", label, "", value_text, "", "", "met" if ok else "missed"])
 
     r64 = med(F[("rpc", "ratio", 64, "qps")])[0]
-    target("GetCreator QPS at 64 in flight ≥ %.1f× the C++ async peer" % TARGET_RATIO,
-           "%.2f×" % r64, r64 >= TARGET_RATIO)
+    r64b = med(F[("rpc", "ratio2", 64, "qps")])[0]
+    target("GetCreator QPS at 64 in flight ≥ %.1f× the C++ async peer (one thread)"
+           % TARGET_RATIO, "%.2f× (%.2f× the %d-thread peer)" % (r64, r64b, PEER2_THREADS),
+           r64 >= TARGET_RATIO)
     rate = med(F[("ingest", "unary", "rate")])[0]
     target("durable exposure ingestion ≥ %s/s with %s stored (RecordExposures)"
            % (fmt(TARGET_INGEST), fmt(n_exp)), fmt(rate), rate >= TARGET_INGEST)

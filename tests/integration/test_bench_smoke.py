@@ -152,13 +152,14 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     b.load_start, b.date = "0.00 0.00 0.00", "2026-01-01 00:00 UTC"
     b.report_rows = [(1, 3, 300), (4, 30, 3000)]
     F = {}
-    for who in ("yaowei", "cpp", "score"):
+    for who in ("yaowei", "cpp", "cpp2", "score"):
         for n in bench.INFLIGHT:
             for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call",
                       "client_cpu_us_per_call"):
                 F[("rpc", who, n, k)] = [1.0, 2.0, 3.0]
     for n in bench.INFLIGHT:
-        F[("rpc", "ratio", n, "qps")] = F[("rpc", "ratio", n, "cpu")] = [1.0, 1.1, 1.2]
+        for key in ("ratio", "ratio2"):
+            F[("rpc", key, n, "qps")] = F[("rpc", key, n, "cpu")] = [1.0, 1.1, 1.2]
     for who in ("yaowei", "cpp", "ratio"):
         F[("h2load", who, "qps")] = F[("h2load", who, "cpu")] = [1.0, 1.1, 1.2]
     for who in ("unary", "stream", "ceiling", "pg", "pg_wide"):
@@ -183,6 +184,8 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     md = (tmp_path / "bench-quick.md").read_text()
     assert "| GetCreator | creator profile | 64 | 2 [1–3] |" in md
     assert "| server CPU µs/call | loadgen CPU µs/call |" in md
+    assert "| GetCreator | C++ async peer, 2 threads | 64 | 2 [1–3] |" in md
+    assert "C++ async peer (one thread) | 1.10× (1.10× the 2-thread peer) | **missed** |" in md
     assert any(line.startswith("rpc,GetCreator yaowei 64 in flight client_cpu_us_per_call,")
                for line in (tmp_path / "bench-quick.csv").read_text().splitlines())
     assert "| attribution peak RSS < 200 MB at 1,000,000 exposures | 1 MB at 1,000,000 stored, " \
