@@ -1,16 +1,25 @@
 /*
- * attr_tier.h — tier labels of creators, from tier scoring (BatchScoreCreators),
+ * attr_tier.h — tier labels of creators, from tier scoring (BatchGetCreatorTiers, which
+ * answers from tier scoring's in-memory population without reading creator profile),
  * cached in the state (attr_creator_t.tier / tier_ns) for a TTL.
  *
  * A refresh asks only for the creators whose label is missing or older than the TTL,
- * at most ATTR_TIER_BATCH ids per call, all calls at once, each with the inbound
- * call's deadline (and at most ATTR_TIER_TIMEOUT_MS). Tier scoring fails a whole batch
- * with NOT_FOUND when one id is unknown to it (or INVALID_ARGUMENT when one is not a
- * valid creator id there): such a batch is split in halves and asked again, until the
- * unknown ids stand alone; they are labelled TIER_UNSPECIFIED (cached like any label).
- * Ids tier scoring cannot accept ([A-Za-z0-9_.-]{1,128}) are labelled TIER_UNSPECIFIED
- * without asking. When tier scoring cannot be reached, labels stay as they were (a
- * stale label is used; a missing one reads as TIER_UNSPECIFIED) and the refresh
+ * at most ATTR_TIER_BATCH ids per call and at most ATTR_TIER_INFLIGHT calls in flight:
+ * the next batch goes when one completes. Every call of a refresh shares one deadline,
+ * set when the refresh starts: ATTR_TIER_TIMEOUT_MS from then, or the inbound call's
+ * deadline when that comes first. Batches not sent by then are not sent: their creators
+ * keep the label they had (none: TIER_UNSPECIFIED in reports) and are asked again by the
+ * next refresh, and the refresh reports the error.
+ *
+ * The ids tier scoring lists in `not_found` (unknown to it, or created after its last
+ * population refresh) are labelled TIER_UNSPECIFIED and asked again after
+ * min(TTL, ATTR_TIER_NOT_FOUND_TTL_NS): soon enough to pick up creators its next refresh
+ * reads, seldom enough not to re-ask every report for creators it will never know. Ids
+ * tier scoring cannot accept ([A-Za-z0-9_.-]{1,128}) are labelled TIER_UNSPECIFIED
+ * (for the full TTL) without asking; a batch tier scoring refuses as INVALID_ARGUMENT
+ * anyway is split in halves and asked again until the refused id stands alone, which is
+ * labelled TIER_UNSPECIFIED. When tier scoring cannot be reached, labels stay as they
+ * were (a stale label is used; a missing one reads as TIER_UNSPECIFIED) and the refresh
  * reports the error.
  */
 #ifndef ATTR_TIER_H
@@ -27,14 +36,27 @@
 extern "C" {
 #endif
 
+/** Ids per call: tier scoring's BatchGetCreatorTiers limit. */
 #define ATTR_TIER_BATCH 1000
+/** Calls of one refresh in flight at most. */
+#define ATTR_TIER_INFLIGHT 4
+/** Time one refresh gets for all its calls (less when the inbound call's deadline is
+ * nearer). */
 #define ATTR_TIER_TIMEOUT_MS 5000
-#define ATTR_TIER_METHOD "/yaowei.tier.v1.TierScoringService/BatchScoreCreators"
+/** Longest a `not_found` answer is kept before the creator is asked for again. */
+#define ATTR_TIER_NOT_FOUND_TTL_NS (60LL * 1000000000LL)
+#define ATTR_TIER_METHOD "/yaowei.tier.v1.TierScoringService/BatchGetCreatorTiers"
 
 typedef struct st_attr_tier_t attr_tier_t;
 
 /** Opens a channel to tier scoring at `addr`. Returns 0 or a negative errno. */
 int attr_tier_create(yw_runtime_t *rt, const char *addr, int64_t ttl_ns, attr_tier_t **out);
+
+/**
+ * Changes the batch size, the calls in flight and the time a refresh gets (defaults:
+ * ATTR_TIER_BATCH, ATTR_TIER_INFLIGHT, ATTR_TIER_TIMEOUT_MS); 0 keeps a value. For tests.
+ */
+void attr_tier_set_limits(attr_tier_t *t, size_t batch, int inflight, int64_t timeout_ms);
 
 /** Closes the channel (calls in flight complete with CANCELLED first). */
 void attr_tier_destroy(attr_tier_t *t);
@@ -49,7 +71,8 @@ typedef void (*attr_tier_done_t)(void *arg, const char *error);
  * Refreshes the labels of `creators` (ids in st->creators) that need it. Returns 0
  * when nothing needed asking (`done` is not called), 1 when calls were started (`done`
  * will run once), or a negative errno (`done` is not called). `st` must outlive the
- * refresh; `parent` (may be NULL) lends its deadline and cancellation.
+ * refresh; `parent` (may be NULL) lends its deadline and cancellation: once it is
+ * cancelled, no further batch is sent.
  */
 int attr_tier_refresh(attr_tier_t *t, attr_state_t *st, const uint32_t *creators, size_t n,
                       int64_t now_ns, yw_call_t *parent, attr_tier_done_t done, void *arg);

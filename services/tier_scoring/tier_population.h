@@ -43,6 +43,7 @@ typedef struct st_tier_snapshot_t {
     char end_day[TIER_DAY_BUFSZ]; /* its last day, "YYYY-MM-DD" ("" for today) */
     int64_t time_s;               /* when it was read; 0: never (empty start) */
     int32_t time_ns;
+    uint64_t seq; /* the refresh that read it (tier_refresh.h: 1, 2, ...); 0: loaded */
     unsigned refs;
 } tier_snapshot_t;
 

@@ -32,6 +32,7 @@ struct st_tier_refresher_t {
     int attempts;
     size_t pages;
     uint64_t started_ms;
+    uint64_t seq; /* of the last refresh started; 0 before the first */
     char last_error[256];
 };
 
@@ -83,9 +84,14 @@ static void end_refresh(tier_refresher_t *r, int ok)
     }
 }
 
-static void fail(tier_refresher_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(tier_refresher_t *r, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void fail(tier_refresher_t *r, const char *fmt, ...)
+/*
+ * The refresh in progress failed: `code` is creator profile's status, or this side's
+ * (INTERNAL, RESOURCE_EXHAUSTED) when the failure is local.
+ */
+static void fail(tier_refresher_t *r, grpc_status_code code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -97,12 +103,15 @@ static void fail(tier_refresher_t *r, const char *fmt, ...)
                                     ? r->cfg.interval_ms
                                     : TIER_REFRESH_RETRY_MS));
     end_refresh(r, 0);
+    if (r->cfg.on_failed != NULL) {
+        r->cfg.on_failed(r->cfg.arg, r->seq, code, r->last_error);
+    }
 }
 
 static void complete(tier_refresher_t *r)
 {
     if (tier_snapshot_seal(r->snap) != 0) {
-        fail(r, "out of memory sorting %zu creators", r->snap->n);
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory sorting %zu creators", r->snap->n);
         return;
     }
     tier_snapshot_t *snap = r->snap;
@@ -154,7 +163,7 @@ static void next_page(tier_refresher_t *r)
     protobuf_c_message_free_unpacked(&r->page->base, NULL);
     r->page = NULL;
     if (token == NULL) {
-        fail(r, "out of memory");
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     free(r->page_token);
@@ -168,22 +177,23 @@ static int add_page(tier_refresher_t *r,
 {
     const Yaowei__Creator__V1__ListCreatorsResponse *page = r->page;
     if (resp->n_stats != page->n_creators) {
-        fail(r, "BatchGetCreatorStats: %zu stats for %zu creators", resp->n_stats,
-             page->n_creators);
+        fail(r, GRPC_STATUS_INTERNAL, "BatchGetCreatorStats: %zu stats for %zu creators",
+             resp->n_stats, page->n_creators);
         return -1;
     }
     for (size_t i = 0; i < page->n_creators; i++) {
         const Yaowei__Creator__V1__Creator *c = page->creators[i];
         const Yaowei__Creator__V1__CreatorStats *s = resp->stats[i];
         if (strcmp(c->creator_id, s->creator_id) != 0) {
-            fail(r, "BatchGetCreatorStats: stats[%zu] is of creator \"%.128s\", not \"%.128s\"", i,
+            fail(r, GRPC_STATUS_INTERNAL,
+                 "BatchGetCreatorStats: stats[%zu] is of creator \"%.128s\", not \"%.128s\"", i,
                  s->creator_id, c->creator_id);
             return -1;
         }
         tier_input_t in;
         const char *category = tier_input_of(c, s, &in);
         if (tier_snapshot_add(r->snap, c->creator_id, category, &in) != 0) {
-            fail(r, "out of memory after %zu creators", r->snap->n);
+            fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory after %zu creators", r->snap->n);
             return -1;
         }
     }
@@ -223,7 +233,7 @@ static void on_stats(void *arg, grpc_status_code code, const char *detail, Proto
         return;
     }
     if (code != GRPC_STATUS_OK) {
-        fail(r, "BatchGetCreatorStats: %s: %s", yw_status_name(code), detail);
+        fail(r, code, "BatchGetCreatorStats: %s: %s", yw_status_name(code), detail);
         return;
     }
     int rc = add_page(r, resp);
@@ -242,7 +252,7 @@ static void stats_page(tier_refresher_t *r)
     const Yaowei__Creator__V1__ListCreatorsResponse *page = r->page;
     char **ids = malloc(page->n_creators * sizeof *ids);
     if (ids == NULL) {
-        fail(r, "out of memory");
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     for (size_t i = 0; i < page->n_creators; i++) {
@@ -260,7 +270,8 @@ static void stats_page(tier_refresher_t *r)
                              NULL, r->cfg.call_timeout_ms, on_stats, r);
     free(ids);
     if (rc != 0) {
-        fail(r, "BatchGetCreatorStats: cannot start the call: %s", strerror(-rc));
+        fail(r, GRPC_STATUS_UNAVAILABLE, "BatchGetCreatorStats: cannot start the call: %s",
+             strerror(-rc));
         return;
     }
     r->in_flight = 1;
@@ -274,7 +285,7 @@ static void on_list(void *arg, grpc_status_code code, const char *detail, Protob
         return;
     }
     if (code != GRPC_STATUS_OK) {
-        fail(r, "ListCreators: %s: %s", yw_status_name(code), detail);
+        fail(r, code, "ListCreators: %s: %s", yw_status_name(code), detail);
         return;
     }
     r->attempts++;
@@ -296,7 +307,7 @@ static void list_page(tier_refresher_t *r)
                              &yaowei__creator__v1__list_creators_response__descriptor, NULL,
                              r->cfg.call_timeout_ms, on_list, r);
     if (rc != 0) {
-        fail(r, "ListCreators: cannot start the call: %s", strerror(-rc));
+        fail(r, GRPC_STATUS_UNAVAILABLE, "ListCreators: cannot start the call: %s", strerror(-rc));
         return;
     }
     r->in_flight = 1;
@@ -305,14 +316,16 @@ static void list_page(tier_refresher_t *r)
 static void start_refresh(tier_refresher_t *r)
 {
     r->running = 1;
+    r->seq++;
     r->pages = 0;
     r->attempts = 0;
     uv_update_time(r->cfg.loop);
     r->started_ms = uv_now(r->cfg.loop);
     if ((r->snap = tier_snapshot_new()) == NULL) {
-        fail(r, "out of memory");
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
+    r->snap->seq = r->seq;
     r->snap->window_days = r->cfg.window_days(r->cfg.arg);
     /* One end day for every page, so that the whole population shares one window. */
     time_t now = time(NULL);
@@ -350,19 +363,23 @@ int tier_refresher_create(const tier_refresher_config_t *cfg, tier_refresher_t *
     return 0;
 }
 
-void tier_refresher_trigger(tier_refresher_t *r)
+uint64_t tier_refresher_trigger(tier_refresher_t *r)
 {
+    /* The next refresh to start is the one after the last started: right after the one
+     * running, or on the next loop iteration. */
+    uint64_t next = r->seq + 1;
     if (r->closing) {
-        return;
+        return next;
     }
     if (r->running) {
         r->again = 1;
-        return;
+        return next;
     }
     int rc = uv_timer_start(&r->timer, on_timer, 0, 0);
     if (rc != 0) {
         yw_log(YW_LOG_ERROR, "refresh: cannot arm the timer: %s", uv_strerror(rc));
     }
+    return next;
 }
 
 const char *tier_refresher_last_error(const tier_refresher_t *r)

@@ -10,9 +10,15 @@
  *
  * Refreshes run one at a time: at start (tier_refresher_trigger()), every interval
  * after the previous one ended, and when triggered (a trigger during a refresh starts
- * another right after it). A failed refresh changes nothing, is logged, and is retried
- * after min(interval, 5 s). So while creator profile answers, the newest snapshot is
- * never older than the interval plus one refresh's duration.
+ * another right after it; triggers meanwhile share that one). A failed refresh changes
+ * nothing, is logged, and is retried after min(interval, 5 s). So while creator profile
+ * answers, the newest snapshot is never older than the interval plus one refresh's
+ * duration.
+ *
+ * Refreshes are numbered from 1 in the order they start (tier_snapshot_t.seq), so that
+ * whoever triggers one can tell when a refresh that started after its trigger ended:
+ * tier_refresher_trigger() returns that number, on_snapshot's snapshot carries it, and
+ * on_failed names it.
  *
  * Loop thread only.
  */
@@ -56,6 +62,12 @@ typedef struct st_tier_refresher_config_t {
      * called after tier_refresher_close().
      */
     void (*on_snapshot)(void *arg, tier_snapshot_t *snap);
+    /**
+     * Optional: refresh `seq` failed with `code` (creator profile's status, or INTERNAL /
+     * RESOURCE_EXHAUSTED for a failure on this side); `error` is valid during the call.
+     * The retry is already scheduled. Not called after tier_refresher_close().
+     */
+    void (*on_failed)(void *arg, uint64_t seq, grpc_status_code code, const char *error);
     void *arg;
 } tier_refresher_config_t;
 
@@ -69,8 +81,11 @@ const char *tier_input_of(const Yaowei__Creator__V1__Creator *c,
 /** Creates an idle refresher. Returns 0, or a negative errno. */
 int tier_refresher_create(const tier_refresher_config_t *cfg, tier_refresher_t **out);
 
-/** Starts a refresh on the next loop iteration, or right after the one running. */
-void tier_refresher_trigger(tier_refresher_t *r);
+/**
+ * Starts a refresh on the next loop iteration, or right after the one running. Returns
+ * the number of that refresh: the first that starts after this call.
+ */
+uint64_t tier_refresher_trigger(tier_refresher_t *r);
 
 /** Why the last refresh failed; "" after a success (or before any). */
 const char *tier_refresher_last_error(const tier_refresher_t *r);

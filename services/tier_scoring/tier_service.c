@@ -38,6 +38,10 @@ _Static_assert((int)TIER_LEVEL_HEAD == (int)YAOWEI__TIER__V1__TIER__TIER_HEAD &&
 
 typedef struct st_tier_update_t tier_update_t;
 typedef struct st_tier_build_t tier_build_t;
+typedef struct st_tier_waiter_t tier_waiter_t;
+
+/** How often RefreshPopulation calls that wait are checked for cancellation. */
+#define TIER_WAIT_POLL_MS 200
 
 /* What yw_app_state() holds. Loop thread only. */
 typedef struct st_tier_state_t {
@@ -54,7 +58,10 @@ typedef struct st_tier_state_t {
     int saving, save_again;                /* the same for saves */
     tier_update_t *updates, *updates_tail; /* UpdateTierPolicy calls, in arrival order */
     int updating;                          /* the first of them is being written */
-    unsigned holds;                        /* the base (until fini), the refresher, builds, saves */
+    tier_waiter_t *waiters;                /* RefreshPopulation calls waiting for a build */
+    uv_timer_t wait_timer;                 /* their deadlines and cancellations */
+    int wait_timer_open;
+    unsigned holds; /* the base (until fini), the refresher, the wait timer, builds, saves */
     int closing;
 } tier_state_t;
 
@@ -73,16 +80,15 @@ static void release(tier_state_t *st)
     free(st);
 }
 
-
 /* ---- replies ---- */
 
-
-
-
-/* Non-zero (and the call finished with UNAVAILABLE) before any population is known. */
-static int no_population(yw_call_t *call, const tier_state_t *st)
+/*
+ * Non-zero (and the call finished with UNAVAILABLE) when `snap` (the population's, or
+ * the newest) was never read from creator profile: before any population is known.
+ */
+static int no_population(yw_call_t *call, const tier_state_t *st, const tier_snapshot_t *snap)
 {
-    if (st->pop->snap->time_s != 0) {
+    if (snap->time_s != 0) {
         return 0;
     }
     const char *why = tier_refresher_last_error(st->refresher);
@@ -172,6 +178,9 @@ struct st_tier_build_t {
 
 static void save_population(tier_state_t *st);
 static void rebuild(tier_state_t *st);
+static void waiters_answer(tier_state_t *st);
+static void waiters_fail(tier_state_t *st, uint64_t seq_min, uint64_t seq_max,
+                         grpc_status_code code, const char *why);
 
 static void save_done(yw_store_job_t *job, grpc_status_code status)
 {
@@ -235,8 +244,11 @@ static void build_after(uv_work_t *w, int status)
     tier_state_t *st = b->st;
     st->building = 0;
     if (status != 0 || b->rc != 0) {
-        yw_log(YW_LOG_ERROR, "scoring the population failed: %s",
-               strerror(status != 0 ? -status : -b->rc));
+        const char *why = strerror(status != 0 ? -status : -b->rc);
+        yw_log(YW_LOG_ERROR, "scoring the population failed: %s", why);
+        char err[ERR_BUFSZ];
+        snprintf(err, sizeof err, "scoring the refreshed population failed: %s", why);
+        waiters_fail(st, 1, b->snap->seq, GRPC_STATUS_INTERNAL, err);
     } else if (st->closing) {
         tier_population_unref(b->out);
     } else {
@@ -245,6 +257,7 @@ static void build_after(uv_work_t *w, int status)
         yw_log(YW_LOG_DEBUG, "population scored: %zu creators under policy version %" PRId64,
                st->pop->snap->n, st->pop->policy.version);
         save_population(st);
+        waiters_answer(st);
     }
     tier_snapshot_unref(b->snap);
     free(b);
@@ -573,7 +586,7 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
         yw_call_fail(call, code, err);
         return;
     }
-    if (no_population(call, st)) {
+    if (no_population(call, st, st->pop->snap)) {
         return;
     }
     const tier_population_t *pop = st->pop;
@@ -662,7 +675,7 @@ static void update_done(yw_store_job_t *job, grpc_status_code status)
         reply_policy(u->call, &st->policy);
     } else {
         yw_call_fail(u->call, status,
-             job->errmsg[0] != '\0' ? job->errmsg : "store: the policy did not commit");
+                     job->errmsg[0] != '\0' ? job->errmsg : "store: the policy did not commit");
     }
     free(u);
     next_update(st);
@@ -700,8 +713,8 @@ static void next_update(tier_state_t *st)
         int rc = yw_store_write(st->store, &u->pj.job);
         if (rc < 0) {
             yw_call_fail(u->call, GRPC_STATUS_UNAVAILABLE,
-                 rc == -ESHUTDOWN ? "the service is shutting down"
-                                  : "store: cannot queue the write");
+                         rc == -ESHUTDOWN ? "the service is shutting down"
+                                          : "store: cannot queue the write");
             free(u);
             continue;
         }
@@ -745,7 +758,7 @@ static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
         yw_call_fail(call, code, err);
         return;
     }
-    if (no_population(call, st)) {
+    if (no_population(call, st, st->pop->snap)) {
         return;
     }
     const tier_population_t *pop = st->pop;
@@ -783,6 +796,227 @@ static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
     yw_call_reply(call, &resp.base);
 }
 
+/* ---- BatchGetCreatorTiers ---- */
+
+/*
+ * The tiers of up to 1000 creators, answered from memory: the followers the newest
+ * inputs hold, under the policy in force. Ids the population does not hold go in
+ * not_found. UNAVAILABLE before any population is known.
+ */
+static void batch_get_creator_tiers(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Tier__V1__BatchGetCreatorTiersRequest *req = (const void *)msg;
+    tier_state_t *st = state_of(call);
+    char err[ERR_BUFSZ];
+    grpc_status_code code =
+        tier_validate_ids("creator_ids", req->creator_ids, req->n_creator_ids, err, sizeof err);
+    if (code != GRPC_STATUS_OK) {
+        yw_call_fail(call, code, err);
+        return;
+    }
+    /* The newest inputs: a refresh's creators are found here as soon as it ends, while
+     * the population built from them may still be scoring on the thread pool. */
+    const tier_snapshot_t *snap = st->snapshot;
+    if (no_population(call, st, snap)) {
+        return;
+    }
+    size_t n = req->n_creator_ids, k = n ? n : 1;
+    Yaowei__Tier__V1__CreatorTier *msgs = calloc(k, sizeof *msgs);
+    Yaowei__Tier__V1__CreatorTier **tiers = calloc(k, sizeof *tiers);
+    char **not_found = calloc(k, sizeof *not_found);
+    if (msgs == NULL || tiers == NULL || not_found == NULL) {
+        free(msgs);
+        free(tiers);
+        free(not_found);
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    size_t n_tiers = 0, n_not_found = 0;
+    for (size_t i = 0; i < n; i++) {
+        long at = tier_snapshot_find(snap, req->creator_ids[i]);
+        if (at < 0) {
+            not_found[n_not_found++] = req->creator_ids[i];
+            continue;
+        }
+        const tier_creator_t *c = &snap->creators[at];
+        Yaowei__Tier__V1__CreatorTier *m = &msgs[n_tiers];
+        yaowei__tier__v1__creator_tier__init(m);
+        m->creator_id = c->creator_id; /* borrowed: the reply is packed before we return */
+        m->tier = (Yaowei__Tier__V1__Tier)tier_of(c->in.followers, &st->policy);
+        m->followers = c->in.followers;
+        tiers[n_tiers++] = m;
+    }
+    Google__Protobuf__Timestamp refreshed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    refreshed.seconds = snap->time_s;
+    refreshed.nanos = snap->time_ns;
+    Yaowei__Tier__V1__BatchGetCreatorTiersResponse resp =
+        YAOWEI__TIER__V1__BATCH_GET_CREATOR_TIERS_RESPONSE__INIT;
+    resp.n_tiers = n_tiers;
+    resp.tiers = tiers;
+    resp.n_not_found = n_not_found;
+    resp.not_found = not_found;
+    resp.policy_version = st->policy.version;
+    resp.population_refresh_time = &refreshed;
+    yw_call_reply(call, &resp.base);
+    free(msgs);
+    free(tiers);
+    free(not_found);
+}
+
+/* ---- RefreshPopulation ---- */
+
+/* A RefreshPopulation call, waiting until a population built from refresh `seq` (or a
+ * later one) is in force. */
+struct st_tier_waiter_t {
+    yw_call_t *call;
+    uint64_t seq;
+    tier_waiter_t *next;
+};
+
+static void on_wait_timer(uv_timer_t *t);
+
+/* Arms the wait timer for the nearest deadline of a waiting call (polling for
+ * cancellation meanwhile), or stops it when nobody waits. */
+static void wait_timer_update(tier_state_t *st)
+{
+    if (!st->wait_timer_open) {
+        return;
+    }
+    if (st->waiters == NULL) {
+        uv_timer_stop(&st->wait_timer);
+        return;
+    }
+    int64_t next = TIER_WAIT_POLL_MS;
+    for (const tier_waiter_t *w = st->waiters; w != NULL; w = w->next) {
+        int64_t ms = yw_call_remaining_ms(w->call);
+        if (ms < next) {
+            next = ms > 0 ? ms : 0;
+        }
+    }
+    int rc = uv_timer_start(&st->wait_timer, on_wait_timer, (uint64_t)next, 0);
+    if (rc != 0) {
+        yw_log(YW_LOG_ERROR, "RefreshPopulation: cannot arm the wait timer: %s", uv_strerror(rc));
+    }
+}
+
+/* Finishes the waiting calls whose caller is gone: at their deadline, or cancelled. */
+static void on_wait_timer(uv_timer_t *t)
+{
+    tier_state_t *st = t->data;
+    for (tier_waiter_t **pp = &st->waiters; *pp != NULL;) {
+        tier_waiter_t *w = *pp;
+        if (!yw_call_is_cancelled(w->call)) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (yw_call_remaining_ms(w->call) <= 0) {
+            yw_call_finish(w->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                           "deadline exceeded waiting for refresh %" PRIu64
+                           " of the population (it goes on)",
+                           w->seq);
+        } else {
+            yw_call_finish(w->call, GRPC_STATUS_CANCELLED,
+                           "cancelled while waiting for refresh %" PRIu64
+                           " of the population (the caller went away, or the service is "
+                           "shutting down)",
+                           w->seq);
+        }
+        free(w);
+    }
+    wait_timer_update(st);
+}
+
+static void reply_refreshed(yw_call_t *call, const tier_population_t *pop)
+{
+    Google__Protobuf__Timestamp refreshed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    refreshed.seconds = pop->snap->time_s;
+    refreshed.nanos = pop->snap->time_ns;
+    Yaowei__Tier__V1__RefreshPopulationResponse resp =
+        YAOWEI__TIER__V1__REFRESH_POPULATION_RESPONSE__INIT;
+    resp.refresh_time = &refreshed;
+    resp.total_creators = (int64_t)pop->snap->n;
+    resp.policy_version = pop->policy.version;
+    yw_call_reply(call, &resp.base);
+}
+
+/* A population was swapped in: answer the calls that waited for its refresh or an
+ * earlier one. */
+static void waiters_answer(tier_state_t *st)
+{
+    uint64_t built = st->pop->snap->seq; /* 0 (loaded from the store) answers nobody */
+    for (tier_waiter_t **pp = &st->waiters; *pp != NULL;) {
+        tier_waiter_t *w = *pp;
+        if (w->seq > built) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        reply_refreshed(w->call, st->pop);
+        free(w);
+    }
+    wait_timer_update(st);
+}
+
+/* Fails the calls waiting for a refresh numbered within [seq_min, seq_max]. */
+static void waiters_fail(tier_state_t *st, uint64_t seq_min, uint64_t seq_max,
+                         grpc_status_code code, const char *why)
+{
+    for (tier_waiter_t **pp = &st->waiters; *pp != NULL;) {
+        tier_waiter_t *w = *pp;
+        if (w->seq < seq_min || w->seq > seq_max) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        yw_call_fail(w->call, code, why);
+        free(w);
+    }
+    wait_timer_update(st);
+}
+
+/*
+ * Refresh `seq` failed: the calls waiting for it fail (a later refresh is not theirs to
+ * wait for: they asked for one, and it failed). Those waiting for an earlier one that
+ * succeeded are answered when its population is built.
+ */
+static void on_refresh_failed(void *arg, uint64_t seq, grpc_status_code code, const char *error)
+{
+    tier_state_t *st = arg;
+    char err[ERR_BUFSZ];
+    if (code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
+        snprintf(err, sizeof err, "the refresh failed: %s", error);
+    } else {
+        code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(err, sizeof err, "creator profile is unavailable: the refresh failed: %s", error);
+    }
+    waiters_fail(st, seq, seq, code, err);
+}
+
+/*
+ * Refreshes the population now and answers once a refresh that started at or after this
+ * call has been read from creator profile and scored. Calls that arrive together share
+ * one refresh.
+ */
+static void refresh_population(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    (void)msg;
+    tier_state_t *st = state_of(call);
+    if (yw_call_abandoned(call)) {
+        return;
+    }
+    tier_waiter_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    w->call = call;
+    w->seq = tier_refresher_trigger(st->refresher);
+    w->next = st->waiters;
+    st->waiters = w;
+    wait_timer_update(st);
+}
+
 /* ---- the method table ---- */
 
 #define METHOD(name, fn, req, resp)                                                                \
@@ -806,6 +1040,12 @@ static const yw_method_t tier_methods[] = {
            yaowei__tier__v1__tier_policy),
     METHOD("GetTierDistribution", get_tier_distribution,
            yaowei__tier__v1__get_tier_distribution_request, yaowei__tier__v1__tier_distribution),
+    /* New methods go last: the fuzz corpora pick methods by their index in this table. */
+    METHOD("BatchGetCreatorTiers", batch_get_creator_tiers,
+           yaowei__tier__v1__batch_get_creator_tiers_request,
+           yaowei__tier__v1__batch_get_creator_tiers_response),
+    METHOD("RefreshPopulation", refresh_population, yaowei__tier__v1__refresh_population_request,
+           yaowei__tier__v1__refresh_population_response),
 };
 
 const yw_service_t tier_service = {
@@ -846,6 +1086,19 @@ static int positive_option(yw_app_t *app, const char *name, long long max, long 
 static void on_refresher_closed(void *arg)
 {
     release(arg);
+}
+
+static void on_wait_timer_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+static void close_wait_timer(tier_state_t *st)
+{
+    if (st->wait_timer_open) {
+        st->wait_timer_open = 0;
+        uv_close((uv_handle_t *)&st->wait_timer, on_wait_timer_closed);
+    }
 }
 
 int tier_service_init(yw_app_t *app, char *err, size_t errlen)
@@ -896,6 +1149,15 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         release(st);
         return rc;
     }
+    if ((rc = uv_timer_init(st->loop, &st->wait_timer)) != 0) {
+        snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(rc));
+        yw_channel_destroy(st->creator_profile);
+        release(st);
+        return rc;
+    }
+    st->wait_timer.data = st;
+    st->wait_timer_open = 1;
+    st->holds++; /* the wait timer's, until it is closed */
     tier_refresher_config_t rcfg = {
         .loop = st->loop,
         .peer = st->creator_profile,
@@ -903,11 +1165,13 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         .call_timeout_ms = TIER_REFRESH_CALL_TIMEOUT_MS,
         .window_days = window_days,
         .on_snapshot = on_snapshot,
+        .on_failed = on_refresh_failed,
         .arg = st,
     };
     if ((rc = tier_refresher_create(&rcfg, &st->refresher)) != 0) {
         snprintf(err, errlen, "cannot create the refresher: %s", uv_strerror(rc));
         yw_channel_destroy(st->creator_profile);
+        close_wait_timer(st);
         release(st);
         return rc;
     }
@@ -930,6 +1194,9 @@ void tier_service_fini(yw_app_t *app)
     }
     yw_app_set_state(app, NULL);
     st->closing = 1;
+    /* The server is down, so every call is finished; a waiter left would be a bug. */
+    waiters_fail(st, 0, UINT64_MAX, GRPC_STATUS_UNAVAILABLE, "the service is shutting down");
+    close_wait_timer(st);
     /* Close the refresher first: destroying the peer then cancels its call. */
     tier_refresher_close(st->refresher, on_refresher_closed, st);
     yw_channel_destroy(st->creator_profile);

@@ -15,9 +15,12 @@
  * creator profile (BatchGetCreators and BatchGetCreatorStats, in parallel, each with
  * the inbound call as parent, so with its deadline; --creator-profile-timeout-ms when it
  * has none), score them under the policy in force with the population's priors, and
- * place them in the population for percentile and rising. The other methods answer from
- * memory. The state outlives fini until every build, save and refresher call in flight
- * has completed.
+ * place them in the population for percentile and rising. RefreshPopulation triggers
+ * a refresh and waits (a list of waiting calls and one timer for their deadlines) until
+ * a population built from a refresh that started after it is in force, or that refresh
+ * failed. The other methods answer from memory (BatchGetCreatorTiers from the newest
+ * snapshot under the policy in force). The state outlives fini until every build, save,
+ * refresher call in flight and the wait timer have completed.
  */
 #ifndef TIER_SERVICE_H
 #define TIER_SERVICE_H
@@ -36,7 +39,7 @@ extern "C" {
 /** Deadline of each of the refresher's calls to creator profile. */
 #define TIER_REFRESH_CALL_TIMEOUT_MS 10000
 
-/** The service and its six methods. */
+/** The service and its eight methods. */
 extern const yw_service_t tier_service;
 
 /** Options of tier scoring besides the common ones: --refresh-interval-ms and

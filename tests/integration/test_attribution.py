@@ -24,6 +24,7 @@ CREATOR_BIN = "services/creator_profile/creator_profile"
 TIER_BIN = "services/tier_scoring/tier_scoring"
 ATTR = "yaowei.attribution.v1.AttributionService"
 CREATOR = "yaowei.creator.v1.CreatorProfileService"
+TIER = "yaowei.tier.v1.TierScoringService"
 
 DAY = 86400
 NOW = int(time.time())
@@ -784,6 +785,8 @@ def test_tier_report_with_three_services(stack):
                                     "followers": str(followers)}})
     unknown = "ghost_" + tag          # tier scoring does not know it
     odd = "奇怪的-" + tag              # not even a valid id there
+    # Labels come from tier scoring's population: have it read the new creators now.
+    ts.client.call(TIER + "/RefreshPopulation", {})
     v, p = uid("v"), uid("p")
     # Impressions: head 6, mid 2, tail 1, amateur 1, ghost 0 (a click only), odd 0.
     ev = []
@@ -830,3 +833,131 @@ def test_tier_report_with_three_services(stack):
         assert sum(I(r, "attributed_gmv_minor") for r in rep["rows"]) == 4750
     finally:
         ts.start()
+
+
+# -- tier labels after a load ---------------------------------------------------------------
+
+def scrape_counter(port, name, method):
+    """A counter of a service's /metrics for one method (0 when absent)."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and 'grpc_method="%s"' % method in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+@pytest.fixture
+def load_stack(tmp_path_factory):
+    """Three processes with metrics: tier scoring refreshes by itself only at start-up,
+    attribution keeps labels for the default TTL."""
+    base = tmp_path_factory.mktemp("load_stack")
+    procs = {}
+    for name, rel in (("creator_profile", CREATOR_BIN), ("tier_scoring", TIER_BIN)):
+        d = base / name
+        d.mkdir()
+        (d / "data").mkdir()
+        port = free_port()
+        extra = ["--metrics-listen", "127.0.0.1:%d" % port]
+        if name == "tier_scoring":
+            extra += ["--creator-profile-addr", procs["creator_profile"].address,
+                      "--refresh-interval-ms", "600000"]
+        procs[name] = ServerProcess(binary_path(rel), str(d / "data"), str(d), extra,
+                                    name=name)
+        procs[name].metrics_port = port
+        procs[name].start()
+    a = Attr(tmp_path_factory, "load_attribution",
+             tier_addr=procs["tier_scoring"].address).start()
+    yield procs["creator_profile"], procs["tier_scoring"], a
+    a.stop()
+    procs["tier_scoring"].stop()
+    procs["creator_profile"].stop()
+
+
+def test_tier_report_labels_every_creator_after_a_load(load_stack):
+    """4,100 creators (5 label batches: more than the 4 attribution keeps in flight) are
+    created and seen by attribution; after one RefreshPopulation the first tier report
+    labels every one of them, from tier scoring's memory: no score is computed and
+    creator profile is not read for it."""
+    cp, ts, a = load_stack
+    n = 4100
+    cut = [(0, "TIER_AMATEUR"), (5000, "TIER_TAIL"), (50000, "TIER_MID"), (500000, "TIER_HEAD")]
+
+    def followers(i):
+        return [0, 7000, 80000, 900000][i % 4] + i
+
+    def create(i):
+        cid = "load-%05d" % i
+        cp.client.call(CREATOR + "/CreateCreator", {"creator": {
+            "creator_id": cid, "display_name": cid, "followers": str(followers(i))}})
+
+    create(0)  # loads the types once, before the threads share the client
+    errors = []
+
+    def worker(k):
+        try:
+            for i in range(1 + k, n, 8):
+                create(i)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    ev = [exposure(uid("e"), uid("w"), "load-%05d" % i, [uid("p")], "IMPRESSION", T - 60)
+          for i in range(n)]
+    assert I(a.exposures(ev), "accepted") == n
+    got = ts.client.call(TIER + "/RefreshPopulation", {}, timeout=30)
+    assert I(got, "total_creators") == n
+    cp_reads = scrape_counter(cp.metrics_port, "grpc_server_started_total", "BatchGetCreators")
+
+    rep = a.call("GetTierReport", RANGE, timeout=20)
+    assert rep.get("tier_labels_error", "") == "", rep["tier_labels_error"]
+    assert I(rep, "unlabeled_creators") == 0
+    want = {}
+    for i in range(n):
+        tier = [t for floor, t in cut if followers(i) >= floor][-1]
+        want[tier] = want.get(tier, 0) + 1
+    assert {r["tier"]: I(r, "creators") for r in rep["rows"]} == want
+    # Five BatchGetCreatorTiers calls of at most 1,000 ids; no BatchScoreCreators; and
+    # nothing read from creator profile on the report's behalf.
+    assert scrape_counter(ts.metrics_port, "grpc_server_handled_total",
+                          "BatchGetCreatorTiers") == 5
+    assert scrape_counter(ts.metrics_port, "grpc_server_started_total",
+                          "BatchScoreCreators") == 0
+    assert scrape_counter(cp.metrics_port, "grpc_server_started_total",
+                          "BatchGetCreators") == cp_reads
+    # Cached for the TTL: the next report asks nothing.
+    rep = a.call("GetTierReport", RANGE, timeout=20)
+    assert I(rep, "unlabeled_creators") == 0
+    assert scrape_counter(ts.metrics_port, "grpc_server_handled_total",
+                          "BatchGetCreatorTiers") == 5
+
+
+def test_creators_tier_scoring_has_not_read_yet_are_unlabelled_then_labelled(load_stack):
+    """A creator created after tier scoring's last refresh is not_found there: the report
+    counts it unlabelled (no error), and labels it once a refresh read it and the short
+    not_found cache (1 minute at most; here the refresh is forced and the label TTL is
+    the default) has expired — shown with a second creator instead, asked for the first
+    time after the refresh."""
+    cp, ts, a = load_stack
+    early, late = "early-" + uid("c"), "late-" + uid("c")
+    for cid in (early, late):
+        cp.client.call(CREATOR + "/CreateCreator", {"creator": {
+            "creator_id": cid, "display_name": cid, "followers": "60000"}})
+    # Only `early` has exposures before the first report.
+    a.exposures([exposure(uid("e"), uid("w"), early, [uid("p")], "IMPRESSION", T - 60)])
+    rep = a.call("GetTierReport", RANGE, timeout=20)
+    assert rep.get("tier_labels_error", "") == ""
+    assert I(rep, "unlabeled_creators") == 1
+    ts.client.call(TIER + "/RefreshPopulation", {})
+    a.exposures([exposure(uid("e"), uid("w"), late, [uid("p")], "IMPRESSION", T - 60)])
+    rep = a.call("GetTierReport", RANGE, timeout=20)
+    rows = {r.get("tier", "TIER_UNSPECIFIED"): I(r, "creators") for r in rep["rows"]}
+    # `late` is labelled; `early` waits for its not_found to expire.
+    assert rows == {"TIER_MID": 1, "TIER_UNSPECIFIED": 1}, rows

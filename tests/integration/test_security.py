@@ -82,6 +82,9 @@ CP_METHODS = dict(REFLECTION_OPEN, **{
 TS_METHODS = dict(REFLECTION_OPEN, **{
     "/%s/*" % TS: ["reader"],
     "/%s/UpdateTierPolicy" % TS: ["admin"],
+    # A refresh reads all of creator profile: for the operator, and for the job that
+    # loaded creators and wants them scored now.
+    "/%s/RefreshPopulation" % TS: ["admin", "ingest"],
 })
 AT_METHODS = dict(REFLECTION_OPEN, **{
     "/%s/*" % AT: ["reader"],
@@ -533,6 +536,17 @@ def test_tier_scoring_reads_creator_profile_over_mtls(mtls_stack, pki):
     assert t.code(admin, "%s/UpdateTierPolicy" % TS,
                   {"policy": {"rising_top_fraction": 0.2}, "update_mask": "risingTopFraction"}) \
         == grpc.StatusCode.OK
+    # RefreshPopulation: admin and ingest, not the reader; tiers: the reader.
+    assert t.code(ts.channel, "%s/RefreshPopulation" % TS, {}) == \
+        grpc.StatusCode.PERMISSION_DENIED
+    assert t.code(admin, "%s/RefreshPopulation" % TS, {}) == grpc.StatusCode.OK
+    ingest = ts.tls_channel(leaves["ingest"])
+    assert t.code(ingest, "%s/RefreshPopulation" % TS, {}) == grpc.StatusCode.OK
+    assert t.code(ingest, "%s/BatchGetCreatorTiers" % TS, {"creator_ids": [cid]}) == \
+        grpc.StatusCode.PERMISSION_DENIED
+    ingest.close()
+    tiers = t.call(ts.channel, "%s/BatchGetCreatorTiers" % TS, {"creator_ids": [cid]})
+    assert [x["tier"] for x in tiers["tiers"]] == ["TIER_MID"], tiers
     admin.close()
 
 

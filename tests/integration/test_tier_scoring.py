@@ -167,7 +167,8 @@ def test_reflection_and_health(tier_stack):
     sd = tier_stack.tier.client.service(TIER_SERVICE)
     assert sorted(m.name for m in sd.methods) == sorted([
         "ScoreCreator", "BatchScoreCreators", "ListCreatorsByTier", "GetTierPolicy",
-        "UpdateTierPolicy", "GetTierDistribution"])
+        "UpdateTierPolicy", "GetTierDistribution", "BatchGetCreatorTiers",
+        "RefreshPopulation"])
     assert ywclient.health_check(tier_stack.tier.channel, TIER_SERVICE) == "SERVING"
 
 
@@ -610,3 +611,246 @@ def test_no_population_yet_is_unavailable(tmp_path_factory):
     finally:
         srv.stop()
     assert srv.returncode == 0
+
+
+# -- BatchGetCreatorTiers and RefreshPopulation ---------------------------------------------
+
+def rfc3339_s(ts):
+    """Seconds since the epoch of a JSON Timestamp ("2026-11-27T20:35:01.123456789Z")."""
+    head, _, frac = ts.rstrip("Z").partition(".")
+    dt = datetime.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=datetime.timezone.utc)
+    return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+def tiers_of(stack, ids, **kw):
+    return stack.ts("BatchGetCreatorTiers", {"creator_ids": ids}, **kw)
+
+
+@pytest.fixture
+def slow_tier_stack(tmp_path_factory):
+    """A pair whose tier scoring refreshes by itself only at start-up (the interval is
+    10 minutes): what the population holds after that is what RefreshPopulation read."""
+    from conftest import _make_tier_stack
+    stack = _make_tier_stack(tmp_path_factory, "tier_manual",
+                             ["--refresh-interval-ms", "600000", "--grace-ms", "500"]).start()
+    yield stack
+    for srv in (stack.creator, stack.tier):
+        if srv.proc is not None and srv.proc.poll() is None:
+            try:
+                srv.proc.send_signal(signal.SIGCONT)
+            except OSError:
+                pass
+    stack.stop()
+
+
+def test_creator_tiers_match_score_creator(tier_stack):
+    cat = uid("ct")
+    followers = [3000000, 500000, 499999, 50000, 49999, 5000, 4999, 0]
+    ids = []
+    for f in followers:
+        cid = uid("ct")
+        seed(tier_stack, cid, f, cat, impressions=500, engagements=20)
+        ids.append(cid)
+    tier_stack.ts("RefreshPopulation", {})
+    ghost = "ghost-" + uid("x")
+    # Reversed, with a repeat and an unknown id in the middle.
+    ask = list(reversed(ids)) + [ghost, ids[0]]
+    got = tiers_of(tier_stack, ask)
+    assert [t["creator_id"] for t in got["tiers"]] == list(reversed(ids)) + [ids[0]]
+    assert got["not_found"] == [ghost]
+    assert got["policy_version"] == "1"
+    assert rfc3339_s(got["population_refresh_time"]) > time.time() - 60
+    scores = {s["creator_id"]: s for s in
+              tier_stack.ts("BatchScoreCreators", {"creator_ids": ids})["scores"]}
+    for t in got["tiers"]:
+        s = scores[t["creator_id"]]
+        assert t["tier"] == s["tier"], (t, s)
+        assert I(t, "followers") == I(s, "followers")
+        assert t["tier"] == tier_stack.ts("ScoreCreator", {"creator_id": t["creator_id"]})["tier"]
+    assert [t["tier"] for t in got["tiers"][:len(ids)]] == list(reversed(
+        ["TIER_HEAD", "TIER_HEAD", "TIER_MID", "TIER_MID", "TIER_TAIL", "TIER_TAIL",
+         "TIER_AMATEUR", "TIER_AMATEUR"]))
+    # Only unknown ids: no tiers, every id in not_found (in order, repeats too).
+    only = tiers_of(tier_stack, [ghost, "nobody", ghost])
+    assert only.get("tiers", []) == [] and only["not_found"] == [ghost, "nobody", ghost]
+    # Nothing asked: an empty answer (still saying which population it would read).
+    empty = tiers_of(tier_stack, [])
+    assert empty.get("tiers", []) == [] and empty.get("not_found", []) == []
+
+
+def test_creator_tiers_follow_the_policy_in_force(fresh_tier_stack):
+    stack = fresh_tier_stack
+    cid = uid("pol")
+    create(stack, cid, 60000, "pol")
+    stack.ts("RefreshPopulation", {})
+    assert tiers_of(stack, [cid])["tiers"][0]["tier"] == "TIER_MID"
+    stack.ts("UpdateTierPolicy", {"policy": {"mid_min_followers": "100000"},
+                                  "update_mask": "midMinFollowers"})
+    # At once, like ScoreCreator: the thresholds in force, the followers in hand.
+    got = tiers_of(stack, [cid])
+    assert got["tiers"][0]["tier"] == "TIER_TAIL" and got["policy_version"] == "2"
+    assert stack.ts("ScoreCreator", {"creator_id": cid})["tier"] == "TIER_TAIL"
+
+
+def test_creator_tiers_validation(tier_stack):
+    cid = uid("val")
+    expect_error(lambda: tiers_of(tier_stack, [cid, ""]), INVALID, "creator_ids[1]: required")
+    expect_error(lambda: tiers_of(tier_stack, [cid, "a b"]), INVALID, "creator_ids[1]: must be")
+    expect_error(lambda: tiers_of(tier_stack, ["x" * 129]), INVALID, "creator_ids[0]")
+    expect_error(lambda: tiers_of(tier_stack, [cid] * 1001), INVALID,
+                 "creator_ids: at most 1000 ids, got 1001")
+    full = tiers_of(tier_stack, [cid] * 1000)
+    assert len(full.get("tiers", [])) + len(full.get("not_found", [])) == 1000
+
+
+def test_refresh_population_picks_up_a_creator_created_just_before(slow_tier_stack):
+    stack = slow_tier_stack
+    cid = uid("new")
+    create(stack, cid, 120000, "new")
+    # The start-up refresh ran before it existed, and the next is 10 minutes away.
+    assert tiers_of(stack, [cid])["not_found"] == [cid]
+    before = time.time()
+    got = stack.ts("RefreshPopulation", {})
+    assert rfc3339_s(got["refresh_time"]) >= before - 0.01
+    assert I(got, "total_creators") == 1 and got["policy_version"] == "1"
+    t = tiers_of(stack, [cid])
+    assert [(x["creator_id"], x["tier"]) for x in t["tiers"]] == [(cid, "TIER_MID")]
+    assert t["population_refresh_time"] == got["refresh_time"]
+    # The other population methods see the same population once it answers.
+    dist = stack.ts("GetTierDistribution", {"category": "new"})
+    assert I(dist, "total_creators") == 1 and dist["refresh_time"] == got["refresh_time"]
+    assert [x["creator_id"] for x in listing(stack, "TIER_MID", "new")] == [cid]
+
+
+def test_refresh_population_calls_together_share_refreshes(slow_tier_stack):
+    stack = slow_tier_stack
+    for k in range(3):
+        create(stack, uid("share"), 1000 + k, "share")
+    stack.ts("RefreshPopulation", {})
+    refreshes = lambda: sum(1 for r in stack.tier.log_records()  # noqa: E731
+                            if r.get("msg", "").startswith("refresh: "))
+    n0 = refreshes()
+    results, errors = [], []
+
+    def one():
+        t0 = time.time()
+        try:
+            results.append((t0, stack.tier.client.call(
+                "%s/RefreshPopulation" % TIER_SERVICE, {}, timeout=20)))
+        except grpc.RpcError as e:
+            errors.append(e)
+
+    import threading
+    # Creator profile stopped: the first call's refresh hangs, and the seven others
+    # arrive while it runs, so they must wait for the next one, which they share.
+    stack.creator.proc.send_signal(signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        threads[0].start()
+        time.sleep(0.3)
+        for th in threads[1:]:
+            th.start()
+        time.sleep(0.5)
+        assert results == [] and errors == []
+    finally:
+        stack.creator.proc.send_signal(signal.SIGCONT)
+    for th in threads:
+        th.join()
+    assert not errors, [(e.code(), e.details()) for e in errors]
+    assert len(results) == 8
+    for t0, got in results:
+        assert rfc3339_s(got["refresh_time"]) >= t0 - 0.01  # read after the call arrived
+        assert I(got, "total_creators") == 3
+    assert refreshes() - n0 == 2
+    # The seven that arrived during the first refresh got the second one.
+    assert len({got["refresh_time"] for _, got in results}) == 2
+
+
+def test_refresh_population_creator_profile_down_then_back(slow_tier_stack):
+    stack = slow_tier_stack
+    cid = uid("down")
+    create(stack, cid, 9000, "down")
+    stack.creator.terminate()
+    t0 = time.monotonic()
+    e = expect_error(lambda: stack.ts("RefreshPopulation", {}, timeout=10), UNAVAILABLE,
+                     "creator profile", "ListCreators")
+    assert time.monotonic() - t0 < 3.0, e.details()
+    # The population in force is kept, and still answered from.
+    assert tiers_of(stack, [cid])["not_found"] == [cid]
+    assert stack.ts("GetTierPolicy", {})["version"] == "1"
+    stack.creator.start()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            got = stack.ts("RefreshPopulation", {}, timeout=5)
+            break
+        except grpc.RpcError as err:
+            assert err.code() == UNAVAILABLE, (err.code(), err.details())
+            assert time.monotonic() < deadline, "no recovery within 10 s"
+            time.sleep(0.1)
+    assert I(got, "total_creators") == 1
+    assert tiers_of(stack, [cid])["tiers"][0]["tier"] == "TIER_TAIL"
+
+
+def test_refresh_population_honours_the_deadline(slow_tier_stack):
+    stack = slow_tier_stack
+    cid = uid("hang")
+    create(stack, cid, 70000, "hang")
+    stack.creator.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        expect_error(lambda: stack.ts("RefreshPopulation", {}, timeout=1.0), DEADLINE)
+        assert time.monotonic() - t0 < 1.8
+        # Tier scoring itself let go of the call at its deadline (its log line is written
+        # when the call is freed), not when the hung refresh ends. (The client cancels at
+        # its deadline, a hair before the server's: either status says so.)
+        deadline = time.monotonic() + 2.0
+        while True:
+            done = [r for r in stack.tier.log_records()
+                    if r.get("method", "").endswith("/RefreshPopulation") and
+                    r.get("status") in ("DEADLINE_EXCEEDED", "CANCELLED")]
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert done and float(done[0]["duration_ms"]) < 1600, done
+        # Tier scoring answers meanwhile, from what it holds.
+        assert tiers_of(stack, [cid], timeout=2)["not_found"] == [cid]
+        assert ywclient.health_check(stack.tier.channel, "", timeout=2) == "SERVING"
+    finally:
+        stack.creator.proc.send_signal(signal.SIGCONT)
+    # The refresh that hung goes on once creator profile answers; a new call gets a
+    # refresh of its own that holds the creator.
+    got = stack.ts("RefreshPopulation", {}, timeout=20)
+    assert I(got, "total_creators") == 1
+    assert tiers_of(stack, [cid])["tiers"][0]["tier"] == "TIER_MID"
+
+
+def test_sigterm_while_refresh_population_waits(slow_tier_stack):
+    """A call waiting for a refresh that hangs does not hold up a graceful stop: it ends
+    after the grace period, and the process exits 0 (under ASan: nothing leaked)."""
+    import threading
+    stack = slow_tier_stack
+    stack.creator.proc.send_signal(signal.SIGSTOP)
+    codes = []
+
+    def wait():
+        try:
+            stack.tier.client.call("%s/RefreshPopulation" % TIER_SERVICE, {}, timeout=30)
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as e:
+            codes.append(e.code())
+
+    th = threading.Thread(target=wait)
+    try:
+        th.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        rc = stack.tier.terminate(close_channel=False)
+        took = time.monotonic() - t0
+    finally:
+        stack.creator.proc.send_signal(signal.SIGCONT)
+    th.join(10)
+    assert rc == 0, stack.tier.log_tail()
+    assert took < 4.0, took  # 0.5 s of grace, then the waiting call is let go
+    assert codes and codes[0] != grpc.StatusCode.OK, codes

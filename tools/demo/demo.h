@@ -71,8 +71,6 @@ typedef struct st_demo_t {
     double tier_wait_seconds;
     /** CreateCreator answered ALREADY_EXISTS (the services were not fresh). */
     uint64_t creators_existing;
-    /** Wall clock (UTC ms) when the last stats row was acknowledged. */
-    int64_t stats_done_ms;
     demo_got_t got_exp, got_conv, got_ref;
 
     /** The reports' range: whole UTC days [range_start_s, range_end_s). */
@@ -94,7 +92,10 @@ int demo_load_refunds(demo_t *d, char *err, size_t errlen);
 
 /* demo_report.c. */
 
-/** Waits until tier scoring's population holds the creators with the stats sent. */
+/**
+ * Has tier scoring refresh its population (RefreshPopulation: a refresh that starts after
+ * the call, so it reads every creator and the stats sent) and reads its tier counts.
+ */
 int demo_wait_tier_population(demo_t *d, char *err, size_t errlen);
 
 /** Asks for the reports and prints them on stdout. Returns 0 when every check passed,

@@ -87,7 +87,8 @@ static yw_option_t options[] = {
     OPT("inflight", NULL, "4", "Record* calls in flight"),
     OPT("create-inflight", NULL, "64", "CreateCreator calls in flight"),
     OPT("tier-wait-s", NULL, "180",
-        "seconds to wait for tier scoring's population to hold the creators with their stats"),
+        "seconds tier scoring's RefreshPopulation may take (it reads every creator and its "
+        "stats from creator profile)"),
     OPT("ready-wait-s", NULL, "30", "seconds to wait for the services to be SERVING"),
     OPT("progress", NULL, "auto",
         "auto (one line rewritten in place on a terminal, else a line every 5 s), tty, lines, "
@@ -492,9 +493,6 @@ static int run(demo_t *d, char *err, size_t errlen)
         (rc = demo_load_stats(d, err, errlen)) != 0) {
         return rc;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    d->stats_done_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     if ((rc = demo_load_exposures(d, err, errlen)) != 0 ||
         (rc = demo_load_conversions(d, err, errlen)) != 0 ||
         (rc = demo_load_late(d, err, errlen)) != 0 ||

@@ -80,72 +80,62 @@ static void sleep_ms(long ms)
 
 int demo_wait_tier_population(demo_t *d, char *err, size_t errlen)
 {
-    uint64_t t0 = demo_now_ns(), last_print = t0;
+    uint64_t t0 = demo_now_ns();
     uint64_t want = d->world->p.creators;
-    char last[DEMO_CERR_MAX + 64] = "no answer yet";
-    for (;;) {
-        Yaowei__Tier__V1__GetTierDistributionRequest req =
-            YAOWEI__TIER__V1__GET_TIER_DISTRIBUTION_REQUEST__INIT;
-        ProtobufCMessage *resp = NULL;
-        char cerr[DEMO_CERR_MAX];
-        grpc_status_code code = demo_call(d->rt, d->ts, TS_SVC "GetTierDistribution", &req.base,
-                                          &yaowei__tier__v1__tier_distribution__descriptor, 10000,
-                                          1, &resp, cerr, sizeof cerr);
-        if (code == GRPC_STATUS_OK) {
-            const Yaowei__Tier__V1__TierDistribution *td =
-                (const Yaowei__Tier__V1__TierDistribution *)resp;
-            int64_t refresh_ms = td->refresh_time ? td->refresh_time->seconds * 1000 +
-                                                        td->refresh_time->nanos / 1000000
-                                                  : 0;
-            if ((uint64_t)td->total_creators >= want && refresh_ms > d->stats_done_ms) {
-                d->tier_total = (uint64_t)td->total_creators;
-                d->tier_refresh_s = refresh_ms / 1000;
-                for (size_t i = 0; i < td->n_tiers; i++) {
-                    int t = demo_tier(td->tiers[i]->tier);
-                    if (t >= 0) {
-                        d->tier_creators[t] = (uint64_t)td->tiers[i]->creators;
-                        d->tier_rising[t] = (uint64_t)td->tiers[i]->rising;
-                    }
-                }
-                protobuf_c_message_free_unpacked(resp, NULL);
-                break;
-            }
-            snprintf(last, sizeof last,
-                     "%" PRId64 " creators, inputs read %.1f s %s the last stats row",
-                     td->total_creators, fabs((double)(refresh_ms - d->stats_done_ms)) / 1000.0,
-                     refresh_ms > d->stats_done_ms ? "after" : "before");
-            protobuf_c_message_free_unpacked(resp, NULL);
-        } else if (code == GRPC_STATUS_UNAVAILABLE) {
-            snprintf(last, sizeof last, "%s", cerr); /* no population yet, or unreachable */
-        } else {
-            snprintf(err, errlen, "tier scoring: GetTierDistribution: %s", cerr);
-            return -EIO;
-        }
-        uint64_t now = demo_now_ns();
-        double waited = (double)(now - t0) / 1e9;
-        if (waited > (double)d->tier_wait_s) {
-            snprintf(err, errlen,
-                     "tier scoring: its population did not cover the %" PRIu64 " creators with "
-                     "their stats within %lld s (last: %s); it refreshes every "
-                     "--refresh-interval-ms (make run: 15 s, QUICK 2 s)",
-                     want, d->tier_wait_s, last);
-            return -ETIMEDOUT;
-        }
-        if (d->progress != DEMO_PROGRESS_OFF && now - last_print >= UINT64_C(5000000000)) {
-            fprintf(stderr,
-                    "tier scoring: waiting for a population refreshed after the stats "
-                    "(%.0f s; %s)\n",
-                    waited, last);
-            last_print = now;
-        }
-        sleep_ms(250);
+    /* A refresh that starts after this call reads every creator and the stats sent. */
+    Yaowei__Tier__V1__RefreshPopulationRequest req =
+        YAOWEI__TIER__V1__REFRESH_POPULATION_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char cerr[DEMO_CERR_MAX];
+    if (d->progress != DEMO_PROGRESS_OFF) {
+        fprintf(stderr, "%-12s refreshing its population (RefreshPopulation)\n", "tier scoring");
     }
+    grpc_status_code code = demo_call(d->rt, d->ts, TS_SVC "RefreshPopulation", &req.base,
+                                      &yaowei__tier__v1__refresh_population_response__descriptor,
+                                      d->tier_wait_s * 1000, 3, &resp, cerr, sizeof cerr);
+    if (code != GRPC_STATUS_OK) {
+        snprintf(err, errlen,
+                 "tier scoring: RefreshPopulation (it reads every creator and its stats from "
+                 "creator profile; --tier-wait-s %lld): %s",
+                 d->tier_wait_s, cerr);
+        return code == GRPC_STATUS_DEADLINE_EXCEEDED ? -ETIMEDOUT : -EIO;
+    }
+    const Yaowei__Tier__V1__RefreshPopulationResponse *rp =
+        (const Yaowei__Tier__V1__RefreshPopulationResponse *)resp;
+    int64_t total = rp->total_creators;
+    d->tier_refresh_s = rp->refresh_time != NULL ? rp->refresh_time->seconds : 0;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    if ((uint64_t)total < want) {
+        snprintf(err, errlen,
+                 "tier scoring: its refreshed population holds %" PRId64 " creators, fewer "
+                 "than the %" PRIu64 " created",
+                 total, want);
+        return -EIO;
+    }
+    /* Per tier, from the population just built (or a newer one). */
+    Yaowei__Tier__V1__GetTierDistributionRequest dreq =
+        YAOWEI__TIER__V1__GET_TIER_DISTRIBUTION_REQUEST__INIT;
+    code = demo_call(d->rt, d->ts, TS_SVC "GetTierDistribution", &dreq.base,
+                     &yaowei__tier__v1__tier_distribution__descriptor, 10000, DEMO_SEND_ATTEMPTS,
+                     &resp, cerr, sizeof cerr);
+    if (code != GRPC_STATUS_OK) {
+        snprintf(err, errlen, "tier scoring: GetTierDistribution: %s", cerr);
+        return -EIO;
+    }
+    const Yaowei__Tier__V1__TierDistribution *td = (const Yaowei__Tier__V1__TierDistribution *)resp;
+    d->tier_total = (uint64_t)td->total_creators;
+    for (size_t i = 0; i < td->n_tiers; i++) {
+        int t = demo_tier(td->tiers[i]->tier);
+        if (t >= 0) {
+            d->tier_creators[t] = (uint64_t)td->tiers[i]->creators;
+            d->tier_rising[t] = (uint64_t)td->tiers[i]->rising;
+        }
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
     d->tier_wait_seconds = (double)(demo_now_ns() - t0) / 1e9;
     if (d->progress != DEMO_PROGRESS_OFF) {
         char n[32];
-        fprintf(stderr,
-                "%-12s population of %s creators, refreshed after the stats (waited "
-                "%.1f s)\n",
+        fprintf(stderr, "%-12s population of %s creators, refreshed after the stats (%.1f s)\n",
                 "tier scoring", demo_fmt_count(n, sizeof n, d->tier_total), d->tier_wait_seconds);
     }
     return 0;

@@ -11,7 +11,7 @@
 #   --serve        keep the services up after the report, printing grpcurl commands to
 #                  try, until Ctrl-C
 #   KEEP_DATA=1    keep the temp dir (data and logs) at the end
-#   TIER_REFRESH_MS  tier scoring's --refresh-interval-ms (default 15000, QUICK 2000)
+#   TIER_REFRESH_MS  tier scoring's --refresh-interval-ms (default: its own, 60000)
 #
 # Exit status: the demo's (0 all checks passed, 1 a check failed, 2 bad flags, 3 a
 # service could not be used), or 4 when a service failed to start or to stop cleanly.
@@ -168,14 +168,11 @@ start() {
 
 start creator_profile "$CP_BIN"
 CP_ADDR=$ADDR
-# The demo waits for a population refreshed after the stats it sent. A refresh reads
-# every creator's stats from creator profile (seconds for 100,000 creators on 2 cores):
-# back to back they would crowd out the reports' tier-label reads, so the default size
-# leaves 15 s between them; the QUICK one, 2 s (its exposures take only seconds).
-REFRESH_MS=15000
-[ "$QUICK" = 1 ] && REFRESH_MS=2000
-start tier_scoring "$TS_BIN" --creator-profile-addr "$CP_ADDR" \
-    --refresh-interval-ms "${TIER_REFRESH_MS:-$REFRESH_MS}"
+# The demo asks tier scoring for a refresh once the stats are in (RefreshPopulation), so
+# tier scoring keeps its default interval (60 s) unless TIER_REFRESH_MS says otherwise.
+TS_ARGS=(--creator-profile-addr "$CP_ADDR")
+[ -n "${TIER_REFRESH_MS:-}" ] && TS_ARGS+=(--refresh-interval-ms "$TIER_REFRESH_MS")
+start tier_scoring "$TS_BIN" "${TS_ARGS[@]}"
 TS_ADDR=$ADDR
 start attribution "$AT_BIN" --tier-scoring-addr "$TS_ADDR"
 AT_ADDR=$ADDR
