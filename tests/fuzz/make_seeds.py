@@ -88,6 +88,9 @@ TIER = {
         {"policy": {"rising_top_fraction": 0.2, "version": "1"},
          "update_mask": "risingTopFraction"}],
     "GetTierDistribution": [{}, {"category": "food"}],
+    "BatchGetCreatorTiers": [{"creator_ids": ["c-lily", "c-missing", "c-lily"]},
+                             {"creator_ids": ["c-lily", ""]}],
+    "RefreshPopulation": [{}],
 }
 
 ATTR = {
