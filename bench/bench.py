@@ -578,8 +578,9 @@ class Bench:
                            ["yaowei/tier/v1/tier.proto"])
         method = "/yaowei.attribution.v1.AttributionService/GetTierReport"
         # The first call fetches the tier labels of every creator (tier scoring's
-        # BatchScoreCreators, 1,000 a call, all at once, within attribution's 5 s label
-        # deadline); labels it could not get are fetched again by the next call.
+        # BatchGetCreatorTiers, from its population in memory: 1,000 a call, at most 4 in
+        # flight, within attribution's 5 s label deadline); labels it could not get are
+        # fetched again by the next call.
         t = time.time()
         rep = pb.TierReport.FromString(grpc_call(self.attr.addr, method, body, 60.0))
         self.single["report_cold_ms"] = (time.time() - t) * 1000
