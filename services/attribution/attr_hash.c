@@ -160,6 +160,16 @@ static attr_intern_slot_t *attr__intern_slot(const attr_intern_t *in, const char
     }
 }
 
+size_t attr_intern_bytes(const attr_intern_t *in)
+{
+    size_t b = in->cap * sizeof *in->slots + (size_t)in->strs_cap * sizeof *in->strs +
+               in->blocks_cap * sizeof *in->blocks;
+    for (size_t i = 0; i < in->n_blocks; i++) {
+        b += ATTR__BLOCK; /* big strings have blocks of their own: close enough */
+    }
+    return b;
+}
+
 int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n)
 {
     if (in->cap == 0) {

@@ -78,6 +78,9 @@ static inline int attr_intern(attr_intern_t *in, const char *s, size_t n, uint32
     return attr_intern2(in, s, n, id, NULL);
 }
 
+/** The bytes an interner holds (slots, ids, string blocks). */
+size_t attr_intern_bytes(const attr_intern_t *in);
+
 /** The id of `s`, or -1 when it was never interned. */
 int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n);
 
@@ -172,6 +175,17 @@ static inline void attr_strmap_prefetch(const attr_strmap_t *m, uint64_t hash)
     if (m->cap != 0) {
         __builtin_prefetch(&m->slots[(hash != 0 ? hash : 1) & (m->cap - 1)]);
     }
+}
+
+/** The bytes a map holds. */
+static inline size_t attr_map64_bytes(const attr_map64_t *m)
+{
+    return m->cap * 2 * sizeof(uint64_t);
+}
+
+static inline size_t attr_strmap_bytes(const attr_strmap_t *m)
+{
+    return m->cap * sizeof(attr_strmap_slot_t);
 }
 
 /** Makes room for `n` more keys without rehashing. Returns 0 or -ENOMEM. */

@@ -24,6 +24,7 @@
 #include "services/attribution/attr_service.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_log.h"
 #include "services/attribution/attr_state.h"
 #include "services/attribution/attr_store.h"
@@ -54,11 +56,34 @@
 /** How many events ahead RecordExposures prefetches. */
 #define ATTR_PREFETCH_AHEAD 3
 
+/** Defaults of --conversion-cache-mb and --dedup-filter-mb. */
+#define ATTR_CACHE_MB_DEFAULT 16
+#define ATTR_BLOOM_MB_DEFAULT 64
+/** Exposure batches kept for reuse (with their arrays: 2,048 events cost about 240 KiB). */
+#define ATTR_SPARE_XBATCHES 4
+/** Free memory the allocator may keep before a tick gives it back (malloc_trim()). */
+#define ATTR_TRIM_BYTES (8u << 20)
+/** Log the memory line every this many maintenance ticks. */
+#define ATTR_MEMLOG_TICKS 12
+
+typedef struct st_attr_xbatch_t attr_xbatch_t;
+
+/** Work held back while the settings restate the conversions (run in order after). */
+typedef struct st_attr_held_t {
+    void (*fn)(struct st_attr_held_t *h);
+    struct st_attr_held_t *next;
+} attr_held_t;
+
+/** Memory gauges (yaowei_attribution_memory_bytes{part}), in the order of attr__parts. */
+enum { ATTR_N_MEM_PARTS = 16 };
+
 typedef struct st_attr_svc_t {
     yw_app_t *app;
     yw_store_t *store;
     attr_state_t st;
     attr_xstore_t *xs;
+    attr_ckey_t *ck;        /* the conversion key index */
+    uint64_t next_conv_seq; /* conversions.seq of the next conversion admitted */
     attr_tier_t *tier;
     uv_timer_t timer;
     int timer_open;
@@ -68,6 +93,22 @@ typedef struct st_attr_svc_t {
     int stopping;
     int64_t tier_ttl_ns;
     uint32_t run_exposures;
+    /* Restating (a settings change being applied to the stored conversions): whatever
+     * changes conversions or rollups waits in `held`, in order. */
+    int restating;
+    attr_held_t *held_head, *held_tail;
+    struct st_attr_rsjob_t *restate; /* the restatement in progress, to retry */
+    /* Exposure batches submitted and not yet committed: conversions committed after the
+     * oldest of them stay in memory until it commits (it may join them). */
+    attr_xbatch_t *active;
+    unsigned ticks;
+    uint64_t bloom_thin_logged;
+    struct st_attr_xbatch_t *spare_xb[ATTR_SPARE_XBATCHES]; /* see attr__xbatch_free() */
+    int n_spare_xb;
+    struct st_attr_ejob_t *explain_next; /* ExplainConversion calls waiting to be read */
+    int explain_jobs;                    /* reads of them in flight */
+    yw_metric_t *mem[ATTR_N_MEM_PARTS];
+    yw_metric_t *cache_loads, *cache_evictions, *explain_reads;
 } attr_svc_t;
 
 static int64_t attr__now(void)
@@ -77,8 +118,11 @@ static int64_t attr__now(void)
     return (int64_t)ts.tv_sec * ATTR_NS_PER_S + ts.tv_nsec;
 }
 
+static void attr__spare_xb_free(attr_svc_t *svc);
+
 static void attr__svc_free(attr_svc_t *svc)
 {
+    attr__spare_xb_free(svc);
     attr_state_free(&svc->st);
     free(svc);
 }
@@ -109,6 +153,301 @@ static void attr__ts(int64_t ns, Google__Protobuf__Timestamp *ts)
 
 static void attr__schedule_persist(attr_svc_t *svc);
 
+/* ---- the restatement gate ---- */
+
+/** Runs `h` now, or after the restatement in progress. */
+static void attr__gate(attr_svc_t *svc, attr_held_t *h, void (*fn)(attr_held_t *h))
+{
+    h->fn = fn;
+    h->next = NULL;
+    if (!svc->restating) {
+        fn(h);
+        return;
+    }
+    if (svc->held_tail != NULL) {
+        svc->held_tail->next = h;
+    } else {
+        svc->held_head = h;
+    }
+    svc->held_tail = h;
+}
+
+/** The restatement is over: what waited runs, in order. */
+static void attr__gate_open(attr_svc_t *svc)
+{
+    svc->restating = 0;
+    svc->st.evict_hold = 0;
+    while (svc->held_head != NULL && !svc->restating) {
+        attr_held_t *h = svc->held_head;
+        svc->held_head = h->next;
+        if (svc->held_head == NULL) {
+            svc->held_tail = NULL;
+        }
+        h->fn(h);
+    }
+    /* Runs published meanwhile stayed in memory for the commits that waited (a
+     * conversion's capture from the runs covers what its lookup's view did not). */
+    if (!svc->restating) {
+        attr_xstore_hold_runs(svc->xs, 0);
+    }
+}
+
+/** Closes the gate: what changes conversions or rollups waits (attr__gate()). */
+static void attr__gate_close(attr_svc_t *svc)
+{
+    svc->restating = 1;
+    svc->st.evict_hold = 1;
+    attr_xstore_hold_runs(svc->xs, 1);
+}
+
+/* ---- the conversion cache ---- */
+
+static void attr__evict(attr_svc_t *svc);
+
+/**
+ * Reads stored conversions and refund ids on the writer's queue: it runs after every
+ * write queued before it and its `done` before theirs queued after, so that what it
+ * reads is never older than what memory has (a conversion changed in memory stays there
+ * until its change is stored).
+ */
+typedef struct st_attr_ljob_t {
+    yw_store_job_t job;
+    attr_svc_t *svc;
+    void *data; /* the caller's */
+    /* in: copies, owned */
+    char **orders;
+    size_t n_orders, cap_orders;
+    char **keys; /* viewer, product pairs */
+    int64_t *key_occur;
+    uint64_t *key_vp;
+    size_t n_keys, cap_keys;
+    /* the keys' conversions: seqs found in memory (key index, seq), then in the files */
+    uint64_t (*mem)[2];
+    size_t n_mem, cap_mem;
+    attr_ckey_snap_t *snap;
+    char **refund_ids;
+    size_t n_refund_ids, cap_refund_ids;
+    /* out */
+    attr_convset_t set;
+    uint8_t *refund_stored;
+    grpc_status_code status;
+    char err[256];
+} attr_ljob_t;
+
+static void attr__ljob_free(attr_ljob_t *lj)
+{
+    if (lj == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < lj->n_orders; i++) {
+        free(lj->orders[i]);
+    }
+    for (size_t i = 0; i < 2 * lj->n_keys; i++) {
+        free(lj->keys[i]);
+    }
+    for (size_t i = 0; i < lj->n_refund_ids; i++) {
+        free(lj->refund_ids[i]);
+    }
+    free(lj->orders);
+    free(lj->keys);
+    free(lj->key_occur);
+    free(lj->key_vp);
+    free(lj->mem);
+    attr_ckey_snap_free(lj->snap);
+    free(lj->refund_ids);
+    free(lj->refund_stored);
+    attr_convset_free(&lj->set);
+    free(lj);
+}
+
+static char *attr__strndup(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static int attr__push_str(char ***arr, size_t *n, size_t *cap, const char *s, size_t len)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        char **p = realloc(*arr, nc * sizeof *p);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        *arr = p;
+        *cap = nc;
+    }
+    if (((*arr)[*n] = attr__strndup(s, len)) == NULL) {
+        return -ENOMEM;
+    }
+    (*n)++;
+    return 0;
+}
+
+static int attr__ljob_add_order(attr_ljob_t *lj, const char *id, size_t len)
+{
+    for (size_t i = 0; i < lj->n_orders; i++) {
+        if (strlen(lj->orders[i]) == len && memcmp(lj->orders[i], id, len) == 0) {
+            return 0;
+        }
+    }
+    return attr__push_str(&lj->orders, &lj->n_orders, &lj->cap_orders, id, len);
+}
+
+static int attr__ljob_add_key(attr_ljob_t *lj, const char *viewer, size_t vlen, const char *product,
+                              size_t plen, int64_t occur_ns, uint64_t vp)
+{
+    if (lj->n_keys == lj->cap_keys) {
+        size_t nc = lj->cap_keys ? lj->cap_keys * 2 : 16;
+        char **k = realloc(lj->keys, 2 * nc * sizeof *k);
+        if (k == NULL) {
+            return -ENOMEM;
+        }
+        lj->keys = k;
+        int64_t *o = realloc(lj->key_occur, nc * sizeof *o);
+        if (o == NULL) {
+            return -ENOMEM;
+        }
+        lj->key_occur = o;
+        uint64_t *h = realloc(lj->key_vp, nc * sizeof *h);
+        if (h == NULL) {
+            return -ENOMEM;
+        }
+        lj->key_vp = h;
+        lj->cap_keys = nc;
+    }
+    lj->key_vp[lj->n_keys] = vp;
+    char *v = attr__strndup(viewer, vlen), *p = attr__strndup(product, plen);
+    if (v == NULL || p == NULL) {
+        free(v);
+        free(p);
+        return -ENOMEM;
+    }
+    lj->keys[2 * lj->n_keys] = v;
+    lj->keys[2 * lj->n_keys + 1] = p;
+    lj->key_occur[lj->n_keys++] = occur_ns;
+    return 0;
+}
+
+/** The seqs one key's lookup in the key index found. */
+typedef struct st_attr__seqs_t {
+    uint64_t *v;
+    size_t n, cap;
+    int oom;
+} attr__seqs_t;
+
+static void attr__seqs_add(void *arg, uint64_t seq)
+{
+    attr__seqs_t *q = arg;
+    if (q->n == q->cap) {
+        size_t nc = q->cap ? q->cap * 2 : 16;
+        uint64_t *p = realloc(q->v, nc * sizeof *p);
+        if (p == NULL) {
+            q->oom = 1;
+            return;
+        }
+        q->v = p;
+        q->cap = nc;
+    }
+    q->v[q->n++] = seq;
+}
+
+/** Reads the stored conversions of key i (the key index's seqs; the strings decide). */
+static int attr__ljob_key(yw_store_conn_t *conn, attr_ljob_t *lj, size_t i, attr__seqs_t *q)
+{
+    q->n = 0;
+    for (size_t k = 0; k < lj->n_mem; k++) {
+        if (lj->mem[k][0] == i) {
+            attr__seqs_add(q, lj->mem[k][1]);
+        }
+    }
+    int rc = lj->snap != NULL ? attr_ckey_snap_find(lj->snap, lj->key_vp[i], attr__seqs_add, q) : 0;
+    if (rc == 0 && q->oom) {
+        rc = -ENOMEM;
+    }
+    if (rc != 0) {
+        snprintf(lj->err, sizeof lj->err, "conversion key index: %s", strerror(-rc));
+        return rc;
+    }
+    for (size_t k = 0; k < q->n && rc >= 0; k++) {
+        rc = attr_store_get_conversion_by_seq(conn, q->v[k], lj->keys[2 * i], lj->keys[2 * i + 1],
+                                              lj->key_occur[i], &lj->set, lj->err, sizeof lj->err);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static grpc_status_code attr__ljob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    attr_ljob_t *lj = (attr_ljob_t *)job;
+    int rc = 0;
+    for (size_t i = 0; i < lj->n_orders && rc >= 0; i++) {
+        rc = attr_store_get_conversion(conn, lj->orders[i], strlen(lj->orders[i]), &lj->set,
+                                       lj->err, sizeof lj->err);
+    }
+    attr__seqs_t q = {0};
+    for (size_t i = 0; i < lj->n_keys && rc >= 0; i++) {
+        rc = attr__ljob_key(conn, lj, i, &q);
+    }
+    free(q.v);
+    if (rc >= 0 && lj->n_refund_ids > 0 &&
+        (lj->refund_stored = calloc(lj->n_refund_ids, 1)) == NULL) {
+        rc = -ENOMEM;
+    }
+    for (size_t i = 0; i < lj->n_refund_ids && rc >= 0; i++) {
+        rc = attr_store_refund_exists(conn, lj->refund_ids[i], lj->err, sizeof lj->err);
+        if (rc >= 0) {
+            lj->refund_stored[i] = (uint8_t)rc;
+        }
+    }
+    if (rc < 0) {
+        snprintf(job->errmsg, sizeof job->errmsg, "reading conversions: %.200s",
+                 lj->err[0] ? lj->err : strerror(-rc));
+        return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/**
+ * A stored conversion read back, in memory: the cached one when there is one (memory is
+ * never older than the database), NULL when it is pending (stored, not yet committed:
+ * its commit will come), else loaded into the cache now. Returns 0 or -ENOMEM.
+ */
+static int attr__conv_from_set(attr_svc_t *svc, const attr_convset_t *set, size_t i,
+                               attr_conv_t **out)
+{
+    attr_state_t *st = &svc->st;
+    const attr_stored_conv_t *sc = &set->convs[i];
+    *out = attr_conversion_find(st, sc->in.order_id, sc->in.order_id_len);
+    if (*out != NULL || attr_conversion_pending(st, sc->in.order_id, sc->in.order_id_len)) {
+        return 0;
+    }
+    attr_conv_t *c = NULL;
+    int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
+    const attr_stored_touch_t *t = attr_convset_touches(set, i);
+    for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
+        rc = attr_conversion_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                      t[k].occur_ns, 1);
+    }
+    if (rc == 0) {
+        rc = attr_conversion_loaded(st, c, 0);
+    }
+    if (rc != 0) {
+        /* Incomplete: it must not stay (nor be used). */
+        if (c != NULL) {
+            attr_conversion_unload(st, c);
+        }
+        return -ENOMEM;
+    }
+    yw_metric_inc(svc->cache_loads);
+    *out = c;
+    return 0;
+}
+
 /* ---- ingestion ---- */
 
 typedef struct st_attr_ingest_t attr_ingest_t;
@@ -120,10 +459,12 @@ enum { ATTR_XB_UNSURE = 1, ATTR_XB_PAST = 2, ATTR_XB_DUP = 4 };
  * Exposures admitted by one call, on their way to the log as one frame. The log
  * records are built as events are admitted (from the state's copies of their strings,
  * which stay until commit or abort); `products` pointers are set when the frame is
- * handed to the log, once `prods` stops growing. Ids the Bloom filters were unsure of
- * are looked up on disk first (`cf`); the duplicates found drop out of the batch.
+ * handed to the log, once `prods` stops growing. Before the frame is written: ids the
+ * Bloom filters were unsure of are looked up on disk (`cf`; the duplicates found drop
+ * out of the batch), and the stored conversions the exposures may join late are brought
+ * into memory and pinned there (`lj`, `pins`), so that the commit finds them all.
  */
-typedef struct st_attr_xbatch_t {
+struct st_attr_xbatch_t {
     attr_log_batch_t lb;
     attr_ingest_t *ing;
     uint64_t *seqs;
@@ -137,8 +478,18 @@ typedef struct st_attr_xbatch_t {
     attr_xconfirm_t cf;
     const attr_pexp_t **cf_events;
     uint8_t *cf_dup;
-} attr_xbatch_t;
-
+    int waiting; /* of the disk check and the conversions' load, how many are not back */
+    attr_ljob_t *lj;
+    attr_conv_t **pins;
+    size_t n_pins;
+    /* submitted, not yet committed (svc->active): conversions committed from `guard` on
+     * stay in memory until this batch commits */
+    uint64_t guard;
+    attr_xbatch_t *prev_active, *next_active;
+    int active;
+    attr_held_t held;
+    int status;
+};
 /**
  * Conversions admitted by one call: written to SQLite while their candidates are looked
  * up in the exposure index files (`jr`; read-only, so it need not wait for the write),
@@ -149,21 +500,36 @@ typedef struct st_attr_cjob_t {
     attr_ingest_t *ing;
     attr_conv_t **convs;
     attr_conv_row_t *rows;
+    uint8_t *past;     /* per conversion: past the horizon when admitted */
+    uint8_t *inserted; /* per conversion, from the write: 0 for a stored order_id */
     size_t n, cap;
-    int64_t past;
     attr_xjoin_t jr;
     attr_xjoin_q_t *q;
     int waiting;              /* of the write and the lookup, how many are not back */
     int joined;               /* the lookup ran (jr holds its results) */
     grpc_status_code written; /* the write's status */
+    attr_held_t held;
 } attr_cjob_t;
 
+/**
+ * A RecordRefunds call: its events judged after the conversions they refund are in
+ * memory and the stored refund ids are known (`lj`), then written, then committed.
+ */
 typedef struct st_attr_rjob_t {
     attr_refund_job_t j;
     attr_ingest_t *ing;
+    const Yaowei__Attribution__V1__RecordRefundsRequest *req;
+    int64_t now;
+    uint8_t *valid; /* per event: passed validation (occur in occur[i]) */
+    int64_t *occur;
+    attr_ljob_t *lj;
     attr_refund_t **refunds;
     attr_refund_row_t *rows;
     size_t n, cap;
+    attr_conv_t **pins; /* the conversions in memory when the call came: kept until judged */
+    size_t n_pins;
+    grpc_status_code written;
+    attr_held_t held;
 } attr_rjob_t;
 
 struct st_attr_ingest_t {
@@ -254,19 +620,81 @@ static void attr__ingest_maybe_finish(attr_ingest_t *ing)
 
 /* -- exposures -- */
 
+static void attr__spare_xb_free(attr_svc_t *svc)
+{
+    for (int i = 0; i < svc->n_spare_xb; i++) {
+        attr_xbatch_t *xb = svc->spare_xb[i];
+        free(xb->seqs);
+        free(xb->evs);
+        free(xb->offs);
+        free(xb->flags);
+        free(xb->prods);
+        free(xb);
+    }
+    svc->n_spare_xb = 0;
+}
+
+/**
+ * Frees a batch, or keeps it (up to ATTR_SPARE_XBATCHES, with its arrays) for the next
+ * one: its arrays are 100 KiB and more, and glibc consolidates its fast bins whenever a
+ * free leaves 64 KiB in one piece (several times per call at 1,000 exposures a call).
+ */
 static void attr__xbatch_free(attr_xbatch_t *xb)
 {
+    attr_svc_t *svc = xb->ing->svc;
     if (xb->cf.view != NULL) {
-        attr_xstore_confirm_cancel(xb->ing->svc->xs, &xb->cf);
+        attr_xstore_confirm_cancel(svc->xs, &xb->cf);
+    }
+    attr__ljob_free(xb->lj);
+    free(xb->cf_events);
+    free(xb->cf_dup);
+    free(xb->pins);
+    if (svc->n_spare_xb < ATTR_SPARE_XBATCHES) {
+        attr_xbatch_t keep = {.seqs = xb->seqs,
+                              .evs = xb->evs,
+                              .offs = xb->offs,
+                              .flags = xb->flags,
+                              .cap = xb->cap,
+                              .prods = xb->prods,
+                              .cap_prods = xb->cap_prods};
+        *xb = keep;
+        svc->spare_xb[svc->n_spare_xb++] = xb;
+        return;
     }
     free(xb->seqs);
     free(xb->evs);
     free(xb->offs);
     free(xb->flags);
     free(xb->prods);
-    free(xb->cf_events);
-    free(xb->cf_dup);
     free(xb);
+}
+
+static void attr__xbatch_activate(attr_svc_t *svc, attr_xbatch_t *xb)
+{
+    xb->guard = svc->st.next_commit_seq;
+    xb->prev_active = NULL;
+    xb->next_active = svc->active;
+    if (svc->active != NULL) {
+        svc->active->prev_active = xb;
+    }
+    svc->active = xb;
+    xb->active = 1;
+}
+
+static void attr__xbatch_deactivate(attr_svc_t *svc, attr_xbatch_t *xb)
+{
+    if (!xb->active) {
+        return;
+    }
+    if (xb->prev_active != NULL) {
+        xb->prev_active->next_active = xb->next_active;
+    } else {
+        svc->active = xb->next_active;
+    }
+    if (xb->next_active != NULL) {
+        xb->next_active->prev_active = xb->prev_active;
+    }
+    xb->active = 0;
 }
 
 /** The end of a batch's way (written, failed or all duplicates): the call may finish. */
@@ -274,10 +702,15 @@ static void attr__xbatch_done(attr_xbatch_t *xb)
 {
     attr_ingest_t *ing = xb->ing;
     attr_svc_t *svc = ing->svc;
+    for (size_t i = 0; i < xb->n_pins; i++) {
+        attr_conv_unpin(xb->pins[i]);
+    }
+    attr__xbatch_deactivate(svc, xb);
     attr__xbatch_free(xb);
     ing->in_flight--;
     svc->refs--;
     attr__schedule_persist(svc);
+    attr__evict(svc);
     attr__ingest_maybe_finish(ing);
 }
 
@@ -289,14 +722,16 @@ static void attr__xbatch_abort(attr_xbatch_t *xb)
     }
 }
 
-static void attr__on_xbatch(attr_log_batch_t *lb, int status)
+/** Makes a durable batch visible (after any restatement in progress: in log order). */
+static void attr__xbatch_commit(attr_held_t *h)
 {
-    attr_xbatch_t *xb = lb->data;
+    attr_xbatch_t *xb = (attr_xbatch_t *)((char *)h - offsetof(attr_xbatch_t, held));
+    attr_log_batch_t *lb = &xb->lb;
     attr_ingest_t *ing = xb->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
     int64_t now = attr__now();
-    if (status == 0) {
+    if (xb->status == 0) {
         int oom = 0;
         for (size_t i = 0; i < xb->n; i++) {
             /* Overlap the cache misses of the next commits' rollup lookups with this one. */
@@ -320,13 +755,20 @@ static void attr__on_xbatch(attr_log_batch_t *lb, int status)
     } else {
         attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "exposure log: cannot write %zu exposures: %s", xb->n,
-               strerror(-status));
+               strerror(-xb->status));
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
                           "exposure log: cannot write (%s); events of this call may be "
                           "partly stored: resend it (duplicates are detected)",
-                          strerror(-status));
+                          strerror(-xb->status));
     }
     attr__xbatch_done(xb);
+}
+
+static void attr__on_xbatch(attr_log_batch_t *lb, int status)
+{
+    attr_xbatch_t *xb = lb->data;
+    xb->status = status;
+    attr__gate(xb->ing->svc, &xb->held, attr__xbatch_commit);
 }
 
 /** Hands a batch (nothing unsure left in it) to the exposure log as one frame. */
@@ -358,21 +800,35 @@ static void attr__xbatch_write(attr_xbatch_t *xb)
     }
 }
 
-/** The disk said which unsure ids are stored: those are duplicates; write the rest. */
+/** One of the steps before the write is back (or failed: then the batch is aborted). */
+static void attr__xbatch_step(attr_xbatch_t *xb)
+{
+    if (--xb->waiting > 0) {
+        return;
+    }
+    if (xb->status != 0) {
+        attr__xbatch_abort(xb);
+        attr__xbatch_done(xb);
+        return;
+    }
+    attr__xbatch_write(xb);
+}
+
+/** The disk said which unsure ids are stored: those are duplicates. */
 static void attr__on_confirmed(attr_xconfirm_t *cf)
 {
     attr_xbatch_t *xb = cf->data;
     attr_ingest_t *ing = xb->ing;
     attr_state_t *st = &ing->svc->st;
     if (cf->status != 0) {
-        attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "cannot look up event ids in the exposure index: %s",
                strerror(-cf->status));
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
                           "exposure index: cannot check event ids (%s); events of this call "
                           "may be partly stored: resend it (duplicates are detected)",
                           strerror(-cf->status));
-        attr__xbatch_done(xb);
+        xb->status = cf->status;
+        attr__xbatch_step(xb);
         return;
     }
     size_t u = 0;
@@ -402,10 +858,203 @@ static void attr__on_confirmed(attr_xconfirm_t *cf)
     }
     xb->n = j;
     xb->n_prods = dst;
-    attr__xbatch_write(xb);
+    attr__xbatch_step(xb);
 }
 
-/** Hands the batch being filled on: to the disk check if it has unsure ids, else the log. */
+static void attr__xpreloaded(attr_held_t *h);
+
+/**
+ * The stored conversions the batch may join are read: into memory, pinned (after the
+ * restatement in progress, if any: the cache must not change under it; and in the order
+ * of the writer's queue, which holding keeps).
+ */
+static void attr__on_xpreload(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_ljob_t *lj = (attr_ljob_t *)job;
+    attr_xbatch_t *xb = lj->data;
+    lj->status = status;
+    attr__gate(xb->ing->svc, &xb->held, attr__xpreloaded);
+}
+
+static void attr__xpreloaded(attr_held_t *h)
+{
+    attr_xbatch_t *xb = (attr_xbatch_t *)((char *)h - offsetof(attr_xbatch_t, held));
+    attr_ljob_t *lj = xb->lj;
+    yw_store_job_t *job = &lj->job;
+    grpc_status_code status = lj->status;
+    attr_ingest_t *ing = xb->ing;
+    attr_svc_t *svc = ing->svc;
+    int rc = status == GRPC_STATUS_OK ? 0 : -EIO;
+    if (rc == 0 && lj->set.n > 0 && (xb->pins = malloc(lj->set.n * sizeof *xb->pins)) == NULL) {
+        rc = -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < lj->set.n; i++) {
+        attr_conv_t *c = NULL;
+        rc = attr__conv_from_set(svc, &lj->set, i, &c);
+        if (c != NULL) {
+            attr_conv_pin(c);
+            xb->pins[xb->n_pins++] = c;
+        }
+    }
+    if (rc != 0) {
+        /* Written without them, the late exposures would miss orders: not written. */
+        yw_log(YW_LOG_ERROR, "cannot read the orders %zu exposures may join: %s", xb->n,
+               status != GRPC_STATUS_OK ? job->errmsg : strerror(-rc));
+        attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
+                          "conversions: cannot read the orders these exposures join (%s); "
+                          "events of this call may be partly stored: resend it (duplicates "
+                          "are detected)",
+                          status != GRPC_STATUS_OK ? job->errmsg : strerror(-rc));
+        xb->status = rc;
+    }
+    attr__ljob_free(lj);
+    xb->lj = NULL;
+    attr__xbatch_step(xb);
+}
+
+/** attr_ckey_find_mem()'s callback: a seq of key `key` of the job. */
+typedef struct st_attr__memkey_t {
+    attr_ljob_t *lj;
+    size_t key;
+    int oom;
+} attr__memkey_t;
+
+static void attr__memkey_add(void *arg, uint64_t seq)
+{
+    attr__memkey_t *mk = arg;
+    attr_ljob_t *lj = mk->lj;
+    if (lj->n_mem == lj->cap_mem) {
+        size_t nc = lj->cap_mem ? lj->cap_mem * 2 : 16;
+        uint64_t(*p)[2] = realloc(lj->mem, nc * sizeof *p);
+        if (p == NULL) {
+            mk->oom = 1;
+            return;
+        }
+        lj->mem = p;
+        lj->cap_mem = nc;
+    }
+    lj->mem[lj->n_mem][0] = mk->key;
+    lj->mem[lj->n_mem][1] = seq;
+    lj->n_mem++;
+}
+
+/**
+ * Starts reading the stored conversions that the batch's exposures may join (the
+ * conversion filter says maybe). Returns 1 when it is on its way, 0 when there is
+ * nothing to read, or a negative errno.
+ */
+static int attr__xbatch_preload(attr_xbatch_t *xb)
+{
+    attr_svc_t *svc = xb->ing->svc;
+    attr_state_t *st = &svc->st;
+    if (st->n_cfilters == 0) {
+        return 0;
+    }
+    int64_t now = attr__now();
+    attr_ljob_t *lj = NULL;
+    uint8_t maybe[ATTR_PRODUCTS_MAX];
+    for (size_t i = 0; i < xb->n; i++) {
+        const attr_pexp_t *p = attr_exposure_pending(st, xb->seqs[i]);
+        if (p == NULL || p->n_products > ATTR_PRODUCTS_MAX ||
+            attr_exposure_conv_maybe(st, xb->seqs[i], now, maybe) == 0) {
+            continue;
+        }
+        if (lj == NULL && (lj = calloc(1, sizeof *lj)) == NULL) {
+            return -ENOMEM;
+        }
+        uint64_t hv = attr_hash_bytes(p->viewer.s, p->viewer.len);
+        for (uint32_t k = 0; k < p->n_products; k++) {
+            if (!maybe[k]) {
+                continue;
+            }
+            uint64_t vp = attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len));
+            attr__memkey_t mk = {lj, lj->n_keys, 0};
+            if (attr__ljob_add_key(lj, p->viewer.s, p->viewer.len, p->products[k].s,
+                                   p->products[k].len, p->occur_ns, vp) != 0) {
+                attr__ljob_free(lj);
+                return -ENOMEM;
+            }
+            /* The keys still in memory now; the files' are looked up with the job. */
+            attr_ckey_find_mem(svc->ck, vp, attr__memkey_add, &mk);
+            if (mk.oom) {
+                attr__ljob_free(lj);
+                return -ENOMEM;
+            }
+        }
+    }
+    if (lj == NULL) {
+        return 0;
+    }
+    if ((lj->snap = attr_ckey_snap(svc->ck)) == NULL) {
+        attr__ljob_free(lj);
+        return -ENOMEM;
+    }
+    lj->svc = svc;
+    lj->data = xb;
+    lj->job.work = attr__ljob_work;
+    lj->job.done = attr__on_xpreload;
+    int rc = yw_store_write(svc->store, &lj->job);
+    if (rc != 0) {
+        attr__ljob_free(lj);
+        return rc;
+    }
+    xb->lj = lj;
+    return 1;
+}
+
+/** Submits a batch now (or after the restatement in progress). */
+static void attr__xbatch_start(attr_held_t *h)
+{
+    attr_xbatch_t *xb = (attr_xbatch_t *)((char *)h - offsetof(attr_xbatch_t, held));
+    attr_ingest_t *ing = xb->ing;
+    attr_svc_t *svc = ing->svc;
+    /* From now on, conversions committed stay in memory until this batch commits. */
+    attr__xbatch_activate(svc, xb);
+    xb->waiting = 1;
+    if (xb->n_unsure > 0) {
+        xb->cf_events = malloc(xb->n_unsure * sizeof *xb->cf_events);
+        xb->cf_dup = calloc(xb->n_unsure, sizeof *xb->cf_dup);
+        int rc = xb->cf_events != NULL && xb->cf_dup != NULL ? 0 : -ENOMEM;
+        if (rc == 0) {
+            size_t u = 0;
+            for (size_t i = 0; i < xb->n; i++) {
+                if (xb->flags[i] & ATTR_XB_UNSURE) {
+                    xb->cf_events[u++] = attr_exposure_pending(&svc->st, xb->seqs[i]);
+                }
+            }
+            xb->cf.n = xb->n_unsure;
+            xb->cf.events = xb->cf_events;
+            xb->cf.dup = xb->cf_dup;
+            xb->cf.done = attr__on_confirmed;
+            xb->cf.data = xb;
+            rc = attr_xstore_confirm(svc->xs, &xb->cf);
+        }
+        if (rc == 0) {
+            xb->waiting++;
+        } else {
+            attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "exposure index: cannot check ids: %s",
+                              strerror(-rc));
+            xb->status = rc;
+        }
+    }
+    if (xb->status == 0) {
+        int rc = attr__xbatch_preload(xb);
+        if (rc > 0) {
+            xb->waiting++;
+        } else if (rc < 0) {
+            attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
+                              "conversions: cannot read the orders these exposures join: %s",
+                              strerror(-rc));
+            xb->status = rc;
+        }
+    }
+    attr__xbatch_step(xb);
+}
+
+/**
+ * Hands the batch being filled on: its unsure ids to the disk check, the conversions it
+ * may join into memory, then to the log.
+ */
 static void attr__xbatch_submit(attr_ingest_t *ing)
 {
     attr_xbatch_t *xb = ing->xb;
@@ -420,48 +1069,28 @@ static void attr__xbatch_submit(attr_ingest_t *ing)
     }
     ing->in_flight++;
     svc->refs++;
-    if (xb->n_unsure == 0) {
-        attr__xbatch_write(xb);
-        return;
-    }
-    xb->cf_events = malloc(xb->n_unsure * sizeof *xb->cf_events);
-    xb->cf_dup = calloc(xb->n_unsure, sizeof *xb->cf_dup);
-    int rc = xb->cf_events != NULL && xb->cf_dup != NULL ? 0 : -ENOMEM;
-    if (rc == 0) {
-        size_t u = 0;
-        for (size_t i = 0; i < xb->n; i++) {
-            if (xb->flags[i] & ATTR_XB_UNSURE) {
-                xb->cf_events[u++] = attr_exposure_pending(&svc->st, xb->seqs[i]);
-            }
-        }
-        xb->cf.n = xb->n_unsure;
-        xb->cf.events = xb->cf_events;
-        xb->cf.dup = xb->cf_dup;
-        xb->cf.done = attr__on_confirmed;
-        xb->cf.data = xb;
-        rc = attr_xstore_confirm(svc->xs, &xb->cf);
-    }
-    if (rc != 0) {
-        attr__xbatch_abort(xb);
-        attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "exposure index: cannot check ids: %s",
-                          strerror(-rc));
-        attr__xbatch_done(xb);
-    }
+    attr__gate(svc, &xb->held, attr__xbatch_start);
 }
 
 /** Room for one more exposure with `np` products in the batch being filled. */
-static attr_xbatch_t *attr__xbatch_room(attr_ingest_t *ing, size_t np)
+static attr_xbatch_t *attr__xbatch_room2(attr_ingest_t *ing, size_t want, size_t np)
 {
     attr_xbatch_t *xb = ing->xb;
     if (xb == NULL) {
-        if ((xb = calloc(1, sizeof *xb)) == NULL) {
+        attr_svc_t *svc = ing->svc;
+        if (svc->n_spare_xb > 0) {
+            xb = svc->spare_xb[--svc->n_spare_xb];
+        } else if ((xb = calloc(1, sizeof *xb)) == NULL) {
             return NULL;
         }
         xb->ing = ing;
         ing->xb = xb;
     }
-    if (xb->n == xb->cap) {
+    if (xb->n + want > xb->cap) {
         size_t nc = xb->cap ? xb->cap * 2 : 256;
+        while (nc < xb->n + want) {
+            nc *= 2;
+        }
         uint64_t *seqs = realloc(xb->seqs, nc * sizeof *seqs);
         if (seqs == NULL) {
             return NULL;
@@ -497,6 +1126,11 @@ static attr_xbatch_t *attr__xbatch_room(attr_ingest_t *ing, size_t np)
         xb->cap_prods = nc;
     }
     return xb;
+}
+
+static attr_xbatch_t *attr__xbatch_room(attr_ingest_t *ing, size_t np)
+{
+    return attr__xbatch_room2(ing, 1, np);
 }
 
 static attr_log_str_t attr__log_str(const attr_interned_t *in)
@@ -608,6 +1242,13 @@ static void attr__on_record_exposures(yw_call_t *call, const ProtobufCMessage *m
         return;
     }
     int64_t now = attr__now();
+    /* The batch's arrays at their size at once: growing them by doubling means big
+     * frees and reallocations, which make glibc consolidate its fast bins. */
+    size_t n = req->n_events < ATTR_FRAME_EVENTS ? req->n_events : ATTR_FRAME_EVENTS, np = 0;
+    for (size_t i = 0; i < n; i++) {
+        np += req->events[i]->n_product_ids;
+    }
+    (void)attr__xbatch_room2(ing, n, np);
     for (size_t i = 0; i < req->n_events; i++) {
         /* Overlap the cache misses of the next events' lookups with this one's work. */
         if (i + ATTR_PREFETCH_AHEAD < req->n_events) {
@@ -655,16 +1296,28 @@ static void attr__on_ingest_exposures_end(yw_call_t *call)
 
 static void attr__cjob_free(attr_cjob_t *cj)
 {
+    /* The lookup's view, kept until the conversions were committed (or forgotten). */
+    attr_xstore_join_release(cj->ing->svc->xs, &cj->jr);
     attr_xjoin_free(&cj->jr);
     free(cj->q);
     free(cj->convs);
     free(cj->rows);
+    free(cj->past);
+    free(cj->inserted);
     free(cj);
 }
 
-/** Both the write and the lookup are back: commit (or forget) the job's conversions. */
-static void attr__cjob_finish(attr_cjob_t *cj)
+static void attr__conv_key(attr_svc_t *svc, const attr_conv_t *c, int64_t now);
+
+/**
+ * Both the write and the lookup are back: commit (or forget) the job's conversions. The
+ * lookup's view was kept until now, so that an exposure committed since it began is
+ * still in a run in memory: the commit's capture from the runs finds it (it could not
+ * find the conversion, pending then). Released by attr__cjob_free().
+ */
+static void attr__cjob_commit(attr_held_t *h)
 {
+    attr_cjob_t *cj = (attr_cjob_t *)((char *)h - offsetof(attr_cjob_t, held));
     attr_ingest_t *ing = cj->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
@@ -686,33 +1339,82 @@ static void attr__cjob_finish(attr_cjob_t *cj)
                    cj->n, strerror(-jr->status));
         }
         for (size_t i = 0; i < cj->n; i++) {
+            attr_conv_t *c = cj->convs[i];
+            if (!cj->inserted[i]) {
+                /* Its order_id was stored already (by an earlier call): a duplicate. */
+                attr_conversion_abort(st, c);
+                ing->duplicates++;
+                continue;
+            }
             size_t nc = 0;
             const attr_xcand_t *cs =
                 cj->joined && jr->status == 0 ? attr_xjoin_cands(jr, i, &nc) : NULL;
             for (size_t k = 0; k < nc; k++) {
-                const attr_xcand_t *c = &cs[k];
-                if (attr_exposure_past_horizon(st, c->occur_ns, now)) {
+                const attr_xcand_t *x = &cs[k];
+                if (attr_exposure_past_horizon(st, x->occur_ns, now)) {
                     continue;
                 }
-                if (attr_conversion_add_cand(st, cj->convs[i], c->event_id, c->creator,
-                                             c->creator_len, c->note, c->note_len, c->kind,
-                                             c->watch_ms, c->occur_ns, 0) != 0) {
-                    yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s",
-                           cj->convs[i]->order_id);
+                if (attr_conversion_add_cand(st, c, x->event_id, x->creator, x->creator_len,
+                                             x->note, x->note_len, x->kind, x->watch_ms,
+                                             x->occur_ns, 0) != 0) {
+                    yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s", c->order_id);
                 }
             }
-            if (attr_conversion_commit(st, cj->convs[i], now) != 0) {
-                yw_log(YW_LOG_ERROR, "out of memory crediting order %s", cj->convs[i]->order_id);
+            if (attr_conversion_commit(st, c, now) != 0) {
+                yw_log(YW_LOG_ERROR, "out of memory crediting order %s", c->order_id);
             }
+            attr__conv_key(svc, c, now);
+            ing->accepted++;
+            ing->past += cj->past[i];
         }
-        ing->accepted += (int64_t)cj->n;
-        ing->past += cj->past;
     }
     attr__cjob_free(cj);
     ing->in_flight--;
     svc->refs--;
     attr__schedule_persist(svc);
+    attr__evict(svc);
     attr__ingest_maybe_finish(ing);
+}
+
+/**
+ * The seq up to which every stored conversion's key is in the key index: all but the
+ * pending ones (stored, maybe, but not yet committed) are.
+ */
+static uint64_t attr__safe_seq(const attr_svc_t *svc)
+{
+    uint64_t safe = svc->next_conv_seq - 1;
+    const attr_strmap_t *m = &svc->st.orders;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->slots[i].hash != 0) {
+            const attr_conv_t *c = m->slots[i].val;
+            if (c->state == ATTR_PENDING && c->seq <= safe) {
+                safe = c->seq - 1;
+            }
+        }
+    }
+    return safe;
+}
+
+/**
+ * A conversion stored and committed: its key goes in the key index (also past the join
+ * horizon: a settings change may widen it; the files of old keys are deleted by age). A
+ * failure is logged: a late exposure may then miss it while it is not in memory.
+ */
+static void attr__conv_key(attr_svc_t *svc, const attr_conv_t *c, int64_t now)
+{
+    (void)now;
+    int rc = attr_ckey_add(svc->ck, c->vp_hash, c->seq, c->occur_ns);
+    if (rc == 0 && attr_ckey_full(svc->ck)) {
+        rc = attr_ckey_seal(svc->ck, attr__safe_seq(svc));
+    }
+    if (rc != 0) {
+        yw_log(YW_LOG_ERROR, "out of memory indexing the key of order %s", c->order_id);
+    }
+}
+
+static void attr__cjob_finish(attr_cjob_t *cj)
+{
+    attr__gate(cj->ing->svc, &cj->held, attr__cjob_commit);
 }
 
 static void attr__on_cjoined(attr_xjoin_t *jr)
@@ -737,35 +1439,32 @@ static void attr__on_cjob(yw_store_job_t *job, grpc_status_code status)
 static int attr__cjob_join(attr_cjob_t *cj)
 {
     attr_svc_t *svc = cj->ing->svc;
-    attr_state_t *st = &svc->st;
     if ((cj->q = calloc(cj->n, sizeof *cj->q)) == NULL) {
         return -ENOMEM;
     }
     for (size_t i = 0; i < cj->n; i++) {
         const attr_conv_t *c = cj->convs[i];
-        size_t vlen, plen;
         attr_xjoin_q_t *q = &cj->q[i];
         q->vp_hash = c->vp_hash;
-        q->viewer = attr_intern_str(&st->viewers, c->viewer, &vlen);
-        q->product = attr_intern_str(&st->products, c->product, &plen);
-        q->viewer_len = (uint32_t)vlen;
-        q->product_len = (uint32_t)plen;
+        q->viewer = c->viewer;
+        q->product = c->product;
+        q->viewer_len = c->viewer_len;
+        q->product_len = c->product_len;
         q->occur_ns = c->occur_ns;
     }
     cj->jr.n = cj->n;
     cj->jr.q = cj->q;
+    cj->jr.keep_view = 1; /* until the commit: see attr__cjob_commit() */
     cj->jr.done = attr__on_cjoined;
     cj->jr.data = cj;
     return attr_xstore_join(svc->xs, &cj->jr);
 }
 
-static void attr__cjob_submit(attr_ingest_t *ing)
+/** Writes a job's conversions and looks up their touches (after a restatement). */
+static void attr__cjob_start(attr_held_t *h)
 {
-    attr_cjob_t *cj = ing->cj;
-    ing->cj = NULL;
-    if (cj == NULL) {
-        return;
-    }
+    attr_cjob_t *cj = (attr_cjob_t *)((char *)h - offsetof(attr_cjob_t, held));
+    attr_ingest_t *ing = cj->ing;
     attr_svc_t *svc = ing->svc;
     cj->j.job.work = attr_store_put_conversions;
     cj->j.job.done = attr__on_cjob;
@@ -773,6 +1472,7 @@ static void attr__cjob_submit(attr_ingest_t *ing)
     cj->j.n = cj->n;
     cj->j.currency = svc->st.settings.currency;
     cj->j.ingest_ns = attr__now();
+    cj->j.inserted = cj->inserted;
     cj->waiting = 1;
     int rc = yw_store_write(svc->store, &cj->j.job);
     if (rc != 0) {
@@ -782,10 +1482,11 @@ static void attr__cjob_submit(attr_ingest_t *ing)
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "conversions: cannot queue a write: %s",
                           strerror(-rc));
         attr__cjob_free(cj);
+        ing->in_flight--;
+        svc->refs--;
+        attr__ingest_maybe_finish(ing);
         return;
     }
-    ing->in_flight++;
-    svc->refs++;
     /* Without an index file, the runs in memory hold every exposure: nothing to look up. */
     if (attr_xstore_has_files(svc->xs)) {
         cj->waiting++;
@@ -798,6 +1499,27 @@ static void attr__cjob_submit(attr_ingest_t *ing)
                    cj->n, strerror(-rc));
         }
     }
+}
+
+static void attr__cjob_submit(attr_ingest_t *ing)
+{
+    attr_cjob_t *cj = ing->cj;
+    ing->cj = NULL;
+    if (cj == NULL) {
+        return;
+    }
+    attr_svc_t *svc = ing->svc;
+    if ((cj->inserted = calloc(cj->n ? cj->n : 1, 1)) == NULL) {
+        for (size_t i = 0; i < cj->n; i++) {
+            attr_conversion_abort(&svc->st, cj->convs[i]);
+        }
+        attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        attr__cjob_free(cj);
+        return;
+    }
+    ing->in_flight++;
+    svc->refs++;
+    attr__gate(svc, &cj->held, attr__cjob_start);
 }
 
 static void attr__ingest_conversion(attr_ingest_t *ing,
@@ -821,9 +1543,13 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         .quantity = ev->quantity,
         .amount_minor = ev->amount_minor,
         .occur_ns = occur,
+        .seq = ing->svc->next_conv_seq,
     };
     attr_conv_t *c = NULL;
     int rc = attr_conversion_admit(st, &in, &c);
+    if (rc == ATTR_ADMITTED) {
+        ing->svc->next_conv_seq++;
+    }
     if (rc == ATTR_DUPLICATE) {
         ing->duplicates++;
         return;
@@ -845,6 +1571,10 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         attr_conv_row_t *rw = cv ? realloc(cj->rows, nc * sizeof *rw) : NULL;
         if (rw != NULL) {
             cj->rows = rw;
+        }
+        uint8_t *pf = rw ? realloc(cj->past, nc) : NULL;
+        if (pf != NULL) {
+            cj->past = pf;
             cj->cap = nc;
         }
     }
@@ -855,15 +1585,14 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
     }
     attr_conv_row_t *row = &cj->rows[cj->n];
     row->order_id = c->order_id;
-    row->viewer_id = attr_intern_str(&st->viewers, c->viewer, NULL);
-    row->product_id = attr_intern_str(&st->products, c->product, NULL);
+    row->viewer_id = c->viewer;
+    row->product_id = c->product;
     row->quantity = c->quantity;
     row->amount_minor = c->amount;
     row->occur_ns = c->occur_ns;
+    row->seq = c->seq;
+    cj->past[cj->n] = (uint8_t)attr_conversion_past_horizon(st, occur, now);
     cj->convs[cj->n++] = c;
-    if (attr_conversion_past_horizon(st, occur, now)) {
-        cj->past++;
-    }
     if (cj->n >= ATTR_FRAME_EVENTS) {
         attr__cjob_submit(ing);
     }
@@ -914,15 +1643,49 @@ static void attr__on_ingest_conversions_end(yw_call_t *call)
 
 /* -- refunds -- */
 
-static void attr__on_rjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__rjob_unpin(attr_rjob_t *rj)
 {
-    attr_rjob_t *rj = (attr_rjob_t *)job;
+    for (size_t i = 0; i < rj->n_pins; i++) {
+        attr_conv_unpin(rj->pins[i]);
+    }
+    rj->n_pins = 0;
+}
+
+static void attr__rjob_free(attr_rjob_t *rj)
+{
+    attr__rjob_unpin(rj);
+    free(rj->pins);
+    attr__ljob_free(rj->lj);
+    free(rj->valid);
+    free(rj->occur);
+    free(rj->refunds);
+    free(rj->rows);
+    free(rj);
+}
+
+/** The end of a refund call's way: the call may finish. */
+static void attr__rjob_done(attr_rjob_t *rj)
+{
     attr_ingest_t *ing = rj->ing;
     attr_svc_t *svc = ing->svc;
+    attr__rjob_free(rj);
+    ing->ended = 1;
+    ing->in_flight--;
+    svc->refs--;
+    attr__evict(svc);
+    attr__ingest_maybe_finish(ing);
+}
+
+static void attr__rjob_commit(attr_held_t *h)
+{
+    attr_rjob_t *rj = (attr_rjob_t *)((char *)h - offsetof(attr_rjob_t, held));
+    attr_ingest_t *ing = rj->ing;
+    attr_svc_t *svc = ing->svc;
+    grpc_status_code status = rj->written;
     if (status == GRPC_STATUS_OK) {
         for (size_t i = 0; i < rj->n; i++) {
             if (attr_refund_commit(&svc->st, rj->refunds[i]) != 0) {
-                yw_log(YW_LOG_ERROR, "out of memory applying refund %s", rj->refunds[i]->refund_id);
+                yw_log(YW_LOG_ERROR, "out of memory applying refund %s", rj->rows[i].refund_id);
             }
         }
         ing->accepted += (int64_t)rj->n;
@@ -930,58 +1693,73 @@ static void attr__on_rjob(yw_store_job_t *job, grpc_status_code status)
         for (size_t i = 0; i < rj->n; i++) {
             attr_refund_abort(&svc->st, rj->refunds[i]);
         }
-        attr__ingest_fail(ing, status, "refunds: %s", job->errmsg);
+        attr__ingest_fail(ing, status, "refunds: %s", rj->j.job.errmsg);
     }
-    free(rj->refunds);
-    free(rj->rows);
-    free(rj);
-    ing->in_flight--;
-    svc->refs--;
-    attr__ingest_maybe_finish(ing);
+    attr__rjob_done(rj);
 }
 
-static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
+static void attr__on_rjob(yw_store_job_t *job, grpc_status_code status)
 {
-    const Yaowei__Attribution__V1__RecordRefundsRequest *req =
-        (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg;
-    if (req->n_events > ATTR_BATCH_MAX) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
-                       ATTR_BATCH_MAX, req->n_events);
-        return;
-    }
-    attr_ingest_t *ing = attr__ingest_new(call);
-    attr_rjob_t *rj = calloc(1, sizeof *rj);
-    size_t cap = req->n_events ? req->n_events : 1;
-    if (ing == NULL || rj == NULL || (rj->refunds = malloc(cap * sizeof *rj->refunds)) == NULL ||
-        (rj->rows = malloc(cap * sizeof *rj->rows)) == NULL) {
-        if (rj != NULL) {
-            free(rj->refunds);
-        }
-        free(rj);
-        if (ing != NULL) {
-            yw_call_set_data(call, NULL);
-            free(ing);
-        }
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
+    attr_rjob_t *rj = (attr_rjob_t *)job;
+    rj->written = status;
+    attr__gate(rj->ing->svc, &rj->held, attr__rjob_commit);
+}
+
+/**
+ * The conversions the refunds are of are in memory, the stored refund ids known: each
+ * event is judged in order (an earlier refund of the call counts against what is left),
+ * then the admitted ones are written.
+ */
+static void attr__rloaded(attr_held_t *h);
+
+static void attr__on_rload(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_ljob_t *lj = (attr_ljob_t *)job;
+    attr_rjob_t *rj = lj->data;
+    lj->status = status;
+    /* After the restatement in progress (see attr__on_xpreload()). */
+    attr__gate(rj->ing->svc, &rj->held, attr__rloaded);
+}
+
+static void attr__rloaded(attr_held_t *h)
+{
+    attr_rjob_t *rj = (attr_rjob_t *)((char *)h - offsetof(attr_rjob_t, held));
+    attr_ljob_t *lj = rj->lj;
+    yw_store_job_t *job = &lj->job;
+    grpc_status_code status = lj->status;
+    attr_ingest_t *ing = rj->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
-    int64_t now = attr__now();
+    const Yaowei__Attribution__V1__RecordRefundsRequest *req = rj->req;
+    if (status != GRPC_STATUS_OK) {
+        attr__ingest_fail(ing, status, "refunds: %s", job->errmsg);
+        attr__rjob_done(rj);
+        return;
+    }
+    for (size_t i = 0; i < lj->set.n; i++) {
+        attr_conv_t *c;
+        if (attr__conv_from_set(svc, &lj->set, i, &c) != 0) {
+            attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            attr__rjob_done(rj);
+            return;
+        }
+    }
+    size_t u = 0; /* index into lj->refund_ids: one per valid event */
     for (size_t i = 0; i < req->n_events; i++) {
+        if (!rj->valid[i]) {
+            continue;
+        }
         const Yaowei__Attribution__V1__RefundEvent *ev = req->events[i];
-        int64_t index = ing->next_index++;
+        int64_t index = (int64_t)i;
         char err[ATTR_REASON_MAX];
-        int64_t occur;
-        if (attr_validate_refund(ev, now, &occur, err, sizeof err) != 0) {
-            attr__reject(ing, index, err);
+        if (lj->refund_stored[u++]) {
+            ing->duplicates++;
             continue;
         }
         attr_refund_t *r = NULL;
         int64_t left = 0;
-        /* In order: an earlier refund of this batch counts against what is left. */
         int rc = attr_refund_admit(st, ev->refund_id, strlen(ev->refund_id), ev->order_id,
-                                   strlen(ev->order_id), ev->amount_minor, occur, &r, &left);
+                                   strlen(ev->order_id), ev->amount_minor, rj->occur[i], &r, &left);
         switch (rc) {
         case ATTR_ADMITTED:
             rj->refunds[rj->n] = r;
@@ -1010,35 +1788,119 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
             break;
         }
     }
-    ing->ended = 1;
+    attr__ljob_free(lj);
+    rj->lj = NULL;
+    attr__rjob_unpin(rj); /* the admitted refunds keep theirs in memory */
     if (rj->n == 0) {
-        free(rj->refunds);
-        free(rj->rows);
-        free(rj);
-        attr__ingest_maybe_finish(ing);
+        attr__rjob_done(rj);
         return;
     }
-    rj->ing = ing;
     rj->j.job.work = attr_store_put_refunds;
     rj->j.job.done = attr__on_rjob;
     rj->j.rows = rj->rows;
     rj->j.n = rj->n;
-    rj->j.ingest_ns = now;
+    rj->j.ingest_ns = rj->now;
     int rc = yw_store_write(svc->store, &rj->j.job);
     if (rc != 0) {
         for (size_t i = 0; i < rj->n; i++) {
             attr_refund_abort(st, rj->refunds[i]);
         }
-        free(rj->refunds);
-        free(rj->rows);
-        free(rj);
+        rj->n = 0;
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "refunds: cannot queue a write: %s",
                           strerror(-rc));
-        attr__ingest_maybe_finish(ing);
+        attr__rjob_done(rj);
+    }
+}
+
+/** Reads the refunded conversions that are not in memory, and the stored refund ids. */
+static void attr__rjob_start(attr_held_t *h)
+{
+    attr_rjob_t *rj = (attr_rjob_t *)((char *)h - offsetof(attr_rjob_t, held));
+    attr_svc_t *svc = rj->ing->svc;
+    attr_ljob_t *lj = rj->lj;
+    lj->job.work = attr__ljob_work;
+    lj->job.done = attr__on_rload;
+    int rc = yw_store_write(svc->store, &lj->job);
+    if (rc != 0) {
+        attr__ingest_fail(rj->ing, GRPC_STATUS_UNAVAILABLE, "refunds: cannot queue a read: %s",
+                          strerror(-rc));
+        attr__rjob_done(rj);
+    }
+}
+
+static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Attribution__V1__RecordRefundsRequest *req =
+        (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg;
+    if (req->n_events > ATTR_BATCH_MAX) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
+                       ATTR_BATCH_MAX, req->n_events);
         return;
+    }
+    attr_ingest_t *ing = attr__ingest_new(call);
+    attr_rjob_t *rj = calloc(1, sizeof *rj);
+    size_t cap = req->n_events ? req->n_events : 1;
+    if (ing == NULL || rj == NULL || (rj->refunds = malloc(cap * sizeof *rj->refunds)) == NULL ||
+        (rj->rows = malloc(cap * sizeof *rj->rows)) == NULL ||
+        (rj->valid = calloc(cap, 1)) == NULL ||
+        (rj->pins = malloc(cap * sizeof *rj->pins)) == NULL ||
+        (rj->occur = malloc(cap * sizeof *rj->occur)) == NULL ||
+        (rj->lj = calloc(1, sizeof *rj->lj)) == NULL) {
+        if (rj != NULL) {
+            attr__rjob_free(rj);
+        }
+        if (ing != NULL) {
+            yw_call_set_data(call, NULL);
+            free(ing);
+        }
+        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    attr_svc_t *svc = ing->svc;
+    attr_state_t *st = &svc->st;
+    rj->ing = ing;
+    rj->req = req; /* valid until the call is freed (a unary request) */
+    rj->now = attr__now();
+    rj->lj->svc = svc;
+    rj->lj->data = rj;
+    int oom = 0;
+    for (size_t i = 0; i < req->n_events && !oom; i++) {
+        const Yaowei__Attribution__V1__RefundEvent *ev = req->events[i];
+        int64_t index = ing->next_index++;
+        char err[ATTR_REASON_MAX];
+        if (attr_validate_refund(ev, rj->now, &rj->occur[i], err, sizeof err) != 0) {
+            attr__reject(ing, index, err);
+            continue;
+        }
+        rj->valid[i] = 1;
+        size_t olen = strlen(ev->order_id);
+        /* Conversions not in memory are read first (those in memory stay there until
+         * judged); refund ids are checked against the stored ones (the pending ones are
+         * memory's to know). */
+        attr_conv_t *c = attr_conversion_find(st, ev->order_id, olen);
+        if (c != NULL) {
+            attr_conv_pin(c);
+            rj->pins[rj->n_pins++] = c;
+        }
+        if ((c == NULL && attr_conversion_pending(st, ev->order_id, olen) == NULL &&
+             attr__ljob_add_order(rj->lj, ev->order_id, olen) != 0) ||
+            attr__push_str(&rj->lj->refund_ids, &rj->lj->n_refund_ids, &rj->lj->cap_refund_ids,
+                           ev->refund_id, strlen(ev->refund_id)) != 0) {
+            oom = 1;
+        }
     }
     ing->in_flight++;
     svc->refs++;
+    if (oom) {
+        attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        attr__rjob_done(rj);
+        return;
+    }
+    if (rj->lj->n_refund_ids == 0) {
+        attr__rjob_done(rj); /* every event was rejected */
+        return;
+    }
+    attr__gate(svc, &rj->held, attr__rjob_start);
 }
 
 /* ---- candidate persistence ---- */
@@ -1078,6 +1940,7 @@ static void attr__on_pjob(yw_store_job_t *job, grpc_status_code status)
     }
     if (status == GRPC_STATUS_OK) {
         attr__schedule_persist(svc);
+        attr__evict(svc); /* what was waiting for its touches to be stored may go */
     }
 }
 
@@ -1127,7 +1990,7 @@ static void attr__schedule_persist(attr_svc_t *svc)
             row->order_id = c->order_id;
             row->event_id = t->event_id;
             row->creator_id = attr_intern_str(&st->creators, t->creator, NULL);
-            row->note_id = attr_intern_str(&st->notes, t->note, NULL);
+            row->note_id = attr_cand_note(t);
             row->kind = t->kind;
             row->watch_ms = t->watch_ms;
             row->occur_ns = t->occur_ns;
@@ -1154,28 +2017,10 @@ static void attr__schedule_persist(attr_svc_t *svc)
 
 /* ---- ExplainConversion ---- */
 
-static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
+/** Replies with conversion c's attribution under `model`. */
+static void attr__explain_reply(yw_call_t *call, const attr_state_t *st, const attr_conv_t *c,
+                                int model)
 {
-    const Yaowei__Attribution__V1__ExplainConversionRequest *req =
-        (const Yaowei__Attribution__V1__ExplainConversionRequest *)msg;
-    attr_svc_t *svc = attr__svc(call);
-    attr_state_t *st = &svc->st;
-    if (req->order_id == NULL || req->order_id[0] == '\0') {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "order_id: is required");
-        return;
-    }
-    int model = attr_model_resolve((int)req->model, st->settings.default_model);
-    if (model < 0) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-                       "model: not an AttributionModel value: %d", (int)req->model);
-        return;
-    }
-    const attr_conv_t *c = attr_conversion_find(st, req->order_id, strlen(req->order_id));
-    if (c == NULL) {
-        yw_call_finish(call, GRPC_STATUS_NOT_FOUND,
-                       "order_id: no conversion has order_id \"%.64s\"", req->order_id);
-        return;
-    }
     size_t n = c->n_elig;
     Yaowei__Attribution__V1__AttributedTouch *touches = calloc(n ? n : 1, sizeof *touches);
     Yaowei__Attribution__V1__AttributedTouch **ptrs = calloc(n ? n : 1, sizeof *ptrs);
@@ -1193,7 +2038,7 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         yaowei__attribution__v1__attributed_touch__init(a);
         a->event_id = t->event_id;
         a->creator_id = (char *)attr_intern_str(&st->creators, t->creator, NULL);
-        a->note_id = (char *)attr_intern_str(&st->notes, t->note, NULL);
+        a->note_id = (char *)attr_cand_note(t);
         a->kind = (Yaowei__Attribution__V1__ExposureKind)t->kind;
         a->watch_ms = t->watch_ms;
         attr__ts(t->occur_ns, &times[i]);
@@ -1209,13 +2054,13 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
     attr__ts(c->occur_ns, &occur);
     resp.order_id = c->order_id;
     resp.amount_minor = attr_conv_net(c);
-    resp.currency = st->settings.currency;
+    resp.currency = (char *)st->settings.currency;
     resp.model = (Yaowei__Attribution__V1__AttributionModel)model;
     resp.attributed = n > 0;
     resp.n_touches = n;
     resp.touches = ptrs;
-    resp.viewer_id = (char *)attr_intern_str(&st->viewers, c->viewer, NULL);
-    resp.product_id = (char *)attr_intern_str(&st->products, c->product, NULL);
+    resp.viewer_id = (char *)c->viewer;
+    resp.product_id = (char *)c->product;
     resp.occur_time = &occur;
     resp.gross_amount_minor = c->amount;
     resp.refunded_minor = c->refunded;
@@ -1224,6 +2069,172 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
     free(touches);
     free(ptrs);
     free(times);
+}
+
+/** Explanations read in one job at most, and jobs in flight before they wait to batch. */
+#define ATTR_EXPLAIN_BATCH 64
+#define ATTR_EXPLAIN_READS 2
+
+/** One ExplainConversion waiting for its conversion to be read. */
+typedef struct st_attr_eask_t {
+    yw_call_t *call;
+    const char *order_id; /* the request's (valid until the call is freed) */
+    int model;            /* as asked (0: the default at reply time) */
+    int found;            /* index in the job's set + 1; 0: not stored */
+} attr_eask_t;
+
+/**
+ * ExplainConversion of conversions that are not in memory, read on a reader thread. The
+ * calls that come while ATTR_EXPLAIN_READS jobs are out wait in the next job (as group
+ * commit does for writes): one thread hand-off and one wake-up for many calls.
+ */
+typedef struct st_attr_ejob_t {
+    yw_store_job_t job;
+    attr_svc_t *svc;
+    attr_eask_t asks[ATTR_EXPLAIN_BATCH];
+    size_t n;
+    attr_convset_t set;
+    char err[256];
+} attr_ejob_t;
+
+static grpc_status_code attr__ejob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    attr_ejob_t *ej = (attr_ejob_t *)job;
+    for (size_t i = 0; i < ej->n; i++) {
+        attr_eask_t *a = &ej->asks[i];
+        int rc = attr_store_get_conversion(conn, a->order_id, strlen(a->order_id), &ej->set,
+                                           ej->err, sizeof ej->err);
+        if (rc < 0) {
+            snprintf(job->errmsg, sizeof job->errmsg, "reading order %.64s: %.160s", a->order_id,
+                     ej->err);
+            return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
+        }
+        a->found = rc ? (int)ej->set.n : 0;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/** Replies to one explanation read back (or not found). */
+static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const attr_eask_t *a,
+                                 grpc_status_code status, const char *errmsg)
+{
+    attr_state_t *st = &svc->st;
+    int model = attr_model_resolve(a->model, st->settings.default_model);
+    size_t len = strlen(a->order_id);
+    /* Memory first: what it holds is never older than what was read. */
+    const attr_conv_t *c = attr_conversion_find(st, a->order_id, len);
+    if (c != NULL) {
+        attr__explain_reply(a->call, st, c, model);
+        return;
+    }
+    if (status != GRPC_STATUS_OK) {
+        yw_call_finish(a->call, status, "%s", errmsg);
+        return;
+    }
+    if (a->found == 0 || attr_conversion_pending(st, a->order_id, len) != NULL) {
+        /* (A pending one is stored but not acknowledged yet: not visible.) */
+        yw_call_finish(a->call, GRPC_STATUS_NOT_FOUND,
+                       "order_id: no conversion has order_id \"%.64s\"", a->order_id);
+        return;
+    }
+    size_t at = (size_t)a->found - 1;
+    const attr_stored_conv_t *sc = &ej->set.convs[at];
+    attr_conv_t *x = attr_conv_new(&sc->in, sc->refunded);
+    const attr_stored_touch_t *t = attr_convset_touches(&ej->set, at);
+    int rc = x != NULL ? 0 : -ENOMEM;
+    for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
+        rc = attr_conversion_add_cand(st, x, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                      t[k].occur_ns, 1);
+    }
+    if (rc == 0) {
+        rc = attr_conv_compute(st, x);
+    }
+    if (rc == 0) {
+        attr__explain_reply(a->call, st, x, model);
+    } else {
+        yw_call_finish(a->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    attr_conv_free(x);
+}
+
+static void attr__ejob_submit(attr_svc_t *svc);
+
+static void attr__on_ejob(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_ejob_t *ej = (attr_ejob_t *)job;
+    attr_svc_t *svc = ej->svc;
+    for (size_t i = 0; i < ej->n; i++) {
+        attr__explain_stored(svc, ej, &ej->asks[i], status, job->errmsg);
+    }
+    attr_convset_free(&ej->set);
+    free(ej);
+    svc->explain_jobs--;
+    if (svc->explain_next != NULL && !svc->stopping) {
+        attr__ejob_submit(svc);
+    }
+    attr__unref(svc);
+}
+
+/** Submits the explanations waiting (svc->explain_next). */
+static void attr__ejob_submit(attr_svc_t *svc)
+{
+    attr_ejob_t *ej = svc->explain_next;
+    svc->explain_next = NULL;
+    ej->job.work = attr__ejob_work;
+    ej->job.done = attr__on_ejob;
+    int rc = yw_store_read(svc->store, &ej->job);
+    if (rc != 0) {
+        for (size_t i = 0; i < ej->n; i++) {
+            yw_call_finish(ej->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %.64s: %s",
+                           ej->asks[i].order_id, strerror(-rc));
+        }
+        free(ej);
+        return;
+    }
+    svc->explain_jobs++;
+    svc->refs++;
+    yw_metric_add(svc->explain_reads, ej->n);
+}
+
+static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Attribution__V1__ExplainConversionRequest *req =
+        (const Yaowei__Attribution__V1__ExplainConversionRequest *)msg;
+    attr_svc_t *svc = attr__svc(call);
+    attr_state_t *st = &svc->st;
+    if (req->order_id == NULL || req->order_id[0] == '\0') {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "order_id: is required");
+        return;
+    }
+    int model = attr_model_resolve((int)req->model, st->settings.default_model);
+    if (model < 0) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                       "model: not an AttributionModel value: %d", (int)req->model);
+        return;
+    }
+    size_t len = strlen(req->order_id);
+    const attr_conv_t *c = attr_conversion_find(st, req->order_id, len);
+    if (c != NULL) {
+        attr__explain_reply(call, st, c, model);
+        return;
+    }
+    if (attr_conversion_pending(st, req->order_id, len) != NULL || len > ATTR_ID_MAX) {
+        yw_call_finish(call, GRPC_STATUS_NOT_FOUND,
+                       "order_id: no conversion has order_id \"%.64s\"", req->order_id);
+        return;
+    }
+    /* Not in memory: the database has it, or nobody has. */
+    attr_ejob_t *ej = svc->explain_next;
+    if (ej == NULL && (ej = svc->explain_next = calloc(1, sizeof *ej)) == NULL) {
+        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    ej->svc = svc;
+    ej->asks[ej->n++] = (attr_eask_t){call, req->order_id, (int)req->model, 0};
+    if (svc->explain_jobs < ATTR_EXPLAIN_READS || ej->n == ATTR_EXPLAIN_BATCH) {
+        attr__ejob_submit(svc);
+    }
 }
 
 /* ---- reports ---- */
@@ -1684,31 +2695,219 @@ typedef struct st_attr_sjob_t {
     yw_call_t *call;
 } attr_sjob_t;
 
+/**
+ * A restatement: the stored conversions that are not in memory, read on a reader thread
+ * and credited under the new settings into `tmp` (its rollups and conversion filter);
+ * the ones in memory (`skip`) are the loop's to restate. Meanwhile nothing changes
+ * conversions or rollups (the gate, attr__gate()).
+ */
+typedef struct st_attr_rsjob_t {
+    yw_store_job_t job;
+    attr_svc_t *svc;
+    attr_sjob_t *sj;
+    char **skip; /* sorted (strcmp) */
+    size_t n_skip;
+    attr_state_t tmp;
+    int64_t now;
+    int64_t horizon_before;
+    uint64_t restated;
+    char err[256];
+} attr_rsjob_t;
+
+static int attr__cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int attr__restate_visit(void *arg, const attr_convset_t *one)
+{
+    attr_rsjob_t *rs = arg;
+    const attr_stored_conv_t *sc = &one->convs[0];
+    const char *id = sc->in.order_id;
+    if (rs->n_skip > 0 && bsearch(&id, rs->skip, rs->n_skip, sizeof *rs->skip, attr__cmp_str)) {
+        return 0;
+    }
+    attr_conv_t *c = attr_conv_new(&sc->in, sc->refunded);
+    const attr_stored_touch_t *t = attr_convset_touches(one, 0);
+    int rc = c != NULL ? 0 : -ENOMEM;
+    for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
+        rc = attr_conversion_add_cand(&rs->tmp, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                      t[k].occur_ns, 1);
+    }
+    if (rc == 0) {
+        rc = attr_conv_apply(&rs->tmp, c);
+    }
+    if (rc == 0 && !attr_exposure_past_horizon(&rs->tmp, c->occur_ns, rs->now)) {
+        rc = attr_state_conv_filter_add(&rs->tmp, c->vp_hash, c->occur_ns);
+    }
+    attr_conv_free(c);
+    rs->restated++;
+    return rc;
+}
+
+static grpc_status_code attr__rsjob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    attr_rsjob_t *rs = (attr_rsjob_t *)job;
+    int rc = attr_store_scan_conversions(conn, attr__restate_visit, rs, rs->err, sizeof rs->err);
+    if (rc != 0) {
+        snprintf(job->errmsg, sizeof job->errmsg, "restating the stored conversions: %.200s",
+                 rs->err[0] ? rs->err : strerror(-rc));
+        return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
+    }
+    return GRPC_STATUS_OK;
+}
+
+static void attr__rsjob_free(attr_rsjob_t *rs)
+{
+    for (size_t i = 0; i < rs->n_skip; i++) {
+        free(rs->skip[i]);
+    }
+    free(rs->skip);
+    attr_state_free(&rs->tmp);
+    free(rs);
+}
+
+static int attr__rsjob_submit(attr_rsjob_t *rs);
+
+static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_rsjob_t *rs = (attr_rsjob_t *)job;
+    attr_svc_t *svc = rs->svc;
+    attr_state_t *st = &svc->st;
+    attr_sjob_t *sj = rs->sj;
+    if (status != GRPC_STATUS_OK) {
+        if (!svc->stopping) {
+            /* The new settings are stored: the rollups must follow. Again at a tick. */
+            yw_log(YW_LOG_ERROR, "settings v%lld: %s (will retry)",
+                   (long long)sj->j.settings.version, job->errmsg);
+            svc->restate = rs;
+            svc->refs--;
+            return;
+        }
+        yw_call_finish(sj->call, GRPC_STATUS_UNAVAILABLE,
+                       "settings: stored, but shutting down before they were applied; they "
+                       "are in force after a restart");
+        free(sj);
+        attr__rsjob_free(rs);
+        svc->settings_busy = 0;
+        attr__gate_open(svc);
+        attr__unref(svc);
+        return;
+    }
+    int rc = attr_state_replace_credits(st, &rs->tmp, &sj->j.settings);
+    if (rc == 0) {
+        attr_state_conv_filter_take(st, &rs->tmp);
+        int64_t now = attr__now();
+        for (attr_conv_t *c = st->lru_head; c != NULL && rc == 0; c = c->lru_next) {
+            if (!attr_exposure_past_horizon(st, c->occur_ns, now)) {
+                rc = attr_state_conv_filter_add(st, c->vp_hash, c->occur_ns);
+            }
+        }
+    }
+    if (rc != 0) {
+        yw_log(YW_LOG_ERROR,
+               "settings v%lld: cannot restate the conversions (%s): reports "
+               "stay wrong until a restart",
+               (long long)sj->j.settings.version, strerror(-rc));
+    }
+    yw_log(YW_LOG_INFO,
+           "settings v%lld in force; %llu conversions restated (%zu of them in memory); join "
+           "horizon %llds (was %llds)",
+           (long long)sj->j.settings.version, (unsigned long long)(rs->restated + st->n_cached),
+           st->n_cached, (long long)(attr_settings_horizon(&sj->j.settings) / ATTR_NS_PER_S),
+           (long long)(rs->horizon_before / ATTR_NS_PER_S));
+    attr__reply_settings(sj->call, &st->settings);
+    free(sj);
+    attr__rsjob_free(rs);
+    svc->settings_busy = 0;
+    attr__gate_open(svc);
+    attr__evict(svc);
+    /* The restatement's copy of the credit rollups was built on a reader thread: its
+     * arena keeps the pages unless given back. */
+    (void)malloc_trim(0);
+    attr__unref(svc);
+}
+
+static int attr__rsjob_submit(attr_rsjob_t *rs)
+{
+    attr_svc_t *svc = rs->svc;
+    attr_state_free(&rs->tmp);
+    attr_state_init(&rs->tmp);
+    rs->tmp.settings = rs->sj->j.settings;
+    attr_settings_rules(&rs->tmp.settings, &rs->tmp.rules);
+    rs->restated = 0;
+    rs->err[0] = '\0';
+    rs->job.work = attr__rsjob_work;
+    rs->job.done = attr__on_rsjob;
+    int rc = yw_store_read(svc->store, &rs->job);
+    if (rc == 0) {
+        svc->refs++;
+    }
+    return rc;
+}
+
 static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
 {
     attr_sjob_t *sj = (attr_sjob_t *)job;
     attr_svc_t *svc = sj->svc;
-    svc->settings_busy = 0;
+    attr_state_t *st = &svc->st;
     svc->refs--;
     if (status != GRPC_STATUS_OK) {
+        svc->settings_busy = 0;
         yw_call_finish(sj->call, status, "settings: %s", job->errmsg);
         free(sj);
         return;
     }
-    /* Durable: now restate every conversion under the new settings. */
-    int64_t horizon_before = attr_settings_horizon(&svc->st.settings);
-    if (attr_state_set_settings(&svc->st, &sj->j.settings) != 0) {
-        yw_log(YW_LOG_ERROR, "out of memory restating conversions under settings v%lld",
-               (long long)sj->j.settings.version);
+    /* Durable: now restate every conversion under the new settings. Until that is done
+     * nothing changes conversions or rollups (they wait), nothing leaves the cache, and
+     * the conversions in memory (pending or cached) are restated from memory. */
+    attr_rsjob_t *rs = calloc(1, sizeof *rs);
+    int rc = rs != NULL ? 0 : -ENOMEM;
+    if (rc == 0) {
+        rs->svc = svc;
+        rs->sj = sj;
+        rs->now = attr__now();
+        rs->horizon_before = attr_settings_horizon(&st->settings);
+        attr_state_init(&rs->tmp);
+        if ((rs->skip = malloc((st->orders.count ? st->orders.count : 1) * sizeof *rs->skip)) ==
+            NULL) {
+            rc = -ENOMEM;
+        }
     }
-    yw_log(YW_LOG_INFO,
-           "settings v%lld in force; %zu conversions restated; join horizon %llds "
-           "(was %llds)",
-           (long long)sj->j.settings.version, svc->st.n_convs,
-           (long long)(attr_settings_horizon(&sj->j.settings) / ATTR_NS_PER_S),
-           (long long)(horizon_before / ATTR_NS_PER_S));
-    attr__reply_settings(sj->call, &svc->st.settings);
-    free(sj);
+    for (size_t i = 0; rc == 0 && i < st->orders.cap; i++) {
+        if (st->orders.slots[i].hash != 0) {
+            const attr_conv_t *c = st->orders.slots[i].val;
+            if ((rs->skip[rs->n_skip] = attr__strndup(c->order_id, c->order_id_len)) == NULL) {
+                rc = -ENOMEM;
+            } else {
+                rs->n_skip++;
+            }
+        }
+    }
+    if (rc == 0) {
+        qsort(rs->skip, rs->n_skip, sizeof *rs->skip, attr__cmp_str);
+        attr__gate_close(svc);
+        rc = attr__rsjob_submit(rs);
+        if (rc != 0) {
+            attr__gate_open(svc);
+        }
+    }
+    if (rc != 0) {
+        /* Stored but not in force: the next start-up credits everything under it. */
+        yw_log(YW_LOG_ERROR, "settings v%lld stored but cannot be applied now: %s",
+               (long long)sj->j.settings.version, strerror(-rc));
+        svc->settings_busy = 0;
+        yw_call_finish(sj->call, GRPC_STATUS_UNAVAILABLE,
+                       "settings: stored, but cannot restate the conversions now (%s); they "
+                       "are in force after a restart",
+                       strerror(-rc));
+        free(sj);
+        if (rs != NULL) {
+            attr__rsjob_free(rs);
+        }
+        return;
+    }
 }
 
 static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
@@ -1726,7 +2925,8 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
         yw_call_finish(call, code, "%s", err);
         return;
     }
-    if (strcmp(next.currency, st->settings.currency) != 0 && st->orders.count > 0) {
+    if (strcmp(next.currency, st->settings.currency) != 0 &&
+        (st->n_stored_convs > 0 || st->orders.count > 0)) {
         yw_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
                        "settings.currency: cannot change from %s while conversions are stored",
                        st->settings.currency);
@@ -1816,13 +3016,149 @@ static void attr__maybe_prune_segment(attr_svc_t *svc, int64_t now)
     svc->refs++;
 }
 
+/* -- memory -- */
+
+/** Evicts conversions over the cache's budget that nothing needs in memory any more. */
+static void attr__evict(attr_svc_t *svc)
+{
+    attr_state_t *st = &svc->st;
+    if (st->cache_budget == 0 || st->cache_bytes <= st->cache_budget) {
+        return;
+    }
+    /* Conversions committed since the oldest exposure batch in flight began may be
+     * joined by it: they stay until it is committed. */
+    uint64_t guard = UINT64_MAX;
+    for (attr_xbatch_t *xb = svc->active; xb != NULL; xb = xb->next_active) {
+        if (xb->guard < guard) {
+            guard = xb->guard;
+        }
+    }
+    st->evict_guard = guard;
+    size_t n = attr_state_evict(st);
+    yw_metric_add(svc->cache_evictions, n);
+}
+
+/** The parts of yaowei_attribution_memory_bytes, in the order of svc->mem. */
+static const char *const attr__parts[ATTR_N_MEM_PARTS] = {
+    "rollups",          "creators",          "conversion_cache",
+    "conversion_index", "conversion_filter", "conversion_keys",
+    "refunds",          "exposures_pending", "index_runs",
+    "dedup_filter",     "index_fences",      "work",
+    "sqlite",           "malloc_in_use",     "malloc_free",
+    "resident",
+};
+
+/** The process's resident set size in bytes (-1: unknown). */
+static int64_t attr__rss(void)
+{
+    int64_t kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f != NULL) {
+        char line[256];
+        while (fgets(line, sizeof line, f) != NULL) {
+            if (strncmp(line, "VmRSS:", 6) == 0) {
+                kib = strtoll(line + 6, NULL, 10);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    return kib < 0 ? -1 : kib * 1024;
+}
+
+/**
+ * Where the memory is: the state's parts, the index fences, SQLite, the allocator (in use
+ * and free-but-kept, over all arenas), RSS. Gauges at every tick; a log line every
+ * ATTR_MEMLOG_TICKS ticks (and with `force`).
+ */
+static void attr__account_memory(attr_svc_t *svc, int force)
+{
+    attr_state_mem_t m;
+    attr_state_mem(&svc->st, &m);
+    attr_xstore_info_t xi;
+    attr_xstore_info(svc->xs, &xi);
+    attr_ckey_info_t ci;
+    attr_ckey_info(svc->ck, &ci);
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > ATTR_TRIM_BYTES) {
+        /* Free memory the allocator kept (in holes between what is in use, after a burst
+         * of ingestion): the pages go back to the kernel, so that the next burst starts
+         * from what is in use. A few milliseconds every few seconds at most. */
+        (void)malloc_trim(0);
+        mi = mallinfo2();
+    }
+    int64_t v[ATTR_N_MEM_PARTS] = {
+        (int64_t)m.rollups,
+        (int64_t)m.creators,
+        (int64_t)m.conversions,
+        (int64_t)m.conv_index,
+        (int64_t)m.conv_filter,
+        (int64_t)ci.mem_bytes,
+        (int64_t)m.refunds,
+        (int64_t)m.pending,
+        (int64_t)m.runs,
+        (int64_t)m.bloom,
+        (int64_t)xi.fence_bytes,
+        (int64_t)m.work,
+        (int64_t)sqlite3_memory_used(),
+        (int64_t)(mi.uordblks + mi.hblkhd),
+        (int64_t)mi.fordblks,
+        attr__rss(),
+    };
+    for (int i = 0; i < ATTR_N_MEM_PARTS; i++) {
+        yw_metric_gauge_set(svc->mem[i], v[i]);
+    }
+    if (!force && svc->ticks % ATTR_MEMLOG_TICKS != 0) {
+        return;
+    }
+    char line[1024];
+    size_t at = 0;
+    for (int i = 0; i < ATTR_N_MEM_PARTS && at < sizeof line; i++) {
+        int w = snprintf(line + at, sizeof line - at, "%s%s %.1f", i ? ", " : "", attr__parts[i],
+                         (double)v[i] / 1048576.0);
+        at += w > 0 ? (size_t)w : 0;
+    }
+    yw_log(YW_LOG_INFO,
+           "memory MiB: %s; %zu conversions cached (budget %.1f MiB), %llu loaded, "
+           "%llu evicted; at most %zu runs of exposures and %zu chunks of 1,024 "
+           "pending exposures at once since the last line",
+           line, svc->st.n_cached, (double)svc->st.cache_budget / 1048576.0,
+           (unsigned long long)svc->st.n_loaded, (unsigned long long)svc->st.n_evicted,
+           svc->st.runs_peak, svc->st.pend_peak);
+    svc->st.runs_peak = svc->st.n_runs;
+    svc->st.pend_peak = svc->st.n_pend;
+}
+
 static void attr__on_timer(uv_timer_t *t)
 {
     attr_svc_t *svc = t->data;
     int64_t now = attr__now();
-    attr_xstore_tick(svc->xs, now);
+    svc->ticks++;
+    if (!svc->restating) {
+        attr_xstore_tick(svc->xs, now); /* (seals nothing while commits wait) */
+    }
     attr__schedule_persist(svc);
     attr__maybe_prune_segment(svc, now);
+    if (svc->restate != NULL && !svc->stopping) {
+        attr_rsjob_t *rs = svc->restate;
+        svc->restate = NULL;
+        if (attr__rsjob_submit(rs) != 0) {
+            svc->restate = rs;
+        }
+    }
+    if (!svc->restating) {
+        attr_state_conv_filter_prune(&svc->st, now);
+        attr_ckey_tick(svc->ck, now - attr_settings_horizon(&svc->st.settings));
+    }
+    attr__evict(svc);
+    attr__account_memory(svc, 0);
+    if (svc->st.bloom_thin > svc->bloom_thin_logged) {
+        svc->bloom_thin_logged = svc->st.bloom_thin;
+        yw_log(YW_LOG_WARN,
+               "dedup filters: --dedup-filter-mb %zu is short for the exposures kept: a new "
+               "filter got fewer than %d bits per id (more ids are checked on disk)",
+               svc->st.bloom_budget >> 20, ATTR_BLOOM_BITS);
+    }
 }
 
 /* ---- start-up ---- */
@@ -1841,6 +3177,141 @@ static void attr__on_timer_closed(uv_handle_t *h)
 static void attr__on_xs_closed(void *arg)
 {
     attr__unref(arg);
+}
+
+/* -- the stored conversions at start-up -- */
+
+typedef struct st_attr_credit_ctx_t {
+    attr_svc_t *svc;
+    int64_t now;
+    uint64_t ck_safe; /* the key index has the keys up to this seq */
+    attr_conv_t *c;
+    uint64_t seen, looked_up, found;
+    int rc;
+} attr_credit_ctx_t;
+
+/** A candidate of the conversion being credited, found in the index files. */
+static int attr__stored_cand(void *arg, const attr_log_event_t *ev)
+{
+    attr_credit_ctx_t *x = arg;
+    attr_state_t *st = &x->svc->st;
+    if (attr_exposure_past_horizon(st, ev->occur_ns, x->now)) {
+        return 0;
+    }
+    char eid[ATTR_ID_MAX + 1];
+    if (ev->event_id.len > ATTR_ID_MAX) {
+        return 0; /* longer than any valid id */
+    }
+    memcpy(eid, ev->event_id.s, ev->event_id.len);
+    eid[ev->event_id.len] = '\0';
+    size_t before = x->c->n_cands;
+    int rc = attr_conversion_add_cand(st, x->c, eid, ev->creator.s, ev->creator.len, ev->note.s,
+                                      ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
+    x->found += x->c->n_cands - before;
+    return rc;
+}
+
+/**
+ * One stored conversion at start-up: into the cache, with its stored touches and those
+ * the index files hold that it does not have yet (found after a crash that came before
+ * they were stored: they are stored now); credited into the rollups; in the conversion
+ * filter when within the horizon. The cache keeps what its budget allows.
+ */
+static int attr__credit_one(void *arg, const attr_convset_t *one)
+{
+    attr_credit_ctx_t *x = arg;
+    attr_svc_t *svc = x->svc;
+    attr_state_t *st = &svc->st;
+    const attr_stored_conv_t *sc = &one->convs[0];
+    attr_conv_t *c = NULL;
+    int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
+    const attr_stored_touch_t *t = attr_convset_touches(one, 0);
+    for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
+        rc = attr_conversion_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                      t[k].occur_ns, 1);
+    }
+    /* An order older than the horizon cannot have a touch still kept. */
+    if (rc == 0 && !attr_exposure_past_horizon(st, c->occur_ns, x->now)) {
+        attr_xjoin_q_t q = {c->vp_hash,    c->viewer,      c->product,
+                            c->viewer_len, c->product_len, c->occur_ns};
+        x->c = c;
+        rc = attr_xstore_find_cands(svc->xs, &q, attr__stored_cand, x);
+        x->looked_up++;
+        if (rc == 0) {
+            rc = attr_state_conv_filter_add(st, c->vp_hash, c->occur_ns);
+        }
+    }
+    if (rc == 0 && c->seq > x->ck_safe) {
+        rc = attr_ckey_add(svc->ck, c->vp_hash, c->seq, c->occur_ns);
+        if (rc == 0 && attr_ckey_full(svc->ck)) {
+            /* Not all visited yet: what the index had stays what it claims. */
+            rc = attr_ckey_seal(svc->ck, x->ck_safe);
+        }
+    }
+    if (rc == 0) {
+        rc = attr_conversion_loaded(st, c, 1);
+    }
+    if (rc == -EEXIST) {
+        rc = 0; /* cannot happen: order ids are unique */
+    }
+    if (++x->seen % 1024 == 0) {
+        attr__evict(svc);
+    }
+    return rc;
+}
+
+static grpc_status_code attr__credit_scan(yw_store_conn_t *conn, void *arg)
+{
+    attr_credit_ctx_t *x = arg;
+    char err[256] = "";
+    x->rc = attr_store_scan_conversions(conn, attr__credit_one, x, err, sizeof err);
+    if (x->rc != 0) {
+        yw_log(YW_LOG_ERROR, "crediting the stored conversions: %s",
+               err[0] ? err : strerror(-x->rc));
+        return GRPC_STATUS_INTERNAL;
+    }
+    return GRPC_STATUS_OK;
+}
+
+static int attr__credit_stored(attr_svc_t *svc, int64_t now, uint64_t ck_safe,
+                               attr_xstore_stats_t *xst, char *err, size_t errlen)
+{
+    attr_credit_ctx_t x = {.svc = svc, .now = now, .ck_safe = ck_safe};
+    char serr[256] = "";
+    grpc_status_code code = yw_store_run_sync(svc->store, attr__credit_scan, &x, serr, sizeof serr);
+    if (code != GRPC_STATUS_OK) {
+        snprintf(err, errlen, "crediting the stored conversions: %s",
+                 x.rc != 0 ? strerror(-x.rc) : serr);
+        return x.rc != 0 ? x.rc : -EIO;
+    }
+    xst->conversions_looked_up = x.looked_up;
+    xst->candidates_found = x.found;
+    attr__evict(svc);
+    return 0;
+}
+
+static void attr__register_metrics(attr_svc_t *svc)
+{
+    yw_metrics_t *m = yw_app_metrics(svc->app);
+    if (m == NULL) {
+        return;
+    }
+    for (int i = 0; i < ATTR_N_MEM_PARTS; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "part=%s", attr__parts[i]);
+        (void)yw_metrics_gauge(m, "yaowei_attribution_memory_bytes",
+                               "Bytes of memory attribution holds, by part (estimates; "
+                               "malloc_*: the allocator over all arenas; resident: RSS).",
+                               labels, &svc->mem[i]);
+    }
+    (void)yw_metrics_counter(m, "yaowei_attribution_conversion_cache_total",
+                             "Conversions loaded into or evicted from the cache.", "event=loaded",
+                             &svc->cache_loads);
+    (void)yw_metrics_counter(m, "yaowei_attribution_conversion_cache_total", NULL, "event=evicted",
+                             &svc->cache_evictions);
+    (void)yw_metrics_counter(m, "yaowei_attribution_conversion_cache_total", NULL,
+                             "event=explain_read", &svc->explain_reads);
 }
 
 int attr_service_init(yw_app_t *app, char *err, size_t errlen)
@@ -1877,6 +3348,33 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
         svc->run_exposures = (uint32_t)v;
     }
+    long long cache_mb = ATTR_CACHE_MB_DEFAULT;
+    const char *cache = yw_app_option(app, "conversion-cache-mb");
+    if (cache != NULL) {
+        char *end = NULL;
+        cache_mb = strtoll(cache, &end, 10);
+        if (end == cache || *end != '\0' || cache_mb < 0 || cache_mb > (1 << 20)) {
+            snprintf(err, errlen, "--conversion-cache-mb: must be within 0..1048576, got %s",
+                     cache);
+            attr__svc_free(svc);
+            return -EINVAL;
+        }
+    }
+    /* 0: keep only what must stay (every conversion goes back to the database as soon
+     * as it may: the tests' way to read everything back from it). */
+    attr_state_set_cache_budget(&svc->st, cache_mb > 0 ? (size_t)cache_mb << 20 : 1);
+    long long bloom_mb = ATTR_BLOOM_MB_DEFAULT;
+    const char *bloom = yw_app_option(app, "dedup-filter-mb");
+    if (bloom != NULL) {
+        char *end = NULL;
+        bloom_mb = strtoll(bloom, &end, 10);
+        if (end == bloom || *end != '\0' || bloom_mb < 0 || bloom_mb > (1 << 20)) {
+            snprintf(err, errlen, "--dedup-filter-mb: must be within 0..1048576, got %s", bloom);
+            attr__svc_free(svc);
+            return -EINVAL;
+        }
+    }
+    svc->st.bloom_budget = (size_t)bloom_mb << 20; /* 0: no limit */
     snprintf(svc->exp_dir, sizeof svc->exp_dir, "%s/exposures", yw_app_option(app, "data-dir"));
     if (mkdir(svc->exp_dir, 0750) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: cannot create: %s", svc->exp_dir, strerror(errno));
@@ -1885,7 +3383,8 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     }
     int64_t now = attr__now();
 
-    /* 1. The database: settings, conversions and their touches, refunds, rollups. */
+    /* 1. The database: settings, the rollups of pruned segments (the conversions stay
+     *    there: step 3 goes through them). */
     attr_load_t ld;
     memset(&ld, 0, sizeof ld);
     ld.st = &svc->st;
@@ -1916,27 +3415,42 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         svc->st.settings = sj.settings;
     }
 
-    /* 2. The exposures, after the conversions: their touches are found on the way. The
-     *    index files cover most of the log; what they do not is read and indexed. */
+    /* 2. The exposures: the index files cover most of the log; what they do not is read
+     *    and indexed. */
     uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
     attr_xstore_stats_t xst;
     int rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
                               ld.n_pruned, now, &svc->xs, &xst, err, errlen);
     free(ld.pruned);
-    if (rc == 0) {
-        rc = attr_state_flush(&svc->st);
-        if (rc != 0) {
-            snprintf(err, errlen, "out of memory crediting conversions");
-        }
-    }
     svc->st.defer = 0;
     if (rc != 0 && svc->xs == NULL) {
         attr__svc_free(svc);
         return rc;
     }
     svc->refs++; /* the exposure store */
+    /* 3. The conversion key index, and the stored conversions, one after the other:
+     *    credited into the rollups, their touches looked up again in the index files
+     *    (the ones found since are stored), their keys indexed where the index lacks them. */
+    uint64_t ck_safe = 0;
+    if (rc == 0) {
+        char ck_dir[4200];
+        snprintf(ck_dir, sizeof ck_dir, "%s/conversion-keys", yw_app_option(app, "data-dir"));
+        if (mkdir(ck_dir, 0750) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot create: %s", ck_dir, strerror(errno));
+            rc = -errno;
+        } else if ((rc = attr_ckey_open(loop, ck_dir, &svc->ck, &ck_safe, err, errlen)) == 0) {
+            svc->refs++;
+        }
+    }
+    svc->next_conv_seq = ld.max_seq + 1;
+    if (rc == 0) {
+        rc = attr__credit_stored(svc, now, ck_safe, &xst, err, errlen);
+    }
+    if (rc == 0) {
+        attr__register_metrics(svc);
+    }
 
-    /* 3. Tier scoring; maintenance. */
+    /* 4. Tier scoring; maintenance. */
     const char *tier_addr = yw_app_option(app, "tier-scoring-addr");
     if (rc == 0 && (rc = attr_tier_create(yw_app_runtime(app), tier_addr, svc->tier_ttl_ns,
                                           &svc->tier)) != 0) {
@@ -1959,6 +3473,10 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         if (svc->timer_open) {
             uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
         }
+        if (svc->ck != NULL) {
+            attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
+            svc->ck = NULL;
+        }
         attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
         return rc;
     }
@@ -1966,19 +3484,20 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     attr_xstore_info_t xi;
     attr_xstore_info(svc->xs, &xi);
     yw_log(YW_LOG_INFO,
-           "attribution ready: %llu conversions, %llu refunds, %llu candidate touches, %llu "
+           "attribution ready: %llu conversions (%zu in memory, cache %lld MiB), %llu "
            "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
            "index files (%llu dropped), %llu read from the log's tail into %llu new ones "
            "(%llu duplicates skipped); %llu conversions looked up, %llu touches found; "
            "settings v%lld, join horizon %llds",
-           (unsigned long long)ld.conversions, (unsigned long long)ld.refunds,
-           (unsigned long long)ld.touches, (unsigned long long)ld.rollups,
-           (unsigned long long)xst.segments, (unsigned long long)xst.indexed_events,
-           (unsigned long long)xst.files, (unsigned long long)xst.files_dropped,
-           (unsigned long long)xst.tail_events, (unsigned long long)xst.tail_runs,
-           (unsigned long long)xst.tail_duplicates, (unsigned long long)xst.conversions_looked_up,
-           (unsigned long long)xst.candidates_found, (long long)svc->st.settings.version,
+           (unsigned long long)ld.conversions, svc->st.n_cached, cache_mb,
+           (unsigned long long)ld.rollups, (unsigned long long)xst.segments,
+           (unsigned long long)xst.indexed_events, (unsigned long long)xst.files,
+           (unsigned long long)xst.files_dropped, (unsigned long long)xst.tail_events,
+           (unsigned long long)xst.tail_runs, (unsigned long long)xst.tail_duplicates,
+           (unsigned long long)xst.conversions_looked_up, (unsigned long long)xst.candidates_found,
+           (long long)svc->st.settings.version,
            (long long)(attr_settings_horizon(&svc->st.settings) / ATTR_NS_PER_S));
+    attr__account_memory(svc, 1);
     attr__schedule_persist(svc);
     return 0;
 }
@@ -1991,12 +3510,30 @@ void attr_service_fini(yw_app_t *app)
     }
     yw_app_set_state(app, NULL);
     svc->stopping = 1;
+    if (svc->explain_next != NULL) {
+        attr__ejob_submit(svc); /* the calls waiting are answered */
+    }
+    if (svc->restate != NULL) {
+        /* A restatement waiting to be tried again: it will be at the next start-up (the
+         * settings are stored); what waited for it goes on now. */
+        attr_rsjob_t *rs = svc->restate;
+        svc->restate = NULL;
+        yw_call_finish(rs->sj->call, GRPC_STATUS_UNAVAILABLE,
+                       "settings: stored, but shutting down before they were applied; they "
+                       "are in force after a restart");
+        free(rs->sj);
+        attr__rsjob_free(rs);
+        svc->settings_busy = 0;
+        attr__gate_open(svc);
+    }
     /* Every call is gone (the server stopped). Lookups finish, the log syncs, the open
      * run is indexed (blocking: shutdown). */
     attr_tier_destroy(svc->tier);
     svc->tier = NULL;
     uv_timer_stop(&svc->timer);
     uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
+    attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
+    svc->ck = NULL;
     attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
     /* Store jobs still queued complete while the store closes; the last one frees. */
 }
@@ -2059,5 +3596,14 @@ const yw_option_t attr_options[] = {
      "exposures held in memory per run before its index file is written (about 180 bytes "
      "each, two runs at a time)",
      NULL},
+    {"conversion-cache-mb", "YW_CONVERSION_CACHE_MB", "16",
+     "MiB of conversions kept in memory (the database holds them all; about 600 bytes each; "
+     "0: only those in use)",
+     NULL},
+    {"dedup-filter-mb", "YW_DEDUP_FILTER_MB", "64",
+     "MiB the Bloom filters of indexed event ids may hold (2 bytes per exposure kept; past it "
+     "new filters get fewer bits and more ids are checked on disk; 0: no limit)",
+     NULL},
 };
 const size_t attr_n_options = sizeof attr_options / sizeof attr_options[0];
+_Static_assert(sizeof attr_options / sizeof attr_options[0] == ATTR_N_OPTIONS, "ATTR_N_OPTIONS");

@@ -5,10 +5,14 @@
  * Where things live:
  *   exposures            --data-dir/exposures/: the log (seg-*.log, attr_log.h) and its
  *                        index files (idx-*.xidx, attr_xidx.h), together attr_xstore.h
- *   everything else      --data-dir/attribution.db (attr_store.h)
- *   the working state    memory (attr_state.h): conversions, rollups, the exposures not
- *                        yet indexed; rebuilt from the database and the index files at
- *                        start-up (only the log's unindexed tail is read)
+ *   conversion keys      --data-dir/conversion-keys/: (viewer, product) -> stored orders,
+ *                        so that a late exposure finds them (attr_ckey.h)
+ *   everything else      --data-dir/attribution.db (attr_store.h): conversions with their
+ *                        touches, refunds, settings
+ *   the working state    memory (attr_state.h), bounded by the flags: rollups, a cache of
+ *                        conversions, the exposures not yet indexed, filters; rebuilt
+ *                        from the database and the index files at start-up (only the
+ *                        log's unindexed tail is read)
  * Every handler runs on the loop; disk work runs on the threads of the log, the index
  * files and the store, and completes back on the loop.
  */
@@ -24,6 +28,8 @@ extern "C" {
 #endif
 
 extern const yw_service_t attr_service;
+/** The service's own flags (ATTR_N_OPTIONS of them: a constant for static tables). */
+#define ATTR_N_OPTIONS 4
 extern const yw_option_t attr_options[];
 extern const size_t attr_n_options;
 

@@ -16,12 +16,20 @@
 struct st_attr_pchunk_t {
     uint32_t n;    /* records used */
     uint32_t open; /* records not yet resolved */
-    char **blocks;
-    size_t n_blocks, cap_blocks;
+    char **blocks; /* of ATTR__PBLOCK bytes; [0, cur_block] used, the rest kept for reuse */
+    size_t n_blocks, cap_blocks, cur_block;
+    char **bigs; /* blocks of their own (long strings) */
+    size_t n_bigs, cap_bigs;
     char *cur;
     size_t left;
     attr_pexp_t recs[ATTR__PCHUNK];
 };
+
+/** Settled chunks kept for reuse, with their blocks (see attr__pchunk_recycle()). */
+#define ATTR__SPARE_PCHUNKS 4
+_Static_assert(ATTR__SPARE_PCHUNKS ==
+                   sizeof((attr_state_t *)0)->spare_pchunks / sizeof(attr_pchunk_t *),
+               "attr_state_t.spare_pchunks");
 
 /* ---- small helpers ---- */
 
@@ -45,19 +53,6 @@ static int attr__grow(void **arr, size_t *cap, size_t need, size_t size)
 }
 
 #define ATTR__GROW(arr, cap, need) attr__grow((void **)&(arr), &(cap), (need), sizeof *(arr))
-
-static int attr__grow32(void **arr, uint32_t *cap, size_t need, size_t size)
-{
-    size_t c = *cap;
-    int rc = attr__grow(arr, &c, need, size);
-    if (rc == 0) {
-        if (c > UINT32_MAX) {
-            return -ENOMEM;
-        }
-        *cap = (uint32_t)c;
-    }
-    return rc;
-}
 
 /* ---- settings ---- */
 
@@ -96,10 +91,7 @@ int attr_state_init(attr_state_t *st)
     memset(st, 0, sizeof *st);
     attr_settings_default(&st->settings);
     attr_settings_rules(&st->settings, &st->rules);
-    attr_intern_init(&st->viewers);
     attr_intern_init(&st->creators);
-    attr_intern_init(&st->notes);
-    attr_intern_init(&st->products);
     attr_strmap_init(&st->pend_ids);
     attr_strmap_init(&st->orders);
     attr_map64_init(&st->conv_vp);
@@ -107,6 +99,8 @@ int attr_state_init(attr_state_t *st)
     st->run_max = ATTR_RUN_EXPOSURES;
     st->run_hint = 1024;
     st->next_run_id = 1;
+    st->next_commit_seq = 1;
+    st->evict_guard = UINT64_MAX;
     return 0;
 }
 
@@ -115,7 +109,11 @@ static void attr__pchunk_free(attr_pchunk_t *c)
     for (size_t i = 0; i < c->n_blocks; i++) {
         free(c->blocks[i]);
     }
+    for (size_t i = 0; i < c->n_bigs; i++) {
+        free(c->bigs[i]);
+    }
     free(c->blocks);
+    free(c->bigs);
     free(c);
 }
 
@@ -128,14 +126,28 @@ static void attr__run_free(attr_run_t *r)
     free(r);
 }
 
-static void attr__conv_free(attr_conv_t *c)
+/** Frees a result block (the one of credit, minor, num and elig) unless it is inline. */
+static void attr__result_free(attr_conv_t *c)
 {
-    for (uint32_t i = 0; i < c->n_cands; i++) {
-        free(c->cands[i].event_id);
+    if (c->credit != c->res1) {
+        free(c->credit);
     }
-    free(c->cands);
-    free(c->credit); /* the block holding credit, minor, num and elig */
-    free(c->order_id);
+}
+
+void attr_conv_free(attr_conv_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < c->n_cands; i++) {
+        if (c->cands[i].event_id != c->cand0_str) {
+            free(c->cands[i].event_id);
+        }
+    }
+    if (c->cands != &c->cand0) {
+        free(c->cands);
+    }
+    attr__result_free(c);
     free(c);
 }
 
@@ -143,6 +155,9 @@ void attr_state_free(attr_state_t *st)
 {
     for (size_t i = 0; i < st->n_pend; i++) {
         attr__pchunk_free(st->pend[i]);
+    }
+    for (size_t i = 0; i < st->n_spare_pchunks; i++) {
+        attr__pchunk_free(st->spare_pchunks[i]);
     }
     free(st->pend);
     for (size_t i = 0; i < st->n_runs; i++) {
@@ -153,23 +168,16 @@ void attr_state_free(attr_state_t *st)
         attr_bloom_free(&st->epochs[i].bloom);
     }
     free(st->epochs);
-    for (size_t i = 0; i < st->n_conv_lists; i++) {
-        if (st->conv_lists[i].cap > 1) {
-            free(st->conv_lists[i].u.items);
-        }
+    for (size_t i = 0; i < st->n_cfilters; i++) {
+        attr_bloom_free(&st->cfilters[i].bloom);
     }
-    free(st->conv_lists);
-    /* Pending conversions are in `orders` only; live ones in both. */
+    free(st->cfilters);
+    /* Pending and cached conversions are all in `orders`. */
     for (size_t i = 0; i < st->orders.cap; i++) {
         if (st->orders.slots[i].hash != 0) {
-            attr__conv_free(st->orders.slots[i].val);
+            attr_conv_free(st->orders.slots[i].val);
         }
     }
-    for (size_t i = 0; i < st->n_graveyard; i++) {
-        attr__conv_free(st->graveyard[i]);
-    }
-    free(st->graveyard);
-    free(st->convs);
     for (size_t i = 0; i < st->refunds.cap; i++) {
         if (st->refunds.slots[i].hash != 0) {
             attr_refund_t *r = st->refunds.slots[i].val;
@@ -177,27 +185,35 @@ void attr_state_free(attr_state_t *st)
             free(r);
         }
     }
-    free(st->refund_list);
     free(st->dirty);
     free(st->persist);
     for (size_t i = 0; i < st->cap_creator_meta; i++) {
         free(st->creator_meta[i].days);
+        free(st->creator_meta[i].cdays);
     }
     free(st->creator_meta);
     free(st->unattr);
+    free(st->multi);
+    free(st->wide);
     free(st->scratch);
     attr_strmap_free(&st->pend_ids);
     attr_strmap_free(&st->orders);
     attr_map64_free(&st->conv_vp);
     attr_strmap_free(&st->refunds);
-    attr_intern_free(&st->viewers);
     attr_intern_free(&st->creators);
-    attr_intern_free(&st->notes);
-    attr_intern_free(&st->products);
     memset(st, 0, sizeof *st);
 }
 
 /* ---- rollups ---- */
+
+/* The 32-bit figures of a cell; one that does not fit is in st->wide (cell: UINT32_MAX). */
+enum {
+    ATTR__F_IMPRESSIONS = 0,
+    ATTR__F_VIEWS = 1,
+    ATTR__F_CLICKS = 2,
+    ATTR__F_SINGLES = 3,
+    ATTR__F_GMV = 4,
+};
 
 static int attr__meta_reserve(attr_state_t *st, uint32_t creator)
 {
@@ -219,7 +235,47 @@ static int attr__meta_reserve(attr_state_t *st, uint32_t creator)
     return 0;
 }
 
-/** The bucket of `day` in a sorted array of attr_day_t, added when missing. */
+/**
+ * Room for one more element in a per-creator array: 8, then 16 (two weeks of days: the
+ * join horizon's worth, in two allocations), then by an eighth, not by doubling, since
+ * there are as many of these arrays as creators and a long history should cost about 16
+ * bytes a day, not 32. (Growing by small steps from the start made the allocator's heap
+ * a sieve of freed arrays, and every allocation of the hot path slower.)
+ */
+static int attr__grow_cells(void **arr, uint32_t *cap, uint32_t n, size_t size)
+{
+    if (n < *cap) {
+        return 0;
+    }
+    uint32_t step = *cap < 16 ? (*cap == 0 ? 8 : 16 - *cap) : *cap / 8;
+    if (*cap > UINT32_MAX - step) {
+        return -ENOMEM;
+    }
+    void *p = realloc(*arr, ((size_t)*cap + step) * size);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    *arr = p;
+    *cap += step;
+    return 0;
+}
+
+/** Index of the first element of a day-sorted array whose day is >= `day`. */
+#define ATTR__LOWER_BOUND(arr, n, d, out)                                                          \
+    do {                                                                                           \
+        uint32_t lo_ = 0, hi_ = (n);                                                               \
+        while (lo_ < hi_) {                                                                        \
+            uint32_t mid_ = lo_ + (hi_ - lo_) / 2;                                                 \
+            if ((arr)[mid_].day < (d)) {                                                           \
+                lo_ = mid_ + 1;                                                                    \
+            } else {                                                                               \
+                hi_ = mid_;                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        (out) = lo_;                                                                               \
+    } while (0)
+
+/** The counts of `day` of a creator, added when missing. */
 static attr_day_t *attr__day_bucket(attr_state_t *st, uint32_t creator, int32_t day)
 {
     if (attr__meta_reserve(st, creator) != 0) {
@@ -230,27 +286,123 @@ static attr_day_t *attr__day_bucket(attr_state_t *st, uint32_t creator, int32_t 
     if (m->n_days > 0 && m->days[m->n_days - 1].day == day) {
         return &m->days[m->n_days - 1];
     }
-    uint32_t lo = 0, hi = m->n_days;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (m->days[mid].day < day) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
+    uint32_t lo;
+    ATTR__LOWER_BOUND(m->days, m->n_days, day, lo);
     if (lo < m->n_days && m->days[lo].day == day) {
         return &m->days[lo];
     }
-    if (attr__grow32((void **)&m->days, &m->cap_days, (size_t)m->n_days + 1, sizeof *m->days) !=
-        0) {
+    if (attr__grow_cells((void **)&m->days, &m->cap_days, m->n_days, sizeof *m->days) != 0) {
         return NULL;
     }
     memmove(&m->days[lo + 1], &m->days[lo], (m->n_days - lo) * sizeof *m->days);
-    memset(&m->days[lo], 0, sizeof m->days[lo]);
-    m->days[lo].day = day;
+    m->days[lo] = (attr_day_t){.day = day};
     m->n_days++;
     return &m->days[lo];
+}
+
+/** The credits of `day` of a creator, added when missing (NULL: no memory). */
+static attr_cday_t *attr__cday_bucket(attr_state_t *st, uint32_t creator, int32_t day)
+{
+    if (attr__meta_reserve(st, creator) != 0) {
+        return NULL;
+    }
+    attr_creator_t *m = &st->creator_meta[creator];
+    if (m->n_cdays > 0 && m->cdays[m->n_cdays - 1].day == day) {
+        return &m->cdays[m->n_cdays - 1];
+    }
+    uint32_t lo;
+    ATTR__LOWER_BOUND(m->cdays, m->n_cdays, day, lo);
+    if (lo < m->n_cdays && m->cdays[lo].day == day) {
+        return &m->cdays[lo];
+    }
+    if (attr__grow_cells((void **)&m->cdays, &m->cap_cdays, m->n_cdays, sizeof *m->cdays) != 0) {
+        return NULL;
+    }
+    memmove(&m->cdays[lo + 1], &m->cdays[lo], (m->n_cdays - lo) * sizeof *m->cdays);
+    m->cdays[lo] = (attr_cday_t){.day = day};
+    m->n_cdays++;
+    return &m->cdays[lo];
+}
+
+/** The per-model figures of a credit cell, added when missing (NULL: no memory). */
+static attr_multi_t *attr__multi_of(attr_state_t *st, attr_cday_t *cd)
+{
+    if (cd->multi == 0) {
+        if (st->n_multi >= UINT32_MAX - 1 ||
+            ATTR__GROW(st->multi, st->cap_multi, st->n_multi + 1) != 0) {
+            return NULL;
+        }
+        memset(&st->multi[st->n_multi], 0, sizeof st->multi[st->n_multi]);
+        cd->multi = (uint32_t)++st->n_multi;
+    }
+    return &st->multi[cd->multi - 1];
+}
+
+static attr_wide_t *attr__wide_find(const attr_state_t *st, uint32_t creator, int32_t day,
+                                    uint32_t field)
+{
+    for (size_t i = 0; i < st->n_wide; i++) {
+        attr_wide_t *w = &st->wide[i];
+        if (w->creator == creator && w->day == day && w->field == field) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+/** The value of a 32-bit rollup figure (UINT32_MAX: the whole value is in st->wide). */
+static int64_t attr__fig(const attr_state_t *st, uint32_t cell, uint32_t creator, int32_t day,
+                         uint32_t field)
+{
+    if (cell != UINT32_MAX) {
+        return cell;
+    }
+    const attr_wide_t *w = attr__wide_find(st, creator, day, field);
+    return w != NULL ? w->value : (int64_t)UINT32_MAX;
+}
+
+/** Room for `n` more wide figures, so that an update cannot fail halfway. */
+static int attr__wide_reserve(attr_state_t *st, size_t n)
+{
+    return ATTR__GROW(st->wide, st->cap_wide, st->n_wide + n);
+}
+
+/**
+ * Adds `delta` to a 32-bit rollup figure; a value outside 0 .. UINT32_MAX - 1 moves to
+ * st->wide (and back). Returns 0 or -ENOMEM (reserve with attr__wide_reserve() first to
+ * make it infallible).
+ */
+static int attr__fig_add(attr_state_t *st, uint32_t *cell, uint32_t creator, int32_t day,
+                         uint32_t field, int64_t delta)
+{
+    if (*cell != UINT32_MAX) {
+        int64_t v = (int64_t)*cell + delta;
+        if (v >= 0 && v < (int64_t)UINT32_MAX) {
+            *cell = (uint32_t)v;
+            return 0;
+        }
+        if (attr__wide_reserve(st, 1) != 0) {
+            return -ENOMEM;
+        }
+        st->wide[st->n_wide++] = (attr_wide_t){creator, day, field, v};
+        *cell = UINT32_MAX;
+        return 0;
+    }
+    attr_wide_t *w = attr__wide_find(st, creator, day, field);
+    if (w == NULL) {
+        /* Cannot happen (a cell at UINT32_MAX always has its wide figure). */
+        if (attr__wide_reserve(st, 1) != 0) {
+            return -ENOMEM;
+        }
+        w = &st->wide[st->n_wide++];
+        *w = (attr_wide_t){creator, day, field, (int64_t)UINT32_MAX};
+    }
+    w->value += delta;
+    if (w->value >= 0 && w->value < (int64_t)UINT32_MAX) {
+        *cell = (uint32_t)w->value;
+        *w = st->wide[--st->n_wide];
+    }
+    return 0;
 }
 
 static attr_unattr_day_t *attr__unattr_bucket(attr_state_t *st, int32_t day)
@@ -277,6 +429,26 @@ static attr_unattr_day_t *attr__unattr_bucket(attr_state_t *st, int32_t day)
     return &st->unattr[lo];
 }
 
+/** Counts one committed exposure of `kind` (or `n` of a pruned segment). */
+static int attr__count_exposures(attr_state_t *st, uint32_t creator, int32_t day, int64_t imp,
+                                 int64_t views, int64_t clicks)
+{
+    attr_day_t *b = attr__day_bucket(st, creator, day);
+    if (b == NULL || attr__wide_reserve(st, 3) != 0) {
+        return -ENOMEM;
+    }
+    if (imp != 0) {
+        (void)attr__fig_add(st, &b->impressions, creator, day, ATTR__F_IMPRESSIONS, imp);
+    }
+    if (views != 0) {
+        (void)attr__fig_add(st, &b->views, creator, day, ATTR__F_VIEWS, views);
+    }
+    if (clicks != 0) {
+        (void)attr__fig_add(st, &b->clicks, creator, day, ATTR__F_CLICKS, clicks);
+    }
+    return 0;
+}
+
 int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t len, int32_t day,
                                    int64_t impressions, int64_t views, int64_t clicks)
 {
@@ -285,38 +457,40 @@ int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t
     if (rc != 0) {
         return rc;
     }
-    attr_day_t *b = attr__day_bucket(st, id, day);
-    if (b == NULL) {
-        return -ENOMEM;
-    }
-    b->impressions += impressions;
-    b->views += views;
-    b->clicks += clicks;
-    return 0;
+    return attr__count_exposures(st, id, day, impressions, views, clicks);
 }
 
 /* ---- candidates ---- */
 
-static int attr__vec_push(attr_vec_t *v, uint64_t x)
+/** What a conversion holds (its allocations and its share of the cache's tables). */
+static size_t attr__conv_size(const attr_conv_t *c)
 {
-    if (v->cap == 0) {
-        v->cap = 1; /* the inline slot */
+    size_t b = sizeof *c + (size_t)c->order_id_len + c->viewer_len + c->product_len + 3 +
+               /* the order map's and the chains' slots, at their usual load */
+               2 * sizeof(attr_strmap_slot_t) + 2 * 2 * sizeof(uint64_t);
+    if (c->cands != &c->cand0) {
+        b += (size_t)c->cap_cands * sizeof *c->cands;
     }
-    if (v->n == v->cap) {
-        uint32_t cap = v->cap * 4;
-        uint64_t *items =
-            v->cap > 1 ? realloc(v->u.items, cap * sizeof *items) : malloc(cap * sizeof *items);
-        if (items == NULL) {
-            return -ENOMEM;
+    for (uint32_t i = 0; i < c->n_cands; i++) {
+        const attr_cand_t *t = &c->cands[i];
+        if (t->event_id != c->cand0_str) {
+            b += t->note_off + strlen(attr_cand_note(t)) + 1;
         }
-        if (v->cap == 1) {
-            items[0] = v->u.one;
-        }
-        v->u.items = items;
-        v->cap = cap;
     }
-    attr_vec_items(v)[v->n++] = x;
-    return 0;
+    if (c->n_elig > 0 && c->credit != c->res1) {
+        b += c->n_elig * sizeof(uint32_t) + 3 * ATTR_N_MODELS * (size_t)c->n_elig * sizeof(int64_t);
+    }
+    return b;
+}
+
+/** Recounts a conversion's bytes (in the cache's total when it is cached). */
+static void attr__conv_account(attr_state_t *st, attr_conv_t *c)
+{
+    size_t b = attr__conv_size(c);
+    if (c->cached) {
+        st->cache_bytes = st->cache_bytes - c->bytes + b;
+    }
+    c->bytes = b;
 }
 
 static int attr__dirty(attr_state_t *st, attr_conv_t *c)
@@ -345,32 +519,57 @@ static int attr__persist_later(attr_state_t *st, attr_conv_t *c)
     return 0;
 }
 
-/** Adds a candidate (copying its strings) unless its event id is there. 1: added. */
+/**
+ * Adds a candidate (copying its event id and note into one block) unless its event id
+ * is there. 1: added; 0: there already; -ENOMEM.
+ */
 static int attr__add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id, uint32_t creator,
-                          uint32_t note, int kind, int64_t watch_ms, int64_t occur_ns,
-                          int persisted)
+                          const char *note, size_t note_len, int kind, int64_t watch_ms,
+                          int64_t occur_ns, int persisted)
 {
     for (uint32_t i = 0; i < c->n_cands; i++) {
         if (strcmp(c->cands[i].event_id, event_id) == 0) {
             return 0;
         }
     }
-    if (attr__grow32((void **)&c->cands, &c->cap_cands, (size_t)c->n_cands + 1, sizeof *c->cands) !=
-        0) {
+    size_t elen = strlen(event_id);
+    if (elen > UINT32_MAX / 4 || note_len > UINT32_MAX / 4) {
         return -ENOMEM;
     }
-    char *id = strdup(event_id);
-    if (id == NULL) {
+    if (c->cap_cands == 0) {
+        c->cands = &c->cand0; /* most conversions have one */
+        c->cap_cands = 1;
+    } else if (c->n_cands == c->cap_cands) {
+        uint32_t nc = c->cap_cands * 2;
+        attr_cand_t *p =
+            c->cands == &c->cand0 ? malloc(nc * sizeof *p) : realloc(c->cands, nc * sizeof *p);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        if (c->cands == &c->cand0) {
+            p[0] = c->cand0;
+        }
+        c->cands = p;
+        c->cap_cands = nc;
+    }
+    char *block;
+    if (c->n_cands == 0 && elen + 1 + note_len + 1 <= sizeof c->cand0_str) {
+        block = c->cand0_str;
+    } else if ((block = malloc(elen + 1 + note_len + 1)) == NULL) {
         return -ENOMEM;
     }
+    memcpy(block, event_id, elen + 1);
+    memcpy(block + elen + 1, note, note_len);
+    block[elen + 1 + note_len] = '\0';
     attr_cand_t *t = &c->cands[c->n_cands++];
-    t->event_id = id;
+    t->event_id = block;
     t->creator = creator;
-    t->note = note;
+    t->note_off = (uint32_t)(elen + 1);
     t->kind = (uint8_t)kind;
     t->watch_ms = watch_ms;
     t->occur_ns = occur_ns;
     t->persisted = (uint8_t)(persisted != 0);
+    attr__conv_account(st, c);
     if (!persisted && attr__persist_later(st, c) != 0) {
         return -ENOMEM;
     }
@@ -412,15 +611,21 @@ static attr_pchunk_t *attr__pchunk_for_new(attr_state_t *st)
     if (ATTR__GROW(st->pend, st->cap_pend, st->n_pend + 1) != 0) {
         return NULL;
     }
-    attr_pchunk_t *c = malloc(sizeof *c);
-    if (c == NULL) {
+    attr_pchunk_t *c;
+    if (st->n_spare_pchunks > 0) {
+        c = st->spare_pchunks[--st->n_spare_pchunks]; /* settled, kept with its blocks */
+    } else if ((c = malloc(sizeof *c)) != NULL) {
+        memset(c, 0, offsetof(attr_pchunk_t, recs));
+    } else {
         return NULL;
     }
-    memset(c, 0, offsetof(attr_pchunk_t, recs));
     if (st->n_pend == 0) {
         st->pend_base = st->next_seq;
     }
     st->pend[st->n_pend++] = c;
+    if (st->n_pend > st->pend_peak) {
+        st->pend_peak = st->n_pend;
+    }
     return c;
 }
 
@@ -429,21 +634,28 @@ static void *attr__palloc(attr_pchunk_t *c, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
     if (n > c->left) {
-        if (ATTR__GROW(c->blocks, c->cap_blocks, c->n_blocks + 1) != 0) {
-            return NULL;
+        if (n > ATTR__PBLOCK / 4) {
+            /* A big one: a block of its own, the current one goes on. */
+            char *b;
+            if (ATTR__GROW(c->bigs, c->cap_bigs, c->n_bigs + 1) != 0 || (b = malloc(n)) == NULL) {
+                return NULL;
+            }
+            c->bigs[c->n_bigs++] = b;
+            return b;
         }
-        size_t size = n > ATTR__PBLOCK / 4 ? n : ATTR__PBLOCK;
-        char *b = malloc(size);
-        if (b == NULL) {
-            return NULL;
-        }
-        c->blocks[c->n_blocks++] = b;
-        if (size == ATTR__PBLOCK) {
-            c->cur = b;
-            c->left = size;
+        if (c->cur != NULL && c->cur_block + 1 < c->n_blocks) {
+            c->cur = c->blocks[++c->cur_block]; /* a kept one */
         } else {
-            return b; /* a big one: a block of its own, the current one goes on */
+            char *b;
+            if (ATTR__GROW(c->blocks, c->cap_blocks, c->n_blocks + 1) != 0 ||
+                (b = malloc(ATTR__PBLOCK)) == NULL) {
+                return NULL;
+            }
+            c->blocks[c->n_blocks] = b;
+            c->cur_block = c->n_blocks++;
+            c->cur = b;
         }
+        c->left = ATTR__PBLOCK;
     }
     void *p = c->cur;
     c->cur += n;
@@ -461,6 +673,30 @@ static char *attr__pstrdup(attr_pchunk_t *c, const char *s, size_t n)
     return p;
 }
 
+/**
+ * A settled chunk: kept (up to ATTR__SPARE_PCHUNKS, with their blocks) for the next
+ * chunks, so that the hot path does not free and allocate a 100 KiB chunk and its 64 KiB
+ * blocks every 1,024 exposures (glibc consolidates its fast bins whenever a free leaves
+ * 64 KiB or more in one piece: a tenth of the loop's time at 300,000 exposures a second).
+ */
+static void attr__pchunk_recycle(attr_state_t *st, attr_pchunk_t *c)
+{
+    if (st->n_spare_pchunks == ATTR__SPARE_PCHUNKS) {
+        attr__pchunk_free(c);
+        return;
+    }
+    for (size_t i = 0; i < c->n_bigs; i++) {
+        free(c->bigs[i]);
+    }
+    c->n_bigs = 0;
+    c->cur_block = 0;
+    c->cur = c->n_blocks > 0 ? c->blocks[0] : NULL;
+    c->left = c->n_blocks > 0 ? ATTR__PBLOCK : 0;
+    c->n = 0;
+    c->open = 0;
+    st->spare_pchunks[st->n_spare_pchunks++] = c;
+}
+
 /** Forgets a pending exposure (committed or aborted): frees what nobody needs now. */
 static void attr__pend_resolve(attr_state_t *st, uint64_t seq, attr_pexp_t *p)
 {
@@ -469,7 +705,7 @@ static void attr__pend_resolve(attr_state_t *st, uint64_t seq, attr_pexp_t *p)
     attr__pchunk_of(st, seq)->open--;
     /* Free whole chunks from the front once every exposure of theirs is settled. */
     while (st->n_pend > 0 && st->pend[0]->n == ATTR__PCHUNK && st->pend[0]->open == 0) {
-        attr__pchunk_free(st->pend[0]);
+        attr__pchunk_recycle(st, st->pend[0]);
         memmove(&st->pend[0], &st->pend[1], (st->n_pend - 1) * sizeof *st->pend);
         st->n_pend--;
         st->pend_base += ATTR__PCHUNK;
@@ -515,6 +751,9 @@ static attr_run_t *attr__run_new(attr_state_t *st)
     r->state = ATTR_RUN_OPEN;
     r->max_keep_ns = INT64_MIN;
     st->runs[st->n_runs++] = r;
+    if (st->n_runs > st->runs_peak) {
+        st->runs_peak = st->n_runs;
+    }
     return r;
 }
 
@@ -810,7 +1049,17 @@ int attr_state_index_add(attr_state_t *st, const uint64_t *hashes, size_t n, uin
         e = &st->epochs[st->n_epochs];
         memset(e, 0, sizeof *e);
         e->cap = n > ATTR_BLOOM_KEYS ? n : ATTR_BLOOM_KEYS;
-        if (attr_bloom_init(&e->bloom, e->cap, ATTR_BLOOM_BITS) != 0) {
+        unsigned bits = ATTR_BLOOM_BITS;
+        if (st->bloom_budget > 0) {
+            size_t used = attr_state_bloom_bytes(st);
+            uint64_t room = st->bloom_budget > used ? st->bloom_budget - used : 0;
+            uint64_t fit = room * 8 / e->cap;
+            if (fit < bits) {
+                bits = fit < ATTR_BLOOM_MIN_BITS ? ATTR_BLOOM_MIN_BITS : (unsigned)fit;
+                st->bloom_thin++;
+            }
+        }
+        if (attr_bloom_init(&e->bloom, e->cap, bits) != 0) {
             return -ENOMEM;
         }
         st->n_epochs++;
@@ -968,24 +1217,23 @@ void attr_exposure_resolve(attr_state_t *st, uint64_t seq, int dup)
 }
 
 /** Whether conversion c is of this viewer and product (strings, not just the hash). */
-static int attr__conv_is(const attr_state_t *st, const attr_conv_t *c, const char *viewer,
-                         size_t vlen, const char *product, size_t plen)
+static int attr__conv_is(const attr_conv_t *c, const char *viewer, size_t vlen, const char *product,
+                         size_t plen)
 {
-    size_t l;
-    const char *v = attr_intern_str(&st->viewers, c->viewer, &l);
-    if (l != vlen || memcmp(v, viewer, vlen) != 0) {
-        return 0;
-    }
-    const char *p = attr_intern_str(&st->products, c->product, &l);
-    return l == plen && memcmp(p, product, plen) == 0;
+    return c->viewer_len == vlen && memcmp(c->viewer, viewer, vlen) == 0 &&
+           c->product_len == plen && memcmp(c->product, product, plen) == 0;
 }
 
-/** The conversions list of a join key, or NULL. */
-static attr_vec_t *attr__conv_list(attr_state_t *st, uint64_t vp)
+static uint64_t attr__vp_key(uint64_t vp)
 {
-    uint64_t li;
-    uint64_t key = vp == UINT64_MAX ? UINT64_MAX - 1 : vp;
-    return attr_map64_get(&st->conv_vp, key, &li) ? &st->conv_lists[li] : NULL;
+    return vp == UINT64_MAX ? UINT64_MAX - 1 : vp;
+}
+
+/** The first cached conversion with this join key (follow vp_next), or NULL. */
+static attr_conv_t *attr__conv_chain(const attr_state_t *st, uint64_t vp)
+{
+    uint64_t v;
+    return attr_map64_get(&st->conv_vp, attr__vp_key(vp), &v) ? (attr_conv_t *)(uintptr_t)v : NULL;
 }
 
 int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32_t off,
@@ -995,9 +1243,11 @@ int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32
     if (p == NULL || p->state != ATTR_PENDING) {
         return -EINVAL;
     }
-    attr_day_t *b = attr__day_bucket(st, p->creator.id, attr_day_of(p->occur_ns));
+    int32_t day = attr_day_of(p->occur_ns);
+    /* The cell first (its room, that is), so that the run and the counts agree. */
     attr_run_t *run = attr__run_for_commit(st);
-    if (b == NULL || run == NULL) {
+    attr_day_t *b = attr__day_bucket(st, p->creator.id, day);
+    if (b == NULL || attr__wide_reserve(st, 1) != 0 || run == NULL) {
         return -ENOMEM;
     }
     int joinable = !attr_exposure_past_horizon(st, p->occur_ns, now_ns);
@@ -1013,36 +1263,31 @@ int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32
         return rc;
     }
     st->exposures_live++;
-    switch (p->kind) {
-    case ATTR_KIND_IMPRESSION:
-        b->impressions++;
-        break;
-    case ATTR_KIND_VIEW:
-        b->views++;
-        break;
-    case ATTR_KIND_CLICK:
-        b->clicks++;
-        break;
-    default:
-        break;
+    /* Counted (nothing since the lookup moved the cell; a wide figure has room). */
+    uint32_t *fig = p->kind == ATTR_KIND_IMPRESSION ? &b->impressions
+                    : p->kind == ATTR_KIND_VIEW     ? &b->views
+                    : p->kind == ATTR_KIND_CLICK    ? &b->clicks
+                                                    : NULL;
+    if (fig != NULL && *fig < UINT32_MAX - 1) {
+        (*fig)++;
+    } else if (fig != NULL) {
+        (void)attr__fig_add(st, fig, p->creator.id, day,
+                            p->kind == ATTR_KIND_IMPRESSION ? ATTR__F_IMPRESSIONS
+                            : p->kind == ATTR_KIND_VIEW     ? ATTR__F_VIEWS
+                                                            : ATTR__F_CLICKS,
+                            1);
     }
-    /* Late data: conversions of this viewer and product at or after it. */
+    /* Late data: conversions of this viewer and product at or after it (the service
+     * brought every one that is only in the database into the cache before). */
     for (uint32_t k = 0; joinable && k < p->n_products && rc == 0; k++) {
-        attr_vec_t *cl = attr__conv_list(st, vps[k]);
-        for (uint32_t j = 0; cl != NULL && j < cl->n; j++) {
-            attr_conv_t *c = (attr_conv_t *)(uintptr_t)attr_vec_items(cl)[j];
+        for (attr_conv_t *c = attr__conv_chain(st, vps[k]); c != NULL; c = c->vp_next) {
             if (c->state != ATTR_LIVE || c->occur_ns < p->occur_ns ||
-                !attr__conv_is(st, c, p->viewer.s, p->viewer.len, p->products[k].s,
+                !attr__conv_is(c, p->viewer.s, p->viewer.len, p->products[k].s,
                                p->products[k].len)) {
                 continue;
             }
-            uint32_t nid;
-            if (attr_intern(&st->notes, p->note.s, p->note.len, &nid) != 0) {
-                rc = -ENOMEM;
-                break;
-            }
-            int added = attr__add_cand(st, c, p->event_id.s, p->creator.id, nid, p->kind,
-                                       p->watch_ms, p->occur_ns, 0);
+            int added = attr__add_cand(st, c, p->event_id.s, p->creator.id, p->note.s, p->note.len,
+                                       p->kind, p->watch_ms, p->occur_ns, 0);
             if (added < 0 || (added > 0 && attr__dirty(st, c) != 0)) {
                 rc = -ENOMEM;
                 break;
@@ -1103,9 +1348,8 @@ size_t attr_state_prune(attr_state_t *st, int64_t now_ns, size_t budget)
  */
 static int attr__capture_from_runs(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
 {
-    size_t vlen, plen;
-    const char *viewer = attr_intern_str(&st->viewers, c->viewer, &vlen);
-    const char *product = attr_intern_str(&st->products, c->product, &plen);
+    size_t vlen = c->viewer_len, plen = c->product_len;
+    const char *viewer = c->viewer, *product = c->product;
     uint32_t tag = (uint32_t)(c->vp_hash >> 32);
     for (size_t ri = 0; ri < st->n_runs; ri++) {
         const attr_run_t *run = st->runs[ri];
@@ -1128,10 +1372,8 @@ static int attr__capture_from_runs(attr_state_t *st, attr_conv_t *c, int64_t now
                 attr_exposure_past_horizon(st, rec.occur_ns, now_ns)) {
                 continue;
             }
-            uint32_t nid;
-            if (attr_intern(&st->notes, rec.note, rec.note_len, &nid) != 0 ||
-                attr__add_cand(st, c, rec.event_id, attr_intern_id(rec.creator), nid, rec.kind,
-                               rec.watch_ms, rec.occur_ns, 0) < 0) {
+            if (attr__add_cand(st, c, rec.event_id, attr_intern_id(rec.creator), rec.note,
+                               rec.note_len, rec.kind, rec.watch_ms, rec.occur_ns, 0) < 0) {
                 return -ENOMEM;
             }
         }
@@ -1141,9 +1383,55 @@ static int attr__capture_from_runs(attr_state_t *st, attr_conv_t *c, int64_t now
 
 /* ---- conversions ---- */
 
+static void attr__unlist(attr_conv_t **list, size_t *n, const attr_conv_t *c);
+
 int attr_conversion_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns)
 {
     return occur_ns < now_ns - st->settings.late_window_ns;
+}
+
+attr_conv_t *attr_conv_new(const attr_conversion_in_t *in, int64_t refunded)
+{
+    if (in->order_id_len > UINT32_MAX / 4 || in->viewer_len > UINT32_MAX / 4 ||
+        in->product_len > UINT32_MAX / 4) {
+        return NULL;
+    }
+    size_t n = in->order_id_len + 1 + in->viewer_len + 1 + in->product_len + 1;
+    attr_conv_t *c = calloc(1, sizeof *c + n);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->order_id = c->strs;
+    char *p = c->order_id;
+    memcpy(p, in->order_id, in->order_id_len);
+    p[in->order_id_len] = '\0';
+    p += in->order_id_len + 1;
+    memcpy(p, in->viewer_id, in->viewer_len);
+    p[in->viewer_len] = '\0';
+    c->viewer = p;
+    p += in->viewer_len + 1;
+    memcpy(p, in->product_id, in->product_len);
+    p[in->product_len] = '\0';
+    c->product = p;
+    c->order_id_len = (uint32_t)in->order_id_len;
+    c->viewer_len = (uint32_t)in->viewer_len;
+    c->product_len = (uint32_t)in->product_len;
+    c->vp_hash = attr_vp_hash(attr_hash_bytes(in->viewer_id, in->viewer_len),
+                              attr_hash_bytes(in->product_id, in->product_len));
+    c->seq = in->seq;
+    c->quantity = in->quantity;
+    c->amount = in->amount_minor;
+    c->refunded = refunded;
+    c->occur_ns = in->occur_ns;
+    c->day = attr_day_of(in->occur_ns);
+    c->state = ATTR_PENDING;
+    c->bytes = attr__conv_size(c);
+    return c;
+}
+
+static uint64_t attr__order_hash(const attr_conv_t *c)
+{
+    return attr_hash_bytes(c->order_id, c->order_id_len);
 }
 
 int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr_conv_t **out)
@@ -1152,31 +1440,103 @@ int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr
     if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL) {
         return ATTR_DUPLICATE;
     }
-    attr_conv_t *c = calloc(1, sizeof *c);
+    if (in->order_id_len > UINT32_MAX / 4 || in->viewer_len > UINT32_MAX / 4 ||
+        in->product_len > UINT32_MAX / 4) {
+        return -EINVAL;
+    }
+    if (attr_strmap_reserve(&st->orders, 1) != 0) {
+        return -ENOMEM;
+    }
+    attr_conv_t *c = attr_conv_new(in, 0);
     if (c == NULL) {
         return -ENOMEM;
     }
-    c->order_id = malloc(in->order_id_len + 1);
-    if (c->order_id == NULL || in->order_id_len > UINT32_MAX ||
-        attr_intern(&st->viewers, in->viewer_id, in->viewer_len, &c->viewer) != 0 ||
-        attr_intern(&st->products, in->product_id, in->product_len, &c->product) != 0 ||
-        attr_strmap_reserve(&st->orders, 1) != 0) {
-        attr__conv_free(c);
-        return -ENOMEM;
-    }
-    memcpy(c->order_id, in->order_id, in->order_id_len);
-    c->order_id[in->order_id_len] = '\0';
-    c->vp_hash = attr_vp_hash(attr_hash_bytes(in->viewer_id, in->viewer_len),
-                              attr_hash_bytes(in->product_id, in->product_len));
-    c->order_id_len = (uint32_t)in->order_id_len;
-    c->quantity = in->quantity;
-    c->amount = in->amount_minor;
-    c->occur_ns = in->occur_ns;
-    c->day = attr_day_of(in->occur_ns);
-    c->state = ATTR_PENDING;
     (void)attr_strmap_add(&st->orders, h, c->order_id, c->order_id_len, c);
     *out = c;
     return ATTR_ADMITTED;
+}
+
+/* -- the cache: LRU list and (viewer, product) chains -- */
+
+static void attr__lru_unlink(attr_state_t *st, attr_conv_t *c)
+{
+    if (c->lru_prev != NULL) {
+        c->lru_prev->lru_next = c->lru_next;
+    } else {
+        st->lru_head = c->lru_next;
+    }
+    if (c->lru_next != NULL) {
+        c->lru_next->lru_prev = c->lru_prev;
+    } else {
+        st->lru_tail = c->lru_prev;
+    }
+    c->lru_prev = c->lru_next = NULL;
+}
+
+static void attr__lru_push_head(attr_state_t *st, attr_conv_t *c)
+{
+    c->lru_prev = NULL;
+    c->lru_next = st->lru_head;
+    if (st->lru_head != NULL) {
+        st->lru_head->lru_prev = c;
+    } else {
+        st->lru_tail = c;
+    }
+    st->lru_head = c;
+}
+
+static void attr__lru_touch(attr_state_t *st, attr_conv_t *c)
+{
+    if (c->cached && st->lru_head != c) {
+        attr__lru_unlink(st, c);
+        attr__lru_push_head(st, c);
+    }
+}
+
+/** Puts a live conversion in the cache: the LRU list's head, its key's chain. */
+static int attr__cache_add(attr_state_t *st, attr_conv_t *c)
+{
+    attr_conv_t *head = attr__conv_chain(st, c->vp_hash);
+    if (attr_map64_put(&st->conv_vp, attr__vp_key(c->vp_hash), (uint64_t)(uintptr_t)c) != 0) {
+        return -ENOMEM;
+    }
+    c->vp_next = head;
+    c->cached = 1;
+    c->commit_seq = st->next_commit_seq++;
+    attr__lru_push_head(st, c);
+    st->n_cached++;
+    c->bytes = attr__conv_size(c);
+    st->cache_bytes += c->bytes;
+    return 0;
+}
+
+/** Takes a conversion out of the cache's list and chain (not out of `orders`). */
+static void attr__cache_remove(attr_state_t *st, attr_conv_t *c)
+{
+    if (!c->cached) {
+        return;
+    }
+    uint64_t key = attr__vp_key(c->vp_hash);
+    attr_conv_t *head = attr__conv_chain(st, c->vp_hash);
+    if (head == c) {
+        if (c->vp_next != NULL) {
+            (void)attr_map64_put(&st->conv_vp, key, (uint64_t)(uintptr_t)c->vp_next); /* exists */
+        } else {
+            (void)attr_map64_del(&st->conv_vp, key);
+        }
+    } else {
+        for (attr_conv_t *x = head; x != NULL; x = x->vp_next) {
+            if (x->vp_next == c) {
+                x->vp_next = c->vp_next;
+                break;
+            }
+        }
+    }
+    c->vp_next = NULL;
+    attr__lru_unlink(st, c);
+    st->n_cached--;
+    st->cache_bytes -= c->bytes;
+    c->cached = 0;
 }
 
 int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
@@ -1184,27 +1544,17 @@ int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
     if (c->state != ATTR_PENDING) {
         return -EINVAL;
     }
-    if (ATTR__GROW(st->convs, st->cap_convs, st->n_convs + 1) != 0) {
-        return -ENOMEM;
-    }
-    uint64_t key = c->vp_hash == UINT64_MAX ? UINT64_MAX - 1 : c->vp_hash;
-    uint64_t li;
-    if (!attr_map64_get(&st->conv_vp, key, &li)) {
-        if (ATTR__GROW(st->conv_lists, st->cap_conv_lists, st->n_conv_lists + 1) != 0) {
-            return -ENOMEM;
-        }
-        li = st->n_conv_lists;
-        memset(&st->conv_lists[li], 0, sizeof st->conv_lists[li]);
-        if (attr_map64_put(&st->conv_vp, key, li) != 0) {
-            return -ENOMEM;
-        }
-        st->n_conv_lists++;
-    }
-    if (attr__vec_push(&st->conv_lists[li], (uint64_t)(uintptr_t)c) != 0) {
+    if (attr__cache_add(st, c) != 0) {
         return -ENOMEM;
     }
     c->state = ATTR_LIVE;
-    st->convs[st->n_convs++] = c;
+    st->n_stored_convs++;
+    /* Within the horizon a late exposure may still join it: its key goes in the filter
+     * (so that one that arrives after it left memory knows to look for it). */
+    if (!attr_exposure_past_horizon(st, c->occur_ns, now_ns) &&
+        attr_state_conv_filter_add(st, c->vp_hash, c->occur_ns) != 0) {
+        return -ENOMEM;
+    }
     /* Capture the candidates the runs in memory hold now. */
     if (attr__capture_from_runs(st, c, now_ns) != 0 || attr__dirty(st, c) != 0) {
         return -ENOMEM;
@@ -1212,24 +1562,101 @@ int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
     return st->defer ? 0 : attr_state_flush(st);
 }
 
+/** Takes `c` out of a work list (it is about to be freed). */
+static void attr__unlist(attr_conv_t **list, size_t *n, const attr_conv_t *c)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (list[i] != c) {
+            list[k++] = list[i];
+        }
+    }
+    *n = k;
+}
+
 void attr_conversion_abort(attr_state_t *st, attr_conv_t *c)
 {
     if (c->state != ATTR_PENDING) {
         return;
     }
-    (void)attr_strmap_del(&st->orders, attr_hash_bytes(c->order_id, c->order_id_len), c->order_id,
-                          c->order_id_len);
-    c->state = ATTR_DEAD;
-    /* Refunds admitted against it may still point at it: free it at the end. */
-    if (ATTR__GROW(st->graveyard, st->cap_graveyard, st->n_graveyard + 1) == 0) {
-        st->graveyard[st->n_graveyard++] = c;
+    (void)attr_strmap_del(&st->orders, attr__order_hash(c), c->order_id, c->order_id_len);
+    if (c->in_persist) {
+        attr__unlist(st->persist, &st->n_persist, c);
     }
+    if (c->dirty) {
+        attr__unlist(st->dirty, &st->n_dirty, c);
+    }
+    attr_conv_free(c);
 }
 
 attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t len)
 {
     attr_conv_t *c = attr_strmap_get(&st->orders, attr_hash_bytes(order_id, len), order_id, len);
-    return c != NULL && c->state == ATTR_LIVE ? c : NULL;
+    if (c == NULL || c->state != ATTR_LIVE) {
+        return NULL;
+    }
+    attr__lru_touch(st, c);
+    return c;
+}
+
+attr_conv_t *attr_conversion_pending(attr_state_t *st, const char *order_id, size_t len)
+{
+    attr_conv_t *c = attr_strmap_get(&st->orders, attr_hash_bytes(order_id, len), order_id, len);
+    return c != NULL && c->state == ATTR_PENDING ? c : NULL;
+}
+
+int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64_t refunded,
+                         attr_conv_t **out)
+{
+    uint64_t h = attr_hash_bytes(in->order_id, in->order_id_len);
+    if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL) {
+        return -EEXIST;
+    }
+    if (attr_strmap_reserve(&st->orders, 1) != 0) {
+        return -ENOMEM;
+    }
+    attr_conv_t *c = attr_conv_new(in, refunded);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    if (attr__cache_add(st, c) != 0) {
+        attr_conv_free(c);
+        return -ENOMEM;
+    }
+    c->state = ATTR_LIVE;
+    (void)attr_strmap_add(&st->orders, h, c->order_id, c->order_id_len, c);
+    st->n_loaded++;
+    *out = c;
+    return 0;
+}
+
+static int attr__compute(attr_state_t *st, attr_conv_t *c, int rollups);
+
+int attr_conversion_loaded(attr_state_t *st, attr_conv_t *c, int apply)
+{
+    if (!apply) {
+        /* Its credits are in the rollups already: the result, without applying it. */
+        int rc = attr__compute(st, c, 0);
+        if (rc == 0) {
+            c->applied = 1;
+        }
+        return rc;
+    }
+    int rc = attr__dirty(st, c);
+    return rc != 0 || st->defer ? rc : attr_state_flush(st);
+}
+
+void attr_conversion_unload(attr_state_t *st, attr_conv_t *c)
+{
+    attr__cache_remove(st, c);
+    (void)attr_strmap_del(&st->orders, attr__order_hash(c), c->order_id, c->order_id_len);
+    if (c->in_persist) {
+        attr__unlist(st->persist, &st->n_persist, c);
+    }
+    if (c->dirty) {
+        attr__unlist(st->dirty, &st->n_dirty, c);
+    }
+    attr_conv_free(c);
 }
 
 int attr_conversion_add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id,
@@ -1237,16 +1664,173 @@ int attr_conversion_add_cand(attr_state_t *st, attr_conv_t *c, const char *event
                              size_t note_len, int kind, int64_t watch_ms, int64_t occur_ns,
                              int persisted)
 {
-    uint32_t cid, nid;
+    uint32_t cid;
     if (attr_intern(&st->creators, creator, creator_len, &cid) != 0 ||
-        attr_intern(&st->notes, note, note_len, &nid) != 0 || attr__meta_reserve(st, cid) != 0) {
+        attr__meta_reserve(st, cid) != 0) {
         return -ENOMEM;
     }
-    int rc = attr__add_cand(st, c, event_id, cid, nid, kind, watch_ms, occur_ns, persisted);
-    if (rc > 0 && c->state == ATTR_LIVE) {
+    int rc =
+        attr__add_cand(st, c, event_id, cid, note, note_len, kind, watch_ms, occur_ns, persisted);
+    if (rc > 0 && c->state == ATTR_LIVE && c->cached) {
         rc = attr__dirty(st, c);
     }
     return rc < 0 ? rc : 0;
+}
+
+/* -- eviction -- */
+
+void attr_state_set_cache_budget(attr_state_t *st, size_t bytes)
+{
+    st->cache_budget = bytes;
+}
+
+int attr_conv_evictable(const attr_state_t *st, const attr_conv_t *c)
+{
+    if (!c->cached || c->state != ATTR_LIVE || c->pins > 0 || c->dirty || c->in_persist ||
+        !c->applied || c->refund_pending != 0 || c->commit_seq >= st->evict_guard ||
+        st->evict_hold) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < c->n_cands; i++) {
+        if (!c->cands[i].persisted) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/** Looked at in one attr_state_evict() beyond the ones that leave. */
+#define ATTR__EVICT_SKIPS 256
+
+size_t attr_state_evict(attr_state_t *st)
+{
+    if (st->cache_budget == 0 || st->evict_hold) {
+        return 0;
+    }
+    size_t gone = 0, skipped = 0;
+    attr_conv_t *c = st->lru_tail;
+    while (c != NULL && st->cache_bytes > st->cache_budget && skipped < ATTR__EVICT_SKIPS) {
+        attr_conv_t *prev = c->lru_prev;
+        if (!attr_conv_evictable(st, c)) {
+            skipped++;
+            c = prev;
+            continue;
+        }
+        attr__cache_remove(st, c);
+        (void)attr_strmap_del(&st->orders, attr__order_hash(c), c->order_id, c->order_id_len);
+        attr_conv_free(c);
+        st->n_evicted++;
+        gone++;
+        c = prev;
+    }
+    return gone;
+}
+
+/* -- the conversion filter -- */
+
+/**
+ * Keys of the first filter; each next one is twice as big, up to ATTR__CFILTER_MAX (4 MiB
+ * of filter): memory follows the orders within the horizon by steps of at most 4 MiB,
+ * and an exposure probes a handful of filters.
+ */
+#define ATTR__CFILTER_FIRST (UINT64_C(1) << 16)
+#define ATTR__CFILTER_MAX (UINT64_C(1) << 21)
+
+int attr_state_conv_maybe(const attr_state_t *st, uint64_t vp_hash, int64_t occur_ns)
+{
+    for (size_t i = st->n_cfilters; i-- > 0;) {
+        const attr_cfilter_t *f = &st->cfilters[i];
+        /* Only a conversion at or after the exposure can take it as a touch. */
+        if (f->max_occur_ns >= occur_ns && attr_bloom_maybe(&f->bloom, vp_hash)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int attr_state_conv_filter_add(attr_state_t *st, uint64_t vp_hash, int64_t occur_ns)
+{
+    attr_cfilter_t *f = st->n_cfilters > 0 ? &st->cfilters[st->n_cfilters - 1] : NULL;
+    if (f == NULL || f->bloom.n_keys >= f->cap) {
+        uint64_t cap = f == NULL ? ATTR__CFILTER_FIRST : f->cap * 2;
+        if (cap > ATTR__CFILTER_MAX) {
+            cap = ATTR__CFILTER_MAX;
+        }
+        attr_cfilter_t *p = realloc(st->cfilters, (st->n_cfilters + 1) * sizeof *p);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        st->cfilters = p;
+        f = &st->cfilters[st->n_cfilters];
+        memset(f, 0, sizeof *f);
+        f->cap = cap;
+        f->max_occur_ns = INT64_MIN;
+        if (attr_bloom_init(&f->bloom, cap, ATTR_BLOOM_BITS) != 0) {
+            return -ENOMEM;
+        }
+        st->n_cfilters++;
+    }
+    attr_bloom_add(&f->bloom, vp_hash);
+    if (occur_ns > f->max_occur_ns) {
+        f->max_occur_ns = occur_ns;
+    }
+    return 0;
+}
+
+void attr_state_conv_filter_prune(attr_state_t *st, int64_t now_ns)
+{
+    int64_t limit = now_ns - attr_settings_horizon(&st->settings);
+    size_t k = 0;
+    for (size_t i = 0; i < st->n_cfilters; i++) {
+        /* Not the newest (it is being filled): its keys may be of recent conversions. */
+        if (i + 1 < st->n_cfilters && st->cfilters[i].max_occur_ns < limit) {
+            attr_bloom_free(&st->cfilters[i].bloom);
+        } else {
+            st->cfilters[k++] = st->cfilters[i];
+        }
+    }
+    st->n_cfilters = k;
+}
+
+void attr_state_conv_filter_take(attr_state_t *st, attr_state_t *from)
+{
+    for (size_t i = 0; i < st->n_cfilters; i++) {
+        attr_bloom_free(&st->cfilters[i].bloom);
+    }
+    free(st->cfilters);
+    st->cfilters = from->cfilters;
+    st->n_cfilters = from->n_cfilters;
+    from->cfilters = NULL;
+    from->n_cfilters = 0;
+}
+
+size_t attr_state_conv_filter_bytes(const attr_state_t *st)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < st->n_cfilters; i++) {
+        b += attr_bloom_bytes(&st->cfilters[i].bloom);
+    }
+    return b;
+}
+
+size_t attr_exposure_conv_maybe(const attr_state_t *st, uint64_t seq, int64_t now_ns,
+                                uint8_t *maybe)
+{
+    const attr_pexp_t *p = attr_exposure_pending(st, seq);
+    if (p == NULL) {
+        return 0;
+    }
+    size_t n = 0;
+    int joinable = st->n_cfilters > 0 && !attr_exposure_past_horizon(st, p->occur_ns, now_ns);
+    uint64_t hv = joinable ? attr_hash_bytes(p->viewer.s, p->viewer.len) : 0;
+    for (uint32_t k = 0; k < p->n_products; k++) {
+        maybe[k] = joinable &&
+                   attr_state_conv_maybe(
+                       st, attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len)),
+                       p->occur_ns);
+        n += maybe[k];
+    }
+    return n;
 }
 
 /* ---- refunds ---- */
@@ -1259,9 +1843,8 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     if (attr_strmap_get(&st->refunds, h, refund_id, len) != NULL) {
         return ATTR_DUPLICATE;
     }
-    attr_conv_t *c =
-        attr_strmap_get(&st->orders, attr_hash_bytes(order_id, order_len), order_id, order_len);
-    if (c == NULL || c->state == ATTR_DEAD) {
+    attr_conv_t *c = attr_conversion_find(st, order_id, order_len);
+    if (c == NULL) {
         return ATTR_UNKNOWN_ORDER;
     }
     *left = c->amount - c->refunded - c->refund_pending;
@@ -1270,9 +1853,7 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     }
     attr_refund_t *r = calloc(1, sizeof *r);
     if (r == NULL || len > UINT32_MAX || (r->refund_id = malloc(len + 1)) == NULL ||
-        attr_strmap_reserve(&st->refunds, 1) != 0 ||
-        ATTR__GROW(st->refund_list, st->cap_refunds, st->n_refunds + st->n_refunds_pending + 1) !=
-            0) {
+        attr_strmap_reserve(&st->refunds, 1) != 0) {
         if (r != NULL) {
             free(r->refund_id);
         }
@@ -1293,17 +1874,25 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     return ATTR_ADMITTED;
 }
 
+/** Forgets a pending refund (committed or aborted) and frees it. */
+static void attr__refund_drop(attr_state_t *st, attr_refund_t *r)
+{
+    st->n_refunds_pending--;
+    r->conv->refund_pending -= r->amount;
+    (void)attr_strmap_del(&st->refunds, attr_hash_bytes(r->refund_id, r->refund_id_len),
+                          r->refund_id, r->refund_id_len);
+    free(r->refund_id);
+    free(r);
+}
+
 int attr_refund_commit(attr_state_t *st, attr_refund_t *r)
 {
     if (r->state != ATTR_PENDING) {
         return -EINVAL;
     }
     attr_conv_t *c = r->conv;
-    r->state = ATTR_LIVE;
-    c->refund_pending -= r->amount;
     c->refunded += r->amount;
-    st->n_refunds_pending--;
-    st->refund_list[st->n_refunds++] = r; /* room reserved at admit, for every pending one */
+    attr__refund_drop(st, r);
     if (c->state != ATTR_LIVE) {
         return 0;
     }
@@ -1318,42 +1907,87 @@ void attr_refund_abort(attr_state_t *st, attr_refund_t *r)
     if (r->state != ATTR_PENDING) {
         return;
     }
-    st->n_refunds_pending--;
-    r->conv->refund_pending -= r->amount;
-    (void)attr_strmap_del(&st->refunds, attr_hash_bytes(r->refund_id, r->refund_id_len),
-                          r->refund_id, r->refund_id_len);
-    free(r->refund_id);
-    free(r);
+    attr__refund_drop(st, r);
 }
 
 /* ---- recomputation ---- */
 
-/** Adds (sign +1) or removes (-1) a conversion's applied credits from the rollups. */
-static int attr__apply(attr_state_t *st, attr_conv_t *c, int sign)
+/**
+ * Whether a result with one eligible touch gives it the whole order under every model
+ * (it always does: the shares of one touch are 1), so that it counts as a single.
+ */
+static int attr__is_single(const attr_conv_t *c)
+{
+    if (c->n_elig != 1) {
+        return 0;
+    }
+    for (int m = 0; m < ATTR_N_MODELS; m++) {
+        if (c->credit[m] != ATTR_CREDIT_ONE || c->minor[m] != c->minor[0]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/**
+ * Makes sure every cell a result of `k` touches by these creators on `day` needs exists
+ * (and room for wide figures), so that applying it cannot fail. 0 or -ENOMEM.
+ */
+static int attr__apply_room(attr_state_t *st, const attr_conv_t *c, const uint32_t *elig, size_t k,
+                            int single)
+{
+    if (k == 0) {
+        return attr__unattr_bucket(st, c->day) != NULL ? 0 : -ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++) {
+        attr_cday_t *cd = attr__cday_bucket(st, c->cands[elig[i]].creator, c->day);
+        if (cd == NULL || (!single && attr__multi_of(st, cd) == NULL)) {
+            return -ENOMEM;
+        }
+    }
+    return attr__wide_reserve(st, 2);
+}
+
+/**
+ * Adds (sign +1) or removes (-1) a conversion's applied credits from the rollups. Its
+ * cells exist (attr__apply_room()): cannot fail.
+ */
+static void attr__apply(attr_state_t *st, attr_conv_t *c, int sign)
 {
     if (c->n_elig == 0) {
         attr_unattr_day_t *u = attr__unattr_bucket(st, c->day);
-        if (u == NULL) {
-            return -ENOMEM;
+        if (u != NULL) {
+            u->count += sign;
+            u->gmv += sign * c->applied_net;
         }
-        u->count += sign;
-        u->gmv += sign * c->applied_net;
-        return 0;
+        return;
     }
+    int single = attr__is_single(c);
     for (uint32_t i = 0; i < c->n_elig; i++) {
-        attr_day_t *b = attr__day_bucket(st, c->cands[c->elig[i]].creator, c->day);
-        if (b == NULL) {
-            return -ENOMEM;
+        uint32_t creator = c->cands[c->elig[i]].creator;
+        attr_cday_t *cd = attr__cday_bucket(st, creator, c->day);
+        if (cd == NULL) {
+            continue; /* cannot happen */
         }
-        for (int m = 0; m < ATTR_N_MODELS; m++) {
-            b->credit[m] += sign * c->credit[m * c->n_elig + i];
-            b->gmv[m] += sign * c->minor[m * c->n_elig + i];
+        if (single) {
+            (void)attr__fig_add(st, &cd->singles, creator, c->day, ATTR__F_SINGLES, sign);
+            (void)attr__fig_add(st, &cd->gmv, creator, c->day, ATTR__F_GMV, sign * c->minor[0]);
+            continue;
+        }
+        attr_multi_t *mu = attr__multi_of(st, cd);
+        for (int m = 0; mu != NULL && m < ATTR_N_MODELS; m++) {
+            mu->credit[m] += sign * c->credit[m * c->n_elig + i];
+            mu->gmv[m] += sign * c->minor[m * c->n_elig + i];
         }
     }
-    return 0;
 }
 
-static int attr__recompute(attr_state_t *st, attr_conv_t *c)
+/**
+ * Computes a conversion's result from its candidates under st's rules. With `rollups`,
+ * moves its credits in the rollups from the old result (when applied) to the new one;
+ * without, only the result changes. On failure the old result stays (and applied).
+ */
+static int attr__compute(attr_state_t *st, attr_conv_t *c, int rollups)
 {
     size_t n = c->n_cands;
     /* Scratch: touches, indices, times, numerators, the split's own. */
@@ -1384,9 +2018,11 @@ static int attr__recompute(attr_state_t *st, attr_conv_t *c)
     int64_t *credit = NULL, *minor = NULL, *nums = NULL;
     int64_t den[ATTR_N_MODELS] = {0};
     int64_t net = attr_conv_net(c);
+    /* One touch: built in `one`, copied inline once the old result is off the rollups. */
+    int64_t one[3 * ATTR_N_MODELS + 1];
     if (k > 0) {
         size_t bytes = k * sizeof(uint32_t) + 3 * ATTR_N_MODELS * k * sizeof(int64_t);
-        void *block = malloc(bytes + sizeof(int64_t));
+        void *block = k == 1 ? one : malloc(bytes + sizeof(int64_t));
         if (block == NULL) {
             return -ENOMEM;
         }
@@ -1407,30 +2043,38 @@ static int attr__recompute(attr_state_t *st, attr_conv_t *c)
                 rc = attr_split(net, num, den[m], k, minor + m * k, split);
             }
             if (rc != 0) {
-                free(block);
+                if (block != one) {
+                    free(block);
+                }
                 return rc;
             }
             memcpy(nums + m * k, num, k * sizeof *num);
         }
     }
-    /* Make sure every bucket the new result needs exists before touching the old. */
-    if (k == 0) {
-        if (attr__unattr_bucket(st, c->day) == NULL) {
+    /* Make sure every cell the new result needs exists before touching the old. */
+    int single = k == 1;
+    for (int m = 0; single && m < ATTR_N_MODELS; m++) {
+        single = credit[m] == ATTR_CREDIT_ONE && minor[m] == minor[0];
+    }
+    if (rollups && attr__apply_room(st, c, elig, k, single) != 0) {
+        if (credit != one) {
             free(credit);
-            return -ENOMEM;
         }
-    } else {
-        for (size_t i = 0; i < k; i++) {
-            if (attr__day_bucket(st, c->cands[elig[i]].creator, c->day) == NULL) {
-                free(credit);
-                return -ENOMEM;
-            }
-        }
+        return -ENOMEM;
     }
-    if (c->applied) {
-        (void)attr__apply(st, c, -1); /* its buckets exist: cannot fail */
+    if (rollups && c->applied) {
+        attr__apply(st, c, -1); /* its cells exist */
     }
-    free(c->credit); /* the block of the old result (credit is its start) */
+    attr__result_free(c); /* the block of the old result (credit is its start) */
+    if (k == 1) {
+        /* credit, minor, num: one each per model; then elig. */
+        memcpy(c->res1, one, sizeof c->res1);
+        c->elig1 = elig[0];
+        credit = c->res1;
+        minor = credit + ATTR_N_MODELS;
+        nums = minor + ATTR_N_MODELS;
+        elig = &c->elig1;
+    }
     c->credit = credit;
     c->minor = minor;
     c->num = nums;
@@ -1439,9 +2083,27 @@ static int attr__recompute(attr_state_t *st, attr_conv_t *c)
     memcpy(c->den, den, sizeof den);
     c->applied_net = net;
     c->settings_version = st->settings.version;
-    (void)attr__apply(st, c, +1);
-    c->applied = 1;
+    if (rollups) {
+        attr__apply(st, c, +1);
+        c->applied = 1;
+    }
+    attr__conv_account(st, c);
     return 0;
+}
+
+static int attr__recompute(attr_state_t *st, attr_conv_t *c)
+{
+    return attr__compute(st, c, 1);
+}
+
+int attr_conv_compute(attr_state_t *st, attr_conv_t *c)
+{
+    return attr__compute(st, c, 0);
+}
+
+int attr_conv_apply(attr_state_t *st, attr_conv_t *c)
+{
+    return attr__compute(st, c, 1);
 }
 
 int attr_state_flush(attr_state_t *st)
@@ -1470,12 +2132,94 @@ int attr_state_set_settings(attr_state_t *st, const attr_settings_t *s)
 {
     st->settings = *s;
     attr_settings_rules(s, &st->rules);
-    for (size_t i = 0; i < st->n_convs; i++) {
-        if (attr__dirty(st, st->convs[i]) != 0) {
+    for (attr_conv_t *c = st->lru_head; c != NULL; c = c->lru_next) {
+        if (attr__dirty(st, c) != 0) {
             return -ENOMEM;
         }
     }
     return attr_state_flush(st);
+}
+
+/** Empties the credit rollups (the exposure counts stay). */
+static void attr__clear_credits(attr_state_t *st)
+{
+    for (size_t i = 0; i < st->cap_creator_meta; i++) {
+        st->creator_meta[i].n_cdays = 0;
+    }
+    st->n_multi = 0;
+    st->n_unattr = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < st->n_wide; i++) {
+        if (st->wide[i].field != ATTR__F_SINGLES && st->wide[i].field != ATTR__F_GMV) {
+            st->wide[k++] = st->wide[i];
+        }
+    }
+    st->n_wide = k;
+}
+
+/** Adds `from`'s credit rollups to st's (creators matched by name). */
+static int attr__add_credits(attr_state_t *st, const attr_state_t *from)
+{
+    for (uint32_t fc = 0; fc < from->creators.count && fc < from->cap_creator_meta; fc++) {
+        const attr_creator_t *fm = &from->creator_meta[fc];
+        if (fm->n_cdays == 0) {
+            continue;
+        }
+        size_t len;
+        const char *name = attr_intern_str(&from->creators, fc, &len);
+        uint32_t id;
+        if (attr_intern(&st->creators, name, len, &id) != 0) {
+            return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < fm->n_cdays; i++) {
+            const attr_cday_t *f = &fm->cdays[i];
+            attr_cday_t *cd = attr__cday_bucket(st, id, f->day);
+            if (cd == NULL || attr__wide_reserve(st, 2) != 0) {
+                return -ENOMEM;
+            }
+            (void)attr__fig_add(st, &cd->singles, id, f->day, ATTR__F_SINGLES,
+                                attr__fig(from, f->singles, fc, f->day, ATTR__F_SINGLES));
+            (void)attr__fig_add(st, &cd->gmv, id, f->day, ATTR__F_GMV,
+                                attr__fig(from, f->gmv, fc, f->day, ATTR__F_GMV));
+            if (f->multi != 0) {
+                const attr_multi_t *fmu = &from->multi[f->multi - 1];
+                attr_multi_t *mu = attr__multi_of(st, cd);
+                if (mu == NULL) {
+                    return -ENOMEM;
+                }
+                for (int m = 0; m < ATTR_N_MODELS; m++) {
+                    mu->credit[m] += fmu->credit[m];
+                    mu->gmv[m] += fmu->gmv[m];
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < from->n_unattr; i++) {
+        attr_unattr_day_t *u = attr__unattr_bucket(st, from->unattr[i].day);
+        if (u == NULL) {
+            return -ENOMEM;
+        }
+        u->count += from->unattr[i].count;
+        u->gmv += from->unattr[i].gmv;
+    }
+    return 0;
+}
+
+int attr_state_replace_credits(attr_state_t *st, const attr_state_t *from, const attr_settings_t *s)
+{
+    st->settings = *s;
+    attr_settings_rules(s, &st->rules);
+    attr__clear_credits(st);
+    for (attr_conv_t *c = st->lru_head; c != NULL; c = c->lru_next) {
+        c->applied = 0; /* the rollups it was in are gone */
+    }
+    int rc = from != NULL ? attr__add_credits(st, from) : 0;
+    for (attr_conv_t *c = st->lru_head; c != NULL && rc == 0; c = c->lru_next) {
+        if (c->state == ATTR_LIVE) {
+            rc = attr__dirty(st, c);
+        }
+    }
+    return rc != 0 ? rc : attr_state_flush(st);
 }
 
 int attr_state_take_persist(attr_state_t *st, attr_conv_t ***out, size_t *n)
@@ -1521,22 +2265,24 @@ void attr_state_creator_sums(const attr_state_t *st, uint32_t creator, int32_t d
         return;
     }
     const attr_creator_t *m = &st->creator_meta[creator];
-    uint32_t lo = 0, hi = m->n_days;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (m->days[mid].day < d0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    for (uint32_t i = lo; i < m->n_days && m->days[i].day < d1; i++) {
+    uint32_t i;
+    ATTR__LOWER_BOUND(m->days, m->n_days, d0, i);
+    for (; i < m->n_days && m->days[i].day < d1; i++) {
         const attr_day_t *b = &m->days[i];
-        out->impressions += b->impressions;
-        out->views += b->views;
-        out->clicks += b->clicks;
-        out->credit += b->credit[model - 1];
-        out->gmv += b->gmv[model - 1];
+        out->impressions += attr__fig(st, b->impressions, creator, b->day, ATTR__F_IMPRESSIONS);
+        out->views += attr__fig(st, b->views, creator, b->day, ATTR__F_VIEWS);
+        out->clicks += attr__fig(st, b->clicks, creator, b->day, ATTR__F_CLICKS);
+    }
+    ATTR__LOWER_BOUND(m->cdays, m->n_cdays, d0, i);
+    for (; i < m->n_cdays && m->cdays[i].day < d1; i++) {
+        const attr_cday_t *cd = &m->cdays[i];
+        out->credit +=
+            attr__fig(st, cd->singles, creator, cd->day, ATTR__F_SINGLES) * ATTR_CREDIT_ONE;
+        out->gmv += attr__fig(st, cd->gmv, creator, cd->day, ATTR__F_GMV);
+        if (cd->multi != 0) {
+            out->credit += st->multi[cd->multi - 1].credit[model - 1];
+            out->gmv += st->multi[cd->multi - 1].gmv[model - 1];
+        }
     }
 }
 
@@ -1551,4 +2297,39 @@ void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, int
             *gmv += st->unattr[i].gmv;
         }
     }
+}
+
+/* ---- memory ---- */
+
+void attr_state_mem(const attr_state_t *st, attr_state_mem_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->rollups = st->cap_creator_meta * sizeof *st->creator_meta +
+                   st->cap_unattr * sizeof *st->unattr + st->cap_multi * sizeof *st->multi +
+                   st->cap_wide * sizeof *st->wide;
+    for (size_t i = 0; i < st->cap_creator_meta; i++) {
+        const attr_creator_t *m = &st->creator_meta[i];
+        out->rollups +=
+            (size_t)m->cap_days * sizeof *m->days + (size_t)m->cap_cdays * sizeof *m->cdays;
+    }
+    out->creators = attr_intern_bytes(&st->creators);
+    out->conversions = st->cache_bytes;
+    out->conv_index = attr_strmap_bytes(&st->orders) + attr_map64_bytes(&st->conv_vp);
+    out->conv_filter = attr_state_conv_filter_bytes(st);
+    out->refunds =
+        attr_strmap_bytes(&st->refunds) + st->n_refunds_pending * (sizeof(attr_refund_t) + 32);
+    out->pending = attr_strmap_bytes(&st->pend_ids) + st->cap_pend * sizeof *st->pend;
+    for (size_t i = 0; i < st->n_pend; i++) {
+        out->pending += sizeof *st->pend[i] + st->pend[i]->n_blocks * ATTR__PBLOCK;
+    }
+    for (size_t i = 0; i < st->n_spare_pchunks; i++) {
+        out->pending +=
+            sizeof *st->spare_pchunks[i] + st->spare_pchunks[i]->n_blocks * ATTR__PBLOCK;
+    }
+    for (size_t i = 0; i < st->n_runs; i++) {
+        out->runs += attr_run_bytes(st->runs[i]);
+    }
+    out->bloom = attr_state_bloom_bytes(st);
+    out->work =
+        st->cap_dirty * sizeof *st->dirty + st->cap_persist * sizeof *st->persist + st->scratch_cap;
 }

@@ -37,6 +37,19 @@
  * index files and passed with attr_conversion_add_cand()) and grow when a late exposure
  * commits; they are kept with the conversion (and persisted by the service) so that
  * refunds and settings changes can restate it after its exposures left memory.
+ *
+ * Memory does not grow with the conversions either: the conversions in memory are a
+ * cache (`cache_budget` bytes) of the database, which the service keeps complete. A
+ * conversion is committed into the cache; attr_state_evict() drops the least recently
+ * used ones that nothing needs any more (not pinned, candidates persisted, no refund
+ * pending, not committed after `evict_guard`); the service loads one back
+ * (attr_conversion_load(), attr_conversion_loaded()) before a refund or a late exposure
+ * changes it. The rollups always hold the credits of every conversion, cached or not,
+ * computed under the current settings from its stored candidates and refunds, so that
+ * a conversion loaded again gets exactly the result the rollups hold. What stays per
+ * conversion: 2 bytes in the conversion filter (a Bloom filter of its viewer and
+ * product) while it is within the horizon, so that an exposure can tell whether it may
+ * join a conversion that is not in memory.
  */
 #ifndef ATTR_STATE_H
 #define ATTR_STATE_H
@@ -54,8 +67,10 @@ extern "C" {
 
 /** Exposures per run when runs close by themselves (`run_max` of a new state). */
 #define ATTR_RUN_EXPOSURES 65536
-/** Bits per event id in the Bloom filter of indexed ids (about 0.05 % false "maybe"). */
+/** Bits per event id in the Bloom filter of indexed ids (about 0.07 % false "maybe"). */
 #define ATTR_BLOOM_BITS 16
+/** The fewest bits per id a new filter gets when the filters' budget is short (about 5 %). */
+#define ATTR_BLOOM_MIN_BITS 8
 /** Event ids per Bloom filter: a new one starts when the newest is full. */
 #define ATTR_BLOOM_KEYS (UINT64_C(1) << 22)
 
@@ -166,20 +181,28 @@ typedef struct st_attr_bloom_epoch_t {
 
 /** A candidate touch kept with a conversion (copied, so exposures may be pruned). */
 typedef struct st_attr_cand_t {
-    char *event_id; /* malloc'd */
-    uint32_t creator, note;
+    char *event_id;    /* malloc'd (or the conversion's cand0_str); the note follows it */
+    uint32_t creator;  /* interned in st->creators */
+    uint32_t note_off; /* the note is at event_id + note_off (NUL-terminated) */
     int64_t occur_ns;
     int64_t watch_ms;
     uint8_t kind;
     uint8_t persisted;
 } attr_cand_t;
 
+/** The note of a candidate touch. */
+static inline const char *attr_cand_note(const attr_cand_t *t)
+{
+    return t->event_id + t->note_off;
+}
+
 /** A conversion with its materialised attribution. */
 typedef struct st_attr_conv_t {
-    char *order_id; /* malloc'd */
-    uint32_t order_id_len;
-    uint32_t viewer, product; /* interned in st->viewers, st->products */
-    uint64_t vp_hash;         /* attr_vp_hash() of the two strings */
+    char *order_id;               /* in strs; the viewer and the product follow it */
+    const char *viewer, *product; /* in strs, NUL-terminated */
+    uint32_t order_id_len, viewer_len, product_len;
+    uint64_t vp_hash; /* attr_vp_hash() of the two strings */
+    uint64_t seq;     /* its number in the database (attr_conversion_in_t.seq) */
     int64_t quantity;
     int64_t amount;         /* gross */
     int64_t refunded;       /* committed refunds */
@@ -202,6 +225,22 @@ typedef struct st_attr_conv_t {
     int64_t den[ATTR_N_MODELS];
     int64_t applied_net;
     int64_t settings_version;
+    /* the cache (live conversions) */
+    uint32_t pins;       /* holders that need it in memory (attr_conv_pin()) */
+    uint32_t cached;     /* in the cache: the LRU list, the (viewer, product) chain */
+    uint64_t commit_seq; /* st->next_commit_seq when committed or loaded */
+    size_t bytes;        /* what it holds, counted in st->cache_bytes */
+    struct st_attr_conv_t *lru_prev, *lru_next; /* prev: more recently used */
+    struct st_attr_conv_t *vp_next;             /* the next cached one with its vp_hash */
+    /* Inline room for the common case, so that a conversion with one candidate and one
+     * eligible touch is one allocation (the cache churns: fewer, bigger blocks keep the
+     * allocator fast): the first candidate, its strings when they fit, a one-touch
+     * result. `cands`, `cands[0].event_id` and `credit` point here when they do. */
+    attr_cand_t cand0;
+    int64_t res1[3 * ATTR_N_MODELS];
+    uint32_t elig1;
+    char cand0_str[68];
+    char strs[]; /* order_id, viewer, product */
 } attr_conv_t;
 
 typedef struct st_attr_refund_t {
@@ -213,18 +252,49 @@ typedef struct st_attr_refund_t {
     uint8_t state;
 } attr_refund_t;
 
-/** Rollup of one creator and one UTC day. */
+/**
+ * Exposure counts of one creator and one UTC day: 16 bytes, since there is one per
+ * creator and day with an exposure (a count that reaches UINT32_MAX is kept whole in
+ * attr_state_t.wide instead).
+ */
 typedef struct st_attr_day_t {
     int32_t day;
-    int64_t impressions, views, clicks;
+    uint32_t impressions, views, clicks;
+} attr_day_t;
+
+/**
+ * Credits of one creator and one UTC day, apart from the counts because most creators
+ * and days have none. A conversion with one eligible touch gives it the whole order
+ * under every model: those are counted in `singles` and `gmv` (16 bytes for the common
+ * case); a conversion split among touches adds per-model figures to an attr_multi_t.
+ */
+typedef struct st_attr_cday_t {
+    int32_t day;
+    uint32_t singles; /* conversions credited wholly to the creator (ATTR_CREDIT_ONE each) */
+    uint32_t gmv;     /* their net amount, minor units */
+    uint32_t multi;   /* 1 + index into attr_state_t.multi; 0: none */
+} attr_cday_t;
+
+/** Per-model credits and net amount of split conversions of one creator and day. */
+typedef struct st_attr_multi_t {
     int64_t credit[ATTR_N_MODELS];
     int64_t gmv[ATTR_N_MODELS];
-} attr_day_t;
+} attr_multi_t;
+
+/** A rollup figure too big for its 32 bits (the cell holds UINT32_MAX). */
+typedef struct st_attr_wide_t {
+    uint32_t creator;
+    int32_t day;
+    uint32_t field; /* ATTR__F_* of attr_state.c */
+    int64_t value;
+} attr_wide_t;
 
 /** Per creator (indexed by interned id): rollups and the tier label cache. */
 typedef struct st_attr_creator_t {
     attr_day_t *days; /* sorted by day */
     uint32_t n_days, cap_days;
+    attr_cday_t *cdays; /* sorted by day */
+    uint32_t n_cdays, cap_cdays;
     int tier;        /* tier enum value; valid when tier_ns != 0 */
     int64_t tier_ns; /* when the label was fetched; 0: never */
 } attr_creator_t;
@@ -235,61 +305,61 @@ typedef struct st_attr_unattr_day_t {
     int64_t gmv;
 } attr_unattr_day_t;
 
-/**
- * A small vector of uint64 (conversions' lists). Most hold one item: that one lives
- * inline (cap <= 1), so a new key costs no allocation.
- */
-typedef struct st_attr_vec_t {
-    union {
-        uint64_t *items; /* cap > 1 */
-        uint64_t one;    /* cap <= 1 */
-    } u;
-    uint32_t n, cap;
-} attr_vec_t;
-
-static inline uint64_t *attr_vec_items(attr_vec_t *v)
-{
-    return v->cap <= 1 ? &v->u.one : v->u.items;
-}
+/** A Bloom filter of the (viewer, product) keys of conversions, and the latest of them. */
+typedef struct st_attr_cfilter_t {
+    attr_bloom_t bloom;
+    uint64_t cap;         /* keys it was sized for */
+    int64_t max_occur_ns; /* the latest occur_time of a conversion in it */
+} attr_cfilter_t;
 
 typedef struct st_attr_state_t {
     attr_settings_t settings;
     attr_rules_t rules;
-    /* creators: every one (rollups); viewers, products: of conversions; notes: of
-     * candidate touches. Exposures intern nothing but their creator. */
-    attr_intern_t viewers, creators, notes, products;
+    /* creators: every one (rollups). Nothing else is interned: conversions and their
+     * candidates own their strings, so that they leave memory with them. */
+    attr_intern_t creators;
 
     /* pending exposures: chunks in admission order; seq = position in that order */
     attr_pchunk_t **pend;
     size_t n_pend, cap_pend;
     uint64_t pend_base; /* seq of the first exposure of pend[0] */
     uint64_t next_seq;
+    attr_pchunk_t *spare_pchunks[4]; /* settled chunks kept for reuse */
+    size_t n_spare_pchunks;
+    size_t pend_peak;       /* the most chunks pending at once (for the memory log) */
     attr_strmap_t pend_ids; /* event_id -> seq + 1 */
 
     /* runs in memory, oldest first; the open one (if any) is the last */
     attr_run_t **runs;
     size_t n_runs, cap_runs;
     uint64_t next_run_id;
+    size_t runs_peak;  /* the most runs in memory at once (for the memory log) */
     uint32_t run_max;  /* close the open run at this size (0: only the caller seals) */
     uint32_t run_hint; /* expected exposures per run: the tables' first size */
 
     /* Bloom filters of the event ids in index files, oldest first */
     attr_bloom_epoch_t *epochs;
     size_t n_epochs;
+    size_t bloom_budget; /* bytes the filters may hold (0: no limit): see index_add */
+    uint64_t bloom_thin; /* filters made with fewer than ATTR_BLOOM_BITS bits per id */
 
-    /* conversions and refunds */
-    attr_strmap_t orders;   /* order_id -> attr_conv_t* (pending and live) */
-    attr_map64_t conv_vp;   /* (viewer << 32 | product) -> index into conv_lists */
-    attr_vec_t *conv_lists; /* conversion pointers (as uint64) */
-    size_t n_conv_lists, cap_conv_lists;
-    attr_conv_t **convs; /* live ones, in commit order */
-    size_t n_convs, cap_convs;
-    attr_conv_t **graveyard; /* aborted, freed at the end */
-    size_t n_graveyard, cap_graveyard;
-    attr_strmap_t refunds; /* refund_id -> attr_refund_t* */
-    attr_refund_t **refund_list;
-    size_t n_refunds, cap_refunds;
-    size_t n_refunds_pending; /* admitted, not yet committed or aborted: room reserved */
+    /* conversions: the pending ones (admitted, not yet committed) and the cached live
+     * ones; the database holds every stored one */
+    attr_strmap_t orders; /* order_id -> attr_conv_t* (pending and cached) */
+    attr_map64_t conv_vp; /* vp_hash -> the first cached conversion with it (vp_next) */
+    attr_conv_t *lru_head, *lru_tail;
+    size_t n_cached, cache_bytes;
+    size_t cache_budget;      /* bytes of cached conversions to keep at most; 0: no limit */
+    uint64_t next_commit_seq; /* commit_seq of the next commit or load */
+    uint64_t evict_guard;     /* conversions with commit_seq >= it stay (UINT64_MAX: none) */
+    int evict_hold;           /* non-zero: nothing is evicted */
+    uint64_t n_evicted, n_loaded;
+    uint64_t n_stored_convs; /* conversions in the database (the caller counts them) */
+    /* the conversion filter, oldest first (attr_state_conv_maybe()) */
+    attr_cfilter_t *cfilters;
+    size_t n_cfilters;
+    attr_strmap_t refunds; /* refund_id -> attr_refund_t*: pending ones only */
+    size_t n_refunds_pending;
 
     /* work lists */
     attr_conv_t **dirty; /* to recompute */
@@ -303,6 +373,10 @@ typedef struct st_attr_state_t {
     size_t cap_creator_meta;
     attr_unattr_day_t *unattr;
     size_t n_unattr, cap_unattr;
+    attr_multi_t *multi;
+    size_t n_multi, cap_multi;
+    attr_wide_t *wide;
+    size_t n_wide, cap_wide;
 
     /* counters */
     uint64_t exposures_live; /* committed, in runs in memory */
@@ -421,8 +495,11 @@ static inline attr_run_t *attr_state_open_run(const attr_state_t *st)
 
 /**
  * Adds event-id hashes that are now in an index file to the Bloom filters (`max_seg`:
- * the newest segment they are in). Sorted hashes load fastest. Returns 0 or -ENOMEM
- * (then some may be missing: the caller must not release their run).
+ * the newest segment they are in). Sorted hashes load fastest. A new filter gets
+ * ATTR_BLOOM_BITS bits per id, or fewer (down to ATTR_BLOOM_MIN_BITS) when
+ * `bloom_budget` would be exceeded: more ids then go to disk to be checked, but memory
+ * stays within the budget (give or take one filter at the minimum). Returns 0 or
+ * -ENOMEM (then some may be missing: the caller must not release their run).
  */
 int attr_state_index_add(attr_state_t *st, const uint64_t *hashes, size_t n, uint64_t max_seg);
 
@@ -450,22 +527,126 @@ typedef struct st_attr_conversion_in_t {
     int64_t quantity;
     int64_t amount_minor;
     int64_t occur_ns;
+    uint64_t seq; /* the caller's number for it (attribution.db's conversions.seq) */
 } attr_conversion_in_t;
 
-/** Returns ATTR_ADMITTED with `*out` (pending), ATTR_DUPLICATE, or -ENOMEM. */
+/**
+ * Returns ATTR_ADMITTED with `*out` (pending), ATTR_DUPLICATE (pending or cached: one
+ * that is only in the database is the caller's to find), -EINVAL (a string longer than
+ * UINT32_MAX / 4) or -ENOMEM.
+ */
 int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr_conv_t **out);
 
 /**
- * Makes it visible: captures its candidates from the runs in memory (exposures of the
- * same viewer and product, at or before it, within the horizon; the caller adds those
- * of the index files first with attr_conversion_add_cand()) and credits it.
+ * Makes it visible (the caller has stored it): captures its candidates from the runs
+ * in memory (exposures of the same viewer and product, at or before it, within the
+ * horizon; the caller adds those of the index files first with
+ * attr_conversion_add_cand()), credits it, puts it in the cache and, when it is within
+ * the horizon, its key in the conversion filter. Evicts nothing (attr_state_evict()).
  */
 int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns);
 
+/** Forgets a pending conversion (not stored, or a duplicate of a stored one); frees it. */
 void attr_conversion_abort(attr_state_t *st, attr_conv_t *c);
 
-/** The live conversion `order_id`, or NULL. */
+/** The cached live conversion `order_id` (marked recently used), or NULL. */
 attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t len);
+
+/** The pending conversion `order_id` (admitted, not committed), or NULL. */
+attr_conv_t *attr_conversion_pending(attr_state_t *st, const char *order_id, size_t len);
+
+/**
+ * Puts a stored conversion (not pending, not cached: check first) in the cache as live,
+ * with `refunded` of committed refunds: then add its stored candidates
+ * (attr_conversion_add_cand() with `persisted`) and call attr_conversion_loaded().
+ * Returns 0 or -ENOMEM.
+ */
+int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64_t refunded,
+                         attr_conv_t **out);
+
+/**
+ * Computes the result of a loaded conversion under the current settings. `apply` non-zero
+ * adds it to the rollups (start-up: the rollups are being built); zero takes it as
+ * already there (a conversion evicted earlier: the rollups kept its credits). Returns 0
+ * or -ENOMEM (then it is not applied: evicting it is safe only with `apply` zero).
+ */
+int attr_conversion_loaded(attr_state_t *st, attr_conv_t *c, int apply);
+
+/** Drops a loaded conversion whose load failed (nothing may refer to it); frees it. */
+void attr_conversion_unload(attr_state_t *st, attr_conv_t *c);
+
+/**
+ * A conversion outside the cache (ExplainConversion of one that is not in memory, a
+ * restatement): attr_conv_new(), its candidates with attr_conversion_add_cand()
+ * (`persisted` non-zero), then attr_conv_compute() (the result under st's settings) or
+ * attr_conv_apply() (the result, added to st's rollups); attr_conv_free() at the end.
+ * NULL: no memory.
+ */
+attr_conv_t *attr_conv_new(const attr_conversion_in_t *in, int64_t refunded);
+int attr_conv_compute(attr_state_t *st, attr_conv_t *c);
+int attr_conv_apply(attr_state_t *st, attr_conv_t *c);
+void attr_conv_free(attr_conv_t *c);
+
+/* ---- the conversion cache ---- */
+
+/** Sets the most bytes of cached conversions attr_state_evict() keeps (0: no limit). */
+void attr_state_set_cache_budget(attr_state_t *st, size_t bytes);
+
+/**
+ * Whether a cached conversion may leave memory now: nothing pins it, its candidates are
+ * persisted and its result applied, no refund of it is pending, it was committed before
+ * `evict_guard`, and nothing holds evictions.
+ */
+int attr_conv_evictable(const attr_state_t *st, const attr_conv_t *c);
+
+/**
+ * Drops least recently used conversions that may leave (attr_conv_evictable()) until
+ * the cache is within its budget (looking at a bounded number of others on the way).
+ * Returns how many left. Pointers to the ones that left are invalid.
+ */
+size_t attr_state_evict(attr_state_t *st);
+
+/** Keeps a cached conversion in memory until attr_conv_unpin(). */
+static inline void attr_conv_pin(attr_conv_t *c)
+{
+    c->pins++;
+}
+
+static inline void attr_conv_unpin(attr_conv_t *c)
+{
+    if (c->pins > 0) {
+        c->pins--;
+    }
+}
+
+/* ---- the conversion filter ---- */
+
+/**
+ * Whether a stored conversion of this (viewer, product) key at or after `occur_ns` may
+ * exist (0: certainly not; 1: maybe: the caller looks in the database). Only
+ * conversions within the horizon are in the filter; no false "no".
+ */
+int attr_state_conv_maybe(const attr_state_t *st, uint64_t vp_hash, int64_t occur_ns);
+
+/** Adds a conversion's key to the filter. Returns 0 or -ENOMEM. */
+int attr_state_conv_filter_add(attr_state_t *st, uint64_t vp_hash, int64_t occur_ns);
+
+/** Frees the filters whose conversions are all past the horizon. */
+void attr_state_conv_filter_prune(attr_state_t *st, int64_t now_ns);
+
+/** Replaces the filters with `from`'s (which are then its no more). */
+void attr_state_conv_filter_take(attr_state_t *st, attr_state_t *from);
+
+/** The bytes the conversion filter holds. */
+size_t attr_state_conv_filter_bytes(const attr_state_t *st);
+
+/**
+ * For a pending exposure: for each product (maybe[k]), whether a conversion that is not
+ * in memory may join it (attr_state_conv_maybe() of its key; 0 past the horizon).
+ * Returns how many may.
+ */
+size_t attr_exposure_conv_maybe(const attr_state_t *st, uint64_t seq, int64_t now_ns,
+                                uint8_t *maybe);
 
 /** Whether a conversion at occur_ns arriving now may miss pruned touches. */
 int attr_conversion_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns);
@@ -487,14 +668,18 @@ int attr_conversion_add_cand(attr_state_t *st, attr_conv_t *c, const char *event
 enum { ATTR_UNKNOWN_ORDER = 2, ATTR_TOO_LARGE = 3 };
 
 /**
- * Checks the refund id, the order and the amount left (after committed and pending
- * refunds). Returns ATTR_ADMITTED (*out pending), ATTR_DUPLICATE, ATTR_UNKNOWN_ORDER,
- * ATTR_TOO_LARGE (`*left` says what is left), or -ENOMEM.
+ * Checks the refund id against the pending refunds (the stored ones are the caller's to
+ * check), the order (a cached live conversion: the caller loads it first) and the
+ * amount left (after committed and pending refunds). Returns ATTR_ADMITTED (*out
+ * pending; the conversion stays in memory until it commits or aborts), ATTR_DUPLICATE,
+ * ATTR_UNKNOWN_ORDER, ATTR_TOO_LARGE (`*left` says what is left), or -ENOMEM.
  */
 int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const char *order_id,
                       size_t order_len, int64_t amount, int64_t occur_ns, attr_refund_t **out,
                       int64_t *left);
+/** Applies a pending refund (stored by the caller) and frees it. */
 int attr_refund_commit(attr_state_t *st, attr_refund_t *r);
+/** Forgets a pending refund and frees it. */
 void attr_refund_abort(attr_state_t *st, attr_refund_t *r);
 
 /* ---- recomputation ---- */
@@ -502,8 +687,21 @@ void attr_refund_abort(attr_state_t *st, attr_refund_t *r);
 /** Recomputes every dirty conversion (see `defer`). Returns 0 or -ENOMEM. */
 int attr_state_flush(attr_state_t *st);
 
-/** Replaces the settings and restates every conversion. Returns 0 or -ENOMEM. */
+/**
+ * Replaces the settings and restates every cached conversion in place (all of them when
+ * nothing was evicted). Returns 0 or -ENOMEM.
+ */
 int attr_state_set_settings(attr_state_t *st, const attr_settings_t *s);
+
+/**
+ * Restatement with the conversions that are not in memory: `from` holds their credits
+ * under `s` (attr_conv_apply() into a state with settings `s`). Sets the settings,
+ * replaces the credit rollups (not the exposure counts) with `from`'s, and adds those of
+ * every cached conversion, recomputed. `from` may be NULL (nothing outside the cache).
+ * Returns 0 or -ENOMEM (the rollups may then lack credits: the caller retries).
+ */
+int attr_state_replace_credits(attr_state_t *st, const attr_state_t *from,
+                               const attr_settings_t *s);
 
 /**
  * Takes the conversions whose candidates are not all persisted: `*out` gets a malloc'd
@@ -513,6 +711,27 @@ int attr_state_set_settings(attr_state_t *st, const attr_settings_t *s);
 int attr_state_take_persist(attr_state_t *st, attr_conv_t ***out, size_t *n);
 void attr_state_mark_persisted(attr_conv_t *c, uint32_t upto);
 int attr_state_repersist(attr_state_t *st, attr_conv_t *c);
+
+/* ---- memory ---- */
+
+/**
+ * The bytes the state holds, by part (estimates of what is allocated, without the
+ * allocator's own overhead): what an operator compares with the process's RSS.
+ */
+typedef struct st_attr_state_mem_t {
+    size_t rollups;     /* per creator and day: exposure counts, credits; unattributed */
+    size_t creators;    /* the creator interner */
+    size_t conversions; /* cached conversions: records, candidates, results, strings */
+    size_t conv_index;  /* the order map and the (viewer, product) chains */
+    size_t conv_filter; /* Bloom filters of the conversions' keys */
+    size_t refunds;     /* pending refunds */
+    size_t pending;     /* exposures admitted and not yet committed */
+    size_t runs;        /* exposures not yet indexed (open and sealed runs) */
+    size_t bloom;       /* Bloom filters of indexed event ids */
+    size_t work;        /* work lists and scratch */
+} attr_state_mem_t;
+
+void attr_state_mem(const attr_state_t *st, attr_state_mem_t *out);
 
 /* ---- queries ---- */
 

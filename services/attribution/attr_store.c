@@ -37,7 +37,19 @@ const yw_migration_t attr_migrations[] = {
         "  PRIMARY KEY (creator_id, day)) WITHOUT ROWID;"
         "CREATE TABLE pruned_segments("
         "  seq INTEGER PRIMARY KEY, pruned_ns INTEGER NOT NULL, events INTEGER NOT NULL);"},
+    /* Conversions stay in the database, not in memory. Each gets a number (in the order
+     * they were stored), which the conversion key index (attr_ckey.h) points at; rows of
+     * version 1 are numbered in the order they were ingested. */
+    {2, "ALTER TABLE conversions ADD COLUMN seq INTEGER;"
+        "CREATE TEMP TABLE attr_v2_seq AS SELECT order_id,"
+        "  row_number() OVER (ORDER BY ingest_ns, order_id) AS seq FROM conversions;"
+        "UPDATE conversions SET seq = t.seq FROM attr_v2_seq AS t"
+        "  WHERE t.order_id = conversions.order_id;"
+        "DROP TABLE attr_v2_seq;"
+        "CREATE UNIQUE INDEX conversions_by_seq ON conversions(seq);"},
 };
+_Static_assert(sizeof attr_migrations / sizeof attr_migrations[0] == ATTR_N_MIGRATIONS,
+               "ATTR_N_MIGRATIONS");
 const size_t attr_n_migrations = sizeof attr_migrations / sizeof attr_migrations[0];
 
 /** The job status for a failed SQLite step, with the message in job->errmsg. */
@@ -64,13 +76,8 @@ static const char attr__sql_get_settings[] =
 static const char attr__sql_get_pruned[] = "SELECT seq FROM pruned_segments ORDER BY seq";
 static const char attr__sql_get_rollups[] =
     "SELECT creator_id, day, impressions, views, clicks FROM exposure_rollups";
-static const char attr__sql_get_conversions[] =
-    "SELECT order_id, viewer_id, product_id, quantity, amount_minor, occur_ns FROM conversions";
-static const char attr__sql_get_touches[] =
-    "SELECT order_id, event_id, creator_id, note_id, kind, watch_ms, occur_ns"
-    " FROM conversion_touches";
-static const char attr__sql_get_refunds[] =
-    "SELECT refund_id, order_id, amount_minor, occur_ns FROM refunds ORDER BY ingest_ns";
+static const char attr__sql_count_conversions[] =
+    "SELECT count(*), coalesce(max(seq), 0) FROM conversions";
 
 static grpc_status_code attr__load_fail(attr_load_t *ld, sqlite3 *db, const char *what)
 {
@@ -148,95 +155,372 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
         return attr__load_fail(ld, db, "exposure_rollups");
     }
 
-    if ((s = yw_store_stmt(conn, attr__sql_get_conversions)) == NULL) {
+    if ((s = yw_store_stmt(conn, attr__sql_count_conversions)) == NULL ||
+        sqlite3_step(s) != SQLITE_ROW) {
         return attr__load_fail(ld, db, "conversions");
     }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        attr_conversion_in_t in;
-        memset(&in, 0, sizeof in);
-        in.order_id = attr__col_text(s, 0, &in.order_id_len);
-        in.viewer_id = attr__col_text(s, 1, &in.viewer_len);
-        in.product_id = attr__col_text(s, 2, &in.product_len);
-        in.quantity = sqlite3_column_int64(s, 3);
-        in.amount_minor = sqlite3_column_int64(s, 4);
-        in.occur_ns = sqlite3_column_int64(s, 5);
-        attr_conv_t *c = NULL;
-        int a = attr_conversion_admit(st, &in, &c);
-        if (a == ATTR_ADMITTED) {
-            a = attr_conversion_commit(st, c, ld->now_ns);
-        }
-        if (a < 0) {
-            snprintf(ld->err, sizeof ld->err, "out of memory loading conversions");
-            return GRPC_STATUS_RESOURCE_EXHAUSTED;
-        }
-        ld->conversions++;
-    }
-    if (rc != SQLITE_DONE) {
-        return attr__load_fail(ld, db, "conversions");
-    }
-
-    if ((s = yw_store_stmt(conn, attr__sql_get_touches)) == NULL) {
-        return attr__load_fail(ld, db, "conversion_touches");
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        size_t olen, elen, clen, nlen;
-        const char *order = attr__col_text(s, 0, &olen);
-        const char *event = attr__col_text(s, 1, &elen);
-        const char *creator = attr__col_text(s, 2, &clen);
-        const char *note = attr__col_text(s, 3, &nlen);
-        attr_conv_t *c = attr_conversion_find(st, order, olen);
-        if (c == NULL) {
-            continue; /* cannot happen: foreign key */
-        }
-        if (attr_conversion_add_cand(st, c, event, creator, clen, note, nlen,
-                                     sqlite3_column_int(s, 4), sqlite3_column_int64(s, 5),
-                                     sqlite3_column_int64(s, 6), 1) != 0) {
-            snprintf(ld->err, sizeof ld->err, "out of memory loading touches");
-            return GRPC_STATUS_RESOURCE_EXHAUSTED;
-        }
-        ld->touches++;
-    }
-    if (rc != SQLITE_DONE) {
-        return attr__load_fail(ld, db, "conversion_touches");
-    }
-
-    if ((s = yw_store_stmt(conn, attr__sql_get_refunds)) == NULL) {
-        return attr__load_fail(ld, db, "refunds");
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        size_t rlen, olen;
-        const char *rid = attr__col_text(s, 0, &rlen);
-        const char *order = attr__col_text(s, 1, &olen);
-        attr_refund_t *r = NULL;
-        int64_t left = 0;
-        int a = attr_refund_admit(st, rid, rlen, order, olen, sqlite3_column_int64(s, 2),
-                                  sqlite3_column_int64(s, 3), &r, &left);
-        if (a == ATTR_ADMITTED) {
-            a = attr_refund_commit(st, r);
-        } else if (a > 0) {
-            snprintf(ld->err, sizeof ld->err,
-                     "refund %.64s of order %.64s does not fit its order (%d): the database "
-                     "is inconsistent",
-                     rid, order, a);
-            return GRPC_STATUS_DATA_LOSS;
-        }
-        if (a < 0) {
-            snprintf(ld->err, sizeof ld->err, "out of memory loading refunds");
-            return GRPC_STATUS_RESOURCE_EXHAUSTED;
-        }
-        ld->refunds++;
-    }
-    if (rc != SQLITE_DONE) {
-        return attr__load_fail(ld, db, "refunds");
-    }
+    ld->conversions = (uint64_t)sqlite3_column_int64(s, 0);
+    ld->max_seq = (uint64_t)sqlite3_column_int64(s, 1);
+    st->n_stored_convs = ld->conversions;
     return GRPC_STATUS_OK;
+}
+
+/* ---- stored conversions, read back ---- */
+
+#define ATTR__SET_BLOCK 16384
+
+void attr_convset_free(attr_convset_t *set)
+{
+    for (size_t i = 0; i < set->n_blocks; i++) {
+        free(set->blocks[i]);
+    }
+    free(set->blocks);
+    free(set->convs);
+    free(set->touches);
+    memset(set, 0, sizeof *set);
+}
+
+static int attr__set_grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    size_t nc = *cap ? *cap * 2 : 8;
+    while (nc < need) {
+        nc *= 2;
+    }
+    void *p = realloc(*arr, nc * size);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+/** A NUL-terminated copy of n bytes in the set's blocks (NULL: no memory). */
+static const char *attr__set_copy(attr_convset_t *set, const char *s, size_t n)
+{
+    char *p;
+    if (n + 1 > ATTR__SET_BLOCK / 4) {
+        /* A block of its own, before the current one (which goes on being filled). */
+        if (attr__set_grow((void **)&set->blocks, &set->cap_blocks, set->n_blocks + 1,
+                           sizeof *set->blocks) != 0 ||
+            (p = malloc(n + 1)) == NULL) {
+            return NULL;
+        }
+        if (set->n_blocks > 0) {
+            set->blocks[set->n_blocks] = set->blocks[set->n_blocks - 1];
+            set->blocks[set->n_blocks - 1] = p;
+        } else {
+            set->blocks[0] = p;
+            set->left = 0;
+        }
+        set->n_blocks++;
+    } else {
+        if (n + 1 > set->left) {
+            if (attr__set_grow((void **)&set->blocks, &set->cap_blocks, set->n_blocks + 1,
+                               sizeof *set->blocks) != 0) {
+                return NULL;
+            }
+            char *b = malloc(ATTR__SET_BLOCK);
+            if (b == NULL) {
+                return NULL;
+            }
+            set->blocks[set->n_blocks++] = b;
+            set->left = ATTR__SET_BLOCK;
+        }
+        p = set->blocks[set->n_blocks - 1] + (ATTR__SET_BLOCK - set->left);
+        set->left -= n + 1;
+    }
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/** Adds the conversion row of `s` (columns: order_id, viewer_id, product_id, quantity,
+ *  amount_minor, occur_ns, seq) to the set. */
+static int attr__set_add_conv(attr_convset_t *set, sqlite3_stmt *s)
+{
+    if (attr__set_grow((void **)&set->convs, &set->cap, set->n + 1, sizeof *set->convs) != 0) {
+        return -ENOMEM;
+    }
+    attr_stored_conv_t *c = &set->convs[set->n];
+    memset(c, 0, sizeof *c);
+    size_t len;
+    const char *t = attr__col_text(s, 0, &len);
+    c->in.order_id = attr__set_copy(set, t, len);
+    c->in.order_id_len = len;
+    t = attr__col_text(s, 1, &len);
+    c->in.viewer_id = attr__set_copy(set, t, len);
+    c->in.viewer_len = len;
+    t = attr__col_text(s, 2, &len);
+    c->in.product_id = attr__set_copy(set, t, len);
+    c->in.product_len = len;
+    c->in.quantity = sqlite3_column_int64(s, 3);
+    c->in.amount_minor = sqlite3_column_int64(s, 4);
+    c->in.occur_ns = sqlite3_column_int64(s, 5);
+    c->in.seq = (uint64_t)sqlite3_column_int64(s, 6);
+    if (c->in.order_id == NULL || c->in.viewer_id == NULL || c->in.product_id == NULL) {
+        return -ENOMEM;
+    }
+    c->first_touch = set->n_touches;
+    set->n++;
+    return 0;
+}
+
+/** Adds the touch row of `s` (columns from `at`: event_id, creator_id, note_id, kind,
+ *  watch_ms, occur_ns) to the set's last conversion. */
+static int attr__set_add_touch_at(attr_convset_t *set, sqlite3_stmt *s, int at)
+{
+    if (attr__set_grow((void **)&set->touches, &set->cap_touches, set->n_touches + 1,
+                       sizeof *set->touches) != 0) {
+        return -ENOMEM;
+    }
+    attr_stored_touch_t *t = &set->touches[set->n_touches];
+    size_t len;
+    const char *x = attr__col_text(s, at, &len);
+    t->event_id = attr__set_copy(set, x, len);
+    x = attr__col_text(s, at + 1, &t->creator_len);
+    t->creator_id = attr__set_copy(set, x, t->creator_len);
+    x = attr__col_text(s, at + 2, &t->note_len);
+    t->note_id = attr__set_copy(set, x, t->note_len);
+    t->kind = sqlite3_column_int(s, at + 3);
+    t->watch_ms = sqlite3_column_int64(s, at + 4);
+    t->occur_ns = sqlite3_column_int64(s, at + 5);
+    if (t->event_id == NULL || t->creator_id == NULL || t->note_id == NULL) {
+        return -ENOMEM;
+    }
+    set->n_touches++;
+    set->convs[set->n - 1].n_touches++;
+    return 0;
+}
+
+static int attr__set_add_touch(attr_convset_t *set, sqlite3_stmt *s)
+{
+    return attr__set_add_touch_at(set, s, 1);
+}
+
+static int attr__read_fail(yw_store_conn_t *conn, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(yw_store_db(conn)));
+    return -EIO;
+}
+
+/*
+ * One conversion with the sum of its refunds and its touches, in one statement (a row
+ * per touch, or one with NULL touch columns): ExplainConversion of an order that is not
+ * in memory runs this, so it is one step loop, not three statements.
+ */
+#define ATTR__SQL_CONV_JOINED(where)                                                               \
+    "SELECT c.order_id, c.viewer_id, c.product_id, c.quantity, c.amount_minor, c.occur_ns,"        \
+    " c.seq, (SELECT coalesce(sum(r.amount_minor), 0) FROM refunds AS r"                           \
+    " WHERE r.order_id = c.order_id), t.event_id, t.creator_id, t.note_id, t.kind, t.watch_ms,"    \
+    " t.occur_ns FROM conversions AS c LEFT JOIN conversion_touches AS t"                          \
+    " ON t.order_id = c.order_id WHERE " where " ORDER BY t.event_id"
+
+static const char attr__sql_conv_by_id[] = ATTR__SQL_CONV_JOINED("c.order_id = ?1");
+static const char attr__sql_conv_by_seq[] = ATTR__SQL_CONV_JOINED("c.seq = ?1");
+
+/**
+ * Steps a bound ATTR__SQL_CONV_JOINED statement: the conversion into the set (when
+ * `accept` says so for its first row: viewer, product, time). 1: added, 0: none or not
+ * accepted, or a negative errno.
+ */
+static int attr__get_joined(yw_store_conn_t *conn, sqlite3_stmt *s, const char *viewer,
+                            const char *product, int64_t min_occur_ns, attr_convset_t *set,
+                            char *err, size_t errlen)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        return 0;
+    }
+    if (rc != SQLITE_ROW) {
+        (void)sqlite3_reset(s);
+        return attr__read_fail(conn, "conversion", err, errlen);
+    }
+    size_t len;
+    const char *id = attr__col_text(s, 0, &len);
+    if (viewer != NULL) {
+        /* The key index points by hash: the strings and the time decide. */
+        const char *v = (const char *)sqlite3_column_text(s, 1);
+        const char *p = (const char *)sqlite3_column_text(s, 2);
+        if (v == NULL || p == NULL || strcmp(v, viewer) != 0 || strcmp(p, product) != 0 ||
+            sqlite3_column_int64(s, 5) < min_occur_ns) {
+            (void)sqlite3_reset(s);
+            return 0;
+        }
+        for (size_t j = 0; j < set->n; j++) {
+            if (set->convs[j].in.order_id_len == len &&
+                memcmp(set->convs[j].in.order_id, id, len) == 0) {
+                (void)sqlite3_reset(s);
+                return 0;
+            }
+        }
+    }
+    if (attr__set_add_conv(set, s) != 0) {
+        (void)sqlite3_reset(s);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    set->convs[set->n - 1].refunded = sqlite3_column_int64(s, 7);
+    do {
+        if (sqlite3_column_type(s, 8) != SQLITE_NULL && attr__set_add_touch_at(set, s, 8) != 0) {
+            (void)sqlite3_reset(s);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    } while ((rc = sqlite3_step(s)) == SQLITE_ROW);
+    (void)sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        return attr__read_fail(conn, "conversion_touches", err, errlen);
+    }
+    return 1;
+}
+
+int attr_store_get_conversion(yw_store_conn_t *conn, const char *order_id, size_t len,
+                              attr_convset_t *set, char *err, size_t errlen)
+{
+    if (len > INT32_MAX) {
+        return 0;
+    }
+    sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_conv_by_id);
+    if (s == NULL || sqlite3_bind_text(s, 1, order_id, (int)len, SQLITE_STATIC) != SQLITE_OK) {
+        return attr__read_fail(conn, "conversion", err, errlen);
+    }
+    return attr__get_joined(conn, s, NULL, NULL, 0, set, err, errlen);
+}
+
+int attr_store_get_conversion_by_seq(yw_store_conn_t *conn, uint64_t seq, const char *viewer,
+                                     const char *product, int64_t min_occur_ns, attr_convset_t *set,
+                                     char *err, size_t errlen)
+{
+    sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_conv_by_seq);
+    if (s == NULL || sqlite3_bind_int64(s, 1, (sqlite3_int64)seq) != SQLITE_OK) {
+        return attr__read_fail(conn, "conversion", err, errlen);
+    }
+    return attr__get_joined(conn, s, viewer, product, min_occur_ns, set, err, errlen);
+}
+
+static const char attr__sql_refund_exists[] = "SELECT 1 FROM refunds WHERE refund_id = ?1";
+
+int attr_store_refund_exists(yw_store_conn_t *conn, const char *refund_id, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_refund_exists);
+    if (s == NULL || sqlite3_bind_text(s, 1, refund_id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        return attr__read_fail(conn, "refunds", err, errlen);
+    }
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        return 1;
+    }
+    if (rc == SQLITE_DONE) {
+        return 0;
+    }
+    return attr__read_fail(conn, "refunds", err, errlen);
+}
+
+/* -- the scan: three cursors in order_id order, merged -- */
+
+static const char attr__sql_scan_convs[] =
+    "SELECT order_id, viewer_id, product_id, quantity, amount_minor, occur_ns, seq"
+    " FROM conversions ORDER BY order_id";
+static const char attr__sql_scan_touches[] =
+    "SELECT order_id, event_id, creator_id, note_id, kind, watch_ms, occur_ns"
+    " FROM conversion_touches ORDER BY order_id, event_id";
+static const char attr__sql_scan_refunds[] =
+    "SELECT order_id, sum(amount_minor) FROM refunds GROUP BY order_id ORDER BY order_id";
+
+/** SQLite's BINARY collation: memcmp, then the shorter first. */
+static int attr__idcmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c != 0) {
+        return c;
+    }
+    return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+int attr_store_scan_conversions(yw_store_conn_t *conn, attr_conv_visit_fn fn, void *arg, char *err,
+                                size_t errlen)
+{
+    sqlite3_stmt *cs = yw_store_stmt(conn, attr__sql_scan_convs);
+    sqlite3_stmt *ts = yw_store_stmt(conn, attr__sql_scan_touches);
+    sqlite3_stmt *rs = yw_store_stmt(conn, attr__sql_scan_refunds);
+    if (cs == NULL || ts == NULL || rs == NULL) {
+        return attr__read_fail(conn, "scanning conversions", err, errlen);
+    }
+    attr_convset_t one;
+    memset(&one, 0, sizeof one);
+    int out = 0;
+    int trc = sqlite3_step(ts), rrc = sqlite3_step(rs), crc;
+    while ((crc = sqlite3_step(cs)) == SQLITE_ROW) {
+        /* One conversion at a time: the set's arrays are reused, its strings freed. */
+        one.n = one.n_touches = 0;
+        for (size_t i = 0; i < one.n_blocks; i++) {
+            free(one.blocks[i]);
+        }
+        one.n_blocks = 0;
+        one.left = 0;
+        if (attr__set_add_conv(&one, cs) != 0) {
+            out = -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        attr_stored_conv_t *c = &one.convs[0];
+        while (trc == SQLITE_ROW) {
+            size_t len;
+            const char *id = attr__col_text(ts, 0, &len);
+            int cmp = attr__idcmp(id, len, c->in.order_id, c->in.order_id_len);
+            if (cmp > 0) {
+                break;
+            }
+            if (cmp == 0 && attr__set_add_touch(&one, ts) != 0) {
+                out = -ENOMEM;
+                snprintf(err, errlen, "out of memory");
+                break;
+            }
+            trc = sqlite3_step(ts); /* (cmp < 0: a touch of no conversion; skipped) */
+        }
+        while (out == 0 && rrc == SQLITE_ROW) {
+            size_t len;
+            const char *id = attr__col_text(rs, 0, &len);
+            int cmp = attr__idcmp(id, len, c->in.order_id, c->in.order_id_len);
+            if (cmp > 0) {
+                break;
+            }
+            if (cmp == 0) {
+                c->refunded = sqlite3_column_int64(rs, 1);
+            }
+            rrc = sqlite3_step(rs);
+        }
+        if (out != 0) {
+            break;
+        }
+        if ((trc != SQLITE_ROW && trc != SQLITE_DONE) ||
+            (rrc != SQLITE_ROW && rrc != SQLITE_DONE)) {
+            out = attr__read_fail(conn, "scanning touches and refunds", err, errlen);
+            break;
+        }
+        if ((out = fn(arg, &one)) != 0) {
+            break;
+        }
+    }
+    if (out == 0 && crc != SQLITE_DONE) {
+        out = attr__read_fail(conn, "scanning conversions", err, errlen);
+    }
+    (void)sqlite3_reset(cs);
+    (void)sqlite3_reset(ts);
+    (void)sqlite3_reset(rs);
+    attr_convset_free(&one);
+    return out;
 }
 
 /* ---- writes ---- */
 
 static const char attr__sql_put_conversion[] =
-    "INSERT INTO conversions(order_id, viewer_id, product_id, quantity, amount_minor,"
-    " currency, occur_ns, ingest_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    "INSERT OR IGNORE INTO conversions(order_id, viewer_id, product_id, quantity, amount_minor,"
+    " currency, occur_ns, ingest_ns, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 grpc_status_code attr_store_put_conversions(yw_store_conn_t *conn, yw_store_job_t *job)
 {
@@ -255,11 +539,15 @@ grpc_status_code attr_store_put_conversions(yw_store_conn_t *conn, yw_store_job_
             (rc = sqlite3_bind_int64(s, 5, r->amount_minor)) != SQLITE_OK ||
             (rc = sqlite3_bind_text(s, 6, j->currency, -1, SQLITE_STATIC)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 7, r->occur_ns)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(s, 8, j->ingest_ns)) != SQLITE_OK) {
+            (rc = sqlite3_bind_int64(s, 8, j->ingest_ns)) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(s, 9, (sqlite3_int64)r->seq)) != SQLITE_OK) {
             return attr__sql_fail(conn, job, rc, "bind conversion");
         }
         if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
             return attr__sql_fail(conn, job, rc, "insert conversion");
+        }
+        if (j->inserted != NULL) {
+            j->inserted[i] = sqlite3_changes(yw_store_db(conn)) > 0;
         }
     }
     return GRPC_STATUS_OK;

@@ -2,11 +2,13 @@
  * attr_store.h — attribution.db (SQLite via common/store.h): everything but the raw
  * exposures, which live in the exposure log (attr_log.h).
  *
- * Schema (version 1):
+ * Schema (version 2):
  *   settings(id = 1, click_window_ns, view_window_ns, half_life_ns, engaged_view_ms,
  *            late_window_ns, default_model, currency, version, update_ns)
  *   conversions(order_id PK, viewer_id, product_id, quantity, amount_minor, currency,
- *               occur_ns, ingest_ns)
+ *               occur_ns, ingest_ns, seq UNIQUE (version 2)) — the source of truth for
+ *               conversions: memory holds a cache of them; seq numbers them in the order
+ *               they were stored, for the conversion key index (attr_ckey.h)
  *   refunds(refund_id PK, order_id -> conversions, amount_minor, occur_ns, ingest_ns)
  *   conversion_touches(order_id -> conversions, event_id, creator_id, note_id, kind,
  *               watch_ms, occur_ns; PK (order_id, event_id)) — the candidate touches of
@@ -35,34 +37,107 @@
 extern "C" {
 #endif
 
+/** The schema's migrations (ATTR_N_MIGRATIONS of them: a constant for static tables). */
+#define ATTR_N_MIGRATIONS 2
 extern const yw_migration_t attr_migrations[];
 extern const size_t attr_n_migrations;
 
 /* ---- start-up ---- */
 
-/** What attr_store_load() fills in. The state must be in `defer` mode. */
+/** What attr_store_load() fills in. */
 typedef struct st_attr_load_t {
     attr_state_t *st;
     int64_t now_ns;
     int settings_found; /* 0: defaults (not yet stored) */
     uint64_t *pruned;   /* malloc'd, ascending */
     size_t n_pruned;
-    uint64_t conversions, refunds, touches, rollups;
+    uint64_t conversions, rollups;
+    uint64_t max_seq; /* the highest conversions.seq (0: none) */
     char err[256];
 } attr_load_t;
 
 /**
- * Loads settings, conversions (admitted and committed into the state), their persisted
- * candidates, refunds, exposure rollups of pruned segments and the pruned segment list.
- * For yw_store_run_sync(); `arg` is an attr_load_t.
+ * Loads settings, exposure rollups of pruned segments and the pruned segment list, and
+ * counts the conversions (st->n_stored_convs). The conversions themselves stay in the
+ * database (attr_store_scan_conversions() goes through them). For yw_store_run_sync();
+ * `arg` is an attr_load_t.
  */
 grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg);
+
+/* ---- stored conversions, read back ---- */
+
+/** A candidate touch as stored (strings: see attr_convset_t). */
+typedef struct st_attr_stored_touch_t {
+    const char *event_id, *creator_id, *note_id;
+    size_t creator_len, note_len;
+    int kind;
+    int64_t watch_ms, occur_ns;
+} attr_stored_touch_t;
+
+/** A conversion as stored, with the sum of its refunds and its touches. */
+typedef struct st_attr_stored_conv_t {
+    attr_conversion_in_t in;
+    int64_t refunded;
+    size_t first_touch, n_touches; /* into the set's touches */
+} attr_stored_conv_t;
+
+/**
+ * Conversions read back by a job: their strings are copies in the set's blocks, valid
+ * until attr_convset_free(). Start it zeroed.
+ */
+typedef struct st_attr_convset_t {
+    attr_stored_conv_t *convs;
+    size_t n, cap;
+    attr_stored_touch_t *touches;
+    size_t n_touches, cap_touches;
+    char **blocks;
+    size_t n_blocks, cap_blocks, left;
+} attr_convset_t;
+
+void attr_convset_free(attr_convset_t *set);
+
+/** The touches of set->convs[i]. */
+static inline const attr_stored_touch_t *attr_convset_touches(const attr_convset_t *set, size_t i)
+{
+    return set->touches + set->convs[i].first_touch;
+}
+
+/**
+ * Reads conversion `order_id` with its touches and refunds into `set`: 1 when found, 0
+ * when not, or a negative errno (-ENOMEM, -EIO with SQLite's message in err).
+ */
+int attr_store_get_conversion(yw_store_conn_t *conn, const char *order_id, size_t len,
+                              attr_convset_t *set, char *err, size_t errlen);
+
+/**
+ * Reads conversion number `seq` into `set` if it is of this viewer and product, at or
+ * after `min_occur_ns`, and not in the set already (the conversion key index points by
+ * hash: the strings decide). Returns 1 when added, 0 when not, or a negative errno.
+ */
+int attr_store_get_conversion_by_seq(yw_store_conn_t *conn, uint64_t seq, const char *viewer,
+                                     const char *product, int64_t min_occur_ns, attr_convset_t *set,
+                                     char *err, size_t errlen);
+
+/** Whether refund `refund_id` is stored: 1, 0, or a negative errno. */
+int attr_store_refund_exists(yw_store_conn_t *conn, const char *refund_id, char *err,
+                             size_t errlen);
+
+/**
+ * Calls `fn` for every stored conversion in order_id order, with its touches and the
+ * sum of its refunds (`set` holds the one conversion and its touches: valid during the
+ * call only). Stops at fn's first non-zero return and returns it; else 0, or a negative
+ * errno with a message in err.
+ */
+typedef int (*attr_conv_visit_fn)(void *arg, const attr_convset_t *one);
+int attr_store_scan_conversions(yw_store_conn_t *conn, attr_conv_visit_fn fn, void *arg, char *err,
+                                size_t errlen);
 
 /* ---- writes ---- */
 
 typedef struct st_attr_conv_row_t {
     const char *order_id, *viewer_id, *product_id;
     int64_t quantity, amount_minor, occur_ns;
+    uint64_t seq;
 } attr_conv_row_t;
 
 typedef struct st_attr_conv_job_t {
@@ -72,9 +147,12 @@ typedef struct st_attr_conv_job_t {
     size_t n;
     const char *currency;
     int64_t ingest_ns;
+    /* out: n entries (the caller's), 1 where the row went in, 0 where its order_id was
+     * stored already (a duplicate: nothing changed) */
+    uint8_t *inserted;
 } attr_conv_job_t;
 
-/** Inserts conversions. */
+/** Inserts conversions; an order_id stored already is a duplicate, not an error. */
 grpc_status_code attr_store_put_conversions(yw_store_conn_t *conn, yw_store_job_t *job);
 
 typedef struct st_attr_refund_row_t {

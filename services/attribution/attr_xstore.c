@@ -194,6 +194,8 @@ struct st_attr_xstore_t {
     void *closed_arg;
 
     uint64_t runs_built, merges, build_failures;
+    attr_log_recbuf_t *startup_buf; /* attr_xstore_find_cands()'s */
+    int hold_runs;                  /* attr_xstore_hold_runs() */
 };
 
 static int64_t attr__now_ns(void)
@@ -334,6 +336,9 @@ static void attr__view_put(attr_xstore_t *xs, attr_xview_t *v)
 /** Frees the published runs no view still needs (every view is as new as they are). */
 static void attr__release_runs(attr_xstore_t *xs)
 {
+    if (xs->hold_runs) {
+        return;
+    }
     uint64_t min_gen = UINT64_MAX;
     for (attr_xview_t *v = xs->views; v != NULL; v = v->next) {
         if (v->gen < min_gen) {
@@ -1148,9 +1153,20 @@ static void attr__join_after(attr_job_t *job)
         return;
     }
     attr_xstore_t *xs = r->xs;
+    if (r->keep_view) {
+        r->done(r); /* the caller releases the view (attr_xstore_join_release()) */
+        return;
+    }
     attr_xview_t *v = r->view;
     r->view = NULL;
     r->done(r); /* may free r */
+    attr__view_put(xs, v);
+}
+
+void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req)
+{
+    attr_xview_t *v = req->view;
+    req->view = NULL;
     attr__view_put(xs, v);
 }
 
@@ -1231,6 +1247,14 @@ void attr_xjoin_free(attr_xjoin_t *req)
 int attr_xstore_has_files(const attr_xstore_t *xs)
 {
     return xs->n_files > 0;
+}
+
+void attr_xstore_hold_runs(attr_xstore_t *xs, int hold)
+{
+    xs->hold_runs = hold;
+    if (!hold) {
+        attr__release_runs(xs);
+    }
 }
 
 /* ---- maintenance ---- */
@@ -1688,60 +1712,18 @@ static int attr__index_tail(attr_xstore_t *xs, const uint64_t *seqs, size_t n, a
     return rc;
 }
 
-/* -- the candidates of the loaded conversions -- */
+/* -- the candidates of stored conversions, at start-up -- */
 
-typedef struct st_attr__conv_ctx_t {
-    attr_state_t *st;
-    attr_conv_t *c;
-    int64_t now;
-    uint64_t found;
-} attr__conv_ctx_t;
-
-static int attr__conv_cand(void *arg, const attr_log_event_t *ev)
+int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q,
+                           int (*fn)(void *arg, const attr_log_event_t *ev), void *arg)
 {
-    attr__conv_ctx_t *x = arg;
-    if (attr_exposure_past_horizon(x->st, ev->occur_ns, x->now)) {
+    if (xs->n_files == 0) {
         return 0;
     }
-    char eid[512];
-    if (ev->event_id.len >= sizeof eid) {
-        return 0; /* longer than any valid id */
+    if (xs->startup_buf == NULL && (xs->startup_buf = calloc(1, sizeof *xs->startup_buf)) == NULL) {
+        return -ENOMEM;
     }
-    memcpy(eid, ev->event_id.s, ev->event_id.len);
-    eid[ev->event_id.len] = '\0';
-    x->found++;
-    return attr_conversion_add_cand(x->st, x->c, eid, ev->creator.s, ev->creator.len, ev->note.s,
-                                    ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
-}
-
-static int attr__lookup_loaded(attr_xstore_t *xs, int64_t now, attr_xstore_stats_t *stats,
-                               char *err, size_t errlen)
-{
-    attr_state_t *st = xs->st;
-    attr_log_recbuf_t buf;
-    memset(&buf, 0, sizeof buf);
-    attr__conv_ctx_t x = {.st = st, .now = now};
-    int rc = 0;
-    for (size_t i = 0; i < st->n_convs && rc == 0 && xs->n_files > 0; i++) {
-        attr_conv_t *c = st->convs[i];
-        /* An order older than the horizon cannot have a touch still kept. */
-        if (attr_exposure_past_horizon(st, c->occur_ns, now)) {
-            continue;
-        }
-        size_t vlen, plen;
-        const char *v = attr_intern_str(&st->viewers, c->viewer, &vlen);
-        const char *p = attr_intern_str(&st->products, c->product, &plen);
-        attr_xjoin_q_t q = {c->vp_hash, v, p, (uint32_t)vlen, (uint32_t)plen, c->occur_ns};
-        x.c = c;
-        rc = attr__find_cands(&xs->fds, xs->files, xs->n_files, &q, &buf, attr__conv_cand, &x);
-        stats->conversions_looked_up++;
-    }
-    stats->candidates_found = x.found;
-    attr_log_recbuf_free(&buf);
-    if (rc != 0) {
-        attr__err(err, errlen, "looking up the candidates of the conversions: %s", strerror(-rc));
-    }
-    return rc;
+    return attr__find_cands(&xs->fds, xs->files, xs->n_files, q, xs->startup_buf, fn, arg);
 }
 
 /* -- open / close -- */
@@ -1760,6 +1742,10 @@ static void attr__xstore_free(attr_xstore_t *xs)
     free(xs->waiting);
     free(xs->segs);
     free(xs->run_segs);
+    if (xs->startup_buf != NULL) {
+        attr_log_recbuf_free(xs->startup_buf);
+        free(xs->startup_buf);
+    }
     attr__segfds_free(&xs->fds);
     free(xs);
 }
@@ -1873,11 +1859,8 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     if (xs->n_files > 0) {
         st->next_run_id = attr_xidx_meta(xs->files[xs->n_files - 1])->last_run + 1;
     }
-    /* 4. The loaded conversions' candidates in the files. */
-    if (rc == 0) {
-        rc = attr__lookup_loaded(xs, now_ns, stats, err, errlen);
-    }
-    /* 5. The log after the last file. */
+    /* 4. The log after the last file. (The service then looks up the candidates of the
+     *    stored conversions in the files: attr_xstore_find_cands().) */
     attr_xpos_t from = xs->n_files > 0 ? attr_xidx_meta(xs->files[xs->n_files - 1])->end
                                        : (attr_xpos_t){first_seg, 0};
     if (rc == 0) {
@@ -1885,7 +1868,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     }
     uint64_t next_seq = n > 0 ? seqs[n - 1] + 1 : (xs->first_live_seg ? xs->first_live_seg : 1);
     free(seqs);
-    /* 6. A new segment, the threads. */
+    /* 5. A new segment, the threads. */
     if (rc == 0) {
         rc = attr_log_open(loop, dir, next_seq, &xs->log, err, errlen);
     }

@@ -23,8 +23,9 @@
  * Start-up (attr_xstore_open()) rebuilds the rest: index files that are not whole, or
  * do not continue the previous one, are deleted; the log after the last file is read,
  * committed into runs and indexed; the rollups of the files go into the state, their
- * ids into the Bloom filters, and the loaded conversions get the candidates the files
- * hold. Nothing is replayed that a file covers.
+ * ids into the Bloom filters. Nothing is replayed that a file covers. The service then
+ * looks up the candidates of its stored conversions in the files
+ * (attr_xstore_find_cands()).
  *
  * Threads: everything here is loop-thread only, but for the work it hands to its two
  * threads. Callbacks run on the loop.
@@ -157,6 +158,10 @@ typedef struct st_attr_xjoin_t {
     /* in */
     size_t n;
     const attr_xjoin_q_t *q;
+    /* non-zero: the view stays after `done` until attr_xstore_join_release(), so that the
+     * runs published since it began stay in memory until the caller commits what it
+     * looked up (its capture from the runs then covers what the view did not) */
+    int keep_view;
     /* out: read the candidates with attr_xjoin_cands() */
     int status;
     void (*done)(struct st_attr_xjoin_t *req);
@@ -181,6 +186,26 @@ const attr_xcand_t *attr_xjoin_cands(const attr_xjoin_t *req, size_t i, size_t *
 
 /** Frees what a join request's lookup allocated (not the request itself). */
 void attr_xjoin_free(attr_xjoin_t *req);
+
+/** Drops the view a `keep_view` request kept (nothing when it kept none). */
+void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req);
+
+/**
+ * Start-up only (blocking, on the loop thread before serving): calls `fn` for every
+ * exposure in the index files that is a candidate of `q` (same viewer and product, at or
+ * before it). Strings of `ev` are valid during the call. Returns 0, fn's non-zero
+ * return, or a negative errno.
+ */
+int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q,
+                           int (*fn)(void *arg, const attr_log_event_t *ev), void *arg);
+
+/**
+ * Keeps published runs in memory (`hold` non-zero) until called again with zero: for a
+ * caller that holds commits back (attr_service.c while restating) and must still find,
+ * when they commit, what a lookup's view did not cover. Memory stays bounded: runs fill
+ * only by commits.
+ */
+void attr_xstore_hold_runs(attr_xstore_t *xs, int hold);
 
 /** Whether any index file is published (no file: nothing to look up). */
 int attr_xstore_has_files(const attr_xstore_t *xs);

@@ -2,8 +2,12 @@
  * test_attr_state.c — unit tests of services/attribution/attr_state.c: dedup (within a
  * batch, across batches, after an abort), rollups per creator and day, conversions
  * credited under every model, late exposures restating, refunds (order, amount left,
- * pending), settings changes restating, the join horizon and pruning. Expectations are
- * computed by hand in the comments.
+ * pending), settings changes restating, the join horizon and pruning; what keeps memory
+ * bounded: 16-byte rollup cells (wide figures past 32 bits, single-touch credits apart
+ * from split ones), the conversion cache (its budget, and what must stay: pinned,
+ * unpersisted, guarded, refunds pending; loaded back, the same result), the conversion
+ * filter, restatement with conversions outside the cache. Expectations are computed by
+ * hand in the comments.
  */
 #include "services/attribution/attr_state.h"
 
@@ -266,7 +270,12 @@ YW_TEST(refunds_reduce_the_net_and_are_checked)
     YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LINEAR), ==, 350);
     /* Credits do not change with money. */
     YW_CHECK_INT(creator_credit(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, ATTR_CREDIT_ONE);
-    YW_CHECK_INT(attr_refund_admit(&st, "r1", 2, "o1", 2, 1, T0, &r, &left), ==, ATTR_DUPLICATE);
+    /* Committed refunds are the database's to know (the service asks it); a pending one
+     * with the same id is a duplicate. */
+    attr_refund_t *rp = NULL;
+    YW_CHECK_INT(attr_refund_admit(&st, "rp", 2, "o1", 2, 1, T0, &rp, &left), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_refund_admit(&st, "rp", 2, "o1", 2, 1, T0, &r, &left), ==, ATTR_DUPLICATE);
+    attr_refund_abort(&st, rp);
     YW_CHECK_INT(attr_refund_admit(&st, "r2", 2, "nope", 4, 1, T0, &r, &left), ==,
                  ATTR_UNKNOWN_ORDER);
     YW_CHECK_INT(attr_refund_admit(&st, "r2", 2, "o1", 2, 701, T0, &r, &left), ==, ATTR_TOO_LARGE);
@@ -475,6 +484,294 @@ YW_TEST(deferred_mode_recomputes_once_at_flush)
     attr_state_free(&st);
 }
 
+/* ---- memory: compact rollups, the conversion cache, the conversion filter ---- */
+
+YW_TEST(rollup_figures_past_32_bits_are_kept_whole)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    /* Counts of pruned segments can be anything: past UINT32_MAX they go wide, and back. */
+    int64_t big = INT64_C(5000000000);
+    YW_CHECK_INT(attr_state_add_exposure_rollup(&st, "alice", 5, DAY0, big, 1, 2), ==, 0);
+    YW_CHECK_INT(attr_state_add_exposure_rollup(&st, "alice", 5, DAY0, 1, (int64_t)UINT32_MAX, 0),
+                 ==, 0);
+    uint32_t a = (uint32_t)attr_intern_find(&st.creators, "alice", 5);
+    attr_sums_t s;
+    attr_state_creator_sums(&st, a, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.impressions, ==, big + 1);
+    YW_CHECK_INT(s.views, ==, (int64_t)UINT32_MAX + 1);
+    YW_CHECK_INT(s.clicks, ==, 2);
+    YW_CHECK_INT(st.n_wide, ==, 2);
+    /* Committed exposures cross the 32 bits too: clicks from UINT32_MAX - 3 on. */
+    YW_CHECK_INT(
+        attr_state_add_exposure_rollup(&st, "alice", 5, DAY0, 0, 0, (int64_t)UINT32_MAX - 5), ==,
+        0);
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "k%d", i);
+        expose(&st, id, "v", "alice", "p", ATTR_KIND_CLICK, 0, T0, T0);
+    }
+    attr_state_creator_sums(&st, a, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);
+    YW_CHECK_INT(s.clicks, ==, (int64_t)UINT32_MAX + 1);
+    YW_CHECK_INT(st.n_wide, ==, 3);
+    /* A 16-byte cell per creator and day. */
+    YW_CHECK_INT(sizeof(attr_day_t), ==, 16);
+    YW_CHECK_INT(sizeof(attr_cday_t), ==, 16);
+    attr_state_free(&st);
+}
+
+YW_TEST(single_touch_credits_are_singles_split_ones_multi)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    expose(&st, "a", "v", "A", "p", ATTR_KIND_CLICK, 0, T0 - D_, now);
+    convert(&st, "o1", "v", "p", 1000, T0, now);
+    uint32_t a = (uint32_t)attr_intern_find(&st.creators, "A", 1);
+    YW_CHECK_INT(st.creator_meta[a].n_cdays, ==, 1);
+    YW_CHECK_INT(st.creator_meta[a].cdays[0].singles, ==, 1);
+    YW_CHECK_INT(st.creator_meta[a].cdays[0].multi, ==, 0);
+    YW_CHECK_INT(st.n_multi, ==, 0);
+    /* A second click splits the order: per-model figures, and the single goes. */
+    expose(&st, "b", "v", "B", "p", ATTR_KIND_CLICK, 0, T0 - 2 * D_, now);
+    YW_CHECK_INT(st.creator_meta[a].cdays[0].singles, ==, 0);
+    YW_CHECK(st.creator_meta[a].cdays[0].multi != 0);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "B", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LINEAR) +
+                     creator_gmv(&st, "B", ATTR_MODEL_LINEAR),
+                 ==, 1000);
+    attr_state_free(&st);
+}
+
+YW_TEST(the_conversion_cache_keeps_its_budget_and_what_must_stay)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    attr_state_set_cache_budget(&st, 20 * 1024);
+    char order[32], viewer[32];
+    attr_conv_t *first = NULL;
+    for (int i = 0; i < 200; i++) {
+        snprintf(viewer, sizeof viewer, "v%d", i % 7);
+        snprintf(order, sizeof order, "o-%d", i);
+        expose(&st, order, viewer, "A", "p", ATTR_KIND_CLICK, 0, T0 - D_ + i, now);
+        attr_conv_t *c = convert(&st, order, viewer, "p", 100, T0, now);
+        if (i == 0) {
+            first = c;
+        }
+    }
+    /* Nothing may leave yet: every conversion's touches wait to be persisted. */
+    YW_CHECK_INT(attr_state_evict(&st), ==, 0);
+    YW_CHECK_INT(st.n_cached, ==, 200);
+    attr_conv_t **list;
+    size_t n;
+    YW_CHECK_INT(attr_state_take_persist(&st, &list, &n), ==, 0);
+    YW_CHECK_INT(n, ==, 200);
+    for (size_t i = 0; i < n; i++) {
+        attr_state_mark_persisted(list[i], list[i]->n_cands);
+    }
+    free(list);
+    /* The oldest is pinned; those committed since the guard must stay too. */
+    attr_conv_pin(first);
+    st.evict_guard = st.next_commit_seq - 10;
+    YW_CHECK(attr_state_evict(&st) > 0);
+    /* Within budget, or only what must stay is left. */
+    size_t evictable = 0;
+    for (attr_conv_t *x = st.lru_head; x != NULL; x = x->lru_next) {
+        evictable += (size_t)attr_conv_evictable(&st, x);
+    }
+    YW_CHECK(st.cache_bytes <= 20 * 1024 || evictable == 0);
+    YW_CHECK(st.n_cached < 200);
+    YW_CHECK(attr_conversion_find(&st, "o-0", 3) == first);
+    YW_CHECK(attr_conversion_find(&st, "o-199", 5) != NULL);
+    YW_CHECK(attr_conversion_find(&st, "o-1", 3) == NULL);
+    /* Reports keep every credit: 200 orders of 100, each to A. */
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 20000);
+    /* A refund needs its conversion in memory; loaded back, it restates exactly. */
+    attr_refund_t *r;
+    int64_t left;
+    YW_CHECK_INT(attr_refund_admit(&st, "r", 1, "o-1", 3, 40, T0, &r, &left), ==,
+                 ATTR_UNKNOWN_ORDER);
+    attr_conversion_in_t in = {.order_id = "o-1",
+                               .order_id_len = 3,
+                               .viewer_id = "v1",
+                               .viewer_len = 2,
+                               .product_id = "p",
+                               .product_len = 1,
+                               .quantity = 1,
+                               .amount_minor = 100,
+                               .occur_ns = T0};
+    attr_conv_t *c = NULL;
+    YW_CHECK_INT(attr_conversion_load(&st, &in, 0, &c), ==, 0);
+    /* The touches as stored (o-1's exposure "o-1" of A, and o-8's, o-15's, ... of v1 that
+     * are at or before it: the same viewer, product and time). */
+    for (int i = 1; i < 200; i += 7) {
+        snprintf(order, sizeof order, "o-%d", i);
+        YW_CHECK_INT(attr_conversion_add_cand(&st, c, order, "A", 1, "note", 4, ATTR_KIND_CLICK, 0,
+                                              T0 - D_ + i, 1),
+                     ==, 0);
+    }
+    YW_CHECK_INT(attr_conversion_loaded(&st, c, 0), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 20000); /* unchanged */
+    YW_CHECK_INT(attr_refund_admit(&st, "r", 1, "o-1", 3, 40, T0, &r, &left), ==, ATTR_ADMITTED);
+    YW_CHECK(!attr_conv_evictable(&st, c)); /* a refund of it is pending */
+    YW_CHECK_INT(attr_refund_commit(&st, r), ==, 0);
+    YW_CHECK_INT(creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 19960);
+    attr_conv_unpin(first);
+    attr_state_free(&st);
+}
+
+YW_TEST(a_late_exposure_finds_conversions_through_the_filter_and_the_cache)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    attr_conv_t *c = convert(&st, "o1", "v", "p", 1000, T0, now);
+    uint64_t vp = c->vp_hash;
+    /* In the filter from T0 on: an exposure before it may join, one after it cannot. */
+    YW_CHECK_INT(attr_state_conv_maybe(&st, vp, T0 - D_), ==, 1);
+    YW_CHECK_INT(attr_state_conv_maybe(&st, vp, T0 + 1), ==, 0);
+    YW_CHECK_INT(attr_state_conv_maybe(&st, vp ^ 1, T0 - D_), ==, 0);
+    /* A pending exposure asks per product. */
+    const char *prods[2] = {"p", "q"};
+    attr_exposure_in_t in = {.event_id = "x",
+                             .event_id_len = 1,
+                             .viewer_id = "v",
+                             .viewer_len = 1,
+                             .creator_id = "C",
+                             .creator_len = 1,
+                             .note_id = "",
+                             .note_len = 0,
+                             .product_ids = prods,
+                             .n_products = 2,
+                             .kind = ATTR_KIND_CLICK,
+                             .occur_ns = T0 - H_};
+    uint64_t seq;
+    YW_CHECK_INT(attr_exposure_admit(&st, &in, now, &seq, NULL), ==, ATTR_ADMITTED);
+    uint8_t maybe[2];
+    YW_CHECK_INT(attr_exposure_conv_maybe(&st, seq, now, maybe), ==, 1);
+    YW_CHECK_INT(maybe[0], ==, 1);
+    YW_CHECK_INT(maybe[1], ==, 0);
+    YW_CHECK_INT(attr_exposure_commit(&st, seq, now), ==, 1);
+    YW_CHECK_INT(c->n_cands, ==, 1);
+    /* The filter forgets conversions past the horizon (not the newest filter): fill the
+     * first one with conversions of T0, then one of 20 days later starts another. */
+    for (int i = 1; i < (1 << 16); i++) {
+        YW_CHECK_INT(attr_state_conv_filter_add(&st, (uint64_t)i * 7919, T0), ==, 0);
+    }
+    YW_CHECK_INT(attr_state_conv_filter_add(&st, 12345, T0 + 20 * D_), ==, 0);
+    YW_CHECK_INT(st.n_cfilters, ==, 2);
+    attr_state_conv_filter_prune(&st, T0 + 20 * D_);
+    YW_CHECK_INT(st.n_cfilters, ==, 1);
+    YW_CHECK_INT(attr_state_conv_maybe(&st, vp, T0 - D_), ==, 0);
+    attr_state_free(&st);
+}
+
+YW_TEST(restating_with_conversions_outside_the_cache)
+{
+    /* One state with everything cached, restated in place; another where one conversion
+     * left memory and is restated from "the database" (a state of its own): the same
+     * rollups. */
+    attr_state_t all, part, out;
+    attr_state_init(&all);
+    attr_state_init(&part);
+    scenario(&all);
+    attr_conv_t *gone = scenario(&part);
+    int64_t now = T0 + H_;
+    attr_conv_t *kept = convert(&part, "o2", "v", "p", 500, T0, now);
+    convert(&all, "o2", "v", "p", 500, T0, now);
+    (void)kept;
+    attr_settings_t s = all.settings;
+    s.click_window_ns = 2 * D_;
+    s.version = 2;
+    YW_CHECK_INT(attr_state_set_settings(&all, &s), ==, 0);
+    /* part: o1 is "stored only"; its credits under s come from a state of their own. */
+    attr_state_init(&out);
+    out.settings = s;
+    attr_settings_rules(&s, &out.rules);
+    attr_conversion_in_t in = {.order_id = "o1",
+                               .order_id_len = 2,
+                               .viewer_id = "v",
+                               .viewer_len = 1,
+                               .product_id = "p",
+                               .product_len = 1,
+                               .quantity = 1,
+                               .amount_minor = 1000,
+                               .occur_ns = T0};
+    attr_conv_t *x = attr_conv_new(&in, 0);
+    YW_CHECK(x != NULL);
+    for (uint32_t i = 0; i < gone->n_cands; i++) {
+        const attr_cand_t *t = &gone->cands[i];
+        const char *cr = attr_intern_str(&part.creators, t->creator, NULL);
+        YW_CHECK_INT(attr_conversion_add_cand(&out, x, t->event_id, cr, strlen(cr),
+                                              attr_cand_note(t), strlen(attr_cand_note(t)), t->kind,
+                                              t->watch_ms, t->occur_ns, 1),
+                     ==, 0);
+    }
+    YW_CHECK_INT(attr_conv_apply(&out, x), ==, 0);
+    attr_conv_free(x);
+    /* o1 leaves part's memory (as if evicted: its credits stay in the rollups). */
+    attr_conv_t **list;
+    size_t n;
+    YW_CHECK_INT(attr_state_take_persist(&part, &list, &n), ==, 0);
+    for (size_t i = 0; i < n; i++) {
+        attr_state_mark_persisted(list[i], list[i]->n_cands);
+    }
+    free(list);
+    attr_state_set_cache_budget(&part, 1);
+    part.evict_guard = kept->commit_seq;
+    YW_CHECK_INT(attr_state_evict(&part), ==, 1);
+    YW_CHECK(attr_conversion_find(&part, "o1", 2) == NULL);
+    YW_CHECK_INT(attr_state_replace_credits(&part, &out, &s), ==, 0);
+    const char *names[] = {"A", "B", "C"};
+    for (int m = 1; m <= ATTR_N_MODELS; m++) {
+        for (int i = 0; i < 3; i++) {
+            YW_CHECK_INT(creator_gmv(&part, names[i], m), ==, creator_gmv(&all, names[i], m));
+            YW_CHECK_INT(creator_credit(&part, names[i], m), ==, creator_credit(&all, names[i], m));
+        }
+    }
+    YW_CHECK_INT(part.settings.version, ==, 2);
+    attr_state_free(&out);
+    attr_state_free(&part);
+    attr_state_free(&all);
+}
+
+YW_TEST(the_dedup_filters_keep_their_budget)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    /* Room for one full filter (4 Mi ids x 16 bits = 8 MiB) and 3/4 of another. */
+    st.bloom_budget = 14u << 20;
+    uint64_t *h = malloc(ATTR_BLOOM_KEYS * sizeof *h);
+    YW_CHECK(h != NULL);
+    for (uint64_t i = 0; i < ATTR_BLOOM_KEYS; i++) {
+        h[i] = attr_hash_u64(i + 1);
+    }
+    YW_CHECK_INT(attr_state_index_add(&st, h, ATTR_BLOOM_KEYS, 1), ==, 0);
+    YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, 8u << 20);
+    YW_CHECK_INT(st.bloom_thin, ==, 0);
+    /* The second gets the 6 MiB left: 12 bits per id; a third, the minimum. */
+    for (uint64_t i = 0; i < ATTR_BLOOM_KEYS; i++) {
+        h[i] = attr_hash_u64(i + 1 + ATTR_BLOOM_KEYS);
+    }
+    YW_CHECK_INT(attr_state_index_add(&st, h, ATTR_BLOOM_KEYS, 2), ==, 0);
+    YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, 14u << 20);
+    YW_CHECK_INT(st.bloom_thin, ==, 1);
+    YW_CHECK_INT(attr_state_index_add(&st, h, 1, 3), ==, 0);
+    YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, (14u << 20) + (4u << 20));
+    YW_CHECK_INT(st.bloom_thin, ==, 2);
+    /* No false "no": every id added is a maybe (checked through an admit). */
+    for (uint64_t i = 0; i < 1000; i++) {
+        YW_CHECK(attr_bloom_maybe(&st.epochs[1].bloom, h[i]));
+    }
+    /* Forgetting the oldest frees its share of the budget. */
+    attr_state_index_forget(&st, 1);
+    YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, (6u << 20) + (4u << 20));
+    free(h);
+    attr_state_free(&st);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -489,6 +786,12 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(pruning_frees_old_runs_and_their_ids),
         YW_TEST_ENTRY(candidates_survive_pruning_for_restatement),
         YW_TEST_ENTRY(deferred_mode_recomputes_once_at_flush),
+        YW_TEST_ENTRY(rollup_figures_past_32_bits_are_kept_whole),
+        YW_TEST_ENTRY(single_touch_credits_are_singles_split_ones_multi),
+        YW_TEST_ENTRY(the_conversion_cache_keeps_its_budget_and_what_must_stay),
+        YW_TEST_ENTRY(a_late_exposure_finds_conversions_through_the_filter_and_the_cache),
+        YW_TEST_ENTRY(restating_with_conversions_outside_the_cache),
+        YW_TEST_ENTRY(the_dedup_filters_keep_their_budget),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
