@@ -1487,17 +1487,20 @@ static void attr__cjob_start(attr_held_t *h)
         attr__ingest_maybe_finish(ing);
         return;
     }
-    /* Without an index file, the runs in memory hold every exposure: nothing to look up. */
-    if (attr_xstore_has_files(svc->xs)) {
-        cj->waiting++;
-        if ((rc = attr__cjob_join(cj)) != 0) {
-            cj->waiting--;
-            yw_log(YW_LOG_ERROR,
-                   "cannot look up the touches of %zu orders in the exposure "
-                   "index (credited from the exposures in memory only until "
-                   "restart): %s",
-                   cj->n, strerror(-rc));
-        }
+    /* Always a lookup, even when no index file exists yet: its view is what keeps the
+     * runs published while the job is on its way in memory until the commit captures
+     * from them. Invariant (attr__cjob_commit()): the view's files plus the runs in
+     * memory at the commit hold every exposure committed before the commit. Skipping
+     * the lookup when there were no files broke it: a run sealed and published during
+     * the write left memory unseen, and the order missed its exposures until a restart
+     * joined them again (issue 11: memory and restart disagreed). */
+    cj->waiting++;
+    if ((rc = attr__cjob_join(cj)) != 0) {
+        cj->waiting--;
+        yw_log(YW_LOG_ERROR,
+               "cannot look up the touches of %zu orders in the exposure index (credited "
+               "from the exposures in memory only until restart): %s",
+               cj->n, strerror(-rc));
     }
 }
 

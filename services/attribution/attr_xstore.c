@@ -1244,11 +1244,6 @@ void attr_xjoin_free(attr_xjoin_t *req)
     req->n_parts = 0;
 }
 
-int attr_xstore_has_files(const attr_xstore_t *xs)
-{
-    return xs->n_files > 0;
-}
-
 void attr_xstore_hold_runs(attr_xstore_t *xs, int hold)
 {
     xs->hold_runs = hold;

@@ -207,9 +207,6 @@ int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q,
  */
 void attr_xstore_hold_runs(attr_xstore_t *xs, int hold);
 
-/** Whether any index file is published (no file: nothing to look up). */
-int attr_xstore_has_files(const attr_xstore_t *xs);
-
 /* ---- maintenance ---- */
 
 /** Seals an open run older than ATTR_XSTORE_RUN_AGE_MS; retries failed builds. */
