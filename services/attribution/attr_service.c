@@ -36,6 +36,7 @@
 #include "common/log.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_log.h"
+#include "services/attribution/attr_snap.h"
 #include "services/attribution/attr_state.h"
 #include "services/attribution/attr_store.h"
 #include "services/attribution/attr_tier.h"
@@ -91,6 +92,12 @@ typedef struct st_attr_svc_t {
     int persist_busy, prune_busy, settings_busy;
     int refs; /* open handles, the log, jobs in flight: freed at 0 once stopping */
     int stopping;
+    /* Stopping: the snapshot (attr_snap.h) is written once only this hold is left. */
+    int fini_wait, marks_busy;
+    /* Memory may disagree with what the data gives (an error was logged that says "until
+     * restart"): no snapshot of it is written. */
+    int suspect;
+    char data_dir[4000];
     int64_t tier_ttl_ns;
     uint32_t run_exposures;
     /* Restating (a settings change being applied to the stored conversions): whatever
@@ -127,11 +134,15 @@ static void attr__svc_free(attr_svc_t *svc)
     free(svc);
 }
 
+static void attr__fini_step(attr_svc_t *svc);
+
 static void attr__unref(attr_svc_t *svc)
 {
     if (--svc->refs == 0 && svc->stopping) {
         attr__svc_free(svc);
+        return;
     }
+    attr__fini_step(svc);
 }
 
 static attr_svc_t *attr__svc(const yw_call_t *call)
@@ -747,6 +758,7 @@ static void attr__xbatch_commit(attr_held_t *h)
             ing->past += (xb->flags[i] & ATTR_XB_PAST) != 0;
         }
         if (oom) {
+            svc->suspect = 1;
             yw_log(YW_LOG_ERROR, "out of memory applying exposures: reports may lag until "
                                  "restart (the exposures are durable)");
         }
@@ -1332,6 +1344,7 @@ static void attr__cjob_commit(attr_held_t *h)
         attr_xjoin_t *jr = &cj->jr;
         if (cj->joined && jr->status != 0) {
             /* Credited from what memory holds; a restart looks them up again. */
+            svc->suspect = 1;
             yw_log(YW_LOG_ERROR,
                    "cannot look up the touches of %zu orders in the exposure "
                    "index (credited from the exposures in memory only until "
@@ -1357,10 +1370,12 @@ static void attr__cjob_commit(attr_held_t *h)
                 if (attr_conversion_add_cand(st, c, x->event_id, x->creator, x->creator_len,
                                              x->note, x->note_len, x->kind, x->watch_ms,
                                              x->occur_ns, 0) != 0) {
+                    svc->suspect = 1;
                     yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s", c->order_id);
                 }
             }
             if (attr_conversion_commit(st, c, now) != 0) {
+                svc->suspect = 1;
                 yw_log(YW_LOG_ERROR, "out of memory crediting order %s", c->order_id);
             }
             attr__conv_key(svc, c, now);
@@ -1408,6 +1423,7 @@ static void attr__conv_key(attr_svc_t *svc, const attr_conv_t *c, int64_t now)
         rc = attr_ckey_seal(svc->ck, attr__safe_seq(svc));
     }
     if (rc != 0) {
+        svc->suspect = 1;
         yw_log(YW_LOG_ERROR, "out of memory indexing the key of order %s", c->order_id);
     }
 }
@@ -1497,6 +1513,7 @@ static void attr__cjob_start(attr_held_t *h)
     cj->waiting++;
     if ((rc = attr__cjob_join(cj)) != 0) {
         cj->waiting--;
+        svc->suspect = 1;
         yw_log(YW_LOG_ERROR,
                "cannot look up the touches of %zu orders in the exposure index (credited "
                "from the exposures in memory only until restart): %s",
@@ -1688,6 +1705,7 @@ static void attr__rjob_commit(attr_held_t *h)
     if (status == GRPC_STATUS_OK) {
         for (size_t i = 0; i < rj->n; i++) {
             if (attr_refund_commit(&svc->st, rj->refunds[i]) != 0) {
+                svc->suspect = 1;
                 yw_log(YW_LOG_ERROR, "out of memory applying refund %s", rj->rows[i].refund_id);
             }
         }
@@ -1936,21 +1954,21 @@ static void attr__on_pjob(yw_store_job_t *job, grpc_status_code status)
     free(pj->rows);
     free(pj);
     svc->persist_busy = 0;
-    svc->refs--;
-    if (svc->refs == 0 && svc->stopping) {
-        attr__svc_free(svc);
-        return;
-    }
     if (status == GRPC_STATUS_OK) {
         attr__schedule_persist(svc);
         attr__evict(svc); /* what was waiting for its touches to be stored may go */
+    } else if (svc->stopping) {
+        svc->suspect = 1; /* not retried: the next start looks the touches up again */
     }
+    attr__unref(svc);
 }
 
 /** Writes the candidate touches not yet in the database, one job at a time. */
 static void attr__schedule_persist(attr_svc_t *svc)
 {
-    if (svc->persist_busy || svc->stopping || svc->st.n_persist == 0) {
+    /* Also while stopping: the store stays open until the touches are stored
+     * (attr__fini_step()). */
+    if (svc->persist_busy || svc->st.n_persist == 0 || (svc->stopping && svc->suspect)) {
         return;
     }
     attr_state_t *st = &svc->st;
@@ -3182,6 +3200,183 @@ static void attr__on_xs_closed(void *arg)
     attr__unref(arg);
 }
 
+/* -- the snapshot of a clean stop (attr_snap.h) -- */
+
+/** The marks of the data now: settings, conversions, refunds, touches, pruned, log. */
+static void attr__marks_of(const attr_svc_t *svc, const attr_load_t *ld, attr_snap_marks_t *m)
+{
+    memset(m, 0, sizeof *m);
+    m->settings = svc->st.settings;
+    m->conversions = ld->conversions;
+    m->max_seq = ld->max_seq;
+    m->amount_sum = ld->amount_sum;
+    m->refunds = ld->refunds;
+    m->refund_sum = ld->refund_sum;
+    m->touches = ld->touches;
+    m->pruned_n = ld->n_pruned;
+    m->pruned_hash = attr_snap_pruned_hash(ld->pruned, ld->n_pruned);
+}
+
+static void attr__snap_path(const attr_svc_t *svc, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", svc->data_dir, ATTR_SNAP_FILE);
+}
+
+/** The marks of a clean stop, read on the writer's queue (after every write). */
+typedef struct st_attr_mjob_t {
+    yw_store_job_t job;
+    attr_svc_t *svc;
+    attr_load_t ld;
+} attr_mjob_t;
+
+static grpc_status_code attr__mjob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    attr_mjob_t *mj = (attr_mjob_t *)job;
+    grpc_status_code code = attr_store_marks(conn, &mj->ld);
+    if (code != GRPC_STATUS_OK) {
+        snprintf(job->errmsg, sizeof job->errmsg, "%s", mj->ld.err);
+    }
+    return code;
+}
+
+static void attr__on_mjob(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_mjob_t *mj = (attr_mjob_t *)job;
+    attr_svc_t *svc = mj->svc;
+    char path[4200], err[512] = "";
+    attr__snap_path(svc, path, sizeof path);
+    attr_snap_marks_t m;
+    attr__marks_of(svc, &mj->ld, &m);
+    int rc = status == GRPC_STATUS_OK ? 0 : -EIO;
+    if (rc != 0) {
+        snprintf(err, sizeof err, "reading its marks: %s", job->errmsg);
+    } else if ((rc = attr_snap_log_end(svc->exp_dir, &m.log_last_seg, &m.log_last_size)) != 0) {
+        snprintf(err, sizeof err, "the exposure log's end: %s", strerror(-rc));
+    } else if (m.conversions != svc->st.n_stored_convs) {
+        rc = -EIO;
+        snprintf(err, sizeof err, "%llu conversions in memory, %llu stored",
+                 (unsigned long long)svc->st.n_stored_convs, (unsigned long long)m.conversions);
+    }
+    uint64_t t0 = uv_hrtime();
+    if (rc == 0) {
+        rc = attr_snap_write(path, &svc->st, &m, err, sizeof err);
+    }
+    if (rc == 0) {
+        yw_log(YW_LOG_INFO, "snapshot written for the next start: %u creators, %llu conversions, "
+                            "%.0f ms",
+               attr_state_n_creators(&svc->st), (unsigned long long)m.conversions,
+               (double)(uv_hrtime() - t0) / 1e6);
+    } else {
+        yw_log(YW_LOG_WARN, "no snapshot written (the next start recomputes): %s", err);
+    }
+    free(mj->ld.pruned);
+    free(mj);
+    svc->marks_busy = 0;
+    svc->fini_wait = 0;
+    yw_app_fini_done(svc->app); /* the store closes next */
+    attr__unref(svc);           /* the job */
+    attr__unref(svc);           /* the hold of attr_service_fini_async(): frees */
+}
+
+/**
+ * Stopping: once only the hold is left (the log, the index builders, the key index,
+ * the jobs are done), stores the touches still in memory, then writes the snapshot
+ * (unless memory is suspect), then lets the store close.
+ */
+static void attr__fini_step(attr_svc_t *svc)
+{
+    if (!svc->fini_wait || svc->refs != 1 || svc->marks_busy) {
+        return;
+    }
+    if (svc->st.n_persist > 0 && !svc->suspect) {
+        attr__schedule_persist(svc); /* its completion comes back here */
+        if (svc->persist_busy) {
+            return;
+        }
+        svc->suspect = 1; /* cannot store them now: the next start looks them up again */
+    }
+    char path[4200];
+    attr__snap_path(svc, path, sizeof path);
+    if (svc->suspect) {
+        yw_log(YW_LOG_WARN, "no snapshot written: memory may disagree with the data after an "
+                            "error logged before (the next start recomputes)");
+        (void)unlink(path);
+        svc->fini_wait = 0;
+        yw_app_fini_done(svc->app);
+        attr__unref(svc);
+        return;
+    }
+    attr_mjob_t *mj = calloc(1, sizeof *mj);
+    if (mj != NULL) {
+        mj->svc = svc;
+        mj->job.work = attr__mjob_work;
+        mj->job.done = attr__on_mjob;
+        if (yw_store_write(svc->store, &mj->job) == 0) {
+            svc->marks_busy = 1;
+            svc->refs++;
+            return;
+        }
+        free(mj);
+    }
+    yw_log(YW_LOG_WARN, "no snapshot written: cannot read its marks");
+    svc->fini_wait = 0;
+    yw_app_fini_done(svc->app);
+    attr__unref(svc);
+}
+
+/**
+ * Start-up from the snapshot of the last clean stop, when it matches the data. Returns
+ * 1 when it was loaded (the rollups, credits and conversion filter are in the state),
+ * 0 when the start-up recomputes (`st` is empty again). The file is deleted either way:
+ * the state moves on from here.
+ */
+static int attr__snap_start(attr_svc_t *svc, attr_snap_t *snap, const attr_load_t *ld,
+                            uint64_t ck_safe)
+{
+    char path[4200], why[512] = "";
+    attr__snap_path(svc, path, sizeof path);
+    uint64_t t0 = uv_hrtime();
+    attr_snap_marks_t now;
+    attr__marks_of(svc, ld, &now);
+    int used = 0, rc = attr_snap_log_end(svc->exp_dir, &now.log_last_seg, &now.log_last_size);
+    if (rc != 0) {
+        snprintf(why, sizeof why, "the exposure log's end: %s", strerror(-rc));
+    } else if (!attr_snap_matches(snap, &now, why, sizeof why)) {
+        /* why says what */
+    } else if (ck_safe < ld->max_seq) {
+        snprintf(why, sizeof why, "the conversion key index lacks the keys after %llu",
+                 (unsigned long long)ck_safe);
+    } else if (attr_snap_load(snap, &svc->st, why, sizeof why) != 0) {
+        /* why says what */
+    } else if (attr_snap_check_totals(&svc->st, &now, why, sizeof why)) {
+        used = 1;
+    }
+    if (!used) {
+        /* Back to an empty state with the settings loaded. */
+        attr_state_t *st = &svc->st;
+        attr_settings_t set = st->settings;
+        size_t cache = st->cache_budget, bloom = st->bloom_budget;
+        uint64_t stored = st->n_stored_convs;
+        attr_state_free(st);
+        attr_state_init(st);
+        st->settings = set;
+        attr_settings_rules(&set, &st->rules);
+        st->cache_budget = cache;
+        st->bloom_budget = bloom;
+        st->n_stored_convs = stored;
+        st->defer = 1;
+        yw_log(YW_LOG_WARN, "snapshot %s not used (recomputing from the data): %s", path, why);
+    } else {
+        yw_log(YW_LOG_INFO, "snapshot loaded and checked: %u creators, %llu conversions, %.0f ms",
+               attr_state_n_creators(&svc->st), (unsigned long long)now.conversions,
+               (double)(uv_hrtime() - t0) / 1e6);
+    }
+    if (unlink(path) != 0) {
+        yw_log(YW_LOG_WARN, "%s: cannot delete: %s", path, strerror(errno));
+    }
+    return used;
+}
+
 /* -- the stored conversions at start-up -- */
 
 typedef struct st_attr_credit_ctx_t {
@@ -3378,7 +3573,8 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
     }
     svc->st.bloom_budget = (size_t)bloom_mb << 20; /* 0: no limit */
-    snprintf(svc->exp_dir, sizeof svc->exp_dir, "%s/exposures", yw_app_option(app, "data-dir"));
+    snprintf(svc->data_dir, sizeof svc->data_dir, "%s", yw_app_option(app, "data-dir"));
+    snprintf(svc->exp_dir, sizeof svc->exp_dir, "%s/exposures", svc->data_dir);
     if (mkdir(svc->exp_dir, 0750) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: cannot create: %s", svc->exp_dir, strerror(errno));
         attr__svc_free(svc);
@@ -3386,18 +3582,31 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     }
     int64_t now = attr__now();
 
+    /* 0. The snapshot of the last clean stop, if any: used in step 2 if it matches. */
+    char snap_path[4200], snap_err[512] = "";
+    attr__snap_path(svc, snap_path, sizeof snap_path);
+    attr_snap_t *snap = NULL;
+    int src = attr_snap_read(snap_path, &snap, snap_err, sizeof snap_err);
+    if (src != 0 && src != -ENOENT) {
+        yw_log(YW_LOG_WARN, "snapshot not used (recomputing from the data): %s", snap_err);
+        (void)unlink(snap_path);
+    }
+
     /* 1. The database: settings, the rollups of pruned segments (the conversions stay
      *    there: step 3 goes through them). */
     attr_load_t ld;
     memset(&ld, 0, sizeof ld);
     ld.st = &svc->st;
     ld.now_ns = now;
+    ld.skip_rollups = snap != NULL;
+    ld.want_marks = snap != NULL;
     svc->st.defer = 1;
     char serr[256] = "";
     grpc_status_code code = yw_store_run_sync(svc->store, attr_store_load, &ld, serr, sizeof serr);
     if (code != GRPC_STATUS_OK) {
         snprintf(err, errlen, "loading attribution.db: %s", ld.err[0] ? ld.err : serr);
         free(ld.pruned);
+        attr_snap_free(snap);
         attr__svc_free(svc);
         return -EIO;
     }
@@ -3412,48 +3621,79 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
             snprintf(err, errlen, "storing the default settings: %s",
                      sj.job.errmsg[0] ? sj.job.errmsg : serr);
             free(ld.pruned);
+            attr_snap_free(snap);
             attr__svc_free(svc);
             return -EIO;
         }
         svc->st.settings = sj.settings;
     }
 
-    /* 2. The exposures: the index files cover most of the log; what they do not is read
-     *    and indexed. */
+    /* 2. The conversion key index; the snapshot, when it matches the data (attr_snap.h):
+     *    it has the rollups, the credits and the conversion filter that step 3 and 4
+     *    would otherwise recompute; else the rollups of pruned segments it stood for. */
     uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
-    attr_xstore_stats_t xst;
-    int rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
-                              ld.n_pruned, now, &svc->xs, &xst, err, errlen);
-    free(ld.pruned);
-    svc->st.defer = 0;
-    if (rc != 0 && svc->xs == NULL) {
+    uint64_t ck_safe = 0;
+    char ck_dir[4200];
+    snprintf(ck_dir, sizeof ck_dir, "%s/conversion-keys", svc->data_dir);
+    int rc = 0;
+    if (mkdir(ck_dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", ck_dir, strerror(errno));
+        rc = -errno;
+    } else if ((rc = attr_ckey_open(loop, ck_dir, &svc->ck, &ck_safe, err, errlen)) == 0) {
+        svc->refs++;
+    }
+    int from_snap = 0;
+    if (rc == 0 && snap != NULL) {
+        from_snap = attr__snap_start(svc, snap, &ld, ck_safe);
+        if (!from_snap) {
+            code = yw_store_run_sync(svc->store, attr_store_load_rollups, &ld, serr, sizeof serr);
+            if (code != GRPC_STATUS_OK) {
+                snprintf(err, errlen, "loading attribution.db: %s", ld.err[0] ? ld.err : serr);
+                rc = -EIO;
+            }
+        }
+    }
+    attr_snap_free(snap);
+    if (rc != 0) {
+        free(ld.pruned);
+        if (svc->ck != NULL) {
+            svc->stopping = 1;
+            attr_ckey_close(svc->ck, attr__on_xs_closed, svc); /* frees at the last ref */
+            return rc;
+        }
         attr__svc_free(svc);
         return rc;
     }
+
+    /* 3. The exposures: the index files cover most of the log; what they do not is read
+     *    and indexed (and counted, unless the snapshot has the counts). */
+    attr_xstore_stats_t xst;
+    memset(&xst, 0, sizeof xst);
+    svc->st.skip_counts = from_snap;
+    rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
+                          ld.n_pruned, now, &svc->xs, &xst, err, errlen);
+    svc->st.skip_counts = 0;
+    free(ld.pruned);
+    svc->st.defer = 0;
+    if (rc != 0 && svc->xs == NULL) {
+        svc->stopping = 1;
+        attr_ckey_close(svc->ck, attr__on_xs_closed, svc); /* frees at the last ref */
+        svc->ck = NULL;
+        return rc;
+    }
     svc->refs++; /* the exposure store */
-    /* 3. The conversion key index, and the stored conversions, one after the other:
+    /* 4. Unless the snapshot was loaded: the stored conversions, one after the other:
      *    credited into the rollups, their touches looked up again in the index files
      *    (the ones found since are stored), their keys indexed where the index lacks them. */
-    uint64_t ck_safe = 0;
-    if (rc == 0) {
-        char ck_dir[4200];
-        snprintf(ck_dir, sizeof ck_dir, "%s/conversion-keys", yw_app_option(app, "data-dir"));
-        if (mkdir(ck_dir, 0750) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "%s: cannot create: %s", ck_dir, strerror(errno));
-            rc = -errno;
-        } else if ((rc = attr_ckey_open(loop, ck_dir, &svc->ck, &ck_safe, err, errlen)) == 0) {
-            svc->refs++;
-        }
-    }
     svc->next_conv_seq = ld.max_seq + 1;
-    if (rc == 0) {
+    if (rc == 0 && !from_snap) {
         rc = attr__credit_stored(svc, now, ck_safe, &xst, err, errlen);
     }
     if (rc == 0) {
         attr__register_metrics(svc);
     }
 
-    /* 4. Tier scoring; maintenance. */
+    /* 5. Tier scoring; maintenance. */
     const char *tier_addr = yw_app_option(app, "tier-scoring-addr");
     if (rc == 0 && (rc = attr_tier_create(yw_app_runtime(app), tier_addr, svc->tier_ttl_ns,
                                           &svc->tier)) != 0) {
@@ -3487,12 +3727,13 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     attr_xstore_info_t xi;
     attr_xstore_info(svc->xs, &xi);
     yw_log(YW_LOG_INFO,
-           "attribution ready: %llu conversions (%zu in memory, cache %lld MiB), %llu "
+           "attribution ready%s: %llu conversions (%zu in memory, cache %lld MiB), %llu "
            "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
            "index files (%llu dropped), %llu read from the log's tail into %llu new ones "
            "(%llu duplicates skipped); %llu conversions looked up, %llu touches found; "
            "settings v%lld, join horizon %llds",
-           (unsigned long long)ld.conversions, svc->st.n_cached, cache_mb,
+           from_snap ? " (from the snapshot)" : "", (unsigned long long)ld.conversions,
+           svc->st.n_cached, cache_mb,
            (unsigned long long)ld.rollups, (unsigned long long)xst.segments,
            (unsigned long long)xst.indexed_events, (unsigned long long)xst.files,
            (unsigned long long)xst.files_dropped, (unsigned long long)xst.tail_events,
@@ -3511,7 +3752,6 @@ void attr_service_fini(yw_app_t *app)
     if (svc == NULL) {
         return;
     }
-    yw_app_set_state(app, NULL);
     svc->stopping = 1;
     if (svc->explain_next != NULL) {
         attr__ejob_submit(svc); /* the calls waiting are answered */
@@ -3535,10 +3775,30 @@ void attr_service_fini(yw_app_t *app)
     svc->tier = NULL;
     uv_timer_stop(&svc->timer);
     uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
+    /* The keys in memory to a file, so that the next start finds every key indexed (and
+     * may start from the snapshot). */
+    if (attr_ckey_seal(svc->ck, attr__safe_seq(svc)) != 0) {
+        yw_log(YW_LOG_WARN, "cannot index the last conversion keys (the next start does)");
+    }
     attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
     svc->ck = NULL;
     attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
-    /* Store jobs still queued complete while the store closes; the last one frees. */
+    /* attr_service_fini_async() goes on once they are closed. */
+}
+
+void attr_service_fini_async(yw_app_t *app)
+{
+    attr_svc_t *svc = yw_app_state(app);
+    if (svc == NULL) {
+        yw_app_fini_done(app);
+        return;
+    }
+    yw_app_set_state(app, NULL);
+    /* A hold: the service stays until the snapshot is written (attr__fini_step()). Store
+     * jobs still queued complete before the store closes. */
+    svc->refs++;
+    svc->fini_wait = 1;
+    attr__fini_step(svc);
 }
 
 /* ---- the method table ---- */

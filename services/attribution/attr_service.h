@@ -40,6 +40,12 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen);
  *  channel and the timer. */
 void attr_service_fini(yw_app_t *app);
 
+/**
+ * After fini: stores what is still in memory only, writes the start-up snapshot
+ * (attr_snap.h), then calls yw_app_fini_done().
+ */
+void attr_service_fini_async(yw_app_t *app);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1246,8 +1246,8 @@ int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32
     int32_t day = attr_day_of(p->occur_ns);
     /* The cell first (its room, that is), so that the run and the counts agree. */
     attr_run_t *run = attr__run_for_commit(st);
-    attr_day_t *b = attr__day_bucket(st, p->creator.id, day);
-    if (b == NULL || attr__wide_reserve(st, 1) != 0 || run == NULL) {
+    attr_day_t *b = st->skip_counts ? NULL : attr__day_bucket(st, p->creator.id, day);
+    if ((b == NULL && !st->skip_counts) || attr__wide_reserve(st, 1) != 0 || run == NULL) {
         return -ENOMEM;
     }
     int joinable = !attr_exposure_past_horizon(st, p->occur_ns, now_ns);
@@ -1264,7 +1264,8 @@ int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32
     }
     st->exposures_live++;
     /* Counted (nothing since the lookup moved the cell; a wide figure has room). */
-    uint32_t *fig = p->kind == ATTR_KIND_IMPRESSION ? &b->impressions
+    uint32_t *fig = b == NULL                       ? NULL
+                    : p->kind == ATTR_KIND_IMPRESSION ? &b->impressions
                     : p->kind == ATTR_KIND_VIEW     ? &b->views
                     : p->kind == ATTR_KIND_CLICK    ? &b->clicks
                                                     : NULL;

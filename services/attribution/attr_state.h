@@ -367,6 +367,9 @@ typedef struct st_attr_state_t {
     attr_conv_t **persist; /* with candidates not yet persisted */
     size_t n_persist, cap_persist;
     int defer; /* non-zero: commits mark dirty, attr_state_flush() recomputes */
+    /* non-zero: committed exposures are not counted in the rollups, nor are the rollups
+     * of index files loaded (start-up from a snapshot, attr_snap.h, which has them) */
+    int skip_counts;
 
     /* rollups */
     attr_creator_t *creator_meta;

@@ -78,11 +78,81 @@ static const char attr__sql_get_rollups[] =
     "SELECT creator_id, day, impressions, views, clicks FROM exposure_rollups";
 static const char attr__sql_count_conversions[] =
     "SELECT count(*), coalesce(max(seq), 0) FROM conversions";
+/* The marks of the start-up snapshot (attr_snap.h). */
+static const char attr__sql_conversion_sum[] =
+    "SELECT coalesce(sum(amount_minor), 0) FROM conversions";
+static const char attr__sql_refund_marks[] =
+    "SELECT count(*), coalesce(sum(amount_minor), 0) FROM refunds";
+static const char attr__sql_touch_count[] = "SELECT count(*) FROM conversion_touches";
 
 static grpc_status_code attr__load_fail(attr_load_t *ld, sqlite3 *db, const char *what)
 {
     snprintf(ld->err, sizeof ld->err, "%s: %s", what, sqlite3_errmsg(db));
     return GRPC_STATUS_INTERNAL;
+}
+
+/** The pruned segments, the conversions' count and highest seq, and (want_marks) sums. */
+static grpc_status_code attr__load_marks(yw_store_conn_t *conn, attr_load_t *ld)
+{
+    sqlite3 *db = yw_store_db(conn);
+    sqlite3_stmt *s;
+    int rc;
+    free(ld->pruned);
+    ld->pruned = NULL;
+    ld->n_pruned = 0;
+    if ((s = yw_store_stmt(conn, attr__sql_get_pruned)) == NULL) {
+        return attr__load_fail(ld, db, "pruned_segments");
+    }
+    size_t cap = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (ld->n_pruned == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint64_t *p = realloc(ld->pruned, cap * sizeof *p);
+            if (p == NULL) {
+                snprintf(ld->err, sizeof ld->err, "out of memory");
+                return GRPC_STATUS_RESOURCE_EXHAUSTED;
+            }
+            ld->pruned = p;
+        }
+        ld->pruned[ld->n_pruned++] = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    if (rc != SQLITE_DONE) {
+        return attr__load_fail(ld, db, "pruned_segments");
+    }
+
+    if ((s = yw_store_stmt(conn, attr__sql_count_conversions)) == NULL ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        return attr__load_fail(ld, db, "conversions");
+    }
+    ld->conversions = (uint64_t)sqlite3_column_int64(s, 0);
+    ld->max_seq = (uint64_t)sqlite3_column_int64(s, 1);
+    if (!ld->want_marks) {
+        return GRPC_STATUS_OK;
+    }
+    if ((s = yw_store_stmt(conn, attr__sql_conversion_sum)) == NULL ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        return attr__load_fail(ld, db, "conversions");
+    }
+    ld->amount_sum = sqlite3_column_int64(s, 0);
+    if ((s = yw_store_stmt(conn, attr__sql_refund_marks)) == NULL ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        return attr__load_fail(ld, db, "refunds");
+    }
+    ld->refunds = (uint64_t)sqlite3_column_int64(s, 0);
+    ld->refund_sum = sqlite3_column_int64(s, 1);
+    if ((s = yw_store_stmt(conn, attr__sql_touch_count)) == NULL ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        return attr__load_fail(ld, db, "conversion_touches");
+    }
+    ld->touches = (uint64_t)sqlite3_column_int64(s, 0);
+    return GRPC_STATUS_OK;
+}
+
+grpc_status_code attr_store_marks(yw_store_conn_t *conn, void *arg)
+{
+    attr_load_t *ld = arg;
+    ld->want_marks = 1;
+    return attr__load_marks(conn, ld);
 }
 
 grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
@@ -117,26 +187,24 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
         return attr__load_fail(ld, db, "settings");
     }
 
-    if ((s = yw_store_stmt(conn, attr__sql_get_pruned)) == NULL) {
-        return attr__load_fail(ld, db, "pruned_segments");
+    grpc_status_code code = attr__load_marks(conn, ld);
+    if (code != GRPC_STATUS_OK) {
+        return code;
     }
-    size_t cap = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (ld->n_pruned == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint64_t *p = realloc(ld->pruned, cap * sizeof *p);
-            if (p == NULL) {
-                snprintf(ld->err, sizeof ld->err, "out of memory");
-                return GRPC_STATUS_RESOURCE_EXHAUSTED;
-            }
-            ld->pruned = p;
-        }
-        ld->pruned[ld->n_pruned++] = (uint64_t)sqlite3_column_int64(s, 0);
+    st->n_stored_convs = ld->conversions;
+    if (!ld->skip_rollups) {
+        code = attr_store_load_rollups(conn, ld);
     }
-    if (rc != SQLITE_DONE) {
-        return attr__load_fail(ld, db, "pruned_segments");
-    }
+    return code;
+}
 
+grpc_status_code attr_store_load_rollups(yw_store_conn_t *conn, void *arg)
+{
+    attr_load_t *ld = arg;
+    attr_state_t *st = ld->st;
+    sqlite3 *db = yw_store_db(conn);
+    sqlite3_stmt *s;
+    int rc;
     if ((s = yw_store_stmt(conn, attr__sql_get_rollups)) == NULL) {
         return attr__load_fail(ld, db, "exposure_rollups");
     }
@@ -154,14 +222,6 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
     if (rc != SQLITE_DONE) {
         return attr__load_fail(ld, db, "exposure_rollups");
     }
-
-    if ((s = yw_store_stmt(conn, attr__sql_count_conversions)) == NULL ||
-        sqlite3_step(s) != SQLITE_ROW) {
-        return attr__load_fail(ld, db, "conversions");
-    }
-    ld->conversions = (uint64_t)sqlite3_column_int64(s, 0);
-    ld->max_seq = (uint64_t)sqlite3_column_int64(s, 1);
-    st->n_stored_convs = ld->conversions;
     return GRPC_STATUS_OK;
 }
 

@@ -53,6 +53,10 @@ typedef struct st_attr_load_t {
     size_t n_pruned;
     uint64_t conversions, rollups;
     uint64_t max_seq; /* the highest conversions.seq (0: none) */
+    int skip_rollups; /* in: leave the exposure rollups of pruned segments (a snapshot has them) */
+    int want_marks;   /* in: also the sums below (a snapshot's marks, attr_snap.h) */
+    int64_t amount_sum, refund_sum;
+    uint64_t refunds, touches;
     char err[256];
 } attr_load_t;
 
@@ -63,6 +67,16 @@ typedef struct st_attr_load_t {
  * `arg` is an attr_load_t.
  */
 grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg);
+
+/**
+ * The marks of a snapshot alone (attr_snap.h): the pruned segments, the conversions'
+ * count, highest seq and sum, the refunds' count and sum, the touches' count. `st` is
+ * not used. For yw_store_run_sync() or a job; `arg` is an attr_load_t.
+ */
+grpc_status_code attr_store_marks(yw_store_conn_t *conn, void *arg);
+
+/** The exposure rollups of pruned segments alone (what `skip_rollups` left). */
+grpc_status_code attr_store_load_rollups(yw_store_conn_t *conn, void *arg);
 
 /* ---- stored conversions, read back ---- */
 

@@ -1363,8 +1363,8 @@ typedef struct st_attr__load_ctx_t {
 static int attr__load_rollup(void *arg, const attr_xrollup_t *r)
 {
     attr__load_ctx_t *c = arg;
-    if (r->seg < c->xs->first_live_seg) {
-        return 0; /* its counts are in the database */
+    if (r->seg < c->xs->first_live_seg || c->xs->st->skip_counts) {
+        return 0; /* its counts are in the database, or in the snapshot loaded */
     }
     return attr_state_add_exposure_rollup(c->xs->st, r->creator, r->creator_len, r->day,
                                           r->impressions, r->views, r->clicks);

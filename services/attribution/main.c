@@ -23,6 +23,7 @@ static const yw_app_def_t attr_app = {
     .n_options = ATTR_N_OPTIONS,
     .init = attr_service_init,
     .fini = attr_service_fini,
+    .fini_async = attr_service_fini_async,
     .default_listen = "127.0.0.1:50053",
 };
 
