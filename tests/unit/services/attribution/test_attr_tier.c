@@ -54,6 +54,7 @@ typedef struct {
     attr_state_t st;
     attr_tier_t *tier;
     int done;
+    int want_done; /* on_done stops the loop once this many are done (0: 1) */
     char error[512];
     int has_error;
 } fx_t;
@@ -228,7 +229,9 @@ static void on_done(void *arg, const char *error)
     f->done++;
     f->has_error = error != NULL;
     snprintf(f->error, sizeof f->error, "%s", error != NULL ? error : "");
-    yw_runtime_stop(f->rt);
+    if (f->done >= (f->want_done > 0 ? f->want_done : 1)) {
+        yw_runtime_stop(f->rt);
+    }
 }
 
 /* One refresh of ids[0..n) at `now_ns`, run to its end. Returns attr_tier_refresh()'s. */
@@ -428,6 +431,58 @@ YW_TEST(tier_scoring_down_stops_after_the_first_failures)
     stop(&f);
 }
 
+YW_TEST(concurrent_refreshes_share_one_fetch)
+{
+    fx_t f;
+    start(&f, 1, 300 * S_NS);
+    attr_tier_set_limits(f.tier, 10, 4, 5000);
+    uint32_t ids[50];
+    add_creators(&f, "m", 50, ids);
+    /* Eight reports at once over the same creators (none labelled yet). */
+    f.want_done = 8;
+    for (int i = 0; i < 8; i++) {
+        YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids, 50, NOW_NS, NULL, on_done, &f), ==, 1);
+    }
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.done, ==, 8);
+    YW_CHECK(!f.has_error);
+    YW_CHECK_INT(f.n_calls, ==, 5); /* one fetch: 50 ids in batches of 10 */
+    YW_CHECK_INT(f.ids_seen, ==, 50);
+    for (size_t i = 0; i < 50; i++) {
+        YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, YAOWEI__TIER__V1__TIER__TIER_MID);
+    }
+    stop(&f);
+}
+
+YW_TEST(a_refresh_joins_what_is_in_flight_and_asks_only_for_the_rest)
+{
+    fx_t f;
+    start(&f, 1, 300 * S_NS);
+    attr_tier_set_limits(f.tier, 10, 4, 5000);
+    uint32_t ids[30];
+    add_creators(&f, "t", 30, ids);
+    f.want_done = 3;
+    /* [0, 20) starts a fetch; [10, 30) waits for it and fetches [20, 30); [0, 30) asks
+     * for nothing new. */
+    YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids, 20, NOW_NS, NULL, on_done, &f), ==, 1);
+    YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids + 10, 20, NOW_NS, NULL, on_done, &f), ==, 1);
+    YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids, 30, NOW_NS, NULL, on_done, &f), ==, 1);
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.done, ==, 3);
+    YW_CHECK(!f.has_error);
+    YW_CHECK_INT(f.ids_seen, ==, 30);
+    YW_CHECK_INT(f.n_calls, ==, 3);
+    for (size_t i = 0; i < 30; i++) {
+        YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, YAOWEI__TIER__V1__TIER__TIER_TAIL);
+    }
+    /* Over: asked again once the labels expire, not before. */
+    YW_CHECK_INT(refresh(&f, ids, 30, NOW_NS + 299 * S_NS), ==, 0);
+    f.want_done = 0;
+    YW_CHECK_INT(refresh(&f, ids, 30, NOW_NS + 300 * S_NS), ==, 1);
+    YW_CHECK_INT(f.ids_seen, ==, 60);
+    stop(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -439,6 +494,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(a_refused_batch_is_halved_until_the_bad_id_stands_alone),
         YW_TEST_ENTRY(ids_tier_scoring_cannot_take_are_not_sent),
         YW_TEST_ENTRY(tier_scoring_down_stops_after_the_first_failures),
+        YW_TEST_ENTRY(concurrent_refreshes_share_one_fetch),
+        YW_TEST_ENTRY(a_refresh_joins_what_is_in_flight_and_asks_only_for_the_rest),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
