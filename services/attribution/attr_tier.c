@@ -30,6 +30,11 @@ struct st_attr_tier_t {
     /* Callers not answered yet, and the timer that watches their deadlines. */
     attr__waiter_t *waiters;
     uv_timer_t timer;
+    /* Mixed versions: BatchGetCreatorTiers answered UNIMPLEMENTED. */
+    int fallback;          /* batches go as BatchScoreCreators */
+    int64_t reprobe_ms;    /* monotonic: when BatchGetCreatorTiers is tried again */
+    int64_t reprobe_every; /* ms */
+    int probing;           /* a batch tries BatchGetCreatorTiers again */
     /* Destruction waits for the fetches in flight and the timer's close. */
     int closing;
     int refs;
@@ -74,10 +79,12 @@ struct st_attr__waiter_t {
     void *arg;
 };
 
-/** One BatchGetCreatorTiers call: the creators it asks for. */
+/** One call: the creators it asks for, and how. */
 struct st_attr__batch_t {
     attr__fetch_t *f;
     attr__batch_t *next; /* in f->split */
+    int scored;          /* sent as BatchScoreCreators (the fallback) */
+    int probe;           /* sent as BatchGetCreatorTiers to see whether it is back */
     size_t n;
     uint32_t ids[];
 };
@@ -124,6 +131,7 @@ int attr_tier_create(yw_runtime_t *rt, const char *addr, int64_t ttl_ns, attr_ti
     t->batch = ATTR_TIER_BATCH;
     t->inflight = ATTR_TIER_INFLIGHT;
     t->timeout_ms = ATTR_TIER_TIMEOUT_MS;
+    t->reprobe_every = ATTR_TIER_REPROBE_MS;
     t->next_serial = 1;
     *out = t;
     return 0;
@@ -140,6 +148,18 @@ void attr_tier_set_limits(attr_tier_t *t, size_t batch, int inflight, int64_t ti
     if (timeout_ms > 0) {
         t->timeout_ms = timeout_ms;
     }
+}
+
+void attr_tier_set_reprobe(attr_tier_t *t, int64_t every_ms)
+{
+    if (every_ms > 0) {
+        t->reprobe_every = every_ms;
+    }
+}
+
+int attr_tier_fallback(const attr_tier_t *t)
+{
+    return t->fallback;
 }
 
 int attr_tier_id_ok(const char *id, size_t len)
@@ -353,13 +373,15 @@ static attr__batch_t *attr__batch_new(attr__fetch_t *f, const uint32_t *ids, siz
     if (b != NULL) {
         b->f = f;
         b->next = NULL;
+        b->scored = 0;
+        b->probe = 0;
         b->n = n;
         memcpy(b->ids, ids, n * sizeof b->ids[0]);
     }
     return b;
 }
 
-/* The next batch to send: a half of a refused batch first, else the next ids. */
+/* The next batch to send: a refused or re-routed one first, else the next ids. */
 static attr__batch_t *attr__take(attr__fetch_t *f)
 {
     if (f->split != NULL) {
@@ -385,7 +407,11 @@ static void attr__requeue(attr__fetch_t *f, attr__batch_t *b)
     f->split = b;
 }
 
-/* Starts the call of `b` with `timeout_ms` left. Returns 0, or -1 (b freed, error set). */
+/*
+ * Starts the call of `b` with `timeout_ms` left: BatchGetCreatorTiers, or
+ * BatchScoreCreators while tier scoring lacks it (then BatchGetCreatorTiers again once
+ * every reprobe_every, one batch at a time). Returns 0, or -1 (b freed, error set).
+ */
 static int attr__send(attr__fetch_t *f, attr__batch_t *b, int64_t timeout_ms)
 {
     attr_tier_t *t = f->t;
@@ -400,15 +426,39 @@ static int attr__send(attr__fetch_t *f, attr__batch_t *b, int64_t timeout_ms)
         /* Interned strings never move: the request may point at them. */
         names[i] = (char *)attr_intern_str(&f->st->creators, b->ids[i], NULL);
     }
-    Yaowei__Tier__V1__BatchGetCreatorTiersRequest req;
-    yaowei__tier__v1__batch_get_creator_tiers_request__init(&req);
-    req.n_creator_ids = b->n;
-    req.creator_ids = names;
-    int rc = yw_client_unary(t->ch, ATTR_TIER_METHOD, &req.base,
+    b->scored = 0;
+    b->probe = 0;
+    if (t->fallback) {
+        if (!t->probing && attr__mono_ms() >= t->reprobe_ms) {
+            b->probe = 1;
+            t->probing = 1;
+        } else {
+            b->scored = 1;
+        }
+    }
+    int rc;
+    if (b->scored) {
+        Yaowei__Tier__V1__BatchScoreCreatorsRequest req;
+        yaowei__tier__v1__batch_score_creators_request__init(&req);
+        req.n_creator_ids = b->n;
+        req.creator_ids = names;
+        rc = yw_client_unary(t->ch, ATTR_TIER_FALLBACK_METHOD, &req.base,
+                             &yaowei__tier__v1__batch_score_creators_response__descriptor, NULL,
+                             timeout_ms, attr__on_batch, b);
+    } else {
+        Yaowei__Tier__V1__BatchGetCreatorTiersRequest req;
+        yaowei__tier__v1__batch_get_creator_tiers_request__init(&req);
+        req.n_creator_ids = b->n;
+        req.creator_ids = names;
+        rc = yw_client_unary(t->ch, ATTR_TIER_METHOD, &req.base,
                              &yaowei__tier__v1__batch_get_creator_tiers_response__descriptor, NULL,
                              timeout_ms, attr__on_batch, b);
+    }
     free(names);
     if (rc != 0) {
+        if (b->probe) {
+            t->probing = 0;
+        }
         attr__fetch_error(f, "tier scoring: cannot start a call: %s", strerror(-rc));
         f->unasked += b->n;
         free(b);
@@ -460,10 +510,70 @@ static void attr__halve(attr__fetch_t *f, attr__batch_t *b)
     attr__requeue(f, b);
 }
 
-/* The labels of an OK answer. */
-static void attr__labels_of(attr__fetch_t *f, ProtobufCMessage *resp)
+/*
+ * BatchScoreCreators answers NOT_FOUND for a whole batch when one id is unknown, naming
+ * the unknown ones as "creator_ids[i]" (up to 20 of them): those are labelled as
+ * not_found would be and the rest is asked again. When the message names none of them,
+ * the batch is halved until the unknown id stands alone.
+ */
+static void attr__scored_not_found(attr__fetch_t *f, attr__batch_t *b, const char *detail)
+{
+    static const char key[] = "creator_ids[";
+    size_t named = 0;
+    for (const char *p = detail != NULL ? strstr(detail, key) : NULL; p != NULL;
+         p = strstr(p, key)) {
+        p += sizeof key - 1;
+        char *end;
+        unsigned long long i = strtoull(p, &end, 10);
+        if (end == p || *end != ']' || i >= b->n || b->ids[i] == UINT32_MAX) {
+            continue;
+        }
+        attr__label_not_found(f, b->ids[i]);
+        b->ids[i] = UINT32_MAX; /* not asked again */
+        named++;
+    }
+    if (named == 0) {
+        if (b->n == 1) {
+            attr__label_not_found(f, b->ids[0]);
+            free(b);
+        } else {
+            attr__halve(f, b);
+        }
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->ids[i] != UINT32_MAX) {
+            b->ids[k++] = b->ids[i];
+        }
+    }
+    b->n = k;
+    if (k == 0) {
+        free(b);
+    } else {
+        attr__requeue(f, b);
+    }
+}
+
+/* The labels of an OK answer (of either method). */
+static void attr__labels_of(attr__fetch_t *f, const attr__batch_t *b, ProtobufCMessage *resp)
 {
     attr_state_t *st = f->st;
+    if (b->scored) {
+        const Yaowei__Tier__V1__BatchScoreCreatorsResponse *res =
+            (const Yaowei__Tier__V1__BatchScoreCreatorsResponse *)resp;
+        for (size_t i = 0; i < res->n_scores; i++) {
+            const Yaowei__Tier__V1__TierScore *s = res->scores[i];
+            if (s == NULL || s->creator_id == NULL) {
+                continue;
+            }
+            int64_t id = attr_intern_find(&st->creators, s->creator_id, strlen(s->creator_id));
+            if (id >= 0) {
+                attr__label(st, (uint32_t)id, (int)s->tier, f->now_ns);
+            }
+        }
+        return;
+    }
     const Yaowei__Tier__V1__BatchGetCreatorTiersResponse *res =
         (const Yaowei__Tier__V1__BatchGetCreatorTiersResponse *)resp;
     for (size_t i = 0; i < res->n_tiers; i++) {
@@ -485,6 +595,43 @@ static void attr__labels_of(attr__fetch_t *f, ProtobufCMessage *resp)
     }
 }
 
+/*
+ * Whether BatchGetCreatorTiers is there: UNIMPLEMENTED (an older tier scoring) turns the
+ * fallback on, logged once; a probe answered otherwise turns it off. Returns 1 when `b`
+ * was re-queued to go as BatchScoreCreators.
+ */
+static int attr__route(attr__fetch_t *f, attr__batch_t *b, grpc_status_code code)
+{
+    attr_tier_t *t = f->t;
+    if (b->probe) {
+        t->probing = 0;
+    }
+    if (b->scored) {
+        return 0;
+    }
+    if (code != GRPC_STATUS_UNIMPLEMENTED) {
+        if (b->probe && code == GRPC_STATUS_OK) {
+            t->fallback = 0;
+            yw_log(YW_LOG_INFO, "tier scoring answers BatchGetCreatorTiers again: tier labels "
+                                "no longer fall back to BatchScoreCreators");
+        } else if (b->probe) {
+            t->reprobe_ms = attr__mono_ms() + t->reprobe_every;
+        }
+        return 0;
+    }
+    t->reprobe_ms = attr__mono_ms() + t->reprobe_every;
+    if (!t->fallback) {
+        t->fallback = 1;
+        yw_log(YW_LOG_WARN,
+               "tier scoring does not implement BatchGetCreatorTiers (UNIMPLEMENTED: an older "
+               "version): tier labels fall back to BatchScoreCreators, which reads creator "
+               "profile for every batch; BatchGetCreatorTiers is tried again every %lld s",
+               (long long)(t->reprobe_every / 1000));
+    }
+    attr__requeue(f, b);
+    return 1;
+}
+
 static void attr__on_batch(void *arg, grpc_status_code code, const char *detail,
                            ProtobufCMessage *resp)
 {
@@ -493,10 +640,16 @@ static void attr__on_batch(void *arg, grpc_status_code code, const char *detail,
     f->in_flight--;
     if (f->t->closing) {
         code = GRPC_STATUS_CANCELLED; /* whatever came: nothing more is asked */
+    } else if (attr__route(f, b, code)) {
+        b = NULL; /* asked again, the other way */
     }
-    if (code == GRPC_STATUS_OK) {
-        attr__labels_of(f, resp);
+    if (b == NULL) {
+        /* re-queued */
+    } else if (code == GRPC_STATUS_OK) {
+        attr__labels_of(f, b, resp);
         free(b);
+    } else if (code == GRPC_STATUS_NOT_FOUND && b->scored) {
+        attr__scored_not_found(f, b, detail);
     } else if (code == GRPC_STATUS_INVALID_ARGUMENT && b->n == 1) {
         /* Tier scoring does not take this id: unlabelled, as ids we never send. */
         attr__label(f->st, b->ids[0], YAOWEI__TIER__V1__TIER__TIER_UNSPECIFIED, f->now_ns);

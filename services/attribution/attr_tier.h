@@ -34,6 +34,18 @@
  * labelled TIER_UNSPECIFIED. When tier scoring cannot be reached, labels stay as they
  * were (a stale label is used; a missing one reads as TIER_UNSPECIFIED) and the refresh
  * reports the error.
+ *
+ * Mixed versions. A tier scoring older than BatchGetCreatorTiers answers it
+ * UNIMPLEMENTED: the batch, and every batch after it, goes as BatchScoreCreators
+ * (ATTR_TIER_FALLBACK_METHOD: the same 1000 ids at most, the tier of each TierScore;
+ * it reads creator profile at call time, so it is slower and fails when creator profile
+ * is down). A warning says so once, when the fallback starts. BatchScoreCreators answers
+ * NOT_FOUND for a whole batch holding an unknown id and names up to 20 of them
+ * ("creator_ids[i]"): those are labelled as `not_found` ones are and the rest is asked
+ * again; a message naming none halves the batch instead. Every ATTR_TIER_REPROBE_MS one
+ * batch tries BatchGetCreatorTiers again: answered (tier scoring was upgraded), the
+ * fallback ends (logged); UNIMPLEMENTED again, nothing is logged and the batch goes as
+ * BatchScoreCreators.
  */
 #ifndef ATTR_TIER_H
 #define ATTR_TIER_H
@@ -59,9 +71,13 @@ extern "C" {
 #define ATTR_TIER_REPLY_MARGIN_MS 50
 /** How often callers waiting are looked at (a cancelled call says so only when asked). */
 #define ATTR_TIER_POLL_MS 100
+/** While falling back to BatchScoreCreators, how often BatchGetCreatorTiers is tried. */
+#define ATTR_TIER_REPROBE_MS (10LL * 60 * 1000)
 /** Longest a `not_found` answer is kept before the creator is asked for again. */
 #define ATTR_TIER_NOT_FOUND_TTL_NS (60LL * 1000000000LL)
 #define ATTR_TIER_METHOD "/yaowei.tier.v1.TierScoringService/BatchGetCreatorTiers"
+/** What older tier scorings answer instead (UNIMPLEMENTED for ATTR_TIER_METHOD). */
+#define ATTR_TIER_FALLBACK_METHOD "/yaowei.tier.v1.TierScoringService/BatchScoreCreators"
 
 typedef struct st_attr_tier_t attr_tier_t;
 
@@ -73,6 +89,14 @@ int attr_tier_create(yw_runtime_t *rt, const char *addr, int64_t ttl_ns, attr_ti
  * ATTR_TIER_BATCH, ATTR_TIER_INFLIGHT, ATTR_TIER_TIMEOUT_MS); 0 keeps a value. For tests.
  */
 void attr_tier_set_limits(attr_tier_t *t, size_t batch, int inflight, int64_t timeout_ms);
+
+/** Changes how often BatchGetCreatorTiers is tried again while falling back (default
+ * ATTR_TIER_REPROBE_MS); 0 keeps it. For tests. */
+void attr_tier_set_reprobe(attr_tier_t *t, int64_t every_ms);
+
+/** Whether labels come from BatchScoreCreators now (tier scoring lacks
+ * BatchGetCreatorTiers). */
+int attr_tier_fallback(const attr_tier_t *t);
 
 /**
  * Answers every caller still waiting (`done` with an error, now) and closes the channel;

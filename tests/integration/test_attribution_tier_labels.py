@@ -1,6 +1,8 @@
-"""Tier labels of attribution's reports against a stub tier scoring (issue 11 B):
-concurrent cold reports share one fetch (single flight), and a caller whose deadline
-comes first answers from the cache without cancelling the fetch the others wait for.
+"""Tier labels of attribution's reports against a stub tier scoring (issue 11 B and C):
+concurrent cold reports share one fetch (single flight), a caller whose deadline comes
+first answers from the cache without cancelling the fetch the others wait for, and an
+older tier scoring (BatchGetCreatorTiers UNIMPLEMENTED) is asked with BatchScoreCreators,
+said once in the log.
 
 Needs: bazel build //services/attribution:attribution.
 """
@@ -13,18 +15,18 @@ import pytest
 
 import ywclient
 from test_attribution import ATTR, NOW, RANGE, Attr, I, exposure, uid
-from tier_stub import GET_TIERS, TierStub
+from tier_stub import GET_TIERS, SCORE, TierStub
 
 TIERS = ["TIER_HEAD", "TIER_MID", "TIER_TAIL", "TIER_AMATEUR"]
 
 
 @pytest.fixture
 def stubbed(tmp_path_factory):
-    """make(tiers, delay, extra) -> (stub, attribution); both stopped at the end."""
+    """make(tiers, delay, old, extra) -> (stub, attribution); both stopped at the end."""
     made = []
 
-    def make(tiers, delay=0.0, extra=()):
-        stub = TierStub(tiers, delay=delay).start()
+    def make(tiers, delay=0.0, old=False, extra=()):
+        stub = TierStub(tiers, delay=delay, old=old).start()
         made.append(stub)
         a = Attr(tmp_path_factory, "attribution_tier_stub", tier_addr=stub.address,
                  extra=list(extra))
@@ -131,6 +133,35 @@ def test_a_caller_whose_deadline_comes_first_does_not_cancel_the_fetch(stubbed):
         assert took >= 2.0  # they waited for the one fetch
     assert stub.calls[GET_TIERS] == 1, stub.calls
     assert stub.ids[GET_TIERS] == 40
+
+
+def test_an_older_tier_scoring_is_asked_with_batch_score_creators(stubbed):
+    """Tier scoring without BatchGetCreatorTiers: labels come from BatchScoreCreators;
+    one creator it does not know is under TIER_UNSPECIFIED; the log says so once over
+    several reports (--tier-label-ttl-s 0: every report asks again)."""
+    tiers = creators_of(12)
+    ghost = uid("ghost")
+    stub, a = stubbed(tiers, old=True, extra=["--tier-label-ttl-s", "0"])
+    expose(a, list(tiers) + [ghost])
+    want = {t: 3 for t in TIERS}
+    want["TIER_UNSPECIFIED"] = 1
+    for _ in range(4):
+        rep = a.call("GetTierReport", RANGE, timeout=10)
+        assert rep.get("tier_labels_error", "") == ""
+        assert rows_by_tier(rep) == want
+        assert I(rep, "unlabeled_creators") == 1
+    top = a.call("ListTopCreators", dict(RANGE, tiers=["TIER_HEAD"]), timeout=10)
+    assert sorted(x["creator_id"] for x in top["creators"]) == \
+        sorted(c for c, t in tiers.items() if t == "TIER_HEAD")
+    # BatchGetCreatorTiers was tried once (UNIMPLEMENTED); then two BatchScoreCreators a
+    # report: the batch with the ghost (NOT_FOUND names it), then the batch without it.
+    assert stub.calls[GET_TIERS] == 1, stub.calls
+    assert stub.calls[SCORE] == 2 * 5, stub.calls
+    warned = [r for r in a.srv.log_records()
+              if "fall back to BatchScoreCreators" in r.get("msg", "")]
+    assert len(warned) == 1, warned
+    assert warned[0]["level"] == "warn"
+    assert "BatchGetCreatorTiers" in warned[0]["msg"]
 
 
 def test_sigterm_while_a_fetch_is_in_flight(stubbed):

@@ -1,8 +1,11 @@
 """A stub tier scoring for attribution's tests: a grpc.server with a generic handler that
-answers BatchGetCreatorTiers, counting every call, holding each one `delay` seconds.
+answers BatchGetCreatorTiers (unless `old`, as a tier scoring from before that method:
+then UNIMPLEMENTED, as grpc answers any method it does not serve) and BatchScoreCreators,
+counting every call, holding each one `delay` seconds.
 
 Tiers come from a dict {creator_id: "TIER_MID", ...}; ids not in it are unknown: listed
-in `not_found`.
+in `not_found` by BatchGetCreatorTiers, and named in a NOT_FOUND for the whole batch by
+BatchScoreCreators, worded as creator profile words it ("creator_ids[i]: ...").
 
 The message classes are generated at test time from proto/yaowei/tier/v1/tier.proto with
 `protoc --python_out` (nothing generated is committed), as ywclient does for health and
@@ -27,6 +30,7 @@ from ywclient import PROTOC
 
 SERVICE = "yaowei.tier.v1.TierScoringService"
 GET_TIERS = "/%s/BatchGetCreatorTiers" % SERVICE
+SCORE = "/%s/BatchScoreCreators" % SERVICE
 
 _lock = threading.Lock()
 _pb2 = None
@@ -57,10 +61,11 @@ class TierStub:
     of each method (UNIMPLEMENTED ones too), .ids[path] the ids they asked for,
     .max_concurrent the most calls held at once."""
 
-    def __init__(self, tiers, delay=0.0):
+    def __init__(self, tiers, delay=0.0, old=False):
         self.pb = tier_pb2()
         self.tiers = dict(tiers)
         self.delay = delay
+        self.old = old
         self.calls = collections.Counter()
         self.ids = collections.Counter()
         self.max_concurrent = 0
@@ -95,6 +100,28 @@ class TierStub:
         finally:
             self._leave()
 
+    def _score(self, req, context):
+        self._enter(SCORE, req.creator_ids)
+        try:
+            missing = [i for i, cid in enumerate(req.creator_ids) if cid not in self.tiers]
+            if len(missing) == 1:
+                i = missing[0]
+                context.abort(grpc.StatusCode.NOT_FOUND, 'creator_ids[%d]: creator "%s" not found'
+                              % (i, req.creator_ids[i]))
+            if missing:
+                named = ", ".join('creator_ids[%d] "%s"' % (i, req.creator_ids[i])
+                                  for i in missing[:20])
+                more = ", and %d more" % (len(missing) - 20) if len(missing) > 20 else ""
+                context.abort(grpc.StatusCode.NOT_FOUND, "creator_ids: %d creators not found: %s%s"
+                              % (len(missing), named, more))
+            resp = self.pb.BatchScoreCreatorsResponse()
+            for cid in req.creator_ids:
+                resp.scores.add(creator_id=cid, tier=self.pb.Tier.Value(self.tiers[cid]),
+                                policy_version=1)
+            return resp
+        finally:
+            self._leave()
+
     def start(self):
         stub = self
         pb = self.pb
@@ -102,10 +129,14 @@ class TierStub:
         class Handler(grpc.GenericRpcHandler):
             def service(self, details):
                 path = details.method
-                if path == GET_TIERS:
+                if path == GET_TIERS and not stub.old:
                     return grpc.unary_unary_rpc_method_handler(
                         stub._get_tiers, pb.BatchGetCreatorTiersRequest.FromString,
                         pb.BatchGetCreatorTiersResponse.SerializeToString)
+                if path == SCORE:
+                    return grpc.unary_unary_rpc_method_handler(
+                        stub._score, pb.BatchScoreCreatorsRequest.FromString,
+                        pb.BatchScoreCreatorsResponse.SerializeToString)
                 with stub._mu:
                     stub.calls[path] += 1  # answered UNIMPLEMENTED by grpc
                 return None
