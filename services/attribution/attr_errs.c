@@ -36,7 +36,8 @@ void attr_errs_add(attr_errs_t *e, int64_t index, const char *reason)
         pos = attr__errs_pos(e, index);
         s = e->by[ATTR_ERRORS_MAX - 1];
     }
-    memmove(&e->by[pos + 1], &e->by[pos], (e->n - 1 - pos) * sizeof e->by[0]);
+    memmove(&e->by[pos + 1], &e->by[pos],
+            (e->n - 1 - pos) * sizeof(Yaowei__Attribution__V1__IngestError *));
     e->by[pos] = s;
     size_t k = (size_t)(s - e->slot);
     yaowei__attribution__v1__ingest_error__init(s);

@@ -297,7 +297,7 @@ static int attr__join(attr__fetch_t *f, attr__waiter_t *w)
 {
     if (f->n_w == f->cap_w) {
         size_t cap = f->cap_w ? 2 * f->cap_w : 4;
-        attr__waiter_t **n = realloc(f->w, cap * sizeof *n);
+        attr__waiter_t **n = realloc(f->w, cap * sizeof(attr__waiter_t *));
         if (n == NULL) {
             return -ENOMEM;
         }
@@ -714,7 +714,7 @@ static void attr__fetch_abandon(attr__fetch_t *f)
     free(f->w);
     free(f->ask);
     free(f);
-    attr__unref(t);
+    t->refs--; /* never the last: not closing, so the timer holds one */
 }
 
 /*
@@ -871,9 +871,11 @@ void attr_tier_destroy(attr_tier_t *t)
         return;
     }
     t->closing = 1;
-    /* Every caller is answered now (their calls are still theirs to finish). */
-    while (t->waiters != NULL) {
-        attr__answer(t, t->waiters, "tier scoring: shutting down");
+    /* Every caller is answered now (their calls are still theirs to finish); none comes
+     * after (attr_tier_refresh() refuses while closing). */
+    for (attr__waiter_t *w = t->waiters, *next; w != NULL; w = next) {
+        next = w->next;
+        attr__answer(t, w, "tier scoring: shutting down");
     }
     (void)uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->timer, attr__on_timer_closed);
