@@ -22,7 +22,8 @@
  * first, or its call is cancelled (looked at every ATTR_TIER_POLL_MS), `done` runs with
  * an error and the report answers from the cache as it is then; the fetch goes on for
  * the other callers and for the cache. With different creators in flight at once,
- * ATTR_TIER_INFLIGHT bounds the calls of each fetch, not of all of them.
+ * ATTR_TIER_INFLIGHT bounds the calls of each fetch, not of all of them. The marks cost
+ * 4 bytes per creator of the state (an array beside st->creator_meta).
  *
  * The ids tier scoring lists in `not_found` (unknown to it, or created after its last
  * population refresh) are labelled TIER_UNSPECIFIED and asked again after
@@ -61,9 +62,9 @@
 extern "C" {
 #endif
 
-/** Ids per call: tier scoring's BatchGetCreatorTiers limit. */
+/** Ids per call: tier scoring's limit, of BatchGetCreatorTiers and BatchScoreCreators. */
 #define ATTR_TIER_BATCH 1000
-/** Calls of one refresh in flight at most. */
+/** Calls of one fetch in flight at most. */
 #define ATTR_TIER_INFLIGHT 4
 /** Time one fetch gets for all its calls. */
 #define ATTR_TIER_TIMEOUT_MS 5000
