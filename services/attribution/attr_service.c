@@ -35,6 +35,7 @@
 
 #include "common/log.h"
 #include "services/attribution/attr_ckey.h"
+#include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_log.h"
 #include "services/attribution/attr_snap.h"
 #include "services/attribution/attr_state.h"
@@ -46,8 +47,6 @@
 #include "yaowei/tier/v1/tier.pb-c.h"
 
 #define ATTR_SERVICE_NAME "yaowei.attribution.v1.AttributionService"
-#define ATTR_ERRORS_MAX 100
-#define ATTR_REASON_MAX 200
 /** Events per exposure frame / conversion job while a call is being read. */
 #define ATTR_FRAME_EVENTS 2048
 #define ATTR_MAINT_MS 5000
@@ -548,9 +547,7 @@ struct st_attr_ingest_t {
     yw_call_t *call;
     int64_t next_index;
     int64_t accepted, duplicates, rejected, past;
-    Yaowei__Attribution__V1__IngestError errs[ATTR_ERRORS_MAX];
-    char reasons[ATTR_ERRORS_MAX][ATTR_REASON_MAX];
-    size_t n_errs;
+    attr_errs_t errs; /* the lowest rejected indexes, in order */
     int in_flight;
     int ended;
     grpc_status_code fail;
@@ -587,18 +584,14 @@ static void attr__ingest_fail(attr_ingest_t *ing, grpc_status_code code, const c
     va_end(ap);
 }
 
-/** Counts a rejected event; keeps the first ATTR_ERRORS_MAX reasons. */
+/**
+ * Counts a rejected event, at whatever stage it was judged; the summary lists the
+ * ATTR_ERRORS_MAX lowest indexes, ascending (attr_errs.h).
+ */
 static void attr__reject(attr_ingest_t *ing, int64_t index, const char *reason)
 {
     ing->rejected++;
-    if (ing->n_errs < ATTR_ERRORS_MAX) {
-        Yaowei__Attribution__V1__IngestError *e = &ing->errs[ing->n_errs];
-        yaowei__attribution__v1__ingest_error__init(e);
-        e->index = index;
-        snprintf(ing->reasons[ing->n_errs], ATTR_REASON_MAX, "%s", reason);
-        e->reason = ing->reasons[ing->n_errs];
-        ing->n_errs++;
-    }
+    attr_errs_add(&ing->errs, index, reason);
 }
 
 /** Sends the summary (or the failure) once the input ended and nothing is in flight. */
@@ -613,15 +606,10 @@ static void attr__ingest_maybe_finish(attr_ingest_t *ing)
     } else {
         Yaowei__Attribution__V1__IngestSummary sum;
         yaowei__attribution__v1__ingest_summary__init(&sum);
-        Yaowei__Attribution__V1__IngestError *ptrs[ATTR_ERRORS_MAX];
-        for (size_t i = 0; i < ing->n_errs; i++) {
-            ptrs[i] = &ing->errs[i];
-        }
+        sum.errors = attr_errs_list(&ing->errs, &sum.n_errors);
         sum.accepted = ing->accepted;
         sum.duplicates = ing->duplicates;
         sum.rejected = ing->rejected;
-        sum.n_errors = ing->n_errs;
-        sum.errors = ptrs;
         sum.past_join_horizon = ing->past;
         (void)yw_call_reply(call, &sum.base);
     }

@@ -12,9 +12,15 @@
  * are held (or every call expected has come): so the number held at once is exactly
  * what the client keeps in flight. Only the first `answer_max` calls are ever answered;
  * the later ones are held until the client gives up.
+ *
+ * The fake serves BatchScoreCreators too; set `old` and it answers BatchGetCreatorTiers
+ * UNIMPLEMENTED at once, as a tier scoring from before that method does. It answers a
+ * BatchScoreCreators batch holding ghosts with NOT_FOUND naming them as creator profile
+ * does ("creator_ids[i] ...").
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/client.h"
 #include "common/runtime.h"
@@ -31,6 +37,7 @@
 typedef struct {
     yw_call_t *call;
     const Yaowei__Tier__V1__BatchGetCreatorTiersRequest *req;
+    const Yaowei__Tier__V1__BatchScoreCreatorsRequest *score_req; /* the older fake's */
     int answered;
 } held_t;
 
@@ -50,10 +57,13 @@ typedef struct {
     int answer_max;   /* answer the first this many calls; hold the others */
     int wait_for;     /* answer once this many are held ... */
     int expect_calls; /* ... or this many have come */
+    int old;          /* BatchGetCreatorTiers is UNIMPLEMENTED */
+    int n_unimplemented;
     /* attribution's side */
     attr_state_t st;
     attr_tier_t *tier;
     int done;
+    int want_done; /* on_done stops the loop once this many are done (0: 1) */
     char error[512];
     int has_error;
 } fx_t;
@@ -74,11 +84,54 @@ static int tier_of_id(const char *id)
     }
 }
 
+/* The older fake's answer: a TierScore per id, or NOT_FOUND naming the ghosts. */
+static void answer_scores(held_t *h)
+{
+    const Yaowei__Tier__V1__BatchScoreCreatorsRequest *req = h->score_req;
+    size_t n = req->n_creator_ids;
+    char msg[512];
+    size_t o = 0, ghosts = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(req->creator_ids[i], "ghost", 5) == 0) {
+            ghosts++;
+            if (o < sizeof msg) {
+                o += (size_t)snprintf(msg + o, sizeof msg - o, "%s creator_ids[%zu] \"%s\"",
+                                      ghosts > 1 ? "," : "", i, req->creator_ids[i]);
+            }
+        }
+    }
+    if (ghosts > 0) {
+        yw_call_finish(h->call, GRPC_STATUS_NOT_FOUND, "creator_ids: %zu creators not found:%s",
+                       ghosts, msg);
+        return;
+    }
+    Yaowei__Tier__V1__TierScore *msgs = calloc(n + 1, sizeof *msgs);
+    Yaowei__Tier__V1__TierScore **scores = calloc(n + 1, sizeof *scores);
+    YW_CHECK(msgs != NULL && scores != NULL);
+    for (size_t i = 0; i < n; i++) {
+        yaowei__tier__v1__tier_score__init(&msgs[i]);
+        msgs[i].creator_id = req->creator_ids[i];
+        msgs[i].tier = (Yaowei__Tier__V1__Tier)tier_of_id(req->creator_ids[i]);
+        scores[i] = &msgs[i];
+    }
+    Yaowei__Tier__V1__BatchScoreCreatorsResponse resp =
+        YAOWEI__TIER__V1__BATCH_SCORE_CREATORS_RESPONSE__INIT;
+    resp.n_scores = n;
+    resp.scores = scores;
+    (void)yw_call_reply(h->call, &resp.base);
+    free(msgs);
+    free(scores);
+}
+
 static void answer(held_t *h)
 {
     const Yaowei__Tier__V1__BatchGetCreatorTiersRequest *req = h->req;
     h->answered = 1;
     fx->holding--;
+    if (h->score_req != NULL) {
+        answer_scores(h);
+        return;
+    }
     for (size_t i = 0; i < req->n_creator_ids; i++) {
         if (strcmp(req->creator_ids[i], "bad") == 0) {
             yw_call_finish(h->call, GRPC_STATUS_INVALID_ARGUMENT,
@@ -132,6 +185,11 @@ static void on_tick(uv_timer_t *t)
 
 static void on_batch_get(yw_call_t *call, const ProtobufCMessage *msg)
 {
+    if (fx->old) {
+        fx->n_unimplemented++;
+        yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        return;
+    }
     YW_CHECK(fx->n_calls < MAX_CALLS);
     held_t *h = &fx->calls[fx->n_calls];
     fx->remaining_ms[fx->n_calls] = yw_call_remaining_ms(call);
@@ -151,12 +209,30 @@ static void on_batch_get(yw_call_t *call, const ProtobufCMessage *msg)
     }
 }
 
+static void on_batch_score(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    YW_CHECK(fx->n_calls < MAX_CALLS);
+    held_t *h = &fx->calls[fx->n_calls];
+    fx->remaining_ms[fx->n_calls] = yw_call_remaining_ms(call);
+    h->call = call;
+    h->score_req = (const Yaowei__Tier__V1__BatchScoreCreatorsRequest *)msg;
+    fx->ids_seen += h->score_req->n_creator_ids;
+    fx->n_ids[fx->n_calls] = h->score_req->n_creator_ids;
+    fx->n_calls++;
+    if (++fx->holding > fx->max_holding) {
+        fx->max_holding = fx->holding;
+    }
+}
+
 static const yw_method_t fake_methods[] = {
     {ATTR_TIER_METHOD, YW_METHOD_UNARY,
      &yaowei__tier__v1__batch_get_creator_tiers_request__descriptor,
      &yaowei__tier__v1__batch_get_creator_tiers_response__descriptor, on_batch_get, NULL, NULL},
+    {ATTR_TIER_FALLBACK_METHOD, YW_METHOD_UNARY,
+     &yaowei__tier__v1__batch_score_creators_request__descriptor,
+     &yaowei__tier__v1__batch_score_creators_response__descriptor, on_batch_score, NULL, NULL},
 };
-static const yw_service_t fake_service = {"yaowei.tier.v1.TierScoringService", fake_methods, 1,
+static const yw_service_t fake_service = {"yaowei.tier.v1.TierScoringService", fake_methods, 2,
                                           NULL};
 
 /* Starts the fake and attribution's side. `up` 0: attr_tier calls a port nobody serves. */
@@ -183,6 +259,13 @@ static void start_ticking(fx_t *f, int up, int64_t ttl_ns, uint64_t first_tick_m
 static void start(fx_t *f, int up, int64_t ttl_ns)
 {
     start_ticking(f, up, ttl_ns, 2);
+}
+
+/* A tier scoring from before BatchGetCreatorTiers. */
+static void start_old(fx_t *f, int64_t ttl_ns)
+{
+    start(f, 1, ttl_ns);
+    f->old = 1;
 }
 
 static void on_down(void *arg)
@@ -228,7 +311,9 @@ static void on_done(void *arg, const char *error)
     f->done++;
     f->has_error = error != NULL;
     snprintf(f->error, sizeof f->error, "%s", error != NULL ? error : "");
-    yw_runtime_stop(f->rt);
+    if (f->done >= (f->want_done > 0 ? f->want_done : 1)) {
+        yw_runtime_stop(f->rt);
+    }
 }
 
 /* One refresh of ids[0..n) at `now_ns`, run to its end. Returns attr_tier_refresh()'s. */
@@ -428,6 +513,127 @@ YW_TEST(tier_scoring_down_stops_after_the_first_failures)
     stop(&f);
 }
 
+YW_TEST(concurrent_refreshes_share_one_fetch)
+{
+    fx_t f;
+    start(&f, 1, 300 * S_NS);
+    attr_tier_set_limits(f.tier, 10, 4, 5000);
+    uint32_t ids[50];
+    add_creators(&f, "m", 50, ids);
+    /* Eight reports at once over the same creators (none labelled yet). */
+    f.want_done = 8;
+    for (int i = 0; i < 8; i++) {
+        YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids, 50, NOW_NS, NULL, on_done, &f), ==, 1);
+    }
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.done, ==, 8);
+    YW_CHECK(!f.has_error);
+    YW_CHECK_INT(f.n_calls, ==, 5); /* one fetch: 50 ids in batches of 10 */
+    YW_CHECK_INT(f.ids_seen, ==, 50);
+    for (size_t i = 0; i < 50; i++) {
+        YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, YAOWEI__TIER__V1__TIER__TIER_MID);
+    }
+    stop(&f);
+}
+
+YW_TEST(a_refresh_joins_what_is_in_flight_and_asks_only_for_the_rest)
+{
+    fx_t f;
+    start(&f, 1, 300 * S_NS);
+    attr_tier_set_limits(f.tier, 10, 4, 5000);
+    uint32_t ids[30];
+    add_creators(&f, "t", 30, ids);
+    f.want_done = 3;
+    /* [0, 20) starts a fetch; [10, 30) waits for it and fetches [20, 30); [0, 30) asks
+     * for nothing new. */
+    YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids, 20, NOW_NS, NULL, on_done, &f), ==, 1);
+    YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids + 10, 20, NOW_NS, NULL, on_done, &f), ==, 1);
+    YW_CHECK_INT(attr_tier_refresh(f.tier, &f.st, ids, 30, NOW_NS, NULL, on_done, &f), ==, 1);
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.done, ==, 3);
+    YW_CHECK(!f.has_error);
+    YW_CHECK_INT(f.ids_seen, ==, 30);
+    YW_CHECK_INT(f.n_calls, ==, 3);
+    for (size_t i = 0; i < 30; i++) {
+        YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, YAOWEI__TIER__V1__TIER__TIER_TAIL);
+    }
+    /* Over: asked again once the labels expire, not before. */
+    YW_CHECK_INT(refresh(&f, ids, 30, NOW_NS + 299 * S_NS), ==, 0);
+    f.want_done = 0;
+    YW_CHECK_INT(refresh(&f, ids, 30, NOW_NS + 300 * S_NS), ==, 1);
+    YW_CHECK_INT(f.ids_seen, ==, 60);
+    stop(&f);
+}
+
+YW_TEST(an_older_tier_scoring_is_asked_with_batch_score_creators)
+{
+    fx_t f;
+    start_old(&f, 300 * S_NS);
+    attr_tier_set_limits(f.tier, 10, 4, 5000);
+    uint32_t ids[28];
+    add_creators(&f, "h", 20, ids);
+    add_creators(&f, "ghost", 3, ids + 20);
+    add_creators(&f, "m", 5, ids + 23);
+    YW_CHECK(!attr_tier_fallback(f.tier));
+    YW_CHECK_INT(refresh(&f, ids, 28, NOW_NS), ==, 1);
+    YW_CHECK(!f.has_error);
+    YW_CHECK(attr_tier_fallback(f.tier));
+    for (size_t i = 0; i < 28; i++) {
+        int want = i < 20   ? YAOWEI__TIER__V1__TIER__TIER_HEAD
+                   : i < 23 ? YAOWEI__TIER__V1__TIER__TIER_UNSPECIFIED
+                            : YAOWEI__TIER__V1__TIER__TIER_MID;
+        YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, want);
+        YW_CHECK(f.st.creator_meta[ids[i]].tier_ns != 0); /* the ghosts too: not_found */
+    }
+    /* The three batches went as BatchGetCreatorTiers (UNIMPLEMENTED), then as
+     * BatchScoreCreators: the batch holding the ghosts once more without them. */
+    YW_CHECK_INT(f.n_unimplemented, ==, 3);
+    YW_CHECK_INT(f.n_calls, ==, 4);
+    YW_CHECK_INT(f.ids_seen, ==, 10 + 10 + 8 + 5);
+    /* Later refreshes go straight to BatchScoreCreators: the ghosts, after a minute, are
+     * named by the NOT_FOUND of their one call. */
+    YW_CHECK_INT(refresh(&f, ids, 28, NOW_NS + 100 * S_NS), ==, 1);
+    YW_CHECK(!f.has_error);
+    YW_CHECK_INT(f.n_unimplemented, ==, 3);
+    YW_CHECK_INT(f.n_calls, ==, 5);
+    YW_CHECK_INT(f.ids_seen, ==, 33 + 3);
+    /* kept a minute: dated back by TTL - 60 s */
+    YW_CHECK(f.st.creator_meta[ids[20]].tier_ns == NOW_NS + 100 * S_NS - 240 * S_NS);
+    YW_CHECK(attr_tier_fallback(f.tier));
+    stop(&f);
+}
+
+YW_TEST(an_upgraded_tier_scoring_is_found_by_the_reprobe)
+{
+    fx_t f;
+    start_old(&f, 0);
+    attr_tier_set_reprobe(f.tier, 1);
+    uint32_t ids[3];
+    add_creators(&f, "t", 3, ids);
+    YW_CHECK_INT(refresh(&f, ids, 3, NOW_NS), ==, 1);
+    YW_CHECK(attr_tier_fallback(f.tier));
+    YW_CHECK_INT(f.n_unimplemented, ==, 1);
+    YW_CHECK_INT(f.n_calls, ==, 1);
+    /* Still old: the probe is UNIMPLEMENTED again, the batch goes as BatchScoreCreators. */
+    usleep(5000);
+    YW_CHECK_INT(refresh(&f, ids, 3, NOW_NS), ==, 1);
+    YW_CHECK(!f.has_error);
+    YW_CHECK(attr_tier_fallback(f.tier));
+    YW_CHECK_INT(f.n_unimplemented, ==, 2);
+    YW_CHECK_INT(f.n_calls, ==, 2);
+    YW_CHECK_INT(attr_tier_of(&f.st, ids[2]), ==, YAOWEI__TIER__V1__TIER__TIER_TAIL);
+    /* Upgraded: the probe is answered and the fallback ends. */
+    f.old = 0;
+    usleep(5000);
+    YW_CHECK_INT(refresh(&f, ids, 3, NOW_NS), ==, 1);
+    YW_CHECK(!f.has_error);
+    YW_CHECK(!attr_tier_fallback(f.tier));
+    YW_CHECK_INT(f.n_calls, ==, 3); /* BatchGetCreatorTiers, held and answered */
+    YW_CHECK_INT(f.n_unimplemented, ==, 2);
+    YW_CHECK_INT(attr_tier_of(&f.st, ids[2]), ==, YAOWEI__TIER__V1__TIER__TIER_TAIL);
+    stop(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -439,6 +645,10 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(a_refused_batch_is_halved_until_the_bad_id_stands_alone),
         YW_TEST_ENTRY(ids_tier_scoring_cannot_take_are_not_sent),
         YW_TEST_ENTRY(tier_scoring_down_stops_after_the_first_failures),
+        YW_TEST_ENTRY(concurrent_refreshes_share_one_fetch),
+        YW_TEST_ENTRY(a_refresh_joins_what_is_in_flight_and_asks_only_for_the_rest),
+        YW_TEST_ENTRY(an_older_tier_scoring_is_asked_with_batch_score_creators),
+        YW_TEST_ENTRY(an_upgraded_tier_scoring_is_found_by_the_reprobe),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
