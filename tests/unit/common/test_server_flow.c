@@ -23,7 +23,7 @@ extern const size_t yw_descriptor_set_len;
 /* What the client does after the server paused. */
 enum { END_NORMAL, END_DEADLINE, END_CLIENT_CANCEL, END_SHUTDOWN };
 
-#define BIG (64 * 1024)
+#define BIG ((size_t)64 * 1024)
 
 typedef struct {
     yw_runtime_t *rt;
