@@ -71,7 +71,8 @@ typedef struct st_yw_method_t {
      * Called on the loop for each request message. Unary and server-streaming methods
      * get exactly one; the message stays valid until the call is freed. Client- and
      * bidi-streaming methods get each message in order; it is valid only during the
-     * callback.
+     * callback. The next message is read when the callback returns, unless the handler
+     * paused reads (yw_call_pause_reads()).
      */
     void (*on_message)(yw_call_t *call, const ProtobufCMessage *msg);
     /**
