@@ -82,6 +82,24 @@ bench: build
 	$(BAZEL) build //bench/peer_cpp:get_creator_server //bench:pg_copy_exposures
 	$(PY) bench/bench.py $(if $(filter-out 0,$(QUICK)),--quick)
 
+# ---- Stress (never part of `make test`) ------------------------------------------------
+# `make stress`: the long versions of tests whose short versions `make test` runs.
+# stress-flow: attribution's client-stream flow control (tests/integration/
+# test_attribution_flow.py) with STRESS_EXPOSURES exposures through one IngestExposures
+# stream from a client that never waits, while the disk under --data-dir stalls (needs
+# root: a loop mount and fsfreeze); about 2 minutes.
+STRESS_EXPOSURES ?= 5000000
+STRESS_GROWTH_BOUND_MB ?= 128
+
+.PHONY: stress stress-flow
+
+stress: stress-flow
+
+stress-flow: build
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_STREAM_EXPOSURES=$(STRESS_EXPOSURES) \
+		YW_STREAM_GROWTH_BOUND_MB=$(STRESS_GROWTH_BOUND_MB) $(PY) -m pytest -q -s \
+		-p no:cacheprovider tests/integration/test_attribution_flow.py
+
 # deploy/ without a container engine or a cluster: YAML, kustomize references, compose,
 # the Containerfile's shell steps, systemd-analyze verify (tools/check_deploy.py).
 check-deploy: deps

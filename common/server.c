@@ -14,6 +14,13 @@
  * went out (or the call died). RECV_CLOSE_ON_SERVER is started first on every call: it
  * always completes, and its `cancelled` flag is how cancellation and deadlines are
  * seen.
+ *
+ * Flow control of client streams: the next RECV_MESSAGE is posted when the previous
+ * message's on_message returns, unless the handler paused reads
+ * (yw_call_pause_reads()); then it is posted by yw_call_resume_reads(). Until then
+ * gRPC reads nothing more of the stream, its HTTP/2 window closes, and the client's
+ * sends wait. A paused stream still ends: RECV_CLOSE_ON_SERVER completes on a cancel,
+ * a deadline or the shutdown's grace, and on_end runs then (nothing is being received).
  */
 #include "common/server.h"
 
@@ -83,6 +90,8 @@ struct st_yw_call_t {
     int sending;      /* a send batch is in flight */
     int ended;        /* on_end was called */
     int receiving;    /* a RECV_MESSAGE is in flight */
+    int paused;       /* yw_call_pause_reads(): no RECV_MESSAGE until resumed */
+    int delivering;   /* on_message of a streamed message is running (yw__on_recv) */
     int reap_queued;  /* a deferred yw__call_maybe_free() is queued (holds `pending`) */
     yw__outmsg_t *out_head, *out_tail;
     grpc_byte_buffer *send_bb; /* the message of the send in flight */
@@ -728,10 +737,12 @@ static void yw__on_recv(yw_tag_t *tag, int ok)
                            "request: not a valid %s message (malformed protobuf)", m->request->name);
         } else {
             yw_log_ctx_t prev = yw__enter(c);
+            c->delivering = 1;
             m->on_message(c, msg);
+            c->delivering = 0;
             yw__leave(prev);
             protobuf_c_message_free_unpacked(msg, NULL);
-            if (!c->finished && !c->ended) {
+            if (!c->finished && !c->ended && !c->paused) {
                 yw__start_recv(c);
             }
         }
@@ -740,12 +751,10 @@ static void yw__on_recv(yw_tag_t *tag, int ok)
     yw__call_maybe_free(c);
 }
 
-static void yw__start_recv(yw_call_t *c)
+/* Posts the next RECV_MESSAGE. Returns -EIO when gRPC refused it: the call is then
+ * cancelled and dead, and on_end has not run yet (the caller decides when it does). */
+static int yw__post_recv(yw_call_t *c)
 {
-    if (c->close_cancelled) {
-        yw__call_end_stream(c);
-        return;
-    }
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
@@ -757,8 +766,61 @@ static void yw__start_recv(yw_call_t *c)
         c->receiving = 0;
         c->dead = 1;
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "receive failed", NULL);
+        return -EIO;
+    }
+    return 0;
+}
+
+static void yw__start_recv(yw_call_t *c)
+{
+    if (c->close_cancelled) {
+        yw__call_end_stream(c);
+        return;
+    }
+    if (yw__post_recv(c) != 0) {
         yw__call_end_stream(c);
     }
+}
+
+static int yw__is_client_stream(const yw_call_t *c)
+{
+    return c->reg != NULL && (c->reg->method->kind == YW_METHOD_CLIENT_STREAMING ||
+                              c->reg->method->kind == YW_METHOD_BIDI_STREAMING);
+}
+
+int yw_call_pause_reads(yw_call_t *call)
+{
+    if (!yw__is_client_stream(call)) {
+        return -EINVAL;
+    }
+    if (call->ended || call->finished || call->dead || call->close_cancelled) {
+        return -ECANCELED;
+    }
+    call->paused = 1;
+    return 0;
+}
+
+int yw_call_resume_reads(yw_call_t *call)
+{
+    if (!yw__is_client_stream(call)) {
+        return -EINVAL;
+    }
+    int was_paused = call->paused;
+    call->paused = 0;
+    if (call->ended || call->finished || call->dead || call->close_cancelled) {
+        return -ECANCELED;
+    }
+    if (!was_paused || call->receiving || call->delivering) {
+        return 0; /* a read is in flight, or yw__on_recv posts the next one */
+    }
+    /* On a refusal the call is cancelled: RECV_CLOSE_ON_SERVER then completes and
+     * yw__on_close() runs on_end, never inside this function (server.h). */
+    return yw__post_recv(call) == 0 ? 0 : -ECANCELED;
+}
+
+int yw_call_reads_paused(const yw_call_t *call)
+{
+    return call->paused;
 }
 
 static int yw__start_close(yw_call_t *c)

@@ -27,6 +27,9 @@
  * A handler that goes asynchronous keeps the pointer and finishes the call later, even
  * when the call was cancelled meanwhile (finishing a cancelled call is harmless).
  * `on_done` runs once, right before the call is freed.
+ *
+ * Client streams are read one message at a time, and a handler may pause and resume
+ * reading (yw_call_pause_reads()): HTTP/2 flow control then makes the client wait.
  */
 #ifndef YW_SERVER_H
 #define YW_SERVER_H
@@ -68,7 +71,8 @@ typedef struct st_yw_method_t {
      * Called on the loop for each request message. Unary and server-streaming methods
      * get exactly one; the message stays valid until the call is freed. Client- and
      * bidi-streaming methods get each message in order; it is valid only during the
-     * callback.
+     * callback. The next message is read when the callback returns, unless the handler
+     * paused reads (yw_call_pause_reads()).
      */
     void (*on_message)(yw_call_t *call, const ProtobufCMessage *msg);
     /**
@@ -255,6 +259,39 @@ int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
  * with a message a validator wrote. Returns what yw_call_finish() returns.
  */
 int yw_call_fail(yw_call_t *call, grpc_status_code code, const char *msg);
+
+/**
+ * Client- and bidi-streaming: flow control. After yw_call_pause_reads() the runtime
+ * posts no further receive on the call (a message whose receive is already in flight,
+ * when called outside on_message, is still delivered), so gRPC reads nothing more of
+ * the stream: its HTTP/2 window fills and the client's sends wait, instead of the
+ * messages piling up in the server's memory. yw_call_resume_reads() posts the next
+ * receive: on_message runs again for the next message, or on_end once the client has
+ * half-closed. Meant for handlers whose work falls behind the stream (e.g. events read
+ * but not yet accepted past a bound): pause from on_message, resume from the callback
+ * that sees the work drain.
+ *
+ * Lifetime, stated once: a paused call still ends. A cancel by the client, a passing
+ * deadline or the server's shutdown (after grace_ms) runs on_end as usual (with
+ * yw_call_is_cancelled() true) while the call is paused; the handler then finishes it
+ * as always, and the call is freed when nothing holds it. Pausing never keeps a call
+ * alive by itself, and a stream the handler never resumes ends at its deadline or at
+ * shutdown. Resuming is safe at any time while the call pointer is valid (server.h's
+ * call lifetime above): after on_end, after a cancel, or after the handler finished the
+ * call, it does nothing and returns -ECANCELED. Neither function calls a handler
+ * callback before returning (from inside on_message, resume just lets the runtime post
+ * the next receive when on_message returns). Pausing twice or resuming a call that is
+ * not paused is harmless.
+ *
+ * Both return 0, -EINVAL for unary and server-streaming methods, or -ECANCELED when the
+ * stream has ended (on_end ran or will run without further messages) or the call was
+ * finished. Loop thread only, as every call function.
+ */
+int yw_call_pause_reads(yw_call_t *call);
+int yw_call_resume_reads(yw_call_t *call);
+
+/** Non-zero while reads are paused (yw_call_pause_reads() and no resume since). */
+int yw_call_reads_paused(const yw_call_t *call);
 
 /**
  * For handlers about to start work (store jobs, peer calls): returns 0 while somebody

@@ -49,6 +49,8 @@
 #define ATTR_SERVICE_NAME "yaowei.attribution.v1.AttributionService"
 /** Events per exposure frame / conversion job while a call is being read. */
 #define ATTR_FRAME_EVENTS 2048
+/** A client stream stops reading while this many of its frames / jobs are on their way. */
+#define ATTR_STREAM_BATCHES 2
 #define ATTR_MAINT_MS 5000
 #define ATTR_SWEEP_BUDGET 200000
 #define ATTR_PAGE_DEFAULT 50
@@ -594,10 +596,31 @@ static void attr__reject(attr_ingest_t *ing, int64_t index, const char *reason)
     attr_errs_add(&ing->errs, index, reason);
 }
 
+/**
+ * Flow control of the client streams (server.h, yw_call_pause_reads()): a stream stops
+ * reading while ATTR_STREAM_BATCHES of its frames (or conversion jobs) are on their way
+ * (the disk check, the index's backpressure, the log, the commit), and reads on once one
+ * is through. A client faster than that waits in HTTP/2 flow control instead of piling
+ * events up here: a stream has at most ATTR_STREAM_BATCHES frames and the one being
+ * filled read and not yet accepted. Unary calls have nothing to pause (-EINVAL).
+ */
+static void attr__stream_flow(attr_ingest_t *ing)
+{
+    if (ing->in_flight >= ATTR_STREAM_BATCHES) {
+        (void)yw_call_pause_reads(ing->call);
+    } else {
+        (void)yw_call_resume_reads(ing->call);
+    }
+}
+
 /** Sends the summary (or the failure) once the input ended and nothing is in flight. */
 static void attr__ingest_maybe_finish(attr_ingest_t *ing)
 {
-    if (!ing->ended || ing->in_flight > 0) {
+    if (!ing->ended) {
+        attr__stream_flow(ing); /* a frame went through: the stream may read on */
+        return;
+    }
+    if (ing->in_flight > 0) {
         return;
     }
     yw_call_t *call = ing->call;
@@ -1276,6 +1299,7 @@ static void attr__on_ingest_exposure(yw_call_t *call, const ProtobufCMessage *ms
     if (ing != NULL) {
         attr__ingest_exposure(ing, (const Yaowei__Attribution__V1__ExposureEvent *)msg,
                               attr__now());
+        attr__stream_flow(ing);
     }
 }
 
@@ -1635,6 +1659,7 @@ static void attr__on_ingest_conversion(yw_call_t *call, const ProtobufCMessage *
     if (ing != NULL) {
         attr__ingest_conversion(ing, (const Yaowei__Attribution__V1__ConversionEvent *)msg,
                                 attr__now());
+        attr__stream_flow(ing);
     }
 }
 
