@@ -99,6 +99,12 @@ typedef struct st_attr_svc_t {
      * restart"): no snapshot of it is written. */
     int suspect;
     char data_dir[4000];
+    /* The last committed exposure's place in the log (exposures commit in log order),
+     * and the touch mark last stored (attr_touch_mark_t): a persist job stores the mark
+     * of when it was taken. */
+    uint64_t committed_seg, committed_off;
+    attr_touch_mark_t touch_mark;
+    int mark_due; /* the timer asks for the mark alone when nothing else is stored */
     int64_t tier_ttl_ns;
     uint32_t run_exposures;
     /* Restating (a settings change being applied to the stored conversions): whatever
@@ -774,6 +780,10 @@ static void attr__xbatch_commit(attr_held_t *h)
                                  "restart (the exposures are durable)");
         }
         ing->accepted += (int64_t)xb->n;
+        if (xb->n > 0) {
+            svc->committed_seg = lb->seq;
+            svc->committed_off = xb->offs[xb->n - 1];
+        }
         attr_xstore_committed(svc->xs, lb);
     } else {
         attr__xbatch_abort(xb);
@@ -1940,7 +1950,7 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
 /* ---- candidate persistence ---- */
 
 typedef struct st_attr_pjob_t {
-    attr_touch_job_t j;
+    attr_touch_job_t j; /* j.mark: attr__touch_mark() when taken */
     attr_svc_t *svc;
     attr_conv_t **convs;
     uint32_t *upto;
@@ -1948,10 +1958,29 @@ typedef struct st_attr_pjob_t {
     attr_touch_row_t *rows;
 } attr_pjob_t;
 
+static uint64_t attr__safe_seq(const attr_svc_t *svc);
+
+/**
+ * The touch mark of now (attr_touch_mark_t): every touch memory holds is stored or in
+ * the persist list, so once that list is stored, every conversion committed up to the
+ * safe seq (none below it is pending) has every touch of an exposure committed so far:
+ * found at its commit (the runs and the index files held every exposure committed
+ * before it) or added when a later exposure committed (the conversion was brought into
+ * memory for it).
+ */
+static attr_touch_mark_t attr__touch_mark(const attr_svc_t *svc)
+{
+    attr_touch_mark_t m = {attr__safe_seq(svc), svc->committed_seg, svc->committed_off};
+    return m;
+}
+
 static void attr__on_pjob(yw_store_job_t *job, grpc_status_code status)
 {
     attr_pjob_t *pj = (attr_pjob_t *)job;
     attr_svc_t *svc = pj->svc;
+    if (status == GRPC_STATUS_OK) {
+        svc->touch_mark = pj->j.mark;
+    }
     for (size_t i = 0; i < pj->n_convs; i++) {
         if (status == GRPC_STATUS_OK) {
             attr_state_mark_persisted(pj->convs[i], pj->upto[i]);
@@ -1976,12 +2005,22 @@ static void attr__on_pjob(yw_store_job_t *job, grpc_status_code status)
     attr__unref(svc);
 }
 
-/** Writes the candidate touches not yet in the database, one job at a time. */
+/**
+ * Writes the candidate touches not yet in the database with the touch mark, one job at a
+ * time; with none, the mark alone when it moved (the maintenance timer).
+ */
 static void attr__schedule_persist(attr_svc_t *svc)
 {
     /* Also while stopping: the store stays open until the touches are stored
      * (attr__fini_step()). */
-    if (svc->persist_busy || svc->st.n_persist == 0 || (svc->stopping && svc->suspect)) {
+    if (svc->persist_busy || (svc->stopping && svc->suspect) ||
+        (svc->st.n_persist == 0 && !svc->mark_due)) {
+        return;
+    }
+    svc->mark_due = 0;
+    /* (attr__safe_seq() walks the cached conversions: once a job, not once a batch.) */
+    attr_touch_mark_t mark = attr__touch_mark(svc);
+    if (svc->st.n_persist == 0 && memcmp(&mark, &svc->touch_mark, sizeof mark) == 0) {
         return;
     }
     attr_state_t *st = &svc->st;
@@ -2035,6 +2074,7 @@ static void attr__schedule_persist(attr_svc_t *svc)
     pj->j.job.done = attr__on_pjob;
     pj->j.rows = pj->rows;
     pj->j.n = r;
+    pj->j.mark = mark;
     if (yw_store_write(svc->store, &pj->j.job) != 0) {
         for (size_t i = 0; i < pj->n_convs; i++) {
             (void)attr_state_repersist(st, pj->convs[i]);
@@ -3171,6 +3211,7 @@ static void attr__on_timer(uv_timer_t *t)
     if (!svc->restating) {
         attr_xstore_tick(svc->xs, now); /* (seals nothing while commits wait) */
     }
+    svc->mark_due = 1;
     attr__schedule_persist(svc);
     attr__maybe_prune_segment(svc, now);
     if (svc->restate != NULL && !svc->stopping) {
@@ -3396,8 +3437,9 @@ typedef struct st_attr_credit_ctx_t {
     attr_svc_t *svc;
     int64_t now;
     uint64_t ck_safe; /* the key index has the keys up to this seq */
+    attr_touch_mark_t mark; /* the stored touches are complete up to it */
     attr_conv_t *c;
-    uint64_t seen, looked_up, found;
+    uint64_t seen, looked_up, looked_up_after, found;
     int rc;
 } attr_credit_ctx_t;
 
@@ -3447,8 +3489,12 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
         attr_xjoin_q_t q = {c->vp_hash,    c->viewer,      c->product,
                             c->viewer_len, c->product_len, c->occur_ns};
         x->c = c;
-        rc = attr_xstore_find_cands(svc->xs, &q, attr__stored_cand, x);
+        /* Its stored touches are complete up to the mark: only the exposures after. */
+        int after = c->seq <= x->mark.seq;
+        rc = attr_xstore_find_cands(svc->xs, &q, after ? x->mark.seg : 0,
+                                    after ? x->mark.off : 0, attr__stored_cand, x);
         x->looked_up++;
+        x->looked_up_after += after;
         if (rc == 0) {
             rc = attr_state_conv_filter_add(st, c->vp_hash, c->occur_ns);
         }
@@ -3486,9 +3532,10 @@ static grpc_status_code attr__credit_scan(yw_store_conn_t *conn, void *arg)
 }
 
 static int attr__credit_stored(attr_svc_t *svc, int64_t now, uint64_t ck_safe,
-                               attr_xstore_stats_t *xst, char *err, size_t errlen)
+                               const attr_touch_mark_t *mark, attr_xstore_stats_t *xst,
+                               uint64_t *after, char *err, size_t errlen)
 {
-    attr_credit_ctx_t x = {.svc = svc, .now = now, .ck_safe = ck_safe};
+    attr_credit_ctx_t x = {.svc = svc, .now = now, .ck_safe = ck_safe, .mark = *mark};
     char serr[256] = "";
     grpc_status_code code = yw_store_run_sync(svc->store, attr__credit_scan, &x, serr, sizeof serr);
     if (code != GRPC_STATUS_OK) {
@@ -3497,6 +3544,7 @@ static int attr__credit_stored(attr_svc_t *svc, int64_t now, uint64_t ck_safe,
         return x.rc != 0 ? x.rc : -EIO;
     }
     xst->conversions_looked_up = x.looked_up;
+    *after = x.looked_up_after;
     xst->candidates_found = x.found;
     attr__evict(svc);
     return 0;
@@ -3699,8 +3747,19 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
      *    credited into the rollups, their touches looked up again in the index files
      *    (the ones found since are stored), their keys indexed where the index lacks them. */
     svc->next_conv_seq = ld.max_seq + 1;
+    uint64_t after_mark = 0;
     if (rc == 0 && !from_snap) {
-        rc = attr__credit_stored(svc, now, ck_safe, &xst, err, errlen);
+        rc = attr__credit_stored(svc, now, ck_safe, &ld.touch_mark, &xst, &after_mark, err,
+                                 errlen);
+    }
+    /* Every touch of an exposure in the log now is stored or in the persist list: the
+     * first touch mark (attr__touch_mark()) covers the log up to its end. */
+    svc->touch_mark = ld.touch_mark;
+    if (rc == 0) {
+        uint64_t seg = 0, size = 0;
+        (void)attr_snap_log_end(svc->exp_dir, &seg, &size);
+        svc->committed_seg = seg;
+        svc->committed_off = size;
     }
     if (rc == 0) {
         attr__register_metrics(svc);
@@ -3743,7 +3802,8 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
            "attribution ready%s: %llu conversions (%zu in memory, cache %lld MiB), %llu "
            "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
            "index files (%llu dropped), %llu read from the log's tail into %llu new ones "
-           "(%llu duplicates skipped); %llu conversions looked up, %llu touches found; "
+           "(%llu duplicates skipped); %llu conversions looked up (%llu only after the touch "
+           "mark), %llu touches found; "
            "settings v%lld, join horizon %llds",
            from_snap ? " (from the snapshot)" : "", (unsigned long long)ld.conversions,
            svc->st.n_cached, cache_mb,
@@ -3751,7 +3811,8 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
            (unsigned long long)xst.indexed_events, (unsigned long long)xst.files,
            (unsigned long long)xst.files_dropped, (unsigned long long)xst.tail_events,
            (unsigned long long)xst.tail_runs, (unsigned long long)xst.tail_duplicates,
-           (unsigned long long)xst.conversions_looked_up, (unsigned long long)xst.candidates_found,
+           (unsigned long long)xst.conversions_looked_up, (unsigned long long)after_mark,
+           (unsigned long long)xst.candidates_found,
            (long long)svc->st.settings.version,
            (long long)(attr_settings_horizon(&svc->st.settings) / ATTR_NS_PER_S));
     attr__account_memory(svc, 1);

@@ -47,6 +47,11 @@ const yw_migration_t attr_migrations[] = {
         "  WHERE t.order_id = conversions.order_id;"
         "DROP TABLE attr_v2_seq;"
         "CREATE UNIQUE INDEX conversions_by_seq ON conversions(seq);"},
+    /* How far the stored candidate touches are complete (attr_touch_mark_t): a start
+     * after a crash looks up again only what came after it. */
+    {3, "CREATE TABLE touch_mark("
+        "  id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,"
+        "  seg INTEGER NOT NULL, off INTEGER NOT NULL);"},
 };
 _Static_assert(sizeof attr_migrations / sizeof attr_migrations[0] == ATTR_N_MIGRATIONS,
                "ATTR_N_MIGRATIONS");
@@ -84,6 +89,7 @@ static const char attr__sql_conversion_sum[] =
 static const char attr__sql_refund_marks[] =
     "SELECT count(*), coalesce(sum(amount_minor), 0) FROM refunds";
 static const char attr__sql_touch_count[] = "SELECT count(*) FROM conversion_touches";
+static const char attr__sql_get_touch_mark[] = "SELECT seq, seg, off FROM touch_mark WHERE id = 1";
 
 static grpc_status_code attr__load_fail(attr_load_t *ld, sqlite3 *db, const char *what)
 {
@@ -192,6 +198,16 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
         return code;
     }
     st->n_stored_convs = ld->conversions;
+    if ((s = yw_store_stmt(conn, attr__sql_get_touch_mark)) == NULL) {
+        return attr__load_fail(ld, db, "touch_mark");
+    }
+    if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        ld->touch_mark.seq = (uint64_t)sqlite3_column_int64(s, 0);
+        ld->touch_mark.seg = (uint64_t)sqlite3_column_int64(s, 1);
+        ld->touch_mark.off = (uint64_t)sqlite3_column_int64(s, 2);
+    } else if (rc != SQLITE_DONE) {
+        return attr__load_fail(ld, db, "touch_mark");
+    }
     if (!ld->skip_rollups) {
         code = attr_store_load_rollups(conn, ld);
     }
@@ -645,9 +661,27 @@ static const char attr__sql_put_touch[] =
     "INSERT OR IGNORE INTO conversion_touches(order_id, event_id, creator_id, note_id, kind,"
     " watch_ms, occur_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
+static const char attr__sql_put_touch_mark[] =
+    "INSERT OR REPLACE INTO touch_mark(id, seq, seg, off) VALUES (1, ?1, ?2, ?3)";
+
 grpc_status_code attr_store_put_touches(yw_store_conn_t *conn, yw_store_job_t *job)
 {
     attr_touch_job_t *j = (attr_touch_job_t *)job;
+    if (j->mark.seq != 0 || j->mark.seg != 0) {
+        sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_touch_mark);
+        if (s == NULL) {
+            return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare touch mark");
+        }
+        int rc;
+        if ((rc = sqlite3_bind_int64(s, 1, (int64_t)j->mark.seq)) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(s, 2, (int64_t)j->mark.seg)) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(s, 3, (int64_t)j->mark.off)) != SQLITE_OK) {
+            return attr__sql_fail(conn, job, rc, "bind touch mark");
+        }
+        if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
+            return attr__sql_fail(conn, job, rc, "touch mark");
+        }
+    }
     for (size_t i = 0; i < j->n; i++) {
         const attr_touch_row_t *r = &j->rows[i];
         sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_touch);

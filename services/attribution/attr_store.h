@@ -38,13 +38,23 @@ extern "C" {
 #endif
 
 /** The schema's migrations (ATTR_N_MIGRATIONS of them: a constant for static tables). */
-#define ATTR_N_MIGRATIONS 2
+#define ATTR_N_MIGRATIONS 3
 extern const yw_migration_t attr_migrations[];
 extern const size_t attr_n_migrations;
 
 /* ---- start-up ---- */
 
 /** What attr_store_load() fills in. */
+/**
+ * How far the stored candidate touches are complete: every conversion with a seq up to
+ * `seq` has, stored, every touch of an exposure at or before (seg, off) of the exposure
+ * log. Written with the touches (attr_store_put_touches()); a start after a crash looks
+ * up again, for those conversions, only the exposures after it. All 0: none.
+ */
+typedef struct st_attr_touch_mark_t {
+    uint64_t seq, seg, off;
+} attr_touch_mark_t;
+
 typedef struct st_attr_load_t {
     attr_state_t *st;
     int64_t now_ns;
@@ -57,6 +67,7 @@ typedef struct st_attr_load_t {
     int want_marks;   /* in: also the sums below (a snapshot's marks, attr_snap.h) */
     int64_t amount_sum, refund_sum;
     uint64_t refunds, touches;
+    attr_touch_mark_t touch_mark; /* out (attr_store_load()) */
     char err[256];
 } attr_load_t;
 
@@ -196,9 +207,10 @@ typedef struct st_attr_touch_job_t {
     void *data;
     const attr_touch_row_t *rows;
     size_t n;
+    attr_touch_mark_t mark; /* stored with them unless all 0 */
 } attr_touch_job_t;
 
-/** Inserts candidate touches (ones already there are kept). */
+/** Inserts candidate touches (ones already there are kept) and the touch mark. */
 grpc_status_code attr_store_put_touches(yw_store_conn_t *conn, yw_store_job_t *job);
 
 typedef struct st_attr_settings_job_t {

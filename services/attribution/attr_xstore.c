@@ -403,11 +403,15 @@ typedef struct st_attr__join_ctx_t {
     const attr_xjoin_q_t *q;
     attr__cand_fn fn;
     void *arg;
+    uint64_t after_seg, after_off; /* only the exposures after this place in the log */
 } attr__join_ctx_t;
 
 static int attr__join_entry(void *arg, const attr_xent_t *e)
 {
     attr__join_ctx_t *c = arg;
+    if (e->seg < c->after_seg || (e->seg == c->after_seg && e->off <= c->after_off)) {
+        return 0;
+    }
     int fd = attr__segfd_acquire(c->fds, e->seg);
     if (fd < 0) {
         return fd == -ENOENT ? 0 : fd;
@@ -432,13 +436,19 @@ static int attr__join_entry(void *arg, const attr_xent_t *e)
     return 0; /* a hash collision */
 }
 
-/** Calls fn for every exposure in the files that is a candidate of q. 0 or an errno. */
+/**
+ * Calls fn for every exposure in the files that is a candidate of q, of those after
+ * (after_seg, after_off) in the log (0, 0: all). 0 or an errno.
+ */
 static int attr__find_cands(attr__segfds_t *fds, attr_xidx_t *const *files, size_t n,
                             const attr_xjoin_q_t *q, attr_log_recbuf_t *buf, attr__cand_fn fn,
-                            void *arg)
+                            void *arg, uint64_t after_seg, uint64_t after_off)
 {
-    attr__join_ctx_t c = {fds, buf, q, fn, arg};
+    attr__join_ctx_t c = {fds, buf, q, fn, arg, after_seg, after_off};
     for (size_t i = 0; i < n; i++) {
+        if (after_seg != 0 && attr_xidx_meta(files[i])->max_seg < after_seg) {
+            continue; /* every exposure in it is before */
+        }
         int rc = attr_xidx_find(files[i], ATTR_XIDX_JOIN, q->vp_hash, attr__join_entry, &c);
         if (rc != 0) {
             return rc;
@@ -1132,7 +1142,7 @@ static void attr__join_work(attr_job_t *job)
     for (size_t i = r->from; i < r->to; i++) {
         r->first[i - r->from] = r->n_cands;
         int rc = attr__find_cands(&req->xs->fds, req->view->files, req->view->n, &req->q[i], &buf,
-                                  attr__join_emit, r);
+                                  attr__join_emit, r, 0, 0);
         if (rc != 0) {
             r->status = rc;
             break;
@@ -1709,8 +1719,9 @@ static int attr__index_tail(attr_xstore_t *xs, const uint64_t *seqs, size_t n, a
 
 /* -- the candidates of stored conversions, at start-up -- */
 
-int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q,
-                           int (*fn)(void *arg, const attr_log_event_t *ev), void *arg)
+int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q, uint64_t after_seg,
+                           uint64_t after_off, int (*fn)(void *arg, const attr_log_event_t *ev),
+                           void *arg)
 {
     if (xs->n_files == 0) {
         return 0;
@@ -1718,7 +1729,8 @@ int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q,
     if (xs->startup_buf == NULL && (xs->startup_buf = calloc(1, sizeof *xs->startup_buf)) == NULL) {
         return -ENOMEM;
     }
-    return attr__find_cands(&xs->fds, xs->files, xs->n_files, q, xs->startup_buf, fn, arg);
+    return attr__find_cands(&xs->fds, xs->files, xs->n_files, q, xs->startup_buf, fn, arg,
+                            after_seg, after_off);
 }
 
 /* -- open / close -- */

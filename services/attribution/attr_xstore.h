@@ -193,11 +193,13 @@ void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req);
 /**
  * Start-up only (blocking, on the loop thread before serving): calls `fn` for every
  * exposure in the index files that is a candidate of `q` (same viewer and product, at or
- * before it). Strings of `ev` are valid during the call. Returns 0, fn's non-zero
- * return, or a negative errno.
+ * before it) and comes after (after_seg, after_off) in the log (0, 0: every one; a file
+ * whose segments all come before is not read). Strings of `ev` are valid during the
+ * call. Returns 0, fn's non-zero return, or a negative errno.
  */
-int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q,
-                           int (*fn)(void *arg, const attr_log_event_t *ev), void *arg);
+int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q, uint64_t after_seg,
+                           uint64_t after_off, int (*fn)(void *arg, const attr_log_event_t *ev),
+                           void *arg);
 
 /**
  * Keeps published runs in memory (`hold` non-zero) until called again with zero: for a

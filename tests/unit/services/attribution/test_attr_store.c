@@ -143,7 +143,7 @@ YW_TEST(conversions_touches_refunds_settings_come_back)
         {"o1", "eb", "bob", "n2", ATTR_KIND_CLICK, 0, T0 - D_},
         {"o1", "eb", "bob", "n2", ATTR_KIND_CLICK, 0, T0 - D_}, /* twice: kept once */
     };
-    attr_touch_job_t tj = {.rows = touches, .n = 3};
+    attr_touch_job_t tj = {.rows = touches, .n = 3, .mark = {1, 4, 5000}};
     tj.job.work = attr_store_put_touches;
     write_now(&f, &tj.job);
     attr_refund_row_t refund = {"r1", "o1", 100, T0};
@@ -172,6 +172,21 @@ YW_TEST(conversions_touches_refunds_settings_come_back)
     YW_CHECK_INT(st.settings.default_model, ==, ATTR_MODEL_LINEAR);
     YW_CHECK_INT(ld.conversions, ==, 1);
     YW_CHECK_INT(st.n_stored_convs, ==, 1);
+    /* The touch mark stored with the touches. */
+    YW_CHECK_INT(ld.touch_mark.seq, ==, 1);
+    YW_CHECK_INT(ld.touch_mark.seg, ==, 4);
+    YW_CHECK_INT(ld.touch_mark.off, ==, 5000);
+    /* The snapshot's marks: 1 conversion of 1000, 1 refund of 100, 2 touches. */
+    attr_load_t mk;
+    memset(&mk, 0, sizeof mk);
+    YW_CHECK_INT(yw_store_run_sync(f.store, attr_store_marks, &mk, err, sizeof err), ==,
+                 GRPC_STATUS_OK);
+    YW_CHECK_INT(mk.conversions, ==, 1);
+    YW_CHECK_INT(mk.amount_sum, ==, 1000);
+    YW_CHECK_INT(mk.refunds, ==, 1);
+    YW_CHECK_INT(mk.refund_sum, ==, 100);
+    YW_CHECK_INT(mk.touches, ==, 2);
+    free(mk.pruned);
     /* Loading counts them; the conversions themselves stay in the database. */
     YW_CHECK(attr_conversion_find(&st, "o1", 2) == NULL);
     YW_CHECK_INT(yw_store_run_sync(f.store, credit_all, &st, err, sizeof err), ==, GRPC_STATUS_OK);

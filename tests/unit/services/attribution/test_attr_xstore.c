@@ -376,7 +376,15 @@ YW_TEST(a_restart_loads_the_files_instead_of_the_log)
     YW_CHECK_INT(attr_conversion_load(&f.st, &cin, 0, &c), ==, 0);
     attr_xjoin_q_t q = {c->vp_hash,    c->viewer,      c->product,
                         c->viewer_len, c->product_len, c->occur_ns};
-    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, add_found, c), ==, 0);
+    /* Only after a place in the log (the touch mark): both runs went to segment 1, so
+     * after (1, 0) is every one, after its end none, after segment 2 no file is read. */
+    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 1, UINT32_MAX, add_found, c), ==, 0);
+    YW_CHECK_INT(c->n_cands, ==, 0);
+    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 2, 0, add_found, c), ==, 0);
+    YW_CHECK_INT(c->n_cands, ==, 0);
+    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 1, 0, add_found, c), ==, 0);
+    YW_CHECK_INT(c->n_cands, ==, 25);
+    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 0, 0, add_found, c), ==, 0);
     YW_CHECK_INT(attr_conversion_loaded(&f.st, c, 1), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 25);
     YW_CHECK_INT(c->n_elig, ==, 5); /* clicks win */
