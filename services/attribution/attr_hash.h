@@ -93,6 +93,21 @@ static inline void attr_intern_prefetch(const attr_intern_t *in, const char *s, 
     }
 }
 
+/**
+ * The second step of a prefetched lookup (after attr_intern_prefetch(), once its slot is
+ * in the cache): prefetches the string the slot holds, which the lookup compares.
+ */
+static inline void attr_intern_prefetch_str(const attr_intern_t *in, const char *s, size_t n)
+{
+    if (in->cap != 0) {
+        uint32_t h32 = (uint32_t)(attr_hash_bytes(s, n) >> 32);
+        const attr_intern_slot_t *slot = &in->slots[h32 & (in->cap - 1)];
+        if (slot->s != NULL && slot->h32 == h32) {
+            __builtin_prefetch(slot->s - 8);
+        }
+    }
+}
+
 /** The length of an interned string. */
 static inline uint32_t attr_intern_len(const char *interned)
 {

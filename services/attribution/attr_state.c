@@ -457,7 +457,26 @@ int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t
     if (rc != 0) {
         return rc;
     }
-    return attr__count_exposures(st, id, day, impressions, views, clicks);
+    return attr_state_add_exposure_counts(st, id, day, impressions, views, clicks);
+}
+
+int attr_state_add_exposure_counts(attr_state_t *st, uint32_t creator, int32_t day,
+                                   int64_t impressions, int64_t views, int64_t clicks)
+{
+    return attr__count_exposures(st, creator, day, impressions, views, clicks);
+}
+
+void attr_state_prefetch_counts(const attr_state_t *st, uint32_t creator, int stage)
+{
+    if (creator >= st->cap_creator_meta) {
+        return;
+    }
+    const attr_creator_t *m = &st->creator_meta[creator];
+    if (stage == 0) {
+        __builtin_prefetch(m);
+    } else if (m->n_days > 0) {
+        __builtin_prefetch(&m->days[m->n_days - 1]);
+    }
 }
 
 /* ---- candidates ---- */

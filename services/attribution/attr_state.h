@@ -752,6 +752,16 @@ void attr_state_creator_sums(const attr_state_t *st, uint32_t creator, int32_t d
 void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, int64_t *count,
                              int64_t *gmv);
 
+/** attr_state_add_exposure_rollup() of a creator interned already (st->creators). */
+int attr_state_add_exposure_counts(attr_state_t *st, uint32_t creator, int32_t day,
+                                   int64_t impressions, int64_t views, int64_t clicks);
+
+/**
+ * Prefetches what attr_state_add_exposure_counts() of `creator` reads: stage 0 its
+ * entry in the creators' table, stage 1 (once that is in the cache) its latest days.
+ */
+void attr_state_prefetch_counts(const attr_state_t *st, uint32_t creator, int stage);
+
 /** The number of creators known (ids are 0..n-1). */
 static inline uint32_t attr_state_n_creators(const attr_state_t *st)
 {

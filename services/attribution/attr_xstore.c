@@ -1232,7 +1232,8 @@ const attr_xcand_t *attr_xjoin_cands(const attr_xjoin_t *req, size_t i, size_t *
             }
             size_t j = i - p->from;
             *n = p->first[j + 1] - p->first[j];
-            return p->cands + p->first[j];
+            /* (None found: cands may be NULL, as with no file to look in.) */
+            return *n > 0 ? p->cands + p->first[j] : NULL;
         }
     }
     return NULL;
@@ -1363,21 +1364,84 @@ static int attr__is_in(const uint64_t *v, size_t n, uint64_t x)
     return 0;
 }
 
+/*
+ * Rollup rows go into the state through a short pipeline: a file holds about one row
+ * per exposure, in no order of creator, and each row's creator is a chain of cache
+ * misses: its interner slot, the string the slot points at, the creator's entry, its
+ * days. Each step of a row is prefetched ATTR__LOAD_STEP rows before the row needs it.
+ */
+#define ATTR__LOAD_RING 32 /* a power of two, more than 4 x ATTR__LOAD_STEP */
+#define ATTR__LOAD_STEP 6
+#define ATTR__LOAD_ID_MAX 256 /* ids are at most 256 bytes; a longer one goes alone */
+
+typedef struct st_attr__load_row_t {
+    char creator[ATTR__LOAD_ID_MAX];
+    uint32_t len, id;
+    int32_t day;
+    int64_t impressions, views, clicks;
+} attr__load_row_t;
+
 typedef struct st_attr__load_ctx_t {
     attr_xstore_t *xs;
     uint64_t *hashes; /* a buffer of ids on their way to the Bloom filters */
     size_t n, cap;
     uint64_t max_seg;
+    attr__load_row_t *ring; /* rows on their way into the rollups */
+    uint64_t in, strs, looked, days, added; /* rows entered, and past each step */
 } attr__load_ctx_t;
+
+/** Moves the rows on by a step each (with `all`: through every step). 0 or -ENOMEM. */
+static int attr__load_step(attr__load_ctx_t *c, int all)
+{
+    attr_state_t *st = c->xs->st;
+#define ATTR__DUE(done, before) ((done) < (before) && (all || (before) - (done) > ATTR__LOAD_STEP))
+    for (; ATTR__DUE(c->strs, c->in); c->strs++) {
+        attr__load_row_t *r = &c->ring[c->strs % ATTR__LOAD_RING];
+        attr_intern_prefetch_str(&st->creators, r->creator, r->len);
+    }
+    for (; ATTR__DUE(c->looked, c->strs); c->looked++) {
+        attr__load_row_t *r = &c->ring[c->looked % ATTR__LOAD_RING];
+        if (attr_intern(&st->creators, r->creator, r->len, &r->id) != 0) {
+            return -ENOMEM;
+        }
+        attr_state_prefetch_counts(st, r->id, 0);
+    }
+    for (; ATTR__DUE(c->days, c->looked); c->days++) {
+        attr_state_prefetch_counts(st, c->ring[c->days % ATTR__LOAD_RING].id, 1);
+    }
+    for (; ATTR__DUE(c->added, c->days); c->added++) {
+        const attr__load_row_t *r = &c->ring[c->added % ATTR__LOAD_RING];
+        int rc = attr_state_add_exposure_counts(st, r->id, r->day, r->impressions, r->views,
+                                                r->clicks);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+#undef ATTR__DUE
+    return 0;
+}
 
 static int attr__load_rollup(void *arg, const attr_xrollup_t *r)
 {
     attr__load_ctx_t *c = arg;
-    if (r->seg < c->xs->first_live_seg || c->xs->st->skip_counts) {
+    attr_state_t *st = c->xs->st;
+    if (r->seg < c->xs->first_live_seg || st->skip_counts) {
         return 0; /* its counts are in the database, or in the snapshot loaded */
     }
-    return attr_state_add_exposure_rollup(c->xs->st, r->creator, r->creator_len, r->day,
-                                          r->impressions, r->views, r->clicks);
+    if (r->creator_len > ATTR__LOAD_ID_MAX || c->ring == NULL) {
+        return attr_state_add_exposure_rollup(st, r->creator, r->creator_len, r->day,
+                                              r->impressions, r->views, r->clicks);
+    }
+    attr__load_row_t *row = &c->ring[c->in % ATTR__LOAD_RING];
+    memcpy(row->creator, r->creator, r->creator_len);
+    row->len = r->creator_len;
+    row->day = r->day;
+    row->impressions = r->impressions;
+    row->views = r->views;
+    row->clicks = r->clicks;
+    attr_intern_prefetch(&st->creators, row->creator, row->len);
+    c->in++;
+    return attr__load_step(c, 0);
 }
 
 static int attr__load_seg(void *arg, const attr_xseg_t *s)
@@ -1405,6 +1469,9 @@ static int attr__load_hash(void *arg, const attr_xent_t *e)
 static int attr__load_file(attr_xstore_t *xs, attr_xidx_t *x, attr__load_ctx_t *c)
 {
     int rc = attr_xidx_rollups(x, attr__load_rollup, c);
+    if (rc == 0) {
+        rc = attr__load_step(c, 1);
+    }
     if (rc == 0) {
         rc = attr_xidx_segs(x, attr__load_seg, c);
     }
@@ -1850,7 +1917,8 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     }
     /* 3. Their rollups, segment figures and ids. */
     attr__load_ctx_t lc = {.xs = xs, .cap = 1u << 16};
-    if (rc == 0 && (lc.hashes = malloc(lc.cap * sizeof *lc.hashes)) == NULL) {
+    if (rc == 0 && ((lc.hashes = malloc(lc.cap * sizeof *lc.hashes)) == NULL ||
+                    (lc.ring = malloc(ATTR__LOAD_RING * sizeof *lc.ring)) == NULL)) {
         rc = -ENOMEM;
         attr__err(err, errlen, "out of memory");
     }
@@ -1862,6 +1930,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
         stats->indexed_events += attr_xidx_meta(xs->files[i])->n_dedup;
     }
     free(lc.hashes);
+    free(lc.ring);
     stats->files = xs->n_files;
     if (xs->n_files > 0) {
         st->next_run_id = attr_xidx_meta(xs->files[xs->n_files - 1])->last_run + 1;

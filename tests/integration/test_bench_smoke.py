@@ -175,6 +175,8 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     for k in ("p50_ms", "p99_ms", "qps"):
         F[("report", k)] = [10.0, 20.0, 30.0]
     F[("report", "degraded")] = [0, 0, 0]
+    F[("restart", "term_s")] = [1.5, 2.0, 2.5]
+    F[("restart", "kill_s")] = [14.0, 16.0, 18.0]
     b.fig = F
     b.single = {"preload_rate": 1.0, "attr_rss_at_n_kib": 1024, "stored_after_ingest": 5,
                 "report_cold_ms": 9.0, "report_cold_unlabeled": 0, "report_calls_to_labels": 1,
@@ -186,6 +188,8 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     assert "| server CPU µs/call | loadgen CPU µs/call |" in md
     assert "| GetCreator | C++ async peer, 2 threads | 64 | 2 [1–3] |" in md
     assert "C++ async peer (one thread) | 1.10× (1.10× the 2-thread peer) | **missed** |" in md
+    assert "after SIGTERM (5 exposures stored) | 2.0 s | met |" in md
+    assert "… and within 15 s after kill -9 | 16.0 s | **missed** |" in md
     assert any(line.startswith("rpc,GetCreator yaowei 64 in flight client_cpu_us_per_call,")
                for line in (tmp_path / "bench-quick.csv").read_text().splitlines())
     assert "| attribution peak RSS < 200 MB at 1,000,000 exposures | 1 MB at 1,000,000 stored, " \
