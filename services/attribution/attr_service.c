@@ -58,6 +58,8 @@
 /** How many events ahead RecordExposures prefetches. */
 #define ATTR_PREFETCH_AHEAD 3
 
+/** How often a stopping service looks whether all but its hold is done. */
+#define ATTR_FINI_POLL_MS 10
 /** Defaults of --conversion-cache-mb and --dedup-filter-mb. */
 #define ATTR_CACHE_MB_DEFAULT 16
 #define ATTR_BLOOM_MB_DEFAULT 64
@@ -93,8 +95,10 @@ typedef struct st_attr_svc_t {
     int persist_busy, prune_busy, settings_busy;
     int refs; /* open handles, the log, jobs in flight: freed at 0 once stopping */
     int stopping;
-    /* Stopping: the snapshot (attr_snap.h) is written once only this hold is left. */
+    /* Stopping: the snapshot (attr_snap.h) is written once only the hold of
+     * attr_service_fini_async() is left; its timer looks every ATTR_FINI_POLL_MS. */
     int fini_wait, marks_busy;
+    uv_timer_t fini_timer;
     /* Memory may disagree with what the data gives (an error was logged that says "until
      * restart"): no snapshot of it is written. */
     int suspect;
@@ -141,15 +145,11 @@ static void attr__svc_free(attr_svc_t *svc)
     free(svc);
 }
 
-static void attr__fini_step(attr_svc_t *svc);
-
 static void attr__unref(attr_svc_t *svc)
 {
     if (--svc->refs == 0 && svc->stopping) {
         attr__svc_free(svc);
-        return;
     }
-    attr__fini_step(svc);
 }
 
 static attr_svc_t *attr__svc(const yw_call_t *call)
@@ -3276,6 +3276,8 @@ static void attr__snap_path(const attr_svc_t *svc, char *path, size_t len)
     snprintf(path, len, "%s/%s", svc->data_dir, ATTR_SNAP_FILE);
 }
 
+static void attr__fini_done(attr_svc_t *svc);
+
 /** The marks of a clean stop, read on the writer's queue (after every write). */
 typedef struct st_attr_mjob_t {
     yw_store_job_t job;
@@ -3326,24 +3328,38 @@ static void attr__on_mjob(yw_store_job_t *job, grpc_status_code status)
     free(mj->ld.pruned);
     free(mj);
     svc->marks_busy = 0;
+    attr__unref(svc); /* the job (the hold stays) */
+    attr__fini_done(svc);
+}
+
+static void attr__on_fini_timer_closed(uv_handle_t *h)
+{
+    attr__unref(h->data); /* the hold of attr_service_fini_async(): frees */
+}
+
+/** The end of stopping: the store closes next, the hold goes with the timer. */
+static void attr__fini_done(attr_svc_t *svc)
+{
     svc->fini_wait = 0;
-    yw_app_fini_done(svc->app); /* the store closes next */
-    attr__unref(svc);           /* the job */
-    attr__unref(svc);           /* the hold of attr_service_fini_async(): frees */
+    yw_app_fini_done(svc->app);
+    uv_timer_stop(&svc->fini_timer);
+    uv_close((uv_handle_t *)&svc->fini_timer, attr__on_fini_timer_closed);
 }
 
 /**
- * Stopping: once only the hold is left (the log, the index builders, the key index,
- * the jobs are done), stores the touches still in memory, then writes the snapshot
- * (unless memory is suspect), then lets the store close.
+ * Stopping (the timer of attr_service_fini_async()): once only the hold is left (the
+ * log, the index builders, the key index, the jobs are done), stores the touches still
+ * in memory, then writes the snapshot (unless memory is suspect), then lets the store
+ * close.
  */
-static void attr__fini_step(attr_svc_t *svc)
+static void attr__fini_step(uv_timer_t *t)
 {
-    if (!svc->fini_wait || svc->refs != 1 || svc->marks_busy) {
+    attr_svc_t *svc = t->data;
+    if (!svc->fini_wait || svc->refs != 1 || svc->marks_busy || svc->persist_busy) {
         return;
     }
     if (svc->st.n_persist > 0 && !svc->suspect) {
-        attr__schedule_persist(svc); /* its completion comes back here */
+        attr__schedule_persist(svc); /* the timer looks again once it is done */
         if (svc->persist_busy) {
             return;
         }
@@ -3355,9 +3371,7 @@ static void attr__fini_step(attr_svc_t *svc)
         yw_log(YW_LOG_WARN, "no snapshot written: memory may disagree with the data after an "
                             "error logged before (the next start recomputes)");
         (void)unlink(path);
-        svc->fini_wait = 0;
-        yw_app_fini_done(svc->app);
-        attr__unref(svc);
+        attr__fini_done(svc);
         return;
     }
     attr_mjob_t *mj = calloc(1, sizeof *mj);
@@ -3373,9 +3387,7 @@ static void attr__fini_step(attr_svc_t *svc)
         free(mj);
     }
     yw_log(YW_LOG_WARN, "no snapshot written: cannot read its marks");
-    svc->fini_wait = 0;
-    yw_app_fini_done(svc->app);
-    attr__unref(svc);
+    attr__fini_done(svc);
 }
 
 /**
@@ -3872,7 +3884,20 @@ void attr_service_fini_async(yw_app_t *app)
      * jobs still queued complete before the store closes. */
     svc->refs++;
     svc->fini_wait = 1;
-    attr__fini_step(svc);
+    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
+    int rc = uv_timer_init(loop, &svc->fini_timer);
+    if (rc != 0) {
+        yw_log(YW_LOG_WARN, "no snapshot written: %s", uv_strerror(rc));
+        svc->fini_wait = 0;
+        yw_app_fini_done(app);
+        attr__unref(svc);
+        return;
+    }
+    svc->fini_timer.data = svc;
+    if ((rc = uv_timer_start(&svc->fini_timer, attr__fini_step, 0, ATTR_FINI_POLL_MS)) != 0) {
+        yw_log(YW_LOG_WARN, "no snapshot written: %s", uv_strerror(rc));
+        attr__fini_done(svc);
+    }
 }
 
 /* ---- the method table ---- */
