@@ -430,6 +430,18 @@ static grpc_status_code attr__ljob_work(yw_store_conn_t *conn, yw_store_job_t *j
 }
 
 /**
+ * Whether a stored conversion read back is the row of the pending one of its id (its
+ * write is done, its commit is not: not acknowledged yet). A stored row of another seq
+ * is an acknowledged order, and the pending one a duplicate of it on its way: at most
+ * one conversion of an id is pending, and it stays in memory until it commits.
+ */
+static int attr__pending_own(attr_state_t *st, const attr_conversion_in_t *in)
+{
+    const attr_conv_t *p = attr_conversion_pending(st, in->order_id, in->order_id_len);
+    return p != NULL && p->seq == in->seq;
+}
+
+/**
  * A stored conversion read back, in memory: the cached one when there is one (memory is
  * never older than the database), NULL when it is pending (stored, not yet committed:
  * its commit will come), else loaded into the cache now. Returns 0 or -ENOMEM.
@@ -440,8 +452,8 @@ static int attr__conv_from_set(attr_svc_t *svc, const attr_convset_t *set, size_
     attr_state_t *st = &svc->st;
     const attr_stored_conv_t *sc = &set->convs[i];
     *out = attr_conversion_find(st, sc->in.order_id, sc->in.order_id_len);
-    if (*out != NULL || attr_conversion_pending(st, sc->in.order_id, sc->in.order_id_len)) {
-        return 0;
+    if (*out != NULL || attr__pending_own(st, &sc->in)) {
+        return 0; /* (the pending one's own row: stored, not yet acknowledged) */
     }
     attr_conv_t *c = NULL;
     int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
@@ -1396,7 +1408,15 @@ static void attr__cjob_commit(attr_held_t *h)
                     yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s", c->order_id);
                 }
             }
-            if (attr_conversion_commit(st, c, now) != 0) {
+            int crc = attr_conversion_commit(st, c, now);
+            if (crc == -EEXIST) {
+                /* Inserted, yet its id is cached as stored: cannot be (ids are unique). */
+                svc->suspect = 1;
+                yw_log(YW_LOG_ERROR, "order %s stored twice?", c->order_id);
+                attr_conversion_abort(st, c);
+                continue;
+            }
+            if (crc != 0) {
                 svc->suspect = 1;
                 yw_log(YW_LOG_ERROR, "out of memory crediting order %s", c->order_id);
             }
@@ -1420,7 +1440,7 @@ static void attr__cjob_commit(attr_held_t *h)
 static uint64_t attr__safe_seq(const attr_svc_t *svc)
 {
     uint64_t safe = svc->next_conv_seq - 1;
-    const attr_strmap_t *m = &svc->st.orders;
+    const attr_strmap_t *m = &svc->st.pend_orders;
     for (size_t i = 0; i < m->cap; i++) {
         if (m->slots[i].hash != 0) {
             const attr_conv_t *c = m->slots[i].val;
@@ -1926,8 +1946,9 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
             attr_conv_pin(c);
             rj->pins[rj->n_pins++] = c;
         }
-        if ((c == NULL && attr_conversion_pending(st, ev->order_id, olen) == NULL &&
-             attr__ljob_add_order(rj->lj, ev->order_id, olen) != 0) ||
+        /* (Also with a pending one of that id: it may be a duplicate of a stored order,
+         * which the read finds: attr__pending_own().) */
+        if ((c == NULL && attr__ljob_add_order(rj->lj, ev->order_id, olen) != 0) ||
             attr__push_str(&rj->lj->refund_ids, &rj->lj->n_refund_ids, &rj->lj->cap_refund_ids,
                            ev->refund_id, strlen(ev->refund_id)) != 0) {
             oom = 1;
@@ -2205,7 +2226,7 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
         yw_call_finish(a->call, status, "%s", errmsg);
         return;
     }
-    if (a->found == 0 || attr_conversion_pending(st, a->order_id, len) != NULL) {
+    if (a->found == 0 || attr__pending_own(st, &ej->set.convs[a->found - 1].in)) {
         /* (A pending one is stored but not acknowledged yet: not visible.) */
         yw_call_finish(a->call, GRPC_STATUS_NOT_FOUND,
                        "order_id: no conversion has order_id \"%.64s\"", a->order_id);
@@ -2293,7 +2314,7 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         attr__explain_reply(call, st, c, model);
         return;
     }
-    if (attr_conversion_pending(st, req->order_id, len) != NULL || len > ATTR_ID_MAX) {
+    if (len > ATTR_ID_MAX) {
         yw_call_finish(call, GRPC_STATUS_NOT_FOUND,
                        "order_id: no conversion has order_id \"%.64s\"", req->order_id);
         return;
@@ -2779,8 +2800,10 @@ typedef struct st_attr_rsjob_t {
     yw_store_job_t job;
     attr_svc_t *svc;
     attr_sjob_t *sj;
-    char **skip; /* sorted (strcmp) */
+    char **skip; /* the cached ones' ids, sorted (strcmp) */
     size_t n_skip;
+    uint64_t *skip_seq; /* the pending ones' seqs (a stored row may be theirs), sorted */
+    size_t n_skip_seq;
     attr_state_t tmp;
     int64_t now;
     int64_t horizon_before;
@@ -2793,12 +2816,24 @@ static int attr__cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static int attr__cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int attr__restate_visit(void *arg, const attr_convset_t *one)
 {
     attr_rsjob_t *rs = arg;
     const attr_stored_conv_t *sc = &one->convs[0];
     const char *id = sc->in.order_id;
     if (rs->n_skip > 0 && bsearch(&id, rs->skip, rs->n_skip, sizeof *rs->skip, attr__cmp_str)) {
+        return 0;
+    }
+    /* A pending one's own row (not committed: not in the rollups yet). Not by id: a
+     * pending duplicate of a stored order must not hide the stored one. */
+    if (rs->n_skip_seq > 0 && bsearch(&sc->in.seq, rs->skip_seq, rs->n_skip_seq,
+                                      sizeof *rs->skip_seq, attr__cmp_u64)) {
         return 0;
     }
     attr_conv_t *c = attr_conv_new(&sc->in, sc->refunded);
@@ -2838,6 +2873,7 @@ static void attr__rsjob_free(attr_rsjob_t *rs)
         free(rs->skip[i]);
     }
     free(rs->skip);
+    free(rs->skip_seq);
     attr_state_free(&rs->tmp);
     free(rs);
 }
@@ -2945,8 +2981,16 @@ static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
         rs->horizon_before = attr_settings_horizon(&st->settings);
         attr_state_init(&rs->tmp);
         if ((rs->skip = malloc((st->orders.count ? st->orders.count : 1) * sizeof *rs->skip)) ==
-            NULL) {
+                NULL ||
+            (rs->skip_seq = malloc((st->pend_orders.count ? st->pend_orders.count : 1) *
+                                   sizeof *rs->skip_seq)) == NULL) {
             rc = -ENOMEM;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < st->pend_orders.cap; i++) {
+        if (st->pend_orders.slots[i].hash != 0) {
+            const attr_conv_t *c = st->pend_orders.slots[i].val;
+            rs->skip_seq[rs->n_skip_seq++] = c->seq;
         }
     }
     for (size_t i = 0; rc == 0 && i < st->orders.cap; i++) {
@@ -2961,6 +3005,7 @@ static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
     }
     if (rc == 0) {
         qsort(rs->skip, rs->n_skip, sizeof *rs->skip, attr__cmp_str);
+        qsort(rs->skip_seq, rs->n_skip_seq, sizeof *rs->skip_seq, attr__cmp_u64);
         attr__gate_close(svc);
         rc = attr__rsjob_submit(rs);
         if (rc != 0) {
@@ -3000,7 +3045,7 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
         return;
     }
     if (strcmp(next.currency, st->settings.currency) != 0 &&
-        (st->n_stored_convs > 0 || st->orders.count > 0)) {
+        (st->n_stored_convs > 0 || st->orders.count > 0 || st->pend_orders.count > 0)) {
         yw_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
                        "settings.currency: cannot change from %s while conversions are stored",
                        st->settings.currency);

@@ -94,6 +94,7 @@ int attr_state_init(attr_state_t *st)
     attr_intern_init(&st->creators);
     attr_strmap_init(&st->pend_ids);
     attr_strmap_init(&st->orders);
+    attr_strmap_init(&st->pend_orders);
     attr_map64_init(&st->conv_vp);
     attr_strmap_init(&st->refunds);
     st->run_max = ATTR_RUN_EXPOSURES;
@@ -172,7 +173,12 @@ void attr_state_free(attr_state_t *st)
         attr_bloom_free(&st->cfilters[i].bloom);
     }
     free(st->cfilters);
-    /* Pending and cached conversions are all in `orders`. */
+    /* Cached conversions are in `orders`, pending ones in `pend_orders`. */
+    for (size_t i = 0; i < st->pend_orders.cap; i++) {
+        if (st->pend_orders.slots[i].hash != 0) {
+            attr_conv_free(st->pend_orders.slots[i].val);
+        }
+    }
     for (size_t i = 0; i < st->orders.cap; i++) {
         if (st->orders.slots[i].hash != 0) {
             attr_conv_free(st->orders.slots[i].val);
@@ -198,6 +204,7 @@ void attr_state_free(attr_state_t *st)
     free(st->scratch);
     attr_strmap_free(&st->pend_ids);
     attr_strmap_free(&st->orders);
+    attr_strmap_free(&st->pend_orders);
     attr_map64_free(&st->conv_vp);
     attr_strmap_free(&st->refunds);
     attr_intern_free(&st->creators);
@@ -1457,21 +1464,22 @@ static uint64_t attr__order_hash(const attr_conv_t *c)
 int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr_conv_t **out)
 {
     uint64_t h = attr_hash_bytes(in->order_id, in->order_id_len);
-    if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL) {
+    if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL ||
+        attr_strmap_get(&st->pend_orders, h, in->order_id, in->order_id_len) != NULL) {
         return ATTR_DUPLICATE;
     }
     if (in->order_id_len > UINT32_MAX / 4 || in->viewer_len > UINT32_MAX / 4 ||
         in->product_len > UINT32_MAX / 4) {
         return -EINVAL;
     }
-    if (attr_strmap_reserve(&st->orders, 1) != 0) {
+    if (attr_strmap_reserve(&st->pend_orders, 1) != 0) {
         return -ENOMEM;
     }
     attr_conv_t *c = attr_conv_new(in, 0);
     if (c == NULL) {
         return -ENOMEM;
     }
-    (void)attr_strmap_add(&st->orders, h, c->order_id, c->order_id_len, c);
+    (void)attr_strmap_add(&st->pend_orders, h, c->order_id, c->order_id_len, c);
     *out = c;
     return ATTR_ADMITTED;
 }
@@ -1564,9 +1572,18 @@ int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
     if (c->state != ATTR_PENDING) {
         return -EINVAL;
     }
-    if (attr__cache_add(st, c) != 0) {
+    uint64_t h = attr__order_hash(c);
+    if (attr_strmap_get(&st->orders, h, c->order_id, c->order_id_len) != NULL) {
+        return -EEXIST; /* a stored one is in memory: this was a duplicate (abort it) */
+    }
+    if (attr_strmap_add(&st->orders, h, c->order_id, c->order_id_len, c) != 0) {
         return -ENOMEM;
     }
+    if (attr__cache_add(st, c) != 0) {
+        (void)attr_strmap_del(&st->orders, h, c->order_id, c->order_id_len);
+        return -ENOMEM;
+    }
+    (void)attr_strmap_del(&st->pend_orders, h, c->order_id, c->order_id_len);
     c->state = ATTR_LIVE;
     st->n_stored_convs++;
     /* Within the horizon a late exposure may still join it: its key goes in the filter
@@ -1599,7 +1616,7 @@ void attr_conversion_abort(attr_state_t *st, attr_conv_t *c)
     if (c->state != ATTR_PENDING) {
         return;
     }
-    (void)attr_strmap_del(&st->orders, attr__order_hash(c), c->order_id, c->order_id_len);
+    (void)attr_strmap_del(&st->pend_orders, attr__order_hash(c), c->order_id, c->order_id_len);
     if (c->in_persist) {
         attr__unlist(st->persist, &st->n_persist, c);
     }
@@ -1621,8 +1638,7 @@ attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t
 
 attr_conv_t *attr_conversion_pending(attr_state_t *st, const char *order_id, size_t len)
 {
-    attr_conv_t *c = attr_strmap_get(&st->orders, attr_hash_bytes(order_id, len), order_id, len);
-    return c != NULL && c->state == ATTR_PENDING ? c : NULL;
+    return attr_strmap_get(&st->pend_orders, attr_hash_bytes(order_id, len), order_id, len);
 }
 
 int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64_t refunded,
@@ -2334,7 +2350,8 @@ void attr_state_mem(const attr_state_t *st, attr_state_mem_t *out)
     }
     out->creators = attr_intern_bytes(&st->creators);
     out->conversions = st->cache_bytes;
-    out->conv_index = attr_strmap_bytes(&st->orders) + attr_map64_bytes(&st->conv_vp);
+    out->conv_index = attr_strmap_bytes(&st->orders) + attr_strmap_bytes(&st->pend_orders) +
+                      attr_map64_bytes(&st->conv_vp);
     out->conv_filter = attr_state_conv_filter_bytes(st);
     out->refunds =
         attr_strmap_bytes(&st->refunds) + st->n_refunds_pending * (sizeof(attr_refund_t) + 32);

@@ -343,9 +343,13 @@ typedef struct st_attr_state_t {
     size_t bloom_budget; /* bytes the filters may hold (0: no limit): see index_add */
     uint64_t bloom_thin; /* filters made with fewer than ATTR_BLOOM_BITS bits per id */
 
-    /* conversions: the pending ones (admitted, not yet committed) and the cached live
-     * ones; the database holds every stored one */
-    attr_strmap_t orders; /* order_id -> attr_conv_t* (pending and cached) */
+    /* conversions: the cached live ones and, apart, the pending ones (admitted, not yet
+     * committed); the database holds every stored one. Apart, so that a duplicate of a
+     * stored order on its way (it is found a duplicate when written) never hides the
+     * stored one: that one may be loaded meanwhile (a late exposure joins it, a refund or
+     * an explanation reads it). At most one pending per id. */
+    attr_strmap_t orders;      /* order_id -> attr_conv_t*, cached (ATTR_LIVE) */
+    attr_strmap_t pend_orders; /* order_id -> attr_conv_t*, ATTR_PENDING */
     attr_map64_t conv_vp; /* vp_hash -> the first cached conversion with it (vp_next) */
     attr_conv_t *lru_head, *lru_tail;
     size_t n_cached, cache_bytes;
@@ -546,6 +550,8 @@ int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr
  * horizon; the caller adds those of the index files first with
  * attr_conversion_add_cand()), credits it, puts it in the cache and, when it is within
  * the horizon, its key in the conversion filter. Evicts nothing (attr_state_evict()).
+ * -EEXIST when a stored conversion of its id is in the cache (it was loaded while this
+ * one was on its way, so this one is a duplicate: abort it).
  */
 int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns);
 
@@ -559,7 +565,8 @@ attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t
 attr_conv_t *attr_conversion_pending(attr_state_t *st, const char *order_id, size_t len);
 
 /**
- * Puts a stored conversion (not pending, not cached: check first) in the cache as live,
+ * Puts a stored conversion (not cached: check first; a pending one of the same id may
+ * be on its way, a duplicate) in the cache as live,
  * with `refunded` of committed refunds: then add its stored candidates
  * (attr_conversion_add_cand() with `persisted`) and call attr_conversion_loaded().
  * Returns 0 or -ENOMEM.
