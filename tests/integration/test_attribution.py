@@ -88,16 +88,17 @@ class Attr:
         req_cls = c.message_class(md.input_type)
         resp_cls = c.message_class(md.output_type)
         from google.protobuf import json_format
-        msgs = []
-        for e in events:
-            m = req_cls()
-            json_format.ParseDict(e, m)
-            msgs.append(m)
+
+        def msgs():  # lazily: a test may hold the stream open between events
+            for e in events:
+                m = req_cls()
+                json_format.ParseDict(e, m)
+                yield m
         stub = self.srv.channel.stream_unary(
             "/%s/%s" % (ATTR, method),
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=resp_cls.FromString)
-        return c.to_dict(stub(iter(msgs), timeout=timeout))
+        return c.to_dict(stub(msgs(), timeout=timeout))
 
     def exposures(self, events, **kw):
         return self.call("RecordExposures", {"events": events}, **kw)

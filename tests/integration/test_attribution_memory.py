@@ -250,3 +250,48 @@ def test_memory_and_the_database_agree_after_a_storm(lean_attr):
     assert a.srv.kill9() == -9
     a.srv.start()
     assert snapshot(a, creators, sample) == before
+
+
+def test_a_duplicate_on_its_way_does_not_hide_the_stored_order(lean_attr):
+    """A duplicate of a stored order, admitted and not yet written (it sits in an open
+    IngestConversions stream), must not hide the stored order: a late exposure joins
+    it, ExplainConversion and a refund find it, and restarts agree (issue 11; found by
+    the differential test)."""
+    import threading
+    import time
+    a = lean_attr
+    v, p, o = uid("v"), uid("p"), uid("o")
+    ca, cb = uid("crA"), uid("crB")
+    assert I(a.exposures([exposure(uid("e"), v, ca, [p], "CLICK", T - 2 * DAY)]), "accepted") == 1
+    assert I(a.conversions([conversion(o, v, p, 1000, T)]), "accepted") == 1
+    tag = uid("x")
+    assert I(a.conversions(others(200, tag)), "accepted") == 200  # o leaves memory
+
+    go, out = threading.Event(), {}
+
+    def dup_stream():
+        def events():
+            yield conversion(o, v, p, 999, T)  # the same order_id: a duplicate
+            go.wait(30)
+        out["summary"] = a.stream("IngestConversions", events())
+
+    t = threading.Thread(target=dup_stream)
+    t.start()
+    time.sleep(0.5)  # the duplicate is admitted, its job waits for more of the stream
+    try:
+        late = exposure(uid("e"), v, cb, [p], "CLICK", T - DAY)
+        assert I(a.exposures([late]), "accepted") == 1
+        ex = a.explain(o, "ATTRIBUTION_MODEL_LINEAR")
+        assert touches(ex) == [(ca, 500, 0.5), (cb, 500, 0.5)]
+        assert I(a.refunds([refund(uid("r"), o, 100)]), "accepted") == 1
+    finally:
+        go.set()
+        t.join()
+    assert I(out["summary"], "duplicates") == 1
+    want = [(ca, 450, 0.5), (cb, 450, 0.5)]
+    assert touches(a.explain(o, "ATTRIBUTION_MODEL_LINEAR")) == want
+    a.srv.restart()
+    assert touches(a.explain(o, "ATTRIBUTION_MODEL_LINEAR")) == want
+    assert a.srv.kill9() == -9
+    a.srv.start()
+    assert touches(a.explain(o, "ATTRIBUTION_MODEL_LINEAR")) == want
