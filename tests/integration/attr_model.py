@@ -385,7 +385,10 @@ def relevant(world_events, order_ids, creator_ids):
     (kind, object) with kind in "exposure", "conversion", "refund"."""
     orders = set(order_ids)
     creators = set(creator_ids)
-    convs = {o.order_id: o for k, o in world_events if k == "conversion"}
+    convs = {}
+    for k, o in world_events:
+        if k == "conversion":
+            convs.setdefault(o.order_id, o)  # the first wins
     # A creator's orders: those whose (viewer, product) it has an exposure of.
     vps_of_creator = set()
     for k, o in world_events:

@@ -502,7 +502,16 @@ def ground_truth(plan):
     being acknowledgements that make no sense (the service's fault)."""
     world = M.World()
     problems = []
-    conv_ack = {}  # order_id -> earliest end of a call that carried it (valid)
+    # order_id -> the earliest end of a call that surely stored it: a call of the only
+    # thread that sends it, or one that reported no duplicate (an identical copy sent by
+    # another thread may be reported a duplicate while the first is still being written).
+    conv_ack = {}
+    threads_of = {}
+    for name, calls in plan.threads.items():
+        for call in calls:
+            for e in call.events:
+                if e.kind == "conversion" and e.valid:
+                    threads_of.setdefault(e.obj.order_id, set()).add(name)
     for name, calls in sorted(plan.threads.items()):
         if name == "ref":
             continue
@@ -523,7 +532,8 @@ def ground_truth(plan):
                 else:
                     world.add_conversion(e.obj)
                     oid = e.obj.order_id
-                    conv_ack[oid] = min(conv_ack.get(oid, math.inf), call.t_end)
+                    if len(threads_of[oid]) == 1 or s.duplicates == 0:
+                        conv_ack[oid] = min(conv_ack.get(oid, math.inf), call.t_end)
     refund_verdicts = []  # (call, ev, verdict) for the replay
     for call in plan.threads.get("ref", []):
         s = call.summary
@@ -576,6 +586,13 @@ class Diffs:
         self.lines = []
         self.orders = set()
         self.creators = set()
+        self.explain = {}  # order_id -> {model name: what differs, "want": Explanation}
+
+    def finish(self):
+        lines = explain_lines(self)
+        self.orders |= {o for o, slot in self.explain.items() if set(slot) - {"want"}}
+        self.lines = lines + self.lines
+        return self
 
     def add(self, text, order=None, creator=None):
         self.lines.append(text)
@@ -586,10 +603,6 @@ class Diffs:
 
     def __bool__(self):
         return bool(self.lines)
-
-
-def _touch_text(t):
-    return "%s/%s %s %s m=%d cr=%.6g" % (t[0], t[1], t[2], t[3], t[4], t[5])
 
 
 def _pipeline(calls, depth=64):
@@ -661,20 +674,22 @@ def compare(address, wire, world, settings, plan, extra_orders=()):
                 _cmp_top(d, world, settings, plan, key[1], key[2], resp)
     finally:
         ch.close()
-    return d
+    return d.finish()
 
 
 def _cmp_explain(d, world, settings, oid, m, resp):
+    """Collects what differs of one explanation in d.explain[oid][m]; explain_lines()
+    turns them into one line per order."""
     want = world.explain(oid, m, settings)
-    name = "order %s %s" % (oid, M.MODEL_NAMES.get(m, "UNSPECIFIED") if m else
-                            "UNSPECIFIED(%s)" % M.MODEL_NAMES[settings.default_model])
+    name = M.MODEL_NAMES.get(m, "UNSPECIFIED") if m else "UNSPECIFIED"
+    slot = d.explain.setdefault(oid, {})
     if isinstance(resp, grpc.RpcError):
         if want is None and resp.code() == grpc.StatusCode.NOT_FOUND:
             return
-        d.add("%s: %s %s" % (name, resp.code(), resp.details()), order=oid)
+        slot[name] = "%s %s" % (resp.code(), resp.details())
         return
     if want is None:
-        d.add("%s: the service knows it, the model does not (it was rejected)" % name, order=oid)
+        slot[name] = "the service knows it, the model does not (its conversion was rejected)"
         return
     head_w = (want.model, want.net, want.gross, want.refunded, want.attributed, want.viewer,
               want.product, want.t_ns // NS, "CNY")
@@ -687,14 +702,54 @@ def _cmp_explain(d, world, settings, oid, m, resp):
            t.attributed_minor, t.credit, t.note_id, t.watch_ms) for t in resp.touches]
     same = head_w == head_g and len(tw) == len(tg) and all(
         a[:5] == b[:5] and a[6:] == b[6:] and abs(a[5] - b[5]) <= 1e-12 for a, b in zip(tw, tg))
-    if not same:
-        d.add("%s: want net %d gross %d refunded %d touches [%s]; got net %d gross %d refunded "
-              "%d touches [%s]%s"
-              % (name, want.net, want.gross, want.refunded, ", ".join(map(_touch_text, tw)),
-                 resp.amount_minor, resp.gross_amount_minor, resp.refunded_minor,
-                 ", ".join(map(_touch_text, tg)),
-                 "" if head_w == head_g else " (header want %s got %s)" % (head_w, head_g)),
-              order=oid)
+    if same:
+        return
+    slot["want"] = want
+    slot[name] = (head_w, head_g, tw, tg)
+
+
+def _touch_short(t):
+    return "%s(%s %s %s)" % (t[0], t[1], t[2], rfc3339(t[3]))
+
+
+def explain_lines(d):
+    """One line per order whose explanations differ."""
+    out = []
+    for oid in sorted(d.explain):
+        slot = d.explain[oid]
+        models = [k for k in slot if k != "want"]
+        if not models:
+            continue
+        want = slot.get("want")
+        texts = []
+        for k in models:
+            v = slot[k]
+            if isinstance(v, str):
+                texts.append("%s: %s" % (k, v))
+                continue
+            head_w, head_g, tw, tg = v
+            ids_w, ids_g = [t[0] for t in tw], [t[0] for t in tg]
+            if ids_w != ids_g:
+                lack = [t for t in tw if t[0] not in set(ids_g)]
+                extra = [t for t in tg if t[0] not in set(ids_w)]
+                texts.append("touches differ: the service lacks [%s], has extra [%s]%s"
+                             % (", ".join(map(_touch_short, lack)),
+                                ", ".join(map(_touch_short, extra)),
+                                "" if lack or extra else " (other order)"))
+                break  # the same under every model
+            if head_w != head_g:
+                texts.append("%s: (model, net, gross, refunded, attributed, viewer, product, "
+                             "time, currency) want %s got %s" % (k, head_w, head_g))
+            else:
+                texts.append("%s: touches (id, minor, credit) want %s got %s"
+                             % (k, [(t[0], t[4], round(t[5], 9)) for t in tw],
+                                [(t[0], t[4], round(t[5], 9)) for t in tg]))
+        where = ""
+        if want is not None:
+            where = " (%s/%s at %s, net %d, %d touch(es) in the model)" % (
+                want.viewer, want.product, rfc3339(want.t_ns // NS), want.net, len(want.touches))
+        out.append("order %s%s: %s [models: %s]" % (oid, where, "; ".join(texts), ",".join(models)))
+    return out
 
 
 def _sums_of(resp):
@@ -929,6 +984,48 @@ def annotate(plan):
 MAX_LINES = 80
 
 
+def race_lines(plan, *diffs):
+    """For each order whose touches differ: when its conversion and the touches the
+    service lacks (or has extra) were acknowledged, relative to each other."""
+    where = annotate(plan)
+    ends = {}
+    by_id = {}
+    for calls in plan.threads.values():
+        for call in calls:
+            for e in call.events:
+                ends[id(e)] = (call.t_start, call.t_end)
+                key = e.js.get("event_id") or e.js.get("order_id")
+                if e.kind != "refund":
+                    by_id.setdefault((e.kind, key), []).append(e)
+    out = []
+    seen = set()
+    for d in diffs:
+        for oid, slot in sorted(d.explain.items()):
+            for k, v in slot.items():
+                if k == "want" or isinstance(v, str) or oid in seen:
+                    continue
+                _, _, tw, tg = v
+                ids_w, ids_g = {t[0] for t in tw}, {t[0] for t in tg}
+                odd = sorted(ids_w ^ ids_g)
+                if not odd:
+                    continue
+                seen.add(oid)
+                convs = by_id.get(("conversion", oid), [])
+                if not convs:
+                    continue
+                c0 = min(ends[id(c)][1] for c in convs)
+                out.append("order %s acknowledged [%s]; %s:" % (
+                    oid, where[id(convs[0])], "the touches that differ"))
+                for eid in odd:
+                    for e in by_id.get(("exposure", eid), []):
+                        t0, t1 = ends[id(e)]
+                        out.append("  %s %s: call %+.3f s .. %+.3f s from the order's "
+                                   "acknowledgement [%s]" % (
+                                       "lacks" if eid in ids_w else "extra", eid, t0 - c0,
+                                       t1 - c0, where[id(e)]))
+    return out[:40]
+
+
 def describe_events(evs, settings_pos, where=None):
     lines = []
     pos = {}
@@ -1018,6 +1115,7 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
         keep = {id(e) for e in plan.events if e.obj is not None and id(e.obj) in keep_objs}
         evs = replay_ops(plan, runner, keep)
         spos = settings_positions(evs, runner, plan)
+        report += race_lines(plan, mem, after)
         report.append("relevant events: %d" % len(evs))
         if orders or creators:
             rm, ra, rp = replay(tmp_path_factory, plan, holder, evs, spos)
