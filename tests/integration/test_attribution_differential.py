@@ -151,8 +151,10 @@ def generate(seed, n_events, now_h):
                 fields[f] = rnd.choice([0, 5000, 10000, 15000])
             else:
                 fields[f] = rnd.choice(M.MODELS)
-        s = _apply_update(s, fields)
         p.updates.append((rnd.uniform(0.05, 0.95), fields))
+    p.updates.sort(key=lambda u: u[0])  # the order they are made in
+    for _, fields in p.updates:
+        s = _apply_update(s, fields)
     p.settings = s
     # The join horizon is max(click, view) + 7 days >= 9 days: every event stays inside.
     assert s.horizon_ns() >= 9 * DAY * NS
