@@ -246,15 +246,22 @@ class World:
         self._by_vp: Dict[Tuple[str, str], List[Exposure]] = {}
         self._refunded: Dict[str, int] = {}
         self._cache = {}
+        self.past_horizon = set()  # event ids that arrived past the join horizon
 
     # ingestion (each returns "accepted" or "duplicate")
 
-    def add_exposure(self, e):
+    def add_exposure(self, e, arrived_ns=None, settings=None):
+        """An exposure that arrived (was acknowledged) at `arrived_ns` under `settings`:
+        older than the join horizon then, it is counted in the reports of its day but can
+        never join an order (README "Late data"). Without arrived_ns, it can join."""
         if e.event_id in self.exposures:
             return "duplicate"
         self.exposures[e.event_id] = e
-        for p in set(e.products):
-            self._by_vp.setdefault((e.viewer, p), []).append(e)
+        if arrived_ns is not None and e.t_ns < arrived_ns - settings.horizon_ns():
+            self.past_horizon.add(e.event_id)
+        else:
+            for p in set(e.products):
+                self._by_vp.setdefault((e.viewer, p), []).append(e)
         self._cache.clear()
         return "accepted"
 
