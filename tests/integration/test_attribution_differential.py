@@ -609,6 +609,7 @@ class Diffs:
         self.orders = set()
         self.creators = set()
         self.explain = {}  # order_id -> {model name: what differs, "want": Explanation}
+        self.creator_models = set()  # (creator, model) whose report differs
 
     def finish(self):
         lines = explain_lines(self)
@@ -799,6 +800,7 @@ def _cmp_creator(d, world, settings, c, m, rng, resp):
     got, want = _sums_of(resp), _sums_want(s)
     if got != want or not (_close(resp.gpm, s.gpm) and _close(resp.conversion_rate,
                                                                   s.conversion_rate)):
+        d.creator_models.add((c, m))
         d.add("%s (%s): want %s gpm %.6g cr %.6g; got %s gpm %.6g cr %.6g"
               % (name, SUMS_TEXT, want, s.gpm, s.conversion_rate, got, resp.gpm,
                  resp.conversion_rate), creator=c)
@@ -835,6 +837,46 @@ def _cmp_top(d, world, settings, plan, m, order, resp):
     g = [(r.creator_id, r.attributed_gmv_minor, r.impressions) for r in resp.creators]
     if w != g:
         d.add("%s (creator, gmv, impressions): want %s, got %s" % (name, w[:12], g[:12]))
+
+
+def localize(address, wire, world, settings, plan, d, max_pairs=4):
+    """Where a creator's report differs although no explanation does: its report day by
+    day (on the running process: a restart may repair it), and the orders of the differing
+    days it has a touch in. Returns (lines, order ids)."""
+    pairs = []
+    for c, m in sorted(d.creator_models, key=lambda cm: (cm[0], cm[1])):
+        if m and c not in {p[0] for p in pairs}:
+            pairs.append((c, m))
+    lines, orders = [], set()
+    ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    st = wire.stubs(ch)
+    try:
+        for c, m in pairs[:max_pairs]:
+            calls = []
+            for day in range(*plan.full_days):
+                a, b = _day_range(day, day + 1)
+                req = wire.build("GetCreatorReport", {"creator_id": c, "start_time": a,
+                                                      "end_time": b, "model": m})
+                calls.append((st["GetCreatorReport"], req, day))
+            for day, resp in _pipeline(calls):
+                if isinstance(resp, grpc.RpcError):
+                    continue
+                want = _sums_want(world.creator_report(c, day, day + 1, m, settings))
+                got = _sums_of(resp)
+                if want == got:
+                    continue
+                mine = []
+                for oid, conv in sorted(world.conversions.items()):
+                    if M.day_of(conv.t_ns) == day and any(
+                            t.creator == c for t in world.explain(oid, m, settings).touches):
+                        mine.append(oid)
+                orders.update(mine)
+                lines.append("creator %s %s on %s (%s): want %s, got %s; its orders that day: "
+                             "%s" % (c, M.MODEL_NAMES[m], rfc3339(day * DAY)[:10], SUMS_TEXT,
+                                     want, got, " ".join(mine[:20])))
+    finally:
+        ch.close()
+    return lines, orders
 
 
 # -- replaying events one call at a time ------------------------------------------------------
@@ -1105,6 +1147,10 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
         invalid_orders = [e.js["order_id"] for e in plan.events
                           if e.kind == "conversion" and not e.valid]
         mem = compare(a.srv.address, wire, world, plan.settings, plan, invalid_orders)
+        loc_lines, loc_orders = [], set()
+        if mem.creator_models:
+            loc_lines, loc_orders = localize(a.srv.address, wire, world, plan.settings, plan,
+                                             mem)
         a.srv.restart()
         after = compare(a.srv.address, wire, world, plan.settings, plan, invalid_orders)
         a.srv.kill9()
@@ -1135,7 +1181,11 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
         # The events that matter, replayed one call at a time on a fresh process.
         # Creators' figures differ mostly because their orders do: the orders alone, when
         # some differ, keep the list short.
-        orders = mem.orders | after.orders | after9.orders | _problem_orders(problems)
+        if loc_lines:
+            report.append("reports day by day, in memory:")
+            report += ["  " + x for x in loc_lines]
+        orders = (mem.orders | after.orders | after9.orders | _problem_orders(problems)
+                  | loc_orders)
         creators = set() if orders else mem.creators | after.creators | after9.creators
         pairs = M.relevant([(e.kind, e.obj) for e in plan.events if e.obj is not None],
                            orders, creators)
