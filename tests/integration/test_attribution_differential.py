@@ -16,7 +16,9 @@ points (calls that fail then are sent again: ingestion is idempotent).
 Then every order's ExplainConversion under every model, every creator's GetCreatorReport
 (a whole range and a sub-range of days), GetTierReport and ListTopCreators are compared
 with the model fed the acknowledged events and the final settings; again after a SIGTERM
-restart, and after a kill -9 and a start. Which refunds exist is the service's answer (a refund of an order not yet
+restart, and after a kill -9 and a start; and, for some seeds, at a checkpoint midway (the
+threads pause, what was acknowledged so far is compared, the server restarts, compared
+again, and the threads go on). Which refunds exist is the service's answer (a refund of an order not yet
 acknowledged is rejected), checked for sense: a refund may be rejected only when its
 order was not acknowledged before the call started, or for more than what was left.
 
@@ -346,6 +348,10 @@ def generate(seed, n_events, now_h):
         a = rnd.randint(d_lo, d_hi - 1)
         p.sub_days[c] = (a, rnd.randint(a + 1, d_hi))
     p.creators = creators
+    # A checkpoint: the threads pause, everything acknowledged so far is compared with the
+    # model, the server restarts (SIGTERM or kill -9), compared again, and they go on.
+    p.checkpoints = [(rnd.uniform(0.2, 0.8), rnd.random() < 0.5)
+                     for _ in range(rnd.choice([0, 1]))]
     return p
 
 
@@ -431,6 +437,10 @@ class Runner:
         self.errors = []
         self.log = []  # what the controller did, for the failure message
         self.settings_calls = []  # (t_end, fields)
+        self.settings = M.Settings()  # as updated so far
+        self.paused = False
+        self.busy = 0  # calls in flight
+        self.checkpoints = []  # (what, Diffs in memory, Diffs after the restart, problems)
 
     def _worker(self, name, calls, requests):
         ch = grpc.insecure_channel(self.attr.srv.address, options=CHANNEL_OPTIONS)
@@ -438,16 +448,20 @@ class Runner:
         try:
             for call, req in zip(calls, requests):
                 with self.cv:
-                    while (self.done < call.events[0].gi - self.plan.window
+                    while ((self.paused or self.done < call.events[0].gi - self.plan.window)
                            and not self.errors):
                         self.cv.wait(0.5)
-                if self.errors:
-                    return
+                    if self.errors:
+                        return
+                    self.busy += 1
                 streaming = self.wire.md[call.method].client_streaming
-                call.summary = send(stubs, call.method, req, streaming, record=call)
-                with self.cv:
-                    self.done += len(call.events)
-                    self.cv.notify_all()
+                try:
+                    call.summary = send(stubs, call.method, req, streaming, record=call)
+                finally:
+                    with self.cv:
+                        self.busy -= 1
+                        self.done += len(call.events)
+                        self.cv.notify_all()
         except Exception as e:  # noqa: BLE001 - reported by run()
             with self.cv:
                 self.errors.append("%s: %r" % (name, e))
@@ -464,7 +478,8 @@ class Runner:
             threads.append(threading.Thread(target=self._worker, args=(name, calls, reqs),
                                             name=name, daemon=True))
         actions = sorted([(f, "settings", fields) for f, fields in p.updates]
-                         + [(f, "restart", hard) for f, hard in p.restarts],
+                         + [(f, "restart", hard) for f, hard in p.restarts]
+                         + [(f, "checkpoint", hard) for f, hard in p.checkpoints],
                          key=lambda a: a[0])
         t0 = time.monotonic()
         for t in threads:
@@ -483,7 +498,10 @@ class Runner:
                     send(stubs, "UpdateAttributionSettings", self.wire.settings_update(arg),
                          False, record=rec)
                     self.settings_calls.append((rec.t_end, arg))
+                    self.settings = _apply_update(self.settings, arg)
                     self.log.append("settings %s after %d events" % (_fields_text(arg), at))
+                elif what == "checkpoint":
+                    self._checkpoint(threads, arg)
                 elif arg:
                     self.attr.srv.kill9()
                     self.attr.srv.start()
@@ -497,6 +515,36 @@ class Runner:
             ch.close()
         self.elapsed = time.monotonic() - t0
         return self.errors
+
+
+    def _checkpoint(self, threads, hard):
+        """Pauses the threads, compares what was acknowledged so far, restarts, compares
+        again, and lets them go on."""
+        with self.cv:
+            self.paused = True
+            while self.busy > 0 and not self.errors:
+                self.cv.wait(0.05)
+            at = self.done
+        try:
+            if self.errors:
+                return
+            world, problems = ground_truth(self.plan, done_only=True)
+            srv = self.attr.srv
+            mem = compare(srv.address, self.wire, world, self.settings, self.plan)
+            if hard:
+                srv.kill9()
+                srv.start()
+            else:
+                srv.restart()
+            after = compare(srv.address, self.wire, world, self.settings, self.plan)
+            what = "checkpoint after %d events: compared, %s, compared" % (
+                at, "kill -9 + start" if hard else "SIGTERM restart")
+            self.log.append(what)
+            self.checkpoints.append((what, mem, after, problems))
+        finally:
+            with self.cv:
+                self.paused = False
+                self.cv.notify_all()
 
 
 def _fields_text(fields):
@@ -514,9 +562,10 @@ def _fields_text(fields):
 # -- what the service acknowledged, as the model sees it -----------------------------------
 
 
-def ground_truth(plan):
+def ground_truth(plan, done_only=False):
     """Feeds the model what the service acknowledged; returns (world, problems), problems
-    being acknowledgements that make no sense (the service's fault)."""
+    being acknowledgements that make no sense (the service's fault). done_only: only the
+    calls answered so far (the others must not be in flight)."""
     world = M.World()
     problems = []
     # order_id -> the earliest end of a call that surely stored it: a call of the only
@@ -534,6 +583,8 @@ def ground_truth(plan):
             continue
         for call in calls:
             s = call.summary
+            if s is None and done_only:
+                continue
             bad = [i for i, e in enumerate(call.events) if not e.valid]
             got_bad = sorted(int(x.index) for x in s.errors)
             if got_bad != bad or s.accepted + s.duplicates + s.rejected != len(call.events):
@@ -559,6 +610,8 @@ def ground_truth(plan):
                         conv_ack[oid] = min(conv_ack.get(oid, math.inf), call.t_end)
     for call in plan.threads.get("ref", []):
         s = call.summary
+        if s is None and done_only:
+            continue
         rejected = {int(x.index): x.reason for x in s.errors}
         accepted = 0
         for i, e in enumerate(call.events):
@@ -1163,7 +1216,8 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
             print("\n%s\nmodel: %d exposures, %d orders (%d attributed), %d refunds; workload "
                   "%.1f s" % (head, len(world.exposures), len(world.conversions), n_attr,
                               len(world.refunds), runner.elapsed))
-        if not (problems or mem or after or after9):
+        cps = [cp for cp in runner.checkpoints if cp[1] or cp[2] or cp[3]]
+        if not (problems or mem or after or after9 or cps):
             return
         report.append(head)
         report.append("model: %d exposures, %d orders, %d refunds stored"
@@ -1177,6 +1231,10 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
                 report += ["  " + x for x in lines[:15]]
                 if len(lines) > 15:
                     report.append("  ...")
+        for what, cm, ca, cp in cps:
+            report.append("at the %s: %d ingestion problems, %d differences before the "
+                          "restart, %d after" % (what, len(cp), len(cm.lines), len(ca.lines)))
+            report += ["  " + x for x in (cp + cm.lines + ca.lines)[:10]]
         if len({tuple(d.lines) for d in (mem, after, after9)}) > 1:
             report.append("(memory and the restarts disagree with each other too)")
         # The events that matter, replayed one call at a time on a fresh process.
@@ -1187,6 +1245,8 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
             report += ["  " + x for x in loc_lines]
         orders = (mem.orders | after.orders | after9.orders | _problem_orders(problems)
                   | loc_orders)
+        for _, cm, ca, cp in cps:
+            orders |= cm.orders | ca.orders | _problem_orders(cp)
         creators = set() if orders else mem.creators | after.creators | after9.creators
         pairs = M.relevant([(e.kind, e.obj) for e in plan.events if e.obj is not None],
                            orders, creators)
