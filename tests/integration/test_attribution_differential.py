@@ -919,15 +919,23 @@ def localize(address, wire, world, settings, plan, d, max_pairs=4):
                 got = _sums_of(resp)
                 if want == got:
                     continue
-                mine = []
+                mine, exact = [], []
+                lost = (want[3] - got[3], want[4] - got[4])  # credit units, gmv
                 for oid, conv in sorted(world.conversions.items()):
-                    if M.day_of(conv.t_ns) == day and any(
-                            t.creator == c for t in world.explain(oid, m, settings).touches):
+                    if M.day_of(conv.t_ns) != day:
+                        continue
+                    part = [(t.credit_units, t.minor)
+                            for t in world.explain(oid, m, settings).touches if t.creator == c]
+                    if part:
                         mine.append(oid)
-                orders.update(mine)
-                lines.append("creator %s %s on %s (%s): want %s, got %s; its orders that day: "
-                             "%s" % (c, M.MODEL_NAMES[m], rfc3339(day * DAY)[:10], SUMS_TEXT,
-                                     want, got, " ".join(mine[:20])))
+                        if (sum(u for u, _ in part), sum(g for _, g in part)) in (
+                                lost, (-lost[0], -lost[1])):
+                            exact.append(oid)
+                orders.update(exact or mine)
+                lines.append("creator %s %s on %s (%s): want %s, got %s; %s" % (
+                    c, M.MODEL_NAMES[m], rfc3339(day * DAY)[:10], SUMS_TEXT, want, got,
+                    "exactly the part of order(s) %s" % " ".join(exact) if exact else
+                    "its orders that day: %s" % " ".join(mine[:12])))
     finally:
         ch.close()
     return lines, orders
