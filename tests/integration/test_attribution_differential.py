@@ -1210,7 +1210,7 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
                           if e.kind == "conversion" and not e.valid]
         mem = compare(a.srv.address, wire, world, plan.settings, plan, invalid_orders)
         loc_lines, loc_orders = [], set()
-        if mem.creator_models:
+        if mem.creator_models and not mem.orders:  # reports differ, explanations do not
             loc_lines, loc_orders = localize(a.srv.address, wire, world, plan.settings, plan,
                                              mem)
         a.srv.restart()
@@ -1280,9 +1280,14 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
                 report += ["  " + x for x in (rp + rm.lines + ra.lines)[:10]]
                 if SHRINK_S > 0:
                     def fails(sub):
+                        # Twice: the service's background threads can make a failure
+                        # come and go.
                         sp = settings_positions(sub, runner, plan)
-                        m2, a2, p2 = replay(tmp_path_factory, plan, holder, sub, sp)
-                        return bool(m2 or a2 or p2)
+                        for _ in range(2):
+                            m2, a2, p2 = replay(tmp_path_factory, plan, holder, sub, sp)
+                            if m2 or a2 or p2:
+                                return True
+                        return False
 
                     small, tests = ddmin(evs, fails, SHRINK_S)
                     sp = settings_positions(small, runner, plan)
