@@ -19,7 +19,7 @@ days since 1970-01-01 (floor).
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 NS = 10 ** 9
 DAY_NS = 86400 * NS

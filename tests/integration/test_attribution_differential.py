@@ -42,6 +42,7 @@ are offsets from its start: they must stay within the join horizon of the wall c
 only the threads' interleaving and the restarts' exact moments vary between runs.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -102,7 +103,8 @@ class Call:
 
 
 class Plan:
-    pass
+    """A seed's workload (generate() sets its fields): events, threads' calls, settings
+    changes, restarts, checkpoints, the flags of the server, the report ranges."""
 
 
 def _settings_json(s):
@@ -113,16 +115,14 @@ def _settings_json(s):
             "default_model": MODEL_ENUM[s.default_model]}
 
 
+_SETTINGS_FIELD = {"click_window": "click_window_ns", "view_window": "view_window_ns",
+                   "time_decay_half_life": "half_life_ns", "engaged_view_ms": "engaged_view_ms",
+                   "default_model": "default_model"}
+
+
 def _apply_update(s, fields):
-    kw = dict(click_window_ns=s.click_window_ns, view_window_ns=s.view_window_ns,
-              half_life_ns=s.half_life_ns, engaged_view_ms=s.engaged_view_ms,
-              late_window_ns=s.late_window_ns, default_model=s.default_model)
-    for f, v in fields.items():
-        key = {"click_window": "click_window_ns", "view_window": "view_window_ns",
-               "time_decay_half_life": "half_life_ns", "engaged_view_ms": "engaged_view_ms",
-               "default_model": "default_model"}[f]
-        kw[key] = v
-    return M.Settings(**kw)
+    """The settings after an UpdateAttributionSettings of `fields` (mask paths -> values)."""
+    return dataclasses.replace(s, **{_SETTINGS_FIELD[f]: v for f, v in fields.items()})
 
 
 def generate(seed, n_events, now_h):
