@@ -260,6 +260,9 @@ def generate(seed, n_events, now_h):
                       thread=rnd.choice(["expA", "expB"])))
 
     def later(pos):
+        """After pos: often right after it (the same call, mostly), else anywhere later."""
+        if rnd.random() < 0.4:
+            return pos + 1e-9
         return pos + rnd.random() * (1.0 - pos)
 
     # Duplicates. The same id with other fields: later in the same thread (the first
