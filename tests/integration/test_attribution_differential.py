@@ -633,12 +633,13 @@ def ground_truth(plan, done_only=False):
                 else:
                     ok = False
                 if not ok:
+                    acked = conv_ack.get(r.order_id, math.inf)
                     problems.append("refund %s (order %s, %d) rejected: %r; the model: %s%s "
                                     "(order acknowledged %s the call started)"
                                     % (r.refund_id, r.order_id, r.amount, reason, verdict,
                                        "" if left is None else " (left %d)" % left,
-                                       "before" if conv_ack.get(r.order_id, math.inf)
-                                       < call.t_start else "not before"))
+                                       "%.3f s before" % (call.t_start - acked)
+                                       if acked < call.t_start else "not before"))
                 continue
             if verdict == "accepted":
                 world.add_refund(r)
