@@ -923,23 +923,26 @@ def localize(address, wire, world, settings, plan, d, max_pairs=4):
                 got = _sums_of(resp)
                 if want == got:
                     continue
-                mine, exact = [], []
+                mine, exact, whole = [], [], []
                 lost = (want[3] - got[3], want[4] - got[4])  # credit units, gmv
                 for oid, conv in sorted(world.conversions.items()):
                     if M.day_of(conv.t_ns) != day:
                         continue
-                    part = [(t.credit_units, t.minor)
-                            for t in world.explain(oid, m, settings).touches if t.creator == c]
+                    ex_ = world.explain(oid, m, settings)
+                    part = [(t.credit_units, t.minor) for t in ex_.touches if t.creator == c]
                     if part:
                         mine.append(oid)
                         if (sum(u for u, _ in part), sum(g for _, g in part)) in (
                                 lost, (-lost[0], -lost[1])):
                             exact.append(oid)
-                orders.update(exact or mine)
+                    if abs(lost[0]) == M.CREDIT_ONE and ex_.net == abs(lost[1]):
+                        whole.append(oid)  # a whole order's credit, stale or missing
+                orders.update(exact or whole or mine)
                 lines.append("creator %s %s on %s (%s): want %s, got %s; %s" % (
                     c, M.MODEL_NAMES[m], rfc3339(day * DAY)[:10], SUMS_TEXT, want, got,
-                    "exactly the part of order(s) %s" % " ".join(exact) if exact else
-                    "its orders that day: %s" % " ".join(mine[:12])))
+                    "exactly this creator's part of order(s) %s" % " ".join(exact) if exact
+                    else "a whole order of that net amount: %s" % " ".join(whole) if whole
+                    else "its orders that day: %s" % " ".join(mine[:12])))
     finally:
         ch.close()
     return lines, orders
