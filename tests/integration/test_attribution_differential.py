@@ -67,7 +67,7 @@ NS = M.NS
 DAY = 86400
 HOUR = 3600
 CALL_TIMEOUT_S = 60
-RETRY_FOR_S = 120
+RETRY_FOR_S = 60
 RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                grpc.StatusCode.DEADLINE_EXCEEDED)
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 50),
