@@ -140,3 +140,19 @@ soak: build
 		-p no:cacheprovider tests/integration/test_load.py
 
 test: fuzz-smoke
+
+# ---- Attribution against its reference model (issue 11) --------------------------------
+# tests/integration/test_attribution_differential.py with many seeds, one pytest item each
+# (`make test` runs 3 of 800 events): `make stress SEEDS=500`; STRESS_EVENTS events a seed,
+# from seed STRESS_SEED_BASE. A failure names its seed and how to run it alone.
+SEEDS ?= 50
+STRESS_EVENTS ?= 1500
+STRESS_SEED_BASE ?= 1
+
+.PHONY: stress
+
+stress: deps
+	$(BAZEL) build //services/attribution:attribution
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_DIFF_SEEDS=$(SEEDS) YW_DIFF_SEED_BASE=$(STRESS_SEED_BASE) \
+		YW_DIFF_EVENTS=$(STRESS_EVENTS) $(PY) -m pytest -q -p no:cacheprovider \
+		tests/integration/test_attribution_differential.py
