@@ -91,9 +91,10 @@ bench: build
 STRESS_EXPOSURES ?= 5000000
 STRESS_GROWTH_BOUND_MB ?= 128
 
-.PHONY: stress stress-flow
+.PHONY: stress stress-diff stress-flow
 
-stress: stress-flow
+# Both long runs: the differential test with many seeds (below), then the stream flood.
+stress: stress-diff stress-flow
 
 stress-flow: build
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_STREAM_EXPOSURES=$(STRESS_EXPOSURES) \
@@ -149,9 +150,7 @@ SEEDS ?= 50
 STRESS_EVENTS ?= 1500
 STRESS_SEED_BASE ?= 1
 
-.PHONY: stress
-
-stress: deps
+stress-diff: deps
 	$(BAZEL) build //services/attribution:attribution
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_DIFF_SEEDS=$(SEEDS) YW_DIFF_SEED_BASE=$(STRESS_SEED_BASE) \
 		YW_DIFF_EVENTS=$(STRESS_EVENTS) $(PY) -m pytest -q -p no:cacheprovider \
