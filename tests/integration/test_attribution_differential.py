@@ -16,11 +16,12 @@ points (calls that fail then are sent again: ingestion is idempotent).
 Then every order's ExplainConversion under every model, every creator's GetCreatorReport
 (a whole range and a sub-range of days), GetTierReport and ListTopCreators are compared
 with the model fed the acknowledged events and the final settings; again after a SIGTERM
-restart, and after a kill -9 and a start; and, for some seeds, at a checkpoint midway (the
-threads pause, what was acknowledged so far is compared, the server restarts, compared
-again, and the threads go on). Which refunds exist is the service's answer (a refund of an order not yet
-acknowledged is rejected), checked for sense: a refund may be rejected only when its
-order was not acknowledged before the call started, or for more than what was left.
+restart, and after a kill -9 and a start; and, for some seeds, at a checkpoint midway
+(the threads pause, what was acknowledged so far is compared, the server restarts,
+compared again, and the threads go on). Which refunds exist is the service's answer (a
+refund of an order not yet acknowledged is rejected), checked for sense: a refund may be
+rejected only when its order was not acknowledged before the call started, or for more
+than what was left.
 
 On a mismatch the failure names the seed, what differs, and the events that matter (those
 of the differing orders' viewer and product, their refunds, the differing creators',
