@@ -97,7 +97,7 @@ typedef struct st_attr_svc_t {
     int stopping;
     /* Stopping: the snapshot (attr_snap.h) is written once only the hold of
      * attr_service_fini_async() is left; its timer looks every ATTR_FINI_POLL_MS. */
-    int fini_wait, marks_busy;
+    int fini_wait;
     uv_timer_t fini_timer;
     /* Memory may disagree with what the data gives (an error was logged that says "until
      * restart"): no snapshot of it is written. */
@@ -3372,7 +3372,6 @@ static void attr__on_mjob(yw_store_job_t *job, grpc_status_code status)
     }
     free(mj->ld.pruned);
     free(mj);
-    svc->marks_busy = 0;
     attr__unref(svc); /* the job (the hold stays) */
     attr__fini_done(svc);
 }
@@ -3400,7 +3399,8 @@ static void attr__fini_done(attr_svc_t *svc)
 static void attr__fini_step(uv_timer_t *t)
 {
     attr_svc_t *svc = t->data;
-    if (!svc->fini_wait || svc->refs != 1 || svc->marks_busy || svc->persist_busy) {
+    /* (A persist job or the marks' job in flight holds a reference of its own.) */
+    if (!svc->fini_wait || svc->refs != 1) {
         return;
     }
     if (svc->st.n_persist > 0 && !svc->suspect) {
@@ -3425,7 +3425,6 @@ static void attr__fini_step(uv_timer_t *t)
         mj->job.work = attr__mjob_work;
         mj->job.done = attr__on_mjob;
         if (yw_store_write(svc->store, &mj->job) == 0) {
-            svc->marks_busy = 1;
             svc->refs++;
             return;
         }

@@ -203,11 +203,6 @@ static void attr__get_marks(attr__r_t *r, attr_snap_marks_t *m)
     m->log_last_size = attr__get64(r);
 }
 
-const attr_snap_marks_t *attr_snap_marks(const attr_snap_t *s)
-{
-    return &s->marks;
-}
-
 int attr_snap_matches(const attr_snap_t *s, const attr_snap_marks_t *now, char *why, size_t len)
 {
     const attr_snap_marks_t *a = &s->marks;

@@ -75,8 +75,6 @@ int attr_snap_write(const char *path, const attr_state_t *st, const attr_snap_ma
  */
 int attr_snap_read(const char *path, attr_snap_t **out, char *err, size_t errlen);
 
-const attr_snap_marks_t *attr_snap_marks(const attr_snap_t *s);
-
 /**
  * Whether the snapshot's marks equal `now`. 1: yes; 0: no, with the first difference in
  * `why`.
