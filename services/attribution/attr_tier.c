@@ -85,6 +85,7 @@ struct st_attr__batch_t {
     attr__batch_t *next; /* in f->split */
     int scored;          /* sent as BatchScoreCreators (the fallback) */
     int probe;           /* sent as BatchGetCreatorTiers to see whether it is back */
+    int refused;         /* answered UNIMPLEMENTED once: goes as BatchScoreCreators */
     size_t n;
     uint32_t ids[];
 };
@@ -375,6 +376,7 @@ static attr__batch_t *attr__batch_new(attr__fetch_t *f, const uint32_t *ids, siz
         b->next = NULL;
         b->scored = 0;
         b->probe = 0;
+        b->refused = 0;
         b->n = n;
         memcpy(b->ids, ids, n * sizeof b->ids[0]);
     }
@@ -429,7 +431,8 @@ static int attr__send(attr__fetch_t *f, attr__batch_t *b, int64_t timeout_ms)
     b->scored = 0;
     b->probe = 0;
     if (t->fallback) {
-        if (!t->probing && attr__mono_ms() >= t->reprobe_ms) {
+        /* A batch just refused is not the next probe, however late its answer came. */
+        if (!b->refused && !t->probing && attr__mono_ms() >= t->reprobe_ms) {
             b->probe = 1;
             t->probing = 1;
         } else {
@@ -620,6 +623,7 @@ static int attr__route(attr__fetch_t *f, attr__batch_t *b, grpc_status_code code
         return 0;
     }
     t->reprobe_ms = attr__mono_ms() + t->reprobe_every;
+    b->refused = 1;
     if (!t->fallback) {
         t->fallback = 1;
         yw_log(YW_LOG_WARN,

@@ -584,7 +584,7 @@ YW_TEST(an_older_tier_scoring_is_asked_with_batch_score_creators)
     add_creators(&f, "m", 5, ids + 23);
     YW_CHECK(!attr_tier_fallback(f.tier));
     YW_CHECK_INT(refresh(&f, ids, 28, NOW_NS), ==, 1);
-    YW_CHECK(!f.has_error);
+    YW_CHECK_STR(f.error, "");
     YW_CHECK(attr_tier_fallback(f.tier));
     for (size_t i = 0; i < 28; i++) {
         int want = i < 20   ? YAOWEI__TIER__V1__TIER__TIER_HEAD
