@@ -113,7 +113,8 @@ typedef struct st_attr_svc_t {
     uint32_t run_exposures;
     /* Restating (a settings change being applied to the stored conversions): whatever
      * changes conversions or rollups waits in `held`, in order. */
-    int restating;
+    int restating; /* how many hold the gate closed: a restatement, an audit */
+    uint64_t restatements; /* begun so far (an audit across one compares nothing) */
     attr_held_t *held_head, *held_tail;
     struct st_attr_rsjob_t *restate; /* the restatement in progress, to retry */
     /* Exposure batches submitted and not yet committed: conversions committed after the
@@ -127,6 +128,11 @@ typedef struct st_attr_svc_t {
     int explain_jobs;                    /* reads of them in flight */
     yw_metric_t *mem[ATTR_N_MEM_PARTS];
     yw_metric_t *cache_loads, *cache_evictions, *explain_reads;
+    /* The rollup audit (--audit-rollups-ms; 0: off): every audit_ns, attr__audit(). */
+    int64_t audit_ns, audit_last_ns;
+    int64_t maint_last_ns;
+    uint64_t audits, audit_failures;
+    yw_metric_t *audit_diffs;
 } attr_svc_t;
 
 static int64_t attr__now(void)
@@ -170,6 +176,7 @@ static void attr__ts(int64_t ns, Google__Protobuf__Timestamp *ts)
 }
 
 static void attr__schedule_persist(attr_svc_t *svc);
+static void attr__evict(attr_svc_t *svc);
 
 /* ---- the restatement gate ---- */
 
@@ -190,11 +197,23 @@ static void attr__gate(attr_svc_t *svc, attr_held_t *h, void (*fn)(attr_held_t *
     svc->held_tail = h;
 }
 
-/** The restatement is over: what waited runs, in order. */
+/**
+ * A restatement or an audit is over: once none holds it, what waited runs, in order.
+ * Eviction stays held until all of it ran. Invariant: a conversion read on the writer's
+ * queue (an exposure batch's preload, a refund's load) is still in memory when the read
+ * is used, if it was when the read was made, so that a stale row is never loaded over
+ * newer credits (attr__conv_from_set()). The queue's order keeps it (the read's `done`
+ * runs before the `done` of the write that lets the conversion go); holding the read's
+ * use behind the gate does not, unless nothing leaves memory until the held work ran.
+ * Evicting from the first held item on let a later held preload load an order without
+ * the touches its credits in the rollups had (issue 11: reports drifted from the
+ * explanations after a settings change; the rollup audit found it).
+ */
 static void attr__gate_open(attr_svc_t *svc)
 {
-    svc->restating = 0;
-    svc->st.evict_hold = 0;
+    if (svc->restating > 0 && --svc->restating > 0) {
+        return;
+    }
     while (svc->held_head != NULL && !svc->restating) {
         attr_held_t *h = svc->held_head;
         svc->held_head = h->next;
@@ -203,24 +222,29 @@ static void attr__gate_open(attr_svc_t *svc)
         }
         h->fn(h);
     }
+    if (svc->restating) {
+        return; /* closed again by what ran */
+    }
+    svc->st.evict_hold = 0;
     /* Runs published meanwhile stayed in memory for the commits that waited (a
      * conversion's capture from the runs covers what its lookup's view did not). */
-    if (!svc->restating) {
+    if (svc->xs != NULL) {
         attr_xstore_hold_runs(svc->xs, 0);
     }
+    attr__evict(svc);
 }
 
 /** Closes the gate: what changes conversions or rollups waits (attr__gate()). */
 static void attr__gate_close(attr_svc_t *svc)
 {
-    svc->restating = 1;
+    svc->restating++;
     svc->st.evict_hold = 1;
-    attr_xstore_hold_runs(svc->xs, 1);
+    if (svc->xs != NULL) {
+        attr_xstore_hold_runs(svc->xs, 1);
+    }
 }
 
 /* ---- the conversion cache ---- */
-
-static void attr__evict(attr_svc_t *svc);
 
 /**
  * Reads stored conversions and refund ids on the writer's queue: it runs after every
@@ -2808,6 +2832,8 @@ typedef struct st_attr_rsjob_t {
     int64_t now;
     int64_t horizon_before;
     uint64_t restated;
+    int audit; /* not a restatement: attr__audit() (sj is NULL) */
+    uint64_t gen; /* svc->restatements when it began */
     char err[256];
 } attr_rsjob_t;
 
@@ -2879,6 +2905,60 @@ static void attr__rsjob_free(attr_rsjob_t *rs)
 }
 
 static int attr__rsjob_submit(attr_rsjob_t *rs);
+static int attr__rsjob_start(attr_svc_t *svc, attr_sjob_t *sj, attr_rsjob_t **out);
+
+/** One figure that differs (attr_state_audit()): logged, the first few. */
+static void attr__audit_diff(void *arg, const char *creator, size_t len, int32_t day,
+                             const char *what, int64_t got, int64_t want)
+{
+    int *n = arg;
+    if ((*n)++ < 20) {
+        yw_log(YW_LOG_ERROR, "audit: creator %.*s day %d %s: rollups %lld, recomputed %lld",
+               (int)(creator != NULL ? len : 1), creator != NULL ? creator : "-", (int)day, what,
+               (long long)got, (long long)want);
+    }
+}
+
+/** An audit's stored conversions are read: the rollups are checked against them. */
+static void attr__audit_done(attr_rsjob_t *rs, grpc_status_code status)
+{
+    attr_svc_t *svc = rs->svc;
+    /* A restatement begun meanwhile changes the settings or the rollups under it. */
+    if (status == GRPC_STATUS_OK && !svc->stopping && rs->gen == svc->restatements) {
+        int n = 0;
+        int rc = attr_state_audit(&svc->st, &rs->tmp, attr__audit_diff, &n);
+        svc->audits++;
+        if (rc != 0) {
+            svc->audit_failures++;
+            yw_metric_add(svc->audit_diffs, rc > 0 ? (uint64_t)rc : 1);
+        }
+        yw_log(rc == 0 ? YW_LOG_DEBUG : YW_LOG_ERROR,
+               "audit %llu: %d rollup figures differ from the %llu stored and %zu cached "
+               "conversions",
+               (unsigned long long)svc->audits, rc, (unsigned long long)rs->restated,
+               svc->st.n_cached);
+    }
+    attr__rsjob_free(rs);
+    attr__gate_open(svc);
+    attr__evict(svc);
+    attr__unref(svc);
+}
+
+/**
+ * The rollup audit (--audit-rollups-ms, a test aid): at a tick, with nothing else in the
+ * gate, the credit rollups are recomputed from the stored conversions not in memory plus
+ * the cached ones, and compared (attr_state_audit()); differences are logged as errors.
+ */
+static void attr__audit(attr_svc_t *svc, int64_t now)
+{
+    if (svc->audit_ns == 0 || now - svc->audit_last_ns < svc->audit_ns || svc->restating ||
+        svc->settings_busy || svc->restate != NULL || svc->stopping) {
+        return;
+    }
+    svc->audit_last_ns = now;
+    attr_rsjob_t *rs = NULL;
+    (void)attr__rsjob_start(svc, NULL, &rs);
+}
 
 static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
 {
@@ -2886,6 +2966,10 @@ static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
     attr_svc_t *svc = rs->svc;
     attr_state_t *st = &svc->st;
     attr_sjob_t *sj = rs->sj;
+    if (rs->audit) {
+        attr__audit_done(rs, status);
+        return;
+    }
     if (status != GRPC_STATUS_OK) {
         if (!svc->stopping) {
             /* The new settings are stored: the rollups must follow. Again at a tick. */
@@ -2944,7 +3028,7 @@ static int attr__rsjob_submit(attr_rsjob_t *rs)
     attr_svc_t *svc = rs->svc;
     attr_state_free(&rs->tmp);
     attr_state_init(&rs->tmp);
-    rs->tmp.settings = rs->sj->j.settings;
+    rs->tmp.settings = rs->sj != NULL ? rs->sj->j.settings : svc->st.settings;
     attr_settings_rules(&rs->tmp.settings, &rs->tmp.rules);
     rs->restated = 0;
     rs->err[0] = '\0';
@@ -2957,26 +3041,22 @@ static int attr__rsjob_submit(attr_rsjob_t *rs)
     return rc;
 }
 
-static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
+/**
+ * Closes the gate and starts reading the stored conversions that are not in memory into
+ * a restatement under sj's settings, or (sj NULL) an audit under the current ones
+ * (attr__audit()). Returns 0 (*out on its way) or a negative errno (the gate stays open).
+ */
+static int attr__rsjob_start(attr_svc_t *svc, attr_sjob_t *sj, attr_rsjob_t **out)
 {
-    attr_sjob_t *sj = (attr_sjob_t *)job;
-    attr_svc_t *svc = sj->svc;
     attr_state_t *st = &svc->st;
-    svc->refs--;
-    if (status != GRPC_STATUS_OK) {
-        svc->settings_busy = 0;
-        yw_call_finish(sj->call, status, "settings: %s", job->errmsg);
-        free(sj);
-        return;
-    }
-    /* Durable: now restate every conversion under the new settings. Until that is done
-     * nothing changes conversions or rollups (they wait), nothing leaves the cache, and
-     * the conversions in memory (pending or cached) are restated from memory. */
     attr_rsjob_t *rs = calloc(1, sizeof *rs);
     int rc = rs != NULL ? 0 : -ENOMEM;
     if (rc == 0) {
         rs->svc = svc;
         rs->sj = sj;
+        rs->audit = sj == NULL;
+        svc->restatements += !rs->audit;
+        rs->gen = svc->restatements;
         rs->now = attr__now();
         rs->horizon_before = attr_settings_horizon(&st->settings);
         attr_state_init(&rs->tmp);
@@ -3012,6 +3092,30 @@ static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
             attr__gate_open(svc);
         }
     }
+    if (rc != 0 && rs != NULL) {
+        attr__rsjob_free(rs);
+        rs = NULL;
+    }
+    *out = rs;
+    return rc;
+}
+
+static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_sjob_t *sj = (attr_sjob_t *)job;
+    attr_svc_t *svc = sj->svc;
+    svc->refs--;
+    if (status != GRPC_STATUS_OK) {
+        svc->settings_busy = 0;
+        yw_call_finish(sj->call, status, "settings: %s", job->errmsg);
+        free(sj);
+        return;
+    }
+    /* Durable: now restate every conversion under the new settings. Until that is done
+     * nothing changes conversions or rollups (they wait), nothing leaves the cache, and
+     * the conversions in memory (pending or cached) are restated from memory. */
+    attr_rsjob_t *rs = NULL;
+    int rc = attr__rsjob_start(svc, sj, &rs);
     if (rc != 0) {
         /* Stored but not in force: the next start-up credits everything under it. */
         yw_log(YW_LOG_ERROR, "settings v%lld stored but cannot be applied now: %s",
@@ -3022,10 +3126,6 @@ static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
                        "are in force after a restart",
                        strerror(-rc));
         free(sj);
-        if (rs != NULL) {
-            attr__rsjob_free(rs);
-        }
-        return;
     }
 }
 
@@ -3252,6 +3352,12 @@ static void attr__on_timer(uv_timer_t *t)
 {
     attr_svc_t *svc = t->data;
     int64_t now = attr__now();
+    attr__audit(svc, now);
+    /* (The timer runs more often only for the audit.) */
+    if (now - svc->maint_last_ns < (ATTR_MAINT_MS - 10) * (ATTR_NS_PER_S / 1000)) {
+        return;
+    }
+    svc->maint_last_ns = now;
     svc->ticks++;
     if (!svc->restating) {
         attr_xstore_tick(svc->xs, now); /* (seals nothing while commits wait) */
@@ -3627,6 +3733,10 @@ static void attr__register_metrics(attr_svc_t *svc)
                              &svc->cache_evictions);
     (void)yw_metrics_counter(m, "yaowei_attribution_conversion_cache_total", NULL,
                              "event=explain_read", &svc->explain_reads);
+    (void)yw_metrics_counter(m, "yaowei_attribution_audit_differences_total",
+                             "Rollup figures found to differ from the conversions by the audit "
+                             "(--audit-rollups-ms; always 0 unless there is a bug).",
+                             NULL, &svc->audit_diffs);
 }
 
 int attr_service_init(yw_app_t *app, char *err, size_t errlen)
@@ -3651,6 +3761,18 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
     }
     svc->tier_ttl_ns = ttl_s * ATTR_NS_PER_S;
+    const char *audit = yw_app_option(app, "audit-rollups-ms");
+    if (audit != NULL) {
+        char *end = NULL;
+        long long v = strtoll(audit, &end, 10);
+        if (end == audit || *end != '\0' || v < 0 || v > 86400000) {
+            snprintf(err, errlen, "--audit-rollups-ms: must be within 0..86400000, got %s",
+                     audit);
+            attr__svc_free(svc);
+            return -EINVAL;
+        }
+        svc->audit_ns = v * (ATTR_NS_PER_S / 1000);
+    }
     const char *runs = yw_app_option(app, "index-run-exposures");
     if (runs != NULL) {
         char *end = NULL;
@@ -3831,7 +3953,12 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         svc->timer.data = svc;
         svc->timer_open = 1;
         svc->refs++;
-        rc = uv_timer_start(&svc->timer, attr__on_timer, ATTR_MAINT_MS, ATTR_MAINT_MS);
+        uint64_t every = ATTR_MAINT_MS;
+        if (svc->audit_ns > 0 && svc->audit_ns / (ATTR_NS_PER_S / 1000) < ATTR_MAINT_MS) {
+            every = (uint64_t)(svc->audit_ns / (ATTR_NS_PER_S / 1000));
+        }
+        svc->maint_last_ns = now;
+        rc = uv_timer_start(&svc->timer, attr__on_timer, every, every);
         if (rc != 0) {
             snprintf(err, errlen, "maintenance timer: %s", uv_strerror(rc));
         }
@@ -3912,7 +4039,11 @@ void attr_service_fini(yw_app_t *app)
     }
     attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
     svc->ck = NULL;
-    attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
+    /* Gone once closed: a restatement or an audit still reading (it holds the gate)
+     * must not reach it when it ends (attr__gate_open()). */
+    attr_xstore_t *xs = svc->xs;
+    svc->xs = NULL;
+    attr_xstore_close(xs, attr__on_xs_closed, svc);
     /* attr_service_fini_async() goes on once they are closed. */
 }
 
@@ -4005,6 +4136,11 @@ const yw_option_t attr_options[] = {
     {"conversion-cache-mb", "YW_CONVERSION_CACHE_MB", "16",
      "MiB of conversions kept in memory (the database holds them all; about 600 bytes each; "
      "0: only those in use)",
+     NULL},
+    {"audit-rollups-ms", "YW_AUDIT_ROLLUPS_MS", "0",
+     "a test aid: every so many milliseconds, check the credit rollups against the stored and "
+     "cached conversions (reads every stored conversion; differences are logged and counted "
+     "in yaowei_attribution_audit_differences_total; 0: never)",
      NULL},
     {"dedup-filter-mb", "YW_DEDUP_FILTER_MB", "64",
      "MiB the Bloom filters of indexed event ids may hold (2 bytes per exposure kept; past it "

@@ -2258,6 +2258,106 @@ int attr_state_replace_credits(attr_state_t *st, const attr_state_t *from, const
     return rc != 0 ? rc : attr_state_flush(st);
 }
 
+/** The figures of one credit cell: singles, gmv, then credit and gmv of each model. */
+enum { ATTR__AUDIT_FIGS = 2 + 2 * ATTR_N_MODELS };
+
+static void attr__cday_figs(const attr_state_t *st, uint32_t creator, const attr_cday_t *cd,
+                            int64_t out[ATTR__AUDIT_FIGS])
+{
+    memset(out, 0, ATTR__AUDIT_FIGS * sizeof *out);
+    if (cd == NULL) {
+        return;
+    }
+    out[0] = attr__fig(st, cd->singles, creator, cd->day, ATTR__F_SINGLES);
+    out[1] = attr__fig(st, cd->gmv, creator, cd->day, ATTR__F_GMV);
+    if (cd->multi != 0) {
+        const attr_multi_t *mu = &st->multi[cd->multi - 1];
+        for (int m = 0; m < ATTR_N_MODELS; m++) {
+            out[2 + m] = mu->credit[m];
+            out[2 + ATTR_N_MODELS + m] = mu->gmv[m];
+        }
+    }
+}
+
+/** The cell of `creator` (by name) and `day` in st, or NULL; *id its creator id. */
+static const attr_cday_t *attr__cday_named(const attr_state_t *st, const char *name, size_t len,
+                                           int32_t day, uint32_t *id)
+{
+    int64_t c = attr_intern_find(&st->creators, name, len);
+    if (c < 0 || (uint64_t)c >= st->cap_creator_meta) {
+        return NULL;
+    }
+    *id = (uint32_t)c;
+    const attr_creator_t *m = &st->creator_meta[c];
+    uint32_t i;
+    ATTR__LOWER_BOUND(m->cdays, m->n_cdays, day, i);
+    return i < m->n_cdays && m->cdays[i].day == day ? &m->cdays[i] : NULL;
+}
+
+/** Compares a's cells with b's (a's creators; b's cells a lacks count as zero). */
+static int attr__audit_cells(const attr_state_t *a, const attr_state_t *b, int a_is_got,
+                             attr_audit_fn diff, void *arg)
+{
+    static const char *const what[ATTR__AUDIT_FIGS] = {
+        "singles", "gmv", "credit[1]", "credit[2]", "credit[3]", "credit[4]", "credit[5]",
+        "gmv[1]", "gmv[2]", "gmv[3]", "gmv[4]", "gmv[5]"};
+    _Static_assert(ATTR_N_MODELS == 5, "attr__audit_cells names");
+    int n = 0;
+    for (uint32_t c = 0; c < a->creators.count && c < a->cap_creator_meta; c++) {
+        const attr_creator_t *m = &a->creator_meta[c];
+        size_t len;
+        const char *name = attr_intern_str(&a->creators, c, &len);
+        for (uint32_t i = 0; i < m->n_cdays; i++) {
+            uint32_t bid = 0;
+            const attr_cday_t *bc = attr__cday_named(b, name, len, m->cdays[i].day, &bid);
+            if (!a_is_got && bc != NULL) {
+                continue; /* compared from the other side */
+            }
+            int64_t fa[ATTR__AUDIT_FIGS], fb[ATTR__AUDIT_FIGS];
+            attr__cday_figs(a, c, &m->cdays[i], fa);
+            attr__cday_figs(b, bid, bc, fb);
+            for (int f = 0; f < ATTR__AUDIT_FIGS; f++) {
+                if (fa[f] != fb[f]) {
+                    diff(arg, name, len, m->cdays[i].day, what[f], a_is_got ? fa[f] : fb[f],
+                         a_is_got ? fb[f] : fa[f]);
+                    n++;
+                }
+            }
+        }
+    }
+    return n;
+}
+
+int attr_state_audit(attr_state_t *st, const attr_state_t *from, attr_audit_fn diff, void *arg)
+{
+    /* What the cached conversions add, off; compared; back on (every cell exists). */
+    for (attr_conv_t *c = st->lru_head; c != NULL; c = c->lru_next) {
+        if (c->state == ATTR_LIVE && c->applied) {
+            attr__apply(st, c, -1);
+        }
+    }
+    int n = attr__audit_cells(st, from, 1, diff, arg) + attr__audit_cells(from, st, 0, diff, arg);
+    for (size_t i = 0; i < st->n_unattr; i++) {
+        int64_t count = 0, gmv = 0;
+        for (size_t k = 0; k < from->n_unattr; k++) {
+            if (from->unattr[k].day == st->unattr[i].day) {
+                count = from->unattr[k].count;
+                gmv = from->unattr[k].gmv;
+            }
+        }
+        if (count != st->unattr[i].count || gmv != st->unattr[i].gmv) {
+            diff(arg, NULL, 0, st->unattr[i].day, "unattributed", st->unattr[i].count, count);
+            n++;
+        }
+    }
+    for (attr_conv_t *c = st->lru_head; c != NULL; c = c->lru_next) {
+        if (c->state == ATTR_LIVE && c->applied) {
+            attr__apply(st, c, +1);
+        }
+    }
+    return n;
+}
+
 int attr_state_take_persist(attr_state_t *st, attr_conv_t ***out, size_t *n)
 {
     *out = NULL;

@@ -703,6 +703,21 @@ int attr_state_flush(attr_state_t *st);
  */
 int attr_state_set_settings(attr_state_t *st, const attr_settings_t *s);
 
+/** One credit rollup cell that differs in attr_state_audit(). */
+typedef void (*attr_audit_fn)(void *arg, const char *creator, size_t creator_len, int32_t day,
+                              const char *what, int64_t got, int64_t want);
+
+/**
+ * Checks the credit rollups (not the exposure counts): they must equal `from`'s (the
+ * credits, under st's settings, of the stored conversions that are not in memory, built
+ * as for attr_state_replace_credits()) plus the results of the cached conversions
+ * applied to them. Calls `diff` for each figure of a creator and day (or of the
+ * unattributed conversions, creator NULL) that differs; changes nothing. Returns how
+ * many differ, or -ENOMEM. A test aid (--audit-rollups-ms): nothing may change the
+ * conversions or the rollups meanwhile.
+ */
+int attr_state_audit(attr_state_t *st, const attr_state_t *from, attr_audit_fn diff, void *arg);
+
 /**
  * Restatement with the conversions that are not in memory: `from` holds their credits
  * under `s` (attr_conv_apply() into a state with settings `s`). Sets the settings,

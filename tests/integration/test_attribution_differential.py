@@ -36,7 +36,11 @@ Cases it found are kept below it, shrunk, as plain tests (they run whatever the 
 
 Environment: YW_DIFF_SEEDS (how many seeds, 3), YW_DIFF_SEED_BASE (the first, 1),
 YW_DIFF_EVENTS (events per seed, 800), YW_DIFF_SHRINK_S (30; 0: no shrinking),
-YW_DIFF_VERBOSE=1 (print each seed's workload and the model's totals, with -s).
+YW_DIFF_VERBOSE=1 (print each seed's workload and the model's totals, with -s),
+YW_DIFF_HOUR (a unix time: the workload of that hour instead of the current one),
+YW_DIFF_AUDIT_MS (250: the server checks its rollups against its conversions that often,
+--audit-rollups-ms, and any difference it logs fails the seed: the log's time tells when
+the rollups went wrong; 0: no audit).
 `make stress SEEDS=500` runs many. One seed again:
   YW_DIFF_SEED_BASE=17 YW_DIFF_SEEDS=1 YW_DIFF_EVENTS=1500 YW_BIN_DIR=$PWD/bazel-bin \
     python3 -m pytest -q -p no:cacheprovider tests/integration/test_attribution_differential.py
@@ -65,6 +69,8 @@ SEED_BASE = int(os.environ.get("YW_DIFF_SEED_BASE", "1"))
 N_EVENTS = int(os.environ.get("YW_DIFF_EVENTS", "800"))
 SHRINK_S = float(os.environ.get("YW_DIFF_SHRINK_S", "30"))
 VERBOSE = os.environ.get("YW_DIFF_VERBOSE", "") not in ("", "0")
+HOUR_OF = int(os.environ.get("YW_DIFF_HOUR", "0"))  # unix time: that hour's workload
+AUDIT_MS = int(os.environ.get("YW_DIFF_AUDIT_MS", "250"))
 
 NS = M.NS
 DAY = 86400
@@ -1207,6 +1213,22 @@ def describe_events(evs, settings_pos, where=None):
 # -- the test -------------------------------------------------------------------------------
 
 
+def audit_errors(srv):
+    """The rollup audit's error lines in every log of the server (each start has its own)."""
+    out = []
+    base = os.path.join(srv.log_dir, srv.name + ".")
+    for i in range(1, 1000):
+        try:
+            with open("%s%d.log" % (base, i), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            break
+        for line in text.splitlines():
+            if "audit" in line and '"error"' in line:
+                out.append("start %d: %s" % (i, line))
+    return out
+
+
 SEEDS = list(range(SEED_BASE, SEED_BASE + N_SEEDS))
 
 
@@ -1214,18 +1236,24 @@ SEEDS = list(range(SEED_BASE, SEED_BASE + N_SEEDS))
 def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
     now = int(time.time())
     now_h = now - now % HOUR
+    if HOUR_OF:
+        # Another hour's workload (a failure's header names it): fine while its events
+        # stay inside the join horizon, i.e. for a few hours after it.
+        now_h = HOUR_OF - HOUR_OF % HOUR
     plan = generate(seed, N_EVENTS, now_h)
-    a = Attr(tmp_path_factory, "attribution_diff", extra=plan.flags).start()
+    audit = ["--audit-rollups-ms", str(AUDIT_MS)] if AUDIT_MS > 0 else []
+    a = Attr(tmp_path_factory, "attribution_diff", extra=plan.flags + audit).start()
     holder = WireHolder()
     report = []
     try:
         wire = holder.get(a)
         runner = Runner(plan, a, wire)
         errors = runner.run()
-        head = ("seed %d (YW_DIFF_SEED_BASE=%d YW_DIFF_SEEDS=1 YW_DIFF_EVENTS=%d; times from "
-                "%s; %d events; pools %d viewers %d products %d creators; flags %s; %d "
+        head = ("seed %d (YW_DIFF_SEED_BASE=%d YW_DIFF_SEEDS=1 YW_DIFF_EVENTS=%d "
+                "YW_DIFF_HOUR=%d; times from %s; %d events; pools %d viewers %d products %d creators; flags %s; %d "
                 "conversion thread(s); pacing window %d; %s)"
-                % (seed, seed, plan.n_events, rfc3339(now_h), len(plan.events), *plan.pools,
+                % (seed, seed, plan.n_events, now_h, rfc3339(now_h), len(plan.events),
+                   *plan.pools,
                    " ".join(plan.flags), plan.conv_threads, plan.window,
                    "; ".join(runner.log) or "no settings change, no restart"))
         assert not errors, "%s\nclient threads failed: %s\nlog:\n%s" % (
@@ -1250,7 +1278,8 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
                   "%.1f s" % (head, len(world.exposures), len(world.conversions), n_attr,
                               len(world.refunds), runner.elapsed))
         cps = [cp for cp in runner.checkpoints if cp[1] or cp[2] or cp[3]]
-        if not (problems or mem or after or after9 or cps):
+        audits = audit_errors(a.srv)
+        if not (problems or mem or after or after9 or cps or audits):
             return
         report.append(head)
         report.append("model: %d exposures, %d orders, %d refunds stored"
@@ -1258,7 +1287,8 @@ def test_attribution_agrees_with_the_model(seed, tmp_path_factory):
         for title, lines in (("ingestion answers that make no sense", problems),
                              ("differences after the workload (in memory)", mem.lines),
                              ("differences after a SIGTERM restart", after.lines),
-                             ("differences after a kill -9 and a start", after9.lines)):
+                             ("differences after a kill -9 and a start", after9.lines),
+                             ("the server's own rollup audit (--audit-rollups-ms)", audits)):
             if lines:
                 report.append("%s: %d" % (title, len(lines)))
                 report += ["  " + x for x in lines[:15]]

@@ -42,7 +42,10 @@ def lean_attr(tmp_path_factory):
     port = free_port()
     a = Attr(tmp_path_factory, "attribution_lean",
              extra=["--conversion-cache-mb", "0", "--index-run-exposures", "64",
-                    "--metrics-listen", "127.0.0.1:%d" % port])
+                    "--metrics-listen", "127.0.0.1:%d" % port,
+                    # The rollups checked against the orders all the time (each check
+                    # holds the gate as a restatement does): any drift fails the test.
+                    "--audit-rollups-ms", "20"])
     a.metrics_port = port
     a.start()
     yield a
@@ -243,6 +246,9 @@ def test_memory_and_the_database_agree_after_a_storm(lean_attr):
     assert not errors, errors
     m = scrape(a.metrics_port)
     assert m['yaowei_attribution_conversion_cache_total{event="evicted"}'] > 0
+    # The rollup audit ran all along, and never found the rollups apart from the orders.
+    assert m["yaowei_attribution_audit_differences_total"] == 0, [
+        line for line in a.srv.log_text().splitlines() if "audit" in line][:20]
     sample = orders[::7]
     before = snapshot(a, creators, sample)
     a.srv.restart()

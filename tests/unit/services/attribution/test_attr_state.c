@@ -6,7 +6,7 @@
  * bounded: 16-byte rollup cells (wide figures past 32 bits, single-touch credits apart
  * from split ones), the conversion cache (its budget, and what must stay: pinned,
  * unpersisted, guarded, refunds pending; loaded back, the same result), the conversion
- * filter, restatement with conversions outside the cache. Expectations are computed by
+ * filter, restatement with conversions outside the cache and the rollup audit. Expectations are computed by
  * hand in the comments.
  */
 #include "services/attribution/attr_state.h"
@@ -668,6 +668,13 @@ YW_TEST(a_late_exposure_finds_conversions_through_the_filter_and_the_cache)
     attr_state_free(&st);
 }
 
+static void count_diff(void *arg, const char *creator, size_t len, int32_t day, const char *what,
+                       int64_t got, int64_t want)
+{
+    (void)creator, (void)len, (void)day, (void)what, (void)got, (void)want;
+    ++*(int *)arg;
+}
+
 YW_TEST(restating_with_conversions_outside_the_cache)
 {
     /* One state with everything cached, restated in place; another where one conversion
@@ -732,6 +739,22 @@ YW_TEST(restating_with_conversions_outside_the_cache)
         }
     }
     YW_CHECK_INT(part.settings.version, ==, 2);
+    /* The audit agrees (and changes nothing); against a "database" that lacks o1, it
+     * finds o1's credits: A, B and C's cells of its day differ. */
+    int diffs = 0;
+    YW_CHECK_INT(attr_state_audit(&part, &out, count_diff, &diffs), ==, 0);
+    YW_CHECK_INT(diffs, ==, 0);
+    attr_state_t none;
+    attr_state_init(&none);
+    YW_CHECK(attr_state_audit(&part, &none, count_diff, &diffs) > 0);
+    YW_CHECK(diffs > 0);
+    attr_state_free(&none);
+    YW_CHECK_INT(attr_state_audit(&part, &out, count_diff, &diffs), ==, 0);
+    for (int m = 1; m <= ATTR_N_MODELS; m++) {
+        for (int i = 0; i < 3; i++) {
+            YW_CHECK_INT(creator_credit(&part, names[i], m), ==, creator_credit(&all, names[i], m));
+        }
+    }
     attr_state_free(&out);
     attr_state_free(&part);
     attr_state_free(&all);
