@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/utf8.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_log.h"
@@ -612,6 +613,15 @@ static void attr__reject(attr_ingest_t *ing, int64_t index, const char *reason)
 {
     ing->rejected++;
     attr_errs_add(&ing->errs, index, reason);
+}
+
+/** The reason for an order_id no conversion has (its id quoted: utf8.h). Returns `buf`. */
+static const char *attr__no_order(const char *order_id, char *buf, size_t n)
+{
+    char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+    snprintf(buf, n, "order_id: no conversion has order_id %s",
+             yw_quote(order_id, YW_QUOTE_MAX, q, sizeof q));
+    return buf;
 }
 
 /**
@@ -1837,16 +1847,17 @@ static void attr__rloaded(attr_held_t *h)
             ing->duplicates++;
             break;
         case ATTR_UNKNOWN_ORDER:
-            snprintf(err, sizeof err, "order_id: no conversion has order_id \"%.64s\"",
-                     ev->order_id);
-            attr__reject(ing, index, err);
+            attr__reject(ing, index, attr__no_order(ev->order_id, err, sizeof err));
             break;
-        case ATTR_TOO_LARGE:
+        case ATTR_TOO_LARGE: {
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
             snprintf(err, sizeof err,
-                     "amount_minor: %lld is more than what is left of order \"%.64s\" (%lld)",
-                     (long long)ev->amount_minor, ev->order_id, (long long)left);
+                     "amount_minor: %lld is more than what is left of order %s (%lld)",
+                     (long long)ev->amount_minor, yw_quote(ev->order_id, YW_QUOTE_MAX, q, sizeof q),
+                     (long long)left);
             attr__reject(ing, index, err);
             break;
+        }
         default:
             attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             break;
@@ -2200,8 +2211,9 @@ static grpc_status_code attr__ejob_work(yw_store_conn_t *conn, yw_store_job_t *j
         int rc = attr_store_get_conversion(conn, a->order_id, strlen(a->order_id), &ej->set,
                                            ej->err, sizeof ej->err);
         if (rc < 0) {
-            snprintf(job->errmsg, sizeof job->errmsg, "reading order %.64s: %.160s", a->order_id,
-                     ej->err);
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+            snprintf(job->errmsg, sizeof job->errmsg, "reading order %s: %.160s",
+                     yw_quote(a->order_id, YW_QUOTE_MAX, q, sizeof q), ej->err);
             return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
         }
         a->found = rc ? (int)ej->set.n : 0;
@@ -2228,8 +2240,8 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
     }
     if (a->found == 0 || attr__pending_own(st, &ej->set.convs[a->found - 1].in)) {
         /* (A pending one is stored but not acknowledged yet: not visible.) */
-        yw_call_finish(a->call, GRPC_STATUS_NOT_FOUND,
-                       "order_id: no conversion has order_id \"%.64s\"", a->order_id);
+        char err[ATTR_REASON_MAX];
+        yw_call_fail(a->call, GRPC_STATUS_NOT_FOUND, attr__no_order(a->order_id, err, sizeof err));
         return;
     }
     size_t at = (size_t)a->found - 1;
@@ -2281,8 +2293,10 @@ static void attr__ejob_submit(attr_svc_t *svc)
     int rc = yw_store_read(svc->store, &ej->job);
     if (rc != 0) {
         for (size_t i = 0; i < ej->n; i++) {
-            yw_call_finish(ej->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %.64s: %s",
-                           ej->asks[i].order_id, strerror(-rc));
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+            yw_call_finish(ej->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %s: %s",
+                           yw_quote(ej->asks[i].order_id, YW_QUOTE_MAX, q, sizeof q),
+                           strerror(-rc));
         }
         free(ej);
         return;
@@ -2315,8 +2329,8 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         return;
     }
     if (len > ATTR_ID_MAX) {
-        yw_call_finish(call, GRPC_STATUS_NOT_FOUND,
-                       "order_id: no conversion has order_id \"%.64s\"", req->order_id);
+        char err[ATTR_REASON_MAX];
+        yw_call_fail(call, GRPC_STATUS_NOT_FOUND, attr__no_order(req->order_id, err, sizeof err));
         return;
     }
     /* Not in memory: the database has it, or nobody has. */
@@ -3951,41 +3965,47 @@ void attr_service_fini_async(yw_app_t *app)
 static const yw_method_t attr_methods[] = {
     {ATTR_M("RecordExposures"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__record_exposures_request__descriptor,
-     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_exposures, NULL, NULL},
+     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_exposures, NULL, NULL,
+     "events"},
     {ATTR_M("RecordConversions"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__record_conversions_request__descriptor,
-     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_conversions, NULL, NULL},
+     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_conversions, NULL, NULL,
+     "events"},
     {ATTR_M("RecordRefunds"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__record_refunds_request__descriptor,
-     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_refunds, NULL, NULL},
+     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_refunds, NULL, NULL,
+     "events"},
     {ATTR_M("IngestExposures"), YW_METHOD_CLIENT_STREAMING,
      &yaowei__attribution__v1__exposure_event__descriptor,
      &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_ingest_exposure,
-     attr__on_ingest_exposures_end, NULL},
+     attr__on_ingest_exposures_end, NULL, ""},
     {ATTR_M("IngestConversions"), YW_METHOD_CLIENT_STREAMING,
      &yaowei__attribution__v1__conversion_event__descriptor,
      &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_ingest_conversion,
-     attr__on_ingest_conversions_end, NULL},
+     attr__on_ingest_conversions_end, NULL, ""},
     {ATTR_M("ExplainConversion"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__explain_conversion_request__descriptor,
-     &yaowei__attribution__v1__conversion_attribution__descriptor, attr__on_explain, NULL, NULL},
+     &yaowei__attribution__v1__conversion_attribution__descriptor, attr__on_explain, NULL, NULL,
+     NULL},
     {ATTR_M("GetCreatorReport"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__get_creator_report_request__descriptor,
-     &yaowei__attribution__v1__creator_report__descriptor, attr__on_creator_report, NULL, NULL},
+     &yaowei__attribution__v1__creator_report__descriptor, attr__on_creator_report, NULL, NULL,
+     NULL},
     {ATTR_M("GetTierReport"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__get_tier_report_request__descriptor,
-     &yaowei__attribution__v1__tier_report__descriptor, attr__on_tier_report, NULL, NULL},
+     &yaowei__attribution__v1__tier_report__descriptor, attr__on_tier_report, NULL, NULL, NULL},
     {ATTR_M("ListTopCreators"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__list_top_creators_request__descriptor,
      &yaowei__attribution__v1__list_top_creators_response__descriptor, attr__on_top_creators, NULL,
-     NULL},
+     NULL, NULL},
     {ATTR_M("GetAttributionSettings"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__get_attribution_settings_request__descriptor,
-     &yaowei__attribution__v1__attribution_settings__descriptor, attr__on_get_settings, NULL, NULL},
+     &yaowei__attribution__v1__attribution_settings__descriptor, attr__on_get_settings, NULL, NULL,
+     NULL},
     {ATTR_M("UpdateAttributionSettings"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__update_attribution_settings_request__descriptor,
      &yaowei__attribution__v1__attribution_settings__descriptor, attr__on_update_settings, NULL,
-     NULL},
+     NULL, NULL},
 };
 
 const yw_service_t attr_service = {
