@@ -2348,12 +2348,17 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
 
 /* ---- reports ---- */
 
-static double attr__credit(int64_t units)
+/*
+ * Reports: the sums are exact (attr_sum_t); an int64 field of the reply gets
+ * attr_sum_clamp() of its sum (INT64_MAX: "at least this much"), while the doubles
+ * (conversions, GPM, shares, rates) and the ranking come from the exact sums.
+ */
+static double attr__credit(attr_sum_t units)
 {
     return (double)units / (double)ATTR_CREDIT_ONE;
 }
 
-static double attr__per(double num, int64_t impressions, double scale)
+static double attr__per(double num, attr_sum_t impressions, double scale)
 {
     return impressions > 0 ? num * scale / (double)impressions : 0.0;
 }
@@ -2393,11 +2398,11 @@ static void attr__on_creator_report(yw_call_t *call, const ProtobufCMessage *msg
     r.start_time = req->start_time;
     r.end_time = req->end_time;
     r.model = (Yaowei__Attribution__V1__AttributionModel)model;
-    r.impressions = s.impressions;
-    r.views = s.views;
-    r.clicks = s.clicks;
+    r.impressions = attr_sum_clamp(s.impressions);
+    r.views = attr_sum_clamp(s.views);
+    r.clicks = attr_sum_clamp(s.clicks);
     r.attributed_conversions = attr__credit(s.credit);
-    r.attributed_gmv_minor = s.gmv;
+    r.attributed_gmv_minor = attr_sum_clamp(s.gmv);
     r.gpm = attr__per((double)s.gmv, s.impressions, 1000.0);
     r.conversion_rate = attr__per(attr__credit(s.credit), s.impressions, 1.0);
     r.currency = st->settings.currency;
@@ -2497,9 +2502,9 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
     enum { NT = 5 };
     Yaowei__Attribution__V1__TierRow rows[NT];
     Yaowei__Attribution__V1__TierRow *ptrs[NT];
-    int64_t creators[NT] = {0}, impr[NT] = {0}, views[NT] = {0}, clicks[NT] = {0}, credit[NT] = {0},
-            gmv[NT] = {0};
-    int64_t all_impr = 0, all_gmv = 0, unlabeled = 0;
+    int64_t creators[NT] = {0}, unlabeled = 0;
+    attr_sum_t impr[NT] = {0}, views[NT] = {0}, clicks[NT] = {0}, credit[NT] = {0}, gmv[NT] = {0};
+    attr_sum_t all_impr = 0, all_gmv = 0;
     for (size_t i = 0; i < r->n; i++) {
         const attr_entry_t *e = &r->entries[i];
         int t = attr_tier_of(st, e->creator);
@@ -2525,12 +2530,12 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
         yaowei__attribution__v1__tier_row__init(row);
         row->tier = (Yaowei__Tier__V1__Tier)t;
         row->creators = creators[t];
-        row->impressions = impr[t];
-        row->views = views[t];
-        row->clicks = clicks[t];
+        row->impressions = attr_sum_clamp(impr[t]);
+        row->views = attr_sum_clamp(views[t]);
+        row->clicks = attr_sum_clamp(clicks[t]);
         row->impression_share = all_impr > 0 ? (double)impr[t] / (double)all_impr : 0.0;
         row->attributed_conversions = attr__credit(credit[t]);
-        row->attributed_gmv_minor = gmv[t];
+        row->attributed_gmv_minor = attr_sum_clamp(gmv[t]);
         row->gmv_share = all_gmv != 0 ? (double)gmv[t] / (double)all_gmv : 0.0;
         row->gpm = attr__per((double)gmv[t], impr[t], 1000.0);
         row->lift = row->impression_share > 0 ? row->gmv_share / row->impression_share : 0.0;
@@ -2546,8 +2551,10 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
     rep.model = (Yaowei__Attribution__V1__AttributionModel)r->model;
     rep.n_rows = nr;
     rep.rows = ptrs;
-    attr_state_unattributed(st, r->d0, r->d1, &rep.unattributed_conversions,
-                            &rep.unattributed_gmv_minor);
+    attr_sum_t un_count, un_gmv;
+    attr_state_unattributed(st, r->d0, r->d1, &un_count, &un_gmv);
+    rep.unattributed_conversions = attr_sum_clamp(un_count);
+    rep.unattributed_gmv_minor = attr_sum_clamp(un_gmv);
     rep.currency = st->settings.currency;
     rep.unlabeled_creators = unlabeled;
     rep.tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
@@ -2646,11 +2653,11 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         yaowei__attribution__v1__creator_row__init(row);
         row->creator_id = (char *)e->name;
         row->tier = (Yaowei__Tier__V1__Tier)attr_tier_of(st, e->creator);
-        row->impressions = e->s.impressions;
-        row->views = e->s.views;
-        row->clicks = e->s.clicks;
+        row->impressions = attr_sum_clamp(e->s.impressions);
+        row->views = attr_sum_clamp(e->s.views);
+        row->clicks = attr_sum_clamp(e->s.clicks);
         row->attributed_conversions = attr__credit(e->s.credit);
-        row->attributed_gmv_minor = e->s.gmv;
+        row->attributed_gmv_minor = attr_sum_clamp(e->s.gmv);
         row->gpm = e->gpm;
         row->conversion_rate = attr__per(attr__credit(e->s.credit), e->s.impressions, 1.0);
         ptrs[i] = row;

@@ -65,6 +65,19 @@ int attr_time_ns(const Google__Protobuf__Timestamp *ts, const char *field, int r
     return 0;
 }
 
+/** An amount of money: 1 .. ATTR_AMOUNT_MAX minor units. */
+static int attr__amount(int64_t v, char *err, size_t errlen)
+{
+    if (v <= 0) {
+        return attr__fail(err, errlen, "amount_minor: must be > 0, got %lld", (long long)v);
+    }
+    if (v > ATTR_AMOUNT_MAX) {
+        return attr__fail(err, errlen, "amount_minor: must be at most %lld (10^15), got %lld",
+                          (long long)ATTR_AMOUNT_MAX, (long long)v);
+    }
+    return 0;
+}
+
 static int attr__occur(const Google__Protobuf__Timestamp *ts, int64_t now_ns, int64_t *out,
                        char *err, size_t errlen)
 {
@@ -138,9 +151,8 @@ int attr_validate_conversion(const Yaowei__Attribution__V1__ConversionEvent *e,
     if (e->quantity < 0) {
         return attr__fail(err, errlen, "quantity: must be >= 0, got %lld", (long long)e->quantity);
     }
-    if (e->amount_minor <= 0) {
-        return attr__fail(err, errlen, "amount_minor: must be > 0, got %lld",
-                          (long long)e->amount_minor);
+    if ((rc = attr__amount(e->amount_minor, err, errlen)) != 0) {
+        return rc;
     }
     if (e->currency != NULL && e->currency[0] != '\0' && strcmp(e->currency, currency) != 0) {
         char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
@@ -159,9 +171,8 @@ int attr_validate_refund(const Yaowei__Attribution__V1__RefundEvent *e, int64_t 
         (rc = attr__id(e->order_id, "order_id", err, errlen)) != 0) {
         return rc;
     }
-    if (e->amount_minor <= 0) {
-        return attr__fail(err, errlen, "amount_minor: must be > 0, got %lld",
-                          (long long)e->amount_minor);
+    if ((rc = attr__amount(e->amount_minor, err, errlen)) != 0) {
+        return rc;
     }
     return attr__occur(e->occur_time, now_ns, occur_ns, err, errlen);
 }

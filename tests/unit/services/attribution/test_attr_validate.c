@@ -126,6 +126,10 @@ YW_TEST(conversion_and_refund_rules)
     CONV_CASE(c.product_id = "", "product_id:");
     CONV_CASE(c.amount_minor = 0, "amount_minor:");
     CONV_CASE(c.amount_minor = -3, "amount_minor:");
+    CONV_CASE(c.amount_minor = ATTR_AMOUNT_MAX + 1,
+              "amount_minor: must be at most 1000000000000000 (10^15), got 1000000000000001");
+    CONV_CASE(c.amount_minor = INT64_MAX,
+              "amount_minor: must be at most 1000000000000000 (10^15), got 9223372036854775807");
     CONV_CASE(c.quantity = -1, "quantity:");
     CONV_CASE(c.currency = "USD", "currency:");
     CONV_CASE(c.occur_time = NULL, "occur_time:");
@@ -143,7 +147,7 @@ YW_TEST(conversion_and_refund_rules)
     c.order_id = "o";
     c.viewer_id = "v";
     c.product_id = "p";
-    c.amount_minor = 1;
+    c.amount_minor = ATTR_AMOUNT_MAX; /* the bound itself */
     c.currency = "CNY";
     c.occur_time = &t;
     YW_CHECK_INT(attr_validate_conversion(&c, "CNY", NOW, &occ, err, sizeof err), ==, 0);
@@ -165,6 +169,11 @@ YW_TEST(conversion_and_refund_rules)
     r.order_id = "o";
     r.amount_minor = 0;
     CHECK_REASON(attr_validate_refund(&r, NOW, &occ_, err_, sizeof err_), "amount_minor:");
+    r.amount_minor = ATTR_AMOUNT_MAX + 1;
+    CHECK_REASON(attr_validate_refund(&r, NOW, &occ_, err_, sizeof err_),
+                 "amount_minor: must be at most 1000000000000000 (10^15)");
+    r.amount_minor = ATTR_AMOUNT_MAX;
+    YW_CHECK_INT(attr_validate_refund(&r, NOW, &occ, err, sizeof err), ==, 0);
 }
 
 YW_TEST(models_resolve)
