@@ -574,6 +574,9 @@ int attr_snap_load(const attr_snap_t *s, attr_state_t *st, char *err, size_t err
             x->value = attr__get128(&r);
             st->n_wide = st->cap_wide = (size_t)i + 1;
         }
+        if (rc == 0) {
+            rc = attr_state_index_wide(st);
+        }
     }
     if (rc == 0 && s->n_unattr > 0) {
         if ((st->unattr = calloc((size_t)s->n_unattr, sizeof *st->unattr)) == NULL) {

@@ -96,6 +96,7 @@ int attr_state_init(attr_state_t *st)
     attr_strmap_init(&st->orders);
     attr_strmap_init(&st->pend_orders);
     attr_map64_init(&st->conv_vp);
+    attr_map64_init(&st->wide_at);
     attr_strmap_init(&st->refunds);
     st->run_max = ATTR_RUN_EXPOSURES;
     st->run_hint = 1024;
@@ -201,6 +202,7 @@ void attr_state_free(attr_state_t *st)
     free(st->unattr);
     free(st->multi);
     free(st->wide);
+    attr_map64_free(&st->wide_at);
     free(st->scratch);
     attr_strmap_free(&st->pend_ids);
     attr_strmap_free(&st->orders);
@@ -353,16 +355,48 @@ static attr_multi_t *attr__multi_of(attr_state_t *st, attr_cday_t *cd)
     return &st->multi[cd->multi - 1];
 }
 
+/*
+ * The wide figures are found through a hash index, not a scan: a client can make many
+ * of them (each order of more than UINT32_MAX minor units to another creator or day),
+ * and every rollup update and report would otherwise scan them all. Days are within
+ * 1970..2200 (attr_validate.h): 28 bits of them are the day.
+ */
+static uint64_t attr__wide_key(uint32_t creator, int32_t day, uint32_t field)
+{
+    return (uint64_t)creator << 32 | (uint64_t)((uint32_t)day & 0x0fffffffu) << 4 | field;
+}
+
 static attr_wide_t *attr__wide_find(const attr_state_t *st, uint32_t creator, int32_t day,
                                     uint32_t field)
 {
-    for (size_t i = 0; i < st->n_wide; i++) {
-        attr_wide_t *w = &st->wide[i];
-        if (w->creator == creator && w->day == day && w->field == field) {
-            return w;
-        }
+    uint64_t at;
+    if (!attr_map64_get(&st->wide_at, attr__wide_key(creator, day, field), &at)) {
+        return NULL;
     }
-    return NULL;
+    return &st->wide[at];
+}
+
+/* Removes st->wide[i] (the last one takes its place). Cannot fail. */
+static void attr__wide_drop(attr_state_t *st, size_t i)
+{
+    attr_wide_t *w = &st->wide[i];
+    (void)attr_map64_del(&st->wide_at, attr__wide_key(w->creator, w->day, w->field));
+    *w = st->wide[--st->n_wide];
+    if (i < st->n_wide) { /* its key is there: replaced, no room needed */
+        (void)attr_map64_put(&st->wide_at, attr__wide_key(w->creator, w->day, w->field), i);
+    }
+}
+
+int attr_state_index_wide(attr_state_t *st)
+{
+    attr_map64_free(&st->wide_at);
+    attr_map64_init(&st->wide_at);
+    int rc = attr_map64_reserve(&st->wide_at, st->n_wide);
+    for (size_t i = 0; rc == 0 && i < st->n_wide; i++) {
+        const attr_wide_t *w = &st->wide[i];
+        rc = attr_map64_put(&st->wide_at, attr__wide_key(w->creator, w->day, w->field), i);
+    }
+    return rc;
 }
 
 /** The exact value of a figure that is wide (`missing`: cannot happen, it always is). */
@@ -390,7 +424,8 @@ static attr_sum_t attr__fig64(const attr_state_t *st, int64_t cell, uint32_t cre
 /** Room for `n` more wide figures, so that an update cannot fail halfway. */
 static int attr__wide_reserve(attr_state_t *st, size_t n)
 {
-    return ATTR__GROW(st->wide, st->cap_wide, st->n_wide + n);
+    int rc = ATTR__GROW(st->wide, st->cap_wide, st->n_wide + n);
+    return rc != 0 ? rc : attr_map64_reserve(&st->wide_at, n);
 }
 
 /*
@@ -405,7 +440,7 @@ static int attr__fig_store(attr_state_t *st, int was_wide, uint32_t creator, int
     attr_wide_t *w = was_wide ? attr__wide_find(st, creator, day, field) : NULL;
     if (v >= lo && v <= hi) {
         if (w != NULL) {
-            *w = st->wide[--st->n_wide];
+            attr__wide_drop(st, (size_t)(w - st->wide));
         }
         return 1;
     }
@@ -413,6 +448,7 @@ static int attr__fig_store(attr_state_t *st, int was_wide, uint32_t creator, int
         if (attr__wide_reserve(st, 1) != 0) {
             return -ENOMEM;
         }
+        (void)attr_map64_put(&st->wide_at, attr__wide_key(creator, day, field), st->n_wide);
         w = &st->wide[st->n_wide++];
         *w = (attr_wide_t){creator, day, field, 0};
     }
@@ -2251,13 +2287,11 @@ static void attr__clear_credits(attr_state_t *st)
     }
     st->n_multi = 0;
     st->n_unattr = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < st->n_wide; i++) {
-        if (st->wide[i].field < ATTR__F_CREDIT_FIRST) {
-            st->wide[k++] = st->wide[i];
+    for (size_t i = st->n_wide; i-- > 0;) {
+        if (st->wide[i].field >= ATTR__F_CREDIT_FIRST) {
+            attr__wide_drop(st, i);
         }
     }
-    st->n_wide = k;
 }
 
 /** Adds `from`'s credit rollups to st's (creators matched by name). */
@@ -2415,7 +2449,7 @@ void attr_state_mem(const attr_state_t *st, attr_state_mem_t *out)
     memset(out, 0, sizeof *out);
     out->rollups = st->cap_creator_meta * sizeof *st->creator_meta +
                    st->cap_unattr * sizeof *st->unattr + st->cap_multi * sizeof *st->multi +
-                   st->cap_wide * sizeof *st->wide;
+                   st->cap_wide * sizeof *st->wide + st->wide_at.cap * 2 * sizeof(uint64_t);
     for (size_t i = 0; i < st->cap_creator_meta; i++) {
         const attr_creator_t *m = &st->creator_meta[i];
         out->rollups +=

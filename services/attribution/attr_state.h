@@ -405,6 +405,7 @@ typedef struct st_attr_state_t {
     size_t n_multi, cap_multi;
     attr_wide_t *wide;
     size_t n_wide, cap_wide;
+    attr_map64_t wide_at; /* attr__wide_key() -> index in wide (attr_state_index_wide()) */
 
     /* counters */
     uint64_t exposures_live; /* committed, in runs in memory */
@@ -790,6 +791,9 @@ int attr_state_add_exposure_counts(attr_state_t *st, uint32_t creator, int32_t d
  * entry in the creators' table, stage 1 (once that is in the cache) its latest days.
  */
 void attr_state_prefetch_counts(const attr_state_t *st, uint32_t creator, int stage);
+
+/** Indexes st->wide after it was filled directly (attr_snap_load()). 0 or -ENOMEM. */
+int attr_state_index_wide(attr_state_t *st);
 
 /** The number of creators known (ids are 0..n-1). */
 static inline uint32_t attr_state_n_creators(const attr_state_t *st)

@@ -646,6 +646,52 @@ YW_TEST(split_credit_cells_past_int64_go_wide_and_back)
     attr_state_free(&st);
 }
 
+YW_TEST(many_wide_figures_are_found_through_their_index)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    /* 3,000 creators, each with an order of 5 x 10^9 minor units: past 32 bits, wide. */
+    enum { N = 3000 };
+    const int64_t big = INT64_C(5000000000);
+    for (int i = 0; i < N; i++) {
+        char e[32], v[32], c[32], o[32];
+        snprintf(e, sizeof e, "e%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        snprintf(c, sizeof c, "c%d", i);
+        snprintf(o, sizeof o, "o%d", i);
+        expose(&st, e, v, c, "p", ATTR_KIND_CLICK, 0, T0 - H_, now);
+        convert(&st, o, v, "p", big, T0, now);
+    }
+    YW_CHECK_INT(st.n_wide, ==, N);
+    /* Every other one refunded under 32 bits: out of the wide figures (each removal
+     * moves the last one into its place, and its index entry with it). */
+    for (int i = 0; i < N; i += 2) {
+        char o[32], r[32];
+        snprintf(o, sizeof o, "o%d", i);
+        snprintf(r, sizeof r, "r%d", i);
+        attr_refund_t *rf = NULL;
+        int64_t left = 0;
+        YW_CHECK_INT(attr_refund_admit(&st, r, strlen(r), o, strlen(o), big - 7, now, &rf, &left),
+                     ==, ATTR_ADMITTED);
+        YW_CHECK_INT(attr_refund_commit(&st, rf), ==, 0);
+    }
+    YW_CHECK_INT(st.n_wide, ==, N / 2);
+    for (int i = 0; i < N; i++) {
+        char c[32];
+        snprintf(c, sizeof c, "c%d", i);
+        YW_CHECK_I128(sums_of(&st, c, ATTR_MODEL_LINEAR).gmv, ==, i % 2 == 0 ? 7 : big);
+    }
+    /* A settings change restates every order: its figures out and in again. */
+    attr_settings_t s = st.settings;
+    s.version = 2;
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_INT(st.n_wide, ==, N / 2);
+    YW_CHECK_I128(sums_of(&st, "c2999", ATTR_MODEL_LAST_TOUCH).gmv, ==, big);
+    YW_CHECK_I128(sums_of(&st, "c2998", ATTR_MODEL_LAST_TOUCH).gmv, ==, 7);
+    attr_state_free(&st);
+}
+
 YW_TEST(single_touch_credits_are_singles_split_ones_multi)
 {
     attr_state_t st;
@@ -915,6 +961,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(rollup_figures_past_32_bits_are_kept_whole),
         YW_TEST_ENTRY(credit_sums_past_int64_are_exact),
         YW_TEST_ENTRY(split_credit_cells_past_int64_go_wide_and_back),
+        YW_TEST_ENTRY(many_wide_figures_are_found_through_their_index),
         YW_TEST_ENTRY(single_touch_credits_are_singles_split_ones_multi),
         YW_TEST_ENTRY(the_conversion_cache_keeps_its_budget_and_what_must_stay),
         YW_TEST_ENTRY(a_late_exposure_finds_conversions_through_the_filter_and_the_cache),
