@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/utf8.h"
+
 static const char *yw__log_service = "yaowei";
 static yw_log_level_t yw__log_min = YW_LOG_INFO;
 static const char *const yw__log_names[] = {"debug", "info", "warn", "error"};
@@ -39,39 +41,84 @@ int yw_log_level_parse(const char *s)
     return -1;
 }
 
-/* Appends `s` as a JSON string body (no quotes) to buf[*off..cap). */
-static void yw__json_escape(char *buf, size_t cap, size_t *off, const char *s)
+/* One line being written: it always ends as a whole JSON object (yw__line_end()). */
+typedef struct st_yw__line_t {
+    char buf[2048];
+    size_t off;
+} yw__line_t;
+
+/* Room every append leaves at the end of the buffer for the line's "}\n". */
+#define YW__LINE_END 2
+
+/* Appends `s` whole, or nothing when it does not fit. */
+static void yw__raw(yw__line_t *l, const char *s)
 {
-    for (; s != NULL && *s != '\0' && *off + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[(*off)++] = '\\';
-            buf[(*off)++] = (char)c;
-        } else if (c == '\n') {
-            buf[(*off)++] = '\\';
-            buf[(*off)++] = 'n';
-        } else if (c < 0x20) {
-            *off += (size_t)snprintf(buf + *off, cap - *off, "\\u%04x", c);
-        } else {
-            buf[(*off)++] = (char)c;
-        }
+    size_t n = strlen(s);
+    if (l->off + n + YW__LINE_END <= sizeof l->buf) {
+        memcpy(l->buf + l->off, s, n);
+        l->off += n;
     }
 }
 
-static void yw__append(char *buf, size_t cap, size_t *off, const char *s)
+/*
+ * Appends `s` as the body of a JSON string, up to `limit`: each character whole or not
+ * at all, `"`, `\` and control characters escaped, and every byte that is not UTF-8 as
+ * \ufffd, so that the line is valid UTF-8 JSON whatever the bytes given.
+ */
+static void yw__escape(yw__line_t *l, size_t limit, const char *s)
 {
-    if (*off + 1 >= cap) {
+    size_t len = s != NULL ? strlen(s) : 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        const char *out = esc;
+        size_t k, adv = 1;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            k = 2;
+        } else if (c == '\n') {
+            esc[0] = '\\';
+            esc[1] = 'n';
+            k = 2;
+        } else if (c < 0x20) {
+            k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
+        } else if ((adv = k = yw_utf8_seq(s + i, len - i)) != 0) {
+            out = s + i;
+        } else {
+            out = "\\ufffd";
+            k = 6;
+            adv = 1;
+        }
+        if (l->off + k > limit) {
+            break;
+        }
+        memcpy(l->buf + l->off, out, k);
+        l->off += k;
+        i += adv;
+    }
+}
+
+/* Appends ,"key":"value" (the value cut to fit), or nothing when not even the key fits. */
+static void yw__field(yw__line_t *l, const char *key, const char *value)
+{
+    size_t head = strlen(key) + 4;                   /* ,"key":" */
+    size_t limit = sizeof l->buf - YW__LINE_END - 1; /* the closing quote */
+    if (l->off + head > limit) {
         return;
     }
-    size_t n = strlen(s);
-    if (n > cap - *off - 1) {
-        n = cap - *off - 1;
-    }
-    memcpy(buf + *off, s, n);
-    *off += n;
+    l->buf[l->off++] = ',';
+    l->buf[l->off++] = '"';
+    memcpy(l->buf + l->off, key, head - 4);
+    l->off += head - 4;
+    l->buf[l->off++] = '"';
+    l->buf[l->off++] = ':';
+    l->buf[l->off++] = '"';
+    yw__escape(l, limit, value);
+    l->buf[l->off++] = '"';
 }
 
-static void yw__log_head(char *buf, size_t cap, size_t *off, yw_log_level_t level)
+static void yw__line_start(yw__line_t *l, yw_log_level_t level)
 {
     struct timespec ts;
     struct tm tm;
@@ -79,30 +126,18 @@ static void yw__log_head(char *buf, size_t cap, size_t *off, yw_log_level_t leve
     gmtime_r(&ts.tv_sec, &tm);
     char when[40];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    *off += (size_t)snprintf(buf, cap, "{\"time\":\"%s.%06ldZ\",\"level\":\"%s\",\"service\":\"",
-                             when, ts.tv_nsec / 1000, yw__log_names[level]);
-    yw__json_escape(buf, cap, off, yw__log_service);
-    yw__append(buf, cap, off, "\"");
+    int n = snprintf(l->buf, sizeof l->buf, "{\"time\":\"%s.%06ldZ\",\"level\":\"%s\"", when,
+                     ts.tv_nsec / 1000, yw__log_names[level]);
+    l->off = n > 0 && (size_t)n < sizeof l->buf ? (size_t)n : 0;
+    yw__field(l, "service", yw__log_service);
 }
 
-static void yw__log_emit(char *buf, size_t cap, size_t off)
+static void yw__line_end(yw__line_t *l)
 {
-    if (off + 3 > cap) {
-        off = cap - 3;
-    }
-    buf[off++] = '}';
-    buf[off++] = '\n';
+    l->buf[l->off++] = '}';
+    l->buf[l->off++] = '\n';
     /* One write per line so that lines of concurrent writers never interleave. */
-    fwrite(buf, 1, off, stderr);
-}
-
-static void yw__append_field(char *buf, size_t cap, size_t *off, const char *key, const char *value)
-{
-    yw__append(buf, cap, off, ",\"");
-    yw__append(buf, cap, off, key);
-    yw__append(buf, cap, off, "\":\"");
-    yw__json_escape(buf, cap, off, value);
-    yw__append(buf, cap, off, "\"");
+    fwrite(l->buf, 1, l->off, stderr);
 }
 
 void yw_logv_call_ctx(yw_log_level_t level, const char *method, const char *request_id,
@@ -116,18 +151,16 @@ void yw_logv_call_ctx(yw_log_level_t level, const char *method, const char *requ
     if (request_id == NULL && yw__log_ctx.request_id != NULL) {
         request_id = yw__log_ctx.request_id(yw__log_ctx.arg);
     }
-
-    char buf[2048];
-    size_t off = 0;
-    yw__log_head(buf, sizeof buf, &off, level);
+    yw__line_t l;
+    yw__line_start(&l, level);
     if (method != NULL) {
-        yw__append_field(buf, sizeof buf, &off, "method", method);
+        yw__field(&l, "method", method);
     }
-    yw__append_field(buf, sizeof buf, &off, "msg", msg);
+    yw__field(&l, "msg", msg);
     if (request_id != NULL && request_id[0] != '\0') {
-        yw__append_field(buf, sizeof buf, &off, "request_id", request_id);
+        yw__field(&l, "request_id", request_id);
     }
-    yw__log_emit(buf, sizeof buf, off);
+    yw__line_end(&l);
 }
 
 void yw_log(yw_log_level_t level, const char *fmt, ...)
@@ -159,23 +192,18 @@ void yw_log_call(const char *method, const char *status, const char *message, do
     if (level < yw__log_min) {
         return;
     }
-    char buf[2048];
-    size_t off = 0;
-    yw__log_head(buf, sizeof buf, &off, level);
-    yw__append(buf, sizeof buf, &off, ",\"method\":\"");
-    yw__json_escape(buf, sizeof buf, &off, method);
-    yw__append(buf, sizeof buf, &off, "\",\"status\":\"");
-    yw__json_escape(buf, sizeof buf, &off, status);
-    off += (size_t)snprintf(buf + off, sizeof buf - off, "\",\"duration_ms\":%.3f", duration_ms);
+    yw__line_t l;
+    yw__line_start(&l, level);
+    yw__field(&l, "method", method);
+    yw__field(&l, "status", status);
+    char num[48];
+    snprintf(num, sizeof num, ",\"duration_ms\":%.3f", duration_ms);
+    yw__raw(&l, num);
     if (message != NULL && message[0] != '\0') {
-        yw__append(buf, sizeof buf, &off, ",\"msg\":\"");
-        yw__json_escape(buf, sizeof buf, &off, message);
-        yw__append(buf, sizeof buf, &off, "\"");
+        yw__field(&l, "msg", message);
     }
     if (request_id != NULL && request_id[0] != '\0') {
-        yw__append(buf, sizeof buf, &off, ",\"request_id\":\"");
-        yw__json_escape(buf, sizeof buf, &off, request_id);
-        yw__append(buf, sizeof buf, &off, "\"");
+        yw__field(&l, "request_id", request_id);
     }
-    yw__log_emit(buf, sizeof buf, off);
+    yw__line_end(&l);
 }

@@ -38,6 +38,7 @@
 #include "common/health.h"
 #include "common/log.h"
 #include "common/reflection.h"
+#include "common/utf8.h"
 
 #define YW__GENERIC_CALLS 4
 #define YW__MAX_SERVICES 16
@@ -169,11 +170,28 @@ static void yw__call_maybe_free(yw_call_t *c);
 static void yw__call_free_later(yw_call_t *c);
 static void yw__server_check_down(yw_server_t *srv);
 
+/*
+ * Packs a reply. A reply whose strings are not all UTF-8 (only data stored before the
+ * runtime checked every request can make one) goes out repaired (utf8.h): a client
+ * could not parse it otherwise. NULL when it cannot be packed.
+ */
 static grpc_byte_buffer *yw__pack(const ProtobufCMessage *msg)
 {
+    ProtobufCMessage *repaired = NULL;
+    if (yw_utf8_check_message(msg, NULL, NULL, 0) != 0) {
+        if ((repaired = yw_utf8_repaired_copy(msg)) == NULL) {
+            return NULL;
+        }
+        yw_log(YW_LOG_WARN, "%s reply: strings that are not UTF-8 sent with U+FFFD in their place",
+               msg->descriptor->name);
+        msg = repaired;
+    }
     size_t len = protobuf_c_message_get_packed_size(msg);
     grpc_slice slice = grpc_slice_malloc(len);
     size_t n = protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    if (repaired != NULL) {
+        protobuf_c_message_free_unpacked(repaired, NULL);
+    }
     if (n != len) {
         grpc_slice_unref(slice);
         return NULL;
@@ -181,6 +199,25 @@ static grpc_byte_buffer *yw__pack(const ProtobufCMessage *msg)
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
     return bb;
+}
+
+/*
+ * The runtime's rule for every request (proto3 strings are UTF-8): finishes the call
+ * with INVALID_ARGUMENT naming the field and returns -1 when a string of `msg` is not
+ * UTF-8. The events of a batch method (yw_method_t.items) are the handler's to judge.
+ */
+static int yw__check_strings(yw_call_t *c, const ProtobufCMessage *msg)
+{
+    const char *items = c->reg->method->items;
+    if (items != NULL && items[0] == '\0') {
+        return 0; /* each message of the stream is an event */
+    }
+    char err[256];
+    if (yw_utf8_check_message(msg, items, err, sizeof err) == 0) {
+        return 0;
+    }
+    yw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, err);
+    return -1;
 }
 
 /* Unpacks a request. Peeks the single slice when there is one; copies otherwise. */
@@ -397,7 +434,10 @@ int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
-        call->status_msg = strdup(buf);
+        /* A message may quote a client's bytes: it leaves as UTF-8 (utf8.h). */
+        char text[YW_UTF8_REPAIR_CAP(sizeof buf)];
+        yw_utf8_repair(text, sizeof text, buf, strlen(buf));
+        call->status_msg = strdup(text);
     }
     yw__call_pump(call);
     yw__call_free_later(call);
@@ -735,6 +775,8 @@ static void yw__on_recv(yw_tag_t *tag, int ok)
         if (msg == NULL) {
             yw_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
                            "request: not a valid %s message (malformed protobuf)", m->request->name);
+        } else if (yw__check_strings(c, msg) != 0) {
+            protobuf_c_message_free_unpacked(msg, NULL);
         } else {
             yw_log_ctx_t prev = yw__enter(c);
             c->delivering = 1;
@@ -942,6 +984,9 @@ static void yw__dispatch_new(yw_call_t *c)
         if (c->request == NULL) {
             yw_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
                            "request: not a valid %s message (malformed protobuf)", m->request->name);
+            return;
+        }
+        if (yw__check_strings(c, c->request) != 0) {
             return;
         }
         yw_log_ctx_t prev = yw__enter(c);

@@ -4,8 +4,10 @@
  * A service declares a table of methods (full path, kind, request and response
  * protobuf-c descriptors, handler callbacks). The runtime does the rest on the loop
  * thread: requests calls from gRPC C core, parses each request with protobuf-c
- * (INVALID_ARGUMENT when it does not parse), hands it to the handler, packs the
- * response, sends status and message, tracks deadlines and cancellation
+ * (INVALID_ARGUMENT when it does not parse, or when a string field is not UTF-8: see
+ * yw_method_t.items), hands it to the handler, packs the response (its strings
+ * repaired if they are not UTF-8, which only data stored before that check can cause),
+ * sends status and message (UTF-8 too), tracks deadlines and cancellation
  * (GRPC_OP_RECV_CLOSE_ON_SERVER), answers unknown methods with UNIMPLEMENTED, enforces
  * the maximum message size (RESOURCE_EXHAUSTED), authenticates callers and checks
  * their permission per method when given an auth config (auth.h: UNAUTHENTICATED,
@@ -85,6 +87,17 @@ typedef struct st_yw_method_t {
     void (*on_end)(yw_call_t *call);
     /** Optional: the call is about to be freed; release per-call data. */
     void (*on_done)(yw_call_t *call);
+    /**
+     * Every string field of every request must be UTF-8: the runtime checks each one
+     * before the handler sees the request (INVALID_ARGUMENT naming the field, e.g.
+     * "creator_ids[3]: must be valid UTF-8"). A batch method whose events are judged
+     * one by one, a bad event reported in the reply while the valid ones beside it are
+     * kept, names here where its events are: the request's repeated message field, or
+     * "" for a client stream whose every message is one event. The runtime then checks
+     * the rest of the request only, and the handler checks each event with
+     * yw_utf8_check_message() (utf8.h) among its own rules. NULL: no such events.
+     */
+    const char *items;
 } yw_method_t;
 
 /** A service: its full name (as health and reflection know it) and its methods. */

@@ -273,13 +273,20 @@ static int attr__map64_rehash(attr_map64_t *m, size_t cap)
     return 0;
 }
 
+int attr_map64_reserve(attr_map64_t *m, size_t n)
+{
+    size_t cap = m->cap ? m->cap : ATTR__MIN_CAP;
+    while ((m->count + n) * 4 > cap * 3) {
+        cap *= 2;
+    }
+    return cap == m->cap ? 0 : attr__map64_rehash(m, cap);
+}
+
 int attr_map64_put(attr_map64_t *m, uint64_t key, uint64_t val)
 {
-    if ((m->count + 1) * 4 > m->cap * 3) {
-        int rc = attr__map64_rehash(m, m->cap ? m->cap * 2 : ATTR__MIN_CAP);
-        if (rc != 0) {
-            return rc;
-        }
+    int rc = attr_map64_reserve(m, 1);
+    if (rc != 0) {
+        return rc;
     }
     size_t i = attr_hash_u64(key) & (m->cap - 1);
     while (m->keys[i] != UINT64_MAX) {

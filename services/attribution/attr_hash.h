@@ -157,6 +157,8 @@ int attr_map64_put(attr_map64_t *m, uint64_t key, uint64_t val);
 int attr_map64_get(const attr_map64_t *m, uint64_t key, uint64_t *val);
 /** Removes key; 1 when it was there. */
 int attr_map64_del(attr_map64_t *m, uint64_t key);
+/** Room for `n` more keys, so that the next `n` puts cannot fail. 0 or -ENOMEM. */
+int attr_map64_reserve(attr_map64_t *m, size_t n);
 
 /* ---- string (caller-owned) -> pointer ---- */
 

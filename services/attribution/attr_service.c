@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/utf8.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_log.h"
@@ -636,6 +637,15 @@ static void attr__reject(attr_ingest_t *ing, int64_t index, const char *reason)
 {
     ing->rejected++;
     attr_errs_add(&ing->errs, index, reason);
+}
+
+/** The reason for an order_id no conversion has (its id quoted: utf8.h). Returns `buf`. */
+static const char *attr__no_order(const char *order_id, char *buf, size_t n)
+{
+    char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+    snprintf(buf, n, "order_id: no conversion has order_id %s",
+             yw_quote(order_id, YW_QUOTE_MAX, q, sizeof q));
+    return buf;
 }
 
 /**
@@ -1861,16 +1871,17 @@ static void attr__rloaded(attr_held_t *h)
             ing->duplicates++;
             break;
         case ATTR_UNKNOWN_ORDER:
-            snprintf(err, sizeof err, "order_id: no conversion has order_id \"%.64s\"",
-                     ev->order_id);
-            attr__reject(ing, index, err);
+            attr__reject(ing, index, attr__no_order(ev->order_id, err, sizeof err));
             break;
-        case ATTR_TOO_LARGE:
+        case ATTR_TOO_LARGE: {
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
             snprintf(err, sizeof err,
-                     "amount_minor: %lld is more than what is left of order \"%.64s\" (%lld)",
-                     (long long)ev->amount_minor, ev->order_id, (long long)left);
+                     "amount_minor: %lld is more than what is left of order %s (%lld)",
+                     (long long)ev->amount_minor, yw_quote(ev->order_id, YW_QUOTE_MAX, q, sizeof q),
+                     (long long)left);
             attr__reject(ing, index, err);
             break;
+        }
         default:
             attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             break;
@@ -2224,8 +2235,9 @@ static grpc_status_code attr__ejob_work(yw_store_conn_t *conn, yw_store_job_t *j
         int rc = attr_store_get_conversion(conn, a->order_id, strlen(a->order_id), &ej->set,
                                            ej->err, sizeof ej->err);
         if (rc < 0) {
-            snprintf(job->errmsg, sizeof job->errmsg, "reading order %.64s: %.160s", a->order_id,
-                     ej->err);
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+            snprintf(job->errmsg, sizeof job->errmsg, "reading order %s: %.160s",
+                     yw_quote(a->order_id, YW_QUOTE_MAX, q, sizeof q), ej->err);
             return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
         }
         a->found = rc ? (int)ej->set.n : 0;
@@ -2252,8 +2264,8 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
     }
     if (a->found == 0 || attr__pending_own(st, &ej->set.convs[a->found - 1].in)) {
         /* (A pending one is stored but not acknowledged yet: not visible.) */
-        yw_call_finish(a->call, GRPC_STATUS_NOT_FOUND,
-                       "order_id: no conversion has order_id \"%.64s\"", a->order_id);
+        char err[ATTR_REASON_MAX];
+        yw_call_fail(a->call, GRPC_STATUS_NOT_FOUND, attr__no_order(a->order_id, err, sizeof err));
         return;
     }
     size_t at = (size_t)a->found - 1;
@@ -2305,8 +2317,10 @@ static void attr__ejob_submit(attr_svc_t *svc)
     int rc = yw_store_read(svc->store, &ej->job);
     if (rc != 0) {
         for (size_t i = 0; i < ej->n; i++) {
-            yw_call_finish(ej->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %.64s: %s",
-                           ej->asks[i].order_id, strerror(-rc));
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+            yw_call_finish(ej->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %s: %s",
+                           yw_quote(ej->asks[i].order_id, YW_QUOTE_MAX, q, sizeof q),
+                           strerror(-rc));
         }
         free(ej);
         return;
@@ -2339,8 +2353,8 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         return;
     }
     if (len > ATTR_ID_MAX) {
-        yw_call_finish(call, GRPC_STATUS_NOT_FOUND,
-                       "order_id: no conversion has order_id \"%.64s\"", req->order_id);
+        char err[ATTR_REASON_MAX];
+        yw_call_fail(call, GRPC_STATUS_NOT_FOUND, attr__no_order(req->order_id, err, sizeof err));
         return;
     }
     /* Not in memory: the database has it, or nobody has. */
@@ -2358,12 +2372,17 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
 
 /* ---- reports ---- */
 
-static double attr__credit(int64_t units)
+/*
+ * Reports: the sums are exact (attr_sum_t); an int64 field of the reply gets
+ * attr_sum_clamp() of its sum (INT64_MAX: "at least this much"), while the doubles
+ * (conversions, GPM, shares, rates) and the ranking come from the exact sums.
+ */
+static double attr__credit(attr_sum_t units)
 {
     return (double)units / (double)ATTR_CREDIT_ONE;
 }
 
-static double attr__per(double num, int64_t impressions, double scale)
+static double attr__per(double num, attr_sum_t impressions, double scale)
 {
     return impressions > 0 ? num * scale / (double)impressions : 0.0;
 }
@@ -2403,11 +2422,11 @@ static void attr__on_creator_report(yw_call_t *call, const ProtobufCMessage *msg
     r.start_time = req->start_time;
     r.end_time = req->end_time;
     r.model = (Yaowei__Attribution__V1__AttributionModel)model;
-    r.impressions = s.impressions;
-    r.views = s.views;
-    r.clicks = s.clicks;
+    r.impressions = attr_sum_clamp(s.impressions);
+    r.views = attr_sum_clamp(s.views);
+    r.clicks = attr_sum_clamp(s.clicks);
     r.attributed_conversions = attr__credit(s.credit);
-    r.attributed_gmv_minor = s.gmv;
+    r.attributed_gmv_minor = attr_sum_clamp(s.gmv);
     r.gpm = attr__per((double)s.gmv, s.impressions, 1000.0);
     r.conversion_rate = attr__per(attr__credit(s.credit), s.impressions, 1.0);
     r.currency = st->settings.currency;
@@ -2507,9 +2526,9 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
     enum { NT = 5 };
     Yaowei__Attribution__V1__TierRow rows[NT];
     Yaowei__Attribution__V1__TierRow *ptrs[NT];
-    int64_t creators[NT] = {0}, impr[NT] = {0}, views[NT] = {0}, clicks[NT] = {0}, credit[NT] = {0},
-            gmv[NT] = {0};
-    int64_t all_impr = 0, all_gmv = 0, unlabeled = 0;
+    int64_t creators[NT] = {0}, unlabeled = 0;
+    attr_sum_t impr[NT] = {0}, views[NT] = {0}, clicks[NT] = {0}, credit[NT] = {0}, gmv[NT] = {0};
+    attr_sum_t all_impr = 0, all_gmv = 0;
     for (size_t i = 0; i < r->n; i++) {
         const attr_entry_t *e = &r->entries[i];
         int t = attr_tier_of(st, e->creator);
@@ -2535,12 +2554,12 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
         yaowei__attribution__v1__tier_row__init(row);
         row->tier = (Yaowei__Tier__V1__Tier)t;
         row->creators = creators[t];
-        row->impressions = impr[t];
-        row->views = views[t];
-        row->clicks = clicks[t];
+        row->impressions = attr_sum_clamp(impr[t]);
+        row->views = attr_sum_clamp(views[t]);
+        row->clicks = attr_sum_clamp(clicks[t]);
         row->impression_share = all_impr > 0 ? (double)impr[t] / (double)all_impr : 0.0;
         row->attributed_conversions = attr__credit(credit[t]);
-        row->attributed_gmv_minor = gmv[t];
+        row->attributed_gmv_minor = attr_sum_clamp(gmv[t]);
         row->gmv_share = all_gmv != 0 ? (double)gmv[t] / (double)all_gmv : 0.0;
         row->gpm = attr__per((double)gmv[t], impr[t], 1000.0);
         row->lift = row->impression_share > 0 ? row->gmv_share / row->impression_share : 0.0;
@@ -2556,8 +2575,10 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
     rep.model = (Yaowei__Attribution__V1__AttributionModel)r->model;
     rep.n_rows = nr;
     rep.rows = ptrs;
-    attr_state_unattributed(st, r->d0, r->d1, &rep.unattributed_conversions,
-                            &rep.unattributed_gmv_minor);
+    attr_sum_t un_count, un_gmv;
+    attr_state_unattributed(st, r->d0, r->d1, &un_count, &un_gmv);
+    rep.unattributed_conversions = attr_sum_clamp(un_count);
+    rep.unattributed_gmv_minor = attr_sum_clamp(un_gmv);
     rep.currency = st->settings.currency;
     rep.unlabeled_creators = unlabeled;
     rep.tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
@@ -2656,11 +2677,11 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         yaowei__attribution__v1__creator_row__init(row);
         row->creator_id = (char *)e->name;
         row->tier = (Yaowei__Tier__V1__Tier)attr_tier_of(st, e->creator);
-        row->impressions = e->s.impressions;
-        row->views = e->s.views;
-        row->clicks = e->s.clicks;
+        row->impressions = attr_sum_clamp(e->s.impressions);
+        row->views = attr_sum_clamp(e->s.views);
+        row->clicks = attr_sum_clamp(e->s.clicks);
         row->attributed_conversions = attr__credit(e->s.credit);
-        row->attributed_gmv_minor = e->s.gmv;
+        row->attributed_gmv_minor = attr_sum_clamp(e->s.gmv);
         row->gpm = e->gpm;
         row->conversion_rate = attr__per(attr__credit(e->s.credit), e->s.impressions, 1.0);
         ptrs[i] = row;
@@ -4082,41 +4103,47 @@ void attr_service_fini_async(yw_app_t *app)
 static const yw_method_t attr_methods[] = {
     {ATTR_M("RecordExposures"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__record_exposures_request__descriptor,
-     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_exposures, NULL, NULL},
+     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_exposures, NULL, NULL,
+     "events"},
     {ATTR_M("RecordConversions"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__record_conversions_request__descriptor,
-     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_conversions, NULL, NULL},
+     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_conversions, NULL, NULL,
+     "events"},
     {ATTR_M("RecordRefunds"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__record_refunds_request__descriptor,
-     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_refunds, NULL, NULL},
+     &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_record_refunds, NULL, NULL,
+     "events"},
     {ATTR_M("IngestExposures"), YW_METHOD_CLIENT_STREAMING,
      &yaowei__attribution__v1__exposure_event__descriptor,
      &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_ingest_exposure,
-     attr__on_ingest_exposures_end, NULL},
+     attr__on_ingest_exposures_end, NULL, ""},
     {ATTR_M("IngestConversions"), YW_METHOD_CLIENT_STREAMING,
      &yaowei__attribution__v1__conversion_event__descriptor,
      &yaowei__attribution__v1__ingest_summary__descriptor, attr__on_ingest_conversion,
-     attr__on_ingest_conversions_end, NULL},
+     attr__on_ingest_conversions_end, NULL, ""},
     {ATTR_M("ExplainConversion"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__explain_conversion_request__descriptor,
-     &yaowei__attribution__v1__conversion_attribution__descriptor, attr__on_explain, NULL, NULL},
+     &yaowei__attribution__v1__conversion_attribution__descriptor, attr__on_explain, NULL, NULL,
+     NULL},
     {ATTR_M("GetCreatorReport"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__get_creator_report_request__descriptor,
-     &yaowei__attribution__v1__creator_report__descriptor, attr__on_creator_report, NULL, NULL},
+     &yaowei__attribution__v1__creator_report__descriptor, attr__on_creator_report, NULL, NULL,
+     NULL},
     {ATTR_M("GetTierReport"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__get_tier_report_request__descriptor,
-     &yaowei__attribution__v1__tier_report__descriptor, attr__on_tier_report, NULL, NULL},
+     &yaowei__attribution__v1__tier_report__descriptor, attr__on_tier_report, NULL, NULL, NULL},
     {ATTR_M("ListTopCreators"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__list_top_creators_request__descriptor,
      &yaowei__attribution__v1__list_top_creators_response__descriptor, attr__on_top_creators, NULL,
-     NULL},
+     NULL, NULL},
     {ATTR_M("GetAttributionSettings"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__get_attribution_settings_request__descriptor,
-     &yaowei__attribution__v1__attribution_settings__descriptor, attr__on_get_settings, NULL, NULL},
+     &yaowei__attribution__v1__attribution_settings__descriptor, attr__on_get_settings, NULL, NULL,
+     NULL},
     {ATTR_M("UpdateAttributionSettings"), YW_METHOD_UNARY,
      &yaowei__attribution__v1__update_attribution_settings_request__descriptor,
      &yaowei__attribution__v1__attribution_settings__descriptor, attr__on_update_settings, NULL,
-     NULL},
+     NULL, NULL},
 };
 
 const yw_service_t attr_service = {

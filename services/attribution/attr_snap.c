@@ -3,15 +3,16 @@
  *
  * File: a fixed header, then the body; little-endian.
  *
- *   header  "YWSNAP01" | marks (settings, conversions, refunds, touches, pruned, log
- *           end) | n_creators n_multi n_wide n_unattr n_cfilters | u64 body_len |
- *           u32 crc32c(body) | u32 crc32c(header before it)
+ *   header  "YWSNAP02" | marks (settings, conversions, refunds, touches, pruned, log
+ *           end; the sums of amounts as i128) | n_creators n_multi n_wide n_unattr
+ *           n_cfilters | u64 body_len | u32 crc32c(body) | u32 crc32c(header before it)
  *   body    per creator, in id order: u32 len, the id, u32 n_days, days (i32 day,
  *           u32 impressions, views, clicks), u32 n_cdays, credit days (i32 day,
  *           u32 singles, gmv, multi)
  *           multi: n_multi x (i64 credit[5], i64 gmv[5])
- *           wide: n_wide x (u32 creator, i32 day, u32 field, i64 value)
- *           unattributed: n_unattr x (i32 day, i64 count, i64 gmv)
+ *           wide: n_wide x (u32 creator, i32 day, u32 field, i128 value)
+ *           unattributed: n_unattr x (i32 day, i64 count, i128 gmv)
+ *           (an i128 is its low, then its high 64 bits)
  *           conversion filters: n_cfilters x (u64 cap, i64 max_occur_ns, u64 n_blocks,
  *           u64 n_keys, n_blocks x 8 u32 words)
  *
@@ -36,8 +37,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the snapshot's arrays
 _Static_assert(sizeof(attr_day_t) == 16 && sizeof(attr_cday_t) == 16, "16-byte cells");
 _Static_assert(sizeof(attr_multi_t) == 16 * ATTR_N_MODELS, "multi cells without padding");
 
-#define ATTR__SNAP_MAGIC "YWSNAP01"
-#define ATTR__SNAP_MARK_U64 18 /* settings (8 as u64) and the 10 marks after them */
+#define ATTR__SNAP_MAGIC "YWSNAP02"
+#define ATTR__SNAP_MARK_U64 20 /* settings (8 as u64) and the marks after them (12 u64) */
 #define ATTR__SNAP_HDR (8 + 8 * ATTR__SNAP_MARK_U64 + 8 * 5 + 8 + 4 + 4)
 
 struct st_attr_snap_t {
@@ -68,6 +69,12 @@ static void attr__put32(attr__w_t *w, uint32_t v)
 static void attr__put64(attr__w_t *w, uint64_t v)
 {
     attr__put(w, &v, 8);
+}
+
+static void attr__put128(attr__w_t *w, attr_sum_t v)
+{
+    attr__put64(w, (uint64_t)v);
+    attr__put64(w, (uint64_t)((unsigned __int128)v >> 64));
 }
 
 typedef struct st_attr__r_t {
@@ -105,6 +112,13 @@ static uint64_t attr__get64(attr__r_t *r)
         memcpy(&v, p, 8);
     }
     return v;
+}
+
+static attr_sum_t attr__get128(attr__r_t *r)
+{
+    uint64_t lo = attr__get64(r);
+    uint64_t hi = attr__get64(r);
+    return (attr_sum_t)(((unsigned __int128)hi << 64) | lo);
 }
 
 /* ---- marks ---- */
@@ -166,9 +180,9 @@ static void attr__put_marks(attr__w_t *w, const attr_snap_marks_t *m)
     attr__put64(w, (uint64_t)s->update_ns);
     attr__put64(w, m->conversions);
     attr__put64(w, m->max_seq);
-    attr__put64(w, (uint64_t)m->amount_sum);
+    attr__put128(w, m->amount_sum);
     attr__put64(w, m->refunds);
-    attr__put64(w, (uint64_t)m->refund_sum);
+    attr__put128(w, m->refund_sum);
     attr__put64(w, m->touches);
     attr__put64(w, m->pruned_n);
     attr__put64(w, m->pruned_hash);
@@ -193,9 +207,9 @@ static void attr__get_marks(attr__r_t *r, attr_snap_marks_t *m)
     s->update_ns = (int64_t)attr__get64(r);
     m->conversions = attr__get64(r);
     m->max_seq = attr__get64(r);
-    m->amount_sum = (int64_t)attr__get64(r);
+    m->amount_sum = attr__get128(r);
     m->refunds = attr__get64(r);
-    m->refund_sum = (int64_t)attr__get64(r);
+    m->refund_sum = attr__get128(r);
     m->touches = attr__get64(r);
     m->pruned_n = attr__get64(r);
     m->pruned_hash = attr__get64(r);
@@ -246,7 +260,7 @@ static size_t attr__body_size(const attr_state_t *st)
             b += 16 * ((size_t)st->creator_meta[i].n_days + st->creator_meta[i].n_cdays);
         }
     }
-    b += st->n_multi * sizeof(attr_multi_t) + st->n_wide * 20 + st->n_unattr * 20;
+    b += st->n_multi * sizeof(attr_multi_t) + st->n_wide * 28 + st->n_unattr * 28;
     for (size_t i = 0; i < st->n_cfilters; i++) {
         b += 32 + attr_bloom_bytes(&st->cfilters[i].bloom);
     }
@@ -322,12 +336,12 @@ int attr_snap_write(const char *path, const attr_state_t *st, const attr_snap_ma
         attr__put32(&w, st->wide[i].creator);
         attr__put32(&w, (uint32_t)st->wide[i].day);
         attr__put32(&w, st->wide[i].field);
-        attr__put64(&w, (uint64_t)st->wide[i].value);
+        attr__put128(&w, st->wide[i].value);
     }
     for (size_t i = 0; i < st->n_unattr; i++) {
         attr__put32(&w, (uint32_t)st->unattr[i].day);
         attr__put64(&w, (uint64_t)st->unattr[i].count);
-        attr__put64(&w, (uint64_t)st->unattr[i].gmv);
+        attr__put128(&w, st->unattr[i].gmv);
     }
     for (size_t i = 0; i < st->n_cfilters; i++) {
         const attr_cfilter_t *f = &st->cfilters[i];
@@ -557,8 +571,11 @@ int attr_snap_load(const attr_snap_t *s, attr_state_t *st, char *err, size_t err
             x->creator = attr__get32(&r);
             x->day = (int32_t)attr__get32(&r);
             x->field = attr__get32(&r);
-            x->value = (int64_t)attr__get64(&r);
+            x->value = attr__get128(&r);
             st->n_wide = st->cap_wide = (size_t)i + 1;
+        }
+        if (rc == 0) {
+            rc = attr_state_index_wide(st);
         }
     }
     if (rc == 0 && s->n_unattr > 0) {
@@ -569,7 +586,7 @@ int attr_snap_load(const attr_snap_t *s, attr_state_t *st, char *err, size_t err
             attr_unattr_day_t *u = &st->unattr[i];
             u->day = (int32_t)attr__get32(&r);
             u->count = (int64_t)attr__get64(&r);
-            u->gmv = (int64_t)attr__get64(&r);
+            u->gmv = attr__get128(&r);
             st->n_unattr = st->cap_unattr = (size_t)i + 1;
         }
     }
@@ -611,12 +628,12 @@ int attr_snap_check_totals(const attr_state_t *st, const attr_snap_marks_t *mark
                            size_t len)
 {
     uint32_t n = attr_state_n_creators(st);
-    int64_t un_count = 0, un_gmv = 0;
+    attr_sum_t un_count = 0, un_gmv = 0;
     attr_state_unattributed(st, INT32_MIN, INT32_MAX, &un_count, &un_gmv);
-    __int128 want_credit = (__int128)marks->conversions * ATTR_CREDIT_ONE;
-    __int128 want_gmv = (__int128)marks->amount_sum - marks->refund_sum;
+    attr_sum_t want_credit = (attr_sum_t)marks->conversions * ATTR_CREDIT_ONE;
+    attr_sum_t want_gmv = marks->amount_sum - marks->refund_sum;
     for (int model = 1; model <= ATTR_N_MODELS; model++) {
-        __int128 credit = (__int128)un_count * ATTR_CREDIT_ONE, gmv = un_gmv;
+        attr_sum_t credit = un_count * ATTR_CREDIT_ONE, gmv = un_gmv;
         for (uint32_t c = 0; c < n; c++) {
             attr_sums_t sums;
             attr_state_creator_sums(st, c, INT32_MIN, INT32_MAX, model, &sums);
@@ -625,10 +642,10 @@ int attr_snap_check_totals(const attr_state_t *st, const attr_snap_marks_t *mark
         }
         if (credit != want_credit || gmv != want_gmv) {
             snprintf(why, len,
-                     "under model %d its credits are %.3f conversions and %lld minor units, "
-                     "the database holds %llu conversions of %lld net",
-                     model, (double)credit / ATTR_CREDIT_ONE, (long long)gmv,
-                     (unsigned long long)marks->conversions, (long long)want_gmv);
+                     "under model %d its credits are %.3f conversions and %.17g minor units, "
+                     "the database holds %llu conversions of %.17g net",
+                     model, (double)credit / ATTR_CREDIT_ONE, (double)gmv,
+                     (unsigned long long)marks->conversions, (double)want_gmv);
             return 0;
         }
     }

@@ -20,7 +20,7 @@
  *
  * Anything else — no file, a torn or foreign one, other marks, figures that do not add
  * up — and the service recomputes from zero, as it always could. Format: little-endian,
- * "YWSNAP01", see attr_snap.c.
+ * "YWSNAP02", see attr_snap.c.
  */
 #ifndef ATTR_SNAP_H
 #define ATTR_SNAP_H
@@ -41,9 +41,9 @@ extern "C" {
 typedef struct st_attr_snap_marks_t {
     attr_settings_t settings;
     uint64_t conversions, max_seq;
-    int64_t amount_sum;
+    attr_sum_t amount_sum;
     uint64_t refunds;
-    int64_t refund_sum;
+    attr_sum_t refund_sum;
     uint64_t touches;
     uint64_t pruned_n, pruned_hash; /* the pruned segments: how many, a hash of the list */
     uint64_t log_last_seg, log_last_size;

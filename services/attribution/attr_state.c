@@ -96,6 +96,7 @@ int attr_state_init(attr_state_t *st)
     attr_strmap_init(&st->orders);
     attr_strmap_init(&st->pend_orders);
     attr_map64_init(&st->conv_vp);
+    attr_map64_init(&st->wide_at);
     attr_strmap_init(&st->refunds);
     st->run_max = ATTR_RUN_EXPOSURES;
     st->run_hint = 1024;
@@ -201,6 +202,7 @@ void attr_state_free(attr_state_t *st)
     free(st->unattr);
     free(st->multi);
     free(st->wide);
+    attr_map64_free(&st->wide_at);
     free(st->scratch);
     attr_strmap_free(&st->pend_ids);
     attr_strmap_free(&st->orders);
@@ -213,13 +215,21 @@ void attr_state_free(attr_state_t *st)
 
 /* ---- rollups ---- */
 
-/* The 32-bit figures of a cell; one that does not fit is in st->wide (cell: UINT32_MAX). */
+/*
+ * The figures of the rollups: the 32-bit ones of a cell (one that does not fit is in
+ * st->wide, the cell holding UINT32_MAX), and the 64-bit ones of an attr_multi_t, per
+ * model (past int64 in st->wide, the cell holding INT64_MIN). st->wide keeps the exact
+ * value (attr_sum_t).
+ */
 enum {
     ATTR__F_IMPRESSIONS = 0,
     ATTR__F_VIEWS = 1,
     ATTR__F_CLICKS = 2,
     ATTR__F_SINGLES = 3,
     ATTR__F_GMV = 4,
+    ATTR__F_MULTI_CREDIT = 5,               /* + model - 1 */
+    ATTR__F_MULTI_GMV = 5 + ATTR_N_MODELS,  /* + model - 1 */
+    ATTR__F_CREDIT_FIRST = ATTR__F_SINGLES, /* credits: from here on */
 };
 
 static int attr__meta_reserve(attr_state_t *st, uint32_t creator)
@@ -345,33 +355,105 @@ static attr_multi_t *attr__multi_of(attr_state_t *st, attr_cday_t *cd)
     return &st->multi[cd->multi - 1];
 }
 
+/*
+ * The wide figures are found through a hash index, not a scan: a client can make many
+ * of them (each order of more than UINT32_MAX minor units to another creator or day),
+ * and every rollup update and report would otherwise scan them all. Days are within
+ * 1970..2200 (attr_validate.h): 28 bits of them are the day.
+ */
+static uint64_t attr__wide_key(uint32_t creator, int32_t day, uint32_t field)
+{
+    return (uint64_t)creator << 32 | (uint64_t)((uint32_t)day & 0x0fffffffu) << 4 | field;
+}
+
 static attr_wide_t *attr__wide_find(const attr_state_t *st, uint32_t creator, int32_t day,
                                     uint32_t field)
 {
-    for (size_t i = 0; i < st->n_wide; i++) {
-        attr_wide_t *w = &st->wide[i];
-        if (w->creator == creator && w->day == day && w->field == field) {
-            return w;
-        }
+    uint64_t at;
+    if (!attr_map64_get(&st->wide_at, attr__wide_key(creator, day, field), &at)) {
+        return NULL;
     }
-    return NULL;
+    return &st->wide[at];
+}
+
+/* Removes st->wide[i] (the last one takes its place). Cannot fail. */
+static void attr__wide_drop(attr_state_t *st, size_t i)
+{
+    attr_wide_t *w = &st->wide[i];
+    (void)attr_map64_del(&st->wide_at, attr__wide_key(w->creator, w->day, w->field));
+    *w = st->wide[--st->n_wide];
+    if (i < st->n_wide) { /* its key is there: replaced, no room needed */
+        (void)attr_map64_put(&st->wide_at, attr__wide_key(w->creator, w->day, w->field), i);
+    }
+}
+
+int attr_state_index_wide(attr_state_t *st)
+{
+    attr_map64_free(&st->wide_at);
+    attr_map64_init(&st->wide_at);
+    int rc = attr_map64_reserve(&st->wide_at, st->n_wide);
+    for (size_t i = 0; rc == 0 && i < st->n_wide; i++) {
+        const attr_wide_t *w = &st->wide[i];
+        rc = attr_map64_put(&st->wide_at, attr__wide_key(w->creator, w->day, w->field), i);
+    }
+    return rc;
+}
+
+/** The exact value of a figure that is wide (`missing`: cannot happen, it always is). */
+static attr_sum_t attr__wide_value(const attr_state_t *st, uint32_t creator, int32_t day,
+                                   uint32_t field, attr_sum_t missing)
+{
+    const attr_wide_t *w = attr__wide_find(st, creator, day, field);
+    return w != NULL ? w->value : missing;
 }
 
 /** The value of a 32-bit rollup figure (UINT32_MAX: the whole value is in st->wide). */
-static int64_t attr__fig(const attr_state_t *st, uint32_t cell, uint32_t creator, int32_t day,
-                         uint32_t field)
+static attr_sum_t attr__fig(const attr_state_t *st, uint32_t cell, uint32_t creator, int32_t day,
+                            uint32_t field)
 {
-    if (cell != UINT32_MAX) {
-        return cell;
-    }
-    const attr_wide_t *w = attr__wide_find(st, creator, day, field);
-    return w != NULL ? w->value : (int64_t)UINT32_MAX;
+    return cell != UINT32_MAX ? cell : attr__wide_value(st, creator, day, field, UINT32_MAX);
+}
+
+/** The value of a 64-bit rollup figure (INT64_MIN: the whole value is in st->wide). */
+static attr_sum_t attr__fig64(const attr_state_t *st, int64_t cell, uint32_t creator, int32_t day,
+                              uint32_t field)
+{
+    return cell != INT64_MIN ? cell : attr__wide_value(st, creator, day, field, INT64_MIN);
 }
 
 /** Room for `n` more wide figures, so that an update cannot fail halfway. */
 static int attr__wide_reserve(attr_state_t *st, size_t n)
 {
-    return ATTR__GROW(st->wide, st->cap_wide, st->n_wide + n);
+    int rc = ATTR__GROW(st->wide, st->cap_wide, st->n_wide + n);
+    return rc != 0 ? rc : attr_map64_reserve(&st->wide_at, n);
+}
+
+/*
+ * Where the new value `v` of a figure goes: back in its cell when it is within [lo, hi]
+ * (returns 1; its wide figure, if it had one, is dropped), else in st->wide (returns 0;
+ * the caller puts the cell's mark). -ENOMEM without room (reserve first to make it
+ * infallible).
+ */
+static int attr__fig_store(attr_state_t *st, int was_wide, uint32_t creator, int32_t day,
+                           uint32_t field, attr_sum_t v, attr_sum_t lo, attr_sum_t hi)
+{
+    attr_wide_t *w = was_wide ? attr__wide_find(st, creator, day, field) : NULL;
+    if (v >= lo && v <= hi) {
+        if (w != NULL) {
+            attr__wide_drop(st, (size_t)(w - st->wide));
+        }
+        return 1;
+    }
+    if (w == NULL) {
+        if (attr__wide_reserve(st, 1) != 0) {
+            return -ENOMEM;
+        }
+        (void)attr_map64_put(&st->wide_at, attr__wide_key(creator, day, field), st->n_wide);
+        w = &st->wide[st->n_wide++];
+        *w = (attr_wide_t){creator, day, field, 0};
+    }
+    w->value = v;
+    return 0;
 }
 
 /**
@@ -380,36 +462,46 @@ static int attr__wide_reserve(attr_state_t *st, size_t n)
  * make it infallible).
  */
 static int attr__fig_add(attr_state_t *st, uint32_t *cell, uint32_t creator, int32_t day,
-                         uint32_t field, int64_t delta)
+                         uint32_t field, attr_sum_t delta)
 {
-    if (*cell != UINT32_MAX) {
-        int64_t v = (int64_t)*cell + delta;
-        if (v >= 0 && v < (int64_t)UINT32_MAX) {
-            *cell = (uint32_t)v;
-            return 0;
-        }
-        if (attr__wide_reserve(st, 1) != 0) {
-            return -ENOMEM;
-        }
-        st->wide[st->n_wide++] = (attr_wide_t){creator, day, field, v};
-        *cell = UINT32_MAX;
+    if (*cell != UINT32_MAX && delta >= -(attr_sum_t)*cell &&
+        delta < (attr_sum_t)UINT32_MAX - *cell) {
+        *cell = (uint32_t)(*cell + delta); /* the common case */
         return 0;
     }
-    attr_wide_t *w = attr__wide_find(st, creator, day, field);
-    if (w == NULL) {
-        /* Cannot happen (a cell at UINT32_MAX always has its wide figure). */
-        if (attr__wide_reserve(st, 1) != 0) {
-            return -ENOMEM;
-        }
-        w = &st->wide[st->n_wide++];
-        *w = (attr_wide_t){creator, day, field, (int64_t)UINT32_MAX};
+    attr_sum_t v = attr__fig(st, *cell, creator, day, field) + delta;
+    int rc = attr__fig_store(st, *cell == UINT32_MAX, creator, day, field, v, 0, UINT32_MAX - 1);
+    if (rc >= 0) {
+        *cell = rc == 1 ? (uint32_t)v : UINT32_MAX;
     }
-    w->value += delta;
-    if (w->value >= 0 && w->value < (int64_t)UINT32_MAX) {
-        *cell = (uint32_t)w->value;
-        *w = st->wide[--st->n_wide];
+    return rc < 0 ? rc : 0;
+}
+
+/** attr__fig_add() of a 64-bit figure: a value past int64 (or at INT64_MIN) is wide. */
+static int attr__fig64_add(attr_state_t *st, int64_t *cell, uint32_t creator, int32_t day,
+                           uint32_t field, attr_sum_t delta)
+{
+    attr_sum_t v = attr__fig64(st, *cell, creator, day, field) + delta;
+    if (*cell != INT64_MIN && v > INT64_MIN && v <= INT64_MAX) {
+        *cell = (int64_t)v; /* the common case */
+        return 0;
     }
-    return 0;
+    int rc = attr__fig_store(st, *cell == INT64_MIN, creator, day, field, v,
+                             (attr_sum_t)INT64_MIN + 1, INT64_MAX);
+    if (rc >= 0) {
+        *cell = rc == 1 ? (int64_t)v : INT64_MIN;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/**
+ * Whether adding up to `total` to a 64-bit figure may take it to st->wide, or it is
+ * there already (its room is then counted too: going back to the cell and out again
+ * within one update must not find it taken).
+ */
+static int attr__fig64_may_spill(int64_t cell, int64_t total)
+{
+    return cell == INT64_MIN || cell > INT64_MAX - total;
 }
 
 static attr_unattr_day_t *attr__unattr_bucket(attr_state_t *st, int32_t day)
@@ -1970,18 +2062,26 @@ static int attr__is_single(const attr_conv_t *c)
  * (and room for wide figures), so that applying it cannot fail. 0 or -ENOMEM.
  */
 static int attr__apply_room(attr_state_t *st, const attr_conv_t *c, const uint32_t *elig, size_t k,
-                            int single)
+                            int single, int64_t net)
 {
     if (k == 0) {
         return attr__unattr_bucket(st, c->day) != NULL ? 0 : -ENOMEM;
     }
+    size_t spill = 2; /* a single's two figures */
     for (size_t i = 0; i < k; i++) {
         attr_cday_t *cd = attr__cday_bucket(st, c->cands[elig[i]].creator, c->day);
-        if (cd == NULL || (!single && attr__multi_of(st, cd) == NULL)) {
+        attr_multi_t *mu = cd == NULL || single ? NULL : attr__multi_of(st, cd);
+        if (cd == NULL || (!single && mu == NULL)) {
             return -ENOMEM;
         }
+        /* A split adds at most ATTR_CREDIT_ONE and `net` to a creator's cells per model
+         * (whatever number of its touches): past int64 only in a cell near its end. */
+        for (int m = 0; mu != NULL && m < ATTR_N_MODELS; m++) {
+            spill += (size_t)attr__fig64_may_spill(mu->credit[m], ATTR_CREDIT_ONE);
+            spill += (size_t)attr__fig64_may_spill(mu->gmv[m], net);
+        }
     }
-    return attr__wide_reserve(st, 2);
+    return attr__wide_reserve(st, spill);
 }
 
 /**
@@ -1994,7 +2094,7 @@ static void attr__apply(attr_state_t *st, attr_conv_t *c, int sign)
         attr_unattr_day_t *u = attr__unattr_bucket(st, c->day);
         if (u != NULL) {
             u->count += sign;
-            u->gmv += sign * c->applied_net;
+            u->gmv += (attr_sum_t)sign * c->applied_net;
         }
         return;
     }
@@ -2007,13 +2107,16 @@ static void attr__apply(attr_state_t *st, attr_conv_t *c, int sign)
         }
         if (single) {
             (void)attr__fig_add(st, &cd->singles, creator, c->day, ATTR__F_SINGLES, sign);
-            (void)attr__fig_add(st, &cd->gmv, creator, c->day, ATTR__F_GMV, sign * c->minor[0]);
+            (void)attr__fig_add(st, &cd->gmv, creator, c->day, ATTR__F_GMV,
+                                (attr_sum_t)sign * c->minor[0]);
             continue;
         }
         attr_multi_t *mu = attr__multi_of(st, cd);
         for (int m = 0; mu != NULL && m < ATTR_N_MODELS; m++) {
-            mu->credit[m] += sign * c->credit[m * c->n_elig + i];
-            mu->gmv[m] += sign * c->minor[m * c->n_elig + i];
+            (void)attr__fig64_add(st, &mu->credit[m], creator, c->day, ATTR__F_MULTI_CREDIT + m,
+                                  (attr_sum_t)sign * c->credit[m * c->n_elig + i]);
+            (void)attr__fig64_add(st, &mu->gmv[m], creator, c->day, ATTR__F_MULTI_GMV + m,
+                                  (attr_sum_t)sign * c->minor[m * c->n_elig + i]);
         }
     }
 }
@@ -2092,7 +2195,7 @@ static int attr__compute(attr_state_t *st, attr_conv_t *c, int rollups)
     for (int m = 0; single && m < ATTR_N_MODELS; m++) {
         single = credit[m] == ATTR_CREDIT_ONE && minor[m] == minor[0];
     }
-    if (rollups && attr__apply_room(st, c, elig, k, single) != 0) {
+    if (rollups && attr__apply_room(st, c, elig, k, single, net) != 0) {
         if (credit != one) {
             free(credit);
         }
@@ -2184,13 +2287,11 @@ static void attr__clear_credits(attr_state_t *st)
     }
     st->n_multi = 0;
     st->n_unattr = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < st->n_wide; i++) {
-        if (st->wide[i].field != ATTR__F_SINGLES && st->wide[i].field != ATTR__F_GMV) {
-            st->wide[k++] = st->wide[i];
+    for (size_t i = st->n_wide; i-- > 0;) {
+        if (st->wide[i].field >= ATTR__F_CREDIT_FIRST) {
+            attr__wide_drop(st, i);
         }
     }
-    st->n_wide = k;
 }
 
 /** Adds `from`'s credit rollups to st's (creators matched by name). */
@@ -2210,7 +2311,7 @@ static int attr__add_credits(attr_state_t *st, const attr_state_t *from)
         for (uint32_t i = 0; i < fm->n_cdays; i++) {
             const attr_cday_t *f = &fm->cdays[i];
             attr_cday_t *cd = attr__cday_bucket(st, id, f->day);
-            if (cd == NULL || attr__wide_reserve(st, 2) != 0) {
+            if (cd == NULL || attr__wide_reserve(st, 2 + 2 * ATTR_N_MODELS) != 0) {
                 return -ENOMEM;
             }
             (void)attr__fig_add(st, &cd->singles, id, f->day, ATTR__F_SINGLES,
@@ -2224,8 +2325,11 @@ static int attr__add_credits(attr_state_t *st, const attr_state_t *from)
                     return -ENOMEM;
                 }
                 for (int m = 0; m < ATTR_N_MODELS; m++) {
-                    mu->credit[m] += fmu->credit[m];
-                    mu->gmv[m] += fmu->gmv[m];
+                    uint32_t fcr = ATTR__F_MULTI_CREDIT + m, fgm = ATTR__F_MULTI_GMV + m;
+                    (void)attr__fig64_add(st, &mu->credit[m], id, f->day, fcr,
+                                          attr__fig64(from, fmu->credit[m], fc, f->day, fcr));
+                    (void)attr__fig64_add(st, &mu->gmv[m], id, f->day, fgm,
+                                          attr__fig64(from, fmu->gmv[m], fc, f->day, fgm));
                 }
             }
         }
@@ -2416,14 +2520,17 @@ void attr_state_creator_sums(const attr_state_t *st, uint32_t creator, int32_t d
             attr__fig(st, cd->singles, creator, cd->day, ATTR__F_SINGLES) * ATTR_CREDIT_ONE;
         out->gmv += attr__fig(st, cd->gmv, creator, cd->day, ATTR__F_GMV);
         if (cd->multi != 0) {
-            out->credit += st->multi[cd->multi - 1].credit[model - 1];
-            out->gmv += st->multi[cd->multi - 1].gmv[model - 1];
+            const attr_multi_t *mu = &st->multi[cd->multi - 1];
+            out->credit += attr__fig64(st, mu->credit[model - 1], creator, cd->day,
+                                       ATTR__F_MULTI_CREDIT + model - 1);
+            out->gmv += attr__fig64(st, mu->gmv[model - 1], creator, cd->day,
+                                    ATTR__F_MULTI_GMV + model - 1);
         }
     }
 }
 
-void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, int64_t *count,
-                             int64_t *gmv)
+void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, attr_sum_t *count,
+                             attr_sum_t *gmv)
 {
     *count = 0;
     *gmv = 0;
@@ -2442,7 +2549,7 @@ void attr_state_mem(const attr_state_t *st, attr_state_mem_t *out)
     memset(out, 0, sizeof *out);
     out->rollups = st->cap_creator_meta * sizeof *st->creator_meta +
                    st->cap_unattr * sizeof *st->unattr + st->cap_multi * sizeof *st->multi +
-                   st->cap_wide * sizeof *st->wide;
+                   st->cap_wide * sizeof *st->wide + st->wide_at.cap * 2 * sizeof(uint64_t);
     for (size_t i = 0; i < st->cap_creator_meta; i++) {
         const attr_creator_t *m = &st->creator_meta[i];
         out->rollups +=

@@ -275,18 +275,39 @@ typedef struct st_attr_cday_t {
     uint32_t multi;   /* 1 + index into attr_state_t.multi; 0: none */
 } attr_cday_t;
 
-/** Per-model credits and net amount of split conversions of one creator and day. */
+/**
+ * An exact sum of rollup figures: minor units, credits (ATTR_CREDIT_ONE units) or
+ * counts. 128 bits, so that no sum of amounts of at most ATTR_AMOUNT_MAX (10^15,
+ * attr_validate.h) can overflow: that would take 1.7 x 10^23 orders, where int64 is
+ * past after 9,224. A reply's int64 field gets attr_sum_clamp() of it.
+ */
+typedef __int128 attr_sum_t;
+
+/** `v` as an int64 figure of a reply: INT64_MAX when it is more (INT64_MIN when less). */
+static inline int64_t attr_sum_clamp(attr_sum_t v)
+{
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
+/**
+ * Per-model credits and net amount of split conversions of one creator and day. A
+ * figure that does not fit int64 is kept whole in attr_state_t.wide instead (the cell
+ * holds INT64_MIN).
+ */
 typedef struct st_attr_multi_t {
     int64_t credit[ATTR_N_MODELS];
     int64_t gmv[ATTR_N_MODELS];
 } attr_multi_t;
 
-/** A rollup figure too big for its 32 bits (the cell holds UINT32_MAX). */
+/**
+ * A rollup figure too big for its cell (a 32-bit one holds UINT32_MAX, a 64-bit one
+ * INT64_MIN): its exact value.
+ */
 typedef struct st_attr_wide_t {
     uint32_t creator;
     int32_t day;
     uint32_t field; /* ATTR__F_* of attr_state.c */
-    int64_t value;
+    attr_sum_t value;
 } attr_wide_t;
 
 /** Per creator (indexed by interned id): rollups and the tier label cache. */
@@ -302,7 +323,7 @@ typedef struct st_attr_creator_t {
 typedef struct st_attr_unattr_day_t {
     int32_t day;
     int64_t count;
-    int64_t gmv;
+    attr_sum_t gmv;
 } attr_unattr_day_t;
 
 /** A Bloom filter of the (viewer, product) keys of conversions, and the latest of them. */
@@ -384,6 +405,7 @@ typedef struct st_attr_state_t {
     size_t n_multi, cap_multi;
     attr_wide_t *wide;
     size_t n_wide, cap_wide;
+    attr_map64_t wide_at; /* attr__wide_key() -> index in wide (attr_state_index_wide()) */
 
     /* counters */
     uint64_t exposures_live; /* committed, in runs in memory */
@@ -760,10 +782,11 @@ void attr_state_mem(const attr_state_t *st, attr_state_mem_t *out);
 
 /* ---- queries ---- */
 
+/** Sums over days (and creators): exact (attr_sum_t). */
 typedef struct st_attr_sums_t {
-    int64_t impressions, views, clicks;
-    int64_t credit; /* ATTR_CREDIT_ONE units */
-    int64_t gmv;
+    attr_sum_t impressions, views, clicks;
+    attr_sum_t credit; /* ATTR_CREDIT_ONE units */
+    attr_sum_t gmv;
 } attr_sums_t;
 
 /** Sums creator `creator`'s rollups over days [d0, d1) under `model` (1..5). */
@@ -771,8 +794,8 @@ void attr_state_creator_sums(const attr_state_t *st, uint32_t creator, int32_t d
                              int model, attr_sums_t *out);
 
 /** Unattributed conversions and their net amount over days [d0, d1). */
-void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, int64_t *count,
-                             int64_t *gmv);
+void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, attr_sum_t *count,
+                             attr_sum_t *gmv);
 
 /** attr_state_add_exposure_rollup() of a creator interned already (st->creators). */
 int attr_state_add_exposure_counts(attr_state_t *st, uint32_t creator, int32_t day,
@@ -783,6 +806,9 @@ int attr_state_add_exposure_counts(attr_state_t *st, uint32_t creator, int32_t d
  * entry in the creators' table, stage 1 (once that is in the cache) its latest days.
  */
 void attr_state_prefetch_counts(const attr_state_t *st, uint32_t creator, int stage);
+
+/** Indexes st->wide after it was filled directly (attr_snap_load()). 0 or -ENOMEM. */
+int attr_state_index_wide(attr_state_t *st);
 
 /** The number of creators known (ids are 0..n-1). */
 static inline uint32_t attr_state_n_creators(const attr_state_t *st)

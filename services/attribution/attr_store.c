@@ -83,11 +83,14 @@ static const char attr__sql_get_rollups[] =
     "SELECT creator_id, day, impressions, views, clicks FROM exposure_rollups";
 static const char attr__sql_count_conversions[] =
     "SELECT count(*), coalesce(max(seq), 0) FROM conversions";
-/* The marks of the start-up snapshot (attr_snap.h). */
-static const char attr__sql_conversion_sum[] =
-    "SELECT coalesce(sum(amount_minor), 0) FROM conversions";
+/* The marks of the start-up snapshot (attr_snap.h). The sums of amounts in two halves, so
+ * that SQLite's integer sum() cannot overflow (it fails past int64, which 9,224 orders of
+ * the largest amount reach): whole 10^9 units, and what is left of each amount. */
+#define ATTR__SQL_AMOUNT_SUMS                                                                      \
+    "coalesce(sum(amount_minor / 1000000000), 0), coalesce(sum(amount_minor % 1000000000), 0)"
+static const char attr__sql_conversion_sum[] = "SELECT " ATTR__SQL_AMOUNT_SUMS " FROM conversions";
 static const char attr__sql_refund_marks[] =
-    "SELECT count(*), coalesce(sum(amount_minor), 0) FROM refunds";
+    "SELECT count(*), " ATTR__SQL_AMOUNT_SUMS " FROM refunds";
 static const char attr__sql_touch_count[] = "SELECT count(*) FROM conversion_touches";
 static const char attr__sql_get_touch_mark[] = "SELECT seq, seg, off FROM touch_mark WHERE id = 1";
 
@@ -95,6 +98,12 @@ static grpc_status_code attr__load_fail(attr_load_t *ld, sqlite3 *db, const char
 {
     snprintf(ld->err, sizeof ld->err, "%s: %s", what, sqlite3_errmsg(db));
     return GRPC_STATUS_INTERNAL;
+}
+
+/** The exact sum of ATTR__SQL_AMOUNT_SUMS's two columns from column `i` on. */
+static attr_sum_t attr__amount_sum(sqlite3_stmt *s, int i)
+{
+    return (attr_sum_t)sqlite3_column_int64(s, i) * 1000000000 + sqlite3_column_int64(s, i + 1);
 }
 
 /** The pruned segments, the conversions' count and highest seq, and (want_marks) sums. */
@@ -139,13 +148,13 @@ static grpc_status_code attr__load_marks(yw_store_conn_t *conn, attr_load_t *ld)
         sqlite3_step(s) != SQLITE_ROW) {
         return attr__load_fail(ld, db, "conversions");
     }
-    ld->amount_sum = sqlite3_column_int64(s, 0);
+    ld->amount_sum = attr__amount_sum(s, 0);
     if ((s = yw_store_stmt(conn, attr__sql_refund_marks)) == NULL ||
         sqlite3_step(s) != SQLITE_ROW) {
         return attr__load_fail(ld, db, "refunds");
     }
     ld->refunds = (uint64_t)sqlite3_column_int64(s, 0);
-    ld->refund_sum = sqlite3_column_int64(s, 1);
+    ld->refund_sum = attr__amount_sum(s, 1);
     if ((s = yw_store_stmt(conn, attr__sql_touch_count)) == NULL ||
         sqlite3_step(s) != SQLITE_ROW) {
         return attr__load_fail(ld, db, "conversion_touches");

@@ -65,7 +65,7 @@ typedef struct st_attr_load_t {
     uint64_t max_seq; /* the highest conversions.seq (0: none) */
     int skip_rollups; /* in: leave the exposure rollups of pruned segments (a snapshot has them) */
     int want_marks;   /* in: also the sums below (a snapshot's marks, attr_snap.h) */
-    int64_t amount_sum, refund_sum;
+    attr_sum_t amount_sum, refund_sum; /* exact (SQLite's sum() stops at int64) */
     uint64_t refunds, touches;
     attr_touch_mark_t touch_mark; /* out (attr_store_load()) */
     char err[256];

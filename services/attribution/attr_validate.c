@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 static int attr__fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -16,6 +18,15 @@ static int attr__fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -EINVAL;
+}
+
+/**
+ * Every string of an event is UTF-8 (proto3): the runtime leaves the events of a batch
+ * to us (yw_method_t.items), so that a bad one is rejected alone.
+ */
+static int attr__utf8(const ProtobufCMessage *event, char *err, size_t errlen)
+{
+    return yw_utf8_check_message(event, NULL, err, errlen) == 0 ? 0 : -EINVAL;
 }
 
 /** A required id: set, at most ATTR_ID_MAX bytes. */
@@ -54,6 +65,19 @@ int attr_time_ns(const Google__Protobuf__Timestamp *ts, const char *field, int r
     return 0;
 }
 
+/** An amount of money: 1 .. ATTR_AMOUNT_MAX minor units. */
+static int attr__amount(int64_t v, char *err, size_t errlen)
+{
+    if (v <= 0) {
+        return attr__fail(err, errlen, "amount_minor: must be > 0, got %lld", (long long)v);
+    }
+    if (v > ATTR_AMOUNT_MAX) {
+        return attr__fail(err, errlen, "amount_minor: must be at most %lld (10^15), got %lld",
+                          (long long)ATTR_AMOUNT_MAX, (long long)v);
+    }
+    return 0;
+}
+
 static int attr__occur(const Google__Protobuf__Timestamp *ts, int64_t now_ns, int64_t *out,
                        char *err, size_t errlen)
 {
@@ -73,7 +97,8 @@ int attr_validate_exposure(const Yaowei__Attribution__V1__ExposureEvent *e, int6
                            int64_t *occur_ns, char *err, size_t errlen)
 {
     int rc;
-    if ((rc = attr__id(e->event_id, "event_id", err, errlen)) != 0 ||
+    if ((rc = attr__utf8(&e->base, err, errlen)) != 0 ||
+        (rc = attr__id(e->event_id, "event_id", err, errlen)) != 0 ||
         (rc = attr__id(e->viewer_id, "viewer_id", err, errlen)) != 0 ||
         (rc = attr__id(e->creator_id, "creator_id", err, errlen)) != 0) {
         return rc;
@@ -117,7 +142,8 @@ int attr_validate_conversion(const Yaowei__Attribution__V1__ConversionEvent *e,
                              size_t errlen)
 {
     int rc;
-    if ((rc = attr__id(e->order_id, "order_id", err, errlen)) != 0 ||
+    if ((rc = attr__utf8(&e->base, err, errlen)) != 0 ||
+        (rc = attr__id(e->order_id, "order_id", err, errlen)) != 0 ||
         (rc = attr__id(e->viewer_id, "viewer_id", err, errlen)) != 0 ||
         (rc = attr__id(e->product_id, "product_id", err, errlen)) != 0) {
         return rc;
@@ -125,14 +151,13 @@ int attr_validate_conversion(const Yaowei__Attribution__V1__ConversionEvent *e,
     if (e->quantity < 0) {
         return attr__fail(err, errlen, "quantity: must be >= 0, got %lld", (long long)e->quantity);
     }
-    if (e->amount_minor <= 0) {
-        return attr__fail(err, errlen, "amount_minor: must be > 0, got %lld",
-                          (long long)e->amount_minor);
+    if ((rc = attr__amount(e->amount_minor, err, errlen)) != 0) {
+        return rc;
     }
     if (e->currency != NULL && e->currency[0] != '\0' && strcmp(e->currency, currency) != 0) {
-        return attr__fail(err, errlen,
-                          "currency: must be %s (the deployment's) or empty, got %.16s", currency,
-                          e->currency);
+        char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+        return attr__fail(err, errlen, "currency: must be %s (the deployment's) or empty, got %s",
+                          currency, yw_quote(e->currency, YW_QUOTE_MAX, q, sizeof q));
     }
     return attr__occur(e->occur_time, now_ns, occur_ns, err, errlen);
 }
@@ -141,13 +166,13 @@ int attr_validate_refund(const Yaowei__Attribution__V1__RefundEvent *e, int64_t 
                          int64_t *occur_ns, char *err, size_t errlen)
 {
     int rc;
-    if ((rc = attr__id(e->refund_id, "refund_id", err, errlen)) != 0 ||
+    if ((rc = attr__utf8(&e->base, err, errlen)) != 0 ||
+        (rc = attr__id(e->refund_id, "refund_id", err, errlen)) != 0 ||
         (rc = attr__id(e->order_id, "order_id", err, errlen)) != 0) {
         return rc;
     }
-    if (e->amount_minor <= 0) {
-        return attr__fail(err, errlen, "amount_minor: must be > 0, got %lld",
-                          (long long)e->amount_minor);
+    if ((rc = attr__amount(e->amount_minor, err, errlen)) != 0) {
+        return rc;
     }
     return attr__occur(e->occur_time, now_ns, occur_ns, err, errlen);
 }
@@ -260,11 +285,12 @@ attr_settings_apply(const Yaowei__Attribution__V1__UpdateAttributionSettingsRequ
                 }
             }
             if (bit == 0) {
+                char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
                 attr__fail(err, errlen,
-                           "update_mask.paths[%zu]: unknown field \"%.64s\" (click_window, "
+                           "update_mask.paths[%zu]: unknown field %s (click_window, "
                            "view_window, time_decay_half_life, engaged_view_ms, late_window, "
                            "default_model, currency)",
-                           i, p);
+                           i, yw_quote(p, YW_QUOTE_MAX, q, sizeof q));
                 return GRPC_STATUS_INVALID_ARGUMENT;
             }
             mask |= bit;
@@ -325,10 +351,11 @@ attr_settings_apply(const Yaowei__Attribution__V1__UpdateAttributionSettingsRequ
             ok = c[i] >= 'A' && c[i] <= 'Z';
         }
         if (!ok) {
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
             rc = attr__fail(err, errlen,
                             "settings.currency: must be an ISO 4217 code (3 capital letters), "
-                            "got \"%.16s\"",
-                            c);
+                            "got %s",
+                            yw_quote(c, YW_QUOTE_MAX, q, sizeof q));
         } else {
             memcpy(out->currency, c, 4);
         }

@@ -33,6 +33,14 @@ extern "C" {
 #define ATTR_FUTURE_NS (5 * 60 * ATTR_NS_PER_S)
 /** Latest occur_time accepted at all (2200-01-01), so that times fit in int64 ns. */
 #define ATTR_TIME_MAX_S INT64_C(7258118400)
+/**
+ * Largest amount_minor of a conversion or a refund: 10^15 minor units (10^13 CNY), the
+ * bound creator profile puts on its counts. An order's net amount then fits int64 with
+ * room, and a sum of them is kept exact in 128 bits (attr_sum_t): it would take 1.7 x
+ * 10^23 orders to overflow, while 9,224 of them already pass int64 (reports then say
+ * INT64_MAX).
+ */
+#define ATTR_AMOUNT_MAX INT64_C(1000000000000000)
 /** Longest report range, in days. */
 #define ATTR_RANGE_MAX_DAYS 400
 

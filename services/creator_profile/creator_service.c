@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
 #include "services/creator_profile/creator_paging.h"
 #include "services/creator_profile/creator_store.h"
@@ -135,7 +136,7 @@ static void get_creator(yw_call_t *call, const ProtobufCMessage *msg)
     if (rec == NULL) {
         char q[300];
         snprintf(err, sizeof err, "creator_id: creator %s not found",
-                 creator_quote(req->creator_id, q, sizeof q));
+                 yw_quote(req->creator_id, YW_QUOTE_MAX, q, sizeof q));
         yw_call_fail(call, GRPC_STATUS_NOT_FOUND, err);
         return;
     }
@@ -424,7 +425,7 @@ static void creator_stats_done(yw_store_job_t *job, grpc_status_code status)
         } else {
             char q[300];
             snprintf(msg, sizeof msg, "creator_id: creator %s not found",
-                     creator_quote(j->creator_ids[0], q, sizeof q));
+                     yw_quote(j->creator_ids[0], YW_QUOTE_MAX, q, sizeof q));
         }
         yw_call_fail(call, status, msg);
     } else if (status != GRPC_STATUS_OK) {

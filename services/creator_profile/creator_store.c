@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
 
 /* ---- schema ---- */
@@ -291,8 +292,8 @@ static grpc_status_code replay_request(yw_store_conn_t *conn, creator_create_job
     if (strcmp(prior, j->creator->creator_id) != 0) {
         return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT,
                         "request_id: already used to create creator %s, not %s",
-                        creator_quote(prior, q1, sizeof q1),
-                        creator_quote(j->creator->creator_id, q2, sizeof q2));
+                        yw_quote(prior, YW_QUOTE_MAX, q1, sizeof q1),
+                        yw_quote(j->creator->creator_id, YW_QUOTE_MAX, q2, sizeof q2));
     }
     if ((code = load_creator(conn, job, prior, &j->result)) != GRPC_STATUS_OK) {
         return code;
@@ -300,7 +301,7 @@ static grpc_status_code replay_request(yw_store_conn_t *conn, creator_create_job
     if (j->result == NULL) {
         /* Request ids are deleted with their creator; this cannot happen. */
         return job_fail(job, GRPC_STATUS_INTERNAL, "request_id: creator %s it created is missing",
-                        creator_quote(prior, q1, sizeof q1));
+                        yw_quote(prior, YW_QUOTE_MAX, q1, sizeof q1));
     }
     j->replayed = 1;
     return GRPC_STATUS_OK;
@@ -324,7 +325,7 @@ grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job
     if (exists) {
         return job_fail(job, GRPC_STATUS_ALREADY_EXISTS,
                         "creator.creator_id: creator %s already exists",
-                        creator_quote(c->creator_id, q, sizeof q));
+                        yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
     }
     if (creator_categories_join(c->categories, c->n_categories, joined, sizeof joined) < 0) {
         return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT, "creator.categories: too long");
@@ -427,7 +428,7 @@ grpc_status_code creator_store_update(yw_store_conn_t *conn, yw_store_job_t *job
     }
     if (cur == NULL) {
         return job_fail(job, GRPC_STATUS_NOT_FOUND, "creator.creator_id: creator %s not found",
-                        creator_quote(c->creator_id, q, sizeof q));
+                        yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
     }
     const Yaowei__Creator__V1__Creator *now = &cur->msg;
     int set_cats = (j->mask & CREATOR_FIELD_CATEGORIES) != 0;
@@ -535,7 +536,7 @@ grpc_status_code creator_store_delete(yw_store_conn_t *conn, yw_store_job_t *job
         }
         if (i == 0 && sqlite3_changes(yw_store_db(conn)) == 0) {
             return job_fail(job, GRPC_STATUS_NOT_FOUND, "creator_id: creator %s not found",
-                            creator_quote(j->creator_id, q, sizeof q));
+                            yw_quote(j->creator_id, YW_QUOTE_MAX, q, sizeof q));
         }
     }
     return GRPC_STATUS_OK;
@@ -575,9 +576,9 @@ static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *
         if (strcmp(owner, s->creator_id) != 0) {
             code = job_fail(job, GRPC_STATUS_INVALID_ARGUMENT,
                             "stats[%zu].note_id: note %s belongs to creator %s, not %s", i,
-                            creator_quote(s->note_id, q1, sizeof q1),
-                            creator_quote(owner, q2, sizeof q2),
-                            creator_quote(s->creator_id, q3, sizeof q3));
+                            yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
+                            yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
+                            yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
         }
     } else if (rc != SQLITE_DONE) {
         code = sql_fail(conn, job, rc, "look up note");
@@ -610,7 +611,7 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
             if (!exists) {
                 return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT,
                                 "stats[%zu].creator_id: creator %s does not exist", i,
-                                creator_quote(s->creator_id, q, sizeof q));
+                                yw_quote(s->creator_id, YW_QUOTE_MAX, q, sizeof q));
             }
             known = s->creator_id;
         }
@@ -934,7 +935,7 @@ grpc_status_code creator_store_stats(yw_store_conn_t *conn, yw_store_job_t *job)
     if (j->n_missing > 0) {
         char q[300];
         return job_fail(job, GRPC_STATUS_NOT_FOUND, "creator %s not found",
-                        creator_quote(j->creator_ids[j->missing[0]], q, sizeof q));
+                        yw_quote(j->creator_ids[j->missing[0]], YW_QUOTE_MAX, q, sizeof q));
     }
     for (size_t i = 0; i < j->n_ids && code == GRPC_STATUS_OK; i++) {
         Yaowei__Creator__V1__CreatorStats *s = &j->stats[i];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
 
 #define QUOTE_BUFSZ 300
@@ -25,87 +26,6 @@ static grpc_status_code fail(char *err, size_t errlen, const char *fmt, ...)
         va_end(ap);
     }
     return GRPC_STATUS_INVALID_ARGUMENT;
-}
-
-const char *creator_quote(const char *s, char *buf, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const size_t max_in = 64;
-    size_t o = 0, i = 0;
-    if (n < 8) {
-        if (n > 0) {
-            buf[0] = '\0';
-        }
-        return buf;
-    }
-    if (s == NULL) {
-        s = "";
-    }
-    buf[o++] = '"';
-    /* Keep room for the worst escape (4), `..."` (4) and NUL (1). */
-    for (; s[i] != '\0' && i < max_in && o + 9 < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            buf[o++] = '\\';
-            buf[o++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            buf[o++] = '\\';
-            buf[o++] = 'x';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 15];
-        } else {
-            buf[o++] = (char)c;
-        }
-    }
-    if (s[i] != '\0') {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
-
-int creator_utf8_valid(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= need) {
-            return 0;
-        }
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-        i += need + 1;
-    }
-    return 1;
 }
 
 static int has_control(const char *s)
@@ -143,7 +63,7 @@ grpc_status_code creator_validate_id(const char *field, const char *id, char *er
     }
     if (!creator_id_valid(id)) {
         return fail(err, errlen, "%s: must be 1-%d characters of [A-Za-z0-9_.-], got %s", field,
-                    CREATOR_ID_MAX, creator_quote(id, q, sizeof q));
+                    CREATOR_ID_MAX, yw_quote(id, YW_QUOTE_MAX, q, sizeof q));
     }
     return GRPC_STATUS_OK;
 }
@@ -156,7 +76,7 @@ static grpc_status_code check_text(const char *field, const char *s, size_t max,
     if (len > max) {
         return fail(err, errlen, "%s: must be at most %zu bytes, got %zu", field, max, len);
     }
-    if (!creator_utf8_valid(s, len)) {
+    if (!yw_utf8_valid(s, len)) {
         return fail(err, errlen, "%s: must be valid UTF-8", field);
     }
     return GRPC_STATUS_OK;
@@ -179,7 +99,7 @@ static grpc_status_code check_categories(const Yaowei__Creator__V1__Creator *c, 
             return fail(err, errlen, "creator.categories[%zu]: must be at most %d bytes, got %zu",
                         i, CREATOR_CATEGORY_MAX, len);
         }
-        if (!creator_utf8_valid(cat, len)) {
+        if (!yw_utf8_valid(cat, len)) {
             return fail(err, errlen, "creator.categories[%zu]: must be valid UTF-8", i);
         }
         if (has_control(cat)) {
@@ -291,7 +211,7 @@ grpc_status_code creator_validate_update(const Yaowei__Creator__V1__UpdateCreato
                 return fail(err, errlen,
                             "update_mask.paths[%zu]: unknown field %s; updatable fields are "
                             "display_name, region, categories, followers, status",
-                            i, creator_quote(p, q, sizeof q));
+                            i, yw_quote(p, YW_QUOTE_MAX, q, sizeof q));
             }
             mask |= paths[k].bit;
         }
@@ -377,10 +297,10 @@ static grpc_status_code check_stats_row(size_t i, const Yaowei__Creator__V1__Not
         return fail(err, errlen, "stats[%zu].note_id: must be at most %d bytes, got %zu", i,
                     CREATOR_NOTE_ID_MAX, len);
     }
-    if (!creator_utf8_valid(s->note_id, len) || has_control(s->note_id)) {
+    if (!yw_utf8_valid(s->note_id, len) || has_control(s->note_id)) {
         return fail(err, errlen,
                     "stats[%zu].note_id: must be UTF-8 without control characters, got %s", i,
-                    creator_quote(s->note_id, q, sizeof q));
+                    yw_quote(s->note_id, YW_QUOTE_MAX, q, sizeof q));
     }
     snprintf(name, sizeof name, "stats[%zu].creator_id", i);
     if ((code = creator_validate_id(name, s->creator_id, err, errlen)) != 0) {
@@ -394,12 +314,12 @@ static grpc_status_code check_stats_row(size_t i, const Yaowei__Creator__V1__Not
         return fail(err, errlen,
                     "stats[%zu].day: must be a calendar date \"YYYY-MM-DD\" from 1970-01-01, "
                     "got %s",
-                    i, creator_quote(s->day, q, sizeof q));
+                    i, yw_quote(s->day, YW_QUOTE_MAX, q, sizeof q));
     }
     if (day > today) {
         creator_day_format(today, todays);
         return fail(err, errlen, "stats[%zu].day: must not be after today (%s UTC), got %s", i,
-                    todays, creator_quote(s->day, q, sizeof q));
+                    todays, yw_quote(s->day, YW_QUOTE_MAX, q, sizeof q));
     }
     const struct {
         const char *name;
@@ -456,7 +376,7 @@ creator_validate_record_stats_known(const Yaowei__Creator__V1__RecordNoteStatsRe
             (i == 0 || strcmp(row->creator_id, req->stats[i - 1]->creator_id) != 0) &&
             !known(row->creator_id, ctx)) {
             return fail(err, errlen, "stats[%zu].creator_id: creator %s does not exist", i,
-                        creator_quote(row->creator_id, q, sizeof q));
+                        yw_quote(row->creator_id, YW_QUOTE_MAX, q, sizeof q));
         }
     }
     return GRPC_STATUS_OK;
@@ -475,7 +395,7 @@ grpc_status_code creator_validate_window(int32_t window_days, const char *end_da
         return fail(err, errlen,
                     "end_day: must be a calendar date \"YYYY-MM-DD\" from 1970-01-01 or empty "
                     "(today), got %s",
-                    creator_quote(end_day, q, sizeof q));
+                    yw_quote(end_day, YW_QUOTE_MAX, q, sizeof q));
     }
     *window = window_days == 0 ? CREATOR_WINDOW_DEFAULT : window_days;
     *end = day;
@@ -494,14 +414,14 @@ const char *creator_missing_message(const char *field, char *const *ids, const s
     buf[0] = '\0';
     if (n_missing == 1) {
         snprintf(buf, len, "%s[%zu]: creator %s not found", field, missing[0],
-                 creator_quote(ids[missing[0]], q, sizeof q));
+                 yw_quote(ids[missing[0]], YW_QUOTE_MAX, q, sizeof q));
         return buf;
     }
     int w = snprintf(buf, len, "%s: %zu creators not found:", field, n_missing);
     o = w < 0 ? 0 : (size_t)w;
     for (size_t i = 0; i < n_missing && i < MAX_NAMED && o < len; i++) {
         w = snprintf(buf + o, len - o, "%s %s[%zu] %s", i ? "," : "", field, missing[i],
-                     creator_quote(ids[missing[i]], q, sizeof q));
+                     yw_quote(ids[missing[i]], YW_QUOTE_MAX, q, sizeof q));
         o += w < 0 ? 0 : (size_t)w;
     }
     if (n_missing > MAX_NAMED && o < len) {

@@ -6,7 +6,7 @@
  * Each check returns GRPC_STATUS_OK, or GRPC_STATUS_INVALID_ARGUMENT with a message in
  * `err` that starts with the field's path, index included, and states the rule, e.g.
  * `stats[3].completion_rate: must be within [0, 1], got 1.5`. Echoed values are
- * quoted, escaped and truncated (creator_quote()).
+ * quoted, escaped and truncated (yw_quote() of common/utf8.h).
  */
 #ifndef CREATOR_VALIDATE_H
 #define CREATOR_VALIDATE_H
@@ -51,17 +51,6 @@ enum {
     CREATOR_FIELD_STATUS = 1u << 4,
     CREATOR_FIELD_ALL = (1u << 5) - 1,
 };
-
-/**
- * Writes `s` into `buf` (of `n` >= 8 bytes) as a double-quoted string for an error
- * message: `"` and `\` escaped, control and non-ASCII bytes as \xNN, cut at 64 bytes
- * of input with `...` appended. Returns `buf`. NULL is written as "".
- */
-const char *creator_quote(const char *s, char *buf, size_t n);
-
-/** Non-zero when `s` holds exactly `len` bytes of well-formed UTF-8 (no overlongs, no surrogates).
- */
-int creator_utf8_valid(const char *s, size_t len);
 
 /** Non-zero when `id` is 1-128 characters of [A-Za-z0-9_.-]. */
 int creator_id_valid(const char *id);

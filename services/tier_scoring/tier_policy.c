@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 /* Bits of the fields an update_mask names. */
 enum {
     F_HEAD = 1u << 0,
@@ -115,12 +117,13 @@ static grpc_status_code mask_bits(const Google__Protobuf__FieldMask *mask, unsig
             j++;
         }
         if (j == sizeof mask_paths / sizeof mask_paths[0]) {
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
             snprintf(err, errlen,
-                     "update_mask.paths[%zu]: unknown field \"%.64s\"; known: head_min_followers, "
+                     "update_mask.paths[%zu]: unknown field %s; known: head_min_followers, "
                      "mid_min_followers, tail_min_followers, weights, weights.reach, "
                      "weights.engagement, weights.video_momentum, weights.consistency, "
                      "rising_top_fraction, window_days, *",
-                     i, path);
+                     i, yw_quote(path, YW_QUOTE_MAX, q, sizeof q));
             return GRPC_STATUS_INVALID_ARGUMENT;
         }
         *bits |= mask_paths[j].bits;

@@ -1022,7 +1022,7 @@ static void refresh_population(yw_call_t *call, const ProtobufCMessage *msg)
 #define METHOD(name, fn, req, resp)                                                                \
     {                                                                                              \
         "/" TIER_SERVICE_NAME "/" name, YW_METHOD_UNARY, &req##__descriptor, &resp##__descriptor,  \
-            fn, NULL, NULL                                                                         \
+            fn, NULL, NULL, NULL                                                                   \
     }
 
 static const yw_method_t tier_methods[] = {

@@ -45,6 +45,21 @@ CREDIT_ONE = 10 ** 9
 # Time-decay weights are doubles quantised to integers, the latest touch at 2^40.
 DECAY_SCALE_LOG2 = 40
 
+# Money (README "Limits", attribution.proto): an order's or a refund's amount_minor is
+# 1 .. 10^15; anything else is rejected. Sums are exact; a report's int64 figure past
+# int64 reads INT64_MAX, while shares, GPM and the ranking come from the exact sums.
+AMOUNT_MAX = 10 ** 15
+INT64_MAX = 2 ** 63 - 1
+
+
+def amount_ok(amount):
+    return 1 <= amount <= AMOUNT_MAX
+
+
+def reported(v):
+    """An exact sum as a report's int64 field shows it."""
+    return max(-INT64_MAX - 1, min(INT64_MAX, v))
+
 
 def day_of(t_ns):
     return t_ns // DAY_NS

@@ -198,18 +198,23 @@ def generate(seed, n_events, now_h):
     evs = []
     n_orders = max(1, int(n_events * 0.2))
     orders = []
-    for _ in range(n_orders):
+    for k in range(n_orders):
         amount = rnd.choice([rnd.randint(1, 9), rnd.randint(10, 1000), rnd.randint(1000, 10 ** 6)])
+        if k % 25 == 24:
+            amount = M.AMOUNT_MAX - k % 10  # at the bound: rollup figures past 32 bits
         c = M.Conversion(new_id("o"), rnd.choice(viewers), rnd.choice(products), amount,
                          when(now_h - 7 * DAY, hi) * NS)
         js = conversion(c.order_id, c.viewer, c.product, c.amount, c.t_ns // NS)
         ev = Ev("conversion", c, js, rnd.random(), thread="conv%d" % rnd.randrange(p.conv_threads))
         orders.append(ev)
         evs.append(ev)
-    # Invalid conversions: an amount of 0 (rejected; the id stays free).
-    for _ in range(max(0, n_orders // 60)):
+    # Invalid conversions: an amount of 0, or one past the bound (rejected; the id stays
+    # free).
+    for k in range(max(0, n_orders // 60)):
         oid = new_id("o")
-        js = conversion(oid, rnd.choice(viewers), rnd.choice(products), 0, hi)
+        amount = 0 if k % 2 == 0 else M.AMOUNT_MAX + 1
+        assert not M.amount_ok(amount)
+        js = conversion(oid, rnd.choice(viewers), rnd.choice(products), amount, hi)
         evs.append(Ev("conversion", None, js, rnd.random(), valid=False,
                       thread="conv%d" % rnd.randrange(p.conv_threads)))
 
@@ -293,8 +298,9 @@ def generate(seed, n_events, now_h):
         r = rnd.random()
         if r < 0.05:
             c = ev.obj
+            other_amount = c.amount + 7 if M.amount_ok(c.amount + 7) else c.amount - 7
             c2 = M.Conversion(c.order_id, rnd.choice(viewers), rnd.choice(products),
-                              c.amount + 7, c.t_ns)
+                              other_amount, c.t_ns)
             js = conversion(c2.order_id, c2.viewer, c2.product, c2.amount, c2.t_ns // NS)
             evs.append(Ev("conversion", c2, js, later(ev.pos), thread=ev.thread))
         elif r < 0.1 and p.conv_threads == 2:
@@ -863,7 +869,7 @@ def _sums_of(resp):
 
 
 def _sums_want(s):
-    return (s.impressions, s.views, s.clicks, s.credit_units, s.gmv)
+    return (s.impressions, s.views, s.clicks, s.credit_units, M.reported(s.gmv))
 
 
 SUMS_TEXT = "impressions, views, clicks, credit units (10^-9 conversion), gmv"
@@ -900,7 +906,7 @@ def _cmp_tier(d, world, settings, plan, m, resp):
         if r.tier == 0:
             got_row = r
     w = (want["creators"],) + _sums_want(want["row"]) + (
-        want["unattributed_conversions"], want["unattributed_gmv_minor"])
+        want["unattributed_conversions"], M.reported(want["unattributed_gmv_minor"]))
     g = ((got_row.creators,) + _sums_of(got_row) if got_row is not None
          else (0, 0, 0, 0, 0, 0)) + (resp.unattributed_conversions, resp.unattributed_gmv_minor)
     if w != g or len(rows) > 1:
@@ -915,7 +921,7 @@ def _cmp_top(d, world, settings, plan, m, order, resp):
         return
     want = world.top_creators(plan.full_days[0], plan.full_days[1], m, settings,
                               by_gpm=order == 2)
-    w = [(c, s.gmv, s.impressions) for c, s in want]
+    w = [(c, M.reported(s.gmv), s.impressions) for c, s in want]
     g = [(r.creator_id, r.attributed_gmv_minor, r.impressions) for r in resp.creators]
     if w != g:
         d.add("%s (creator, gmv, impressions): want %s, got %s" % (name, w[:12], g[:12]))

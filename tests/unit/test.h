@@ -46,6 +46,40 @@ typedef struct {
         }                                                                                  \
     } while (0)
 
+/** `v` in decimal into `buf` (at least 41 bytes), for YW_CHECK_I128. Returns `buf`. */
+static inline const char *yw_test_i128(__int128 v, char *buf)
+{
+    char tmp[41];
+    size_t n = 0;
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u != 0);
+    size_t o = 0;
+    if (v < 0) {
+        buf[o++] = '-';
+    }
+    while (n > 0) {
+        buf[o++] = tmp[--n];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/** YW_CHECK_INT for 128-bit integers (sums past int64). */
+#define YW_CHECK_I128(a, op, b)                                                            \
+    do {                                                                                   \
+        __int128 yw_a_ = (__int128)(a), yw_b_ = (__int128)(b);                             \
+        if (!(yw_a_ op yw_b_)) {                                                           \
+            char yw_x_[48], yw_y_[48];                                                     \
+            fprintf(stderr, "%s:%d: check failed: %s %s %s (%s vs %s)\n", __FILE__,         \
+                    __LINE__, #a, #op, #b, yw_test_i128(yw_a_, yw_x_),                     \
+                    yw_test_i128(yw_b_, yw_y_));                                           \
+            abort();                                                                       \
+        }                                                                                  \
+    } while (0)
+
 #define YW_CHECK_STR(a, b)                                                                 \
     do {                                                                                   \
         const char *yw_a_ = (a), *yw_b_ = (b);                                             \

@@ -264,9 +264,9 @@ static void relay_inner(yw_call_t *call, const ProtobufCMessage *msg)
 
 static const yw_method_t relay_methods[] = {
     {"/yw.test.Relay/Outer", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
-     &grpc__health__v1__health_check_response__descriptor, relay_outer, NULL, NULL},
+     &grpc__health__v1__health_check_response__descriptor, relay_outer, NULL, NULL, NULL},
     {"/yw.test.Relay/Inner", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
-     &grpc__health__v1__health_check_response__descriptor, relay_inner, NULL, NULL},
+     &grpc__health__v1__health_check_response__descriptor, relay_inner, NULL, NULL, NULL},
 };
 
 static int64_t metric(yw_metrics_t *m, const char *method, const char *code)
@@ -376,7 +376,7 @@ static void on_hold(yw_call_t *call, const ProtobufCMessage *msg)
 
 static const yw_method_t hold_methods[] = {
     {"/yw.test.Slow/Hold", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
-     &grpc__health__v1__health_check_response__descriptor, on_hold, NULL, NULL},
+     &grpc__health__v1__health_check_response__descriptor, on_hold, NULL, NULL, NULL},
 };
 static const yw_service_t hold_service = {"yw.test.Slow", hold_methods, 1, NULL};
 

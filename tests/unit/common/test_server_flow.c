@@ -188,9 +188,9 @@ static const yw_method_t flow_methods[] = {
     {"/yw.test.Flow/Count", YW_METHOD_CLIENT_STREAMING,
      &grpc__health__v1__health_check_request__descriptor,
      &grpc__health__v1__health_check_response__descriptor, flow_on_message, flow_on_end,
-     flow_on_done},
+     flow_on_done, NULL},
     {"/yw.test.Flow/Unary", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
-     &grpc__health__v1__health_check_response__descriptor, flow_on_unary, NULL, NULL},
+     &grpc__health__v1__health_check_response__descriptor, flow_on_unary, NULL, NULL, NULL},
 };
 static const yw_service_t flow_service = {"yw.test.Flow", flow_methods, 2, NULL};
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "services/attribution/attr_validate.h"
 #include "tests/unit/test.h"
 
 #define S_ ATTR_NS_PER_S
@@ -111,20 +112,35 @@ static void same_figures(const attr_state_t *a, const attr_state_t *b)
             attr_sums_t x, y;
             attr_state_creator_sums(a, c, DAY0 - 30, DAY0 + 30, m, &x);
             attr_state_creator_sums(b, c, DAY0 - 30, DAY0 + 30, m, &y);
-            YW_CHECK_INT(x.impressions, ==, y.impressions);
-            YW_CHECK_INT(x.views, ==, y.views);
-            YW_CHECK_INT(x.clicks, ==, y.clicks);
-            YW_CHECK_INT(x.credit, ==, y.credit);
-            YW_CHECK_INT(x.gmv, ==, y.gmv);
+            YW_CHECK_I128(x.impressions, ==, y.impressions);
+            YW_CHECK_I128(x.views, ==, y.views);
+            YW_CHECK_I128(x.clicks, ==, y.clicks);
+            YW_CHECK_I128(x.credit, ==, y.credit);
+            YW_CHECK_I128(x.gmv, ==, y.gmv);
         }
     }
-    int64_t n1, g1, n2, g2;
+    attr_sum_t n1, g1, n2, g2;
     attr_state_unattributed(a, DAY0 - 30, DAY0 + 30, &n1, &g1);
     attr_state_unattributed(b, DAY0 - 30, DAY0 + 30, &n2, &g2);
-    YW_CHECK_INT(n1, ==, 1);
-    YW_CHECK_INT(g1, ==, 77);
-    YW_CHECK_INT(n2, ==, n1);
-    YW_CHECK_INT(g2, ==, g1);
+    YW_CHECK_I128(n2, ==, n1);
+    YW_CHECK_I128(g2, ==, g1);
+}
+
+/* `st` written with `m` to a new file (dir, path), read, matched and loaded into `back`,
+ * with the same figures. Returns the snapshot read. */
+static attr_snap_t *round_trip(const attr_state_t *st, const attr_snap_marks_t *m,
+                               attr_state_t *back, char *dir, char *path)
+{
+    char err[512] = "";
+    path_of(dir, path);
+    YW_CHECK_INT(attr_snap_write(path, st, m, err, sizeof err), ==, 0);
+    attr_snap_t *s = NULL;
+    YW_CHECK_INT(attr_snap_read(path, &s, err, sizeof err), ==, 0);
+    YW_CHECK(attr_snap_matches(s, m, err, sizeof err));
+    YW_CHECK_INT(attr_state_init(back), ==, 0);
+    YW_CHECK_INT(attr_snap_load(s, back, err, sizeof err), ==, 0);
+    same_figures(st, back);
+    return s;
 }
 
 YW_TEST(round_trip_keeps_every_figure_and_the_conversion_filter)
@@ -133,14 +149,11 @@ YW_TEST(round_trip_keeps_every_figure_and_the_conversion_filter)
     attr_snap_marks_t m;
     fill(&st, &m);
     char dir[64], path[128], err[512] = "";
-    path_of(dir, path);
-    YW_CHECK_INT(attr_snap_write(path, &st, &m, err, sizeof err), ==, 0);
-    attr_snap_t *s = NULL;
-    YW_CHECK_INT(attr_snap_read(path, &s, err, sizeof err), ==, 0);
-    YW_CHECK(attr_snap_matches(s, &m, err, sizeof err));
-    YW_CHECK_INT(attr_state_init(&back), ==, 0);
-    YW_CHECK_INT(attr_snap_load(s, &back, err, sizeof err), ==, 0);
-    same_figures(&st, &back);
+    attr_snap_t *s = round_trip(&st, &m, &back, dir, path);
+    attr_sum_t n, g;
+    attr_state_unattributed(&back, DAY0 - 30, DAY0 + 30, &n, &g);
+    YW_CHECK_I128(n, ==, 1);
+    YW_CHECK_I128(g, ==, 77);
     /* c-a: the split order under LINEAR is half of 1000 net: 500; its impression too. */
     attr_sums_t a;
     attr_state_creator_sums(&back, 0, DAY0 - 30, DAY0 + 30, ATTR_MODEL_LINEAR, &a);
@@ -158,6 +171,56 @@ YW_TEST(round_trip_keeps_every_figure_and_the_conversion_filter)
     expose(&back, "e5", "v1", "c-a", "p1", ATTR_KIND_CLICK, T0 - 4 * D_);
     attr_state_creator_sums(&back, 0, DAY0 - 30, DAY0 + 30, ATTR_MODEL_LINEAR, &a);
     YW_CHECK_INT(a.clicks, ==, 2);
+    attr_snap_free(s);
+    attr_state_free(&back);
+    attr_state_free(&st);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* 9,300 orders of the largest amount (10^15): every sum of them passes int64. */
+#define BIG_N 9300
+
+YW_TEST(sums_past_int64_round_trip_and_add_up)
+{
+    attr_state_t st, back;
+    YW_CHECK_INT(attr_state_init(&st), ==, 0);
+    /* c-a alone on (v1, p1); c-a and c-b on (v2, p2) (split); nobody on (v9, p9). */
+    expose(&st, "e1", "v1", "c-a", "p1", ATTR_KIND_CLICK, T0 - 2 * D_);
+    expose(&st, "e2", "v2", "c-a", "p2", ATTR_KIND_CLICK, T0 - 2 * D_);
+    expose(&st, "e3", "v2", "c-b", "p2", ATTR_KIND_CLICK, T0 - D_);
+    for (int i = 0; i < BIG_N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "one-%d", i);
+        (void)convert(&st, id, "v1", "p1", ATTR_AMOUNT_MAX, T0);
+        snprintf(id, sizeof id, "split-%d", i);
+        (void)convert(&st, id, "v2", "p2", ATTR_AMOUNT_MAX, T0);
+        snprintf(id, sizeof id, "none-%d", i);
+        (void)convert(&st, id, "v9", "p9", ATTR_AMOUNT_MAX, T0);
+    }
+    attr_snap_marks_t m;
+    memset(&m, 0, sizeof m);
+    m.settings = st.settings;
+    m.conversions = 3 * BIG_N;
+    m.max_seq = 3 * BIG_N;
+    m.amount_sum = (attr_sum_t)3 * BIG_N * ATTR_AMOUNT_MAX;
+    YW_CHECK(m.amount_sum > INT64_MAX);
+    YW_CHECK(attr_snap_check_totals(&st, &m, NULL, 0) == 1);
+    char dir[64], path[128], err[512] = "";
+    attr_snap_t *s = round_trip(&st, &m, &back, dir, path);
+    attr_snap_marks_t other = m;
+    other.amount_sum += (attr_sum_t)1 << 64; /* differs in the high half only */
+    YW_CHECK(!attr_snap_matches(s, &other, err, sizeof err));
+    YW_CHECK(attr_snap_check_totals(&back, &m, err, sizeof err));
+    attr_sums_t a;
+    attr_state_creator_sums(&back, 0, DAY0 - 30, DAY0 + 30, ATTR_MODEL_FIRST_TOUCH, &a);
+    YW_CHECK_I128(a.gmv, ==, (attr_sum_t)2 * BIG_N * ATTR_AMOUNT_MAX);
+    attr_sum_t n, g;
+    attr_state_unattributed(&back, DAY0 - 30, DAY0 + 30, &n, &g);
+    YW_CHECK_I128(g, ==, (attr_sum_t)BIG_N * ATTR_AMOUNT_MAX);
+    /* One minor unit less in the data: the totals do not add up. */
+    m.amount_sum -= 1;
+    YW_CHECK(!attr_snap_check_totals(&back, &m, err, sizeof err));
     attr_snap_free(s);
     attr_state_free(&back);
     attr_state_free(&st);
@@ -287,6 +350,7 @@ int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(round_trip_keeps_every_figure_and_the_conversion_filter),
+        YW_TEST_ENTRY(sums_past_int64_round_trip_and_add_up),
         YW_TEST_ENTRY(marks_that_differ_are_named),
         YW_TEST_ENTRY(totals_that_do_not_add_up_are_refused),
         YW_TEST_ENTRY(a_torn_altered_or_foreign_file_is_refused),

@@ -13,6 +13,8 @@
 
 #include <errno.h>
 
+#include "services/attribution/attr_validate.h"
+
 #include "tests/unit/test.h"
 
 #define S_ ATTR_NS_PER_S
@@ -206,7 +208,7 @@ YW_TEST(conversion_credited_under_every_model)
     YW_CHECK_INT(creator_gmv(&st, "C", ATTR_MODEL_LINEAR), ==, 0);
     YW_CHECK_INT(creator_credit(&st, "A", ATTR_MODEL_LINEAR), ==, ATTR_CREDIT_ONE / 2);
     YW_CHECK_INT(creator_credit(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, ATTR_CREDIT_ONE);
-    int64_t n, g;
+    attr_sum_t n, g;
     attr_state_unattributed(&st, DAY0 - 30, DAY0 + 30, &n, &g);
     YW_CHECK_INT(n, ==, 0);
     /* Found by order id; its candidates wait to be persisted. */
@@ -230,7 +232,7 @@ YW_TEST(late_exposure_restates_the_conversion)
     int64_t now = T0 + H_;
     /* The order first: no touch yet, unattributed. */
     attr_conv_t *c = convert(&st, "o1", "v", "p", 1000, T0, now);
-    int64_t n, g;
+    attr_sum_t n, g;
     attr_state_unattributed(&st, DAY0, DAY0 + 1, &n, &g);
     YW_CHECK_INT(n, ==, 1);
     YW_CHECK_INT(g, ==, 1000);
@@ -517,6 +519,176 @@ YW_TEST(rollup_figures_past_32_bits_are_kept_whole)
     /* A 16-byte cell per creator and day. */
     YW_CHECK_INT(sizeof(attr_day_t), ==, 16);
     YW_CHECK_INT(sizeof(attr_cday_t), ==, 16);
+    attr_state_free(&st);
+}
+
+static attr_sums_t sums_of(attr_state_t *st, const char *creator, int model)
+{
+    attr_sums_t s;
+    memset(&s, 0, sizeof s);
+    int64_t id = attr_intern_find(&st->creators, creator, strlen(creator));
+    if (id >= 0) {
+        attr_state_creator_sums(st, (uint32_t)id, DAY0 - 30, DAY0 + 30, model, &s);
+    }
+    return s;
+}
+
+/* Orders at the largest amount allowed, 10^15: 9,224 of them pass int64. */
+#define BIG_N 9300
+#define BIG ((attr_sum_t)BIG_N * ATTR_AMOUNT_MAX)
+
+YW_TEST(credit_sums_past_int64_are_exact)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    /* A alone on (v1, p1); A then B on (v2, p2): split, last touch B, first touch A;
+     * nobody on (v9, p9). BIG_N orders of each. */
+    expose(&st, "a1", "v1", "A", "p1", ATTR_KIND_CLICK, 0, T0 - 2 * D_, now);
+    expose(&st, "a2", "v2", "A", "p2", ATTR_KIND_CLICK, 0, T0 - 2 * D_, now);
+    expose(&st, "b2", "v2", "B", "p2", ATTR_KIND_CLICK, 0, T0 - D_, now);
+    for (int i = 0; i < BIG_N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "one-%d", i);
+        convert(&st, id, "v1", "p1", ATTR_AMOUNT_MAX, T0, now);
+        snprintf(id, sizeof id, "split-%d", i);
+        convert(&st, id, "v2", "p2", ATTR_AMOUNT_MAX, T0, now);
+        snprintf(id, sizeof id, "none-%d", i);
+        convert(&st, id, "v9", "p9", ATTR_AMOUNT_MAX, T0, now);
+    }
+    YW_CHECK(BIG > INT64_MAX);
+    /* A: every single order (all models) plus the split ones under first touch; B the
+     * split ones under last touch; linear halves them exactly (10^15 is even). */
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_LAST_TOUCH).gmv, ==, BIG);
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_FIRST_TOUCH).gmv, ==, 2 * BIG);
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_LINEAR).gmv, ==, BIG + BIG / 2);
+    YW_CHECK_I128(sums_of(&st, "B", ATTR_MODEL_LAST_TOUCH).gmv, ==, BIG);
+    YW_CHECK_I128(sums_of(&st, "B", ATTR_MODEL_FIRST_TOUCH).gmv, ==, 0);
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_FIRST_TOUCH).credit, ==,
+                  (attr_sum_t)2 * BIG_N * ATTR_CREDIT_ONE);
+    for (int m = 1; m <= ATTR_N_MODELS; m++) {
+        YW_CHECK_I128(sums_of(&st, "A", m).gmv + sums_of(&st, "B", m).gmv, ==, 2 * BIG);
+    }
+    attr_sum_t n = 0, g = 0;
+    attr_state_unattributed(&st, DAY0 - 30, DAY0 + 30, &n, &g);
+    YW_CHECK_I128(n, ==, BIG_N);
+    YW_CHECK_I128(g, ==, BIG);
+    YW_CHECK_INT(attr_sum_clamp(g), ==, INT64_MAX);
+    YW_CHECK_INT(attr_sum_clamp(-g), ==, INT64_MIN);
+    YW_CHECK_INT(attr_sum_clamp(77), ==, 77);
+    /* Refunds restate: each takes 10^15 - 1 off an order; the sums come back within
+     * int64 and out of the wide figures, exactly. */
+    size_t wide_before = st.n_wide;
+    YW_CHECK(wide_before > 0);
+    const char *kinds[] = {"one", "split"};
+    int refunds = 400;
+    for (int i = 0; i < refunds; i++) {
+        for (int k = 0; k < 2; k++) {
+            char oid[32], rid[32];
+            snprintf(oid, sizeof oid, "%s-%d", kinds[k], BIG_N - 1 - i);
+            snprintf(rid, sizeof rid, "r-%s-%d", kinds[k], i);
+            attr_refund_t *r = NULL;
+            int64_t left = 0;
+            YW_CHECK_INT(attr_refund_admit(&st, rid, strlen(rid), oid, strlen(oid),
+                                           ATTR_AMOUNT_MAX - 1, now, &r, &left),
+                         ==, ATTR_ADMITTED);
+            YW_CHECK_INT(attr_refund_commit(&st, r), ==, 0);
+        }
+    }
+    attr_sum_t kept = (attr_sum_t)(BIG_N - refunds) * ATTR_AMOUNT_MAX + refunds;
+    YW_CHECK(kept < INT64_MAX);
+    YW_CHECK_I128(sums_of(&st, "B", ATTR_MODEL_LAST_TOUCH).gmv, ==, kept);
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_LAST_TOUCH).gmv, ==, kept);
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_FIRST_TOUCH).gmv, ==, 2 * kept);
+    YW_CHECK(st.n_wide < wide_before);
+    /* A settings change restates every order: the same sums. */
+    attr_settings_t s = st.settings;
+    s.version = 2;
+    s.engaged_view_ms = 1;
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_I128(sums_of(&st, "A", ATTR_MODEL_FIRST_TOUCH).gmv, ==, 2 * kept);
+    YW_CHECK_I128(sums_of(&st, "B", ATTR_MODEL_LAST_TOUCH).gmv, ==, kept);
+    attr_state_unattributed(&st, DAY0 - 30, DAY0 + 30, &n, &g);
+    YW_CHECK_I128(g, ==, BIG);
+    attr_state_free(&st);
+}
+
+YW_TEST(split_credit_cells_past_int64_go_wide_and_back)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    expose(&st, "a", "v", "A", "p", ATTR_KIND_CLICK, 0, T0 - 2 * D_, now);
+    expose(&st, "b", "v", "B", "p", ATTR_KIND_CLICK, 0, T0 - D_, now);
+    /* Two touches, several orders in one creator and day: their 64-bit per-model cell
+     * (B's, under last touch) passes INT64_MAX at the 9,224th. */
+    attr_conv_t *c = NULL;
+    for (int i = 0; i < 9224; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "o-%d", i);
+        c = convert(&st, id, "v", "p", ATTR_AMOUNT_MAX, T0, now);
+    }
+    uint32_t b = (uint32_t)attr_intern_find(&st.creators, "B", 1);
+    const attr_multi_t *mu = &st.multi[st.creator_meta[b].cdays[0].multi - 1];
+    YW_CHECK_INT(mu->gmv[ATTR_MODEL_LAST_TOUCH - 1], ==, INT64_MIN); /* wide */
+    YW_CHECK_I128(sums_of(&st, "B", ATTR_MODEL_LAST_TOUCH).gmv, ==,
+                  (attr_sum_t)9224 * ATTR_AMOUNT_MAX);
+    /* A refund of the last order brings it back under INT64_MAX: back in its cell. */
+    attr_refund_t *r = NULL;
+    int64_t left = 0;
+    YW_CHECK_INT(attr_refund_admit(&st, "r", 1, "o-9223", 6, ATTR_AMOUNT_MAX, now, &r, &left), ==,
+                 ATTR_ADMITTED);
+    YW_CHECK_INT(attr_refund_commit(&st, r), ==, 0);
+    YW_CHECK_INT(c->n_elig, ==, 2);
+    YW_CHECK_INT(mu->gmv[ATTR_MODEL_LAST_TOUCH - 1], ==, 9223 * ATTR_AMOUNT_MAX);
+    YW_CHECK_I128(sums_of(&st, "B", ATTR_MODEL_LAST_TOUCH).gmv, ==,
+                  (attr_sum_t)9223 * ATTR_AMOUNT_MAX);
+    attr_state_free(&st);
+}
+
+YW_TEST(many_wide_figures_are_found_through_their_index)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    int64_t now = T0 + H_;
+    /* 3,000 creators, each with an order of 5 x 10^9 minor units: past 32 bits, wide. */
+    enum { N = 3000 };
+    const int64_t big = INT64_C(5000000000);
+    for (int i = 0; i < N; i++) {
+        char e[32], v[32], c[32], o[32];
+        snprintf(e, sizeof e, "e%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        snprintf(c, sizeof c, "c%d", i);
+        snprintf(o, sizeof o, "o%d", i);
+        expose(&st, e, v, c, "p", ATTR_KIND_CLICK, 0, T0 - H_, now);
+        convert(&st, o, v, "p", big, T0, now);
+    }
+    YW_CHECK_INT(st.n_wide, ==, N);
+    /* Every other one refunded under 32 bits: out of the wide figures (each removal
+     * moves the last one into its place, and its index entry with it). */
+    for (int i = 0; i < N; i += 2) {
+        char o[32], r[32];
+        snprintf(o, sizeof o, "o%d", i);
+        snprintf(r, sizeof r, "r%d", i);
+        attr_refund_t *rf = NULL;
+        int64_t left = 0;
+        YW_CHECK_INT(attr_refund_admit(&st, r, strlen(r), o, strlen(o), big - 7, now, &rf, &left),
+                     ==, ATTR_ADMITTED);
+        YW_CHECK_INT(attr_refund_commit(&st, rf), ==, 0);
+    }
+    YW_CHECK_INT(st.n_wide, ==, N / 2);
+    for (int i = 0; i < N; i++) {
+        char c[32];
+        snprintf(c, sizeof c, "c%d", i);
+        YW_CHECK_I128(sums_of(&st, c, ATTR_MODEL_LINEAR).gmv, ==, i % 2 == 0 ? 7 : big);
+    }
+    /* A settings change restates every order: its figures out and in again. */
+    attr_settings_t s = st.settings;
+    s.version = 2;
+    YW_CHECK_INT(attr_state_set_settings(&st, &s), ==, 0);
+    YW_CHECK_INT(st.n_wide, ==, N / 2);
+    YW_CHECK_I128(sums_of(&st, "c2999", ATTR_MODEL_LAST_TOUCH).gmv, ==, big);
+    YW_CHECK_I128(sums_of(&st, "c2998", ATTR_MODEL_LAST_TOUCH).gmv, ==, 7);
     attr_state_free(&st);
 }
 
@@ -810,6 +982,9 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(candidates_survive_pruning_for_restatement),
         YW_TEST_ENTRY(deferred_mode_recomputes_once_at_flush),
         YW_TEST_ENTRY(rollup_figures_past_32_bits_are_kept_whole),
+        YW_TEST_ENTRY(credit_sums_past_int64_are_exact),
+        YW_TEST_ENTRY(split_credit_cells_past_int64_go_wide_and_back),
+        YW_TEST_ENTRY(many_wide_figures_are_found_through_their_index),
         YW_TEST_ENTRY(single_touch_credits_are_singles_split_ones_multi),
         YW_TEST_ENTRY(the_conversion_cache_keeps_its_budget_and_what_must_stay),
         YW_TEST_ENTRY(a_late_exposure_finds_conversions_through_the_filter_and_the_cache),

@@ -230,10 +230,12 @@ static void on_batch_score(yw_call_t *call, const ProtobufCMessage *msg)
 static const yw_method_t fake_methods[] = {
     {ATTR_TIER_METHOD, YW_METHOD_UNARY,
      &yaowei__tier__v1__batch_get_creator_tiers_request__descriptor,
-     &yaowei__tier__v1__batch_get_creator_tiers_response__descriptor, on_batch_get, NULL, NULL},
+     &yaowei__tier__v1__batch_get_creator_tiers_response__descriptor, on_batch_get, NULL, NULL,
+     NULL},
     {ATTR_TIER_FALLBACK_METHOD, YW_METHOD_UNARY,
      &yaowei__tier__v1__batch_score_creators_request__descriptor,
-     &yaowei__tier__v1__batch_score_creators_response__descriptor, on_batch_score, NULL, NULL},
+     &yaowei__tier__v1__batch_score_creators_response__descriptor, on_batch_score, NULL, NULL,
+     NULL},
 };
 static const yw_service_t fake_service = {"yaowei.tier.v1.TierScoringService", fake_methods, 2,
                                           NULL};

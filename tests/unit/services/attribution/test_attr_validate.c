@@ -95,6 +95,13 @@ YW_TEST(each_exposure_rule_names_its_field)
     memset(long_id, 'x', sizeof long_id - 1);
     long_id[sizeof long_id - 1] = '\0';
     EXPOSURE_CASE(e.event_id = long_id, "event_id:");
+    /* Strings are UTF-8: the event's own check (the runtime leaves a batch's events to it). */
+    EXPOSURE_CASE(e.event_id = "e\xff\xfe", "event_id: must be valid UTF-8");
+    EXPOSURE_CASE(e.viewer_id = "\xed\xa0\x80", "viewer_id: must be valid UTF-8");
+    EXPOSURE_CASE(e.creator_id = "c\xc3", "creator_id: must be valid UTF-8");
+    EXPOSURE_CASE(e.note_id = "\x80", "note_id: must be valid UTF-8");
+    static char *bad_prod[] = {"p1", "p\xff"};
+    EXPOSURE_CASE(e.product_ids = bad_prod, "product_ids[1]: must be valid UTF-8");
 #undef EXPOSURE_CASE
 }
 
@@ -119,9 +126,20 @@ YW_TEST(conversion_and_refund_rules)
     CONV_CASE(c.product_id = "", "product_id:");
     CONV_CASE(c.amount_minor = 0, "amount_minor:");
     CONV_CASE(c.amount_minor = -3, "amount_minor:");
+    CONV_CASE(c.amount_minor = ATTR_AMOUNT_MAX + 1,
+              "amount_minor: must be at most 1000000000000000 (10^15), got 1000000000000001");
+    CONV_CASE(c.amount_minor = INT64_MAX,
+              "amount_minor: must be at most 1000000000000000 (10^15), got 9223372036854775807");
     CONV_CASE(c.quantity = -1, "quantity:");
     CONV_CASE(c.currency = "USD", "currency:");
     CONV_CASE(c.occur_time = NULL, "occur_time:");
+    CONV_CASE(c.order_id = "o\xff", "order_id: must be valid UTF-8");
+    CONV_CASE(c.product_id = "\xed\xa0\x80", "product_id: must be valid UTF-8");
+    CONV_CASE(c.currency = "\xff\xfe", "currency: must be valid UTF-8");
+    /* A value quoted into a reason is escaped, never echoed raw. */
+    CONV_CASE(c.currency = "U\x1b[31mSD\xe2\x82\xac",
+              "currency: must be CNY (the deployment's) or empty, got "
+              "\"U\\x1b[31mSD\\xe2\\x82\\xac\"");
 #undef CONV_CASE
     char err[256];
     int64_t occ;
@@ -129,7 +147,7 @@ YW_TEST(conversion_and_refund_rules)
     c.order_id = "o";
     c.viewer_id = "v";
     c.product_id = "p";
-    c.amount_minor = 1;
+    c.amount_minor = ATTR_AMOUNT_MAX; /* the bound itself */
     c.currency = "CNY";
     c.occur_time = &t;
     YW_CHECK_INT(attr_validate_conversion(&c, "CNY", NOW, &occ, err, sizeof err), ==, 0);
@@ -145,9 +163,17 @@ YW_TEST(conversion_and_refund_rules)
     r.refund_id = "r";
     r.order_id = "";
     CHECK_REASON(attr_validate_refund(&r, NOW, &occ_, err_, sizeof err_), "order_id:");
+    r.order_id = "o\xed\xa0\x80";
+    CHECK_REASON(attr_validate_refund(&r, NOW, &occ_, err_, sizeof err_),
+                 "order_id: must be valid UTF-8");
     r.order_id = "o";
     r.amount_minor = 0;
     CHECK_REASON(attr_validate_refund(&r, NOW, &occ_, err_, sizeof err_), "amount_minor:");
+    r.amount_minor = ATTR_AMOUNT_MAX + 1;
+    CHECK_REASON(attr_validate_refund(&r, NOW, &occ_, err_, sizeof err_),
+                 "amount_minor: must be at most 1000000000000000 (10^15)");
+    r.amount_minor = ATTR_AMOUNT_MAX;
+    YW_CHECK_INT(attr_validate_refund(&r, NOW, &occ, err, sizeof err), ==, 0);
 }
 
 YW_TEST(models_resolve)
@@ -242,6 +268,11 @@ YW_TEST(settings_update_mask)
     s.currency = "usd";
     YW_CHECK_INT(attr_settings_apply(&req, &cur, &out, &changed, err, sizeof err), ==,
                  GRPC_STATUS_INVALID_ARGUMENT);
+    s.currency = "U\x01" "D";
+    YW_CHECK_INT(attr_settings_apply(&req, &cur, &out, &changed, err, sizeof err), ==,
+                 GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(err, "settings.currency: must be an ISO 4217 code (3 capital letters), got "
+                      "\"U\\x01D\"");
     s.currency = "USD";
     YW_CHECK_INT(attr_settings_apply(&req, &cur, &out, &changed, err, sizeof err), ==,
                  GRPC_STATUS_OK);

@@ -100,40 +100,6 @@ YW_TEST(day_today_is_now)
 
 /* ---- helpers ---- */
 
-YW_TEST(quote_escapes_and_truncates)
-{
-    char q[300];
-    YW_CHECK_STR(creator_quote("abc", q, sizeof q), "\"abc\"");
-    YW_CHECK_STR(creator_quote(NULL, q, sizeof q), "\"\"");
-    YW_CHECK_STR(creator_quote("a\"b\\c\n\x01\xc3\xbc", q, sizeof q),
-                 "\"a\\\"b\\\\c\\x0a\\x01\\xc3\\xbc\"");
-    char longs[200];
-    memset(longs, 'x', sizeof longs - 1);
-    longs[sizeof longs - 1] = '\0';
-    creator_quote(longs, q, sizeof q);
-    YW_CHECK_INT(strlen(q), ==, 1 + 64 + 3 + 1);
-    YW_CHECK(strcmp(q + strlen(q) - 4, "...\"") == 0);
-    /* A small buffer is never overrun. */
-    char small[12];
-    creator_quote(longs, small, sizeof small);
-    YW_CHECK(strlen(small) < sizeof small);
-}
-
-YW_TEST(utf8_validation)
-{
-    YW_CHECK(creator_utf8_valid("", 0));
-    YW_CHECK(creator_utf8_valid("plain", 5));
-    YW_CHECK(creator_utf8_valid("\xe8\x85\xb0\xe5\xb0\xbe", 6)); /* 腰尾 */
-    YW_CHECK(creator_utf8_valid("\xf0\x9f\x98\x80", 4));         /* U+1F600 */
-    YW_CHECK(!creator_utf8_valid("\xc3", 1));                    /* truncated */
-    YW_CHECK(!creator_utf8_valid("\xc0\xaf", 2));                /* overlong */
-    YW_CHECK(!creator_utf8_valid("\xe0\x80\xaf", 3));            /* overlong */
-    YW_CHECK(!creator_utf8_valid("\xed\xa0\x80", 3));            /* surrogate */
-    YW_CHECK(!creator_utf8_valid("\xf4\x90\x80\x80", 4));        /* > U+10FFFF */
-    YW_CHECK(!creator_utf8_valid("\xff", 1));
-    YW_CHECK(!creator_utf8_valid("ab\x80", 3)); /* stray continuation */
-}
-
 YW_TEST(creator_id_rule)
 {
     char id128[129], id129[130];
@@ -720,8 +686,6 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(day_parse_and_format_round_trip),
         YW_TEST_ENTRY(day_parse_rejects_non_dates),
         YW_TEST_ENTRY(day_today_is_now),
-        YW_TEST_ENTRY(quote_escapes_and_truncates),
-        YW_TEST_ENTRY(utf8_validation),
         YW_TEST_ENTRY(creator_id_rule),
         YW_TEST_ENTRY(create_accepts_valid),
         YW_TEST_ENTRY(create_requires_creator),

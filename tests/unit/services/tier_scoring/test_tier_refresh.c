@@ -102,10 +102,11 @@ static void on_stats(yw_call_t *call, const ProtobufCMessage *msg)
 static const yw_method_t fake_methods[] = {
     {"/yaowei.creator.v1.CreatorProfileService/ListCreators", YW_METHOD_UNARY,
      &yaowei__creator__v1__list_creators_request__descriptor,
-     &yaowei__creator__v1__list_creators_response__descriptor, on_list, NULL, NULL},
+     &yaowei__creator__v1__list_creators_response__descriptor, on_list, NULL, NULL, NULL},
     {"/yaowei.creator.v1.CreatorProfileService/BatchGetCreatorStats", YW_METHOD_UNARY,
      &yaowei__creator__v1__batch_get_creator_stats_request__descriptor,
-     &yaowei__creator__v1__batch_get_creator_stats_response__descriptor, on_stats, NULL, NULL},
+     &yaowei__creator__v1__batch_get_creator_stats_response__descriptor, on_stats, NULL, NULL,
+     NULL},
 };
 static const yw_service_t fake_service = {"yaowei.creator.v1.CreatorProfileService", fake_methods,
                                           2, NULL};
