@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -45,6 +46,12 @@
 #define YW__CHECK_MAX_MS 1000
 /* Sheds are logged at most this often. */
 #define YW__LOG_EVERY_NS (10ull * 1000000000ull)
+/* After a flood (this many connections accepted or shed since the heap was last given
+ * back), free heap above YW__TRIM_FREE_BYTES is given back to the system (malloc_trim:
+ * about 10 ms after 4,096 connections), checked at most every YW__TRIM_EVERY_NS. */
+#define YW__TRIM_AFTER_CONNECTIONS 256
+#define YW__TRIM_FREE_BYTES (16u << 20)
+#define YW__TRIM_EVERY_NS (10ull * 1000000000ull)
 
 /* ---- the accept guard: any thread ---- */
 
@@ -249,7 +256,8 @@ struct st_yw_listener_t {
     int max_connections;
     long fd_limit;
     uint64_t last_tick_ns;
-    uint64_t last_log_ns;
+    uint64_t last_log_ns, last_trim_ns;
+    uint64_t conns_at_trim;       /* accepted + shed when the heap was last given back */
     yw_listener_stats_t reported; /* counts already in the metrics */
     yw_listener_stats_t logged;   /* counts already in a log line */
     yw_metric_t *m_shed_limit, *m_shed_no_fd, *m_queue, *m_limit;
@@ -332,7 +340,7 @@ static void yw__dead(yw_listener_t *l, const char *why)
     }
 }
 
-/* Metrics, and a rate-limited log line of what was shed. */
+/* Metrics, a rate-limited log line of what was shed, and the heap given back. */
 static void yw__report(yw_listener_t *l, uint64_t now)
 {
     yw_listener_stats_t s;
@@ -351,6 +359,18 @@ static void yw__report(yw_listener_t *l, uint64_t now)
                (unsigned long long)s.accepted);
         l->logged = s;
         l->last_log_ns = now;
+    }
+    uint64_t conns = s.accepted + s.shed_limit + s.shed_no_fd;
+    if (conns - l->conns_at_trim >= YW__TRIM_AFTER_CONNECTIONS &&
+        now - l->last_trim_ns >= YW__TRIM_EVERY_NS) {
+        l->last_trim_ns = now;
+        struct mallinfo2 mi = mallinfo2();
+        if (mi.fordblks >= YW__TRIM_FREE_BYTES) {
+            malloc_trim(0);
+            l->conns_at_trim = conns;
+            yw_log(YW_LOG_INFO, "gave free heap back to the system (%zu MiB were free, %.1f ms)",
+                   mi.fordblks >> 20, (double)(uv_hrtime() - now) / 1e6);
+        }
     }
 }
 
@@ -504,7 +524,8 @@ int yw_listener_start(uv_loop_t *loop, const yw_listener_config_t *cfg, yw_liste
     l->stall_checks = (cfg->stall_ms + l->check_ms - 1) / l->check_ms;
     yw_listener_stats(&l->reported);
     l->logged = l->reported;
-    l->last_tick_ns = uv_hrtime();
+    l->conns_at_trim = l->reported.accepted + l->reported.shed_limit + l->reported.shed_no_fd;
+    l->last_tick_ns = l->last_trim_ns = uv_hrtime();
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     uv_timer_start(&l->timer, yw__on_check, (uint64_t)l->check_ms, (uint64_t)l->check_ms);

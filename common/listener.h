@@ -23,7 +23,9 @@
  *   new edge for gRPC's edge-triggered epoll); one that stays so for the whole stall time
  *   (--listener-stall-ms), while the loop itself keeps time, is dead, and `on_dead` runs
  *   once. So is one on which accept4() failed with an error that makes gRPC stop
- *   listening.
+ *   listening;
+ * - after a flood (256 connections or more accepted or shed since), gives free heap above
+ *   16 MiB back to the system (malloc_trim), at most every 10 s.
  *
  * Counters (loop-thread snapshot of atomics): yaowei_connections_shed_total{reason=
  * "max_connections"|"no_descriptors"}, yaowei_listener_accept_queue, and the gauge
