@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "common/auth.h"
+#include "common/listener.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls.h"
@@ -41,6 +42,11 @@ struct st_yw_app_t {
     yw_tls_t *tls;
     yw_auth_t *auth;
     grpc_server_credentials *server_creds; /* until the server started */
+    yw_listener_t *listener;               /* until the shutdown begins */
+    int max_connections, listener_stall_ms;
+    int listener_dead;   /* the listener was found dead: no more watchdog pings */
+    uv_timer_t watchdog; /* WATCHDOG=1 pings, when systemd asks for them */
+    int watchdog_on;
 };
 
 static const yw_option_t yw__common_options[] = {
@@ -78,6 +84,16 @@ static const yw_option_t yw__common_options[] = {
     {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection", NULL},
     {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
      "concurrent calls one client connection may have open; more wait for a free slot", NULL},
+    {"max-connections", "YW_MAX_CONNECTIONS", "4096",
+     "client connections held at once (gRPC and metrics); more are closed as soon as they are "
+     "accepted. Also bounded by the file limit (RLIMIT_NOFILE, raised to its hard limit at "
+     "start) less 64 descriptors kept for files and peers",
+     NULL},
+    {"listener-stall-ms", "YW_LISTENER_STALL_MS", "10000",
+     "connections left unaccepted this long mean the gRPC listener is dead: health goes "
+     "NOT_SERVING, systemd watchdog pings stop, and the process exits 1 to be restarted; 0: "
+     "never",
+     NULL},
 };
 
 yw_app_t *yw_app_from_call(const yw_call_t *call)
@@ -128,6 +144,82 @@ static void yw__notify(const char *state)
     if (rc < 0) {
         yw_log(YW_LOG_WARN, "sd_notify: %s", strerror(-rc));
     }
+}
+
+/* ---- the listener (listener.h) and the systemd watchdog ---- */
+
+/* The watchdog is pinged from the loop, and only while the listener accepts: a loop that
+ * hangs or a listener that died both stop the pings, and systemd restarts the unit. */
+static void yw__on_watchdog(uv_timer_t *t)
+{
+    yw_app_t *app = t->data;
+    if (!app->listener_dead) {
+        yw__notify("WATCHDOG=1");
+    }
+}
+
+static void yw__watchdog_start(yw_app_t *app)
+{
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) {
+        return;
+    }
+    uint64_t every_ms = usec / 3000 > 0 ? usec / 3000 : 1;
+    uv_timer_init(yw_runtime_loop(app->rt), &app->watchdog);
+    app->watchdog.data = app;
+    app->watchdog_on = 1;
+    uv_timer_start(&app->watchdog, yw__on_watchdog, 0, every_ms);
+    uv_unref((uv_handle_t *)&app->watchdog);
+    yw_log(YW_LOG_INFO, "systemd watchdog: a ping every %llu ms (WatchdogSec=%llu ms)",
+           (unsigned long long)every_ms, (unsigned long long)(usec / 1000));
+}
+
+static void yw__begin_stop(yw_app_t *app);
+
+static void yw__on_listener_dead(void *arg, const char *why)
+{
+    yw_app_t *app = arg;
+    app->listener_dead = 1;
+    yw_log(YW_LOG_ERROR,
+           "the gRPC listener accepts no more connections: %s. Health goes NOT_SERVING, the "
+           "watchdog pings stop, and the process exits 1 so that its supervisor restarts it",
+           why);
+    yw__notify("STATUS=listener dead: exiting to be restarted");
+    app->exit_code = 1;
+    yw__begin_stop(app);
+}
+
+static int yw__listener_setup(yw_app_t *app, char *err, size_t errlen)
+{
+    yw_listener_config_t cfg = {
+        .port = yw_server_port(app->server),
+        .max_connections = app->max_connections,
+        .stall_ms = app->listener_stall_ms,
+        .metrics = app->metrics,
+        .on_dead = yw__on_listener_dead,
+        .arg = app,
+    };
+    int rc = yw_listener_start(yw_runtime_loop(app->rt), &cfg, &app->listener, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    if (yw_listener_watched(app->listener) == 0) {
+        yw_log(YW_LOG_WARN,
+               "no listening TCP socket of port %d found: the listener is not "
+               "watched (the connection bound holds)",
+               cfg.port);
+    }
+    int bound = yw_listener_max_connections(app->listener);
+    if (bound < app->max_connections) {
+        yw_log(YW_LOG_WARN,
+               "connections: at most %d, fewer than --max-connections %d: the file limit is %ld "
+               "descriptors (raise LimitNOFILE / ulimit -n)",
+               bound, app->max_connections, yw_listener_fd_limit(app->listener));
+    } else {
+        yw_log(YW_LOG_INFO, "connections: at most %d (file limit %ld)", bound,
+               yw_listener_fd_limit(app->listener));
+    }
+    return 0;
 }
 
 /* ---- metrics the app owns: the store's group commits ---- */
@@ -191,6 +283,10 @@ static void yw__on_store_closed(void *arg)
     yw_app_t *app = arg;
     uv_close((uv_handle_t *)&app->sigterm, yw__on_signal_closed);
     uv_close((uv_handle_t *)&app->sigint, yw__on_signal_closed);
+    if (app->watchdog_on) {
+        app->watchdog_on = 0;
+        uv_close((uv_handle_t *)&app->watchdog, yw__on_signal_closed);
+    }
     if (app->server != NULL) {
         yw_server_destroy(app->server);
         app->server = NULL;
@@ -234,6 +330,9 @@ static void yw__begin_stop(yw_app_t *app)
         return;
     }
     app->stopping = 1;
+    /* Before gRPC closes its listeners, which the watch would take for dead ones. */
+    yw_listener_stop(app->listener);
+    app->listener = NULL;
     yw_server_shutdown(app->server, yw__on_server_down, app);
 }
 
@@ -321,7 +420,7 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
 static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
-    long long max_bytes = 0, grace = 0, reuse = 0, max_streams = 0;
+    long long max_bytes = 0, grace = 0, reuse = 0, max_streams = 0, max_conns = 0, stall = 0;
     int reflection = 1;
     int rc;
     if ((rc = yw_config_int(app->opts, app->n_opts, "max-message-bytes", &max_bytes, err,
@@ -330,6 +429,10 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         (rc = yw_config_int(app->opts, app->n_opts, "reuse-port", &reuse, err, errlen)) != 0 ||
         (rc = yw_config_int(app->opts, app->n_opts, "max-streams-per-connection", &max_streams, err,
                             errlen)) != 0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "max-connections", &max_conns, err, errlen)) !=
+            0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "listener-stall-ms", &stall, err, errlen)) !=
+            0 ||
         (rc = yw_config_bool(app->opts, app->n_opts, "reflection", &reflection, err, errlen)) !=
             0) {
         return rc;
@@ -343,6 +446,17 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
                  max_streams);
         return -EINVAL;
     }
+    if (max_conns < 1 || max_conns > YW_LISTENER_NOFILE_MAX) {
+        snprintf(err, errlen, "--max-connections: must be within 1..%d, got %lld",
+                 YW_LISTENER_NOFILE_MAX, max_conns);
+        return -EINVAL;
+    }
+    if (stall < 0 || stall > 3600000) {
+        snprintf(err, errlen, "--listener-stall-ms: must be within 0..3600000, got %lld", stall);
+        return -EINVAL;
+    }
+    app->max_connections = (int)max_conns;
+    app->listener_stall_ms = (int)stall;
     if ((rc = yw__security_setup(app, err, errlen)) != 0) {
         return rc;
     }
@@ -423,6 +537,15 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
     app->sigint.data = app;
     uv_signal_start(&app->sigterm, yw__on_signal, SIGTERM);
     uv_signal_start(&app->sigint, yw__on_signal, SIGINT);
+    /* The server serves already: a failure here leaves through the graceful shutdown. */
+    if (yw__listener_setup(app, err, errlen) != 0) {
+        yw_log(YW_LOG_ERROR, "cannot start: %s", err);
+        fprintf(stderr, "%s: cannot start: %s\n", def->program, err);
+        app->exit_code = 1;
+        yw__begin_stop(app);
+        return 0;
+    }
+    yw__watchdog_start(app);
     return 0;
 }
 
@@ -476,6 +599,14 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
     }
     yw_log_init(def->program, (yw_log_level_t)level);
     signal(SIGPIPE, SIG_IGN);
+    long nofile_was = 0, nofile = 0;
+    int nrc = yw_listener_raise_fd_limit(&nofile_was, &nofile);
+    if (nrc != 0) {
+        yw_log(YW_LOG_WARN, "file limit: cannot raise %ld to the hard limit: %s", nofile_was,
+               strerror(-nrc));
+    } else if (nofile > nofile_was) {
+        yw_log(YW_LOG_INFO, "file limit: raised from %ld to %ld descriptors", nofile_was, nofile);
+    }
     if (yw_metrics_create(YW_METRICS_PROCESS, &app->metrics) != 0) {
         fprintf(stderr, "%s: out of memory\n", def->program);
         free(app);

@@ -6,6 +6,12 @@
  * --metrics-listen, metrics.h), tell systemd it is ready (sd_notify READY=1; nothing
  * without $NOTIFY_SOCKET), and on SIGTERM/SIGINT shut down gracefully (health NOT_SERVING, new
  * calls refused, calls in flight finish within --grace-ms, store flushed and closed, exit 0).
+ *
+ * Floods (listener.h): the soft file limit is raised to the hard one at start, at most
+ * --max-connections connections are held, and the gRPC port's listener is watched. While
+ * it accepts, the loop pings the systemd watchdog (WATCHDOG=1, when $WATCHDOG_USEC asks for
+ * it); once it is found dead (--listener-stall-ms) the pings stop and the service shuts down
+ * the same graceful way but exits 1, so that its supervisor restarts it.
  */
 #ifndef YW_APP_H
 #define YW_APP_H

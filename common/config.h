@@ -6,7 +6,8 @@
  * Common options (app.c): --listen, --data-dir, --creator-profile-addr,
  * --tier-scoring-addr, --log-level, --max-message-bytes, --grace-ms, --reuse-port,
  * --metrics-listen, and the security ones: --tls-cert, --tls-key, --tls-client-ca,
- * --peer-tls-ca, --insecure, --auth-config, --reflection, --max-streams-per-connection.
+ * --peer-tls-ca, --insecure, --auth-config, --reflection, --max-streams-per-connection,
+ * and against floods --max-connections and --listener-stall-ms (listener.h).
  *
  * The switch --insecure may be given alone (app.c turns it into --insecure=1).
  */

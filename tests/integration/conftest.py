@@ -69,12 +69,13 @@ class ServerProcess:
         self._starts = 0
         self.log_path = None
         self._log_file = None
+        self.command_prefix = []  # runs the binary under it, e.g. ["prlimit", ..., "--"]
 
     # -- process control ----------------------------------------------------
 
     def args(self):
-        return [self.binary, "--listen", self.address, "--data-dir", self.data_dir,
-                "--log-level", "info"] + self.extra_args
+        return self.command_prefix + [self.binary, "--listen", self.address, "--data-dir",
+                                      self.data_dir, "--log-level", "info"] + self.extra_args
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
