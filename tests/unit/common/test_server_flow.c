@@ -45,6 +45,7 @@ typedef struct {
     int done_calls;
     int unary_pause_rc, unary_resume_rc;
     uv_timer_t timer;
+    uv_timer_t cancel_timer; /* END_CLIENT_CANCEL: started once the server paused */
     /* client side */
     grpc_channel *ch;
     grpc_call *cc;
@@ -118,6 +119,8 @@ static void flow_on_shutdown_timer(uv_timer_t *t)
     flow_shutdown(t->data);
 }
 
+static void flow_on_cancel_timer(uv_timer_t *t);
+
 static void flow_on_message(yw_call_t *call, const ProtobufCMessage *msg)
 {
     flow_t *f = the_flow;
@@ -133,6 +136,10 @@ static void flow_on_message(yw_call_t *call, const ProtobufCMessage *msg)
             uv_timer_start(&f->timer, flow_on_resume_timer, 300, 0);
         } else if (f->end_mode == END_SHUTDOWN) {
             uv_timer_start(&f->timer, flow_on_shutdown_timer, 100, 0);
+        } else if (f->end_mode == END_CLIENT_CANCEL) {
+            /* From the pause, not from the call's start: on a slow machine the call may
+             * reach the server later than a fixed time after it was made. */
+            uv_timer_start(&f->cancel_timer, flow_on_cancel_timer, 100, 0);
         }
     } else if (f->received == f->pause_at + 1) {
         /* Pause and resume inside on_message: the runtime reads on after it returns. */
@@ -281,6 +288,8 @@ static void flow_run(flow_t *f)
     YW_CHECK_INT(yw_server_start(f->srv, err, sizeof err), ==, 0);
     uv_timer_init(yw_runtime_loop(f->rt), &f->timer);
     f->timer.data = f;
+    uv_timer_init(yw_runtime_loop(f->rt), &f->cancel_timer);
+    f->cancel_timer.data = f;
 
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", yw_server_port(f->srv));
@@ -317,16 +326,9 @@ static void flow_run(flow_t *f)
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     flow_batch(f, ops, 1, &f->t_md);
     flow_send_next(f);
-    uv_timer_t cancel_timer;
-    uv_timer_init(yw_runtime_loop(f->rt), &cancel_timer);
-    cancel_timer.data = f;
-    if (f->end_mode == END_CLIENT_CANCEL) {
-        uv_timer_start(&cancel_timer, flow_on_cancel_timer, 100, 0);
-    }
-
     yw_runtime_run(f->rt);
 
-    uv_close((uv_handle_t *)&cancel_timer, NULL);
+    uv_close((uv_handle_t *)&f->cancel_timer, NULL);
     uv_close((uv_handle_t *)&f->timer, NULL);
     uv_run(yw_runtime_loop(f->rt), UV_RUN_NOWAIT);
     YW_CHECK(f->server_down);
@@ -375,7 +377,8 @@ static void run_ended_while_paused(int mode, grpc_status_code want)
     f.n_send = 100000; /* never all sent: the server stays paused */
     f.msg_bytes = 1024;
     f.pause_at = 1;
-    f.deadline_ms = mode == END_DEADLINE ? 300 : 0;
+    /* Long enough for the first message to arrive on a loaded machine (ASan, 2 cores). */
+    f.deadline_ms = mode == END_DEADLINE ? 1500 : 0;
     flow_run(&f);
     YW_CHECK_INT(f.received, ==, 1);
     YW_CHECK_INT(f.sent, <, f.n_send);
