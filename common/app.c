@@ -76,7 +76,7 @@ static const yw_option_t yw__common_options[] = {
      "off",
      NULL},
     {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection", NULL},
-    {"grpc-memory-mb", "YW_GRPC_MEMORY_MB", "64",
+    {"grpc-memory-mb", "YW_GRPC_MEMORY_MB", "128",
      "memory budget of gRPC's buffers (all connections); a request that takes it over is "
      "reset (RESOURCE_EXHAUSTED); at least 2 x --max-message-bytes",
      NULL},

@@ -150,8 +150,8 @@ typedef struct st_yw_server_config_t {
     size_t grpc_memory_bytes;
 } yw_server_config_t;
 
-/** Default of yw_server_config_t.grpc_memory_bytes: 64 MiB. */
-#define YW_SERVER_GRPC_MEMORY_DEFAULT ((size_t)64 << 20)
+/** Default of yw_server_config_t.grpc_memory_bytes: 128 MiB. */
+#define YW_SERVER_GRPC_MEMORY_DEFAULT ((size_t)128 << 20)
 
 /**
  * Creates a server on `rt`. Health and reflection services are added. Returns 0 or a
