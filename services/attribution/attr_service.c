@@ -133,7 +133,7 @@ typedef struct st_attr_svc_t {
     size_t run_bytes; /* --index-run-mb */
     /* Restating (a settings change being applied to the stored conversions): whatever
      * changes conversions or rollups waits in `held`, in order. */
-    int restating; /* how many hold the gate closed: a restatement, an audit */
+    int restating;         /* how many hold the gate closed: a restatement, an audit */
     uint64_t restatements; /* begun so far (an audit across one compares nothing) */
     attr_held_t *held_head, *held_tail;
     struct st_attr_rsjob_t *restate; /* the restatement in progress, to retry */
@@ -2974,7 +2974,7 @@ typedef struct st_attr_rsjob_t {
     int64_t now;
     int64_t horizon_before;
     uint64_t restated;
-    int audit; /* not a restatement: attr__audit() (sj is NULL) */
+    int audit;    /* not a restatement: attr__audit() (sj is NULL) */
     uint64_t gen; /* svc->restatements when it began */
     char err[256];
 } attr_rsjob_t;
@@ -3908,8 +3908,7 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         char *end = NULL;
         long long v = strtoll(audit, &end, 10);
         if (end == audit || *end != '\0' || v < 0 || v > 86400000) {
-            snprintf(err, errlen, "--audit-rollups-ms: must be within 0..86400000, got %s",
-                     audit);
+            snprintf(err, errlen, "--audit-rollups-ms: must be within 0..86400000, got %s", audit);
             attr__svc_free(svc);
             return -EINVAL;
         }

@@ -949,8 +949,7 @@ static int attr__run_room(attr_run_t *run, size_t strs, size_t np)
             for (uint32_t k = 0; k < rec.n_products; k++) {
                 uint32_t plen;
                 const char *prod = attr_run_next_product(&at, &plen);
-                attr__join_insert(slots, nc, attr_vp_hash(vh, attr_hash_bytes(prod, plen)), idx,
-                                  k);
+                attr__join_insert(slots, nc, attr_vp_hash(vh, attr_hash_bytes(prod, plen)), idx, k);
             }
         }
         free(run->join_slots);
@@ -2307,8 +2306,8 @@ static int attr__audit_cells(const attr_state_t *a, const attr_state_t *b, int a
                              attr_audit_fn diff, void *arg)
 {
     static const char *const what[ATTR__AUDIT_FIGS] = {
-        "singles", "gmv", "credit[1]", "credit[2]", "credit[3]", "credit[4]", "credit[5]",
-        "gmv[1]", "gmv[2]", "gmv[3]", "gmv[4]", "gmv[5]"};
+        "singles",   "gmv",    "credit[1]", "credit[2]", "credit[3]", "credit[4]",
+        "credit[5]", "gmv[1]", "gmv[2]",    "gmv[3]",    "gmv[4]",    "gmv[5]"};
     _Static_assert(ATTR_N_MODELS == 5, "attr__audit_cells names");
     int n = 0;
     for (uint32_t c = 0; c < a->creators.count && c < a->cap_creator_meta; c++) {

@@ -933,9 +933,9 @@ static void attr__drop_pruned_files(attr_xstore_t *xs)
  */
 static int attr__run_full(const attr_xstore_t *xs, const attr_run_t *run)
 {
-    return run != NULL && (run->n >= xs->run_exposures ||
-                           run->arena_len + run->join_n * sizeof *run->join_slots * 2 >=
-                               xs->run_bytes);
+    return run != NULL &&
+           (run->n >= xs->run_exposures ||
+            run->arena_len + run->join_n * sizeof *run->join_slots * 2 >= xs->run_bytes);
 }
 
 void attr_xstore_set_run_bytes(attr_xstore_t *xs, size_t bytes)
