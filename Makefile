@@ -115,7 +115,8 @@ clean:
 # libFuzzer targets are built with clang outside Bazel (tests/fuzz/build.sh) against the
 # protobuf-c code Bazel generates; `make test` runs each for FUZZ_SMOKE_SECONDS, `make
 # fuzz` for FUZZ_SECONDS (corpora: tests/fuzz/corpus/<target>/). `make soak` holds each
-# service under load for SOAK_SECONDS (tests/integration/test_load.py).
+# service under load for SOAK_SECONDS (tests/integration/test_load.py), then holds the
+# big-message and wide-exposure cases of issue 12 as long (test_hostile_memory.py).
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 FUZZ_OUT ?= /tmp/yaowei-fuzz
 FUZZ_SECONDS ?= 60
@@ -139,6 +140,8 @@ fuzz-smoke: fuzz-build
 soak: build
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_LOAD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
 		-p no:cacheprovider tests/integration/test_load.py
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_HOSTILE_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
+		-p no:cacheprovider tests/integration/test_hostile_memory.py
 
 test: fuzz-smoke
 

@@ -82,6 +82,10 @@ static const yw_option_t yw__common_options[] = {
      "off",
      NULL},
     {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection", NULL},
+    {"grpc-memory-mb", "YW_GRPC_MEMORY_MB", "128",
+     "memory budget of gRPC's buffers (all connections); a request that takes it over is "
+     "reset (RESOURCE_EXHAUSTED); at least 2 x --max-message-bytes",
+     NULL},
     {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
      "concurrent calls one client connection may have open; more wait for a free slot", NULL},
     {"max-connections", "YW_MAX_CONNECTIONS", "4096",
@@ -421,6 +425,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
     long long max_bytes = 0, grace = 0, reuse = 0, max_streams = 0, max_conns = 0, stall = 0;
+    long long grpc_mb = 0;
     int reflection = 1;
     int rc;
     if ((rc = yw_config_int(app->opts, app->n_opts, "max-message-bytes", &max_bytes, err,
@@ -433,12 +438,21 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             0 ||
         (rc = yw_config_int(app->opts, app->n_opts, "listener-stall-ms", &stall, err, errlen)) !=
             0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "grpc-memory-mb", &grpc_mb, err, errlen)) !=
+            0 ||
         (rc = yw_config_bool(app->opts, app->n_opts, "reflection", &reflection, err, errlen)) !=
             0) {
         return rc;
     }
     if (max_bytes <= 0 || max_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--max-message-bytes: must be within 1..1073741824");
+        return -EINVAL;
+    }
+    if (grpc_mb < 1 || grpc_mb > 65536 || (grpc_mb << 20) < 2 * max_bytes) {
+        snprintf(err, errlen,
+                 "--grpc-memory-mb: must be within 1..65536 and hold two messages of "
+                 "--max-message-bytes (%lld), got %lld",
+                 max_bytes, grpc_mb);
         return -EINVAL;
     }
     if (max_streams < 1 || max_streams > 1000000) {
@@ -509,6 +523,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         .max_streams_per_connection = (int)max_streams,
         .auth = app->auth,
         .reflection_off = !reflection,
+        .grpc_memory_bytes = (size_t)grpc_mb << 20,
     };
     if ((rc = yw_server_create(app->rt, &cfg, &app->server, err, errlen)) != 0) {
         return rc;

@@ -5,8 +5,12 @@
  * Every method of every service is registered with gRPC C core and keeps
  * `calls_per_method` calls requested; a new call is requested after each arrival.
  * Unary and server-streaming requests arrive with the call
- * (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER); streaming requests are read one
- * RECV_MESSAGE at a time. Calls to unregistered methods arrive through generic
+ * (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER), except on methods that need a caller
+ * (--auth-config): those arrive with their headers alone, are authorized from them, and
+ * only then is their one message read (RECV_MESSAGE), so that an unauthenticated caller
+ * never gets its body read into memory. Streaming requests are read one RECV_MESSAGE at
+ * a time. What gRPC may buffer in all is bounded by a resource quota
+ * (grpc_memory_bytes). Calls to unregistered methods arrive through generic
  * requested calls and are answered UNIMPLEMENTED at once.
  *
  * Each call has at most one operation of each kind in flight (close, receive, send);
@@ -62,6 +66,7 @@ typedef struct st_yw__reg_t {
     yw__method_metrics_t *mm;
     uint64_t auth_roles; /* roles that may call it (auth.h) */
     int auth_open;       /* no check: no auth config, or health */
+    int read_later;      /* unary or server streaming, message read after authorization */
 } yw__reg_t;
 
 typedef struct st_yw__outmsg_t {
@@ -136,6 +141,7 @@ struct st_yw_server_t {
     int destroy_pending;
     yw__method_metrics_t *mm; /* n_regs + 1: the last counts unknown methods */
     yw_metric_t *in_flight;
+    grpc_resource_quota *quota; /* gRPC's memory budget (grpc_memory_bytes) */
 };
 
 /* ---- status names ---- */
@@ -756,10 +762,25 @@ static void yw__start_recv(yw_call_t *c);
 static void yw__dispatch_new(yw_call_t *c);
 static int yw__start_close_or_fail(yw_call_t *c);
 
+static void yw__dispatch_request(yw_call_t *c);
+
 static void yw__on_recv(yw_tag_t *tag, int ok)
 {
     yw_call_t *c = YW__CONTAINER(tag, yw_call_t, tag_recv);
     c->receiving = 0;
+    if (c->reg->read_later) {
+        /* The one message of an authorized unary or server-streaming call. */
+        if (!c->finished) {
+            if (!ok || c->close_cancelled) {
+                yw_call_finish(c, GRPC_STATUS_CANCELLED, "cancelled before the request arrived");
+            } else {
+                yw__dispatch_request(c);
+            }
+        }
+        c->pending--;
+        yw__call_maybe_free(c);
+        return;
+    }
     grpc_byte_buffer *bb = c->payload;
     c->payload = NULL;
     if (c->finished || c->ended) {
@@ -970,6 +991,20 @@ static void yw__dispatch_new(yw_call_t *c)
     if (!c->reg->auth_open && yw__authorize(c) != 0) {
         return;
     }
+    if (c->reg->read_later) {
+        /* Authorized from the headers: now read the message (yw__on_recv dispatches). */
+        if (yw__post_recv(c) != 0) {
+            yw_call_finish(c, GRPC_STATUS_INTERNAL, "request: could not be read");
+        }
+        return;
+    }
+    yw__dispatch_request(c);
+}
+
+/* Unpacks the request of a unary or server-streaming call (its one message, in
+ * c->payload) and hands it to on_message; streams start reading instead. */
+static void yw__dispatch_request(yw_call_t *c)
+{
     const yw_method_t *m = c->reg->method;
     if (m->kind == YW_METHOD_UNARY || m->kind == YW_METHOD_SERVER_STREAMING) {
         grpc_byte_buffer *bb = c->payload;
@@ -1015,8 +1050,9 @@ static void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
     grpc_completion_queue *cq = yw_runtime_cq(srv->rt);
     grpc_call_error err;
     if (reg != NULL) {
-        int with_payload = reg->method->kind == YW_METHOD_UNARY ||
-                           reg->method->kind == YW_METHOD_SERVER_STREAMING;
+        int with_payload = (reg->method->kind == YW_METHOD_UNARY ||
+                            reg->method->kind == YW_METHOD_SERVER_STREAMING) &&
+                           !reg->read_later;
         err = grpc_server_request_registered_call(srv->server, reg->handle, &c->call, &c->deadline,
                                                   &c->md, with_payload ? &c->payload : NULL, cq, cq,
                                                   &c->tag_new);
@@ -1179,6 +1215,9 @@ int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_
     if (srv->cfg.calls_per_method <= 0) {
         srv->cfg.calls_per_method = 32;
     }
+    if (srv->cfg.grpc_memory_bytes == 0) {
+        srv->cfg.grpc_memory_bytes = YW_SERVER_GRPC_MEMORY_DEFAULT;
+    }
     srv->listen = strdup(cfg->listen ? cfg->listen : "127.0.0.1:0");
     srv->cfg.listen = srv->listen;
     int rc = yw_health_create(&srv->health);
@@ -1245,7 +1284,7 @@ size_t yw_server_service_names(const yw_server_t *srv, const char **names, size_
 
 int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
 {
-    grpc_arg args[4];
+    grpc_arg args[5];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = srv->cfg.max_receive_bytes;
@@ -1262,6 +1301,18 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
         args[nargs].value.integer = srv->cfg.max_streams_per_connection;
         nargs++;
     }
+    /* The transport's memory budget: gRPC resets the stream that takes it over. */
+    srv->quota = grpc_resource_quota_create("yw_server");
+    if (srv->quota == NULL) {
+        snprintf(err, errlen, "grpc_resource_quota_create failed");
+        return -ENOMEM;
+    }
+    grpc_resource_quota_resize(srv->quota, srv->cfg.grpc_memory_bytes);
+    args[nargs].type = GRPC_ARG_POINTER;
+    args[nargs].key = GRPC_ARG_RESOURCE_QUOTA;
+    args[nargs].value.pointer.p = srv->quota;
+    args[nargs].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    nargs++;
     grpc_channel_args chargs = {.num_args = nargs, .args = args};
     srv->server = grpc_server_create(&chargs, NULL);
     if (srv->server == NULL) {
@@ -1285,6 +1336,11 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
         for (size_t j = 0; j < svc->n_methods; j++, r++) {
             const yw_method_t *m = &svc->methods[j];
             int with_payload = m->kind == YW_METHOD_UNARY || m->kind == YW_METHOD_SERVER_STREAMING;
+            /* A method that needs a caller reads its message only once authorized. */
+            if (with_payload && srv->cfg.auth != NULL && svc != yw_health_service(srv->health)) {
+                with_payload = 0;
+                srv->regs[r].read_later = 1;
+            }
             srv->regs[r].srv = srv;
             srv->regs[r].svc = svc;
             srv->regs[r].method = m;
@@ -1401,6 +1457,9 @@ void yw_server_shutdown(yw_server_t *srv, void (*done)(void *arg), void *arg)
 
 static void yw__server_free(yw_server_t *srv)
 {
+    if (srv->quota != NULL) {
+        grpc_resource_quota_unref(srv->quota); /* the server's channels hold their own refs */
+    }
     yw_reflection_destroy(srv->reflection);
     yw_health_destroy(srv->health);
     yw__metrics_free(srv);

@@ -11,7 +11,8 @@
  * (GRPC_OP_RECV_CLOSE_ON_SERVER), answers unknown methods with UNIMPLEMENTED, enforces
  * the maximum message size (RESOURCE_EXHAUSTED), authenticates callers and checks
  * their permission per method when given an auth config (auth.h: UNAUTHENTICATED,
- * PERMISSION_DENIED, before the handler runs), serves TLS or mutual TLS when given
+ * PERMISSION_DENIED, from the call's headers, before any of its request message is
+ * read), bounds what gRPC buffers (grpc_memory_bytes), serves TLS or mutual TLS when given
  * credentials (tls.h), logs one JSON line per call, counts
  * every call in the metrics registry it is given (grpc_server_* families, see
  * metrics.h), and shuts down gracefully. Health (grpc.health.v1) and reflection
@@ -151,7 +152,19 @@ typedef struct st_yw_server_config_t {
     const struct st_yw_auth_t *auth;
     /** Non-zero: no reflection services (reflection calls are UNIMPLEMENTED). */
     int reflection_off;
+    /**
+     * Memory budget of gRPC's transport (a resource quota, GRPC_ARG_RESOURCE_QUOTA):
+     * what every connection together may hold in read buffers and partly received
+     * messages. gRPC C core 1.51 checks max_receive_bytes only once a message has been
+     * received whole, so without a budget one large request is buffered whole first;
+     * with it, gRPC resets the stream that takes the transport over budget
+     * (RESOURCE_EXHAUSTED, "Buffers full"). 0 means YW_SERVER_GRPC_MEMORY_DEFAULT.
+     */
+    size_t grpc_memory_bytes;
 } yw_server_config_t;
+
+/** Default of yw_server_config_t.grpc_memory_bytes: 128 MiB. */
+#define YW_SERVER_GRPC_MEMORY_DEFAULT ((size_t)128 << 20)
 
 /**
  * Creates a server on `rt`. Health and reflection services are added. Returns 0 or a

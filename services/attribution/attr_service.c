@@ -50,8 +50,27 @@
 #define ATTR_SERVICE_NAME "yaowei.attribution.v1.AttributionService"
 /** Events per exposure frame / conversion job while a call is being read. */
 #define ATTR_FRAME_EVENTS 2048
+/** A frame is also handed on once its exposures hold this many bytes (their strings). */
+#define ATTR_FRAME_BYTES (1u << 20)
+/**
+ * ... or this much commit work (an exposure counts 1 + its product ids): a frame is
+ * committed in one loop turn, which must stay a few milliseconds (2,048 exposures of 100
+ * products each took a tenth of a second).
+ */
+#define ATTR_FRAME_WORK 16384
+/**
+ * RecordExposures is judged in slices across loop turns, so that one big call cannot
+ * hold the loop: a slice is this much work (an exposure counts 1 + its product ids), and
+ * one turn of the slice timer runs slices for at most ATTR_SLICE_NS.
+ */
+#define ATTR_SLICE_WORK 8192
+#define ATTR_SLICE_NS (2 * 1000 * 1000)
+/** Default of --ingest-pending-mb: bytes of admitted exposures not yet committed. */
+#define ATTR_PENDING_MB_DEFAULT 64
 /** A client stream stops reading while this many of its frames / jobs are on their way. */
 #define ATTR_STREAM_BATCHES 2
+/** The same for a RecordExposures call (its events are in memory already). */
+#define ATTR_RECORD_BATCHES 4
 #define ATTR_MAINT_MS 5000
 #define ATTR_SWEEP_BUDGET 200000
 #define ATTR_PAGE_DEFAULT 50
@@ -112,15 +131,25 @@ typedef struct st_attr_svc_t {
     int mark_due; /* the timer asks for the mark alone when nothing else is stored */
     int64_t tier_ttl_ns;
     uint32_t run_exposures;
+    size_t run_bytes; /* --index-run-mb */
     /* Restating (a settings change being applied to the stored conversions): whatever
      * changes conversions or rollups waits in `held`, in order. */
-    int restating; /* how many hold the gate closed: a restatement, an audit */
+    int restating;         /* how many hold the gate closed: a restatement, an audit */
     uint64_t restatements; /* begun so far (an audit across one compares nothing) */
     attr_held_t *held_head, *held_tail;
     struct st_attr_rsjob_t *restate; /* the restatement in progress, to retry */
     /* Exposure batches submitted and not yet committed: conversions committed after the
      * oldest of them stay in memory until it commits (it may join them). */
     attr_xbatch_t *active;
+    /* Bytes of the exposures admitted and not yet through (their batches' `bytes`), and
+     * the budget past which streams and sliced calls keep one frame in flight at most
+     * (--ingest-pending-mb). */
+    size_t pending_bytes, pending_budget;
+    /* RecordExposures calls with events left to judge, judged a slice at a time, in
+     * turn, from the slice timer (attr__on_slices). */
+    struct st_attr_ingest_t *slice_head, *slice_tail;
+    uv_timer_t slice_timer;
+    int slice_timer_open;
     unsigned ticks;
     uint64_t bloom_thin_logged;
     struct st_attr_xbatch_t *spare_xb[ATTR_SPARE_XBATCHES]; /* see attr__xbatch_free() */
@@ -544,6 +573,8 @@ struct st_attr_xbatch_t {
     int active;
     attr_held_t held;
     int status;
+    size_t bytes; /* of its exposures' strings, counted in svc->pending_bytes */
+    size_t work;  /* exposures plus their product ids (ATTR_FRAME_WORK) */
 };
 /**
  * Conversions admitted by one call: written to SQLite while their candidates are looked
@@ -600,6 +631,14 @@ struct st_attr_ingest_t {
     attr_xbatch_t *xb;
     attr_cjob_t *cj;
     attr_rjob_t *rj;
+    /* RecordExposures, judged in slices (attr__record_slice): the request (valid until
+     * the call is freed), the next event, the call's time; `queued` while in the slice
+     * queue, `flow_wait` while its frames in flight hold it back. */
+    const Yaowei__Attribution__V1__RecordExposuresRequest *rx;
+    size_t rx_next;
+    int64_t rx_now;
+    int queued, flow_wait;
+    struct st_attr_ingest_t *slice_next;
 };
 
 static attr_ingest_t *attr__ingest_new(yw_call_t *call)
@@ -656,9 +695,26 @@ static const char *attr__no_order(const char *order_id, char *buf, size_t n)
  * events up here: a stream has at most ATTR_STREAM_BATCHES frames and the one being
  * filled read and not yet accepted. Unary calls have nothing to pause (-EINVAL).
  */
+/** Whether a call's next events wait for its frames in flight (count, then bytes). */
+static int attr__flow_full(const attr_ingest_t *ing)
+{
+    return ing->in_flight >= (ing->rx != NULL ? ATTR_RECORD_BATCHES : ATTR_STREAM_BATCHES) ||
+           (ing->in_flight > 0 && ing->svc->pending_bytes >= ing->svc->pending_budget);
+}
+
+static void attr__slice_queue(attr_ingest_t *ing);
+
 static void attr__stream_flow(attr_ingest_t *ing)
 {
-    if (ing->in_flight >= ATTR_STREAM_BATCHES) {
+    if (ing->rx != NULL) {
+        /* A sliced RecordExposures: its next slice when its frames let it. */
+        if (ing->flow_wait && !attr__flow_full(ing)) {
+            ing->flow_wait = 0;
+            attr__slice_queue(ing);
+        }
+        return;
+    }
+    if (attr__flow_full(ing)) {
         (void)yw_call_pause_reads(ing->call);
     } else {
         (void)yw_call_resume_reads(ing->call);
@@ -716,6 +772,8 @@ static void attr__spare_xb_free(attr_svc_t *svc)
 static void attr__xbatch_free(attr_xbatch_t *xb)
 {
     attr_svc_t *svc = xb->ing->svc;
+    svc->pending_bytes -= xb->bytes;
+    xb->bytes = 0;
     if (xb->cf.view != NULL) {
         attr_xstore_confirm_cancel(svc->xs, &xb->cf);
     }
@@ -1289,7 +1347,18 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     }
     xb->flags[xb->n] = flags;
     xb->seqs[xb->n++] = seq;
-    if (xb->n >= ATTR_FRAME_EVENTS) {
+    /* Its bytes: the strings (the pending copy; the run's copy later is bounded by
+     * --index-run-mb) and the fixed part. */
+    size_t bytes = sizeof(attr_pexp_t) + in.event_id_len + in.viewer_len + in.creator_len +
+                   in.note_len + ev->n_product_ids * sizeof(attr_log_str_t);
+    for (size_t k = 0; k < ev->n_product_ids; k++) {
+        bytes += strs[3 + k].len;
+    }
+    xb->bytes += bytes;
+    svc->pending_bytes += bytes;
+    xb->work += 1 + ev->n_product_ids;
+    if (xb->n >= ATTR_FRAME_EVENTS || xb->bytes >= ATTR_FRAME_BYTES ||
+        xb->work >= ATTR_FRAME_WORK) {
         attr__xbatch_submit(ing);
     }
 }
@@ -1305,6 +1374,9 @@ static void attr__prefetch(const attr_state_t *st, const Yaowei__Attribution__V1
                            ev->note_id != NULL ? ev->note_id : "",
                            (const char *const *)ev->product_ids, ev->n_product_ids);
 }
+
+static void attr__record_slice(attr_ingest_t *ing);
+static void attr__on_slices(uv_timer_t *t);
 
 static void attr__on_record_exposures(yw_call_t *call, const ProtobufCMessage *msg)
 {
@@ -1328,16 +1400,86 @@ static void attr__on_record_exposures(yw_call_t *call, const ProtobufCMessage *m
         np += req->events[i]->n_product_ids;
     }
     (void)attr__xbatch_room2(ing, n, np);
-    for (size_t i = 0; i < req->n_events; i++) {
+    ing->rx = req;
+    ing->rx_now = now;
+    attr__record_slice(ing);
+}
+
+/**
+ * Judges the next slice of a RecordExposures call (ATTR_SLICE_WORK), then queues the call
+ * for its next slice (attr__on_slices), or waits for its frames in flight (flow control,
+ * as a stream does: attr__stream_flow() queues it again), or, once every event is
+ * judged, hands the last frame on and finishes as before. The events' order, the
+ * summary and what is stored are those of one pass: only the loop gets turns between.
+ */
+static void attr__record_slice(attr_ingest_t *ing)
+{
+    const Yaowei__Attribution__V1__RecordExposuresRequest *req = ing->rx;
+    if (attr__flow_full(ing)) {
+        ing->flow_wait = 1;
+        return;
+    }
+    size_t work = 0, i = ing->rx_next;
+    for (; i < req->n_events && work < ATTR_SLICE_WORK; i++) {
         /* Overlap the cache misses of the next events' lookups with this one's work. */
         if (i + ATTR_PREFETCH_AHEAD < req->n_events) {
             attr__prefetch(&ing->svc->st, req->events[i + ATTR_PREFETCH_AHEAD]);
         }
-        attr__ingest_exposure(ing, req->events[i], now);
+        attr__ingest_exposure(ing, req->events[i], ing->rx_now);
+        work += 1 + req->events[i]->n_product_ids;
+    }
+    ing->rx_next = i;
+    if (i < req->n_events) {
+        if (attr__flow_full(ing)) {
+            ing->flow_wait = 1;
+        } else {
+            attr__slice_queue(ing);
+        }
+        return;
     }
     attr__xbatch_submit(ing);
     ing->ended = 1;
     attr__ingest_maybe_finish(ing);
+}
+
+/** Puts a sliced call at the end of the slice queue and makes sure the timer runs. */
+static void attr__slice_queue(attr_ingest_t *ing)
+{
+    attr_svc_t *svc = ing->svc;
+    if (ing->queued) {
+        return;
+    }
+    ing->queued = 1;
+    ing->slice_next = NULL;
+    if (svc->slice_tail != NULL) {
+        svc->slice_tail->slice_next = ing;
+    } else {
+        svc->slice_head = ing;
+    }
+    svc->slice_tail = ing;
+    if (svc->slice_timer_open && !uv_is_active((uv_handle_t *)&svc->slice_timer)) {
+        /* Due at once: gRPC's completions that are ready go first (runtime.h). */
+        (void)uv_timer_start(&svc->slice_timer, attr__on_slices, 0, 0);
+    }
+}
+
+/** The slice timer: slices of the queued calls, in turn, for at most ATTR_SLICE_NS. */
+static void attr__on_slices(uv_timer_t *t)
+{
+    attr_svc_t *svc = t->data;
+    uint64_t t0 = uv_hrtime();
+    while (svc->slice_head != NULL && uv_hrtime() - t0 < ATTR_SLICE_NS) {
+        attr_ingest_t *ing = svc->slice_head;
+        svc->slice_head = ing->slice_next;
+        if (svc->slice_head == NULL) {
+            svc->slice_tail = NULL;
+        }
+        ing->queued = 0;
+        attr__record_slice(ing);
+    }
+    if (svc->slice_head != NULL) {
+        (void)uv_timer_start(&svc->slice_timer, attr__on_slices, 0, 0);
+    }
 }
 
 static attr_ingest_t *attr__stream_ingest(yw_call_t *call)
@@ -2853,7 +2995,7 @@ typedef struct st_attr_rsjob_t {
     int64_t now;
     int64_t horizon_before;
     uint64_t restated;
-    int audit; /* not a restatement: attr__audit() (sj is NULL) */
+    int audit;    /* not a restatement: attr__audit() (sj is NULL) */
     uint64_t gen; /* svc->restatements when it began */
     char err[256];
 } attr_rsjob_t;
@@ -3787,8 +3929,7 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         char *end = NULL;
         long long v = strtoll(audit, &end, 10);
         if (end == audit || *end != '\0' || v < 0 || v > 86400000) {
-            snprintf(err, errlen, "--audit-rollups-ms: must be within 0..86400000, got %s",
-                     audit);
+            snprintf(err, errlen, "--audit-rollups-ms: must be within 0..86400000, got %s", audit);
             attr__svc_free(svc);
             return -EINVAL;
         }
@@ -3806,6 +3947,29 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
         svc->run_exposures = (uint32_t)v;
     }
+    long long run_mb = ATTR_XSTORE_RUN_BYTES >> 20, pending_mb = ATTR_PENDING_MB_DEFAULT;
+    const char *rmb = yw_app_option(app, "index-run-mb");
+    const char *pmb = yw_app_option(app, "ingest-pending-mb");
+    if (rmb != NULL) {
+        char *end = NULL;
+        run_mb = strtoll(rmb, &end, 10);
+        if (end == rmb || *end != '\0' || run_mb < 1 || run_mb > 4096) {
+            snprintf(err, errlen, "--index-run-mb: must be within 1..4096, got %s", rmb);
+            attr__svc_free(svc);
+            return -EINVAL;
+        }
+    }
+    if (pmb != NULL) {
+        char *end = NULL;
+        pending_mb = strtoll(pmb, &end, 10);
+        if (end == pmb || *end != '\0' || pending_mb < 1 || pending_mb > 65536) {
+            snprintf(err, errlen, "--ingest-pending-mb: must be within 1..65536, got %s", pmb);
+            attr__svc_free(svc);
+            return -EINVAL;
+        }
+    }
+    svc->run_bytes = (size_t)run_mb << 20;
+    svc->pending_budget = (size_t)pending_mb << 20;
     long long cache_mb = ATTR_CACHE_MB_DEFAULT;
     const char *cache = yw_app_option(app, "conversion-cache-mb");
     if (cache != NULL) {
@@ -3932,6 +4096,9 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     svc->st.skip_counts = from_snap;
     rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
                           ld.n_pruned, now, &svc->xs, &xst, err, errlen);
+    if (svc->xs != NULL) {
+        attr_xstore_set_run_bytes(svc->xs, svc->run_bytes);
+    }
     svc->st.skip_counts = 0;
     free(ld.pruned);
     svc->st.defer = 0;
@@ -3984,6 +4151,11 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
             snprintf(err, errlen, "maintenance timer: %s", uv_strerror(rc));
         }
     }
+    if (rc == 0 && (rc = uv_timer_init(loop, &svc->slice_timer)) == 0) {
+        svc->slice_timer.data = svc;
+        svc->slice_timer_open = 1;
+        svc->refs++;
+    }
     if (rc != 0) {
         /* The app exits; release what was started (the loop still runs close callbacks). */
         svc->stopping = 1;
@@ -3991,6 +4163,10 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         svc->tier = NULL;
         if (svc->timer_open) {
             uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
+        }
+        if (svc->slice_timer_open) {
+            svc->slice_timer_open = 0;
+            uv_close((uv_handle_t *)&svc->slice_timer, attr__on_timer_closed);
         }
         if (svc->ck != NULL) {
             attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
@@ -4053,6 +4229,8 @@ void attr_service_fini(yw_app_t *app)
     svc->tier = NULL;
     uv_timer_stop(&svc->timer);
     uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
+    svc->slice_timer_open = 0; /* no call is left, so none is queued */
+    uv_close((uv_handle_t *)&svc->slice_timer, attr__on_timer_closed);
     /* The keys in memory to a file, so that the next start finds every key indexed (and
      * may start from the snapshot). */
     if (attr_ckey_seal(svc->ck, attr__safe_seq(svc)) != 0) {
@@ -4159,6 +4337,14 @@ const yw_option_t attr_options[] = {
     {"index-run-exposures", "YW_INDEX_RUN_EXPOSURES", "65536",
      "exposures held in memory per run before its index file is written (about 180 bytes "
      "each, two runs at a time)",
+     NULL},
+    {"index-run-mb", "YW_INDEX_RUN_MB", "16",
+     "a run is also indexed once its exposures' strings take this many MiB (wide "
+     "exposures; the open run and at most 2 sealed ones are in memory)",
+     NULL},
+    {"ingest-pending-mb", "YW_INGEST_PENDING_MB", "64",
+     "MiB of exposures read and not yet committed, all calls together: past it each "
+     "stream or RecordExposures call waits with one frame in flight",
      NULL},
     {"conversion-cache-mb", "YW_CONVERSION_CACHE_MB", "16",
      "MiB of conversions kept in memory (the database holds them all; about 600 bytes each; "

@@ -188,6 +188,7 @@ struct st_attr_xstore_t {
     _Atomic int stop_merge; /* set at close: a merge in progress gives up */
 
     uint32_t run_exposures; /* seal the open run at this size */
+    size_t run_bytes;       /* ... or once its strings and join keys take this many bytes */
     int closing;
     int close_left;
     void (*closed)(void *arg);
@@ -926,6 +927,23 @@ static void attr__drop_pruned_files(attr_xstore_t *xs)
 /* ---- the log ---- */
 
 /**
+ * Whether the open run is due to be sealed: at run_exposures exposures, or once what
+ * grows with the exposures' sizes (their strings, their products' join keys) reaches
+ * run_bytes, so that wide exposures do not make a run hundreds of MB.
+ */
+static int attr__run_full(const attr_xstore_t *xs, const attr_run_t *run)
+{
+    return run != NULL &&
+           (run->n >= xs->run_exposures ||
+            run->arena_len + run->join_n * sizeof *run->join_slots * 2 >= xs->run_bytes);
+}
+
+void attr_xstore_set_run_bytes(attr_xstore_t *xs, size_t bytes)
+{
+    xs->run_bytes = bytes > 0 ? bytes : ATTR_XSTORE_RUN_BYTES;
+}
+
+/**
  * Whether appends wait: when ATTR_XSTORE_MAX_UNBUILT sealed runs are not indexed yet
  * (the builder is behind), the log takes nothing new until one is, so that memory stays
  * bounded and the clients' acknowledgements slow down instead. Not while builds fail.
@@ -982,7 +1000,7 @@ void attr_xstore_committed(attr_xstore_t *xs, const attr_log_batch_t *batch)
         xs->run_first_ns = attr__now_ns();
     }
     attr_run_t *run = attr_state_open_run(xs->st);
-    if (run != NULL && run->n >= xs->run_exposures) {
+    if (attr__run_full(xs, run)) {
         attr__seal(xs);
     }
 }
@@ -1633,7 +1651,7 @@ static int attr__tail_frame_done(attr__tail_t *t)
     }
     t->frame_off = UINT64_MAX;
     attr_run_t *run = attr_state_open_run(xs->st);
-    if (run != NULL && run->n >= xs->run_exposures) {
+    if (attr__run_full(xs, run)) {
         return attr__seal_sync(xs, t->stats, t->err, t->errlen);
     }
     return 0;
@@ -1856,6 +1874,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     pthread_mutex_init(&xs->fds.mu, NULL);
     xs->fds.dir = xs->dir;
     xs->run_exposures = run_exposures ? run_exposures : ATTR_XSTORE_RUN;
+    xs->run_bytes = ATTR_XSTORE_RUN_BYTES;
     st->run_max = 0; /* runs end where the store seals them */
     st->run_hint = xs->run_exposures;
 

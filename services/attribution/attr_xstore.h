@@ -49,6 +49,11 @@ extern "C" {
 
 /** Exposures per run by default (the not-yet-indexed exposures in memory: about 2 runs). */
 #define ATTR_XSTORE_RUN 65536
+/**
+ * Bytes of a run's strings and join keys at which it is sealed whatever its count (wide
+ * exposures: 100 product ids of 250 bytes are 25 KB each).
+ */
+#define ATTR_XSTORE_RUN_BYTES ((size_t)16 << 20)
 /** An open run older than this is sealed anyway (a quiet service indexes it too). */
 #define ATTR_XSTORE_RUN_AGE_MS 10000
 /** Files of one size class merged at once. */
@@ -79,6 +84,12 @@ typedef struct st_attr_xstore_stats_t {
 int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, attr_state_t *st,
                      const uint64_t *pruned, size_t n_pruned, int64_t now_ns, attr_xstore_t **out,
                      attr_xstore_stats_t *stats, char *err, size_t errlen);
+
+/**
+ * Seals runs also once their strings and join keys hold `bytes` (0:
+ * ATTR_XSTORE_RUN_BYTES), from the next commit on. Loop thread.
+ */
+void attr_xstore_set_run_bytes(attr_xstore_t *xs, size_t bytes);
 
 /**
  * Syncs and closes everything (blocking: for shutdown): lookups finish, the log writes
