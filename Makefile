@@ -142,6 +142,8 @@ soak: build
 		-p no:cacheprovider tests/integration/test_load.py
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_HOSTILE_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
 		-p no:cacheprovider tests/integration/test_hostile_memory.py
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_FLOOD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
+		-p no:cacheprovider tests/integration/test_flood.py -k again_and_again
 
 test: fuzz-smoke
 

@@ -142,6 +142,40 @@ def test_flood_past_the_file_limit_then_accepts_again(tmp_path_factory, which):
         srv.stop()
 
 
+SOAK_S = float(os.environ.get("YW_FLOOD_SECONDS", "0"))  # make soak: floods for this long
+FLAT_MB = 32  # RSS after the last flood within this of what it was after the second
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+@pytest.mark.parametrize("which", sorted(SERVICES) if SOAK_S > 0 else ["creator_profile"])
+def test_floods_again_and_again_keep_memory_flat(tmp_path_factory, which):
+    """Flood after flood (3 in `make test`; for YW_FLOOD_SECONDS in `make soak`): each is
+    answered again, and what the process holds after one does not grow with the next."""
+    srv = make(tmp_path_factory, which)
+    srv.start()
+    try:
+        method, request = SERVICES[which]
+        after = []
+        t0 = time.monotonic()
+        while len(after) < 3 or time.monotonic() - t0 < SOAK_S:
+            flood(srv.port, hold_s=0.3)
+            assert time_to_answer(srv, method, request) is not None, srv.log_tail()
+            time.sleep(1.5)  # (the trim after a flood runs within a second or so)
+            after.append(rss_mb(srv.proc.pid))
+        print("%s: %d floods, RSS after each (MB): %s"
+              % (which, len(after), " ".join("%.0f" % x for x in after)))
+        assert after[-1] <= after[1] + FLAT_MB, (which, after)
+    finally:
+        srv.stop()
+
+
 def test_help_names_the_flood_flags():
     out = subprocess.run([binary_path(CREATOR_BIN), "--help"],
                          capture_output=True, text=True).stdout
