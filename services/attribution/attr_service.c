@@ -4112,7 +4112,22 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     /* 4. Unless the snapshot was loaded: the stored conversions, one after the other:
      *    credited into the rollups, their touches looked up again in the index files
      *    (the ones found since are stored), their keys indexed where the index lacks them. */
-    svc->next_conv_seq = ld.max_seq + 1;
+    /* Seqs are never reused. Invariant: a new conversion's seq is above every seq a
+     * claim was made up to, not only above the highest stored one. The key index's
+     * files claim "every stored conversion up to `safe` has its key here" and the touch
+     * mark "every conversion up to its seq has its touches stored"; seqs burned by
+     * duplicates above the highest stored seq were under those claims, and reusing them
+     * after a restart put a new conversion under a claim that did not cover it: after a
+     * kill -9 its key was never indexed again, and late exposures missed it for good
+     * (issue 11: the differential test, seed 2425). */
+    svc->next_conv_seq = ld.max_seq;
+    if (ck_safe > svc->next_conv_seq) {
+        svc->next_conv_seq = ck_safe;
+    }
+    if (ld.touch_mark.seq > svc->next_conv_seq) {
+        svc->next_conv_seq = ld.touch_mark.seq;
+    }
+    svc->next_conv_seq++;
     uint64_t after_mark = 0;
     if (rc == 0 && !from_snap) {
         rc = attr__credit_stored(svc, now, ck_safe, &ld.touch_mark, &xst, &after_mark, err,
