@@ -41,6 +41,7 @@ struct st_yw_app_t {
     yw_tls_t *tls;
     yw_auth_t *auth;
     grpc_server_credentials *server_creds; /* until the server started */
+    yw_page_key_t page_key;
 };
 
 static const yw_option_t yw__common_options[] = {
@@ -118,6 +119,11 @@ const char *yw_app_option(const yw_app_t *app, const char *name)
 yw_metrics_t *yw_app_metrics(const yw_app_t *app)
 {
     return app->metrics;
+}
+
+const yw_page_key_t *yw_app_page_key(const yw_app_t *app)
+{
+    return &app->page_key;
 }
 
 /* ---- readiness (systemd Type=notify; a no-op without $NOTIFY_SOCKET) ---- */
@@ -373,6 +379,14 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
             return rc;
         }
+        /* Page tokens survive restarts: their key is kept beside the data. */
+        snprintf(path, sizeof path, "%s/page_token.key", dir);
+        if ((rc = yw_page_key_load(path, &app->page_key, err, errlen)) != 0) {
+            return rc;
+        }
+    } else if ((rc = yw_page_key_random(&app->page_key)) != 0) {
+        snprintf(err, errlen, "no random bytes for the page token key");
+        return rc;
     }
     if (&yw_descriptor_set_len == NULL || yw_descriptor_set == NULL) {
         snprintf(err, errlen, "no descriptor set is linked into this binary");

@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/metrics.h"
+#include "common/page_token.h"
 #include "common/runtime.h"
 #include "common/server.h"
 #include "common/store.h"
@@ -81,6 +82,13 @@ yw_store_t *yw_app_store(const yw_app_t *app);
  * stay valid until yw_app_main() returns.
  */
 yw_metrics_t *yw_app_metrics(const yw_app_t *app);
+
+/**
+ * The key that signs the service's page tokens (page_token.h): read from
+ * --data-dir/page_token.key, created there at the first start; a random one for a
+ * service without a database. Valid until yw_app_main() returns.
+ */
+const yw_page_key_t *yw_app_page_key(const yw_app_t *app);
 
 /** The value of option `name` (common or the service's own); NULL when unset. */
 const char *yw_app_option(const yw_app_t *app, const char *name);

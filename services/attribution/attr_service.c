@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/page_token.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_log.h"
@@ -2410,7 +2411,7 @@ typedef struct st_attr_report_t {
     unsigned tiers_mask; /* 0: every tier */
     int order_by;
     size_t offset, page_size;
-    uint32_t query_check;
+    yw_page_query_t query; /* what its page tokens are bound to */
     void (*finish)(struct st_attr_report_t *r, const char *tier_error);
 } attr_report_t;
 
@@ -2641,9 +2642,14 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         row->conversion_rate = attr__per(attr__credit(e->s.credit), e->s.impressions, 1.0);
         ptrs[i] = row;
     }
-    char token[64] = "";
-    if (to < k) {
-        snprintf(token, sizeof token, "%016llx%08x", (unsigned long long)to, r->query_check);
+    char token[YW_PAGE_TOKEN_BUFSZ] = "";
+    if (to < k && yw_page_token_encode(yw_app_page_key(r->svc->app), &r->query, to, NULL, token) !=
+                      0) {
+        free(rows);
+        free(ptrs);
+        yw_call_finish(r->call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
+        attr__report_free(r);
+        return;
     }
     Yaowei__Attribution__V1__ListTopCreatorsResponse resp;
     yaowei__attribution__v1__list_top_creators_response__init(&resp);
@@ -2696,25 +2702,22 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
                        req->page_size);
         return;
     }
-    size_t page = req->page_size == 0              ? ATTR_PAGE_DEFAULT
-                  : req->page_size > ATTR_PAGE_MAX ? ATTR_PAGE_MAX
-                                                   : (size_t)req->page_size;
-    /* The token names the query it belongs to; another query's token is refused. */
-    int64_t q[5] = {d0, d1, model, order == 2 ? 2 : 1, mask};
-    uint32_t check = (uint32_t)attr_hash_bytes(q, sizeof q);
-    size_t offset = 0;
-    if (req->page_token != NULL && req->page_token[0] != '\0') {
-        unsigned long long off = 0;
-        unsigned int chk = 0;
-        char tail = 0;
-        if (strlen(req->page_token) != 24 ||
-            sscanf(req->page_token, "%16llx%8x%c", &off, &chk, &tail) != 2 || chk != check) {
-            yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-                           "page_token: not a next_page_token of this query (range, model, "
-                           "tiers and order_by must stay the same)");
-            return;
-        }
-        offset = (size_t)off;
+    size_t page = (size_t)yw_page_size(req->page_size, ATTR_PAGE_DEFAULT, ATTR_PAGE_MAX);
+    /* A token carries the offset of its page's end, at most the number of creators (a
+     * list never holds more), and is bound to the query: another query's is refused. */
+    yw_page_query_t query;
+    yw_page_query_init(&query, "ListTopCreators",
+                       "start_time, end_time, model, tiers and order_by");
+    yw_page_query_add_int(&query, d0);
+    yw_page_query_add_int(&query, d1);
+    yw_page_query_add_int(&query, model);
+    yw_page_query_add_int(&query, mask);
+    yw_page_query_add_int(&query, order == 2 ? 2 : 1);
+    yw_page_cursor_t after;
+    if (yw_page_token_decode(yw_app_page_key(svc->app), &query, req->page_token,
+                             attr_state_n_creators(&svc->st), &after, err, sizeof err) != 0) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        return;
     }
     attr_report_t *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -2728,9 +2731,9 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     r->model = model;
     r->tiers_mask = mask;
     r->order_by = order;
-    r->offset = offset;
+    r->offset = (size_t)after.n;
     r->page_size = page;
-    r->query_check = check;
+    r->query = query;
     r->finish = attr__finish_top;
     yw_call_set_data(call, r);
     if (attr__collect(&svc->st, r) != 0) {
