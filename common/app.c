@@ -60,7 +60,9 @@ static const yw_option_t yw__common_options[] = {
     {"reuse-port", "YW_REUSE_PORT", "0",
      "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error", NULL},
     {"metrics-listen", "YW_METRICS_LISTEN", "",
-     "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off", NULL},
+     "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP: loopback unless "
+     "--insecure); empty: off",
+     NULL},
     {"tls-cert", "YW_TLS_CERT", "",
      "PEM certificate chain: serve TLS (and present it to peers as client certificate)", NULL},
     {"tls-key", "YW_TLS_KEY", "", "PEM private key of --tls-cert", NULL},
@@ -69,8 +71,8 @@ static const yw_option_t yw__common_options[] = {
     {"peer-tls-ca", "YW_PEER_TLS_CA", "",
      "PEM CA bundle: call peer services over TLS, verifying them against it", NULL},
     {"insecure", "YW_INSECURE", "0",
-     "serve plaintext on a non-loopback --listen address (without TLS only loopback is "
-     "allowed); may be given alone",
+     "serve plaintext on a non-loopback --listen or --metrics-listen address (without TLS "
+     "only loopback is allowed; metrics are always plain HTTP); may be given alone",
      NULL},
     {"auth-config", "YW_AUTH_CONFIG", "",
      "JSON file of allowed callers (mTLS SAN or bearer token) and per-method roles; empty: "
@@ -275,8 +277,36 @@ static int yw__mkdirs(const char *path)
 }
 
 /*
+ * The loopback rule, one check for every listener: plaintext only on loopback unless
+ * --insecure says otherwise, and then with a warning that says `risk`. `flag` and `addr`
+ * name the listener, `plain` what it would serve in clear ("gRPC", "metrics"),
+ * `tls_hint` how to serve it encrypted instead ("" when it cannot be). Returns 0, or
+ * -EPERM with a message.
+ */
+static int yw__loopback_rule(const char *flag, const char *addr, const char *plain,
+                             const char *tls_hint, const char *risk, int insecure, char *err,
+                             size_t errlen)
+{
+    if (yw_listen_is_loopback(addr)) {
+        return 0;
+    }
+    if (!insecure) {
+        snprintf(err, errlen,
+                 "%s %s: plaintext %s is served only on loopback (127.0.0.1, [::1], localhost); "
+                 "give %s--insecure to serve plaintext on this address anyway",
+                 flag, addr, plain, tls_hint);
+        return -EPERM;
+    }
+    yw_log(YW_LOG_WARN, "--insecure: serving PLAINTEXT %s on non-loopback %s (%s): %s", plain,
+           addr, flag, risk);
+    return 0;
+}
+
+/*
  * Transport security, before anything is opened: TLS material, the auth config, and
- * the loopback rule (plaintext only on loopback unless --insecure says otherwise).
+ * the loopback rule for gRPC (plaintext only on loopback unless --insecure says
+ * otherwise; TLS anywhere) and for metrics (plain HTTP always: loopback unless
+ * --insecure, whatever gRPC serves).
  */
 static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
 {
@@ -293,28 +323,30 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
     if ((rc = yw_tls_load(&tcfg, &app->tls, err, errlen)) != 0) {
         return rc;
     }
-    const char *listen = yw_app_option(app, "listen");
     const char *auth_file = yw_app_option(app, "auth-config");
     if (auth_file != NULL && auth_file[0] != '\0' &&
         (rc = yw_auth_load(auth_file, &app->auth, err, errlen)) != 0) {
         return rc;
     }
-    if (!yw_tls_serves(app->tls) && !yw_listen_is_loopback(listen)) {
-        if (!insecure) {
-            snprintf(err, errlen,
-                     "--listen %s: without TLS a service listens only on loopback (127.0.0.1, "
-                     "[::1], localhost); give --tls-cert and --tls-key, or --insecure to serve "
-                     "plaintext on this address anyway",
-                     listen);
-            return -EPERM;
-        }
-        yw_log(YW_LOG_WARN,
-               "--insecure: serving PLAINTEXT gRPC on non-loopback %s: no encryption, no "
-               "client certificates%s",
-               listen,
-               app->auth != NULL ? "; bearer tokens travel in clear text"
-                                 : "; anyone who reaches the port may call every method");
-    } else if (insecure && yw_tls_serves(app->tls)) {
+    const char *metrics = yw_app_option(app, "metrics-listen");
+    int serves_metrics = metrics != NULL && metrics[0] != '\0';
+    const char *grpc_risk = app->auth != NULL
+                                ? "no encryption, no client certificates; bearer tokens travel "
+                                  "in clear text"
+                                : "no encryption, no client certificates; anyone who reaches the "
+                                  "port may call every method";
+    if ((!yw_tls_serves(app->tls) &&
+         (rc = yw__loopback_rule("--listen", yw_app_option(app, "listen"), "gRPC",
+                                 "--tls-cert and --tls-key, or ", grpc_risk, insecure, err,
+                                 errlen)) != 0) ||
+        (serves_metrics &&
+         (rc = yw__loopback_rule("--metrics-listen", metrics, "metrics", "",
+                                 "anyone who reaches the port may read them", insecure, err,
+                                 errlen)) != 0)) {
+        return rc;
+    }
+    if (insecure && yw_tls_serves(app->tls) &&
+        (!serves_metrics || yw_listen_is_loopback(metrics))) {
         yw_log(YW_LOG_INFO, "--insecure has no effect: the service serves TLS");
     }
     if (yw_tls_mutual(app->tls) && app->auth == NULL) {
