@@ -2600,10 +2600,30 @@ static int attr__cmp_gpm(const void *pa, const void *pb)
     return strcmp(a->name, b->name);
 }
 
+/*
+ * ListTopCreators once the labels are in. A tiers filter cannot be answered for a
+ * creator tier scoring never labelled: while tier scoring fails, such a filter is
+ * UNAVAILABLE (an empty page would say there are no such creators); labels it gave
+ * before, however old, are used, as GetTierReport does, and tier_labels_error says so.
+ */
 static void attr__finish_top(attr_report_t *r, const char *tier_error)
 {
-    (void)tier_error; /* unlabelled creators are under TIER_UNSPECIFIED; logged */
     attr_state_t *st = &r->svc->st;
+    if (r->tiers_mask != 0 && tier_error != NULL) {
+        size_t unknown = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            unknown += !attr_tier_known(st, r->entries[i].creator);
+        }
+        if (unknown > 0) {
+            yw_call_finish(r->call, GRPC_STATUS_UNAVAILABLE,
+                           "tiers: cannot filter by tier: tier scoring gave no label for %zu of "
+                           "the %zu creators in range (%.200s); retry later, or list without "
+                           "tiers",
+                           unknown, r->n, tier_error);
+            attr__report_free(r);
+            return;
+        }
+    }
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
         int t = attr_tier_of(st, r->entries[i].creator);
@@ -2657,6 +2677,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
     resp.creators = ptrs;
     resp.next_page_token = token;
     resp.currency = st->settings.currency;
+    resp.tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
     (void)yw_call_reply(r->call, &resp.base);
     free(rows);
     free(ptrs);
