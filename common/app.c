@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "common/auth.h"
+#include "common/disk.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls.h"
@@ -42,6 +43,7 @@ struct st_yw_app_t {
     yw_auth_t *auth;
     grpc_server_credentials *server_creds; /* until the server started */
     yw_page_key_t page_key;
+    yw_disk_t *disk;
 };
 
 static const yw_option_t yw__common_options[] = {
@@ -81,6 +83,10 @@ static const yw_option_t yw__common_options[] = {
     {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection", NULL},
     {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
      "concurrent calls one client connection may have open; more wait for a free slot", NULL},
+    {"disk-reserve-mb", "YW_DISK_RESERVE_MB", "64",
+     "MiB kept free in --data-dir (a preallocated file, at most 1/16 of the file system) for "
+     "checkpoints when the disk fills; writes are refused while less is free, 0: no reserve",
+     NULL},
 };
 
 yw_app_t *yw_app_from_call(const yw_call_t *call)
@@ -128,6 +134,11 @@ const yw_page_key_t *yw_app_page_key(const yw_app_t *app)
     return &app->page_key;
 }
 
+yw_disk_t *yw_app_disk(const yw_app_t *app)
+{
+    return app->disk;
+}
+
 /* ---- readiness (systemd Type=notify; a no-op without $NOTIFY_SOCKET) ---- */
 
 static void yw__notify(const char *state)
@@ -147,6 +158,39 @@ static void yw__on_commit(void *arg, uint64_t duration_ns, size_t n_jobs, int co
     yw_metric_observe(app->commit_seconds, duration_ns);
     yw_metric_inc(committed ? app->commits_ok : app->commits_failed);
     yw_metric_add(app->write_jobs, n_jobs);
+}
+
+/* The store's writer thread: SQLite found the disk full (disk.h closes the gate). */
+static void yw__on_disk_full(void *arg)
+{
+    yw_app_t *app = arg;
+    yw_disk_report_full(app->disk);
+}
+
+/*
+ * The data dir's disk (disk.h): its reserve file, <program>.reserve, and the write gate
+ * every service asks before a write (yw_app_disk()).
+ */
+static int yw__disk_setup(yw_app_t *app, const char *dir, char *err, size_t errlen)
+{
+    long long mb = 0;
+    int rc = yw_config_int(app->opts, app->n_opts, "disk-reserve-mb", &mb, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    if (mb < 0 || mb > 1048576) {
+        snprintf(err, errlen, "--disk-reserve-mb: must be within 0..1048576, got %lld", mb);
+        return -EINVAL;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.reserve", dir, app->def->program);
+    yw_disk_config_t cfg = {
+        .dir = dir,
+        .reserve_path = path,
+        .reserve_bytes = (uint64_t)mb << 20,
+        .metrics = app->metrics,
+    };
+    return yw_disk_open(yw_runtime_loop(app->rt), &cfg, &app->disk, err, errlen);
 }
 
 static int yw__metrics_setup(yw_app_t *app, char *err, size_t errlen)
@@ -242,6 +286,7 @@ static void yw__begin_stop(yw_app_t *app)
         return;
     }
     app->stopping = 1;
+    yw_disk_release(app->disk); /* for the last writes: a snapshot, the final checkpoint */
     yw_server_shutdown(app->server, yw__on_server_down, app);
 }
 
@@ -297,8 +342,8 @@ static int yw__loopback_rule(const char *flag, const char *addr, const char *pla
                  flag, addr, plain, tls_hint);
         return -EPERM;
     }
-    yw_log(YW_LOG_WARN, "--insecure: serving PLAINTEXT %s on non-loopback %s (%s): %s", plain,
-           addr, flag, risk);
+    yw_log(YW_LOG_WARN, "--insecure: serving PLAINTEXT %s on non-loopback %s (%s): %s", plain, addr,
+           flag, risk);
     return 0;
 }
 
@@ -339,10 +384,9 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
          (rc = yw__loopback_rule("--listen", yw_app_option(app, "listen"), "gRPC",
                                  "--tls-cert and --tls-key, or ", grpc_risk, insecure, err,
                                  errlen)) != 0) ||
-        (serves_metrics &&
-         (rc = yw__loopback_rule("--metrics-listen", metrics, "metrics", "",
-                                 "anyone who reaches the port may read them", insecure, err,
-                                 errlen)) != 0)) {
+        (serves_metrics && (rc = yw__loopback_rule("--metrics-listen", metrics, "metrics", "",
+                                                   "anyone who reaches the port may read them",
+                                                   insecure, err, errlen)) != 0)) {
         return rc;
     }
     if (insecure && yw_tls_serves(app->tls) &&
@@ -399,6 +443,9 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             snprintf(err, errlen, "--data-dir %s: cannot create: %s", dir, strerror(-rc));
             return rc;
         }
+        if ((rc = yw__disk_setup(app, dir, err, errlen)) != 0) {
+            return rc;
+        }
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, def->db_file);
         yw_store_config_t scfg = {
@@ -407,6 +454,8 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             .n_migrations = def->n_migrations,
             .on_commit = yw__on_commit,
             .on_commit_arg = app,
+            .on_full = yw__on_disk_full,
+            .on_full_arg = app,
         };
         if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
             return rc;
@@ -562,6 +611,8 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         grpc_server_credentials_release(app->server_creds);
     }
     if (app->rt != NULL) {
+        yw_disk_release(app->disk); /* also after a start that failed */
+        yw_disk_close(app->disk);   /* the store is closed: nothing reports to it any more */
         yw_runtime_destroy(app->rt);
     }
     yw_auth_destroy(app->auth);

@@ -178,8 +178,7 @@ static void yw__query_tag(const yw_page_query_t *q, uint8_t tag[YW__TAG_BYTES])
 
 /* ---- tokens ---- */
 
-static int yw__mac(const yw_page_key_t *key, const uint8_t *p, size_t n,
-                   uint8_t mac[YW__MAC_BYTES])
+static int yw__mac(const yw_page_key_t *key, const uint8_t *p, size_t n, uint8_t mac[YW__MAC_BYTES])
 {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -200,7 +199,11 @@ static void yw__b64url_encode(const uint8_t *in, size_t n, char *out)
     }
     out[len] = '\0';
     for (char *c = out; *c != '\0'; c++) {
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+        if (*c == '+') {
+            *c = '-';
+        } else if (*c == '/') {
+            *c = '_';
+        }
     }
 }
 

@@ -99,8 +99,8 @@ void yw_page_query_add_int(yw_page_query_t *q, int64_t v);
 /**
  * Writes the token for the page that starts after (`n`, `cursor_key`) of query `q`, signed
  * with `key`, into `out`. `cursor_key` may be NULL or "" (a listing paged by number
- * alone). Returns 0, or -EINVAL when `cursor_key` is longer than YW_PAGE_KEY_MAX or the query's filters overflowed
- * YW_PAGE_QUERY_MAX, -EIO when the MAC cannot be computed.
+ * alone). Returns 0, or -EINVAL when `cursor_key` is longer than YW_PAGE_KEY_MAX or the query's
+ * filters overflowed YW_PAGE_QUERY_MAX, -EIO when the MAC cannot be computed.
  */
 int yw_page_token_encode(const yw_page_key_t *key, const yw_page_query_t *q, uint64_t n,
                          const char *cursor_key, char out[YW_PAGE_TOKEN_BUFSZ]);

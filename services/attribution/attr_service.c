@@ -606,6 +606,20 @@ static void attr__ingest_fail(attr_ingest_t *ing, grpc_status_code code, const c
 }
 
 /**
+ * Whether the data dir's disk is full (common/disk.h): the call's events are then
+ * refused, the call failing RESOURCE_EXHAUSTED with the disk's message.
+ */
+static int attr__disk_full(attr_ingest_t *ing)
+{
+    char err[256];
+    if (yw_disk_writable(yw_app_disk(ing->svc->app), err, sizeof err) == 0) {
+        return 0;
+    }
+    attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+    return 1;
+}
+
+/**
  * Counts a rejected event, at whatever stage it was judged; the summary lists the
  * ATTR_ERRORS_MAX lowest indexes, ascending (attr_errs.h).
  */
@@ -802,10 +816,16 @@ static void attr__xbatch_commit(attr_held_t *h)
         attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "exposure log: cannot write %zu exposures: %s", xb->n,
                strerror(-xb->status));
-        attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
-                          "exposure log: cannot write (%s); events of this call may be "
-                          "partly stored: resend it (duplicates are detected)",
-                          strerror(-xb->status));
+        /* A full disk is no outage to retry blindly: the gate closes until space is back. */
+        int full = xb->status == -ENOSPC || xb->status == -EDQUOT;
+        if (full) {
+            yw_disk_report_full(yw_app_disk(svc->app));
+        }
+        attr__ingest_fail(ing, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE,
+                          "exposure log: cannot write (%s%s); events of this call may be "
+                          "partly stored: resend it%s (duplicates are detected)",
+                          strerror(-xb->status), full ? ": disk full" : "",
+                          full ? " once space is back" : "");
     }
     attr__xbatch_done(xb);
 }
@@ -1194,6 +1214,9 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     attr_state_t *st = &svc->st;
     char err[ATTR_REASON_MAX];
     int64_t occur;
+    if (attr__disk_full(ing)) {
+        return;
+    }
     if (attr_validate_exposure(ev, now, &occur, err, sizeof err) != 0) {
         attr__reject(ing, index, err);
         return;
@@ -1592,6 +1615,9 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
     attr_state_t *st = &ing->svc->st;
     char err[ATTR_REASON_MAX];
     int64_t occur;
+    if (attr__disk_full(ing)) {
+        return;
+    }
     if (attr_validate_conversion(ev, st->settings.currency, now, &occur, err, sizeof err) != 0) {
         attr__reject(ing, index, err);
         return;
@@ -1897,9 +1923,14 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
 {
     const Yaowei__Attribution__V1__RecordRefundsRequest *req =
         (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg;
+    char disk[256];
     if (req->n_events > ATTR_BATCH_MAX) {
         yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
                        ATTR_BATCH_MAX, req->n_events);
+        return;
+    }
+    if (yw_disk_writable(yw_app_disk(attr__svc(call)->app), disk, sizeof disk) != 0) {
+        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", disk);
         return;
     }
     attr_ingest_t *ing = attr__ingest_new(call);
@@ -2663,8 +2694,8 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         ptrs[i] = row;
     }
     char token[YW_PAGE_TOKEN_BUFSZ] = "";
-    if (to < k && yw_page_token_encode(yw_app_page_key(r->svc->app), &r->query, to, NULL, token) !=
-                      0) {
+    if (to < k &&
+        yw_page_token_encode(yw_app_page_key(r->svc->app), &r->query, to, NULL, token) != 0) {
         free(rows);
         free(ptrs);
         yw_call_finish(r->call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
@@ -3066,6 +3097,10 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
         attr_settings_apply(req, &st->settings, &next, &changed, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
         yw_call_finish(call, code, "%s", err);
+        return;
+    }
+    if (yw_disk_writable(yw_app_disk(svc->app), err, sizeof err) != 0) {
+        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
         return;
     }
     if (strcmp(next.currency, st->settings.currency) != 0 &&

@@ -45,10 +45,18 @@ static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_jo
  * no store work is started for a caller that has gone.
  */
 
-/* Queues `job`; on failure (the store is closing) finishes the call and returns -1. */
+/*
+ * Queues `job`; on failure (a write while the disk is full, or the store is closing)
+ * finishes the call and returns -1.
+ */
 static int queue(yw_call_t *call, yw_store_job_t *job, int write)
 {
     creator_state_t *st = state_of(call);
+    char err[ERR_BUFSZ];
+    if (write && yw_disk_writable(yw_app_disk(yw_app_from_call(call)), err, sizeof err) != 0) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
+        return -1;
+    }
     int rc = write ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
     if (rc < 0) {
         yw_call_fail(call, GRPC_STATUS_UNAVAILABLE,

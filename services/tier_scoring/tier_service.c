@@ -48,6 +48,7 @@ typedef struct st_tier_waiter_t tier_waiter_t;
 /* What yw_app_state() holds. Loop thread only. */
 typedef struct st_tier_state_t {
     yw_store_t *store;
+    yw_disk_t *disk; /* the write gate of --data-dir (common/disk.h) */
     uv_loop_t *loop;
     yw_channel_t *creator_profile;
     int64_t peer_timeout_ms;   /* a read from creator profile when the caller set no deadline */
@@ -212,6 +213,11 @@ static void save_population(tier_state_t *st)
     }
     if (st->saving) {
         st->save_again = 1;
+        return;
+    }
+    char err[ERR_BUFSZ];
+    if (yw_disk_writable(st->disk, err, sizeof err) != 0) {
+        yw_log(YW_LOG_WARN, "saving the population: skipped, the next refresh saves it: %s", err);
         return;
     }
     tier_save_job_t *j = calloc(1, sizeof *j);
@@ -606,9 +612,9 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
     }
     const tier_population_t *pop = st->pop;
     tier_group_t g = tier_population_group(pop, tier, req->category);
-    size_t start = req->page_token[0] != '\0' ? tier_group_seek(&g, pop, after_score, after.key) : 0;
-    size_t count =
-        (size_t)yw_page_size(req->page_size, TIER_PAGE_SIZE_DEFAULT, TIER_PAGE_SIZE_MAX);
+    size_t start =
+        req->page_token[0] != '\0' ? tier_group_seek(&g, pop, after_score, after.key) : 0;
+    size_t count = (size_t)yw_page_size(req->page_size, TIER_PAGE_SIZE_DEFAULT, TIER_PAGE_SIZE_MAX);
     if (count > g.n - start) {
         count = g.n - start;
     }
@@ -721,6 +727,11 @@ static void next_update(tier_state_t *st)
             tier_policy_update(&st->policy, u->req, &u->pj.policy, err, sizeof err);
         if (code != GRPC_STATUS_OK) {
             yw_call_fail(u->call, code, err);
+            free(u);
+            continue;
+        }
+        if (yw_disk_writable(st->disk, err, sizeof err) != 0) {
+            yw_call_fail(u->call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
             free(u);
             continue;
         }
@@ -1135,6 +1146,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         return -ENOMEM;
     }
     st->store = yw_app_store(app);
+    st->disk = yw_app_disk(app);
     st->loop = yw_runtime_loop(yw_app_runtime(app));
     st->peer_timeout_ms = timeout;
     st->holds = 1;

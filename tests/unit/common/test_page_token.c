@@ -190,7 +190,15 @@ YW_TEST(every_edit_is_refused)
 YW_TEST(garbage_is_refused)
 {
     static const char *const bad[] = {
-        "not-a-token", "AAAA", "%%%", "Zm9vYmFy", "====", "Zm9v=", "Zm+v", " AAAA", "AAAA\n",
+        "not-a-token",
+        "AAAA",
+        "%%%",
+        "Zm9vYmFy",
+        "====",
+        "Zm9v=",
+        "Zm+v",
+        " AAAA",
+        "AAAA\n",
         /* the format of the FNV-checked tokens before: version 1 */
         "AQAAAAAAAAAAAAAAAGw",
     };

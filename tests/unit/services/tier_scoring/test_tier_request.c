@@ -4,7 +4,6 @@
  */
 #include "services/tier_scoring/tier_request.h"
 
-
 #include "tests/unit/test.h"
 
 YW_TEST(ids)
