@@ -180,8 +180,9 @@ YW_TEST(every_edit_is_refused)
         t[cut] = '\0';
         check_refused(&k, &q, t);
     }
-    snprintf(t, sizeof t, "%sA", tok);
-    check_refused(&k, &q, t);
+    char longer[YW_PAGE_TOKEN_BUFSZ + 1];
+    snprintf(longer, sizeof longer, "%sA", tok);
+    check_refused(&k, &q, longer);
     yw_page_key_t other;
     key_of(&other, 10);
     check_refused(&other, &q, tok);
