@@ -13,6 +13,7 @@
 
 #include "common/auth.h"
 #include "common/listener.h"
+#include "common/disk.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls.h"
@@ -47,6 +48,8 @@ struct st_yw_app_t {
     int listener_dead;   /* the listener was found dead: no more watchdog pings */
     uv_timer_t watchdog; /* WATCHDOG=1 pings, when systemd asks for them */
     int watchdog_on;
+    yw_page_key_t page_key;
+    yw_disk_t *disk;
 };
 
 static const yw_option_t yw__common_options[] = {
@@ -65,7 +68,9 @@ static const yw_option_t yw__common_options[] = {
     {"reuse-port", "YW_REUSE_PORT", "0",
      "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error", NULL},
     {"metrics-listen", "YW_METRICS_LISTEN", "",
-     "HOST:PORT to serve Prometheus metrics on (GET /metrics); empty: off", NULL},
+     "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP: loopback unless "
+     "--insecure); empty: off",
+     NULL},
     {"tls-cert", "YW_TLS_CERT", "",
      "PEM certificate chain: serve TLS (and present it to peers as client certificate)", NULL},
     {"tls-key", "YW_TLS_KEY", "", "PEM private key of --tls-cert", NULL},
@@ -74,8 +79,8 @@ static const yw_option_t yw__common_options[] = {
     {"peer-tls-ca", "YW_PEER_TLS_CA", "",
      "PEM CA bundle: call peer services over TLS, verifying them against it", NULL},
     {"insecure", "YW_INSECURE", "0",
-     "serve plaintext on a non-loopback --listen address (without TLS only loopback is "
-     "allowed); may be given alone",
+     "serve plaintext on a non-loopback --listen or --metrics-listen address (without TLS "
+     "only loopback is allowed; metrics are always plain HTTP); may be given alone",
      NULL},
     {"auth-config", "YW_AUTH_CONFIG", "",
      "JSON file of allowed callers (mTLS SAN or bearer token) and per-method roles; empty: "
@@ -97,6 +102,10 @@ static const yw_option_t yw__common_options[] = {
      "connections left unaccepted this long mean the gRPC listener is dead: health goes "
      "NOT_SERVING, systemd watchdog pings stop, and the process exits 1 to be restarted; 0: "
      "never",
+     NULL},
+    {"disk-reserve-mb", "YW_DISK_RESERVE_MB", "64",
+     "MiB kept free in --data-dir (a preallocated file, at most 1/16 of the file system) for "
+     "checkpoints when the disk fills; writes are refused while less is free, 0: no reserve",
      NULL},
 };
 
@@ -138,6 +147,16 @@ const char *yw_app_option(const yw_app_t *app, const char *name)
 yw_metrics_t *yw_app_metrics(const yw_app_t *app)
 {
     return app->metrics;
+}
+
+const yw_page_key_t *yw_app_page_key(const yw_app_t *app)
+{
+    return &app->page_key;
+}
+
+yw_disk_t *yw_app_disk(const yw_app_t *app)
+{
+    return app->disk;
 }
 
 /* ---- readiness (systemd Type=notify; a no-op without $NOTIFY_SOCKET) ---- */
@@ -235,6 +254,39 @@ static void yw__on_commit(void *arg, uint64_t duration_ns, size_t n_jobs, int co
     yw_metric_observe(app->commit_seconds, duration_ns);
     yw_metric_inc(committed ? app->commits_ok : app->commits_failed);
     yw_metric_add(app->write_jobs, n_jobs);
+}
+
+/* The store's writer thread: SQLite found the disk full (disk.h closes the gate). */
+static void yw__on_disk_full(void *arg)
+{
+    yw_app_t *app = arg;
+    yw_disk_report_full(app->disk);
+}
+
+/*
+ * The data dir's disk (disk.h): its reserve file, <program>.reserve, and the write gate
+ * every service asks before a write (yw_app_disk()).
+ */
+static int yw__disk_setup(yw_app_t *app, const char *dir, char *err, size_t errlen)
+{
+    long long mb = 0;
+    int rc = yw_config_int(app->opts, app->n_opts, "disk-reserve-mb", &mb, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    if (mb < 0 || mb > 1048576) {
+        snprintf(err, errlen, "--disk-reserve-mb: must be within 0..1048576, got %lld", mb);
+        return -EINVAL;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.reserve", dir, app->def->program);
+    yw_disk_config_t cfg = {
+        .dir = dir,
+        .reserve_path = path,
+        .reserve_bytes = (uint64_t)mb << 20,
+        .metrics = app->metrics,
+    };
+    return yw_disk_open(yw_runtime_loop(app->rt), &cfg, &app->disk, err, errlen);
 }
 
 static int yw__metrics_setup(yw_app_t *app, char *err, size_t errlen)
@@ -337,6 +389,7 @@ static void yw__begin_stop(yw_app_t *app)
     /* Before gRPC closes its listeners, which the watch would take for dead ones. */
     yw_listener_stop(app->listener);
     app->listener = NULL;
+    yw_disk_release(app->disk); /* for the last writes: a snapshot, the final checkpoint */
     yw_server_shutdown(app->server, yw__on_server_down, app);
 }
 
@@ -372,8 +425,36 @@ static int yw__mkdirs(const char *path)
 }
 
 /*
+ * The loopback rule, one check for every listener: plaintext only on loopback unless
+ * --insecure says otherwise, and then with a warning that says `risk`. `flag` and `addr`
+ * name the listener, `plain` what it would serve in clear ("gRPC", "metrics"),
+ * `tls_hint` how to serve it encrypted instead ("" when it cannot be). Returns 0, or
+ * -EPERM with a message.
+ */
+static int yw__loopback_rule(const char *flag, const char *addr, const char *plain,
+                             const char *tls_hint, const char *risk, int insecure, char *err,
+                             size_t errlen)
+{
+    if (yw_listen_is_loopback(addr)) {
+        return 0;
+    }
+    if (!insecure) {
+        snprintf(err, errlen,
+                 "%s %s: plaintext %s is served only on loopback (127.0.0.1, [::1], localhost); "
+                 "give %s--insecure to serve plaintext on this address anyway",
+                 flag, addr, plain, tls_hint);
+        return -EPERM;
+    }
+    yw_log(YW_LOG_WARN, "--insecure: serving PLAINTEXT %s on non-loopback %s (%s): %s", plain, addr,
+           flag, risk);
+    return 0;
+}
+
+/*
  * Transport security, before anything is opened: TLS material, the auth config, and
- * the loopback rule (plaintext only on loopback unless --insecure says otherwise).
+ * the loopback rule for gRPC (plaintext only on loopback unless --insecure says
+ * otherwise; TLS anywhere) and for metrics (plain HTTP always: loopback unless
+ * --insecure, whatever gRPC serves).
  */
 static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
 {
@@ -390,28 +471,29 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
     if ((rc = yw_tls_load(&tcfg, &app->tls, err, errlen)) != 0) {
         return rc;
     }
-    const char *listen = yw_app_option(app, "listen");
     const char *auth_file = yw_app_option(app, "auth-config");
     if (auth_file != NULL && auth_file[0] != '\0' &&
         (rc = yw_auth_load(auth_file, &app->auth, err, errlen)) != 0) {
         return rc;
     }
-    if (!yw_tls_serves(app->tls) && !yw_listen_is_loopback(listen)) {
-        if (!insecure) {
-            snprintf(err, errlen,
-                     "--listen %s: without TLS a service listens only on loopback (127.0.0.1, "
-                     "[::1], localhost); give --tls-cert and --tls-key, or --insecure to serve "
-                     "plaintext on this address anyway",
-                     listen);
-            return -EPERM;
-        }
-        yw_log(YW_LOG_WARN,
-               "--insecure: serving PLAINTEXT gRPC on non-loopback %s: no encryption, no "
-               "client certificates%s",
-               listen,
-               app->auth != NULL ? "; bearer tokens travel in clear text"
-                                 : "; anyone who reaches the port may call every method");
-    } else if (insecure && yw_tls_serves(app->tls)) {
+    const char *metrics = yw_app_option(app, "metrics-listen");
+    int serves_metrics = metrics != NULL && metrics[0] != '\0';
+    const char *grpc_risk = app->auth != NULL
+                                ? "no encryption, no client certificates; bearer tokens travel "
+                                  "in clear text"
+                                : "no encryption, no client certificates; anyone who reaches the "
+                                  "port may call every method";
+    if ((!yw_tls_serves(app->tls) &&
+         (rc = yw__loopback_rule("--listen", yw_app_option(app, "listen"), "gRPC",
+                                 "--tls-cert and --tls-key, or ", grpc_risk, insecure, err,
+                                 errlen)) != 0) ||
+        (serves_metrics && (rc = yw__loopback_rule("--metrics-listen", metrics, "metrics", "",
+                                                   "anyone who reaches the port may read them",
+                                                   insecure, err, errlen)) != 0)) {
+        return rc;
+    }
+    if (insecure && yw_tls_serves(app->tls) &&
+        (!serves_metrics || yw_listen_is_loopback(metrics))) {
         yw_log(YW_LOG_INFO, "--insecure has no effect: the service serves TLS");
     }
     if (yw_tls_mutual(app->tls) && app->auth == NULL) {
@@ -489,6 +571,9 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             snprintf(err, errlen, "--data-dir %s: cannot create: %s", dir, strerror(-rc));
             return rc;
         }
+        if ((rc = yw__disk_setup(app, dir, err, errlen)) != 0) {
+            return rc;
+        }
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, def->db_file);
         yw_store_config_t scfg = {
@@ -497,10 +582,20 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             .n_migrations = def->n_migrations,
             .on_commit = yw__on_commit,
             .on_commit_arg = app,
+            .on_full = yw__on_disk_full,
+            .on_full_arg = app,
         };
         if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
             return rc;
         }
+        /* Page tokens survive restarts: their key is kept beside the data. */
+        snprintf(path, sizeof path, "%s/page_token.key", dir);
+        if ((rc = yw_page_key_load(path, &app->page_key, err, errlen)) != 0) {
+            return rc;
+        }
+    } else if ((rc = yw_page_key_random(&app->page_key)) != 0) {
+        snprintf(err, errlen, "no random bytes for the page token key");
+        return rc;
     }
     if (&yw_descriptor_set_len == NULL || yw_descriptor_set == NULL) {
         snprintf(err, errlen, "no descriptor set is linked into this binary");
@@ -662,6 +757,8 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         grpc_server_credentials_release(app->server_creds);
     }
     if (app->rt != NULL) {
+        yw_disk_release(app->disk); /* also after a start that failed */
+        yw_disk_close(app->disk);   /* the store is closed: nothing reports to it any more */
         yw_runtime_destroy(app->rt);
     }
     yw_auth_destroy(app->auth);

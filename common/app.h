@@ -1,11 +1,12 @@
 /*
  * app.h — the main() of every yaowei service, written once: parse the common flags
- * (config.h), set up logging, open the service's SQLite store under --data-dir
- * (migrating its schema), create the runtime and the server (health and reflection
- * included), let the service load its state, start serving on --listen (and metrics on
- * --metrics-listen, metrics.h), tell systemd it is ready (sd_notify READY=1; nothing
- * without $NOTIFY_SOCKET), and on SIGTERM/SIGINT shut down gracefully (health NOT_SERVING, new
- * calls refused, calls in flight finish within --grace-ms, store flushed and closed, exit 0).
+ * (config.h), set up logging, keep the data dir's reserve and write gate (disk.h), open
+ * the service's SQLite store under --data-dir (migrating its schema), create the runtime
+ * and the server (health and reflection included), let the service load its state,
+ * start serving on --listen (and metrics on --metrics-listen, metrics.h), tell systemd it
+ * is ready (sd_notify READY=1; nothing without $NOTIFY_SOCKET), and on SIGTERM/SIGINT
+ * shut down gracefully (health NOT_SERVING, new calls refused, calls in flight finish
+ * within --grace-ms, store flushed and closed, exit 0).
  *
  * Floods (listener.h): the soft file limit is raised to the hard one at start, at most
  * --max-connections connections are held, and the gRPC port's listener is watched. While
@@ -19,7 +20,9 @@
 #include <stddef.h>
 
 #include "common/config.h"
+#include "common/disk.h"
 #include "common/metrics.h"
+#include "common/page_token.h"
 #include "common/runtime.h"
 #include "common/server.h"
 #include "common/store.h"
@@ -87,6 +90,20 @@ yw_store_t *yw_app_store(const yw_app_t *app);
  * stay valid until yw_app_main() returns.
  */
 yw_metrics_t *yw_app_metrics(const yw_app_t *app);
+
+/**
+ * The key that signs the service's page tokens (page_token.h): read from
+ * --data-dir/page_token.key, created there at the first start; a random one for a
+ * service without a database. Valid until yw_app_main() returns.
+ */
+const yw_page_key_t *yw_app_page_key(const yw_app_t *app);
+
+/**
+ * The write gate of --data-dir's disk (disk.h): ask yw_disk_writable() before a write a
+ * caller asked for, and answer RESOURCE_EXHAUSTED with its message while the disk is
+ * full. NULL for a service without a database (always writable).
+ */
+yw_disk_t *yw_app_disk(const yw_app_t *app);
 
 /** The value of option `name` (common or the service's own); NULL when unset. */
 const char *yw_app_option(const yw_app_t *app, const char *name);

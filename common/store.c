@@ -92,6 +92,8 @@ struct st_yw_store_t {
 
     void (*on_commit)(void *arg, uint64_t duration_ns, size_t n_jobs, int committed);
     void *on_commit_arg;
+    void (*on_full)(void *arg);
+    void *on_full_arg;
 };
 
 /** A reader thread's argument: its store and its own connection. */
@@ -353,6 +355,32 @@ static grpc_status_code yw__fail_status(int rc)
 
 /* ---- the writer ------------------------------------------------------------------- */
 
+/*
+ * Whether `rc` (on the writer's connection) means the disk is full: SQLITE_FULL, or an
+ * I/O error (a -shm or WAL that could not grow, an fsync) whose errno says so.
+ */
+static bool yw__disk_full(sqlite3 *db, int rc)
+{
+    int primary = yw__primary(rc);
+    int sys = primary == SQLITE_IOERR ? sqlite3_system_errno(db) : 0;
+    return primary == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT;
+}
+
+/**
+ * The status of a write that failed with `rc`: RESOURCE_EXHAUSTED when the disk is full
+ * (told to on_full), else yw__fail_status().
+ */
+static grpc_status_code yw__write_fail(yw_store_t *store, int rc)
+{
+    if (!yw__disk_full(store->writer.db, rc)) {
+        return yw__fail_status(rc);
+    }
+    if (store->on_full != NULL) {
+        store->on_full(store->on_full_arg);
+    }
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+}
+
 /**
  * Marks every job from `first` up to (not including) `stop` that had succeeded as
  * failed with `st` and `msg`: their transaction did not commit.
@@ -369,17 +397,21 @@ static void yw__fail_succeeded(yw_store_job_t *first, yw_store_job_t *stop, grpc
 }
 
 /** Runs one job of a group inside its own savepoint; sets job->yw_status. */
-static void yw__run_write_job(yw_store_conn_t *conn, yw_store_job_t *job)
+static void yw__run_write_job(yw_store_t *store, yw_store_job_t *job)
 {
+    yw_store_conn_t *conn = &store->writer;
     job->errmsg[0] = '\0';
     int rc = yw__exec(conn, yw__sql_savepoint);
     if (rc != SQLITE_OK) {
-        job->yw_status = yw__fail_status(rc);
+        job->yw_status = yw__write_fail(store, rc);
         yw__fmt(job->errmsg, sizeof job->errmsg, "savepoint failed: %s", sqlite3_errmsg(conn->db));
         return;
     }
     grpc_status_code st = job->work(conn, job);
     job->errmsg[sizeof job->errmsg - 1] = '\0';
+    if (st != GRPC_STATUS_OK && yw__disk_full(conn->db, sqlite3_extended_errcode(conn->db))) {
+        st = yw__write_fail(store, sqlite3_extended_errcode(conn->db)); /* whatever work said */
+    }
     yw__reset_busy(conn->db);
     if (st == GRPC_STATUS_OK) {
         rc = yw__exec(conn, yw__sql_release);
@@ -387,7 +419,7 @@ static void yw__run_write_job(yw_store_conn_t *conn, yw_store_job_t *job)
             job->yw_status = GRPC_STATUS_OK;
             return;
         }
-        st = yw__fail_status(rc);
+        st = yw__write_fail(store, rc);
         yw__fmt(job->errmsg, sizeof job->errmsg, "release failed: %s", sqlite3_errmsg(conn->db));
     } else if (job->errmsg[0] == '\0') {
         yw__fmt(job->errmsg, sizeof job->errmsg, "write job failed with status %d", (int)st);
@@ -421,19 +453,21 @@ static int yw__run_group_tx(yw_store_t *store, yw_store_job_t *group)
             if (rc != SQLITE_OK) {
                 /* Retrying per job would wait busy_timeout for each: fail the rest. */
                 snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(conn->db));
+                grpc_status_code st = yw__write_fail(store, rc);
                 for (yw_store_job_t *j = job; j != NULL; j = j->yw_next) {
-                    j->yw_status = yw__fail_status(rc);
+                    j->yw_status = st;
                     yw__fmt(j->errmsg, sizeof j->errmsg, "begin failed: %s", msg);
                 }
                 return 0;
             }
             tx_first = job;
         }
-        yw__run_write_job(conn, job);
+        yw__run_write_job(store, job);
         if (sqlite3_get_autocommit(conn->db)) {
             int rc = sqlite3_errcode(conn->db);
             snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(conn->db));
-            grpc_status_code st = rc != SQLITE_OK ? yw__fail_status(rc) : GRPC_STATUS_UNAVAILABLE;
+            grpc_status_code st =
+                rc != SQLITE_OK ? yw__write_fail(store, rc) : GRPC_STATUS_UNAVAILABLE;
             yw__fail_succeeded(tx_first, job->yw_next, st, "transaction rolled back", msg);
             tx_first = NULL;
         }
@@ -444,7 +478,7 @@ static int yw__run_group_tx(yw_store_t *store, yw_store_job_t *group)
     int rc = yw__exec(conn, yw__sql_commit);
     if (rc != SQLITE_OK) {
         snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(conn->db));
-        yw__fail_succeeded(tx_first, NULL, yw__fail_status(rc), "commit failed", msg);
+        yw__fail_succeeded(tx_first, NULL, yw__write_fail(store, rc), "commit failed", msg);
         yw__rollback(conn);
         return 0;
     }
@@ -1052,6 +1086,8 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
     store->n_readers = cfg->readers > 0 ? cfg->readers : YW__DEFAULT_READERS;
     store->on_commit = cfg->on_commit;
     store->on_commit_arg = cfg->on_commit_arg;
+    store->on_full = cfg->on_full;
+    store->on_full_arg = cfg->on_full_arg;
     pthread_mutex_init(&store->mu, NULL);
     pthread_mutex_init(&store->writer_mu, NULL);
     pthread_cond_init(&store->writer_cv, NULL);

@@ -79,6 +79,14 @@ typedef struct st_yw_store_config_t {
      */
     void (*on_commit)(void *arg, uint64_t duration_ns, size_t n_jobs, int committed);
     void *on_commit_arg;
+    /**
+     * Optional (NULL: none): called on the writer thread when a write finds the disk full
+     * (SQLITE_FULL, or an I/O error whose errno is ENOSPC or EDQUOT); such a job fails
+     * RESOURCE_EXHAUSTED whatever status its work chose. Quick and thread-safe
+     * (disk.h's yw_disk_report_full()).
+     */
+    void (*on_full)(void *arg);
+    void *on_full_arg;
 } yw_store_config_t;
 
 /**
@@ -127,7 +135,9 @@ sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql);
 /**
  * The gRPC status for an SQLite result code (primary or extended): SQLITE_OK/ROW/DONE ->
  * OK, SQLITE_FULL -> RESOURCE_EXHAUSTED, SQLITE_READONLY/BUSY/IOERR/CANTOPEN ->
- * UNAVAILABLE, SQLITE_CONSTRAINT -> ALREADY_EXISTS, others -> INTERNAL.
+ * UNAVAILABLE, SQLITE_CONSTRAINT -> ALREADY_EXISTS, others -> INTERNAL. (The writer also
+ * fails a job that found the disk full through an I/O error RESOURCE_EXHAUSTED:
+ * yw_store_config_t.on_full.)
  */
 grpc_status_code yw_store_status(int sqlite_rc);
 

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/page_token.h"
 #include "common/utf8.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_errs.h"
@@ -669,6 +670,20 @@ static void attr__ingest_fail(attr_ingest_t *ing, grpc_status_code code, const c
 }
 
 /**
+ * Whether the data dir's disk is full (common/disk.h): the call's events are then
+ * refused, the call failing RESOURCE_EXHAUSTED with the disk's message.
+ */
+static int attr__disk_full(attr_ingest_t *ing)
+{
+    char err[256];
+    if (yw_disk_writable(yw_app_disk(ing->svc->app), err, sizeof err) == 0) {
+        return 0;
+    }
+    attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+    return 1;
+}
+
+/**
  * Counts a rejected event, at whatever stage it was judged; the summary lists the
  * ATTR_ERRORS_MAX lowest indexes, ascending (attr_errs.h).
  */
@@ -893,10 +908,16 @@ static void attr__xbatch_commit(attr_held_t *h)
         attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "exposure log: cannot write %zu exposures: %s", xb->n,
                strerror(-xb->status));
-        attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE,
-                          "exposure log: cannot write (%s); events of this call may be "
-                          "partly stored: resend it (duplicates are detected)",
-                          strerror(-xb->status));
+        /* A full disk is no outage to retry blindly: the gate closes until space is back. */
+        int full = xb->status == -ENOSPC || xb->status == -EDQUOT;
+        if (full) {
+            yw_disk_report_full(yw_app_disk(svc->app));
+        }
+        attr__ingest_fail(ing, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE,
+                          "exposure log: cannot write (%s%s); events of this call may be "
+                          "partly stored: resend it%s (duplicates are detected)",
+                          strerror(-xb->status), full ? ": disk full" : "",
+                          full ? " once space is back" : "");
     }
     attr__xbatch_done(xb);
 }
@@ -1285,6 +1306,9 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     attr_state_t *st = &svc->st;
     char err[ATTR_REASON_MAX];
     int64_t occur;
+    if (attr__disk_full(ing)) {
+        return;
+    }
     if (attr_validate_exposure(ev, now, &occur, err, sizeof err) != 0) {
         attr__reject(ing, index, err);
         return;
@@ -1767,6 +1791,9 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
     attr_state_t *st = &ing->svc->st;
     char err[ATTR_REASON_MAX];
     int64_t occur;
+    if (attr__disk_full(ing)) {
+        return;
+    }
     if (attr_validate_conversion(ev, st->settings.currency, now, &occur, err, sizeof err) != 0) {
         attr__reject(ing, index, err);
         return;
@@ -2073,9 +2100,14 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
 {
     const Yaowei__Attribution__V1__RecordRefundsRequest *req =
         (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg;
+    char disk[256];
     if (req->n_events > ATTR_BATCH_MAX) {
         yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
                        ATTR_BATCH_MAX, req->n_events);
+        return;
+    }
+    if (yw_disk_writable(yw_app_disk(attr__svc(call)->app), disk, sizeof disk) != 0) {
+        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", disk);
         return;
     }
     attr_ingest_t *ing = attr__ingest_new(call);
@@ -2595,7 +2627,7 @@ typedef struct st_attr_report_t {
     unsigned tiers_mask; /* 0: every tier */
     int order_by;
     size_t offset, page_size;
-    uint32_t query_check;
+    yw_page_query_t query; /* what its page tokens are bound to */
     void (*finish)(struct st_attr_report_t *r, const char *tier_error);
 } attr_report_t;
 
@@ -2786,10 +2818,30 @@ static int attr__cmp_gpm(const void *pa, const void *pb)
     return strcmp(a->name, b->name);
 }
 
+/*
+ * ListTopCreators once the labels are in. A tiers filter cannot be answered for a
+ * creator tier scoring never labelled: while tier scoring fails, such a filter is
+ * UNAVAILABLE (an empty page would say there are no such creators); labels it gave
+ * before, however old, are used, as GetTierReport does, and tier_labels_error says so.
+ */
 static void attr__finish_top(attr_report_t *r, const char *tier_error)
 {
-    (void)tier_error; /* unlabelled creators are under TIER_UNSPECIFIED; logged */
     attr_state_t *st = &r->svc->st;
+    if (r->tiers_mask != 0 && tier_error != NULL) {
+        size_t unknown = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            unknown += !attr_tier_known(st, r->entries[i].creator);
+        }
+        if (unknown > 0) {
+            yw_call_finish(r->call, GRPC_STATUS_UNAVAILABLE,
+                           "tiers: cannot filter by tier: tier scoring gave no label for %zu of "
+                           "the %zu creators in range (%.200s); retry later, or list without "
+                           "tiers",
+                           unknown, r->n, tier_error);
+            attr__report_free(r);
+            return;
+        }
+    }
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
         int t = attr_tier_of(st, r->entries[i].creator);
@@ -2828,9 +2880,14 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         row->conversion_rate = attr__per(attr__credit(e->s.credit), e->s.impressions, 1.0);
         ptrs[i] = row;
     }
-    char token[64] = "";
-    if (to < k) {
-        snprintf(token, sizeof token, "%016llx%08x", (unsigned long long)to, r->query_check);
+    char token[YW_PAGE_TOKEN_BUFSZ] = "";
+    if (to < k &&
+        yw_page_token_encode(yw_app_page_key(r->svc->app), &r->query, to, NULL, token) != 0) {
+        free(rows);
+        free(ptrs);
+        yw_call_finish(r->call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
+        attr__report_free(r);
+        return;
     }
     Yaowei__Attribution__V1__ListTopCreatorsResponse resp;
     yaowei__attribution__v1__list_top_creators_response__init(&resp);
@@ -2838,6 +2895,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
     resp.creators = ptrs;
     resp.next_page_token = token;
     resp.currency = st->settings.currency;
+    resp.tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
     (void)yw_call_reply(r->call, &resp.base);
     free(rows);
     free(ptrs);
@@ -2883,25 +2941,22 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
                        req->page_size);
         return;
     }
-    size_t page = req->page_size == 0              ? ATTR_PAGE_DEFAULT
-                  : req->page_size > ATTR_PAGE_MAX ? ATTR_PAGE_MAX
-                                                   : (size_t)req->page_size;
-    /* The token names the query it belongs to; another query's token is refused. */
-    int64_t q[5] = {d0, d1, model, order == 2 ? 2 : 1, mask};
-    uint32_t check = (uint32_t)attr_hash_bytes(q, sizeof q);
-    size_t offset = 0;
-    if (req->page_token != NULL && req->page_token[0] != '\0') {
-        unsigned long long off = 0;
-        unsigned int chk = 0;
-        char tail = 0;
-        if (strlen(req->page_token) != 24 ||
-            sscanf(req->page_token, "%16llx%8x%c", &off, &chk, &tail) != 2 || chk != check) {
-            yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-                           "page_token: not a next_page_token of this query (range, model, "
-                           "tiers and order_by must stay the same)");
-            return;
-        }
-        offset = (size_t)off;
+    size_t page = (size_t)yw_page_size(req->page_size, ATTR_PAGE_DEFAULT, ATTR_PAGE_MAX);
+    /* A token carries the offset of its page's end, at most the number of creators (a
+     * list never holds more), and is bound to the query: another query's is refused. */
+    yw_page_query_t query;
+    yw_page_query_init(&query, "ListTopCreators",
+                       "start_time, end_time, model, tiers and order_by");
+    yw_page_query_add_int(&query, d0);
+    yw_page_query_add_int(&query, d1);
+    yw_page_query_add_int(&query, model);
+    yw_page_query_add_int(&query, mask);
+    yw_page_query_add_int(&query, order == 2 ? 2 : 1);
+    yw_page_cursor_t after;
+    if (yw_page_token_decode(yw_app_page_key(svc->app), &query, req->page_token,
+                             attr_state_n_creators(&svc->st), &after, err, sizeof err) != 0) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        return;
     }
     attr_report_t *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -2915,9 +2970,9 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     r->model = model;
     r->tiers_mask = mask;
     r->order_by = order;
-    r->offset = offset;
+    r->offset = (size_t)after.n;
     r->page_size = page;
-    r->query_check = check;
+    r->query = query;
     r->finish = attr__finish_top;
     yw_call_set_data(call, r);
     if (attr__collect(&svc->st, r) != 0) {
@@ -3305,6 +3360,10 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
         attr_settings_apply(req, &st->settings, &next, &changed, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
         yw_call_finish(call, code, "%s", err);
+        return;
+    }
+    if (yw_disk_writable(yw_app_disk(svc->app), err, sizeof err) != 0) {
+        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
         return;
     }
     if (strcmp(next.currency, st->settings.currency) != 0 &&

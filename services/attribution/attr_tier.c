@@ -186,6 +186,11 @@ int attr_tier_of(const attr_state_t *st, uint32_t creator)
     return st->creator_meta[creator].tier;
 }
 
+int attr_tier_known(const attr_state_t *st, uint32_t creator)
+{
+    return creator < st->cap_creator_meta && st->creator_meta[creator].tier_ns != 0;
+}
+
 static void attr__label(attr_state_t *st, uint32_t creator, int tier, int64_t now_ns)
 {
     if (creator < st->cap_creator_meta) {

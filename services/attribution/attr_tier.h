@@ -127,6 +127,12 @@ int attr_tier_refresh(attr_tier_t *t, attr_state_t *st, const uint32_t *creators
 /** The label to report for a creator: its cached tier, TIER_UNSPECIFIED when none. */
 int attr_tier_of(const attr_state_t *st, uint32_t creator);
 
+/**
+ * Whether tier scoring ever labelled `creator` (TIER_UNSPECIFIED for a creator it does not
+ * know counts): attr_tier_of() is then its label, however old. 0 when it never answered.
+ */
+int attr_tier_known(const attr_state_t *st, uint32_t creator);
+
 /** Whether `id` is a creator id tier scoring accepts. */
 int attr_tier_id_ok(const char *id, size_t len);
 

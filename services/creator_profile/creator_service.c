@@ -16,9 +16,9 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/page_token.h"
 #include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
-#include "services/creator_profile/creator_paging.h"
 #include "services/creator_profile/creator_store.h"
 #include "services/creator_profile/creator_validate.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
@@ -46,10 +46,18 @@ static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_jo
  * no store work is started for a caller that has gone.
  */
 
-/* Queues `job`; on failure (the store is closing) finishes the call and returns -1. */
+/*
+ * Queues `job`; on failure (a write while the disk is full, or the store is closing)
+ * finishes the call and returns -1.
+ */
 static int queue(yw_call_t *call, yw_store_job_t *job, int write)
 {
     creator_state_t *st = state_of(call);
+    char err[ERR_BUFSZ];
+    if (write && yw_disk_writable(yw_app_disk(yw_app_from_call(call)), err, sizeof err) != 0) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
+        return -1;
+    }
     int rc = write ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
     if (rc < 0) {
         yw_call_fail(call, GRPC_STATUS_UNAVAILABLE,
@@ -271,8 +279,9 @@ static void delete_creator(yw_call_t *call, const ProtobufCMessage *msg)
 
 typedef struct {
     creator_list_job_t list;
-    uint64_t filter_hash;
-    char after[CREATOR_ID_MAX + 1];
+    /* The token binds the filters: a token of other filters is refused. */
+    yw_page_query_t query;
+    yw_page_cursor_t after;
 } list_call_t;
 
 static void list_creators_done(yw_store_job_t *job, grpc_status_code status)
@@ -280,11 +289,12 @@ static void list_creators_done(yw_store_job_t *job, grpc_status_code status)
     list_call_t *lc = (list_call_t *)job;
     creator_list_job_t *j = &lc->list;
     yw_call_t *call = j->data;
-    char token[CREATOR_PAGE_TOKEN_BUFSZ] = "";
+    char token[YW_PAGE_TOKEN_BUFSZ] = "";
     if (status != GRPC_STATUS_OK) {
         fail_job(call, status, job);
-    } else if (j->more && creator_page_token_encode(j->records[j->n_records - 1]->msg.creator_id,
-                                                    lc->filter_hash, token) != 0) {
+    } else if (j->more &&
+               yw_page_token_encode(yw_app_page_key(yw_app_from_call(call)), &lc->query, 0,
+                                    j->records[j->n_records - 1]->msg.creator_id, token) != 0) {
         yw_call_fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
     } else {
         /* Records stay owned by the job; the response borrows them until packed. */
@@ -303,7 +313,11 @@ static void list_creators_done(yw_store_job_t *job, grpc_status_code status)
     free(lc);
 }
 
-/* AIP-158 paging, ordered by creator_id; filters on category, region, followers. */
+/*
+ * AIP-158 paging, ordered by creator_id; filters on category, region, followers. A token
+ * carries the last creator_id of its page: keyset pages, so creators added or removed
+ * meanwhile never shift a page.
+ */
 static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Creator__V1__ListCreatorsRequest *req = (const void *)msg;
@@ -318,12 +332,21 @@ static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    lc->filter_hash = creator_page_filter_hash(req->category, req->region, req->min_followers,
-                                               req->max_followers);
-    code = creator_page_token_decode(req->page_token, lc->filter_hash, lc->after, err, sizeof err);
-    if (code != GRPC_STATUS_OK) {
+    yw_page_query_init(&lc->query, "ListCreators",
+                       "category, region, min_followers and max_followers");
+    yw_page_query_add_str(&lc->query, req->category);
+    yw_page_query_add_str(&lc->query, req->region);
+    yw_page_query_add_int(&lc->query, req->min_followers);
+    yw_page_query_add_int(&lc->query, req->max_followers);
+    int rc = yw_page_token_decode(yw_app_page_key(yw_app_from_call(call)), &lc->query,
+                                  req->page_token, 0, &lc->after, err, sizeof err);
+    if (rc == 0 && lc->after.key[0] != '\0' && !creator_id_valid(lc->after.key)) {
+        snprintf(err, sizeof err, "page_token: its creator_id is not valid");
+        rc = -EINVAL;
+    }
+    if (rc != 0) {
         free(lc);
-        yw_call_fail(call, code, err);
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
         return;
     }
     if (yw_call_abandoned(call)) {
@@ -333,8 +356,8 @@ static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
     creator_list_job_t *j = &lc->list;
     creator_list_job_init(j, list_creators_done);
     j->data = call;
-    j->after = lc->after;
-    j->page_size = creator_page_size(req->page_size);
+    j->after = lc->after.key;
+    j->page_size = yw_page_size(req->page_size, CREATOR_PAGE_SIZE_DEFAULT, CREATOR_PAGE_SIZE_MAX);
     j->category = req->category;
     j->region = req->region;
     j->min_followers = req->min_followers;

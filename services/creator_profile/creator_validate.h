@@ -29,6 +29,9 @@ extern "C" {
 #define CREATOR_CATEGORIES_MAX 20
 #define CREATOR_CATEGORY_MAX 64
 #define CREATOR_NOTE_ID_MAX 128
+/** ListCreators' page sizes (AIP-158: 0 means the default, more is clamped). */
+#define CREATOR_PAGE_SIZE_DEFAULT 50
+#define CREATOR_PAGE_SIZE_MAX 1000
 /** Most ids in BatchGetCreators and BatchGetCreatorStats. */
 #define CREATOR_BATCH_MAX 1000
 /** Most rows in one RecordNoteStats. */
@@ -81,7 +84,7 @@ grpc_status_code creator_validate_ids(const char *field, char *const *ids, size_
                                       size_t errlen);
 
 /**
- * ListCreators, all but page_token (creator_paging.h): page_size >= 0, category and
+ * ListCreators, all but page_token (common/page_token.h): page_size >= 0, category and
  * region <= 64 bytes, min_followers and max_followers >= 0, max >= min unless max is 0.
  */
 grpc_status_code creator_validate_list(const Yaowei__Creator__V1__ListCreatorsRequest *req,

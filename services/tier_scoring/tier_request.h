@@ -1,15 +1,10 @@
 /*
  * tier_request.h — the rules of TierScoringService requests (ids, tiers, categories,
- * page sizes) and ListCreatorsByTier's opaque page tokens. Pure functions.
+ * page sizes). Pure functions. ListCreatorsByTier's page tokens are common/page_token.h's.
  *
  * Checks return GRPC_STATUS_OK, or INVALID_ARGUMENT with a message in `err` that starts
  * with the field's path, index included, and states the rule, e.g. `creator_ids[3]:
  * must be 1-128 characters of [A-Za-z0-9_.-]`.
- *
- * A page token carries the tier and category it was issued for (as a hash) and the
- * (score, creator_id) of the last creator of its page, hex-encoded. Pages are keyset
- * pages in best-first order, so a token stays valid across refreshes: the next page
- * starts after that key, wherever it now is.
  */
 #ifndef TIER_REQUEST_H
 #define TIER_REQUEST_H
@@ -33,8 +28,6 @@ extern "C" {
 #define TIER_CATEGORY_MAX 64
 #define TIER_PAGE_SIZE_DEFAULT 50
 #define TIER_PAGE_SIZE_MAX 1000
-/** Room for any token tier_page_token_encode() writes, NUL included. */
-#define TIER_PAGE_TOKEN_BUFSZ (2 * (1 + 8 + 8 + TIER_ID_MAX) + 1)
 
 /** The id at `field` (e.g. "creator_id"): required and well-formed. */
 grpc_status_code tier_validate_id(const char *field, const char *id, char *err, size_t errlen);
@@ -52,27 +45,6 @@ grpc_status_code tier_validate_tier(const char *field, int tier, char *err, size
 
 /** page_size: >= 0. */
 grpc_status_code tier_validate_page_size(int32_t page_size, char *err, size_t errlen);
-
-/** The page size in force: 0 means 50, more than 1000 means 1000. `requested` >= 0. */
-int32_t tier_page_size(int32_t requested);
-
-/** The hash of a listing's filters (tier, category) that tokens are bound to. */
-uint64_t tier_page_filter(tier_level_t tier, const char *category);
-
-/**
- * Writes the token that continues after (score, creator_id) under `filter` into `out`.
- * Returns 0, or -EINVAL when creator_id is not 1-128 bytes.
- */
-int tier_page_token_encode(uint64_t filter, double score, const char *creator_id,
-                           char out[TIER_PAGE_TOKEN_BUFSZ]);
-
-/**
- * Reads a non-empty `token` written under the same `filter`: `*score` and `after` (of
- * TIER_ID_MAX + 1 bytes) get the key the page starts after. GRPC_STATUS_OK, or
- * INVALID_ARGUMENT with a "page_token: ..." message.
- */
-grpc_status_code tier_page_token_decode(const char *token, uint64_t filter, double *score,
-                                        char after[TIER_ID_MAX + 1], char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

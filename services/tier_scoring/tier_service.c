@@ -10,12 +10,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/log.h"
 #include "common/client.h"
+#include "common/page_token.h"
 #include "services/tier_scoring/tier_policy.h"
 #include "services/tier_scoring/tier_population.h"
 #include "services/tier_scoring/tier_refresh.h"
@@ -46,6 +48,7 @@ typedef struct st_tier_waiter_t tier_waiter_t;
 /* What yw_app_state() holds. Loop thread only. */
 typedef struct st_tier_state_t {
     yw_store_t *store;
+    yw_disk_t *disk; /* the write gate of --data-dir (common/disk.h) */
     uv_loop_t *loop;
     yw_channel_t *creator_profile;
     int64_t peer_timeout_ms;   /* a read from creator profile when the caller set no deadline */
@@ -210,6 +213,11 @@ static void save_population(tier_state_t *st)
     }
     if (st->saving) {
         st->save_again = 1;
+        return;
+    }
+    char err[ERR_BUFSZ];
+    if (yw_disk_writable(st->disk, err, sizeof err) != 0) {
+        yw_log(YW_LOG_WARN, "saving the population: skipped, the next refresh saves it: %s", err);
         return;
     }
     tier_save_job_t *j = calloc(1, sizeof *j);
@@ -577,13 +585,26 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
         return;
     }
     tier_level_t tier = (tier_level_t)req->tier;
-    uint64_t filter = tier_page_filter(tier, req->category);
+    /* The token carries the (score, creator_id) of its page's last creator and is bound
+     * to the tier and category: keyset pages in best-first order, so a token stays valid
+     * across refreshes (the next page starts after that key, wherever it now is). */
+    const yw_page_key_t *key = yw_app_page_key(yw_app_from_call(call));
+    yw_page_query_t query;
+    yw_page_query_init(&query, "ListCreatorsByTier", "tier and category");
+    yw_page_query_add_int(&query, tier);
+    yw_page_query_add_str(&query, req->category);
+    yw_page_cursor_t after;
     double after_score = 0.0;
-    char after_id[TIER_ID_MAX + 1];
+    if (yw_page_token_decode(key, &query, req->page_token, UINT64_MAX, &after, err, sizeof err) !=
+        0) {
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
+        return;
+    }
+    memcpy(&after_score, &after.n, sizeof after_score);
     if (req->page_token[0] != '\0' &&
-        (code = tier_page_token_decode(req->page_token, filter, &after_score, after_id, err,
-                                       sizeof err)) != GRPC_STATUS_OK) {
-        yw_call_fail(call, code, err);
+        (!isfinite(after_score) ||
+         tier_validate_id("page_token", after.key, err, sizeof err) != GRPC_STATUS_OK)) {
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "page_token: not a valid position");
         return;
     }
     if (no_population(call, st, st->pop->snap)) {
@@ -591,8 +612,9 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
     }
     const tier_population_t *pop = st->pop;
     tier_group_t g = tier_population_group(pop, tier, req->category);
-    size_t start = req->page_token[0] != '\0' ? tier_group_seek(&g, pop, after_score, after_id) : 0;
-    size_t count = (size_t)tier_page_size(req->page_size);
+    size_t start =
+        req->page_token[0] != '\0' ? tier_group_seek(&g, pop, after_score, after.key) : 0;
+    size_t count = (size_t)yw_page_size(req->page_size, TIER_PAGE_SIZE_DEFAULT, TIER_PAGE_SIZE_MAX);
     if (count > g.n - start) {
         count = g.n - start;
     }
@@ -610,11 +632,13 @@ static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
         score_msg(&out.msgs[k], &out.components[k], c->creator_id, c->category, c->in.followers,
                   &pop->results[i], &pop->standings[i], pop->policy.version, &computed);
     }
-    char token[TIER_PAGE_TOKEN_BUFSZ] = "";
+    char token[YW_PAGE_TOKEN_BUFSZ] = "";
     if (start + count < g.n && count > 0) {
         size_t last = g.idx[start + count - 1];
-        if (tier_page_token_encode(filter, pop->results[last].score,
-                                   pop->snap->creators[last].creator_id, token) != 0) {
+        uint64_t bits;
+        memcpy(&bits, &pop->results[last].score, sizeof bits);
+        if (yw_page_token_encode(key, &query, bits, pop->snap->creators[last].creator_id, token) !=
+            0) {
             yw_call_fail(call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
             scores_free(&out);
             return;
@@ -703,6 +727,11 @@ static void next_update(tier_state_t *st)
             tier_policy_update(&st->policy, u->req, &u->pj.policy, err, sizeof err);
         if (code != GRPC_STATUS_OK) {
             yw_call_fail(u->call, code, err);
+            free(u);
+            continue;
+        }
+        if (yw_disk_writable(st->disk, err, sizeof err) != 0) {
+            yw_call_fail(u->call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
             free(u);
             continue;
         }
@@ -1117,6 +1146,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         return -ENOMEM;
     }
     st->store = yw_app_store(app);
+    st->disk = yw_app_disk(app);
     st->loop = yw_runtime_loop(yw_app_runtime(app));
     st->peer_timeout_ms = timeout;
     st->holds = 1;

@@ -191,3 +191,48 @@ def test_sigterm_while_a_fetch_is_in_flight(stubbed):
     if not isinstance(rep, Exception):
         assert rows_by_tier(rep) == {"TIER_UNSPECIFIED": 10}
         assert "tier scoring" in rep["tier_labels_error"]
+
+
+def test_top_creators_by_tier_while_tier_scoring_is_down(stubbed):
+    """ListTopCreators with a tiers filter cannot be answered for creators tier scoring
+    never labelled: while it is down that is UNAVAILABLE naming tier scoring (it was OK
+    with an empty list), not an answer that says there are no such creators. Without a
+    filter the list is answered, with tier_labels_error as GetTierReport has it. Labels
+    given before, however old (--tier-label-ttl-s 0), still answer a filter."""
+    tiers = creators_of(8)
+    stub, a = stubbed(tiers, extra=["--tier-label-ttl-s", "0"])
+    expose(a, tiers)
+    mid = sorted(c for c, t in tiers.items() if t == "TIER_MID")
+    top = a.call("ListTopCreators", dict(RANGE, tiers=["TIER_MID"], page_size=1000))
+    assert sorted(x["creator_id"] for x in top["creators"]) == mid
+    assert top.get("tier_labels_error", "") == ""
+    stub.stop()
+    # Known labels, tier scoring down: answered from them, the error said.
+    top = a.call("ListTopCreators", dict(RANGE, tiers=["TIER_MID"], page_size=1000), timeout=10)
+    assert sorted(x["creator_id"] for x in top["creators"]) == mid
+    assert "tier scoring" in top["tier_labels_error"]
+    # A creator never labelled: the filter cannot be judged.
+    expose(a, [uid("new")])
+    with pytest.raises(grpc.RpcError) as ei:
+        a.call("ListTopCreators", dict(RANGE, tiers=["TIER_MID"]), timeout=10)
+    assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+    assert "tiers" in ei.value.details() and "tier scoring" in ei.value.details()
+    assert "1 of the 9 creators" in ei.value.details()
+    # Without a filter: every creator, the error said.
+    top = a.call("ListTopCreators", dict(RANGE, page_size=1000), timeout=10)
+    assert len(top["creators"]) == 9
+    assert "tier scoring" in top["tier_labels_error"]
+
+
+def test_top_creators_by_tier_with_tier_scoring_never_up(tmp_path_factory):
+    """Attribution alone (nothing listens at --tier-scoring-addr): a tiers filter is
+    UNAVAILABLE, not OK with an empty list."""
+    a = Attr(tmp_path_factory, "attribution_no_tier").start()
+    try:
+        expose(a, [uid("c") for _ in range(3)])
+        with pytest.raises(grpc.RpcError) as ei:
+            a.call("ListTopCreators", dict(RANGE, tiers=["TIER_TAIL"]), timeout=15)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+        assert "tier scoring" in ei.value.details()
+    finally:
+        a.stop()

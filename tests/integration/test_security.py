@@ -196,6 +196,48 @@ def test_loopback_needs_no_flag(tmp_path_factory, listen):
     srv.stop()
 
 
+# The same rule for --metrics-listen: metrics are plain HTTP whatever gRPC serves.
+
+def metrics_refused(rel, args, port):
+    res = subprocess.run([binary_path(rel)] + args, capture_output=True, text=True, timeout=20,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("YW_")})
+    assert res.returncode == 1, res
+    err = res.stderr
+    assert "--metrics-listen 0.0.0.0:%d" % port in err, err
+    assert "only on loopback" in err and "--insecure" in err, err
+
+
+@pytest.mark.parametrize("rel", [CREATOR_BIN, TIER_BIN, ATTR_BIN])
+def test_metrics_off_loopback_is_refused_without_insecure(tmp_path, rel):
+    port = free_port()
+    metrics_refused(rel, ["--listen", "127.0.0.1:%d" % free_port(), "--data-dir", str(tmp_path),
+                          "--metrics-listen", "0.0.0.0:%d" % port], port)
+
+
+def test_metrics_off_loopback_is_refused_when_grpc_is_mutual_tls(tmp_path, pki):
+    ca, leaves = pki
+    port = free_port()
+    metrics_refused(CREATOR_BIN, ["--listen", "0.0.0.0:%d" % free_port(), "--data-dir",
+                                  str(tmp_path), "--metrics-listen", "0.0.0.0:%d" % port]
+                    + tls_args(leaves["creator-profile"], ca), port)
+
+
+def test_insecure_serves_metrics_off_loopback_and_logs_it(tmp_path_factory):
+    port = free_port()
+    srv = make(tmp_path_factory, CREATOR_BIN, "metrics_insecure",
+               ["--metrics-listen", "0.0.0.0:%d" % port, "--insecure"])
+    srv.start()
+    try:
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            assert b"yaowei_service_info" in r.read()
+        warn = [r for r in srv.log_records() if r.get("level") == "warn"
+                and "PLAINTEXT metrics" in r.get("msg", "")]
+        assert warn and "0.0.0.0:%d" % port in warn[0]["msg"], srv.log_tail()
+    finally:
+        srv.stop()
+
+
 def test_bad_tls_and_auth_configs_refuse_to_start(tmp_path, pki):
     ca, leaves = pki
     d = str(tmp_path)

@@ -319,7 +319,7 @@ def test_list_by_tier_order_and_paging(tier_stack):
     tok = tier_stack.ts("ListCreatorsByTier", {"tier": "TIER_TAIL", "category": cat,
                                                "page_size": 2})["next_page_token"]
     expect_error(lambda: call(tier="TIER_MID", category=cat, page_token=tok), INVALID,
-                 "page_token: issued for another tier or category")
+                 "page_token: issued for another query; tier and category")
     expect_error(lambda: call(tier="TIER_TAIL", category="x" * 65), INVALID, "category")
 
 

@@ -674,6 +674,78 @@ YW_TEST(constraint_violation_is_already_exists)
     fixture_done(&f);
 }
 
+/*
+ * Caps the database at its current size and inserts 64 KiB: SQLITE_FULL, as on a full
+ * disk. Returns INTERNAL on purpose: the store, not the job, knows what a full disk is.
+ */
+static grpc_status_code full_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    sqlite3 *db = yw_store_db(conn);
+    int rc = sqlite3_exec(db, "PRAGMA max_page_count = 1", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db, "INSERT INTO kv(k, v) VALUES(hex(randomblob(32768)), 1)", NULL, NULL,
+                          NULL);
+    }
+    snprintf(job->errmsg, sizeof job->errmsg, "%s", sqlite3_errmsg(db));
+    return rc == SQLITE_OK ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
+}
+
+static grpc_status_code uncap_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    (void)job;
+    return sqlite3_exec(yw_store_db(conn), "PRAGMA max_page_count = 1073741823", NULL, NULL,
+                        NULL) == SQLITE_OK
+               ? GRPC_STATUS_OK
+               : GRPC_STATUS_INTERNAL;
+}
+
+static int full_calls;
+
+static void on_full(void *arg)
+{
+    YW_CHECK(arg == &full_calls);
+    __atomic_add_fetch(&full_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+YW_TEST(disk_full_is_resource_exhausted_and_told)
+{
+    fixture_t f;
+    fixture_init(&f);
+    yw_store_config_t cfg = {.path = f.path,
+                             .migrations = migrations,
+                             .n_migrations = 2,
+                             .on_full = on_full,
+                             .on_full_arg = &full_calls};
+    yw_store_t *store = NULL;
+    char err[256];
+    YW_CHECK_INT(yw_store_open(&f.loop, &cfg, &store, err, sizeof err), ==, 0);
+    int remaining = 3;
+    put_t full, uncap, after;
+    put_init(&full, &f, "unused", 0, &remaining);
+    full.job.work = full_work;
+    put_init(&uncap, &f, "unused", 0, &remaining);
+    uncap.job.work = uncap_work;
+    put_init(&after, &f, "after", 7, &remaining);
+    YW_CHECK_INT(yw_store_write(store, &full.job), ==, 0);
+    while (remaining > 2) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_INT(full.status, ==, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    YW_CHECK(strstr(full.errmsg, "full") != NULL);
+    YW_CHECK_INT(__atomic_load_n(&full_calls, __ATOMIC_SEQ_CST), >=, 1);
+    /* Space back: the store writes again. */
+    YW_CHECK_INT(yw_store_write(store, &uncap.job), ==, 0);
+    YW_CHECK_INT(yw_store_write(store, &after.job), ==, 0);
+    while (remaining > 0) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_INT(uncap.status, ==, GRPC_STATUS_OK);
+    YW_CHECK_INT(after.status, ==, GRPC_STATUS_OK);
+    close_store(&f, store);
+    YW_CHECK_INT(raw_query_int(f.path, "SELECT v FROM kv WHERE k = 'after'"), ==, 7);
+    fixture_done(&f);
+}
+
 /** Inserts a child whose parent does not exist: only the deferred check at COMMIT fails. */
 static grpc_status_code orphan_work(yw_store_conn_t *conn, yw_store_job_t *job)
 {
@@ -1109,6 +1181,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(read_jobs_cannot_write),
         YW_TEST_ENTRY(failing_job_rolled_back_alone),
         YW_TEST_ENTRY(constraint_violation_is_already_exists),
+        YW_TEST_ENTRY(disk_full_is_resource_exhausted_and_told),
         YW_TEST_ENTRY(commit_failure_fails_the_group),
         YW_TEST_ENTRY(many_writes_group_commit),
         YW_TEST_ENTRY(max_group_bounds_a_group),

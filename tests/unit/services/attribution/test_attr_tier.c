@@ -410,7 +410,8 @@ YW_TEST(batches_share_one_deadline_and_the_rest_stay_unlabelled)
     }
     size_t labelled = 0, unlabelled = 0;
     for (size_t i = 0; i < 100; i++) {
-        if (f.st.creator_meta[ids[i]].tier_ns != 0) {
+        YW_CHECK_INT(attr_tier_known(&f.st, ids[i]), ==, f.st.creator_meta[ids[i]].tier_ns != 0);
+        if (attr_tier_known(&f.st, ids[i])) {
             YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, YAOWEI__TIER__V1__TIER__TIER_MID);
             labelled++;
         } else {
@@ -446,6 +447,8 @@ YW_TEST(not_found_is_unlabelled_and_asked_again_after_a_minute)
     for (int i = 0; i < 3; i++) {
         YW_CHECK_INT(attr_tier_of(&f.st, ids[i]), ==, YAOWEI__TIER__V1__TIER__TIER_HEAD);
         YW_CHECK_INT(attr_tier_of(&f.st, ids[3 + i]), ==, YAOWEI__TIER__V1__TIER__TIER_UNSPECIFIED);
+        /* An answer that it does not know them is a label all the same. */
+        YW_CHECK(attr_tier_known(&f.st, ids[i]) && attr_tier_known(&f.st, ids[3 + i]));
     }
     YW_CHECK_INT(refresh(&f, ids, 6, NOW_NS + 59 * S_NS), ==, 0);
     size_t seen = f.ids_seen;

@@ -1,11 +1,8 @@
 /*
  * test_tier_request.c — unit tests of services/tier_scoring/tier_request.c: ids, tiers,
- * categories and page sizes, and page tokens (round trip, bound to their listing,
- * refusal of anything else).
+ * categories and page sizes (page tokens: tests/unit/common/test_page_token.c).
  */
 #include "services/tier_scoring/tier_request.h"
-
-#include <errno.h>
 
 #include "tests/unit/test.h"
 
@@ -58,57 +55,6 @@ YW_TEST(tiers_categories_page_sizes)
     YW_CHECK_STR(err, "category: at most 64 bytes, got 65");
     YW_CHECK_INT(tier_validate_page_size(-1, err, sizeof err), ==, GRPC_STATUS_INVALID_ARGUMENT);
     YW_CHECK_STR(err, "page_size: must not be negative, got -1");
-    YW_CHECK_INT(tier_page_size(0), ==, 50);
-    YW_CHECK_INT(tier_page_size(7), ==, 7);
-    YW_CHECK_INT(tier_page_size(1000), ==, 1000);
-    YW_CHECK_INT(tier_page_size(5000), ==, 1000);
-}
-
-YW_TEST(page_token_round_trip)
-{
-    uint64_t f = tier_page_filter(TIER_LEVEL_MID, "food");
-    char tok[TIER_PAGE_TOKEN_BUFSZ];
-    YW_CHECK_INT(tier_page_token_encode(f, 61.25, "creator-9", tok), ==, 0);
-    double score = 0;
-    char after[TIER_ID_MAX + 1];
-    char err[256];
-    YW_CHECK_INT(tier_page_token_decode(tok, f, &score, after, err, sizeof err), ==,
-                 GRPC_STATUS_OK);
-    YW_CHECK(score == 61.25);
-    YW_CHECK_STR(after, "creator-9");
-    /* The longest id fits. */
-    char id[TIER_ID_MAX + 1];
-    memset(id, 'z', TIER_ID_MAX);
-    id[TIER_ID_MAX] = '\0';
-    YW_CHECK_INT(tier_page_token_encode(f, 0.0, id, tok), ==, 0);
-    YW_CHECK(strlen(tok) < TIER_PAGE_TOKEN_BUFSZ);
-    YW_CHECK_INT(tier_page_token_decode(tok, f, &score, after, err, sizeof err), ==,
-                 GRPC_STATUS_OK);
-    YW_CHECK_STR(after, id);
-    YW_CHECK_INT(tier_page_token_encode(f, 0.0, "", tok), ==, -EINVAL);
-}
-
-YW_TEST(page_token_is_bound_to_its_listing)
-{
-    char tok[TIER_PAGE_TOKEN_BUFSZ];
-    YW_CHECK_INT(tier_page_token_encode(tier_page_filter(TIER_LEVEL_MID, "food"), 1.0, "c1", tok),
-                 ==, 0);
-    double score;
-    char after[TIER_ID_MAX + 1];
-    char err[256];
-    YW_CHECK(tier_page_filter(TIER_LEVEL_MID, "food") != tier_page_filter(TIER_LEVEL_TAIL, "food"));
-    YW_CHECK(tier_page_filter(TIER_LEVEL_MID, "food") != tier_page_filter(TIER_LEVEL_MID, ""));
-    YW_CHECK_INT(tier_page_token_decode(tok, tier_page_filter(TIER_LEVEL_TAIL, "food"), &score,
-                                        after, err, sizeof err),
-                 ==, GRPC_STATUS_INVALID_ARGUMENT);
-    YW_CHECK(strncmp(err, "page_token: issued for another tier or category", 47) == 0);
-    static const char *const bad[] = {
-        "x", "abc", "zz", "00", "0100000000000000000000000000000000", "ABCDEF"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        YW_CHECK_INT(tier_page_token_decode(bad[i], 0, &score, after, err, sizeof err), ==,
-                     GRPC_STATUS_INVALID_ARGUMENT);
-        YW_CHECK_STR(err, "page_token: not a token this method issued");
-    }
 }
 
 int main(int argc, char **argv)
@@ -116,8 +62,6 @@ int main(int argc, char **argv)
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(ids),
         YW_TEST_ENTRY(tiers_categories_page_sizes),
-        YW_TEST_ENTRY(page_token_round_trip),
-        YW_TEST_ENTRY(page_token_is_bound_to_its_listing),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
