@@ -19,15 +19,24 @@ CFLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-para
 LIBS=(-lgrpc -lgpr -lprotobuf-c -luv -lsqlite3 -lmicrohttpd -lsystemd -ljansson -lcrypto
       -lpthread -lm)
 
+# An object is reused only when it was built from the same source, headers and flags:
+# its name carries a hash of them (OUT may be shared by several checkouts; a file's
+# mtime said nothing about which checkout built it, and headers were not looked at).
+HDRS=$( { printf '%s\n' "${CFLAGS[*]} ${EXTRA_CFLAGS:-}"; \
+          find common services tests/fuzz "$GEN" -name '*.h' -print0 | sort -z | xargs -0 cat; } \
+        | sha1sum | cut -c1-12)
+
 # compile OBJ_DIR SRC... : objects into OBJ_DIR, printed one per line
 compile() {
     local dir=$1; shift
     mkdir -p "$dir"
     local pids=() objs=()
     for src in "$@"; do
-        local obj="$dir/$(echo "$src" | tr '/' '_' | sed 's/\.c$/.o/')"
+        local sum
+        sum=$(sha1sum <"$src" | cut -c1-12)
+        local obj="$dir/$(echo "$src" | tr '/' '_' | sed 's/\.c$//')-$sum-$HDRS.o"
         objs+=("$obj")
-        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ]; then
+        if [ ! -f "$obj" ]; then
             "$CC" "${CFLAGS[@]}" ${EXTRA_CFLAGS:-} -c "$src" -o "$obj" &
             pids+=($!)
             if [ ${#pids[@]} -ge "$(nproc)" ]; then
