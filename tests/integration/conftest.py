@@ -27,6 +27,17 @@ CREATOR_PROFILE_BIN = "services/creator_profile/creator_profile"
 CREATOR_SERVICE = "yaowei.creator.v1.CreatorProfileService"
 
 START_TIMEOUT_S = 20.0
+
+
+def proc_status_kib(pid, field):
+    """A kB figure of /proc/<pid>/status (VmRSS, VmHWM, ...)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
 STOP_TIMEOUT_S = 10.0
 
 

@@ -35,7 +35,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ServerProcess, binary_path, free_port
+from conftest import ServerProcess, binary_path, free_port, proc_status_kib
 
 ATTR_BIN = "services/attribution/attribution"
 ATTR = "yaowei.attribution.v1.AttributionService"
@@ -56,14 +56,6 @@ DAY = 86400
 
 def rfc3339(sec):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec))
-
-
-def proc_kib(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 @pytest.fixture
@@ -144,7 +136,7 @@ class RssSampler(threading.Thread):
     def run(self):
         while not self.stop_ev.wait(0.02):
             try:
-                self.peak_kib = max(self.peak_kib, proc_kib(self.pid, "VmRSS"))
+                self.peak_kib = max(self.peak_kib, proc_status_kib(self.pid, "VmRSS"))
             except OSError:
                 return
 
@@ -198,7 +190,7 @@ def test_a_stream_faster_than_a_stalling_disk_keeps_memory_bounded_and_loses_not
         pid = srv.proc.pid
         warm = stream(srv.address, WARM, 0)
         assert int(warm["accepted"]) == WARM
-        base_kib = proc_kib(pid, "VmHWM")
+        base_kib = proc_status_kib(pid, "VmHWM")
 
         sampler = RssSampler(pid)
         sampler.start()
@@ -211,7 +203,7 @@ def test_a_stream_faster_than_a_stalling_disk_keeps_memory_bounded_and_loses_not
         sampler.stop()
         stalls_n, frozen_s = stalls.count, stalls.frozen_s
         stalls = None
-        peak_kib = proc_kib(pid, "VmHWM")
+        peak_kib = proc_status_kib(pid, "VmHWM")
         growth_mb = (peak_kib - base_kib) / 1024.0
         print("\nflow: %d exposures in %.1f s (%.0f/s) with %d disk stalls (%.1f s frozen); "
               "VmHWM %.1f MB after the %d warm-up, %.1f MB after the stream (+%.1f MB), "

@@ -24,7 +24,7 @@ import grpc
 import pytest
 
 import ywclient
-from conftest import BIN_DIR, ServerProcess, binary_path, free_port
+from conftest import BIN_DIR, ServerProcess, binary_path, free_port, proc_status_kib
 from test_limits import make as make_service
 
 NOFILE = 1024
@@ -146,14 +146,6 @@ SOAK_S = float(os.environ.get("YW_FLOOD_SECONDS", "0"))  # make soak: floods for
 FLAT_MB = 32  # RSS after the last flood within this of what it was after the second
 
 
-def rss_mb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 @pytest.mark.parametrize("which", sorted(SERVICES) if SOAK_S > 0 else ["creator_profile"])
 def test_floods_again_and_again_keep_memory_flat(tmp_path_factory, which):
     """Flood after flood (3 in `make test`; for YW_FLOOD_SECONDS in `make soak`): each is
@@ -168,7 +160,7 @@ def test_floods_again_and_again_keep_memory_flat(tmp_path_factory, which):
             flood(srv.port, hold_s=0.3)
             assert time_to_answer(srv, method, request) is not None, srv.log_tail()
             time.sleep(1.5)  # (the trim after a flood runs within a second or so)
-            after.append(rss_mb(srv.proc.pid))
+            after.append(proc_status_kib(srv.proc.pid, "VmRSS") / 1024.0)
         print("%s: %d floods, RSS after each (MB): %s"
               % (which, len(after), " ".join("%.0f" % x for x in after)))
         assert after[-1] <= after[1] + FLAT_MB, (which, after)

@@ -31,7 +31,7 @@ import grpc
 import pytest
 
 import ywclient
-from conftest import ServerProcess, binary_path, free_port
+from conftest import ServerProcess, binary_path, free_port, proc_status_kib
 
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
 SECONDS = float(os.environ.get("YW_HOSTILE_SECONDS", "0"))  # > 0: soak length
@@ -66,14 +66,6 @@ def make(tmp_path_factory, which, extra=()):
         peer = ["--tier-scoring-addr", "127.0.0.1:%d" % free_port()]
     return ServerProcess(binary_path(BINS[which][0]), str(data), str(base),
                          peer + list(extra), name="hostile_" + which)
-
-
-def status_kb(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s in /proc/%d/status" % (key, pid))
 
 
 def big_message(n):
@@ -173,7 +165,7 @@ def send_concurrently(address, method, payload, n, metadata=None):
 
 
 def check_rss(srv, which, what):
-    hwm = status_kb(srv.proc.pid, "VmHWM") / 1024.0
+    hwm = proc_status_kib(srv.proc.pid, "VmHWM") / 1024.0
     print("%s %s: peak RSS %.0f MB" % (which, what, hwm))
     if not SANITIZED:
         assert hwm < BOUND_MB[which], "%s: %s took peak RSS to %.0f MB (bound %d MB)" % (
@@ -403,7 +395,7 @@ def test_attribution_wide_exposures_stay_within_bounds(tmp_path_factory):
         # allocator returns the rest (a tick trims it). Before: 482 MiB pending for good.
         deadline = time.monotonic() + 20
         while True:
-            rss = status_kb(srv.proc.pid, "VmRSS") / 1024.0
+            rss = proc_status_kib(srv.proc.pid, "VmRSS") / 1024.0
             pend = pending_gauge(srv) / (1 << 20)
             if (rss < max(hwm / 2, 128) and pend < 32) or time.monotonic() > deadline:
                 break
