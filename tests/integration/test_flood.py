@@ -163,7 +163,9 @@ def test_floods_again_and_again_keep_memory_flat(tmp_path_factory, which):
             after.append(proc_status_kib(srv.proc.pid, "VmRSS") / 1024.0)
         print("%s: %d floods, RSS after each (MB): %s"
               % (which, len(after), " ".join("%.0f" % x for x in after)))
-        assert after[-1] <= after[1] + FLAT_MB, (which, after)
+        # (Under ASan freed memory sits in its quarantine, 256 MB: RSS says nothing there.)
+        if os.environ.get("YW_SANITIZED") != "1":
+            assert after[-1] <= after[1] + FLAT_MB, (which, after)
     finally:
         srv.stop()
 
