@@ -23,9 +23,11 @@ What is modelled of grpcurl (1.8/1.9):
 - `list` and `describe SYMBOL`: the services and symbols must be known to reflection;
 - a server stream (`grpc.health.v1.Health/Watch`) is read for its first message only.
 
-Skipped, each reported by name: commands with TLS flags (`-cacert`, `-cert`, `-key`):
-the one in the Security section runs `list` against a service started with certificates
-the reader made with openssl; TLS itself is tested by test_security.py.
+Commands with TLS flags (`-cacert`, `-cert`, `-key`: the Security section's `list`) run
+against a creator profile of their own started with mutual TLS: the test makes a CA and
+certificates with openssl (pki.py) and maps the README's file names to them (`-cacert`
+is the CA, `-cert NAME.crt`/`-key NAME.key` a certificate of that CA for NAME). Nothing
+is skipped; a command whose TLS files cannot be mapped so fails.
 
 What counts as working: the call ends OK, or with the status the README's comment on
 that command names (`# NOT_FOUND names c-missing`). A `# -> {json}` comment right after
@@ -50,7 +52,9 @@ import shlex
 import grpc
 import pytest
 
+import pki
 from conftest import REPO, ServerProcess, binary_path
+from secure import SecureServerProcess
 
 README = os.path.join(REPO, "README.md")
 CREATOR_BIN = "services/creator_profile/creator_profile"
@@ -318,6 +322,45 @@ class Stack:
         return getattr(self, README_PORTS[port])
 
 
+class TlsStack:
+    """Creator profile serving mutual TLS (the Security section's example), with a CA
+    and certificates made by pki.py standing in for the README's files."""
+
+    def __init__(self, tmp_path_factory):
+        base = tmp_path_factory.mktemp("readme_tls")
+        self.pki = pki.Pki(str(base / "pki"))
+        server = self.pki.leaf("creator-profile")
+        data = base / "data"
+        data.mkdir()
+        self.creator = SecureServerProcess(
+            binary_path(CREATOR_BIN), str(data), str(base),
+            ["--tls-cert", server.cert, "--tls-key", server.key,
+             "--tls-client-ca", self.pki.ca_cert],
+            name="creator_profile_tls", ca_pem=self.pki.ca_pem, client_cert=server)
+        self._leaves = {}
+
+    def start(self):
+        self.creator.start()
+        return self
+
+    def stop(self):
+        self.creator.stop()
+
+    def server_for(self, ex, addr):
+        assert addr.rsplit(":", 1)[-1] == "50051", \
+            "%r: TLS is modelled for creator profile (50051) only, not %s" % (ex, addr)
+        cert, key = ex.flags.get("cert"), ex.flags.get("key")
+        assert "cacert" in ex.flags, "%r: TLS without -cacert: which CA?" % (ex,)
+        assert cert and key and os.path.splitext(cert)[0] == os.path.splitext(key)[0], \
+            "%r: -cert and -key must name one certificate (NAME.crt, NAME.key)" % (ex,)
+        name = os.path.splitext(os.path.basename(cert))[0]
+        if name not in self._leaves:
+            self._leaves[name] = self.pki.leaf(name)
+        self.creator.client_cert = self._leaves[name]
+        self.creator._drop_channel()
+        return self.creator
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     s = Stack(tmp_path_factory).start()
@@ -377,7 +420,8 @@ def run_example(stack, ex, replies):
 
     unknown = sorted(k for k, v in ex.flags.items() if v == "unknown")
     assert not unknown, "%r: grpcurl flags this test does not model: %s" % (ex, unknown)
-    assert ex.flags.get("plaintext"), "%r: without -plaintext grpcurl speaks TLS" % (ex,)
+    assert ex.flags.get("plaintext") or is_tls(ex), \
+        "%r: without -plaintext grpcurl speaks TLS, and the command names no CA" % (ex,)
     assert ex.positional, "%r: no address" % (ex,)
     srv = stack.server_for(ex, ex.positional[0])
     client = srv.client
@@ -530,12 +574,26 @@ def test_readme_grpcurl_examples(stack):
                             "creator": {"creator_id": cid, "display_name": cid,
                                         "region": "CN-31", "categories": ["food"],
                                         "followers": "60000"}})
-    failures, skipped, ran = [], [], 0
+    check_examples(stack, [e for e in run_order(EXAMPLES) if not is_tls(e)])
+
+
+def test_readme_grpcurl_tls_examples(tmp_path_factory):
+    """The examples with TLS flags, against creator profile serving mutual TLS."""
+    tls = [e for e in EXAMPLES if is_tls(e)]
+    if not tls:
+        return
+    s = TlsStack(tmp_path_factory).start()
+    try:
+        check_examples(s, tls)
+    finally:
+        s.stop()
+
+
+def check_examples(stack, examples):
+    """Runs `examples` in order; fails naming every one that does not work."""
+    failures, ran = [], 0
     replies = {}
-    for ex in run_order(EXAMPLES):
-        if is_tls(ex):
-            skipped.append(ex)
-            continue
+    for ex in examples:
         want = _status_named(ex)
         try:
             reply = run_example(stack, ex, replies)
@@ -560,8 +618,7 @@ def test_readme_grpcurl_examples(stack):
         elif int(reply.get("rejected", 0) or 0) > 0:
             failures.append("%r: events rejected: %s\n    %s" % (ex, reply.get("errors"),
                                                                 ex.text.strip()))
-    print("README grpcurl examples: %d run, %d skipped (TLS: %s)"
-          % (ran, len(skipped), ", ".join(repr(s) for s in skipped)))
-    assert ran == len(EXAMPLES) - len(skipped)
+    print("README grpcurl examples: %d run (%s .. %r)" % (ran, examples[0], examples[-1]))
+    assert ran == len(examples)
     assert not failures, "%d of %d README grpcurl examples fail:\n%s" % (
         len(failures), ran, "\n".join(failures))
