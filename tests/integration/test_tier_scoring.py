@@ -120,14 +120,18 @@ def population(stack, category):
 
 def settle(stack, category, ids, timeout=20.0):
     """Waits until the population holds `ids` with the scores a fresh read gives (a
-    refresh read them after they were seeded); returns (fresh, population) by id."""
+    refresh read them after they were seeded), and the fresh read's percentiles are the
+    population's (it ranked them against that refresh, not an earlier one that lacked
+    some of them: a8 read 100 instead of 90 once, a9 not yet refreshed); returns (fresh,
+    population) by id."""
     deadline = time.monotonic() + timeout
     while True:
         fresh = {s["creator_id"]: s for s in
                  stack.ts("BatchScoreCreators", {"creator_ids": ids})["scores"]}
         pop = population(stack, category)
         if all(i in pop and pop[i]["score"] == fresh[i]["score"] and
-               pop[i]["tier"] == fresh[i]["tier"] for i in ids):
+               pop[i]["tier"] == fresh[i]["tier"] and
+               pop[i].get("percentile") == fresh[i].get("percentile") for i in ids):
             return fresh, pop
         assert time.monotonic() < deadline, "population not refreshed within %.0f s" % timeout
         time.sleep(0.1)
