@@ -122,6 +122,9 @@ FUZZ_OUT ?= /tmp/yaowei-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 SOAK_SECONDS ?= 180
+# `make soak`: how long a small call from another client may wait under the hostile-memory
+# load (the requirement is 1 s; on a loaded shared machine pass more).
+PROBE_BOUND_S ?= 1.0
 
 .PHONY: fuzz-deps fuzz-build fuzz fuzz-smoke soak
 
@@ -140,7 +143,8 @@ fuzz-smoke: fuzz-build
 soak: build
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_LOAD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
 		-p no:cacheprovider tests/integration/test_load.py
-	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_HOSTILE_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_HOSTILE_SECONDS=$(SOAK_SECONDS) \
+		YW_PROBE_BOUND_S=$(PROBE_BOUND_S) $(PY) -m pytest -q -s \
 		-p no:cacheprovider tests/integration/test_hostile_memory.py
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_FLOOD_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s \
 		-p no:cacheprovider tests/integration/test_flood.py -k again_and_again
