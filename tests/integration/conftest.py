@@ -297,6 +297,36 @@ TIER_SCORING_BIN = "services/tier_scoring/tier_scoring"
 TIER_SERVICE = "yaowei.tier.v1.TierScoringService"
 # Short, so that tests see the population refreshed within a second or so.
 TIER_REFRESH_MS = 300
+ATTRIBUTION_BIN = "services/attribution/attribution"
+
+
+class ServiceStack:
+    """Creator profile, tier scoring and attribution, wired as in production, each with
+    its own data dir under `prefix`_<name>; start() in that order, stop() the other way
+    (each stop asserts exit 0 at SIGTERM)."""
+
+    def __init__(self, tmp_path_factory, prefix, refresh_ms=TIER_REFRESH_MS):
+        def proc(name, rel, args):
+            base = tmp_path_factory.mktemp("%s_%s" % (prefix, name))
+            data = base / "data"
+            data.mkdir()
+            return ServerProcess(binary_path(rel), str(data), str(base), args, name=name)
+
+        self.creator = proc("creator_profile", CREATOR_PROFILE_BIN, [])
+        self.tier = proc("tier_scoring", TIER_SCORING_BIN,
+                         ["--creator-profile-addr", self.creator.address,
+                          "--refresh-interval-ms", str(refresh_ms)])
+        self.attr = proc("attribution", ATTRIBUTION_BIN,
+                         ["--tier-scoring-addr", self.tier.address, "--grace-ms", "2000"])
+
+    def start(self):
+        for p in (self.creator, self.tier, self.attr):
+            p.start()
+        return self
+
+    def stop(self):
+        for p in (self.attr, self.tier, self.creator):
+            p.stop()
 
 
 class TierStack:

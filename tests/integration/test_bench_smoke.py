@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, ServerProcess, binary_path
+from conftest import REPO, ServiceStack, binary_path
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import bench  # noqa: E402  bench/bench.py: parse_line, the report writer
@@ -36,22 +36,11 @@ def run_tool(program, *args):
     return bench.parse_line(p.stdout, program)
 
 
-class Stack:
+class Stack(ServiceStack):
     """The three services, wired as in production, with a few creators."""
 
     def __init__(self, tmp_path_factory):
-        def make(name, rel, extra):
-            base = tmp_path_factory.mktemp("bench_" + name)
-            data = base / "data"
-            data.mkdir()
-            return ServerProcess(binary_path(rel), str(data), str(base), extra, name=name)
-
-        self.cp = make("creator_profile", "services/creator_profile/creator_profile", [])
-        self.tier = make("tier_scoring", "services/tier_scoring/tier_scoring",
-                         ["--creator-profile-addr", self.cp.address,
-                          "--refresh-interval-ms", "300"])
-        self.attr = make("attribution", "services/attribution/attribution",
-                         ["--tier-scoring-addr", self.tier.address, "--grace-ms", "2000"])
+        super().__init__(tmp_path_factory, "bench")
         self.anchor = int(time.time())
 
     def population(self):
@@ -65,19 +54,19 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     s = Stack(tmp_path_factory)
-    s.cp.start()
-    load_creators.load(s.cp.address, CREATORS, notes_per_creator=1, stats_days=2, inflight=8)
+    s.creator.start()
+    load_creators.load(s.creator.address, CREATORS, notes_per_creator=1, stats_days=2, inflight=8)
     s.tier.start()
     s.attr.start()
     yield s
-    for srv in (s.attr, s.tier, s.cp):
+    for srv in (s.attr, s.tier, s.creator):
         srv.stop()
 
 
 def test_loadgen_get_creator_and_score_creator(stack):
-    r = run_tool("loadgen", "--addr", stack.cp.address, "--method", "get_creator", "--ids",
+    r = run_tool("loadgen", "--addr", stack.creator.address, "--method", "get_creator", "--ids",
                  CREATORS, "--inflight", 4, "--seconds", 1, "--warmup", 0, "--server-pids",
-                 stack.pid(stack.cp))
+                 stack.pid(stack.creator))
     assert r["method"] == "get_creator" and r["ok"] > 0 and r["errors"] == 0
     for k in ("qps", "p50_us", "p99_us", "max_us", "server_cpu_us_per_call",
               "client_cpu_us_per_call", "seconds"):
@@ -85,7 +74,7 @@ def test_loadgen_get_creator_and_score_creator(stack):
     assert r["server_cpu_us_per_call"] > 0 and r["client_cpu_us_per_call"] > 0
     r = run_tool("loadgen", "--addr", stack.tier.address, "--method", "score_creator", "--ids",
                  CREATORS, "--inflight", 2, "--seconds", 1, "--warmup", 0, "--server-pids",
-                 "%d,%d" % (stack.pid(stack.tier), stack.pid(stack.cp)))
+                 "%d,%d" % (stack.pid(stack.tier), stack.pid(stack.creator)))
     assert r["method"] == "score_creator" and r["ok"] > 0 and r["errors"] == 0
 
 

@@ -17,11 +17,8 @@ import time
 
 import pytest
 
-from conftest import ServerProcess, binary_path, free_port
+from conftest import ServiceStack, binary_path, free_port
 
-CREATOR_BIN = "services/creator_profile/creator_profile"
-TIER_BIN = "services/tier_scoring/tier_scoring"
-ATTR_BIN = "services/attribution/attribution"
 DEMO_BIN = "tools/demo/demo"
 
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
@@ -76,33 +73,13 @@ def tier_rows(lines):
     return rows
 
 
-class Stack:
-    """Creator profile, tier scoring and attribution, wired together."""
+class Stack(ServiceStack):
+    """Creator profile, tier scoring and attribution, wired together. Tier scoring
+    refreshes by itself only at start-up (before any creator exists): the demo gets its
+    creators scored by asking (RefreshPopulation)."""
 
     def __init__(self, tmp_path_factory):
-        def proc(name, rel, args):
-            base = tmp_path_factory.mktemp("demo_" + name)
-            data = base / "data"
-            data.mkdir()
-            return ServerProcess(binary_path(rel), str(data), str(base), args, name=name)
-
-        self.creator = proc("creator_profile", CREATOR_BIN, [])
-        # Tier scoring refreshes by itself only at start-up (before any creator exists):
-        # the demo gets its creators scored by asking (RefreshPopulation).
-        self.tier = proc("tier_scoring", TIER_BIN,
-                         ["--creator-profile-addr", self.creator.address,
-                          "--refresh-interval-ms", "600000"])
-        self.attr = proc("attribution", ATTR_BIN,
-                         ["--tier-scoring-addr", self.tier.address, "--grace-ms", "2000"])
-
-    def start(self):
-        for p in (self.creator, self.tier, self.attr):
-            p.start()
-        return self
-
-    def stop(self):
-        for p in (self.attr, self.tier, self.creator):
-            p.stop()  # asserts exit 0 at SIGTERM
+        super().__init__(tmp_path_factory, "demo", refresh_ms=600000)
 
     def demo_args(self):
         return ["--creator-profile-addr", self.creator.address,

@@ -24,7 +24,8 @@ import grpc
 import pytest
 
 import ywclient
-from conftest import BIN_DIR, ServerProcess, binary_path, free_port, proc_status_kib
+from conftest import (BIN_DIR, CREATOR_PROFILE_BIN, ServerProcess, binary_path, free_port,
+                      proc_status_kib)
 from test_limits import make as make_service
 
 NOFILE = 1024
@@ -42,7 +43,6 @@ SERVICES = {
     "tier_scoring": ("%s/GetTierPolicy" % TS, {}),
     "attribution": ("%s/GetAttributionSettings" % AT, {}),
 }
-CREATOR_BIN = "services/creator_profile/creator_profile"
 
 
 def make(tmp_path_factory, which):
@@ -171,7 +171,7 @@ def test_floods_again_and_again_keep_memory_flat(tmp_path_factory, which):
 
 
 def test_help_names_the_flood_flags():
-    out = subprocess.run([binary_path(CREATOR_BIN), "--help"],
+    out = subprocess.run([binary_path(CREATOR_PROFILE_BIN), "--help"],
                          capture_output=True, text=True).stdout
     assert "--max-connections" in out and "default 4096" in out
     assert "--listener-stall-ms" in out and "default 10000" in out
@@ -179,7 +179,7 @@ def test_help_names_the_flood_flags():
 
 @pytest.mark.parametrize("flag", ["--max-connections=0", "--listener-stall-ms=-1"])
 def test_bad_flood_flags_refuse_to_start(tmp_path, flag):
-    r = subprocess.run([binary_path(CREATOR_BIN), "--listen",
+    r = subprocess.run([binary_path(CREATOR_PROFILE_BIN), "--listen",
                         "127.0.0.1:%d" % free_port(), "--data-dir", str(tmp_path), flag],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1, r.stderr
@@ -244,7 +244,7 @@ def test_a_dead_listener_is_told_and_the_process_exits_1(tmp_path, monkeypatch, 
                                             ":verify_asan_link_order=0").lstrip(":"))
     data = tmp_path / "data"
     data.mkdir()
-    srv = ServerProcess(binary_path(CREATOR_BIN), str(data), str(tmp_path),
+    srv = ServerProcess(binary_path(CREATOR_PROFILE_BIN), str(data), str(tmp_path),
                         ["--listener-stall-ms", "1000"], name="dead_listener")
     srv.start()
     try:

@@ -30,8 +30,8 @@ import time
 import grpc
 import pytest
 
-import ywclient
-from conftest import ServerProcess, binary_path, free_port, proc_status_kib
+from conftest import (ATTRIBUTION_BIN, CREATOR_PROFILE_BIN, TIER_SCORING_BIN, ServerProcess,
+                      binary_path, free_port, proc_status_kib)
 
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
 SECONDS = float(os.environ.get("YW_HOSTILE_SECONDS", "0"))  # > 0: soak length
@@ -43,18 +43,15 @@ SECONDS = float(os.environ.get("YW_HOSTILE_SECONDS", "0"))  # > 0: soak length
 # with YW_PROBE_BOUND_S=1 on a quiet machine (`make soak` passes PROBE_BOUND_S).
 PROBE_BOUND_S = float(os.environ.get("YW_PROBE_BOUND_S", "5.0" if not SANITIZED else "15.0"))
 
-CREATOR_BIN = "services/creator_profile/creator_profile"
-TIER_BIN = "services/tier_scoring/tier_scoring"
-ATTR_BIN = "services/attribution/attribution"
 CP = "yaowei.creator.v1.CreatorProfileService"
 TS = "yaowei.tier.v1.TierScoringService"
 AT = "yaowei.attribution.v1.AttributionService"
 
 REFUSED = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
 BOUND_MB = {"creator_profile": 256, "tier_scoring": 256, "attribution": 512}
-BINS = {"creator_profile": (CREATOR_BIN, "/%s/GetCreator" % CP),
-        "tier_scoring": (TIER_BIN, "/%s/BatchScoreCreators" % TS),
-        "attribution": (ATTR_BIN, "/%s/RecordExposures" % AT)}
+BINS = {"creator_profile": (CREATOR_PROFILE_BIN, "/%s/GetCreator" % CP),
+        "tier_scoring": (TIER_SCORING_BIN, "/%s/BatchScoreCreators" % TS),
+        "attribution": (ATTRIBUTION_BIN, "/%s/RecordExposures" % AT)}
 
 
 def make(tmp_path_factory, which, extra=()):

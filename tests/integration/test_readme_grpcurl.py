@@ -53,13 +53,10 @@ import grpc
 import pytest
 
 import pki
-from conftest import REPO, ServerProcess, binary_path
+from conftest import CREATOR_PROFILE_BIN, REPO, ServiceStack, binary_path
 from secure import SecureServerProcess
 
 README = os.path.join(REPO, "README.md")
-CREATOR_BIN = "services/creator_profile/creator_profile"
-TIER_BIN = "services/tier_scoring/tier_scoring"
-ATTR_BIN = "services/attribution/attribution"
 README_PORTS = {"50051": "creator", "50052": "tier", "50053": "attr"}
 TLS_FLAGS = ("-cacert", "-cert", "-key", "-servername", "-authority", "-insecure")
 STATUS_NAMES = {c.name for c in grpc.StatusCode}
@@ -291,29 +288,9 @@ def json_messages(text):
 
 # -- the services ----------------------------------------------------------------------------
 
-class Stack:
+class Stack(ServiceStack):
     def __init__(self, tmp_path_factory):
-        def proc(name, rel, args):
-            base = tmp_path_factory.mktemp("readme_" + name)
-            data = base / "data"
-            data.mkdir()
-            return ServerProcess(binary_path(rel), str(data), str(base), args, name=name)
-
-        self.creator = proc("creator_profile", CREATOR_BIN, [])
-        self.tier = proc("tier_scoring", TIER_BIN,
-                         ["--creator-profile-addr", self.creator.address,
-                          "--refresh-interval-ms", "300"])
-        self.attr = proc("attribution", ATTR_BIN,
-                         ["--tier-scoring-addr", self.tier.address, "--grace-ms", "2000"])
-
-    def start(self):
-        for p in (self.creator, self.tier, self.attr):
-            p.start()
-        return self
-
-    def stop(self):
-        for p in (self.attr, self.tier, self.creator):
-            p.stop()
+        super().__init__(tmp_path_factory, "readme")
 
     def server_for(self, ex, addr):
         port = addr.rsplit(":", 1)[-1]
@@ -333,7 +310,7 @@ class TlsStack:
         data = base / "data"
         data.mkdir()
         self.creator = SecureServerProcess(
-            binary_path(CREATOR_BIN), str(data), str(base),
+            binary_path(CREATOR_PROFILE_BIN), str(data), str(base),
             ["--tls-cert", server.cert, "--tls-key", server.key,
              "--tls-client-ca", self.pki.ca_cert],
             name="creator_profile_tls", ca_pem=self.pki.ca_pem, client_cert=server)
