@@ -162,7 +162,7 @@ typedef struct st_attr_svc_t {
     /* The rollup audit (--audit-rollups-ms; 0: off): every audit_ns, attr__audit(). */
     int64_t audit_ns, audit_last_ns;
     int64_t maint_last_ns;
-    uint64_t audits, audit_failures;
+    uint64_t audits;
     yw_metric_t *audit_diffs;
 } attr_svc_t;
 
@@ -3147,7 +3147,6 @@ static void attr__audit_done(attr_rsjob_t *rs, grpc_status_code status)
         int rc = attr_state_audit(&svc->st, &rs->tmp, attr__audit_diff, &n);
         svc->audits++;
         if (rc != 0) {
-            svc->audit_failures++;
             yw_metric_add(svc->audit_diffs, rc > 0 ? (uint64_t)rc : 1);
         }
         yw_log(rc == 0 ? YW_LOG_DEBUG : YW_LOG_ERROR,
@@ -3157,8 +3156,7 @@ static void attr__audit_done(attr_rsjob_t *rs, grpc_status_code status)
                svc->st.n_cached);
     }
     attr__rsjob_free(rs);
-    attr__gate_open(svc);
-    attr__evict(svc);
+    attr__gate_open(svc); /* (evicts once it opens) */
     attr__unref(svc);
 }
 
@@ -3233,8 +3231,7 @@ static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
     free(sj);
     attr__rsjob_free(rs);
     svc->settings_busy = 0;
-    attr__gate_open(svc);
-    attr__evict(svc);
+    attr__gate_open(svc); /* (evicts once it opens) */
     /* The restatement's copy of the credit rollups was built on a reader thread: its
      * arena keeps the pages unless given back. */
     (void)malloc_trim(0);
