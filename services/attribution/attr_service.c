@@ -138,7 +138,7 @@ typedef struct st_attr_svc_t {
     int restating;         /* how many hold the gate closed: a restatement, an audit */
     uint64_t restatements; /* begun so far (an audit across one compares nothing) */
     attr_held_t *held_head, *held_tail;
-    struct st_attr_rsjob_t *restate; /* the restatement in progress, to retry */
+    struct st_attr_restate_t *restate; /* the restatement in progress, to retry */
     /* Exposure batches submitted and not yet committed: conversions committed after the
      * oldest of them stay in memory until it commits (it may join them). */
     attr_xbatch_t *active;
@@ -155,8 +155,8 @@ typedef struct st_attr_svc_t {
     uint64_t bloom_thin_logged;
     struct st_attr_xbatch_t *spare_xb[ATTR_SPARE_XBATCHES]; /* see attr__xbatch_free() */
     int n_spare_xb;
-    struct st_attr_ejob_t *explain_next; /* ExplainConversion calls waiting to be read */
-    int explain_jobs;                    /* reads of them in flight */
+    struct st_attr_explain_read_t *explain_next; /* ExplainConversion calls waiting to be read */
+    int explain_jobs;                            /* reads of them in flight */
     yw_metric_t *mem[ATTR_N_MEM_PARTS];
     yw_metric_t *cache_loads, *cache_evictions, *explain_reads;
     /* The rollup audit (--audit-rollups-ms; 0: off): every audit_ns, attr__audit(). */
@@ -283,7 +283,7 @@ static void attr__gate_close(attr_svc_t *svc)
  * reads is never older than what memory has (a conversion changed in memory stays there
  * until its change is stored).
  */
-typedef struct st_attr_ljob_t {
+typedef struct st_attr_order_read_t {
     yw_store_job_t job;
     attr_svc_t *svc;
     void *data; /* the caller's */
@@ -305,32 +305,32 @@ typedef struct st_attr_ljob_t {
     uint8_t *refund_stored;
     grpc_status_code status;
     char err[256];
-} attr_ljob_t;
+} attr_order_read_t;
 
-static void attr__ljob_free(attr_ljob_t *lj)
+static void attr__order_read_free(attr_order_read_t *rd)
 {
-    if (lj == NULL) {
+    if (rd == NULL) {
         return;
     }
-    for (size_t i = 0; i < lj->n_orders; i++) {
-        free(lj->orders[i]);
+    for (size_t i = 0; i < rd->n_orders; i++) {
+        free(rd->orders[i]);
     }
-    for (size_t i = 0; i < 2 * lj->n_keys; i++) {
-        free(lj->keys[i]);
+    for (size_t i = 0; i < 2 * rd->n_keys; i++) {
+        free(rd->keys[i]);
     }
-    for (size_t i = 0; i < lj->n_refund_ids; i++) {
-        free(lj->refund_ids[i]);
+    for (size_t i = 0; i < rd->n_refund_ids; i++) {
+        free(rd->refund_ids[i]);
     }
-    free(lj->orders);
-    free(lj->keys);
-    free(lj->key_occur);
-    free(lj->key_vp);
-    free(lj->mem);
-    attr_ckey_snap_free(lj->snap);
-    free(lj->refund_ids);
-    free(lj->refund_stored);
-    attr_convset_free(&lj->set);
-    free(lj);
+    free(rd->orders);
+    free(rd->keys);
+    free(rd->key_occur);
+    free(rd->key_vp);
+    free(rd->mem);
+    attr_ckey_snap_free(rd->snap);
+    free(rd->refund_ids);
+    free(rd->refund_stored);
+    attr_convset_free(&rd->set);
+    free(rd);
 }
 
 static char *attr__strndup(const char *s, size_t n)
@@ -361,48 +361,48 @@ static int attr__push_str(char ***arr, size_t *n, size_t *cap, const char *s, si
     return 0;
 }
 
-static int attr__ljob_add_order(attr_ljob_t *lj, const char *id, size_t len)
+static int attr__order_read_add_order(attr_order_read_t *rd, const char *id, size_t len)
 {
-    for (size_t i = 0; i < lj->n_orders; i++) {
-        if (strlen(lj->orders[i]) == len && memcmp(lj->orders[i], id, len) == 0) {
+    for (size_t i = 0; i < rd->n_orders; i++) {
+        if (strlen(rd->orders[i]) == len && memcmp(rd->orders[i], id, len) == 0) {
             return 0;
         }
     }
-    return attr__push_str(&lj->orders, &lj->n_orders, &lj->cap_orders, id, len);
+    return attr__push_str(&rd->orders, &rd->n_orders, &rd->cap_orders, id, len);
 }
 
-static int attr__ljob_add_key(attr_ljob_t *lj, const char *viewer, size_t vlen, const char *product,
-                              size_t plen, int64_t occur_ns, uint64_t vp)
+static int attr__order_read_add_key(attr_order_read_t *rd, const char *viewer, size_t vlen,
+                                    const char *product, size_t plen, int64_t occur_ns, uint64_t vp)
 {
-    if (lj->n_keys == lj->cap_keys) {
-        size_t nc = lj->cap_keys ? lj->cap_keys * 2 : 16;
-        char **k = realloc(lj->keys, 2 * nc * sizeof *k);
+    if (rd->n_keys == rd->cap_keys) {
+        size_t nc = rd->cap_keys ? rd->cap_keys * 2 : 16;
+        char **k = realloc(rd->keys, 2 * nc * sizeof *k);
         if (k == NULL) {
             return -ENOMEM;
         }
-        lj->keys = k;
-        int64_t *o = realloc(lj->key_occur, nc * sizeof *o);
+        rd->keys = k;
+        int64_t *o = realloc(rd->key_occur, nc * sizeof *o);
         if (o == NULL) {
             return -ENOMEM;
         }
-        lj->key_occur = o;
-        uint64_t *h = realloc(lj->key_vp, nc * sizeof *h);
+        rd->key_occur = o;
+        uint64_t *h = realloc(rd->key_vp, nc * sizeof *h);
         if (h == NULL) {
             return -ENOMEM;
         }
-        lj->key_vp = h;
-        lj->cap_keys = nc;
+        rd->key_vp = h;
+        rd->cap_keys = nc;
     }
-    lj->key_vp[lj->n_keys] = vp;
+    rd->key_vp[rd->n_keys] = vp;
     char *v = attr__strndup(viewer, vlen), *p = attr__strndup(product, plen);
     if (v == NULL || p == NULL) {
         free(v);
         free(p);
         return -ENOMEM;
     }
-    lj->keys[2 * lj->n_keys] = v;
-    lj->keys[2 * lj->n_keys + 1] = p;
-    lj->key_occur[lj->n_keys++] = occur_ns;
+    rd->keys[2 * rd->n_keys] = v;
+    rd->keys[2 * rd->n_keys + 1] = p;
+    rd->key_occur[rd->n_keys++] = occur_ns;
     return 0;
 }
 
@@ -430,55 +430,56 @@ static void attr__seqs_add(void *arg, uint64_t seq)
 }
 
 /** Reads the stored conversions of key i (the key index's seqs; the strings decide). */
-static int attr__ljob_key(yw_store_conn_t *conn, attr_ljob_t *lj, size_t i, attr__seqs_t *q)
+static int attr__order_read_key(yw_store_conn_t *conn, attr_order_read_t *rd, size_t i,
+                                attr__seqs_t *q)
 {
     q->n = 0;
-    for (size_t k = 0; k < lj->n_mem; k++) {
-        if (lj->mem[k][0] == i) {
-            attr__seqs_add(q, lj->mem[k][1]);
+    for (size_t k = 0; k < rd->n_mem; k++) {
+        if (rd->mem[k][0] == i) {
+            attr__seqs_add(q, rd->mem[k][1]);
         }
     }
-    int rc = lj->snap != NULL ? attr_ckey_snap_find(lj->snap, lj->key_vp[i], attr__seqs_add, q) : 0;
+    int rc = rd->snap != NULL ? attr_ckey_snap_find(rd->snap, rd->key_vp[i], attr__seqs_add, q) : 0;
     if (rc == 0 && q->oom) {
         rc = -ENOMEM;
     }
     if (rc != 0) {
-        snprintf(lj->err, sizeof lj->err, "conversion key index: %s", strerror(-rc));
+        snprintf(rd->err, sizeof rd->err, "conversion key index: %s", strerror(-rc));
         return rc;
     }
     for (size_t k = 0; k < q->n && rc >= 0; k++) {
-        rc = attr_store_get_conversion_by_seq(conn, q->v[k], lj->keys[2 * i], lj->keys[2 * i + 1],
-                                              lj->key_occur[i], &lj->set, lj->err, sizeof lj->err);
+        rc = attr_store_get_conversion_by_seq(conn, q->v[k], rd->keys[2 * i], rd->keys[2 * i + 1],
+                                              rd->key_occur[i], &rd->set, rd->err, sizeof rd->err);
     }
     return rc < 0 ? rc : 0;
 }
 
-static grpc_status_code attr__ljob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+static grpc_status_code attr__order_read_work(yw_store_conn_t *conn, yw_store_job_t *job)
 {
-    attr_ljob_t *lj = (attr_ljob_t *)job;
+    attr_order_read_t *rd = (attr_order_read_t *)job;
     int rc = 0;
-    for (size_t i = 0; i < lj->n_orders && rc >= 0; i++) {
-        rc = attr_store_get_conversion(conn, lj->orders[i], strlen(lj->orders[i]), &lj->set,
-                                       lj->err, sizeof lj->err);
+    for (size_t i = 0; i < rd->n_orders && rc >= 0; i++) {
+        rc = attr_store_get_conversion(conn, rd->orders[i], strlen(rd->orders[i]), &rd->set,
+                                       rd->err, sizeof rd->err);
     }
     attr__seqs_t q = {0};
-    for (size_t i = 0; i < lj->n_keys && rc >= 0; i++) {
-        rc = attr__ljob_key(conn, lj, i, &q);
+    for (size_t i = 0; i < rd->n_keys && rc >= 0; i++) {
+        rc = attr__order_read_key(conn, rd, i, &q);
     }
     free(q.v);
-    if (rc >= 0 && lj->n_refund_ids > 0 &&
-        (lj->refund_stored = calloc(lj->n_refund_ids, 1)) == NULL) {
+    if (rc >= 0 && rd->n_refund_ids > 0 &&
+        (rd->refund_stored = calloc(rd->n_refund_ids, 1)) == NULL) {
         rc = -ENOMEM;
     }
-    for (size_t i = 0; i < lj->n_refund_ids && rc >= 0; i++) {
-        rc = attr_store_refund_exists(conn, lj->refund_ids[i], lj->err, sizeof lj->err);
+    for (size_t i = 0; i < rd->n_refund_ids && rc >= 0; i++) {
+        rc = attr_store_refund_exists(conn, rd->refund_ids[i], rd->err, sizeof rd->err);
         if (rc >= 0) {
-            lj->refund_stored[i] = (uint8_t)rc;
+            rd->refund_stored[i] = (uint8_t)rc;
         }
     }
     if (rc < 0) {
         snprintf(job->errmsg, sizeof job->errmsg, "reading conversions: %.200s",
-                 lj->err[0] ? lj->err : strerror(-rc));
+                 rd->err[0] ? rd->err : strerror(-rc));
         return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
     }
     return GRPC_STATUS_OK;
@@ -547,7 +548,7 @@ enum { ATTR_XB_UNSURE = 1, ATTR_XB_PAST = 2, ATTR_XB_DUP = 4 };
  * handed to the log, once `prods` stops growing. Before the frame is written: ids the
  * Bloom filters were unsure of are looked up on disk (`cf`; the duplicates found drop
  * out of the batch), and the stored conversions the exposures may join late are brought
- * into memory and pinned there (`lj`, `pins`), so that the commit finds them all.
+ * into memory and pinned there (`rd`, `pins`), so that the commit finds them all.
  */
 struct st_attr_xbatch_t {
     attr_log_batch_t lb;
@@ -564,7 +565,7 @@ struct st_attr_xbatch_t {
     const attr_pexp_t **cf_events;
     uint8_t *cf_dup;
     int waiting; /* of the disk check and the conversions' load, how many are not back */
-    attr_ljob_t *lj;
+    attr_order_read_t *rd;
     attr_conv_t **pins;
     size_t n_pins;
     /* submitted, not yet committed (svc->active): conversions committed from `guard` on
@@ -582,7 +583,7 @@ struct st_attr_xbatch_t {
  * up in the exposure index files (`jr`; read-only, so it need not wait for the write),
  * committed once both are back.
  */
-typedef struct st_attr_cjob_t {
+typedef struct st_attr_conv_batch_t {
     attr_conv_job_t j;
     attr_ingest_t *ing;
     attr_conv_t **convs;
@@ -596,20 +597,20 @@ typedef struct st_attr_cjob_t {
     int joined;               /* the lookup ran (jr holds its results) */
     grpc_status_code written; /* the write's status */
     attr_held_t held;
-} attr_cjob_t;
+} attr_conv_batch_t;
 
 /**
  * A RecordRefunds call: its events judged after the conversions they refund are in
- * memory and the stored refund ids are known (`lj`), then written, then committed.
+ * memory and the stored refund ids are known (`rd`), then written, then committed.
  */
-typedef struct st_attr_rjob_t {
+typedef struct st_attr_refund_batch_t {
     attr_refund_job_t j;
     attr_ingest_t *ing;
     const Yaowei__Attribution__V1__RecordRefundsRequest *req;
     int64_t now;
     uint8_t *valid; /* per event: passed validation (occur in occur[i]) */
     int64_t *occur;
-    attr_ljob_t *lj;
+    attr_order_read_t *rd;
     attr_refund_t **refunds;
     attr_refund_row_t *rows;
     size_t n, cap;
@@ -617,7 +618,7 @@ typedef struct st_attr_rjob_t {
     size_t n_pins;
     grpc_status_code written;
     attr_held_t held;
-} attr_rjob_t;
+} attr_refund_batch_t;
 
 struct st_attr_ingest_t {
     attr_svc_t *svc;
@@ -630,8 +631,8 @@ struct st_attr_ingest_t {
     grpc_status_code fail;
     char fail_msg[256];
     attr_xbatch_t *xb;
-    attr_cjob_t *cj;
-    attr_rjob_t *rj;
+    attr_conv_batch_t *cb;
+    attr_refund_batch_t *rb;
     /* RecordExposures, judged in slices (attr__record_slice): the request (valid until
      * the call is freed), the next event, the call's time; `queued` while in the slice
      * queue, `flow_wait` while its frames in flight hold it back. */
@@ -748,7 +749,7 @@ static void attr__ingest_maybe_finish(attr_ingest_t *ing)
     }
     yw_call_t *call = ing->call;
     if (ing->fail != GRPC_STATUS_OK) {
-        yw_call_finish(call, ing->fail, "%s", ing->fail_msg);
+        yw_call_fail(call, ing->fail, ing->fail_msg);
     } else {
         Yaowei__Attribution__V1__IngestSummary sum;
         yaowei__attribution__v1__ingest_summary__init(&sum);
@@ -792,7 +793,7 @@ static void attr__xbatch_free(attr_xbatch_t *xb)
     if (xb->cf.view != NULL) {
         attr_xstore_confirm_cancel(svc->xs, &xb->cf);
     }
-    attr__ljob_free(xb->lj);
+    attr__order_read_free(xb->rd);
     free(xb->cf_events);
     free(xb->cf_dup);
     free(xb->pins);
@@ -855,10 +856,10 @@ static void attr__xbatch_done(attr_xbatch_t *xb)
     attr__xbatch_deactivate(svc, xb);
     attr__xbatch_free(xb);
     ing->in_flight--;
-    svc->refs--;
     attr__schedule_persist(svc);
     attr__evict(svc);
     attr__ingest_maybe_finish(ing);
+    attr__unref(svc); /* the batch's */
 }
 
 /** Forgets every exposure of a batch that will not be written. */
@@ -1028,27 +1029,27 @@ static void attr__xpreloaded(attr_held_t *h);
  */
 static void attr__on_xpreload(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_ljob_t *lj = (attr_ljob_t *)job;
-    attr_xbatch_t *xb = lj->data;
-    lj->status = status;
+    attr_order_read_t *rd = (attr_order_read_t *)job;
+    attr_xbatch_t *xb = rd->data;
+    rd->status = status;
     attr__gate(xb->ing->svc, &xb->held, attr__xpreloaded);
 }
 
 static void attr__xpreloaded(attr_held_t *h)
 {
     attr_xbatch_t *xb = (attr_xbatch_t *)((char *)h - offsetof(attr_xbatch_t, held));
-    attr_ljob_t *lj = xb->lj;
-    yw_store_job_t *job = &lj->job;
-    grpc_status_code status = lj->status;
+    attr_order_read_t *rd = xb->rd;
+    yw_store_job_t *job = &rd->job;
+    grpc_status_code status = rd->status;
     attr_ingest_t *ing = xb->ing;
     attr_svc_t *svc = ing->svc;
     int rc = status == GRPC_STATUS_OK ? 0 : -EIO;
-    if (rc == 0 && lj->set.n > 0 && (xb->pins = malloc(lj->set.n * sizeof *xb->pins)) == NULL) {
+    if (rc == 0 && rd->set.n > 0 && (xb->pins = malloc(rd->set.n * sizeof *xb->pins)) == NULL) {
         rc = -ENOMEM;
     }
-    for (size_t i = 0; rc == 0 && i < lj->set.n; i++) {
+    for (size_t i = 0; rc == 0 && i < rd->set.n; i++) {
         attr_conv_t *c = NULL;
-        rc = attr__conv_from_set(svc, &lj->set, i, &c);
+        rc = attr__conv_from_set(svc, &rd->set, i, &c);
         if (c != NULL) {
             attr_conv_pin(c);
             xb->pins[xb->n_pins++] = c;
@@ -1065,14 +1066,14 @@ static void attr__xpreloaded(attr_held_t *h)
                           status != GRPC_STATUS_OK ? job->errmsg : strerror(-rc));
         xb->status = rc;
     }
-    attr__ljob_free(lj);
-    xb->lj = NULL;
+    attr__order_read_free(rd);
+    xb->rd = NULL;
     attr__xbatch_step(xb);
 }
 
 /** attr_ckey_find_mem()'s callback: a seq of key `key` of the job. */
 typedef struct st_attr__memkey_t {
-    attr_ljob_t *lj;
+    attr_order_read_t *rd;
     size_t key;
     int oom;
 } attr__memkey_t;
@@ -1080,20 +1081,20 @@ typedef struct st_attr__memkey_t {
 static void attr__memkey_add(void *arg, uint64_t seq)
 {
     attr__memkey_t *mk = arg;
-    attr_ljob_t *lj = mk->lj;
-    if (lj->n_mem == lj->cap_mem) {
-        size_t nc = lj->cap_mem ? lj->cap_mem * 2 : 16;
-        uint64_t(*p)[2] = realloc(lj->mem, nc * sizeof *p);
+    attr_order_read_t *rd = mk->rd;
+    if (rd->n_mem == rd->cap_mem) {
+        size_t nc = rd->cap_mem ? rd->cap_mem * 2 : 16;
+        uint64_t(*p)[2] = realloc(rd->mem, nc * sizeof *p);
         if (p == NULL) {
             mk->oom = 1;
             return;
         }
-        lj->mem = p;
-        lj->cap_mem = nc;
+        rd->mem = p;
+        rd->cap_mem = nc;
     }
-    lj->mem[lj->n_mem][0] = mk->key;
-    lj->mem[lj->n_mem][1] = seq;
-    lj->n_mem++;
+    rd->mem[rd->n_mem][0] = mk->key;
+    rd->mem[rd->n_mem][1] = seq;
+    rd->n_mem++;
 }
 
 /**
@@ -1109,7 +1110,7 @@ static int attr__xbatch_preload(attr_xbatch_t *xb)
         return 0;
     }
     int64_t now = attr__now();
-    attr_ljob_t *lj = NULL;
+    attr_order_read_t *rd = NULL;
     uint8_t maybe[ATTR_PRODUCTS_MAX];
     for (size_t i = 0; i < xb->n; i++) {
         const attr_pexp_t *p = attr_exposure_pending(st, xb->seqs[i]);
@@ -1117,7 +1118,7 @@ static int attr__xbatch_preload(attr_xbatch_t *xb)
             attr_exposure_conv_maybe(st, xb->seqs[i], now, maybe) == 0) {
             continue;
         }
-        if (lj == NULL && (lj = calloc(1, sizeof *lj)) == NULL) {
+        if (rd == NULL && (rd = calloc(1, sizeof *rd)) == NULL) {
             return -ENOMEM;
         }
         uint64_t hv = attr_hash_bytes(p->viewer.s, p->viewer.len);
@@ -1126,37 +1127,37 @@ static int attr__xbatch_preload(attr_xbatch_t *xb)
                 continue;
             }
             uint64_t vp = attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len));
-            attr__memkey_t mk = {lj, lj->n_keys, 0};
-            if (attr__ljob_add_key(lj, p->viewer.s, p->viewer.len, p->products[k].s,
-                                   p->products[k].len, p->occur_ns, vp) != 0) {
-                attr__ljob_free(lj);
+            attr__memkey_t mk = {rd, rd->n_keys, 0};
+            if (attr__order_read_add_key(rd, p->viewer.s, p->viewer.len, p->products[k].s,
+                                         p->products[k].len, p->occur_ns, vp) != 0) {
+                attr__order_read_free(rd);
                 return -ENOMEM;
             }
             /* The keys still in memory now; the files' are looked up with the job. */
             attr_ckey_find_mem(svc->ck, vp, attr__memkey_add, &mk);
             if (mk.oom) {
-                attr__ljob_free(lj);
+                attr__order_read_free(rd);
                 return -ENOMEM;
             }
         }
     }
-    if (lj == NULL) {
+    if (rd == NULL) {
         return 0;
     }
-    if ((lj->snap = attr_ckey_snap(svc->ck)) == NULL) {
-        attr__ljob_free(lj);
+    if ((rd->snap = attr_ckey_snap(svc->ck)) == NULL) {
+        attr__order_read_free(rd);
         return -ENOMEM;
     }
-    lj->svc = svc;
-    lj->data = xb;
-    lj->job.work = attr__ljob_work;
-    lj->job.done = attr__on_xpreload;
-    int rc = yw_store_write(svc->store, &lj->job);
+    rd->svc = svc;
+    rd->data = xb;
+    rd->job.work = attr__order_read_work;
+    rd->job.done = attr__on_xpreload;
+    int rc = yw_store_write(svc->store, &rd->job);
     if (rc != 0) {
-        attr__ljob_free(lj);
+        attr__order_read_free(rd);
         return rc;
     }
-    xb->lj = lj;
+    xb->rd = rd;
     return 1;
 }
 
@@ -1413,7 +1414,7 @@ static void attr__on_record_exposures(yw_call_t *call, const ProtobufCMessage *m
     }
     attr_ingest_t *ing = attr__ingest_new(call);
     if (ing == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     int64_t now = attr__now();
@@ -1510,7 +1511,7 @@ static attr_ingest_t *attr__stream_ingest(yw_call_t *call)
 {
     attr_ingest_t *ing = yw_call_data(call);
     if (ing == NULL && (ing = attr__ingest_new(call)) == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }
     return ing;
 }
@@ -1540,17 +1541,17 @@ static void attr__on_ingest_exposures_end(yw_call_t *call)
 
 /* -- conversions -- */
 
-static void attr__cjob_free(attr_cjob_t *cj)
+static void attr__conv_batch_free(attr_conv_batch_t *cb)
 {
     /* The lookup's view, kept until the conversions were committed (or forgotten). */
-    attr_xstore_join_release(cj->ing->svc->xs, &cj->jr);
-    attr_xjoin_free(&cj->jr);
-    free(cj->q);
-    free(cj->convs);
-    free(cj->rows);
-    free(cj->past);
-    free(cj->inserted);
-    free(cj);
+    attr_xstore_join_release(cb->ing->svc->xs, &cb->jr);
+    attr_xjoin_free(&cb->jr);
+    free(cb->q);
+    free(cb->convs);
+    free(cb->rows);
+    free(cb->past);
+    free(cb->inserted);
+    free(cb);
 }
 
 static void attr__conv_key(attr_svc_t *svc, const attr_conv_t *c, int64_t now);
@@ -1559,35 +1560,35 @@ static void attr__conv_key(attr_svc_t *svc, const attr_conv_t *c, int64_t now);
  * Both the write and the lookup are back: commit (or forget) the job's conversions. The
  * lookup's view was kept until now, so that an exposure committed since it began is
  * still in a run in memory: the commit's capture from the runs finds it (it could not
- * find the conversion, pending then). Released by attr__cjob_free().
+ * find the conversion, pending then). Released by attr__conv_batch_free().
  */
-static void attr__cjob_commit(attr_held_t *h)
+static void attr__conv_batch_commit(attr_held_t *h)
 {
-    attr_cjob_t *cj = (attr_cjob_t *)((char *)h - offsetof(attr_cjob_t, held));
-    attr_ingest_t *ing = cj->ing;
+    attr_conv_batch_t *cb = (attr_conv_batch_t *)((char *)h - offsetof(attr_conv_batch_t, held));
+    attr_ingest_t *ing = cb->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
-    if (cj->written != GRPC_STATUS_OK) {
-        for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(st, cj->convs[i]);
+    if (cb->written != GRPC_STATUS_OK) {
+        for (size_t i = 0; i < cb->n; i++) {
+            attr_conversion_abort(st, cb->convs[i]);
         }
-        attr__ingest_fail(ing, cj->written, "conversions: %s", cj->j.job.errmsg);
+        attr__ingest_fail(ing, cb->written, "conversions: %s", cb->j.job.errmsg);
     } else {
         /* Durable. Before it is visible: its touches in the index files. */
         int64_t now = attr__now();
-        attr_xjoin_t *jr = &cj->jr;
-        if (cj->joined && jr->status != 0) {
+        attr_xjoin_t *jr = &cb->jr;
+        if (cb->joined && jr->status != 0) {
             /* Credited from what memory holds; a restart looks them up again. */
             svc->suspect = 1;
             yw_log(YW_LOG_ERROR,
                    "cannot look up the touches of %zu orders in the exposure "
                    "index (credited from the exposures in memory only until "
                    "restart): %s",
-                   cj->n, strerror(-jr->status));
+                   cb->n, strerror(-jr->status));
         }
-        for (size_t i = 0; i < cj->n; i++) {
-            attr_conv_t *c = cj->convs[i];
-            if (!cj->inserted[i]) {
+        for (size_t i = 0; i < cb->n; i++) {
+            attr_conv_t *c = cb->convs[i];
+            if (!cb->inserted[i]) {
                 /* Its order_id was stored already (by an earlier call): a duplicate. */
                 attr_conversion_abort(st, c);
                 ing->duplicates++;
@@ -1595,7 +1596,7 @@ static void attr__cjob_commit(attr_held_t *h)
             }
             size_t nc = 0;
             const attr_xcand_t *cs =
-                cj->joined && jr->status == 0 ? attr_xjoin_cands(jr, i, &nc) : NULL;
+                cb->joined && jr->status == 0 ? attr_xjoin_cands(jr, i, &nc) : NULL;
             for (size_t k = 0; k < nc; k++) {
                 const attr_xcand_t *x = &cs[k];
                 if (attr_exposure_past_horizon(st, x->occur_ns, now)) {
@@ -1622,15 +1623,15 @@ static void attr__cjob_commit(attr_held_t *h)
             }
             attr__conv_key(svc, c, now);
             ing->accepted++;
-            ing->past += cj->past[i];
+            ing->past += cb->past[i];
         }
     }
-    attr__cjob_free(cj);
+    attr__conv_batch_free(cb);
     ing->in_flight--;
-    svc->refs--;
     attr__schedule_persist(svc);
     attr__evict(svc);
     attr__ingest_maybe_finish(ing);
+    attr__unref(svc); /* the batch's */
 }
 
 /**
@@ -1670,39 +1671,39 @@ static void attr__conv_key(attr_svc_t *svc, const attr_conv_t *c, int64_t now)
     }
 }
 
-static void attr__cjob_finish(attr_cjob_t *cj)
+static void attr__conv_batch_finish(attr_conv_batch_t *cb)
 {
-    attr__gate(cj->ing->svc, &cj->held, attr__cjob_commit);
+    attr__gate(cb->ing->svc, &cb->held, attr__conv_batch_commit);
 }
 
-static void attr__on_cjoined(attr_xjoin_t *jr)
+static void attr__on_conv_batch_joined(attr_xjoin_t *jr)
 {
-    attr_cjob_t *cj = jr->data;
-    cj->joined = 1;
-    if (--cj->waiting == 0) {
-        attr__cjob_finish(cj);
+    attr_conv_batch_t *cb = jr->data;
+    cb->joined = 1;
+    if (--cb->waiting == 0) {
+        attr__conv_batch_finish(cb);
     }
 }
 
-static void attr__on_cjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_conv_batch_written(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_cjob_t *cj = (attr_cjob_t *)job;
-    cj->written = status;
-    if (--cj->waiting == 0) {
-        attr__cjob_finish(cj);
+    attr_conv_batch_t *cb = (attr_conv_batch_t *)job;
+    cb->written = status;
+    if (--cb->waiting == 0) {
+        attr__conv_batch_finish(cb);
     }
 }
 
 /** Starts looking up the job's conversions in the index files; 0 when on its way. */
-static int attr__cjob_join(attr_cjob_t *cj)
+static int attr__conv_batch_join(attr_conv_batch_t *cb)
 {
-    attr_svc_t *svc = cj->ing->svc;
-    if ((cj->q = calloc(cj->n, sizeof *cj->q)) == NULL) {
+    attr_svc_t *svc = cb->ing->svc;
+    if ((cb->q = calloc(cb->n, sizeof *cb->q)) == NULL) {
         return -ENOMEM;
     }
-    for (size_t i = 0; i < cj->n; i++) {
-        const attr_conv_t *c = cj->convs[i];
-        attr_xjoin_q_t *q = &cj->q[i];
+    for (size_t i = 0; i < cb->n; i++) {
+        const attr_conv_t *c = cb->convs[i];
+        attr_xjoin_q_t *q = &cb->q[i];
         q->vp_hash = c->vp_hash;
         q->viewer = c->viewer;
         q->product = c->product;
@@ -1710,78 +1711,78 @@ static int attr__cjob_join(attr_cjob_t *cj)
         q->product_len = c->product_len;
         q->occur_ns = c->occur_ns;
     }
-    cj->jr.n = cj->n;
-    cj->jr.q = cj->q;
-    cj->jr.keep_view = 1; /* until the commit: see attr__cjob_commit() */
-    cj->jr.done = attr__on_cjoined;
-    cj->jr.data = cj;
-    return attr_xstore_join(svc->xs, &cj->jr);
+    cb->jr.n = cb->n;
+    cb->jr.q = cb->q;
+    cb->jr.keep_view = 1; /* until the commit: see attr__conv_batch_commit() */
+    cb->jr.done = attr__on_conv_batch_joined;
+    cb->jr.data = cb;
+    return attr_xstore_join(svc->xs, &cb->jr);
 }
 
 /** Writes a job's conversions and looks up their touches (after a restatement). */
-static void attr__cjob_start(attr_held_t *h)
+static void attr__conv_batch_start(attr_held_t *h)
 {
-    attr_cjob_t *cj = (attr_cjob_t *)((char *)h - offsetof(attr_cjob_t, held));
-    attr_ingest_t *ing = cj->ing;
+    attr_conv_batch_t *cb = (attr_conv_batch_t *)((char *)h - offsetof(attr_conv_batch_t, held));
+    attr_ingest_t *ing = cb->ing;
     attr_svc_t *svc = ing->svc;
-    cj->j.job.work = attr_store_put_conversions;
-    cj->j.job.done = attr__on_cjob;
-    cj->j.rows = cj->rows;
-    cj->j.n = cj->n;
-    cj->j.currency = svc->st.settings.currency;
-    cj->j.ingest_ns = attr__now();
-    cj->j.inserted = cj->inserted;
-    cj->waiting = 1;
-    int rc = yw_store_write(svc->store, &cj->j.job);
+    cb->j.job.work = attr_store_put_conversions;
+    cb->j.job.done = attr__on_conv_batch_written;
+    cb->j.rows = cb->rows;
+    cb->j.n = cb->n;
+    cb->j.currency = svc->st.settings.currency;
+    cb->j.ingest_ns = attr__now();
+    cb->j.inserted = cb->inserted;
+    cb->waiting = 1;
+    int rc = yw_store_write(svc->store, &cb->j.job);
     if (rc != 0) {
-        for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(&svc->st, cj->convs[i]);
+        for (size_t i = 0; i < cb->n; i++) {
+            attr_conversion_abort(&svc->st, cb->convs[i]);
         }
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "conversions: cannot queue a write: %s",
                           strerror(-rc));
-        attr__cjob_free(cj);
+        attr__conv_batch_free(cb);
         ing->in_flight--;
-        svc->refs--;
         attr__ingest_maybe_finish(ing);
+        attr__unref(svc); /* the batch's */
         return;
     }
     /* Always a lookup, even when no index file exists yet: its view is what keeps the
      * runs published while the job is on its way in memory until the commit captures
-     * from them. Invariant (attr__cjob_commit()): the view's files plus the runs in
+     * from them. Invariant (attr__conv_batch_commit()): the view's files plus the runs in
      * memory at the commit hold every exposure committed before the commit. Skipping
      * the lookup when there were no files broke it: a run sealed and published during
      * the write left memory unseen, and the order missed its exposures until a restart
      * joined them again (issue 11: memory and restart disagreed). */
-    cj->waiting++;
-    if ((rc = attr__cjob_join(cj)) != 0) {
-        cj->waiting--;
+    cb->waiting++;
+    if ((rc = attr__conv_batch_join(cb)) != 0) {
+        cb->waiting--;
         svc->suspect = 1;
         yw_log(YW_LOG_ERROR,
                "cannot look up the touches of %zu orders in the exposure index (credited "
                "from the exposures in memory only until restart): %s",
-               cj->n, strerror(-rc));
+               cb->n, strerror(-rc));
     }
 }
 
-static void attr__cjob_submit(attr_ingest_t *ing)
+static void attr__conv_batch_submit(attr_ingest_t *ing)
 {
-    attr_cjob_t *cj = ing->cj;
-    ing->cj = NULL;
-    if (cj == NULL) {
+    attr_conv_batch_t *cb = ing->cb;
+    ing->cb = NULL;
+    if (cb == NULL) {
         return;
     }
     attr_svc_t *svc = ing->svc;
-    if ((cj->inserted = calloc(cj->n ? cj->n : 1, 1)) == NULL) {
-        for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(&svc->st, cj->convs[i]);
+    if ((cb->inserted = calloc(cb->n ? cb->n : 1, 1)) == NULL) {
+        for (size_t i = 0; i < cb->n; i++) {
+            attr_conversion_abort(&svc->st, cb->convs[i]);
         }
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        attr__cjob_free(cj);
+        attr__conv_batch_free(cb);
         return;
     }
     ing->in_flight++;
     svc->refs++;
-    attr__gate(svc, &cj->held, attr__cjob_start);
+    attr__gate(svc, &cb->held, attr__conv_batch_start);
 }
 
 static void attr__ingest_conversion(attr_ingest_t *ing,
@@ -1823,32 +1824,32 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory admitting events");
         return;
     }
-    attr_cjob_t *cj = ing->cj;
-    if (cj == NULL && (cj = ing->cj = calloc(1, sizeof *cj)) != NULL) {
-        cj->ing = ing;
+    attr_conv_batch_t *cb = ing->cb;
+    if (cb == NULL && (cb = ing->cb = calloc(1, sizeof *cb)) != NULL) {
+        cb->ing = ing;
     }
-    if (cj != NULL && cj->n == cj->cap) {
-        size_t nc = cj->cap ? cj->cap * 2 : 64;
-        attr_conv_t **cv = realloc(cj->convs, nc * sizeof *cv);
+    if (cb != NULL && cb->n == cb->cap) {
+        size_t nc = cb->cap ? cb->cap * 2 : 64;
+        attr_conv_t **cv = realloc(cb->convs, nc * sizeof *cv);
         if (cv != NULL) {
-            cj->convs = cv;
+            cb->convs = cv;
         }
-        attr_conv_row_t *rw = cv ? realloc(cj->rows, nc * sizeof *rw) : NULL;
+        attr_conv_row_t *rw = cv ? realloc(cb->rows, nc * sizeof *rw) : NULL;
         if (rw != NULL) {
-            cj->rows = rw;
+            cb->rows = rw;
         }
-        uint8_t *pf = rw ? realloc(cj->past, nc) : NULL;
+        uint8_t *pf = rw ? realloc(cb->past, nc) : NULL;
         if (pf != NULL) {
-            cj->past = pf;
-            cj->cap = nc;
+            cb->past = pf;
+            cb->cap = nc;
         }
     }
-    if (cj == NULL || cj->n == cj->cap) {
+    if (cb == NULL || cb->n == cb->cap) {
         attr_conversion_abort(st, c);
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory admitting events");
         return;
     }
-    attr_conv_row_t *row = &cj->rows[cj->n];
+    attr_conv_row_t *row = &cb->rows[cb->n];
     row->order_id = c->order_id;
     row->viewer_id = c->viewer;
     row->product_id = c->product;
@@ -1856,10 +1857,10 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
     row->amount_minor = c->amount;
     row->occur_ns = c->occur_ns;
     row->seq = c->seq;
-    cj->past[cj->n] = (uint8_t)attr_conversion_past_horizon(st, occur, now);
-    cj->convs[cj->n++] = c;
-    if (cj->n >= ATTR_FRAME_EVENTS) {
-        attr__cjob_submit(ing);
+    cb->past[cb->n] = (uint8_t)attr_conversion_past_horizon(st, occur, now);
+    cb->convs[cb->n++] = c;
+    if (cb->n >= ATTR_FRAME_EVENTS) {
+        attr__conv_batch_submit(ing);
     }
 }
 
@@ -1874,14 +1875,14 @@ static void attr__on_record_conversions(yw_call_t *call, const ProtobufCMessage 
     }
     attr_ingest_t *ing = attr__ingest_new(call);
     if (ing == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     int64_t now = attr__now();
     for (size_t i = 0; i < req->n_events; i++) {
         attr__ingest_conversion(ing, req->events[i], now);
     }
-    attr__cjob_submit(ing);
+    attr__conv_batch_submit(ing);
     ing->ended = 1;
     attr__ingest_maybe_finish(ing);
 }
@@ -1902,74 +1903,75 @@ static void attr__on_ingest_conversions_end(yw_call_t *call)
     if (ing == NULL) {
         return;
     }
-    attr__cjob_submit(ing);
+    attr__conv_batch_submit(ing);
     ing->ended = 1;
     attr__ingest_maybe_finish(ing);
 }
 
 /* -- refunds -- */
 
-static void attr__rjob_unpin(attr_rjob_t *rj)
+static void attr__refund_batch_unpin(attr_refund_batch_t *rb)
 {
-    for (size_t i = 0; i < rj->n_pins; i++) {
-        attr_conv_unpin(rj->pins[i]);
+    for (size_t i = 0; i < rb->n_pins; i++) {
+        attr_conv_unpin(rb->pins[i]);
     }
-    rj->n_pins = 0;
+    rb->n_pins = 0;
 }
 
-static void attr__rjob_free(attr_rjob_t *rj)
+static void attr__refund_batch_free(attr_refund_batch_t *rb)
 {
-    attr__rjob_unpin(rj);
-    free(rj->pins);
-    attr__ljob_free(rj->lj);
-    free(rj->valid);
-    free(rj->occur);
-    free(rj->refunds);
-    free(rj->rows);
-    free(rj);
+    attr__refund_batch_unpin(rb);
+    free(rb->pins);
+    attr__order_read_free(rb->rd);
+    free(rb->valid);
+    free(rb->occur);
+    free(rb->refunds);
+    free(rb->rows);
+    free(rb);
 }
 
 /** The end of a refund call's way: the call may finish. */
-static void attr__rjob_done(attr_rjob_t *rj)
+static void attr__refund_batch_done(attr_refund_batch_t *rb)
 {
-    attr_ingest_t *ing = rj->ing;
+    attr_ingest_t *ing = rb->ing;
     attr_svc_t *svc = ing->svc;
-    attr__rjob_free(rj);
+    attr__refund_batch_free(rb);
     ing->ended = 1;
     ing->in_flight--;
-    svc->refs--;
     attr__evict(svc);
     attr__ingest_maybe_finish(ing);
+    attr__unref(svc); /* the batch's */
 }
 
-static void attr__rjob_commit(attr_held_t *h)
+static void attr__refund_batch_commit(attr_held_t *h)
 {
-    attr_rjob_t *rj = (attr_rjob_t *)((char *)h - offsetof(attr_rjob_t, held));
-    attr_ingest_t *ing = rj->ing;
+    attr_refund_batch_t *rb =
+        (attr_refund_batch_t *)((char *)h - offsetof(attr_refund_batch_t, held));
+    attr_ingest_t *ing = rb->ing;
     attr_svc_t *svc = ing->svc;
-    grpc_status_code status = rj->written;
+    grpc_status_code status = rb->written;
     if (status == GRPC_STATUS_OK) {
-        for (size_t i = 0; i < rj->n; i++) {
-            if (attr_refund_commit(&svc->st, rj->refunds[i]) != 0) {
+        for (size_t i = 0; i < rb->n; i++) {
+            if (attr_refund_commit(&svc->st, rb->refunds[i]) != 0) {
                 svc->suspect = 1;
-                yw_log(YW_LOG_ERROR, "out of memory applying refund %s", rj->rows[i].refund_id);
+                yw_log(YW_LOG_ERROR, "out of memory applying refund %s", rb->rows[i].refund_id);
             }
         }
-        ing->accepted += (int64_t)rj->n;
+        ing->accepted += (int64_t)rb->n;
     } else {
-        for (size_t i = 0; i < rj->n; i++) {
-            attr_refund_abort(&svc->st, rj->refunds[i]);
+        for (size_t i = 0; i < rb->n; i++) {
+            attr_refund_abort(&svc->st, rb->refunds[i]);
         }
-        attr__ingest_fail(ing, status, "refunds: %s", rj->j.job.errmsg);
+        attr__ingest_fail(ing, status, "refunds: %s", rb->j.job.errmsg);
     }
-    attr__rjob_done(rj);
+    attr__refund_batch_done(rb);
 }
 
-static void attr__on_rjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_refund_batch_written(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_rjob_t *rj = (attr_rjob_t *)job;
-    rj->written = status;
-    attr__gate(rj->ing->svc, &rj->held, attr__rjob_commit);
+    attr_refund_batch_t *rb = (attr_refund_batch_t *)job;
+    rb->written = status;
+    attr__gate(rb->ing->svc, &rb->held, attr__refund_batch_commit);
 }
 
 /**
@@ -1977,64 +1979,65 @@ static void attr__on_rjob(yw_store_job_t *job, grpc_status_code status)
  * event is judged in order (an earlier refund of the call counts against what is left),
  * then the admitted ones are written.
  */
-static void attr__rloaded(attr_held_t *h);
+static void attr__refund_batch_loaded(attr_held_t *h);
 
-static void attr__on_rload(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_refund_batch_read(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_ljob_t *lj = (attr_ljob_t *)job;
-    attr_rjob_t *rj = lj->data;
-    lj->status = status;
+    attr_order_read_t *rd = (attr_order_read_t *)job;
+    attr_refund_batch_t *rb = rd->data;
+    rd->status = status;
     /* After the restatement in progress (see attr__on_xpreload()). */
-    attr__gate(rj->ing->svc, &rj->held, attr__rloaded);
+    attr__gate(rb->ing->svc, &rb->held, attr__refund_batch_loaded);
 }
 
-static void attr__rloaded(attr_held_t *h)
+static void attr__refund_batch_loaded(attr_held_t *h)
 {
-    attr_rjob_t *rj = (attr_rjob_t *)((char *)h - offsetof(attr_rjob_t, held));
-    attr_ljob_t *lj = rj->lj;
-    yw_store_job_t *job = &lj->job;
-    grpc_status_code status = lj->status;
-    attr_ingest_t *ing = rj->ing;
+    attr_refund_batch_t *rb =
+        (attr_refund_batch_t *)((char *)h - offsetof(attr_refund_batch_t, held));
+    attr_order_read_t *rd = rb->rd;
+    yw_store_job_t *job = &rd->job;
+    grpc_status_code status = rd->status;
+    attr_ingest_t *ing = rb->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
-    const Yaowei__Attribution__V1__RecordRefundsRequest *req = rj->req;
+    const Yaowei__Attribution__V1__RecordRefundsRequest *req = rb->req;
     if (status != GRPC_STATUS_OK) {
         attr__ingest_fail(ing, status, "refunds: %s", job->errmsg);
-        attr__rjob_done(rj);
+        attr__refund_batch_done(rb);
         return;
     }
-    for (size_t i = 0; i < lj->set.n; i++) {
+    for (size_t i = 0; i < rd->set.n; i++) {
         attr_conv_t *c;
-        if (attr__conv_from_set(svc, &lj->set, i, &c) != 0) {
+        if (attr__conv_from_set(svc, &rd->set, i, &c) != 0) {
             attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-            attr__rjob_done(rj);
+            attr__refund_batch_done(rb);
             return;
         }
     }
-    size_t u = 0; /* index into lj->refund_ids: one per valid event */
+    size_t u = 0; /* index into rd->refund_ids: one per valid event */
     for (size_t i = 0; i < req->n_events; i++) {
-        if (!rj->valid[i]) {
+        if (!rb->valid[i]) {
             continue;
         }
         const Yaowei__Attribution__V1__RefundEvent *ev = req->events[i];
         int64_t index = (int64_t)i;
         char err[ATTR_REASON_MAX];
-        if (lj->refund_stored[u++]) {
+        if (rd->refund_stored[u++]) {
             ing->duplicates++;
             continue;
         }
         attr_refund_t *r = NULL;
         int64_t left = 0;
         int rc = attr_refund_admit(st, ev->refund_id, strlen(ev->refund_id), ev->order_id,
-                                   strlen(ev->order_id), ev->amount_minor, rj->occur[i], &r, &left);
+                                   strlen(ev->order_id), ev->amount_minor, rb->occur[i], &r, &left);
         switch (rc) {
         case ATTR_ADMITTED:
-            rj->refunds[rj->n] = r;
-            rj->rows[rj->n].refund_id = r->refund_id;
-            rj->rows[rj->n].order_id = r->conv->order_id;
-            rj->rows[rj->n].amount_minor = r->amount;
-            rj->rows[rj->n].occur_ns = r->occur_ns;
-            rj->n++;
+            rb->refunds[rb->n] = r;
+            rb->rows[rb->n].refund_id = r->refund_id;
+            rb->rows[rb->n].order_id = r->conv->order_id;
+            rb->rows[rb->n].amount_minor = r->amount;
+            rb->rows[rb->n].occur_ns = r->occur_ns;
+            rb->n++;
             break;
         case ATTR_DUPLICATE:
             ing->duplicates++;
@@ -2056,43 +2059,44 @@ static void attr__rloaded(attr_held_t *h)
             break;
         }
     }
-    attr__ljob_free(lj);
-    rj->lj = NULL;
-    attr__rjob_unpin(rj); /* the admitted refunds keep theirs in memory */
-    if (rj->n == 0) {
-        attr__rjob_done(rj);
+    attr__order_read_free(rd);
+    rb->rd = NULL;
+    attr__refund_batch_unpin(rb); /* the admitted refunds keep theirs in memory */
+    if (rb->n == 0) {
+        attr__refund_batch_done(rb);
         return;
     }
-    rj->j.job.work = attr_store_put_refunds;
-    rj->j.job.done = attr__on_rjob;
-    rj->j.rows = rj->rows;
-    rj->j.n = rj->n;
-    rj->j.ingest_ns = rj->now;
-    int rc = yw_store_write(svc->store, &rj->j.job);
+    rb->j.job.work = attr_store_put_refunds;
+    rb->j.job.done = attr__on_refund_batch_written;
+    rb->j.rows = rb->rows;
+    rb->j.n = rb->n;
+    rb->j.ingest_ns = rb->now;
+    int rc = yw_store_write(svc->store, &rb->j.job);
     if (rc != 0) {
-        for (size_t i = 0; i < rj->n; i++) {
-            attr_refund_abort(st, rj->refunds[i]);
+        for (size_t i = 0; i < rb->n; i++) {
+            attr_refund_abort(st, rb->refunds[i]);
         }
-        rj->n = 0;
+        rb->n = 0;
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "refunds: cannot queue a write: %s",
                           strerror(-rc));
-        attr__rjob_done(rj);
+        attr__refund_batch_done(rb);
     }
 }
 
 /** Reads the refunded conversions that are not in memory, and the stored refund ids. */
-static void attr__rjob_start(attr_held_t *h)
+static void attr__refund_batch_start(attr_held_t *h)
 {
-    attr_rjob_t *rj = (attr_rjob_t *)((char *)h - offsetof(attr_rjob_t, held));
-    attr_svc_t *svc = rj->ing->svc;
-    attr_ljob_t *lj = rj->lj;
-    lj->job.work = attr__ljob_work;
-    lj->job.done = attr__on_rload;
-    int rc = yw_store_write(svc->store, &lj->job);
+    attr_refund_batch_t *rb =
+        (attr_refund_batch_t *)((char *)h - offsetof(attr_refund_batch_t, held));
+    attr_svc_t *svc = rb->ing->svc;
+    attr_order_read_t *rd = rb->rd;
+    rd->job.work = attr__order_read_work;
+    rd->job.done = attr__on_refund_batch_read;
+    int rc = yw_store_write(svc->store, &rd->job);
     if (rc != 0) {
-        attr__ingest_fail(rj->ing, GRPC_STATUS_UNAVAILABLE, "refunds: cannot queue a read: %s",
+        attr__ingest_fail(rb->ing, GRPC_STATUS_UNAVAILABLE, "refunds: cannot queue a read: %s",
                           strerror(-rc));
-        attr__rjob_done(rj);
+        attr__refund_batch_done(rb);
     }
 }
 
@@ -2107,45 +2111,45 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
         return;
     }
     if (yw_disk_writable(yw_app_disk(attr__svc(call)->app), disk, sizeof disk) != 0) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", disk);
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, disk);
         return;
     }
     attr_ingest_t *ing = attr__ingest_new(call);
-    attr_rjob_t *rj = calloc(1, sizeof *rj);
+    attr_refund_batch_t *rb = calloc(1, sizeof *rb);
     size_t cap = req->n_events ? req->n_events : 1;
-    if (ing == NULL || rj == NULL || (rj->refunds = malloc(cap * sizeof *rj->refunds)) == NULL ||
-        (rj->rows = malloc(cap * sizeof *rj->rows)) == NULL ||
-        (rj->valid = calloc(cap, 1)) == NULL ||
-        (rj->pins = malloc(cap * sizeof *rj->pins)) == NULL ||
-        (rj->occur = malloc(cap * sizeof *rj->occur)) == NULL ||
-        (rj->lj = calloc(1, sizeof *rj->lj)) == NULL) {
-        if (rj != NULL) {
-            attr__rjob_free(rj);
+    if (ing == NULL || rb == NULL || (rb->refunds = malloc(cap * sizeof *rb->refunds)) == NULL ||
+        (rb->rows = malloc(cap * sizeof *rb->rows)) == NULL ||
+        (rb->valid = calloc(cap, 1)) == NULL ||
+        (rb->pins = malloc(cap * sizeof *rb->pins)) == NULL ||
+        (rb->occur = malloc(cap * sizeof *rb->occur)) == NULL ||
+        (rb->rd = calloc(1, sizeof *rb->rd)) == NULL) {
+        if (rb != NULL) {
+            attr__refund_batch_free(rb);
         }
         if (ing != NULL) {
             yw_call_set_data(call, NULL);
             free(ing);
         }
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
-    rj->ing = ing;
-    rj->req = req; /* valid until the call is freed (a unary request) */
-    rj->now = attr__now();
-    rj->lj->svc = svc;
-    rj->lj->data = rj;
+    rb->ing = ing;
+    rb->req = req; /* valid until the call is freed (a unary request) */
+    rb->now = attr__now();
+    rb->rd->svc = svc;
+    rb->rd->data = rb;
     int oom = 0;
     for (size_t i = 0; i < req->n_events && !oom; i++) {
         const Yaowei__Attribution__V1__RefundEvent *ev = req->events[i];
         int64_t index = ing->next_index++;
         char err[ATTR_REASON_MAX];
-        if (attr_validate_refund(ev, rj->now, &rj->occur[i], err, sizeof err) != 0) {
+        if (attr_validate_refund(ev, rb->now, &rb->occur[i], err, sizeof err) != 0) {
             attr__reject(ing, index, err);
             continue;
         }
-        rj->valid[i] = 1;
+        rb->valid[i] = 1;
         size_t olen = strlen(ev->order_id);
         /* Conversions not in memory are read first (those in memory stay there until
          * judged); refund ids are checked against the stored ones (the pending ones are
@@ -2153,12 +2157,12 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
         attr_conv_t *c = attr_conversion_find(st, ev->order_id, olen);
         if (c != NULL) {
             attr_conv_pin(c);
-            rj->pins[rj->n_pins++] = c;
+            rb->pins[rb->n_pins++] = c;
         }
         /* (Also with a pending one of that id: it may be a duplicate of a stored order,
          * which the read finds: attr__pending_own().) */
-        if ((c == NULL && attr__ljob_add_order(rj->lj, ev->order_id, olen) != 0) ||
-            attr__push_str(&rj->lj->refund_ids, &rj->lj->n_refund_ids, &rj->lj->cap_refund_ids,
+        if ((c == NULL && attr__order_read_add_order(rb->rd, ev->order_id, olen) != 0) ||
+            attr__push_str(&rb->rd->refund_ids, &rb->rd->n_refund_ids, &rb->rd->cap_refund_ids,
                            ev->refund_id, strlen(ev->refund_id)) != 0) {
             oom = 1;
         }
@@ -2167,26 +2171,26 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
     svc->refs++;
     if (oom) {
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        attr__rjob_done(rj);
+        attr__refund_batch_done(rb);
         return;
     }
-    if (rj->lj->n_refund_ids == 0) {
-        attr__rjob_done(rj); /* every event was rejected */
+    if (rb->rd->n_refund_ids == 0) {
+        attr__refund_batch_done(rb); /* every event was rejected */
         return;
     }
-    attr__gate(svc, &rj->held, attr__rjob_start);
+    attr__gate(svc, &rb->held, attr__refund_batch_start);
 }
 
 /* ---- candidate persistence ---- */
 
-typedef struct st_attr_pjob_t {
+typedef struct st_attr_touch_persist_t {
     attr_touch_job_t j; /* j.mark: attr__touch_mark() when taken */
     attr_svc_t *svc;
     attr_conv_t **convs;
     uint32_t *upto;
     size_t n_convs;
     attr_touch_row_t *rows;
-} attr_pjob_t;
+} attr_touch_persist_t;
 
 static uint64_t attr__safe_seq(const attr_svc_t *svc);
 
@@ -2204,27 +2208,27 @@ static attr_touch_mark_t attr__touch_mark(const attr_svc_t *svc)
     return m;
 }
 
-static void attr__on_pjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_touches_persisted(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_pjob_t *pj = (attr_pjob_t *)job;
-    attr_svc_t *svc = pj->svc;
+    attr_touch_persist_t *tp = (attr_touch_persist_t *)job;
+    attr_svc_t *svc = tp->svc;
     if (status == GRPC_STATUS_OK) {
-        svc->touch_mark = pj->j.mark;
+        svc->touch_mark = tp->j.mark;
     }
-    for (size_t i = 0; i < pj->n_convs; i++) {
+    for (size_t i = 0; i < tp->n_convs; i++) {
         if (status == GRPC_STATUS_OK) {
-            attr_state_mark_persisted(pj->convs[i], pj->upto[i]);
+            attr_state_mark_persisted(tp->convs[i], tp->upto[i]);
         } else {
-            (void)attr_state_repersist(&svc->st, pj->convs[i]);
+            (void)attr_state_repersist(&svc->st, tp->convs[i]);
         }
     }
     if (status != GRPC_STATUS_OK) {
         yw_log(YW_LOG_WARN, "cannot persist candidate touches (will retry): %s", job->errmsg);
     }
-    free(pj->convs);
-    free(pj->upto);
-    free(pj->rows);
-    free(pj);
+    free(tp->convs);
+    free(tp->upto);
+    free(tp->rows);
+    free(tp);
     svc->persist_busy = 0;
     if (status == GRPC_STATUS_OK) {
         attr__schedule_persist(svc);
@@ -2254,42 +2258,42 @@ static void attr__schedule_persist(attr_svc_t *svc)
         return;
     }
     attr_state_t *st = &svc->st;
-    attr_pjob_t *pj = calloc(1, sizeof *pj);
-    if (pj == NULL) {
+    attr_touch_persist_t *tp = calloc(1, sizeof *tp);
+    if (tp == NULL) {
         return;
     }
-    if (attr_state_take_persist(st, &pj->convs, &pj->n_convs) != 0) {
-        free(pj);
+    if (attr_state_take_persist(st, &tp->convs, &tp->n_convs) != 0) {
+        free(tp);
         return;
     }
     size_t rows = 0;
-    for (size_t i = 0; i < pj->n_convs; i++) {
-        for (uint32_t k = 0; k < pj->convs[i]->n_cands; k++) {
-            rows += !pj->convs[i]->cands[k].persisted;
+    for (size_t i = 0; i < tp->n_convs; i++) {
+        for (uint32_t k = 0; k < tp->convs[i]->n_cands; k++) {
+            rows += !tp->convs[i]->cands[k].persisted;
         }
     }
-    pj->upto = malloc((pj->n_convs ? pj->n_convs : 1) * sizeof *pj->upto);
-    pj->rows = malloc((rows ? rows : 1) * sizeof *pj->rows);
-    if (pj->upto == NULL || pj->rows == NULL) {
-        for (size_t i = 0; i < pj->n_convs; i++) {
-            (void)attr_state_repersist(st, pj->convs[i]);
+    tp->upto = malloc((tp->n_convs ? tp->n_convs : 1) * sizeof *tp->upto);
+    tp->rows = malloc((rows ? rows : 1) * sizeof *tp->rows);
+    if (tp->upto == NULL || tp->rows == NULL) {
+        for (size_t i = 0; i < tp->n_convs; i++) {
+            (void)attr_state_repersist(st, tp->convs[i]);
         }
-        free(pj->convs);
-        free(pj->upto);
-        free(pj->rows);
-        free(pj);
+        free(tp->convs);
+        free(tp->upto);
+        free(tp->rows);
+        free(tp);
         return;
     }
     size_t r = 0;
-    for (size_t i = 0; i < pj->n_convs; i++) {
-        attr_conv_t *c = pj->convs[i];
-        pj->upto[i] = c->n_cands;
+    for (size_t i = 0; i < tp->n_convs; i++) {
+        attr_conv_t *c = tp->convs[i];
+        tp->upto[i] = c->n_cands;
         for (uint32_t k = 0; k < c->n_cands; k++) {
             const attr_cand_t *t = &c->cands[k];
             if (t->persisted) {
                 continue;
             }
-            attr_touch_row_t *row = &pj->rows[r++];
+            attr_touch_row_t *row = &tp->rows[r++];
             row->order_id = c->order_id;
             row->event_id = t->event_id;
             row->creator_id = attr_intern_str(&st->creators, t->creator, NULL);
@@ -2299,20 +2303,20 @@ static void attr__schedule_persist(attr_svc_t *svc)
             row->occur_ns = t->occur_ns;
         }
     }
-    pj->svc = svc;
-    pj->j.job.work = attr_store_put_touches;
-    pj->j.job.done = attr__on_pjob;
-    pj->j.rows = pj->rows;
-    pj->j.n = r;
-    pj->j.mark = mark;
-    if (yw_store_write(svc->store, &pj->j.job) != 0) {
-        for (size_t i = 0; i < pj->n_convs; i++) {
-            (void)attr_state_repersist(st, pj->convs[i]);
+    tp->svc = svc;
+    tp->j.job.work = attr_store_put_touches;
+    tp->j.job.done = attr__on_touches_persisted;
+    tp->j.rows = tp->rows;
+    tp->j.n = r;
+    tp->j.mark = mark;
+    if (yw_store_write(svc->store, &tp->j.job) != 0) {
+        for (size_t i = 0; i < tp->n_convs; i++) {
+            (void)attr_state_repersist(st, tp->convs[i]);
         }
-        free(pj->convs);
-        free(pj->upto);
-        free(pj->rows);
-        free(pj);
+        free(tp->convs);
+        free(tp->upto);
+        free(tp->rows);
+        free(tp);
         return;
     }
     svc->persist_busy = 1;
@@ -2333,7 +2337,7 @@ static void attr__explain_reply(yw_call_t *call, const attr_state_t *st, const a
         free(touches);
         free(ptrs);
         free(times);
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -2380,48 +2384,49 @@ static void attr__explain_reply(yw_call_t *call, const attr_state_t *st, const a
 #define ATTR_EXPLAIN_READS 2
 
 /** One ExplainConversion waiting for its conversion to be read. */
-typedef struct st_attr_eask_t {
+typedef struct st_attr_explain_ask_t {
     yw_call_t *call;
     const char *order_id; /* the request's (valid until the call is freed) */
     int model;            /* as asked (0: the default at reply time) */
     int found;            /* index in the job's set + 1; 0: not stored */
-} attr_eask_t;
+} attr_explain_ask_t;
 
 /**
  * ExplainConversion of conversions that are not in memory, read on a reader thread. The
  * calls that come while ATTR_EXPLAIN_READS jobs are out wait in the next job (as group
  * commit does for writes): one thread hand-off and one wake-up for many calls.
  */
-typedef struct st_attr_ejob_t {
+typedef struct st_attr_explain_read_t {
     yw_store_job_t job;
     attr_svc_t *svc;
-    attr_eask_t asks[ATTR_EXPLAIN_BATCH];
+    attr_explain_ask_t asks[ATTR_EXPLAIN_BATCH];
     size_t n;
     attr_convset_t set;
     char err[256];
-} attr_ejob_t;
+} attr_explain_read_t;
 
-static grpc_status_code attr__ejob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+static grpc_status_code attr__explain_read_work(yw_store_conn_t *conn, yw_store_job_t *job)
 {
-    attr_ejob_t *ej = (attr_ejob_t *)job;
-    for (size_t i = 0; i < ej->n; i++) {
-        attr_eask_t *a = &ej->asks[i];
-        int rc = attr_store_get_conversion(conn, a->order_id, strlen(a->order_id), &ej->set,
-                                           ej->err, sizeof ej->err);
+    attr_explain_read_t *er = (attr_explain_read_t *)job;
+    for (size_t i = 0; i < er->n; i++) {
+        attr_explain_ask_t *a = &er->asks[i];
+        int rc = attr_store_get_conversion(conn, a->order_id, strlen(a->order_id), &er->set,
+                                           er->err, sizeof er->err);
         if (rc < 0) {
             char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
             snprintf(job->errmsg, sizeof job->errmsg, "reading order %s: %.160s",
-                     yw_quote(a->order_id, YW_QUOTE_MAX, q, sizeof q), ej->err);
+                     yw_quote(a->order_id, YW_QUOTE_MAX, q, sizeof q), er->err);
             return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
         }
-        a->found = rc ? (int)ej->set.n : 0;
+        a->found = rc ? (int)er->set.n : 0;
     }
     return GRPC_STATUS_OK;
 }
 
 /** Replies to one explanation read back (or not found). */
-static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const attr_eask_t *a,
-                                 grpc_status_code status, const char *errmsg)
+static void attr__explain_stored(attr_svc_t *svc, const attr_explain_read_t *er,
+                                 const attr_explain_ask_t *a, grpc_status_code status,
+                                 const char *errmsg)
 {
     attr_state_t *st = &svc->st;
     int model = attr_model_resolve(a->model, st->settings.default_model);
@@ -2433,19 +2438,19 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
         return;
     }
     if (status != GRPC_STATUS_OK) {
-        yw_call_finish(a->call, status, "%s", errmsg);
+        yw_call_fail(a->call, status, errmsg);
         return;
     }
-    if (a->found == 0 || attr__pending_own(st, &ej->set.convs[a->found - 1].in)) {
+    if (a->found == 0 || attr__pending_own(st, &er->set.convs[a->found - 1].in)) {
         /* (A pending one is stored but not acknowledged yet: not visible.) */
         char err[ATTR_REASON_MAX];
         yw_call_fail(a->call, GRPC_STATUS_NOT_FOUND, attr__no_order(a->order_id, err, sizeof err));
         return;
     }
     size_t at = (size_t)a->found - 1;
-    const attr_stored_conv_t *sc = &ej->set.convs[at];
+    const attr_stored_conv_t *sc = &er->set.convs[at];
     attr_conv_t *x = attr_conv_new(&sc->in, sc->refunded);
-    const attr_stored_touch_t *t = attr_convset_touches(&ej->set, at);
+    const attr_stored_touch_t *t = attr_convset_touches(&er->set, at);
     int rc = x != NULL ? 0 : -ENOMEM;
     for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
         rc = attr_conversion_add_cand(st, x, t[k].event_id, t[k].creator_id, t[k].creator_len,
@@ -2458,50 +2463,50 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
     if (rc == 0) {
         attr__explain_reply(a->call, st, x, model);
     } else {
-        yw_call_finish(a->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(a->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }
     attr_conv_free(x);
 }
 
-static void attr__ejob_submit(attr_svc_t *svc);
+static void attr__explain_read_submit(attr_svc_t *svc);
 
-static void attr__on_ejob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_explain_read(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_ejob_t *ej = (attr_ejob_t *)job;
-    attr_svc_t *svc = ej->svc;
-    for (size_t i = 0; i < ej->n; i++) {
-        attr__explain_stored(svc, ej, &ej->asks[i], status, job->errmsg);
+    attr_explain_read_t *er = (attr_explain_read_t *)job;
+    attr_svc_t *svc = er->svc;
+    for (size_t i = 0; i < er->n; i++) {
+        attr__explain_stored(svc, er, &er->asks[i], status, job->errmsg);
     }
-    attr_convset_free(&ej->set);
-    free(ej);
+    attr_convset_free(&er->set);
+    free(er);
     svc->explain_jobs--;
     if (svc->explain_next != NULL && !svc->stopping) {
-        attr__ejob_submit(svc);
+        attr__explain_read_submit(svc);
     }
     attr__unref(svc);
 }
 
 /** Submits the explanations waiting (svc->explain_next). */
-static void attr__ejob_submit(attr_svc_t *svc)
+static void attr__explain_read_submit(attr_svc_t *svc)
 {
-    attr_ejob_t *ej = svc->explain_next;
+    attr_explain_read_t *er = svc->explain_next;
     svc->explain_next = NULL;
-    ej->job.work = attr__ejob_work;
-    ej->job.done = attr__on_ejob;
-    int rc = yw_store_read(svc->store, &ej->job);
+    er->job.work = attr__explain_read_work;
+    er->job.done = attr__on_explain_read;
+    int rc = yw_store_read(svc->store, &er->job);
     if (rc != 0) {
-        for (size_t i = 0; i < ej->n; i++) {
+        for (size_t i = 0; i < er->n; i++) {
             char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
-            yw_call_finish(ej->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %s: %s",
-                           yw_quote(ej->asks[i].order_id, YW_QUOTE_MAX, q, sizeof q),
+            yw_call_finish(er->asks[i].call, GRPC_STATUS_UNAVAILABLE, "cannot read order %s: %s",
+                           yw_quote(er->asks[i].order_id, YW_QUOTE_MAX, q, sizeof q),
                            strerror(-rc));
         }
-        free(ej);
+        free(er);
         return;
     }
     svc->explain_jobs++;
     svc->refs++;
-    yw_metric_add(svc->explain_reads, ej->n);
+    yw_metric_add(svc->explain_reads, er->n);
 }
 
 static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
@@ -2511,7 +2516,7 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
     attr_svc_t *svc = attr__svc(call);
     attr_state_t *st = &svc->st;
     if (req->order_id == NULL || req->order_id[0] == '\0') {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "order_id: is required");
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "order_id: is required");
         return;
     }
     int model = attr_model_resolve((int)req->model, st->settings.default_model);
@@ -2532,15 +2537,15 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         return;
     }
     /* Not in memory: the database has it, or nobody has. */
-    attr_ejob_t *ej = svc->explain_next;
-    if (ej == NULL && (ej = svc->explain_next = calloc(1, sizeof *ej)) == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    attr_explain_read_t *er = svc->explain_next;
+    if (er == NULL && (er = svc->explain_next = calloc(1, sizeof *er)) == NULL) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    ej->svc = svc;
-    ej->asks[ej->n++] = (attr_eask_t){call, req->order_id, (int)req->model, 0};
-    if (svc->explain_jobs < ATTR_EXPLAIN_READS || ej->n == ATTR_EXPLAIN_BATCH) {
-        attr__ejob_submit(svc);
+    er->svc = svc;
+    er->asks[er->n++] = (attr_explain_ask_t){call, req->order_id, (int)req->model, 0};
+    if (svc->explain_jobs < ATTR_EXPLAIN_READS || er->n == ATTR_EXPLAIN_BATCH) {
+        attr__explain_read_submit(svc);
     }
 }
 
@@ -2570,12 +2575,12 @@ static void attr__on_creator_report(yw_call_t *call, const ProtobufCMessage *msg
     char err[256];
     int32_t d0, d1;
     if (req->creator_id == NULL || req->creator_id[0] == '\0') {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "creator_id: is required");
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "creator_id: is required");
         return;
     }
     if (attr_validate_range(req->start_time, req->end_time, &d0, &d1, err, sizeof err) !=
         GRPC_STATUS_OK) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
         return;
     }
     int model = attr_model_resolve((int)req->model, st->settings.default_model);
@@ -2769,7 +2774,7 @@ static void attr__on_tier_report(yw_call_t *call, const ProtobufCMessage *msg)
     int32_t d0, d1;
     if (attr_validate_range(req->start_time, req->end_time, &d0, &d1, err, sizeof err) !=
         GRPC_STATUS_OK) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
         return;
     }
     int model = attr_model_resolve((int)req->model, svc->st.settings.default_model);
@@ -2780,7 +2785,7 @@ static void attr__on_tier_report(yw_call_t *call, const ProtobufCMessage *msg)
     }
     attr_report_t *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     r->svc = svc;
@@ -2792,7 +2797,7 @@ static void attr__on_tier_report(yw_call_t *call, const ProtobufCMessage *msg)
     yw_call_set_data(call, r);
     if (attr__collect(&svc->st, r) != 0) {
         attr__report_free(r);
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     attr__with_labels(r);
@@ -2861,7 +2866,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
     if (rows == NULL || ptrs == NULL) {
         free(rows);
         free(ptrs);
-        yw_call_finish(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         attr__report_free(r);
         return;
     }
@@ -2885,7 +2890,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         yw_page_token_encode(yw_app_page_key(r->svc->app), &r->query, to, NULL, token) != 0) {
         free(rows);
         free(ptrs);
-        yw_call_finish(r->call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
+        yw_call_fail(r->call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
         attr__report_free(r);
         return;
     }
@@ -2911,7 +2916,7 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     int32_t d0, d1;
     if (attr_validate_range(req->start_time, req->end_time, &d0, &d1, err, sizeof err) !=
         GRPC_STATUS_OK) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
         return;
     }
     int model = attr_model_resolve((int)req->model, svc->st.settings.default_model);
@@ -2955,12 +2960,12 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     yw_page_cursor_t after;
     if (yw_page_token_decode(yw_app_page_key(svc->app), &query, req->page_token,
                              attr_state_n_creators(&svc->st), &after, err, sizeof err) != 0) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
         return;
     }
     attr_report_t *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     r->svc = svc;
@@ -2977,7 +2982,7 @@ static void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     yw_call_set_data(call, r);
     if (attr__collect(&svc->st, r) != 0) {
         attr__report_free(r);
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     attr__with_labels(r);
@@ -3026,11 +3031,11 @@ static void attr__on_get_settings(yw_call_t *call, const ProtobufCMessage *msg)
     attr__reply_settings(call, &attr__svc(call)->st.settings);
 }
 
-typedef struct st_attr_sjob_t {
+typedef struct st_attr_settings_write_t {
     attr_settings_job_t j;
     attr_svc_t *svc;
     yw_call_t *call;
-} attr_sjob_t;
+} attr_settings_write_t;
 
 /**
  * A restatement: the stored conversions that are not in memory, read on a reader thread
@@ -3038,10 +3043,10 @@ typedef struct st_attr_sjob_t {
  * the ones in memory (`skip`) are the loop's to restate. Meanwhile nothing changes
  * conversions or rollups (the gate, attr__gate()).
  */
-typedef struct st_attr_rsjob_t {
+typedef struct st_attr_restate_t {
     yw_store_job_t job;
     attr_svc_t *svc;
-    attr_sjob_t *sj;
+    attr_settings_write_t *sw;
     char **skip; /* the cached ones' ids, sorted (strcmp) */
     size_t n_skip;
     uint64_t *skip_seq; /* the pending ones' seqs (a stored row may be theirs), sorted */
@@ -3050,10 +3055,10 @@ typedef struct st_attr_rsjob_t {
     int64_t now;
     int64_t horizon_before;
     uint64_t restated;
-    int audit;    /* not a restatement: attr__audit() (sj is NULL) */
+    int audit;    /* not a restatement: attr__audit() (sw is NULL) */
     uint64_t gen; /* svc->restatements when it began */
     char err[256];
-} attr_rsjob_t;
+} attr_restate_t;
 
 static int attr__cmp_str(const void *a, const void *b)
 {
@@ -3068,7 +3073,7 @@ static int attr__cmp_u64(const void *a, const void *b)
 
 static int attr__restate_visit(void *arg, const attr_convset_t *one)
 {
-    attr_rsjob_t *rs = arg;
+    attr_restate_t *rs = arg;
     const attr_stored_conv_t *sc = &one->convs[0];
     const char *id = sc->in.order_id;
     if (rs->n_skip > 0 && bsearch(&id, rs->skip, rs->n_skip, sizeof *rs->skip, attr__cmp_str)) {
@@ -3076,8 +3081,8 @@ static int attr__restate_visit(void *arg, const attr_convset_t *one)
     }
     /* A pending one's own row (not committed: not in the rollups yet). Not by id: a
      * pending duplicate of a stored order must not hide the stored one. */
-    if (rs->n_skip_seq > 0 && bsearch(&sc->in.seq, rs->skip_seq, rs->n_skip_seq,
-                                      sizeof *rs->skip_seq, attr__cmp_u64)) {
+    if (rs->n_skip_seq > 0 &&
+        bsearch(&sc->in.seq, rs->skip_seq, rs->n_skip_seq, sizeof *rs->skip_seq, attr__cmp_u64)) {
         return 0;
     }
     attr_conv_t *c = attr_conv_new(&sc->in, sc->refunded);
@@ -3099,9 +3104,9 @@ static int attr__restate_visit(void *arg, const attr_convset_t *one)
     return rc;
 }
 
-static grpc_status_code attr__rsjob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+static grpc_status_code attr__restate_work(yw_store_conn_t *conn, yw_store_job_t *job)
 {
-    attr_rsjob_t *rs = (attr_rsjob_t *)job;
+    attr_restate_t *rs = (attr_restate_t *)job;
     int rc = attr_store_scan_conversions(conn, attr__restate_visit, rs, rs->err, sizeof rs->err);
     if (rc != 0) {
         snprintf(job->errmsg, sizeof job->errmsg, "restating the stored conversions: %.200s",
@@ -3111,7 +3116,7 @@ static grpc_status_code attr__rsjob_work(yw_store_conn_t *conn, yw_store_job_t *
     return GRPC_STATUS_OK;
 }
 
-static void attr__rsjob_free(attr_rsjob_t *rs)
+static void attr__restate_free(attr_restate_t *rs)
 {
     for (size_t i = 0; i < rs->n_skip; i++) {
         free(rs->skip[i]);
@@ -3122,8 +3127,8 @@ static void attr__rsjob_free(attr_rsjob_t *rs)
     free(rs);
 }
 
-static int attr__rsjob_submit(attr_rsjob_t *rs);
-static int attr__rsjob_start(attr_svc_t *svc, attr_sjob_t *sj, attr_rsjob_t **out);
+static int attr__restate_submit(attr_restate_t *rs);
+static int attr__restate_start(attr_svc_t *svc, attr_settings_write_t *sw, attr_restate_t **out);
 
 /** One figure that differs (attr_state_audit()): logged, the first few. */
 static void attr__audit_diff(void *arg, const char *creator, size_t len, int32_t day,
@@ -3138,7 +3143,7 @@ static void attr__audit_diff(void *arg, const char *creator, size_t len, int32_t
 }
 
 /** An audit's stored conversions are read: the rollups are checked against them. */
-static void attr__audit_done(attr_rsjob_t *rs, grpc_status_code status)
+static void attr__audit_done(attr_restate_t *rs, grpc_status_code status)
 {
     attr_svc_t *svc = rs->svc;
     /* A restatement begun meanwhile changes the settings or the rollups under it. */
@@ -3155,7 +3160,7 @@ static void attr__audit_done(attr_rsjob_t *rs, grpc_status_code status)
                (unsigned long long)svc->audits, rc, (unsigned long long)rs->restated,
                svc->st.n_cached);
     }
-    attr__rsjob_free(rs);
+    attr__restate_free(rs);
     attr__gate_open(svc); /* (evicts once it opens) */
     attr__unref(svc);
 }
@@ -3172,16 +3177,16 @@ static void attr__audit(attr_svc_t *svc, int64_t now)
         return;
     }
     svc->audit_last_ns = now;
-    attr_rsjob_t *rs = NULL;
-    (void)attr__rsjob_start(svc, NULL, &rs);
+    attr_restate_t *rs = NULL;
+    (void)attr__restate_start(svc, NULL, &rs);
 }
 
-static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_restate_read(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_rsjob_t *rs = (attr_rsjob_t *)job;
+    attr_restate_t *rs = (attr_restate_t *)job;
     attr_svc_t *svc = rs->svc;
     attr_state_t *st = &svc->st;
-    attr_sjob_t *sj = rs->sj;
+    attr_settings_write_t *sw = rs->sw;
     if (rs->audit) {
         attr__audit_done(rs, status);
         return;
@@ -3190,22 +3195,22 @@ static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
         if (!svc->stopping) {
             /* The new settings are stored: the rollups must follow. Again at a tick. */
             yw_log(YW_LOG_ERROR, "settings v%lld: %s (will retry)",
-                   (long long)sj->j.settings.version, job->errmsg);
+                   (long long)sw->j.settings.version, job->errmsg);
             svc->restate = rs;
-            svc->refs--;
+            attr__unref(svc); /* the read's (a retry takes its own) */
             return;
         }
-        yw_call_finish(sj->call, GRPC_STATUS_UNAVAILABLE,
-                       "settings: stored, but shutting down before they were applied; they "
-                       "are in force after a restart");
-        free(sj);
-        attr__rsjob_free(rs);
+        yw_call_fail(sw->call, GRPC_STATUS_UNAVAILABLE,
+                     "settings: stored, but shutting down before they were applied; they "
+                     "are in force after a restart");
+        free(sw);
+        attr__restate_free(rs);
         svc->settings_busy = 0;
         attr__gate_open(svc);
         attr__unref(svc);
         return;
     }
-    int rc = attr_state_replace_credits(st, &rs->tmp, &sj->j.settings);
+    int rc = attr_state_replace_credits(st, &rs->tmp, &sw->j.settings);
     if (rc == 0) {
         attr_state_conv_filter_take(st, &rs->tmp);
         int64_t now = attr__now();
@@ -3219,17 +3224,17 @@ static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
         yw_log(YW_LOG_ERROR,
                "settings v%lld: cannot restate the conversions (%s): reports "
                "stay wrong until a restart",
-               (long long)sj->j.settings.version, strerror(-rc));
+               (long long)sw->j.settings.version, strerror(-rc));
     }
     yw_log(YW_LOG_INFO,
            "settings v%lld in force; %llu conversions restated (%zu of them in memory); join "
            "horizon %llds (was %llds)",
-           (long long)sj->j.settings.version, (unsigned long long)(rs->restated + st->n_cached),
-           st->n_cached, (long long)(attr_settings_horizon(&sj->j.settings) / ATTR_NS_PER_S),
+           (long long)sw->j.settings.version, (unsigned long long)(rs->restated + st->n_cached),
+           st->n_cached, (long long)(attr_settings_horizon(&sw->j.settings) / ATTR_NS_PER_S),
            (long long)(rs->horizon_before / ATTR_NS_PER_S));
-    attr__reply_settings(sj->call, &st->settings);
-    free(sj);
-    attr__rsjob_free(rs);
+    attr__reply_settings(sw->call, &st->settings);
+    free(sw);
+    attr__restate_free(rs);
     svc->settings_busy = 0;
     attr__gate_open(svc); /* (evicts once it opens) */
     /* The restatement's copy of the credit rollups was built on a reader thread: its
@@ -3238,17 +3243,17 @@ static void attr__on_rsjob(yw_store_job_t *job, grpc_status_code status)
     attr__unref(svc);
 }
 
-static int attr__rsjob_submit(attr_rsjob_t *rs)
+static int attr__restate_submit(attr_restate_t *rs)
 {
     attr_svc_t *svc = rs->svc;
     attr_state_free(&rs->tmp);
     attr_state_init(&rs->tmp);
-    rs->tmp.settings = rs->sj != NULL ? rs->sj->j.settings : svc->st.settings;
+    rs->tmp.settings = rs->sw != NULL ? rs->sw->j.settings : svc->st.settings;
     attr_settings_rules(&rs->tmp.settings, &rs->tmp.rules);
     rs->restated = 0;
     rs->err[0] = '\0';
-    rs->job.work = attr__rsjob_work;
-    rs->job.done = attr__on_rsjob;
+    rs->job.work = attr__restate_work;
+    rs->job.done = attr__on_restate_read;
     int rc = yw_store_read(svc->store, &rs->job);
     if (rc == 0) {
         svc->refs++;
@@ -3258,18 +3263,18 @@ static int attr__rsjob_submit(attr_rsjob_t *rs)
 
 /**
  * Closes the gate and starts reading the stored conversions that are not in memory into
- * a restatement under sj's settings, or (sj NULL) an audit under the current ones
+ * a restatement under sw's settings, or (sw NULL) an audit under the current ones
  * (attr__audit()). Returns 0 (*out on its way) or a negative errno (the gate stays open).
  */
-static int attr__rsjob_start(attr_svc_t *svc, attr_sjob_t *sj, attr_rsjob_t **out)
+static int attr__restate_start(attr_svc_t *svc, attr_settings_write_t *sw, attr_restate_t **out)
 {
     attr_state_t *st = &svc->st;
-    attr_rsjob_t *rs = calloc(1, sizeof *rs);
+    attr_restate_t *rs = calloc(1, sizeof *rs);
     int rc = rs != NULL ? 0 : -ENOMEM;
     if (rc == 0) {
         rs->svc = svc;
-        rs->sj = sj;
-        rs->audit = sj == NULL;
+        rs->sw = sw;
+        rs->audit = sw == NULL;
         svc->restatements += !rs->audit;
         rs->gen = svc->restatements;
         rs->now = attr__now();
@@ -3302,46 +3307,47 @@ static int attr__rsjob_start(attr_svc_t *svc, attr_sjob_t *sj, attr_rsjob_t **ou
         qsort(rs->skip, rs->n_skip, sizeof *rs->skip, attr__cmp_str);
         qsort(rs->skip_seq, rs->n_skip_seq, sizeof *rs->skip_seq, attr__cmp_u64);
         attr__gate_close(svc);
-        rc = attr__rsjob_submit(rs);
+        rc = attr__restate_submit(rs);
         if (rc != 0) {
             attr__gate_open(svc);
         }
     }
     if (rc != 0 && rs != NULL) {
-        attr__rsjob_free(rs);
+        attr__restate_free(rs);
         rs = NULL;
     }
     *out = rs;
     return rc;
 }
 
-static void attr__on_sjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_settings_written(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_sjob_t *sj = (attr_sjob_t *)job;
-    attr_svc_t *svc = sj->svc;
-    svc->refs--;
+    attr_settings_write_t *sw = (attr_settings_write_t *)job;
+    attr_svc_t *svc = sw->svc;
     if (status != GRPC_STATUS_OK) {
         svc->settings_busy = 0;
-        yw_call_finish(sj->call, status, "settings: %s", job->errmsg);
-        free(sj);
+        yw_call_finish(sw->call, status, "settings: %s", job->errmsg);
+        free(sw);
+        attr__unref(svc); /* the write's */
         return;
     }
     /* Durable: now restate every conversion under the new settings. Until that is done
      * nothing changes conversions or rollups (they wait), nothing leaves the cache, and
      * the conversions in memory (pending or cached) are restated from memory. */
-    attr_rsjob_t *rs = NULL;
-    int rc = attr__rsjob_start(svc, sj, &rs);
+    attr_restate_t *rs = NULL;
+    int rc = attr__restate_start(svc, sw, &rs);
     if (rc != 0) {
         /* Stored but not in force: the next start-up credits everything under it. */
         yw_log(YW_LOG_ERROR, "settings v%lld stored but cannot be applied now: %s",
-               (long long)sj->j.settings.version, strerror(-rc));
+               (long long)sw->j.settings.version, strerror(-rc));
         svc->settings_busy = 0;
-        yw_call_finish(sj->call, GRPC_STATUS_UNAVAILABLE,
+        yw_call_finish(sw->call, GRPC_STATUS_UNAVAILABLE,
                        "settings: stored, but cannot restate the conversions now (%s); they "
                        "are in force after a restart",
                        strerror(-rc));
-        free(sj);
+        free(sw);
     }
+    attr__unref(svc); /* the write's (a restatement on its way holds its own) */
 }
 
 static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
@@ -3356,11 +3362,11 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
     grpc_status_code code =
         attr_settings_apply(req, &st->settings, &next, &changed, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
-        yw_call_finish(call, code, "%s", err);
+        yw_call_fail(call, code, err);
         return;
     }
     if (yw_disk_writable(yw_app_disk(svc->app), err, sizeof err) != 0) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
         return;
     }
     if (strcmp(next.currency, st->settings.currency) != 0 &&
@@ -3371,25 +3377,24 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
         return;
     }
     if (svc->settings_busy) {
-        yw_call_finish(call, GRPC_STATUS_ABORTED,
-                       "settings: another update is being written; retry");
+        yw_call_fail(call, GRPC_STATUS_ABORTED, "settings: another update is being written; retry");
         return;
     }
-    attr_sjob_t *sj = calloc(1, sizeof *sj);
-    if (sj == NULL) {
-        yw_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    attr_settings_write_t *sw = calloc(1, sizeof *sw);
+    if (sw == NULL) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     next.version = st->settings.version + 1;
     next.update_ns = attr__now();
-    sj->svc = svc;
-    sj->call = call;
-    sj->j.settings = next;
-    sj->j.job.work = attr_store_put_settings;
-    sj->j.job.done = attr__on_sjob;
-    int rc = yw_store_write(svc->store, &sj->j.job);
+    sw->svc = svc;
+    sw->call = call;
+    sw->j.settings = next;
+    sw->j.job.work = attr_store_put_settings;
+    sw->j.job.done = attr__on_settings_written;
+    int rc = yw_store_write(svc->store, &sw->j.job);
     if (rc != 0) {
-        free(sj);
+        free(sw);
         yw_call_finish(call, GRPC_STATUS_UNAVAILABLE, "settings: cannot queue a write: %s",
                        strerror(-rc));
         return;
@@ -3400,14 +3405,14 @@ static void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *ms
 
 /* ---- maintenance ---- */
 
-typedef struct st_attr_prune_t {
+typedef struct st_attr_segment_prune_t {
     attr_prune_job_t j;
     attr_svc_t *svc;
-} attr_prune_t;
+} attr_segment_prune_t;
 
 static void attr__on_prune(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_prune_t *p = (attr_prune_t *)job;
+    attr_segment_prune_t *p = (attr_segment_prune_t *)job;
     attr_svc_t *svc = p->svc;
     svc->prune_busy = 0;
     if (status == GRPC_STATUS_OK) {
@@ -3436,7 +3441,7 @@ static void attr__maybe_prune_segment(attr_svc_t *svc, int64_t now)
     if (!attr_xstore_prunable(svc->xs, limit, &seq, path)) {
         return;
     }
-    attr_prune_t *p = calloc(1, sizeof *p);
+    attr_segment_prune_t *p = calloc(1, sizeof *p);
     if (p == NULL) {
         return;
     }
@@ -3585,9 +3590,9 @@ static void attr__on_timer(uv_timer_t *t)
     attr__schedule_persist(svc);
     attr__maybe_prune_segment(svc, now);
     if (svc->restate != NULL && !svc->stopping) {
-        attr_rsjob_t *rs = svc->restate;
+        attr_restate_t *rs = svc->restate;
         svc->restate = NULL;
-        if (attr__rsjob_submit(rs) != 0) {
+        if (attr__restate_submit(rs) != 0) {
             svc->restate = rs;
         }
     }
@@ -3649,30 +3654,30 @@ static void attr__snap_path(const attr_svc_t *svc, char *path, size_t len)
 static void attr__fini_done(attr_svc_t *svc);
 
 /** The marks of a clean stop, read on the writer's queue (after every write). */
-typedef struct st_attr_mjob_t {
+typedef struct st_attr_marks_read_t {
     yw_store_job_t job;
     attr_svc_t *svc;
     attr_load_t ld;
-} attr_mjob_t;
+} attr_marks_read_t;
 
-static grpc_status_code attr__mjob_work(yw_store_conn_t *conn, yw_store_job_t *job)
+static grpc_status_code attr__marks_read_work(yw_store_conn_t *conn, yw_store_job_t *job)
 {
-    attr_mjob_t *mj = (attr_mjob_t *)job;
-    grpc_status_code code = attr_store_marks(conn, &mj->ld);
+    attr_marks_read_t *mr = (attr_marks_read_t *)job;
+    grpc_status_code code = attr_store_marks(conn, &mr->ld);
     if (code != GRPC_STATUS_OK) {
-        snprintf(job->errmsg, sizeof job->errmsg, "%s", mj->ld.err);
+        snprintf(job->errmsg, sizeof job->errmsg, "%s", mr->ld.err);
     }
     return code;
 }
 
-static void attr__on_mjob(yw_store_job_t *job, grpc_status_code status)
+static void attr__on_marks_read(yw_store_job_t *job, grpc_status_code status)
 {
-    attr_mjob_t *mj = (attr_mjob_t *)job;
-    attr_svc_t *svc = mj->svc;
+    attr_marks_read_t *mr = (attr_marks_read_t *)job;
+    attr_svc_t *svc = mr->svc;
     char path[4200], err[512] = "";
     attr__snap_path(svc, path, sizeof path);
     attr_snap_marks_t m;
-    attr__marks_of(svc, &mj->ld, &m);
+    attr__marks_of(svc, &mr->ld, &m);
     int rc = status == GRPC_STATUS_OK ? 0 : -EIO;
     if (rc != 0) {
         snprintf(err, sizeof err, "reading its marks: %s", job->errmsg);
@@ -3688,15 +3693,16 @@ static void attr__on_mjob(yw_store_job_t *job, grpc_status_code status)
         rc = attr_snap_write(path, &svc->st, &m, err, sizeof err);
     }
     if (rc == 0) {
-        yw_log(YW_LOG_INFO, "snapshot written for the next start: %u creators, %llu conversions, "
-                            "%.0f ms",
+        yw_log(YW_LOG_INFO,
+               "snapshot written for the next start: %u creators, %llu conversions, "
+               "%.0f ms",
                attr_state_n_creators(&svc->st), (unsigned long long)m.conversions,
                (double)(uv_hrtime() - t0) / 1e6);
     } else {
         yw_log(YW_LOG_WARN, "no snapshot written (the next start recomputes): %s", err);
     }
-    free(mj->ld.pruned);
-    free(mj);
+    free(mr->ld.pruned);
+    free(mr);
     attr__unref(svc); /* the job (the hold stays) */
     attr__fini_done(svc);
 }
@@ -3744,16 +3750,16 @@ static void attr__fini_step(uv_timer_t *t)
         attr__fini_done(svc);
         return;
     }
-    attr_mjob_t *mj = calloc(1, sizeof *mj);
-    if (mj != NULL) {
-        mj->svc = svc;
-        mj->job.work = attr__mjob_work;
-        mj->job.done = attr__on_mjob;
-        if (yw_store_write(svc->store, &mj->job) == 0) {
+    attr_marks_read_t *mr = calloc(1, sizeof *mr);
+    if (mr != NULL) {
+        mr->svc = svc;
+        mr->job.work = attr__marks_read_work;
+        mr->job.done = attr__on_marks_read;
+        if (yw_store_write(svc->store, &mr->job) == 0) {
             svc->refs++;
             return;
         }
-        free(mj);
+        free(mr);
     }
     yw_log(YW_LOG_WARN, "no snapshot written: cannot read its marks");
     attr__fini_done(svc);
@@ -3817,7 +3823,7 @@ static int attr__snap_start(attr_svc_t *svc, attr_snap_t *snap, const attr_load_
 typedef struct st_attr_credit_ctx_t {
     attr_svc_t *svc;
     int64_t now;
-    uint64_t ck_safe; /* the key index has the keys up to this seq */
+    uint64_t ck_safe;       /* the key index has the keys up to this seq */
     attr_touch_mark_t mark; /* the stored touches are complete up to it */
     attr_conv_t *c;
     uint64_t seen, looked_up, looked_up_after, found;
@@ -3872,8 +3878,8 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
         x->c = c;
         /* Its stored touches are complete up to the mark: only the exposures after. */
         int after = c->seq <= x->mark.seq;
-        rc = attr_xstore_find_cands(svc->xs, &q, after ? x->mark.seg : 0,
-                                    after ? x->mark.off : 0, attr__stored_cand, x);
+        rc = attr_xstore_find_cands(svc->xs, &q, after ? x->mark.seg : 0, after ? x->mark.off : 0,
+                                    attr__stored_cand, x);
         x->looked_up++;
         x->looked_up_after += after;
         if (rc == 0) {
@@ -4091,21 +4097,22 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         return -EIO;
     }
     if (!ld.settings_found) {
-        attr_settings_job_t sj;
-        memset(&sj, 0, sizeof sj);
-        sj.settings = svc->st.settings;
-        sj.settings.version = 1;
-        sj.settings.update_ns = now;
-        code = yw_store_run_sync(svc->store, attr__store_default_settings, &sj, serr, sizeof serr);
+        attr_settings_job_t defaults;
+        memset(&defaults, 0, sizeof defaults);
+        defaults.settings = svc->st.settings;
+        defaults.settings.version = 1;
+        defaults.settings.update_ns = now;
+        code = yw_store_run_sync(svc->store, attr__store_default_settings, &defaults, serr,
+                                 sizeof serr);
         if (code != GRPC_STATUS_OK) {
             snprintf(err, errlen, "storing the default settings: %s",
-                     sj.job.errmsg[0] ? sj.job.errmsg : serr);
+                     defaults.job.errmsg[0] ? defaults.job.errmsg : serr);
             free(ld.pruned);
             attr_snap_free(snap);
             attr__svc_free(svc);
             return -EIO;
         }
-        svc->st.settings = sj.settings;
+        svc->st.settings = defaults.settings;
     }
 
     /* 2. The conversion key index; the snapshot, when it matches the data (attr_snap.h):
@@ -4150,8 +4157,8 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     attr_xstore_stats_t xst;
     memset(&xst, 0, sizeof xst);
     svc->st.skip_counts = from_snap;
-    rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
-                          ld.n_pruned, now, &svc->xs, &xst, err, errlen);
+    rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned, ld.n_pruned,
+                          now, &svc->xs, &xst, err, errlen);
     if (svc->xs != NULL) {
         attr_xstore_set_run_bytes(svc->xs, svc->run_bytes);
     }
@@ -4186,8 +4193,7 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     svc->next_conv_seq++;
     uint64_t after_mark = 0;
     if (rc == 0 && !from_snap) {
-        rc = attr__credit_stored(svc, now, ck_safe, &ld.touch_mark, &xst, &after_mark, err,
-                                 errlen);
+        rc = attr__credit_stored(svc, now, ck_safe, &ld.touch_mark, &xst, &after_mark, err, errlen);
     }
     /* Every touch of an exposure in the log now is stored or in the persist list: the
      * first touch mark (attr__touch_mark()) covers the log up to its end. */
@@ -4257,13 +4263,12 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
            "mark), %llu touches found; "
            "settings v%lld, join horizon %llds",
            from_snap ? " (from the snapshot)" : "", (unsigned long long)ld.conversions,
-           svc->st.n_cached, cache_mb,
-           (unsigned long long)ld.rollups, (unsigned long long)xst.segments,
-           (unsigned long long)xst.indexed_events, (unsigned long long)xst.files,
-           (unsigned long long)xst.files_dropped, (unsigned long long)xst.tail_events,
-           (unsigned long long)xst.tail_runs, (unsigned long long)xst.tail_duplicates,
-           (unsigned long long)xst.conversions_looked_up, (unsigned long long)after_mark,
-           (unsigned long long)xst.candidates_found,
+           svc->st.n_cached, cache_mb, (unsigned long long)ld.rollups,
+           (unsigned long long)xst.segments, (unsigned long long)xst.indexed_events,
+           (unsigned long long)xst.files, (unsigned long long)xst.files_dropped,
+           (unsigned long long)xst.tail_events, (unsigned long long)xst.tail_runs,
+           (unsigned long long)xst.tail_duplicates, (unsigned long long)xst.conversions_looked_up,
+           (unsigned long long)after_mark, (unsigned long long)xst.candidates_found,
            (long long)svc->st.settings.version,
            (long long)(attr_settings_horizon(&svc->st.settings) / ATTR_NS_PER_S));
     attr__account_memory(svc, 1);
@@ -4279,18 +4284,18 @@ void attr_service_fini(yw_app_t *app)
     }
     svc->stopping = 1;
     if (svc->explain_next != NULL) {
-        attr__ejob_submit(svc); /* the calls waiting are answered */
+        attr__explain_read_submit(svc); /* the calls waiting are answered */
     }
     if (svc->restate != NULL) {
         /* A restatement waiting to be tried again: it will be at the next start-up (the
          * settings are stored); what waited for it goes on now. */
-        attr_rsjob_t *rs = svc->restate;
+        attr_restate_t *rs = svc->restate;
         svc->restate = NULL;
-        yw_call_finish(rs->sj->call, GRPC_STATUS_UNAVAILABLE,
-                       "settings: stored, but shutting down before they were applied; they "
-                       "are in force after a restart");
-        free(rs->sj);
-        attr__rsjob_free(rs);
+        yw_call_fail(rs->sw->call, GRPC_STATUS_UNAVAILABLE,
+                     "settings: stored, but shutting down before they were applied; they "
+                     "are in force after a restart");
+        free(rs->sw);
+        attr__restate_free(rs);
         svc->settings_busy = 0;
         attr__gate_open(svc);
     }
