@@ -7,12 +7,14 @@
  */
 #include "services/attribution/attr_service_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/utf8.h"
+#include "services/attribution/attr_validate.h"
 
 /** A client stream stops reading while this many of its frames / jobs are on their way. */
 #define ATTR_STREAM_BATCHES 2
@@ -41,6 +43,16 @@ void attr__ingest_fail(attr_ingest_t *ing, grpc_status_code code, const char *fm
     va_start(ap, fmt);
     vsnprintf(ing->fail_msg, sizeof ing->fail_msg, fmt, ap);
     va_end(ap);
+}
+
+int attr__events_max(yw_call_t *call, size_t n)
+{
+    if (n > ATTR_BATCH_MAX) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
+                       ATTR_BATCH_MAX, n);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /**
@@ -142,4 +154,10 @@ attr_ingest_t *attr__stream_ingest(yw_call_t *call)
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }
     return ing;
+}
+
+void attr__ingest_end(attr_ingest_t *ing)
+{
+    ing->ended = 1;
+    attr__ingest_maybe_finish(ing);
 }

@@ -363,9 +363,7 @@ void attr__on_record_conversions(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Attribution__V1__RecordConversionsRequest *req =
         (const Yaowei__Attribution__V1__RecordConversionsRequest *)msg;
-    if (req->n_events > ATTR_BATCH_MAX) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
-                       ATTR_BATCH_MAX, req->n_events);
+    if (attr__events_max(call, req->n_events) != 0) {
         return;
     }
     attr_ingest_t *ing = attr__ingest_new(call);
@@ -378,8 +376,7 @@ void attr__on_record_conversions(yw_call_t *call, const ProtobufCMessage *msg)
         attr__ingest_conversion(ing, req->events[i], now);
     }
     attr__conv_batch_submit(ing);
-    ing->ended = 1;
-    attr__ingest_maybe_finish(ing);
+    attr__ingest_end(ing);
 }
 
 void attr__on_ingest_conversion(yw_call_t *call, const ProtobufCMessage *msg)
@@ -399,6 +396,5 @@ void attr__on_ingest_conversions_end(yw_call_t *call)
         return;
     }
     attr__conv_batch_submit(ing);
-    ing->ended = 1;
-    attr__ingest_maybe_finish(ing);
+    attr__ingest_end(ing);
 }

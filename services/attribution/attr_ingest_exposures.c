@@ -715,9 +715,7 @@ void attr__on_record_exposures(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Attribution__V1__RecordExposuresRequest *req =
         (const Yaowei__Attribution__V1__RecordExposuresRequest *)msg;
-    if (req->n_events > ATTR_BATCH_MAX) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
-                       ATTR_BATCH_MAX, req->n_events);
+    if (attr__events_max(call, req->n_events) != 0) {
         return;
     }
     attr_ingest_t *ing = attr__ingest_new(call);
@@ -771,8 +769,7 @@ static void attr__record_slice(attr_ingest_t *ing)
         return;
     }
     attr__xbatch_submit(ing);
-    ing->ended = 1;
-    attr__ingest_maybe_finish(ing);
+    attr__ingest_end(ing);
 }
 
 /** Puts a sliced call at the end of the slice queue and makes sure the timer runs. */
@@ -834,8 +831,7 @@ void attr__on_ingest_exposures_end(yw_call_t *call)
     /* Also when the client went away: what was admitted is written (a resend then
      * reports duplicates), and the call is finished (the reply is dropped). */
     attr__xbatch_submit(ing);
-    ing->ended = 1;
-    attr__ingest_maybe_finish(ing);
+    attr__ingest_end(ing);
 }
 
 uint64_t attr__xbatch_guard(const attr_svc_t *svc)

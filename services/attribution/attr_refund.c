@@ -231,9 +231,7 @@ void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
     const Yaowei__Attribution__V1__RecordRefundsRequest *req =
         (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg;
     char disk[256];
-    if (req->n_events > ATTR_BATCH_MAX) {
-        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "events: at most %d per call, got %zu",
-                       ATTR_BATCH_MAX, req->n_events);
+    if (attr__events_max(call, req->n_events) != 0) {
         return;
     }
     if (yw_disk_writable(yw_app_disk(attr__svc(call)->app), disk, sizeof disk) != 0) {

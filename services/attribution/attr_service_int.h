@@ -291,6 +291,18 @@ attr_ingest_t *attr__stream_ingest(yw_call_t *call);
 void attr__ingest_fail(attr_ingest_t *ing, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/**
+ * A Record call's size: at most ATTR_BATCH_MAX events. Returns 0, or -EINVAL with the
+ * call failed INVALID_ARGUMENT.
+ */
+int attr__events_max(yw_call_t *call, size_t n);
+
+/**
+ * The call's input ended (the last batch was submitted): the summary goes once every
+ * batch is through (attr__ingest_maybe_finish(); `ing` may be freed).
+ */
+void attr__ingest_end(attr_ingest_t *ing);
+
 /** Whether the data dir's disk is full (then the call is failed RESOURCE_EXHAUSTED). */
 int attr__disk_full(attr_ingest_t *ing);
 
