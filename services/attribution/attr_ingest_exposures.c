@@ -74,6 +74,7 @@ struct st_attr_xbatch_t {
     size_t bytes; /* of its exposures' strings, counted in svc->pending_bytes */
     size_t work;  /* exposures plus their product ids (ATTR_FRAME_WORK) */
 };
+
 void attr__spare_xb_free(attr_svc_t *svc)
 {
     for (int i = 0; i < svc->n_spare_xb; i++) {
