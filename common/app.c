@@ -91,6 +91,11 @@ static const yw_option_t yw__common_options[] = {
      "memory budget of gRPC's buffers (all connections); a request that takes it over is "
      "reset (RESOURCE_EXHAUSTED); at least 2 x --max-message-bytes",
      NULL},
+    {"stream-window-kb", "YW_STREAM_WINDOW_KB", "1024",
+     "HTTP/2 receive window of each stream: what gRPC reads of a stream ahead of the "
+     "service (a message being received gets its whole length); 0 = sized by gRPC's "
+     "bandwidth-delay probe, unbounded but for --grpc-memory-mb",
+     NULL},
     {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
      "concurrent calls one client connection may have open; more wait for a free slot", NULL},
     {"max-connections", "YW_MAX_CONNECTIONS", "4096",
@@ -507,7 +512,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
     long long max_bytes = 0, grace = 0, reuse = 0, max_streams = 0, max_conns = 0, stall = 0;
-    long long grpc_mb = 0;
+    long long grpc_mb = 0, window_kb = 0;
     int reflection = 1;
     int rc;
     if ((rc = yw_config_int(app->opts, app->n_opts, "max-message-bytes", &max_bytes, err,
@@ -522,6 +527,8 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             0 ||
         (rc = yw_config_int(app->opts, app->n_opts, "grpc-memory-mb", &grpc_mb, err, errlen)) !=
             0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "stream-window-kb", &window_kb, err, errlen)) !=
+            0 ||
         (rc = yw_config_bool(app->opts, app->n_opts, "reflection", &reflection, err, errlen)) !=
             0) {
         return rc;
@@ -535,6 +542,11 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
                  "--grpc-memory-mb: must be within 1..65536 and hold two messages of "
                  "--max-message-bytes (%lld), got %lld",
                  max_bytes, grpc_mb);
+        return -EINVAL;
+    }
+    if (window_kb < 0 || window_kb > 1048576) {
+        snprintf(err, errlen, "--stream-window-kb: must be within 0..1048576, got %lld",
+                 window_kb);
         return -EINVAL;
     }
     if (max_streams < 1 || max_streams > 1000000) {
@@ -619,6 +631,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         .auth = app->auth,
         .reflection_off = !reflection,
         .grpc_memory_bytes = (size_t)grpc_mb << 20,
+        .stream_window_bytes = (int)(window_kb << 10),
     };
     if ((rc = yw_server_create(app->rt, &cfg, &app->server, err, errlen)) != 0) {
         return rc;

@@ -1284,7 +1284,7 @@ size_t yw_server_service_names(const yw_server_t *srv, const char **names, size_
 
 int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
 {
-    grpc_arg args[5];
+    grpc_arg args[7];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = srv->cfg.max_receive_bytes;
@@ -1299,6 +1299,17 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
         args[nargs].type = GRPC_ARG_INTEGER;
         args[nargs].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
         args[nargs].value.integer = srv->cfg.max_streams_per_connection;
+        nargs++;
+    }
+    if (srv->cfg.stream_window_bytes > 0) {
+        /* Fixed stream windows: a paused stream holds at most one window in gRPC. */
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = GRPC_ARG_HTTP2_BDP_PROBE;
+        args[nargs].value.integer = 0;
+        nargs++;
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+        args[nargs].value.integer = srv->cfg.stream_window_bytes;
         nargs++;
     }
     /* The transport's memory budget: gRPC resets the stream that takes it over. */

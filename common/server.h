@@ -161,9 +161,19 @@ typedef struct st_yw_server_config_t {
      * (RESOURCE_EXHAUSTED, "Buffers full"). 0 means YW_SERVER_GRPC_MEMORY_DEFAULT.
      */
     size_t grpc_memory_bytes;
+    /**
+     * HTTP/2 receive window of each stream, in bytes (GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+     * with gRPC's bandwidth-delay probe off): what gRPC reads of a stream ahead of the
+     * handler, so what a paused stream (yw_call_pause_reads()) holds at most. A message
+     * being received still gets a window of its whole length. 0: gRPC's probe sizes the
+     * windows (several MB each on a fast link, each stream's counted against
+     * grpc_memory_bytes, so a few paused streams can take it over and be reset).
+     */
+    int stream_window_bytes;
 } yw_server_config_t;
 
 /** Default of yw_server_config_t.grpc_memory_bytes: 128 MiB. */
+/* (stream_window_bytes has no default here: the app's --stream-window-kb gives it.) */
 #define YW_SERVER_GRPC_MEMORY_DEFAULT ((size_t)128 << 20)
 
 /**
