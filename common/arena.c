@@ -76,6 +76,9 @@ void *yw_arena_alloc(yw_arena_t *a, size_t n, size_t align)
     if (n == 0) {
         return NULL;
     }
+    if (a->block_size == 0) {
+        a->block_size = YW_ARENA_BLOCK; /* a zeroed arena */
+    }
     if (n > a->block_size / 4) {
         return yw__arena_big(a, n);
     }

@@ -9,7 +9,9 @@
  * blocks for reuse (and frees the big ones), so an arena filled and emptied in a cycle
  * stops calling malloc.
  *
- * Not thread-safe: one owner at a time. The arena's memory is the C allocator's.
+ * A zeroed yw_arena_t is an empty arena of YW_ARENA_BLOCK-byte blocks, as if from
+ * yw_arena_init(a, YW_ARENA_BLOCK). Not thread-safe: one owner at a time. The arena's
+ * memory is the C allocator's.
  */
 #ifndef YW_ARENA_H
 #define YW_ARENA_H
@@ -20,8 +22,11 @@
 extern "C" {
 #endif
 
+/** The block size of a zeroed arena. */
+#define YW_ARENA_BLOCK 16384
+
 typedef struct st_yw_arena_t {
-    size_t block_size; /* bytes of each block (yw_arena_init) */
+    size_t block_size; /* bytes of each block (yw_arena_init; 0: YW_ARENA_BLOCK) */
     /* private */
     char **blocks; /* [0, cur_block] in use, the rest kept for reuse */
     size_t n_blocks, cap_blocks, cur_block;

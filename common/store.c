@@ -387,6 +387,16 @@ sqlite3_stmt *yw_store_prepare(yw_store_conn_t *conn, const char *sql, char *msg
     return st;
 }
 
+sqlite3_stmt *yw_store_job_stmt(yw_store_conn_t *conn, yw_store_job_t *job, const char *sql,
+                                grpc_status_code *code)
+{
+    sqlite3_stmt *st = yw_store_prepare(conn, sql, job->errmsg, sizeof job->errmsg);
+    if (st == NULL && code != NULL) {
+        *code = GRPC_STATUS_INTERNAL;
+    }
+    return st;
+}
+
 void yw_store_stmt_done(sqlite3_stmt *st)
 {
     (void)sqlite3_reset(st);

@@ -167,6 +167,13 @@ grpc_status_code yw_store_job_failf(yw_store_job_t *job, grpc_status_code code, 
 sqlite3_stmt *yw_store_prepare(yw_store_conn_t *conn, const char *sql, char *msg, size_t len);
 
 /**
+ * yw_store_prepare() into the job's errmsg; on failure also sets `*code` (when not NULL)
+ * to GRPC_STATUS_INTERNAL, the status to return.
+ */
+sqlite3_stmt *yw_store_job_stmt(yw_store_conn_t *conn, yw_store_job_t *job, const char *sql,
+                                grpc_status_code *code);
+
+/**
  * Resets a cached statement after use and clears its bindings. Ignores reset's result:
  * it repeats the last step's error, which the caller has reported already.
  */

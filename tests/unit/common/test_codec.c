@@ -18,8 +18,8 @@ YW_TEST(little_endian_bytes)
 
 YW_TEST(varints_round_trip_with_their_lengths)
 {
-    static const uint64_t values[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX,
-                                      UINT64_C(1) << 63, UINT64_MAX};
+    static const uint64_t values[] = {
+        0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, UINT64_C(1) << 63, UINT64_MAX};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         unsigned char b[YW_VARINT_MAX];
         size_t n = yw_varint_put(b, values[i]);
