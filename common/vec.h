@@ -48,13 +48,18 @@ static inline int yw_vec_add(size_t a, size_t b, size_t *sum)
 /**
  * yw_vec_reserve() for a typed array `arr` (any pointer lvalue) and its size_t capacity
  * lvalue `cap`: room for at least `need` elements. Evaluates to 0 or -ENOMEM; on error
- * `arr` and `cap` are unchanged.
+ * `arr` and `cap` are unchanged. When there is room already it costs one comparison (no
+ * call), so it belongs before every append.
  */
 #define YW_VEC_RESERVE(arr, cap, need, min_cap)                                                    \
     __extension__({                                                                                \
-        void *yw_vec_p_ = (arr);                                                                   \
-        int yw_vec_rc_ = yw_vec_reserve(&yw_vec_p_, &(cap), (need), sizeof *(arr), (min_cap));     \
-        (arr) = yw_vec_p_;                                                                         \
+        size_t yw_vec_n_ = (need);                                                                 \
+        int yw_vec_rc_ = 0;                                                                        \
+        if (yw_vec_n_ > (cap)) {                                                                   \
+            void *yw_vec_p_ = (arr);                                                               \
+            yw_vec_rc_ = yw_vec_reserve(&yw_vec_p_, &(cap), yw_vec_n_, sizeof *(arr), (min_cap));  \
+            (arr) = yw_vec_p_;                                                                     \
+        }                                                                                          \
         yw_vec_rc_;                                                                                \
     })
 
