@@ -542,8 +542,8 @@ static bool yw__reserve(yw__out_t *o, size_t more)
     if (o->oom) {
         return false;
     }
-    size_t need; /* the text and its NUL */
-    if (yw_vec_add(o->len, more, &need) != 0 || YW_VEC_GROW(o->buf, need, o->cap, 1, 4096) != 0) {
+    size_t text; /* room for `text` bytes and a NUL after them */
+    if (yw_vec_add(o->len, more, &text) != 0 || YW_VEC_GROW(o->buf, text, o->cap, 1, 4096) != 0) {
         o->oom = true;
         return false;
     }
