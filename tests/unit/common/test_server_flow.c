@@ -17,7 +17,6 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "tests/unit/test.h"
 
-
 /* What the client does after the server paused. */
 enum { END_NORMAL, END_DEADLINE, END_CLIENT_CANCEL, END_SHUTDOWN };
 
