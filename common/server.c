@@ -25,6 +25,7 @@
 
 const char *yw_status_name(grpc_status_code code)
 {
+    /* clang-format off */
     static const char *const names[] = {
         "OK",           "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",
         "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED",
@@ -32,12 +33,12 @@ const char *yw_status_name(grpc_status_code code)
         "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",       "DATA_LOSS",
         "UNAUTHENTICATED",
     };
+    /* clang-format on */
     if ((int)code >= 0 && (size_t)code < sizeof names / sizeof names[0]) {
         return names[code];
     }
     return "UNKNOWN";
 }
-
 
 /* Resolves each method's roles once, so that a call costs one AND; a no_auth service
  * (health) stays open. */
@@ -72,8 +73,8 @@ static int yw__auth_init(yw_server_t *srv, char *err, size_t errlen)
 
 /* ---- server ---- */
 
-int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_t **out,
-                     char *err, size_t errlen)
+int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_t **out, char *err,
+                     size_t errlen)
 {
     yw_server_t *srv = calloc(1, sizeof *srv);
     if (srv == NULL) {
@@ -199,7 +200,8 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen)
             srv->regs[r].method = m;
             srv->regs[r].handle = grpc_server_register_method(
                 srv->server, m->path, NULL,
-                with_payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+                with_payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE,
+                0);
             if (srv->regs[r].handle == NULL) {
                 snprintf(err, errlen, "cannot register method %s (registered twice?)", m->path);
                 return -EINVAL;

@@ -116,6 +116,7 @@ void yw__count_end(yw_call_t *c, grpc_status_code code, uint64_t ns)
     }
     size_t k = (int)code >= 0 && (int)code < YW__N_CODES ? (size_t)code : GRPC_STATUS_UNKNOWN;
     if (mm->handled[k] == NULL) {
+        /* clang-format off */
         static const char *const names[YW__N_CODES] = {
             "OK",          "Canceled",          "Unknown",          "InvalidArgument",
             "DeadlineExceeded", "NotFound",     "AlreadyExists",    "PermissionDenied",
@@ -123,6 +124,7 @@ void yw__count_end(yw_call_t *c, grpc_status_code code, uint64_t ns)
             "Unimplemented", "Internal",        "Unavailable",      "DataLoss",
             "Unauthenticated",
         };
+        /* clang-format on */
         char labels[512];
         snprintf(labels, sizeof labels, "%s,grpc_code=%s", mm->labels, names[k]);
         /* On failure (out of memory) the handle stays NULL: this call goes uncounted. */
