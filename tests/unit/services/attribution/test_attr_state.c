@@ -950,6 +950,12 @@ YW_TEST(the_dedup_filters_keep_their_budget)
     for (uint64_t i = 0; i < ATTR_BLOOM_KEYS; i++) {
         h[i] = attr_hash_u64(i + 1 + ATTR_BLOOM_KEYS);
     }
+    /* The first thousand: the hashes of event ids "x0" .. "x999", admitted below. */
+    char eid[16];
+    for (uint64_t i = 0; i < 1000; i++) {
+        int n = snprintf(eid, sizeof eid, "x%" PRIu64, i);
+        h[i] = attr_hash_bytes(eid, (size_t)n);
+    }
     YW_CHECK_INT(attr_state_index_add(&st, h, ATTR_BLOOM_KEYS, 2), ==, 0);
     YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, 14u << 20);
     YW_CHECK_INT(st.bloom_thin, ==, 1);
@@ -957,8 +963,26 @@ YW_TEST(the_dedup_filters_keep_their_budget)
     YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, (14u << 20) + (4u << 20));
     YW_CHECK_INT(st.bloom_thin, ==, 2);
     /* No false "no": every id added is a maybe (checked through an admit). */
+    const char *prods[1] = {"p"};
     for (uint64_t i = 0; i < 1000; i++) {
-        YW_CHECK(attr_bloom_maybe(&st.epochs[1].bloom, h[i]));
+        int n = snprintf(eid, sizeof eid, "x%" PRIu64, i);
+        attr_exposure_in_t in = {
+            .event_id = eid,
+            .event_id_len = (size_t)n,
+            .viewer_id = "v",
+            .viewer_len = 1,
+            .creator_id = "c",
+            .creator_len = 1,
+            .note_id = "",
+            .note_len = 0,
+            .product_ids = prods,
+            .n_products = 1,
+            .kind = ATTR_KIND_CLICK,
+            .occur_ns = T0,
+        };
+        uint64_t seq;
+        YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &seq, NULL), ==, ATTR_UNSURE);
+        attr_exposure_abort(&st, seq);
     }
     /* Forgetting the oldest frees its share of the budget. */
     attr_state_index_forget(&st, 1);
