@@ -3,25 +3,33 @@
 
 #include "tests/unit/test.h"
 
-uint64_t fx_expose(attr_state_t *st, const char *id, const char *viewer, const char *creator,
-                   const char *product, int kind, int64_t watch_ms, int64_t at, int64_t now)
+attr_exposure_in_t fx_exposure_in(const char *id, const char *viewer, const char *creator,
+                                  const char *const *prods, size_t n, int kind, int64_t at)
 {
-    const char *prods[2] = {product, "other-product"};
-    attr_exposure_in_t in = {
+    return (attr_exposure_in_t){
         .event_id = id,
         .event_id_len = strlen(id),
         .viewer_id = viewer,
         .viewer_len = strlen(viewer),
         .creator_id = creator,
         .creator_len = strlen(creator),
-        .note_id = "note",
-        .note_len = 4,
+        .note_id = "",
+        .note_len = 0,
         .product_ids = prods,
-        .n_products = 2,
+        .n_products = n,
         .kind = kind,
-        .watch_ms = watch_ms,
         .occur_ns = at,
     };
+}
+
+uint64_t fx_expose(attr_state_t *st, const char *id, const char *viewer, const char *creator,
+                   const char *product, int kind, int64_t watch_ms, int64_t at, int64_t now)
+{
+    const char *prods[2] = {product, "other-product"};
+    attr_exposure_in_t in = fx_exposure_in(id, viewer, creator, prods, 2, kind, at);
+    in.note_id = "note";
+    in.note_len = 4;
+    in.watch_ms = watch_ms;
     uint64_t seq = 0;
     YW_CHECK_INT(attr_exposure_admit(st, &in, now, &seq, NULL), ==, ATTR_ADMITTED);
     YW_CHECK(attr_exposure_commit(st, seq, now) >= 0);

@@ -18,6 +18,13 @@
 #define T0 ((int64_t)DAY0 * D_ + 12 * H_)
 
 /**
+ * Exposure event `id` of `viewer` to `creator` (note "", no watch time): `kind` at `at`,
+ * of products `prods[0 .. n)`. The strings are the caller's (their lengths by strlen).
+ */
+attr_exposure_in_t fx_exposure_in(const char *id, const char *viewer, const char *creator,
+                                  const char *const *prods, size_t n, int kind, int64_t at);
+
+/**
  * Admits and commits (arriving at `now`) exposure `id` of `viewer` to `creator`'s note
  * "note" with two products, `product` and "other-product". Returns its seq.
  */

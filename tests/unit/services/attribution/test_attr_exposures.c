@@ -18,20 +18,7 @@ YW_TEST(duplicates_within_and_across_batches)
     attr_state_t st;
     attr_state_init(&st);
     const char *prods[1] = {"p"};
-    attr_exposure_in_t in = {
-        .event_id = "e1",
-        .event_id_len = 2,
-        .viewer_id = "v",
-        .viewer_len = 1,
-        .creator_id = "c",
-        .creator_len = 1,
-        .note_id = "",
-        .note_len = 0,
-        .product_ids = prods,
-        .n_products = 1,
-        .kind = ATTR_KIND_CLICK,
-        .occur_ns = T0,
-    };
+    attr_exposure_in_t in = fx_exposure_in("e1", "v", "c", prods, 1, ATTR_KIND_CLICK, T0);
     uint64_t s1, s2;
     YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &s1, NULL), ==, ATTR_ADMITTED);
     /* Still pending (same batch, or a batch in flight): already a duplicate. */
@@ -49,6 +36,7 @@ YW_TEST(duplicates_within_and_across_batches)
     YW_CHECK_INT(st.exposures_live, ==, 1);
     attr_state_free(&st);
 }
+
 YW_TEST(exposures_past_the_horizon_count_but_do_not_join)
 {
     attr_state_t st;
@@ -58,20 +46,7 @@ YW_TEST(exposures_past_the_horizon_count_but_do_not_join)
     YW_CHECK(attr_exposure_past_horizon(&st, T0, now));
     YW_CHECK(!attr_exposure_past_horizon(&st, now - 14 * D_, now));
     const char *prods[1] = {"p"};
-    attr_exposure_in_t in = {
-        .event_id = "old",
-        .event_id_len = 3,
-        .viewer_id = "v",
-        .viewer_len = 1,
-        .creator_id = "A",
-        .creator_len = 1,
-        .note_id = "",
-        .note_len = 0,
-        .product_ids = prods,
-        .n_products = 1,
-        .kind = ATTR_KIND_CLICK,
-        .occur_ns = T0,
-    };
+    attr_exposure_in_t in = fx_exposure_in("old", "v", "A", prods, 1, ATTR_KIND_CLICK, T0);
     uint64_t seq;
     YW_CHECK_INT(attr_exposure_admit(&st, &in, now, &seq, NULL), ==, ATTR_ADMITTED);
     YW_CHECK_INT(attr_exposure_commit(&st, seq, now), ==, 0); /* did not join */
@@ -84,23 +59,14 @@ YW_TEST(exposures_past_the_horizon_count_but_do_not_join)
     YW_CHECK_INT(s.clicks, ==, 1);
     attr_state_free(&st);
 }
+
 YW_TEST(pruning_frees_old_runs_and_their_ids)
 {
     attr_state_t st;
     attr_state_init(&st);
     char id[32];
     const char *prods[1] = {"p"};
-    attr_exposure_in_t in = {
-        .viewer_id = "v",
-        .viewer_len = 1,
-        .creator_id = "A",
-        .creator_len = 1,
-        .note_id = "",
-        .note_len = 0,
-        .product_ids = prods,
-        .n_products = 1,
-        .kind = ATTR_KIND_IMPRESSION,
-    };
+    attr_exposure_in_t in = fx_exposure_in("", "v", "A", prods, 1, ATTR_KIND_IMPRESSION, 0);
     /* One run of old exposures, then a few recent ones in a second run. */
     for (int i = 0; i < ATTR_RUN_EXPOSURES + 5; i++) {
         snprintf(id, sizeof id, "e%d", i);
@@ -142,6 +108,7 @@ YW_TEST(pruning_frees_old_runs_and_their_ids)
     YW_CHECK_INT(c->n_cands, ==, 5);
     attr_state_free(&st);
 }
+
 YW_TEST(the_dedup_filters_keep_their_budget)
 {
     attr_state_t st;
@@ -175,21 +142,8 @@ YW_TEST(the_dedup_filters_keep_their_budget)
     /* No false "no": every id added is a maybe (checked through an admit). */
     const char *prods[1] = {"p"};
     for (uint64_t i = 0; i < 1000; i++) {
-        int n = snprintf(eid, sizeof eid, "x%" PRIu64, i);
-        attr_exposure_in_t in = {
-            .event_id = eid,
-            .event_id_len = (size_t)n,
-            .viewer_id = "v",
-            .viewer_len = 1,
-            .creator_id = "c",
-            .creator_len = 1,
-            .note_id = "",
-            .note_len = 0,
-            .product_ids = prods,
-            .n_products = 1,
-            .kind = ATTR_KIND_CLICK,
-            .occur_ns = T0,
-        };
+        snprintf(eid, sizeof eid, "x%" PRIu64, i);
+        attr_exposure_in_t in = fx_exposure_in(eid, "v", "c", prods, 1, ATTR_KIND_CLICK, T0);
         uint64_t seq;
         YW_CHECK_INT(attr_exposure_admit(&st, &in, T0, &seq, NULL), ==, ATTR_UNSURE);
         attr_exposure_abort(&st, seq);

@@ -33,6 +33,7 @@ static attr_conv_t *scenario(attr_state_t *st)
     fx_expose(st, "e", "v", "E", "q", ATTR_KIND_CLICK, 0, T0 - H_, now);
     return fx_convert(st, "o1", "v", "p", 1000, T0, now);
 }
+
 YW_TEST(conversion_credited_under_every_model)
 {
     attr_state_t st;
@@ -74,6 +75,7 @@ YW_TEST(conversion_credited_under_every_model)
     YW_CHECK_INT(c->cands[2].persisted, ==, 1);
     attr_state_free(&st);
 }
+
 YW_TEST(late_exposure_restates_the_conversion)
 {
     attr_state_t st;
@@ -104,6 +106,7 @@ YW_TEST(late_exposure_restates_the_conversion)
     YW_CHECK_INT(c->n_cands, ==, 2);
     attr_state_free(&st);
 }
+
 YW_TEST(refunds_reduce_the_net_and_are_checked)
 {
     attr_state_t st;
@@ -144,6 +147,7 @@ YW_TEST(refunds_reduce_the_net_and_are_checked)
     YW_CHECK_INT(fx_creator_credit(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, ATTR_CREDIT_ONE);
     attr_state_free(&st);
 }
+
 YW_TEST(many_refunds_admitted_before_any_commit)
 {
     /* Regression: room in the refund list was reserved for one more than committed, so
@@ -165,6 +169,7 @@ YW_TEST(many_refunds_admitted_before_any_commit)
     YW_CHECK_INT(attr_conv_net(c), ==, 600);
     attr_state_free(&st);
 }
+
 YW_TEST(settings_change_restates_every_result)
 {
     attr_state_t st;
@@ -198,6 +203,7 @@ YW_TEST(settings_change_restates_every_result)
     YW_CHECK_INT(fx_creator_gmv(&st, "C", ATTR_MODEL_LAST_TOUCH), ==, 0);
     attr_state_free(&st);
 }
+
 YW_TEST(candidates_survive_pruning_for_restatement)
 {
     attr_state_t st;
@@ -213,6 +219,7 @@ YW_TEST(candidates_survive_pruning_for_restatement)
     YW_CHECK_INT(fx_creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 900);
     attr_state_free(&st);
 }
+
 YW_TEST(deferred_mode_recomputes_once_at_flush)
 {
     attr_state_t st;
@@ -234,6 +241,7 @@ YW_TEST(deferred_mode_recomputes_once_at_flush)
     YW_CHECK_INT(fx_creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
     attr_state_free(&st);
 }
+
 YW_TEST(the_conversion_cache_keeps_its_budget_and_what_must_stay)
 {
     attr_state_t st;
@@ -311,6 +319,7 @@ YW_TEST(the_conversion_cache_keeps_its_budget_and_what_must_stay)
     attr_conv_unpin(first);
     attr_state_free(&st);
 }
+
 YW_TEST(a_late_exposure_finds_conversions_through_the_filter_and_the_cache)
 {
     attr_state_t st;
@@ -324,18 +333,7 @@ YW_TEST(a_late_exposure_finds_conversions_through_the_filter_and_the_cache)
     YW_CHECK_INT(attr_state_conv_maybe(&st, vp ^ 1, T0 - D_), ==, 0);
     /* A pending exposure asks per product. */
     const char *prods[2] = {"p", "q"};
-    attr_exposure_in_t in = {.event_id = "x",
-                             .event_id_len = 1,
-                             .viewer_id = "v",
-                             .viewer_len = 1,
-                             .creator_id = "C",
-                             .creator_len = 1,
-                             .note_id = "",
-                             .note_len = 0,
-                             .product_ids = prods,
-                             .n_products = 2,
-                             .kind = ATTR_KIND_CLICK,
-                             .occur_ns = T0 - H_};
+    attr_exposure_in_t in = fx_exposure_in("x", "v", "C", prods, 2, ATTR_KIND_CLICK, T0 - H_);
     uint64_t seq;
     YW_CHECK_INT(attr_exposure_admit(&st, &in, now, &seq, NULL), ==, ATTR_ADMITTED);
     uint8_t maybe[2];
@@ -356,12 +354,14 @@ YW_TEST(a_late_exposure_finds_conversions_through_the_filter_and_the_cache)
     YW_CHECK_INT(attr_state_conv_maybe(&st, vp, T0 - D_), ==, 0);
     attr_state_free(&st);
 }
+
 static void count_diff(void *arg, const char *creator, size_t len, int32_t day, const char *what,
                        int64_t got, int64_t want)
 {
     (void)creator, (void)len, (void)day, (void)what, (void)got, (void)want;
     ++*(int *)arg;
 }
+
 YW_TEST(restating_with_conversions_outside_the_cache)
 {
     /* One state with everything cached, restated in place; another where one conversion

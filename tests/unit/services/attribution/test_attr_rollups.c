@@ -41,6 +41,7 @@ YW_TEST(exposure_rollups_per_creator_and_day)
     YW_CHECK_INT(s.clicks, ==, 31);
     attr_state_free(&st);
 }
+
 /* ---- memory: compact rollups, the conversion cache, the conversion filter ---- */
 
 YW_TEST(rollup_figures_past_32_bits_are_kept_whole)
@@ -76,6 +77,7 @@ YW_TEST(rollup_figures_past_32_bits_are_kept_whole)
     YW_CHECK_INT(sizeof(attr_cday_t), ==, 16);
     attr_state_free(&st);
 }
+
 /* Orders at the largest amount allowed, 10^15: 9,224 of them pass int64. */
 #define BIG_N 9300
 #define BIG ((attr_sum_t)BIG_N * ATTR_AMOUNT_MAX)
@@ -155,6 +157,7 @@ YW_TEST(credit_sums_past_int64_are_exact)
     YW_CHECK_I128(g, ==, BIG);
     attr_state_free(&st);
 }
+
 YW_TEST(split_credit_cells_past_int64_go_wide_and_back)
 {
     attr_state_t st;
@@ -187,6 +190,7 @@ YW_TEST(split_credit_cells_past_int64_go_wide_and_back)
                   (attr_sum_t)9223 * ATTR_AMOUNT_MAX);
     attr_state_free(&st);
 }
+
 YW_TEST(many_wide_figures_are_found_through_their_index)
 {
     attr_state_t st;
@@ -232,6 +236,7 @@ YW_TEST(many_wide_figures_are_found_through_their_index)
     YW_CHECK_I128(fx_sums(&st, "c2998", ATTR_MODEL_LAST_TOUCH).gmv, ==, 7);
     attr_state_free(&st);
 }
+
 YW_TEST(single_touch_credits_are_singles_split_ones_multi)
 {
     attr_state_t st;
