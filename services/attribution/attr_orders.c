@@ -64,30 +64,30 @@ static void attr__conv_account(attr_state_t *st, attr_conv_t *c)
     c->bytes = b;
 }
 
-static int attr__dirty(attr_state_t *st, attr_conv_t *c)
+/** Appends `c` to a work list unless `*on` says it is there; sets `*on`. 0 or -ENOMEM. */
+static int attr__list_add(attr_conv_t ***list, size_t *n, size_t *cap, uint8_t *on, attr_conv_t *c)
 {
-    if (c->dirty) {
+    if (*on) {
         return 0;
     }
-    if (ATTR__GROW(st->dirty, st->cap_dirty, st->n_dirty + 1) != 0) {
+    if (attr__grow((void **)list, cap, *n + 1, sizeof **list) != 0) {
         return -ENOMEM;
     }
-    st->dirty[st->n_dirty++] = c;
-    c->dirty = 1;
+    (*list)[(*n)++] = c;
+    *on = 1;
     return 0;
 }
 
+/** Puts `c` on the list of conversions to recompute (attr_state_flush()). */
+static int attr__dirty(attr_state_t *st, attr_conv_t *c)
+{
+    return attr__list_add(&st->dirty, &st->n_dirty, &st->cap_dirty, &c->dirty, c);
+}
+
+/** Puts `c` on the list of conversions with candidates to persist. */
 static int attr__persist_later(attr_state_t *st, attr_conv_t *c)
 {
-    if (c->in_persist) {
-        return 0;
-    }
-    if (ATTR__GROW(st->persist, st->cap_persist, st->n_persist + 1) != 0) {
-        return -ENOMEM;
-    }
-    st->persist[st->n_persist++] = c;
-    c->in_persist = 1;
-    return 0;
+    return attr__list_add(&st->persist, &st->n_persist, &st->cap_persist, &c->in_persist, c);
 }
 
 int attr__cand_add(attr_state_t *st, attr_conv_t *c, const char *event_id, uint32_t creator,

@@ -84,29 +84,59 @@ static int attr__grow_cells(void **arr, uint32_t *cap, uint32_t n, size_t size)
         (out) = lo_;                                                                               \
     } while (0)
 
-/** The counts of `day` of a creator, added when missing. */
+_Static_assert(offsetof(attr_day_t, day) == 0 && offsetof(attr_cday_t, day) == 0,
+               "a cell starts with its day (attr__day_cell())");
+
+/** The day of a cell (attr_day_t, attr_cday_t: their first member). */
+static int32_t attr__cell_day(const char *cell)
+{
+    int32_t day;
+    memcpy(&day, cell, sizeof day);
+    return day;
+}
+
+/**
+ * The cell of `day` in a day-sorted array of `*n` cells of `size` bytes (attr_day_t,
+ * attr_cday_t), added (zero but for its day) when missing. NULL: no memory.
+ */
+static void *attr__day_cell(void **arr, uint32_t *n, uint32_t *cap, size_t size, int32_t day)
+{
+    char *a = *arr;
+    /* Most updates hit the latest day: look there first. */
+    if (*n > 0 && attr__cell_day(a + (size_t)(*n - 1) * size) == day) {
+        return a + (size_t)(*n - 1) * size;
+    }
+    uint32_t lo = 0, hi = *n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (attr__cell_day(a + (size_t)mid * size) < day) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < *n && attr__cell_day(a + (size_t)lo * size) == day) {
+        return a + (size_t)lo * size;
+    }
+    if (attr__grow_cells(arr, cap, *n, size) != 0) {
+        return NULL;
+    }
+    a = *arr;
+    memmove(a + (size_t)(lo + 1) * size, a + (size_t)lo * size, (size_t)(*n - lo) * size);
+    memset(a + (size_t)lo * size, 0, size);
+    memcpy(a + (size_t)lo * size, &day, sizeof day);
+    (*n)++;
+    return a + (size_t)lo * size;
+}
+
+/** The counts of `day` of a creator, added when missing (NULL: no memory). */
 static attr_day_t *attr__day_bucket(attr_state_t *st, uint32_t creator, int32_t day)
 {
     if (attr__rollups_reserve_creator(st, creator) != 0) {
         return NULL;
     }
     attr_creator_t *m = &st->creator_meta[creator];
-    /* Most updates hit the latest day: look there first. */
-    if (m->n_days > 0 && m->days[m->n_days - 1].day == day) {
-        return &m->days[m->n_days - 1];
-    }
-    uint32_t lo;
-    ATTR__LOWER_BOUND(m->days, m->n_days, day, lo);
-    if (lo < m->n_days && m->days[lo].day == day) {
-        return &m->days[lo];
-    }
-    if (attr__grow_cells((void **)&m->days, &m->cap_days, m->n_days, sizeof *m->days) != 0) {
-        return NULL;
-    }
-    memmove(&m->days[lo + 1], &m->days[lo], (m->n_days - lo) * sizeof *m->days);
-    m->days[lo] = (attr_day_t){.day = day};
-    m->n_days++;
-    return &m->days[lo];
+    return attr__day_cell((void **)&m->days, &m->n_days, &m->cap_days, sizeof *m->days, day);
 }
 
 /** The credits of `day` of a creator, added when missing (NULL: no memory). */
@@ -116,21 +146,7 @@ static attr_cday_t *attr__cday_bucket(attr_state_t *st, uint32_t creator, int32_
         return NULL;
     }
     attr_creator_t *m = &st->creator_meta[creator];
-    if (m->n_cdays > 0 && m->cdays[m->n_cdays - 1].day == day) {
-        return &m->cdays[m->n_cdays - 1];
-    }
-    uint32_t lo;
-    ATTR__LOWER_BOUND(m->cdays, m->n_cdays, day, lo);
-    if (lo < m->n_cdays && m->cdays[lo].day == day) {
-        return &m->cdays[lo];
-    }
-    if (attr__grow_cells((void **)&m->cdays, &m->cap_cdays, m->n_cdays, sizeof *m->cdays) != 0) {
-        return NULL;
-    }
-    memmove(&m->cdays[lo + 1], &m->cdays[lo], (m->n_cdays - lo) * sizeof *m->cdays);
-    m->cdays[lo] = (attr_cday_t){.day = day};
-    m->n_cdays++;
-    return &m->cdays[lo];
+    return attr__day_cell((void **)&m->cdays, &m->n_cdays, &m->cap_cdays, sizeof *m->cdays, day);
 }
 
 /** The per-model figures of a credit cell, added when missing (NULL: no memory). */
