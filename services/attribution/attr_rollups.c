@@ -11,7 +11,7 @@
  * The figures of the rollups: the 32-bit ones of a cell (one that does not fit is in
  * st->wide, the cell holding UINT32_MAX), and the 64-bit ones of an attr_multi_t, per
  * model (past int64 in st->wide, the cell holding INT64_MIN). st->wide keeps the exact
- * value (attr_sum_t).
+ * value (attr_sum_t). The numbers are on disk (attr_snap.c writes st->wide): keep them.
  */
 enum {
     ATTR__F_IMPRESSIONS = 0,

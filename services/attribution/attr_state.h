@@ -156,13 +156,13 @@ typedef struct st_attr_state_t {
     size_t n_multi, cap_multi;
     attr_wide_t *wide;
     size_t n_wide, cap_wide;
-    attr_map64_t wide_at; /* attr__wide_key() -> index in wide (attr_state_index_wide()) */
+    attr_map64_t wide_at; /* (creator, day, field) -> index in wide (attr_state_index_wide()) */
 
     /* counters */
     uint64_t exposures_live; /* committed, in runs in memory */
     uint64_t bloom_maybes;   /* admits the Bloom filters sent to disk */
 
-    /* scratch space of recompute() */
+    /* scratch space of the recomputation (attr_orders.c) */
     unsigned char *scratch;
     size_t scratch_cap;
 } attr_state_t;
