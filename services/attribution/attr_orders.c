@@ -188,12 +188,12 @@ int attr__orders_join_late(attr_state_t *st, const attr_pexp_t *p, const uint64_
 
 static void attr__unlist(attr_conv_t **list, size_t *n, const attr_conv_t *c);
 
-int attr_conversion_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns)
+int attr_conv_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns)
 {
     return occur_ns < now_ns - st->settings.late_window_ns;
 }
 
-attr_conv_t *attr_conv_new(const attr_conversion_in_t *in, int64_t refunded)
+attr_conv_t *attr_conv_new(const attr_conv_in_t *in, int64_t refunded)
 {
     if (in->order_id_len > UINT32_MAX / 4 || in->viewer_len > UINT32_MAX / 4 ||
         in->product_len > UINT32_MAX / 4) {
@@ -237,7 +237,7 @@ static uint64_t attr__order_hash(const attr_conv_t *c)
     return attr_hash_bytes(c->order_id, c->order_id_len);
 }
 
-int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr_conv_t **out)
+int attr_conv_admit(attr_state_t *st, const attr_conv_in_t *in, attr_conv_t **out)
 {
     uint64_t h = attr_hash_bytes(in->order_id, in->order_id_len);
     if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL ||
@@ -343,7 +343,7 @@ static void attr__cache_remove(attr_state_t *st, attr_conv_t *c)
     c->cached = 0;
 }
 
-int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
+int attr_conv_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
 {
     if (c->state != ATTR_PENDING) {
         return -EINVAL;
@@ -387,7 +387,7 @@ static void attr__unlist(attr_conv_t **list, size_t *n, const attr_conv_t *c)
     *n = k;
 }
 
-void attr_conversion_abort(attr_state_t *st, attr_conv_t *c)
+void attr_conv_abort(attr_state_t *st, attr_conv_t *c)
 {
     if (c->state != ATTR_PENDING) {
         return;
@@ -402,7 +402,7 @@ void attr_conversion_abort(attr_state_t *st, attr_conv_t *c)
     attr_conv_free(c);
 }
 
-attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t len)
+attr_conv_t *attr_conv_find(attr_state_t *st, const char *order_id, size_t len)
 {
     attr_conv_t *c = attr_strmap_get(&st->orders, attr_hash_bytes(order_id, len), order_id, len);
     if (c == NULL || c->state != ATTR_LIVE) {
@@ -412,13 +412,12 @@ attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t
     return c;
 }
 
-attr_conv_t *attr_conversion_pending(attr_state_t *st, const char *order_id, size_t len)
+attr_conv_t *attr_conv_pending(attr_state_t *st, const char *order_id, size_t len)
 {
     return attr_strmap_get(&st->pend_orders, attr_hash_bytes(order_id, len), order_id, len);
 }
 
-int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64_t refunded,
-                         attr_conv_t **out)
+int attr_conv_load(attr_state_t *st, const attr_conv_in_t *in, int64_t refunded, attr_conv_t **out)
 {
     uint64_t h = attr_hash_bytes(in->order_id, in->order_id_len);
     if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL) {
@@ -444,7 +443,7 @@ int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64
 
 static int attr__compute(attr_state_t *st, attr_conv_t *c, int rollups);
 
-int attr_conversion_loaded(attr_state_t *st, attr_conv_t *c, int apply)
+int attr_conv_loaded(attr_state_t *st, attr_conv_t *c, int apply)
 {
     if (!apply) {
         /* Its credits are in the rollups already: the result, without applying it. */
@@ -458,7 +457,7 @@ int attr_conversion_loaded(attr_state_t *st, attr_conv_t *c, int apply)
     return rc != 0 || st->defer ? rc : attr_state_flush(st);
 }
 
-void attr_conversion_unload(attr_state_t *st, attr_conv_t *c)
+void attr_conv_unload(attr_state_t *st, attr_conv_t *c)
 {
     attr__cache_remove(st, c);
     (void)attr_strmap_del(&st->orders, attr__order_hash(c), c->order_id, c->order_id_len);
@@ -471,10 +470,9 @@ void attr_conversion_unload(attr_state_t *st, attr_conv_t *c)
     attr_conv_free(c);
 }
 
-int attr_conversion_add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id,
-                             const char *creator, size_t creator_len, const char *note,
-                             size_t note_len, int kind, int64_t watch_ms, int64_t occur_ns,
-                             int persisted)
+int attr_conv_add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id, const char *creator,
+                       size_t creator_len, const char *note, size_t note_len, int kind,
+                       int64_t watch_ms, int64_t occur_ns, int persisted)
 {
     uint32_t cid;
     if (attr_intern(&st->creators, creator, creator_len, &cid) != 0 ||
@@ -635,7 +633,7 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     if (attr_strmap_get(&st->refunds, h, refund_id, len) != NULL) {
         return ATTR_DUPLICATE;
     }
-    attr_conv_t *c = attr_conversion_find(st, order_id, order_len);
+    attr_conv_t *c = attr_conv_find(st, order_id, order_len);
     if (c == NULL) {
         return ATTR_UNKNOWN_ORDER;
     }

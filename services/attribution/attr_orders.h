@@ -5,7 +5,7 @@
  * of attr_state_t; include attr_state.h.
  *
  * A conversion's candidates are captured when it commits (from the runs in memory, plus
- * what the caller found in the index files and passed with attr_conversion_add_cand())
+ * what the caller found in the index files and passed with attr_conv_add_cand())
  * and grow when a late exposure commits; they are kept with the conversion (and
  * persisted by the service) so that refunds and settings changes can restate it after
  * its exposures left memory.
@@ -15,7 +15,7 @@
  * conversion is committed into the cache; attr_state_evict() drops the least recently
  * used ones that nothing needs any more (not pinned, candidates persisted, no refund
  * pending, not committed after `evict_guard`); the service loads one back
- * (attr_conversion_load(), attr_conversion_loaded()) before a refund or a late exposure
+ * (attr_conv_load(), attr_conv_loaded()) before a refund or a late exposure
  * changes it. The rollups always hold the credits of every conversion, cached or not,
  * computed under the current settings from its stored candidates and refunds, so that
  * a conversion loaded again gets exactly the result the rollups hold. What stays per
@@ -64,7 +64,7 @@ typedef struct st_attr_conv_t {
     const char *viewer, *product; /* in strs, NUL-terminated */
     uint32_t order_id_len, viewer_len, product_len;
     uint64_t vp_hash; /* attr_vp_hash() of the two strings */
-    uint64_t seq;     /* its number in the database (attr_conversion_in_t.seq) */
+    uint64_t seq;     /* its number in the database (attr_conv_in_t.seq) */
     int64_t quantity;
     int64_t amount;         /* gross */
     int64_t refunded;       /* committed refunds */
@@ -123,7 +123,7 @@ typedef struct st_attr_cfilter_t {
 } attr_cfilter_t;
 
 /** A conversion event to admit or load (the strings are copied). */
-typedef struct st_attr_conversion_in_t {
+typedef struct st_attr_conv_in_t {
     const char *order_id;
     size_t order_id_len;
     const char *viewer_id;
@@ -134,44 +134,43 @@ typedef struct st_attr_conversion_in_t {
     int64_t amount_minor;
     int64_t occur_ns;
     uint64_t seq; /* the caller's number for it (attribution.db's conversions.seq) */
-} attr_conversion_in_t;
+} attr_conv_in_t;
 
 /**
  * Returns ATTR_ADMITTED with `*out` (pending), ATTR_DUPLICATE (pending or cached: one
  * that is only in the database is the caller's to find), -EINVAL (a string longer than
  * UINT32_MAX / 4) or -ENOMEM.
  */
-int attr_conversion_admit(attr_state_t *st, const attr_conversion_in_t *in, attr_conv_t **out);
+int attr_conv_admit(attr_state_t *st, const attr_conv_in_t *in, attr_conv_t **out);
 
 /**
  * Makes it visible (the caller has stored it): captures its candidates from the runs
  * in memory (exposures of the same viewer and product, at or before it, within the
  * horizon; the caller adds those of the index files first with
- * attr_conversion_add_cand()), credits it, puts it in the cache and, when it is within
+ * attr_conv_add_cand()), credits it, puts it in the cache and, when it is within
  * the horizon, its key in the conversion filter. Evicts nothing (attr_state_evict()).
  * -EEXIST when a stored conversion of its id is in the cache (it was loaded while this
  * one was on its way, so this one is a duplicate: abort it).
  */
-int attr_conversion_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns);
+int attr_conv_commit(attr_state_t *st, attr_conv_t *c, int64_t now_ns);
 
 /** Forgets a pending conversion (not stored, or a duplicate of a stored one); frees it. */
-void attr_conversion_abort(attr_state_t *st, attr_conv_t *c);
+void attr_conv_abort(attr_state_t *st, attr_conv_t *c);
 
 /** The cached live conversion `order_id` (marked recently used), or NULL. */
-attr_conv_t *attr_conversion_find(attr_state_t *st, const char *order_id, size_t len);
+attr_conv_t *attr_conv_find(attr_state_t *st, const char *order_id, size_t len);
 
 /** The pending conversion `order_id` (admitted, not committed), or NULL. */
-attr_conv_t *attr_conversion_pending(attr_state_t *st, const char *order_id, size_t len);
+attr_conv_t *attr_conv_pending(attr_state_t *st, const char *order_id, size_t len);
 
 /**
  * Puts a stored conversion (not cached: check first; a pending one of the same id may
  * be on its way, a duplicate) in the cache as live,
  * with `refunded` of committed refunds: then add its stored candidates
- * (attr_conversion_add_cand() with `persisted`) and call attr_conversion_loaded().
+ * (attr_conv_add_cand() with `persisted`) and call attr_conv_loaded().
  * Returns 0 or -ENOMEM.
  */
-int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64_t refunded,
-                         attr_conv_t **out);
+int attr_conv_load(attr_state_t *st, const attr_conv_in_t *in, int64_t refunded, attr_conv_t **out);
 
 /**
  * Computes the result of a loaded conversion under the current settings. `apply` non-zero
@@ -179,19 +178,19 @@ int attr_conversion_load(attr_state_t *st, const attr_conversion_in_t *in, int64
  * already there (a conversion evicted earlier: the rollups kept its credits). Returns 0
  * or -ENOMEM (then it is not applied: evicting it is safe only with `apply` zero).
  */
-int attr_conversion_loaded(attr_state_t *st, attr_conv_t *c, int apply);
+int attr_conv_loaded(attr_state_t *st, attr_conv_t *c, int apply);
 
 /** Drops a loaded conversion whose load failed (nothing may refer to it); frees it. */
-void attr_conversion_unload(attr_state_t *st, attr_conv_t *c);
+void attr_conv_unload(attr_state_t *st, attr_conv_t *c);
 
 /**
  * A conversion outside the cache (ExplainConversion of one that is not in memory, a
- * restatement): attr_conv_new(), its candidates with attr_conversion_add_cand()
+ * restatement): attr_conv_new(), its candidates with attr_conv_add_cand()
  * (`persisted` non-zero), then attr_conv_compute() (the result under st's settings) or
  * attr_conv_apply() (the result, added to st's rollups); attr_conv_free() at the end.
  * NULL: no memory.
  */
-attr_conv_t *attr_conv_new(const attr_conversion_in_t *in, int64_t refunded);
+attr_conv_t *attr_conv_new(const attr_conv_in_t *in, int64_t refunded);
 /** The result of `c` under st's settings, the rollups untouched. 0 or -ENOMEM. */
 int attr_conv_compute(attr_state_t *st, attr_conv_t *c);
 /** attr_conv_compute(), the result added to st's rollups. 0 or -ENOMEM. */
@@ -254,7 +253,7 @@ void attr_state_conv_filter_take(attr_state_t *st, attr_state_t *from);
 size_t attr_state_conv_filter_bytes(const attr_state_t *st);
 
 /** Whether a conversion at occur_ns arriving now may miss pruned touches. */
-int attr_conversion_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns);
+int attr_conv_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t now_ns);
 
 /**
  * Adds a candidate touch to a conversion: a persisted one at start-up (`persisted`
@@ -262,10 +261,9 @@ int attr_conversion_past_horizon(const attr_state_t *st, int64_t occur_ns, int64
  * Duplicates (same event id) are ignored; a live conversion is recredited (now, or at
  * the flush in `defer` mode). Returns 0 or -ENOMEM.
  */
-int attr_conversion_add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id,
-                             const char *creator, size_t creator_len, const char *note,
-                             size_t note_len, int kind, int64_t watch_ms, int64_t occur_ns,
-                             int persisted);
+int attr_conv_add_cand(attr_state_t *st, attr_conv_t *c, const char *event_id, const char *creator,
+                       size_t creator_len, const char *note, size_t note_len, int kind,
+                       int64_t watch_ms, int64_t occur_ns, int persisted);
 
 /* ---- refunds ---- */
 

@@ -39,7 +39,7 @@ uint64_t fx_expose(attr_state_t *st, const char *id, const char *viewer, const c
 attr_conv_t *fx_convert(attr_state_t *st, const char *order, const char *viewer,
                         const char *product, int64_t amount, int64_t at, int64_t now)
 {
-    attr_conversion_in_t in = {
+    attr_conv_in_t in = {
         .order_id = order,
         .order_id_len = strlen(order),
         .viewer_id = viewer,
@@ -51,8 +51,8 @@ attr_conv_t *fx_convert(attr_state_t *st, const char *order, const char *viewer,
         .occur_ns = at,
     };
     attr_conv_t *c = NULL;
-    YW_CHECK_INT(attr_conversion_admit(st, &in, &c), ==, ATTR_ADMITTED);
-    YW_CHECK_INT(attr_conversion_commit(st, c, now), ==, 0);
+    YW_CHECK_INT(attr_conv_admit(st, &in, &c), ==, ATTR_ADMITTED);
+    YW_CHECK_INT(attr_conv_commit(st, c, now), ==, 0);
     return c;
 }
 

@@ -52,7 +52,7 @@ YW_TEST(exposures_past_the_horizon_count_but_do_not_join)
     YW_CHECK_INT(attr_exposure_commit(&st, seq, now), ==, 0); /* did not join */
     attr_conv_t *c = fx_convert(&st, "o", "v", "p", 100, T0 + S_, now);
     YW_CHECK_INT(c->n_cands, ==, 0);
-    YW_CHECK(attr_conversion_past_horizon(&st, T0 + S_, now));
+    YW_CHECK(attr_conv_past_horizon(&st, T0 + S_, now));
     uint32_t a = (uint32_t)attr_intern_find(&st.creators, "A", 1);
     attr_sums_t s;
     attr_state_creator_sums(&st, a, DAY0, DAY0 + 1, ATTR_MODEL_LAST_TOUCH, &s);

@@ -63,8 +63,8 @@ YW_TEST(conversion_credited_under_every_model)
     attr_state_unattributed(&st, DAY0 - 30, DAY0 + 30, &n, &g);
     YW_CHECK_INT(n, ==, 0);
     /* Found by order id; its candidates wait to be persisted. */
-    YW_CHECK(attr_conversion_find(&st, "o1", 2) == c);
-    YW_CHECK(attr_conversion_find(&st, "o2", 2) == NULL);
+    YW_CHECK(attr_conv_find(&st, "o1", 2) == c);
+    YW_CHECK(attr_conv_find(&st, "o2", 2) == NULL);
     attr_conv_t **list;
     size_t np;
     YW_CHECK_INT(attr_state_take_persist(&st, &list, &np), ==, 0);
@@ -233,9 +233,8 @@ YW_TEST(deferred_mode_recomputes_once_at_flush)
     YW_CHECK_INT(c->n_elig, ==, 1);
     YW_CHECK_INT(fx_creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 1000);
     /* A persisted candidate added at load time. */
-    YW_CHECK_INT(
-        attr_conversion_add_cand(&st, c, "b", "B", 1, "n", 1, ATTR_KIND_CLICK, 0, T0 - 10, 1), ==,
-        0);
+    YW_CHECK_INT(attr_conv_add_cand(&st, c, "b", "B", 1, "n", 1, ATTR_KIND_CLICK, 0, T0 - 10, 1),
+                 ==, 0);
     YW_CHECK_INT(attr_state_flush(&st), ==, 0);
     YW_CHECK_INT(fx_creator_gmv(&st, "B", ATTR_MODEL_LAST_TOUCH), ==, 1000);
     YW_CHECK_INT(fx_creator_gmv(&st, "A", ATTR_MODEL_FIRST_TOUCH), ==, 1000);
@@ -281,9 +280,9 @@ YW_TEST(the_conversion_cache_keeps_its_budget_and_what_must_stay)
     }
     YW_CHECK(st.cache_bytes <= 20 * 1024 || evictable == 0);
     YW_CHECK(st.n_cached < 200);
-    YW_CHECK(attr_conversion_find(&st, "o-0", 3) == first);
-    YW_CHECK(attr_conversion_find(&st, "o-199", 5) != NULL);
-    YW_CHECK(attr_conversion_find(&st, "o-1", 3) == NULL);
+    YW_CHECK(attr_conv_find(&st, "o-0", 3) == first);
+    YW_CHECK(attr_conv_find(&st, "o-199", 5) != NULL);
+    YW_CHECK(attr_conv_find(&st, "o-1", 3) == NULL);
     /* Reports keep every credit: 200 orders of 100, each to A. */
     YW_CHECK_INT(fx_creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 20000);
     /* A refund needs its conversion in memory; loaded back, it restates exactly. */
@@ -291,26 +290,26 @@ YW_TEST(the_conversion_cache_keeps_its_budget_and_what_must_stay)
     int64_t left;
     YW_CHECK_INT(attr_refund_admit(&st, "r", 1, "o-1", 3, 40, T0, &r, &left), ==,
                  ATTR_UNKNOWN_ORDER);
-    attr_conversion_in_t in = {.order_id = "o-1",
-                               .order_id_len = 3,
-                               .viewer_id = "v1",
-                               .viewer_len = 2,
-                               .product_id = "p",
-                               .product_len = 1,
-                               .quantity = 1,
-                               .amount_minor = 100,
-                               .occur_ns = T0};
+    attr_conv_in_t in = {.order_id = "o-1",
+                         .order_id_len = 3,
+                         .viewer_id = "v1",
+                         .viewer_len = 2,
+                         .product_id = "p",
+                         .product_len = 1,
+                         .quantity = 1,
+                         .amount_minor = 100,
+                         .occur_ns = T0};
     attr_conv_t *c = NULL;
-    YW_CHECK_INT(attr_conversion_load(&st, &in, 0, &c), ==, 0);
+    YW_CHECK_INT(attr_conv_load(&st, &in, 0, &c), ==, 0);
     /* The touches as stored (o-1's exposure "o-1" of A, and o-8's, o-15's, ... of v1 that
      * are at or before it: the same viewer, product and time). */
     for (int i = 1; i < 200; i += 7) {
         snprintf(order, sizeof order, "o-%d", i);
-        YW_CHECK_INT(attr_conversion_add_cand(&st, c, order, "A", 1, "note", 4, ATTR_KIND_CLICK, 0,
-                                              T0 - D_ + i, 1),
+        YW_CHECK_INT(attr_conv_add_cand(&st, c, order, "A", 1, "note", 4, ATTR_KIND_CLICK, 0,
+                                        T0 - D_ + i, 1),
                      ==, 0);
     }
-    YW_CHECK_INT(attr_conversion_loaded(&st, c, 0), ==, 0);
+    YW_CHECK_INT(attr_conv_loaded(&st, c, 0), ==, 0);
     YW_CHECK_INT(fx_creator_gmv(&st, "A", ATTR_MODEL_LAST_TOUCH), ==, 20000); /* unchanged */
     YW_CHECK_INT(attr_refund_admit(&st, "r", 1, "o-1", 3, 40, T0, &r, &left), ==, ATTR_ADMITTED);
     YW_CHECK(!attr_conv_evictable(&st, c)); /* a refund of it is pending */
@@ -384,23 +383,23 @@ YW_TEST(restating_with_conversions_outside_the_cache)
     attr_state_init(&out);
     out.settings = s;
     attr_settings_rules(&s, &out.rules);
-    attr_conversion_in_t in = {.order_id = "o1",
-                               .order_id_len = 2,
-                               .viewer_id = "v",
-                               .viewer_len = 1,
-                               .product_id = "p",
-                               .product_len = 1,
-                               .quantity = 1,
-                               .amount_minor = 1000,
-                               .occur_ns = T0};
+    attr_conv_in_t in = {.order_id = "o1",
+                         .order_id_len = 2,
+                         .viewer_id = "v",
+                         .viewer_len = 1,
+                         .product_id = "p",
+                         .product_len = 1,
+                         .quantity = 1,
+                         .amount_minor = 1000,
+                         .occur_ns = T0};
     attr_conv_t *x = attr_conv_new(&in, 0);
     YW_CHECK(x != NULL);
     for (uint32_t i = 0; i < gone->n_cands; i++) {
         const attr_cand_t *t = &gone->cands[i];
         const char *cr = attr_intern_str(&part.creators, t->creator, NULL);
-        YW_CHECK_INT(attr_conversion_add_cand(&out, x, t->event_id, cr, strlen(cr),
-                                              attr_cand_note(t), strlen(attr_cand_note(t)), t->kind,
-                                              t->watch_ms, t->occur_ns, 1),
+        YW_CHECK_INT(attr_conv_add_cand(&out, x, t->event_id, cr, strlen(cr), attr_cand_note(t),
+                                        strlen(attr_cand_note(t)), t->kind, t->watch_ms,
+                                        t->occur_ns, 1),
                      ==, 0);
     }
     YW_CHECK_INT(attr_conv_apply(&out, x), ==, 0);
@@ -416,7 +415,7 @@ YW_TEST(restating_with_conversions_outside_the_cache)
     attr_state_set_cache_budget(&part, 1);
     part.evict_guard = kept->commit_seq;
     YW_CHECK_INT(attr_state_evict(&part), ==, 1);
-    YW_CHECK(attr_conversion_find(&part, "o1", 2) == NULL);
+    YW_CHECK(attr_conv_find(&part, "o1", 2) == NULL);
     YW_CHECK_INT(attr_state_replace_credits(&part, &out, &s), ==, 0);
     const char *names[] = {"A", "B", "C"};
     for (int m = 1; m <= ATTR_N_MODELS; m++) {
