@@ -490,9 +490,9 @@ static grpc_status_code attr__ljob_work(yw_store_conn_t *conn, yw_store_job_t *j
  * is an acknowledged order, and the pending one a duplicate of it on its way: at most
  * one conversion of an id is pending, and it stays in memory until it commits.
  */
-static int attr__pending_own(attr_state_t *st, const attr_conversion_in_t *in)
+static int attr__pending_own(attr_state_t *st, const attr_conv_in_t *in)
 {
-    const attr_conv_t *p = attr_conversion_pending(st, in->order_id, in->order_id_len);
+    const attr_conv_t *p = attr_conv_pending(st, in->order_id, in->order_id_len);
     return p != NULL && p->seq == in->seq;
 }
 
@@ -506,25 +506,25 @@ static int attr__conv_from_set(attr_svc_t *svc, const attr_convset_t *set, size_
 {
     attr_state_t *st = &svc->st;
     const attr_stored_conv_t *sc = &set->convs[i];
-    *out = attr_conversion_find(st, sc->in.order_id, sc->in.order_id_len);
+    *out = attr_conv_find(st, sc->in.order_id, sc->in.order_id_len);
     if (*out != NULL || attr__pending_own(st, &sc->in)) {
         return 0; /* (the pending one's own row: stored, not yet acknowledged) */
     }
     attr_conv_t *c = NULL;
-    int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
+    int rc = attr_conv_load(st, &sc->in, sc->refunded, &c);
     const attr_stored_touch_t *t = attr_convset_touches(set, i);
     for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
-        rc = attr_conversion_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
-                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
-                                      t[k].occur_ns, 1);
+        rc = attr_conv_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                t[k].occur_ns, 1);
     }
     if (rc == 0) {
-        rc = attr_conversion_loaded(st, c, 0);
+        rc = attr_conv_loaded(st, c, 0);
     }
     if (rc != 0) {
         /* Incomplete: it must not stay (nor be used). */
         if (c != NULL) {
-            attr_conversion_unload(st, c);
+            attr_conv_unload(st, c);
         }
         return -ENOMEM;
     }
@@ -1569,7 +1569,7 @@ static void attr__cjob_commit(attr_held_t *h)
     attr_state_t *st = &svc->st;
     if (cj->written != GRPC_STATUS_OK) {
         for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(st, cj->convs[i]);
+            attr_conv_abort(st, cj->convs[i]);
         }
         attr__ingest_fail(ing, cj->written, "conversions: %s", cj->j.job.errmsg);
     } else {
@@ -1589,7 +1589,7 @@ static void attr__cjob_commit(attr_held_t *h)
             attr_conv_t *c = cj->convs[i];
             if (!cj->inserted[i]) {
                 /* Its order_id was stored already (by an earlier call): a duplicate. */
-                attr_conversion_abort(st, c);
+                attr_conv_abort(st, c);
                 ing->duplicates++;
                 continue;
             }
@@ -1601,19 +1601,18 @@ static void attr__cjob_commit(attr_held_t *h)
                 if (attr_exposure_past_horizon(st, x->occur_ns, now)) {
                     continue;
                 }
-                if (attr_conversion_add_cand(st, c, x->event_id, x->creator, x->creator_len,
-                                             x->note, x->note_len, x->kind, x->watch_ms,
-                                             x->occur_ns, 0) != 0) {
+                if (attr_conv_add_cand(st, c, x->event_id, x->creator, x->creator_len, x->note,
+                                       x->note_len, x->kind, x->watch_ms, x->occur_ns, 0) != 0) {
                     svc->suspect = 1;
                     yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s", c->order_id);
                 }
             }
-            int crc = attr_conversion_commit(st, c, now);
+            int crc = attr_conv_commit(st, c, now);
             if (crc == -EEXIST) {
                 /* Inserted, yet its id is cached as stored: cannot be (ids are unique). */
                 svc->suspect = 1;
                 yw_log(YW_LOG_ERROR, "order %s stored twice?", c->order_id);
-                attr_conversion_abort(st, c);
+                attr_conv_abort(st, c);
                 continue;
             }
             if (crc != 0) {
@@ -1735,7 +1734,7 @@ static void attr__cjob_start(attr_held_t *h)
     int rc = yw_store_write(svc->store, &cj->j.job);
     if (rc != 0) {
         for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(&svc->st, cj->convs[i]);
+            attr_conv_abort(&svc->st, cj->convs[i]);
         }
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "conversions: cannot queue a write: %s",
                           strerror(-rc));
@@ -1773,7 +1772,7 @@ static void attr__cjob_submit(attr_ingest_t *ing)
     attr_svc_t *svc = ing->svc;
     if ((cj->inserted = calloc(cj->n ? cj->n : 1, 1)) == NULL) {
         for (size_t i = 0; i < cj->n; i++) {
-            attr_conversion_abort(&svc->st, cj->convs[i]);
+            attr_conv_abort(&svc->st, cj->convs[i]);
         }
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         attr__cjob_free(cj);
@@ -1798,7 +1797,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         attr__reject(ing, index, err);
         return;
     }
-    attr_conversion_in_t in = {
+    attr_conv_in_t in = {
         .order_id = ev->order_id,
         .order_id_len = strlen(ev->order_id),
         .viewer_id = ev->viewer_id,
@@ -1811,7 +1810,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         .seq = ing->svc->next_conv_seq,
     };
     attr_conv_t *c = NULL;
-    int rc = attr_conversion_admit(st, &in, &c);
+    int rc = attr_conv_admit(st, &in, &c);
     if (rc == ATTR_ADMITTED) {
         ing->svc->next_conv_seq++;
     }
@@ -1844,7 +1843,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         }
     }
     if (cj == NULL || cj->n == cj->cap) {
-        attr_conversion_abort(st, c);
+        attr_conv_abort(st, c);
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory admitting events");
         return;
     }
@@ -1856,7 +1855,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
     row->amount_minor = c->amount;
     row->occur_ns = c->occur_ns;
     row->seq = c->seq;
-    cj->past[cj->n] = (uint8_t)attr_conversion_past_horizon(st, occur, now);
+    cj->past[cj->n] = (uint8_t)attr_conv_past_horizon(st, occur, now);
     cj->convs[cj->n++] = c;
     if (cj->n >= ATTR_FRAME_EVENTS) {
         attr__cjob_submit(ing);
@@ -2150,7 +2149,7 @@ static void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg
         /* Conversions not in memory are read first (those in memory stay there until
          * judged); refund ids are checked against the stored ones (the pending ones are
          * memory's to know). */
-        attr_conv_t *c = attr_conversion_find(st, ev->order_id, olen);
+        attr_conv_t *c = attr_conv_find(st, ev->order_id, olen);
         if (c != NULL) {
             attr_conv_pin(c);
             rj->pins[rj->n_pins++] = c;
@@ -2427,7 +2426,7 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
     int model = attr_model_resolve(a->model, st->settings.default_model);
     size_t len = strlen(a->order_id);
     /* Memory first: what it holds is never older than what was read. */
-    const attr_conv_t *c = attr_conversion_find(st, a->order_id, len);
+    const attr_conv_t *c = attr_conv_find(st, a->order_id, len);
     if (c != NULL) {
         attr__explain_reply(a->call, st, c, model);
         return;
@@ -2448,9 +2447,9 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_ejob_t *ej, const a
     const attr_stored_touch_t *t = attr_convset_touches(&ej->set, at);
     int rc = x != NULL ? 0 : -ENOMEM;
     for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
-        rc = attr_conversion_add_cand(st, x, t[k].event_id, t[k].creator_id, t[k].creator_len,
-                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
-                                      t[k].occur_ns, 1);
+        rc = attr_conv_add_cand(st, x, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                t[k].occur_ns, 1);
     }
     if (rc == 0) {
         rc = attr_conv_compute(st, x);
@@ -2521,7 +2520,7 @@ static void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         return;
     }
     size_t len = strlen(req->order_id);
-    const attr_conv_t *c = attr_conversion_find(st, req->order_id, len);
+    const attr_conv_t *c = attr_conv_find(st, req->order_id, len);
     if (c != NULL) {
         attr__explain_reply(call, st, c, model);
         return;
@@ -3084,9 +3083,9 @@ static int attr__restate_visit(void *arg, const attr_convset_t *one)
     const attr_stored_touch_t *t = attr_convset_touches(one, 0);
     int rc = c != NULL ? 0 : -ENOMEM;
     for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
-        rc = attr_conversion_add_cand(&rs->tmp, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
-                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
-                                      t[k].occur_ns, 1);
+        rc = attr_conv_add_cand(&rs->tmp, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                t[k].occur_ns, 1);
     }
     if (rc == 0) {
         rc = attr_conv_apply(&rs->tmp, c);
@@ -3839,8 +3838,8 @@ static int attr__stored_cand(void *arg, const attr_log_event_t *ev)
     memcpy(eid, ev->event_id.s, ev->event_id.len);
     eid[ev->event_id.len] = '\0';
     size_t before = x->c->n_cands;
-    int rc = attr_conversion_add_cand(st, x->c, eid, ev->creator.s, ev->creator.len, ev->note.s,
-                                      ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
+    int rc = attr_conv_add_cand(st, x->c, eid, ev->creator.s, ev->creator.len, ev->note.s,
+                                ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
     x->found += x->c->n_cands - before;
     return rc;
 }
@@ -3858,12 +3857,12 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
     attr_state_t *st = &svc->st;
     const attr_stored_conv_t *sc = &one->convs[0];
     attr_conv_t *c = NULL;
-    int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
+    int rc = attr_conv_load(st, &sc->in, sc->refunded, &c);
     const attr_stored_touch_t *t = attr_convset_touches(one, 0);
     for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
-        rc = attr_conversion_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
-                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
-                                      t[k].occur_ns, 1);
+        rc = attr_conv_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                t[k].occur_ns, 1);
     }
     /* An order older than the horizon cannot have a touch still kept. */
     if (rc == 0 && !attr_exposure_past_horizon(st, c->occur_ns, x->now)) {
@@ -3888,7 +3887,7 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
         }
     }
     if (rc == 0) {
-        rc = attr_conversion_loaded(st, c, 1);
+        rc = attr_conv_loaded(st, c, 1);
     }
     if (rc == -EEXIST) {
         rc = 0; /* cannot happen: order ids are unique */

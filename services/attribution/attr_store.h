@@ -102,7 +102,7 @@ typedef struct st_attr_stored_touch_t {
 
 /** A conversion as stored, with the sum of its refunds and its touches. */
 typedef struct st_attr_stored_conv_t {
-    attr_conversion_in_t in;
+    attr_conv_in_t in;
     int64_t refunded;
     size_t first_touch, n_touches; /* into the set's touches */
 } attr_stored_conv_t;
