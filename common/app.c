@@ -14,8 +14,10 @@
 #include "common/auth.h"
 #include "common/listener.h"
 #include "common/disk.h"
+#include "common/health.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/reflection.h"
 #include "common/tls.h"
 
 /* Each service binary links exactly one descriptor set (//proto:*_descriptors). Weak so
@@ -24,6 +26,8 @@ extern const unsigned char yw_descriptor_set[] __attribute__((weak));
 extern const size_t yw_descriptor_set_len __attribute__((weak));
 
 #define YW__MAX_OPTIONS 48
+/* How often Watch calls whose client went away are finished (yw_health_reap()). */
+#define YW__HEALTH_REAP_MS 1000
 
 struct st_yw_app_t {
     const yw_app_def_t *def;
@@ -31,6 +35,10 @@ struct st_yw_app_t {
     size_t n_opts;
     yw_runtime_t *rt;
     yw_server_t *server;
+    yw_health_t *health;         /* grpc.health.v1, on every server */
+    yw_reflection_t *reflection; /* NULL with --reflection off */
+    uv_timer_t health_reap;      /* yw_health_reap(), while the server serves */
+    int health_reap_on;
     yw_store_t *store;
     yw_service_t service;
     void *state;
@@ -90,6 +98,11 @@ static const yw_option_t yw__common_options[] = {
     {"grpc-memory-mb", "YW_GRPC_MEMORY_MB", "128",
      "memory budget of gRPC's buffers (all connections); a request that takes it over is "
      "reset (RESOURCE_EXHAUSTED); at least 2 x --max-message-bytes",
+     NULL},
+    {"stream-window-kb", "YW_STREAM_WINDOW_KB", "1024",
+     "HTTP/2 receive window of each stream: what gRPC reads of a stream ahead of the "
+     "service (a message being received gets its whole length); 0 = sized by gRPC's "
+     "bandwidth-delay probe, unbounded but for --grpc-memory-mb",
      NULL},
     {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
      "concurrent calls one client connection may have open; more wait for a free slot", NULL},
@@ -327,6 +340,71 @@ static int yw__metrics_setup(yw_app_t *app, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- health and reflection: services of every server, added here ---- */
+
+/*
+ * Adds grpc.health.v1.Health (open to every caller: no_auth) and, unless `reflection`
+ * is 0, grpc.reflection.v1 and v1alpha serving the binary's descriptor set, before the
+ * service's own. Returns 0 or a negative errno with a message in `err`.
+ */
+static int yw__add_standard_services(yw_app_t *app, int reflection, char *err, size_t errlen)
+{
+    int rc = yw_health_create(&app->health);
+    if (rc != 0) {
+        snprintf(err, errlen, "health: cannot create (%s)", strerror(-rc));
+        return rc;
+    }
+    if (reflection && (rc = yw_reflection_create(yw_descriptor_set, yw_descriptor_set_len,
+                                                 &app->reflection, err, errlen)) != 0) {
+        return rc;
+    }
+    if ((rc = yw_server_add_service(app->server, yw_health_service(app->health))) != 0 ||
+        (app->reflection != NULL &&
+         ((rc = yw_server_add_service(app->server, yw_reflection_service_v1(app->reflection))) !=
+              0 ||
+          (rc = yw_server_add_service(app->server,
+                                      yw_reflection_service_v1alpha(app->reflection))) != 0))) {
+        snprintf(err, errlen, "cannot add the health and reflection services");
+        return rc;
+    }
+    return 0;
+}
+
+static void yw__on_health_reap(uv_timer_t *t)
+{
+    yw_app_t *app = t->data;
+    yw_health_reap(app->health);
+}
+
+/* The server serves: "" and every service it has go SERVING, and watches get reaped. */
+static void yw__health_serve(yw_app_t *app)
+{
+    const char *names[32];
+    size_t n = yw_server_service_names(app->server, names, sizeof names / sizeof names[0]);
+    yw_health_set(app->health, "", 1);
+    for (size_t i = 0; i < n && i < sizeof names / sizeof names[0]; i++) {
+        yw_health_set(app->health, names[i], 1);
+    }
+    uv_timer_init(yw_runtime_loop(app->rt), &app->health_reap);
+    app->health_reap.data = app;
+    app->health_reap_on = 1;
+    uv_timer_start(&app->health_reap, yw__on_health_reap, YW__HEALTH_REAP_MS, YW__HEALTH_REAP_MS);
+    uv_unref((uv_handle_t *)&app->health_reap);
+}
+
+/* Destroys the server, then the services it served (their calls are gone with it). */
+static void yw__server_destroy(yw_app_t *app)
+{
+    if (app->server != NULL) {
+        yw_server_destroy(app->server);
+        app->server = NULL;
+    }
+    yw_reflection_destroy(app->reflection);
+    app->reflection = NULL;
+    yw_health_destroy(app->health);
+    app->health = NULL;
+}
+
 /* ---- shutdown chain: signal -> server down -> fini -> store closed -> stop ---- */
 
 static void yw__on_signal_closed(uv_handle_t *h)
@@ -343,10 +421,11 @@ static void yw__on_store_closed(void *arg)
         app->watchdog_on = 0;
         uv_close((uv_handle_t *)&app->watchdog, yw__on_signal_closed);
     }
-    if (app->server != NULL) {
-        yw_server_destroy(app->server);
-        app->server = NULL;
+    if (app->health_reap_on) {
+        app->health_reap_on = 0;
+        uv_close((uv_handle_t *)&app->health_reap, yw__on_signal_closed);
     }
+    yw__server_destroy(app);
     yw_log(YW_LOG_INFO, "stopped");
     yw_runtime_stop(app->rt);
 }
@@ -390,6 +469,8 @@ static void yw__begin_stop(yw_app_t *app)
     yw_listener_stop(app->listener);
     app->listener = NULL;
     yw_disk_release(app->disk); /* for the last writes: a snapshot, the final checkpoint */
+    /* NOT_SERVING first, and every Watch ends now instead of holding the grace period. */
+    yw_health_shutdown(app->health);
     yw_server_shutdown(app->server, yw__on_server_down, app);
 }
 
@@ -507,7 +588,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
     long long max_bytes = 0, grace = 0, reuse = 0, max_streams = 0, max_conns = 0, stall = 0;
-    long long grpc_mb = 0;
+    long long grpc_mb = 0, window_kb = 0;
     int reflection = 1;
     int rc;
     if ((rc = yw_config_int(app->opts, app->n_opts, "max-message-bytes", &max_bytes, err,
@@ -522,6 +603,8 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
             0 ||
         (rc = yw_config_int(app->opts, app->n_opts, "grpc-memory-mb", &grpc_mb, err, errlen)) !=
             0 ||
+        (rc = yw_config_int(app->opts, app->n_opts, "stream-window-kb", &window_kb, err, errlen)) !=
+            0 ||
         (rc = yw_config_bool(app->opts, app->n_opts, "reflection", &reflection, err, errlen)) !=
             0) {
         return rc;
@@ -535,6 +618,11 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
                  "--grpc-memory-mb: must be within 1..65536 and hold two messages of "
                  "--max-message-bytes (%lld), got %lld",
                  max_bytes, grpc_mb);
+        return -EINVAL;
+    }
+    if (window_kb < 0 || window_kb > 1048576) {
+        snprintf(err, errlen, "--stream-window-kb: must be within 0..1048576, got %lld",
+                 window_kb);
         return -EINVAL;
     }
     if (max_streams < 1 || max_streams > 1000000) {
@@ -612,15 +700,16 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         .max_receive_bytes = (int)max_bytes,
         .grace_ms = (int)grace,
         .reuse_port = reuse != 0,
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
         .metrics = app->metrics,
         .max_streams_per_connection = (int)max_streams,
         .auth = app->auth,
-        .reflection_off = !reflection,
         .grpc_memory_bytes = (size_t)grpc_mb << 20,
+        .stream_window_bytes = (int)(window_kb << 10),
     };
     if ((rc = yw_server_create(app->rt, &cfg, &app->server, err, errlen)) != 0) {
+        return rc;
+    }
+    if ((rc = yw__add_standard_services(app, reflection, err, errlen)) != 0) {
         return rc;
     }
     app->service = *def->service;
@@ -640,6 +729,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
     if (rc != 0) {
         return rc;
     }
+    yw__health_serve(app);
     uv_loop_t *loop = yw_runtime_loop(app->rt);
     uv_signal_init(loop, &app->sigterm);
     uv_signal_init(loop, &app->sigint);
@@ -729,10 +819,7 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         yw_log(YW_LOG_ERROR, "cannot start: %s", err);
         fprintf(stderr, "%s: cannot start: %s\n", def->program, err);
         app->exit_code = 1;
-        if (app->server != NULL) {
-            yw_server_destroy(app->server);
-            app->server = NULL;
-        }
+        yw__server_destroy(app);
         if (app->store != NULL) {
             yw_store_close(app->store, yw__on_abort_closed, app);
             app->store = NULL;

@@ -80,7 +80,7 @@ static void watch_finish(yw_health_watch_t *w, grpc_status_code code, const char
     }
     w->finished = 1;
     /* -EALREADY if the runtime finished it already: then there is nothing left to do. */
-    (void)yw_call_finish(w->call, code, "%s", msg);
+    (void)yw_call_fail(w->call, code, msg);
 }
 
 /*
@@ -171,7 +171,7 @@ static void health_watch_end(yw_call_t *call)
 {
     yw_health_watch_t *w = yw_call_data(call);
     if (w == NULL) {
-        (void)yw_call_finish(call, GRPC_STATUS_CANCELLED, "%s", "cancelled");
+        (void)yw_call_fail(call, GRPC_STATUS_CANCELLED, "cancelled");
         return;
     }
     watch_finish(w, GRPC_STATUS_CANCELLED, "cancelled");
@@ -199,22 +199,11 @@ static void health_watch_done(yw_call_t *call)
 }
 
 static const yw_method_t yw_health_methods[] = {
-    {
-        .path = "/grpc.health.v1.Health/Check",
-        .kind = YW_METHOD_UNARY,
-        .request = &grpc__health__v1__health_check_request__descriptor,
-        .response = &grpc__health__v1__health_check_response__descriptor,
-        .on_message = health_check,
-    },
-    {
-        .path = "/grpc.health.v1.Health/Watch",
-        .kind = YW_METHOD_SERVER_STREAMING,
-        .request = &grpc__health__v1__health_check_request__descriptor,
-        .response = &grpc__health__v1__health_check_response__descriptor,
-        .on_message = health_watch,
-        .on_end = health_watch_end,
-        .on_done = health_watch_done,
-    },
+    YW_METHOD(UNARY, "grpc.health.v1.Health", "Check", grpc__health__v1__health_check_request,
+              grpc__health__v1__health_check_response, .on_message = health_check),
+    YW_METHOD(SERVER_STREAMING, "grpc.health.v1.Health", "Watch",
+              grpc__health__v1__health_check_request, grpc__health__v1__health_check_response,
+              .on_message = health_watch, .on_end = health_watch_end, .on_done = health_watch_done),
 };
 
 /* ---- public API ---- */
@@ -231,6 +220,7 @@ int yw_health_create(yw_health_t **out)
         .methods = yw_health_methods,
         .n_methods = sizeof yw_health_methods / sizeof yw_health_methods[0],
         .ctx = h,
+        .no_auth = 1, /* probes carry no credentials */
     };
     *out = h;
     return 0;

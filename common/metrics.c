@@ -14,7 +14,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,7 +32,9 @@
 
 #include <microhttpd.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
+#include "common/vec.h"
 
 #define YW__MAX_BOUNDS 32
 #define YW__CACHE_LINE 64
@@ -541,20 +542,11 @@ static bool yw__reserve(yw__out_t *o, size_t more)
     if (o->oom) {
         return false;
     }
-    if (o->len + more + 1 <= o->cap) {
-        return true;
-    }
-    size_t cap = o->cap ? o->cap : 4096;
-    while (cap < o->len + more + 1) {
-        cap *= 2;
-    }
-    char *nb = realloc(o->buf, cap);
-    if (nb == NULL) {
+    size_t text; /* room for `text` bytes and a NUL after them */
+    if (yw_vec_add(o->len, more, &text) != 0 || YW_VEC_GROW(o->buf, text, o->cap, 1, 4096) != 0) {
         o->oom = true;
         return false;
     }
-    o->buf = nb;
-    o->cap = cap;
     return true;
 }
 
@@ -640,32 +632,14 @@ static void yw__render_family(yw__out_t *o, const yw__family_t *f)
 }
 
 /* Reads a small /proc file into buf; returns its length or -1. */
-static ssize_t yw__read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    ssize_t n = read(fd, buf, cap - 1);
-    (void)close(fd);
-    if (n < 0) {
-        return -1;
-    }
-    buf[n] = '\0';
-    return n;
-}
-
 static void yw__render_process(yw__out_t *o, const yw_metrics_t *m)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    char buf[256];
-    unsigned long long vsz = 0, rss = 0;
-    if (page > 0 && yw__read_small("/proc/self/statm", buf, sizeof buf) > 0 &&
-        sscanf(buf, "%llu %llu", &vsz, &rss) == 2) {
+    uint64_t rss, vsz;
+    if (yw_process_memory(&rss, &vsz) == 0) {
         yw__header(o, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge");
-        yw__printf(o, "process_resident_memory_bytes %llu\n", rss * (unsigned long long)page);
+        yw__printf(o, "process_resident_memory_bytes %llu\n", (unsigned long long)rss);
         yw__header(o, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge");
-        yw__printf(o, "process_virtual_memory_bytes %llu\n", vsz * (unsigned long long)page);
+        yw__printf(o, "process_virtual_memory_bytes %llu\n", (unsigned long long)vsz);
     }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {

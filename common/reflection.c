@@ -742,28 +742,18 @@ static void reflection_on_done(yw_call_t *call)
 }
 
 static const yw_method_t yw_reflection_methods_v1[] = {
-    {
-        .path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        .kind = YW_METHOD_BIDI_STREAMING,
-        .request = &grpc__reflection__v1__server_reflection_request__descriptor,
-        .response = &grpc__reflection__v1__server_reflection_response__descriptor,
-        .on_message = reflection_on_message,
-        .on_end = reflection_on_end,
-        .on_done = reflection_on_done,
-    },
+    YW_METHOD(BIDI_STREAMING, "grpc.reflection.v1.ServerReflection", "ServerReflectionInfo",
+              grpc__reflection__v1__server_reflection_request,
+              grpc__reflection__v1__server_reflection_response, .on_message = reflection_on_message,
+              .on_end = reflection_on_end, .on_done = reflection_on_done),
 };
 
 /* v1alpha messages are wire identical to v1: the v1 descriptors parse and pack them. */
 static const yw_method_t yw_reflection_methods_v1alpha[] = {
-    {
-        .path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        .kind = YW_METHOD_BIDI_STREAMING,
-        .request = &grpc__reflection__v1__server_reflection_request__descriptor,
-        .response = &grpc__reflection__v1__server_reflection_response__descriptor,
-        .on_message = reflection_on_message,
-        .on_end = reflection_on_end,
-        .on_done = reflection_on_done,
-    },
+    YW_METHOD(BIDI_STREAMING, "grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo",
+              grpc__reflection__v1__server_reflection_request,
+              grpc__reflection__v1__server_reflection_response, .on_message = reflection_on_message,
+              .on_end = reflection_on_end, .on_done = reflection_on_done),
 };
 
 /* ---- public API ---- */

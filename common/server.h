@@ -15,8 +15,14 @@
  * read), bounds what gRPC buffers (grpc_memory_bytes), serves TLS or mutual TLS when given
  * credentials (tls.h), logs one JSON line per call, counts
  * every call in the metrics registry it is given (grpc_server_* families, see
- * metrics.h), and shuts down gracefully. Health (grpc.health.v1) and reflection
- * (grpc.reflection.v1 and v1alpha) are added by every server.
+ * metrics.h), and shuts down gracefully. The server knows no service of its own:
+ * health (health.h) and reflection (reflection.h) are services like any other, which
+ * the app (app.h) adds to every server it runs.
+ *
+ * Declaring methods, stated once: every service writes its table with YW_METHOD()
+ * (below). Failing a call, stated once: yw_call_fail() with a message that is already
+ * written (a validator's), yw_call_finish() when the message is composed on the spot
+ * from a format; never yw_call_finish(call, code, "%s", msg).
  *
  * Request ids: each call has one, the `x-request-id` request metadata when the client
  * sent one (at most YW_REQUEST_ID_MAX bytes are kept), else 16 random hex digits. It is
@@ -101,6 +107,29 @@ typedef struct st_yw_method_t {
     const char *items;
 } yw_method_t;
 
+/**
+ * One entry of a method table: the one way a service declares a method, for every kind.
+ * `method_kind` is UNARY, SERVER_STREAMING, CLIENT_STREAMING or BIDI_STREAMING (yw_method_kind_t
+ * without its prefix); `service` the service's full name and `name` the method's, both
+ * string literals (the path is "/service/name"); `req` and `resp` the protobuf-c names of
+ * the request and response messages (their descriptors are `req##__descriptor` and
+ * `resp##__descriptor`). The handler callbacks and `items` follow as designated
+ * initializers of yw_method_t, `.on_message` always:
+ *
+ *     YW_METHOD(UNARY, "yaowei.creator.v1.CreatorProfileService", "GetCreator",
+ *               yaowei__creator__v1__get_creator_request, yaowei__creator__v1__creator,
+ *               .on_message = get_creator),
+ *     YW_METHOD(CLIENT_STREAMING, ATTR_SERVICE_NAME, "IngestExposures",
+ *               yaowei__attribution__v1__exposure_event,
+ *               yaowei__attribution__v1__ingest_summary, .on_message = on_exposure,
+ *               .on_end = on_exposures_end, .items = ""),
+ */
+#define YW_METHOD(method_kind, service, name, req, resp, ...)                                      \
+    {                                                                                              \
+        .path = "/" service "/" name, .kind = YW_METHOD_##method_kind,                             \
+        .request = &req##__descriptor, .response = &resp##__descriptor, __VA_ARGS__                \
+    }
+
 /** A service: its full name (as health and reflection know it) and its methods. */
 typedef struct st_yw_service_t {
     const char *name;
@@ -108,6 +137,12 @@ typedef struct st_yw_service_t {
     size_t n_methods;
     /** Handed back to handlers by yw_call_service_ctx(). */
     void *ctx;
+    /**
+     * Non-zero: every caller may call the service's methods, also when the server has an
+     * auth config (yw_server_config_t.auth). Health sets it: load balancers and
+     * orchestrators probe it without credentials.
+     */
+    int no_auth;
 } yw_service_t;
 
 typedef struct st_yw_server_config_t {
@@ -123,9 +158,6 @@ typedef struct st_yw_server_config_t {
     int calls_per_method;
     /** Non-zero: SO_REUSEPORT, so that several processes can serve one port. */
     int reuse_port;
-    /** FileDescriptorSet (with imports) that reflection serves. */
-    const unsigned char *descriptor_set;
-    size_t descriptor_set_len;
     /**
      * Registry the server counts its calls in (grpc_server_started_total,
      * grpc_server_handled_total, grpc_server_handling_seconds,
@@ -146,12 +178,10 @@ typedef struct st_yw_server_config_t {
     int max_streams_per_connection;
     /**
      * Caller authentication and per-method permissions (auth.h), checked before a
-     * request reaches its handler; health stays open. Borrowed: must outlive the
-     * server. NULL: every caller may call every method.
+     * request reaches its handler; services marked no_auth (health) stay open.
+     * Borrowed: must outlive the server. NULL: every caller may call every method.
      */
     const struct st_yw_auth_t *auth;
-    /** Non-zero: no reflection services (reflection calls are UNIMPLEMENTED). */
-    int reflection_off;
     /**
      * Memory budget of gRPC's transport (a resource quota, GRPC_ARG_RESOURCE_QUOTA):
      * what every connection together may hold in read buffers and partly received
@@ -161,25 +191,38 @@ typedef struct st_yw_server_config_t {
      * (RESOURCE_EXHAUSTED, "Buffers full"). 0 means YW_SERVER_GRPC_MEMORY_DEFAULT.
      */
     size_t grpc_memory_bytes;
+    /**
+     * HTTP/2 receive window of each stream, in bytes (GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+     * with gRPC's bandwidth-delay probe off): what gRPC reads of a stream ahead of the
+     * handler, so what a paused stream (yw_call_pause_reads()) holds at most. A message
+     * being received still gets a window of its whole length. 0: gRPC's probe sizes the
+     * windows (several MB each on a fast link, each stream's counted against
+     * grpc_memory_bytes, so a few paused streams can take it over and be reset).
+     */
+    int stream_window_bytes;
 } yw_server_config_t;
 
 /** Default of yw_server_config_t.grpc_memory_bytes: 128 MiB. */
+/* (stream_window_bytes has no default here: the app's --stream-window-kb gives it.) */
 #define YW_SERVER_GRPC_MEMORY_DEFAULT ((size_t)128 << 20)
 
 /**
- * Creates a server on `rt`. Health and reflection services are added. Returns 0 or a
- * negative errno, with a message in `err`.
+ * Creates a server on `rt`, with no service yet (yw_server_add_service()). Returns 0 or
+ * a negative errno, with a message in `err`.
  */
-int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_t **out,
-                     char *err, size_t errlen);
+int yw_server_create(yw_runtime_t *rt, const yw_server_config_t *cfg, yw_server_t **out, char *err,
+                     size_t errlen);
 
-/** Adds a service before yw_server_start(). The table must outlive the server. */
+/**
+ * Adds a service before yw_server_start(). The service and its table must outlive the
+ * server. Returns 0, or -EINVAL once started or when the server holds 16 services.
+ */
 int yw_server_add_service(yw_server_t *srv, const yw_service_t *svc);
 
 /**
- * Binds, starts, and marks every service SERVING. Returns 0, or a negative errno with
- * a message in `err` (-EADDRINUSE when the port is taken: SO_REUSEPORT is off unless
- * the config says otherwise).
+ * Binds and starts serving every service added. Returns 0, or a negative errno with a
+ * message in `err` (-EADDRINUSE when the port is taken: SO_REUSEPORT is off unless the
+ * config says otherwise).
  */
 int yw_server_start(yw_server_t *srv, char *err, size_t errlen);
 
@@ -187,9 +230,10 @@ int yw_server_start(yw_server_t *srv, char *err, size_t errlen);
 int yw_server_port(const yw_server_t *srv);
 
 /**
- * Begins graceful shutdown: health goes NOT_SERVING, new calls are refused, calls in
- * flight get grace_ms, then are cancelled. `done` runs on the loop once every call is
- * gone; the server may then be destroyed. Safe to call more than once.
+ * Begins graceful shutdown: new calls are refused, calls in flight get grace_ms, then
+ * are cancelled. `done` runs on the loop once every call is gone; the server may then
+ * be destroyed. Safe to call more than once (only the first call's `done` runs). Whoever
+ * runs health (app.c) sets it NOT_SERVING first, so that long Watch calls end at once.
  */
 void yw_server_shutdown(yw_server_t *srv, void (*done)(void *arg), void *arg);
 
@@ -199,7 +243,10 @@ void yw_server_destroy(yw_server_t *srv);
 /** The runtime the server runs on. */
 yw_runtime_t *yw_server_runtime(yw_server_t *srv);
 
-/** The service names added (health and reflection included), for reflection. */
+/**
+ * The names of the services added, in the order they were added, for reflection: at most
+ * `max` go into `names`; returns how many there are.
+ */
 size_t yw_server_service_names(const yw_server_t *srv, const char **names, size_t max);
 
 /* ---- calls, for handlers ---- */
@@ -273,16 +320,19 @@ int yw_call_reply(yw_call_t *call, const ProtobufCMessage *resp);
 int yw_call_send(yw_call_t *call, const ProtobufCMessage *msg);
 
 /**
- * Finishes the call with `code` and a printf-style message (after the queued
- * messages). The message should name the field and the rule broken. A second finish
- * is ignored and returns -EALREADY.
+ * Finishes the call with `code` and a printf-style message composed here (after the
+ * queued messages), e.g. yw_call_finish(call, GRPC_STATUS_NOT_FOUND, "creator %s: not
+ * found", id). The message should name the field and the rule broken. For a message
+ * written already, use yw_call_fail(), never a "%s" format. A second finish is ignored
+ * and returns -EALREADY.
  */
 int yw_call_finish(yw_call_t *call, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /**
- * yw_call_finish() with a plain message (no formatting): the usual way to fail a call
- * with a message a validator wrote. Returns what yw_call_finish() returns.
+ * Fails the call with `code` and `msg` as it is (no formatting; NULL is ""): the way to
+ * fail a call with a message written already, e.g. by a validator into its `err`
+ * buffer. Returns what yw_call_finish() returns.
  */
 int yw_call_fail(yw_call_t *call, grpc_status_code code, const char *msg);
 

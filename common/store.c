@@ -353,6 +353,91 @@ static grpc_status_code yw__fail_status(int rc)
     return st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st;
 }
 
+/* ---- helpers for a job's work ----------------------------------------------------- */
+
+grpc_status_code yw_store_fail(yw_store_conn_t *conn, int rc, const char *what, char *msg,
+                               size_t len)
+{
+    yw__fmt(msg, len, "%s: %s", what, sqlite3_errmsg(conn->db));
+    return yw__fail_status(rc);
+}
+
+grpc_status_code yw_store_job_fail(yw_store_conn_t *conn, yw_store_job_t *job, int rc,
+                                   const char *what)
+{
+    return yw_store_fail(conn, rc, what, job->errmsg, sizeof job->errmsg);
+}
+
+grpc_status_code yw_store_job_failf(yw_store_job_t *job, grpc_status_code code, const char *fmt,
+                                    ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->errmsg, sizeof job->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+sqlite3_stmt *yw_store_prepare(yw_store_conn_t *conn, const char *sql, char *msg, size_t len)
+{
+    sqlite3_stmt *st = yw_store_stmt(conn, sql);
+    if (st == NULL) {
+        yw__fmt(msg, len, "prepare: %s", sqlite3_errmsg(conn->db));
+    }
+    return st;
+}
+
+sqlite3_stmt *yw_store_job_stmt(yw_store_conn_t *conn, yw_store_job_t *job, const char *sql,
+                                grpc_status_code *code)
+{
+    sqlite3_stmt *st = yw_store_prepare(conn, sql, job->errmsg, sizeof job->errmsg);
+    if (st == NULL && code != NULL) {
+        *code = GRPC_STATUS_INTERNAL;
+    }
+    return st;
+}
+
+void yw_store_stmt_done(sqlite3_stmt *st)
+{
+    (void)sqlite3_reset(st);
+    (void)sqlite3_clear_bindings(st);
+}
+
+int yw_store_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return sqlite3_bind_text(st, i, s != NULL ? s : "", -1, SQLITE_STATIC);
+}
+
+const char *yw_store_column_text(sqlite3_stmt *st, int i, size_t *len)
+{
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    if (len != NULL) {
+        *len = t != NULL ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    }
+    return t != NULL ? t : "";
+}
+
+void yw_store_bind_next_i64(yw_store_binder_t *b, int64_t v)
+{
+    if (b->rc == SQLITE_OK) {
+        b->rc = sqlite3_bind_int64(b->st, ++b->n, v);
+    }
+}
+
+void yw_store_bind_next_f64(yw_store_binder_t *b, double v)
+{
+    if (b->rc == SQLITE_OK) {
+        b->rc = sqlite3_bind_double(b->st, ++b->n, v);
+    }
+}
+
+void yw_store_bind_next_text(yw_store_binder_t *b, const char *s)
+{
+    if (b->rc == SQLITE_OK) {
+        b->rc = yw_store_bind_text(b->st, ++b->n, s);
+    }
+}
+
 /* ---- the writer ------------------------------------------------------------------- */
 
 /*

@@ -141,6 +141,79 @@ sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql);
  */
 grpc_status_code yw_store_status(int sqlite_rc);
 
+/* ---- helpers for a job's work ---------------------------------------------------- */
+
+/**
+ * Reports a failed SQLite call: writes "`what`: <SQLite's message on `conn`>" into `msg`
+ * (`len` bytes) and returns its status, yw_store_status(rc), except that an `rc` of
+ * SQLITE_OK, ROW or DONE (a statement that did not do what was expected of it) gives
+ * INTERNAL: a failure never reports OK.
+ */
+grpc_status_code yw_store_fail(yw_store_conn_t *conn, int rc, const char *what, char *msg,
+                               size_t len);
+
+/** yw_store_fail() into the job's errmsg. */
+grpc_status_code yw_store_job_fail(yw_store_conn_t *conn, yw_store_job_t *job, int rc,
+                                   const char *what);
+
+/** Formats the job's errmsg and returns `code` (for failures that are not SQLite's). */
+grpc_status_code yw_store_job_failf(yw_store_job_t *job, grpc_status_code code, const char *fmt,
+                                    ...) __attribute__((format(printf, 3, 4)));
+
+/**
+ * yw_store_stmt(), with "prepare: <SQLite's message>" in `msg` (`len` bytes) when it
+ * fails (a prepare failure is an INTERNAL error: the SQL is the program's).
+ */
+sqlite3_stmt *yw_store_prepare(yw_store_conn_t *conn, const char *sql, char *msg, size_t len);
+
+/**
+ * yw_store_prepare() into the job's errmsg; on failure also sets `*code` (when not NULL)
+ * to GRPC_STATUS_INTERNAL, the status to return.
+ */
+sqlite3_stmt *yw_store_job_stmt(yw_store_conn_t *conn, yw_store_job_t *job, const char *sql,
+                                grpc_status_code *code);
+
+/**
+ * Resets a cached statement after use and clears its bindings. Ignores reset's result:
+ * it repeats the last step's error, which the caller has reported already.
+ */
+void yw_store_stmt_done(sqlite3_stmt *st);
+
+/**
+ * Binds the NUL-terminated `s` (NULL binds "") to parameter `i`, without a copy: `s`
+ * must stay valid until the statement is reset. Returns SQLite's result code.
+ */
+int yw_store_bind_text(sqlite3_stmt *st, int i, const char *s);
+
+/**
+ * The text of column `i` of the current row, never NULL (NULL reads as ""), and its
+ * length in bytes in `*len` (`len` may be NULL). Valid until the next step or reset.
+ */
+const char *yw_store_column_text(sqlite3_stmt *st, int i, size_t *len);
+
+/**
+ * Binds parameters ?1, ?2, ... in order: the first failure sticks in `rc` and the binds
+ * after it do nothing, so a statement's binds are a list followed by one check. Start
+ * one with YW_STORE_BINDER(st).
+ */
+typedef struct st_yw_store_binder_t {
+    sqlite3_stmt *st;
+    int rc; /* SQLITE_OK, or the first bind's failure */
+    int n;  /* parameters bound so far */
+} yw_store_binder_t;
+
+/** A binder for `st` whose next parameter is ?1. */
+#define YW_STORE_BINDER(st) ((yw_store_binder_t){(st), SQLITE_OK, 0})
+
+/** Binds the next parameter to `v`. */
+void yw_store_bind_next_i64(yw_store_binder_t *b, int64_t v);
+
+/** Binds the next parameter to `v`. */
+void yw_store_bind_next_f64(yw_store_binder_t *b, double v);
+
+/** Binds the next parameter to `s` as yw_store_bind_text() does. */
+void yw_store_bind_next_text(yw_store_binder_t *b, const char *s);
+
 /** The schema version of the open database. */
 int yw_store_schema_version(const yw_store_t *store);
 

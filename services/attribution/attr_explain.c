@@ -120,7 +120,7 @@ static void attr__explain_stored(attr_svc_t *svc, const attr_explain_read_t *er,
     int model = attr_model_resolve(a->model, st->settings.default_model);
     size_t len = strlen(a->order_id);
     /* Memory first: what it holds is never older than what was read. */
-    const attr_conv_t *c = attr_conversion_find(st, a->order_id, len);
+    const attr_conv_t *c = attr_conv_find(st, a->order_id, len);
     if (c != NULL) {
         attr__explain_reply(a->call, st, c, model);
         return;
@@ -204,7 +204,7 @@ void attr__on_explain(yw_call_t *call, const ProtobufCMessage *msg)
         return;
     }
     size_t len = strlen(req->order_id);
-    const attr_conv_t *c = attr_conversion_find(st, req->order_id, len);
+    const attr_conv_t *c = attr_conv_find(st, req->order_id, len);
     if (c != NULL) {
         attr__explain_reply(call, st, c, model);
         return;

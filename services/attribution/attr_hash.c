@@ -1,4 +1,4 @@
-/* attr_hash.c — hash, interner and maps of the attribution state. See attr_hash.h. */
+/* attr_hash.c — the interner and maps of the attribution state. See attr_hash.h. */
 #include "services/attribution/attr_hash.h"
 
 #include <errno.h>
@@ -6,41 +6,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/vec.h"
+
 #define ATTR__BLOCK (1u << 20)
 #define ATTR__MIN_CAP 16
-
-static inline uint64_t attr__mum(uint64_t a, uint64_t b)
-{
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-uint64_t attr_hash_bytes(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)n;
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, s, 8);
-        h = attr__mum(h ^ v, UINT64_C(0xbf58476d1ce4e5b9));
-        s += 8;
-        n -= 8;
-    }
-    uint64_t v = 0;
-    memcpy(&v, s, n);
-    h = attr__mum(h ^ v ^ ((uint64_t)n << 59), UINT64_C(0x94d049bb133111eb));
-    return attr__mum(h, UINT64_C(0x2545F4914F6CDD1D));
-}
-
-uint64_t attr_hash_u64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
-}
 
 /* ---- huge pages ---- */
 
@@ -62,17 +31,15 @@ void attr_hint_huge(void *p, size_t size)
 void attr_intern_init(attr_intern_t *in)
 {
     memset(in, 0, sizeof *in);
+    yw_arena_init(&in->arena, ATTR__BLOCK);
 }
 
 void attr_intern_free(attr_intern_t *in)
 {
-    for (size_t i = 0; i < in->n_blocks; i++) {
-        free(in->blocks[i]);
-    }
-    free(in->blocks);
+    yw_arena_free(&in->arena);
     free(in->slots);
     free(in->strs);
-    memset(in, 0, sizeof *in);
+    attr_intern_init(in);
 }
 
 static int attr__intern_rehash(attr_intern_t *in, size_t cap)
@@ -106,36 +73,9 @@ static char *attr__intern_copy(attr_intern_t *in, const char *s, size_t n, uint3
 {
     size_t need = 2 * sizeof(uint32_t) + n + 1;
     need = (need + 3) & ~(size_t)3; /* keep the prefixes aligned */
-    char *rec;
-    if (need > in->cur_left) {
-        size_t size = need > ATTR__BLOCK / 4 ? need : ATTR__BLOCK;
-        if (in->n_blocks == in->blocks_cap) {
-            size_t nc = in->blocks_cap ? in->blocks_cap * 2 : 16;
-            char **b = realloc(in->blocks, nc * sizeof *b);
-            if (b == NULL) {
-                return NULL;
-            }
-            in->blocks = b;
-            in->blocks_cap = nc;
-        }
-        char *block = malloc(size);
-        if (block == NULL) {
-            return NULL;
-        }
-        in->blocks[in->n_blocks++] = block;
-        if (size == ATTR__BLOCK) {
-            in->cur = block;
-            in->cur_left = size;
-            rec = in->cur;
-            in->cur += need;
-            in->cur_left -= need;
-        } else {
-            rec = block; /* a big string: its own block, the current one goes on */
-        }
-    } else {
-        rec = in->cur;
-        in->cur += need;
-        in->cur_left -= need;
+    char *rec = yw_arena_alloc(&in->arena, need, 4);
+    if (rec == NULL) {
+        return NULL;
     }
     uint32_t len = (uint32_t)n;
     memcpy(rec, &id, sizeof id);
@@ -162,12 +102,8 @@ static attr_intern_slot_t *attr__intern_slot(const attr_intern_t *in, const char
 
 size_t attr_intern_bytes(const attr_intern_t *in)
 {
-    size_t b = in->cap * sizeof *in->slots + (size_t)in->strs_cap * sizeof *in->strs +
-               in->blocks_cap * sizeof *in->blocks;
-    for (size_t i = 0; i < in->n_blocks; i++) {
-        b += ATTR__BLOCK; /* big strings have blocks of their own: close enough */
-    }
-    return b;
+    return in->cap * sizeof *in->slots + in->strs_cap * sizeof *in->strs +
+           yw_arena_bytes(&in->arena);
 }
 
 int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n)
@@ -202,14 +138,8 @@ int attr_intern2(attr_intern_t *in, const char *s, size_t n, uint32_t *id, const
             return rc;
         }
     }
-    if (in->count == in->strs_cap) {
-        uint32_t nc = in->strs_cap ? in->strs_cap * 2 : 64;
-        const char **strs = realloc(in->strs, nc * sizeof *strs);
-        if (strs == NULL) {
-            return -ENOMEM;
-        }
-        in->strs = strs;
-        in->strs_cap = nc;
+    if (YW_VEC_GROW(in->strs, in->count, in->strs_cap, 1, 64) != 0) {
+        return -ENOMEM;
     }
     char *copy = attr__intern_copy(in, s, n, in->count);
     if (copy == NULL) {

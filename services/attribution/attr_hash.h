@@ -15,15 +15,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
+#include "common/hash.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/** A 64-bit hash of `n` bytes (not keyed: ids are not attacker-chosen here). */
-uint64_t attr_hash_bytes(const void *p, size_t n);
+/** A 64-bit hash of `n` bytes (not keyed: ids are not attacker-chosen here): hash.h's. */
+static inline uint64_t attr_hash_bytes(const void *p, size_t n)
+{
+    return yw_hash_bytes(p, n);
+}
 
-/** A 64-bit mix of one integer. */
-uint64_t attr_hash_u64(uint64_t x);
+/** A 64-bit mix of one integer: hash.h's. */
+static inline uint64_t attr_hash_u64(uint64_t x)
+{
+    return yw_hash_u64(x);
+}
 
 /**
  * The join key of a (viewer, product) pair from the hashes of the two strings. It is
@@ -52,15 +61,11 @@ typedef struct st_attr_intern_slot_t {
  */
 typedef struct st_attr_intern_t {
     attr_intern_slot_t *slots;
-    size_t cap; /* power of two */
-    const char **strs;
+    size_t cap;        /* power of two */
+    const char **strs; /* by id */
+    size_t strs_cap;
     uint32_t count;
-    uint32_t strs_cap;
-    /* arena of 1 MiB blocks (bigger strings get a block of their own) */
-    char **blocks;
-    size_t n_blocks, blocks_cap;
-    char *cur;
-    size_t cur_left;
+    yw_arena_t arena; /* the copies: 1 MiB blocks (bigger strings get one of their own) */
 } attr_intern_t;
 
 void attr_intern_init(attr_intern_t *in);

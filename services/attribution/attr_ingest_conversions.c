@@ -65,7 +65,7 @@ static void attr__conv_batch_commit(attr_held_t *h)
     attr_state_t *st = &svc->st;
     if (cb->written != GRPC_STATUS_OK) {
         for (size_t i = 0; i < cb->n; i++) {
-            attr_conversion_abort(st, cb->convs[i]);
+            attr_conv_abort(st, cb->convs[i]);
         }
         attr__ingest_fail(ing, cb->written, "conversions: %s", cb->j.job.errmsg);
     } else {
@@ -85,7 +85,7 @@ static void attr__conv_batch_commit(attr_held_t *h)
             attr_conv_t *c = cb->convs[i];
             if (!cb->inserted[i]) {
                 /* Its order_id was stored already (by an earlier call): a duplicate. */
-                attr_conversion_abort(st, c);
+                attr_conv_abort(st, c);
                 ing->duplicates++;
                 continue;
             }
@@ -97,19 +97,18 @@ static void attr__conv_batch_commit(attr_held_t *h)
                 if (attr_exposure_past_horizon(st, x->occur_ns, now)) {
                     continue;
                 }
-                if (attr_conversion_add_cand(st, c, x->event_id, x->creator, x->creator_len,
-                                             x->note, x->note_len, x->kind, x->watch_ms,
-                                             x->occur_ns, 0) != 0) {
+                if (attr_conv_add_cand(st, c, x->event_id, x->creator, x->creator_len, x->note,
+                                       x->note_len, x->kind, x->watch_ms, x->occur_ns, 0) != 0) {
                     svc->suspect = 1;
                     yw_log(YW_LOG_ERROR, "out of memory adding touches to order %s", c->order_id);
                 }
             }
-            int crc = attr_conversion_commit(st, c, now);
+            int crc = attr_conv_commit(st, c, now);
             if (crc == -EEXIST) {
                 /* Inserted, yet its id is cached as stored: cannot be (ids are unique). */
                 svc->suspect = 1;
                 yw_log(YW_LOG_ERROR, "order %s stored twice?", c->order_id);
-                attr_conversion_abort(st, c);
+                attr_conv_abort(st, c);
                 continue;
             }
             if (crc != 0) {
@@ -231,7 +230,7 @@ static void attr__conv_batch_start(attr_held_t *h)
     int rc = yw_store_write(svc->store, &cb->j.job);
     if (rc != 0) {
         for (size_t i = 0; i < cb->n; i++) {
-            attr_conversion_abort(&svc->st, cb->convs[i]);
+            attr_conv_abort(&svc->st, cb->convs[i]);
         }
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "conversions: cannot queue a write: %s",
                           strerror(-rc));
@@ -269,7 +268,7 @@ static void attr__conv_batch_submit(attr_ingest_t *ing)
     attr_svc_t *svc = ing->svc;
     if ((cb->inserted = calloc(cb->n ? cb->n : 1, 1)) == NULL) {
         for (size_t i = 0; i < cb->n; i++) {
-            attr_conversion_abort(&svc->st, cb->convs[i]);
+            attr_conv_abort(&svc->st, cb->convs[i]);
         }
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         attr__conv_batch_free(cb);
@@ -294,7 +293,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         attr__reject(ing, index, err);
         return;
     }
-    attr_conversion_in_t in = {
+    attr_conv_in_t in = {
         .order_id = ev->order_id,
         .order_id_len = strlen(ev->order_id),
         .viewer_id = ev->viewer_id,
@@ -307,7 +306,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         .seq = ing->svc->next_conv_seq,
     };
     attr_conv_t *c = NULL;
-    int rc = attr_conversion_admit(st, &in, &c);
+    int rc = attr_conv_admit(st, &in, &c);
     if (rc == ATTR_ADMITTED) {
         ing->svc->next_conv_seq++;
     }
@@ -340,7 +339,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         }
     }
     if (cb == NULL || cb->n == cb->cap) {
-        attr_conversion_abort(st, c);
+        attr_conv_abort(st, c);
         attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory admitting events");
         return;
     }
@@ -352,7 +351,7 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
     row->amount_minor = c->amount;
     row->occur_ns = c->occur_ns;
     row->seq = c->seq;
-    cb->past[cb->n] = (uint8_t)attr_conversion_past_horizon(st, occur, now);
+    cb->past[cb->n] = (uint8_t)attr_conv_past_horizon(st, occur, now);
     cb->convs[cb->n++] = c;
     if (cb->n >= ATTR_FRAME_EVENTS) {
         attr__conv_batch_submit(ing);

@@ -196,9 +196,9 @@ grpc_status_code attr__order_read_work(yw_store_conn_t *conn, yw_store_job_t *jo
  * is an acknowledged order, and the pending one a duplicate of it on its way: at most
  * one conversion of an id is pending, and it stays in memory until it commits.
  */
-int attr__pending_own(attr_state_t *st, const attr_conversion_in_t *in)
+int attr__pending_own(attr_state_t *st, const attr_conv_in_t *in)
 {
-    const attr_conv_t *p = attr_conversion_pending(st, in->order_id, in->order_id_len);
+    const attr_conv_t *p = attr_conv_pending(st, in->order_id, in->order_id_len);
     return p != NULL && p->seq == in->seq;
 }
 
@@ -208,9 +208,9 @@ int attr__add_stored_touches(attr_state_t *st, attr_conv_t *c, const attr_convse
     const attr_stored_touch_t *t = attr_convset_touches(set, i);
     int rc = 0;
     for (size_t k = 0; rc == 0 && k < sc->n_touches; k++) {
-        rc = attr_conversion_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
-                                      t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
-                                      t[k].occur_ns, 1);
+        rc = attr_conv_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                t[k].occur_ns, 1);
     }
     return rc;
 }
@@ -224,22 +224,22 @@ int attr__conv_from_set(attr_svc_t *svc, const attr_convset_t *set, size_t i, at
 {
     attr_state_t *st = &svc->st;
     const attr_stored_conv_t *sc = &set->convs[i];
-    *out = attr_conversion_find(st, sc->in.order_id, sc->in.order_id_len);
+    *out = attr_conv_find(st, sc->in.order_id, sc->in.order_id_len);
     if (*out != NULL || attr__pending_own(st, &sc->in)) {
         return 0; /* (the pending one's own row: stored, not yet acknowledged) */
     }
     attr_conv_t *c = NULL;
-    int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
+    int rc = attr_conv_load(st, &sc->in, sc->refunded, &c);
     if (rc == 0) {
         rc = attr__add_stored_touches(st, c, set, i);
     }
     if (rc == 0) {
-        rc = attr_conversion_loaded(st, c, 0);
+        rc = attr_conv_loaded(st, c, 0);
     }
     if (rc != 0) {
         /* Incomplete: it must not stay (nor be used). */
         if (c != NULL) {
-            attr_conversion_unload(st, c);
+            attr_conv_unload(st, c);
         }
         return -ENOMEM;
     }

@@ -215,8 +215,8 @@ static int attr__stored_cand(void *arg, const attr_log_event_t *ev)
     memcpy(eid, ev->event_id.s, ev->event_id.len);
     eid[ev->event_id.len] = '\0';
     size_t before = x->c->n_cands;
-    int rc = attr_conversion_add_cand(st, x->c, eid, ev->creator.s, ev->creator.len, ev->note.s,
-                                      ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
+    int rc = attr_conv_add_cand(st, x->c, eid, ev->creator.s, ev->creator.len, ev->note.s,
+                                ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
     x->found += x->c->n_cands - before;
     return rc;
 }
@@ -234,7 +234,7 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
     attr_state_t *st = &svc->st;
     const attr_stored_conv_t *sc = &one->convs[0];
     attr_conv_t *c = NULL;
-    int rc = attr_conversion_load(st, &sc->in, sc->refunded, &c);
+    int rc = attr_conv_load(st, &sc->in, sc->refunded, &c);
     if (rc == 0) {
         rc = attr__add_stored_touches(st, c, one, 0);
     }
@@ -261,7 +261,7 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
         }
     }
     if (rc == 0) {
-        rc = attr_conversion_loaded(st, c, 1);
+        rc = attr_conv_loaded(st, c, 1);
     }
     if (rc == -EEXIST) {
         rc = 0; /* cannot happen: order ids are unique */

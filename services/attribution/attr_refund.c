@@ -278,7 +278,7 @@ void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
         /* Conversions not in memory are read first (those in memory stay there until
          * judged); refund ids are checked against the stored ones (the pending ones are
          * memory's to know). */
-        attr_conv_t *c = attr_conversion_find(st, ev->order_id, olen);
+        attr_conv_t *c = attr_conv_find(st, ev->order_id, olen);
         if (c != NULL) {
             attr_conv_pin(c);
             rb->pins[rb->n_pins++] = c;

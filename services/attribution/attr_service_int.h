@@ -265,7 +265,7 @@ int attr__order_read_add_key(attr_order_read_t *rd, const char *viewer, size_t v
 grpc_status_code attr__order_read_work(yw_store_conn_t *conn, yw_store_job_t *job);
 
 /** Whether a stored conversion read back is the row of the pending one of its id. */
-int attr__pending_own(attr_state_t *st, const attr_conversion_in_t *in);
+int attr__pending_own(attr_state_t *st, const attr_conv_in_t *in);
 
 /**
  * Adds the stored touches of conversion i of `set` to `c` (as stored: persisted), in

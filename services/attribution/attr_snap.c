@@ -31,6 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/codec.h"
+#include "common/fileio.h"
 #include "services/attribution/attr_log.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the snapshot's arrays are copied");
@@ -63,12 +65,14 @@ static void attr__put(attr__w_t *w, const void *src, size_t n)
 
 static void attr__put32(attr__w_t *w, uint32_t v)
 {
-    attr__put(w, &v, 4);
+    yw_put_le32(w->p + w->at, v);
+    w->at += 4;
 }
 
 static void attr__put64(attr__w_t *w, uint64_t v)
 {
-    attr__put(w, &v, 8);
+    yw_put_le64(w->p + w->at, v);
+    w->at += 8;
 }
 
 static void attr__put128(attr__w_t *w, attr_sum_t v)
@@ -96,22 +100,14 @@ static const void *attr__take(attr__r_t *r, size_t n)
 
 static uint32_t attr__get32(attr__r_t *r)
 {
-    uint32_t v = 0;
-    const void *p = attr__take(r, 4);
-    if (p != NULL) {
-        memcpy(&v, p, 4);
-    }
-    return v;
+    const unsigned char *p = attr__take(r, 4);
+    return p != NULL ? yw_get_le32(p) : 0;
 }
 
 static uint64_t attr__get64(attr__r_t *r)
 {
-    uint64_t v = 0;
-    const void *p = attr__take(r, 8);
-    if (p != NULL) {
-        memcpy(&v, p, 8);
-    }
-    return v;
+    const unsigned char *p = attr__take(r, 8);
+    return p != NULL ? yw_get_le64(p) : 0;
 }
 
 static attr_sum_t attr__get128(attr__r_t *r)
@@ -267,22 +263,7 @@ static size_t attr__body_size(const attr_state_t *st)
     return b;
 }
 
-static int attr__write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
+/** fsyncs the directory that holds `path`. */
 static int attr__sync_dir(const char *path)
 {
     char dir[4200];
@@ -293,13 +274,7 @@ static int attr__sync_dir(const char *path)
     } else {
         *slash = '\0';
     }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
+    return yw_fsync_dir(dir);
 }
 
 int attr_snap_write(const char *path, const attr_state_t *st, const attr_snap_marks_t *marks,
@@ -375,7 +350,7 @@ int attr_snap_write(const char *path, const attr_state_t *st, const attr_snap_ma
     if (fd < 0) {
         rc = -errno;
     } else {
-        rc = attr__write_all(fd, buf, ATTR__SNAP_HDR + body);
+        rc = yw_pwrite_all(fd, buf, ATTR__SNAP_HDR + body, 0);
         if (rc == 0 && fdatasync(fd) != 0) {
             rc = -errno;
         }
@@ -422,13 +397,13 @@ int attr_snap_read(const char *path, attr_snap_t **out, char *err, size_t errlen
     attr_snap_t *s = calloc(1, sizeof *s);
     int rc = s == NULL ? -ENOMEM : 0;
     const char *why = NULL;
-    if (rc == 0 && pread(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
+    size_t got = 0;
+    if (rc == 0 && (yw_pread_all(fd, hdr, sizeof hdr, 0, &got) != 0 || got != sizeof hdr)) {
         why = "shorter than its header";
     }
     attr__r_t r = {hdr, 0, sizeof hdr, 0};
     if (rc == 0 && why == NULL) {
-        uint32_t crc;
-        memcpy(&crc, hdr + ATTR__SNAP_HDR - 4, 4);
+        uint32_t crc = yw_get_le32(hdr + ATTR__SNAP_HDR - 4);
         if (memcmp(hdr, ATTR__SNAP_MAGIC, 8) != 0) {
             why = "not a snapshot of this version";
         } else if (crc != attr_crc32c(0, hdr, ATTR__SNAP_HDR - 4)) {
@@ -455,14 +430,9 @@ int attr_snap_read(const char *path, attr_snap_t **out, char *err, size_t errlen
             rc = -ENOMEM;
         } else {
             s->body_len = body;
-            size_t got = 0;
-            while (got < body) {
-                ssize_t n = pread(fd, s->body + got, body - got, (off_t)(ATTR__SNAP_HDR + got));
-                if (n <= 0) {
-                    rc = n < 0 ? -errno : -EIO;
-                    break;
-                }
-                got += (size_t)n;
+            rc = yw_pread_all(fd, s->body, body, ATTR__SNAP_HDR, &got);
+            if (rc == 0 && got != body) {
+                rc = -EIO; /* it shrank since fstat() */
             }
             if (rc == 0 && attr_crc32c(0, s->body, body) != body_crc) {
                 why = "its body's CRC does not match";

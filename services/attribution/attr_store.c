@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/vec.h"
 #include "services/attribution/attr_hash.h"
 #include "services/attribution/attr_log.h"
 
@@ -57,22 +58,6 @@ _Static_assert(sizeof attr_migrations / sizeof attr_migrations[0] == ATTR_N_MIGR
                "ATTR_N_MIGRATIONS");
 const size_t attr_n_migrations = sizeof attr_migrations / sizeof attr_migrations[0];
 
-/** The job status for a failed SQLite step, with the message in job->errmsg. */
-static grpc_status_code attr__sql_fail(yw_store_conn_t *conn, yw_store_job_t *job, int rc,
-                                       const char *what)
-{
-    snprintf(job->errmsg, sizeof job->errmsg, "%s: %s", what, sqlite3_errmsg(yw_store_db(conn)));
-    grpc_status_code st = yw_store_status(rc);
-    return st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st;
-}
-
-static const char *attr__col_text(sqlite3_stmt *s, int i, size_t *len)
-{
-    const char *t = (const char *)sqlite3_column_text(s, i);
-    *len = (size_t)sqlite3_column_bytes(s, i);
-    return t != NULL ? t : "";
-}
-
 /* ---- load ---- */
 
 static const char attr__sql_get_settings[] =
@@ -120,14 +105,9 @@ static grpc_status_code attr__load_marks(yw_store_conn_t *conn, attr_load_t *ld)
     }
     size_t cap = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (ld->n_pruned == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint64_t *p = realloc(ld->pruned, cap * sizeof *p);
-            if (p == NULL) {
-                snprintf(ld->err, sizeof ld->err, "out of memory");
-                return GRPC_STATUS_RESOURCE_EXHAUSTED;
-            }
-            ld->pruned = p;
+        if (YW_VEC_GROW(ld->pruned, ld->n_pruned, cap, 1, 64) != 0) {
+            snprintf(ld->err, sizeof ld->err, "out of memory");
+            return GRPC_STATUS_RESOURCE_EXHAUSTED;
         }
         ld->pruned[ld->n_pruned++] = (uint64_t)sqlite3_column_int64(s, 0);
     }
@@ -191,7 +171,7 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
         set.late_window_ns = sqlite3_column_int64(s, 4);
         set.default_model = sqlite3_column_int(s, 5);
         size_t len;
-        const char *cur = attr__col_text(s, 6, &len);
+        const char *cur = yw_store_column_text(s, 6, &len);
         snprintf(set.currency, sizeof set.currency, "%.3s", cur);
         set.version = sqlite3_column_int64(s, 7);
         set.update_ns = sqlite3_column_int64(s, 8);
@@ -235,7 +215,7 @@ grpc_status_code attr_store_load_rollups(yw_store_conn_t *conn, void *arg)
     }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         size_t len;
-        const char *creator = attr__col_text(s, 0, &len);
+        const char *creator = yw_store_column_text(s, 0, &len);
         if (attr_state_add_exposure_rollup(st, creator, len, sqlite3_column_int(s, 1),
                                            sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3),
                                            sqlite3_column_int64(s, 4)) != 0) {
@@ -252,94 +232,37 @@ grpc_status_code attr_store_load_rollups(yw_store_conn_t *conn, void *arg)
 
 /* ---- stored conversions, read back ---- */
 
-#define ATTR__SET_BLOCK 16384
-
 void attr_convset_free(attr_convset_t *set)
 {
-    for (size_t i = 0; i < set->n_blocks; i++) {
-        free(set->blocks[i]);
-    }
-    free(set->blocks);
+    yw_arena_free(&set->strs);
     free(set->convs);
     free(set->touches);
     memset(set, 0, sizeof *set);
 }
 
-static int attr__set_grow(void **arr, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t nc = *cap ? *cap * 2 : 8;
-    while (nc < need) {
-        nc *= 2;
-    }
-    void *p = realloc(*arr, nc * size);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
-/** A NUL-terminated copy of n bytes in the set's blocks (NULL: no memory). */
+/** A NUL-terminated copy of n bytes in the set's arena (NULL: no memory). */
 static const char *attr__set_copy(attr_convset_t *set, const char *s, size_t n)
 {
-    char *p;
-    if (n + 1 > ATTR__SET_BLOCK / 4) {
-        /* A block of its own, before the current one (which goes on being filled). */
-        if (attr__set_grow((void **)&set->blocks, &set->cap_blocks, set->n_blocks + 1,
-                           sizeof *set->blocks) != 0 ||
-            (p = malloc(n + 1)) == NULL) {
-            return NULL;
-        }
-        if (set->n_blocks > 0) {
-            set->blocks[set->n_blocks] = set->blocks[set->n_blocks - 1];
-            set->blocks[set->n_blocks - 1] = p;
-        } else {
-            set->blocks[0] = p;
-            set->left = 0;
-        }
-        set->n_blocks++;
-    } else {
-        if (n + 1 > set->left) {
-            if (attr__set_grow((void **)&set->blocks, &set->cap_blocks, set->n_blocks + 1,
-                               sizeof *set->blocks) != 0) {
-                return NULL;
-            }
-            char *b = malloc(ATTR__SET_BLOCK);
-            if (b == NULL) {
-                return NULL;
-            }
-            set->blocks[set->n_blocks++] = b;
-            set->left = ATTR__SET_BLOCK;
-        }
-        p = set->blocks[set->n_blocks - 1] + (ATTR__SET_BLOCK - set->left);
-        set->left -= n + 1;
-    }
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
+    return yw_arena_strdup(&set->strs, s, n);
 }
 
 /** Adds the conversion row of `s` (columns: order_id, viewer_id, product_id, quantity,
  *  amount_minor, occur_ns, seq) to the set. */
 static int attr__set_add_conv(attr_convset_t *set, sqlite3_stmt *s)
 {
-    if (attr__set_grow((void **)&set->convs, &set->cap, set->n + 1, sizeof *set->convs) != 0) {
+    if (YW_VEC_GROW(set->convs, set->n, set->cap, 1, 8) != 0) {
         return -ENOMEM;
     }
     attr_stored_conv_t *c = &set->convs[set->n];
     memset(c, 0, sizeof *c);
     size_t len;
-    const char *t = attr__col_text(s, 0, &len);
+    const char *t = yw_store_column_text(s, 0, &len);
     c->in.order_id = attr__set_copy(set, t, len);
     c->in.order_id_len = len;
-    t = attr__col_text(s, 1, &len);
+    t = yw_store_column_text(s, 1, &len);
     c->in.viewer_id = attr__set_copy(set, t, len);
     c->in.viewer_len = len;
-    t = attr__col_text(s, 2, &len);
+    t = yw_store_column_text(s, 2, &len);
     c->in.product_id = attr__set_copy(set, t, len);
     c->in.product_len = len;
     c->in.quantity = sqlite3_column_int64(s, 3);
@@ -358,17 +281,16 @@ static int attr__set_add_conv(attr_convset_t *set, sqlite3_stmt *s)
  *  watch_ms, occur_ns) to the set's last conversion. */
 static int attr__set_add_touch_at(attr_convset_t *set, sqlite3_stmt *s, int at)
 {
-    if (attr__set_grow((void **)&set->touches, &set->cap_touches, set->n_touches + 1,
-                       sizeof *set->touches) != 0) {
+    if (YW_VEC_GROW(set->touches, set->n_touches, set->cap_touches, 1, 8) != 0) {
         return -ENOMEM;
     }
     attr_stored_touch_t *t = &set->touches[set->n_touches];
     size_t len;
-    const char *x = attr__col_text(s, at, &len);
+    const char *x = yw_store_column_text(s, at, &len);
     t->event_id = attr__set_copy(set, x, len);
-    x = attr__col_text(s, at + 1, &t->creator_len);
+    x = yw_store_column_text(s, at + 1, &t->creator_len);
     t->creator_id = attr__set_copy(set, x, t->creator_len);
-    x = attr__col_text(s, at + 2, &t->note_len);
+    x = yw_store_column_text(s, at + 2, &t->note_len);
     t->note_id = attr__set_copy(set, x, t->note_len);
     t->kind = sqlite3_column_int(s, at + 3);
     t->watch_ms = sqlite3_column_int64(s, at + 4);
@@ -425,7 +347,7 @@ static int attr__get_joined(yw_store_conn_t *conn, sqlite3_stmt *s, const char *
         return attr__read_fail(conn, "conversion", err, errlen);
     }
     size_t len;
-    const char *id = attr__col_text(s, 0, &len);
+    const char *id = yw_store_column_text(s, 0, &len);
     if (viewer != NULL) {
         /* The key index points by hash: the strings and the time decide. */
         const char *v = (const char *)sqlite3_column_text(s, 1);
@@ -540,13 +462,9 @@ int attr_store_scan_conversions(yw_store_conn_t *conn, attr_conv_visit_fn fn, vo
     int out = 0;
     int trc = sqlite3_step(ts), rrc = sqlite3_step(rs), crc;
     while ((crc = sqlite3_step(cs)) == SQLITE_ROW) {
-        /* One conversion at a time: the set's arrays are reused, its strings freed. */
+        /* One conversion at a time: the set's arrays and string blocks are reused. */
         one.n = one.n_touches = 0;
-        for (size_t i = 0; i < one.n_blocks; i++) {
-            free(one.blocks[i]);
-        }
-        one.n_blocks = 0;
-        one.left = 0;
+        yw_arena_reset(&one.strs);
         if (attr__set_add_conv(&one, cs) != 0) {
             out = -ENOMEM;
             snprintf(err, errlen, "out of memory");
@@ -555,7 +473,7 @@ int attr_store_scan_conversions(yw_store_conn_t *conn, attr_conv_visit_fn fn, vo
         attr_stored_conv_t *c = &one.convs[0];
         while (trc == SQLITE_ROW) {
             size_t len;
-            const char *id = attr__col_text(ts, 0, &len);
+            const char *id = yw_store_column_text(ts, 0, &len);
             int cmp = attr__idcmp(id, len, c->in.order_id, c->in.order_id_len);
             if (cmp > 0) {
                 break;
@@ -569,7 +487,7 @@ int attr_store_scan_conversions(yw_store_conn_t *conn, attr_conv_visit_fn fn, vo
         }
         while (out == 0 && rrc == SQLITE_ROW) {
             size_t len;
-            const char *id = attr__col_text(rs, 0, &len);
+            const char *id = yw_store_column_text(rs, 0, &len);
             int cmp = attr__idcmp(id, len, c->in.order_id, c->in.order_id_len);
             if (cmp > 0) {
                 break;
@@ -614,7 +532,7 @@ grpc_status_code attr_store_put_conversions(yw_store_conn_t *conn, yw_store_job_
         const attr_conv_row_t *r = &j->rows[i];
         sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_conversion);
         if (s == NULL) {
-            return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare conversions insert");
+            return yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare conversions insert");
         }
         int rc;
         if ((rc = sqlite3_bind_text(s, 1, r->order_id, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -626,10 +544,10 @@ grpc_status_code attr_store_put_conversions(yw_store_conn_t *conn, yw_store_job_
             (rc = sqlite3_bind_int64(s, 7, r->occur_ns)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 8, j->ingest_ns)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 9, (sqlite3_int64)r->seq)) != SQLITE_OK) {
-            return attr__sql_fail(conn, job, rc, "bind conversion");
+            return yw_store_job_fail(conn, job, rc, "bind conversion");
         }
         if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-            return attr__sql_fail(conn, job, rc, "insert conversion");
+            return yw_store_job_fail(conn, job, rc, "insert conversion");
         }
         if (j->inserted != NULL) {
             j->inserted[i] = sqlite3_changes(yw_store_db(conn)) > 0;
@@ -649,7 +567,7 @@ grpc_status_code attr_store_put_refunds(yw_store_conn_t *conn, yw_store_job_t *j
         const attr_refund_row_t *r = &j->rows[i];
         sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_refund);
         if (s == NULL) {
-            return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare refunds insert");
+            return yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare refunds insert");
         }
         int rc;
         if ((rc = sqlite3_bind_text(s, 1, r->refund_id, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -657,10 +575,10 @@ grpc_status_code attr_store_put_refunds(yw_store_conn_t *conn, yw_store_job_t *j
             (rc = sqlite3_bind_int64(s, 3, r->amount_minor)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 4, r->occur_ns)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 5, j->ingest_ns)) != SQLITE_OK) {
-            return attr__sql_fail(conn, job, rc, "bind refund");
+            return yw_store_job_fail(conn, job, rc, "bind refund");
         }
         if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-            return attr__sql_fail(conn, job, rc, "insert refund");
+            return yw_store_job_fail(conn, job, rc, "insert refund");
         }
     }
     return GRPC_STATUS_OK;
@@ -679,23 +597,23 @@ grpc_status_code attr_store_put_touches(yw_store_conn_t *conn, yw_store_job_t *j
     if (j->mark.seq != 0 || j->mark.seg != 0) {
         sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_touch_mark);
         if (s == NULL) {
-            return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare touch mark");
+            return yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare touch mark");
         }
         int rc;
         if ((rc = sqlite3_bind_int64(s, 1, (int64_t)j->mark.seq)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 2, (int64_t)j->mark.seg)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 3, (int64_t)j->mark.off)) != SQLITE_OK) {
-            return attr__sql_fail(conn, job, rc, "bind touch mark");
+            return yw_store_job_fail(conn, job, rc, "bind touch mark");
         }
         if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-            return attr__sql_fail(conn, job, rc, "touch mark");
+            return yw_store_job_fail(conn, job, rc, "touch mark");
         }
     }
     for (size_t i = 0; i < j->n; i++) {
         const attr_touch_row_t *r = &j->rows[i];
         sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_touch);
         if (s == NULL) {
-            return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare touches insert");
+            return yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare touches insert");
         }
         int rc;
         if ((rc = sqlite3_bind_text(s, 1, r->order_id, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -705,10 +623,10 @@ grpc_status_code attr_store_put_touches(yw_store_conn_t *conn, yw_store_job_t *j
             (rc = sqlite3_bind_int(s, 5, r->kind)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 6, r->watch_ms)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(s, 7, r->occur_ns)) != SQLITE_OK) {
-            return attr__sql_fail(conn, job, rc, "bind touch");
+            return yw_store_job_fail(conn, job, rc, "bind touch");
         }
         if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-            return attr__sql_fail(conn, job, rc, "insert touch");
+            return yw_store_job_fail(conn, job, rc, "insert touch");
         }
     }
     return GRPC_STATUS_OK;
@@ -725,7 +643,7 @@ grpc_status_code attr_store_put_settings(yw_store_conn_t *conn, yw_store_job_t *
     const attr_settings_t *v = &j->settings;
     sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_settings);
     if (s == NULL) {
-        return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare settings");
+        return yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare settings");
     }
     int rc;
     if ((rc = sqlite3_bind_int64(s, 1, v->click_window_ns)) != SQLITE_OK ||
@@ -737,23 +655,28 @@ grpc_status_code attr_store_put_settings(yw_store_conn_t *conn, yw_store_job_t *
         (rc = sqlite3_bind_text(s, 7, v->currency, -1, SQLITE_TRANSIENT)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(s, 8, v->version)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(s, 9, v->update_ns)) != SQLITE_OK) {
-        return attr__sql_fail(conn, job, rc, "bind settings");
+        return yw_store_job_fail(conn, job, rc, "bind settings");
     }
     if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-        return attr__sql_fail(conn, job, rc, "store settings");
+        return yw_store_job_fail(conn, job, rc, "store settings");
     }
     return GRPC_STATUS_OK;
 }
 
 /* ---- pruning a segment ---- */
 
+/** The counts of one (creator, day): impressions, views, clicks. */
+typedef struct st_attr__cell_t {
+    int64_t counts[3];
+    int32_t day;
+    uint32_t who; /* the creator's id in attr__agg_t.creators */
+} attr__cell_t;
+
 /** Counts per (creator, day) of one segment, built on the writer thread. */
 typedef struct st_attr__agg_t {
     attr_intern_t creators;
-    attr_map64_t cells; /* creator << 32 | (uint32) day -> index into counts */
-    int64_t (*counts)[3];
-    int32_t *days;
-    uint32_t *who;
+    attr_map64_t cell_of; /* creator << 32 | (uint32) day -> index into cells */
+    attr__cell_t *cells;  /* in the order they were met */
     size_t n, cap;
 } attr__agg_t;
 
@@ -767,37 +690,22 @@ static int attr__agg_visit(void *arg, const attr_log_event_t *ev)
     int32_t day = attr_day_of(ev->occur_ns);
     uint64_t key = ((uint64_t)cid << 32) | (uint32_t)day;
     uint64_t idx;
-    if (!attr_map64_get(&a->cells, key, &idx)) {
-        if (a->n == a->cap) {
-            size_t nc = a->cap ? a->cap * 2 : 256;
-            int64_t(*c)[3] = realloc(a->counts, nc * sizeof *c);
-            if (c == NULL) {
-                return -ENOMEM;
-            }
-            a->counts = c;
-            int32_t *d = realloc(a->days, nc * sizeof *d);
-            if (d == NULL) {
-                return -ENOMEM;
-            }
-            a->days = d;
-            uint32_t *w = realloc(a->who, nc * sizeof *w);
-            if (w == NULL) {
-                return -ENOMEM;
-            }
-            a->who = w;
-            a->cap = nc;
+    if (!attr_map64_get(&a->cell_of, key, &idx)) {
+        if (YW_VEC_GROW(a->cells, a->n, a->cap, 1, 256) != 0) {
+            return -ENOMEM;
         }
         idx = a->n++;
-        memset(a->counts[idx], 0, sizeof a->counts[idx]);
-        a->days[idx] = day;
-        a->who[idx] = cid;
-        if (attr_map64_put(&a->cells, key, idx) != 0) {
+        attr__cell_t *cell = &a->cells[idx];
+        memset(cell->counts, 0, sizeof cell->counts);
+        cell->day = day;
+        cell->who = cid;
+        if (attr_map64_put(&a->cell_of, key, idx) != 0) {
             return -ENOMEM;
         }
     }
     int k = ev->kind == ATTR_KIND_IMPRESSION ? 0 : ev->kind == ATTR_KIND_VIEW ? 1 : 2;
     if (ev->kind >= ATTR_KIND_IMPRESSION && ev->kind <= ATTR_KIND_CLICK) {
-        a->counts[idx][k]++;
+        a->cells[idx].counts[k]++;
     }
     return 0;
 }
@@ -805,10 +713,8 @@ static int attr__agg_visit(void *arg, const attr_log_event_t *ev)
 static void attr__agg_free(attr__agg_t *a)
 {
     attr_intern_free(&a->creators);
-    attr_map64_free(&a->cells);
-    free(a->counts);
-    free(a->days);
-    free(a->who);
+    attr_map64_free(&a->cell_of);
+    free(a->cells);
 }
 
 static const char attr__sql_add_rollup[] =
@@ -825,7 +731,7 @@ grpc_status_code attr_store_prune_segment(yw_store_conn_t *conn, yw_store_job_t 
     attr__agg_t a;
     memset(&a, 0, sizeof a);
     attr_intern_init(&a.creators);
-    attr_map64_init(&a.cells);
+    attr_map64_init(&a.cell_of);
     attr_log_segstat_t st;
     int rc = attr_log_read_segment(j->path, 0, attr__agg_visit, &a, &st, job->errmsg,
                                    sizeof job->errmsg);
@@ -842,19 +748,20 @@ grpc_status_code attr_store_prune_segment(yw_store_conn_t *conn, yw_store_job_t 
     for (size_t i = 0; i < a.n && status == GRPC_STATUS_OK; i++) {
         sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_add_rollup);
         if (s == NULL) {
-            status = attr__sql_fail(conn, job, SQLITE_ERROR, "prepare rollup");
+            status = yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare rollup");
             break;
         }
         size_t len;
-        const char *creator = attr_intern_str(&a.creators, a.who[i], &len);
+        const attr__cell_t *cell = &a.cells[i];
+        const char *creator = attr_intern_str(&a.creators, cell->who, &len);
         if ((rc = sqlite3_bind_text(s, 1, creator, (int)len, SQLITE_STATIC)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int(s, 2, a.days[i])) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(s, 3, a.counts[i][0])) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(s, 4, a.counts[i][1])) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(s, 5, a.counts[i][2])) != SQLITE_OK) {
-            status = attr__sql_fail(conn, job, rc, "bind rollup");
+            (rc = sqlite3_bind_int(s, 2, cell->day)) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(s, 3, cell->counts[0])) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(s, 4, cell->counts[1])) != SQLITE_OK ||
+            (rc = sqlite3_bind_int64(s, 5, cell->counts[2])) != SQLITE_OK) {
+            status = yw_store_job_fail(conn, job, rc, "bind rollup");
         } else if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-            status = attr__sql_fail(conn, job, rc, "add rollup");
+            status = yw_store_job_fail(conn, job, rc, "add rollup");
         }
     }
     attr__agg_free(&a);
@@ -863,15 +770,15 @@ grpc_status_code attr_store_prune_segment(yw_store_conn_t *conn, yw_store_job_t 
     }
     sqlite3_stmt *s = yw_store_stmt(conn, attr__sql_put_pruned);
     if (s == NULL) {
-        return attr__sql_fail(conn, job, SQLITE_ERROR, "prepare pruned");
+        return yw_store_job_fail(conn, job, SQLITE_ERROR, "prepare pruned");
     }
     if ((rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)j->seq)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(s, 2, j->now_ns)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(s, 3, (sqlite3_int64)j->events)) != SQLITE_OK) {
-        return attr__sql_fail(conn, job, rc, "bind pruned");
+        return yw_store_job_fail(conn, job, rc, "bind pruned");
     }
     if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
-        return attr__sql_fail(conn, job, rc, "record pruned segment");
+        return yw_store_job_fail(conn, job, rc, "record pruned segment");
     }
     return GRPC_STATUS_OK;
 }

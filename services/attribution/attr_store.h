@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
 #include "common/store.h"
 #include "services/attribution/attr_state.h"
 
@@ -101,13 +102,13 @@ typedef struct st_attr_stored_touch_t {
 
 /** A conversion as stored, with the sum of its refunds and its touches. */
 typedef struct st_attr_stored_conv_t {
-    attr_conversion_in_t in;
+    attr_conv_in_t in;
     int64_t refunded;
     size_t first_touch, n_touches; /* into the set's touches */
 } attr_stored_conv_t;
 
 /**
- * Conversions read back by a job: their strings are copies in the set's blocks, valid
+ * Conversions read back by a job: their strings are copies in the set's arena, valid
  * until attr_convset_free(). Start it zeroed.
  */
 typedef struct st_attr_convset_t {
@@ -115,8 +116,7 @@ typedef struct st_attr_convset_t {
     size_t n, cap;
     attr_stored_touch_t *touches;
     size_t n_touches, cap_touches;
-    char **blocks;
-    size_t n_blocks, cap_blocks, left;
+    yw_arena_t strs; /* the copies of the strings */
 } attr_convset_t;
 
 void attr_convset_free(attr_convset_t *set);

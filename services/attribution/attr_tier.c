@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "yaowei/tier/v1/tier.pb-c.h"
 
 typedef struct st_attr__fetch_t attr__fetch_t;
@@ -301,14 +302,8 @@ static void attr__on_timer(uv_timer_t *h)
 /* Adds `w` to the callers `f` answers. Returns 0 or -ENOMEM. */
 static int attr__join(attr__fetch_t *f, attr__waiter_t *w)
 {
-    if (f->n_w == f->cap_w) {
-        size_t cap = f->cap_w ? 2 * f->cap_w : 4;
-        attr__waiter_t **n = realloc(f->w, cap * sizeof(attr__waiter_t *));
-        if (n == NULL) {
-            return -ENOMEM;
-        }
-        f->w = n;
-        f->cap_w = cap;
+    if (YW_VEC_GROW(f->w, f->n_w, f->cap_w, 1, 4) != 0) {
+        return -ENOMEM;
     }
     f->w[f->n_w++] = w;
     w->pending++;
@@ -685,20 +680,11 @@ static void attr__on_batch(void *arg, grpc_status_code code, const char *detail,
 /* Makes busy[] cover creators [0, n). Returns 0 or -ENOMEM. */
 static int attr__busy_room(attr_tier_t *t, size_t n)
 {
-    if (n <= t->cap_busy) {
-        return 0;
-    }
-    size_t cap = t->cap_busy ? t->cap_busy : 1024;
-    while (cap < n) {
-        cap *= 2;
-    }
-    uint32_t *b = realloc(t->busy, cap * sizeof *b);
-    if (b == NULL) {
+    size_t old = t->cap_busy;
+    if (YW_VEC_RESERVE(t->busy, t->cap_busy, n, 1024) != 0) {
         return -ENOMEM;
     }
-    memset(b + t->cap_busy, 0, (cap - t->cap_busy) * sizeof *b);
-    t->busy = b;
-    t->cap_busy = cap;
+    memset(t->busy + old, 0, (t->cap_busy - old) * sizeof *t->busy);
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /*
- * creator_cache.c — a chained hash table keyed by creator_id (FNV-1a 64), doubled when
+ * creator_cache.c — a chained hash table keyed by creator_id (common/hash.h), doubled when
  * it holds as many records as buckets. See creator_cache.h.
  */
 #include "services/creator_profile/creator_cache.h"
@@ -9,16 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
+
 #define INITIAL_BUCKETS 1024
 
 static uint64_t hash_id(const char *s)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
+    return yw_hash_bytes(s, strlen(s));
 }
 
 int creator_cache_init(creator_cache_t *c)

@@ -33,8 +33,6 @@ static creator_state_t *state_of(const yw_call_t *call)
     return yw_app_state(yw_app_from_call(call));
 }
 
-
-
 /* Finishes a call whose store job failed with `status`. */
 static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_job_t *job)
 {
@@ -61,12 +59,12 @@ static int queue(yw_call_t *call, yw_store_job_t *job, int write)
     int rc = write ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
     if (rc < 0) {
         yw_call_fail(call, GRPC_STATUS_UNAVAILABLE,
-             rc == -ESHUTDOWN ? "the service is shutting down" : "store: cannot queue the work");
+                     rc == -ESHUTDOWN ? "the service is shutting down"
+                                      : "store: cannot queue the work");
         return -1;
     }
     return 0;
 }
-
 
 /*
  * The end of a write that produced a creator (create, update): on success the record
@@ -179,8 +177,8 @@ static void batch_get_creators(yw_call_t *call, const ProtobufCMessage *msg)
     }
     if (n_missing > 0) {
         yw_call_fail(call, GRPC_STATUS_NOT_FOUND,
-             creator_missing_message("creator_ids", req->creator_ids, missing, n_missing, err,
-                                     sizeof err));
+                     creator_missing_message("creator_ids", req->creator_ids, missing, n_missing,
+                                             err, sizeof err));
         return;
     }
     Yaowei__Creator__V1__BatchGetCreatorsResponse resp =
@@ -547,32 +545,34 @@ static void batch_get_creator_stats(yw_call_t *call, const ProtobufCMessage *msg
 
 /* ---- the service ---- */
 
-#define METHOD(name, req, resp, fn)                                                                \
-    {                                                                                              \
-        .path = "/" CREATOR_SERVICE_NAME "/" name, .kind = YW_METHOD_UNARY, .request = &(req),     \
-        .response = &(resp), .on_message = (fn), .on_end = NULL, .on_done = NULL,                  \
-    }
-
 static const yw_method_t creator_methods[] = {
-    METHOD("CreateCreator", yaowei__creator__v1__create_creator_request__descriptor,
-           yaowei__creator__v1__creator__descriptor, create_creator),
-    METHOD("GetCreator", yaowei__creator__v1__get_creator_request__descriptor,
-           yaowei__creator__v1__creator__descriptor, get_creator),
-    METHOD("BatchGetCreators", yaowei__creator__v1__batch_get_creators_request__descriptor,
-           yaowei__creator__v1__batch_get_creators_response__descriptor, batch_get_creators),
-    METHOD("UpdateCreator", yaowei__creator__v1__update_creator_request__descriptor,
-           yaowei__creator__v1__creator__descriptor, update_creator),
-    METHOD("DeleteCreator", yaowei__creator__v1__delete_creator_request__descriptor,
-           google__protobuf__empty__descriptor, delete_creator),
-    METHOD("ListCreators", yaowei__creator__v1__list_creators_request__descriptor,
-           yaowei__creator__v1__list_creators_response__descriptor, list_creators),
-    METHOD("RecordNoteStats", yaowei__creator__v1__record_note_stats_request__descriptor,
-           yaowei__creator__v1__record_note_stats_response__descriptor, record_note_stats),
-    METHOD("GetCreatorStats", yaowei__creator__v1__get_creator_stats_request__descriptor,
-           yaowei__creator__v1__creator_stats__descriptor, get_creator_stats),
-    METHOD("BatchGetCreatorStats", yaowei__creator__v1__batch_get_creator_stats_request__descriptor,
-           yaowei__creator__v1__batch_get_creator_stats_response__descriptor,
-           batch_get_creator_stats),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "CreateCreator",
+              yaowei__creator__v1__create_creator_request, yaowei__creator__v1__creator,
+              .on_message = create_creator),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "GetCreator", yaowei__creator__v1__get_creator_request,
+              yaowei__creator__v1__creator, .on_message = get_creator),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "BatchGetCreators",
+              yaowei__creator__v1__batch_get_creators_request,
+              yaowei__creator__v1__batch_get_creators_response, .on_message = batch_get_creators),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "UpdateCreator",
+              yaowei__creator__v1__update_creator_request, yaowei__creator__v1__creator,
+              .on_message = update_creator),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "DeleteCreator",
+              yaowei__creator__v1__delete_creator_request, google__protobuf__empty,
+              .on_message = delete_creator),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "ListCreators",
+              yaowei__creator__v1__list_creators_request,
+              yaowei__creator__v1__list_creators_response, .on_message = list_creators),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "RecordNoteStats",
+              yaowei__creator__v1__record_note_stats_request,
+              yaowei__creator__v1__record_note_stats_response, .on_message = record_note_stats),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "GetCreatorStats",
+              yaowei__creator__v1__get_creator_stats_request, yaowei__creator__v1__creator_stats,
+              .on_message = get_creator_stats),
+    YW_METHOD(UNARY, CREATOR_SERVICE_NAME, "BatchGetCreatorStats",
+              yaowei__creator__v1__batch_get_creator_stats_request,
+              yaowei__creator__v1__batch_get_creator_stats_response,
+              .on_message = batch_get_creator_stats),
 };
 
 const yw_service_t creator_service = {

@@ -11,12 +11,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/utf8.h"
+#include "common/vec.h"
 #include "services/creator_profile/creator_day.h"
 
 /* ---- schema ---- */
@@ -75,63 +75,15 @@ const yw_migration_t creator_migrations[CREATOR_N_MIGRATIONS] = {
     "c.creator_id, c.display_name, c.region, c.categories, c.followers, c.status, "                \
     "c.create_time_s, c.create_time_ns, c.update_time_s, c.update_time_ns"
 
-static grpc_status_code job_fail(yw_store_job_t *job, grpc_status_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static grpc_status_code job_fail(yw_store_job_t *job, grpc_status_code code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->errmsg, sizeof job->errmsg, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-/* An SQLite failure: its status (yw_store_status) and what failed. */
-static grpc_status_code sql_fail(yw_store_conn_t *conn, yw_store_job_t *job, int rc,
-                                 const char *what)
-{
-    return job_fail(job, yw_store_status(rc), "%s: %s", what, sqlite3_errmsg(yw_store_db(conn)));
-}
-
-/* Resets a statement after use; step errors were reported already, so reset's are not. */
-static void stmt_done(sqlite3_stmt *st)
-{
-    (void)sqlite3_reset(st);
-    (void)sqlite3_clear_bindings(st);
-}
-
-static sqlite3_stmt *stmt(yw_store_conn_t *conn, yw_store_job_t *job, const char *sql,
-                          grpc_status_code *code)
-{
-    sqlite3_stmt *st = yw_store_stmt(conn, sql);
-    if (st == NULL) {
-        *code =
-            job_fail(job, GRPC_STATUS_INTERNAL, "prepare: %s", sqlite3_errmsg(yw_store_db(conn)));
-    }
-    return st;
-}
-
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    return sqlite3_bind_text(st, i, s != NULL ? s : "", -1, SQLITE_STATIC);
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s != NULL ? (const char *)s : "";
-}
-
 /* A record from a row of CREATOR_COLUMNS starting at column 0; NULL when out of memory. */
 static creator_record_t *record_from_row(sqlite3_stmt *st)
 {
     creator_fields_t f = {
-        .creator_id = col_text(st, 0),
-        .display_name = col_text(st, 1),
-        .region = col_text(st, 2),
+        .creator_id = yw_store_column_text(st, 0, NULL),
+        .display_name = yw_store_column_text(st, 1, NULL),
+        .region = yw_store_column_text(st, 2, NULL),
         .categories = NULL,
-        .categories_joined = col_text(st, 3),
+        .categories_joined = yw_store_column_text(st, 3, NULL),
         .followers = sqlite3_column_int64(st, 4),
         .status = sqlite3_column_int(st, 5),
         .create_seconds = sqlite3_column_int64(st, 6),
@@ -153,23 +105,24 @@ static grpc_status_code load_creator(yw_store_conn_t *conn, yw_store_job_t *job,
                                      creator_record_t **out)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    sqlite3_stmt *st = stmt(conn, job, sql_select_creator, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_select_creator, &code);
     *out = NULL;
     if (st == NULL) {
         return code;
     }
-    int rc = bind_text(st, 1, id);
+    int rc = yw_store_bind_text(st, 1, id);
     if (rc != SQLITE_OK) {
-        code = sql_fail(conn, job, rc, "bind creator_id");
+        code = yw_store_job_fail(conn, job, rc, "bind creator_id");
     } else if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         *out = record_from_row(st);
         if (*out == NULL) {
-            code = job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory reading creator");
+            code = yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                      "out of memory reading creator");
         }
     } else if (rc != SQLITE_DONE) {
-        code = sql_fail(conn, job, rc, "read creator");
+        code = yw_store_job_fail(conn, job, rc, "read creator");
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     return code;
 }
 
@@ -180,19 +133,19 @@ static grpc_status_code creator_exists(yw_store_conn_t *conn, yw_store_job_t *jo
                                        int *exists)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    sqlite3_stmt *st = stmt(conn, job, sql_creator_exists, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_creator_exists, &code);
     if (st == NULL) {
         return code;
     }
-    int rc = bind_text(st, 1, id);
+    int rc = yw_store_bind_text(st, 1, id);
     if (rc != SQLITE_OK) {
-        code = sql_fail(conn, job, rc, "bind creator_id");
+        code = yw_store_job_fail(conn, job, rc, "bind creator_id");
     } else if ((rc = sqlite3_step(st)) == SQLITE_ROW || rc == SQLITE_DONE) {
         *exists = rc == SQLITE_ROW;
     } else {
-        code = sql_fail(conn, job, rc, "look up creator");
+        code = yw_store_job_fail(conn, job, rc, "look up creator");
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     return code;
 }
 
@@ -201,8 +154,8 @@ static grpc_status_code step_done(yw_store_conn_t *conn, yw_store_job_t *job, sq
                                   const char *what)
 {
     int rc = sqlite3_step(st);
-    stmt_done(st);
-    return rc == SQLITE_DONE ? GRPC_STATUS_OK : sql_fail(conn, job, rc, what);
+    yw_store_stmt_done(st);
+    return rc == SQLITE_DONE ? GRPC_STATUS_OK : yw_store_job_fail(conn, job, rc, what);
 }
 
 static const char sql_insert_category[] =
@@ -217,25 +170,25 @@ static grpc_status_code write_categories(yw_store_conn_t *conn, yw_store_job_t *
     sqlite3_stmt *st;
     int rc;
     if (replace) {
-        if ((st = stmt(conn, job, sql_delete_categories, &code)) == NULL) {
+        if ((st = yw_store_job_stmt(conn, job, sql_delete_categories, &code)) == NULL) {
             return code;
         }
-        if ((rc = bind_text(st, 1, id)) != SQLITE_OK) {
-            stmt_done(st);
-            return sql_fail(conn, job, rc, "bind creator_id");
+        if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK) {
+            yw_store_stmt_done(st);
+            return yw_store_job_fail(conn, job, rc, "bind creator_id");
         }
         if ((code = step_done(conn, job, st, "delete categories")) != GRPC_STATUS_OK) {
             return code;
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if ((st = stmt(conn, job, sql_insert_category, &code)) == NULL) {
+        if ((st = yw_store_job_stmt(conn, job, sql_insert_category, &code)) == NULL) {
             return code;
         }
-        if ((rc = bind_text(st, 1, id)) != SQLITE_OK ||
-            (rc = bind_text(st, 2, categories[i])) != SQLITE_OK) {
-            stmt_done(st);
-            return sql_fail(conn, job, rc, "bind category");
+        if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK ||
+            (rc = yw_store_bind_text(st, 2, categories[i])) != SQLITE_OK) {
+            yw_store_stmt_done(st);
+            return yw_store_job_fail(conn, job, rc, "bind category");
         }
         if ((code = step_done(conn, job, st, "insert category")) != GRPC_STATUS_OK) {
             return code;
@@ -271,37 +224,38 @@ static grpc_status_code replay_request(yw_store_conn_t *conn, creator_create_job
     yw_store_job_t *job = &j->job;
     grpc_status_code code = GRPC_STATUS_OK;
     char q1[300], q2[300], prior[CREATOR_ID_MAX + 1];
-    sqlite3_stmt *st = stmt(conn, job, sql_find_request, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_find_request, &code);
     *found = 0;
     if (st == NULL) {
         return code;
     }
-    int rc = bind_text(st, 1, j->request_id);
+    int rc = yw_store_bind_text(st, 1, j->request_id);
     if (rc != SQLITE_OK) {
-        code = sql_fail(conn, job, rc, "bind request_id");
+        code = yw_store_job_fail(conn, job, rc, "bind request_id");
     } else if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        snprintf(prior, sizeof prior, "%s", col_text(st, 0));
+        snprintf(prior, sizeof prior, "%s", yw_store_column_text(st, 0, NULL));
         *found = 1;
     } else if (rc != SQLITE_DONE) {
-        code = sql_fail(conn, job, rc, "look up request_id");
+        code = yw_store_job_fail(conn, job, rc, "look up request_id");
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (code != GRPC_STATUS_OK || !*found) {
         return code;
     }
     if (strcmp(prior, j->creator->creator_id) != 0) {
-        return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT,
-                        "request_id: already used to create creator %s, not %s",
-                        yw_quote(prior, YW_QUOTE_MAX, q1, sizeof q1),
-                        yw_quote(j->creator->creator_id, YW_QUOTE_MAX, q2, sizeof q2));
+        return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "request_id: already used to create creator %s, not %s",
+                                  yw_quote(prior, YW_QUOTE_MAX, q1, sizeof q1),
+                                  yw_quote(j->creator->creator_id, YW_QUOTE_MAX, q2, sizeof q2));
     }
     if ((code = load_creator(conn, job, prior, &j->result)) != GRPC_STATUS_OK) {
         return code;
     }
     if (j->result == NULL) {
         /* Request ids are deleted with their creator; this cannot happen. */
-        return job_fail(job, GRPC_STATUS_INTERNAL, "request_id: creator %s it created is missing",
-                        yw_quote(prior, YW_QUOTE_MAX, q1, sizeof q1));
+        return yw_store_job_failf(job, GRPC_STATUS_INTERNAL,
+                                  "request_id: creator %s it created is missing",
+                                  yw_quote(prior, YW_QUOTE_MAX, q1, sizeof q1));
     }
     j->replayed = 1;
     return GRPC_STATUS_OK;
@@ -323,12 +277,13 @@ grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job
         return code;
     }
     if (exists) {
-        return job_fail(job, GRPC_STATUS_ALREADY_EXISTS,
-                        "creator.creator_id: creator %s already exists",
-                        yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
+        return yw_store_job_failf(job, GRPC_STATUS_ALREADY_EXISTS,
+                                  "creator.creator_id: creator %s already exists",
+                                  yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
     }
     if (creator_categories_join(c->categories, c->n_categories, joined, sizeof joined) < 0) {
-        return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT, "creator.categories: too long");
+        return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "creator.categories: too long");
     }
     creator_fields_t f = {
         .creator_id = c->creator_id,
@@ -350,22 +305,22 @@ grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job
         f.n_categories = 0;
     }
 
-    sqlite3_stmt *st = stmt(conn, job, sql_insert_creator, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_insert_creator, &code);
     if (st == NULL) {
         return code;
     }
-    if ((rc = bind_text(st, 1, f.creator_id)) != SQLITE_OK ||
-        (rc = bind_text(st, 2, f.display_name)) != SQLITE_OK ||
-        (rc = bind_text(st, 3, f.region)) != SQLITE_OK ||
-        (rc = bind_text(st, 4, joined)) != SQLITE_OK ||
+    if ((rc = yw_store_bind_text(st, 1, f.creator_id)) != SQLITE_OK ||
+        (rc = yw_store_bind_text(st, 2, f.display_name)) != SQLITE_OK ||
+        (rc = yw_store_bind_text(st, 3, f.region)) != SQLITE_OK ||
+        (rc = yw_store_bind_text(st, 4, joined)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 5, f.followers)) != SQLITE_OK ||
         (rc = sqlite3_bind_int(st, 6, f.status)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 7, f.create_seconds)) != SQLITE_OK ||
         (rc = sqlite3_bind_int(st, 8, f.create_nanos)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 9, f.update_seconds)) != SQLITE_OK ||
         (rc = sqlite3_bind_int(st, 10, f.update_nanos)) != SQLITE_OK) {
-        stmt_done(st);
-        return sql_fail(conn, job, rc, "bind creator");
+        yw_store_stmt_done(st);
+        return yw_store_job_fail(conn, job, rc, "bind creator");
     }
     if ((code = step_done(conn, job, st, "insert creator")) != GRPC_STATUS_OK) {
         return code;
@@ -375,13 +330,13 @@ grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job
         return code;
     }
     if (has_request) {
-        if ((st = stmt(conn, job, sql_insert_request, &code)) == NULL) {
+        if ((st = yw_store_job_stmt(conn, job, sql_insert_request, &code)) == NULL) {
             return code;
         }
-        if ((rc = bind_text(st, 1, j->request_id)) != SQLITE_OK ||
-            (rc = bind_text(st, 2, c->creator_id)) != SQLITE_OK) {
-            stmt_done(st);
-            return sql_fail(conn, job, rc, "bind request_id");
+        if ((rc = yw_store_bind_text(st, 1, j->request_id)) != SQLITE_OK ||
+            (rc = yw_store_bind_text(st, 2, c->creator_id)) != SQLITE_OK) {
+            yw_store_stmt_done(st);
+            return yw_store_job_fail(conn, job, rc, "bind request_id");
         }
         if ((code = step_done(conn, job, st, "insert request_id")) != GRPC_STATUS_OK) {
             return code;
@@ -389,7 +344,8 @@ grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job
     }
     j->result = creator_record_new(&f);
     if (j->result == NULL) {
-        return job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building creator");
+        return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                  "out of memory building creator");
     }
     return GRPC_STATUS_OK;
 }
@@ -427,8 +383,9 @@ grpc_status_code creator_store_update(yw_store_conn_t *conn, yw_store_job_t *job
         return code;
     }
     if (cur == NULL) {
-        return job_fail(job, GRPC_STATUS_NOT_FOUND, "creator.creator_id: creator %s not found",
-                        yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
+        return yw_store_job_failf(job, GRPC_STATUS_NOT_FOUND,
+                                  "creator.creator_id: creator %s not found",
+                                  yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
     }
     const Yaowei__Creator__V1__Creator *now = &cur->msg;
     int set_cats = (j->mask & CREATOR_FIELD_CATEGORIES) != 0;
@@ -453,25 +410,26 @@ grpc_status_code creator_store_update(yw_store_conn_t *conn, yw_store_job_t *job
     }
     if (creator_categories_join(f.categories, f.n_categories, joined, sizeof joined) < 0) {
         creator_record_free(cur);
-        return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT, "creator.categories: too long");
+        return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "creator.categories: too long");
     }
     /* `f` borrows strings of `cur` (kept until the new record is built) and of the request. */
-    sqlite3_stmt *st = stmt(conn, job, sql_update_creator, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_update_creator, &code);
     if (st == NULL) {
         creator_record_free(cur);
         return code;
     }
-    if ((rc = bind_text(st, 1, f.creator_id)) != SQLITE_OK ||
-        (rc = bind_text(st, 2, f.display_name)) != SQLITE_OK ||
-        (rc = bind_text(st, 3, f.region)) != SQLITE_OK ||
-        (rc = bind_text(st, 4, joined)) != SQLITE_OK ||
+    if ((rc = yw_store_bind_text(st, 1, f.creator_id)) != SQLITE_OK ||
+        (rc = yw_store_bind_text(st, 2, f.display_name)) != SQLITE_OK ||
+        (rc = yw_store_bind_text(st, 3, f.region)) != SQLITE_OK ||
+        (rc = yw_store_bind_text(st, 4, joined)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 5, f.followers)) != SQLITE_OK ||
         (rc = sqlite3_bind_int(st, 6, f.status)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 7, f.update_seconds)) != SQLITE_OK ||
         (rc = sqlite3_bind_int(st, 8, f.update_nanos)) != SQLITE_OK) {
-        stmt_done(st);
+        yw_store_stmt_done(st);
         creator_record_free(cur);
-        return sql_fail(conn, job, rc, "bind creator");
+        return yw_store_job_fail(conn, job, rc, "bind creator");
     }
     code = step_done(conn, job, st, "update creator");
     if (code == GRPC_STATUS_OK && set_cats) {
@@ -480,7 +438,8 @@ grpc_status_code creator_store_update(yw_store_conn_t *conn, yw_store_job_t *job
     if (code == GRPC_STATUS_OK) {
         j->result = creator_record_new(&f);
         if (j->result == NULL) {
-            code = job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building creator");
+            code = yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                      "out of memory building creator");
         }
     }
     creator_record_free(cur);
@@ -522,21 +481,22 @@ grpc_status_code creator_store_delete(yw_store_conn_t *conn, yw_store_job_t *job
     grpc_status_code code = GRPC_STATUS_OK;
     char q[300];
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-        sqlite3_stmt *st = stmt(conn, job, steps[i].sql, &code);
+        sqlite3_stmt *st = yw_store_job_stmt(conn, job, steps[i].sql, &code);
         if (st == NULL) {
             return code;
         }
-        int rc = bind_text(st, 1, j->creator_id);
+        int rc = yw_store_bind_text(st, 1, j->creator_id);
         if (rc != SQLITE_OK) {
-            stmt_done(st);
-            return sql_fail(conn, job, rc, "bind creator_id");
+            yw_store_stmt_done(st);
+            return yw_store_job_fail(conn, job, rc, "bind creator_id");
         }
         if ((code = step_done(conn, job, st, steps[i].what)) != GRPC_STATUS_OK) {
             return code;
         }
         if (i == 0 && sqlite3_changes(yw_store_db(conn)) == 0) {
-            return job_fail(job, GRPC_STATUS_NOT_FOUND, "creator_id: creator %s not found",
-                            yw_quote(j->creator_id, YW_QUOTE_MAX, q, sizeof q));
+            return yw_store_job_failf(job, GRPC_STATUS_NOT_FOUND,
+                                      "creator_id: creator %s not found",
+                                      yw_quote(j->creator_id, YW_QUOTE_MAX, q, sizeof q));
         }
     }
     return GRPC_STATUS_OK;
@@ -564,26 +524,26 @@ static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *
 {
     grpc_status_code code = GRPC_STATUS_OK;
     char q1[300], q2[300], q3[300];
-    sqlite3_stmt *st = stmt(conn, job, sql_note_owner, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_note_owner, &code);
     if (st == NULL) {
         return code;
     }
-    int rc = bind_text(st, 1, s->note_id);
+    int rc = yw_store_bind_text(st, 1, s->note_id);
     if (rc != SQLITE_OK) {
-        code = sql_fail(conn, job, rc, "bind note_id");
+        code = yw_store_job_fail(conn, job, rc, "bind note_id");
     } else if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *owner = col_text(st, 0);
+        const char *owner = yw_store_column_text(st, 0, NULL);
         if (strcmp(owner, s->creator_id) != 0) {
-            code = job_fail(job, GRPC_STATUS_INVALID_ARGUMENT,
-                            "stats[%zu].note_id: note %s belongs to creator %s, not %s", i,
-                            yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
-                            yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
-                            yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
+            code = yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                      "stats[%zu].note_id: note %s belongs to creator %s, not %s",
+                                      i, yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
+                                      yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
+                                      yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
         }
     } else if (rc != SQLITE_DONE) {
-        code = sql_fail(conn, job, rc, "look up note");
+        code = yw_store_job_fail(conn, job, rc, "look up note");
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     return code;
 }
 
@@ -601,7 +561,8 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
         const Yaowei__Creator__V1__NoteDailyStats *s = j->stats[i];
         int64_t day;
         if (creator_day_parse(s->day, &day) != 0) {
-            return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT, "stats[%zu].day: not a date", i);
+            return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                      "stats[%zu].day: not a date", i);
         }
         if (known == NULL || strcmp(known, s->creator_id) != 0) {
             int exists = 0;
@@ -609,22 +570,22 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
                 return code;
             }
             if (!exists) {
-                return job_fail(job, GRPC_STATUS_INVALID_ARGUMENT,
-                                "stats[%zu].creator_id: creator %s does not exist", i,
-                                yw_quote(s->creator_id, YW_QUOTE_MAX, q, sizeof q));
+                return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                          "stats[%zu].creator_id: creator %s does not exist", i,
+                                          yw_quote(s->creator_id, YW_QUOTE_MAX, q, sizeof q));
             }
             known = s->creator_id;
         }
         if ((code = check_note_owner(conn, job, i, s)) != GRPC_STATUS_OK) {
             return code;
         }
-        sqlite3_stmt *st = stmt(conn, job, sql_upsert_stats, &code);
+        sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_upsert_stats, &code);
         if (st == NULL) {
             return code;
         }
-        if ((rc = bind_text(st, 1, s->note_id)) != SQLITE_OK ||
+        if ((rc = yw_store_bind_text(st, 1, s->note_id)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(st, 2, day)) != SQLITE_OK ||
-            (rc = bind_text(st, 3, s->creator_id)) != SQLITE_OK ||
+            (rc = yw_store_bind_text(st, 3, s->creator_id)) != SQLITE_OK ||
             (rc = sqlite3_bind_int(st, 4, s->is_video ? 1 : 0)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(st, 5, s->impressions)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(st, 6, s->views)) != SQLITE_OK ||
@@ -636,8 +597,8 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
             (rc = sqlite3_bind_int64(st, 12, s->comments)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(st, 13, s->shares)) != SQLITE_OK ||
             (rc = sqlite3_bind_int64(st, 14, s->follows_gained)) != SQLITE_OK) {
-            stmt_done(st);
-            return sql_fail(conn, job, rc, "bind note stats");
+            yw_store_stmt_done(st);
+            return yw_store_job_fail(conn, job, rc, "bind note stats");
         }
         if ((code = step_done(conn, job, st, "upsert note stats")) != GRPC_STATUS_OK) {
             return code;
@@ -693,21 +654,22 @@ grpc_status_code creator_store_list(yw_store_conn_t *conn, yw_store_job_t *job)
     j->n_records = 0;
     j->more = 0;
     if (j->records == NULL) {
-        return job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory listing creators");
+        return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                  "out of memory listing creators");
     }
-    sqlite3_stmt *st = stmt(conn, job, sql, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql, &code);
     if (st == NULL) {
         return code;
     }
     /* Parameters a plan does not use are still bound: binding an unused index is fine. */
-    if ((sql == sql_list_by_category && (rc = bind_text(st, 1, category)) != SQLITE_OK) ||
-        (rc = bind_text(st, 2, j->after)) != SQLITE_OK ||
-        (sql != sql_list_all && (rc = bind_text(st, 3, region)) != SQLITE_OK) ||
+    if ((sql == sql_list_by_category && (rc = yw_store_bind_text(st, 1, category)) != SQLITE_OK) ||
+        (rc = yw_store_bind_text(st, 2, j->after)) != SQLITE_OK ||
+        (sql != sql_list_all && (rc = yw_store_bind_text(st, 3, region)) != SQLITE_OK) ||
         (rc = sqlite3_bind_int64(st, 4, j->min_followers)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 5, j->max_followers)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 6, (int64_t)j->page_size + 1)) != SQLITE_OK) {
-        stmt_done(st);
-        return sql_fail(conn, job, rc, "bind list filters");
+        yw_store_stmt_done(st);
+        return yw_store_job_fail(conn, job, rc, "bind list filters");
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (j->n_records == (size_t)j->page_size) {
@@ -716,15 +678,16 @@ grpc_status_code creator_store_list(yw_store_conn_t *conn, yw_store_job_t *job)
         }
         creator_record_t *r = record_from_row(st);
         if (r == NULL) {
-            stmt_done(st);
-            return job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory listing creators");
+            yw_store_stmt_done(st);
+            return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                      "out of memory listing creators");
         }
         j->records[j->n_records++] = r;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        code = sql_fail(conn, job, rc, "list creators");
+        code = yw_store_job_fail(conn, job, rc, "list creators");
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     return code;
 }
 
@@ -794,14 +757,9 @@ typedef struct {
 
 static int vec_push(i64_vec_t *vec, int64_t x)
 {
-    if (vec->n == vec->cap) {
-        size_t cap = vec->cap ? vec->cap * 2 : 64;
-        int64_t *v = realloc(vec->v, cap * sizeof *v);
-        if (v == NULL) {
-            return -ENOMEM;
-        }
-        vec->v = v;
-        vec->cap = cap;
+    int rc = YW_VEC_GROW(vec->v, vec->n, vec->cap, 1, 64);
+    if (rc != 0) {
+        return rc;
     }
     vec->v[vec->n++] = x;
     return 0;
@@ -830,18 +788,18 @@ static grpc_status_code one_creator_stats(yw_store_conn_t *conn, creator_stats_j
     int rc;
 
     views->n = 0;
-    sqlite3_stmt *st = stmt(conn, job, sql_note_sums, &code);
+    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_note_sums, &code);
     if (st == NULL) {
         return code;
     }
-    if ((rc = bind_text(st, 1, id)) != SQLITE_OK ||
+    if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, start)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 3, lo)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 4, end - 6)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 5, end - 13)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 6, end)) != SQLITE_OK) {
-        stmt_done(st);
-        return sql_fail(conn, job, rc, "bind stats window");
+        yw_store_stmt_done(st);
+        return yw_store_job_fail(conn, job, rc, "bind stats window");
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         out->views_last_7d = add_sat(out->views_last_7d, sqlite3_column_int64(st, 11));
@@ -863,30 +821,31 @@ static grpc_status_code one_creator_stats(yw_store_conn_t *conn, creator_stats_j
         weighted_completion += sqlite3_column_double(st, 9);
         video_impressions = add_sat(video_impressions, sqlite3_column_int64(st, 10));
         if (vec_push(views, note_views) != 0) {
-            stmt_done(st);
-            return job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory computing stats");
+            yw_store_stmt_done(st);
+            return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                      "out of memory computing stats");
         }
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_DONE) {
-        return sql_fail(conn, job, rc, "sum note stats");
+        return yw_store_job_fail(conn, job, rc, "sum note stats");
     }
 
-    if ((st = stmt(conn, job, sql_active_days, &code)) == NULL) {
+    if ((st = yw_store_job_stmt(conn, job, sql_active_days, &code)) == NULL) {
         return code;
     }
-    if ((rc = bind_text(st, 1, id)) != SQLITE_OK ||
+    if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, start)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 3, end)) != SQLITE_OK) {
-        stmt_done(st);
-        return sql_fail(conn, job, rc, "bind stats window");
+        yw_store_stmt_done(st);
+        return yw_store_job_fail(conn, job, rc, "bind stats window");
     }
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         out->active_days = sqlite3_column_int(st, 0);
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_ROW) {
-        return sql_fail(conn, job, rc, "count active days");
+        return yw_store_job_fail(conn, job, rc, "count active days");
     }
 
     out->engagements =
@@ -916,7 +875,8 @@ grpc_status_code creator_store_stats(yw_store_conn_t *conn, yw_store_job_t *job)
     j->stats = calloc(j->n_ids ? j->n_ids : 1, sizeof *j->stats);
     j->missing = calloc(j->n_ids ? j->n_ids : 1, sizeof *j->missing);
     if (j->stats == NULL || j->missing == NULL) {
-        return job_fail(job, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory computing stats");
+        return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                  "out of memory computing stats");
     }
     for (size_t i = 0; i < j->n_ids; i++) {
         Yaowei__Creator__V1__CreatorStats init = YAOWEI__CREATOR__V1__CREATOR_STATS__INIT;
@@ -934,8 +894,9 @@ grpc_status_code creator_store_stats(yw_store_conn_t *conn, yw_store_job_t *job)
     }
     if (j->n_missing > 0) {
         char q[300];
-        return job_fail(job, GRPC_STATUS_NOT_FOUND, "creator %s not found",
-                        yw_quote(j->creator_ids[j->missing[0]], YW_QUOTE_MAX, q, sizeof q));
+        return yw_store_job_failf(
+            job, GRPC_STATUS_NOT_FOUND, "creator %s not found",
+            yw_quote(j->creator_ids[j->missing[0]], YW_QUOTE_MAX, q, sizeof q));
     }
     for (size_t i = 0; i < j->n_ids && code == GRPC_STATUS_OK; i++) {
         Yaowei__Creator__V1__CreatorStats *s = &j->stats[i];
@@ -974,34 +935,32 @@ static const char sql_load_all[] =
 grpc_status_code creator_store_load_all(yw_store_conn_t *conn, void *arg)
 {
     creator_load_t *load = arg;
-    sqlite3_stmt *st = yw_store_stmt(conn, sql_load_all);
-    int rc;
     load->errmsg[0] = '\0';
+    sqlite3_stmt *st = yw_store_prepare(conn, sql_load_all, load->errmsg, sizeof load->errmsg);
+    int rc;
     if (st == NULL) {
-        snprintf(load->errmsg, sizeof load->errmsg, "prepare: %s",
-                 sqlite3_errmsg(yw_store_db(conn)));
         return GRPC_STATUS_INTERNAL;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         creator_record_t *r = record_from_row(st);
         if (r == NULL) {
-            stmt_done(st);
+            yw_store_stmt_done(st);
             snprintf(load->errmsg, sizeof load->errmsg, "out of memory loading creators");
             return GRPC_STATUS_RESOURCE_EXHAUSTED;
         }
         int err = load->each(r, load->ctx);
         if (err != 0) {
-            stmt_done(st);
+            yw_store_stmt_done(st);
             snprintf(load->errmsg, sizeof load->errmsg, "loading creators: %s", strerror(-err));
             return GRPC_STATUS_INTERNAL;
         }
     }
     if (rc != SQLITE_DONE) {
-        snprintf(load->errmsg, sizeof load->errmsg, "loading creators: %s",
-                 sqlite3_errmsg(yw_store_db(conn)));
-        stmt_done(st);
-        return yw_store_status(rc);
+        grpc_status_code code =
+            yw_store_fail(conn, rc, "loading creators", load->errmsg, sizeof load->errmsg);
+        yw_store_stmt_done(st);
+        return code;
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     return GRPC_STATUS_OK;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/vec.h"
+
 /* ---- snapshots ---- */
 
 tier_snapshot_t *tier_snapshot_new(void)
@@ -20,14 +22,8 @@ tier_snapshot_t *tier_snapshot_new(void)
 int tier_snapshot_add(tier_snapshot_t *s, const char *creator_id, const char *category,
                       const tier_input_t *in)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 1024;
-        tier_creator_t *c = realloc(s->creators, cap * sizeof *c);
-        if (c == NULL) {
-            return -ENOMEM;
-        }
-        s->creators = c;
-        s->cap = cap;
+    if (YW_VEC_GROW(s->creators, s->n, s->cap, 1, 1024) != 0) {
+        return -ENOMEM;
     }
     tier_creator_t *c = &s->creators[s->n];
     c->creator_id = strdup(creator_id);

@@ -1,7 +1,8 @@
 /*
- * tier_service.c — the handlers of yaowei.tier.v1.TierScoringService and the state
- * behind them. Each handler reads like its method's documentation in tier.proto:
- * validate, do, reply. See tier_service.h for the state and its lifetime.
+ * tier_service.c — the handlers of yaowei.tier.v1.TierScoringService, the method table,
+ * init and fini. Each handler reads like its method's documentation in tier.proto:
+ * validate, do, reply. See tier_service.h for the state and its lifetime, tier_state.h
+ * for its struct; the population in force and RefreshPopulation are tier_rebuild.c's.
  *
  * Replies are packed inside yw_call_reply(), so they may point at the population, the
  * peer's responses or the stack; everything a reply points at is freed after it.
@@ -23,11 +24,10 @@
 #include "services/tier_scoring/tier_refresh.h"
 #include "services/tier_scoring/tier_request.h"
 #include "services/tier_scoring/tier_score.h"
+#include "services/tier_scoring/tier_state.h"
 #include "services/tier_scoring/tier_store.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
 #include "yaowei/tier/v1/tier.pb-c.h"
-
-#define ERR_BUFSZ 1024
 
 #define BATCH_GET_CREATORS "/yaowei.creator.v1.CreatorProfileService/BatchGetCreators"
 #define BATCH_GET_STATS "/yaowei.creator.v1.CreatorProfileService/BatchGetCreatorStats"
@@ -37,51 +37,6 @@ _Static_assert((int)TIER_LEVEL_HEAD == (int)YAOWEI__TIER__V1__TIER__TIER_HEAD &&
                    (int)TIER_LEVEL_TAIL == (int)YAOWEI__TIER__V1__TIER__TIER_TAIL &&
                    (int)TIER_LEVEL_AMATEUR == (int)YAOWEI__TIER__V1__TIER__TIER_AMATEUR,
                "tier_level_t mirrors yaowei.tier.v1.Tier");
-
-typedef struct st_tier_update_t tier_update_t;
-typedef struct st_tier_build_t tier_build_t;
-typedef struct st_tier_waiter_t tier_waiter_t;
-
-/** How often RefreshPopulation calls that wait are checked for cancellation. */
-#define TIER_WAIT_POLL_MS 200
-
-/* What yw_app_state() holds. Loop thread only. */
-typedef struct st_tier_state_t {
-    yw_store_t *store;
-    yw_disk_t *disk; /* the write gate of --data-dir (common/disk.h) */
-    uv_loop_t *loop;
-    yw_channel_t *creator_profile;
-    int64_t peer_timeout_ms;   /* a read from creator profile when the caller set no deadline */
-    tier_policy_t policy;      /* in force */
-    tier_snapshot_t *snapshot; /* the newest inputs (a reference) */
-    tier_population_t *pop;    /* the newest population (a reference); never NULL */
-    tier_refresher_t *refresher;
-    int building;                          /* a build runs on the thread pool */
-    int build_again;                       /* and another is due right after it */
-    int saving, save_again;                /* the same for saves */
-    tier_update_t *updates, *updates_tail; /* UpdateTierPolicy calls, in arrival order */
-    int updating;                          /* the first of them is being written */
-    tier_waiter_t *waiters;                /* RefreshPopulation calls waiting for a build */
-    uv_timer_t wait_timer;                 /* their deadlines and cancellations */
-    int wait_timer_open;
-    unsigned holds; /* the base (until fini), the refresher, the wait timer, builds, saves */
-    int closing;
-} tier_state_t;
-
-static tier_state_t *state_of(const yw_call_t *call)
-{
-    return yw_app_state(yw_app_from_call(call));
-}
-
-static void release(tier_state_t *st)
-{
-    if (--st->holds > 0) {
-        return;
-    }
-    tier_population_unref(st->pop);
-    tier_snapshot_unref(st->snapshot);
-    free(st);
-}
 
 /* ---- replies ---- */
 
@@ -95,7 +50,7 @@ static int no_population(yw_call_t *call, const tier_state_t *st, const tier_sna
         return 0;
     }
     const char *why = tier_refresher_last_error(st->refresher);
-    char err[ERR_BUFSZ];
+    char err[TIER_ERR_BUFSZ];
     snprintf(err, sizeof err,
              "the creator population has not been read from creator profile yet (%s)",
              why[0] != '\0' ? why : "the first refresh is in progress");
@@ -166,155 +121,6 @@ static void scores_free(scores_t *s)
     free(s->ptrs);
 }
 
-/* ---- builds and saves of the population ---- */
-
-struct st_tier_build_t {
-    uv_work_t work;
-    tier_state_t *st;
-    tier_snapshot_t *snap; /* a reference */
-    tier_policy_t policy;
-    int64_t now_s;
-    int32_t now_ns;
-    tier_population_t *out;
-    int rc;
-};
-
-static void save_population(tier_state_t *st);
-static void rebuild(tier_state_t *st);
-static void waiters_answer(tier_state_t *st);
-static void waiters_fail(tier_state_t *st, uint64_t seq_min, uint64_t seq_max,
-                         grpc_status_code code, const char *why);
-
-static void save_done(yw_store_job_t *job, grpc_status_code status)
-{
-    tier_save_job_t *j = (tier_save_job_t *)job;
-    tier_state_t *st = j->data;
-    if (status != GRPC_STATUS_OK) {
-        yw_log(YW_LOG_WARN, "saving the population failed: %s: %s", yw_status_name(status),
-               job->errmsg);
-    } else {
-        yw_log(YW_LOG_DEBUG, "population saved: %zu creators", j->saved);
-    }
-    tier_population_unref((tier_population_t *)j->pop);
-    free(j);
-    st->saving = 0;
-    if (st->save_again && !st->closing) {
-        st->save_again = 0;
-        save_population(st);
-    }
-    release(st);
-}
-
-/* Saves the newest population (one save at a time; a save asked for meanwhile follows). */
-static void save_population(tier_state_t *st)
-{
-    if (st->closing) {
-        return;
-    }
-    if (st->saving) {
-        st->save_again = 1;
-        return;
-    }
-    char err[ERR_BUFSZ];
-    if (yw_disk_writable(st->disk, err, sizeof err) != 0) {
-        yw_log(YW_LOG_WARN, "saving the population: skipped, the next refresh saves it: %s", err);
-        return;
-    }
-    tier_save_job_t *j = calloc(1, sizeof *j);
-    if (j == NULL) {
-        yw_log(YW_LOG_WARN, "saving the population: out of memory");
-        return;
-    }
-    j->job.work = tier_store_save;
-    j->job.done = save_done;
-    j->data = st;
-    j->pop = tier_population_ref(st->pop);
-    int rc = yw_store_write(st->store, &j->job);
-    if (rc < 0) {
-        yw_log(YW_LOG_WARN, "saving the population: cannot queue the write: %s", strerror(-rc));
-        tier_population_unref(st->pop);
-        free(j);
-        return;
-    }
-    st->saving = 1;
-    st->holds++;
-}
-
-static void build_work(uv_work_t *w)
-{
-    tier_build_t *b = w->data;
-    b->rc = tier_population_build(b->snap, &b->policy, b->now_s, b->now_ns, &b->out);
-}
-
-static void build_after(uv_work_t *w, int status)
-{
-    tier_build_t *b = w->data;
-    tier_state_t *st = b->st;
-    st->building = 0;
-    if (status != 0 || b->rc != 0) {
-        const char *why = strerror(status != 0 ? -status : -b->rc);
-        yw_log(YW_LOG_ERROR, "scoring the population failed: %s", why);
-        char err[ERR_BUFSZ];
-        snprintf(err, sizeof err, "scoring the refreshed population failed: %s", why);
-        waiters_fail(st, 1, b->snap->seq, GRPC_STATUS_INTERNAL, err);
-    } else if (st->closing) {
-        tier_population_unref(b->out);
-    } else {
-        tier_population_unref(st->pop);
-        st->pop = b->out;
-        yw_log(YW_LOG_DEBUG, "population scored: %zu creators under policy version %" PRId64,
-               st->pop->snap->n, st->pop->policy.version);
-        save_population(st);
-        waiters_answer(st);
-    }
-    tier_snapshot_unref(b->snap);
-    free(b);
-    if (st->build_again && !st->closing) {
-        st->build_again = 0;
-        rebuild(st);
-    }
-    release(st);
-}
-
-/* Scores the newest snapshot under the policy in force, on the thread pool. */
-static void rebuild(tier_state_t *st)
-{
-    if (st->closing) {
-        return;
-    }
-    if (st->building) {
-        st->build_again = 1;
-        return;
-    }
-    tier_build_t *b = calloc(1, sizeof *b);
-    if (b == NULL) {
-        yw_log(YW_LOG_ERROR, "scoring the population: out of memory");
-        return;
-    }
-    b->st = st;
-    b->snap = tier_snapshot_ref(st->snapshot);
-    b->policy = st->policy;
-    yw_wallclock_now(&b->now_s, &b->now_ns);
-    b->work.data = b;
-    int rc = uv_queue_work(st->loop, &b->work, build_work, build_after);
-    if (rc != 0) {
-        yw_log(YW_LOG_ERROR, "scoring the population: %s", uv_strerror(rc));
-        tier_snapshot_unref(b->snap);
-        free(b);
-        return;
-    }
-    st->building = 1;
-    st->holds++;
-}
-
-static void on_snapshot(void *arg, tier_snapshot_t *snap)
-{
-    tier_state_t *st = arg;
-    tier_snapshot_unref(st->snapshot);
-    st->snapshot = snap;
-    rebuild(st);
-}
-
 static int32_t window_days(void *arg)
 {
     const tier_state_t *st = arg;
@@ -354,7 +160,7 @@ static void fetch_free(tier_fetch_t *f)
 /* Finishes the call with creator profile's failure, named for this service's caller. */
 static void fail_peer(tier_fetch_t *f)
 {
-    char err[ERR_BUFSZ];
+    char err[TIER_ERR_BUFSZ];
     switch (f->code) {
     case GRPC_STATUS_NOT_FOUND:
         if (f->single) {
@@ -383,7 +189,7 @@ static void fetch_reply(tier_fetch_t *f)
     const Yaowei__Creator__V1__BatchGetCreatorsResponse *cr = f->creators;
     const Yaowei__Creator__V1__BatchGetCreatorStatsResponse *sr = f->stats;
     const tier_population_t *pop = f->st->pop;
-    char err[ERR_BUFSZ];
+    char err[TIER_ERR_BUFSZ];
     if (cr->n_creators != f->n || sr->n_stats != f->n) {
         snprintf(err, sizeof err, "creator profile answered %zu creators and %zu stats for %zu ids",
                  cr->n_creators, sr->n_stats, f->n);
@@ -468,7 +274,7 @@ static void on_stats(void *arg, grpc_status_code code, const char *detail, Proto
  */
 static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int single)
 {
-    tier_state_t *st = state_of(call);
+    tier_state_t *st = tier_state_of(call);
     tier_fetch_t *f = calloc(1, sizeof *f);
     if (f == NULL) {
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -527,7 +333,7 @@ static void fetch_and_score(yw_call_t *call, char *const *ids, size_t n, int sin
 static void score_creator(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Tier__V1__ScoreCreatorRequest *req = (const void *)msg;
-    char err[ERR_BUFSZ];
+    char err[TIER_ERR_BUFSZ];
     grpc_status_code code = tier_validate_id("creator_id", req->creator_id, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
         yw_call_fail(call, code, err);
@@ -546,7 +352,7 @@ static void score_creator(yw_call_t *call, const ProtobufCMessage *msg)
 static void batch_score_creators(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Tier__V1__BatchScoreCreatorsRequest *req = (const void *)msg;
-    char err[ERR_BUFSZ];
+    char err[TIER_ERR_BUFSZ];
     grpc_status_code code =
         tier_validate_ids("creator_ids", req->creator_ids, req->n_creator_ids, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
@@ -574,8 +380,8 @@ static void batch_score_creators(yw_call_t *call, const ProtobufCMessage *msg)
 static void list_creators_by_tier(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Tier__V1__ListCreatorsByTierRequest *req = (const void *)msg;
-    tier_state_t *st = state_of(call);
-    char err[ERR_BUFSZ];
+    tier_state_t *st = tier_state_of(call);
+    char err[TIER_ERR_BUFSZ];
     grpc_status_code code;
     if ((code = tier_validate_tier("tier", req->tier, err, sizeof err)) != GRPC_STATUS_OK ||
         (code = tier_validate_category("category", req->category, err, sizeof err)) !=
@@ -673,7 +479,7 @@ static void reply_policy(yw_call_t *call, const tier_policy_t *p)
 static void get_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
 {
     (void)msg;
-    reply_policy(call, &state_of(call)->policy);
+    reply_policy(call, &tier_state_of(call)->policy);
 }
 
 struct st_tier_update_t {
@@ -694,7 +500,7 @@ static void update_done(yw_store_job_t *job, grpc_status_code status)
         st->policy = u->pj.policy;
         yw_call_log(u->call, YW_LOG_INFO, "policy version %" PRId64 " in force",
                     st->policy.version);
-        rebuild(st);
+        tier_rebuild(st);
         tier_refresher_trigger(st->refresher);
         reply_policy(u->call, &st->policy);
     } else {
@@ -722,7 +528,7 @@ static void next_update(tier_state_t *st)
             free(u);
             continue;
         }
-        char err[ERR_BUFSZ];
+        char err[TIER_ERR_BUFSZ];
         grpc_status_code code =
             tier_policy_update(&st->policy, u->req, &u->pj.policy, err, sizeof err);
         if (code != GRPC_STATUS_OK) {
@@ -757,7 +563,7 @@ static void next_update(tier_state_t *st)
  */
 static void update_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
 {
-    tier_state_t *st = state_of(call);
+    tier_state_t *st = tier_state_of(call);
     tier_update_t *u = calloc(1, sizeof *u);
     if (u == NULL) {
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -780,8 +586,8 @@ static void update_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
 static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Tier__V1__GetTierDistributionRequest *req = (const void *)msg;
-    tier_state_t *st = state_of(call);
-    char err[ERR_BUFSZ];
+    tier_state_t *st = tier_state_of(call);
+    char err[TIER_ERR_BUFSZ];
     grpc_status_code code = tier_validate_category("category", req->category, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
         yw_call_fail(call, code, err);
@@ -835,8 +641,8 @@ static void get_tier_distribution(yw_call_t *call, const ProtobufCMessage *msg)
 static void batch_get_creator_tiers(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Tier__V1__BatchGetCreatorTiersRequest *req = (const void *)msg;
-    tier_state_t *st = state_of(call);
-    char err[ERR_BUFSZ];
+    tier_state_t *st = tier_state_of(call);
+    char err[TIER_ERR_BUFSZ];
     grpc_status_code code =
         tier_validate_ids("creator_ids", req->creator_ids, req->n_creator_ids, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
@@ -892,189 +698,34 @@ static void batch_get_creator_tiers(yw_call_t *call, const ProtobufCMessage *msg
     free(not_found);
 }
 
-/* ---- RefreshPopulation ---- */
-
-/* A RefreshPopulation call, waiting until a population built from refresh `seq` (or a
- * later one) is in force. */
-struct st_tier_waiter_t {
-    yw_call_t *call;
-    uint64_t seq;
-    tier_waiter_t *next;
-};
-
-static void on_wait_timer(uv_timer_t *t);
-
-/* Arms the wait timer for the nearest deadline of a waiting call (polling for
- * cancellation meanwhile), or stops it when nobody waits. */
-static void wait_timer_update(tier_state_t *st)
-{
-    if (!st->wait_timer_open) {
-        return;
-    }
-    if (st->waiters == NULL) {
-        uv_timer_stop(&st->wait_timer);
-        return;
-    }
-    int64_t next = TIER_WAIT_POLL_MS;
-    for (const tier_waiter_t *w = st->waiters; w != NULL; w = w->next) {
-        int64_t ms = yw_call_remaining_ms(w->call);
-        if (ms < next) {
-            next = ms > 0 ? ms : 0;
-        }
-    }
-    int rc = uv_timer_start(&st->wait_timer, on_wait_timer, (uint64_t)next, 0);
-    if (rc != 0) {
-        yw_log(YW_LOG_ERROR, "RefreshPopulation: cannot arm the wait timer: %s", uv_strerror(rc));
-    }
-}
-
-/* Finishes the waiting calls whose caller is gone: at their deadline, or cancelled. */
-static void on_wait_timer(uv_timer_t *t)
-{
-    tier_state_t *st = t->data;
-    for (tier_waiter_t **pp = &st->waiters; *pp != NULL;) {
-        tier_waiter_t *w = *pp;
-        if (!yw_call_is_cancelled(w->call)) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        if (yw_call_remaining_ms(w->call) <= 0) {
-            yw_call_finish(w->call, GRPC_STATUS_DEADLINE_EXCEEDED,
-                           "deadline exceeded waiting for refresh %" PRIu64
-                           " of the population (it goes on)",
-                           w->seq);
-        } else {
-            yw_call_finish(w->call, GRPC_STATUS_CANCELLED,
-                           "cancelled while waiting for refresh %" PRIu64
-                           " of the population (the caller went away, or the service is "
-                           "shutting down)",
-                           w->seq);
-        }
-        free(w);
-    }
-    wait_timer_update(st);
-}
-
-static void reply_refreshed(yw_call_t *call, const tier_population_t *pop)
-{
-    Google__Protobuf__Timestamp refreshed = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    refreshed.seconds = pop->snap->time_s;
-    refreshed.nanos = pop->snap->time_ns;
-    Yaowei__Tier__V1__RefreshPopulationResponse resp =
-        YAOWEI__TIER__V1__REFRESH_POPULATION_RESPONSE__INIT;
-    resp.refresh_time = &refreshed;
-    resp.total_creators = (int64_t)pop->snap->n;
-    resp.policy_version = pop->policy.version;
-    yw_call_reply(call, &resp.base);
-}
-
-/* A population was swapped in: answer the calls that waited for its refresh or an
- * earlier one. */
-static void waiters_answer(tier_state_t *st)
-{
-    uint64_t built = st->pop->snap->seq; /* 0 (loaded from the store) answers nobody */
-    for (tier_waiter_t **pp = &st->waiters; *pp != NULL;) {
-        tier_waiter_t *w = *pp;
-        if (w->seq > built) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        reply_refreshed(w->call, st->pop);
-        free(w);
-    }
-    wait_timer_update(st);
-}
-
-/* Fails the calls waiting for a refresh numbered within [seq_min, seq_max]. */
-static void waiters_fail(tier_state_t *st, uint64_t seq_min, uint64_t seq_max,
-                         grpc_status_code code, const char *why)
-{
-    for (tier_waiter_t **pp = &st->waiters; *pp != NULL;) {
-        tier_waiter_t *w = *pp;
-        if (w->seq < seq_min || w->seq > seq_max) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        yw_call_fail(w->call, code, why);
-        free(w);
-    }
-    wait_timer_update(st);
-}
-
-/*
- * Refresh `seq` failed: the calls waiting for it fail (a later refresh is not theirs to
- * wait for: they asked for one, and it failed). Those waiting for an earlier one that
- * succeeded are answered when its population is built.
- */
-static void on_refresh_failed(void *arg, uint64_t seq, grpc_status_code code, const char *error)
-{
-    tier_state_t *st = arg;
-    char err[ERR_BUFSZ];
-    if (code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
-        snprintf(err, sizeof err, "the refresh failed: %s", error);
-    } else {
-        code = GRPC_STATUS_UNAVAILABLE;
-        snprintf(err, sizeof err, "creator profile is unavailable: the refresh failed: %s", error);
-    }
-    waiters_fail(st, seq, seq, code, err);
-}
-
-/*
- * Refreshes the population now and answers once a refresh that started at or after this
- * call has been read from creator profile and scored. Calls that arrive together share
- * one refresh.
- */
-static void refresh_population(yw_call_t *call, const ProtobufCMessage *msg)
-{
-    (void)msg;
-    tier_state_t *st = state_of(call);
-    if (yw_call_abandoned(call)) {
-        return;
-    }
-    tier_waiter_t *w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    w->call = call;
-    w->seq = tier_refresher_trigger(st->refresher);
-    w->next = st->waiters;
-    st->waiters = w;
-    wait_timer_update(st);
-}
-
 /* ---- the method table ---- */
 
-#define METHOD(name, fn, req, resp)                                                                \
-    {                                                                                              \
-        "/" TIER_SERVICE_NAME "/" name, YW_METHOD_UNARY, &req##__descriptor, &resp##__descriptor,  \
-            fn, NULL, NULL, NULL                                                                   \
-    }
-
 static const yw_method_t tier_methods[] = {
-    METHOD("ScoreCreator", score_creator, yaowei__tier__v1__score_creator_request,
-           yaowei__tier__v1__tier_score),
-    METHOD("BatchScoreCreators", batch_score_creators,
-           yaowei__tier__v1__batch_score_creators_request,
-           yaowei__tier__v1__batch_score_creators_response),
-    METHOD("ListCreatorsByTier", list_creators_by_tier,
-           yaowei__tier__v1__list_creators_by_tier_request,
-           yaowei__tier__v1__list_creators_by_tier_response),
-    METHOD("GetTierPolicy", get_tier_policy, yaowei__tier__v1__get_tier_policy_request,
-           yaowei__tier__v1__tier_policy),
-    METHOD("UpdateTierPolicy", update_tier_policy, yaowei__tier__v1__update_tier_policy_request,
-           yaowei__tier__v1__tier_policy),
-    METHOD("GetTierDistribution", get_tier_distribution,
-           yaowei__tier__v1__get_tier_distribution_request, yaowei__tier__v1__tier_distribution),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "ScoreCreator", yaowei__tier__v1__score_creator_request,
+              yaowei__tier__v1__tier_score, .on_message = score_creator),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "BatchScoreCreators",
+              yaowei__tier__v1__batch_score_creators_request,
+              yaowei__tier__v1__batch_score_creators_response, .on_message = batch_score_creators),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "ListCreatorsByTier",
+              yaowei__tier__v1__list_creators_by_tier_request,
+              yaowei__tier__v1__list_creators_by_tier_response,
+              .on_message = list_creators_by_tier),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "GetTierPolicy", yaowei__tier__v1__get_tier_policy_request,
+              yaowei__tier__v1__tier_policy, .on_message = get_tier_policy),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "UpdateTierPolicy",
+              yaowei__tier__v1__update_tier_policy_request, yaowei__tier__v1__tier_policy,
+              .on_message = update_tier_policy),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "GetTierDistribution",
+              yaowei__tier__v1__get_tier_distribution_request, yaowei__tier__v1__tier_distribution,
+              .on_message = get_tier_distribution),
     /* New methods go last: the fuzz corpora pick methods by their index in this table. */
-    METHOD("BatchGetCreatorTiers", batch_get_creator_tiers,
-           yaowei__tier__v1__batch_get_creator_tiers_request,
-           yaowei__tier__v1__batch_get_creator_tiers_response),
-    METHOD("RefreshPopulation", refresh_population, yaowei__tier__v1__refresh_population_request,
-           yaowei__tier__v1__refresh_population_response),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "BatchGetCreatorTiers",
+              yaowei__tier__v1__batch_get_creator_tiers_request,
+              yaowei__tier__v1__batch_get_creator_tiers_response,
+              .on_message = batch_get_creator_tiers),
+    YW_METHOD(UNARY, TIER_SERVICE_NAME, "RefreshPopulation",
+              yaowei__tier__v1__refresh_population_request,
+              yaowei__tier__v1__refresh_population_response, .on_message = tier_refresh_population),
 };
 
 const yw_service_t tier_service = {
@@ -1114,12 +765,12 @@ static int positive_option(yw_app_t *app, const char *name, long long max, long 
 
 static void on_refresher_closed(void *arg)
 {
-    release(arg);
+    tier_state_release(arg);
 }
 
 static void on_wait_timer_closed(uv_handle_t *h)
 {
-    release(h->data);
+    tier_state_release(h->data);
 }
 
 static void close_wait_timer(tier_state_t *st)
@@ -1176,13 +827,13 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     if ((rc = yw_channel_create(yw_app_runtime(app), addr, &st->creator_profile)) != 0) {
         snprintf(err, errlen, "--creator-profile-addr %s: cannot open a channel: %s", addr,
                  strerror(-rc));
-        release(st);
+        tier_state_release(st);
         return rc;
     }
     if ((rc = uv_timer_init(st->loop, &st->wait_timer)) != 0) {
         snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(rc));
         yw_channel_destroy(st->creator_profile);
-        release(st);
+        tier_state_release(st);
         return rc;
     }
     st->wait_timer.data = st;
@@ -1194,15 +845,15 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         .interval_ms = (uint64_t)interval,
         .call_timeout_ms = TIER_REFRESH_CALL_TIMEOUT_MS,
         .window_days = window_days,
-        .on_snapshot = on_snapshot,
-        .on_failed = on_refresh_failed,
+        .on_snapshot = tier_on_snapshot,
+        .on_failed = tier_on_refresh_failed,
         .arg = st,
     };
     if ((rc = tier_refresher_create(&rcfg, &st->refresher)) != 0) {
         snprintf(err, errlen, "cannot create the refresher: %s", uv_strerror(rc));
         yw_channel_destroy(st->creator_profile);
         close_wait_timer(st);
-        release(st);
+        tier_state_release(st);
         return rc;
     }
     st->holds++; /* the refresher's, until it is closed */
@@ -1225,11 +876,11 @@ void tier_service_fini(yw_app_t *app)
     yw_app_set_state(app, NULL);
     st->closing = 1;
     /* The server is down, so every call is finished; a waiter left would be a bug. */
-    waiters_fail(st, 0, UINT64_MAX, GRPC_STATUS_UNAVAILABLE, "the service is shutting down");
+    tier_waiters_fail(st, 0, UINT64_MAX, GRPC_STATUS_UNAVAILABLE, "the service is shutting down");
     close_wait_timer(st);
     /* Close the refresher first: destroying the peer then cancels its call. */
     tier_refresher_close(st->refresher, on_refresher_closed, st);
     yw_channel_destroy(st->creator_profile);
     st->creator_profile = NULL;
-    release(st);
+    tier_state_release(st);
 }

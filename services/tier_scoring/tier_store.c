@@ -60,63 +60,6 @@ const yw_migration_t tier_migrations[TIER_N_MIGRATIONS] = {
     {1, schema_v1},
 };
 
-/* ---- helpers ---- */
-
-static void stmt_done(sqlite3_stmt *st)
-{
-    (void)sqlite3_reset(st);
-    (void)sqlite3_clear_bindings(st);
-}
-
-/* Reports a failed SQLite call in `msg` and returns its status. */
-static grpc_status_code sql_fail(yw_store_conn_t *conn, int rc, const char *what, char *msg,
-                                 size_t len)
-{
-    snprintf(msg, len, "store: %s: %s", what, sqlite3_errmsg(yw_store_db(conn)));
-    return yw_store_status(rc);
-}
-
-static sqlite3_stmt *stmt(yw_store_conn_t *conn, const char *sql, char *msg, size_t len)
-{
-    sqlite3_stmt *st = yw_store_stmt(conn, sql);
-    if (st == NULL) {
-        snprintf(msg, len, "store: prepare: %s", sqlite3_errmsg(yw_store_db(conn)));
-    }
-    return st;
-}
-
-/*
- * Binds parameters ?1, ?2, ... in order; the first failure sticks in `rc` and the binds
- * after it do nothing.
- */
-typedef struct {
-    sqlite3_stmt *st;
-    int rc;
-    int n;
-} binder_t;
-
-static void bind_i64(binder_t *b, int64_t v)
-{
-    if (b->rc == SQLITE_OK) {
-        b->rc = sqlite3_bind_int64(b->st, ++b->n, v);
-    }
-}
-
-static void bind_f64(binder_t *b, double v)
-{
-    if (b->rc == SQLITE_OK) {
-        b->rc = sqlite3_bind_double(b->st, ++b->n, v);
-    }
-}
-
-/* `s` must stay valid until the statement is reset (SQLITE_STATIC). */
-static void bind_text(binder_t *b, const char *s)
-{
-    if (b->rc == SQLITE_OK) {
-        b->rc = sqlite3_bind_text(b->st, ++b->n, s, -1, SQLITE_STATIC);
-    }
-}
-
 /* ---- policies ---- */
 
 #define POLICY_COLUMNS                                                                             \
@@ -149,32 +92,32 @@ static void policy_from_row(sqlite3_stmt *st, tier_policy_t *p)
 static grpc_status_code insert_policy(yw_store_conn_t *conn, const tier_policy_t *p, char *msg,
                                       size_t len)
 {
-    sqlite3_stmt *st = stmt(conn, sql_policy_insert, msg, len);
+    sqlite3_stmt *st = yw_store_prepare(conn, sql_policy_insert, msg, len);
     if (st == NULL) {
         return GRPC_STATUS_INTERNAL;
     }
-    binder_t b = {st, SQLITE_OK, 0};
-    bind_i64(&b, p->version);
-    bind_i64(&b, p->head_min_followers);
-    bind_i64(&b, p->mid_min_followers);
-    bind_i64(&b, p->tail_min_followers);
-    bind_f64(&b, p->weights.reach);
-    bind_f64(&b, p->weights.engagement);
-    bind_f64(&b, p->weights.video_momentum);
-    bind_f64(&b, p->weights.consistency);
-    bind_f64(&b, p->rising_top_fraction);
-    bind_i64(&b, p->window_days);
-    bind_i64(&b, p->update_time_s);
-    bind_i64(&b, p->update_time_ns);
+    yw_store_binder_t b = YW_STORE_BINDER(st);
+    yw_store_bind_next_i64(&b, p->version);
+    yw_store_bind_next_i64(&b, p->head_min_followers);
+    yw_store_bind_next_i64(&b, p->mid_min_followers);
+    yw_store_bind_next_i64(&b, p->tail_min_followers);
+    yw_store_bind_next_f64(&b, p->weights.reach);
+    yw_store_bind_next_f64(&b, p->weights.engagement);
+    yw_store_bind_next_f64(&b, p->weights.video_momentum);
+    yw_store_bind_next_f64(&b, p->weights.consistency);
+    yw_store_bind_next_f64(&b, p->rising_top_fraction);
+    yw_store_bind_next_i64(&b, p->window_days);
+    yw_store_bind_next_i64(&b, p->update_time_s);
+    yw_store_bind_next_i64(&b, p->update_time_ns);
     int rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
     grpc_status_code code = GRPC_STATUS_OK;
     if ((rc & 0xff) == SQLITE_CONSTRAINT) { /* extended codes are on */
         snprintf(msg, len, "policy.version: version %lld exists already", (long long)p->version);
         code = GRPC_STATUS_ALREADY_EXISTS;
     } else if (rc != SQLITE_DONE) {
-        code = sql_fail(conn, rc, "insert policy", msg, len);
+        code = yw_store_fail(conn, rc, "store: insert policy", msg, len);
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     return code;
 }
 
@@ -210,7 +153,7 @@ static grpc_status_code load_snapshot(yw_store_conn_t *conn, tier_load_t *load)
 {
     char *msg = load->errmsg;
     size_t len = sizeof load->errmsg;
-    sqlite3_stmt *st = stmt(conn, sql_population_get, msg, len);
+    sqlite3_stmt *st = yw_store_prepare(conn, sql_population_get, msg, len);
     if (st == NULL) {
         return GRPC_STATUS_INTERNAL;
     }
@@ -220,21 +163,19 @@ static grpc_status_code load_snapshot(yw_store_conn_t *conn, tier_load_t *load)
         s->time_s = sqlite3_column_int64(st, 0);
         s->time_ns = sqlite3_column_int(st, 1);
         s->window_days = sqlite3_column_int(st, 2);
-        const unsigned char *day = sqlite3_column_text(st, 3);
-        snprintf(s->end_day, sizeof s->end_day, "%s", day != NULL ? (const char *)day : "");
+        snprintf(s->end_day, sizeof s->end_day, "%s", yw_store_column_text(st, 3, NULL));
         rc = SQLITE_DONE;
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_DONE) {
-        return sql_fail(conn, rc, "read population", msg, len);
+        return yw_store_fail(conn, rc, "store: read population", msg, len);
     }
 
-    if ((st = stmt(conn, sql_creators_get, msg, len)) == NULL) {
+    if ((st = yw_store_prepare(conn, sql_creators_get, msg, len)) == NULL) {
         return GRPC_STATUS_INTERNAL;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *id = sqlite3_column_text(st, 0);
-        const unsigned char *cat = sqlite3_column_text(st, 1);
         tier_input_t in = {
             .followers = sqlite3_column_int64(st, 2),
             .window_days = sqlite3_column_int(st, 3),
@@ -247,15 +188,15 @@ static grpc_status_code load_snapshot(yw_store_conn_t *conn, tier_load_t *load)
             .avg_completion_rate = sqlite3_column_double(st, 10),
         };
         if (id == NULL || tier_snapshot_add(load->snapshot, (const char *)id,
-                                            cat ? (const char *)cat : "", &in) != 0) {
-            stmt_done(st);
+                                            yw_store_column_text(st, 1, NULL), &in) != 0) {
+            yw_store_stmt_done(st);
             snprintf(msg, len, "store: out of memory loading creators");
             return GRPC_STATUS_RESOURCE_EXHAUSTED;
         }
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_DONE) {
-        return sql_fail(conn, rc, "read creators", msg, len);
+        return yw_store_fail(conn, rc, "store: read creators", msg, len);
     }
     if (tier_snapshot_seal(load->snapshot) != 0) {
         snprintf(msg, len, "store: out of memory sorting creators");
@@ -273,7 +214,7 @@ grpc_status_code tier_store_load(yw_store_conn_t *conn, void *arg)
     load->snapshot = NULL;
     load->policy_created = 0;
 
-    sqlite3_stmt *st = stmt(conn, sql_policy_current, msg, len);
+    sqlite3_stmt *st = yw_store_prepare(conn, sql_policy_current, msg, len);
     if (st == NULL) {
         return GRPC_STATUS_INTERNAL;
     }
@@ -284,9 +225,9 @@ grpc_status_code tier_store_load(yw_store_conn_t *conn, void *arg)
     } else if (rc == SQLITE_DONE) {
         load->policy_created = 1;
     }
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_DONE) {
-        return sql_fail(conn, rc, "read policy", msg, len);
+        return yw_store_fail(conn, rc, "store: read policy", msg, len);
     }
     if (load->policy_created) {
         tier_policy_default(&load->policy);
@@ -315,30 +256,30 @@ static int bind_creator(sqlite3_stmt *st, const tier_population_t *p, size_t i)
     const tier_creator_t *c = &p->snap->creators[i];
     const tier_result_t *r = &p->results[i];
     const tier_standing_t *s = &p->standings[i];
-    binder_t b = {st, SQLITE_OK, 0};
-    bind_text(&b, c->creator_id);
-    bind_text(&b, c->category);
-    bind_i64(&b, c->in.followers);
-    bind_i64(&b, c->in.window_days);
-    bind_i64(&b, c->in.notes);
-    bind_i64(&b, c->in.video_notes);
-    bind_i64(&b, c->in.impressions);
-    bind_i64(&b, c->in.engagements);
-    bind_i64(&b, c->in.views_last_7d);
-    bind_i64(&b, c->in.views_prev_7d);
-    bind_f64(&b, c->in.avg_completion_rate);
-    bind_i64(&b, r->tier);
-    bind_f64(&b, r->score);
-    bind_f64(&b, r->components.reach);
-    bind_f64(&b, r->components.engagement);
-    bind_f64(&b, r->components.video_momentum);
-    bind_f64(&b, r->components.consistency);
-    bind_f64(&b, r->rate_raw);
-    bind_f64(&b, r->rate_smoothed);
-    bind_f64(&b, r->rate_lower_bound);
-    bind_f64(&b, s->percentile);
-    bind_i64(&b, s->rising != 0);
-    bind_i64(&b, r->insufficient_data != 0);
+    yw_store_binder_t b = YW_STORE_BINDER(st);
+    yw_store_bind_next_text(&b, c->creator_id);
+    yw_store_bind_next_text(&b, c->category);
+    yw_store_bind_next_i64(&b, c->in.followers);
+    yw_store_bind_next_i64(&b, c->in.window_days);
+    yw_store_bind_next_i64(&b, c->in.notes);
+    yw_store_bind_next_i64(&b, c->in.video_notes);
+    yw_store_bind_next_i64(&b, c->in.impressions);
+    yw_store_bind_next_i64(&b, c->in.engagements);
+    yw_store_bind_next_i64(&b, c->in.views_last_7d);
+    yw_store_bind_next_i64(&b, c->in.views_prev_7d);
+    yw_store_bind_next_f64(&b, c->in.avg_completion_rate);
+    yw_store_bind_next_i64(&b, r->tier);
+    yw_store_bind_next_f64(&b, r->score);
+    yw_store_bind_next_f64(&b, r->components.reach);
+    yw_store_bind_next_f64(&b, r->components.engagement);
+    yw_store_bind_next_f64(&b, r->components.video_momentum);
+    yw_store_bind_next_f64(&b, r->components.consistency);
+    yw_store_bind_next_f64(&b, r->rate_raw);
+    yw_store_bind_next_f64(&b, r->rate_smoothed);
+    yw_store_bind_next_f64(&b, r->rate_lower_bound);
+    yw_store_bind_next_f64(&b, s->percentile);
+    yw_store_bind_next_i64(&b, s->rising != 0);
+    yw_store_bind_next_i64(&b, r->insufficient_data != 0);
     return b.rc;
 }
 
@@ -350,44 +291,44 @@ grpc_status_code tier_store_save(yw_store_conn_t *conn, yw_store_job_t *job)
     size_t len = sizeof job->errmsg;
     j->saved = 0;
 
-    sqlite3_stmt *st = stmt(conn, sql_creators_clear, msg, len);
+    sqlite3_stmt *st = yw_store_prepare(conn, sql_creators_clear, msg, len);
     if (st == NULL) {
         return GRPC_STATUS_INTERNAL;
     }
     int rc = sqlite3_step(st);
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_DONE) {
-        return sql_fail(conn, rc, "clear creators", msg, len);
+        return yw_store_fail(conn, rc, "store: clear creators", msg, len);
     }
     for (size_t i = 0; i < p->snap->n; i++) {
-        if ((st = stmt(conn, sql_creator_put, msg, len)) == NULL) {
+        if ((st = yw_store_prepare(conn, sql_creator_put, msg, len)) == NULL) {
             return GRPC_STATUS_INTERNAL;
         }
         rc = bind_creator(st, p, i);
         if (rc == SQLITE_OK) {
             rc = sqlite3_step(st);
         }
-        stmt_done(st);
+        yw_store_stmt_done(st);
         if (rc != SQLITE_DONE) {
-            return sql_fail(conn, rc, "write creator", msg, len);
+            return yw_store_fail(conn, rc, "store: write creator", msg, len);
         }
     }
-    if ((st = stmt(conn, sql_population_put, msg, len)) == NULL) {
+    if ((st = yw_store_prepare(conn, sql_population_put, msg, len)) == NULL) {
         return GRPC_STATUS_INTERNAL;
     }
-    binder_t b = {st, SQLITE_OK, 0};
-    bind_i64(&b, p->snap->time_s);
-    bind_i64(&b, p->snap->time_ns);
-    bind_i64(&b, p->snap->window_days);
-    bind_text(&b, p->snap->end_day);
-    bind_i64(&b, p->policy.version);
-    bind_i64(&b, p->compute_time_s);
-    bind_i64(&b, p->compute_time_ns);
-    bind_i64(&b, (int64_t)p->snap->n);
+    yw_store_binder_t b = YW_STORE_BINDER(st);
+    yw_store_bind_next_i64(&b, p->snap->time_s);
+    yw_store_bind_next_i64(&b, p->snap->time_ns);
+    yw_store_bind_next_i64(&b, p->snap->window_days);
+    yw_store_bind_next_text(&b, p->snap->end_day);
+    yw_store_bind_next_i64(&b, p->policy.version);
+    yw_store_bind_next_i64(&b, p->compute_time_s);
+    yw_store_bind_next_i64(&b, p->compute_time_ns);
+    yw_store_bind_next_i64(&b, (int64_t)p->snap->n);
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
-    stmt_done(st);
+    yw_store_stmt_done(st);
     if (rc != SQLITE_DONE) {
-        return sql_fail(conn, rc, "write population", msg, len);
+        return yw_store_fail(conn, rc, "store: write population", msg, len);
     }
     j->saved = p->snap->n;
     return GRPC_STATUS_OK;

@@ -1,22 +1,22 @@
 /*
  * Unit tests of common/runtime.c, server.c and client.c together: a real server on a
- * loopback port, called through the client runtime, all on one loop thread.
+ * loopback port, called through the client runtime, all on one loop thread. The server
+ * serves health (health.h), added the way the app adds it.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "common/client.h"
+#include "common/health.h"
 #include "common/runtime.h"
 #include "common/server.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "tests/unit/test.h"
 
-extern const unsigned char yw_descriptor_set[];
-extern const size_t yw_descriptor_set_len;
-
 typedef struct {
     yw_runtime_t *rt;
     yw_server_t *srv;
+    yw_health_t *health;
     yw_channel_t *ch;
     int calls_done;
     int calls_expected;
@@ -34,13 +34,15 @@ static void start(fixture_t *f)
     YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
     yw_server_config_t cfg = {
         .listen = "127.0.0.1:0",
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
         .grace_ms = 200,
     };
     char err[256];
     YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_health_create(&f->health), ==, 0);
+    YW_CHECK_INT(yw_server_add_service(f->srv, yw_health_service(f->health)), ==, 0);
     YW_CHECK_INT(yw_server_start(f->srv, err, sizeof err), ==, 0);
+    yw_health_set(f->health, "", 1);
+    yw_health_set(f->health, "grpc.health.v1.Health", 1);
     YW_CHECK(yw_server_port(f->srv) > 0);
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", yw_server_port(f->srv));
@@ -52,6 +54,8 @@ static void on_down(void *arg)
     fixture_t *f = arg;
     f->server_down = 1;
     yw_server_destroy(f->srv);
+    yw_health_destroy(f->health);
+    f->health = NULL;
     yw_runtime_stop(f->rt);
 }
 
@@ -96,7 +100,8 @@ YW_TEST(health_check_over_the_loop)
     int ok = 0, not_found = 0;
     for (int i = 0; i < 3; i++) {
         if (f.codes[i] == GRPC_STATUS_OK) {
-            YW_CHECK_INT(f.serving[i], ==, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+            YW_CHECK_INT(f.serving[i], ==,
+                         GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
             ok++;
         } else {
             YW_CHECK_INT(f.codes[i], ==, GRPC_STATUS_NOT_FOUND);
@@ -207,8 +212,6 @@ YW_TEST(second_server_on_a_taken_port_fails)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", yw_server_port(f.srv));
     yw_server_config_t cfg = {
         .listen = listen,
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
     };
     yw_server_t *second = NULL;
     char err[256];
@@ -289,12 +292,10 @@ YW_TEST(request_id_goes_to_peers_and_calls_are_counted)
     YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
     yw_server_config_t cfg = {
         .listen = "127.0.0.1:0",
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
         .grace_ms = 200,
         .metrics = r.metrics,
     };
-    static yw_service_t svc = {"yw.test.Relay", relay_methods, 2, NULL};
+    static yw_service_t svc = {.name = "yw.test.Relay", .methods = relay_methods, .n_methods = 2};
     svc.ctx = &r;
     char err[256];
     YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
@@ -378,7 +379,8 @@ static const yw_method_t hold_methods[] = {
     {"/yw.test.Slow/Hold", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
      &grpc__health__v1__health_check_response__descriptor, on_hold, NULL, NULL, NULL},
 };
-static const yw_service_t hold_service = {"yw.test.Slow", hold_methods, 1, NULL};
+static const yw_service_t hold_service = {
+    .name = "yw.test.Slow", .methods = hold_methods, .n_methods = 1};
 
 YW_TEST(reply_after_the_client_gave_up_leaves_the_call_usable_until_return)
 {
@@ -389,8 +391,6 @@ YW_TEST(reply_after_the_client_gave_up_leaves_the_call_usable_until_return)
     YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
     yw_server_config_t cfg = {
         .listen = "127.0.0.1:0",
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
         .grace_ms = 200,
     };
     char err[256];

@@ -17,9 +17,6 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "tests/unit/test.h"
 
-extern const unsigned char yw_descriptor_set[];
-extern const size_t yw_descriptor_set_len;
-
 /* What the client does after the server paused. */
 enum { END_NORMAL, END_DEADLINE, END_CLIENT_CANCEL, END_SHUTDOWN };
 
@@ -199,7 +196,8 @@ static const yw_method_t flow_methods[] = {
     {"/yw.test.Flow/Unary", YW_METHOD_UNARY, &grpc__health__v1__health_check_request__descriptor,
      &grpc__health__v1__health_check_response__descriptor, flow_on_unary, NULL, NULL, NULL},
 };
-static const yw_service_t flow_service = {"yw.test.Flow", flow_methods, 2, NULL};
+static const yw_service_t flow_service = {
+    .name = "yw.test.Flow", .methods = flow_methods, .n_methods = 2};
 
 /* ---- the client: sends as fast as gRPC takes the messages ---- */
 
@@ -278,8 +276,6 @@ static void flow_run(flow_t *f)
     YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
     yw_server_config_t cfg = {
         .listen = "127.0.0.1:0",
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
         .grace_ms = 200,
     };
     char err[256];
@@ -440,8 +436,6 @@ YW_TEST(unary_calls_cannot_be_paused)
     YW_CHECK_INT(yw_runtime_create(&f.rt), ==, 0);
     yw_server_config_t cfg = {
         .listen = "127.0.0.1:0",
-        .descriptor_set = yw_descriptor_set,
-        .descriptor_set_len = yw_descriptor_set_len,
         .grace_ms = 200,
     };
     char err[256];

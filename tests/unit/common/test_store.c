@@ -1,7 +1,8 @@
 /*
  * test_store.c — unit tests of common/store.c: open and migrations, refusal of foreign
  * and corrupt files, group commit with per-job rollback, durability of what `done`
- * reports, completions on the loop thread, close, and the statement cache.
+ * reports, completions on the loop thread, close, the statement cache, and the helpers
+ * of a job's work (failures, prepare, binds, column text).
  *
  * Every test works in a fresh directory from mkdtemp() and runs its own uv loop.
  */
@@ -1145,6 +1146,97 @@ YW_TEST(stmt_cache)
     fixture_done(&f);
 }
 
+/* ---- helpers for a job's work ------------------------------------------------------ */
+
+static const char select_three[] = "SELECT ?1, ?2, ?3";
+static const char select_null[] = "SELECT NULL, 'abc'";
+
+static grpc_status_code helpers_work(yw_store_conn_t *conn, void *arg)
+{
+    char msg[128];
+    /* A prepare failure: NULL, and the message says so. */
+    YW_CHECK(yw_store_prepare(conn, "SELEKT 1", msg, sizeof msg) == NULL);
+    YW_CHECK(strncmp(msg, "prepare: ", 9) == 0);
+    YW_CHECK(strstr(msg, "syntax error") != NULL);
+    yw_store_job_t job;
+    memset(&job, 0, sizeof job);
+    grpc_status_code code = GRPC_STATUS_OK;
+    YW_CHECK(yw_store_job_stmt(conn, &job, "SELEKT 2", &code) == NULL);
+    YW_CHECK_INT(code, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strncmp(job.errmsg, "prepare: ", 9) == 0);
+    YW_CHECK(yw_store_job_stmt(conn, &job, "SELEKT 3", NULL) == NULL);
+
+    /* The binder binds in order and keeps the first failure. */
+    sqlite3_stmt *st = yw_store_prepare(conn, select_three, msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    yw_store_binder_t b = YW_STORE_BINDER(st);
+    yw_store_bind_next_i64(&b, INT64_MIN);
+    yw_store_bind_next_f64(&b, 2.5);
+    yw_store_bind_next_text(&b, NULL); /* binds "" */
+    YW_CHECK_INT(b.rc, ==, SQLITE_OK);
+    YW_CHECK_INT(b.n, ==, 3);
+    YW_CHECK_INT(sqlite3_step(st), ==, SQLITE_ROW);
+    YW_CHECK(sqlite3_column_int64(st, 0) == INT64_MIN);
+    YW_CHECK(sqlite3_column_double(st, 1) == 2.5);
+    YW_CHECK_INT(sqlite3_column_type(st, 2), ==, SQLITE_TEXT);
+    size_t len = 99;
+    YW_CHECK_STR(yw_store_column_text(st, 2, &len), "");
+    YW_CHECK_INT(len, ==, 0);
+    yw_store_stmt_done(st);
+    YW_CHECK(!sqlite3_stmt_busy(st));
+    yw_store_bind_next_text(&b, "past the last parameter");
+    YW_CHECK_INT(b.rc, ==, SQLITE_RANGE);
+    yw_store_bind_next_i64(&b, 1); /* does nothing: the failure sticks */
+    YW_CHECK_INT(b.rc, ==, SQLITE_RANGE);
+    YW_CHECK_INT(b.n, ==, 4);
+    yw_store_stmt_done(st);
+    YW_CHECK_INT(yw_store_bind_text(st, 1, "x"), ==, SQLITE_OK);
+    YW_CHECK_INT(yw_store_bind_text(st, 9, "x"), ==, SQLITE_RANGE);
+    yw_store_stmt_done(st);
+
+    /* Column text: NULL reads as "", with its length in bytes. */
+    st = yw_store_prepare(conn, select_null, msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    YW_CHECK_INT(sqlite3_step(st), ==, SQLITE_ROW);
+    len = 99;
+    YW_CHECK_STR(yw_store_column_text(st, 0, &len), "");
+    YW_CHECK_INT(len, ==, 0);
+    YW_CHECK_STR(yw_store_column_text(st, 1, &len), "abc");
+    YW_CHECK_INT(len, ==, 3);
+    YW_CHECK_STR(yw_store_column_text(st, 1, NULL), "abc");
+    yw_store_stmt_done(st);
+
+    /* A failure never reports OK; otherwise the status is yw_store_status()'s. */
+    (void)sqlite3_exec(yw_store_db(conn), "SELEKT", NULL, NULL, NULL);
+    YW_CHECK_INT(yw_store_fail(conn, SQLITE_DONE, "step", msg, sizeof msg), ==,
+                 GRPC_STATUS_INTERNAL);
+    YW_CHECK(strncmp(msg, "step: ", 6) == 0);
+    YW_CHECK_INT(yw_store_fail(conn, SQLITE_OK, "x", msg, sizeof msg), ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK_INT(yw_store_fail(conn, SQLITE_ROW, "x", msg, sizeof msg), ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK_INT(yw_store_fail(conn, SQLITE_CONSTRAINT_UNIQUE, "x", msg, sizeof msg), ==,
+                 GRPC_STATUS_ALREADY_EXISTS);
+    YW_CHECK_INT(yw_store_fail(conn, SQLITE_BUSY, "x", msg, sizeof msg), ==,
+                 GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK_INT(yw_store_job_fail(conn, &job, SQLITE_FULL, "insert"), ==,
+                 GRPC_STATUS_RESOURCE_EXHAUSTED);
+    YW_CHECK(strncmp(job.errmsg, "insert: ", 8) == 0);
+    YW_CHECK_INT(yw_store_job_failf(&job, GRPC_STATUS_NOT_FOUND, "creator %s not found", "c1"), ==,
+                 GRPC_STATUS_NOT_FOUND);
+    YW_CHECK_STR(job.errmsg, "creator c1 not found");
+    return GRPC_STATUS_OK;
+}
+
+YW_TEST(job_helpers)
+{
+    fixture_t f;
+    fixture_init(&f);
+    yw_store_t *store = open_store(&f, 2);
+    char err[256];
+    YW_CHECK_INT(yw_store_run_sync(store, helpers_work, NULL, err, sizeof err), ==, GRPC_STATUS_OK);
+    close_store(&f, store);
+    fixture_done(&f);
+}
+
 YW_TEST(status_mapping)
 {
     YW_CHECK_INT(yw_store_status(SQLITE_OK), ==, GRPC_STATUS_OK);
@@ -1192,6 +1284,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(bad_jobs_refused),
         YW_TEST_ENTRY(run_sync_commits_only_on_ok),
         YW_TEST_ENTRY(stmt_cache),
+        YW_TEST_ENTRY(job_helpers),
         YW_TEST_ENTRY(status_mapping),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);

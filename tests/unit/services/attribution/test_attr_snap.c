@@ -12,57 +12,8 @@
 #include <sys/stat.h>
 
 #include "services/attribution/attr_validate.h"
+#include "tests/unit/services/attribution/attr_state_fixture.h"
 #include "tests/unit/test.h"
-
-#define S_ ATTR_NS_PER_S
-#define H_ (3600 * S_)
-#define D_ ATTR_NS_PER_DAY
-#define DAY0 20000
-#define T0 ((int64_t)DAY0 * D_ + 12 * H_) /* noon UTC of day 20000 */
-
-static void expose(attr_state_t *st, const char *id, const char *viewer, const char *creator,
-                   const char *product, int kind, int64_t at)
-{
-    const char *prods[1] = {product};
-    attr_exposure_in_t in = {
-        .event_id = id,
-        .event_id_len = strlen(id),
-        .viewer_id = viewer,
-        .viewer_len = strlen(viewer),
-        .creator_id = creator,
-        .creator_len = strlen(creator),
-        .note_id = "note",
-        .note_len = 4,
-        .product_ids = prods,
-        .n_products = 1,
-        .kind = kind,
-        .watch_ms = 30000,
-        .occur_ns = at,
-    };
-    uint64_t seq = 0;
-    YW_CHECK_INT(attr_exposure_admit(st, &in, T0, &seq, NULL), ==, ATTR_ADMITTED);
-    YW_CHECK(attr_exposure_commit(st, seq, T0) >= 0);
-}
-
-static attr_conv_t *convert(attr_state_t *st, const char *order, const char *viewer,
-                            const char *product, int64_t amount, int64_t at)
-{
-    attr_conversion_in_t in = {
-        .order_id = order,
-        .order_id_len = strlen(order),
-        .viewer_id = viewer,
-        .viewer_len = strlen(viewer),
-        .product_id = product,
-        .product_len = strlen(product),
-        .quantity = 1,
-        .amount_minor = amount,
-        .occur_ns = at,
-    };
-    attr_conv_t *c = NULL;
-    YW_CHECK_INT(attr_conversion_admit(st, &in, &c), ==, ATTR_ADMITTED);
-    YW_CHECK_INT(attr_conversion_commit(st, c, T0), ==, 0);
-    return c;
-}
 
 /**
  * Three creators: c-a and c-b click the same (viewer, product) (a split order of 1001,
@@ -72,13 +23,13 @@ static attr_conv_t *convert(attr_state_t *st, const char *order, const char *vie
 static void fill(attr_state_t *st, attr_snap_marks_t *m)
 {
     YW_CHECK_INT(attr_state_init(st), ==, 0);
-    expose(st, "e1", "v1", "c-a", "p1", ATTR_KIND_CLICK, T0 - 2 * D_);
-    expose(st, "e2", "v1", "c-b", "p1", ATTR_KIND_CLICK, T0 - D_);
-    expose(st, "e3", "v2", "c-c", "p2", ATTR_KIND_VIEW, T0 - H_);
-    expose(st, "e4", "v3", "c-a", "p9", ATTR_KIND_IMPRESSION, T0 - 3 * D_);
-    attr_conv_t *split = convert(st, "o1", "v1", "p1", 1001, T0);
-    (void)convert(st, "o2", "v2", "p2", 500, T0);
-    (void)convert(st, "o3", "v9", "p9", 77, T0);
+    fx_expose(st, "e1", "v1", "c-a", "p1", ATTR_KIND_CLICK, 30000, T0 - 2 * D_, T0);
+    fx_expose(st, "e2", "v1", "c-b", "p1", ATTR_KIND_CLICK, 30000, T0 - D_, T0);
+    fx_expose(st, "e3", "v2", "c-c", "p2", ATTR_KIND_VIEW, 30000, T0 - H_, T0);
+    fx_expose(st, "e4", "v3", "c-a", "p9", ATTR_KIND_IMPRESSION, 30000, T0 - 3 * D_, T0);
+    attr_conv_t *split = fx_convert(st, "o1", "v1", "p1", 1001, T0, T0);
+    (void)fx_convert(st, "o2", "v2", "p2", 500, T0, T0);
+    (void)fx_convert(st, "o3", "v9", "p9", 77, T0, T0);
     attr_refund_t *r = NULL;
     int64_t left = 0;
     YW_CHECK_INT(attr_refund_admit(st, "r1", 2, "o1", 2, 1, T0, &r, &left), ==, ATTR_ADMITTED);
@@ -107,7 +58,8 @@ static void same_figures(const attr_state_t *a, const attr_state_t *b)
 {
     YW_CHECK_INT(attr_state_n_creators(a), ==, attr_state_n_creators(b));
     for (uint32_t c = 0; c < attr_state_n_creators(a); c++) {
-        YW_CHECK_STR(attr_intern_str(&a->creators, c, NULL), attr_intern_str(&b->creators, c, NULL));
+        YW_CHECK_STR(attr_intern_str(&a->creators, c, NULL),
+                     attr_intern_str(&b->creators, c, NULL));
         for (int m = 1; m <= ATTR_N_MODELS; m++) {
             attr_sums_t x, y;
             attr_state_creator_sums(a, c, DAY0 - 30, DAY0 + 30, m, &x);
@@ -168,7 +120,7 @@ YW_TEST(round_trip_keeps_every_figure_and_the_conversion_filter)
                     attr_bloom_bytes(&st.cfilters[0].bloom)) == 0);
     YW_CHECK(attr_snap_check_totals(&back, &m, err, sizeof err));
     /* Rollups keep growing after the load (the arrays are the state's own). */
-    expose(&back, "e5", "v1", "c-a", "p1", ATTR_KIND_CLICK, T0 - 4 * D_);
+    fx_expose(&back, "e5", "v1", "c-a", "p1", ATTR_KIND_CLICK, 30000, T0 - 4 * D_, T0);
     attr_state_creator_sums(&back, 0, DAY0 - 30, DAY0 + 30, ATTR_MODEL_LINEAR, &a);
     YW_CHECK_INT(a.clicks, ==, 2);
     attr_snap_free(s);
@@ -186,17 +138,17 @@ YW_TEST(sums_past_int64_round_trip_and_add_up)
     attr_state_t st, back;
     YW_CHECK_INT(attr_state_init(&st), ==, 0);
     /* c-a alone on (v1, p1); c-a and c-b on (v2, p2) (split); nobody on (v9, p9). */
-    expose(&st, "e1", "v1", "c-a", "p1", ATTR_KIND_CLICK, T0 - 2 * D_);
-    expose(&st, "e2", "v2", "c-a", "p2", ATTR_KIND_CLICK, T0 - 2 * D_);
-    expose(&st, "e3", "v2", "c-b", "p2", ATTR_KIND_CLICK, T0 - D_);
+    fx_expose(&st, "e1", "v1", "c-a", "p1", ATTR_KIND_CLICK, 30000, T0 - 2 * D_, T0);
+    fx_expose(&st, "e2", "v2", "c-a", "p2", ATTR_KIND_CLICK, 30000, T0 - 2 * D_, T0);
+    fx_expose(&st, "e3", "v2", "c-b", "p2", ATTR_KIND_CLICK, 30000, T0 - D_, T0);
     for (int i = 0; i < BIG_N; i++) {
         char id[32];
         snprintf(id, sizeof id, "one-%d", i);
-        (void)convert(&st, id, "v1", "p1", ATTR_AMOUNT_MAX, T0);
+        (void)fx_convert(&st, id, "v1", "p1", ATTR_AMOUNT_MAX, T0, T0);
         snprintf(id, sizeof id, "split-%d", i);
-        (void)convert(&st, id, "v2", "p2", ATTR_AMOUNT_MAX, T0);
+        (void)fx_convert(&st, id, "v2", "p2", ATTR_AMOUNT_MAX, T0, T0);
         snprintf(id, sizeof id, "none-%d", i);
-        (void)convert(&st, id, "v9", "p9", ATTR_AMOUNT_MAX, T0);
+        (void)fx_convert(&st, id, "v9", "p9", ATTR_AMOUNT_MAX, T0, T0);
     }
     attr_snap_marks_t m;
     memset(&m, 0, sizeof m);

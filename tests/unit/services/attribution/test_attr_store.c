@@ -110,15 +110,15 @@ static int credit_one(void *arg, const attr_convset_t *one)
     attr_state_t *st = arg;
     const attr_stored_conv_t *sc = &one->convs[0];
     attr_conv_t *c = NULL;
-    YW_CHECK_INT(attr_conversion_load(st, &sc->in, sc->refunded, &c), ==, 0);
+    YW_CHECK_INT(attr_conv_load(st, &sc->in, sc->refunded, &c), ==, 0);
     const attr_stored_touch_t *t = attr_convset_touches(one, 0);
     for (size_t k = 0; k < sc->n_touches; k++) {
-        YW_CHECK_INT(attr_conversion_add_cand(st, c, t[k].event_id, t[k].creator_id,
-                                              t[k].creator_len, t[k].note_id, t[k].note_len,
-                                              t[k].kind, t[k].watch_ms, t[k].occur_ns, 1),
+        YW_CHECK_INT(attr_conv_add_cand(st, c, t[k].event_id, t[k].creator_id, t[k].creator_len,
+                                        t[k].note_id, t[k].note_len, t[k].kind, t[k].watch_ms,
+                                        t[k].occur_ns, 1),
                      ==, 0);
     }
-    YW_CHECK_INT(attr_conversion_loaded(st, c, 1), ==, 0);
+    YW_CHECK_INT(attr_conv_loaded(st, c, 1), ==, 0);
     return 0;
 }
 
@@ -188,9 +188,9 @@ YW_TEST(conversions_touches_refunds_settings_come_back)
     YW_CHECK_INT(mk.touches, ==, 2);
     free(mk.pruned);
     /* Loading counts them; the conversions themselves stay in the database. */
-    YW_CHECK(attr_conversion_find(&st, "o1", 2) == NULL);
+    YW_CHECK(attr_conv_find(&st, "o1", 2) == NULL);
     YW_CHECK_INT(yw_store_run_sync(f.store, credit_all, &st, err, sizeof err), ==, GRPC_STATUS_OK);
-    attr_conv_t *c = attr_conversion_find(&st, "o1", 2);
+    attr_conv_t *c = attr_conv_find(&st, "o1", 2);
     YW_CHECK(c != NULL);
     YW_CHECK_INT(attr_conv_net(c), ==, 900);
     YW_CHECK_INT(c->n_cands, ==, 2);

@@ -237,8 +237,8 @@ static const yw_method_t fake_methods[] = {
      &yaowei__tier__v1__batch_score_creators_response__descriptor, on_batch_score, NULL, NULL,
      NULL},
 };
-static const yw_service_t fake_service = {"yaowei.tier.v1.TierScoringService", fake_methods, 2,
-                                          NULL};
+static const yw_service_t fake_service = {
+    .name = "yaowei.tier.v1.TierScoringService", .methods = fake_methods, .n_methods = 2};
 
 /* Starts the fake and attribution's side. `up` 0: attr_tier calls a port nobody serves. */
 static void start_ticking(fx_t *f, int up, int64_t ttl_ns, uint64_t first_tick_ms)
@@ -247,7 +247,7 @@ static void start_ticking(fx_t *f, int up, int64_t ttl_ns, uint64_t first_tick_m
     fx = f;
     f->answer_max = MAX_CALLS;
     YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
-    yw_server_config_t cfg = {.listen = "127.0.0.1:0", .grace_ms = 100, .reflection_off = 1};
+    yw_server_config_t cfg = {.listen = "127.0.0.1:0", .grace_ms = 100};
     char err[256];
     YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
     YW_CHECK_INT(yw_server_add_service(f->srv, &fake_service), ==, 0);

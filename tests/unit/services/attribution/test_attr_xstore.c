@@ -305,9 +305,8 @@ static int add_found(void *arg, const attr_log_event_t *ev)
     attr_conv_t *c = arg;
     char eid[64];
     snprintf(eid, sizeof eid, "%.*s", (int)ev->event_id.len, ev->event_id.s);
-    return attr_conversion_add_cand(&cand_fx->st, c, eid, ev->creator.s, ev->creator.len,
-                                    ev->note.s, ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns,
-                                    0);
+    return attr_conv_add_cand(&cand_fx->st, c, eid, ev->creator.s, ev->creator.len, ev->note.s,
+                              ev->note.len, ev->kind, ev->watch_ms, ev->occur_ns, 0);
 }
 
 /* ---- tests ---- */
@@ -363,17 +362,17 @@ YW_TEST(a_restart_loads_the_files_instead_of_the_log)
     YW_CHECK_INT(st.files, ==, 2);
     YW_CHECK_INT(st.indexed_events, ==, 25);
     YW_CHECK_INT(st.tail_events, ==, 0); /* nothing read from the log */
-    attr_conversion_in_t cin = {.order_id = "o1",
-                                .order_id_len = 2,
-                                .viewer_id = "v1",
-                                .viewer_len = 2,
-                                .product_id = "p1",
-                                .product_len = 2,
-                                .quantity = 1,
-                                .amount_minor = 1000,
-                                .occur_ns = f.now};
+    attr_conv_in_t cin = {.order_id = "o1",
+                          .order_id_len = 2,
+                          .viewer_id = "v1",
+                          .viewer_len = 2,
+                          .product_id = "p1",
+                          .product_len = 2,
+                          .quantity = 1,
+                          .amount_minor = 1000,
+                          .occur_ns = f.now};
     attr_conv_t *c = NULL;
-    YW_CHECK_INT(attr_conversion_load(&f.st, &cin, 0, &c), ==, 0);
+    YW_CHECK_INT(attr_conv_load(&f.st, &cin, 0, &c), ==, 0);
     attr_xjoin_q_t q = {c->vp_hash,    c->viewer,      c->product,
                         c->viewer_len, c->product_len, c->occur_ns};
     /* Only after a place in the log (the touch mark): both runs went to segment 1, so
@@ -385,7 +384,7 @@ YW_TEST(a_restart_loads_the_files_instead_of_the_log)
     YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 1, 0, add_found, c), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 25);
     YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 0, 0, add_found, c), ==, 0);
-    YW_CHECK_INT(attr_conversion_loaded(&f.st, c, 1), ==, 0);
+    YW_CHECK_INT(attr_conv_loaded(&f.st, c, 1), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 25);
     YW_CHECK_INT(c->n_elig, ==, 5); /* clicks win */
     YW_CHECK_INT(impressions(&f, "alice"), ==, 20);

@@ -108,8 +108,8 @@ static const yw_method_t fake_methods[] = {
      &yaowei__creator__v1__batch_get_creator_stats_response__descriptor, on_stats, NULL, NULL,
      NULL},
 };
-static const yw_service_t fake_service = {"yaowei.creator.v1.CreatorProfileService", fake_methods,
-                                          2, NULL};
+static const yw_service_t fake_service = {
+    .name = "yaowei.creator.v1.CreatorProfileService", .methods = fake_methods, .n_methods = 2};
 
 static void maybe_stop(fx_t *f)
 {
@@ -152,7 +152,7 @@ static void start(fx_t *f, int up)
     memset(f, 0, sizeof *f);
     fx = f;
     YW_CHECK_INT(yw_runtime_create(&f->rt), ==, 0);
-    yw_server_config_t cfg = {.listen = "127.0.0.1:0", .grace_ms = 100, .reflection_off = 1};
+    yw_server_config_t cfg = {.listen = "127.0.0.1:0", .grace_ms = 100};
     char err[256];
     YW_CHECK_INT(yw_server_create(f->rt, &cfg, &f->srv, err, sizeof err), ==, 0);
     YW_CHECK_INT(yw_server_add_service(f->srv, &fake_service), ==, 0);

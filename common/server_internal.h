@@ -1,0 +1,163 @@
+/*
+ * server_internal.h — the private half of the server runtime (server.h), shared by the
+ * files that implement it: server.c (creating, starting and stopping a server, method
+ * registration, auth), call.c (a call's life: receiving, dispatching, sending, freeing)
+ * and server_metrics.c (the grpc_server_* metrics of every method). Nothing outside
+ * these three files includes it. Loop thread only, as everything of server.h.
+ */
+#ifndef YW_SERVER_INTERNAL_H
+#define YW_SERVER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+#include "common/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Calls requested for unknown methods (answered UNIMPLEMENTED). */
+#define YW__GENERIC_CALLS 4
+/* Services one server can hold. */
+#define YW__MAX_SERVICES 16
+/* gRPC status codes 0..16, for the per-code metrics. */
+#define YW__N_CODES 17
+
+#define YW__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define YW__N_CODES 17
+
+/* The metric handles of one method (or of every unknown method); NULL when off. */
+typedef struct st_yw__method_metrics_t {
+    char *labels; /* grpc_method=...,grpc_service=...,grpc_type=... */
+    yw_metric_t *started;
+    yw_metric_t *latency;
+    yw_metric_t *handled[YW__N_CODES]; /* registered on a code's first call */
+} yw__method_metrics_t;
+
+typedef struct st_yw__reg_t {
+    yw_server_t *srv;
+    const yw_service_t *svc;
+    const yw_method_t *method;
+    void *handle;
+    yw__method_metrics_t *mm;
+    uint64_t auth_roles; /* roles that may call it (auth.h) */
+    int auth_open;       /* no check: no auth config, or a no_auth service */
+    int read_later;      /* unary or server streaming, message read after authorization */
+} yw__reg_t;
+
+typedef struct st_yw__outmsg_t {
+    struct st_yw__outmsg_t *next;
+    grpc_byte_buffer *bb;
+} yw__outmsg_t;
+
+struct st_yw_call_t {
+    yw_server_t *srv;
+    const yw__reg_t *reg; /* NULL: a call to an unknown method */
+    grpc_call *call;
+    yw_tag_t tag_new, tag_close, tag_recv, tag_send, tag_reap;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_call_details details; /* unknown methods only */
+    grpc_byte_buffer *payload;
+    ProtobufCMessage *request; /* unary and server streaming */
+    int close_cancelled;       /* RECV_CLOSE_ON_SERVER said cancelled */
+    int closed;                /* RECV_CLOSE_ON_SERVER completed */
+    int close_started;         /* RECV_CLOSE_ON_SERVER was started */
+    int close_in_send;         /* ... as part of the send batch in flight */
+    int dead;                  /* a batch failed: nothing more goes out */
+    int pending;
+    int finished;    /* the handler finished it (status queued) */
+    int status_sent; /* status went out, or never will (dead) */
+    int md_sent;     /* initial metadata went out */
+    int sending;     /* a send batch is in flight */
+    int ended;       /* on_end was called */
+    int receiving;   /* a RECV_MESSAGE is in flight */
+    int paused;      /* yw_call_pause_reads(): no RECV_MESSAGE until resumed */
+    int delivering;  /* on_message of a streamed message is running (yw__on_recv) */
+    int reap_queued; /* a deferred yw__call_maybe_free() is queued (holds `pending`) */
+    yw__outmsg_t *out_head, *out_tail;
+    grpc_byte_buffer *send_bb; /* the message of the send in flight */
+    grpc_status_code code;
+    char *status_msg;
+    grpc_slice status_slice;
+    void *data;
+    uint64_t start_ns;
+    struct st_yw_call_t *prev, *next; /* live calls, for shutdown accounting */
+    grpc_metadata rid_md;             /* x-request-id in the trailing metadata of a failure */
+    int rid_md_set;                   /* rid_md.value holds a slice */
+    size_t rid_len;                   /* 0 until yw_call_request_id() first ran */
+    const char *caller;               /* auth.h caller name, or NULL */
+    char rid[YW_REQUEST_ID_MAX + 1];
+};
+
+struct st_yw_server_t {
+    yw_runtime_t *rt;
+    grpc_server *server;
+    yw_server_config_t cfg;
+    char *listen;
+    int port;
+    int started;
+    int shutting_down;
+    int shutdown_notified;
+    int grace_fired;
+    yw_tag_t tag_shutdown;
+    void (*shutdown_cb)(void *arg);
+    void *shutdown_arg;
+    const yw_service_t *services[YW__MAX_SERVICES];
+    size_t n_services;
+    yw__reg_t *regs;
+    size_t n_regs;
+    size_t live_calls; /* accepted and not yet freed */
+    size_t requested;  /* requested from gRPC and not yet arrived */
+    uv_timer_t grace_timer;
+    int handles_open; /* uv handles (the grace timer) not yet closed */
+    int destroy_pending;
+    yw__method_metrics_t *mm; /* n_regs + 1: the last counts unknown methods */
+    yw_metric_t *in_flight;
+    grpc_resource_quota *quota; /* gRPC's memory budget (grpc_memory_bytes) */
+};
+
+/* ---- call.c ---- */
+
+/*
+ * Requests one call of `reg` from gRPC (NULL: a call to any unknown method); its
+ * arrival dispatches it. On failure (out of memory, gRPC refused) it is logged and one
+ * fewer call is kept requested.
+ */
+void yw__request_call(yw_server_t *srv, const yw__reg_t *reg);
+
+/* ---- server.c ---- */
+
+/* Runs the shutdown callback once shutting down and no call is left (live or requested). */
+void yw__server_check_down(yw_server_t *srv);
+
+/* ---- server_metrics.c ---- */
+
+/*
+ * Registers the grpc_server_* metrics of every registered method and of unknown methods
+ * in srv->cfg.metrics (nothing when NULL) and points each srv->regs[i].mm at its own.
+ * Returns 0, or a negative errno with a message in `err`.
+ */
+int yw__metrics_init(yw_server_t *srv, char *err, size_t errlen);
+
+/* Frees what yw__metrics_init() allocated (the registry keeps the metrics). */
+void yw__metrics_free(yw_server_t *srv);
+
+/* Counts a call that arrived: started_total and calls_in_flight. */
+void yw__count_start(yw_call_t *c);
+
+/*
+ * Counts a call that ended with `code` after `ns` nanoseconds, once, right before it is
+ * freed: handled_total, handling_seconds and calls_in_flight. No lock, no allocation
+ * except the first time a method ends with a given code.
+ */
+void yw__count_end(yw_call_t *c, grpc_status_code code, uint64_t ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
