@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_validate.h"
 
 /**
@@ -323,19 +324,12 @@ static void attr__ingest_conversion(attr_ingest_t *ing,
         cb->ing = ing;
     }
     if (cb != NULL && cb->n == cb->cap) {
-        size_t nc = cb->cap ? cb->cap * 2 : 64;
-        attr_conv_t **cv = realloc(cb->convs, nc * sizeof *cv);
-        if (cv != NULL) {
-            cb->convs = cv;
-        }
-        attr_conv_row_t *rw = cv ? realloc(cb->rows, nc * sizeof *rw) : NULL;
-        if (rw != NULL) {
-            cb->rows = rw;
-        }
-        uint8_t *pf = rw ? realloc(cb->past, nc) : NULL;
-        if (pf != NULL) {
-            cb->past = pf;
-            cb->cap = nc;
+        /* Three arrays of one capacity: each grows from cb->cap to the same new one. */
+        size_t c = cb->cap, c2 = cb->cap, c3 = cb->cap;
+        if (YW_VEC_RESERVE(cb->convs, c, cb->n + 1, 64) == 0 &&
+            YW_VEC_RESERVE(cb->rows, c2, cb->n + 1, 64) == 0 &&
+            YW_VEC_RESERVE(cb->past, c3, cb->n + 1, 64) == 0) {
+            cb->cap = c;
         }
     }
     if (cb == NULL || cb->n == cb->cap) {

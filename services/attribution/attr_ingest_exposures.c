@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_validate.h"
 
 /** A frame is also handed on once its exposures hold this many bytes (their strings). */
@@ -391,15 +392,9 @@ static void attr__memkey_add(void *arg, uint64_t seq)
 {
     attr__memkey_t *mk = arg;
     attr_order_read_t *rd = mk->rd;
-    if (rd->n_mem == rd->cap_mem) {
-        size_t nc = rd->cap_mem ? rd->cap_mem * 2 : 16;
-        uint64_t(*p)[2] = realloc(rd->mem, nc * sizeof *p);
-        if (p == NULL) {
-            mk->oom = 1;
-            return;
-        }
-        rd->mem = p;
-        rd->cap_mem = nc;
+    if (YW_VEC_RESERVE(rd->mem, rd->cap_mem, rd->n_mem + 1, 16) != 0) {
+        mk->oom = 1;
+        return;
     }
     rd->mem[rd->n_mem][0] = mk->key;
     rd->mem[rd->n_mem][1] = seq;
@@ -554,44 +549,29 @@ static attr_xbatch_t *attr__xbatch_room2(attr_ingest_t *ing, size_t want, size_t
         xb->ing = ing;
         ing->xb = xb;
     }
-    if (xb->n + want > xb->cap) {
-        size_t nc = xb->cap ? xb->cap * 2 : 256;
-        while (nc < xb->n + want) {
-            nc *= 2;
-        }
-        uint64_t *seqs = realloc(xb->seqs, nc * sizeof *seqs);
-        if (seqs == NULL) {
+    size_t need = xb->n + want;
+    if (need > xb->cap) {
+        /* Four arrays of one capacity: each grows from xb->cap to the same new one. */
+        size_t c = xb->cap;
+        if (YW_VEC_RESERVE(xb->seqs, c, need, 256) != 0) {
             return NULL;
         }
-        xb->seqs = seqs;
-        attr_log_exposure_t *evs = realloc(xb->evs, nc * sizeof *evs);
-        if (evs == NULL) {
+        c = xb->cap;
+        if (YW_VEC_RESERVE(xb->evs, c, need, 256) != 0) {
             return NULL;
         }
-        xb->evs = evs;
-        uint32_t *offs = realloc(xb->offs, nc * sizeof *offs);
-        if (offs == NULL) {
+        c = xb->cap;
+        if (YW_VEC_RESERVE(xb->offs, c, need, 256) != 0) {
             return NULL;
         }
-        xb->offs = offs;
-        uint8_t *flags = realloc(xb->flags, nc * sizeof *flags);
-        if (flags == NULL) {
+        c = xb->cap;
+        if (YW_VEC_RESERVE(xb->flags, c, need, 256) != 0) {
             return NULL;
         }
-        xb->flags = flags;
-        xb->cap = nc;
+        xb->cap = c;
     }
-    if (xb->n_prods + np > xb->cap_prods) {
-        size_t nc = xb->cap_prods ? xb->cap_prods * 2 : 512;
-        while (nc < xb->n_prods + np) {
-            nc *= 2;
-        }
-        attr_log_str_t *prods = realloc(xb->prods, nc * sizeof *prods);
-        if (prods == NULL) {
-            return NULL;
-        }
-        xb->prods = prods;
-        xb->cap_prods = nc;
+    if (YW_VEC_RESERVE(xb->prods, xb->cap_prods, xb->n_prods + np, 512) != 0) {
+        return NULL;
     }
     return xb;
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/vec.h"
+
 void attr__order_read_free(attr_order_read_t *rd)
 {
     if (rd == NULL) {
@@ -50,14 +52,8 @@ char *attr__strndup(const char *s, size_t n)
 
 int attr__push_str(char ***arr, size_t *n, size_t *cap, const char *s, size_t len)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        char **p = realloc(*arr, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        *arr = p;
-        *cap = nc;
+    if (YW_VEC_RESERVE(*arr, *cap, *n + 1, 16) != 0) {
+        return -ENOMEM;
     }
     if (((*arr)[*n] = attr__strndup(s, len)) == NULL) {
         return -ENOMEM;
@@ -80,23 +76,19 @@ int attr__order_read_add_key(attr_order_read_t *rd, const char *viewer, size_t v
                              const char *product, size_t plen, int64_t occur_ns, uint64_t vp)
 {
     if (rd->n_keys == rd->cap_keys) {
-        size_t nc = rd->cap_keys ? rd->cap_keys * 2 : 16;
-        char **k = realloc(rd->keys, 2 * nc * sizeof *k);
-        if (k == NULL) {
+        /* Three arrays of one capacity (`keys` holds a pair a key): each grows from
+         * cap_keys to the same new one. */
+        size_t c = rd->cap_keys, c2 = rd->cap_keys, c3 = rd->cap_keys;
+        void *keys = rd->keys;
+        if (yw_vec_reserve(&keys, &c, rd->n_keys + 1, 2 * sizeof *rd->keys, 16) != 0) {
             return -ENOMEM;
         }
-        rd->keys = k;
-        int64_t *o = realloc(rd->key_occur, nc * sizeof *o);
-        if (o == NULL) {
+        rd->keys = keys;
+        if (YW_VEC_RESERVE(rd->key_occur, c2, rd->n_keys + 1, 16) != 0 ||
+            YW_VEC_RESERVE(rd->key_vp, c3, rd->n_keys + 1, 16) != 0) {
             return -ENOMEM;
         }
-        rd->key_occur = o;
-        uint64_t *h = realloc(rd->key_vp, nc * sizeof *h);
-        if (h == NULL) {
-            return -ENOMEM;
-        }
-        rd->key_vp = h;
-        rd->cap_keys = nc;
+        rd->cap_keys = c;
     }
     rd->key_vp[rd->n_keys] = vp;
     char *v = attr__strndup(viewer, vlen), *p = attr__strndup(product, plen);
@@ -121,15 +113,9 @@ typedef struct st_attr__seqs_t {
 static void attr__seqs_add(void *arg, uint64_t seq)
 {
     attr__seqs_t *q = arg;
-    if (q->n == q->cap) {
-        size_t nc = q->cap ? q->cap * 2 : 16;
-        uint64_t *p = realloc(q->v, nc * sizeof *p);
-        if (p == NULL) {
-            q->oom = 1;
-            return;
-        }
-        q->v = p;
-        q->cap = nc;
+    if (YW_VEC_RESERVE(q->v, q->cap, q->n + 1, 16) != 0) {
+        q->oom = 1;
+        return;
     }
     q->v[q->n++] = seq;
 }
