@@ -105,6 +105,11 @@ typedef struct st_attr_run_t {
     size_t eid_cap;
     uint64_t *join_slots; /* (hash >> 32) << 32 | ((index + 1) << 7 | product); 0: empty */
     size_t join_cap, join_n;
+    /* The table before the last growth, while its keys move to join_slots a few per
+     * append (records [join_mig, join_mig_end) are only in it); NULL when none. */
+    uint64_t *join_old;
+    size_t join_old_cap;
+    uint32_t join_mig, join_mig_end;
     int64_t max_keep_ns;
 } attr_run_t;
 
