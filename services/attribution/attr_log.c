@@ -56,62 +56,6 @@ struct st_attr_log_t {
     size_t buf_len, buf_cap;
 };
 
-/* ---- CRC-32C ---- */
-
-static uint32_t attr__crc_table[256];
-static pthread_once_t attr__crc_once = PTHREAD_ONCE_INIT;
-
-static void attr__crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) {
-            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        }
-        attr__crc_table[i] = c;
-    }
-}
-
-static uint32_t attr__crc_sw(uint32_t crc, const unsigned char *p, size_t n)
-{
-    pthread_once(&attr__crc_once, attr__crc_init);
-    uint32_t c = ~crc;
-    while (n-- > 0) {
-        c = attr__crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-    }
-    return ~c;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t attr__crc_hw(uint32_t crc, const unsigned char *p,
-                                                               size_t n)
-{
-    uint64_t c = ~crc & 0xffffffffu;
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        c = __builtin_ia32_crc32di(c, v);
-        p += 8;
-        n -= 8;
-    }
-    uint32_t c32 = (uint32_t)c;
-    while (n-- > 0) {
-        c32 = __builtin_ia32_crc32qi(c32, *p++);
-    }
-    return ~c32;
-}
-#endif
-
-uint32_t attr_crc32c(uint32_t crc, const void *p, size_t n)
-{
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2")) {
-        return attr__crc_hw(crc, p, n);
-    }
-#endif
-    return attr__crc_sw(crc, p, n);
-}
-
 /* ---- little-endian and varints ---- */
 
 static void attr__put_u32(unsigned char *p, uint32_t v)

@@ -43,6 +43,8 @@
 
 #include <uv.h>
 
+#include "services/attribution/attr_crc32c.h" /* the frames' checksum */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -213,9 +215,6 @@ int attr_log_list(const char *dir, uint64_t **seqs, size_t *n);
 
 /** Writes the path of segment `seq` of `dir` into buf. */
 void attr_log_path(const char *dir, uint64_t seq, char *buf, size_t len);
-
-/** CRC-32C (Castagnoli) of `n` bytes, continuing from `crc` (start with 0). */
-uint32_t attr_crc32c(uint32_t crc, const void *p, size_t n);
 
 #ifdef __cplusplus
 }

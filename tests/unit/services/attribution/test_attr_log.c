@@ -157,23 +157,6 @@ static int visit(void *arg, const attr_log_event_t *ev)
     return v->stop_after > 0 && v->n >= v->stop_after ? 42 : 0;
 }
 
-YW_TEST(crc32c_known_answer)
-{
-    YW_CHECK_INT(attr_crc32c(0, "123456789", 9), ==, 0xE3069283u);
-    YW_CHECK_INT(attr_crc32c(0, "", 0), ==, 0);
-    /* incremental == one shot */
-    uint32_t c = attr_crc32c(0, "12345", 5);
-    YW_CHECK_INT(attr_crc32c(c, "6789", 4), ==, 0xE3069283u);
-    /* lengths around the 8-byte stride */
-    char buf[37];
-    for (int i = 0; i < 37; i++) {
-        buf[i] = (char)(i * 7);
-    }
-    uint32_t whole = attr_crc32c(0, buf, 37);
-    uint32_t parts = attr_crc32c(attr_crc32c(0, buf, 13), buf + 13, 24);
-    YW_CHECK_INT(whole, ==, parts);
-}
-
 YW_TEST(batches_written_are_read_back_in_order)
 {
     fixture_t f;
@@ -551,7 +534,6 @@ YW_TEST(segments_are_listed_in_order)
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
-        YW_TEST_ENTRY(crc32c_known_answer),
         YW_TEST_ENTRY(batches_written_are_read_back_in_order),
         YW_TEST_ENTRY(records_are_read_alone_from_their_offsets),
         YW_TEST_ENTRY(reading_from_a_frame_boundary_skips_what_is_before),
