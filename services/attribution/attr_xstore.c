@@ -2,10 +2,10 @@
  * attr_xstore.c — the exposure store: log, index files, runs, lookups, recovery. See
  * attr_xstore.h for the life of an exposure through it.
  *
- * Ownership: the store owns the log, its two workers, the published files (one
- * reference each), the views (each holds a reference on its files) and the jobs it
- * queues (freed by their `after`). Runs belong to the state; the store decides when a
- * sealed one is released. Requests (confirm, join) are the caller's.
+ * Ownership: the store owns the log, its lookup workers, its attr_runs_t (which owns the
+ * published files, the views and the sealed runs' wrappers) and the jobs it queues
+ * (freed by their `after`). Runs belong to the state; the store decides when a sealed
+ * one is released. Requests (confirm, join) are the caller's.
  */
 #define _GNU_SOURCE /* O_NOATIME */
 #include "services/attribution/attr_xstore.h"
@@ -14,13 +14,13 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "services/attribution/attr_runs.h"
 
 /* ---- segment files, opened once for lookups (any thread) ---- */
 
@@ -136,27 +136,12 @@ typedef struct st_attr__seg_t {
     int64_t max_arrival_ns;
 } attr__seg_t;
 
-typedef struct st_attr__build_t attr__build_t;
-
-typedef struct st_attr__waiting_t {
-    attr_run_t *run;
-    uint64_t gen; /* published at */
-} attr__waiting_t;
-
-struct st_attr_xview_t {
-    attr_xidx_t **files;
-    size_t n;
-    uint64_t gen;
-    int refs;
-    attr_xview_t *prev, *next;
-};
-
 struct st_attr_xstore_t {
     uv_loop_t *loop;
     attr_state_t *st;
     char dir[4096];
     attr_log_t *log;
-    attr_work_t *builder, *merger[2];
+    attr_runs_t *runs; /* the sealed runs, their index files, merges; views of the files */
     attr_work_t *lookers[ATTR_XSTORE_LOOKERS];
     unsigned next_looker; /* round robin for single jobs */
     attr__segfds_t fds;
@@ -165,27 +150,13 @@ struct st_attr_xstore_t {
     size_t n_segs, cap_segs;
     uint64_t first_live_seg;
 
-    attr_xidx_t **files; /* published, by first run */
-    size_t n_files, cap_files;
-    uint64_t gen; /* bumped at every change of `files` */
-    attr_xview_t *views, *cur_view;
-
     /* the open run's stretch of the log and its segments */
     attr_xpos_t run_start, log_end;
     attr_xseg_t *run_segs;
     size_t n_run_segs, cap_run_segs;
     int64_t run_first_ns;
 
-    attr__waiting_t *waiting;
-    size_t n_waiting, cap_waiting;
-    attr__build_t *failed;                   /* builds to retry */
-    int unbuilt;                             /* sealed runs whose file is not published yet */
-    attr_log_batch_t *held_head, *held_tail; /* appends held back while `unbuilt` is high */
-    /* merges in progress: [0] of the smallest files, [1] of the bigger ones, each on its
-     * own thread (a big one must not hold up the small ones) */
-    attr_xidx_t *in_merge[2][ATTR_XSTORE_FANIN];
-    int merging[2];
-    _Atomic int stop_merge; /* set at close: a merge in progress gives up */
+    attr_log_batch_t *held_head, *held_tail; /* appends held back while builds are behind */
 
     uint32_t run_exposures; /* seal the open run at this size */
     size_t run_bytes;       /* ... or once its strings and join keys take this many bytes */
@@ -194,9 +165,7 @@ struct st_attr_xstore_t {
     void (*closed)(void *arg);
     void *closed_arg;
 
-    uint64_t runs_built, merges, build_failures;
     attr_log_recbuf_t *startup_buf; /* attr_xstore_find_cands()'s */
-    int hold_runs;                  /* attr_xstore_hold_runs() */
 };
 
 static int64_t attr__now_ns(void)
@@ -276,85 +245,6 @@ static int attr__run_seg_add(attr_xstore_t *xs, uint64_t seq, uint64_t events, i
     }
     xs->run_segs[xs->n_run_segs++] = (attr_xseg_t){seq, events, arrival};
     return 0;
-}
-
-/* ---- views ---- */
-
-static attr_xview_t *attr__view_get(attr_xstore_t *xs)
-{
-    if (xs->cur_view != NULL && xs->cur_view->gen == xs->gen) {
-        xs->cur_view->refs++;
-        return xs->cur_view;
-    }
-    attr_xview_t *v = calloc(1, sizeof *v);
-    if (v == NULL ||
-        (v->files = malloc((xs->n_files ? xs->n_files : 1) * sizeof *v->files)) == NULL) {
-        free(v);
-        return NULL;
-    }
-    for (size_t i = 0; i < xs->n_files; i++) {
-        attr_xidx_ref(xs->files[i]);
-        v->files[i] = xs->files[i];
-    }
-    v->n = xs->n_files;
-    v->gen = xs->gen;
-    v->refs = 1;
-    v->next = xs->views;
-    if (xs->views != NULL) {
-        xs->views->prev = v;
-    }
-    xs->views = v;
-    xs->cur_view = v;
-    return v;
-}
-
-static void attr__release_runs(attr_xstore_t *xs);
-
-static void attr__view_put(attr_xstore_t *xs, attr_xview_t *v)
-{
-    if (v == NULL || --v->refs > 0) {
-        return;
-    }
-    for (size_t i = 0; i < v->n; i++) {
-        attr_xidx_unref(v->files[i]);
-    }
-    free(v->files);
-    if (v->prev != NULL) {
-        v->prev->next = v->next;
-    } else {
-        xs->views = v->next;
-    }
-    if (v->next != NULL) {
-        v->next->prev = v->prev;
-    }
-    if (xs->cur_view == v) {
-        xs->cur_view = NULL;
-    }
-    free(v);
-    attr__release_runs(xs);
-}
-
-/** Frees the published runs no view still needs (every view is as new as they are). */
-static void attr__release_runs(attr_xstore_t *xs)
-{
-    if (xs->hold_runs) {
-        return;
-    }
-    uint64_t min_gen = UINT64_MAX;
-    for (attr_xview_t *v = xs->views; v != NULL; v = v->next) {
-        if (v->gen < min_gen) {
-            min_gen = v->gen;
-        }
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < xs->n_waiting; i++) {
-        if (xs->waiting[i].gen <= min_gen) {
-            attr_state_release_run(xs->st, xs->waiting[i].run);
-        } else {
-            xs->waiting[k++] = xs->waiting[i];
-        }
-    }
-    xs->n_waiting = k;
 }
 
 /* ---- looking up in the files (any thread) ---- */
@@ -458,23 +348,19 @@ static int attr__find_cands(attr__segfds_t *fds, attr_xidx_t *const *files, size
     return 0;
 }
 
-/* ---- building a run's index file (the builder thread, or start-up) ---- */
+/* ---- a sealed run and its index file (attr_runs.h does the rest) ---- */
 
-struct st_attr__build_t {
-    attr_job_t job;
+/** A sealed run of the state on its way to its index file. */
+typedef struct st_attr__sealed_t {
     attr_xstore_t *xs;
-    attr_run_t *run;
+    attr_run_t *run; /* the state's */
     attr_xmeta_t meta;
     attr_xseg_t *segs;
     size_t n_segs;
-    /* out */
-    attr_xidx_t *x;
+    /* out of the build: the sorted event-id hashes, for the Bloom filters */
     uint64_t *hashes;
     size_t n_hashes;
-    int rc;
-    char err[512];
-    attr__build_t *next_failed;
-};
+} attr__sealed_t;
 
 /** Rollup rows of a run, one per (segment, creator, day) (malloc'd array in *out; the
  *  creators point at interned strings). A hash table, not a sort: it runs per run. */
@@ -526,9 +412,15 @@ static int attr__run_rollups(const attr_run_t *run, attr_xrollup_t **out, size_t
     return 0;
 }
 
-/** Writes and opens the index file of a sealed run; its sorted id hashes go to b->hashes. */
-static int attr__build_file(const char *dir, attr__build_t *b)
+/**
+ * attr_runs_ops_t.build: writes and opens the index file of a sealed run; its sorted id
+ * hashes go to b->hashes.
+ */
+static int attr__build_file(void *ctx, void *sealed, const char *dir, attr_xidx_t **out, char *err,
+                            size_t errlen)
 {
+    (void)ctx;
+    attr__sealed_t *b = sealed;
     const attr_run_t *run = b->run;
     size_t nj = 0;
     for (uint32_t i = 0; i < run->n; i++) {
@@ -542,7 +434,7 @@ static int attr__build_file(const char *dir, attr__build_t *b)
     size_t n_rows = 0;
     int rc = join != NULL && dedup != NULL ? attr__run_rollups(run, &rows, &n_rows) : -ENOMEM;
     if (rc != 0) {
-        snprintf(b->err, sizeof b->err, "run %llu: out of memory", (unsigned long long)run->id);
+        snprintf(err, errlen, "run %llu: out of memory", (unsigned long long)run->id);
         free(join);
         free(dedup);
         return rc;
@@ -565,11 +457,11 @@ static int attr__build_file(const char *dir, attr__build_t *b)
     }
     char path[4200];
     rc = attr_xidx_write(dir, &b->meta, join, nj, dedup, run->n, rows, n_rows, b->segs, b->n_segs,
-                         path, sizeof path, b->err, sizeof b->err);
+                         path, sizeof path, err, errlen);
     free(join);
     free(rows);
     if (rc == 0) {
-        rc = attr_xidx_open(path, 0, &b->x, b->err, sizeof b->err);
+        rc = attr_xidx_open(path, 0, out, err, errlen);
     }
     if (rc == 0) {
         /* The dedup entries are sorted now: their hashes load the Bloom filter fastest. */
@@ -582,106 +474,127 @@ static int attr__build_file(const char *dir, attr__build_t *b)
         return 0;
     }
     free(dedup);
+    char what[600];
+    snprintf(what, sizeof what, "index of run %llu (%u exposures): %s", (unsigned long long)run->id,
+             run->n, err);
+    snprintf(err, errlen, "%s", what);
     return rc;
 }
 
-static void attr__build_free(attr__build_t *b)
+static void attr__sealed_free(attr__sealed_t *b)
 {
     free(b->segs);
     free(b->hashes);
     free(b);
 }
 
-static void attr__build_work(attr_job_t *job)
-{
-    attr__build_t *b = (attr__build_t *)job;
-    b->rc = attr__build_file(b->xs->dir, b);
-}
+static void attr__release_held(attr_xstore_t *xs);
 
-static void attr__maybe_merge(attr_xstore_t *xs);
-
-static int attr__files_insert(attr_xstore_t *xs, attr_xidx_t *x)
+/** attr_runs_ops_t.published: the run's ids go into the Bloom filters. */
+static int attr__sealed_published(void *ctx, void *sealed, const attr_xidx_t *x)
 {
-    if (ATTR__GROW(xs->files, xs->cap_files, xs->n_files + 1) != 0) {
-        return -ENOMEM;
-    }
-    size_t at = xs->n_files;
-    uint64_t first = attr_xidx_meta(x)->first_run;
-    while (at > 0 && attr_xidx_meta(xs->files[at - 1])->first_run > first) {
-        at--;
-    }
-    memmove(&xs->files[at + 1], &xs->files[at], (xs->n_files - at) * sizeof *xs->files);
-    xs->files[at] = x;
-    xs->n_files++;
-    xs->gen++;
-    return 0;
-}
-
-/** A built run's file joins the lookups; its run leaves memory when no view needs it. */
-static void attr__publish(attr_xstore_t *xs, attr__build_t *b)
-{
-    attr_run_t *run = b->run;
-    if (attr__files_insert(xs, b->x) != 0) {
-        yw_log(YW_LOG_ERROR,
-               "index of run %llu: out of memory publishing %s; the run stays in "
-               "memory",
-               (unsigned long long)run->id, attr_xidx_path(b->x));
-        attr_xidx_unref(b->x);
-        b->x = NULL;
-        return;
-    }
-    b->x = NULL;
-    xs->runs_built++;
-    if (attr_state_index_add(xs->st, b->hashes, b->n_hashes, b->meta.max_seg) != 0 ||
-        ATTR__GROW(xs->waiting, xs->cap_waiting, xs->n_waiting + 1) != 0) {
+    (void)x;
+    attr_xstore_t *xs = ctx;
+    attr__sealed_t *b = sealed;
+    int rc = attr_state_index_add(xs->st, b->hashes, b->n_hashes, b->meta.max_seg);
+    free(b->hashes);
+    b->hashes = NULL;
+    if (rc != 0) {
         yw_log(YW_LOG_ERROR,
                "index of run %llu: out of memory loading its ids; the run stays "
                "in memory",
-               (unsigned long long)run->id);
-        return;
+               (unsigned long long)b->run->id);
     }
-    xs->waiting[xs->n_waiting++] = (attr__waiting_t){run, xs->gen};
-    attr__release_runs(xs);
-}
-
-static void attr__release_held(attr_xstore_t *xs);
-
-static void attr__build_after(attr_job_t *job)
-{
-    attr__build_t *b = (attr__build_t *)job;
-    attr_xstore_t *xs = b->xs;
-    if (b->rc == 0) {
-        xs->unbuilt--;
-        attr__publish(xs, b);
-        attr__build_free(b);
-        attr__release_held(xs);
-        attr__maybe_merge(xs);
-        return;
-    }
-    xs->build_failures++;
-    yw_log(YW_LOG_ERROR,
-           "cannot write the index of run %llu (%u exposures; kept in memory, "
-           "retried): %s",
-           (unsigned long long)b->run->id, b->run->n, b->err);
-    b->next_failed = xs->failed;
-    xs->failed = b;
-    /* Do not hold appends back for a build that may keep failing (memory grows instead,
-     * and the errors say why). */
     attr__release_held(xs);
+    return rc;
 }
 
-/** Seals the open run and queues its index file. */
-static void attr__seal(attr_xstore_t *xs)
+/**
+ * attr_runs_ops_t.failed: do not hold appends back for a build that may keep failing
+ * (memory grows instead, and the errors say why).
+ */
+static void attr__sealed_failed(void *ctx, void *sealed)
+{
+    (void)sealed;
+    attr__release_held(ctx);
+}
+
+/** attr_runs_ops_t.release: the run leaves memory (the state's). */
+static void attr__sealed_release(void *ctx, void *sealed)
+{
+    attr_xstore_t *xs = ctx;
+    attr__sealed_t *b = sealed;
+    attr_state_release_run(xs->st, b->run);
+    attr__sealed_free(b);
+}
+
+/** attr_runs_ops_t.discard: at close; the run stays the state's, freed with it. */
+static void attr__sealed_discard(void *ctx, void *sealed)
+{
+    (void)ctx;
+    attr__sealed_free(sealed);
+}
+
+/** The log line of a merge. */
+static void attr__log_merged(attr_xstore_t *xs, const attr_xidx_t *out)
+{
+    const attr_xmeta_t *mm = attr_xidx_meta(out);
+    attr_xstore_info_t info;
+    attr_xstore_info(xs, &info);
+    yw_log(YW_LOG_INFO,
+           "merged the index files of runs %llu-%llu (%llu exposures); now %llu files "
+           "of %llu exposures, memory: fences %zu KiB, Bloom filters %zu KiB, %zu "
+           "runs not yet released %zu KiB",
+           (unsigned long long)mm->first_run, (unsigned long long)mm->last_run,
+           (unsigned long long)mm->n_dedup, (unsigned long long)info.files,
+           (unsigned long long)info.file_entries, info.fence_bytes >> 10, info.bloom_bytes >> 10,
+           xs->st->n_runs, info.run_bytes >> 10);
+}
+
+static size_t attr__drop_pruned_files(attr_xstore_t *xs);
+
+/**
+ * attr_runs_ops_t.merged: a line on what the store holds now; the files pruned during
+ * the merge go.
+ */
+static void attr__files_merged(void *ctx, const attr_xidx_t *out)
+{
+    attr_xstore_t *xs = ctx;
+    if (out != NULL) {
+        attr__log_merged(xs, out);
+    }
+    (void)attr__drop_pruned_files(xs);
+}
+
+static const attr_runs_ops_t attr__sealed_ops = {
+    .build = attr__build_file,
+    .published = attr__sealed_published,
+    .failed = attr__sealed_failed,
+    .release = attr__sealed_release,
+    .discard = attr__sealed_discard,
+    .merged = attr__files_merged,
+};
+
+/**
+ * Seals the open run: a sealed run with the open run's stretch of the log, which starts
+ * anew. With `now` (start-up: nobody else is looking) its file is built and published
+ * here; else it is queued for the builder. Returns 0 or a negative errno with a message
+ * in `err` (may be NULL).
+ */
+static int attr__seal_run(attr_xstore_t *xs, int now, char *err, size_t errlen)
 {
     attr_run_t *run = attr_state_seal_run(xs->st);
     if (run == NULL) {
-        return;
+        return 0;
     }
-    attr__build_t *b = calloc(1, sizeof *b);
+    attr__sealed_t *b = calloc(1, sizeof *b);
     if (b == NULL) {
         yw_log(YW_LOG_ERROR, "out of memory sealing run %llu: it stays in memory",
                (unsigned long long)run->id);
-        return;
+        if (err != NULL) {
+            snprintf(err, errlen, "out of memory");
+        }
+        return -ENOMEM;
     }
     b->xs = xs;
     b->run = run;
@@ -690,238 +603,45 @@ static void attr__seal(attr_xstore_t *xs)
     b->meta.end = xs->log_end;
     b->segs = xs->run_segs;
     b->n_segs = xs->n_run_segs;
+    char berr[512] = "";
+    int rc =
+        now ? attr_runs_build_now(xs->runs, b, berr, sizeof berr) : attr_runs_seal(xs->runs, b);
+    if (rc != 0) {
+        if (now) {
+            snprintf(err, errlen, "indexing the log's tail: %s", berr);
+        } else {
+            yw_log(YW_LOG_ERROR, "out of memory sealing run %llu: it stays in memory",
+                   (unsigned long long)run->id);
+        }
+        free(b->hashes);
+        free(b);
+        return rc;
+    }
     xs->run_segs = NULL;
     xs->n_run_segs = xs->cap_run_segs = 0;
     xs->run_start = xs->log_end;
     xs->run_first_ns = 0;
-    b->job.work = attr__build_work;
-    b->job.after = attr__build_after;
-    xs->unbuilt++;
-    if (attr_work_submit(xs->builder, &b->job) != 0) {
-        b->rc = -ESHUTDOWN;
-        snprintf(b->err, sizeof b->err, "shutting down");
-        b->next_failed = xs->failed;
-        xs->failed = b;
-    }
-}
-
-/* ---- merging ---- */
-
-typedef struct st_attr__merge_t {
-    attr_job_t job;
-    attr_xstore_t *xs;
-    int lane; /* 0: smallest files, 1: bigger ones */
-    attr_xidx_t **in;
-    size_t n;
-    uint64_t min_seg;
-    attr_xidx_t *out;
-    int rc;
-    char err[512];
-} attr__merge_t;
-
-static void attr__merge_work(attr_job_t *job)
-{
-    attr__merge_t *m = (attr__merge_t *)job;
-    char path[4200];
-    m->rc = attr_xidx_merge(m->xs->dir, m->in, m->n, m->min_seg, &m->xs->stop_merge, path,
-                            sizeof path, m->err, sizeof m->err);
-    if (m->rc == 0) {
-        m->rc = attr_xidx_open(path, 0, &m->out, m->err, sizeof m->err);
-    }
-}
-
-static void attr__drop_pruned_files(attr_xstore_t *xs);
-
-static void attr__merge_after(attr_job_t *job)
-{
-    attr__merge_t *m = (attr__merge_t *)job;
-    attr_xstore_t *xs = m->xs;
-    xs->merging[m->lane] = 0;
-    memset(xs->in_merge[m->lane], 0, sizeof xs->in_merge[m->lane]);
-    if (m->rc == 0) {
-        /* The inputs are consecutive in `files` (nothing else removes files meanwhile). */
-        size_t at = 0;
-        while (at < xs->n_files && xs->files[at] != m->in[0]) {
-            at++;
-        }
-        if (at + m->n <= xs->n_files) {
-            for (size_t i = 0; i < m->n; i++) {
-                attr_xidx_unref(xs->files[at + i]);
-            }
-            xs->files[at] = m->out;
-            memmove(&xs->files[at + 1], &xs->files[at + m->n],
-                    (xs->n_files - at - m->n) * sizeof *xs->files);
-            xs->n_files -= m->n - 1;
-            xs->gen++;
-            xs->merges++;
-            const attr_xmeta_t *mm = attr_xidx_meta(m->out);
-            m->out = NULL;
-            attr_xstore_info_t info;
-            attr_xstore_info(xs, &info);
-            yw_log(YW_LOG_INFO,
-                   "merged the index files of runs %llu-%llu (%llu exposures); now %llu files "
-                   "of %llu exposures, memory: fences %zu KiB, Bloom filters %zu KiB, %zu "
-                   "runs not yet released %zu KiB",
-                   (unsigned long long)mm->first_run, (unsigned long long)mm->last_run,
-                   (unsigned long long)mm->n_dedup, (unsigned long long)info.files,
-                   (unsigned long long)info.file_entries, info.fence_bytes >> 10,
-                   info.bloom_bytes >> 10, xs->st->n_runs, info.run_bytes >> 10);
-        }
-    } else if (m->rc != -ECANCELED) {
-        yw_log(YW_LOG_WARN, "cannot merge index files (will try again later): %s", m->err);
-    }
-    attr_xidx_unref(m->out);
-    for (size_t i = 0; i < m->n; i++) {
-        attr_xidx_unref(m->in[i]);
-    }
-    free(m->in);
-    free(m);
-    attr__drop_pruned_files(xs);
-    if (!xs->closing) {
-        attr__maybe_merge(xs);
-    }
-}
-
-static unsigned attr__size_class(const attr_xidx_t *x)
-{
-    uint64_t runs = attr_xidx_meta(x)->last_run - attr_xidx_meta(x)->first_run + 1;
-    unsigned c = 0;
-    while (runs >= ATTR_XSTORE_FANIN) {
-        runs /= ATTR_XSTORE_FANIN;
-        c++;
-    }
-    return c;
-}
-
-static int attr__in_merge(const attr_xstore_t *xs, const attr_xidx_t *x)
-{
-    for (int l = 0; l < 2; l++) {
-        for (int k = 0; k < ATTR_XSTORE_FANIN; k++) {
-            if (xs->in_merge[l][k] == x) {
-                return 1;
-            }
-        }
-    }
     return 0;
 }
 
-/**
- * Merges, on each lane that is free, the oldest ATTR_XSTORE_FANIN consecutive files of
- * one size class (class 0 on lane 0, bigger ones on lane 1) that no merge holds.
- */
-static void attr__maybe_merge(attr_xstore_t *xs)
+static void attr__seal(attr_xstore_t *xs)
 {
-    if (xs->closing) {
-        return;
-    }
-    size_t run_len = 0;
-    for (size_t i = 0; i < xs->n_files; i++) {
-        const attr_xidx_t *x = xs->files[i];
-        int same = i > 0 && run_len > 0 &&
-                   attr__size_class(x) == attr__size_class(xs->files[i - 1]) &&
-                   attr_xidx_meta(x)->first_run == attr_xidx_meta(xs->files[i - 1])->last_run + 1;
-        run_len = attr__in_merge(xs, x) ? 0 : same ? run_len + 1 : 1;
-        if (run_len < ATTR_XSTORE_FANIN) {
-            continue;
-        }
-        int lane = attr__size_class(x) == 0 ? 0 : 1;
-        if (xs->merging[lane]) {
-            run_len = 0;
-            continue;
-        }
-        size_t from = i + 1 - ATTR_XSTORE_FANIN;
-        attr__merge_t *m = calloc(1, sizeof *m);
-        if (m == NULL || (m->in = malloc(ATTR_XSTORE_FANIN * sizeof *m->in)) == NULL) {
-            free(m);
-            return;
-        }
-        m->xs = xs;
-        m->lane = lane;
-        m->n = ATTR_XSTORE_FANIN;
-        m->min_seg = xs->first_live_seg;
-        for (size_t k = 0; k < m->n; k++) {
-            m->in[k] = xs->files[from + k];
-            attr_xidx_ref(m->in[k]);
-        }
-        m->job.work = attr__merge_work;
-        m->job.after = attr__merge_after;
-        if (attr_work_submit(xs->merger[lane], &m->job) != 0) {
-            for (size_t k = 0; k < m->n; k++) {
-                attr_xidx_unref(m->in[k]);
-            }
-            free(m->in);
-            free(m);
-            return;
-        }
-        xs->merging[lane] = 1;
-        memcpy(xs->in_merge[lane], m->in, m->n * sizeof *m->in);
-        run_len = 0;
-    }
+    (void)attr__seal_run(xs, 0, NULL, 0);
 }
 
-/* ---- unlinking off the loop ---- */
-
-typedef struct st_attr__unlink_t {
-    attr_job_t job;
-    char path[4200];
-    int err;
-} attr__unlink_t;
-
-static void attr__unlink_work(attr_job_t *job)
+/** attr_runs_drop_if(): a file whose every entry is in a pruned segment. */
+static int attr__file_pruned(void *arg, const attr_xidx_t *x, int64_t latest)
 {
-    attr__unlink_t *u = (attr__unlink_t *)job;
-    u->err = unlink(u->path) != 0 && errno != ENOENT ? errno : 0;
-}
-
-static void attr__unlink_after(attr_job_t *job)
-{
-    attr__unlink_t *u = (attr__unlink_t *)job;
-    if (u->err != 0) {
-        yw_log(YW_LOG_WARN, "cannot delete %s: %s", u->path, strerror(u->err));
-    }
-    free(u);
-}
-
-static void attr__unlink_later(attr_xstore_t *xs, const char *path)
-{
-    if (xs->builder == NULL) {
-        /* Start-up: no thread yet, and blocking is fine. */
-        if (unlink(path) != 0 && errno != ENOENT) {
-            yw_log(YW_LOG_WARN, "cannot delete %s: %s", path, strerror(errno));
-        }
-        return;
-    }
-    attr__unlink_t *u = calloc(1, sizeof *u);
-    if (u == NULL) {
-        return;
-    }
-    snprintf(u->path, sizeof u->path, "%s", path);
-    u->job.work = attr__unlink_work;
-    u->job.after = attr__unlink_after;
-    if (attr_work_submit(xs->builder, &u->job) != 0) {
-        free(u);
-    }
+    (void)latest;
+    const attr_xstore_t *xs = arg;
+    const attr_xmeta_t *m = attr_xidx_meta(x);
+    return m->max_seg < xs->first_live_seg && m->end.seq < xs->first_live_seg;
 }
 
 /** Drops the files whose every entry is in a pruned segment (not during a merge). */
-static void attr__drop_pruned_files(attr_xstore_t *xs)
+static size_t attr__drop_pruned_files(attr_xstore_t *xs)
 {
-    if (xs->merging[0] || xs->merging[1]) {
-        return;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < xs->n_files; i++) {
-        attr_xidx_t *x = xs->files[i];
-        const attr_xmeta_t *m = attr_xidx_meta(x);
-        if (m->max_seg < xs->first_live_seg && m->end.seq < xs->first_live_seg) {
-            attr__unlink_later(xs, attr_xidx_path(x));
-            attr_xidx_unref(x);
-            xs->gen++;
-        } else {
-            xs->files[k++] = x;
-        }
-    }
-    xs->n_files = k;
+    return attr_runs_drop_if(xs->runs, 0, attr__file_pruned, xs);
 }
 
 /* ---- the log ---- */
@@ -950,7 +670,8 @@ void attr_xstore_set_run_bytes(attr_xstore_t *xs, size_t bytes)
  */
 static int attr__must_hold(const attr_xstore_t *xs)
 {
-    return xs->unbuilt >= ATTR_XSTORE_MAX_UNBUILT && xs->failed == NULL && !xs->closing;
+    return attr_runs_unbuilt(xs->runs) >= ATTR_XSTORE_MAX_UNBUILT && !attr_runs_failing(xs->runs) &&
+           !xs->closing;
 }
 
 static void attr__release_held(attr_xstore_t *xs)
@@ -1030,24 +751,24 @@ static void attr__confirm_after(attr_job_t *job)
 {
     attr_xconfirm_t *r = (attr_xconfirm_t *)job;
     attr_xstore_t *xs = r->xs;
-    attr_xview_t *v = r->view;
+    attr_runs_view_t *v = r->view;
     r->view = NULL;
     r->done(r); /* may free r */
-    attr__view_put(xs, v);
+    attr_runs_view_put(xs->runs, v);
 }
 
 void attr_xstore_confirm_begin(attr_xstore_t *xs, attr_xconfirm_t *req)
 {
     req->xs = xs;
     if (req->view == NULL) {
-        req->view = attr__view_get(xs);
+        req->view = attr_runs_view(xs->runs);
     }
 }
 
 int attr_xstore_confirm(attr_xstore_t *xs, attr_xconfirm_t *req)
 {
     req->xs = xs;
-    if (req->view == NULL && (req->view = attr__view_get(xs)) == NULL) {
+    if (req->view == NULL && (req->view = attr_runs_view(xs->runs)) == NULL) {
         return -ENOMEM;
     }
     req->job.work = attr__confirm_work;
@@ -1061,7 +782,7 @@ int attr_xstore_confirm(attr_xstore_t *xs, attr_xconfirm_t *req)
 
 void attr_xstore_confirm_cancel(attr_xstore_t *xs, attr_xconfirm_t *req)
 {
-    attr__view_put(xs, req->view);
+    attr_runs_view_put(xs->runs, req->view);
     req->view = NULL;
 }
 
@@ -1185,17 +906,17 @@ static void attr__join_after(attr_job_t *job)
         r->done(r); /* the caller releases the view (attr_xstore_join_release()) */
         return;
     }
-    attr_xview_t *v = r->view;
+    attr_runs_view_t *v = r->view;
     r->view = NULL;
     r->done(r); /* may free r */
-    attr__view_put(xs, v);
+    attr_runs_view_put(xs->runs, v);
 }
 
 void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req)
 {
-    attr_xview_t *v = req->view;
+    attr_runs_view_t *v = req->view;
     req->view = NULL;
-    attr__view_put(xs, v);
+    attr_runs_view_put(xs->runs, v);
 }
 
 int attr_xstore_join(attr_xstore_t *xs, attr_xjoin_t *req)
@@ -1207,7 +928,7 @@ int attr_xstore_join(attr_xstore_t *xs, attr_xjoin_t *req)
     if (req->parts == NULL) {
         return -ENOMEM;
     }
-    if ((req->view = attr__view_get(xs)) == NULL) {
+    if ((req->view = attr_runs_view(xs->runs)) == NULL) {
         free(req->parts);
         req->parts = NULL;
         return -ENOMEM;
@@ -1223,7 +944,7 @@ int attr_xstore_join(attr_xstore_t *xs, attr_xjoin_t *req)
         if (attr_work_submit(xs->lookers[k], &part->job) != 0) {
             /* Closing (nothing was submitted before: all lookers close together). */
             if (k == 0) {
-                attr__view_put(xs, req->view);
+                attr_runs_view_put(xs->runs, req->view);
                 req->view = NULL;
                 free(req->parts);
                 req->parts = NULL;
@@ -1275,10 +996,7 @@ void attr_xjoin_free(attr_xjoin_t *req)
 
 void attr_xstore_hold_runs(attr_xstore_t *xs, int hold)
 {
-    xs->hold_runs = hold;
-    if (!hold) {
-        attr__release_runs(xs);
-    }
+    attr_runs_hold(xs->runs, hold);
 }
 
 /* ---- maintenance ---- */
@@ -1291,19 +1009,7 @@ void attr_xstore_tick(attr_xstore_t *xs, int64_t now_ns)
     if (xs->run_first_ns != 0 && now_ns - xs->run_first_ns >= ATTR_XSTORE_RUN_AGE_MS * 1000000LL) {
         attr__seal(xs);
     }
-    attr__build_t *b = xs->failed;
-    xs->failed = NULL;
-    while (b != NULL) {
-        attr__build_t *next = b->next_failed;
-        b->rc = 0;
-        b->err[0] = '\0';
-        if (attr_work_submit(xs->builder, &b->job) != 0) {
-            b->next_failed = xs->failed;
-            xs->failed = b;
-        }
-        b = next;
-    }
-    attr__maybe_merge(xs);
+    attr_runs_tick(xs->runs); /* failed builds again, merges */
 }
 
 int attr_xstore_prunable(attr_xstore_t *xs, int64_t limit_ns, uint64_t *seq, char *path)
@@ -1329,9 +1035,10 @@ void attr_xstore_pruned(attr_xstore_t *xs, uint64_t seq)
     char path[4200];
     attr_log_path(xs->dir, seq, path, sizeof path);
     attr__segfd_kill(&xs->fds, seq);
-    attr__unlink_later(xs, path);
+    attr_runs_unlink(xs->runs, path);
     if (seq + 1 > xs->first_live_seg) {
         xs->first_live_seg = seq + 1;
+        attr_runs_set_min_seg(xs->runs, xs->first_live_seg);
     }
     attr_state_index_forget(xs->st, seq);
     attr__drop_pruned_files(xs);
@@ -1341,18 +1048,16 @@ void attr_xstore_info(const attr_xstore_t *xs, attr_xstore_info_t *info)
 {
     memset(info, 0, sizeof *info);
     info->segments = xs->n_segs;
-    info->files = xs->n_files;
-    for (size_t i = 0; i < xs->n_files; i++) {
-        info->file_entries += attr_xidx_meta(xs->files[i])->n_dedup;
-        info->fence_bytes += attr_xidx_mem(xs->files[i]);
-    }
-    for (attr_xview_t *v = xs->views; v != NULL; v = v->next) {
-        info->views++;
-    }
-    info->runs_waiting = xs->n_waiting;
-    info->runs_built = xs->runs_built;
-    info->merges = xs->merges;
-    info->build_failures = xs->build_failures;
+    attr_runs_info_t ri;
+    attr_runs_info(xs->runs, &ri);
+    info->files = ri.files;
+    info->file_entries = ri.dedup_entries;
+    info->fence_bytes = ri.fence_bytes;
+    info->views = ri.views;
+    info->runs_waiting = ri.waiting;
+    info->runs_built = ri.built;
+    info->merges = ri.merges;
+    info->build_failures = ri.failures;
     info->bloom_bytes = attr_state_bloom_bytes(xs->st);
     for (size_t i = 0; i < xs->st->n_runs; i++) {
         info->run_bytes += attr_run_bytes(xs->st->runs[i]);
@@ -1514,76 +1219,34 @@ static int attr__continues(attr_xpos_t start, attr_xpos_t end)
     return attr_xpos_cmp(start, end) == 0 || (start.off == 0 && start.seq > end.seq);
 }
 
-/** Opens the index files that are whole and chain from the log's live start. */
-static int attr__open_files(attr_xstore_t *xs, uint64_t first_seg, attr_xstore_stats_t *stats,
-                            char *err, size_t errlen)
+/**
+ * attr_runs_load(): keeps the index files that are whole and chain from the log's live
+ * start (`arg`: the first segment). A file a merged one covers goes alone; at a gap,
+ * every later file goes too (the log is read again).
+ */
+static attr_runs_verdict_t attr__judge_file(void *arg, const char *path, const attr_xidx_t *x,
+                                            const char *why, const attr_xidx_t *prev_x)
 {
-    char **paths = NULL;
-    size_t n = 0;
-    int rc = attr_xidx_list(xs->dir, &paths, &n);
-    if (rc != 0) {
-        attr__err(err, errlen, "%s: cannot list index files: %s", xs->dir, strerror(-rc));
-        return rc;
+    uint64_t first_seg = *(const uint64_t *)arg;
+    const attr_xmeta_t *m = x != NULL ? attr_xidx_meta(x) : NULL;
+    const attr_xmeta_t *prev = prev_x != NULL ? attr_xidx_meta(prev_x) : NULL;
+    attr_runs_verdict_t v = ATTR_RUNS_DROP_REST;
+    if (x == NULL) {
+        v = ATTR_RUNS_DROP;
+    } else if (prev != NULL && m->last_run <= prev->last_run) {
+        why = "covered by a merged file (a merge was interrupted)";
+        v = ATTR_RUNS_DROP;
+    } else if (prev != NULL &&
+               (m->first_run != prev->last_run + 1 || !attr__continues(m->start, prev->end))) {
+        why = "does not continue the previous file (one is missing): rebuilt from the log";
+    } else if (prev == NULL &&
+               (m->start.seq > first_seg || (m->start.seq == first_seg && m->start.off != 0))) {
+        why = "the log before it is not indexed: rebuilt from the log";
+    } else {
+        return ATTR_RUNS_KEEP;
     }
-    for (size_t i = 0; i < n; i++) {
-        attr_xidx_t *x = NULL;
-        char xerr[512] = "";
-        int orc = attr_xidx_open(paths[i], 1, &x, xerr, sizeof xerr);
-        if (orc == -ENOMEM) {
-            rc = orc;
-            attr__err(err, errlen, "%s", xerr);
-        }
-        const char *why = NULL;
-        const attr_xmeta_t *m = x != NULL ? attr_xidx_meta(x) : NULL;
-        const attr_xmeta_t *prev =
-            xs->n_files > 0 ? attr_xidx_meta(xs->files[xs->n_files - 1]) : NULL;
-        if (rc != 0) {
-            why = NULL;
-        } else if (x == NULL) {
-            why = xerr;
-        } else if (prev != NULL && m->last_run <= prev->last_run) {
-            why = "covered by a merged file (a merge was interrupted)";
-        } else if (prev != NULL &&
-                   (m->first_run != prev->last_run + 1 || !attr__continues(m->start, prev->end))) {
-            why = "does not continue the previous file (one is missing): rebuilt from the log";
-        } else if (prev == NULL &&
-                   (m->start.seq > first_seg || (m->start.seq == first_seg && m->start.off != 0))) {
-            why = "the log before it is not indexed: rebuilt from the log";
-        }
-        if (why != NULL || rc != 0) {
-            if (why != NULL) {
-                yw_log(YW_LOG_WARN, "index file %s: %s; deleting it", paths[i], why);
-                stats->files_dropped++;
-                (void)unlink(paths[i]);
-            }
-            attr_xidx_unref(x);
-            /* Once the chain breaks, every later file goes too (the log is read again). */
-            if (why != NULL && x != NULL && strncmp(why, "covered", 7) != 0) {
-                for (size_t j = i + 1; j < n; j++) {
-                    yw_log(YW_LOG_WARN, "index file %s: after a gap; deleting it", paths[j]);
-                    stats->files_dropped++;
-                    (void)unlink(paths[j]);
-                }
-                break;
-            }
-            if (rc != 0) {
-                break;
-            }
-            continue;
-        }
-        if (ATTR__GROW(xs->files, xs->cap_files, xs->n_files + 1) != 0) {
-            attr_xidx_unref(x);
-            rc = -ENOMEM;
-            attr__err(err, errlen, "out of memory");
-            break;
-        }
-        xs->files[xs->n_files++] = x;
-    }
-    for (size_t i = 0; i < n; i++) {
-        free(paths[i]);
-    }
-    free(paths);
-    return rc;
+    yw_log(YW_LOG_WARN, "index file %s: %s; deleting it", path, why);
+    return v;
 }
 
 /* -- the tail of the log: read, committed into runs, indexed, at start-up -- */
@@ -1609,32 +1272,11 @@ typedef struct st_attr__tail_t {
 /** Builds and publishes the sealed open run now (start-up: nobody else is looking). */
 static int attr__seal_sync(attr_xstore_t *xs, attr_xstore_stats_t *stats, char *err, size_t errlen)
 {
-    attr_run_t *run = attr_state_seal_run(xs->st);
-    if (run == NULL) {
-        return 0;
+    int rc = attr__seal_run(xs, 1, err, errlen);
+    if (rc == 0) {
+        stats->tail_runs++;
     }
-    attr__build_t b;
-    memset(&b, 0, sizeof b);
-    b.xs = xs;
-    b.run = run;
-    b.meta.first_run = b.meta.last_run = run->id;
-    b.meta.start = xs->run_start;
-    b.meta.end = xs->log_end;
-    b.segs = xs->run_segs;
-    b.n_segs = xs->n_run_segs;
-    int rc = attr__build_file(xs->dir, &b);
-    if (rc != 0) {
-        attr__err(err, errlen, "indexing the log's tail: %s", b.err);
-        free(b.hashes);
-        return rc;
-    }
-    xs->n_run_segs = 0;
-    xs->run_start = xs->log_end;
-    attr__publish(xs, &b);
-    attr_xidx_unref(b.x);
-    free(b.hashes);
-    stats->tail_runs++;
-    return 0;
+    return rc;
 }
 
 /** The end of a frame of the tail: the run's stretch grows; seal it when full. */
@@ -1709,7 +1351,9 @@ static int attr__tail_visit(void *arg, const attr_log_event_t *ev)
     uint64_t seq;
     int rc = attr_exposure_admit(xs->st, &in, ev->arrival_ns, &seq, NULL);
     if (rc == ATTR_UNSURE) {
-        int dup = attr__find_eid(&xs->fds, xs->files, xs->n_files,
+        size_t n_files;
+        attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
+        int dup = attr__find_eid(&xs->fds, files, n_files,
                                  attr_hash_bytes(ev->event_id.s, ev->event_id.len), ev->event_id.s,
                                  ev->event_id.len, &t->buf);
         if (dup < 0) {
@@ -1808,30 +1452,23 @@ int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q, uint64_t 
                            uint64_t after_off, int (*fn)(void *arg, const attr_log_event_t *ev),
                            void *arg)
 {
-    if (xs->n_files == 0) {
+    size_t n_files;
+    attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
+    if (n_files == 0) {
         return 0;
     }
     if (xs->startup_buf == NULL && (xs->startup_buf = calloc(1, sizeof *xs->startup_buf)) == NULL) {
         return -ENOMEM;
     }
-    return attr__find_cands(&xs->fds, xs->files, xs->n_files, q, xs->startup_buf, fn, arg,
-                            after_seg, after_off);
+    return attr__find_cands(&xs->fds, files, n_files, q, xs->startup_buf, fn, arg, after_seg,
+                            after_off);
 }
 
 /* -- open / close -- */
 
+/** Frees the store (its runs module is closed already). */
 static void attr__xstore_free(attr_xstore_t *xs)
 {
-    for (size_t i = 0; i < xs->n_files; i++) {
-        attr_xidx_unref(xs->files[i]);
-    }
-    free(xs->files);
-    while (xs->failed != NULL) {
-        attr__build_t *b = xs->failed;
-        xs->failed = b->next_failed;
-        attr__build_free(b);
-    }
-    free(xs->waiting);
     free(xs->segs);
     free(xs->run_segs);
     if (xs->startup_buf != NULL) {
@@ -1877,6 +1514,20 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     xs->run_bytes = ATTR_XSTORE_RUN_BYTES;
     st->run_max = 0; /* runs end where the store seals them */
     st->run_hint = xs->run_exposures;
+    const attr_runs_cfg_t cfg = {
+        .dir = dir,
+        .what = "exposure index",
+        .fanin = ATTR_XSTORE_FANIN,
+        .lanes = 2,
+        .keep_for_views = 1,
+        .ops = &attr__sealed_ops,
+        .ctx = xs,
+    };
+    if (attr_runs_open(&cfg, &xs->runs) != 0) {
+        attr__err(err, errlen, "out of memory");
+        attr__xstore_free(xs);
+        return -ENOMEM;
+    }
 
     /* 1. Segments: the pruned ones go, version 1 ones are rewritten. */
     uint64_t *seqs = NULL;
@@ -1884,6 +1535,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     int rc = attr_log_list(dir, &seqs, &n);
     if (rc != 0) {
         attr__err(err, errlen, "%s: cannot list: %s", dir, strerror(-rc));
+        attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
         attr__xstore_free(xs);
         return rc;
     }
@@ -1922,18 +1574,20 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     if (first_seg > xs->first_live_seg) {
         xs->first_live_seg = first_seg;
     }
+    attr_runs_set_min_seg(xs->runs, xs->first_live_seg);
 
     /* 2. The index files that are whole and continue each other. */
     if (rc == 0) {
-        rc = attr__open_files(xs, first_seg, stats, err, errlen);
+        rc = attr_runs_load(xs->runs, attr__judge_file, &first_seg, &stats->files_dropped, err,
+                            errlen);
     }
     /* Files covering only pruned segments (pruned while a file was being merged, or
      * before a crash) go now rather than fill the Bloom filters. */
     if (rc == 0) {
-        size_t before = xs->n_files;
-        attr__drop_pruned_files(xs);
-        stats->files_dropped += before - xs->n_files;
+        stats->files_dropped += attr__drop_pruned_files(xs);
     }
+    size_t n_files;
+    attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
     /* 3. Their rollups, segment figures and ids. */
     attr__load_ctx_t lc = {.xs = xs, .cap = 1u << 16};
     if (rc == 0 && ((lc.hashes = malloc(lc.cap * sizeof *lc.hashes)) == NULL ||
@@ -1941,23 +1595,23 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
         rc = -ENOMEM;
         attr__err(err, errlen, "out of memory");
     }
-    for (size_t i = 0; i < xs->n_files && rc == 0; i++) {
-        rc = attr__load_file(xs, xs->files[i], &lc);
+    for (size_t i = 0; i < n_files && rc == 0; i++) {
+        rc = attr__load_file(xs, files[i], &lc);
         if (rc != 0) {
-            attr__err(err, errlen, "loading %s: %s", attr_xidx_path(xs->files[i]), strerror(-rc));
+            attr__err(err, errlen, "loading %s: %s", attr_xidx_path(files[i]), strerror(-rc));
         }
-        stats->indexed_events += attr_xidx_meta(xs->files[i])->n_dedup;
+        stats->indexed_events += attr_xidx_meta(files[i])->n_dedup;
     }
     free(lc.hashes);
     free(lc.ring);
-    stats->files = xs->n_files;
-    if (xs->n_files > 0) {
-        st->next_run_id = attr_xidx_meta(xs->files[xs->n_files - 1])->last_run + 1;
+    stats->files = n_files;
+    if (n_files > 0) {
+        st->next_run_id = attr_xidx_meta(files[n_files - 1])->last_run + 1;
     }
     /* 4. The log after the last file. (The service then looks up the candidates of the
      *    stored conversions in the files: attr_xstore_find_cands().) */
-    attr_xpos_t from = xs->n_files > 0 ? attr_xidx_meta(xs->files[xs->n_files - 1])->end
-                                       : (attr_xpos_t){first_seg, 0};
+    attr_xpos_t from =
+        n_files > 0 ? attr_xidx_meta(files[n_files - 1])->end : (attr_xpos_t){first_seg, 0};
     if (rc == 0) {
         rc = attr__index_tail(xs, seqs, n, from, now_ns, stats, err, errlen);
     }
@@ -1969,14 +1623,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     }
     if (rc == 0) {
         xs->close_left++;
-        if ((rc = attr_work_open(loop, &xs->builder)) == 0) {
-            xs->close_left++;
-        }
-        for (int l = 0; l < 2 && rc == 0; l++) {
-            if ((rc = attr_work_open(loop, &xs->merger[l])) == 0) {
-                xs->close_left++;
-            }
-        }
+        rc = attr_runs_start(xs->runs, loop);
         for (int k = 0; k < ATTR_XSTORE_LOOKERS && rc == 0; k++) {
             if ((rc = attr_work_open(loop, &xs->lookers[k])) == 0) {
                 xs->close_left++;
@@ -1991,10 +1638,8 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
             /* Threads started: close them the normal way (frees the store at the end). */
             attr_xstore_close(xs, NULL, NULL);
         } else {
-            /* Runs published at start-up are the state's; release them here. */
-            for (size_t i = 0; i < xs->n_waiting; i++) {
-                attr_state_release_run(st, xs->waiting[i].run);
-            }
+            /* Runs published at start-up stay the state's, freed with it. */
+            attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
             attr__xstore_free(xs);
         }
         return rc;
@@ -2011,12 +1656,12 @@ void attr_xstore_close(attr_xstore_t *xs, void (*closed)(void *arg), void *arg)
     xs->closing = 1;
     xs->closed = closed;
     xs->closed_arg = arg;
-    int parts = xs->close_left;
-    /* Hold one count ourselves, so that no part's callback frees us midway. */
-    xs->close_left++;
+    /* Hold one count ourselves, so that no part's callback frees us midway; the runs are
+     * a part too. */
+    xs->close_left += 2;
     /* Lookups first (their callbacks may append to the log), then what is held back,
      * then the log (its callbacks commit and may seal runs), then the open run and the
-     * builder; a merge in progress gives up. */
+     * runs' threads (the builder finishes, a merge in progress gives up). */
     for (int k = 0; k < ATTR_XSTORE_LOOKERS; k++) {
         if (xs->lookers[k] != NULL) {
             attr_work_close(xs->lookers[k], attr__on_part_closed, xs);
@@ -2026,16 +1671,7 @@ void attr_xstore_close(attr_xstore_t *xs, void (*closed)(void *arg), void *arg)
         attr__release_held(xs); /* closing: nothing is held any more */
         attr_log_close(xs->log, attr__on_part_closed, xs);
     }
-    atomic_store(&xs->stop_merge, 1);
-    for (int l = 0; l < 2; l++) {
-        if (xs->merger[l] != NULL) {
-            attr_work_close(xs->merger[l], attr__on_part_closed, xs);
-        }
-    }
-    if (xs->builder != NULL) {
-        attr__seal(xs);
-        attr_work_close(xs->builder, attr__on_part_closed, xs);
-    }
-    (void)parts;
+    attr__seal(xs);
+    attr_runs_close(xs->runs, attr__on_part_closed, xs);
     attr__on_part_closed(xs);
 }

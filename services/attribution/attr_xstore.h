@@ -10,7 +10,9 @@
  *     -> the run leaves memory once no lookup started before the publication is left
  *   ATTR_XSTORE_FANIN files of the same size class in a row -> merged into one
  *
- * Builds, merges and lookups run on three threads of their own, so that none waits
+ * Sealing, building, publishing, merging and the views are the sorted runs of
+ * attr_runs.h; this store says what a run of exposures is and how its file is written.
+ * Builds, merges and lookups run on threads of their own, so that none waits
  * behind another's long job; when the builder falls behind (ATTR_XSTORE_MAX_UNBUILT
  * sealed runs not indexed yet), appends to the log wait, so that memory stays bounded
  * and the clients' acknowledgements slow down instead. Lookups read the files with
@@ -39,6 +41,7 @@
 #include <uv.h>
 
 #include "services/attribution/attr_log.h"
+#include "services/attribution/attr_runs.h"
 #include "services/attribution/attr_state.h"
 #include "services/attribution/attr_work.h"
 #include "services/attribution/attr_xidx.h"
@@ -64,7 +67,6 @@ extern "C" {
 #define ATTR_XSTORE_LOOKERS 2
 
 typedef struct st_attr_xstore_t attr_xstore_t;
-typedef struct st_attr_xview_t attr_xview_t;
 
 /** What attr_xstore_open() found and did (for the start-up log line). */
 typedef struct st_attr_xstore_stats_t {
@@ -131,7 +133,7 @@ typedef struct st_attr_xconfirm_t {
     void *data;
     /* private */
     attr_xstore_t *xs;
-    attr_xview_t *view;
+    attr_runs_view_t *view;
 } attr_xconfirm_t;
 
 /**
@@ -179,7 +181,7 @@ typedef struct st_attr_xjoin_t {
     void *data;
     /* private */
     attr_xstore_t *xs;
-    attr_xview_t *view;
+    attr_runs_view_t *view;
     attr__jpart_t *parts;
     int n_parts, parts_left;
 } attr_xjoin_t;
