@@ -2,8 +2,8 @@
  * attr_log.h — the exposure log: the durable store of the exposure hot path.
  *
  * Why not SQLite: a random-key B-tree insert per exposure tops out near 12,000 rows/s
- * (issue 4's figures); appending to a file with one fdatasync per group does over a
- * million. So exposures are appended to a segmented, append-only binary log; what the
+ * (measured on this kind of machine); appending to a file with one fdatasync per group
+ * does over a million. So exposures are appended to a segmented, append-only binary log; what the
  * service needs to find them again (dedup, join) is an index built beside the log
  * (attr_xidx.h), and the few exposures not yet indexed are in memory (attr_state.h).
  *
