@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_hash.h"
 #include "services/attribution/attr_runs.h"
 
@@ -94,14 +95,8 @@ static void attr__ckslot_put(uint32_t *slots, size_t cap, uint64_t h, uint32_t i
 
 static int attr__ckrun_add(attr__ckrun_t *r, uint64_t vp, uint64_t seq, int64_t occur_ns)
 {
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 1024;
-        attr_xent_t *k = realloc(r->keys, nc * sizeof *k);
-        if (k == NULL) {
-            return -ENOMEM;
-        }
-        r->keys = k;
-        r->cap = nc;
+    if (YW_VEC_RESERVE(r->keys, r->cap, r->n + 1, 1024) != 0) {
+        return -ENOMEM;
     }
     if (2 * (r->n + 1) > r->cap_slots) {
         size_t nc = r->cap_slots ? r->cap_slots * 2 : 2048;

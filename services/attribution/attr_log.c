@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "services/attribution/attr_log_int.h"
 
 struct st_attr_log_t {
@@ -125,34 +126,6 @@ int attr_log_list(const char *dir, uint64_t **seqs, size_t *n)
 
 /* ---- writing (writer thread) ---- */
 
-int attr_log__write_all(int fd, const unsigned char *p, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-int attr_log__fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = fsync(fd) != 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 /** Creates segment `seq`: header written and synced, directory synced. */
 static int attr__create_segment(const char *dir, uint64_t seq, int *fd_out)
 {
@@ -165,17 +138,17 @@ static int attr__create_segment(const char *dir, uint64_t seq, int *fd_out)
     unsigned char hdr[ATTR_LOG__HDR_BYTES];
     memset(hdr, 0, sizeof hdr);
     memcpy(hdr, ATTR_LOG__MAGIC, 8);
-    attr_log__put_u32(hdr + 8, ATTR_LOG__VERSION);
-    attr_log__put_u64(hdr + 16, seq);
+    yw_put_le32(hdr + 8, ATTR_LOG__VERSION);
+    yw_put_le64(hdr + 16, seq);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    attr_log__put_u64(hdr + 24, (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
-    int rc = attr_log__write_all(fd, hdr, sizeof hdr, 0);
+    yw_put_le64(hdr + 24, (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+    int rc = yw_pwrite_all(fd, hdr, sizeof hdr, 0);
     if (rc == 0 && fdatasync(fd) != 0) {
         rc = -errno;
     }
     if (rc == 0) {
-        rc = attr_log__fsync_dir(dir);
+        rc = yw_fsync_dir(dir);
     }
     if (rc != 0) {
         close(fd);
@@ -207,11 +180,10 @@ static int attr__buf_reserve(attr_log_t *log, size_t more)
 /** The bytes of a record after its tag and length. */
 size_t attr_log__record_body_len(const attr_log_exposure_t *e)
 {
-    size_t n = 1 + attr_log__varint_len((uint64_t)e->watch_ms) +
-               attr_log__varint_len(attr_log__zigzag(e->occur_ns)) +
+    size_t n = 1 + yw_varint_len((uint64_t)e->watch_ms) + yw_varint_len(yw_zigzag(e->occur_ns)) +
                attr_log__str_len(e->event_id_len) + attr_log__str_len(e->viewer.len) +
                attr_log__str_len(e->creator.len) + attr_log__str_len(e->note.len) +
-               attr_log__varint_len(e->n_products);
+               yw_varint_len(e->n_products);
     for (uint32_t k = 0; k < e->n_products; k++) {
         n += attr_log__str_len(e->products[k].len);
     }
@@ -223,15 +195,15 @@ size_t attr_log__encode_record(unsigned char *p, const attr_log_exposure_t *e, s
 {
     size_t n = 0;
     p[n++] = ATTR_LOG__REC_EXP2;
-    n += attr_log__put_varint(p + n, body);
+    n += yw_varint_put(p + n, body);
     p[n++] = e->kind;
-    n += attr_log__put_varint(p + n, (uint64_t)e->watch_ms);
-    n += attr_log__put_varint(p + n, attr_log__zigzag(e->occur_ns));
+    n += yw_varint_put(p + n, (uint64_t)e->watch_ms);
+    n += yw_varint_put(p + n, yw_zigzag(e->occur_ns));
     n += attr_log__put_str(p + n, e->event_id, e->event_id_len);
     n += attr_log__put_str(p + n, e->viewer.s, e->viewer.len);
     n += attr_log__put_str(p + n, e->creator.s, e->creator.len);
     n += attr_log__put_str(p + n, e->note.s, e->note.len);
-    n += attr_log__put_varint(p + n, e->n_products);
+    n += yw_varint_put(p + n, e->n_products);
     for (uint32_t k = 0; k < e->n_products; k++) {
         n += attr_log__put_str(p + n, e->products[k].s, e->products[k].len);
     }
@@ -251,8 +223,8 @@ static int attr__encode_frame(attr_log_t *log, attr_log_batch_t *b, uint64_t bas
         return rc;
     }
     log->buf_len += 8;
-    attr_log__put_u64(log->buf + log->buf_len, (uint64_t)b->arrival_ns);
-    attr_log__put_u32(log->buf + log->buf_len + 8, (uint32_t)b->n);
+    yw_put_le64(log->buf + log->buf_len, (uint64_t)b->arrival_ns);
+    yw_put_le32(log->buf + log->buf_len + 8, (uint32_t)b->n);
     log->buf_len += 12;
     for (size_t i = 0; i < b->n; i++) {
         const attr_log_exposure_t *e = &b->events[i];
@@ -268,8 +240,8 @@ static int attr__encode_frame(attr_log_t *log, attr_log_batch_t *b, uint64_t bas
         log->buf_len += attr_log__encode_record(log->buf + log->buf_len, e, body);
     }
     size_t len = log->buf_len - start - 8;
-    attr_log__put_u32(log->buf + start, (uint32_t)len);
-    attr_log__put_u32(log->buf + start + 4, attr_crc32c(0, log->buf + start + 8, len));
+    yw_put_le32(log->buf + start, (uint32_t)len);
+    yw_put_le32(log->buf + start + 4, attr_crc32c(0, log->buf + start + 8, len));
     b->frame_off = base + start;
     b->frame_end = base + log->buf_len;
     return 0;
@@ -285,7 +257,7 @@ static void attr__flush(attr_log_t *log, attr_log_batch_t *first, attr_log_batch
     if (log->buf_len == 0) {
         return;
     }
-    int rc = attr_log__write_all(log->fd, log->buf, log->buf_len, log->size);
+    int rc = yw_pwrite_all(log->fd, log->buf, log->buf_len, log->size);
     if (rc == 0 && fdatasync(log->fd) != 0) {
         rc = -errno;
     }

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
+#include "common/vec.h"
 #include "services/attribution/attr_log_int.h"
 
 /** What attr_log_read_record() reads first: most records fit. */
@@ -89,26 +91,13 @@ typedef struct st_attr__reader_t {
 
 static int attr__products_room(attr_str_t **products, size_t *cap, uint64_t np)
 {
-    if (np <= *cap) {
-        return 0;
-    }
-    size_t nc = *cap ? *cap : 16;
-    while (nc < np) {
-        nc *= 2;
-    }
-    attr_str_t *p = realloc(*products, nc * sizeof *p);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *products = p;
-    *cap = nc;
-    return 0;
+    return YW_VEC_RESERVE(*products, *cap, (size_t)np, 16);
 }
 
 static int attr__get_str(const unsigned char *b, size_t end, size_t *pos, attr_str_t *out)
 {
     uint64_t l;
-    if (attr_log__get_varint(b, end, pos, &l) != 0 || l > end - *pos) {
+    if (yw_varint_get(b, end, pos, &l) != 0 || l > end - *pos) {
         return -1;
     }
     out->s = (const char *)b + *pos;
@@ -129,13 +118,12 @@ static int attr__decode_exp2(const unsigned char *b, size_t pos, size_t end, att
         return -EBADMSG;
     }
     ev->kind = b[pos++];
-    if (attr_log__get_varint(b, end, &pos, &watch) != 0 ||
-        attr_log__get_varint(b, end, &pos, &occ) != 0 ||
+    if (yw_varint_get(b, end, &pos, &watch) != 0 || yw_varint_get(b, end, &pos, &occ) != 0 ||
         attr__get_str(b, end, &pos, &ev->event_id) != 0 ||
         attr__get_str(b, end, &pos, &ev->viewer) != 0 ||
         attr__get_str(b, end, &pos, &ev->creator) != 0 ||
-        attr__get_str(b, end, &pos, &ev->note) != 0 ||
-        attr_log__get_varint(b, end, &pos, &np) != 0 || np > end - pos) {
+        attr__get_str(b, end, &pos, &ev->note) != 0 || yw_varint_get(b, end, &pos, &np) != 0 ||
+        np > end - pos) {
         return -EBADMSG;
     }
     int rc = attr__products_room(products, products_cap, np);
@@ -151,7 +139,7 @@ static int attr__decode_exp2(const unsigned char *b, size_t pos, size_t end, att
         return -EBADMSG;
     }
     ev->watch_ms = (int64_t)watch;
-    ev->occur_ns = attr_log__unzigzag(occ);
+    ev->occur_ns = yw_unzigzag(occ);
     ev->products = *products;
     ev->n_products = (uint32_t)np;
     return 0;
@@ -169,8 +157,8 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
     if (len < 12) {
         return -EBADMSG;
     }
-    int64_t arrival = (int64_t)attr_log__get_u64(b);
-    uint32_t n_events = attr_log__get_u32(b + 8);
+    int64_t arrival = (int64_t)yw_get_le64(b);
+    uint32_t n_events = yw_get_le32(b + 8);
     size_t pos = 12;
     uint32_t seen = 0;
     while (pos < len) {
@@ -180,7 +168,7 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
         attr_log_event_t ev;
         memset(&ev, 0, sizeof ev);
         if (tag == ATTR_LOG__REC_EXP2 && r->version >= 2) {
-            if (attr_log__get_varint(b, len, &pos, &l) != 0 || l > len - pos) {
+            if (yw_varint_get(b, len, &pos, &l) != 0 || l > len - pos) {
                 return -EBADMSG;
             }
             int rc = attr__decode_exp2(b, pos, pos + l, &r->products, &r->products_cap, &ev);
@@ -194,8 +182,8 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
                 return -EBADMSG;
             }
             int space = b[pos++];
-            if (space >= ATTR_LOG_N_SPACES || attr_log__get_varint(b, len, &pos, &v) != 0 ||
-                attr_log__get_varint(b, len, &pos, &l) != 0 || l > len - pos) {
+            if (space >= ATTR_LOG_N_SPACES || yw_varint_get(b, len, &pos, &v) != 0 ||
+                yw_varint_get(b, len, &pos, &l) != 0 || l > len - pos) {
                 return -EBADMSG;
             }
             attr_str_t s = {(const char *)b + pos, (uint32_t)l};
@@ -211,9 +199,8 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
             }
             const attr_str_t *s;
             uint64_t vid, cid, nid;
-            if (attr_log__get_varint(b, len, &pos, &vid) != 0 ||
-                attr_log__get_varint(b, len, &pos, &cid) != 0 ||
-                attr_log__get_varint(b, len, &pos, &nid) != 0 || pos >= len) {
+            if (yw_varint_get(b, len, &pos, &vid) != 0 || yw_varint_get(b, len, &pos, &cid) != 0 ||
+                yw_varint_get(b, len, &pos, &nid) != 0 || pos >= len) {
                 return -EBADMSG;
             }
             if ((s = attr__idmap_get(&r->ids, ATTR_LOG_VIEWER, vid)) == NULL) {
@@ -230,20 +217,20 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
             ev.note = *s;
             ev.kind = b[pos++];
             uint64_t watch, occ, np;
-            if (attr_log__get_varint(b, len, &pos, &watch) != 0 ||
-                attr_log__get_varint(b, len, &pos, &occ) != 0 ||
-                attr_log__get_varint(b, len, &pos, &np) != 0 || np > len) {
+            if (yw_varint_get(b, len, &pos, &watch) != 0 ||
+                yw_varint_get(b, len, &pos, &occ) != 0 || yw_varint_get(b, len, &pos, &np) != 0 ||
+                np > len) {
                 return -EBADMSG;
             }
             ev.watch_ms = (int64_t)watch;
-            ev.occur_ns = arrival + attr_log__unzigzag(occ);
+            ev.occur_ns = arrival + yw_unzigzag(occ);
             int rc = attr__products_room(&r->products, &r->products_cap, np);
             if (rc != 0) {
                 return rc;
             }
             for (uint64_t k = 0; k < np; k++) {
                 uint64_t pid;
-                if (attr_log__get_varint(b, len, &pos, &pid) != 0 ||
+                if (yw_varint_get(b, len, &pos, &pid) != 0 ||
                     (s = attr__idmap_get(&r->ids, ATTR_LOG_PRODUCT, pid)) == NULL) {
                     return -EBADMSG;
                 }
@@ -273,8 +260,6 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
     }
     return 0;
 }
-
-static int attr__pread_all(int fd, unsigned char *p, size_t n, uint64_t off, size_t *got);
 
 /**
  * Reads the header and the bytes from `from` on (all of the file when `from` is at most
@@ -307,9 +292,9 @@ static int attr__read_file(const char *path, uint64_t from, unsigned char **buf,
         return -ENOMEM;
     }
     size_t head = want < ATTR_LOG__HDR_BYTES ? want : ATTR_LOG__HDR_BYTES, got1 = 0, got2 = 0;
-    int rc = attr__pread_all(fd, b, head, 0, &got1);
+    int rc = yw_pread_all(fd, b, head, 0, &got1);
     if (rc == 0 && want > head) {
-        rc = attr__pread_all(fd, b + head, want - head, head + skip, &got2);
+        rc = yw_pread_all(fd, b + head, want - head, head + skip, &got2);
     }
     close(fd);
     if (rc == 0 && got1 + got2 != want) {
@@ -352,7 +337,7 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
         return rc;
     }
     st->file_bytes = len + skip;
-    uint32_t version = len >= ATTR_LOG__HDR_BYTES ? attr_log__get_u32(buf + 8) : 0;
+    uint32_t version = len >= ATTR_LOG__HDR_BYTES ? yw_get_le32(buf + 8) : 0;
     if (len < ATTR_LOG__HDR_BYTES || memcmp(buf, ATTR_LOG__MAGIC, 8) != 0 || version < 1 ||
         version > ATTR_LOG__VERSION) {
         attr__fmt_err(err, errlen, "%s: not an exposure log segment (bad or short header)", path);
@@ -364,7 +349,7 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
         free(buf);
         return -EPROTO;
     }
-    st->seq = attr_log__get_u64(buf + 16);
+    st->seq = yw_get_le64(buf + 16);
     attr__reader_t r;
     memset(&r, 0, sizeof r);
     r.version = version;
@@ -376,8 +361,8 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
             st->torn = 1;
             break;
         }
-        uint32_t blen = attr_log__get_u32(buf + off);
-        uint32_t crc = attr_log__get_u32(buf + off + 4);
+        uint32_t blen = yw_get_le32(buf + off);
+        uint32_t crc = yw_get_le32(buf + off + 4);
         if (blen < 12 || blen > ATTR_LOG_MAX_FRAME || blen > len - off - 8) {
             snprintf(st->torn_reason, sizeof st->torn_reason, "frame length %u past the end", blen);
             st->torn = 1;
@@ -395,7 +380,7 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
         if (rc == 0 && visit != NULL) {
             rc = attr__decode_body(&r, body, blen, frame_off, visit, arg, &st->events);
         } else if (rc == 0) {
-            st->events += attr_log__get_u32(body + 8);
+            st->events += yw_get_le32(body + 8);
         }
         if (rc == -EBADMSG) {
             snprintf(st->torn_reason, sizeof st->torn_reason, "frame does not decode");
@@ -406,7 +391,7 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
         if (rc != 0) {
             break;
         }
-        int64_t arrival = (int64_t)attr_log__get_u64(body);
+        int64_t arrival = (int64_t)yw_get_le64(body);
         if (arrival > st->max_arrival_ns) {
             st->max_arrival_ns = arrival;
         }
@@ -462,7 +447,7 @@ int attr_log_segment_version(const char *path)
     if (r < (ssize_t)sizeof hdr || memcmp(hdr, ATTR_LOG__MAGIC, 8) != 0) {
         return -EBADMSG;
     }
-    uint32_t v = attr_log__get_u32(hdr + 8);
+    uint32_t v = yw_get_le32(hdr + 8);
     return v >= 1 && v <= ATTR_LOG__VERSION ? (int)v : -EBADMSG;
 }
 
@@ -473,25 +458,6 @@ void attr_log_recbuf_free(attr_log_recbuf_t *b)
     free(b->p);
     free(b->products);
     memset(b, 0, sizeof *b);
-}
-
-static int attr__pread_all(int fd, unsigned char *p, size_t n, uint64_t off, size_t *got)
-{
-    *got = 0;
-    while (*got < n) {
-        ssize_t r = pread(fd, p + *got, n - *got, (off_t)(off + *got));
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            return -errno;
-        }
-        if (r == 0) {
-            break; /* the end of the file */
-        }
-        *got += (size_t)r;
-    }
-    return 0;
 }
 
 static int attr__recbuf_room(attr_log_recbuf_t *b, size_t n)
@@ -520,13 +486,13 @@ int attr_log_read_record(int fd, uint32_t off, attr_log_recbuf_t *buf, attr_log_
         return rc;
     }
     size_t got;
-    if ((rc = attr__pread_all(fd, buf->p, ATTR_LOG__REC_PEEK, off, &got)) != 0) {
+    if ((rc = yw_pread_all(fd, buf->p, ATTR_LOG__REC_PEEK, off, &got)) != 0) {
         return rc;
     }
     size_t pos = 1;
     uint64_t l;
-    if (got < 2 || buf->p[0] != ATTR_LOG__REC_EXP2 ||
-        attr_log__get_varint(buf->p, got, &pos, &l) != 0 || l > ATTR_LOG_MAX_FRAME) {
+    if (got < 2 || buf->p[0] != ATTR_LOG__REC_EXP2 || yw_varint_get(buf->p, got, &pos, &l) != 0 ||
+        l > ATTR_LOG_MAX_FRAME) {
         return -EBADMSG;
     }
     size_t total = pos + (size_t)l;
@@ -535,7 +501,7 @@ int attr_log_read_record(int fd, uint32_t off, attr_log_recbuf_t *buf, attr_log_
             return rc;
         }
         size_t more;
-        if ((rc = attr__pread_all(fd, buf->p + got, total - got, off + got, &more)) != 0) {
+        if ((rc = yw_pread_all(fd, buf->p + got, total - got, off + got, &more)) != 0) {
             return rc;
         }
         if (got + more < total) {
@@ -563,24 +529,6 @@ typedef struct st_attr__upgrade_t {
     int err;
 } attr__upgrade_t;
 
-static int attr__grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t nc = *cap ? *cap : 64;
-    while (nc < need) {
-        nc *= 2;
-    }
-    void *q = realloc(*p, nc * size);
-    if (q == NULL) {
-        return -ENOMEM;
-    }
-    *p = q;
-    *cap = nc;
-    return 0;
-}
-
 /** Writes the frame gathered so far as a version 2 frame. */
 static int attr__upgrade_flush(attr__upgrade_t *u)
 {
@@ -605,20 +553,20 @@ static int attr__upgrade_flush(attr__upgrade_t *u)
     for (size_t i = 0; i < u->n; i++) {
         need += 1 + 10 + attr_log__record_body_len(&u->evs[i]);
     }
-    int rc = attr__grow((void **)&u->buf, &u->buf_cap, need, 1);
+    int rc = YW_VEC_RESERVE(u->buf, u->buf_cap, need, 64);
     if (rc != 0) {
         return rc;
     }
     size_t n = 8;
-    attr_log__put_u64(u->buf + n, (uint64_t)u->frame_arrival);
-    attr_log__put_u32(u->buf + n + 8, (uint32_t)u->n);
+    yw_put_le64(u->buf + n, (uint64_t)u->frame_arrival);
+    yw_put_le32(u->buf + n + 8, (uint32_t)u->n);
     n += 12;
     for (size_t i = 0; i < u->n; i++) {
         n += attr_log__encode_record(u->buf + n, &u->evs[i], attr_log__record_body_len(&u->evs[i]));
     }
-    attr_log__put_u32(u->buf, (uint32_t)(n - 8));
-    attr_log__put_u32(u->buf + 4, attr_crc32c(0, u->buf + 8, n - 8));
-    rc = attr_log__write_all(u->fd, u->buf, n, u->size);
+    yw_put_le32(u->buf, (uint32_t)(n - 8));
+    yw_put_le32(u->buf + 4, attr_crc32c(0, u->buf + 8, n - 8));
+    rc = yw_pwrite_all(u->fd, u->buf, n, u->size);
     if (rc != 0) {
         return rc;
     }
@@ -630,7 +578,7 @@ static int attr__upgrade_flush(attr__upgrade_t *u)
 /** Copies a string into `strs`; returns its offset there, as a pointer-sized integer. */
 static int attr__upgrade_str(attr__upgrade_t *u, attr_str_t s, const char **at)
 {
-    int rc = attr__grow((void **)&u->strs, &u->cap_strs, u->n_strs + s.len + 1, 1);
+    int rc = YW_VEC_RESERVE(u->strs, u->cap_strs, u->n_strs + s.len + 1, 64);
     if (rc != 0) {
         return rc;
     }
@@ -650,11 +598,10 @@ static int attr__upgrade_visit(void *arg, const attr_log_event_t *ev)
     u->frame_off = ev->frame_off;
     u->frame_arrival = ev->arrival_ns;
     if (rc == 0) {
-        rc = attr__grow((void **)&u->evs, &u->cap, u->n + 1, sizeof *u->evs);
+        rc = YW_VEC_RESERVE(u->evs, u->cap, u->n + 1, 64);
     }
     if (rc == 0) {
-        rc = attr__grow((void **)&u->prods, &u->cap_prods, u->n_prods + ev->n_products,
-                        sizeof *u->prods);
+        rc = YW_VEC_RESERVE(u->prods, u->cap_prods, u->n_prods + ev->n_products, 64);
     }
     if (rc != 0) {
         return rc;
@@ -716,7 +663,7 @@ int attr_log_upgrade(const char *path, char *err, size_t errlen)
         if (fd < 0) {
             rc = -errno;
         } else {
-            rc = attr__pread_all(fd, hdr, sizeof hdr, 0, &got);
+            rc = yw_pread_all(fd, hdr, sizeof hdr, 0, &got);
             close(fd);
             if (rc == 0 && got != sizeof hdr) {
                 rc = -EBADMSG;
@@ -724,8 +671,8 @@ int attr_log_upgrade(const char *path, char *err, size_t errlen)
         }
     }
     if (rc == 0) {
-        attr_log__put_u32(hdr + 8, ATTR_LOG__VERSION);
-        rc = attr_log__write_all(u.fd, hdr, sizeof hdr, 0);
+        yw_put_le32(hdr + 8, ATTR_LOG__VERSION);
+        rc = yw_pwrite_all(u.fd, hdr, sizeof hdr, 0);
         u.size = sizeof hdr;
     }
     attr_log_segstat_t st;
@@ -752,7 +699,7 @@ int attr_log_upgrade(const char *path, char *err, size_t errlen)
         char *slash = strrchr(dir, '/');
         if (slash != NULL) {
             *slash = '\0';
-            rc = attr_log__fsync_dir(dir);
+            rc = yw_fsync_dir(dir);
         }
     }
     if (rc != 0) {

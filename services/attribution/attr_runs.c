@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_work.h"
 
 /** A sealed run on its way to its file: the builder's job. */
@@ -70,39 +71,15 @@ struct st_attr_runs_t {
     void *closed_arg;
 };
 
-static int attr__runs_grow(void **arr, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t nc = *cap ? *cap : 16;
-    while (nc < need) {
-        nc *= 2;
-    }
-    void *p = realloc(*arr, nc * size);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
 /** Room for `need` files in both per-file arrays. */
 static int attr__files_room(attr_runs_t *r, size_t need)
 {
-    if (need <= r->cap_files) {
-        return 0;
-    }
-    size_t cap = r->cap_files;
-    if (attr__runs_grow((void **)&r->files, &cap, need, sizeof *r->files) != 0) {
+    size_t cap_files = r->cap_files, cap_latest = r->cap_files;
+    if (YW_VEC_RESERVE(r->files, cap_files, need, 16) != 0 ||
+        YW_VEC_RESERVE(r->latest, cap_latest, need, 16) != 0) {
         return -ENOMEM;
     }
-    cap = r->cap_files;
-    if (attr__runs_grow((void **)&r->latest, &cap, need, sizeof *r->latest) != 0) {
-        return -ENOMEM;
-    }
-    r->cap_files = cap;
+    r->cap_files = cap_files;
     return 0;
 }
 
@@ -246,8 +223,7 @@ static void attr__publish(attr_runs_t *r, void *run, attr_xidx_t *x, int64_t lat
         r->cfg.ops->release(r->cfg.ctx, run);
         return;
     }
-    if (attr__runs_grow((void **)&r->waiting, &r->cap_waiting, r->n_waiting + 1,
-                        sizeof *r->waiting) != 0) {
+    if (YW_VEC_RESERVE(r->waiting, r->cap_waiting, r->n_waiting + 1, 16) != 0) {
         /* Nowhere to note it: it stays in memory until close, like a pinned one. */
         yw_log(YW_LOG_ERROR, "%s: out of memory noting a published run; it stays in memory",
                r->what);

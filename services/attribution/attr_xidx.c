@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "services/attribution/attr_log.h"
+#include "common/codec.h"
+#include "common/fileio.h"
 #include "services/attribution/attr_xidx_int.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -106,63 +108,12 @@ static int attr__xsort(attr_xent_t *e, size_t n)
     return 0;
 }
 
-/* ---- little-endian fields ---- */
-
-static void attr__p32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void attr__p64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
 /* ---- buffered writer with a running CRC ---- */
-
-static int attr__pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-    const unsigned char *c = p;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, c, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        c += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-int attr_xidx__pread_all(int fd, void *p, size_t n, uint64_t off)
-{
-    unsigned char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            return -EBADMSG; /* shorter than its header says */
-        }
-        c += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
 
 static void attr__xw_flush(attr__xw_t *w)
 {
     if (w->rc == 0 && w->len > 0) {
-        w->rc = attr__pwrite_all(w->fd, w->buf, w->len, w->pos);
+        w->rc = yw_pwrite_all(w->fd, w->buf, w->len, w->pos);
     }
     w->pos += w->len;
     w->len = 0;
@@ -226,40 +177,29 @@ static void attr__xname(const char *dir, uint64_t first, uint64_t last, const ch
              (unsigned long long)last, suffix);
 }
 
-static int attr__fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = fsync(fd) != 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 /* ---- writing ---- */
 
 static void attr__put_header(unsigned char *h, const attr_xmeta_t *m, uint32_t body_crc)
 {
     memset(h, 0, ATTR__XHDR);
     memcpy(h, ATTR__XMAGIC, 8);
-    attr__p32(h + 8, ATTR__XVERSION);
-    attr__p32(h + 12, ATTR_XIDX_BLOCK);
-    attr__p64(h + 16, m->first_run);
-    attr__p64(h + 24, m->last_run);
-    attr__p64(h + 32, m->start.seq);
-    attr__p64(h + 40, m->start.off);
-    attr__p64(h + 48, m->end.seq);
-    attr__p64(h + 56, m->end.off);
-    attr__p64(h + 64, m->n_join);
-    attr__p64(h + 72, m->n_dedup);
-    attr__p64(h + 80, m->n_rollups);
-    attr__p64(h + 88, m->rollup_bytes);
-    attr__p64(h + 96, m->n_segs);
-    attr__p64(h + 104, m->min_seg);
-    attr__p64(h + 112, m->max_seg);
-    attr__p32(h + 120, body_crc);
-    attr__p32(h + 124, attr_crc32c(0, h, 124));
+    yw_put_le32(h + 8, ATTR__XVERSION);
+    yw_put_le32(h + 12, ATTR_XIDX_BLOCK);
+    yw_put_le64(h + 16, m->first_run);
+    yw_put_le64(h + 24, m->last_run);
+    yw_put_le64(h + 32, m->start.seq);
+    yw_put_le64(h + 40, m->start.off);
+    yw_put_le64(h + 48, m->end.seq);
+    yw_put_le64(h + 56, m->end.off);
+    yw_put_le64(h + 64, m->n_join);
+    yw_put_le64(h + 72, m->n_dedup);
+    yw_put_le64(h + 80, m->n_rollups);
+    yw_put_le64(h + 88, m->rollup_bytes);
+    yw_put_le64(h + 96, m->n_segs);
+    yw_put_le64(h + 104, m->min_seg);
+    yw_put_le64(h + 112, m->max_seg);
+    yw_put_le32(h + 120, body_crc);
+    yw_put_le32(h + 124, attr_crc32c(0, h, 124));
 }
 
 size_t attr_xidx__rollup_size(uint32_t creator_len)
@@ -270,12 +210,12 @@ size_t attr_xidx__rollup_size(uint32_t creator_len)
 void attr_xidx__put_rollup(attr__xw_t *w, const attr_xrollup_t *r)
 {
     unsigned char row[40];
-    attr__p64(row, r->seg);
-    attr__p32(row + 8, (uint32_t)r->day);
-    attr__p32(row + 12, r->creator_len);
-    attr__p64(row + 16, (uint64_t)r->impressions);
-    attr__p64(row + 24, (uint64_t)r->views);
-    attr__p64(row + 32, (uint64_t)r->clicks);
+    yw_put_le64(row, r->seg);
+    yw_put_le32(row + 8, (uint32_t)r->day);
+    yw_put_le32(row + 12, r->creator_len);
+    yw_put_le64(row + 16, (uint64_t)r->impressions);
+    yw_put_le64(row + 24, (uint64_t)r->views);
+    yw_put_le64(row + 32, (uint64_t)r->clicks);
     attr_xidx__xw_put(w, row, sizeof row);
     attr_xidx__xw_put(w, r->creator, r->creator_len);
     static const unsigned char zeros[8] = {0};
@@ -286,9 +226,9 @@ void attr_xidx__put_rollup(attr__xw_t *w, const attr_xrollup_t *r)
 void attr_xidx__put_seg(attr__xw_t *w, const attr_xseg_t *s)
 {
     unsigned char row[24];
-    attr__p64(row, s->seg);
-    attr__p64(row + 8, s->events);
-    attr__p64(row + 16, (uint64_t)s->max_arrival_ns);
+    yw_put_le64(row, s->seg);
+    yw_put_le64(row + 8, s->events);
+    yw_put_le64(row + 16, (uint64_t)s->max_arrival_ns);
     attr_xidx__xw_put(w, row, sizeof row);
 }
 
@@ -325,7 +265,7 @@ int attr_xidx__xfinish(const char *dir, attr_xmeta_t *m, attr__xw_t *w,
     if (rc == 0) {
         unsigned char hdr[ATTR__XHDR];
         attr__put_header(hdr, m, w->crc);
-        rc = attr__pwrite_all(w->fd, hdr, sizeof hdr, 0);
+        rc = yw_pwrite_all(w->fd, hdr, sizeof hdr, 0);
     }
     if (rc == 0 && fdatasync(w->fd) != 0) {
         rc = -errno;
@@ -338,7 +278,7 @@ int attr_xidx__xfinish(const char *dir, attr_xmeta_t *m, attr__xw_t *w,
         rc = -errno;
     }
     if (rc == 0) {
-        rc = attr__fsync_dir(dir);
+        rc = yw_fsync_dir(dir);
     }
     if (rc != 0) {
         (void)unlink(tmp);
@@ -479,7 +419,7 @@ static int attr__xverify(attr_xidx_t *x, uint64_t body_len, uint32_t want)
     int rc = 0;
     while (left > 0 && rc == 0) {
         size_t n = left < ATTR_XIDX__BUF ? (size_t)left : ATTR_XIDX__BUF;
-        rc = attr_xidx__pread_all(x->fd, buf, n, off);
+        rc = yw_pread_exact(x->fd, buf, n, off);
         crc = attr_crc32c(crc, buf, n);
         off += n;
         left -= n;
@@ -514,11 +454,11 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     struct stat st;
     int rc = fstat(x->fd, &st) != 0 ? -errno : 0;
     if (rc == 0) {
-        rc = attr_xidx__pread_all(x->fd, h, sizeof h, 0);
+        rc = yw_pread_exact(x->fd, h, sizeof h, 0);
     }
-    if (rc == 0 && (memcmp(h, ATTR__XMAGIC, 8) != 0 || attr_xidx__g32(h + 8) != ATTR__XVERSION ||
-                    attr_xidx__g32(h + 12) != ATTR_XIDX_BLOCK ||
-                    attr_xidx__g32(h + 124) != attr_crc32c(0, h, 124))) {
+    if (rc == 0 && (memcmp(h, ATTR__XMAGIC, 8) != 0 || yw_get_le32(h + 8) != ATTR__XVERSION ||
+                    yw_get_le32(h + 12) != ATTR_XIDX_BLOCK ||
+                    yw_get_le32(h + 124) != attr_crc32c(0, h, 124))) {
         rc = -EBADMSG;
     }
     if (rc != 0) {
@@ -529,19 +469,19 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
         return rc;
     }
     attr_xmeta_t *m = &x->meta;
-    m->first_run = attr_xidx__g64(h + 16);
-    m->last_run = attr_xidx__g64(h + 24);
-    m->start.seq = attr_xidx__g64(h + 32);
-    m->start.off = attr_xidx__g64(h + 40);
-    m->end.seq = attr_xidx__g64(h + 48);
-    m->end.off = attr_xidx__g64(h + 56);
-    m->n_join = attr_xidx__g64(h + 64);
-    m->n_dedup = attr_xidx__g64(h + 72);
-    m->n_rollups = attr_xidx__g64(h + 80);
-    m->rollup_bytes = attr_xidx__g64(h + 88);
-    m->n_segs = attr_xidx__g64(h + 96);
-    m->min_seg = attr_xidx__g64(h + 104);
-    m->max_seg = attr_xidx__g64(h + 112);
+    m->first_run = yw_get_le64(h + 16);
+    m->last_run = yw_get_le64(h + 24);
+    m->start.seq = yw_get_le64(h + 32);
+    m->start.off = yw_get_le64(h + 40);
+    m->end.seq = yw_get_le64(h + 48);
+    m->end.off = yw_get_le64(h + 56);
+    m->n_join = yw_get_le64(h + 64);
+    m->n_dedup = yw_get_le64(h + 72);
+    m->n_rollups = yw_get_le64(h + 80);
+    m->rollup_bytes = yw_get_le64(h + 88);
+    m->n_segs = yw_get_le64(h + 96);
+    m->min_seg = yw_get_le64(h + 104);
+    m->max_seg = yw_get_le64(h + 112);
     for (int s = 0; s < 2; s++) {
         uint64_t n = s == 0 ? m->n_join : m->n_dedup;
         x->n_fences[s] = (n + ATTR_XIDX_BLOCK - 1) / ATTR_XIDX_BLOCK;
@@ -560,7 +500,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
         attr__xfree(x);
         return -EBADMSG;
     }
-    if (verify && (rc = attr__xverify(x, end - ATTR__XHDR, attr_xidx__g32(h + 120))) != 0) {
+    if (verify && (rc = attr__xverify(x, end - ATTR__XHDR, yw_get_le32(h + 120))) != 0) {
         attr_xidx__xerr(err, errlen, "%s: %s", path,
                         rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
         attr__xfree(x);
@@ -573,7 +513,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
             rc = -ENOMEM;
             break;
         }
-        rc = attr_xidx__pread_all(x->fd, x->fences[s], n * sizeof(uint64_t), fence_off);
+        rc = yw_pread_exact(x->fd, x->fences[s], n * sizeof(uint64_t), fence_off);
         fence_off += n * sizeof(uint64_t);
     }
     if (rc != 0) {
@@ -656,8 +596,8 @@ int attr_xidx_find(const attr_xidx_t *x, int section, uint64_t h, attr_xidx_entr
         }
         uint64_t first = b * ATTR_XIDX_BLOCK;
         size_t cnt = (size_t)(n - first < ATTR_XIDX_BLOCK ? n - first : ATTR_XIDX_BLOCK);
-        int rc = attr_xidx__pread_all(x->fd, blk, cnt * sizeof *blk,
-                                      x->off[section] + first * sizeof *blk);
+        int rc =
+            yw_pread_exact(x->fd, blk, cnt * sizeof *blk, x->off[section] + first * sizeof *blk);
         if (rc != 0) {
             return rc;
         }

@@ -46,31 +46,12 @@ typedef struct st_attr__fences_t {
     size_t n, cap;
 } attr__fences_t;
 
-/** Reads a little-endian u32 at p. */
-static inline uint32_t attr_xidx__g32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/** Reads a little-endian u64 at p. */
-static inline uint64_t attr_xidx__g64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 /** Formats a message into `err` (NULL or empty: nothing). */
 void attr_xidx__xerr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /** Whether entry a sorts before b (hash, then segment, then offset). */
 int attr_xidx__xent_less(const attr_xent_t *a, const attr_xent_t *b);
-
-/** pread()s all of `n` bytes at `off`; -EBADMSG when the file is shorter. */
-int attr_xidx__pread_all(int fd, void *p, size_t n, uint64_t off);
 
 /** Appends `n` bytes to the writer (errors are kept in w->rc). */
 void attr_xidx__xw_put(attr__xw_t *w, const void *p, size_t n);

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/codec.h"
+#include "common/fileio.h"
 #include "services/attribution/attr_xidx_int.h"
 
 /* ---- sequential readers ---- */
@@ -47,7 +49,7 @@ static int attr__xr_need(attr__xr_t *r, size_t n)
     size_t room = ATTR_XIDX__BUF - keep;
     size_t k = left < room ? (size_t)left : room;
     if (k > 0) {
-        int rc = attr_xidx__pread_all(r->fd, r->buf + keep, k, r->pos);
+        int rc = yw_pread_exact(r->fd, r->buf + keep, k, r->pos);
         if (rc != 0) {
             return rc;
         }
@@ -86,12 +88,12 @@ int attr_xidx_rollups(const attr_xidx_t *x, attr_xidx_rollup_fn fn, void *arg)
         }
         const unsigned char *p = r.buf + r.at;
         attr_xrollup_t row;
-        row.seg = attr_xidx__g64(p);
-        row.day = (int32_t)attr_xidx__g32(p + 8);
-        row.creator_len = attr_xidx__g32(p + 12);
-        row.impressions = (int64_t)attr_xidx__g64(p + 16);
-        row.views = (int64_t)attr_xidx__g64(p + 24);
-        row.clicks = (int64_t)attr_xidx__g64(p + 32);
+        row.seg = yw_get_le64(p);
+        row.day = (int32_t)yw_get_le32(p + 8);
+        row.creator_len = yw_get_le32(p + 12);
+        row.impressions = (int64_t)yw_get_le64(p + 16);
+        row.views = (int64_t)yw_get_le64(p + 24);
+        row.clicks = (int64_t)yw_get_le64(p + 32);
         size_t size = attr_xidx__rollup_size(row.creator_len);
         if (row.creator_len > ATTR_XIDX__BUF / 2 || (rc = attr__xr_need(&r, size)) != 0) {
             rc = rc != 0 ? rc : -EBADMSG;
@@ -113,8 +115,7 @@ int attr_xidx_segs(const attr_xidx_t *x, attr_xidx_seg_fn fn, void *arg)
         rc = attr__xr_need(&r, 24);
         if (rc == 0) {
             const unsigned char *p = r.buf + r.at;
-            attr_xseg_t s = {attr_xidx__g64(p), attr_xidx__g64(p + 8),
-                             (int64_t)attr_xidx__g64(p + 16)};
+            attr_xseg_t s = {yw_get_le64(p), yw_get_le64(p + 8), (int64_t)yw_get_le64(p + 16)};
             r.at += 24;
             rc = fn(arg, &s);
         }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_xstore_int.h"
 
 static int64_t attr__now_ns(void)
@@ -25,26 +26,6 @@ static int64_t attr__now_ns(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-int attr_xstore__grow(void **arr, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t nc = *cap ? *cap : 16;
-    while (nc < need) {
-        nc *= 2;
-    }
-    void *p = realloc(*arr, nc * size);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
-#define ATTR__GROW(arr, cap, need) attr_xstore__grow((void **)&(arr), &(cap), (need), sizeof *(arr))
 
 attr__seg_t *attr_xstore__seg(attr_xstore_t *xs, uint64_t seq)
 {
@@ -56,7 +37,7 @@ attr__seg_t *attr_xstore__seg(attr_xstore_t *xs, uint64_t seq)
             break;
         }
     }
-    if (ATTR__GROW(xs->segs, xs->cap_segs, xs->n_segs + 1) != 0) {
+    if (YW_VEC_RESERVE(xs->segs, xs->cap_segs, xs->n_segs + 1, 16) != 0) {
         return NULL;
     }
     /* Keep them sorted (new ones come last, but start-up adds in any order). */
@@ -91,7 +72,7 @@ int attr_xstore__run_seg_add(attr_xstore_t *xs, uint64_t seq, uint64_t events, i
         }
         return 0;
     }
-    if (ATTR__GROW(xs->run_segs, xs->cap_run_segs, xs->n_run_segs + 1) != 0) {
+    if (YW_VEC_RESERVE(xs->run_segs, xs->cap_run_segs, xs->n_run_segs + 1, 16) != 0) {
         return -ENOMEM;
     }
     xs->run_segs[xs->n_run_segs++] = (attr_xseg_t){seq, events, arrival};

@@ -77,9 +77,6 @@ struct st_attr_xstore_t {
 /** The store's runs: what a sealed run of exposures is to attr_runs.h. */
 extern const attr_runs_ops_t attr_xstore__sealed_ops;
 
-/** Grows *arr (of `size`-byte items) to hold `need`. 0 or -ENOMEM. */
-int attr_xstore__grow(void **arr, size_t *cap, size_t need, size_t size);
-
 /** Segment `seq` in the list (added, in order, if new); NULL: no memory. */
 attr__seg_t *attr_xstore__seg(attr_xstore_t *xs, uint64_t seq);
 

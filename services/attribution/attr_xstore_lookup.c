@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/vec.h"
 #include "services/attribution/attr_xstore_int.h"
 
 /* ---- segment files, opened once for lookups (any thread) ---- */
@@ -294,8 +295,7 @@ static const char *attr__join_copy(attr__jpart_t *r, const char *s, uint32_t len
     char *p;
     if ((size_t)len + 1 > ATTR__JBLOCK) {
         /* A block of its own (ids are short: this is for the odd long one). */
-        if (attr_xstore__grow((void **)&r->blocks, &r->cap_blocks, r->n_blocks + 1,
-                              sizeof *r->blocks) != 0 ||
+        if (YW_VEC_RESERVE(r->blocks, r->cap_blocks, r->n_blocks + 1, 16) != 0 ||
             (p = malloc((size_t)len + 1)) == NULL) {
             return NULL;
         }
@@ -310,8 +310,7 @@ static const char *attr__join_copy(attr__jpart_t *r, const char *s, uint32_t len
         r->n_blocks++;
     } else {
         if ((size_t)len + 1 > r->block_left) {
-            if (attr_xstore__grow((void **)&r->blocks, &r->cap_blocks, r->n_blocks + 1,
-                                  sizeof *r->blocks) != 0) {
+            if (YW_VEC_RESERVE(r->blocks, r->cap_blocks, r->n_blocks + 1, 16) != 0) {
                 return NULL;
             }
             char *b = malloc(ATTR__JBLOCK);
@@ -332,8 +331,7 @@ static const char *attr__join_copy(attr__jpart_t *r, const char *s, uint32_t len
 static int attr__join_emit(void *arg, const attr_log_event_t *ev)
 {
     attr__jpart_t *r = arg;
-    if (attr_xstore__grow((void **)&r->cands, &r->cap_cands, r->n_cands + 1, sizeof *r->cands) !=
-        0) {
+    if (YW_VEC_RESERVE(r->cands, r->cap_cands, r->n_cands + 1, 16) != 0) {
         return -ENOMEM;
     }
     attr_xcand_t *c = &r->cands[r->n_cands];
