@@ -1,6 +1,6 @@
 /*
  * attr_runs.h — sorted runs: the one mechanism behind both sorted indexes of the
- * service, the exposure index (attr_xstore.h) and the conversion key index
+ * service, the exposure index (attr_exposure_store.h) and the conversion key index
  * (attr_ckey.h). The caller collects records in a run in memory and says what a run is
  * (how its file is built, what happens when it is published, how it is freed); this
  * module does the rest:

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 #include "common/codec.h"
 #include "common/fileio.h"
 #include "services/attribution/attr_xidx_int.h"

@@ -1,12 +1,12 @@
 /*
- * attr_xstore_open.c — the exposure store's start-up: the segments listed (pruned ones
+ * attr_exposure_store_open.c — the exposure store's start-up: the segments listed (pruned ones
  * deleted, version 1 ones upgraded), the index files that chain kept, their rollups and
  * ids loaded into the state, the log after the last file read into runs and indexed,
- * then the log and the threads started. See attr_xstore.h.
+ * then the log and the threads started. See attr_exposure_store.h.
  *
  * Threads: the loop thread, before it serves (blocking).
  */
-#include "services/attribution/attr_xstore.h"
+#include "services/attribution/attr_exposure_store.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "services/attribution/attr_xstore_int.h"
+#include "services/attribution/attr_exposure_store_int.h"
 
 /* ---- start-up ---- */
 
@@ -59,7 +59,7 @@ typedef struct st_attr__load_row_t {
 } attr__load_row_t;
 
 typedef struct st_attr__load_ctx_t {
-    attr_xstore_t *xs;
+    attr_exposure_store_t *xs;
     uint64_t *hashes; /* a buffer of ids on their way to the Bloom filters */
     size_t n, cap;
     uint64_t max_seg;
@@ -125,7 +125,7 @@ static int attr__load_seg(void *arg, const attr_xseg_t *s)
 {
     attr__load_ctx_t *c = arg;
     if (s->seg >= c->xs->first_live_seg) {
-        attr_xstore__seg_add(c->xs, s->seg, s->events, s->max_arrival_ns);
+        attr_exposure_store__seg_add(c->xs, s->seg, s->events, s->max_arrival_ns);
     }
     return 0;
 }
@@ -143,7 +143,7 @@ static int attr__load_hash(void *arg, const attr_xent_t *e)
 }
 
 /** Loads one file: its rollups, its segments' figures and its ids (Bloom filters). */
-static int attr__load_file(attr_xstore_t *xs, attr_xidx_t *x, attr__load_ctx_t *c)
+static int attr__load_file(attr_exposure_store_t *xs, attr_xidx_t *x, attr__load_ctx_t *c)
 {
     int rc = attr_xidx_rollups(x, attr__load_rollup, c);
     if (rc == 0) {
@@ -206,7 +206,7 @@ static attr_runs_verdict_t attr__judge_file(void *arg, const char *path, const a
 /* -- the tail of the log: read, committed into runs, indexed, at start-up -- */
 
 typedef struct st_attr__tail_t {
-    attr_xstore_t *xs;
+    attr_exposure_store_t *xs;
     int64_t now;
     uint64_t seq;
     uint64_t frame_off; /* of the frame being read; UINT64_MAX: none yet */
@@ -216,17 +216,18 @@ typedef struct st_attr__tail_t {
     const char **prods;
     size_t *lens;
     size_t cap;
-    attr_log_recbuf_t buf;
-    attr_xstore_stats_t *stats;
+    attr_xlog_recbuf_t buf;
+    attr_exposure_store_stats_t *stats;
     int rc;
     char *err;
     size_t errlen;
 } attr__tail_t;
 
 /** Builds and publishes the sealed open run now (start-up: nobody else is looking). */
-static int attr__seal_sync(attr_xstore_t *xs, attr_xstore_stats_t *stats, char *err, size_t errlen)
+static int attr__seal_sync(attr_exposure_store_t *xs, attr_exposure_store_stats_t *stats, char *err,
+                           size_t errlen)
 {
-    int rc = attr_xstore__seal_run(xs, 1, err, errlen);
+    int rc = attr_exposure_store__seal_run(xs, 1, err, errlen);
     if (rc == 0) {
         stats->tail_runs++;
     }
@@ -236,27 +237,27 @@ static int attr__seal_sync(attr_xstore_t *xs, attr_xstore_stats_t *stats, char *
 /** The end of a frame of the tail: the run's stretch grows; seal it when full. */
 static int attr__tail_frame_done(attr__tail_t *t)
 {
-    attr_xstore_t *xs = t->xs;
+    attr_exposure_store_t *xs = t->xs;
     if (t->frame_off == UINT64_MAX) {
         return 0;
     }
     xs->log_end = (attr_xpos_t){t->seq, t->frame_end};
-    attr_xstore__seg_add(xs, t->seq, t->frame_events, t->frame_arrival);
-    if (attr_xstore__run_seg_add(xs, t->seq, t->frame_events, t->frame_arrival) != 0) {
+    attr_exposure_store__seg_add(xs, t->seq, t->frame_events, t->frame_arrival);
+    if (attr_exposure_store__run_seg_add(xs, t->seq, t->frame_events, t->frame_arrival) != 0) {
         return -ENOMEM;
     }
     t->frame_off = UINT64_MAX;
     attr_run_t *run = attr_state_open_run(xs->st);
-    if (attr_xstore__run_full(xs, run)) {
+    if (attr_exposure_store__run_full(xs, run)) {
         return attr__seal_sync(xs, t->stats, t->err, t->errlen);
     }
     return 0;
 }
 
-static int attr__tail_visit(void *arg, const attr_log_event_t *ev)
+static int attr__tail_visit(void *arg, const attr_xlog_event_t *ev)
 {
     attr__tail_t *t = arg;
-    attr_xstore_t *xs = t->xs;
+    attr_exposure_store_t *xs = t->xs;
     if (ev->frame_off != t->frame_off) {
         int rc = attr__tail_frame_done(t);
         if (rc != 0) {
@@ -307,9 +308,9 @@ static int attr__tail_visit(void *arg, const attr_log_event_t *ev)
     if (rc == ATTR_UNSURE) {
         size_t n_files;
         attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
-        int dup = attr_xstore__find_eid(&xs->fds, files, n_files,
-                                        attr_hash_bytes(ev->event_id.s, ev->event_id.len),
-                                        ev->event_id.s, ev->event_id.len, &t->buf);
+        int dup = attr_exposure_store__find_eid(&xs->fds, files, n_files,
+                                                attr_hash_bytes(ev->event_id.s, ev->event_id.len),
+                                                ev->event_id.s, ev->event_id.len, &t->buf);
         if (dup < 0) {
             attr_exposure_abort(xs->st, seq);
             return dup;
@@ -333,8 +334,9 @@ static int attr__tail_visit(void *arg, const attr_log_event_t *ev)
 }
 
 /** Reads the log from `from` on into runs, indexed as they fill (and the last one). */
-static int attr__index_tail(attr_xstore_t *xs, const uint64_t *seqs, size_t n, attr_xpos_t from,
-                            int64_t now, attr_xstore_stats_t *stats, char *err, size_t errlen)
+static int attr__index_tail(attr_exposure_store_t *xs, const uint64_t *seqs, size_t n,
+                            attr_xpos_t from, int64_t now, attr_exposure_store_stats_t *stats,
+                            char *err, size_t errlen)
 {
     attr__tail_t t;
     memset(&t, 0, sizeof t);
@@ -350,15 +352,15 @@ static int attr__index_tail(attr_xstore_t *xs, const uint64_t *seqs, size_t n, a
             continue;
         }
         char path[4200];
-        attr_log_path(xs->dir, seqs[i], path, sizeof path);
+        attr_xlog_path(xs->dir, seqs[i], path, sizeof path);
         int last = i + 1 == n;
-        attr_log_segstat_t st;
+        attr_xlog_segstat_t st;
         char rerr[512] = "";
         t.seq = seqs[i];
         t.frame_off = UINT64_MAX;
         uint64_t start = seqs[i] == from.seq ? from.off : 0;
-        rc = attr_log_read_segment_from(path, start, last, attr__tail_visit, &t, &st, rerr,
-                                        sizeof rerr);
+        rc = attr_xlog_read_segment_from(path, start, last, attr__tail_visit, &t, &st, rerr,
+                                         sizeof rerr);
         if (rc == -EBADMSG) {
             rc = 0;
             if (last) {
@@ -389,27 +391,28 @@ static int attr__index_tail(attr_xstore_t *xs, const uint64_t *seqs, size_t n, a
                    last ? "truncated (a torn tail: never acknowledged)" : "ignored",
                    (unsigned long long)(st.file_bytes - st.valid_bytes));
         }
-        attr_xstore__seg(xs, seqs[i]); /* listed even when empty */
+        attr_exposure_store__seg(xs, seqs[i]); /* listed even when empty */
     }
     if (rc == 0) {
         rc = attr__seal_sync(xs, stats, err, errlen);
     }
     free(t.prods);
     free(t.lens);
-    attr_log_recbuf_free(&t.buf);
+    attr_xlog_recbuf_free(&t.buf);
     return rc;
 }
 
 /* -- open -- */
 
-int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, attr_state_t *st,
-                     const uint64_t *pruned, size_t n_pruned, int64_t now_ns, attr_xstore_t **out,
-                     attr_xstore_stats_t *stats, char *err, size_t errlen)
+int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures,
+                             attr_state_t *st, const uint64_t *pruned, size_t n_pruned,
+                             int64_t now_ns, attr_exposure_store_t **out,
+                             attr_exposure_store_stats_t *stats, char *err, size_t errlen)
 {
     *out = NULL;
     memset(stats, 0, sizeof *stats);
     err[0] = '\0';
-    attr_xstore_t *xs = calloc(1, sizeof *xs);
+    attr_exposure_store_t *xs = calloc(1, sizeof *xs);
     if (xs == NULL) {
         attr__err(err, errlen, "out of memory");
         return -ENOMEM;
@@ -419,39 +422,39 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     snprintf(xs->dir, sizeof xs->dir, "%s", dir);
     pthread_mutex_init(&xs->fds.mu, NULL);
     xs->fds.dir = xs->dir;
-    xs->run_exposures = run_exposures ? run_exposures : ATTR_XSTORE_RUN;
-    xs->run_bytes = ATTR_XSTORE_RUN_BYTES;
+    xs->run_exposures = run_exposures ? run_exposures : ATTR_EXPOSURE_STORE_RUN;
+    xs->run_bytes = ATTR_EXPOSURE_STORE_RUN_BYTES;
     st->run_max = 0; /* runs end where the store seals them */
     st->run_hint = xs->run_exposures;
     const attr_runs_cfg_t cfg = {
         .dir = dir,
         .what = "exposure index",
-        .fanin = ATTR_XSTORE_FANIN,
+        .fanin = ATTR_EXPOSURE_STORE_FANIN,
         .lanes = 2,
         .keep_for_views = 1,
-        .ops = &attr_xstore__sealed_ops,
+        .ops = &attr_exposure_store__sealed_ops,
         .ctx = xs,
     };
     if (attr_runs_open(&cfg, &xs->runs) != 0) {
         attr__err(err, errlen, "out of memory");
-        attr_xstore__free(xs);
+        attr_exposure_store__free(xs);
         return -ENOMEM;
     }
 
     /* 1. Segments: the pruned ones go, version 1 ones are rewritten. */
     uint64_t *seqs = NULL;
     size_t n = 0;
-    int rc = attr_log_list(dir, &seqs, &n);
+    int rc = attr_xlog_list(dir, &seqs, &n);
     if (rc != 0) {
         attr__err(err, errlen, "%s: cannot list: %s", dir, strerror(-rc));
         attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
-        attr_xstore__free(xs);
+        attr_exposure_store__free(xs);
         return rc;
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4200];
-        attr_log_path(dir, seqs[i], path, sizeof path);
+        attr_xlog_path(dir, seqs[i], path, sizeof path);
         if (attr__is_in(pruned, n_pruned, seqs[i])) {
             /* Its counts are in the database already: never replay it. */
             if (unlink(path) != 0) {
@@ -462,9 +465,9 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
             }
             continue;
         }
-        if (attr_log_segment_version(path) == 1) {
+        if (attr_xlog_segment_version(path) == 1) {
             char uerr[512] = "";
-            rc = attr_log_upgrade(path, uerr, sizeof uerr);
+            rc = attr_xlog_upgrade(path, uerr, sizeof uerr);
             if (rc != 0) {
                 attr__err(err, errlen, "%s", uerr);
                 break;
@@ -493,7 +496,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     /* Files covering only pruned segments (pruned while a file was being merged, or
      * before a crash) go now rather than fill the Bloom filters. */
     if (rc == 0) {
-        stats->files_dropped += attr_xstore__drop_pruned_files(xs);
+        stats->files_dropped += attr_exposure_store__drop_pruned_files(xs);
     }
     size_t n_files;
     attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
@@ -518,7 +521,7 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
         st->next_run_id = attr_xidx_meta(files[n_files - 1])->last_run + 1;
     }
     /* 4. The log after the last file. (The service then looks up the candidates of the
-     *    stored conversions in the files: attr_xstore_find_cands().) */
+     *    stored conversions in the files: attr_exposure_store_find_cands().) */
     attr_xpos_t from =
         n_files > 0 ? attr_xidx_meta(files[n_files - 1])->end : (attr_xpos_t){first_seg, 0};
     if (rc == 0) {
@@ -528,12 +531,12 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     free(seqs);
     /* 5. A new segment, the threads. */
     if (rc == 0) {
-        rc = attr_log_open(loop, dir, next_seq, &xs->log, err, errlen);
+        rc = attr_xlog_open(loop, dir, next_seq, &xs->log, err, errlen);
     }
     if (rc == 0) {
         xs->close_left++;
         rc = attr_runs_start(xs->runs, loop);
-        for (int k = 0; k < ATTR_XSTORE_LOOKERS && rc == 0; k++) {
+        for (int k = 0; k < ATTR_EXPOSURE_STORE_LOOKERS && rc == 0; k++) {
             if ((rc = attr_work_open(loop, &xs->lookers[k])) == 0) {
                 xs->close_left++;
             }
@@ -545,15 +548,15 @@ int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, a
     if (rc != 0) {
         if (xs->close_left > 0) {
             /* Threads started: close them the normal way (frees the store at the end). */
-            attr_xstore_close(xs, NULL, NULL);
+            attr_exposure_store_close(xs, NULL, NULL);
         } else {
             /* Runs published at start-up stay the state's, freed with it. */
             attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
-            attr_xstore__free(xs);
+            attr_exposure_store__free(xs);
         }
         return rc;
     }
-    attr_xstore__seg(xs, next_seq);
+    attr_exposure_store__seg(xs, next_seq);
     /* The first run starts where the log was read to (run_start == log_end now). */
     stats->segments = xs->n_segs;
     *out = xs;

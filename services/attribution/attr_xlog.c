@@ -1,7 +1,7 @@
 /*
- * attr_log.c — the exposure log's writing: segment files, frames with CRC-32C, a writer
- * thread with group commit. See attr_log.h for the format; reading (replay with
- * torn-tail repair, records read alone, the upgrade of version 1) is attr_log_read.c.
+ * attr_xlog.c — the exposure log's writing: segment files, frames with CRC-32C, a writer
+ * thread with group commit. See attr_xlog.h for the format; reading (replay with
+ * torn-tail repair, records read alone, the upgrade of version 1) is attr_xlog_read.c.
  *
  * Threads: the loop queues batches under `mu`; the writer takes the whole queue at once
  * (a group), encodes one frame per batch, writes them with one write() per segment
@@ -9,7 +9,7 @@
  * `async`. Everything below "writer thread only" is touched by the writer alone (and by
  * open/close before the thread starts or after it was joined).
  */
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,9 +23,9 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
-#include "services/attribution/attr_log_int.h"
+#include "services/attribution/attr_xlog_int.h"
 
-struct st_attr_log_t {
+struct st_attr_xlog_t {
     uv_loop_t *loop;
     uv_async_t async;
     char *dir;
@@ -33,8 +33,8 @@ struct st_attr_log_t {
     int thread_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    attr_log_batch_t *q_head, *q_tail; /* queued for the writer */
-    attr_log_batch_t *d_head, *d_tail; /* written (or failed), for the loop */
+    attr_xlog_batch_t *q_head, *q_tail; /* queued for the writer */
+    attr_xlog_batch_t *d_head, *d_tail; /* written (or failed), for the loop */
     int closing;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -51,7 +51,7 @@ struct st_attr_log_t {
 
 /* ---- paths ---- */
 
-void attr_log_path(const char *dir, uint64_t seq, char *buf, size_t len)
+void attr_xlog_path(const char *dir, uint64_t seq, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/seg-%020llu.log", dir, (unsigned long long)seq);
 }
@@ -79,7 +79,7 @@ static int attr__cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int attr_log_list(const char *dir, uint64_t **seqs, size_t *n)
+int attr_xlog_list(const char *dir, uint64_t **seqs, size_t *n)
 {
     *seqs = NULL;
     *n = 0;
@@ -130,15 +130,15 @@ int attr_log_list(const char *dir, uint64_t **seqs, size_t *n)
 static int attr__create_segment(const char *dir, uint64_t seq, int *fd_out)
 {
     char path[4096];
-    attr_log_path(dir, seq, path, sizeof path);
+    attr_xlog_path(dir, seq, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0) {
         return -errno;
     }
-    unsigned char hdr[ATTR_LOG__HDR_BYTES];
+    unsigned char hdr[ATTR_XLOG__HDR_BYTES];
     memset(hdr, 0, sizeof hdr);
-    memcpy(hdr, ATTR_LOG__MAGIC, 8);
-    yw_put_le32(hdr + 8, ATTR_LOG__VERSION);
+    memcpy(hdr, ATTR_XLOG__MAGIC, 8);
+    yw_put_le32(hdr + 8, ATTR_XLOG__VERSION);
     yw_put_le64(hdr + 16, seq);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -159,7 +159,7 @@ static int attr__create_segment(const char *dir, uint64_t seq, int *fd_out)
     return 0;
 }
 
-static int attr__buf_reserve(attr_log_t *log, size_t more)
+static int attr__buf_reserve(attr_xlog_t *log, size_t more)
 {
     if (log->buf_len + more <= log->buf_cap) {
         return 0;
@@ -178,34 +178,34 @@ static int attr__buf_reserve(attr_log_t *log, size_t more)
 }
 
 /** The bytes of a record after its tag and length. */
-size_t attr_log__record_body_len(const attr_log_exposure_t *e)
+size_t attr_xlog__record_body_len(const attr_xlog_exposure_t *e)
 {
     size_t n = 1 + yw_varint_len((uint64_t)e->watch_ms) + yw_varint_len(yw_zigzag(e->occur_ns)) +
-               attr_log__str_len(e->event_id_len) + attr_log__str_len(e->viewer.len) +
-               attr_log__str_len(e->creator.len) + attr_log__str_len(e->note.len) +
+               attr_xlog__str_len(e->event_id_len) + attr_xlog__str_len(e->viewer.len) +
+               attr_xlog__str_len(e->creator.len) + attr_xlog__str_len(e->note.len) +
                yw_varint_len(e->n_products);
     for (uint32_t k = 0; k < e->n_products; k++) {
-        n += attr_log__str_len(e->products[k].len);
+        n += attr_xlog__str_len(e->products[k].len);
     }
     return n;
 }
 
 /** Encodes one record at p (room for 1 + 10 + body bytes); returns its length. */
-size_t attr_log__encode_record(unsigned char *p, const attr_log_exposure_t *e, size_t body)
+size_t attr_xlog__encode_record(unsigned char *p, const attr_xlog_exposure_t *e, size_t body)
 {
     size_t n = 0;
-    p[n++] = ATTR_LOG__REC_EXP2;
+    p[n++] = ATTR_XLOG__REC_EXP2;
     n += yw_varint_put(p + n, body);
     p[n++] = e->kind;
     n += yw_varint_put(p + n, (uint64_t)e->watch_ms);
     n += yw_varint_put(p + n, yw_zigzag(e->occur_ns));
-    n += attr_log__put_str(p + n, e->event_id, e->event_id_len);
-    n += attr_log__put_str(p + n, e->viewer.s, e->viewer.len);
-    n += attr_log__put_str(p + n, e->creator.s, e->creator.len);
-    n += attr_log__put_str(p + n, e->note.s, e->note.len);
+    n += attr_xlog__put_str(p + n, e->event_id, e->event_id_len);
+    n += attr_xlog__put_str(p + n, e->viewer.s, e->viewer.len);
+    n += attr_xlog__put_str(p + n, e->creator.s, e->creator.len);
+    n += attr_xlog__put_str(p + n, e->note.s, e->note.len);
     n += yw_varint_put(p + n, e->n_products);
     for (uint32_t k = 0; k < e->n_products; k++) {
-        n += attr_log__put_str(p + n, e->products[k].s, e->products[k].len);
+        n += attr_xlog__put_str(p + n, e->products[k].s, e->products[k].len);
     }
     return n;
 }
@@ -215,7 +215,7 @@ size_t attr_log__encode_record(unsigned char *p, const attr_log_exposure_t *e, s
  * place in the buffer: filled into b->rec_off when set). On error the buffer is as
  * before.
  */
-static int attr__encode_frame(attr_log_t *log, attr_log_batch_t *b, uint64_t base)
+static int attr__encode_frame(attr_xlog_t *log, attr_xlog_batch_t *b, uint64_t base)
 {
     size_t start = log->buf_len;
     int rc = attr__buf_reserve(log, 8 + 12);
@@ -227,8 +227,8 @@ static int attr__encode_frame(attr_log_t *log, attr_log_batch_t *b, uint64_t bas
     yw_put_le32(log->buf + log->buf_len + 8, (uint32_t)b->n);
     log->buf_len += 12;
     for (size_t i = 0; i < b->n; i++) {
-        const attr_log_exposure_t *e = &b->events[i];
-        size_t body = attr_log__record_body_len(e);
+        const attr_xlog_exposure_t *e = &b->events[i];
+        size_t body = attr_xlog__record_body_len(e);
         rc = attr__buf_reserve(log, 1 + 10 + body);
         if (rc != 0) {
             log->buf_len = start;
@@ -237,7 +237,7 @@ static int attr__encode_frame(attr_log_t *log, attr_log_batch_t *b, uint64_t bas
         if (b->rec_off != NULL) {
             b->rec_off[i] = (uint32_t)(base + log->buf_len);
         }
-        log->buf_len += attr_log__encode_record(log->buf + log->buf_len, e, body);
+        log->buf_len += attr_xlog__encode_record(log->buf + log->buf_len, e, body);
     }
     size_t len = log->buf_len - start - 8;
     yw_put_le32(log->buf + start, (uint32_t)len);
@@ -252,7 +252,7 @@ static int attr__encode_frame(attr_log_t *log, attr_log_batch_t *b, uint64_t bas
  * including) `stop`. On failure truncates back to the synced length and asks for a new
  * segment (the failed frames' DEFs must not be relied on).
  */
-static void attr__flush(attr_log_t *log, attr_log_batch_t *first, attr_log_batch_t *stop)
+static void attr__flush(attr_xlog_t *log, attr_xlog_batch_t *first, attr_xlog_batch_t *stop)
 {
     if (log->buf_len == 0) {
         return;
@@ -270,7 +270,7 @@ static void attr__flush(attr_log_t *log, attr_log_batch_t *first, attr_log_batch
         }
         log->need_rotate = 1;
     }
-    for (attr_log_batch_t *b = first; b != stop; b = b->next) {
+    for (attr_xlog_batch_t *b = first; b != stop; b = b->next) {
         if (b->status == 0) {
             b->status = rc;
         }
@@ -278,7 +278,7 @@ static void attr__flush(attr_log_t *log, attr_log_batch_t *first, attr_log_batch
     log->buf_len = 0;
 }
 
-static int attr__rotate(attr_log_t *log)
+static int attr__rotate(attr_xlog_t *log)
 {
     if (log->fd >= 0) {
         close(log->fd);
@@ -293,18 +293,18 @@ static int attr__rotate(attr_log_t *log)
     }
     log->fd = fd;
     log->seq = seq;
-    log->size = ATTR_LOG__HDR_BYTES;
+    log->size = ATTR_XLOG__HDR_BYTES;
     log->need_rotate = 0;
     atomic_store(&log->cur_seq, seq);
     return 0;
 }
 
-static void attr__write_group(attr_log_t *log, attr_log_batch_t *group)
+static void attr__write_group(attr_xlog_t *log, attr_xlog_batch_t *group)
 {
-    attr_log_batch_t *pending = group; /* first batch whose frame is in the buffer */
-    for (attr_log_batch_t *b = group; b != NULL; b = b->next) {
+    attr_xlog_batch_t *pending = group; /* first batch whose frame is in the buffer */
+    for (attr_xlog_batch_t *b = group; b != NULL; b = b->next) {
         b->status = 0;
-        if (log->need_rotate || log->size + log->buf_len >= ATTR_LOG_SEGMENT_BYTES) {
+        if (log->need_rotate || log->size + log->buf_len >= ATTR_XLOG_SEGMENT_BYTES) {
             attr__flush(log, pending, b);
             pending = b;
             int rc = attr__rotate(log);
@@ -326,13 +326,13 @@ static void attr__write_group(attr_log_t *log, attr_log_batch_t *group)
 
 static void *attr__writer_main(void *arg)
 {
-    attr_log_t *log = arg;
+    attr_xlog_t *log = arg;
     for (;;) {
         pthread_mutex_lock(&log->mu);
         while (log->q_head == NULL && !log->closing) {
             pthread_cond_wait(&log->cv, &log->mu);
         }
-        attr_log_batch_t *group = log->q_head, *last = log->q_tail;
+        attr_xlog_batch_t *group = log->q_head, *last = log->q_tail;
         log->q_head = log->q_tail = NULL;
         pthread_mutex_unlock(&log->mu);
         if (group == NULL) {
@@ -358,7 +358,7 @@ static void *attr__writer_main(void *arg)
 
 /* ---- loop side ---- */
 
-static void attr__free(attr_log_t *log)
+static void attr__free(attr_xlog_t *log)
 {
     free(log->buf);
     free(log->dir);
@@ -369,7 +369,7 @@ static void attr__free(attr_log_t *log)
 
 static void attr__on_async_closed(uv_handle_t *h)
 {
-    attr_log_t *log = h->data;
+    attr_xlog_t *log = h->data;
     void (*closed)(void *) = log->closed;
     void *arg = log->closed_arg;
     attr__free(log);
@@ -379,14 +379,14 @@ static void attr__on_async_closed(uv_handle_t *h)
 }
 
 /** Runs the `done` callbacks of the batches the writer handed back. */
-static void attr__drain_done(attr_log_t *log)
+static void attr__drain_done(attr_xlog_t *log)
 {
     pthread_mutex_lock(&log->mu);
-    attr_log_batch_t *done = log->d_head;
+    attr_xlog_batch_t *done = log->d_head;
     log->d_head = log->d_tail = NULL;
     pthread_mutex_unlock(&log->mu);
     while (done != NULL) {
-        attr_log_batch_t *next = done->next;
+        attr_xlog_batch_t *next = done->next;
         done->done(done, done->status);
         done = next;
     }
@@ -397,11 +397,11 @@ static void attr__on_async(uv_async_t *h)
     attr__drain_done(h->data);
 }
 
-int attr_log_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_log_t **out, char *err,
-                  size_t errlen)
+int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xlog_t **out,
+                   char *err, size_t errlen)
 {
     *out = NULL;
-    attr_log_t *log = calloc(1, sizeof *log);
+    attr_xlog_t *log = calloc(1, sizeof *log);
     if (log == NULL || (log->dir = strdup(dir)) == NULL) {
         free(log);
         snprintf(err, errlen, "exposure log: out of memory");
@@ -446,7 +446,7 @@ int attr_log_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_log
     return 0;
 }
 
-int attr_log_append(attr_log_t *log, attr_log_batch_t *batch)
+int attr_xlog_append(attr_xlog_t *log, attr_xlog_batch_t *batch)
 {
     batch->next = NULL;
     batch->status = 0;
@@ -467,12 +467,12 @@ int attr_log_append(attr_log_t *log, attr_log_batch_t *batch)
     return 0;
 }
 
-uint64_t attr_log_current_seq(attr_log_t *log)
+uint64_t attr_xlog_current_seq(attr_xlog_t *log)
 {
     return atomic_load(&log->cur_seq);
 }
 
-void attr_log_close(attr_log_t *log, void (*closed)(void *arg), void *arg)
+void attr_xlog_close(attr_xlog_t *log, void (*closed)(void *arg), void *arg)
 {
     pthread_mutex_lock(&log->mu);
     if (log->closing) {

@@ -1,15 +1,15 @@
 /*
- * attr_xstore.c — the exposure store: the log's appends (held back while the builder is
+ * attr_exposure_store.c — the exposure store: the log's appends (held back while the builder is
  * behind), the open run's stretch of the log, sealed runs and their index files (for
- * attr_runs.h), maintenance and close. See attr_xstore.h for the life of an exposure
- * through it; lookups are in attr_xstore_lookup.c, start-up in attr_xstore_open.c.
+ * attr_runs.h), maintenance and close. See attr_exposure_store.h for the life of an exposure
+ * through it; lookups are in attr_exposure_store_lookup.c, start-up in attr_exposure_store_open.c.
  *
  * Ownership: the store owns the log, its lookup workers, its attr_runs_t (which owns the
  * published files, the views and the sealed runs' wrappers) and the jobs it queues
  * (freed by their `after`). Runs belong to the state; the store decides when a sealed
  * one is released. Requests (confirm, join) are the caller's.
  */
-#include "services/attribution/attr_xstore.h"
+#include "services/attribution/attr_exposure_store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@
 
 #include "common/log.h"
 #include "common/vec.h"
-#include "services/attribution/attr_xstore_int.h"
+#include "services/attribution/attr_exposure_store_int.h"
 
 static int64_t attr__now_ns(void)
 {
@@ -27,7 +27,7 @@ static int64_t attr__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-attr__seg_t *attr_xstore__seg(attr_xstore_t *xs, uint64_t seq)
+attr__seg_t *attr_exposure_store__seg(attr_exposure_store_t *xs, uint64_t seq)
 {
     for (size_t i = xs->n_segs; i-- > 0;) {
         if (xs->segs[i].seq == seq) {
@@ -51,9 +51,10 @@ attr__seg_t *attr_xstore__seg(attr_xstore_t *xs, uint64_t seq)
     return &xs->segs[at];
 }
 
-void attr_xstore__seg_add(attr_xstore_t *xs, uint64_t seq, uint64_t events, int64_t max_arrival)
+void attr_exposure_store__seg_add(attr_exposure_store_t *xs, uint64_t seq, uint64_t events,
+                                  int64_t max_arrival)
 {
-    attr__seg_t *s = attr_xstore__seg(xs, seq);
+    attr__seg_t *s = attr_exposure_store__seg(xs, seq);
     if (s != NULL) {
         s->events += events;
         if (max_arrival > s->max_arrival_ns) {
@@ -62,7 +63,8 @@ void attr_xstore__seg_add(attr_xstore_t *xs, uint64_t seq, uint64_t events, int6
     }
 }
 
-int attr_xstore__run_seg_add(attr_xstore_t *xs, uint64_t seq, uint64_t events, int64_t arrival)
+int attr_exposure_store__run_seg_add(attr_exposure_store_t *xs, uint64_t seq, uint64_t events,
+                                     int64_t arrival)
 {
     if (xs->n_run_segs > 0 && xs->run_segs[xs->n_run_segs - 1].seg == seq) {
         attr_xseg_t *s = &xs->run_segs[xs->n_run_segs - 1];
@@ -83,7 +85,7 @@ int attr_xstore__run_seg_add(attr_xstore_t *xs, uint64_t seq, uint64_t events, i
 
 /** A sealed run of the state on its way to its index file. */
 typedef struct st_attr__sealed_t {
-    attr_xstore_t *xs;
+    attr_exposure_store_t *xs;
     attr_run_t *run; /* the state's */
     attr_xmeta_t meta;
     attr_xseg_t *segs;
@@ -219,13 +221,13 @@ static void attr__sealed_free(attr__sealed_t *b)
     free(b);
 }
 
-static void attr__release_held(attr_xstore_t *xs);
+static void attr__release_held(attr_exposure_store_t *xs);
 
 /** attr_runs_ops_t.published: the run's ids go into the Bloom filters. */
 static int attr__sealed_published(void *ctx, void *sealed, const attr_xidx_t *x)
 {
     (void)x;
-    attr_xstore_t *xs = ctx;
+    attr_exposure_store_t *xs = ctx;
     attr__sealed_t *b = sealed;
     int rc = attr_state_index_add(xs->st, b->hashes, b->n_hashes, b->meta.max_seg);
     free(b->hashes);
@@ -253,7 +255,7 @@ static void attr__sealed_failed(void *ctx, void *sealed)
 /** attr_runs_ops_t.release: the run leaves memory (the state's). */
 static void attr__sealed_release(void *ctx, void *sealed)
 {
-    attr_xstore_t *xs = ctx;
+    attr_exposure_store_t *xs = ctx;
     attr__sealed_t *b = sealed;
     attr_state_release_run(xs->st, b->run);
     attr__sealed_free(b);
@@ -267,11 +269,11 @@ static void attr__sealed_discard(void *ctx, void *sealed)
 }
 
 /** The log line of a merge. */
-static void attr__log_merged(attr_xstore_t *xs, const attr_xidx_t *out)
+static void attr__log_merged(attr_exposure_store_t *xs, const attr_xidx_t *out)
 {
     const attr_xmeta_t *mm = attr_xidx_meta(out);
-    attr_xstore_info_t info;
-    attr_xstore_info(xs, &info);
+    attr_exposure_store_info_t info;
+    attr_exposure_store_info(xs, &info);
     yw_log(YW_LOG_INFO,
            "merged the index files of runs %llu-%llu (%llu exposures); now %llu files "
            "of %llu exposures, memory: fences %zu KiB, Bloom filters %zu KiB, %zu "
@@ -282,7 +284,7 @@ static void attr__log_merged(attr_xstore_t *xs, const attr_xidx_t *out)
            xs->st->n_runs, info.run_bytes >> 10);
 }
 
-size_t attr_xstore__drop_pruned_files(attr_xstore_t *xs);
+size_t attr_exposure_store__drop_pruned_files(attr_exposure_store_t *xs);
 
 /**
  * attr_runs_ops_t.merged: a line on what the store holds now; the files pruned during
@@ -290,14 +292,14 @@ size_t attr_xstore__drop_pruned_files(attr_xstore_t *xs);
  */
 static void attr__files_merged(void *ctx, const attr_xidx_t *out)
 {
-    attr_xstore_t *xs = ctx;
+    attr_exposure_store_t *xs = ctx;
     if (out != NULL) {
         attr__log_merged(xs, out);
     }
-    (void)attr_xstore__drop_pruned_files(xs);
+    (void)attr_exposure_store__drop_pruned_files(xs);
 }
 
-const attr_runs_ops_t attr_xstore__sealed_ops = {
+const attr_runs_ops_t attr_exposure_store__sealed_ops = {
     .build = attr__build_file,
     .published = attr__sealed_published,
     .failed = attr__sealed_failed,
@@ -312,7 +314,7 @@ const attr_runs_ops_t attr_xstore__sealed_ops = {
  * here; else it is queued for the builder. Returns 0 or a negative errno with a message
  * in `err` (may be NULL).
  */
-int attr_xstore__seal_run(attr_xstore_t *xs, int now, char *err, size_t errlen)
+int attr_exposure_store__seal_run(attr_exposure_store_t *xs, int now, char *err, size_t errlen)
 {
     attr_run_t *run = attr_state_seal_run(xs->st);
     if (run == NULL) {
@@ -355,22 +357,22 @@ int attr_xstore__seal_run(attr_xstore_t *xs, int now, char *err, size_t errlen)
     return 0;
 }
 
-static void attr__seal(attr_xstore_t *xs)
+static void attr__seal(attr_exposure_store_t *xs)
 {
-    (void)attr_xstore__seal_run(xs, 0, NULL, 0);
+    (void)attr_exposure_store__seal_run(xs, 0, NULL, 0);
 }
 
 /** attr_runs_drop_if(): a file whose every entry is in a pruned segment. */
 static int attr__file_pruned(void *arg, const attr_xidx_t *x, int64_t latest)
 {
     (void)latest;
-    const attr_xstore_t *xs = arg;
+    const attr_exposure_store_t *xs = arg;
     const attr_xmeta_t *m = attr_xidx_meta(x);
     return m->max_seg < xs->first_live_seg && m->end.seq < xs->first_live_seg;
 }
 
 /** Drops the files whose every entry is in a pruned segment (not during a merge). */
-size_t attr_xstore__drop_pruned_files(attr_xstore_t *xs)
+size_t attr_exposure_store__drop_pruned_files(attr_exposure_store_t *xs)
 {
     return attr_runs_drop_if(xs->runs, 0, attr__file_pruned, xs);
 }
@@ -382,48 +384,48 @@ size_t attr_xstore__drop_pruned_files(attr_xstore_t *xs)
  * grows with the exposures' sizes (their strings, their products' join keys) reaches
  * run_bytes, so that wide exposures do not make a run hundreds of MB.
  */
-int attr_xstore__run_full(const attr_xstore_t *xs, const attr_run_t *run)
+int attr_exposure_store__run_full(const attr_exposure_store_t *xs, const attr_run_t *run)
 {
     return run != NULL &&
            (run->n >= xs->run_exposures ||
             run->arena_len + run->join_n * sizeof *run->join_slots * 2 >= xs->run_bytes);
 }
 
-void attr_xstore_set_run_bytes(attr_xstore_t *xs, size_t bytes)
+void attr_exposure_store_set_run_bytes(attr_exposure_store_t *xs, size_t bytes)
 {
-    xs->run_bytes = bytes > 0 ? bytes : ATTR_XSTORE_RUN_BYTES;
+    xs->run_bytes = bytes > 0 ? bytes : ATTR_EXPOSURE_STORE_RUN_BYTES;
 }
 
 /**
- * Whether appends wait: when ATTR_XSTORE_MAX_UNBUILT sealed runs are not indexed yet
+ * Whether appends wait: when ATTR_EXPOSURE_STORE_MAX_UNBUILT sealed runs are not indexed yet
  * (the builder is behind), the log takes nothing new until one is, so that memory stays
  * bounded and the clients' acknowledgements slow down instead. Not while builds fail.
  */
-static int attr__must_hold(const attr_xstore_t *xs)
+static int attr__must_hold(const attr_exposure_store_t *xs)
 {
-    return attr_runs_unbuilt(xs->runs) >= ATTR_XSTORE_MAX_UNBUILT && !attr_runs_failing(xs->runs) &&
-           !xs->closing;
+    return attr_runs_unbuilt(xs->runs) >= ATTR_EXPOSURE_STORE_MAX_UNBUILT &&
+           !attr_runs_failing(xs->runs) && !xs->closing;
 }
 
-static void attr__release_held(attr_xstore_t *xs)
+static void attr__release_held(attr_exposure_store_t *xs)
 {
     while (xs->held_head != NULL && !attr__must_hold(xs)) {
-        attr_log_batch_t *b = xs->held_head;
+        attr_xlog_batch_t *b = xs->held_head;
         xs->held_head = b->next;
         if (xs->held_head == NULL) {
             xs->held_tail = NULL;
         }
-        int rc = attr_log_append(xs->log, b);
+        int rc = attr_xlog_append(xs->log, b);
         if (rc != 0) {
             b->done(b, rc); /* the log is closed: the batch fails like any other */
         }
     }
 }
 
-int attr_xstore_append(attr_xstore_t *xs, attr_log_batch_t *batch)
+int attr_exposure_store_append(attr_exposure_store_t *xs, attr_xlog_batch_t *batch)
 {
     if (xs->held_head == NULL && !attr__must_hold(xs)) {
-        return attr_log_append(xs->log, batch);
+        return attr_xlog_append(xs->log, batch);
     }
     /* Behind the ones already held: the log keeps the order of appends. */
     batch->next = NULL;
@@ -436,52 +438,54 @@ int attr_xstore_append(attr_xstore_t *xs, attr_log_batch_t *batch)
     return 0;
 }
 
-uint64_t attr_xstore_current_seq(attr_xstore_t *xs)
+uint64_t attr_exposure_store_current_seq(attr_exposure_store_t *xs)
 {
-    return attr_log_current_seq(xs->log);
+    return attr_xlog_current_seq(xs->log);
 }
 
-void attr_xstore_committed(attr_xstore_t *xs, const attr_log_batch_t *batch)
+void attr_exposure_store_committed(attr_exposure_store_t *xs, const attr_xlog_batch_t *batch)
 {
     xs->log_end = (attr_xpos_t){batch->seq, batch->frame_end};
-    attr_xstore__seg_add(xs, batch->seq, batch->n, batch->arrival_ns);
-    if (attr_xstore__run_seg_add(xs, batch->seq, batch->n, batch->arrival_ns) != 0) {
+    attr_exposure_store__seg_add(xs, batch->seq, batch->n, batch->arrival_ns);
+    if (attr_exposure_store__run_seg_add(xs, batch->seq, batch->n, batch->arrival_ns) != 0) {
         yw_log(YW_LOG_ERROR, "out of memory tracking the open run's segments");
     }
     if (xs->run_first_ns == 0) {
         xs->run_first_ns = attr__now_ns();
     }
     attr_run_t *run = attr_state_open_run(xs->st);
-    if (attr_xstore__run_full(xs, run)) {
+    if (attr_exposure_store__run_full(xs, run)) {
         attr__seal(xs);
     }
 }
 
 /* ---- maintenance ---- */
 
-void attr_xstore_tick(attr_xstore_t *xs, int64_t now_ns)
+void attr_exposure_store_tick(attr_exposure_store_t *xs, int64_t now_ns)
 {
     if (xs->closing) {
         return;
     }
-    if (xs->run_first_ns != 0 && now_ns - xs->run_first_ns >= ATTR_XSTORE_RUN_AGE_MS * 1000000LL) {
+    if (xs->run_first_ns != 0 &&
+        now_ns - xs->run_first_ns >= ATTR_EXPOSURE_STORE_RUN_AGE_MS * 1000000LL) {
         attr__seal(xs);
     }
     attr_runs_tick(xs->runs); /* failed builds again, merges */
 }
 
-int attr_xstore_prunable(attr_xstore_t *xs, int64_t limit_ns, uint64_t *seq, char *path)
+int attr_exposure_store_prunable(attr_exposure_store_t *xs, int64_t limit_ns, uint64_t *seq,
+                                 char *path)
 {
-    if (xs->n_segs < 2 || xs->segs[0].seq == attr_log_current_seq(xs->log) ||
+    if (xs->n_segs < 2 || xs->segs[0].seq == attr_xlog_current_seq(xs->log) ||
         xs->segs[0].max_arrival_ns >= limit_ns) {
         return 0;
     }
     *seq = xs->segs[0].seq;
-    attr_log_path(xs->dir, *seq, path, 4096);
+    attr_xlog_path(xs->dir, *seq, path, 4096);
     return 1;
 }
 
-void attr_xstore_pruned(attr_xstore_t *xs, uint64_t seq)
+void attr_exposure_store_pruned(attr_exposure_store_t *xs, uint64_t seq)
 {
     for (size_t i = 0; i < xs->n_segs; i++) {
         if (xs->segs[i].seq == seq) {
@@ -491,18 +495,18 @@ void attr_xstore_pruned(attr_xstore_t *xs, uint64_t seq)
         }
     }
     char path[4200];
-    attr_log_path(xs->dir, seq, path, sizeof path);
-    attr_xstore__segfd_kill(&xs->fds, seq);
+    attr_xlog_path(xs->dir, seq, path, sizeof path);
+    attr_exposure_store__segfd_kill(&xs->fds, seq);
     attr_runs_unlink(xs->runs, path);
     if (seq + 1 > xs->first_live_seg) {
         xs->first_live_seg = seq + 1;
         attr_runs_set_min_seg(xs->runs, xs->first_live_seg);
     }
     attr_state_index_forget(xs->st, seq);
-    attr_xstore__drop_pruned_files(xs);
+    attr_exposure_store__drop_pruned_files(xs);
 }
 
-void attr_xstore_info(const attr_xstore_t *xs, attr_xstore_info_t *info)
+void attr_exposure_store_info(const attr_exposure_store_t *xs, attr_exposure_store_info_t *info)
 {
     memset(info, 0, sizeof *info);
     info->segments = xs->n_segs;
@@ -525,33 +529,33 @@ void attr_xstore_info(const attr_xstore_t *xs, attr_xstore_info_t *info)
 /* ---- close ---- */
 
 /** Frees the store (its runs module is closed already). */
-void attr_xstore__free(attr_xstore_t *xs)
+void attr_exposure_store__free(attr_exposure_store_t *xs)
 {
     free(xs->segs);
     free(xs->run_segs);
     if (xs->startup_buf != NULL) {
-        attr_log_recbuf_free(xs->startup_buf);
+        attr_xlog_recbuf_free(xs->startup_buf);
         free(xs->startup_buf);
     }
-    attr_xstore__segfds_free(&xs->fds);
+    attr_exposure_store__segfds_free(&xs->fds);
     free(xs);
 }
 
 static void attr__on_part_closed(void *arg)
 {
-    attr_xstore_t *xs = arg;
+    attr_exposure_store_t *xs = arg;
     if (--xs->close_left > 0) {
         return;
     }
     void (*closed)(void *) = xs->closed;
     void *closed_arg = xs->closed_arg;
-    attr_xstore__free(xs);
+    attr_exposure_store__free(xs);
     if (closed != NULL) {
         closed(closed_arg);
     }
 }
 
-void attr_xstore_close(attr_xstore_t *xs, void (*closed)(void *arg), void *arg)
+void attr_exposure_store_close(attr_exposure_store_t *xs, void (*closed)(void *arg), void *arg)
 {
     xs->closing = 1;
     xs->closed = closed;
@@ -562,14 +566,14 @@ void attr_xstore_close(attr_xstore_t *xs, void (*closed)(void *arg), void *arg)
     /* Lookups first (their callbacks may append to the log), then what is held back,
      * then the log (its callbacks commit and may seal runs), then the open run and the
      * runs' threads (the builder finishes, a merge in progress gives up). */
-    for (int k = 0; k < ATTR_XSTORE_LOOKERS; k++) {
+    for (int k = 0; k < ATTR_EXPOSURE_STORE_LOOKERS; k++) {
         if (xs->lookers[k] != NULL) {
             attr_work_close(xs->lookers[k], attr__on_part_closed, xs);
         }
     }
     if (xs->log != NULL) {
         attr__release_held(xs); /* closing: nothing is held any more */
-        attr_log_close(xs->log, attr__on_part_closed, xs);
+        attr_xlog_close(xs->log, attr__on_part_closed, xs);
     }
     attr__seal(xs);
     attr_runs_close(xs->runs, attr__on_part_closed, xs);

@@ -1,11 +1,11 @@
 /*
- * attr_log_read.c — the exposure log's reading: replay of a segment with torn-tail
+ * attr_xlog_read.c — the exposure log's reading: replay of a segment with torn-tail
  * repair (versions 1 and 2), records read alone from their offsets, and the upgrade of
- * a version 1 segment to version 2. See attr_log.h.
+ * a version 1 segment to version 2. See attr_xlog.h.
  *
  * Threads: nothing here touches shared state: any thread may call it.
  */
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,10 +18,10 @@
 
 #include "common/fileio.h"
 #include "common/vec.h"
-#include "services/attribution/attr_log_int.h"
+#include "services/attribution/attr_xlog_int.h"
 
-/** What attr_log_read_record() reads first: most records fit. */
-#define ATTR_LOG__REC_PEEK 256
+/** What attr_xlog_read_record() reads first: most records fit. */
+#define ATTR_XLOG__REC_PEEK 256
 
 /* ---- reading ---- */
 
@@ -41,13 +41,13 @@ static void attr__fmt_err(char *err, size_t errlen, const char *fmt, ...)
 
 /** Per-segment id -> string maps of the four spaces. */
 typedef struct st_attr__idmap_t {
-    attr_str_t *map[ATTR_LOG_N_SPACES];
-    size_t cap[ATTR_LOG_N_SPACES];
+    attr_str_t *map[ATTR_XLOG_N_SPACES];
+    size_t cap[ATTR_XLOG_N_SPACES];
 } attr__idmap_t;
 
 static void attr__idmap_free(attr__idmap_t *m)
 {
-    for (int s = 0; s < ATTR_LOG_N_SPACES; s++) {
+    for (int s = 0; s < ATTR_XLOG_N_SPACES; s++) {
         free(m->map[s]);
     }
 }
@@ -111,7 +111,7 @@ static int attr__get_str(const unsigned char *b, size_t end, size_t *pos, attr_s
  * end of the record). Returns 0, -EBADMSG or -ENOMEM.
  */
 static int attr__decode_exp2(const unsigned char *b, size_t pos, size_t end, attr_str_t **products,
-                             size_t *products_cap, attr_log_event_t *ev)
+                             size_t *products_cap, attr_xlog_event_t *ev)
 {
     uint64_t watch, occ, np;
     if (pos >= end) {
@@ -151,7 +151,7 @@ static int attr__decode_exp2(const unsigned char *b, size_t pos, size_t end, att
  * body, -ENOMEM, or what visit returned.
  */
 static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t len,
-                             uint64_t frame_off, attr_log_visit_fn visit, void *arg,
+                             uint64_t frame_off, attr_xlog_visit_fn visit, void *arg,
                              uint64_t *events)
 {
     if (len < 12) {
@@ -165,9 +165,9 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
         size_t at = pos;
         unsigned char tag = b[pos++];
         uint64_t v, l;
-        attr_log_event_t ev;
+        attr_xlog_event_t ev;
         memset(&ev, 0, sizeof ev);
-        if (tag == ATTR_LOG__REC_EXP2 && r->version >= 2) {
+        if (tag == ATTR_XLOG__REC_EXP2 && r->version >= 2) {
             if (yw_varint_get(b, len, &pos, &l) != 0 || l > len - pos) {
                 return -EBADMSG;
             }
@@ -177,12 +177,12 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
             }
             pos += l;
             ev.rec_off = (uint32_t)(frame_off + 8 + at);
-        } else if (tag == ATTR_LOG__REC_DEF && r->version == 1) {
+        } else if (tag == ATTR_XLOG__REC_DEF && r->version == 1) {
             if (pos >= len) {
                 return -EBADMSG;
             }
             int space = b[pos++];
-            if (space >= ATTR_LOG_N_SPACES || yw_varint_get(b, len, &pos, &v) != 0 ||
+            if (space >= ATTR_XLOG_N_SPACES || yw_varint_get(b, len, &pos, &v) != 0 ||
                 yw_varint_get(b, len, &pos, &l) != 0 || l > len - pos) {
                 return -EBADMSG;
             }
@@ -193,7 +193,7 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
                 return rc;
             }
             continue;
-        } else if (tag == ATTR_LOG__REC_EXP && r->version == 1) {
+        } else if (tag == ATTR_XLOG__REC_EXP && r->version == 1) {
             if (attr__get_str(b, len, &pos, &ev.event_id) != 0) {
                 return -EBADMSG;
             }
@@ -203,15 +203,15 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
                 yw_varint_get(b, len, &pos, &nid) != 0 || pos >= len) {
                 return -EBADMSG;
             }
-            if ((s = attr__idmap_get(&r->ids, ATTR_LOG_VIEWER, vid)) == NULL) {
+            if ((s = attr__idmap_get(&r->ids, ATTR_XLOG_VIEWER, vid)) == NULL) {
                 return -EBADMSG;
             }
             ev.viewer = *s;
-            if ((s = attr__idmap_get(&r->ids, ATTR_LOG_CREATOR, cid)) == NULL) {
+            if ((s = attr__idmap_get(&r->ids, ATTR_XLOG_CREATOR, cid)) == NULL) {
                 return -EBADMSG;
             }
             ev.creator = *s;
-            if ((s = attr__idmap_get(&r->ids, ATTR_LOG_NOTE, nid)) == NULL) {
+            if ((s = attr__idmap_get(&r->ids, ATTR_XLOG_NOTE, nid)) == NULL) {
                 return -EBADMSG;
             }
             ev.note = *s;
@@ -231,7 +231,7 @@ static int attr__decode_body(attr__reader_t *r, const unsigned char *b, size_t l
             for (uint64_t k = 0; k < np; k++) {
                 uint64_t pid;
                 if (yw_varint_get(b, len, &pos, &pid) != 0 ||
-                    (s = attr__idmap_get(&r->ids, ATTR_LOG_PRODUCT, pid)) == NULL) {
+                    (s = attr__idmap_get(&r->ids, ATTR_XLOG_PRODUCT, pid)) == NULL) {
                     return -EBADMSG;
                 }
                 r->products[k] = *s;
@@ -282,8 +282,8 @@ static int attr__read_file(const char *path, uint64_t from, unsigned char **buf,
     }
     size_t size = (size_t)st.st_size;
     size_t skip = 0;
-    if (from > ATTR_LOG__HDR_BYTES && size >= ATTR_LOG__HDR_BYTES) {
-        skip = (from < size ? (size_t)from : size) - ATTR_LOG__HDR_BYTES;
+    if (from > ATTR_XLOG__HDR_BYTES && size >= ATTR_XLOG__HDR_BYTES) {
+        skip = (from < size ? (size_t)from : size) - ATTR_XLOG__HDR_BYTES;
     }
     size_t want = size - skip;
     unsigned char *b = malloc(want ? want : 1);
@@ -291,7 +291,7 @@ static int attr__read_file(const char *path, uint64_t from, unsigned char **buf,
         close(fd);
         return -ENOMEM;
     }
-    size_t head = want < ATTR_LOG__HDR_BYTES ? want : ATTR_LOG__HDR_BYTES, got1 = 0, got2 = 0;
+    size_t head = want < ATTR_XLOG__HDR_BYTES ? want : ATTR_XLOG__HDR_BYTES, got1 = 0, got2 = 0;
     int rc = yw_pread_all(fd, b, head, 0, &got1);
     if (rc == 0 && want > head) {
         rc = yw_pread_all(fd, b + head, want - head, head + skip, &got2);
@@ -324,8 +324,8 @@ static int attr__truncate(const char *path, uint64_t len)
     return rc;
 }
 
-static int attr__read(const char *path, uint64_t from, int repair, attr_log_visit_fn visit,
-                      void *arg, attr_log_segstat_t *st, char *err, size_t errlen)
+static int attr__read(const char *path, uint64_t from, int repair, attr_xlog_visit_fn visit,
+                      void *arg, attr_xlog_segstat_t *st, char *err, size_t errlen)
 {
     memset(st, 0, sizeof *st);
     st->max_arrival_ns = INT64_MIN;
@@ -337,9 +337,9 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
         return rc;
     }
     st->file_bytes = len + skip;
-    uint32_t version = len >= ATTR_LOG__HDR_BYTES ? yw_get_le32(buf + 8) : 0;
-    if (len < ATTR_LOG__HDR_BYTES || memcmp(buf, ATTR_LOG__MAGIC, 8) != 0 || version < 1 ||
-        version > ATTR_LOG__VERSION) {
+    uint32_t version = len >= ATTR_XLOG__HDR_BYTES ? yw_get_le32(buf + 8) : 0;
+    if (len < ATTR_XLOG__HDR_BYTES || memcmp(buf, ATTR_XLOG__MAGIC, 8) != 0 || version < 1 ||
+        version > ATTR_XLOG__VERSION) {
         attr__fmt_err(err, errlen, "%s: not an exposure log segment (bad or short header)", path);
         free(buf);
         return -EBADMSG;
@@ -353,7 +353,7 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
     attr__reader_t r;
     memset(&r, 0, sizeof r);
     r.version = version;
-    size_t off = ATTR_LOG__HDR_BYTES; /* in buf; the file offset is off + skip */
+    size_t off = ATTR_XLOG__HDR_BYTES; /* in buf; the file offset is off + skip */
     rc = 0;
     while (off < len) {
         if (len - off < 8) {
@@ -363,7 +363,7 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
         }
         uint32_t blen = yw_get_le32(buf + off);
         uint32_t crc = yw_get_le32(buf + off + 4);
-        if (blen < 12 || blen > ATTR_LOG_MAX_FRAME || blen > len - off - 8) {
+        if (blen < 12 || blen > ATTR_XLOG_MAX_FRAME || blen > len - off - 8) {
             snprintf(st->torn_reason, sizeof st->torn_reason, "frame length %u past the end", blen);
             st->torn = 1;
             break;
@@ -419,53 +419,54 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_log_visi
     return 0;
 }
 
-int attr_log_read_segment(const char *path, int repair, attr_log_visit_fn visit, void *arg,
-                          attr_log_segstat_t *st, char *err, size_t errlen)
+int attr_xlog_read_segment(const char *path, int repair, attr_xlog_visit_fn visit, void *arg,
+                           attr_xlog_segstat_t *st, char *err, size_t errlen)
 {
     return attr__read(path, 0, repair, visit, arg, st, err, errlen);
 }
 
-int attr_log_read_segment_from(const char *path, uint64_t from, int repair, attr_log_visit_fn visit,
-                               void *arg, attr_log_segstat_t *st, char *err, size_t errlen)
+int attr_xlog_read_segment_from(const char *path, uint64_t from, int repair,
+                                attr_xlog_visit_fn visit, void *arg, attr_xlog_segstat_t *st,
+                                char *err, size_t errlen)
 {
     return attr__read(path, from, repair, visit, arg, st, err, errlen);
 }
 
-int attr_log_segment_version(const char *path)
+int attr_xlog_segment_version(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return -errno;
     }
-    unsigned char hdr[ATTR_LOG__HDR_BYTES];
+    unsigned char hdr[ATTR_XLOG__HDR_BYTES];
     ssize_t r = pread(fd, hdr, sizeof hdr, 0);
     int e = errno;
     close(fd);
     if (r < 0) {
         return -e;
     }
-    if (r < (ssize_t)sizeof hdr || memcmp(hdr, ATTR_LOG__MAGIC, 8) != 0) {
+    if (r < (ssize_t)sizeof hdr || memcmp(hdr, ATTR_XLOG__MAGIC, 8) != 0) {
         return -EBADMSG;
     }
     uint32_t v = yw_get_le32(hdr + 8);
-    return v >= 1 && v <= ATTR_LOG__VERSION ? (int)v : -EBADMSG;
+    return v >= 1 && v <= ATTR_XLOG__VERSION ? (int)v : -EBADMSG;
 }
 
 /* ---- reading one record ---- */
 
-void attr_log_recbuf_free(attr_log_recbuf_t *b)
+void attr_xlog_recbuf_free(attr_xlog_recbuf_t *b)
 {
     free(b->p);
     free(b->products);
     memset(b, 0, sizeof *b);
 }
 
-static int attr__recbuf_room(attr_log_recbuf_t *b, size_t n)
+static int attr__recbuf_room(attr_xlog_recbuf_t *b, size_t n)
 {
     if (n <= b->cap) {
         return 0;
     }
-    size_t cap = b->cap ? b->cap : ATTR_LOG__REC_PEEK;
+    size_t cap = b->cap ? b->cap : ATTR_XLOG__REC_PEEK;
     while (cap < n) {
         cap *= 2;
     }
@@ -478,21 +479,21 @@ static int attr__recbuf_room(attr_log_recbuf_t *b, size_t n)
     return 0;
 }
 
-int attr_log_read_record(int fd, uint32_t off, attr_log_recbuf_t *buf, attr_log_event_t *ev)
+int attr_xlog_read_record(int fd, uint32_t off, attr_xlog_recbuf_t *buf, attr_xlog_event_t *ev)
 {
     memset(ev, 0, sizeof *ev);
-    int rc = attr__recbuf_room(buf, ATTR_LOG__REC_PEEK);
+    int rc = attr__recbuf_room(buf, ATTR_XLOG__REC_PEEK);
     if (rc != 0) {
         return rc;
     }
     size_t got;
-    if ((rc = yw_pread_all(fd, buf->p, ATTR_LOG__REC_PEEK, off, &got)) != 0) {
+    if ((rc = yw_pread_all(fd, buf->p, ATTR_XLOG__REC_PEEK, off, &got)) != 0) {
         return rc;
     }
     size_t pos = 1;
     uint64_t l;
-    if (got < 2 || buf->p[0] != ATTR_LOG__REC_EXP2 || yw_varint_get(buf->p, got, &pos, &l) != 0 ||
-        l > ATTR_LOG_MAX_FRAME) {
+    if (got < 2 || buf->p[0] != ATTR_XLOG__REC_EXP2 || yw_varint_get(buf->p, got, &pos, &l) != 0 ||
+        l > ATTR_XLOG_MAX_FRAME) {
         return -EBADMSG;
     }
     size_t total = pos + (size_t)l;
@@ -520,8 +521,8 @@ typedef struct st_attr__upgrade_t {
     uint64_t size;
     int64_t frame_arrival;
     uint64_t frame_off;
-    attr_log_exposure_t *evs;
-    attr_log_str_t *prods;
+    attr_xlog_exposure_t *evs;
+    attr_xlog_str_t *prods;
     char *strs; /* copies of the frame's strings (the reader's buffer moves on) */
     size_t n, cap, n_prods, cap_prods, n_strs, cap_strs;
     unsigned char *buf;
@@ -538,7 +539,7 @@ static int attr__upgrade_flush(attr__upgrade_t *u)
     /* Strings were gathered as offsets into `strs` (it may have moved): fix them up. */
     size_t p = 0;
     for (size_t i = 0; i < u->n; i++) {
-        attr_log_exposure_t *e = &u->evs[i];
+        attr_xlog_exposure_t *e = &u->evs[i];
         e->event_id = u->strs + (uintptr_t)e->event_id;
         e->viewer.s = u->strs + (uintptr_t)e->viewer.s;
         e->creator.s = u->strs + (uintptr_t)e->creator.s;
@@ -551,7 +552,7 @@ static int attr__upgrade_flush(attr__upgrade_t *u)
     }
     size_t need = 8 + 12;
     for (size_t i = 0; i < u->n; i++) {
-        need += 1 + 10 + attr_log__record_body_len(&u->evs[i]);
+        need += 1 + 10 + attr_xlog__record_body_len(&u->evs[i]);
     }
     int rc = YW_VEC_RESERVE(u->buf, u->buf_cap, need, 64);
     if (rc != 0) {
@@ -562,7 +563,8 @@ static int attr__upgrade_flush(attr__upgrade_t *u)
     yw_put_le32(u->buf + n + 8, (uint32_t)u->n);
     n += 12;
     for (size_t i = 0; i < u->n; i++) {
-        n += attr_log__encode_record(u->buf + n, &u->evs[i], attr_log__record_body_len(&u->evs[i]));
+        n += attr_xlog__encode_record(u->buf + n, &u->evs[i],
+                                      attr_xlog__record_body_len(&u->evs[i]));
     }
     yw_put_le32(u->buf, (uint32_t)(n - 8));
     yw_put_le32(u->buf + 4, attr_crc32c(0, u->buf + 8, n - 8));
@@ -588,7 +590,7 @@ static int attr__upgrade_str(attr__upgrade_t *u, attr_str_t s, const char **at)
     return 0;
 }
 
-static int attr__upgrade_visit(void *arg, const attr_log_event_t *ev)
+static int attr__upgrade_visit(void *arg, const attr_xlog_event_t *ev)
 {
     attr__upgrade_t *u = arg;
     int rc = 0;
@@ -606,7 +608,7 @@ static int attr__upgrade_visit(void *arg, const attr_log_event_t *ev)
     if (rc != 0) {
         return rc;
     }
-    attr_log_exposure_t *e = &u->evs[u->n];
+    attr_xlog_exposure_t *e = &u->evs[u->n];
     memset(e, 0, sizeof *e);
     e->event_id_len = ev->event_id.len;
     e->kind = (uint8_t)ev->kind;
@@ -623,7 +625,7 @@ static int attr__upgrade_visit(void *arg, const attr_log_event_t *ev)
         return rc;
     }
     for (uint32_t k = 0; k < ev->n_products; k++) {
-        attr_log_str_t *p = &u->prods[u->n_prods++];
+        attr_xlog_str_t *p = &u->prods[u->n_prods++];
         p->len = ev->products[k].len;
         p->id = 0;
         if ((rc = attr__upgrade_str(u, ev->products[k], &p->s)) != 0) {
@@ -634,14 +636,14 @@ static int attr__upgrade_visit(void *arg, const attr_log_event_t *ev)
     return 0;
 }
 
-int attr_log_upgrade(const char *path, char *err, size_t errlen)
+int attr_xlog_upgrade(const char *path, char *err, size_t errlen)
 {
-    int version = attr_log_segment_version(path);
+    int version = attr_xlog_segment_version(path);
     if (version < 0) {
         attr__fmt_err(err, errlen, "%s: not an exposure log segment", path);
         return version;
     }
-    if (version == (int)ATTR_LOG__VERSION) {
+    if (version == (int)ATTR_XLOG__VERSION) {
         return 0;
     }
     char tmp[4200];
@@ -655,7 +657,7 @@ int attr_log_upgrade(const char *path, char *err, size_t errlen)
         attr__fmt_err(err, errlen, "%s: cannot create: %s", tmp, strerror(-e));
         return e;
     }
-    unsigned char hdr[ATTR_LOG__HDR_BYTES];
+    unsigned char hdr[ATTR_XLOG__HDR_BYTES];
     int rc = 0;
     {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -671,11 +673,11 @@ int attr_log_upgrade(const char *path, char *err, size_t errlen)
         }
     }
     if (rc == 0) {
-        yw_put_le32(hdr + 8, ATTR_LOG__VERSION);
+        yw_put_le32(hdr + 8, ATTR_XLOG__VERSION);
         rc = yw_pwrite_all(u.fd, hdr, sizeof hdr, 0);
         u.size = sizeof hdr;
     }
-    attr_log_segstat_t st;
+    attr_xlog_segstat_t st;
     if (rc == 0) {
         rc = attr__read(path, 0, 0, attr__upgrade_visit, &u, &st, err, errlen);
     }

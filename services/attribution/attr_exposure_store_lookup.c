@@ -1,14 +1,14 @@
 /*
- * attr_xstore_lookup.c — the exposure store's lookups in its index files: event ids the
+ * attr_exposure_store_lookup.c — the exposure store's lookups in its index files: event ids the
  * Bloom filters were unsure of (confirm), the candidates of conversions (join, and at
  * start-up find_cands), on the lookup threads, each against a view of the files. See
- * attr_xstore.h.
+ * attr_exposure_store.h.
  *
  * Threads: the segment descriptors are opened once and shared by every lookup thread
  * under their mutex; the rest runs on the loop but `work`, which reads files only.
  */
 #define _GNU_SOURCE /* O_NOATIME */
-#include "services/attribution/attr_xstore.h"
+#include "services/attribution/attr_exposure_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "common/vec.h"
-#include "services/attribution/attr_xstore_int.h"
+#include "services/attribution/attr_exposure_store_int.h"
 
 /* ---- segment files, opened once for lookups (any thread) ---- */
 
@@ -45,7 +45,7 @@ static int attr__segfd_acquire(attr__segfds_t *f, uint64_t seq)
         rc = s->fd;
     } else {
         char path[4200];
-        attr_log_path(f->dir, seq, path, sizeof path);
+        attr_xlog_path(f->dir, seq, path, sizeof path);
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
         if (fd < 0 && errno == EPERM) {
             fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -90,7 +90,7 @@ static void attr__segfd_release(attr__segfds_t *f, uint64_t seq)
 }
 
 /** Segment `seq` is going away: no new reader; closed when the last one is done. */
-void attr_xstore__segfd_kill(attr__segfds_t *f, uint64_t seq)
+void attr_exposure_store__segfd_kill(attr__segfds_t *f, uint64_t seq)
 {
     pthread_mutex_lock(&f->mu);
     attr__segfd_t *s = attr__segfd_find(f, seq);
@@ -103,7 +103,7 @@ void attr_xstore__segfd_kill(attr__segfds_t *f, uint64_t seq)
     pthread_mutex_unlock(&f->mu);
 }
 
-void attr_xstore__segfds_free(attr__segfds_t *f)
+void attr_exposure_store__segfds_free(attr__segfds_t *f)
 {
     for (size_t i = 0; i < f->n; i++) {
         close(f->v[i].fd);
@@ -116,7 +116,7 @@ void attr_xstore__segfds_free(attr__segfds_t *f)
 
 typedef struct st_attr__eid_ctx_t {
     attr__segfds_t *fds;
-    attr_log_recbuf_t *buf;
+    attr_xlog_recbuf_t *buf;
     const char *eid;
     uint32_t len;
 } attr__eid_ctx_t;
@@ -128,8 +128,8 @@ static int attr__eid_entry(void *arg, const attr_xent_t *e)
     if (fd < 0) {
         return fd == -ENOENT ? 0 : fd; /* pruned: not kept any more */
     }
-    attr_log_event_t ev;
-    int rc = attr_log_read_record(fd, e->off, c->buf, &ev);
+    attr_xlog_event_t ev;
+    int rc = attr_xlog_read_record(fd, e->off, c->buf, &ev);
     attr__segfd_release(c->fds, e->seg);
     if (rc != 0) {
         return rc;
@@ -138,8 +138,9 @@ static int attr__eid_entry(void *arg, const attr_xent_t *e)
 }
 
 /** 1: the id is in one of the files; 0: it is not; a negative errno: cannot tell. */
-int attr_xstore__find_eid(attr__segfds_t *fds, attr_xidx_t *const *files, size_t n, uint64_t h,
-                          const char *eid, uint32_t len, attr_log_recbuf_t *buf)
+int attr_exposure_store__find_eid(attr__segfds_t *fds, attr_xidx_t *const *files, size_t n,
+                                  uint64_t h, const char *eid, uint32_t len,
+                                  attr_xlog_recbuf_t *buf)
 {
     attr__eid_ctx_t c = {fds, buf, eid, len};
     for (size_t i = n; i-- > 0;) {
@@ -151,11 +152,11 @@ int attr_xstore__find_eid(attr__segfds_t *fds, attr_xidx_t *const *files, size_t
     return 0;
 }
 
-typedef int (*attr__cand_fn)(void *arg, const attr_log_event_t *ev);
+typedef int (*attr__cand_fn)(void *arg, const attr_xlog_event_t *ev);
 
 typedef struct st_attr__join_ctx_t {
     attr__segfds_t *fds;
-    attr_log_recbuf_t *buf;
+    attr_xlog_recbuf_t *buf;
     const attr_xjoin_q_t *q;
     attr__cand_fn fn;
     void *arg;
@@ -172,8 +173,8 @@ static int attr__join_entry(void *arg, const attr_xent_t *e)
     if (fd < 0) {
         return fd == -ENOENT ? 0 : fd;
     }
-    attr_log_event_t ev;
-    int rc = attr_log_read_record(fd, e->off, c->buf, &ev);
+    attr_xlog_event_t ev;
+    int rc = attr_xlog_read_record(fd, e->off, c->buf, &ev);
     attr__segfd_release(c->fds, e->seg);
     if (rc != 0) {
         return rc;
@@ -197,7 +198,7 @@ static int attr__join_entry(void *arg, const attr_xent_t *e)
  * (after_seg, after_off) in the log (0, 0: all). 0 or an errno.
  */
 static int attr__find_cands(attr__segfds_t *fds, attr_xidx_t *const *files, size_t n,
-                            const attr_xjoin_q_t *q, attr_log_recbuf_t *buf, attr__cand_fn fn,
+                            const attr_xjoin_q_t *q, attr_xlog_recbuf_t *buf, attr__cand_fn fn,
                             void *arg, uint64_t after_seg, uint64_t after_off)
 {
     attr__join_ctx_t c = {fds, buf, q, fn, arg, after_seg, after_off};
@@ -218,33 +219,33 @@ static int attr__find_cands(attr__segfds_t *fds, attr_xidx_t *const *files, size
 static void attr__confirm_work(attr_job_t *job)
 {
     attr_xconfirm_t *r = (attr_xconfirm_t *)job;
-    attr_log_recbuf_t buf;
+    attr_xlog_recbuf_t buf;
     memset(&buf, 0, sizeof buf);
     r->status = 0;
     for (size_t i = 0; i < r->n; i++) {
         const attr_pexp_t *p = r->events[i];
-        int rc = attr_xstore__find_eid(&r->xs->fds, r->view->files, r->view->n, p->eid_hash,
-                                       p->event_id.s, p->event_id.len, &buf);
+        int rc = attr_exposure_store__find_eid(&r->xs->fds, r->view->files, r->view->n, p->eid_hash,
+                                               p->event_id.s, p->event_id.len, &buf);
         if (rc < 0) {
             r->status = rc;
             break;
         }
         r->dup[i] = (uint8_t)rc;
     }
-    attr_log_recbuf_free(&buf);
+    attr_xlog_recbuf_free(&buf);
 }
 
 static void attr__confirm_after(attr_job_t *job)
 {
     attr_xconfirm_t *r = (attr_xconfirm_t *)job;
-    attr_xstore_t *xs = r->xs;
+    attr_exposure_store_t *xs = r->xs;
     attr_runs_view_t *v = r->view;
     r->view = NULL;
     r->done(r); /* may free r */
     attr_runs_view_put(xs->runs, v);
 }
 
-void attr_xstore_confirm_begin(attr_xstore_t *xs, attr_xconfirm_t *req)
+void attr_exposure_store_confirm_begin(attr_exposure_store_t *xs, attr_xconfirm_t *req)
 {
     req->xs = xs;
     if (req->view == NULL) {
@@ -252,7 +253,7 @@ void attr_xstore_confirm_begin(attr_xstore_t *xs, attr_xconfirm_t *req)
     }
 }
 
-int attr_xstore_confirm(attr_xstore_t *xs, attr_xconfirm_t *req)
+int attr_exposure_store_confirm(attr_exposure_store_t *xs, attr_xconfirm_t *req)
 {
     req->xs = xs;
     if (req->view == NULL && (req->view = attr_runs_view(xs->runs)) == NULL) {
@@ -260,14 +261,15 @@ int attr_xstore_confirm(attr_xstore_t *xs, attr_xconfirm_t *req)
     }
     req->job.work = attr__confirm_work;
     req->job.after = attr__confirm_after;
-    int rc = attr_work_submit(xs->lookers[xs->next_looker++ % ATTR_XSTORE_LOOKERS], &req->job);
+    int rc =
+        attr_work_submit(xs->lookers[xs->next_looker++ % ATTR_EXPOSURE_STORE_LOOKERS], &req->job);
     if (rc != 0) {
-        attr_xstore_confirm_cancel(xs, req);
+        attr_exposure_store_confirm_cancel(xs, req);
     }
     return rc;
 }
 
-void attr_xstore_confirm_cancel(attr_xstore_t *xs, attr_xconfirm_t *req)
+void attr_exposure_store_confirm_cancel(attr_exposure_store_t *xs, attr_xconfirm_t *req)
 {
     attr_runs_view_put(xs->runs, req->view);
     req->view = NULL;
@@ -328,7 +330,7 @@ static const char *attr__join_copy(attr__jpart_t *r, const char *s, uint32_t len
     return p;
 }
 
-static int attr__join_emit(void *arg, const attr_log_event_t *ev)
+static int attr__join_emit(void *arg, const attr_xlog_event_t *ev)
 {
     attr__jpart_t *r = arg;
     if (YW_VEC_RESERVE(r->cands, r->cap_cands, r->n_cands + 1, 16) != 0) {
@@ -355,7 +357,7 @@ static void attr__join_work(attr_job_t *job)
 {
     attr__jpart_t *r = (attr__jpart_t *)job;
     const attr_xjoin_t *req = r->req;
-    attr_log_recbuf_t buf;
+    attr_xlog_recbuf_t buf;
     memset(&buf, 0, sizeof buf);
     r->status = 0;
     r->first = malloc((r->to - r->from + 1) * sizeof *r->first);
@@ -373,7 +375,7 @@ static void attr__join_work(attr_job_t *job)
         }
     }
     r->first[r->to - r->from] = r->n_cands;
-    attr_log_recbuf_free(&buf);
+    attr_xlog_recbuf_free(&buf);
 }
 
 static void attr__join_after(attr_job_t *job)
@@ -386,9 +388,9 @@ static void attr__join_after(attr_job_t *job)
     if (--r->parts_left > 0) {
         return;
     }
-    attr_xstore_t *xs = r->xs;
+    attr_exposure_store_t *xs = r->xs;
     if (r->keep_view) {
-        r->done(r); /* the caller releases the view (attr_xstore_join_release()) */
+        r->done(r); /* the caller releases the view (attr_exposure_store_join_release()) */
         return;
     }
     attr_runs_view_t *v = r->view;
@@ -397,18 +399,18 @@ static void attr__join_after(attr_job_t *job)
     attr_runs_view_put(xs->runs, v);
 }
 
-void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req)
+void attr_exposure_store_join_release(attr_exposure_store_t *xs, attr_xjoin_t *req)
 {
     attr_runs_view_t *v = req->view;
     req->view = NULL;
     attr_runs_view_put(xs->runs, v);
 }
 
-int attr_xstore_join(attr_xstore_t *xs, attr_xjoin_t *req)
+int attr_exposure_store_join(attr_exposure_store_t *xs, attr_xjoin_t *req)
 {
     req->xs = xs;
     req->status = 0;
-    req->n_parts = req->n >= 2 * ATTR_XSTORE_LOOKERS ? ATTR_XSTORE_LOOKERS : 1;
+    req->n_parts = req->n >= 2 * ATTR_EXPOSURE_STORE_LOOKERS ? ATTR_EXPOSURE_STORE_LOOKERS : 1;
     req->parts = calloc((size_t)req->n_parts, sizeof *req->parts);
     if (req->parts == NULL) {
         return -ENOMEM;
@@ -479,16 +481,16 @@ void attr_xjoin_free(attr_xjoin_t *req)
     req->n_parts = 0;
 }
 
-void attr_xstore_hold_runs(attr_xstore_t *xs, int hold)
+void attr_exposure_store_hold_runs(attr_exposure_store_t *xs, int hold)
 {
     attr_runs_hold(xs->runs, hold);
 }
 
 /* -- the candidates of stored conversions, at start-up -- */
 
-int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q, uint64_t after_seg,
-                           uint64_t after_off, int (*fn)(void *arg, const attr_log_event_t *ev),
-                           void *arg)
+int attr_exposure_store_find_cands(attr_exposure_store_t *xs, const attr_xjoin_q_t *q,
+                                   uint64_t after_seg, uint64_t after_off,
+                                   int (*fn)(void *arg, const attr_xlog_event_t *ev), void *arg)
 {
     size_t n_files;
     attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
