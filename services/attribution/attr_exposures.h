@@ -49,7 +49,7 @@ typedef struct st_attr_state_t attr_state_t;
 /** Event ids per Bloom filter: a new one starts when the newest is full. */
 #define ATTR_BLOOM_KEYS (UINT64_C(1) << 22)
 
-/** An interned string handed back by admit (same layout as attr_log_str_t). */
+/** An interned string handed back by admit (same layout as attr_xlog_str_t). */
 typedef struct st_attr_interned_t {
     const char *s;
     uint32_t len;

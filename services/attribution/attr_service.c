@@ -10,7 +10,7 @@
  *    (attr_*_commit), so nothing is reported that a crash could take back.
  *  - Reports read the rollups and materialised credits of attr_state.h; tier reports
  *    first refresh missing or stale tier labels (attr_tier.h).
- *  - Exposures on disk (the log and its index files, attr_xstore.h): an exposure whose
+ *  - Exposures on disk (the log and its index files, attr_exposure_store.h): an exposure whose
  *    id the Bloom filters are unsure of is looked up there before its batch goes to
  *    the log; a conversion's candidates are looked up there before it is committed.
  *  - Maintenance (a timer): seals idle runs, prunes old log segments (their counts go
@@ -38,13 +38,13 @@
 #include "common/utf8.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_errs.h"
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 #include "services/attribution/attr_snap.h"
 #include "services/attribution/attr_state.h"
 #include "services/attribution/attr_store.h"
 #include "services/attribution/attr_tier.h"
 #include "services/attribution/attr_validate.h"
-#include "services/attribution/attr_xstore.h"
+#include "services/attribution/attr_exposure_store.h"
 #include "yaowei/attribution/v1/attribution.pb-c.h"
 #include "yaowei/tier/v1/tier.pb-c.h"
 
@@ -106,7 +106,7 @@ typedef struct st_attr_svc_t {
     yw_app_t *app;
     yw_store_t *store;
     attr_state_t st;
-    attr_xstore_t *xs;
+    attr_exposure_store_t *xs;
     attr_ckey_t *ck;        /* the conversion key index */
     uint64_t next_conv_seq; /* conversions.seq of the next conversion admitted */
     attr_tier_t *tier;
@@ -260,7 +260,7 @@ static void attr__gate_open(attr_svc_t *svc)
     /* Runs published meanwhile stayed in memory for the commits that waited (a
      * conversion's capture from the runs covers what its lookup's view did not). */
     if (svc->xs != NULL) {
-        attr_xstore_hold_runs(svc->xs, 0);
+        attr_exposure_store_hold_runs(svc->xs, 0);
     }
     attr__evict(svc);
 }
@@ -271,7 +271,7 @@ static void attr__gate_close(attr_svc_t *svc)
     svc->restating++;
     svc->st.evict_hold = 1;
     if (svc->xs != NULL) {
-        attr_xstore_hold_runs(svc->xs, 1);
+        attr_exposure_store_hold_runs(svc->xs, 1);
     }
 }
 
@@ -550,14 +550,14 @@ enum { ATTR_XB_UNSURE = 1, ATTR_XB_PAST = 2, ATTR_XB_DUP = 4 };
  * into memory and pinned there (`lj`, `pins`), so that the commit finds them all.
  */
 struct st_attr_xbatch_t {
-    attr_log_batch_t lb;
+    attr_xlog_batch_t lb;
     attr_ingest_t *ing;
     uint64_t *seqs;
-    attr_log_exposure_t *evs;
+    attr_xlog_exposure_t *evs;
     uint32_t *offs; /* the records' offsets in the segment (filled by the writer) */
     uint8_t *flags; /* ATTR_XB_* */
     size_t n, cap;
-    attr_log_str_t *prods;
+    attr_xlog_str_t *prods;
     size_t n_prods, cap_prods;
     size_t n_unsure;
     attr_xconfirm_t cf;
@@ -790,7 +790,7 @@ static void attr__xbatch_free(attr_xbatch_t *xb)
     svc->pending_bytes -= xb->bytes;
     xb->bytes = 0;
     if (xb->cf.view != NULL) {
-        attr_xstore_confirm_cancel(svc->xs, &xb->cf);
+        attr_exposure_store_confirm_cancel(svc->xs, &xb->cf);
     }
     attr__ljob_free(xb->lj);
     free(xb->cf_events);
@@ -873,7 +873,7 @@ static void attr__xbatch_abort(attr_xbatch_t *xb)
 static void attr__xbatch_commit(attr_held_t *h)
 {
     attr_xbatch_t *xb = (attr_xbatch_t *)((char *)h - offsetof(attr_xbatch_t, held));
-    attr_log_batch_t *lb = &xb->lb;
+    attr_xlog_batch_t *lb = &xb->lb;
     attr_ingest_t *ing = xb->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
@@ -903,7 +903,7 @@ static void attr__xbatch_commit(attr_held_t *h)
             svc->committed_seg = lb->seq;
             svc->committed_off = xb->offs[xb->n - 1];
         }
-        attr_xstore_committed(svc->xs, lb);
+        attr_exposure_store_committed(svc->xs, lb);
     } else {
         attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "exposure log: cannot write %zu exposures: %s", xb->n,
@@ -922,7 +922,7 @@ static void attr__xbatch_commit(attr_held_t *h)
     attr__xbatch_done(xb);
 }
 
-static void attr__on_xbatch(attr_log_batch_t *lb, int status)
+static void attr__on_xbatch(attr_xlog_batch_t *lb, int status)
 {
     attr_xbatch_t *xb = lb->data;
     xb->status = status;
@@ -949,7 +949,7 @@ static void attr__xbatch_write(attr_xbatch_t *xb)
     xb->lb.done = attr__on_xbatch;
     xb->lb.data = xb;
     xb->lb.rec_off = xb->offs;
-    int rc = attr_xstore_append(svc->xs, &xb->lb);
+    int rc = attr_exposure_store_append(svc->xs, &xb->lb);
     if (rc != 0) {
         attr__xbatch_abort(xb);
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "exposure log: cannot queue a batch: %s",
@@ -1185,7 +1185,7 @@ static void attr__xbatch_start(attr_held_t *h)
             xb->cf.dup = xb->cf_dup;
             xb->cf.done = attr__on_confirmed;
             xb->cf.data = xb;
-            rc = attr_xstore_confirm(svc->xs, &xb->cf);
+            rc = attr_exposure_store_confirm(svc->xs, &xb->cf);
         }
         if (rc == 0) {
             xb->waiting++;
@@ -1254,7 +1254,7 @@ static attr_xbatch_t *attr__xbatch_room2(attr_ingest_t *ing, size_t want, size_t
             return NULL;
         }
         xb->seqs = seqs;
-        attr_log_exposure_t *evs = realloc(xb->evs, nc * sizeof *evs);
+        attr_xlog_exposure_t *evs = realloc(xb->evs, nc * sizeof *evs);
         if (evs == NULL) {
             return NULL;
         }
@@ -1276,7 +1276,7 @@ static attr_xbatch_t *attr__xbatch_room2(attr_ingest_t *ing, size_t want, size_t
         while (nc < xb->n_prods + np) {
             nc *= 2;
         }
-        attr_log_str_t *prods = realloc(xb->prods, nc * sizeof *prods);
+        attr_xlog_str_t *prods = realloc(xb->prods, nc * sizeof *prods);
         if (prods == NULL) {
             return NULL;
         }
@@ -1291,9 +1291,9 @@ static attr_xbatch_t *attr__xbatch_room(attr_ingest_t *ing, size_t np)
     return attr__xbatch_room2(ing, 1, np);
 }
 
-static attr_log_str_t attr__log_str(const attr_interned_t *in)
+static attr_xlog_str_t attr__log_str(const attr_interned_t *in)
 {
-    attr_log_str_t s = {in->s, in->len, in->id};
+    attr_xlog_str_t s = {in->s, in->len, in->id};
     return s;
 }
 
@@ -1347,12 +1347,12 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     uint8_t flags = 0;
     if (rc == ATTR_UNSURE) {
         /* Look on disk before writing; the view taken now pins what memory must keep. */
-        attr_xstore_confirm_begin(svc->xs, &xb->cf);
+        attr_exposure_store_confirm_begin(svc->xs, &xb->cf);
         flags |= ATTR_XB_UNSURE;
         xb->n_unsure++;
     }
     const attr_pexp_t *e = attr_exposure_pending(st, seq);
-    attr_log_exposure_t *le = &xb->evs[xb->n];
+    attr_xlog_exposure_t *le = &xb->evs[xb->n];
     le->event_id = e->event_id.s;
     le->event_id_len = e->event_id.len;
     le->kind = e->kind;
@@ -1374,7 +1374,7 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     /* Its bytes: the strings (the pending copy; the run's copy later is bounded by
      * --index-run-mb) and the fixed part. */
     size_t bytes = sizeof(attr_pexp_t) + in.event_id_len + in.viewer_len + in.creator_len +
-                   in.note_len + ev->n_product_ids * sizeof(attr_log_str_t);
+                   in.note_len + ev->n_product_ids * sizeof(attr_xlog_str_t);
     for (size_t k = 0; k < ev->n_product_ids; k++) {
         bytes += strs[3 + k].len;
     }
@@ -1543,7 +1543,7 @@ static void attr__on_ingest_exposures_end(yw_call_t *call)
 static void attr__cjob_free(attr_cjob_t *cj)
 {
     /* The lookup's view, kept until the conversions were committed (or forgotten). */
-    attr_xstore_join_release(cj->ing->svc->xs, &cj->jr);
+    attr_exposure_store_join_release(cj->ing->svc->xs, &cj->jr);
     attr_xjoin_free(&cj->jr);
     free(cj->q);
     free(cj->convs);
@@ -1714,7 +1714,7 @@ static int attr__cjob_join(attr_cjob_t *cj)
     cj->jr.keep_view = 1; /* until the commit: see attr__cjob_commit() */
     cj->jr.done = attr__on_cjoined;
     cj->jr.data = cj;
-    return attr_xstore_join(svc->xs, &cj->jr);
+    return attr_exposure_store_join(svc->xs, &cj->jr);
 }
 
 /** Writes a job's conversions and looks up their touches (after a restatement). */
@@ -3413,7 +3413,7 @@ static void attr__on_prune(yw_store_job_t *job, grpc_status_code status)
         yw_log(YW_LOG_INFO, "pruned exposure log segment %llu (%llu exposures; counts kept)",
                (unsigned long long)p->j.seq, (unsigned long long)p->j.events);
         if (!svc->stopping) {
-            attr_xstore_pruned(svc->xs, p->j.seq);
+            attr_exposure_store_pruned(svc->xs, p->j.seq);
         }
     } else {
         yw_log(YW_LOG_WARN, "cannot prune segment %llu (will retry): %s",
@@ -3432,7 +3432,7 @@ static void attr__maybe_prune_segment(attr_svc_t *svc, int64_t now)
     int64_t limit = now - attr_settings_horizon(&svc->st.settings) - ATTR_FUTURE_NS;
     uint64_t seq;
     char path[4096];
-    if (!attr_xstore_prunable(svc->xs, limit, &seq, path)) {
+    if (!attr_exposure_store_prunable(svc->xs, limit, &seq, path)) {
         return;
     }
     attr_prune_t *p = calloc(1, sizeof *p);
@@ -3512,8 +3512,8 @@ static void attr__account_memory(attr_svc_t *svc, int force)
 {
     attr_state_mem_t m;
     attr_state_mem(&svc->st, &m);
-    attr_xstore_info_t xi;
-    attr_xstore_info(svc->xs, &xi);
+    attr_exposure_store_info_t xi;
+    attr_exposure_store_info(svc->xs, &xi);
     attr_ckey_info_t ci;
     attr_ckey_info(svc->ck, &ci);
     struct mallinfo2 mi = mallinfo2();
@@ -3578,7 +3578,7 @@ static void attr__on_timer(uv_timer_t *t)
     svc->maint_last_ns = now;
     svc->ticks++;
     if (!svc->restating) {
-        attr_xstore_tick(svc->xs, now); /* (seals nothing while commits wait) */
+        attr_exposure_store_tick(svc->xs, now); /* (seals nothing while commits wait) */
     }
     svc->mark_due = 1;
     attr__schedule_persist(svc);
@@ -3824,7 +3824,7 @@ typedef struct st_attr_credit_ctx_t {
 } attr_credit_ctx_t;
 
 /** A candidate of the conversion being credited, found in the index files. */
-static int attr__stored_cand(void *arg, const attr_log_event_t *ev)
+static int attr__stored_cand(void *arg, const attr_xlog_event_t *ev)
 {
     attr_credit_ctx_t *x = arg;
     attr_state_t *st = &x->svc->st;
@@ -3871,8 +3871,8 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
         x->c = c;
         /* Its stored touches are complete up to the mark: only the exposures after. */
         int after = c->seq <= x->mark.seq;
-        rc = attr_xstore_find_cands(svc->xs, &q, after ? x->mark.seg : 0,
-                                    after ? x->mark.off : 0, attr__stored_cand, x);
+        rc = attr_exposure_store_find_cands(svc->xs, &q, after ? x->mark.seg : 0,
+                                            after ? x->mark.off : 0, attr__stored_cand, x);
         x->looked_up++;
         x->looked_up_after += after;
         if (rc == 0) {
@@ -3912,7 +3912,7 @@ static grpc_status_code attr__credit_scan(yw_store_conn_t *conn, void *arg)
 }
 
 static int attr__credit_stored(attr_svc_t *svc, int64_t now, uint64_t ck_safe,
-                               const attr_touch_mark_t *mark, attr_xstore_stats_t *xst,
+                               const attr_touch_mark_t *mark, attr_exposure_store_stats_t *xst,
                                uint64_t *after, char *err, size_t errlen)
 {
     attr_credit_ctx_t x = {.svc = svc, .now = now, .ck_safe = ck_safe, .mark = *mark};
@@ -4002,7 +4002,7 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
         }
         svc->run_exposures = (uint32_t)v;
     }
-    long long run_mb = ATTR_XSTORE_RUN_BYTES >> 20, pending_mb = ATTR_PENDING_MB_DEFAULT;
+    long long run_mb = ATTR_EXPOSURE_STORE_RUN_BYTES >> 20, pending_mb = ATTR_PENDING_MB_DEFAULT;
     const char *rmb = yw_app_option(app, "index-run-mb");
     const char *pmb = yw_app_option(app, "ingest-pending-mb");
     if (rmb != NULL) {
@@ -4146,13 +4146,13 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
 
     /* 3. The exposures: the index files cover most of the log; what they do not is read
      *    and indexed (and counted, unless the snapshot has the counts). */
-    attr_xstore_stats_t xst;
+    attr_exposure_store_stats_t xst;
     memset(&xst, 0, sizeof xst);
     svc->st.skip_counts = from_snap;
-    rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
-                          ld.n_pruned, now, &svc->xs, &xst, err, errlen);
+    rc = attr_exposure_store_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld.pruned,
+                                  ld.n_pruned, now, &svc->xs, &xst, err, errlen);
     if (svc->xs != NULL) {
-        attr_xstore_set_run_bytes(svc->xs, svc->run_bytes);
+        attr_exposure_store_set_run_bytes(svc->xs, svc->run_bytes);
     }
     svc->st.skip_counts = 0;
     free(ld.pruned);
@@ -4242,12 +4242,12 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
             attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
             svc->ck = NULL;
         }
-        attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
+        attr_exposure_store_close(svc->xs, attr__on_xs_closed, svc);
         return rc;
     }
     yw_app_set_state(app, svc);
-    attr_xstore_info_t xi;
-    attr_xstore_info(svc->xs, &xi);
+    attr_exposure_store_info_t xi;
+    attr_exposure_store_info(svc->xs, &xi);
     yw_log(YW_LOG_INFO,
            "attribution ready%s: %llu conversions (%zu in memory, cache %lld MiB), %llu "
            "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
@@ -4310,9 +4310,9 @@ void attr_service_fini(yw_app_t *app)
     svc->ck = NULL;
     /* Gone once closed: a restatement or an audit still reading (it holds the gate)
      * must not reach it when it ends (attr__gate_open()). */
-    attr_xstore_t *xs = svc->xs;
+    attr_exposure_store_t *xs = svc->xs;
     svc->xs = NULL;
-    attr_xstore_close(xs, attr__on_xs_closed, svc);
+    attr_exposure_store_close(xs, attr__on_xs_closed, svc);
     /* attr_service_fini_async() goes on once they are closed. */
 }
 
