@@ -25,6 +25,9 @@
 #include "common/fileio.h"
 #include "services/attribution/attr_xlog_int.h"
 
+/** How long one loop turn runs the `done` callbacks of written frames (attr__drain_done()). */
+#define ATTR_XLOG_DONE_NS (2 * 1000 * 1000)
+
 struct st_attr_xlog_t {
     uv_loop_t *loop;
     uv_async_t async;
@@ -378,14 +381,37 @@ static void attr__on_async_closed(uv_handle_t *h)
     }
 }
 
-/** Runs the `done` callbacks of the batches the writer handed back. */
-static void attr__drain_done(attr_xlog_t *log)
+/**
+ * Runs the `done` callbacks of the batches the writer handed back, in log order, for at
+ * most `budget_ns` of this loop turn (0: all of them). A group commit hands back many
+ * frames at once and each `done` commits its frame to the state (a few milliseconds for a
+ * wide frame): what is left stays first in line for the next turn, so that gRPC's
+ * completions get the loop in between (a small call waits for one budget, not for every
+ * frame of the group).
+ */
+static void attr__drain_done(attr_xlog_t *log, uint64_t budget_ns)
 {
     pthread_mutex_lock(&log->mu);
     attr_xlog_batch_t *done = log->d_head;
     log->d_head = log->d_tail = NULL;
     pthread_mutex_unlock(&log->mu);
+    uint64_t t0 = uv_hrtime();
     while (done != NULL) {
+        if (budget_ns > 0 && uv_hrtime() - t0 >= budget_ns) {
+            attr_xlog_batch_t *last = done;
+            while (last->next != NULL) {
+                last = last->next;
+            }
+            pthread_mutex_lock(&log->mu);
+            last->next = log->d_head;
+            log->d_head = done;
+            if (log->d_tail == NULL) {
+                log->d_tail = last;
+            }
+            pthread_mutex_unlock(&log->mu);
+            (void)uv_async_send(&log->async);
+            return;
+        }
         attr_xlog_batch_t *next = done->next;
         done->done(done, done->status);
         done = next;
@@ -394,7 +420,7 @@ static void attr__drain_done(attr_xlog_t *log)
 
 static void attr__on_async(uv_async_t *h)
 {
-    attr__drain_done(h->data);
+    attr__drain_done(h->data, ATTR_XLOG_DONE_NS);
 }
 
 int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xlog_t **out,
@@ -493,6 +519,6 @@ void attr_xlog_close(attr_xlog_t *log, void (*closed)(void *arg), void *arg)
         pthread_join(log->thread, NULL);
         log->thread_started = 0;
     }
-    attr__drain_done(log);
+    attr__drain_done(log, 0);
     uv_close((uv_handle_t *)&log->async, attr__on_async_closed);
 }

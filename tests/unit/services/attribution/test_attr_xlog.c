@@ -199,6 +199,78 @@ YW_TEST(batches_written_are_read_back_in_order)
     fixture_done(&f);
 }
 
+/* The done callbacks of a group the writer hands back run for at most about 2 ms a loop
+ * turn (each commits a frame on the service's loop): 20 frames whose callbacks take 1 ms
+ * each take several turns, in log order. */
+static attr_xlog_batch_t *slow_base;
+static int slow_order[32], slow_n;
+
+static void on_done_slow(attr_xlog_batch_t *b, int status)
+{
+    YW_CHECK_INT(status, ==, 0);
+    uint64_t t0 = uv_hrtime();
+    while (uv_hrtime() - t0 < 1000000) {
+    }
+    slow_order[slow_n++] = (int)(b - slow_base);
+}
+
+YW_TEST(a_group_of_done_callbacks_is_spread_over_loop_turns)
+{
+    fixture_t f;
+    fixture_init(&f);
+    attr_xlog_t *log = NULL;
+    char err[256];
+    YW_CHECK_INT(attr_xlog_open(&f.loop, f.dir, 1, &log, err, sizeof err), ==, 0);
+    static attr_xlog_exposure_t ev[20];
+    static attr_xlog_batch_t b[20];
+    static char ids[20][16];
+    static attr_xlog_str_t prod;
+    prod = S("p", 0);
+    slow_base = b;
+    slow_n = 0;
+    for (int i = 0; i < 20; i++) {
+        snprintf(ids[i], sizeof ids[i], "e-%d", i);
+        memset(&ev[i], 0, sizeof ev[i]);
+        ev[i].event_id = ids[i];
+        ev[i].event_id_len = (uint32_t)strlen(ids[i]);
+        ev[i].kind = 1;
+        ev[i].occur_ns = T0;
+        ev[i].viewer = S("v", 0);
+        ev[i].creator = S("c", 0);
+        ev[i].note = S("", 0);
+        ev[i].products = &prod;
+        ev[i].n_products = 1;
+        memset(&b[i], 0, sizeof b[i]);
+        b[i].events = &ev[i];
+        b[i].n = 1;
+        b[i].arrival_ns = T0;
+        b[i].done = on_done_slow;
+        b[i].data = &f;
+        b[i].rec_off = rec_offs[i];
+        YW_CHECK_INT(attr_xlog_append(log, &b[i]), ==, 0);
+    }
+    /* Wait until the writer handed every frame back (one turn runs some of them). */
+    int turns = 0;
+    while (slow_n == 0) {
+        usleep(200000); /* the writer is done with all 20 by then */
+        uv_run(&f.loop, UV_RUN_ONCE);
+        turns++;
+    }
+    YW_CHECK(slow_n < 20);
+    while (slow_n < 20) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+        turns++;
+    }
+    YW_CHECK(turns >= 3);
+    for (int i = 0; i < 20; i++) {
+        YW_CHECK_INT(slow_order[i], ==, i);
+    }
+    attr_xlog_close(log, on_closed, &f);
+    YW_CHECK_INT(uv_run(&f.loop, UV_RUN_DEFAULT), ==, 0);
+    YW_CHECK_INT(f.closed, ==, 1);
+    fixture_done(&f);
+}
+
 YW_TEST(records_are_read_alone_from_their_offsets)
 {
     /* The index points at records: each one decodes alone, strings and time whole. */
@@ -535,6 +607,7 @@ int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(batches_written_are_read_back_in_order),
+        YW_TEST_ENTRY(a_group_of_done_callbacks_is_spread_over_loop_turns),
         YW_TEST_ENTRY(records_are_read_alone_from_their_offsets),
         YW_TEST_ENTRY(reading_from_a_frame_boundary_skips_what_is_before),
         YW_TEST_ENTRY(a_version_1_segment_is_read_and_upgraded),
