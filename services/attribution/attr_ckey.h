@@ -8,7 +8,7 @@
  * every insert dirties a page of its own, and a group commit of 1,000 conversions wrote
  * about 4 MB to the WAL and synced it: conversions were 2.5 times slower. Here keys are
  * appended to a run in memory and written as sorted files, the way the exposure index
- * is (attr_xidx.h, whose format and merge this reuses):
+ * is (the file format of attr_xidx.h, the runs' life of attr_runs.h):
  *
  *   attr_ckey_add() -> the open run (memory: 16 bytes a key and a hash slot)
  *   ATTR_CKEY_RUN keys -> attr_ckey_seal() -> the worker sorts and writes it (attr_xidx_write():

@@ -63,6 +63,7 @@ static void attr__run_free(attr_run_t *r)
     free(r->arena);
     free(r->eid_slots);
     free(r->join_slots);
+    free(r->join_old);
     free(r);
 }
 
@@ -303,7 +304,8 @@ static const char *attr__run_product(const attr_run_t *run, uint32_t i, uint32_t
 size_t attr_run_bytes(const attr_run_t *run)
 {
     return sizeof *run + (size_t)run->cap * sizeof *run->recs + run->arena_cap +
-           run->eid_cap * sizeof *run->eid_slots + run->join_cap * sizeof *run->join_slots;
+           run->eid_cap * sizeof *run->eid_slots +
+           (run->join_cap + run->join_old_cap) * sizeof *run->join_slots;
 }
 
 static int attr__run_has_eid(const attr_run_t *run, uint64_t h, const char *eid, size_t len)
@@ -340,6 +342,39 @@ static void attr__join_insert(uint64_t *slots, size_t cap, uint64_t vp, uint32_t
         i = (i + 1) & mask;
     }
     slots[i] = (vp >> 32) << 32 | (uint64_t)(((idx + 1) << 7) | k);
+}
+
+/**
+ * Moves the join keys of the records the last growth left in join_old to join_slots,
+ * record by record, until about `budget` keys moved (SIZE_MAX: all); frees join_old once
+ * none is left. The keys are computed again from the strings (a slot keeps only the high
+ * half of its hash), each record's products walked once.
+ */
+static void attr__join_migrate(attr_run_t *run, size_t budget)
+{
+    size_t moved = 0;
+    while (run->join_old != NULL && run->join_mig < run->join_mig_end && moved < budget) {
+        uint32_t idx = run->join_mig++;
+        if (!run->recs[idx].joinable) {
+            continue;
+        }
+        attr_run_rec_t rec;
+        attr_run_rec(run, idx, &rec);
+        uint64_t vh = attr_hash_bytes(rec.viewer, rec.viewer_len);
+        const char *at = rec.products;
+        for (uint32_t k = 0; k < rec.n_products; k++) {
+            uint32_t plen;
+            const char *prod = attr_run_next_product(&at, &plen);
+            attr__join_insert(run->join_slots, run->join_cap,
+                              attr_vp_hash(vh, attr_hash_bytes(prod, plen)), idx, k);
+        }
+        moved += rec.n_products;
+    }
+    if (run->join_old != NULL && run->join_mig >= run->join_mig_end) {
+        free(run->join_old);
+        run->join_old = NULL;
+        run->join_old_cap = 0;
+    }
 }
 
 /** Makes room in a run for one more record of `strs` arena bytes and `np` join keys. */
@@ -386,6 +421,7 @@ static int attr__run_room(attr_run_t *run, size_t strs, size_t np)
         run->eid_cap = nc;
     }
     if (10 * (run->join_n + np) > 7 * run->join_cap) {
+        attr__join_migrate(run, SIZE_MAX); /* a growth still moving keys ends first */
         size_t nc = run->join_cap * 2;
         while (10 * (run->join_n + np) > 7 * nc) {
             nc *= 2;
@@ -394,24 +430,12 @@ static int attr__run_room(attr_run_t *run, size_t strs, size_t np)
         if (slots == NULL) {
             return -ENOMEM;
         }
-        /* Every product of every joinable record has its key: walk each record's
-         * products once (finding product k from the start each time was quadratic in
-         * the products, a tenth of a second per growth with 100 of them). */
-        for (uint32_t idx = 0; idx < run->n; idx++) {
-            if (!run->recs[idx].joinable) {
-                continue;
-            }
-            attr_run_rec_t rec;
-            attr_run_rec(run, idx, &rec);
-            uint64_t vh = attr_hash_bytes(rec.viewer, rec.viewer_len);
-            const char *at = rec.products;
-            for (uint32_t k = 0; k < rec.n_products; k++) {
-                uint32_t plen;
-                const char *prod = attr_run_next_product(&at, &plen);
-                attr__join_insert(slots, nc, attr_vp_hash(vh, attr_hash_bytes(prod, plen)), idx, k);
-            }
-        }
-        free(run->join_slots);
+        /* The keys move a few per append (attr__join_migrate()): moving them all at once
+         * took a loop turn of a tenth of a second once a run held a million of them. */
+        run->join_old = run->join_slots;
+        run->join_old_cap = run->join_cap;
+        run->join_mig = 0;
+        run->join_mig_end = run->n;
         run->join_slots = slots;
         run->join_cap = nc;
     }
@@ -471,6 +495,8 @@ static int attr__run_append(attr_run_t *run, const attr_pexp_t *p, uint32_t seg,
         attr__join_insert(run->join_slots, run->join_cap, vps[k], idx, k);
         run->join_n++;
     }
+    /* Four moved keys per new one: the move ends long before the new table fills. */
+    attr__join_migrate(run, 4 * (size_t)p->n_products + 64);
     return 0;
 }
 
@@ -789,36 +815,53 @@ size_t attr_state_prune(attr_state_t *st, int64_t now_ns, size_t budget)
 
 /* ---- joins with conversions ---- */
 
-int attr__runs_capture(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
+/**
+ * Adds the candidates one join table of a run holds for conversion c, skipping records
+ * below `from` (join_old: those moved to join_slots already). Returns 0 or -ENOMEM.
+ */
+static int attr__capture_table(attr_state_t *st, attr_conv_t *c, const attr_run_t *run,
+                               const uint64_t *slots, size_t cap, uint32_t from, int64_t now_ns)
 {
     size_t vlen = c->viewer_len, plen = c->product_len;
-    const char *viewer = c->viewer, *product = c->product;
     uint32_t tag = (uint32_t)(c->vp_hash >> 32);
+    size_t mask = cap - 1;
+    for (size_t i = c->vp_hash & mask;; i = (i + 1) & mask) {
+        uint64_t v = slots[i];
+        if (v == 0) {
+            return 0;
+        }
+        if ((uint32_t)(v >> 32) != tag) {
+            continue;
+        }
+        uint32_t ref = (uint32_t)v, idx = (ref >> 7) - 1, k = ref & 0x7f;
+        if (idx < from) {
+            continue;
+        }
+        attr_run_rec_t rec;
+        attr_run_rec(run, idx, &rec);
+        uint32_t pl;
+        const char *prod = attr__run_product(run, idx, k, &pl);
+        if (rec.viewer_len != vlen || memcmp(rec.viewer, c->viewer, vlen) != 0 || pl != plen ||
+            memcmp(prod, c->product, plen) != 0 || rec.occur_ns > c->occur_ns ||
+            attr_exposure_past_horizon(st, rec.occur_ns, now_ns)) {
+            continue;
+        }
+        if (attr__cand_add(st, c, rec.event_id, attr_intern_id(rec.creator), rec.note,
+                           rec.note_len, rec.kind, rec.watch_ms, rec.occur_ns, 0) < 0) {
+            return -ENOMEM;
+        }
+    }
+}
+
+int attr__runs_capture(attr_state_t *st, attr_conv_t *c, int64_t now_ns)
+{
     for (size_t ri = 0; ri < st->n_runs; ri++) {
         const attr_run_t *run = st->runs[ri];
-        size_t mask = run->join_cap - 1;
-        for (size_t i = c->vp_hash & mask;; i = (i + 1) & mask) {
-            uint64_t v = run->join_slots[i];
-            if (v == 0) {
-                break;
-            }
-            if ((uint32_t)(v >> 32) != tag) {
-                continue;
-            }
-            uint32_t ref = (uint32_t)v, idx = (ref >> 7) - 1, k = ref & 0x7f;
-            attr_run_rec_t rec;
-            attr_run_rec(run, idx, &rec);
-            uint32_t pl;
-            const char *prod = attr__run_product(run, idx, k, &pl);
-            if (rec.viewer_len != vlen || memcmp(rec.viewer, viewer, vlen) != 0 || pl != plen ||
-                memcmp(prod, product, plen) != 0 || rec.occur_ns > c->occur_ns ||
-                attr_exposure_past_horizon(st, rec.occur_ns, now_ns)) {
-                continue;
-            }
-            if (attr__cand_add(st, c, rec.event_id, attr_intern_id(rec.creator), rec.note,
-                               rec.note_len, rec.kind, rec.watch_ms, rec.occur_ns, 0) < 0) {
-                return -ENOMEM;
-            }
+        if (attr__capture_table(st, c, run, run->join_slots, run->join_cap, 0, now_ns) != 0 ||
+            (run->join_old != NULL &&
+             attr__capture_table(st, c, run, run->join_old, run->join_old_cap, run->join_mig,
+                                 now_ns) != 0)) {
+            return -ENOMEM;
         }
     }
     return 0;

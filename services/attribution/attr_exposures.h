@@ -49,7 +49,7 @@ typedef struct st_attr_state_t attr_state_t;
 /** Event ids per Bloom filter: a new one starts when the newest is full. */
 #define ATTR_BLOOM_KEYS (UINT64_C(1) << 22)
 
-/** An interned string handed back by admit (same layout as attr_log_str_t). */
+/** An interned string handed back by admit (same layout as attr_xlog_str_t). */
 typedef struct st_attr_interned_t {
     const char *s;
     uint32_t len;
@@ -105,6 +105,11 @@ typedef struct st_attr_run_t {
     size_t eid_cap;
     uint64_t *join_slots; /* (hash >> 32) << 32 | ((index + 1) << 7 | product); 0: empty */
     size_t join_cap, join_n;
+    /* The table before the last growth, while its keys move to join_slots a few per
+     * append (records [join_mig, join_mig_end) are only in it); NULL when none. */
+    uint64_t *join_old;
+    size_t join_old_cap;
+    uint32_t join_mig, join_mig_end;
     int64_t max_keep_ns;
 } attr_run_t;
 

@@ -56,7 +56,7 @@ void attr__gate_open(attr_svc_t *svc)
     /* Runs published meanwhile stayed in memory for the commits that waited (a
      * conversion's capture from the runs covers what its lookup's view did not). */
     if (svc->xs != NULL) {
-        attr_xstore_hold_runs(svc->xs, 0);
+        attr_exposure_store_hold_runs(svc->xs, 0);
     }
     attr__evict(svc);
 }
@@ -67,6 +67,6 @@ void attr__gate_close(attr_svc_t *svc)
     svc->restating++;
     svc->st.evict_hold = 1;
     if (svc->xs != NULL) {
-        attr_xstore_hold_runs(svc->xs, 1);
+        attr_exposure_store_hold_runs(svc->xs, 1);
     }
 }

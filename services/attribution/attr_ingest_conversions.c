@@ -40,7 +40,7 @@ typedef struct st_attr_conv_batch_t {
 static void attr__conv_batch_free(attr_conv_batch_t *cb)
 {
     /* The lookup's view, kept until the conversions were committed (or forgotten). */
-    attr_xstore_join_release(cb->ing->svc->xs, &cb->jr);
+    attr_exposure_store_join_release(cb->ing->svc->xs, &cb->jr);
     attr_xjoin_free(&cb->jr);
     free(cb->q);
     free(cb->convs);
@@ -211,7 +211,7 @@ static int attr__conv_batch_join(attr_conv_batch_t *cb)
     cb->jr.keep_view = 1; /* until the commit: see attr__conv_batch_commit() */
     cb->jr.done = attr__on_conv_batch_joined;
     cb->jr.data = cb;
-    return attr_xstore_join(svc->xs, &cb->jr);
+    return attr_exposure_store_join(svc->xs, &cb->jr);
 }
 
 /** Writes a job's conversions and looks up their touches (after a restatement). */

@@ -48,14 +48,14 @@ enum { ATTR_XB_UNSURE = 1, ATTR_XB_PAST = 2, ATTR_XB_DUP = 4 };
  * into memory and pinned there (`rd`, `pins`), so that the commit finds them all.
  */
 struct st_attr_xbatch_t {
-    attr_log_batch_t lb;
+    attr_xlog_batch_t lb;
     attr_ingest_t *ing;
     uint64_t *seqs;
-    attr_log_exposure_t *evs;
+    attr_xlog_exposure_t *evs;
     uint32_t *offs; /* the records' offsets in the segment (filled by the writer) */
     uint8_t *flags; /* ATTR_XB_* */
     size_t n, cap;
-    attr_log_str_t *prods;
+    attr_xlog_str_t *prods;
     size_t n_prods, cap_prods;
     size_t n_unsure;
     attr_xconfirm_t cf;
@@ -101,7 +101,7 @@ static void attr__xbatch_free(attr_xbatch_t *xb)
     svc->pending_bytes -= xb->bytes;
     xb->bytes = 0;
     if (xb->cf.view != NULL) {
-        attr_xstore_confirm_cancel(svc->xs, &xb->cf);
+        attr_exposure_store_confirm_cancel(svc->xs, &xb->cf);
     }
     attr__order_read_free(xb->rd);
     free(xb->cf_events);
@@ -184,7 +184,7 @@ static void attr__xbatch_abort(attr_xbatch_t *xb)
 static void attr__xbatch_commit(attr_held_t *h)
 {
     attr_xbatch_t *xb = (attr_xbatch_t *)((char *)h - offsetof(attr_xbatch_t, held));
-    attr_log_batch_t *lb = &xb->lb;
+    attr_xlog_batch_t *lb = &xb->lb;
     attr_ingest_t *ing = xb->ing;
     attr_svc_t *svc = ing->svc;
     attr_state_t *st = &svc->st;
@@ -214,7 +214,7 @@ static void attr__xbatch_commit(attr_held_t *h)
             svc->committed_seg = lb->seq;
             svc->committed_off = xb->offs[xb->n - 1];
         }
-        attr_xstore_committed(svc->xs, lb);
+        attr_exposure_store_committed(svc->xs, lb);
     } else {
         attr__xbatch_abort(xb);
         yw_log(YW_LOG_ERROR, "exposure log: cannot write %zu exposures: %s", xb->n,
@@ -233,7 +233,7 @@ static void attr__xbatch_commit(attr_held_t *h)
     attr__xbatch_done(xb);
 }
 
-static void attr__on_xbatch(attr_log_batch_t *lb, int status)
+static void attr__on_xbatch(attr_xlog_batch_t *lb, int status)
 {
     attr_xbatch_t *xb = lb->data;
     xb->status = status;
@@ -260,7 +260,7 @@ static void attr__xbatch_write(attr_xbatch_t *xb)
     xb->lb.done = attr__on_xbatch;
     xb->lb.data = xb;
     xb->lb.rec_off = xb->offs;
-    int rc = attr_xstore_append(svc->xs, &xb->lb);
+    int rc = attr_exposure_store_append(svc->xs, &xb->lb);
     if (rc != 0) {
         attr__xbatch_abort(xb);
         attr__ingest_fail(ing, GRPC_STATUS_UNAVAILABLE, "exposure log: cannot queue a batch: %s",
@@ -490,7 +490,7 @@ static void attr__xbatch_start(attr_held_t *h)
             xb->cf.dup = xb->cf_dup;
             xb->cf.done = attr__on_confirmed;
             xb->cf.data = xb;
-            rc = attr_xstore_confirm(svc->xs, &xb->cf);
+            rc = attr_exposure_store_confirm(svc->xs, &xb->cf);
         }
         if (rc == 0) {
             xb->waiting++;
@@ -581,9 +581,9 @@ static attr_xbatch_t *attr__xbatch_room(attr_ingest_t *ing, size_t np)
     return attr__xbatch_room2(ing, 1, np);
 }
 
-static attr_log_str_t attr__log_str(const attr_interned_t *in)
+static attr_xlog_str_t attr__log_str(const attr_interned_t *in)
 {
-    attr_log_str_t s = {in->s, in->len, in->id};
+    attr_xlog_str_t s = {in->s, in->len, in->id};
     return s;
 }
 
@@ -637,12 +637,12 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     uint8_t flags = 0;
     if (rc == ATTR_UNSURE) {
         /* Look on disk before writing; the view taken now pins what memory must keep. */
-        attr_xstore_confirm_begin(svc->xs, &xb->cf);
+        attr_exposure_store_confirm_begin(svc->xs, &xb->cf);
         flags |= ATTR_XB_UNSURE;
         xb->n_unsure++;
     }
     const attr_pexp_t *e = attr_exposure_pending(st, seq);
-    attr_log_exposure_t *le = &xb->evs[xb->n];
+    attr_xlog_exposure_t *le = &xb->evs[xb->n];
     le->event_id = e->event_id.s;
     le->event_id_len = e->event_id.len;
     le->kind = e->kind;
@@ -664,7 +664,7 @@ static void attr__ingest_exposure(attr_ingest_t *ing,
     /* Its bytes: the strings (the pending copy; the run's copy later is bounded by
      * --index-run-mb) and the fixed part. */
     size_t bytes = sizeof(attr_pexp_t) + in.event_id_len + in.viewer_len + in.creator_len +
-                   in.note_len + ev->n_product_ids * sizeof(attr_log_str_t);
+                   in.note_len + ev->n_product_ids * sizeof(attr_xlog_str_t);
     for (size_t k = 0; k < ev->n_product_ids; k++) {
         bytes += strs[3 + k].len;
     }

@@ -183,7 +183,7 @@ static void attr__on_prune(yw_store_job_t *job, grpc_status_code status)
         yw_log(YW_LOG_INFO, "pruned exposure log segment %llu (%llu exposures; counts kept)",
                (unsigned long long)p->j.seq, (unsigned long long)p->j.events);
         if (!svc->stopping) {
-            attr_xstore_pruned(svc->xs, p->j.seq);
+            attr_exposure_store_pruned(svc->xs, p->j.seq);
         }
     } else {
         yw_log(YW_LOG_WARN, "cannot prune segment %llu (will retry): %s",
@@ -202,7 +202,7 @@ static void attr__maybe_prune_segment(attr_svc_t *svc, int64_t now)
     int64_t limit = now - attr_settings_horizon(&svc->st.settings) - ATTR_FUTURE_NS;
     uint64_t seq;
     char path[4096];
-    if (!attr_xstore_prunable(svc->xs, limit, &seq, path)) {
+    if (!attr_exposure_store_prunable(svc->xs, limit, &seq, path)) {
         return;
     }
     attr_segment_prune_t *p = calloc(1, sizeof *p);
@@ -276,8 +276,8 @@ void attr__account_memory(attr_svc_t *svc, int force)
 {
     attr_state_mem_t m;
     attr_state_mem(&svc->st, &m);
-    attr_xstore_info_t xi;
-    attr_xstore_info(svc->xs, &xi);
+    attr_exposure_store_info_t xi;
+    attr_exposure_store_info(svc->xs, &xi);
     attr_ckey_info_t ci;
     attr_ckey_info(svc->ck, &ci);
     struct mallinfo2 mi = mallinfo2();
@@ -342,7 +342,7 @@ void attr__on_timer(uv_timer_t *t)
     svc->maint_last_ns = now;
     svc->ticks++;
     if (!svc->restating) {
-        attr_xstore_tick(svc->xs, now); /* (seals nothing while commits wait) */
+        attr_exposure_store_tick(svc->xs, now); /* (seals nothing while commits wait) */
     }
     svc->mark_due = 1;
     attr__schedule_persist(svc);

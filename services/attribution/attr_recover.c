@@ -201,7 +201,7 @@ typedef struct st_attr_credit_ctx_t {
 } attr_credit_ctx_t;
 
 /** A candidate of the conversion being credited, found in the index files. */
-static int attr__stored_cand(void *arg, const attr_log_event_t *ev)
+static int attr__stored_cand(void *arg, const attr_xlog_event_t *ev)
 {
     attr_credit_ctx_t *x = arg;
     attr_state_t *st = &x->svc->st;
@@ -245,8 +245,8 @@ static int attr__credit_one(void *arg, const attr_convset_t *one)
         x->c = c;
         /* Its stored touches are complete up to the mark: only the exposures after. */
         int after = c->seq <= x->mark.seq;
-        rc = attr_xstore_find_cands(svc->xs, &q, after ? x->mark.seg : 0, after ? x->mark.off : 0,
-                                    attr__stored_cand, x);
+        rc = attr_exposure_store_find_cands(svc->xs, &q, after ? x->mark.seg : 0,
+                                            after ? x->mark.off : 0, attr__stored_cand, x);
         x->looked_up++;
         x->looked_up_after += after;
         if (rc == 0) {
@@ -286,7 +286,7 @@ static grpc_status_code attr__credit_scan(yw_store_conn_t *conn, void *arg)
 }
 
 static int attr__credit_stored(attr_svc_t *svc, int64_t now, uint64_t ck_safe,
-                               const attr_touch_mark_t *mark, attr_xstore_stats_t *xst,
+                               const attr_touch_mark_t *mark, attr_exposure_store_stats_t *xst,
                                uint64_t *after, char *err, size_t errlen)
 {
     attr_credit_ctx_t x = {.svc = svc, .now = now, .ck_safe = ck_safe, .mark = *mark};
@@ -408,15 +408,15 @@ static int attr__open_keys(attr_svc_t *svc, attr_snap_t *snap, attr_load_t *ld, 
  * Returns 0 or a negative errno with `err` (svc->xs may be open then too).
  */
 static int attr__open_exposures(attr_svc_t *svc, const attr_load_t *ld, int from_snap, int64_t now,
-                                attr_xstore_stats_t *xst, char *err, size_t errlen)
+                                attr_exposure_store_stats_t *xst, char *err, size_t errlen)
 {
     uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(svc->app));
     memset(xst, 0, sizeof *xst);
     svc->st.skip_counts = from_snap;
-    int rc = attr_xstore_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld->pruned,
-                              ld->n_pruned, now, &svc->xs, xst, err, errlen);
+    int rc = attr_exposure_store_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld->pruned,
+                                      ld->n_pruned, now, &svc->xs, xst, err, errlen);
     if (svc->xs != NULL) {
-        attr_xstore_set_run_bytes(svc->xs, svc->run_bytes);
+        attr_exposure_store_set_run_bytes(svc->xs, svc->run_bytes);
         svc->refs++; /* the exposure store */
     }
     svc->st.skip_counts = 0;

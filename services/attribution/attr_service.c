@@ -13,7 +13,7 @@
  *    (attr_*_commit), so nothing is reported that a crash could take back.
  *  - Reports read the rollups and materialised credits of attr_state.h; tier reports
  *    first refresh missing or stale tier labels (attr_tier.h).
- *  - Exposures on disk (the log and its index files, attr_xstore.h): an exposure whose
+ *  - Exposures on disk (the log and its index files, attr_exposure_store.h): an exposure whose
  *    id the Bloom filters are unsure of is looked up there before its batch goes to
  *    the log; a conversion's candidates are looked up there before it is committed.
  *  - Maintenance (a timer): seals idle runs, prunes old log segments (their counts go
@@ -135,7 +135,7 @@ static int attr__options_read(attr_svc_t *svc, yw_app_t *app, long long *cache_m
                               size_t errlen)
 {
     long long ttl_s = 300, audit_ms = 0, runs = -1;
-    long long run_mb = ATTR_XSTORE_RUN_BYTES >> 20, pending_mb = ATTR_PENDING_MB_DEFAULT;
+    long long run_mb = ATTR_EXPOSURE_STORE_RUN_BYTES >> 20, pending_mb = ATTR_PENDING_MB_DEFAULT;
     long long bloom_mb = ATTR_BLOOM_MB_DEFAULT;
     *cache_mb = ATTR_CACHE_MB_DEFAULT;
     int rc = attr__option_int(app, "tier-label-ttl-s", 0, 86400, &ttl_s, err, errlen);
@@ -240,7 +240,7 @@ static int attr__start_failed(attr_svc_t *svc, int rc)
         svc->ck = NULL;
     }
     if (svc->xs != NULL) {
-        attr_xstore_close(svc->xs, attr__on_xs_closed, svc);
+        attr_exposure_store_close(svc->xs, attr__on_xs_closed, svc);
     }
     return rc;
 }
@@ -248,7 +248,7 @@ static int attr__start_failed(attr_svc_t *svc, int rc)
 /** The line that says the service is ready, with what start-up found. */
 static void attr__log_ready(const attr_svc_t *svc, const attr_recovery_t *rec, long long cache_mb)
 {
-    const attr_xstore_stats_t *xst = &rec->xst;
+    const attr_exposure_store_stats_t *xst = &rec->xst;
     yw_log(YW_LOG_INFO,
            "attribution ready%s: %llu conversions (%zu in memory, cache %lld MiB), %llu "
            "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
@@ -366,9 +366,9 @@ void attr_service_fini(yw_app_t *app)
     svc->ck = NULL;
     /* Gone once closed: a restatement or an audit still reading (it holds the gate)
      * must not reach it when it ends (attr__gate_open()). */
-    attr_xstore_t *xs = svc->xs;
+    attr_exposure_store_t *xs = svc->xs;
     svc->xs = NULL;
-    attr_xstore_close(xs, attr__on_xs_closed, svc);
+    attr_exposure_store_close(xs, attr__on_xs_closed, svc);
     /* attr_service_fini_async() goes on once they are closed. */
 }
 

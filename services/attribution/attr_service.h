@@ -3,8 +3,8 @@
  * method table, start-up (load the database, open the exposure store) and shutdown.
  *
  * Where things live:
- *   exposures            --data-dir/exposures/: the log (seg-*.log, attr_log.h) and its
- *                        index files (idx-*.xidx, attr_xidx.h), together attr_xstore.h
+ *   exposures            --data-dir/exposures/: the log (seg-*.log, attr_xlog.h) and its
+ *                        index files (idx-*.xidx, attr_xidx.h), together attr_exposure_store.h
  *   conversion keys      --data-dir/conversion-keys/: (viewer, product) -> stored orders,
  *                        so that a late exposure finds them (attr_ckey.h)
  *   everything else      --data-dir/attribution.db (attr_store.h): conversions with their
@@ -33,7 +33,7 @@ extern const yw_service_t attr_service;
 extern const yw_option_t attr_options[];
 extern const size_t attr_n_options;
 
-/** yw_app_def_t.init: loads the state, opens the exposure store (attr_xstore_open()). */
+/** yw_app_def_t.init: loads the state, opens the exposure store (attr_exposure_store_open()). */
 int attr_service_init(yw_app_t *app, char *err, size_t errlen);
 
 /** yw_app_def_t.fini: closes the exposure store (syncs, indexes the open run), the tier

@@ -30,12 +30,12 @@
 #include "common/app.h"
 #include "services/attribution/attr_ckey.h"
 #include "services/attribution/attr_errs.h"
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_exposure_store.h"
 #include "services/attribution/attr_service.h"
 #include "services/attribution/attr_state.h"
 #include "services/attribution/attr_store.h"
 #include "services/attribution/attr_tier.h"
-#include "services/attribution/attr_xstore.h"
+#include "services/attribution/attr_xlog.h"
 #include "yaowei/attribution/v1/attribution.pb-c.h"
 
 /** Events per exposure frame / conversion job while a call is being read. */
@@ -62,7 +62,7 @@ typedef struct st_attr_svc_t {
     yw_app_t *app;
     yw_store_t *store;
     attr_state_t st;
-    attr_xstore_t *xs;
+    attr_exposure_store_t *xs;
     attr_ckey_t *ck;        /* the conversion key index */
     uint64_t next_conv_seq; /* conversions.seq of the next conversion admitted */
     attr_tier_t *tier;
@@ -210,11 +210,11 @@ void attr__fini_done(attr_svc_t *svc);
 
 /** What start-up found, for the line that says the service is ready. */
 typedef struct st_attr_recovery_t {
-    int from_snap;           /* the snapshot of the last clean stop was used */
-    uint64_t conversions;    /* stored conversions */
-    uint64_t rollups;        /* rollup rows of pruned segments */
-    uint64_t after_mark;     /* conversions looked up only after the touch mark */
-    attr_xstore_stats_t xst; /* the exposure store's start-up figures */
+    int from_snap;                   /* the snapshot of the last clean stop was used */
+    uint64_t conversions;            /* stored conversions */
+    uint64_t rollups;                /* rollup rows of pruned segments */
+    uint64_t after_mark;             /* conversions looked up only after the touch mark */
+    attr_exposure_store_stats_t xst; /* the exposure store's start-up figures */
 } attr_recovery_t;
 
 /**

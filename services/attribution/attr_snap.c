@@ -33,7 +33,7 @@
 
 #include "common/codec.h"
 #include "common/fileio.h"
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the snapshot's arrays are copied");
 _Static_assert(sizeof(attr_day_t) == 16 && sizeof(attr_cday_t) == 16, "16-byte cells");

@@ -7,7 +7,7 @@
  * (attr_rollups.h). This header holds what they share: the settings, attr_state_t, its
  * life and its memory; callers include it and get the parts. No I/O and no clock:
  * callers pass `now_ns`, and the service does the disk work this module asks for
- * (attr_service.c with attr_log.h, attr_xidx.h, attr_store.h).
+ * (attr_service.c with attr_xlog.h, attr_xidx.h, attr_store.h).
  *
  * Memory does not grow with the exposures kept: an exposure is in memory from its
  * admission until the index file of its run is written, then only a few bits of it

@@ -8,7 +8,7 @@
 
 #include "common/vec.h"
 #include "services/attribution/attr_hash.h"
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 
 const yw_migration_t attr_migrations[] = {
     {1, "CREATE TABLE settings("
@@ -680,7 +680,7 @@ typedef struct st_attr__agg_t {
     size_t n, cap;
 } attr__agg_t;
 
-static int attr__agg_visit(void *arg, const attr_log_event_t *ev)
+static int attr__agg_visit(void *arg, const attr_xlog_event_t *ev)
 {
     attr__agg_t *a = arg;
     uint32_t cid;
@@ -732,9 +732,9 @@ grpc_status_code attr_store_prune_segment(yw_store_conn_t *conn, yw_store_job_t 
     memset(&a, 0, sizeof a);
     attr_intern_init(&a.creators);
     attr_map64_init(&a.cell_of);
-    attr_log_segstat_t st;
-    int rc = attr_log_read_segment(j->path, 0, attr__agg_visit, &a, &st, job->errmsg,
-                                   sizeof job->errmsg);
+    attr_xlog_segstat_t st;
+    int rc = attr_xlog_read_segment(j->path, 0, attr__agg_visit, &a, &st, job->errmsg,
+                                    sizeof job->errmsg);
     if (rc != 0) {
         attr__agg_free(&a);
         if (job->errmsg[0] == '\0') {

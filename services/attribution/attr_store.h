@@ -1,6 +1,6 @@
 /*
  * attr_store.h — attribution.db (SQLite via common/store.h): everything but the raw
- * exposures, which live in the exposure log (attr_log.h).
+ * exposures, which live in the exposure log (attr_xlog.h).
  *
  * Schema (version 2):
  *   settings(id = 1, click_window_ns, view_window_ns, half_life_ns, engaged_view_ms,

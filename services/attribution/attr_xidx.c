@@ -1,7 +1,7 @@
 /*
  * attr_xidx.c — exposure index files: writing (sort, then one sequential write),
- * merging (a k-way merge of sorted sections, streamed), opening (header, CRCs,
- * fences) and lookups (fences in memory, one block read with pread). See attr_xidx.h.
+ * opening (header, CRCs, fences), lookups (fences in memory, one block read with pread)
+ * and listing. Sequential reads and merges are attr_xidx_merge.c. See attr_xidx.h.
  */
 #define _GNU_SOURCE /* sync_file_range, O_NOATIME */
 #include "services/attribution/attr_xidx.h"
@@ -17,7 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
+#include "common/codec.h"
+#include "common/fileio.h"
+#include "services/attribution/attr_xidx_int.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "attr_xidx.c writes its entries as they are in memory: little-endian hosts only"
@@ -26,26 +29,10 @@
 #define ATTR__XMAGIC "YWEXPIDX"
 #define ATTR__XVERSION 1u
 #define ATTR__XHDR 128
-/** Buffered I/O of writes and merges. */
-#define ATTR__XBUF (256u << 10)
 
-_Static_assert(ATTR_XIDX_SYNC_BYTES % ATTR__XBUF == 0, "flushes end on sync boundaries");
+_Static_assert(ATTR_XIDX_SYNC_BYTES % ATTR_XIDX__BUF == 0, "flushes end on sync boundaries");
 
-struct st_attr_xidx_t {
-    _Atomic int refs;
-    int fd;
-    attr_xmeta_t meta;
-    uint64_t off[2]; /* file offsets of the join and dedup sections */
-    uint64_t rollup_off, seg_off;
-    uint64_t *fences[2];
-    uint64_t n_fences[2];
-    char path[];
-};
-
-static void attr__xerr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void attr__xerr(char *err, size_t errlen, const char *fmt, ...)
+void attr_xidx__xerr(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err == NULL || errlen == 0) {
         return;
@@ -76,7 +63,7 @@ static int attr__xent_cmp(const void *pa, const void *pb)
     return a->off < b->off ? -1 : a->off > b->off;
 }
 
-static int attr__xent_less(const attr_xent_t *a, const attr_xent_t *b)
+int attr_xidx__xent_less(const attr_xent_t *a, const attr_xent_t *b)
 {
     return attr__xent_cmp(a, b) < 0;
 }
@@ -121,87 +108,12 @@ static int attr__xsort(attr_xent_t *e, size_t n)
     return 0;
 }
 
-/* ---- little-endian fields ---- */
-
-static void attr__p32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static void attr__p64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static uint32_t attr__g32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t attr__g64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 /* ---- buffered writer with a running CRC ---- */
-
-typedef struct st_attr__xw_t {
-    int fd;
-    uint64_t pos; /* file offset of buf[0] */
-    unsigned char *buf;
-    size_t len;
-    uint32_t crc;
-    int rc;
-    uint64_t synced; /* bytes handed to the disk so far (sync_file_range) */
-} attr__xw_t;
-
-static int attr__pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-    const unsigned char *c = p;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, c, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        c += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-static int attr__pread_all(int fd, void *p, size_t n, uint64_t off)
-{
-    unsigned char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            return -EBADMSG; /* shorter than its header says */
-        }
-        c += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
 
 static void attr__xw_flush(attr__xw_t *w)
 {
     if (w->rc == 0 && w->len > 0) {
-        w->rc = attr__pwrite_all(w->fd, w->buf, w->len, w->pos);
+        w->rc = yw_pwrite_all(w->fd, w->buf, w->len, w->pos);
     }
     w->pos += w->len;
     w->len = 0;
@@ -219,7 +131,7 @@ static void attr__xw_flush(attr__xw_t *w)
     }
 }
 
-static void attr__xw_put(attr__xw_t *w, const void *p, size_t n)
+void attr_xidx__xw_put(attr__xw_t *w, const void *p, size_t n)
 {
     if (n == 0) {
         return; /* `p` may be NULL then */
@@ -227,13 +139,13 @@ static void attr__xw_put(attr__xw_t *w, const void *p, size_t n)
     const unsigned char *c = p;
     w->crc = attr_crc32c(w->crc, c, n);
     while (n > 0) {
-        size_t room = ATTR__XBUF - w->len;
+        size_t room = ATTR_XIDX__BUF - w->len;
         size_t k = n < room ? n : room;
         memcpy(w->buf + w->len, c, k);
         w->len += k;
         c += k;
         n -= k;
-        if (w->len == ATTR__XBUF) {
+        if (w->len == ATTR_XIDX__BUF) {
             attr__xw_flush(w);
         }
     }
@@ -241,12 +153,7 @@ static void attr__xw_put(attr__xw_t *w, const void *p, size_t n)
 
 /* ---- fences ---- */
 
-typedef struct st_attr__fences_t {
-    uint64_t *f;
-    size_t n, cap;
-} attr__fences_t;
-
-static int attr__fence_add(attr__fences_t *fc, uint64_t h)
+int attr_xidx__fence_add(attr__fences_t *fc, uint64_t h)
 {
     if (fc->n == fc->cap) {
         size_t nc = fc->cap ? fc->cap * 2 : 64;
@@ -270,75 +177,64 @@ static void attr__xname(const char *dir, uint64_t first, uint64_t last, const ch
              (unsigned long long)last, suffix);
 }
 
-static int attr__fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = fsync(fd) != 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 /* ---- writing ---- */
 
 static void attr__put_header(unsigned char *h, const attr_xmeta_t *m, uint32_t body_crc)
 {
     memset(h, 0, ATTR__XHDR);
     memcpy(h, ATTR__XMAGIC, 8);
-    attr__p32(h + 8, ATTR__XVERSION);
-    attr__p32(h + 12, ATTR_XIDX_BLOCK);
-    attr__p64(h + 16, m->first_run);
-    attr__p64(h + 24, m->last_run);
-    attr__p64(h + 32, m->start.seq);
-    attr__p64(h + 40, m->start.off);
-    attr__p64(h + 48, m->end.seq);
-    attr__p64(h + 56, m->end.off);
-    attr__p64(h + 64, m->n_join);
-    attr__p64(h + 72, m->n_dedup);
-    attr__p64(h + 80, m->n_rollups);
-    attr__p64(h + 88, m->rollup_bytes);
-    attr__p64(h + 96, m->n_segs);
-    attr__p64(h + 104, m->min_seg);
-    attr__p64(h + 112, m->max_seg);
-    attr__p32(h + 120, body_crc);
-    attr__p32(h + 124, attr_crc32c(0, h, 124));
+    yw_put_le32(h + 8, ATTR__XVERSION);
+    yw_put_le32(h + 12, ATTR_XIDX_BLOCK);
+    yw_put_le64(h + 16, m->first_run);
+    yw_put_le64(h + 24, m->last_run);
+    yw_put_le64(h + 32, m->start.seq);
+    yw_put_le64(h + 40, m->start.off);
+    yw_put_le64(h + 48, m->end.seq);
+    yw_put_le64(h + 56, m->end.off);
+    yw_put_le64(h + 64, m->n_join);
+    yw_put_le64(h + 72, m->n_dedup);
+    yw_put_le64(h + 80, m->n_rollups);
+    yw_put_le64(h + 88, m->rollup_bytes);
+    yw_put_le64(h + 96, m->n_segs);
+    yw_put_le64(h + 104, m->min_seg);
+    yw_put_le64(h + 112, m->max_seg);
+    yw_put_le32(h + 120, body_crc);
+    yw_put_le32(h + 124, attr_crc32c(0, h, 124));
 }
 
-static size_t attr__rollup_size(uint32_t creator_len)
+size_t attr_xidx__rollup_size(uint32_t creator_len)
 {
     return (40 + (size_t)creator_len + 7) & ~(size_t)7;
 }
 
-static void attr__put_rollup(attr__xw_t *w, const attr_xrollup_t *r)
+void attr_xidx__put_rollup(attr__xw_t *w, const attr_xrollup_t *r)
 {
     unsigned char row[40];
-    attr__p64(row, r->seg);
-    attr__p32(row + 8, (uint32_t)r->day);
-    attr__p32(row + 12, r->creator_len);
-    attr__p64(row + 16, (uint64_t)r->impressions);
-    attr__p64(row + 24, (uint64_t)r->views);
-    attr__p64(row + 32, (uint64_t)r->clicks);
-    attr__xw_put(w, row, sizeof row);
-    attr__xw_put(w, r->creator, r->creator_len);
+    yw_put_le64(row, r->seg);
+    yw_put_le32(row + 8, (uint32_t)r->day);
+    yw_put_le32(row + 12, r->creator_len);
+    yw_put_le64(row + 16, (uint64_t)r->impressions);
+    yw_put_le64(row + 24, (uint64_t)r->views);
+    yw_put_le64(row + 32, (uint64_t)r->clicks);
+    attr_xidx__xw_put(w, row, sizeof row);
+    attr_xidx__xw_put(w, r->creator, r->creator_len);
     static const unsigned char zeros[8] = {0};
-    size_t pad = attr__rollup_size(r->creator_len) - 40 - r->creator_len;
-    attr__xw_put(w, zeros, pad);
+    size_t pad = attr_xidx__rollup_size(r->creator_len) - 40 - r->creator_len;
+    attr_xidx__xw_put(w, zeros, pad);
 }
 
-static void attr__put_seg(attr__xw_t *w, const attr_xseg_t *s)
+void attr_xidx__put_seg(attr__xw_t *w, const attr_xseg_t *s)
 {
     unsigned char row[24];
-    attr__p64(row, s->seg);
-    attr__p64(row + 8, s->events);
-    attr__p64(row + 16, (uint64_t)s->max_arrival_ns);
-    attr__xw_put(w, row, sizeof row);
+    yw_put_le64(row, s->seg);
+    yw_put_le64(row + 8, s->events);
+    yw_put_le64(row + 16, (uint64_t)s->max_arrival_ns);
+    attr_xidx__xw_put(w, row, sizeof row);
 }
 
 /** Opens the temporary file of runs first..last for writing. */
-static int attr__xcreate(const char *dir, const attr_xmeta_t *m, char *tmp, size_t tmplen,
-                         attr__xw_t *w)
+int attr_xidx__xcreate(const char *dir, const attr_xmeta_t *m, char *tmp, size_t tmplen,
+                       attr__xw_t *w)
 {
     attr__xname(dir, m->first_run, m->last_run, ".tmp", tmp, tmplen);
     (void)unlink(tmp);
@@ -347,7 +243,7 @@ static int attr__xcreate(const char *dir, const attr_xmeta_t *m, char *tmp, size
     if (w->fd < 0) {
         return -errno;
     }
-    w->buf = malloc(ATTR__XBUF);
+    w->buf = malloc(ATTR_XIDX__BUF);
     if (w->buf == NULL) {
         close(w->fd);
         (void)unlink(tmp);
@@ -358,19 +254,18 @@ static int attr__xcreate(const char *dir, const attr_xmeta_t *m, char *tmp, size
 }
 
 /** Writes fences and header, syncs, renames into place. Closes and frees the writer. */
-static int attr__xfinish(const char *dir, attr_xmeta_t *m, attr__xw_t *w,
-                         const attr__fences_t fences[2], const char *tmp, char *path,
-                         size_t pathlen)
+int attr_xidx__xfinish(const char *dir, attr_xmeta_t *m, attr__xw_t *w,
+                       const attr__fences_t fences[2], const char *tmp, char *path, size_t pathlen)
 {
     for (int s = 0; s < 2; s++) {
-        attr__xw_put(w, fences[s].f, fences[s].n * sizeof *fences[s].f);
+        attr_xidx__xw_put(w, fences[s].f, fences[s].n * sizeof *fences[s].f);
     }
     attr__xw_flush(w);
     int rc = w->rc;
     if (rc == 0) {
         unsigned char hdr[ATTR__XHDR];
         attr__put_header(hdr, m, w->crc);
-        rc = attr__pwrite_all(w->fd, hdr, sizeof hdr, 0);
+        rc = yw_pwrite_all(w->fd, hdr, sizeof hdr, 0);
     }
     if (rc == 0 && fdatasync(w->fd) != 0) {
         rc = -errno;
@@ -383,7 +278,7 @@ static int attr__xfinish(const char *dir, attr_xmeta_t *m, attr__xw_t *w,
         rc = -errno;
     }
     if (rc == 0) {
-        rc = attr__fsync_dir(dir);
+        rc = yw_fsync_dir(dir);
     }
     if (rc != 0) {
         (void)unlink(tmp);
@@ -394,11 +289,11 @@ static int attr__xfinish(const char *dir, attr_xmeta_t *m, attr__xw_t *w,
 static int attr__put_section(attr__xw_t *w, const attr_xent_t *e, size_t n, attr__fences_t *fc)
 {
     for (size_t i = 0; i < n; i += ATTR_XIDX_BLOCK) {
-        if (attr__fence_add(fc, e[i].h) != 0) {
+        if (attr_xidx__fence_add(fc, e[i].h) != 0) {
             return -ENOMEM;
         }
     }
-    attr__xw_put(w, e, n * sizeof *e);
+    attr_xidx__xw_put(w, e, n * sizeof *e);
     return 0;
 }
 
@@ -424,8 +319,8 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
         rc = attr__xsort(dedup, n_dedup);
     }
     if (rc != 0) {
-        attr__xerr(err, errlen, "index of runs %llu-%llu: out of memory sorting",
-                   (unsigned long long)meta->first_run, (unsigned long long)meta->last_run);
+        attr_xidx__xerr(err, errlen, "index of runs %llu-%llu: out of memory sorting",
+                        (unsigned long long)meta->first_run, (unsigned long long)meta->last_run);
         return rc;
     }
     meta->n_join = n_join;
@@ -437,13 +332,13 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
     attr__minmax_seg(meta, join, n_join);
     meta->rollup_bytes = 0;
     for (size_t i = 0; i < n_rollups; i++) {
-        meta->rollup_bytes += attr__rollup_size(rollups[i].creator_len);
+        meta->rollup_bytes += attr_xidx__rollup_size(rollups[i].creator_len);
     }
     char tmp[4200];
     attr__xw_t w;
-    rc = attr__xcreate(dir, meta, tmp, sizeof tmp, &w);
+    rc = attr_xidx__xcreate(dir, meta, tmp, sizeof tmp, &w);
     if (rc != 0) {
-        attr__xerr(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
+        attr_xidx__xerr(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
         return rc;
     }
     attr__fences_t fences[2];
@@ -453,22 +348,22 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
         rc = -ENOMEM;
     }
     for (size_t i = 0; rc == 0 && i < n_rollups; i++) {
-        attr__put_rollup(&w, &rollups[i]);
+        attr_xidx__put_rollup(&w, &rollups[i]);
     }
     for (size_t i = 0; rc == 0 && i < n_segs; i++) {
-        attr__put_seg(&w, &segs[i]);
+        attr_xidx__put_seg(&w, &segs[i]);
     }
     if (rc != 0) {
         close(w.fd);
         free(w.buf);
         (void)unlink(tmp);
     } else {
-        rc = attr__xfinish(dir, meta, &w, fences, tmp, path, pathlen);
+        rc = attr_xidx__xfinish(dir, meta, &w, fences, tmp, path, pathlen);
     }
     free(fences[0].f);
     free(fences[1].f);
     if (rc != 0) {
-        attr__xerr(err, errlen, "%s: cannot write: %s", tmp, strerror(-rc));
+        attr_xidx__xerr(err, errlen, "%s: cannot write: %s", tmp, strerror(-rc));
     }
     return rc;
 }
@@ -515,7 +410,7 @@ void attr_xidx_unref(attr_xidx_t *x)
 
 static int attr__xverify(attr_xidx_t *x, uint64_t body_len, uint32_t want)
 {
-    unsigned char *buf = malloc(ATTR__XBUF);
+    unsigned char *buf = malloc(ATTR_XIDX__BUF);
     if (buf == NULL) {
         return -ENOMEM;
     }
@@ -523,8 +418,8 @@ static int attr__xverify(attr_xidx_t *x, uint64_t body_len, uint32_t want)
     uint64_t off = ATTR__XHDR, left = body_len;
     int rc = 0;
     while (left > 0 && rc == 0) {
-        size_t n = left < ATTR__XBUF ? (size_t)left : ATTR__XBUF;
-        rc = attr__pread_all(x->fd, buf, n, off);
+        size_t n = left < ATTR_XIDX__BUF ? (size_t)left : ATTR_XIDX__BUF;
+        rc = yw_pread_exact(x->fd, buf, n, off);
         crc = attr_crc32c(crc, buf, n);
         off += n;
         left -= n;
@@ -539,7 +434,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     size_t plen = strlen(path);
     attr_xidx_t *x = calloc(1, sizeof *x + plen + 1);
     if (x == NULL) {
-        attr__xerr(err, errlen, "%s: out of memory", path);
+        attr_xidx__xerr(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     memcpy(x->path, path, plen + 1);
@@ -551,7 +446,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     }
     if (x->fd < 0) {
         int e = -errno;
-        attr__xerr(err, errlen, "%s: cannot open: %s", path, strerror(-e));
+        attr_xidx__xerr(err, errlen, "%s: cannot open: %s", path, strerror(-e));
         attr__xfree(x);
         return e;
     }
@@ -559,33 +454,34 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     struct stat st;
     int rc = fstat(x->fd, &st) != 0 ? -errno : 0;
     if (rc == 0) {
-        rc = attr__pread_all(x->fd, h, sizeof h, 0);
+        rc = yw_pread_exact(x->fd, h, sizeof h, 0);
     }
-    if (rc == 0 &&
-        (memcmp(h, ATTR__XMAGIC, 8) != 0 || attr__g32(h + 8) != ATTR__XVERSION ||
-         attr__g32(h + 12) != ATTR_XIDX_BLOCK || attr__g32(h + 124) != attr_crc32c(0, h, 124))) {
+    if (rc == 0 && (memcmp(h, ATTR__XMAGIC, 8) != 0 || yw_get_le32(h + 8) != ATTR__XVERSION ||
+                    yw_get_le32(h + 12) != ATTR_XIDX_BLOCK ||
+                    yw_get_le32(h + 124) != attr_crc32c(0, h, 124))) {
         rc = -EBADMSG;
     }
     if (rc != 0) {
-        attr__xerr(err, errlen, "%s: %s", path,
-                   rc == -EBADMSG ? "not a whole exposure index file (bad header)" : strerror(-rc));
+        attr_xidx__xerr(err, errlen, "%s: %s", path,
+                        rc == -EBADMSG ? "not a whole exposure index file (bad header)"
+                                       : strerror(-rc));
         attr__xfree(x);
         return rc;
     }
     attr_xmeta_t *m = &x->meta;
-    m->first_run = attr__g64(h + 16);
-    m->last_run = attr__g64(h + 24);
-    m->start.seq = attr__g64(h + 32);
-    m->start.off = attr__g64(h + 40);
-    m->end.seq = attr__g64(h + 48);
-    m->end.off = attr__g64(h + 56);
-    m->n_join = attr__g64(h + 64);
-    m->n_dedup = attr__g64(h + 72);
-    m->n_rollups = attr__g64(h + 80);
-    m->rollup_bytes = attr__g64(h + 88);
-    m->n_segs = attr__g64(h + 96);
-    m->min_seg = attr__g64(h + 104);
-    m->max_seg = attr__g64(h + 112);
+    m->first_run = yw_get_le64(h + 16);
+    m->last_run = yw_get_le64(h + 24);
+    m->start.seq = yw_get_le64(h + 32);
+    m->start.off = yw_get_le64(h + 40);
+    m->end.seq = yw_get_le64(h + 48);
+    m->end.off = yw_get_le64(h + 56);
+    m->n_join = yw_get_le64(h + 64);
+    m->n_dedup = yw_get_le64(h + 72);
+    m->n_rollups = yw_get_le64(h + 80);
+    m->rollup_bytes = yw_get_le64(h + 88);
+    m->n_segs = yw_get_le64(h + 96);
+    m->min_seg = yw_get_le64(h + 104);
+    m->max_seg = yw_get_le64(h + 112);
     for (int s = 0; s < 2; s++) {
         uint64_t n = s == 0 ? m->n_join : m->n_dedup;
         x->n_fences[s] = (n + ATTR_XIDX_BLOCK - 1) / ATTR_XIDX_BLOCK;
@@ -599,14 +495,14 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     if (m->n_join > (UINT64_C(1) << 40) || m->n_dedup > (UINT64_C(1) << 40) ||
         m->rollup_bytes > (UINT64_C(1) << 40) || m->n_segs > (UINT64_C(1) << 32) ||
         end != (uint64_t)st.st_size) {
-        attr__xerr(err, errlen, "%s: not a whole exposure index file (%llu bytes, want %llu)", path,
-                   (unsigned long long)st.st_size, (unsigned long long)end);
+        attr_xidx__xerr(err, errlen, "%s: not a whole exposure index file (%llu bytes, want %llu)",
+                        path, (unsigned long long)st.st_size, (unsigned long long)end);
         attr__xfree(x);
         return -EBADMSG;
     }
-    if (verify && (rc = attr__xverify(x, end - ATTR__XHDR, attr__g32(h + 120))) != 0) {
-        attr__xerr(err, errlen, "%s: %s", path,
-                   rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
+    if (verify && (rc = attr__xverify(x, end - ATTR__XHDR, yw_get_le32(h + 120))) != 0) {
+        attr_xidx__xerr(err, errlen, "%s: %s", path,
+                        rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -617,11 +513,11 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
             rc = -ENOMEM;
             break;
         }
-        rc = attr__pread_all(x->fd, x->fences[s], n * sizeof(uint64_t), fence_off);
+        rc = yw_pread_exact(x->fd, x->fences[s], n * sizeof(uint64_t), fence_off);
         fence_off += n * sizeof(uint64_t);
     }
     if (rc != 0) {
-        attr__xerr(err, errlen, "%s: reading fences: %s", path, strerror(-rc));
+        attr_xidx__xerr(err, errlen, "%s: reading fences: %s", path, strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -701,7 +597,7 @@ int attr_xidx_find(const attr_xidx_t *x, int section, uint64_t h, attr_xidx_entr
         uint64_t first = b * ATTR_XIDX_BLOCK;
         size_t cnt = (size_t)(n - first < ATTR_XIDX_BLOCK ? n - first : ATTR_XIDX_BLOCK);
         int rc =
-            attr__pread_all(x->fd, blk, cnt * sizeof *blk, x->off[section] + first * sizeof *blk);
+            yw_pread_exact(x->fd, blk, cnt * sizeof *blk, x->off[section] + first * sizeof *blk);
         if (rc != 0) {
             return rc;
         }
@@ -718,284 +614,6 @@ int attr_xidx_find(const attr_xidx_t *x, int section, uint64_t h, attr_xidx_entr
             if ((rc = fn(arg, &blk[i])) != 0) {
                 return rc;
             }
-        }
-    }
-    return 0;
-}
-
-/* ---- sequential readers ---- */
-
-typedef struct st_attr__xr_t {
-    int fd;
-    uint64_t pos, end;
-    unsigned char *buf;
-    size_t len, at;
-} attr__xr_t;
-
-static int attr__xr_init(attr__xr_t *r, int fd, uint64_t off, uint64_t len)
-{
-    memset(r, 0, sizeof *r);
-    r->fd = fd;
-    r->pos = off;
-    r->end = off + len;
-    r->buf = malloc(ATTR__XBUF);
-    return r->buf != NULL ? 0 : -ENOMEM;
-}
-
-/** Makes `n` bytes available at r->buf + r->at; -EBADMSG past the end. */
-static int attr__xr_need(attr__xr_t *r, size_t n)
-{
-    if (r->len - r->at >= n) {
-        return 0;
-    }
-    size_t keep = r->len - r->at;
-    memmove(r->buf, r->buf + r->at, keep);
-    r->at = 0;
-    r->len = keep;
-    uint64_t left = r->end - r->pos;
-    size_t room = ATTR__XBUF - keep;
-    size_t k = left < room ? (size_t)left : room;
-    if (k > 0) {
-        int rc = attr__pread_all(r->fd, r->buf + keep, k, r->pos);
-        if (rc != 0) {
-            return rc;
-        }
-        r->pos += k;
-        r->len += k;
-    }
-    return r->len >= n ? 0 : -EBADMSG;
-}
-
-int attr_xidx_scan(const attr_xidx_t *x, int section, attr_xidx_entry_fn fn, void *arg)
-{
-    uint64_t n = section == ATTR_XIDX_JOIN ? x->meta.n_join : x->meta.n_dedup;
-    attr__xr_t r;
-    int rc = attr__xr_init(&r, x->fd, x->off[section], n * sizeof(attr_xent_t));
-    for (uint64_t i = 0; i < n && rc == 0; i++) {
-        rc = attr__xr_need(&r, sizeof(attr_xent_t));
-        if (rc == 0) {
-            attr_xent_t e;
-            memcpy(&e, r.buf + r.at, sizeof e);
-            r.at += sizeof e;
-            rc = fn(arg, &e);
-        }
-    }
-    free(r.buf);
-    return rc;
-}
-
-int attr_xidx_rollups(const attr_xidx_t *x, attr_xidx_rollup_fn fn, void *arg)
-{
-    attr__xr_t r;
-    int rc = attr__xr_init(&r, x->fd, x->rollup_off, x->meta.rollup_bytes);
-    for (uint64_t i = 0; i < x->meta.n_rollups && rc == 0; i++) {
-        rc = attr__xr_need(&r, 40);
-        if (rc != 0) {
-            break;
-        }
-        const unsigned char *p = r.buf + r.at;
-        attr_xrollup_t row;
-        row.seg = attr__g64(p);
-        row.day = (int32_t)attr__g32(p + 8);
-        row.creator_len = attr__g32(p + 12);
-        row.impressions = (int64_t)attr__g64(p + 16);
-        row.views = (int64_t)attr__g64(p + 24);
-        row.clicks = (int64_t)attr__g64(p + 32);
-        size_t size = attr__rollup_size(row.creator_len);
-        if (row.creator_len > ATTR__XBUF / 2 || (rc = attr__xr_need(&r, size)) != 0) {
-            rc = rc != 0 ? rc : -EBADMSG;
-            break;
-        }
-        row.creator = (const char *)r.buf + r.at + 40;
-        r.at += size;
-        rc = fn(arg, &row);
-    }
-    free(r.buf);
-    return rc;
-}
-
-int attr_xidx_segs(const attr_xidx_t *x, attr_xidx_seg_fn fn, void *arg)
-{
-    attr__xr_t r;
-    int rc = attr__xr_init(&r, x->fd, x->seg_off, x->meta.n_segs * 24);
-    for (uint64_t i = 0; i < x->meta.n_segs && rc == 0; i++) {
-        rc = attr__xr_need(&r, 24);
-        if (rc == 0) {
-            const unsigned char *p = r.buf + r.at;
-            attr_xseg_t s = {attr__g64(p), attr__g64(p + 8), (int64_t)attr__g64(p + 16)};
-            r.at += 24;
-            rc = fn(arg, &s);
-        }
-    }
-    free(r.buf);
-    return rc;
-}
-
-/* ---- merging ---- */
-
-typedef struct st_attr__xmerge_t {
-    attr__xw_t *w;
-    attr__fences_t *fc;
-    uint64_t min_seg;
-    uint64_t count;
-    attr_xmeta_t *meta;
-    const _Atomic int *stop;
-} attr__xmerge_t;
-
-/** Merges `section` of the inputs into the writer (a k-way merge; k is small). */
-static int attr__xmerge_section(attr_xidx_t *const *in, size_t n, int section, attr__xmerge_t *m)
-{
-    attr__xr_t *r = calloc(n, sizeof *r);
-    attr_xent_t *head = calloc(n, sizeof *head);
-    uint64_t *left = calloc(n, sizeof *left);
-    int *loaded = calloc(n, sizeof *loaded);
-    int rc = r != NULL && head != NULL && left != NULL && loaded != NULL ? 0 : -ENOMEM;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        uint64_t cnt = section == ATTR_XIDX_JOIN ? in[i]->meta.n_join : in[i]->meta.n_dedup;
-        rc = attr__xr_init(&r[i], in[i]->fd, in[i]->off[section], cnt * sizeof(attr_xent_t));
-        left[i] = cnt;
-    }
-    while (rc == 0) {
-        /* Load the next entry of every input that has none loaded; pick the least. */
-        size_t best = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!loaded[i] && left[i] > 0) {
-                if ((rc = attr__xr_need(&r[i], sizeof(attr_xent_t))) != 0) {
-                    break;
-                }
-                memcpy(&head[i], r[i].buf + r[i].at, sizeof head[i]);
-                r[i].at += sizeof head[i];
-                left[i]--;
-                loaded[i] = 1;
-            }
-            if (loaded[i] && (best == n || attr__xent_less(&head[i], &head[best]))) {
-                best = i;
-            }
-        }
-        if (rc != 0 || best == n) {
-            break;
-        }
-        if (m->stop != NULL && (m->count & 0xffff) == 0 && atomic_load(m->stop)) {
-            rc = -ECANCELED;
-            break;
-        }
-        loaded[best] = 0;
-        const attr_xent_t *e = &head[best];
-        if (e->seg < m->min_seg) {
-            continue;
-        }
-        if (m->count % ATTR_XIDX_BLOCK == 0 && attr__fence_add(m->fc, e->h) != 0) {
-            rc = -ENOMEM;
-            break;
-        }
-        attr__xw_put(m->w, e, sizeof *e);
-        m->count++;
-        if (m->meta->min_seg == 0 || e->seg < m->meta->min_seg) {
-            m->meta->min_seg = e->seg;
-        }
-        if (e->seg > m->meta->max_seg) {
-            m->meta->max_seg = e->seg;
-        }
-    }
-    for (size_t i = 0; r != NULL && i < n; i++) {
-        free(r[i].buf);
-    }
-    free(loaded);
-    free(r);
-    free(head);
-    free(left);
-    return rc;
-}
-
-typedef struct st_attr__xcopy_t {
-    attr__xw_t *w;
-    uint64_t min_seg;
-    uint64_t rows, bytes;
-} attr__xcopy_t;
-
-static int attr__xcopy_rollup(void *arg, const attr_xrollup_t *row)
-{
-    attr__xcopy_t *c = arg;
-    if (row->seg >= c->min_seg) {
-        attr__put_rollup(c->w, row);
-        c->rows++;
-        c->bytes += attr__rollup_size(row->creator_len);
-    }
-    return 0;
-}
-
-static int attr__xcopy_seg(void *arg, const attr_xseg_t *s)
-{
-    attr__xcopy_t *c = arg;
-    if (s->seg >= c->min_seg) {
-        attr__put_seg(c->w, s);
-        c->rows++;
-    }
-    return 0;
-}
-
-int attr_xidx_merge(const char *dir, attr_xidx_t *const *in, size_t n, uint64_t min_seg,
-                    const _Atomic int *stop, char *path, size_t pathlen, char *err, size_t errlen)
-{
-    if (n == 0) {
-        attr__xerr(err, errlen, "nothing to merge");
-        return -EINVAL;
-    }
-    attr_xmeta_t meta;
-    memset(&meta, 0, sizeof meta);
-    meta.first_run = in[0]->meta.first_run;
-    meta.last_run = in[n - 1]->meta.last_run;
-    meta.start = in[0]->meta.start;
-    meta.end = in[n - 1]->meta.end;
-    char tmp[4200];
-    attr__xw_t w;
-    int rc = attr__xcreate(dir, &meta, tmp, sizeof tmp, &w);
-    if (rc != 0) {
-        attr__xerr(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
-        return rc;
-    }
-    attr__fences_t fences[2];
-    memset(fences, 0, sizeof fences);
-    attr__xmerge_t m = {.w = &w, .min_seg = min_seg, .meta = &meta, .stop = stop};
-    for (int s = 0; s < 2 && rc == 0; s++) {
-        m.fc = &fences[s];
-        m.count = 0;
-        rc = attr__xmerge_section(in, n, s, &m);
-        if (s == 0) {
-            meta.n_join = m.count;
-        } else {
-            meta.n_dedup = m.count;
-        }
-    }
-    attr__xcopy_t c = {.w = &w, .min_seg = min_seg};
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = attr_xidx_rollups(in[i], attr__xcopy_rollup, &c);
-    }
-    meta.n_rollups = c.rows;
-    meta.rollup_bytes = c.bytes;
-    c.rows = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        rc = attr_xidx_segs(in[i], attr__xcopy_seg, &c);
-    }
-    meta.n_segs = c.rows;
-    if (rc != 0) {
-        close(w.fd);
-        free(w.buf);
-        (void)unlink(tmp);
-    } else {
-        rc = attr__xfinish(dir, &meta, &w, fences, tmp, path, pathlen);
-    }
-    free(fences[0].f);
-    free(fences[1].f);
-    if (rc != 0) {
-        attr__xerr(err, errlen, "merging runs %llu-%llu into %s: %s",
-                   (unsigned long long)meta.first_run, (unsigned long long)meta.last_run, tmp,
-                   strerror(-rc));
-        return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(in[i]->path, path) != 0) {
-            (void)unlink(in[i]->path);
         }
     }
     return 0;

@@ -1,6 +1,6 @@
 /*
  * attr_xidx.h — exposure index files: the join index and the event-id index of the
- * exposure log (attr_log.h), on disk, sorted, so that memory does not grow with the
+ * exposure log (attr_xlog.h), on disk, sorted, so that memory does not grow with the
  * exposures kept. One file covers a stretch of the log (the exposures of one or more
  * "runs": see attr_state.h) and holds:
  *
@@ -13,7 +13,7 @@
  *          the exposures it covers, so that start-up need not read the log
  *   segs   (segment, exposures, latest arrival): what pruning needs to know
  *
- * Hashes only point at records: the record (attr_log_read_record()) is the truth, and
+ * Hashes only point at records: the record (attr_xlog_read_record()) is the truth, and
  * every match is checked against it (a hash collision costs a read, never a wrong
  * answer).
  *

@@ -1,7 +1,8 @@
 /*
  * test_attr_exposures.c — unit tests of services/attribution/attr_exposures.c: dedup
  * (within a batch, across batches, after an abort), the join horizon (exposures past it
- * are counted but join nothing), runs closing and pruning with their ids, and the Bloom
+ * are counted but join nothing), runs closing and pruning with their ids, a run's join
+ * table growing while conversions look it up, and the Bloom
  * filters of indexed ids within their budget. Expectations are computed by hand in the
  * comments.
  */
@@ -109,6 +110,59 @@ YW_TEST(pruning_frees_old_runs_and_their_ids)
     attr_state_free(&st);
 }
 
+/** Admits and commits exposure `i` of viewer "v" with `prods[0 .. n)` at T0 + i. */
+static void expose_wide(attr_state_t *st, int i, const char *const *prods, size_t n)
+{
+    char id[32];
+    snprintf(id, sizeof id, "e%d", i);
+    attr_exposure_in_t in = fx_exposure_in(id, "v", "A", prods, n, ATTR_KIND_CLICK, T0 + i);
+    uint64_t seq;
+    YW_CHECK_INT(attr_exposure_admit(st, &in, T0 + i, &seq, NULL), ==, ATTR_ADMITTED);
+    YW_CHECK(attr_exposure_commit(st, seq, T0 + i) >= 0);
+}
+
+/* A run's join table grows by moving its keys a few per append: while they move (some
+ * only in the old table, some in both, new ones only in the new), a conversion finds
+ * every exposure of its viewer and product exactly once. */
+YW_TEST(a_growing_join_table_finds_every_key_while_its_keys_move)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    st.run_hint = 16; /* a table of 64 keys to start with: it grows many times */
+    enum { N_EXP = 60, N_PROD = 100 };
+    char pbuf[N_PROD][16];
+    const char *prods[N_PROD];
+    for (int k = 0; k < N_PROD; k++) {
+        snprintf(pbuf[k], sizeof pbuf[k], "p%d", k);
+        prods[k] = pbuf[k];
+    }
+    int seen_moving = 0, orders = 0;
+    for (int i = 0; i < N_EXP; i++) {
+        expose_wide(&st, i, prods, N_PROD);
+        YW_CHECK_INT(st.n_runs, ==, 1);
+        const attr_run_t *run = st.runs[0];
+        YW_CHECK_INT(run->join_n, ==, (size_t)(i + 1) * N_PROD);
+        if (run->join_old != NULL) {
+            seen_moving++;
+            char order[32];
+            snprintf(order, sizeof order, "o%d", orders++);
+            attr_conv_t *c = fx_convert(&st, order, "v", prods[(i * 7) % N_PROD], 100, T0 + i,
+                                        T0 + i);
+            YW_CHECK_INT(c->n_cands, ==, i + 1);
+        }
+    }
+    YW_CHECK(seen_moving > 0);
+    /* A move ends within a few appends (four keys moved per new one). */
+    int n = N_EXP;
+    for (; st.runs[0]->join_old != NULL && n < 2 * N_EXP; n++) {
+        expose_wide(&st, n, prods, N_PROD);
+    }
+    YW_CHECK(st.runs[0]->join_old == NULL);
+    attr_conv_t *c = fx_convert(&st, "last", "v", "p99", 100, T0 + n, T0 + n);
+    YW_CHECK_INT(c->n_cands, ==, n);
+    attr_state_free(&st);
+}
+
 YW_TEST(the_dedup_filters_keep_their_budget)
 {
     attr_state_t st;
@@ -161,6 +215,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(duplicates_within_and_across_batches),
         YW_TEST_ENTRY(exposures_past_the_horizon_count_but_do_not_join),
         YW_TEST_ENTRY(pruning_frees_old_runs_and_their_ids),
+        YW_TEST_ENTRY(a_growing_join_table_finds_every_key_while_its_keys_move),
         YW_TEST_ENTRY(the_dedup_filters_keep_their_budget),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);

@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
 #include "tests/unit/test.h"
 
 #define D_ ATTR_NS_PER_DAY
@@ -358,7 +358,7 @@ YW_TEST(stored_conversions_read_back_by_id_by_key_and_in_order)
     fixture_done(&f);
 }
 
-static void on_batch(attr_log_batch_t *b, int status)
+static void on_batch(attr_xlog_batch_t *b, int status)
 {
     YW_CHECK_INT(status, ==, 0);
     *(int *)b->data = 1;
@@ -376,11 +376,11 @@ YW_TEST(pruning_a_segment_keeps_its_counts)
     char segdir[300];
     snprintf(segdir, sizeof segdir, "%s/exposures", f.dir);
     YW_CHECK_INT(mkdir(segdir, 0750), ==, 0);
-    attr_log_t *log = NULL;
+    attr_xlog_t *log = NULL;
     char err[256];
-    YW_CHECK_INT(attr_log_open(&f.loop, segdir, 5, &log, err, sizeof err), ==, 0);
-    attr_log_str_t prod = {"p", 1, 0};
-    attr_log_exposure_t ev[4];
+    YW_CHECK_INT(attr_xlog_open(&f.loop, segdir, 5, &log, err, sizeof err), ==, 0);
+    attr_xlog_str_t prod = {"p", 1, 0};
+    attr_xlog_exposure_t ev[4];
     const int kinds[4] = {ATTR_KIND_IMPRESSION, ATTR_KIND_IMPRESSION, ATTR_KIND_VIEW,
                           ATTR_KIND_CLICK};
     const char *ids[4] = {"e0", "e1", "e2", "e3"};
@@ -391,27 +391,27 @@ YW_TEST(pruning_a_segment_keeps_its_counts)
         ev[i].kind = (uint8_t)kinds[i];
         /* e3 is on the next day */
         ev[i].occur_ns = T0 + (i == 3 ? D_ : 0);
-        ev[i].viewer = (attr_log_str_t){"v", 1, 0};
-        ev[i].creator = (attr_log_str_t){"alice", 5, 0};
-        ev[i].note = (attr_log_str_t){"", 0, 0};
+        ev[i].viewer = (attr_xlog_str_t){"v", 1, 0};
+        ev[i].creator = (attr_xlog_str_t){"alice", 5, 0};
+        ev[i].note = (attr_xlog_str_t){"", 0, 0};
         ev[i].products = &prod;
         ev[i].n_products = 1;
     }
     int done = 0;
-    attr_log_batch_t b = {.events = ev, .n = 4, .arrival_ns = T0, .done = on_batch, .data = &done};
-    YW_CHECK_INT(attr_log_append(log, &b), ==, 0);
+    attr_xlog_batch_t b = {.events = ev, .n = 4, .arrival_ns = T0, .done = on_batch, .data = &done};
+    YW_CHECK_INT(attr_xlog_append(log, &b), ==, 0);
     while (!done) {
         uv_run(&f.loop, UV_RUN_ONCE);
     }
     int closed = 0;
-    attr_log_close(log, on_log_closed, &closed);
+    attr_xlog_close(log, on_log_closed, &closed);
     while (!closed) {
         uv_run(&f.loop, UV_RUN_ONCE);
     }
     /* Prune it twice over two segments' worth: counts add up (upsert). */
     attr_prune_job_t pj;
     memset(&pj, 0, sizeof pj);
-    attr_log_path(segdir, 5, pj.path, sizeof pj.path);
+    attr_xlog_path(segdir, 5, pj.path, sizeof pj.path);
     pj.seq = 5;
     pj.now_ns = T0;
     pj.job.work = attr_store_prune_segment;

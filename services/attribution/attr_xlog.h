@@ -1,9 +1,9 @@
 /*
- * attr_log.h — the exposure log: the durable store of the exposure hot path.
+ * attr_xlog.h — the exposure log: the durable store of the exposure hot path.
  *
  * Why not SQLite: a random-key B-tree insert per exposure tops out near 12,000 rows/s
- * (issue 4's figures); appending to a file with one fdatasync per group does over a
- * million. So exposures are appended to a segmented, append-only binary log; what the
+ * (measured on this kind of machine); appending to a file with one fdatasync per group
+ * does over a million. So exposures are appended to a segmented, append-only binary log; what the
  * service needs to find them again (dedup, join) is an index built beside the log
  * (attr_xidx.h), and the few exposures not yet indexed are in memory (attr_state.h).
  *
@@ -16,82 +16,84 @@
  *           zigzag varint occur_ns | str event_id | str viewer | str creator | str note |
  *           varint n | n x str product            (str: varint length, bytes)
  * All integers little-endian. A record is self-contained (its strings inline, its time
- * absolute), so that it can be read alone from its offset (attr_log_read_record()):
+ * absolute), so that it can be read alone from its offset (attr_xlog_read_record()):
  * the index points at records, not at frames. Version 1 segments (records with compact
  * ids defined by DEF records earlier in the segment) are still read, and
- * attr_log_upgrade() rewrites one as version 2. A new segment starts at every start-up,
- * after a write error, and past ATTR_LOG_SEGMENT_BYTES.
+ * attr_xlog_upgrade() rewrites one as version 2. A new segment starts at every start-up,
+ * after a write error, and past ATTR_XLOG_SEGMENT_BYTES.
  *
  * Durability: one writer thread takes every batch queued while it was busy (group
  * commit), writes their frames and calls fdatasync once; a batch's `done` runs on the
  * loop only after that returned 0. A failed write or sync truncates the segment back
  * to its last synced length, fails the batches of the group and starts a new segment.
  *
- * Recovery: attr_log_read_segment() replays frames in order and stops at the first one
+ * Recovery: attr_xlog_read_segment() replays frames in order and stops at the first one
  * that is incomplete or fails its CRC (a torn tail after a crash); with `repair` it
  * truncates the file there (and syncs), so the tail never comes back.
  *
- * Threads: attr_log_append() and the callbacks are loop-thread only. The strings a
+ * Threads: attr_xlog_append() and the callbacks are loop-thread only. The strings a
  * batch points to must stay unchanged until its `done` has run. The reading functions
  * touch nothing shared: any thread may call them.
  */
-#ifndef ATTR_LOG_H
-#define ATTR_LOG_H
+#ifndef ATTR_XLOG_H
+#define ATTR_XLOG_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
 
+#include "services/attribution/attr_crc32c.h" /* the frames' checksum */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /** Segments are closed past this size. */
-#define ATTR_LOG_SEGMENT_BYTES (64u << 20)
+#define ATTR_XLOG_SEGMENT_BYTES (64u << 20)
 /** A frame longer than this is corruption. */
-#define ATTR_LOG_MAX_FRAME (256u << 20)
+#define ATTR_XLOG_MAX_FRAME (256u << 20)
 
 /** Id spaces of the DEF records of version 1 segments. */
 enum {
-    ATTR_LOG_VIEWER = 0,
-    ATTR_LOG_CREATOR = 1,
-    ATTR_LOG_NOTE = 2,
-    ATTR_LOG_PRODUCT = 3,
-    ATTR_LOG_N_SPACES = 4,
+    ATTR_XLOG_VIEWER = 0,
+    ATTR_XLOG_CREATOR = 1,
+    ATTR_XLOG_NOTE = 2,
+    ATTR_XLOG_PRODUCT = 3,
+    ATTR_XLOG_N_SPACES = 4,
 };
 
 /** A string to write (`id` is the caller's: the format writes strings inline). */
-typedef struct st_attr_log_str_t {
+typedef struct st_attr_xlog_str_t {
     const char *s;
     uint32_t len;
     uint32_t id;
-} attr_log_str_t;
+} attr_xlog_str_t;
 
 /** One exposure to append. */
-typedef struct st_attr_log_exposure_t {
+typedef struct st_attr_xlog_exposure_t {
     const char *event_id;
     uint32_t event_id_len;
     uint8_t kind;
     int64_t watch_ms;
     int64_t occur_ns;
-    attr_log_str_t viewer, creator, note;
-    const attr_log_str_t *products;
+    attr_xlog_str_t viewer, creator, note;
+    const attr_xlog_str_t *products;
     uint32_t n_products;
-} attr_log_exposure_t;
+} attr_xlog_exposure_t;
 
-typedef struct st_attr_log_batch_t attr_log_batch_t;
+typedef struct st_attr_xlog_batch_t attr_xlog_batch_t;
 
 /**
  * A batch: one frame. The caller owns it and everything it points to; `done` runs once
  * on the loop with 0 (durable) or a negative errno (not written; nothing of it will be
  * replayed), after which the caller may free it.
  */
-struct st_attr_log_batch_t {
-    const attr_log_exposure_t *events;
+struct st_attr_xlog_batch_t {
+    const attr_xlog_exposure_t *events;
     size_t n;
     int64_t arrival_ns;
-    void (*done)(attr_log_batch_t *batch, int status);
+    void (*done)(attr_xlog_batch_t *batch, int status);
     void *data;
     /* optional: n entries the writer fills with each record's offset in the segment */
     uint32_t *rec_off;
@@ -99,31 +101,31 @@ struct st_attr_log_batch_t {
     uint64_t seq;
     uint64_t frame_off, frame_end;
     /* private while queued (the owner may use `next` while it is not) */
-    attr_log_batch_t *next;
+    attr_xlog_batch_t *next;
     int status;
 };
 
-typedef struct st_attr_log_t attr_log_t;
+typedef struct st_attr_xlog_t attr_xlog_t;
 
 /**
  * Creates segment `first_seq` in `dir` (which must exist) and starts the writer thread.
  * Returns 0 or a negative errno with a message in `err`.
  */
-int attr_log_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_log_t **out, char *err,
-                  size_t errlen);
+int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xlog_t **out,
+                   char *err, size_t errlen);
 
 /** Queues a batch. Returns 0 (done will run) or -ESHUTDOWN after close (it will not). */
-int attr_log_append(attr_log_t *log, attr_log_batch_t *batch);
+int attr_xlog_append(attr_xlog_t *log, attr_xlog_batch_t *batch);
 
 /** The sequence number of the segment being written. */
-uint64_t attr_log_current_seq(attr_log_t *log);
+uint64_t attr_xlog_current_seq(attr_xlog_t *log);
 
 /**
  * Writes what is queued, waits for the writer thread to exit (blocking: for shutdown),
  * runs the `done` callbacks of every batch, closes the file; `closed` runs later on the
  * loop (a uv handle close), when the log is freed.
  */
-void attr_log_close(attr_log_t *log, void (*closed)(void *arg), void *arg);
+void attr_xlog_close(attr_xlog_t *log, void (*closed)(void *arg), void *arg);
 
 /* ---- reading ---- */
 
@@ -133,22 +135,22 @@ typedef struct st_attr_str_t {
 } attr_str_t;
 
 /** One exposure read back. Strings point into the reader's buffer: copy them. */
-typedef struct st_attr_log_event_t {
+typedef struct st_attr_xlog_event_t {
     attr_str_t event_id, viewer, creator, note;
     const attr_str_t *products;
     uint32_t n_products;
     int kind;
     int64_t watch_ms;
     int64_t occur_ns;
-    int64_t arrival_ns; /* 0 from attr_log_read_record() (a record alone has none) */
+    int64_t arrival_ns; /* 0 from attr_xlog_read_record() (a record alone has none) */
     /* where it is: its record's offset (0 in version 1 segments: not addressable) and
      * the frame holding it */
     uint32_t rec_off;
     uint64_t frame_off, frame_end;
-} attr_log_event_t;
+} attr_xlog_event_t;
 
 /** What reading one segment found. */
-typedef struct st_attr_log_segstat_t {
+typedef struct st_attr_xlog_segstat_t {
     uint64_t seq;
     uint64_t frames;
     uint64_t events;
@@ -157,10 +159,10 @@ typedef struct st_attr_log_segstat_t {
     int torn;               /* a bad or incomplete frame followed the good ones */
     int64_t max_arrival_ns; /* INT64_MIN when no frame */
     char torn_reason[128];
-} attr_log_segstat_t;
+} attr_xlog_segstat_t;
 
 /** Returns 0 to go on, anything else to stop reading (returned as is). */
-typedef int (*attr_log_visit_fn)(void *arg, const attr_log_event_t *ev);
+typedef int (*attr_xlog_visit_fn)(void *arg, const attr_xlog_event_t *ev);
 
 /**
  * Reads the segment at `path`, calling `visit` for every exposure of every good frame,
@@ -169,53 +171,51 @@ typedef int (*attr_log_visit_fn)(void *arg, const attr_log_event_t *ev);
  * missing or wrong (nothing was visited), a negative errno for an I/O error, or what
  * `visit` returned. `visit` may be NULL (only the stats are wanted).
  */
-int attr_log_read_segment(const char *path, int repair, attr_log_visit_fn visit, void *arg,
-                          attr_log_segstat_t *st, char *err, size_t errlen);
+int attr_xlog_read_segment(const char *path, int repair, attr_xlog_visit_fn visit, void *arg,
+                           attr_xlog_segstat_t *st, char *err, size_t errlen);
 
 /**
- * attr_log_read_segment() from byte `from` on (a frame boundary past the header, e.g. a
+ * attr_xlog_read_segment() from byte `from` on (a frame boundary past the header, e.g. a
  * frame_end seen before; 0 means the first frame): frames before it are skipped
  * unread, and st->frames/events count only what was read. Version 2 segments only
  * (-EPROTO for version 1: upgrade it first).
  */
-int attr_log_read_segment_from(const char *path, uint64_t from, int repair, attr_log_visit_fn visit,
-                               void *arg, attr_log_segstat_t *st, char *err, size_t errlen);
+int attr_xlog_read_segment_from(const char *path, uint64_t from, int repair,
+                                attr_xlog_visit_fn visit, void *arg, attr_xlog_segstat_t *st,
+                                char *err, size_t errlen);
 
 /** The version of the segment at `path` (1 or 2), or a negative errno (-EBADMSG). */
-int attr_log_segment_version(const char *path);
+int attr_xlog_segment_version(const char *path);
 
 /**
  * Rewrites a version 1 segment as version 2 (same frames, same events, same seq):
  * written aside, synced, renamed over it. Its torn tail, if any, is dropped. Returns 0
  * or a negative errno with a message in `err`.
  */
-int attr_log_upgrade(const char *path, char *err, size_t errlen);
+int attr_xlog_upgrade(const char *path, char *err, size_t errlen);
 
-/** A growable buffer for attr_log_read_record(); start zeroed, free `p` when done. */
-typedef struct st_attr_log_recbuf_t {
+/** A growable buffer for attr_xlog_read_record(); start zeroed, free `p` when done. */
+typedef struct st_attr_xlog_recbuf_t {
     unsigned char *p;
     size_t cap;
     attr_str_t *products;
     size_t products_cap;
-} attr_log_recbuf_t;
+} attr_xlog_recbuf_t;
 
-void attr_log_recbuf_free(attr_log_recbuf_t *b);
+void attr_xlog_recbuf_free(attr_xlog_recbuf_t *b);
 
 /**
  * Reads the record at `off` of the (version 2) segment open as `fd` with pread: `ev`
  * points into `buf` until the next call with it. Returns 0, -EBADMSG when no record
  * starts there, -ENOMEM or a negative errno of pread.
  */
-int attr_log_read_record(int fd, uint32_t off, attr_log_recbuf_t *buf, attr_log_event_t *ev);
+int attr_xlog_read_record(int fd, uint32_t off, attr_xlog_recbuf_t *buf, attr_xlog_event_t *ev);
 
 /** The segment sequence numbers present in `dir`, ascending (malloc'd; free it). */
-int attr_log_list(const char *dir, uint64_t **seqs, size_t *n);
+int attr_xlog_list(const char *dir, uint64_t **seqs, size_t *n);
 
 /** Writes the path of segment `seq` of `dir` into buf. */
-void attr_log_path(const char *dir, uint64_t seq, char *buf, size_t len);
-
-/** CRC-32C (Castagnoli) of `n` bytes, continuing from `crc` (start with 0). */
-uint32_t attr_crc32c(uint32_t crc, const void *p, size_t n);
+void attr_xlog_path(const char *dir, uint64_t seq, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,44 +1,47 @@
 /*
- * attr_xstore.h — the exposure store: the exposure log (attr_log.h), the index files
+ * attr_exposure_store.h — the exposure store: the exposure log (attr_xlog.h), the index files
  * beside it (attr_xidx.h) and the runs of the state (attr_state.h) that are not yet
  * indexed, kept together so that memory does not grow with the exposures kept.
  *
  *   admit/commit (attr_state.h, by the service) -> the open run (memory, exact)
- *   the run reaches ATTR_XSTORE_RUN exposures, or ATTR_XSTORE_RUN_AGE_MS passes
+ *   the run reaches ATTR_EXPOSURE_STORE_RUN exposures, or ATTR_EXPOSURE_STORE_RUN_AGE_MS passes
  *     -> sealed -> the builder thread writes its index file (sorted, synced, renamed)
  *     -> published: the file joins the lookups, its event ids the Bloom filters
  *     -> the run leaves memory once no lookup started before the publication is left
- *   ATTR_XSTORE_FANIN files of the same size class in a row -> merged into one
+ *   ATTR_EXPOSURE_STORE_FANIN files of the same size class in a row -> merged into one
  *
- * Builds, merges and lookups run on three threads of their own, so that none waits
- * behind another's long job; when the builder falls behind (ATTR_XSTORE_MAX_UNBUILT
+ * Sealing, building, publishing, merging and the views are the sorted runs of
+ * attr_runs.h; this store says what a run of exposures is and how its file is written.
+ * Builds, merges and lookups run on threads of their own, so that none waits
+ * behind another's long job; when the builder falls behind (ATTR_EXPOSURE_STORE_MAX_UNBUILT
  * sealed runs not indexed yet), appends to the log wait, so that memory stays bounded
  * and the clients' acknowledgements slow down instead. Lookups read the files with
- * pread (the page cache holds the bytes, not this process): attr_xstore_confirm() settles event ids
- * the Bloom filters were unsure of, attr_xstore_join() finds the candidates of conversions. A
- * lookup sees a "view": the files published when it began; the runs published after
+ * pread (the page cache holds the bytes, not this process): attr_exposure_store_confirm() settles
+ * event ids the Bloom filters were unsure of, attr_exposure_store_join() finds the candidates of
+ * conversions. A lookup sees a "view": the files published when it began; the runs published after
  * stay in memory until it is done, so that memory and the view together always hold
  * every exposure.
  *
- * Start-up (attr_xstore_open()) rebuilds the rest: index files that are not whole, or
+ * Start-up (attr_exposure_store_open()) rebuilds the rest: index files that are not whole, or
  * do not continue the previous one, are deleted; the log after the last file is read,
  * committed into runs and indexed; the rollups of the files go into the state, their
  * ids into the Bloom filters. Nothing is replayed that a file covers. The service then
  * looks up the candidates of its stored conversions in the files
- * (attr_xstore_find_cands()).
+ * (attr_exposure_store_find_cands()).
  *
  * Threads: everything here is loop-thread only, but for the work it hands to its two
  * threads. Callbacks run on the loop.
  */
-#ifndef ATTR_XSTORE_H
-#define ATTR_XSTORE_H
+#ifndef ATTR_EXPOSURE_STORE_H
+#define ATTR_EXPOSURE_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
 
-#include "services/attribution/attr_log.h"
+#include "services/attribution/attr_xlog.h"
+#include "services/attribution/attr_runs.h"
 #include "services/attribution/attr_state.h"
 #include "services/attribution/attr_work.h"
 #include "services/attribution/attr_xidx.h"
@@ -48,73 +51,73 @@ extern "C" {
 #endif
 
 /** Exposures per run by default (the not-yet-indexed exposures in memory: about 2 runs). */
-#define ATTR_XSTORE_RUN 65536
+#define ATTR_EXPOSURE_STORE_RUN 65536
 /**
  * Bytes of a run's strings and join keys at which it is sealed whatever its count (wide
  * exposures: 100 product ids of 250 bytes are 25 KB each).
  */
-#define ATTR_XSTORE_RUN_BYTES ((size_t)16 << 20)
+#define ATTR_EXPOSURE_STORE_RUN_BYTES ((size_t)16 << 20)
 /** An open run older than this is sealed anyway (a quiet service indexes it too). */
-#define ATTR_XSTORE_RUN_AGE_MS 10000
+#define ATTR_EXPOSURE_STORE_RUN_AGE_MS 10000
 /** Files of one size class merged at once. */
-#define ATTR_XSTORE_FANIN 8
+#define ATTR_EXPOSURE_STORE_FANIN 8
 /** Sealed runs not yet indexed at most: past it, appends wait for the builder. */
-#define ATTR_XSTORE_MAX_UNBUILT 2
+#define ATTR_EXPOSURE_STORE_MAX_UNBUILT 2
 /** Lookup threads: a batch of conversions is looked up in this many parts at once. */
-#define ATTR_XSTORE_LOOKERS 2
+#define ATTR_EXPOSURE_STORE_LOOKERS 2
 
-typedef struct st_attr_xstore_t attr_xstore_t;
-typedef struct st_attr_xview_t attr_xview_t;
+typedef struct st_attr_exposure_store_t attr_exposure_store_t;
 
-/** What attr_xstore_open() found and did (for the start-up log line). */
-typedef struct st_attr_xstore_stats_t {
+/** What attr_exposure_store_open() found and did (for the start-up log line). */
+typedef struct st_attr_exposure_store_stats_t {
     uint64_t segments, files, files_dropped, indexed_events;
     uint64_t tail_events, tail_duplicates, tail_runs;
     uint64_t conversions_looked_up, candidates_found;
-} attr_xstore_stats_t;
+} attr_exposure_store_stats_t;
 
 /**
  * Opens the store in `dir` (which must exist) for the state `st` (settings, conversions
  * and the pruned-segment rollups already loaded; in `defer` mode): see above. Runs are
- * sealed at `run_exposures` exposures (0: ATTR_XSTORE_RUN). `pruned` lists the segments
+ * sealed at `run_exposures` exposures (0: ATTR_EXPOSURE_STORE_RUN). `pruned` lists the segments
  * whose counts are in the database (their files are deleted if still there). Starts
  * writing a new segment and the threads. Blocking (start-up). Returns 0 or a negative
  * errno with a message in `err`.
  */
-int attr_xstore_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures, attr_state_t *st,
-                     const uint64_t *pruned, size_t n_pruned, int64_t now_ns, attr_xstore_t **out,
-                     attr_xstore_stats_t *stats, char *err, size_t errlen);
+int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures,
+                             attr_state_t *st, const uint64_t *pruned, size_t n_pruned,
+                             int64_t now_ns, attr_exposure_store_t **out,
+                             attr_exposure_store_stats_t *stats, char *err, size_t errlen);
 
 /**
  * Seals runs also once their strings and join keys hold `bytes` (0:
- * ATTR_XSTORE_RUN_BYTES), from the next commit on. Loop thread.
+ * ATTR_EXPOSURE_STORE_RUN_BYTES), from the next commit on. Loop thread.
  */
-void attr_xstore_set_run_bytes(attr_xstore_t *xs, size_t bytes);
+void attr_exposure_store_set_run_bytes(attr_exposure_store_t *xs, size_t bytes);
 
 /**
  * Syncs and closes everything (blocking: for shutdown): lookups finish, the log writes
  * what is queued (the `done` callbacks run), the open run is indexed, the builder
  * finishes; `closed` runs later on the loop.
  */
-void attr_xstore_close(attr_xstore_t *xs, void (*closed)(void *arg), void *arg);
+void attr_exposure_store_close(attr_exposure_store_t *xs, void (*closed)(void *arg), void *arg);
 
 /* ---- the log ---- */
 
 /**
- * Queues a batch on the log (attr_log_append()), or holds it back (in order) while the
+ * Queues a batch on the log (attr_xlog_append()), or holds it back (in order) while the
  * builder is behind. Returns 0 (its `done` will run) or a negative errno.
  */
-int attr_xstore_append(attr_xstore_t *xs, attr_log_batch_t *batch);
+int attr_exposure_store_append(attr_exposure_store_t *xs, attr_xlog_batch_t *batch);
 
 /**
  * Tells the store that the exposures of a durable batch were committed into the state
  * (with attr_exposure_commit_at(), at batch->seq and their batch->rec_off): it extends
  * the open run's stretch of the log, and seals and indexes the run when full.
  */
-void attr_xstore_committed(attr_xstore_t *xs, const attr_log_batch_t *batch);
+void attr_exposure_store_committed(attr_exposure_store_t *xs, const attr_xlog_batch_t *batch);
 
 /** The segment being written. */
-uint64_t attr_xstore_current_seq(attr_xstore_t *xs);
+uint64_t attr_exposure_store_current_seq(attr_exposure_store_t *xs);
 
 /* ---- lookups ---- */
 
@@ -130,8 +133,8 @@ typedef struct st_attr_xconfirm_t {
     void (*done)(struct st_attr_xconfirm_t *req);
     void *data;
     /* private */
-    attr_xstore_t *xs;
-    attr_xview_t *view;
+    attr_exposure_store_t *xs;
+    attr_runs_view_t *view;
 } attr_xconfirm_t;
 
 /**
@@ -139,13 +142,13 @@ typedef struct st_attr_xconfirm_t {
  * (the memory checks of that admission and of the later ones, with this view, then
  * cover every stored exposure). Idempotent.
  */
-void attr_xstore_confirm_begin(attr_xstore_t *xs, attr_xconfirm_t *req);
+void attr_exposure_store_confirm_begin(attr_exposure_store_t *xs, attr_xconfirm_t *req);
 
 /** Queues the check; `done` runs on the loop. Returns 0 or -ESHUTDOWN (it will not). */
-int attr_xstore_confirm(attr_xstore_t *xs, attr_xconfirm_t *req);
+int attr_exposure_store_confirm(attr_exposure_store_t *xs, attr_xconfirm_t *req);
 
 /** Drops the view of a request that will not be submitted. */
-void attr_xstore_confirm_cancel(attr_xstore_t *xs, attr_xconfirm_t *req);
+void attr_exposure_store_confirm_cancel(attr_exposure_store_t *xs, attr_xconfirm_t *req);
 
 /** One candidate touch found in the index files. Strings are the request's. */
 typedef struct st_attr_xcand_t {
@@ -169,7 +172,7 @@ typedef struct st_attr_xjoin_t {
     /* in */
     size_t n;
     const attr_xjoin_q_t *q;
-    /* non-zero: the view stays after `done` until attr_xstore_join_release(), so that the
+    /* non-zero: the view stays after `done` until attr_exposure_store_join_release(), so that the
      * runs published since it began stay in memory until the caller commits what it
      * looked up (its capture from the runs then covers what the view did not) */
     int keep_view;
@@ -178,19 +181,19 @@ typedef struct st_attr_xjoin_t {
     void (*done)(struct st_attr_xjoin_t *req);
     void *data;
     /* private */
-    attr_xstore_t *xs;
-    attr_xview_t *view;
+    attr_exposure_store_t *xs;
+    attr_runs_view_t *view;
     attr__jpart_t *parts;
     int n_parts, parts_left;
 } attr_xjoin_t;
 
 /**
  * Looks up the candidates of `req->n` conversions in the index files (the runs in
- * memory are the state's to search, at commit), in up to ATTR_XSTORE_LOOKERS parts at
+ * memory are the state's to search, at commit), in up to ATTR_EXPOSURE_STORE_LOOKERS parts at
  * once. `done` runs on the loop; then free the results with attr_xjoin_free(). Returns
  * 0, -ENOMEM or -ESHUTDOWN (done will not run).
  */
-int attr_xstore_join(attr_xstore_t *xs, attr_xjoin_t *req);
+int attr_exposure_store_join(attr_exposure_store_t *xs, attr_xjoin_t *req);
 
 /** The candidates found for q[i] (`*n` of them; valid until attr_xjoin_free()). */
 const attr_xcand_t *attr_xjoin_cands(const attr_xjoin_t *req, size_t i, size_t *n);
@@ -199,7 +202,7 @@ const attr_xcand_t *attr_xjoin_cands(const attr_xjoin_t *req, size_t i, size_t *
 void attr_xjoin_free(attr_xjoin_t *req);
 
 /** Drops the view a `keep_view` request kept (nothing when it kept none). */
-void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req);
+void attr_exposure_store_join_release(attr_exposure_store_t *xs, attr_xjoin_t *req);
 
 /**
  * Start-up only (blocking, on the loop thread before serving): calls `fn` for every
@@ -208,9 +211,9 @@ void attr_xstore_join_release(attr_xstore_t *xs, attr_xjoin_t *req);
  * whose segments all come before is not read). Strings of `ev` are valid during the
  * call. Returns 0, fn's non-zero return, or a negative errno.
  */
-int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q, uint64_t after_seg,
-                           uint64_t after_off, int (*fn)(void *arg, const attr_log_event_t *ev),
-                           void *arg);
+int attr_exposure_store_find_cands(attr_exposure_store_t *xs, const attr_xjoin_q_t *q,
+                                   uint64_t after_seg, uint64_t after_off,
+                                   int (*fn)(void *arg, const attr_xlog_event_t *ev), void *arg);
 
 /**
  * Keeps published runs in memory (`hold` non-zero) until called again with zero: for a
@@ -218,33 +221,34 @@ int attr_xstore_find_cands(attr_xstore_t *xs, const attr_xjoin_q_t *q, uint64_t 
  * when they commit, what a lookup's view did not cover. Memory stays bounded: runs fill
  * only by commits.
  */
-void attr_xstore_hold_runs(attr_xstore_t *xs, int hold);
+void attr_exposure_store_hold_runs(attr_exposure_store_t *xs, int hold);
 
 /* ---- maintenance ---- */
 
-/** Seals an open run older than ATTR_XSTORE_RUN_AGE_MS; retries failed builds. */
-void attr_xstore_tick(attr_xstore_t *xs, int64_t now_ns);
+/** Seals an open run older than ATTR_EXPOSURE_STORE_RUN_AGE_MS; retries failed builds. */
+void attr_exposure_store_tick(attr_exposure_store_t *xs, int64_t now_ns);
 
 /**
  * The oldest segment, when every exposure of it arrived before `limit_ns` and it is
  * not the one being written: 1 with its seq and path (4096 bytes), else 0.
  */
-int attr_xstore_prunable(attr_xstore_t *xs, int64_t limit_ns, uint64_t *seq, char *path);
+int attr_exposure_store_prunable(attr_exposure_store_t *xs, int64_t limit_ns, uint64_t *seq,
+                                 char *path);
 
 /**
  * Segment `seq` (the oldest) is pruned (its counts are in the database): deletes it,
  * the index files that only cover pruned segments, and the Bloom filters of those.
  */
-void attr_xstore_pruned(attr_xstore_t *xs, uint64_t seq);
+void attr_exposure_store_pruned(attr_exposure_store_t *xs, uint64_t seq);
 
 /** What the store holds, for logs and metrics. */
-typedef struct st_attr_xstore_info_t {
+typedef struct st_attr_exposure_store_info_t {
     uint64_t segments, files, file_entries, views, runs_waiting;
     uint64_t runs_built, merges, build_failures;
     size_t fence_bytes, bloom_bytes, run_bytes;
-} attr_xstore_info_t;
+} attr_exposure_store_info_t;
 
-void attr_xstore_info(const attr_xstore_t *xs, attr_xstore_info_t *info);
+void attr_exposure_store_info(const attr_exposure_store_t *xs, attr_exposure_store_info_t *info);
 
 #ifdef __cplusplus
 }

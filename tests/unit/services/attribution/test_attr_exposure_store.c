@@ -1,13 +1,13 @@
 /*
- * test_attr_xstore.c — unit tests of services/attribution/attr_xstore.c, with a real log
- * and real index files in a temporary directory: a sealed run's index is published
- * and the run leaves memory; an id then in the index only is found through the Bloom
- * filter and the disk (exactly: a new id is not a duplicate); conversions find their
- * candidates on disk; a restart loads the files (rollups, ids) instead of reading the
- * log, and a stored conversion finds its touches in them; missing, damaged or out-of-chain files
- * are rebuilt from the log; files are merged; pruning drops what only covers pruned segments.
+ * test_attr_exposure_store.c — unit tests of services/attribution/attr_exposure_store.c, with a
+ * real log and real index files in a temporary directory: a sealed run's index is published and the
+ * run leaves memory; an id then in the index only is found through the Bloom filter and the disk
+ * (exactly: a new id is not a duplicate); conversions find their candidates on disk; a restart
+ * loads the files (rollups, ids) instead of reading the log, and a stored conversion finds its
+ * touches in them; missing, damaged or out-of-chain files are rebuilt from the log; files are
+ * merged; pruning drops what only covers pruned segments.
  */
-#include "services/attribution/attr_xstore.h"
+#include "services/attribution/attr_exposure_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +22,7 @@ typedef struct {
     char dir[256];
     uv_loop_t loop;
     attr_state_t st;
-    attr_xstore_t *xs;
+    attr_exposure_store_t *xs;
     int64_t now;
     int closed;
 } fx_t;
@@ -41,13 +41,13 @@ static void fx_open(fx_t *f, int fresh_dir)
     attr_state_init(&f->st);
 }
 
-static attr_xstore_stats_t fx_start(fx_t *f)
+static attr_exposure_store_stats_t fx_start(fx_t *f)
 {
     f->st.defer = 1;
-    attr_xstore_stats_t stats;
+    attr_exposure_store_stats_t stats;
     char err[512] = "";
-    int rc = attr_xstore_open(&f->loop, f->dir, 0, &f->st, NULL, 0, f->now, &f->xs, &stats, err,
-                              sizeof err);
+    int rc = attr_exposure_store_open(&f->loop, f->dir, 0, &f->st, NULL, 0, f->now, &f->xs, &stats,
+                                      err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "open: %s\n", err);
     }
@@ -65,7 +65,7 @@ static void on_closed(void *arg)
 static void fx_stop(fx_t *f)
 {
     f->closed = 0;
-    attr_xstore_close(f->xs, on_closed, f);
+    attr_exposure_store_close(f->xs, on_closed, f);
     while (!f->closed) {
         uv_run(&f->loop, UV_RUN_ONCE);
     }
@@ -84,16 +84,16 @@ static void fx_done(fx_t *f)
 /* ---- ingesting through the store as the service does ---- */
 
 typedef struct {
-    attr_log_batch_t lb;
+    attr_xlog_batch_t lb;
     fx_t *f;
     uint64_t seqs[64];
-    attr_log_exposure_t evs[64];
-    attr_log_str_t prods[64];
+    attr_xlog_exposure_t evs[64];
+    attr_xlog_str_t prods[64];
     uint32_t offs[64];
     int done;
 } batch_t;
 
-static void on_batch(attr_log_batch_t *lb, int status)
+static void on_batch(attr_xlog_batch_t *lb, int status)
 {
     batch_t *b = lb->data;
     YW_CHECK_INT(status, ==, 0);
@@ -101,7 +101,7 @@ static void on_batch(attr_log_batch_t *lb, int status)
         YW_CHECK(attr_exposure_commit_at(&b->f->st, b->seqs[i], (uint32_t)lb->seq, b->offs[i],
                                          b->f->now) >= 0);
     }
-    attr_xstore_committed(b->f->xs, lb);
+    attr_exposure_store_committed(b->f->xs, lb);
     b->done = 1;
 }
 
@@ -135,16 +135,16 @@ static void ingest(fx_t *f, const char *id, int n, const char *viewer, const cha
         attr_interned_t out[4];
         YW_CHECK_INT(attr_exposure_admit(&f->st, &in, f->now, &b.seqs[i], out), ==, ATTR_ADMITTED);
         const attr_pexp_t *p = attr_exposure_pending(&f->st, b.seqs[i]);
-        attr_log_exposure_t *e = &b.evs[i];
+        attr_xlog_exposure_t *e = &b.evs[i];
         e->event_id = p->event_id.s;
         e->event_id_len = p->event_id.len;
         e->kind = (uint8_t)kind;
         e->watch_ms = p->watch_ms;
         e->occur_ns = at;
-        e->viewer = (attr_log_str_t){out[0].s, out[0].len, 0};
-        e->creator = (attr_log_str_t){out[1].s, out[1].len, 0};
-        e->note = (attr_log_str_t){out[2].s, out[2].len, 0};
-        b.prods[i] = (attr_log_str_t){out[3].s, out[3].len, 0};
+        e->viewer = (attr_xlog_str_t){out[0].s, out[0].len, 0};
+        e->creator = (attr_xlog_str_t){out[1].s, out[1].len, 0};
+        e->note = (attr_xlog_str_t){out[2].s, out[2].len, 0};
+        b.prods[i] = (attr_xlog_str_t){out[3].s, out[3].len, 0};
         e->products = &b.prods[i];
         e->n_products = 1;
     }
@@ -154,7 +154,7 @@ static void ingest(fx_t *f, const char *id, int n, const char *viewer, const cha
     b.lb.done = on_batch;
     b.lb.data = &b;
     b.lb.rec_off = b.offs;
-    YW_CHECK_INT(attr_xstore_append(f->xs, &b.lb), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_append(f->xs, &b.lb), ==, 0);
     while (!b.done) {
         uv_run(&f->loop, UV_RUN_ONCE);
     }
@@ -163,12 +163,12 @@ static void ingest(fx_t *f, const char *id, int n, const char *viewer, const cha
 /* Seals the open run (by age) and waits until its file is published. */
 static void index_now(fx_t *f)
 {
-    attr_xstore_info_t before, now;
-    attr_xstore_info(f->xs, &before);
-    attr_xstore_tick(f->xs, f->now + 3600 * S_);
+    attr_exposure_store_info_t before, now;
+    attr_exposure_store_info(f->xs, &before);
+    attr_exposure_store_tick(f->xs, f->now + 3600 * S_);
     do {
         uv_run(&f->loop, UV_RUN_ONCE);
-        attr_xstore_info(f->xs, &now);
+        attr_exposure_store_info(f->xs, &now);
     } while (now.runs_built == before.runs_built);
 }
 
@@ -216,8 +216,8 @@ static int admit_once(fx_t *f, const char *eid, int *asked_disk)
         c.cf.dup = c.dup;
         c.cf.done = on_confirmed;
         c.cf.data = &c;
-        attr_xstore_confirm_begin(f->xs, &c.cf);
-        YW_CHECK_INT(attr_xstore_confirm(f->xs, &c.cf), ==, 0);
+        attr_exposure_store_confirm_begin(f->xs, &c.cf);
+        YW_CHECK_INT(attr_exposure_store_confirm(f->xs, &c.cf), ==, 0);
         while (!c.done) {
             uv_run(&f->loop, UV_RUN_ONCE);
         }
@@ -259,7 +259,7 @@ static size_t disk_cands(fx_t *f, const char *viewer, const char *product, int64
     j.jr.q = &j.q;
     j.jr.done = on_joined;
     j.jr.data = &j;
-    YW_CHECK_INT(attr_xstore_join(f->xs, &j.jr), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_join(f->xs, &j.jr), ==, 0);
     while (!j.done) {
         uv_run(&f->loop, UV_RUN_ONCE);
     }
@@ -297,10 +297,10 @@ static int count_files(const char *dir)
     return (int)n;
 }
 
-/* attr_xstore_find_cands()'s callback: the found exposure becomes a candidate. */
+/* attr_exposure_store_find_cands()'s callback: the found exposure becomes a candidate. */
 static fx_t *cand_fx;
 
-static int add_found(void *arg, const attr_log_event_t *ev)
+static int add_found(void *arg, const attr_xlog_event_t *ev)
 {
     attr_conv_t *c = arg;
     char eid[64];
@@ -319,8 +319,8 @@ YW_TEST(an_indexed_run_leaves_memory_and_is_found_on_disk)
     ingest(&f, "a", 10, "v1", "alice", "p1", ATTR_KIND_CLICK, f.now - 3600 * S_);
     YW_CHECK_INT(f.st.exposures_live, ==, 10);
     index_now(&f);
-    attr_xstore_info_t info;
-    attr_xstore_info(f.xs, &info);
+    attr_exposure_store_info_t info;
+    attr_exposure_store_info(f.xs, &info);
     /* The run is published and released: nothing of it is in memory but its ids' bits. */
     YW_CHECK_INT(info.files, ==, 1);
     YW_CHECK_INT(info.runs_waiting, ==, 0);
@@ -356,9 +356,9 @@ YW_TEST(a_restart_loads_the_files_instead_of_the_log)
     YW_CHECK_INT(count_files(f.dir), ==, 2);
 
     /* A stored conversion: the service looks its touches up in the files at start-up,
-     * after the store is open (attr_xstore_find_cands()). */
+     * after the store is open (attr_exposure_store_find_cands()). */
     fx_open(&f, 0);
-    attr_xstore_stats_t st = fx_start(&f);
+    attr_exposure_store_stats_t st = fx_start(&f);
     YW_CHECK_INT(st.files, ==, 2);
     YW_CHECK_INT(st.indexed_events, ==, 25);
     YW_CHECK_INT(st.tail_events, ==, 0); /* nothing read from the log */
@@ -377,13 +377,13 @@ YW_TEST(a_restart_loads_the_files_instead_of_the_log)
                         c->viewer_len, c->product_len, c->occur_ns};
     /* Only after a place in the log (the touch mark): both runs went to segment 1, so
      * after (1, 0) is every one, after its end none, after segment 2 no file is read. */
-    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 1, UINT32_MAX, add_found, c), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_find_cands(f.xs, &q, 1, UINT32_MAX, add_found, c), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 0);
-    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 2, 0, add_found, c), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_find_cands(f.xs, &q, 2, 0, add_found, c), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 0);
-    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 1, 0, add_found, c), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_find_cands(f.xs, &q, 1, 0, add_found, c), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 25);
-    YW_CHECK_INT(attr_xstore_find_cands(f.xs, &q, 0, 0, add_found, c), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_find_cands(f.xs, &q, 0, 0, add_found, c), ==, 0);
     YW_CHECK_INT(attr_conv_loaded(&f.st, c, 1), ==, 0);
     YW_CHECK_INT(c->n_cands, ==, 25);
     YW_CHECK_INT(c->n_elig, ==, 5); /* clicks win */
@@ -415,7 +415,7 @@ YW_TEST(missing_damaged_or_unchained_files_are_rebuilt_from_the_log)
      * the log again); the first file stays. */
     YW_CHECK_INT(unlink(paths[1]), ==, 0);
     fx_open(&f, 0);
-    attr_xstore_stats_t st = fx_start(&f);
+    attr_exposure_store_stats_t st = fx_start(&f);
     YW_CHECK_INT(st.files, ==, 1);
     YW_CHECK_INT(st.files_dropped, ==, 1);
     YW_CHECK_INT(st.tail_events, ==, 20);
@@ -475,25 +475,25 @@ YW_TEST(files_are_merged_and_pruned)
     static fx_t f;
     fx_open(&f, 1);
     fx_start(&f);
-    for (int r = 0; r < ATTR_XSTORE_FANIN; r++) {
+    for (int r = 0; r < ATTR_EXPOSURE_STORE_FANIN; r++) {
         char id[16];
         snprintf(id, sizeof id, "r%d", r);
         ingest(&f, id, 3, "v1", "alice", "p1", ATTR_KIND_CLICK, f.now - 3600 * S_);
         index_now(&f);
     }
     /* The eighth file of size class 0 triggers a merge into one. */
-    attr_xstore_info_t info;
+    attr_exposure_store_info_t info;
     do {
         uv_run(&f.loop, UV_RUN_ONCE);
-        attr_xstore_info(f.xs, &info);
+        attr_exposure_store_info(f.xs, &info);
     } while (info.merges == 0);
     YW_CHECK_INT(info.files, ==, 1);
-    YW_CHECK_INT(info.file_entries, ==, 3 * ATTR_XSTORE_FANIN);
+    YW_CHECK_INT(info.file_entries, ==, 3 * ATTR_EXPOSURE_STORE_FANIN);
     char ids[32][32];
-    YW_CHECK_INT(disk_cands(&f, "v1", "p1", f.now, ids, 32), ==, 3 * ATTR_XSTORE_FANIN);
+    YW_CHECK_INT(disk_cands(&f, "v1", "p1", f.now, ids, 32), ==, 3 * ATTR_EXPOSURE_STORE_FANIN);
     int asked;
     YW_CHECK_INT(admit_once(&f, "r5-2", &asked), ==, ATTR_DUPLICATE);
-    uint64_t seg = attr_xstore_current_seq(f.xs);
+    uint64_t seg = attr_exposure_store_current_seq(f.xs);
     fx_stop(&f);
     YW_CHECK_INT(count_files(f.dir), ==, 1);
 
@@ -503,14 +503,14 @@ YW_TEST(files_are_merged_and_pruned)
     fx_start(&f);
     ingest(&f, "new", 2, "v1", "alice", "p1", ATTR_KIND_CLICK, f.now - 60 * S_);
     index_now(&f);
-    YW_CHECK(attr_xstore_current_seq(f.xs) > seg);
+    YW_CHECK(attr_exposure_store_current_seq(f.xs) > seg);
     uint64_t oldest;
     char path[4096];
-    YW_CHECK_INT(attr_xstore_prunable(f.xs, f.now - D_, &oldest, path), ==, 0);
-    YW_CHECK_INT(attr_xstore_prunable(f.xs, f.now + D_, &oldest, path), ==, 1);
+    YW_CHECK_INT(attr_exposure_store_prunable(f.xs, f.now - D_, &oldest, path), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_prunable(f.xs, f.now + D_, &oldest, path), ==, 1);
     YW_CHECK_INT(oldest, ==, seg);
-    attr_xstore_pruned(f.xs, seg);
-    attr_xstore_info(f.xs, &info);
+    attr_exposure_store_pruned(f.xs, seg);
+    attr_exposure_store_info(f.xs, &info);
     YW_CHECK_INT(info.files, ==, 1);
     YW_CHECK_INT(disk_cands(&f, "v1", "p1", f.now, ids, 32), ==, 2);
     YW_CHECK_INT(admit_once(&f, "r5-2", &asked), ==, ATTR_ADMITTED);
@@ -518,7 +518,7 @@ YW_TEST(files_are_merged_and_pruned)
     fx_stop(&f);
     /* The segment file and the merged index are deleted (by the builder thread). */
     char seg_path[4200];
-    attr_log_path(f.dir, seg, seg_path, sizeof seg_path);
+    attr_xlog_path(f.dir, seg, seg_path, sizeof seg_path);
     YW_CHECK(access(seg_path, F_OK) != 0);
     YW_CHECK_INT(count_files(f.dir), ==, 1);
     fx_done(&f);
@@ -533,15 +533,15 @@ YW_TEST(a_lookup_in_flight_keeps_newer_runs_in_memory)
     /* A check begins (its view: no file yet), then the run is published. */
     static confirm_t c;
     memset(&c, 0, sizeof c);
-    attr_xstore_confirm_begin(f.xs, &c.cf);
+    attr_exposure_store_confirm_begin(f.xs, &c.cf);
     index_now(&f);
-    attr_xstore_info_t info;
-    attr_xstore_info(f.xs, &info);
+    attr_exposure_store_info_t info;
+    attr_exposure_store_info(f.xs, &info);
     YW_CHECK_INT(info.files, ==, 1);
     YW_CHECK_INT(info.runs_waiting, ==, 1); /* the view does not see the file: kept */
     YW_CHECK_INT(f.st.n_runs, ==, 1);
-    attr_xstore_confirm_cancel(f.xs, &c.cf);
-    attr_xstore_info(f.xs, &info);
+    attr_exposure_store_confirm_cancel(f.xs, &c.cf);
+    attr_exposure_store_info(f.xs, &info);
     YW_CHECK_INT(info.runs_waiting, ==, 0);
     YW_CHECK_INT(f.st.n_runs, ==, 0);
     fx_stop(&f);
