@@ -76,16 +76,21 @@ struct st_attr_xbatch_t {
     size_t work;  /* exposures plus their product ids (ATTR_FRAME_WORK) */
 };
 
+/** Frees a batch that holds nothing but its arrays (a spare one, or one done with). */
+static void attr__xbatch_destroy(attr_xbatch_t *xb)
+{
+    free(xb->seqs);
+    free(xb->evs);
+    free(xb->offs);
+    free(xb->flags);
+    free(xb->prods);
+    free(xb);
+}
+
 void attr__spare_xb_free(attr_svc_t *svc)
 {
     for (int i = 0; i < svc->n_spare_xb; i++) {
-        attr_xbatch_t *xb = svc->spare_xb[i];
-        free(xb->seqs);
-        free(xb->evs);
-        free(xb->offs);
-        free(xb->flags);
-        free(xb->prods);
-        free(xb);
+        attr__xbatch_destroy(svc->spare_xb[i]);
     }
     svc->n_spare_xb = 0;
 }
@@ -119,12 +124,7 @@ static void attr__xbatch_free(attr_xbatch_t *xb)
         svc->spare_xb[svc->n_spare_xb++] = xb;
         return;
     }
-    free(xb->seqs);
-    free(xb->evs);
-    free(xb->offs);
-    free(xb->flags);
-    free(xb->prods);
-    free(xb);
+    attr__xbatch_destroy(xb);
 }
 
 static void attr__xbatch_activate(attr_svc_t *svc, attr_xbatch_t *xb)
