@@ -1,5 +1,5 @@
 /*
- * attr_credit.h — the attribution rules of issue 4, as pure functions: which exposures
+ * attr_credit.h — the attribution rules (README "Attribution"), as pure functions: which exposures
  * are eligible touches of a conversion, in which order, what share of the credit each
  * model gives each of them, and how the order's money is split to the minor unit.
  *

@@ -37,7 +37,7 @@ YW_TEST(an_empty_list_lists_nothing)
 YW_TEST(out_of_order_rejections_come_out_ascending)
 {
     static attr_errs_t e;
-    /* The RecordRefunds case of issue 11: validation rejects 1 and 3, the order lookup
+    /* A RecordRefunds call whose rejects come in two passes: validation rejects 1 and 3, the order lookup
      * then rejects 0, 2 and 4. */
     int64_t in[] = {1, 3, 0, 2, 4};
     for (size_t i = 0; i < 5; i++) {

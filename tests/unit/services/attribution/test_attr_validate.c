@@ -1,6 +1,6 @@
 /*
  * test_attr_validate.c — unit tests of services/attribution/attr_validate.c: every
- * per-event rule of issue 4 names its field; report ranges; settings updates under an
+ * per-event rule (README "Attribution") names its field; report ranges; settings updates under an
  * update_mask (AIP-134).
  */
 #include "services/attribution/attr_validate.h"

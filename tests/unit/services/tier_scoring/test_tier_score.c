@@ -1,8 +1,8 @@
 /*
  * test_tier_score.c — unit tests of services/tier_scoring/tier_score.c: tiers at the
  * thresholds, the method-of-moments prior and its fallbacks, each component and the
- * weighted score against hand-computed values, the small-creator case of issue 3,
- * percentile, rising and quantiles.
+ * weighted score against hand-computed values, a small creator who must not outrank a
+ * big one on a few lucky engagements, percentile, rising and quantiles.
  *
  * Expected values are computed by hand from the formulas in tier_score.h (the long
  * decimals were worked out with a calculator, not with this code).
@@ -293,7 +293,7 @@ YW_TEST(engagements_above_impressions_are_clamped)
 }
 
 /*
- * Issue 3: 10 engagements on 40 impressions must not outrank 60,000 on 400,000 — in a
+ * The small-creator case: 10 engagements on 40 impressions must not outrank 60,000 on 400,000 — in a
  * category engaging at a usual rate, with the fixed default prior, and even when the
  * category's prior is the pooled rate of just these two (15%) at the weakest and the
  * strongest strength allowed.
