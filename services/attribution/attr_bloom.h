@@ -8,7 +8,7 @@
  * the low 32 bits times eight odd constants). At 16 bits per key about 0.05 % of absent
  * keys test positive; at 10 bits, about 1 %. No false negatives.
  *
- * The caller hashes (attr_hash_bytes()): keys are hashes, so the filter never sees the
+ * The caller hashes (yw_hash_bytes()): keys are hashes, so the filter never sees the
  * strings. Not thread-safe: one thread adds and tests (the loop); the array is plain
  * memory that may be read by anyone once nobody adds any more.
  */

@@ -86,7 +86,7 @@ static attr__ckrun_t *attr__ckrun_new(uint64_t run)
 static void attr__ckslot_put(uint32_t *slots, size_t cap, uint64_t h, uint32_t idx)
 {
     size_t mask = cap - 1;
-    size_t i = attr_hash_u64(h) & mask;
+    size_t i = yw_hash_u64(h) & mask;
     while (slots[i] != 0) {
         i = (i + 1) & mask;
     }
@@ -127,7 +127,7 @@ static void attr__ckrun_find(const attr__ckrun_t *r, uint64_t vp,
         return;
     }
     size_t mask = r->cap_slots - 1;
-    for (size_t i = attr_hash_u64(vp) & mask; r->slots[i] != 0; i = (i + 1) & mask) {
+    for (size_t i = yw_hash_u64(vp) & mask; r->slots[i] != 0; i = (i + 1) & mask) {
         const attr_xent_t *e = &r->keys[r->slots[i] - 1];
         if (e->h == vp) {
             fn(arg, attr__ckseq(e));

@@ -116,8 +116,8 @@ static int attr__run_rollups(const attr_run_t *run, attr_xrollup_t **out, size_t
     for (uint32_t i = 0; i < run->n; i++) {
         const attr_rexp_t *r = &run->recs[i];
         int32_t day = attr_day_of(r->occur_ns);
-        uint64_t h = attr_hash_u64((uint64_t)(uintptr_t)r->creator * UINT64_C(0x9E3779B97F4A7C15) ^
-                                   ((uint64_t)r->seg << 32) ^ (uint32_t)day);
+        uint64_t h = yw_hash_u64((uint64_t)(uintptr_t)r->creator * UINT64_C(0x9E3779B97F4A7C15) ^
+                                 ((uint64_t)r->seg << 32) ^ (uint32_t)day);
         size_t j = h & (cap - 1);
         attr_xrollup_t *row = NULL;
         for (; slots[j] != 0; j = (j + 1) & (cap - 1)) {
@@ -180,12 +180,12 @@ static int attr__build_file(void *ctx, void *sealed, const char *dir, attr_xidx_
         if (!rec.joinable) {
             continue;
         }
-        uint64_t hv = attr_hash_bytes(rec.viewer, rec.viewer_len);
+        uint64_t hv = yw_hash_bytes(rec.viewer, rec.viewer_len);
         const char *at = rec.products;
         for (uint16_t k = 0; k < rec.n_products; k++) {
             uint32_t plen;
             const char *p = attr_run_next_product(&at, &plen);
-            join[j++] = (attr_xent_t){attr_vp_hash(hv, attr_hash_bytes(p, plen)), rec.seg, rec.off};
+            join[j++] = (attr_xent_t){attr_vp_hash(hv, yw_hash_bytes(p, plen)), rec.seg, rec.off};
         }
     }
     char path[4200];

@@ -309,7 +309,7 @@ static int attr__tail_visit(void *arg, const attr_xlog_event_t *ev)
         size_t n_files;
         attr_xidx_t *const *files = attr_runs_files(xs->runs, &n_files);
         int dup = attr_exposure_store__find_eid(&xs->fds, files, n_files,
-                                                attr_hash_bytes(ev->event_id.s, ev->event_id.len),
+                                                yw_hash_bytes(ev->event_id.s, ev->event_id.len),
                                                 ev->event_id.s, ev->event_id.len, &t->buf);
         if (dup < 0) {
             attr_exposure_abort(xs->st, seq);

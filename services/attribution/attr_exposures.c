@@ -99,7 +99,7 @@ static attr_pchunk_t *attr__pchunk_for_new(attr_state_t *st)
     if (st->n_pend > 0 && st->pend[st->n_pend - 1]->n < ATTR__PCHUNK) {
         return st->pend[st->n_pend - 1];
     }
-    if (ATTR__GROW(st->pend, st->cap_pend, st->n_pend + 1) != 0) {
+    if (YW_VEC_RESERVE(st->pend, st->cap_pend, st->n_pend + 1, 8) != 0) {
         return NULL;
     }
     attr_pchunk_t *c;
@@ -128,7 +128,8 @@ static void *attr__palloc(attr_pchunk_t *c, size_t n)
         if (n > ATTR__PBLOCK / 4) {
             /* A big one: a block of its own, the current one goes on. */
             char *b;
-            if (ATTR__GROW(c->bigs, c->cap_bigs, c->n_bigs + 1) != 0 || (b = malloc(n)) == NULL) {
+            if (YW_VEC_RESERVE(c->bigs, c->cap_bigs, c->n_bigs + 1, 8) != 0 ||
+                (b = malloc(n)) == NULL) {
                 return NULL;
             }
             c->bigs[c->n_bigs++] = b;
@@ -138,7 +139,7 @@ static void *attr__palloc(attr_pchunk_t *c, size_t n)
             c->cur = c->blocks[++c->cur_block]; /* a kept one */
         } else {
             char *b;
-            if (ATTR__GROW(c->blocks, c->cap_blocks, c->n_blocks + 1) != 0 ||
+            if (YW_VEC_RESERVE(c->blocks, c->cap_blocks, c->n_blocks + 1, 8) != 0 ||
                 (b = malloc(ATTR__PBLOCK)) == NULL) {
                 return NULL;
             }
@@ -219,7 +220,7 @@ static size_t attr__pow2_at_least(size_t n)
 
 static attr_run_t *attr__run_new(attr_state_t *st)
 {
-    if (ATTR__GROW(st->runs, st->cap_runs, st->n_runs + 1) != 0) {
+    if (YW_VEC_RESERVE(st->runs, st->cap_runs, st->n_runs + 1, 8) != 0) {
         return NULL;
     }
     attr_run_t *r = calloc(1, sizeof *r);
@@ -360,13 +361,13 @@ static void attr__join_migrate(attr_run_t *run, size_t budget)
         }
         attr_run_rec_t rec;
         attr_run_rec(run, idx, &rec);
-        uint64_t vh = attr_hash_bytes(rec.viewer, rec.viewer_len);
+        uint64_t vh = yw_hash_bytes(rec.viewer, rec.viewer_len);
         const char *at = rec.products;
         for (uint32_t k = 0; k < rec.n_products; k++) {
             uint32_t plen;
             const char *prod = attr_run_next_product(&at, &plen);
             attr__join_insert(run->join_slots, run->join_cap,
-                              attr_vp_hash(vh, attr_hash_bytes(prod, plen)), idx, k);
+                              attr_vp_hash(vh, yw_hash_bytes(prod, plen)), idx, k);
         }
         moved += rec.n_products;
     }
@@ -623,7 +624,7 @@ int attr_exposure_past_horizon(const attr_state_t *st, int64_t occur_ns, int64_t
 int attr_exposure_admit(attr_state_t *st, const attr_exposure_in_t *in, int64_t now_ns,
                         uint64_t *seq, attr_interned_t *out)
 {
-    uint64_t h = attr_hash_bytes(in->event_id, in->event_id_len);
+    uint64_t h = yw_hash_bytes(in->event_id, in->event_id_len);
     if (attr_strmap_get(&st->pend_ids, h, in->event_id, in->event_id_len) != NULL) {
         return ATTR_DUPLICATE;
     }
@@ -710,7 +711,7 @@ void attr_exposure_prefetch(const attr_state_t *st, const char *event_id, const 
     (void)note;
     (void)products;
     (void)n_products;
-    uint64_t h = attr_hash_bytes(event_id, strlen(event_id));
+    uint64_t h = yw_hash_bytes(event_id, strlen(event_id));
     attr_strmap_prefetch(&st->pend_ids, h);
     for (size_t i = 0; i < st->n_runs; i++) {
         const attr_run_t *r = st->runs[i];
@@ -752,9 +753,9 @@ int attr_exposure_commit_at(attr_state_t *st, uint64_t seq, uint32_t seg, uint32
     int joinable = !attr_exposure_past_horizon(st, p->occur_ns, now_ns);
     uint64_t vps[ATTR__MAX_PRODUCTS];
     if (joinable) {
-        uint64_t hv = attr_hash_bytes(p->viewer.s, p->viewer.len);
+        uint64_t hv = yw_hash_bytes(p->viewer.s, p->viewer.len);
         for (uint32_t k = 0; k < p->n_products; k++) {
-            vps[k] = attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len));
+            vps[k] = attr_vp_hash(hv, yw_hash_bytes(p->products[k].s, p->products[k].len));
         }
     }
     int rc = attr__run_append(run, p, seg, off, joinable ? vps : NULL);
@@ -876,11 +877,11 @@ size_t attr_exposure_conv_maybe(const attr_state_t *st, uint64_t seq, int64_t no
     }
     size_t n = 0;
     int joinable = st->n_cfilters > 0 && !attr_exposure_past_horizon(st, p->occur_ns, now_ns);
-    uint64_t hv = joinable ? attr_hash_bytes(p->viewer.s, p->viewer.len) : 0;
+    uint64_t hv = joinable ? yw_hash_bytes(p->viewer.s, p->viewer.len) : 0;
     for (uint32_t k = 0; k < p->n_products; k++) {
         maybe[k] = joinable &&
                    attr_state_conv_maybe(
-                       st, attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len)),
+                       st, attr_vp_hash(hv, yw_hash_bytes(p->products[k].s, p->products[k].len)),
                        p->occur_ns);
         n += maybe[k];
     }

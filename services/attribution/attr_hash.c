@@ -112,13 +112,13 @@ int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n)
         return -1;
     }
     const attr_intern_slot_t *slot =
-        attr__intern_slot(in, s, n, (uint32_t)(attr_hash_bytes(s, n) >> 32));
+        attr__intern_slot(in, s, n, (uint32_t)(yw_hash_bytes(s, n) >> 32));
     return slot->s != NULL ? (int64_t)slot->id : -1;
 }
 
 int attr_intern2(attr_intern_t *in, const char *s, size_t n, uint32_t *id, const char **str)
 {
-    uint32_t h32 = (uint32_t)(attr_hash_bytes(s, n) >> 32);
+    uint32_t h32 = (uint32_t)(yw_hash_bytes(s, n) >> 32);
     if (in->cap != 0) {
         const attr_intern_slot_t *slot = attr__intern_slot(in, s, n, h32);
         if (slot->s != NULL) {
@@ -188,7 +188,7 @@ static int attr__map64_rehash(attr_map64_t *m, size_t cap)
         if (m->keys[i] == UINT64_MAX) {
             continue;
         }
-        size_t j = attr_hash_u64(m->keys[i]) & (cap - 1);
+        size_t j = yw_hash_u64(m->keys[i]) & (cap - 1);
         while (keys[j] != UINT64_MAX) {
             j = (j + 1) & (cap - 1);
         }
@@ -218,7 +218,7 @@ int attr_map64_put(attr_map64_t *m, uint64_t key, uint64_t val)
     if (rc != 0) {
         return rc;
     }
-    size_t i = attr_hash_u64(key) & (m->cap - 1);
+    size_t i = yw_hash_u64(key) & (m->cap - 1);
     while (m->keys[i] != UINT64_MAX) {
         if (m->keys[i] == key) {
             m->vals[i] = val;
@@ -237,7 +237,7 @@ int attr_map64_get(const attr_map64_t *m, uint64_t key, uint64_t *val)
     if (m->cap == 0) {
         return 0;
     }
-    size_t i = attr_hash_u64(key) & (m->cap - 1);
+    size_t i = yw_hash_u64(key) & (m->cap - 1);
     while (m->keys[i] != UINT64_MAX) {
         if (m->keys[i] == key) {
             *val = m->vals[i];
@@ -254,7 +254,7 @@ int attr_map64_del(attr_map64_t *m, uint64_t key)
         return 0;
     }
     size_t mask = m->cap - 1;
-    size_t i = attr_hash_u64(key) & mask;
+    size_t i = yw_hash_u64(key) & mask;
     while (m->keys[i] != key) {
         if (m->keys[i] == UINT64_MAX) {
             return 0;
@@ -268,7 +268,7 @@ int attr_map64_del(attr_map64_t *m, uint64_t key)
         if (m->keys[j] == UINT64_MAX) {
             break;
         }
-        size_t home = attr_hash_u64(m->keys[j]) & mask;
+        size_t home = yw_hash_u64(m->keys[j]) & mask;
         /* Can the entry at j move to i? Only if its home is not in (i, j]. */
         if (((j - home) & mask) >= ((j - i) & mask)) {
             m->keys[i] = m->keys[j];

@@ -22,26 +22,14 @@
 extern "C" {
 #endif
 
-/** A 64-bit hash of `n` bytes (not keyed: ids are not attacker-chosen here): hash.h's. */
-static inline uint64_t attr_hash_bytes(const void *p, size_t n)
-{
-    return yw_hash_bytes(p, n);
-}
-
-/** A 64-bit mix of one integer: hash.h's. */
-static inline uint64_t attr_hash_u64(uint64_t x)
-{
-    return yw_hash_u64(x);
-}
-
 /**
  * The join key of a (viewer, product) pair from the hashes of the two strings. It is
  * written into index files (attr_xidx.h): never change it.
  */
 static inline uint64_t attr_vp_hash(uint64_t viewer_hash, uint64_t product_hash)
 {
-    return attr_hash_u64(viewer_hash ^ (product_hash * UINT64_C(0x9E3779B97F4A7C15)) ^
-                         (product_hash >> 29));
+    return yw_hash_u64(viewer_hash ^ (product_hash * UINT64_C(0x9E3779B97F4A7C15)) ^
+                       (product_hash >> 29));
 }
 
 /* ---- interner ---- */
@@ -93,7 +81,7 @@ int64_t attr_intern_find(const attr_intern_t *in, const char *s, size_t n);
 static inline void attr_intern_prefetch(const attr_intern_t *in, const char *s, size_t n)
 {
     if (in->cap != 0) {
-        uint32_t h32 = (uint32_t)(attr_hash_bytes(s, n) >> 32);
+        uint32_t h32 = (uint32_t)(yw_hash_bytes(s, n) >> 32);
         __builtin_prefetch(&in->slots[h32 & (in->cap - 1)]);
     }
 }
@@ -105,7 +93,7 @@ static inline void attr_intern_prefetch(const attr_intern_t *in, const char *s, 
 static inline void attr_intern_prefetch_str(const attr_intern_t *in, const char *s, size_t n)
 {
     if (in->cap != 0) {
-        uint32_t h32 = (uint32_t)(attr_hash_bytes(s, n) >> 32);
+        uint32_t h32 = (uint32_t)(yw_hash_bytes(s, n) >> 32);
         const attr_intern_slot_t *slot = &in->slots[h32 & (in->cap - 1)];
         if (slot->s != NULL && slot->h32 == h32) {
             __builtin_prefetch(slot->s - 8);
@@ -185,7 +173,7 @@ typedef struct st_attr_strmap_t {
 
 void attr_strmap_init(attr_strmap_t *m);
 void attr_strmap_free(attr_strmap_t *m);
-/** The value of key, or NULL. `hash` is attr_hash_bytes(key, len). */
+/** The value of key, or NULL. `hash` is yw_hash_bytes(key, len). */
 void *attr_strmap_get(const attr_strmap_t *m, uint64_t hash, const char *key, size_t len);
 /** Adds key -> val; the key must not be there. Returns 0 or -ENOMEM. */
 int attr_strmap_add(attr_strmap_t *m, uint64_t hash, const char *key, size_t len, void *val);

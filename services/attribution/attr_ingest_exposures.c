@@ -425,12 +425,12 @@ static int attr__xbatch_preload(attr_xbatch_t *xb)
         if (rd == NULL && (rd = calloc(1, sizeof *rd)) == NULL) {
             return -ENOMEM;
         }
-        uint64_t hv = attr_hash_bytes(p->viewer.s, p->viewer.len);
+        uint64_t hv = yw_hash_bytes(p->viewer.s, p->viewer.len);
         for (uint32_t k = 0; k < p->n_products; k++) {
             if (!maybe[k]) {
                 continue;
             }
-            uint64_t vp = attr_vp_hash(hv, attr_hash_bytes(p->products[k].s, p->products[k].len));
+            uint64_t vp = attr_vp_hash(hv, yw_hash_bytes(p->products[k].s, p->products[k].len));
             attr__memkey_t mk = {rd, rd->n_keys, 0};
             if (attr__order_read_add_key(rd, p->viewer.s, p->viewer.len, p->products[k].s,
                                          p->products[k].len, p->occur_ns, vp) != 0) {

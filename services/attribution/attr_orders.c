@@ -70,7 +70,7 @@ static int attr__list_add(attr_conv_t ***list, size_t *n, size_t *cap, uint8_t *
     if (*on) {
         return 0;
     }
-    if (attr__grow((void **)list, cap, *n + 1, sizeof **list) != 0) {
+    if (yw_vec_reserve((void **)list, cap, *n + 1, sizeof **list, 8) != 0) {
         return -ENOMEM;
     }
     (*list)[(*n)++] = c;
@@ -219,8 +219,8 @@ attr_conv_t *attr_conv_new(const attr_conv_in_t *in, int64_t refunded)
     c->order_id_len = (uint32_t)in->order_id_len;
     c->viewer_len = (uint32_t)in->viewer_len;
     c->product_len = (uint32_t)in->product_len;
-    c->vp_hash = attr_vp_hash(attr_hash_bytes(in->viewer_id, in->viewer_len),
-                              attr_hash_bytes(in->product_id, in->product_len));
+    c->vp_hash = attr_vp_hash(yw_hash_bytes(in->viewer_id, in->viewer_len),
+                              yw_hash_bytes(in->product_id, in->product_len));
     c->seq = in->seq;
     c->quantity = in->quantity;
     c->amount = in->amount_minor;
@@ -234,12 +234,12 @@ attr_conv_t *attr_conv_new(const attr_conv_in_t *in, int64_t refunded)
 
 static uint64_t attr__order_hash(const attr_conv_t *c)
 {
-    return attr_hash_bytes(c->order_id, c->order_id_len);
+    return yw_hash_bytes(c->order_id, c->order_id_len);
 }
 
 int attr_conv_admit(attr_state_t *st, const attr_conv_in_t *in, attr_conv_t **out)
 {
-    uint64_t h = attr_hash_bytes(in->order_id, in->order_id_len);
+    uint64_t h = yw_hash_bytes(in->order_id, in->order_id_len);
     if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL ||
         attr_strmap_get(&st->pend_orders, h, in->order_id, in->order_id_len) != NULL) {
         return ATTR_DUPLICATE;
@@ -404,7 +404,7 @@ void attr_conv_abort(attr_state_t *st, attr_conv_t *c)
 
 attr_conv_t *attr_conv_find(attr_state_t *st, const char *order_id, size_t len)
 {
-    attr_conv_t *c = attr_strmap_get(&st->orders, attr_hash_bytes(order_id, len), order_id, len);
+    attr_conv_t *c = attr_strmap_get(&st->orders, yw_hash_bytes(order_id, len), order_id, len);
     if (c == NULL || c->state != ATTR_LIVE) {
         return NULL;
     }
@@ -414,12 +414,12 @@ attr_conv_t *attr_conv_find(attr_state_t *st, const char *order_id, size_t len)
 
 attr_conv_t *attr_conv_pending(attr_state_t *st, const char *order_id, size_t len)
 {
-    return attr_strmap_get(&st->pend_orders, attr_hash_bytes(order_id, len), order_id, len);
+    return attr_strmap_get(&st->pend_orders, yw_hash_bytes(order_id, len), order_id, len);
 }
 
 int attr_conv_load(attr_state_t *st, const attr_conv_in_t *in, int64_t refunded, attr_conv_t **out)
 {
-    uint64_t h = attr_hash_bytes(in->order_id, in->order_id_len);
+    uint64_t h = yw_hash_bytes(in->order_id, in->order_id_len);
     if (attr_strmap_get(&st->orders, h, in->order_id, in->order_id_len) != NULL) {
         return -EEXIST;
     }
@@ -629,7 +629,7 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
                       size_t order_len, int64_t amount, int64_t occur_ns, attr_refund_t **out,
                       int64_t *left)
 {
-    uint64_t h = attr_hash_bytes(refund_id, len);
+    uint64_t h = yw_hash_bytes(refund_id, len);
     if (attr_strmap_get(&st->refunds, h, refund_id, len) != NULL) {
         return ATTR_DUPLICATE;
     }
@@ -669,8 +669,8 @@ static void attr__refund_drop(attr_state_t *st, attr_refund_t *r)
 {
     st->n_refunds_pending--;
     r->conv->refund_pending -= r->amount;
-    (void)attr_strmap_del(&st->refunds, attr_hash_bytes(r->refund_id, r->refund_id_len),
-                          r->refund_id, r->refund_id_len);
+    (void)attr_strmap_del(&st->refunds, yw_hash_bytes(r->refund_id, r->refund_id_len), r->refund_id,
+                          r->refund_id_len);
     free(r->refund_id);
     free(r);
 }

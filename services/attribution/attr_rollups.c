@@ -154,7 +154,7 @@ static attr_multi_t *attr__multi_of(attr_state_t *st, attr_cday_t *cd)
 {
     if (cd->multi == 0) {
         if (st->n_multi >= UINT32_MAX - 1 ||
-            ATTR__GROW(st->multi, st->cap_multi, st->n_multi + 1) != 0) {
+            YW_VEC_RESERVE(st->multi, st->cap_multi, st->n_multi + 1, 8) != 0) {
             return NULL;
         }
         memset(&st->multi[st->n_multi], 0, sizeof st->multi[st->n_multi]);
@@ -232,7 +232,7 @@ static attr_sum_t attr__fig64(const attr_state_t *st, int64_t cell, uint32_t cre
 /** Room for `n` more wide figures, so that an update cannot fail halfway. */
 static int attr__wide_reserve(attr_state_t *st, size_t n)
 {
-    int rc = ATTR__GROW(st->wide, st->cap_wide, st->n_wide + n);
+    int rc = YW_VEC_RESERVE(st->wide, st->cap_wide, st->n_wide + n, 8);
     return rc != 0 ? rc : attr_map64_reserve(&st->wide_at, n);
 }
 
@@ -326,7 +326,7 @@ static attr_unattr_day_t *attr__unattr_bucket(attr_state_t *st, int32_t day)
     if (lo < st->n_unattr && st->unattr[lo].day == day) {
         return &st->unattr[lo];
     }
-    if (ATTR__GROW(st->unattr, st->cap_unattr, st->n_unattr + 1) != 0) {
+    if (YW_VEC_RESERVE(st->unattr, st->cap_unattr, st->n_unattr + 1, 8) != 0) {
         return NULL;
     }
     memmove(&st->unattr[lo + 1], &st->unattr[lo], (st->n_unattr - lo) * sizeof *st->unattr);

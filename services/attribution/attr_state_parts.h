@@ -11,32 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "common/vec.h"
 #include "services/attribution/attr_state.h"
-
-/**
- * Grows *arr (of elements of `size`, `*cap` of them) to hold at least `need`, doubling
- * from 8. Returns 0 or -ENOMEM (*arr unchanged).
- */
-static inline int attr__grow(void **arr, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) {
-        return 0;
-    }
-    size_t nc = *cap ? *cap : 8;
-    while (nc < need) {
-        nc *= 2;
-    }
-    void *p = realloc(*arr, nc * size);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
-/** attr__grow() of an array `arr` with its capacity `cap` (lvalues). */
-#define ATTR__GROW(arr, cap, need) attr__grow((void **)&(arr), &(cap), (need), sizeof *(arr))
 
 /* ---- the exposures (attr_exposures.c) ---- */
 

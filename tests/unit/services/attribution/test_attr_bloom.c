@@ -13,11 +13,11 @@ YW_TEST(every_key_added_is_maybe)
     attr_bloom_t b;
     YW_CHECK_INT(attr_bloom_init(&b, 100000, 16), ==, 0);
     for (uint64_t i = 0; i < 100000; i++) {
-        attr_bloom_add(&b, attr_hash_u64(i));
+        attr_bloom_add(&b, yw_hash_u64(i));
     }
     YW_CHECK_INT(b.n_keys, ==, 100000);
     for (uint64_t i = 0; i < 100000; i++) {
-        YW_CHECK(attr_bloom_maybe(&b, attr_hash_u64(i)));
+        YW_CHECK(attr_bloom_maybe(&b, yw_hash_u64(i)));
     }
     attr_bloom_free(&b);
 }
@@ -32,11 +32,11 @@ YW_TEST(false_positives_are_rare_at_16_bits_and_few_at_10)
         attr_bloom_t b;
         YW_CHECK_INT(attr_bloom_init(&b, n, bits[t]), ==, 0);
         for (uint64_t i = 0; i < n; i++) {
-            attr_bloom_add(&b, attr_hash_u64(i));
+            attr_bloom_add(&b, yw_hash_u64(i));
         }
         uint64_t fp = 0;
         for (uint64_t i = n; i < 2 * n; i++) {
-            fp += (uint64_t)attr_bloom_maybe(&b, attr_hash_u64(i));
+            fp += (uint64_t)attr_bloom_maybe(&b, yw_hash_u64(i));
         }
         YW_CHECK_INT(fp, <, most[t]);
         YW_CHECK_INT(fp, >, 0); /* it is a filter, not a set */

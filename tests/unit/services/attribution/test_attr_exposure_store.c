@@ -248,8 +248,8 @@ static size_t disk_cands(fx_t *f, const char *viewer, const char *product, int64
 {
     static join_t j;
     memset(&j, 0, sizeof j);
-    j.q = (attr_xjoin_q_t){attr_vp_hash(attr_hash_bytes(viewer, strlen(viewer)),
-                                        attr_hash_bytes(product, strlen(product))),
+    j.q = (attr_xjoin_q_t){attr_vp_hash(yw_hash_bytes(viewer, strlen(viewer)),
+                                        yw_hash_bytes(product, strlen(product))),
                            viewer,
                            product,
                            (uint32_t)strlen(viewer),

@@ -172,20 +172,20 @@ YW_TEST(the_dedup_filters_keep_their_budget)
     uint64_t *h = malloc(ATTR_BLOOM_KEYS * sizeof *h);
     YW_CHECK(h != NULL);
     for (uint64_t i = 0; i < ATTR_BLOOM_KEYS; i++) {
-        h[i] = attr_hash_u64(i + 1);
+        h[i] = yw_hash_u64(i + 1);
     }
     YW_CHECK_INT(attr_state_index_add(&st, h, ATTR_BLOOM_KEYS, 1), ==, 0);
     YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, 8u << 20);
     YW_CHECK_INT(st.bloom_thin, ==, 0);
     /* The second gets the 6 MiB left: 12 bits per id; a third, the minimum. */
     for (uint64_t i = 0; i < ATTR_BLOOM_KEYS; i++) {
-        h[i] = attr_hash_u64(i + 1 + ATTR_BLOOM_KEYS);
+        h[i] = yw_hash_u64(i + 1 + ATTR_BLOOM_KEYS);
     }
     /* The first thousand: the hashes of event ids "x0" .. "x999", admitted below. */
     char eid[16];
     for (uint64_t i = 0; i < 1000; i++) {
         int n = snprintf(eid, sizeof eid, "x%" PRIu64, i);
-        h[i] = attr_hash_bytes(eid, (size_t)n);
+        h[i] = yw_hash_bytes(eid, (size_t)n);
     }
     YW_CHECK_INT(attr_state_index_add(&st, h, ATTR_BLOOM_KEYS, 2), ==, 0);
     YW_CHECK_INT(attr_state_bloom_bytes(&st), ==, 14u << 20);

@@ -113,8 +113,8 @@ YW_TEST(round_trip_keeps_every_figure_and_the_conversion_filter)
     YW_CHECK_INT(a.clicks, ==, 1);
     YW_CHECK_INT(a.impressions, ==, 1);
     /* The conversion filter knows (v1, p1) and nothing of (v7, p7) here. */
-    uint64_t hv = attr_hash_bytes("v1", 2);
-    YW_CHECK(attr_state_conv_maybe(&back, attr_vp_hash(hv, attr_hash_bytes("p1", 2)), T0 - D_));
+    uint64_t hv = yw_hash_bytes("v1", 2);
+    YW_CHECK(attr_state_conv_maybe(&back, attr_vp_hash(hv, yw_hash_bytes("p1", 2)), T0 - D_));
     YW_CHECK_INT(back.n_cfilters, ==, st.n_cfilters);
     YW_CHECK(memcmp(back.cfilters[0].bloom.words, st.cfilters[0].bloom.words,
                     attr_bloom_bytes(&st.cfilters[0].bloom)) == 0);

@@ -65,7 +65,7 @@ YW_TEST(memory_is_counted_by_part)
     YW_CHECK(m2.conv_filter > 0); /* within the horizon: its key is in the filter */
     YW_CHECK_INT(m2.runs, ==, m1.runs);
 
-    uint64_t h = attr_hash_u64(1);
+    uint64_t h = yw_hash_u64(1);
     YW_CHECK_INT(attr_state_index_add(&st, &h, 1, 1), ==, 0);
     attr_state_mem_t m3;
     attr_state_mem(&st, &m3);
