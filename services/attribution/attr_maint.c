@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 #include "services/attribution/attr_validate.h"
 
@@ -252,19 +253,8 @@ static const char *const attr__parts[ATTR_N_MEM_PARTS] = {
 /** The process's resident set size in bytes (-1: unknown). */
 static int64_t attr__rss(void)
 {
-    int64_t kib = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f != NULL) {
-        char line[256];
-        while (fgets(line, sizeof line, f) != NULL) {
-            if (strncmp(line, "VmRSS:", 6) == 0) {
-                kib = strtoll(line + 6, NULL, 10);
-                break;
-            }
-        }
-        fclose(f);
-    }
-    return kib < 0 ? -1 : kib * 1024;
+    uint64_t rss;
+    return yw_process_memory(&rss, NULL) == 0 ? (int64_t)rss : -1;
 }
 
 /**
