@@ -684,7 +684,9 @@ static int attr__busy_room(attr_tier_t *t, size_t n)
     if (YW_VEC_RESERVE(t->busy, t->cap_busy, n, 1024) != 0) {
         return -ENOMEM;
     }
-    memset(t->busy + old, 0, (t->cap_busy - old) * sizeof *t->busy);
+    if (t->cap_busy > old) { /* (busy may still be NULL: nothing to cover) */
+        memset(t->busy + old, 0, (t->cap_busy - old) * sizeof *t->busy);
+    }
     return 0;
 }
 
