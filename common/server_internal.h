@@ -64,6 +64,12 @@ struct st_yw_call_t {
     grpc_call_details details; /* unknown methods only */
     grpc_byte_buffer *payload;
     ProtobufCMessage *request; /* unary and server streaming */
+    /* A large request is unpacked and checked on libuv's thread pool (yw__dispatch_request):
+     * its message while that runs, and what the UTF-8 check said (work_err[0] != 0: the
+     * reason it failed). */
+    uv_work_t work;
+    grpc_byte_buffer *work_bb;
+    char work_err[256];
     int close_cancelled;       /* RECV_CLOSE_ON_SERVER said cancelled */
     int closed;                /* RECV_CLOSE_ON_SERVER completed */
     int close_started;         /* RECV_CLOSE_ON_SERVER was started */

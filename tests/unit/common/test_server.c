@@ -294,6 +294,41 @@ YW_TEST(requests_that_do_not_parse_or_are_not_utf8_are_invalid_argument)
     finish(&f);
 }
 
+/* Requests of 256 KiB and more are unpacked and checked on libuv's thread pool: the
+ * handler gets them on the loop all the same, and a bad one fails as a small one does. */
+YW_TEST(large_requests_are_unpacked_off_the_loop_and_judged_the_same)
+{
+    fixture_t f;
+    start(&f);
+    size_t n = 300 << 10;
+    char *big = malloc(n + 1), *bad_big = malloc(n + 1);
+    YW_CHECK(big != NULL && bad_big != NULL);
+    memset(big, 'a', n);
+    big[n] = '\0';
+    memcpy(bad_big, big, n + 1);
+    bad_big[n - 1] = '\xc3'; /* a lead byte with nothing after it */
+    request_t ok = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT, bad = ok;
+    ok.service = big;
+    bad.service = bad_big;
+    const ProtobufCMessage *m_ok[] = {&ok.base}, *m_bad[] = {&bad.base};
+    raw_call_t *c_ok[3], *c_bad;
+    for (int i = 0; i < 3; i++) {
+        c_ok[i] = call(&f, "/" ECHO_SERVICE "/Echo", m_ok, 1, NULL);
+    }
+    c_bad = call(&f, "/" ECHO_SERVICE "/Echo", m_bad, 1, NULL);
+    yw_runtime_run(f.rt);
+    for (int i = 0; i < 3; i++) {
+        YW_CHECK_INT(c_ok[i]->status, ==, GRPC_STATUS_OK);
+        YW_CHECK_INT(c_ok[i]->n_resps, ==, 1);
+        YW_CHECK_INT(status_of(c_ok[i], 0), ==, SERVING);
+    }
+    YW_CHECK_INT(c_bad->status, ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK(strstr(c_bad->detail, "service: must be valid UTF-8") != NULL);
+    free(big);
+    free(bad_big);
+    finish(&f);
+}
+
 YW_TEST(every_call_is_counted_by_method_and_code)
 {
     fixture_t f;
@@ -386,6 +421,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(server_stream_sends_in_order_then_the_status),
         YW_TEST_ENTRY(client_stream_reads_every_message_until_the_half_close),
         YW_TEST_ENTRY(requests_that_do_not_parse_or_are_not_utf8_are_invalid_argument),
+        YW_TEST_ENTRY(large_requests_are_unpacked_off_the_loop_and_judged_the_same),
         YW_TEST_ENTRY(every_call_is_counted_by_method_and_code),
         YW_TEST_ENTRY(yw_method_fills_the_table),
         YW_TEST_ENTRY(services_are_added_before_the_start_only),
