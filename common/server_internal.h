@@ -70,6 +70,8 @@ struct st_yw_call_t {
     uv_work_t work;
     grpc_byte_buffer *work_bb;
     char work_err[256];
+    size_t request_bytes;      /* its size on the wire; a large one is freed on the pool too */
+    int end_done;              /* yw__call_maybe_free() counted, logged and ran on_done */
     int close_cancelled;       /* RECV_CLOSE_ON_SERVER said cancelled */
     int closed;                /* RECV_CLOSE_ON_SERVER completed */
     int close_started;         /* RECV_CLOSE_ON_SERVER was started */
