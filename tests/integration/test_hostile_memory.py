@@ -44,6 +44,8 @@ SECONDS = float(os.environ.get("YW_HOSTILE_SECONDS", "0"))  # > 0: soak length
 # with YW_PROBE_BOUND_S=1 on a quiet machine (`make soak` passes PROBE_BOUND_S). Wide case,
 # load about 1.5: slowest probe 0.27 to 0.57 s (3 runs) once a run's join table grew a few
 # keys per append and the log's frame commits took 2 ms a loop turn; 0.89 to 2.03 s before.
+# 60 s (YW_HOSTILE_SECONDS=60, YW_PROBE_BOUND_S=1): 0.79 s default budget, 0.90 s tight,
+# once large requests were also unpacked and freed on the thread pool (1.11 s before).
 PROBE_BOUND_S = float(os.environ.get("YW_PROBE_BOUND_S", "5.0" if not SANITIZED else "15.0"))
 
 CP = "yaowei.creator.v1.CreatorProfileService"
