@@ -132,7 +132,8 @@ void yw__count_end(yw_call_t *c, grpc_status_code code, uint64_t ns)
                                  "Calls completed on the server, by method and status code.",
                                  labels, &mm->handled[k]);
     }
+    /* Out of the gauge first: a scrape that sees the call counted sees it out. */
+    yw_metric_gauge_add(srv->in_flight, -1);
     yw_metric_inc(mm->handled[k]);
     yw_metric_observe(mm->latency, ns);
-    yw_metric_gauge_add(srv->in_flight, -1);
 }
