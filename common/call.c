@@ -87,6 +87,21 @@ static grpc_byte_buffer *yw__pack(const ProtobufCMessage *msg)
     return bb;
 }
 
+/* The UTF-8 check of a request's strings (utf8.h), any thread: err[0] stays 0 when every
+ * string is UTF-8, else it holds the reason naming the field. The events of a batch
+ * method (yw_method_t.items) are the handler's to judge; a stream whose every message is
+ * an event (items "") is not checked here. */
+static void yw__check_strings_into(const yw_call_t *c, const ProtobufCMessage *msg, char *err,
+                                   size_t errlen)
+{
+    const char *items = c->reg->method->items;
+    err[0] = '\0';
+    if ((items == NULL || items[0] != '\0') &&
+        yw_utf8_check_message(msg, items, err, errlen) == 0) {
+        err[0] = '\0';
+    }
+}
+
 /*
  * The runtime's rule for every request (proto3 strings are UTF-8): finishes the call
  * with INVALID_ARGUMENT naming the field and returns -1 when a string of `msg` is not
@@ -94,12 +109,9 @@ static grpc_byte_buffer *yw__pack(const ProtobufCMessage *msg)
  */
 static int yw__check_strings(yw_call_t *c, const ProtobufCMessage *msg)
 {
-    const char *items = c->reg->method->items;
-    if (items != NULL && items[0] == '\0') {
-        return 0; /* each message of the stream is an event */
-    }
     char err[256];
-    if (yw_utf8_check_message(msg, items, err, sizeof err) == 0) {
+    yw__check_strings_into(c, msg, err, sizeof err);
+    if (err[0] == '\0') {
         return 0;
     }
     yw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, err);
@@ -898,19 +910,6 @@ static void yw__deliver_request(yw_call_t *c, const char *utf8_err)
     yw_log_ctx_t prev = yw__enter(c);
     m->on_message(c, c->request);
     yw__leave(prev);
-}
-
-/* The UTF-8 check of yw__check_strings() without failing the call: err[0] stays 0 when
- * every string is UTF-8. Any thread. */
-static void yw__check_strings_into(const yw_call_t *c, const ProtobufCMessage *msg, char *err,
-                                   size_t errlen)
-{
-    const char *items = c->reg->method->items;
-    err[0] = '\0';
-    if ((items == NULL || items[0] != '\0') &&
-        yw_utf8_check_message(msg, items, err, errlen) == 0) {
-        err[0] = '\0';
-    }
 }
 
 /* Thread pool: unpacks and checks c->work_bb (the loop does not touch the call meanwhile
