@@ -15,6 +15,9 @@ APT_PACKAGES := bazel-bootstrap bazel-rules-java libgrpc-dev libprotobuf-c-dev \
 # Trust (issue 7): libcrypto checks TLS files and hashes bearer tokens, jansson reads
 # --auth-config, the openssl CLI makes the tests' certificates.
 APT_PACKAGES += libssl-dev libjansson-dev openssl
+# Attribution's cluster mode: the NATS C client, and nats-server for the tests and the
+# cluster main job (CLUSTER=1).
+APT_PACKAGES += libnats-dev nats-server
 
 # `make run` (tools/demo/run.sh): QUICK=1 a first look in well under a minute; SERVE=1
 # keeps the services up after the report (Ctrl-C stops them); SEED the workload's seed;

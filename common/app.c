@@ -45,6 +45,8 @@ struct st_yw_app_t {
     uv_signal_t sigterm, sigint;
     int exit_code;
     int stopping;
+    int held;    /* yw_app_set_serving(app, 0): health NOT_SERVING while serving */
+    int serving; /* the server serves (yw__health_serve()) */
     yw_metrics_t *metrics;
     yw_metrics_http_t *metrics_http;
     yw_metric_t *commit_seconds, *commits_ok, *commits_failed, *write_jobs;
@@ -376,15 +378,35 @@ static void yw__on_health_reap(uv_timer_t *t)
     yw_health_reap(app->health);
 }
 
-/* The server serves: "" and every service it has go SERVING, and watches get reaped. */
-static void yw__health_serve(yw_app_t *app)
+/* "" and every service of the server: SERVING unless the service holds it back. */
+static void yw__health_apply(yw_app_t *app)
 {
     const char *names[32];
     size_t n = yw_server_service_names(app->server, names, sizeof names / sizeof names[0]);
-    yw_health_set(app->health, "", 1);
+    int up = !app->held;
+    yw_health_set(app->health, "", up);
     for (size_t i = 0; i < n && i < sizeof names / sizeof names[0]; i++) {
-        yw_health_set(app->health, names[i], 1);
+        /* Health itself (and reflection) answer whatever the service says. */
+        yw_health_set(app->health, names[i], up || strcmp(names[i], app->def->service->name) != 0);
     }
+}
+
+void yw_app_set_serving(yw_app_t *app, int serving)
+{
+    if (app->held == !serving) {
+        return;
+    }
+    app->held = !serving;
+    if (app->serving && !app->stopping) {
+        yw__health_apply(app);
+    }
+}
+
+/* The server serves: health as the service says, and watches get reaped. */
+static void yw__health_serve(yw_app_t *app)
+{
+    app->serving = 1;
+    yw__health_apply(app);
     uv_timer_init(yw_runtime_loop(app->rt), &app->health_reap);
     app->health_reap.data = app;
     app->health_reap_on = 1;
@@ -472,6 +494,13 @@ static void yw__begin_stop(yw_app_t *app)
     /* NOT_SERVING first, and every Watch ends now instead of holding the grace period. */
     yw_health_shutdown(app->health);
     yw_server_shutdown(app->server, yw__on_server_down, app);
+}
+
+void yw_app_fail(yw_app_t *app, const char *why)
+{
+    yw_log(YW_LOG_ERROR, "%s: stopping", why);
+    app->exit_code = 1;
+    yw__begin_stop(app);
 }
 
 static void yw__on_signal(uv_signal_t *h, int signum)
@@ -621,8 +650,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
         return -EINVAL;
     }
     if (window_kb < 0 || window_kb > 1048576) {
-        snprintf(err, errlen, "--stream-window-kb: must be within 0..1048576, got %lld",
-                 window_kb);
+        snprintf(err, errlen, "--stream-window-kb: must be within 0..1048576, got %lld", window_kb);
         return -EINVAL;
     }
     if (max_streams < 1 || max_streams > 1000000) {

@@ -105,6 +105,20 @@ const yw_page_key_t *yw_app_page_key(const yw_app_t *app);
  */
 yw_disk_t *yw_app_disk(const yw_app_t *app);
 
+/**
+ * Health of the service (and of ""): SERVING when `serving` and the server serves,
+ * NOT_SERVING otherwise. Services start serving; a service that depends on something
+ * it may lose (attribution's NATS cluster) says when it can serve. Loop thread; may be
+ * called from init, before the server starts.
+ */
+void yw_app_set_serving(yw_app_t *app, int serving);
+
+/**
+ * The service cannot go on (a setting that contradicts what others agreed, say): logs
+ * `why` as an error, then stops the process gracefully with exit code 1. Loop thread.
+ */
+void yw_app_fail(yw_app_t *app, const char *why);
+
 /** The value of option `name` (common or the service's own); NULL when unset. */
 const char *yw_app_option(const yw_app_t *app, const char *name);
 

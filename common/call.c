@@ -884,6 +884,9 @@ static void yw__dispatch_new(yw_call_t *c)
     if (!c->reg->auth_open && yw__authorize(c) != 0) {
         return;
     }
+    if (c->reg->svc->admit != NULL && c->reg->svc->admit(c) != 0) {
+        return;
+    }
     if (c->reg->read_later) {
         /* Authorized from the headers: now read the message (yw__on_recv dispatches). */
         if (yw__post_recv(c) != 0) {

@@ -143,6 +143,13 @@ typedef struct st_yw_service_t {
      * orchestrators probe it without credentials.
      */
     int no_auth;
+    /**
+     * Optional: called on the loop for every call of the service once it is authorized,
+     * before its first message reaches a handler. Returns 0 to go on; otherwise it has
+     * finished the call itself (yw_call_fail()) and the handlers never see it. For
+     * what refuses a whole service for a while (attribution's cluster mode, say).
+     */
+    int (*admit)(yw_call_t *call);
 } yw_service_t;
 
 typedef struct st_yw_server_config_t {

@@ -106,12 +106,8 @@ static void attr__on_xs_closed(void *arg)
 
 /* ---- start ---- */
 
-/**
- * Reads flag `name` (--name) as an integer within [min, max] into *out; unset, *out
- * keeps its default. Returns 0, or -EINVAL with the flag's rule in `err`.
- */
-static int attr__option_int(yw_app_t *app, const char *name, long long min, long long max,
-                            long long *out, char *err, size_t errlen)
+int attr__option_int(yw_app_t *app, const char *name, long long min, long long max, long long *out,
+                     char *err, size_t errlen)
 {
     const char *s = yw_app_option(app, name);
     if (s == NULL) {
@@ -279,6 +275,9 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     attr_state_init(&svc->st);
     long long cache_mb = 0;
     int rc = attr__options_read(svc, app, &cache_mb, err, errlen);
+    if (rc == 0) {
+        rc = attr__node_open(svc, err, errlen);
+    }
     if (rc != 0) {
         return attr__start_failed(svc, rc);
     }
@@ -345,6 +344,7 @@ void attr_service_fini(yw_app_t *app)
         return;
     }
     svc->stopping = 1;
+    attr__node_close(svc);
     if (svc->explain_next != NULL) {
         attr__explain_read_submit(svc); /* the calls waiting are answered */
     }
@@ -450,6 +450,7 @@ const yw_service_t attr_service = {
     .methods = attr_methods,
     .n_methods = sizeof attr_methods / sizeof attr_methods[0],
     .ctx = NULL,
+    .admit = attr__node_admit,
 };
 
 const yw_option_t attr_options[] = {
@@ -480,6 +481,30 @@ const yw_option_t attr_options[] = {
      "MiB the Bloom filters of indexed event ids may hold (2 bytes per exposure kept; past it "
      "new filters get fewer bits and more ids are checked on disk; 0: no limit)",
      NULL},
+    /* Cluster mode (attr_node.c, attr_cluster.h): empty --cluster is standalone. */
+    {"cluster", "YW_CLUSTER", "",
+     "comma-separated NATS URLs of the cluster (nats://host:4222,...); empty: standalone", NULL},
+    {"node-id", "YW_NODE_ID", "",
+     "this node's stable, unique name in the cluster (letters, digits, - _ =); empty: the "
+     "host name",
+     NULL},
+    {"advertise-addr", "YW_ADVERTISE_ADDR", "",
+     "HOST:PORT the other nodes call this one at; empty: the host name and the gRPC port", NULL},
+    {"partitions", "YW_PARTITIONS", "64",
+     "partitions of the cluster, fixed when its streams are first created (a node started "
+     "with another count refuses to start)",
+     NULL},
+    {"replicas", "YW_REPLICAS", "3",
+     "JetStream replicas of every stream and bucket the cluster creates (1 for a one-server "
+     "NATS in development)",
+     NULL},
+    {"lease-ttl-ms", "YW_LEASE_TTL_MS", "5000",
+     "how long a partition stays with a node that stopped renewing its lease (fixed when the "
+     "cluster's buckets are first created)",
+     NULL},
+    {"cluster-tls-ca", "YW_CLUSTER_TLS_CA", "",
+     "PEM file of the CAs of the NATS servers' certificates: connect with TLS", NULL},
+    {"cluster-creds", "YW_CLUSTER_CREDS", "", "NATS credentials file (JWT and NKey seed)", NULL},
 };
 const size_t attr_n_options = sizeof attr_options / sizeof attr_options[0];
 _Static_assert(sizeof attr_options / sizeof attr_options[0] == ATTR_N_OPTIONS, "ATTR_N_OPTIONS");

@@ -61,6 +61,11 @@ enum { ATTR_N_MEM_PARTS = 16 };
 typedef struct st_attr_svc_t {
     yw_app_t *app;
     yw_store_t *store;
+    /* --cluster: membership and leases on NATS (attr_node.c); NULL standalone. */
+    struct st_attr_cluster_t *cluster;
+    struct st_attr_node_start_t *node_start; /* joining once the server serves */
+    int clustered;                           /* --cluster given */
+    yw_metric_t *cl_connected, *cl_ready, *cl_nodes, *cl_assigned, *cl_owned, *cl_lost;
     attr_state_t st;
     attr_exposure_store_t *xs;
     attr_ckey_t *ck;        /* the conversion key index */
@@ -205,6 +210,32 @@ int attr__model_arg(yw_call_t *call, const attr_settings_t *settings, int asked,
 
 /** The end of stopping: lets the store close; the hold goes with the stop timer. */
 void attr__fini_done(attr_svc_t *svc);
+
+/**
+ * Reads flag `name` (--name) as an integer within [min, max] into *out; unset, *out
+ * keeps its default. Returns 0, or -EINVAL with the flag's rule in `err`.
+ */
+int attr__option_int(yw_app_t *app, const char *name, long long min, long long max, long long *out,
+                     char *err, size_t errlen);
+
+/* ---- attr_node.c: this node in a cluster (--cluster) ---- */
+
+/**
+ * With --cluster: checks the cluster flags and, once the server serves, joins the
+ * cluster (attr_cluster.h); health is NOT_SERVING until this node holds the partitions
+ * assigned to it. Without: nothing. Returns 0 or -EINVAL with the flag's rule in `err`.
+ */
+int attr__node_open(attr_svc_t *svc, char *err, size_t errlen);
+
+/** Leaves the cluster (leases let go at once when NATS is reachable). */
+void attr__node_close(attr_svc_t *svc);
+
+/**
+ * yw_service_t.admit: in cluster mode, events and reports are not served by this build
+ * yet (the cluster's data path is being built): the call fails UNAVAILABLE saying so,
+ * rather than answering from this node's part of the data.
+ */
+int attr__node_admit(yw_call_t *call);
 
 /* ---- attr_recover.c: start-up, and the snapshot of a clean stop ---- */
 

@@ -31,6 +31,8 @@ typedef struct {
     int server_down;
     int on_done_runs; /* on_done of the streaming methods */
     int twice_rc[2];  /* "twice": a second finish and a second reply */
+    int refuse;       /* the service's admit hook refuses every call */
+    int admitted;     /* calls the admit hook saw */
 } fixture_t;
 
 static fixture_t *the_fixture;
@@ -126,11 +128,22 @@ static const yw_method_t echo_methods[] = {
               .on_done = stream_done),
 };
 
+static int admit(yw_call_t *call)
+{
+    the_fixture->admitted++;
+    if (!the_fixture->refuse) {
+        return 0;
+    }
+    yw_call_fail(call, GRPC_STATUS_UNAVAILABLE, "refused by the service: not now");
+    return -1;
+}
+
 static yw_service_t echo_service = {
     .name = ECHO_SERVICE,
     .methods = echo_methods,
     .n_methods = sizeof echo_methods / sizeof echo_methods[0],
     .ctx = &service_marker,
+    .admit = admit,
 };
 
 /* ---- the fixture: the loop runs until every call is done and the server is down ---- */
@@ -406,6 +419,27 @@ YW_TEST(services_are_added_before_the_start_only)
     yw_runtime_destroy(rt);
 }
 
+YW_TEST(a_service_admit_hook_refuses_calls_before_the_handlers)
+{
+    fixture_t f;
+    start(&f);
+    f.refuse = 1;
+    request_t ok = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    ok.service = "ok";
+    const ProtobufCMessage *m_ok[] = {&ok.base}, *m_two[] = {&ok.base, &ok.base};
+    raw_call_t *c_unary = call(&f, "/" ECHO_SERVICE "/Echo", m_ok, 1, NULL);
+    raw_call_t *c_stream = call(&f, "/" ECHO_SERVICE "/Sum", m_two, 2, NULL);
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(f.admitted, ==, 2);
+    YW_CHECK_INT(c_unary->status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK_STR(c_unary->detail, "refused by the service: not now");
+    YW_CHECK_INT(c_unary->n_resps, ==, 0);
+    YW_CHECK_INT(c_stream->status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK_INT(c_stream->n_resps, ==, 0);
+    /* (n_resps 0: neither handler ran, each replies when it does) */
+    finish(&f);
+}
+
 YW_TEST(status_names)
 {
     YW_CHECK_STR(yw_status_name(GRPC_STATUS_OK), "OK");
@@ -425,6 +459,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(every_call_is_counted_by_method_and_code),
         YW_TEST_ENTRY(yw_method_fills_the_table),
         YW_TEST_ENTRY(services_are_added_before_the_start_only),
+        YW_TEST_ENTRY(a_service_admit_hook_refuses_calls_before_the_handlers),
         YW_TEST_ENTRY(status_names),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);

@@ -1,0 +1,787 @@
+/* attr_cluster.c — membership and partition leases on NATS JetStream. See attr_cluster.h. */
+#include "services/attribution/attr_cluster.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "common/hash.h"
+#include "common/log.h"
+
+#define ATTR__STREAM "yw-attr-events"
+#define ATTR__SUBJECT_FMT "yw.attr.p.%d"
+#define ATTR__BUCKET_META "yw-attr-meta"
+#define ATTR__BUCKET_NODES "yw-attr-nodes"
+#define ATTR__BUCKET_LEASES "yw-attr-leases"
+/* How long one NATS request may take before the thread gives up on it (ms). */
+#define ATTR__REQUEST_MS 2000
+/* Reconnecting after a failed first connect: from this, doubling, up to the cap (ms). */
+#define ATTR__BACKOFF_MIN_MS 250
+#define ATTR__BACKOFF_MAX_MS 5000
+#define ATTR__NS_PER_MS 1000000ull
+
+struct st_attr_cluster_t {
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_thread_t thread;
+    int thread_started;
+    attr_cluster_cb cb;
+    void *arg;
+
+    /* The configuration (copies, read by the thread only after start). */
+    char *urls;
+    char node_id[ATTR_CLUSTER_NODE_ID_MAX + 1];
+    char *advertise;
+    char *tls_ca;
+    char *creds;
+    int partitions;
+    int replicas;
+    int64_t ttl_ms;
+
+    /* Shared between the thread and the loop, under `mu`. */
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    int stop;
+    int nats_connected;          /* libnats's connection callbacks write it */
+    attr_cluster_status_t pub;   /* the thread's last status */
+    uint8_t *pub_owned;          /* partitions (the thread's view) */
+    uint64_t pub_valid_until_ns; /* uv_hrtime() until which the leases are good */
+
+    /* The loop's copy. */
+    attr_cluster_status_t st;
+    uint8_t *owned;
+    uint64_t valid_until_ns;
+
+    /* The thread's own. */
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *meta;
+    kvStore *nodes;
+    kvStore *leases;
+    uint8_t *t_owned;
+    uint64_t *t_rev;
+    int *assign;
+    attr_cluster_status_t t_st;
+};
+
+/* ---- pure: partitions and the assignment ---- */
+
+int attr_cluster_partition(const char *viewer_id, size_t len, int partitions)
+{
+    return (int)(yw_hash_bytes(viewer_id, len) % (uint64_t)partitions);
+}
+
+static uint64_t attr__rank(int partition, const char *node)
+{
+    return yw_hash_u64(yw_hash_bytes(node, strlen(node)) ^ yw_hash_u64((uint64_t)partition + 1));
+}
+
+void attr_cluster_assign(const char *const *nodes, int n_nodes, int partitions, int *owner)
+{
+    if (n_nodes <= 0) {
+        for (int p = 0; p < partitions; p++) {
+            owner[p] = -1;
+        }
+        return;
+    }
+    int cap = (partitions + n_nodes - 1) / n_nodes;
+    int load[n_nodes];
+    memset(load, 0, sizeof load);
+    for (int p = 0; p < partitions; p++) {
+        int best = -1;
+        uint64_t best_rank = 0;
+        for (int i = 0; i < n_nodes; i++) {
+            uint64_t r = attr__rank(p, nodes[i]);
+            if (load[i] < cap && (best < 0 || r > best_rank)) {
+                best = i;
+                best_rank = r;
+            }
+        }
+        owner[p] = best;
+        load[best]++;
+    }
+}
+
+/* ---- configuration ---- */
+
+int attr_cluster_config_check(const attr_cluster_config_t *cfg, char *err, size_t errlen)
+{
+    size_t n = cfg->node_id != NULL ? strlen(cfg->node_id) : 0;
+    if (n == 0 || n > ATTR_CLUSTER_NODE_ID_MAX) {
+        snprintf(err, errlen, "--node-id: must be 1 to %d characters (it is %zu)",
+                 ATTR_CLUSTER_NODE_ID_MAX, n);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = cfg->node_id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '=')) {
+            snprintf(err, errlen,
+                     "--node-id \"%s\": only letters, digits, '-', '_' and '=' (a NATS key)",
+                     cfg->node_id);
+            return -EINVAL;
+        }
+    }
+    if (cfg->partitions < 1 || cfg->partitions > ATTR_CLUSTER_MAX_PARTITIONS) {
+        snprintf(err, errlen, "--partitions: must be 1 to %d (it is %d)",
+                 ATTR_CLUSTER_MAX_PARTITIONS, cfg->partitions);
+        return -EINVAL;
+    }
+    if (cfg->replicas < 1 || cfg->replicas > 5) {
+        snprintf(err, errlen, "--replicas: must be 1 to 5, as JetStream allows (it is %d)",
+                 cfg->replicas);
+        return -EINVAL;
+    }
+    if (cfg->lease_ttl_ms < 1000 || cfg->lease_ttl_ms > 600000) {
+        snprintf(err, errlen, "--lease-ttl-ms: must be 1000 to 600000 (it is %lld)",
+                 (long long)cfg->lease_ttl_ms);
+        return -EINVAL;
+    }
+    if (cfg->urls == NULL || cfg->urls[0] == '\0') {
+        snprintf(err, errlen, "--cluster: at least one NATS URL");
+        return -EINVAL;
+    }
+    if (cfg->advertise == NULL || cfg->advertise[0] == '\0') {
+        snprintf(err, errlen, "--advertise-addr: the address the other nodes call this one at");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- the thread: publishing to the loop ---- */
+
+/* Thread: the status (with a problem when `fmt` is not NULL) to the loop. */
+static void attr__publish(attr_cluster_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void attr__publish(attr_cluster_t *c, const char *fmt, ...)
+{
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->t_st.error, sizeof c->t_st.error, fmt, ap);
+        va_end(ap);
+    }
+    uv_mutex_lock(&c->mu);
+    c->t_st.connected = c->nats_connected;
+    c->pub = c->t_st;
+    memcpy(c->pub_owned, c->t_owned, (size_t)c->partitions);
+    uv_mutex_unlock(&c->mu);
+    uv_async_send(&c->async);
+}
+
+/* The last libnats error of this thread, for a message. */
+static const char *attr__nats_error(natsStatus s)
+{
+    const char *text = nats_GetLastError(NULL);
+    return (text != NULL && text[0] != '\0') ? text : natsStatus_GetText(s);
+}
+
+static void attr__on_disconnected(natsConnection *nc, void *arg)
+{
+    (void)nc;
+    attr_cluster_t *c = arg;
+    uv_mutex_lock(&c->mu);
+    c->nats_connected = 0;
+    c->pub.connected = 0;
+    uv_mutex_unlock(&c->mu);
+    uv_async_send(&c->async);
+}
+
+static void attr__on_reconnected(natsConnection *nc, void *arg)
+{
+    (void)nc;
+    attr_cluster_t *c = arg;
+    uv_mutex_lock(&c->mu);
+    c->nats_connected = 1;
+    c->pub.connected = 1;
+    uv_mutex_unlock(&c->mu);
+    uv_async_send(&c->async);
+}
+
+/* Waits `ms` or until stopped; returns non-zero when stopping. */
+static int attr__sleep(attr_cluster_t *c, uint64_t ms)
+{
+    uv_mutex_lock(&c->mu);
+    if (!c->stop) {
+        (void)uv_cond_timedwait(&c->cond, &c->mu, ms * ATTR__NS_PER_MS);
+    }
+    int stop = c->stop;
+    uv_mutex_unlock(&c->mu);
+    return stop;
+}
+
+/* ---- the thread: connecting and the cluster's objects ---- */
+
+static natsStatus attr__connect(attr_cluster_t *c)
+{
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+    /* The URLs, split at commas (libnats takes an array). */
+    char *list = strdup(c->urls);
+    const char *servers[32];
+    int n = 0;
+    if (list == NULL) {
+        s = NATS_NO_MEMORY;
+    }
+    for (char *save = NULL, *u = list != NULL ? strtok_r(list, ",", &save) : NULL;
+         u != NULL && n < (int)(sizeof servers / sizeof servers[0]);
+         u = strtok_r(NULL, ",", &save)) {
+        servers[n++] = u;
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetServers(opts, servers, n);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetName(opts, c->node_id);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetTimeout(opts, ATTR__REQUEST_MS);
+    }
+    /* Once connected, libnats reconnects by itself, forever, to any server of the list. */
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectWait(opts, ATTR__BACKOFF_MIN_MS);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetDisconnectedCB(opts, attr__on_disconnected, c);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectedCB(opts, attr__on_reconnected, c);
+    }
+    if (s == NATS_OK && c->tls_ca != NULL) {
+        s = natsOptions_LoadCATrustedCertificates(opts, c->tls_ca);
+        if (s == NATS_OK) {
+            s = natsOptions_SetSecure(opts, true);
+        }
+    }
+    if (s == NATS_OK && c->creds != NULL) {
+        s = natsOptions_SetUserCredentialsFromFiles(opts, c->creds, NULL);
+    }
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&c->nc, opts);
+    }
+    natsOptions_Destroy(opts);
+    free(list);
+    if (s == NATS_OK) {
+        uv_mutex_lock(&c->mu);
+        c->nats_connected = 1;
+        uv_mutex_unlock(&c->mu);
+    }
+    return s;
+}
+
+/* Binds bucket `name`, creating it when missing. */
+static natsStatus attr__bucket(attr_cluster_t *c, const char *name, int64_t ttl_ms, kvStore **out)
+{
+    natsStatus s = js_KeyValue(out, c->js, name);
+    if (s != NATS_NOT_FOUND) {
+        return s;
+    }
+    kvConfig cfg;
+    kvConfig_Init(&cfg);
+    cfg.Bucket = name;
+    cfg.History = 1;
+    cfg.TTL = ttl_ms * (int64_t)ATTR__NS_PER_MS; /* nanoseconds: it becomes the stream's MaxAge */
+    cfg.Replicas = c->replicas;
+    cfg.StorageType = js_FileStorage;
+    s = js_CreateKeyValue(out, c->js, &cfg);
+    if (s != NATS_OK) {
+        /* Another node created it first, with its own settings: use those. */
+        yw_log(YW_LOG_DEBUG, "cluster: creating %s: %s", name, attr__nats_error(s));
+        natsStatus again = js_KeyValue(out, c->js, name);
+        if (again != NATS_NOT_FOUND) {
+            return again;
+        }
+    }
+    return s;
+}
+
+static natsStatus attr__stream(attr_cluster_t *c)
+{
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char *subjects[] = {"yw.attr.p.*"};
+    cfg.Name = ATTR__STREAM;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = c->replicas;
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_GetStreamInfo(&si, c->js, ATTR__STREAM, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        s = js_AddStream(&si, c->js, &cfg, NULL, &jerr);
+        if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+            s = js_GetStreamInfo(&si, c->js, ATTR__STREAM, NULL, &jerr);
+        }
+    }
+    jsStreamInfo_Destroy(si);
+    return s;
+}
+
+/*
+ * The partition count: written by the first node, the same for every node after it.
+ * Returns 0, -EAGAIN (NATS failed: try again) or -EINVAL (a different count: fatal).
+ */
+static int attr__check_partitions(attr_cluster_t *c)
+{
+    char mine[16];
+    snprintf(mine, sizeof mine, "%d", c->partitions);
+    uint64_t rev = 0;
+    natsStatus s = kvStore_CreateString(&rev, c->meta, "partitions", mine);
+    if (s == NATS_OK) {
+        yw_log(YW_LOG_INFO, "cluster: created with %d partitions", c->partitions);
+        return 0;
+    }
+    kvEntry *e = NULL;
+    s = kvStore_Get(&e, c->meta, "partitions");
+    if (s != NATS_OK) {
+        attr__publish(c, "cannot read the cluster's partition count: %s", attr__nats_error(s));
+        return -EAGAIN;
+    }
+    const char *theirs = kvEntry_ValueString(e);
+    int same = theirs != NULL && strcmp(theirs, mine) == 0;
+    if (!same) {
+        c->t_st.fatal = 1;
+        attr__publish(c,
+                      "--partitions %d, but the cluster's streams were created with %s "
+                      "partitions: start every node with --partitions %s",
+                      c->partitions, theirs != NULL ? theirs : "?", theirs != NULL ? theirs : "?");
+    }
+    kvEntry_Destroy(e);
+    return same ? 0 : -EINVAL;
+}
+
+/* Connects and makes sure of the cluster's objects. Returns 0, -EAGAIN or -EINVAL. */
+static int attr__join(attr_cluster_t *c)
+{
+    natsStatus s = NATS_OK;
+    if (c->nc == NULL && (s = attr__connect(c)) != NATS_OK) {
+        attr__publish(c, "cannot connect to NATS at %s: %s", c->urls, attr__nats_error(s));
+        natsConnection_Destroy(c->nc);
+        c->nc = NULL;
+        return -EAGAIN;
+    }
+    if (c->js == NULL) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = ATTR__REQUEST_MS;
+        if ((s = natsConnection_JetStream(&c->js, c->nc, &jo)) != NATS_OK) {
+            attr__publish(c, "JetStream: %s", attr__nats_error(s));
+            return -EAGAIN;
+        }
+    }
+    const char *what = ATTR__STREAM;
+    if ((s = attr__stream(c)) == NATS_OK && c->meta == NULL) {
+        what = ATTR__BUCKET_META;
+        s = attr__bucket(c, ATTR__BUCKET_META, 0, &c->meta);
+    }
+    if (s == NATS_OK && c->nodes == NULL) {
+        what = ATTR__BUCKET_NODES;
+        s = attr__bucket(c, ATTR__BUCKET_NODES, c->ttl_ms, &c->nodes);
+    }
+    if (s == NATS_OK && c->leases == NULL) {
+        what = ATTR__BUCKET_LEASES;
+        s = attr__bucket(c, ATTR__BUCKET_LEASES, c->ttl_ms, &c->leases);
+    }
+    if (s != NATS_OK) {
+        attr__publish(c, "JetStream %s: %s (is JetStream on, with %d servers for --replicas?)",
+                      what, attr__nats_error(s), c->replicas);
+        return -EAGAIN;
+    }
+    return attr__check_partitions(c);
+}
+
+/* ---- the thread: leases ---- */
+
+/* The partition's last stream sequence (0: none), or -1 when NATS failed. */
+static int64_t attr__last_seq(attr_cluster_t *c, const char *subject)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetLastMsg(&m, c->js, ATTR__STREAM, subject, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        return 0;
+    }
+    if (s != NATS_OK) {
+        return -1;
+    }
+    int64_t seq = (int64_t)natsMsg_GetSequence(m);
+    natsMsg_Destroy(m);
+    return seq;
+}
+
+/*
+ * Appends the lease marker to partition `p`'s subject, expecting its last sequence: from
+ * then on an append of the previous owner, which expects an older one, is refused.
+ * Returns 0 or -EAGAIN.
+ */
+static int attr__fence(attr_cluster_t *c, int p)
+{
+    char subject[48], seq[24];
+    snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int64_t last = attr__last_seq(c, subject);
+        if (last < 0) {
+            return -EAGAIN;
+        }
+        snprintf(seq, sizeof seq, "%lld", (long long)last);
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", seq);
+        }
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Yw-Kind", "lease");
+        }
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Yw-Node", c->node_id);
+        }
+        jsPubAck *ack = NULL;
+        jsErrCode jerr = 0;
+        if (s == NATS_OK) {
+            s = js_PublishMsg(&ack, c->js, m, NULL, &jerr);
+        }
+        jsPubAck_Destroy(ack);
+        natsMsg_Destroy(m);
+        if (s == NATS_OK) {
+            return 0;
+        }
+        if (jerr != JSStreamWrongLastSequenceErr) {
+            return -EAGAIN;
+        }
+    }
+    return -EAGAIN;
+}
+
+static void attr__lose(attr_cluster_t *c, int p, const char *why)
+{
+    if (c->t_owned[p]) {
+        c->t_owned[p] = 0;
+        c->t_st.owned--;
+        c->t_st.leases_lost++;
+        yw_log(YW_LOG_WARN, "cluster: lost the lease of partition %d (%s)", p, why);
+    }
+}
+
+/* Takes partition `p`'s lease: free, or still held by this node's earlier run. */
+static void attr__acquire(attr_cluster_t *c, int p, const char *key)
+{
+    uint64_t rev = 0;
+    natsStatus s = kvStore_CreateString(&rev, c->leases, key, c->node_id);
+    if (s != NATS_OK) {
+        kvEntry *e = NULL;
+        if (kvStore_Get(&e, c->leases, key) != NATS_OK) {
+            return;
+        }
+        const char *holder = kvEntry_ValueString(e);
+        if (holder != NULL && strcmp(holder, c->node_id) == 0) {
+            s = kvStore_UpdateString(&rev, c->leases, key, c->node_id, kvEntry_Revision(e));
+        }
+        kvEntry_Destroy(e);
+        if (s != NATS_OK) {
+            return; /* someone else's, until they let it go or it expires */
+        }
+    }
+    if (attr__fence(c, p) != 0) {
+        yw_log(YW_LOG_WARN, "cluster: took partition %d but cannot fence it; letting it go", p);
+        (void)kvStore_Delete(c->leases, key);
+        return;
+    }
+    c->t_rev[p] = rev;
+    c->t_owned[p] = 1;
+    c->t_st.owned++;
+    yw_log(YW_LOG_DEBUG, "cluster: partition %d is ours", p);
+}
+
+/* Live nodes, sorted (the keys of the nodes bucket). Returns the count, or -1. */
+static int attr__live_nodes(attr_cluster_t *c, kvKeysList *keys, const char **names, int max)
+{
+    natsStatus s = kvStore_Keys(keys, c->nodes, NULL);
+    if (s != NATS_OK) {
+        return -1;
+    }
+    int n = 0;
+    for (int i = 0; i < keys->Count && n < max; i++) {
+        if (strncmp(keys->Keys[i], "n.", 2) == 0) {
+            names[n++] = keys->Keys[i] + 2;
+        }
+    }
+    for (int i = 1; i < n; i++) { /* insertion sort: a handful of names */
+        const char *x = names[i];
+        int j = i - 1;
+        for (; j >= 0 && strcmp(names[j], x) > 0; j--) {
+            names[j + 1] = names[j];
+        }
+        names[j + 1] = x;
+    }
+    return n;
+}
+
+/* One tick: this node renewed, the assignment recomputed, leases renewed, let go, taken. */
+static void attr__tick(attr_cluster_t *c)
+{
+    uint64_t started = uv_hrtime();
+    char key[96];
+    snprintf(key, sizeof key, "n.%s", c->node_id);
+    uint64_t rev = 0;
+    natsStatus s = kvStore_PutString(&rev, c->nodes, key, c->advertise);
+    if (s != NATS_OK) {
+        attr__publish(c, "cannot renew this node in NATS: %s", attr__nats_error(s));
+        return;
+    }
+    kvKeysList keys = {0};
+    const char *names[256];
+    int n = attr__live_nodes(c, &keys, names, (int)(sizeof names / sizeof names[0]));
+    if (n <= 0) {
+        kvKeysList_Destroy(&keys);
+        attr__publish(c, "cannot list the cluster's nodes");
+        return;
+    }
+    int me = -1;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i], c->node_id) == 0) {
+            me = i;
+        }
+    }
+    attr_cluster_assign(names, n, c->partitions, c->assign);
+    c->t_st.nodes = n;
+    c->t_st.assigned = 0;
+    int renewed = 1;
+    /* First what is ours: renewed, or let go when the assignment gives it to another. */
+    for (int p = 0; p < c->partitions; p++) {
+        int mine = c->assign[p] == me;
+        c->t_st.assigned += mine;
+        if (!c->t_owned[p]) {
+            continue;
+        }
+        snprintf(key, sizeof key, "p.%d", p);
+        if (!mine) {
+            c->t_owned[p] = 0;
+            c->t_st.owned--;
+            attr__publish(c, NULL); /* the loop stops using it before it goes */
+            (void)kvStore_Delete(c->leases, key);
+            yw_log(YW_LOG_INFO, "cluster: partition %d handed to %s", p, names[c->assign[p]]);
+            continue;
+        }
+        s = kvStore_UpdateString(&rev, c->leases, key, c->node_id, c->t_rev[p]);
+        if (s == NATS_OK) {
+            c->t_rev[p] = rev;
+        } else {
+            renewed = 0;
+            attr__lose(c, p, attr__nats_error(s));
+        }
+    }
+    if (renewed) {
+        uv_mutex_lock(&c->mu);
+        c->pub_valid_until_ns = started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5;
+        uv_mutex_unlock(&c->mu);
+    }
+    /* Then what the assignment gives us and we do not hold yet. */
+    for (int p = 0; p < c->partitions; p++) {
+        if (c->assign[p] == me && !c->t_owned[p]) {
+            snprintf(key, sizeof key, "p.%d", p);
+            attr__acquire(c, p, key);
+            if (c->t_owned[p]) {
+                uv_mutex_lock(&c->mu);
+                if (c->pub_valid_until_ns < started) {
+                    c->pub_valid_until_ns = started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5;
+                }
+                uv_mutex_unlock(&c->mu);
+            }
+        }
+    }
+    kvKeysList_Destroy(&keys);
+    c->t_st.error[0] = '\0';
+    attr__publish(c, NULL);
+}
+
+/* Stopping: leases and the node key deleted, so the others take over at once. */
+static void attr__leave(attr_cluster_t *c)
+{
+    char key[96];
+    for (int p = 0; p < c->partitions && c->leases != NULL; p++) {
+        if (c->t_owned[p]) {
+            snprintf(key, sizeof key, "p.%d", p);
+            (void)kvStore_Delete(c->leases, key);
+            c->t_owned[p] = 0;
+        }
+    }
+    if (c->nodes != NULL) {
+        snprintf(key, sizeof key, "n.%s", c->node_id);
+        (void)kvStore_Delete(c->nodes, key);
+    }
+}
+
+static void attr__thread(void *arg)
+{
+    attr_cluster_t *c = arg;
+    uint64_t backoff = ATTR__BACKOFF_MIN_MS;
+    int joined = 0;
+    uint64_t tick_ms = (uint64_t)c->ttl_ms / 4;
+    for (;;) {
+        if (!joined) {
+            int rc = attr__join(c);
+            if (rc == -EINVAL) {
+                break; /* fatal: published */
+            }
+            if (rc == 0) {
+                joined = 1;
+                c->t_st.ready = 1;
+                backoff = ATTR__BACKOFF_MIN_MS;
+                yw_log(YW_LOG_INFO, "cluster: joined as %s (%d partitions, %d replicas)",
+                       c->node_id, c->partitions, c->replicas);
+            } else {
+                yw_log(YW_LOG_WARN, "cluster: %s; trying again in %llu ms", c->t_st.error,
+                       (unsigned long long)backoff);
+                if (attr__sleep(c, backoff)) {
+                    break;
+                }
+                backoff = backoff * 2 > ATTR__BACKOFF_MAX_MS ? ATTR__BACKOFF_MAX_MS : backoff * 2;
+                continue;
+            }
+        }
+        attr__tick(c);
+        if (attr__sleep(c, tick_ms)) {
+            break;
+        }
+    }
+    if (joined) {
+        attr__leave(c);
+    }
+    kvStore_Destroy(c->leases);
+    kvStore_Destroy(c->nodes);
+    kvStore_Destroy(c->meta);
+    jsCtx_Destroy(c->js);
+    natsConnection_Destroy(c->nc);
+    c->leases = c->nodes = c->meta = NULL;
+    c->js = NULL;
+    c->nc = NULL;
+}
+
+/* ---- the loop side ---- */
+
+static void attr__on_async(uv_async_t *a)
+{
+    attr_cluster_t *c = a->data;
+    uv_mutex_lock(&c->mu);
+    int changed = memcmp(&c->st, &c->pub, sizeof c->st) != 0 ||
+                  memcmp(c->owned, c->pub_owned, (size_t)c->partitions) != 0;
+    c->st = c->pub;
+    memcpy(c->owned, c->pub_owned, (size_t)c->partitions);
+    c->valid_until_ns = c->pub_valid_until_ns;
+    uv_mutex_unlock(&c->mu);
+    if (changed && c->cb != NULL) {
+        c->cb(c->arg, &c->st);
+    }
+}
+
+static void attr__free(attr_cluster_t *c)
+{
+    uv_mutex_destroy(&c->mu);
+    uv_cond_destroy(&c->cond);
+    free(c->urls);
+    free(c->advertise);
+    free(c->tls_ca);
+    free(c->creds);
+    free(c->pub_owned);
+    free(c->owned);
+    free(c->t_owned);
+    free(c->t_rev);
+    free(c->assign);
+    free(c);
+}
+
+static void attr__on_closed(uv_handle_t *h)
+{
+    attr__free(h->data);
+}
+
+static char *attr__dup_or_null(const char *s)
+{
+    return (s != NULL && s[0] != '\0') ? strdup(s) : NULL;
+}
+
+int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_cluster_cb cb,
+                       void *arg, attr_cluster_t **out, char *err, size_t errlen)
+{
+    int rc = attr_cluster_config_check(cfg, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    attr_cluster_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    size_t np = (size_t)cfg->partitions;
+    c->loop = loop;
+    c->cb = cb;
+    c->arg = arg;
+    c->partitions = cfg->partitions;
+    c->replicas = cfg->replicas;
+    c->ttl_ms = cfg->lease_ttl_ms;
+    snprintf(c->node_id, sizeof c->node_id, "%s", cfg->node_id);
+    c->urls = strdup(cfg->urls);
+    c->advertise = strdup(cfg->advertise);
+    c->tls_ca = attr__dup_or_null(cfg->tls_ca);
+    c->creds = attr__dup_or_null(cfg->creds);
+    c->pub_owned = calloc(np, 1);
+    c->owned = calloc(np, 1);
+    c->t_owned = calloc(np, 1);
+    c->t_rev = calloc(np, sizeof *c->t_rev);
+    c->assign = calloc(np, sizeof *c->assign);
+    if (uv_mutex_init(&c->mu) != 0 || uv_cond_init(&c->cond) != 0) {
+        free(c);
+        snprintf(err, errlen, "cannot make a mutex");
+        return -ENOMEM;
+    }
+    if (c->urls == NULL || c->advertise == NULL || c->pub_owned == NULL || c->owned == NULL ||
+        c->t_owned == NULL || c->t_rev == NULL || c->assign == NULL) {
+        attr__free(c);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if ((rc = uv_async_init(loop, &c->async, attr__on_async)) != 0) {
+        attr__free(c);
+        snprintf(err, errlen, "cluster: %s", uv_strerror(rc));
+        return rc;
+    }
+    c->async.data = c;
+    if ((rc = uv_thread_create(&c->thread, attr__thread, c)) != 0) {
+        uv_close((uv_handle_t *)&c->async, attr__on_closed);
+        snprintf(err, errlen, "cluster: cannot start its thread: %s", uv_strerror(rc));
+        return rc;
+    }
+    c->thread_started = 1;
+    *out = c;
+    return 0;
+}
+
+void attr_cluster_stop(attr_cluster_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    uv_mutex_lock(&c->mu);
+    c->stop = 1;
+    uv_cond_signal(&c->cond);
+    uv_mutex_unlock(&c->mu);
+    if (c->thread_started) {
+        uv_thread_join(&c->thread);
+    }
+    c->cb = NULL;
+    uv_close((uv_handle_t *)&c->async, attr__on_closed);
+}
+
+int attr_cluster_owns(const attr_cluster_t *c, int p)
+{
+    return p >= 0 && p < c->partitions && c->owned[p] && uv_hrtime() < c->valid_until_ns;
+}

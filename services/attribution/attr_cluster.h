@@ -1,0 +1,127 @@
+/*
+ * attr_cluster.h — attribution as a cluster on NATS JetStream: membership and partition
+ * leases. Standalone (no --cluster) never creates one.
+ *
+ * What lives in NATS (every bucket and stream with --replicas copies):
+ *   KV yw-attr-meta     "partitions": the partition count, written once by the first node;
+ *                       a node started with another count refuses to start
+ *   KV yw-attr-nodes    "n.<node-id>": this node's gRPC address, renewed every tick; the
+ *                       bucket's TTL (--lease-ttl-ms) drops a node that stopped renewing
+ *   KV yw-attr-leases   "p.<partition>": the node that owns the partition; the same TTL
+ *   stream yw-attr-events, subjects yw.attr.p.<partition>: the partition's log. A node
+ *                       that takes a lease first appends a lease marker expecting the
+ *                       subject's last sequence, so an append of the previous owner
+ *                       (which expects the sequence it knew) is refused from then on.
+ *
+ * Who owns what: every node computes the same assignment from the set of live nodes
+ * (attr_cluster_assign(): rendezvous hashing, each node capped at its fair share) and
+ * takes the leases of its own partitions; it releases a lease the assignment gives to
+ * another live node, so a node that rejoins gets its share back.
+ *
+ * Threads: the NATS calls block, so they run on a thread of their own (libnats does its
+ * socket I/O on its own threads too); the loop never waits on NATS. What the thread
+ * learns reaches the loop through a uv_async, as attr_cluster_status_t copies; the
+ * callback runs on the loop.
+ */
+#ifndef ATTR_CLUSTER_H
+#define ATTR_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** At most this many partitions (--partitions). */
+#define ATTR_CLUSTER_MAX_PARTITIONS 1024
+/** At most this many bytes in a node id (KV key characters only: A-Z a-z 0-9 - _ =). */
+#define ATTR_CLUSTER_NODE_ID_MAX 64
+
+typedef struct st_attr_cluster_t attr_cluster_t;
+
+typedef struct st_attr_cluster_config_t {
+    /** Comma-separated NATS URLs (nats://host:port, tls://host:port). */
+    const char *urls;
+    /** This node's stable, unique name. */
+    const char *node_id;
+    /** This node's gRPC address as the other nodes reach it. */
+    const char *advertise;
+    int partitions;
+    int replicas;
+    int64_t lease_ttl_ms;
+    /** PEM file of the CAs that sign the NATS servers' certificates; NULL or "": none. */
+    const char *tls_ca;
+    /** A NATS credentials file (JWT and NKey seed); NULL or "": none. */
+    const char *creds;
+} attr_cluster_config_t;
+
+typedef struct st_attr_cluster_status_t {
+    /** Connected to NATS right now. */
+    int connected;
+    /** The buckets and the stream exist and the partition count agrees. */
+    int ready;
+    /** Set once when the cluster cannot be joined at all (the partition count differs):
+     *  `error` says why, and the node should stop. */
+    int fatal;
+    /** Live nodes (this one included) as of the last tick. */
+    int nodes;
+    /** Partitions the assignment gives this node, and those it holds a lease of. */
+    int assigned;
+    int owned;
+    /** Leases lost (renewal refused or late) since start. */
+    uint64_t leases_lost;
+    /** The last problem, "" when none. */
+    char error[256];
+} attr_cluster_status_t;
+
+/** Called on the loop whenever the status changed. */
+typedef void (*attr_cluster_cb)(void *arg, const attr_cluster_status_t *status);
+
+/**
+ * Checks `cfg` (node id characters and length, ranges); returns 0 or -EINVAL with a
+ * message naming the flag and the rule.
+ */
+int attr_cluster_config_check(const attr_cluster_config_t *cfg, char *err, size_t errlen);
+
+/**
+ * Starts the cluster thread: it connects (and keeps trying, with backoff, while NATS is
+ * unreachable), creates or checks the buckets and the stream, then renews this node and
+ * its leases every tick. Copies what it needs of `cfg`. Returns 0, or a negative errno
+ * with `err` (the callback is then never called).
+ */
+int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_cluster_cb cb,
+                       void *arg, attr_cluster_t **out, char *err, size_t errlen);
+
+/**
+ * Stops the thread (releasing this node's leases and its node key if NATS is reachable,
+ * so the others take over at once instead of after the TTL), joins it, and frees the
+ * cluster once its handle is closed. Blocks for at most about a second and a half. On
+ * the loop; the callback is not called any more.
+ */
+void attr_cluster_stop(attr_cluster_t *c);
+
+/**
+ * On the loop: non-zero when this node holds partition `p`'s lease and renewed it less
+ * than a TTL minus a margin ago (a node paused past its lease stops owning at once,
+ * before the thread hears anything).
+ */
+int attr_cluster_owns(const attr_cluster_t *c, int p);
+
+/** The partition of a viewer: yw_hash_bytes() of the id (fixed forever), mod `partitions`. */
+int attr_cluster_partition(const char *viewer_id, size_t len, int partitions);
+
+/**
+ * The assignment every node computes (pure): for each partition in order, the live node
+ * ranked highest by rendezvous hashing of (partition, node id) among those below their
+ * fair share ceil(partitions / n_nodes). `nodes` must be sorted and distinct. Writes the
+ * index into `nodes` of each partition's owner into owner[0..partitions).
+ */
+void attr_cluster_assign(const char *const *nodes, int n_nodes, int partitions, int *owner);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,190 @@
+/*
+ * attr_node.c — this attribution process as a node of a cluster (--cluster): its flags,
+ * joining once the server serves, health from what the cluster thread reports, the
+ * cluster metrics, leaving at stop. Membership and leases are attr_cluster.c's.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "services/attribution/attr_cluster.h"
+#include "services/attribution/attr_service_int.h"
+
+/* Starting the cluster waits for the server's port (--advertise-addr's default). */
+typedef struct st_attr_node_start_t {
+    uv_timer_t timer;
+    attr_svc_t *svc;
+    attr_cluster_config_t cfg;
+    char node_id[ATTR_CLUSTER_NODE_ID_MAX + 2];
+    char advertise[300];
+} attr_node_start_t;
+
+/* Loop: what the cluster thread reports becomes health, metrics and log lines. */
+static void attr__on_cluster(void *arg, const attr_cluster_status_t *st)
+{
+    attr_svc_t *svc = arg;
+    if (st->fatal) {
+        yw_app_fail(svc->app, st->error);
+        return;
+    }
+    yw_metric_gauge_set(svc->cl_connected, st->connected);
+    yw_metric_gauge_set(svc->cl_ready, st->ready);
+    yw_metric_gauge_set(svc->cl_nodes, st->nodes);
+    yw_metric_gauge_set(svc->cl_assigned, st->assigned);
+    yw_metric_gauge_set(svc->cl_owned, st->owned);
+    int64_t lost = (int64_t)st->leases_lost - yw_metric_value(svc->cl_lost);
+    if (lost > 0) {
+        yw_metric_add(svc->cl_lost, (uint64_t)lost);
+    }
+    /* SERVING: connected, and every partition the assignment gives this node is held. */
+    yw_app_set_serving(svc->app,
+                       st->connected && st->ready && st->nodes > 0 && st->owned == st->assigned);
+}
+
+static void attr__node_metrics(attr_svc_t *svc)
+{
+    yw_metrics_t *m = yw_app_metrics(svc->app);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_connected",
+                           "1 while this node is connected to NATS.", NULL, &svc->cl_connected);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_ready",
+                           "1 once the cluster's buckets and stream are there and agree.", NULL,
+                           &svc->cl_ready);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_nodes",
+                           "Live nodes of the cluster, as this node last saw them.", NULL,
+                           &svc->cl_nodes);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partitions",
+                           "Partitions the assignment gives this node (state=assigned) and "
+                           "those it holds the lease of (state=owned).",
+                           "state=assigned", &svc->cl_assigned);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partitions", NULL, "state=owned",
+                           &svc->cl_owned);
+    (void)yw_metrics_counter(m, "yaowei_attribution_cluster_leases_lost_total",
+                             "Leases this node lost without letting them go (renewal refused "
+                             "or too late: paused, cut off from NATS).",
+                             NULL, &svc->cl_lost);
+}
+
+static void attr__on_start_closed(uv_handle_t *h)
+{
+    attr_node_start_t *s = h->data;
+    attr__unref(s->svc);
+    free(s);
+}
+
+/* Loop, once the server serves: the advertised address is known, the thread starts. */
+static void attr__on_start(uv_timer_t *t)
+{
+    attr_node_start_t *s = t->data;
+    attr_svc_t *svc = s->svc;
+    svc->node_start = NULL;
+    if (s->cfg.advertise == NULL) {
+        char host[256] = "localhost";
+        (void)gethostname(host, sizeof host - 1);
+        snprintf(s->advertise, sizeof s->advertise, "%s:%d", host,
+                 yw_server_port(yw_app_server(svc->app)));
+        s->cfg.advertise = s->advertise;
+    }
+    char err[300];
+    int rc = svc->stopping
+                 ? 0
+                 : attr_cluster_start(yw_runtime_loop(yw_app_runtime(svc->app)), &s->cfg,
+                                      attr__on_cluster, svc, &svc->cluster, err, sizeof err);
+    if (rc != 0) {
+        yw_app_fail(svc->app, err);
+    }
+    uv_close((uv_handle_t *)t, attr__on_start_closed);
+}
+
+int attr__node_open(attr_svc_t *svc, char *err, size_t errlen)
+{
+    yw_app_t *app = svc->app;
+    const char *urls = yw_app_option(app, "cluster");
+    if (urls == NULL || urls[0] == '\0') {
+        return 0;
+    }
+    attr_node_start_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    long long partitions = 64, replicas = 3, ttl_ms = 5000;
+    int rc = attr__option_int(app, "partitions", 1, ATTR_CLUSTER_MAX_PARTITIONS, &partitions, err,
+                              errlen);
+    if (rc == 0) {
+        rc = attr__option_int(app, "replicas", 1, 5, &replicas, err, errlen);
+    }
+    if (rc == 0) {
+        rc = attr__option_int(app, "lease-ttl-ms", 1000, 600000, &ttl_ms, err, errlen);
+    }
+    const char *node_id = yw_app_option(app, "node-id");
+    if (node_id == NULL || node_id[0] == '\0') {
+        if (gethostname(s->node_id, sizeof s->node_id - 1) != 0) {
+            snprintf(s->node_id, sizeof s->node_id, "attribution");
+        }
+        node_id = s->node_id;
+    }
+    const char *advertise = yw_app_option(app, "advertise-addr");
+    s->cfg = (attr_cluster_config_t){
+        .urls = urls,
+        .node_id = node_id,
+        .advertise = (advertise != NULL && advertise[0] != '\0') ? advertise : "(the port)",
+        .partitions = (int)partitions,
+        .replicas = (int)replicas,
+        .lease_ttl_ms = ttl_ms,
+        .tls_ca = yw_app_option(app, "cluster-tls-ca"),
+        .creds = yw_app_option(app, "cluster-creds"),
+    };
+    if (rc == 0) {
+        rc = attr_cluster_config_check(&s->cfg, err, errlen);
+    }
+    if (rc == 0) {
+        rc = uv_timer_init(yw_runtime_loop(yw_app_runtime(app)), &s->timer);
+    }
+    if (rc == 0) {
+        rc = uv_timer_start(&s->timer, attr__on_start, 0, 0);
+    }
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    if (advertise == NULL || advertise[0] == '\0') {
+        s->cfg.advertise = NULL; /* this host and the server's port, once it serves */
+    }
+    s->timer.data = s;
+    s->svc = svc;
+    svc->refs++;
+    svc->node_start = s;
+    svc->clustered = 1;
+    attr__node_metrics(svc);
+    yw_app_set_serving(app, 0); /* until the partitions assigned to it are held */
+    yw_log(YW_LOG_INFO,
+           "cluster mode: node %s, NATS %s, %lld partitions, %lld replicas, lease %lld ms", node_id,
+           urls, partitions, replicas, ttl_ms);
+    return 0;
+}
+
+void attr__node_close(attr_svc_t *svc)
+{
+    if (svc->node_start != NULL) {
+        uv_close((uv_handle_t *)&svc->node_start->timer, attr__on_start_closed);
+        svc->node_start = NULL;
+    }
+    attr_cluster_stop(svc->cluster);
+    svc->cluster = NULL;
+}
+
+int attr__node_admit(yw_call_t *call)
+{
+    attr_svc_t *svc = attr__svc(call);
+    if (svc == NULL || !svc->clustered) {
+        return 0;
+    }
+    yw_call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
+                 "attribution --cluster: this build runs membership and partition leases only; "
+                 "events and reports are served by standalone attribution (run it without "
+                 "--cluster)");
+    return -1;
+}
