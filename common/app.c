@@ -789,7 +789,7 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
     free(args); /* option values point into argv or string literals, never into args */
     if (rc != 0) {
         free(app);
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? 0 : rc == -ENOMEM ? 1 : 2;
     }
     int level = yw_log_level_parse(yw_app_option(app, "log-level"));
     if (level < 0) {

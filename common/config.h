@@ -9,7 +9,9 @@
  * --peer-tls-ca, --insecure, --auth-config, --reflection, --max-streams-per-connection,
  * and against floods --max-connections and --listener-stall-ms (listener.h).
  *
- * The switch --insecure may be given alone (app.c turns it into --insecure=1).
+ * Flags are read with getopt_long(3): "--name value" or "--name=value", names spelled
+ * out in full. The switch --insecure may be given alone (app.c turns it into
+ * --insecure=1).
  */
 #ifndef YW_CONFIG_H
 #define YW_CONFIG_H
@@ -20,6 +22,7 @@
 extern "C" {
 #endif
 
+/** One flag: its name, variable, default and help; after yw_config_parse(), its value. */
 typedef struct st_yw_option_t {
     /** Flag name without dashes, e.g. "listen". */
     const char *name;
@@ -27,15 +30,19 @@ typedef struct st_yw_option_t {
     const char *env;
     /** Default value; NULL for none. */
     const char *def;
+    /** Shown by --help. */
     const char *help;
     /** Set by yw_config_parse(): the value in force (points into argv, env or def). */
     const char *value;
 } yw_option_t;
 
 /**
- * Parses argv ("--name value" or "--name=value") into `opts`. Prints usage and
- * returns 1 for --help; prints an error naming the flag and returns -EINVAL for an
- * unknown flag or a missing value; returns 0 otherwise.
+ * Parses argv ("--name value" or "--name=value") into `opts`, after the environment and
+ * defaults. Prints usage and returns 1 for --help or -h; prints an error naming the flag
+ * and returns -EINVAL for an unknown flag, a missing value or an argument that is not a
+ * flag ("--" ends the flags: nothing may follow it); -ENOMEM when out of memory; returns
+ * 0 otherwise. Not thread-safe (getopt_long's state is global); it may be called again,
+ * on the same or other arguments.
  */
 int yw_config_parse(int argc, char **argv, yw_option_t *opts, size_t n, const char *program,
                     const char *summary);
