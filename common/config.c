@@ -54,7 +54,8 @@ int yw_config_parse(int argc, char **argv, yw_option_t *opts, size_t n, const ch
     }
     for (size_t i = 0; i < n; i++) {
         longopts[i].name = opts[i].name;
-        longopts[i].has_arg = required_argument;
+        longopts[i].has_arg =
+            opts[i].arg == YW_OPTION_SWITCH ? optional_argument : required_argument;
         longopts[i].val = YW__CONFIG_VAL + (int)i;
     }
     longopts[n].name = "help";
@@ -98,7 +99,7 @@ int yw_config_parse(int argc, char **argv, yw_option_t *opts, size_t n, const ch
                     opts[which - YW__CONFIG_VAL].name);
             rc = -EINVAL;
         } else {
-            opts[c - YW__CONFIG_VAL].value = optarg;
+            opts[c - YW__CONFIG_VAL].value = optarg != NULL ? optarg : "1"; /* a switch alone */
         }
     }
     free(longopts);

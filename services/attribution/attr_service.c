@@ -454,32 +454,32 @@ const yw_service_t attr_service = {
 
 const yw_option_t attr_options[] = {
     {"tier-label-ttl-s", "YW_TIER_LABEL_TTL_S", "300",
-     "seconds a creator's tier label from tier scoring is reused", NULL},
+     "seconds a creator's tier label from tier scoring is reused", YW_OPTION_VALUE, NULL},
     {"index-run-exposures", "YW_INDEX_RUN_EXPOSURES", "65536",
      "exposures held in memory per run before its index file is written (about 180 bytes "
      "each, two runs at a time)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"index-run-mb", "YW_INDEX_RUN_MB", "16",
      "a run is also indexed once its exposures' strings take this many MiB (wide "
      "exposures; the open run and at most 2 sealed ones are in memory)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"ingest-pending-mb", "YW_INGEST_PENDING_MB", "64",
      "MiB of exposures read and not yet committed, all calls together: past it each "
      "stream or RecordExposures call waits with one frame in flight",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"conversion-cache-mb", "YW_CONVERSION_CACHE_MB", "16",
      "MiB of conversions kept in memory (the database holds them all; about 600 bytes each; "
      "0: only those in use)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"audit-rollups-ms", "YW_AUDIT_ROLLUPS_MS", "0",
      "a test aid: every so many milliseconds, check the credit rollups against the stored and "
      "cached conversions (reads every stored conversion; differences are logged and counted "
      "in yaowei_attribution_audit_differences_total; 0: never)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"dedup-filter-mb", "YW_DEDUP_FILTER_MB", "64",
      "MiB the Bloom filters of indexed event ids may hold (2 bytes per exposure kept; past it "
      "new filters get fewer bits and more ids are checked on disk; 0: no limit)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
 };
 const size_t attr_n_options = sizeof attr_options / sizeof attr_options[0];
 _Static_assert(sizeof attr_options / sizeof attr_options[0] == ATTR_N_OPTIONS, "ATTR_N_OPTIONS");

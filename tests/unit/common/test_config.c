@@ -11,10 +11,10 @@
 static void options(yw_option_t *o)
 {
     yw_option_t init[N_OPTS] = {
-        {"listen", "YW_TEST_LISTEN", "127.0.0.1:1", "listen", NULL},
-        {"grace-ms", "YW_TEST_GRACE", "5000", "grace", NULL},
-        {"data-dir", NULL, NULL, "dir", NULL},
-        {"insecure", "YW_TEST_INSECURE", "0", "a switch", NULL},
+        {"listen", "YW_TEST_LISTEN", "127.0.0.1:1", "listen", YW_OPTION_VALUE, NULL},
+        {"grace-ms", "YW_TEST_GRACE", "5000", "grace", YW_OPTION_VALUE, NULL},
+        {"data-dir", NULL, NULL, "dir", YW_OPTION_VALUE, NULL},
+        {"insecure", "YW_TEST_INSECURE", "0", "a switch", YW_OPTION_SWITCH, NULL},
     };
     memcpy(o, init, sizeof init);
 }
@@ -95,6 +95,32 @@ YW_TEST(env_overrides_default_and_flag_overrides_env)
     YW_CHECK_STR(yw_config_get(o, N_OPTS, "listen"), "b");
 }
 
+YW_TEST(switch_alone_is_one_and_takes_a_value_after_equals)
+{
+    yw_option_t o[N_OPTS];
+    char out[256];
+    char *alone[] = {"prog", "--insecure", "--listen", "x", NULL};
+    YW_CHECK_INT(parse(alone, o, out, sizeof out), ==, 0);
+    YW_CHECK_STR(yw_config_get(o, N_OPTS, "insecure"), "1");
+    YW_CHECK_STR(yw_config_get(o, N_OPTS, "listen"), "x");
+    int on = -1;
+    char err[128];
+    YW_CHECK_INT(yw_config_bool(o, N_OPTS, "insecure", &on, err, sizeof err), ==, 0);
+    YW_CHECK_INT(on, ==, 1);
+    setenv("YW_TEST_INSECURE", "1", 1);
+    char *off[] = {"prog", "--insecure=0", NULL};
+    YW_CHECK_INT(parse(off, o, out, sizeof out), ==, 0);
+    YW_CHECK_STR(yw_config_get(o, N_OPTS, "insecure"), "0");
+    YW_CHECK_INT(yw_config_bool(o, N_OPTS, "insecure", &on, err, sizeof err), ==, 0);
+    YW_CHECK_INT(on, ==, 0);
+    char *env[] = {"prog", NULL};
+    YW_CHECK_INT(parse(env, o, out, sizeof out), ==, 0);
+    YW_CHECK_STR(yw_config_get(o, N_OPTS, "insecure"), "1");
+    /* A switch's value comes only after '=': a separate one is an argument of its own. */
+    check_fails((char *[]){"prog", "--insecure", "0", NULL}, o,
+                "prog: unexpected argument \"0\" (see --help)\n");
+}
+
 YW_TEST(unknown_flags_are_named)
 {
     yw_option_t o[N_OPTS];
@@ -165,8 +191,8 @@ YW_TEST(a_second_parse_starts_afresh)
     /* Stops inside "-xh": a parse resuming there (optind = 1 does) would read the h. */
     check_fails((char *[]){"prog", "-xh", NULL}, o,
                 "prog: unexpected argument \"-xh\" (see --help)\n");
-    char *insecure[] = {"prog", "--insecure=1", NULL};
-    YW_CHECK_INT(parse(insecure, o, out, sizeof out), ==, 0);
+    char *switch_[] = {"prog", "--insecure", NULL};
+    YW_CHECK_INT(parse(switch_, o, out, sizeof out), ==, 0);
     YW_CHECK_STR(out, "");
     YW_CHECK_STR(yw_config_get(o, N_OPTS, "insecure"), "1");
 }
@@ -201,6 +227,7 @@ int main(int argc, char **argv)
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(defaults_apply_without_flags_or_env),
         YW_TEST_ENTRY(env_overrides_default_and_flag_overrides_env),
+        YW_TEST_ENTRY(switch_alone_is_one_and_takes_a_value_after_equals),
         YW_TEST_ENTRY(unknown_flags_are_named),
         YW_TEST_ENTRY(missing_value_names_the_flag),
         YW_TEST_ENTRY(arguments_that_are_not_flags_are_errors),
