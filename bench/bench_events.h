@@ -39,15 +39,21 @@ typedef struct st_bench_events_t {
 /**
  * The flags that name a population (all of bench_events_t but the seed), with the same
  * names and defaults in every tool: put BENCH_POPULATION_OPTIONS in a yw_option_t array
- * and read them with bench_population_parse().
+ * and read them with bench_population_parse(). Formatted by hand: clang-format takes the
+ * last entry for a block.
  */
+/* clang-format off */
 #define BENCH_POPULATION_OPTIONS                                                              \
-    {"viewers", NULL, "1000000", "distinct viewers", NULL},                                   \
-        {"creators", NULL, "10000", "distinct creators (creator-000000..)", NULL},            \
-        {"products", NULL, "100000", "distinct products", NULL},                              \
-        {"notes", NULL, "1000000", "distinct notes", NULL},                                   \
-        {"anchor", NULL, "0", "exposures occur before this Unix time (0: now)", NULL},        \
-        {"spread-s", NULL, "3600", "... and within this many seconds of it", NULL}
+    {"viewers", NULL, "1000000", "distinct viewers", YW_OPTION_VALUE, NULL},                  \
+    {"creators", NULL, "10000", "distinct creators (creator-000000..)", YW_OPTION_VALUE,      \
+     NULL},                                                                                   \
+    {"products", NULL, "100000", "distinct products", YW_OPTION_VALUE, NULL},                 \
+    {"notes", NULL, "1000000", "distinct notes", YW_OPTION_VALUE, NULL},                      \
+    {"anchor", NULL, "0", "exposures occur before this Unix time (0: now)", YW_OPTION_VALUE,  \
+     NULL},                                                                                   \
+    {"spread-s", NULL, "3600", "... and within this many seconds of it", YW_OPTION_VALUE,     \
+     NULL}
+/* clang-format on */
 
 /**
  * Reads the BENCH_POPULATION_OPTIONS of `opts` into `ev` (its seed is left alone).

@@ -43,12 +43,13 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
-        {"dir", NULL, "/var/tmp", "directory on the disk to measure", NULL},
-        {"batch", NULL, "1000", "exposures per write + fdatasync", NULL},
-        {"seconds", NULL, "5", "I/O time to measure", NULL},
-        {"count", NULL, "0", "stop after this many exposures (0: no limit)", NULL},
-        {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", NULL},
-        {"first", NULL, "0", "index of the first exposure", NULL},
+        {"dir", NULL, "/var/tmp", "directory on the disk to measure", YW_OPTION_VALUE, NULL},
+        {"batch", NULL, "1000", "exposures per write + fdatasync", YW_OPTION_VALUE, NULL},
+        {"seconds", NULL, "5", "I/O time to measure", YW_OPTION_VALUE, NULL},
+        {"count", NULL, "0", "stop after this many exposures (0: no limit)", YW_OPTION_VALUE, NULL},
+        {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", YW_OPTION_VALUE,
+         NULL},
+        {"first", NULL, "0", "index of the first exposure", YW_OPTION_VALUE, NULL},
         BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];

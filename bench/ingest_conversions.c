@@ -119,16 +119,21 @@ static slot_t *slots_new(long n, long batch)
 int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
-        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution", NULL},
-        {"batch", NULL, "1000", "orders per RecordConversions call", NULL},
-        {"inflight", NULL, "4", "calls kept in flight", NULL},
-        {"count", NULL, "0", "send exactly this many orders instead of timing", NULL},
-        {"seconds", NULL, "10", "measured duration", NULL},
-        {"warmup", NULL, "1", "seconds before measuring", NULL},
-        {"seed", NULL, "0", "order seed: order ids are o-<seed>-<i>; 0: from the clock", NULL},
-        {"exposure-seed", NULL, "1", "the --seed the stored exposures were sent with", NULL},
-        {"stored", NULL, "1000", "exposures 0 .. N-1 of --exposure-seed are stored", NULL},
-        {"server-pids", NULL, "", "PID[,PID]: report their CPU per order", NULL},
+        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution", YW_OPTION_VALUE,
+         NULL},
+        {"batch", NULL, "1000", "orders per RecordConversions call", YW_OPTION_VALUE, NULL},
+        {"inflight", NULL, "4", "calls kept in flight", YW_OPTION_VALUE, NULL},
+        {"count", NULL, "0", "send exactly this many orders instead of timing", YW_OPTION_VALUE,
+         NULL},
+        {"seconds", NULL, "10", "measured duration", YW_OPTION_VALUE, NULL},
+        {"warmup", NULL, "1", "seconds before measuring", YW_OPTION_VALUE, NULL},
+        {"seed", NULL, "0", "order seed: order ids are o-<seed>-<i>; 0: from the clock",
+         YW_OPTION_VALUE, NULL},
+        {"exposure-seed", NULL, "1", "the --seed the stored exposures were sent with",
+         YW_OPTION_VALUE, NULL},
+        {"stored", NULL, "1000", "exposures 0 .. N-1 of --exposure-seed are stored",
+         YW_OPTION_VALUE, NULL},
+        {"server-pids", NULL, "", "PID[,PID]: report their CPU per order", YW_OPTION_VALUE, NULL},
         BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];

@@ -435,20 +435,23 @@ static int run_stream(run_t *r, const char *addr, bench_loop_result_t *res)
 int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
-        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution", NULL},
+        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution", YW_OPTION_VALUE,
+         NULL},
         {"stream", NULL, "0", "1: one IngestExposures stream instead of RecordExposures calls",
-         NULL},
-        {"batch", NULL, "1000", "exposures per RecordExposures call", NULL},
-        {"inflight", NULL, "4", "RecordExposures calls kept in flight", NULL},
+         YW_OPTION_VALUE, NULL},
+        {"batch", NULL, "1000", "exposures per RecordExposures call", YW_OPTION_VALUE, NULL},
+        {"inflight", NULL, "4", "RecordExposures calls kept in flight", YW_OPTION_VALUE, NULL},
         {"count", NULL, "0", "send exactly this many exposures (a preload) instead of timing",
-         NULL},
+         YW_OPTION_VALUE, NULL},
         {"preload", NULL, "0", "first send this many (RecordExposures, not measured), then measure",
+         YW_OPTION_VALUE, NULL},
+        {"seconds", NULL, "10", "measured duration", YW_OPTION_VALUE, NULL},
+        {"warmup", NULL, "1", "seconds before measuring (unary)", YW_OPTION_VALUE, NULL},
+        {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", YW_OPTION_VALUE,
          NULL},
-        {"seconds", NULL, "10", "measured duration", NULL},
-        {"warmup", NULL, "1", "seconds before measuring (unary)", NULL},
-        {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", NULL},
-        {"first", NULL, "0", "index of the first exposure sent", NULL},
-        {"server-pids", NULL, "", "PID[,PID]: report their CPU per exposure", NULL},
+        {"first", NULL, "0", "index of the first exposure sent", YW_OPTION_VALUE, NULL},
+        {"server-pids", NULL, "", "PID[,PID]: report their CPU per exposure", YW_OPTION_VALUE,
+         NULL},
         BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];

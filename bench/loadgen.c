@@ -144,18 +144,22 @@ static void loadgen_reply(void *arg, long slot, grpc_status_code code, const Pro
 int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
-        {"addr", "YW_LOADGEN_ADDR", "127.0.0.1:50051", "HOST:PORT of the service", NULL},
-        {"method", NULL, "get_creator",
-         "get_creator, score_creator, explain_conversion or tier_report", NULL},
-        {"inflight", NULL, "64", "calls kept in flight", NULL},
-        {"seconds", NULL, "10", "measured duration", NULL},
-        {"warmup", NULL, "1", "seconds before measuring", NULL},
-        {"ids", NULL, "100000", "creators (creator-000000..) or orders to cycle through", NULL},
-        {"seed", NULL, "1", "explain_conversion: the --seed of bench/ingest_conversions", NULL},
-        {"days", NULL, "30", "tier_report: whole UTC days ending with today", NULL},
-        {"timeout-ms", NULL, "10000", "deadline of each call", NULL},
-        {"server-pids", NULL, "", "PID[,PID]: report their CPU per call (+PID: with children)",
+        {"addr", "YW_LOADGEN_ADDR", "127.0.0.1:50051", "HOST:PORT of the service", YW_OPTION_VALUE,
          NULL},
+        {"method", NULL, "get_creator",
+         "get_creator, score_creator, explain_conversion or tier_report", YW_OPTION_VALUE, NULL},
+        {"inflight", NULL, "64", "calls kept in flight", YW_OPTION_VALUE, NULL},
+        {"seconds", NULL, "10", "measured duration", YW_OPTION_VALUE, NULL},
+        {"warmup", NULL, "1", "seconds before measuring", YW_OPTION_VALUE, NULL},
+        {"ids", NULL, "100000", "creators (creator-000000..) or orders to cycle through",
+         YW_OPTION_VALUE, NULL},
+        {"seed", NULL, "1", "explain_conversion: the --seed of bench/ingest_conversions",
+         YW_OPTION_VALUE, NULL},
+        {"days", NULL, "30", "tier_report: whole UTC days ending with today", YW_OPTION_VALUE,
+         NULL},
+        {"timeout-ms", NULL, "10000", "deadline of each call", YW_OPTION_VALUE, NULL},
+        {"server-pids", NULL, "", "PID[,PID]: report their CPU per call (+PID: with children)",
+         YW_OPTION_VALUE, NULL},
     };
     size_t n = sizeof opts / sizeof opts[0];
     int rc = yw_config_parse(argc, argv, opts, n, "loadgen", "closed-loop unary load");

@@ -181,18 +181,20 @@ int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
         {"conninfo", NULL, "host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-         "libpq connection string", NULL},
-        {"batch", NULL, "1000", "exposures per COPY (one transaction)", NULL},
-        {"inflight", NULL, "4", "connections, each with one COPY at a time", NULL},
-        {"count", NULL, "0", "load exactly this many exposures instead of timing", NULL},
-        {"seconds", NULL, "10", "measured duration", NULL},
-        {"warmup", NULL, "1", "seconds before measuring", NULL},
-        {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", NULL},
-        {"first", NULL, "0", "index of the first exposure", NULL},
+         "libpq connection string", YW_OPTION_VALUE, NULL},
+        {"batch", NULL, "1000", "exposures per COPY (one transaction)", YW_OPTION_VALUE, NULL},
+        {"inflight", NULL, "4", "connections, each with one COPY at a time", YW_OPTION_VALUE, NULL},
+        {"count", NULL, "0", "load exactly this many exposures instead of timing", YW_OPTION_VALUE,
+         NULL},
+        {"seconds", NULL, "10", "measured duration", YW_OPTION_VALUE, NULL},
+        {"warmup", NULL, "1", "seconds before measuring", YW_OPTION_VALUE, NULL},
+        {"seed", NULL, "0", "event seed (bench/bench_events.h); 0: from the clock", YW_OPTION_VALUE,
+         NULL},
+        {"first", NULL, "0", "index of the first exposure", YW_OPTION_VALUE, NULL},
         {"server-pids", NULL, "",
          "PID[,PID]: report their CPU per exposure (+PID: with "
          "children, e.g. +postmaster)",
-         NULL},
+         YW_OPTION_VALUE, NULL},
         BENCH_POPULATION_OPTIONS,
     };
     size_t n = sizeof opts / sizeof opts[0];

@@ -63,65 +63,74 @@ struct st_yw_app_t {
 };
 
 static const yw_option_t yw__common_options[] = {
-    {"listen", "YW_LISTEN", NULL, "HOST:PORT to serve gRPC on (port 0 picks a free one)", NULL},
-    {"data-dir", "YW_DATA_DIR", "./data", "directory of the service's SQLite database", NULL},
+    {"listen", "YW_LISTEN", NULL, "HOST:PORT to serve gRPC on (port 0 picks a free one)",
+     YW_OPTION_VALUE, NULL},
+    {"data-dir", "YW_DATA_DIR", "./data", "directory of the service's SQLite database",
+     YW_OPTION_VALUE, NULL},
     {"creator-profile-addr", "YW_CREATOR_PROFILE_ADDR", "127.0.0.1:50051",
-     "HOST:PORT of the creator profile service", NULL},
+     "HOST:PORT of the creator profile service", YW_OPTION_VALUE, NULL},
     {"tier-scoring-addr", "YW_TIER_SCORING_ADDR", "127.0.0.1:50052",
-     "HOST:PORT of the tier scoring service", NULL},
+     "HOST:PORT of the tier scoring service", YW_OPTION_VALUE, NULL},
     {"log-level", "YW_LOG_LEVEL", "info", "debug, info, warn or error (OK calls log at debug)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"max-message-bytes", "YW_MAX_MESSAGE_BYTES", "4194304",
-     "largest request accepted; larger is RESOURCE_EXHAUSTED", NULL},
+     "largest request accepted; larger is RESOURCE_EXHAUSTED", YW_OPTION_VALUE, NULL},
     {"grace-ms", "YW_GRACE_MS", "5000",
-     "on SIGTERM/SIGINT, time calls in flight get before they are cancelled", NULL},
+     "on SIGTERM/SIGINT, time calls in flight get before they are cancelled", YW_OPTION_VALUE,
+     NULL},
     {"reuse-port", "YW_REUSE_PORT", "0",
-     "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error", NULL},
+     "1: SO_REUSEPORT, so several processes serve one port; 0: a taken port is an error",
+     YW_OPTION_VALUE, NULL},
     {"metrics-listen", "YW_METRICS_LISTEN", "",
      "HOST:PORT to serve Prometheus metrics on (GET /metrics, plain HTTP: loopback unless "
      "--insecure); empty: off",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"tls-cert", "YW_TLS_CERT", "",
-     "PEM certificate chain: serve TLS (and present it to peers as client certificate)", NULL},
-    {"tls-key", "YW_TLS_KEY", "", "PEM private key of --tls-cert", NULL},
+     "PEM certificate chain: serve TLS (and present it to peers as client certificate)",
+     YW_OPTION_VALUE, NULL},
+    {"tls-key", "YW_TLS_KEY", "", "PEM private key of --tls-cert", YW_OPTION_VALUE, NULL},
     {"tls-client-ca", "YW_TLS_CLIENT_CA", "",
-     "PEM CA bundle: mutual TLS, a client certificate that chains to it is required", NULL},
+     "PEM CA bundle: mutual TLS, a client certificate that chains to it is required",
+     YW_OPTION_VALUE, NULL},
     {"peer-tls-ca", "YW_PEER_TLS_CA", "",
-     "PEM CA bundle: call peer services over TLS, verifying them against it", NULL},
+     "PEM CA bundle: call peer services over TLS, verifying them against it", YW_OPTION_VALUE,
+     NULL},
     {"insecure", "YW_INSECURE", "0",
      "serve plaintext on a non-loopback --listen or --metrics-listen address (without TLS "
-     "only loopback is allowed; metrics are always plain HTTP); may be given alone",
-     NULL},
+     "only loopback is allowed; metrics are always plain HTTP); a switch: alone it means 1",
+     YW_OPTION_SWITCH, NULL},
     {"auth-config", "YW_AUTH_CONFIG", "",
      "JSON file of allowed callers (mTLS SAN or bearer token) and per-method roles; empty: "
      "off",
-     NULL},
-    {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection", NULL},
+     YW_OPTION_VALUE, NULL},
+    {"reflection", "YW_REFLECTION", "on", "on or off: serve gRPC server reflection",
+     YW_OPTION_VALUE, NULL},
     {"grpc-memory-mb", "YW_GRPC_MEMORY_MB", "128",
      "memory budget of gRPC's buffers (all connections); a request that takes it over is "
      "reset (RESOURCE_EXHAUSTED); at least 2 x --max-message-bytes",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"stream-window-kb", "YW_STREAM_WINDOW_KB", "1024",
      "HTTP/2 receive window of each stream: what gRPC reads of a stream ahead of the "
      "service (a message being received gets its whole length); 0 = sized by gRPC's "
      "bandwidth-delay probe, unbounded but for --grpc-memory-mb",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"max-streams-per-connection", "YW_MAX_STREAMS_PER_CONNECTION", "128",
-     "concurrent calls one client connection may have open; more wait for a free slot", NULL},
+     "concurrent calls one client connection may have open; more wait for a free slot",
+     YW_OPTION_VALUE, NULL},
     {"max-connections", "YW_MAX_CONNECTIONS", "4096",
      "client connections held at once (gRPC and metrics); more are closed as soon as they are "
      "accepted. Also bounded by the file limit (RLIMIT_NOFILE, raised to its hard limit at "
      "start) less 64 descriptors kept for files and peers",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"listener-stall-ms", "YW_LISTENER_STALL_MS", "10000",
      "connections left unaccepted this long mean the gRPC listener is dead: health goes "
      "NOT_SERVING, systemd watchdog pings stop, and the process exits 1 to be restarted; 0: "
      "never",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"disk-reserve-mb", "YW_DISK_RESERVE_MB", "64",
      "MiB kept free in --data-dir (a preallocated file, at most 1/16 of the file system) for "
      "checkpoints when the disk fills; writes are refused while less is free, 0: no reserve",
-     NULL},
+     YW_OPTION_VALUE, NULL},
 };
 
 yw_app_t *yw_app_from_call(const yw_call_t *call)
@@ -803,21 +812,10 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         memcpy(app->opts + nc, def->options, def->n_options * sizeof *def->options);
     }
     app->n_opts = nc + def->n_options;
-    /* Switches may be given alone: "--insecure" is "--insecure=1". */
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    if (args == NULL) {
-        fprintf(stderr, "%s: out of memory\n", def->program);
-        free(app);
-        return 1;
-    }
-    for (int i = 0; i < argc; i++) {
-        args[i] = strcmp(argv[i], "--insecure") == 0 ? "--insecure=1" : argv[i];
-    }
-    int rc = yw_config_parse(argc, args, app->opts, app->n_opts, def->program, def->summary);
-    free(args); /* option values point into argv or string literals, never into args */
+    int rc = yw_config_parse(argc, argv, app->opts, app->n_opts, def->program, def->summary);
     if (rc != 0) {
         free(app);
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? 0 : rc == -ENOMEM ? 1 : 2;
     }
     int level = yw_log_level_parse(yw_app_option(app, "log-level"));
     if (level < 0) {

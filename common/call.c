@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/support/time.h>
@@ -209,13 +208,13 @@ const char *yw_call_metadata(const yw_call_t *call, const char *key, size_t *len
 
 /* ---- request ids ---- */
 
-/* 64 random bits per id: splitmix64 over a per-thread seed from getrandom(). */
+/* 64 random bits per id: splitmix64 over a per-thread seed from uv_random() (synchronous). */
 static uint64_t yw__random64(void)
 {
     static _Thread_local uint64_t state;
     static _Thread_local int seeded;
     if (!seeded) {
-        if (getrandom(&state, sizeof state, 0) != (ssize_t)sizeof state) {
+        if (uv_random(NULL, NULL, &state, sizeof state, 0, NULL) != 0) {
             state = uv_hrtime() ^ (uint64_t)(uintptr_t)&state;
         }
         seeded = 1;

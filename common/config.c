@@ -2,20 +2,11 @@
 #include "common/config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static yw_option_t *yw__config_find(yw_option_t *opts, size_t n, const char *name, size_t len)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0) {
-            return &opts[i];
-        }
-    }
-    return NULL;
-}
 
 static void yw__config_usage(const yw_option_t *opts, size_t n, const char *program,
                              const char *summary)
@@ -30,6 +21,25 @@ static void yw__config_usage(const yw_option_t *opts, size_t n, const char *prog
     printf("  --%-24s %s\n", "help", "print this help and exit");
 }
 
+/* getopt_long's val for opts[i]: YW__CONFIG_VAL + i, above every short option. */
+#define YW__CONFIG_VAL 256
+
+/*
+ * Whether `arg`, the argument getopt_long read option `c` (or, for ':', optopt) from, is
+ * that flag spelled out: getopt_long also takes an unambiguous abbreviation ("--lis"),
+ * which we refuse so that a new option never changes what an old command line means.
+ */
+static int yw__config_exact(const char *arg, int c, const yw_option_t *opts)
+{
+    if (c == 'h') {
+        return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+    }
+    const char *name = opts[c - YW__CONFIG_VAL].name;
+    size_t len = strlen(name);
+    return strncmp(arg, "--", 2) == 0 && strncmp(arg + 2, name, len) == 0 &&
+           (arg[2 + len] == '\0' || arg[2 + len] == '=');
+}
+
 int yw_config_parse(int argc, char **argv, yw_option_t *opts, size_t n, const char *program,
                     const char *summary)
 {
@@ -37,34 +47,63 @@ int yw_config_parse(int argc, char **argv, yw_option_t *opts, size_t n, const ch
         const char *env = opts[i].env ? getenv(opts[i].env) : NULL;
         opts[i].value = (env != NULL && env[0] != '\0') ? env : opts[i].def;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+    struct option *longopts = calloc(n + 2, sizeof *longopts); /* + --help, + the end */
+    if (longopts == NULL) {
+        fprintf(stderr, "%s: out of memory\n", program);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        longopts[i].name = opts[i].name;
+        longopts[i].has_arg =
+            opts[i].arg == YW_OPTION_SWITCH ? optional_argument : required_argument;
+        longopts[i].val = YW__CONFIG_VAL + (int)i;
+    }
+    longopts[n].name = "help";
+    longopts[n].val = 'h';
+    /*
+     * getopt_long keeps its state in globals: optind = 0 starts it afresh (glibc), so that
+     * every call parses from the start. Its messages are silenced (opterr = 0, and the
+     * leading ':' alone would do it): ours name the flag. "+": stop at the first argument
+     * that is not a flag, as nothing may follow it, and never reorder argv; ":": a flag
+     * without its value is ':' (optopt says which).
+     */
+    optind = 0;
+    opterr = 0;
+    int rc = 0;
+    while (rc == 0) {
+        int at = optind > 0 ? optind : 1; /* the argument this call reads */
+        int c = getopt_long(argc, argv, "+:h", longopts, NULL);
+        int which = c == ':' ? optopt : c;
+        if (c == -1) {
+            if (optind < argc) {
+                fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", program,
+                        argv[optind]);
+                rc = -EINVAL;
+            }
+            break;
+        }
+        if (c == '?' || !yw__config_exact(argv[at], which, opts)) {
+            const char *arg = argv[at];
+            if (strncmp(arg, "--", 2) == 0) {
+                fprintf(stderr, "%s: unknown flag \"--%.*s\" (see --help)\n", program,
+                        (int)strcspn(arg + 2, "="), arg + 2);
+            } else {
+                fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", program, arg);
+            }
+            rc = -EINVAL;
+        } else if (c == 'h') {
             yw__config_usage(opts, n, program, summary);
-            return 1;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", program, arg);
-            return -EINVAL;
-        }
-        const char *name = arg + 2;
-        const char *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        yw_option_t *opt = yw__config_find(opts, n, name, len);
-        if (opt == NULL) {
-            fprintf(stderr, "%s: unknown flag \"--%.*s\" (see --help)\n", program, (int)len, name);
-            return -EINVAL;
-        }
-        if (eq != NULL) {
-            opt->value = eq + 1;
-        } else if (i + 1 < argc) {
-            opt->value = argv[++i];
+            rc = 1;
+        } else if (c == ':') {
+            fprintf(stderr, "%s: flag \"--%s\" needs a value\n", program,
+                    opts[which - YW__CONFIG_VAL].name);
+            rc = -EINVAL;
         } else {
-            fprintf(stderr, "%s: flag \"--%s\" needs a value\n", program, opt->name);
-            return -EINVAL;
+            opts[c - YW__CONFIG_VAL].value = optarg != NULL ? optarg : "1"; /* a switch alone */
         }
     }
-    return 0;
+    free(longopts);
+    return rc;
 }
 
 const char *yw_config_get(const yw_option_t *opts, size_t n, const char *name)

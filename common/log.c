@@ -64,6 +64,11 @@ static void yw__raw(yw__line_t *l, const char *s)
  * Appends `s` as the body of a JSON string, up to `limit`: each character whole or not
  * at all, `"`, `\` and control characters escaped, and every byte that is not UTF-8 as
  * \ufffd, so that the line is valid UTF-8 JSON whatever the bytes given.
+ *
+ * Not jansson's encoder: json_string() refuses invalid UTF-8 and json_dumpb() fails on
+ * it (the value would be lost, not repaired, and repairing first is this same loop);
+ * every json_t is an allocation that may fail; and a value that does not fit leaves
+ * json_dumpb()'s buffer undefined instead of cut between characters.
  */
 static void yw__escape(yw__line_t *l, size_t limit, const char *s)
 {

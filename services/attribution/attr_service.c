@@ -455,56 +455,60 @@ const yw_service_t attr_service = {
 
 const yw_option_t attr_options[] = {
     {"tier-label-ttl-s", "YW_TIER_LABEL_TTL_S", "300",
-     "seconds a creator's tier label from tier scoring is reused", NULL},
+     "seconds a creator's tier label from tier scoring is reused", YW_OPTION_VALUE, NULL},
     {"index-run-exposures", "YW_INDEX_RUN_EXPOSURES", "65536",
      "exposures held in memory per run before its index file is written (about 180 bytes "
      "each, two runs at a time)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"index-run-mb", "YW_INDEX_RUN_MB", "16",
      "a run is also indexed once its exposures' strings take this many MiB (wide "
      "exposures; the open run and at most 2 sealed ones are in memory)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"ingest-pending-mb", "YW_INGEST_PENDING_MB", "64",
      "MiB of exposures read and not yet committed, all calls together: past it each "
      "stream or RecordExposures call waits with one frame in flight",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"conversion-cache-mb", "YW_CONVERSION_CACHE_MB", "16",
      "MiB of conversions kept in memory (the database holds them all; about 600 bytes each; "
      "0: only those in use)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"audit-rollups-ms", "YW_AUDIT_ROLLUPS_MS", "0",
      "a test aid: every so many milliseconds, check the credit rollups against the stored and "
      "cached conversions (reads every stored conversion; differences are logged and counted "
      "in yaowei_attribution_audit_differences_total; 0: never)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"dedup-filter-mb", "YW_DEDUP_FILTER_MB", "64",
      "MiB the Bloom filters of indexed event ids may hold (2 bytes per exposure kept; past it "
      "new filters get fewer bits and more ids are checked on disk; 0: no limit)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     /* Cluster mode (attr_node.c, attr_cluster.h): empty --cluster is standalone. */
     {"cluster", "YW_CLUSTER", "",
-     "comma-separated NATS URLs of the cluster (nats://host:4222,...); empty: standalone", NULL},
+     "comma-separated NATS URLs of the cluster (nats://host:4222,...); empty: standalone",
+     YW_OPTION_VALUE, NULL},
     {"node-id", "YW_NODE_ID", "",
      "this node's stable, unique name in the cluster (letters, digits, - _ =); empty: the "
      "host name",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"advertise-addr", "YW_ADVERTISE_ADDR", "",
-     "HOST:PORT the other nodes call this one at; empty: the host name and the gRPC port", NULL},
+     "HOST:PORT the other nodes call this one at; empty: the host name and the gRPC port",
+     YW_OPTION_VALUE, NULL},
     {"partitions", "YW_PARTITIONS", "64",
      "partitions of the cluster, fixed when its streams are first created (a node started "
      "with another count refuses to start)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"replicas", "YW_REPLICAS", "3",
      "JetStream replicas of every stream and bucket the cluster creates (1 for a one-server "
      "NATS in development)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"lease-ttl-ms", "YW_LEASE_TTL_MS", "5000",
      "how long a partition stays with a node that stopped renewing its lease (fixed when the "
      "cluster's buckets are first created)",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"cluster-tls-ca", "YW_CLUSTER_TLS_CA", "",
-     "PEM file of the CAs of the NATS servers' certificates: connect with TLS", NULL},
-    {"cluster-creds", "YW_CLUSTER_CREDS", "", "NATS credentials file (JWT and NKey seed)", NULL},
+     "PEM file of the CAs of the NATS servers' certificates: connect with TLS", YW_OPTION_VALUE,
+     NULL},
+    {"cluster-creds", "YW_CLUSTER_CREDS", "", "NATS credentials file (JWT and NKey seed)",
+     YW_OPTION_VALUE, NULL},
 };
 const size_t attr_n_options = sizeof attr_options / sizeof attr_options[0];
 _Static_assert(sizeof attr_options / sizeof attr_options[0] == ATTR_N_OPTIONS, "ATTR_N_OPTIONS");

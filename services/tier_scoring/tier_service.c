@@ -741,9 +741,10 @@ const yw_option_t tier_options[TIER_N_OPTIONS] = {
     {"refresh-interval-ms", "YW_REFRESH_INTERVAL_MS", "60000",
      "time between the end of one population refresh (a read of every creator from creator "
      "profile) and the start of the next",
-     NULL},
+     YW_OPTION_VALUE, NULL},
     {"creator-profile-timeout-ms", "YW_CREATOR_PROFILE_TIMEOUT_MS", "2000",
-     "deadline of ScoreCreator's reads from creator profile when the caller set none", NULL},
+     "deadline of ScoreCreator's reads from creator profile when the caller set none",
+     YW_OPTION_VALUE, NULL},
 };
 
 /* A positive integer option; -EINVAL with a message naming the flag otherwise. */

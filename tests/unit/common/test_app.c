@@ -34,7 +34,7 @@ static const yw_service_t app_service = {
     .name = APP_SERVICE, .methods = app_methods, .n_methods = 1};
 
 static const yw_option_t app_options[] = {
-    {"greeting", "YW_GREETING", "hello", "a service option of the test", NULL},
+    {"greeting", "YW_GREETING", "hello", "a service option of the test", YW_OPTION_VALUE, NULL},
 };
 
 /* What the run saw, checked after yw_app_main() returned. */
