@@ -7,66 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <nats/nats.h>
-
 #include "common/hash.h"
 #include "common/log.h"
-
-#define ATTR__STREAM "yw-attr-events"
-#define ATTR__SUBJECT_FMT "yw.attr.p.%d"
-#define ATTR__BUCKET_META "yw-attr-meta"
-#define ATTR__BUCKET_NODES "yw-attr-nodes"
-#define ATTR__BUCKET_LEASES "yw-attr-leases"
-/* How long one NATS request may take before the thread gives up on it (ms). */
-#define ATTR__REQUEST_MS 2000
-/* Reconnecting after a failed first connect: from this, doubling, up to the cap (ms). */
-#define ATTR__BACKOFF_MIN_MS 250
-#define ATTR__BACKOFF_MAX_MS 5000
-#define ATTR__NS_PER_MS 1000000ull
-
-struct st_attr_cluster_t {
-    uv_loop_t *loop;
-    uv_async_t async;
-    uv_thread_t thread;
-    int thread_started;
-    attr_cluster_cb cb;
-    void *arg;
-
-    /* The configuration (copies, read by the thread only after start). */
-    char *urls;
-    char node_id[ATTR_CLUSTER_NODE_ID_MAX + 1];
-    char *advertise;
-    char *tls_ca;
-    char *creds;
-    int partitions;
-    int replicas;
-    int64_t ttl_ms;
-
-    /* Shared between the thread and the loop, under `mu`. */
-    uv_mutex_t mu;
-    uv_cond_t cond;
-    int stop;
-    int nats_connected;          /* libnats's connection callbacks write it */
-    attr_cluster_status_t pub;   /* the thread's last status */
-    uint8_t *pub_owned;          /* partitions (the thread's view) */
-    uint64_t pub_valid_until_ns; /* uv_hrtime() until which the leases are good */
-
-    /* The loop's copy. */
-    attr_cluster_status_t st;
-    uint8_t *owned;
-    uint64_t valid_until_ns;
-
-    /* The thread's own. */
-    natsConnection *nc;
-    jsCtx *js;
-    kvStore *meta;
-    kvStore *nodes;
-    kvStore *leases;
-    uint8_t *t_owned;
-    uint64_t *t_rev;
-    int *assign;
-    attr_cluster_status_t t_st;
-};
+#include "services/attribution/attr_cluster_int.h"
 
 /* ---- pure: partitions and the assignment ---- */
 
@@ -313,6 +256,7 @@ static natsStatus attr__stream(attr_cluster_t *c)
     cfg.SubjectsLen = 1;
     cfg.Storage = js_FileStorage;
     cfg.Replicas = c->replicas;
+    cfg.AllowDirect = true; /* reads by subject (attr_cluster_read()) from any replica */
     jsErrCode jerr = 0;
     jsStreamInfo *si = NULL;
     natsStatus s = js_GetStreamInfo(&si, c->js, ATTR__STREAM, NULL, &jerr);
@@ -423,7 +367,7 @@ static int64_t attr__last_seq(attr_cluster_t *c, const char *subject)
  * then on an append of the previous owner, which expects an older one, is refused.
  * Returns 0 or -EAGAIN.
  */
-static int attr__fence(attr_cluster_t *c, int p)
+static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
 {
     char subject[48], seq[24];
     snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
@@ -449,6 +393,9 @@ static int attr__fence(attr_cluster_t *c, int p)
         if (s == NATS_OK) {
             s = js_PublishMsg(&ack, c->js, m, NULL, &jerr);
         }
+        if (s == NATS_OK) {
+            *marker = ack->Sequence;
+        }
         jsPubAck_Destroy(ack);
         natsMsg_Destroy(m);
         if (s == NATS_OK) {
@@ -464,6 +411,7 @@ static int attr__fence(attr_cluster_t *c, int p)
 static void attr__lose(attr_cluster_t *c, int p, const char *why)
 {
     if (c->t_owned[p]) {
+        attr__log_own(c, p, 0);
         c->t_owned[p] = 0;
         c->t_st.owned--;
         c->t_st.leases_lost++;
@@ -490,12 +438,14 @@ static void attr__acquire(attr_cluster_t *c, int p, const char *key)
             return; /* someone else's, until they let it go or it expires */
         }
     }
-    if (attr__fence(c, p) != 0) {
+    uint64_t marker = 0;
+    if (attr__fence(c, p, &marker) != 0) {
         yw_log(YW_LOG_WARN, "cluster: took partition %d but cannot fence it; letting it go", p);
         (void)kvStore_Delete(c->leases, key);
         return;
     }
     c->t_rev[p] = rev;
+    attr__log_own(c, p, marker);
     c->t_owned[p] = 1;
     c->t_st.owned++;
     yw_log(YW_LOG_DEBUG, "cluster: partition %d is ours", p);
@@ -564,6 +514,7 @@ static void attr__tick(attr_cluster_t *c)
         }
         snprintf(key, sizeof key, "p.%d", p);
         if (!mine) {
+            attr__log_own(c, p, 0);
             c->t_owned[p] = 0;
             c->t_st.owned--;
             attr__publish(c, NULL); /* the loop stops using it before it goes */
@@ -609,6 +560,7 @@ static void attr__leave(attr_cluster_t *c)
     char key[96];
     for (int p = 0; p < c->partitions && c->leases != NULL; p++) {
         if (c->t_owned[p]) {
+            attr__log_own(c, p, 0);
             snprintf(key, sizeof key, "p.%d", p);
             (void)kvStore_Delete(c->leases, key);
             c->t_owned[p] = 0;
@@ -685,6 +637,11 @@ static void attr__on_async(uv_async_t *a)
 
 static void attr__free(attr_cluster_t *c)
 {
+    for (int i = 0; c->log_mu != NULL && i < c->partitions; i++) {
+        uv_mutex_destroy(&c->log_mu[i]);
+    }
+    free(c->log_mu);
+    free(c->log_last);
     uv_mutex_destroy(&c->mu);
     uv_cond_destroy(&c->cond);
     free(c->urls);
@@ -738,13 +695,21 @@ int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_c
     c->t_owned = calloc(np, 1);
     c->t_rev = calloc(np, sizeof *c->t_rev);
     c->assign = calloc(np, sizeof *c->assign);
+    c->log_last = calloc(np, sizeof *c->log_last);
+    c->log_mu = calloc(np, sizeof *c->log_mu);
     if (uv_mutex_init(&c->mu) != 0 || uv_cond_init(&c->cond) != 0) {
         free(c);
         snprintf(err, errlen, "cannot make a mutex");
         return -ENOMEM;
     }
+    for (size_t i = 0; c->log_mu != NULL && i < np; i++) {
+        if (uv_mutex_init(&c->log_mu[i]) != 0) {
+            abort(); /* glibc's mutex init does not fail */
+        }
+    }
     if (c->urls == NULL || c->advertise == NULL || c->pub_owned == NULL || c->owned == NULL ||
-        c->t_owned == NULL || c->t_rev == NULL || c->assign == NULL) {
+        c->t_owned == NULL || c->t_rev == NULL || c->assign == NULL || c->log_last == NULL ||
+        c->log_mu == NULL) {
         attr__free(c);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

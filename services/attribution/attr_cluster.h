@@ -110,6 +110,34 @@ void attr_cluster_stop(attr_cluster_t *c);
  */
 int attr_cluster_owns(const attr_cluster_t *c, int p);
 
+/**
+ * Appends a record of kind `kind` (a short name, header Yw-Kind) to partition `p`'s log,
+ * fenced: it expects the subject's last sequence to be the last one this node knows
+ * (its lease marker or its previous append), so nothing lands after another node's
+ * lease marker. Blocks (any thread but the loop); appends to one partition are
+ * serialised. A timeout is retried with the same message id, so one call never appends
+ * twice. Returns 0 with the record's stream sequence in *seq; -EPERM when the partition
+ * is not this node's; -ESTALE when the fence refused it (another node took the
+ * partition: this node's view of it is stale); -EAGAIN when NATS did not answer (the
+ * record may or may not be in the log: the next append tells, by -ESTALE); `err` says
+ * what happened.
+ */
+int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *data, size_t len,
+                        uint64_t *seq, char *err, size_t errlen);
+
+/** One record of a partition's log: 0 to go on, non-zero to stop the read. */
+typedef int (*attr_cluster_read_fn)(void *arg, uint64_t seq, const char *kind, const void *data,
+                                    size_t len);
+
+/**
+ * Reads partition `p`'s log from stream sequence `from` on, in order, calling `fn` for
+ * every record (lease markers included, kind "lease"), up to the last one there is.
+ * Blocks (any thread but the loop). Returns 0 with the last sequence read in *last (or
+ * from - 1 when none), what `fn` returned when it stopped the read, or -EAGAIN with `err`.
+ */
+int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read_fn fn, void *arg,
+                      uint64_t *last, char *err, size_t errlen);
+
 /** The partition of a viewer: yw_hash_bytes() of the id (fixed forever), mod `partitions`. */
 int attr_cluster_partition(const char *viewer_id, size_t len, int partitions);
 

@@ -1,0 +1,80 @@
+/*
+ * attr_cluster_int.h — private to attr_cluster.c and attr_cluster_log.c: the cluster's
+ * structure, shared by the cluster thread (membership, leases) and the threads that
+ * append to and read the partitions' logs.
+ */
+#ifndef ATTR_CLUSTER_INT_H
+#define ATTR_CLUSTER_INT_H
+
+#include <nats/nats.h>
+
+#include "services/attribution/attr_cluster.h"
+
+#define ATTR__STREAM "yw-attr-events"
+#define ATTR__SUBJECT_FMT "yw.attr.p.%d"
+#define ATTR__BUCKET_META "yw-attr-meta"
+#define ATTR__BUCKET_NODES "yw-attr-nodes"
+#define ATTR__BUCKET_LEASES "yw-attr-leases"
+/* How long one NATS request may take before the thread gives up on it (ms). */
+#define ATTR__REQUEST_MS 2000
+/* Reconnecting after a failed first connect: from this, doubling, up to the cap (ms). */
+#define ATTR__BACKOFF_MIN_MS 250
+#define ATTR__BACKOFF_MAX_MS 5000
+#define ATTR__NS_PER_MS 1000000ull
+
+struct st_attr_cluster_t {
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_thread_t thread;
+    int thread_started;
+    attr_cluster_cb cb;
+    void *arg;
+
+    /* The configuration (copies, read by the thread only after start). */
+    char *urls;
+    char node_id[ATTR_CLUSTER_NODE_ID_MAX + 1];
+    char *advertise;
+    char *tls_ca;
+    char *creds;
+    int partitions;
+    int replicas;
+    int64_t ttl_ms;
+
+    /* Shared between the thread and the loop, under `mu`. */
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    int stop;
+    int nats_connected;          /* libnats's connection callbacks write it */
+    attr_cluster_status_t pub;   /* the thread's last status */
+    uint8_t *pub_owned;          /* partitions (the thread's view) */
+    uint64_t pub_valid_until_ns; /* uv_hrtime() until which the leases are good */
+
+    /* The loop's copy. */
+    attr_cluster_status_t st;
+    uint8_t *owned;
+    uint64_t valid_until_ns;
+
+    /* The partitions' logs (attr_cluster_log.c): per partition, under log_mu[p], the last
+     * sequence of its subject this node knows (its lease marker or its last append); 0
+     * while the partition is not this node's. The cluster thread sets it when it takes
+     * the lease and clears it when the lease goes. */
+    uv_mutex_t *log_mu;
+    uint64_t *log_last;
+    uint64_t log_appends; /* a counter for the appends' message ids */
+
+    /* The thread's own. */
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *meta;
+    kvStore *nodes;
+    kvStore *leases;
+    uint8_t *t_owned;
+    uint64_t *t_rev;
+    int *assign;
+    attr_cluster_status_t t_st;
+};
+
+/** Cluster thread: partition `p`'s log now starts after `seq` for this node (0: not ours). */
+void attr__log_own(attr_cluster_t *c, int p, uint64_t seq);
+
+#endif

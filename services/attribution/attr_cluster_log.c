@@ -1,0 +1,149 @@
+/*
+ * attr_cluster_log.c — the partitions' logs in the cluster's stream: fenced appends and
+ * reads in order by subject. See attr_cluster.h; the lease markers that fence them are
+ * written by the cluster thread (attr_cluster.c) when it takes a lease.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/attribution/attr_cluster_int.h"
+
+/* Tries of one append whose answer did not come (same message id each time). */
+#define ATTR__APPEND_TRIES 3
+
+void attr__log_own(attr_cluster_t *c, int p, uint64_t seq)
+{
+    uv_mutex_lock(&c->log_mu[p]);
+    c->log_last[p] = seq;
+    uv_mutex_unlock(&c->log_mu[p]);
+}
+
+/* The js context, once joined (it lives until the cluster thread ends, at stop). */
+static jsCtx *attr__js(attr_cluster_t *c)
+{
+    uv_mutex_lock(&c->mu);
+    jsCtx *js = c->pub.ready ? c->js : NULL;
+    uv_mutex_unlock(&c->mu);
+    return js;
+}
+
+static const char *attr__err_text(natsStatus s)
+{
+    const char *text = nats_GetLastError(NULL);
+    return (text != NULL && text[0] != '\0') ? text : natsStatus_GetText(s);
+}
+
+int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *data, size_t len,
+                        uint64_t *seq, char *err, size_t errlen)
+{
+    jsCtx *js = attr__js(c);
+    if (js == NULL) {
+        snprintf(err, errlen, "partition %d: not joined to the cluster yet", p);
+        return -EAGAIN;
+    }
+    char subject[48], expect[24], id[160];
+    snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
+    uv_mutex_lock(&c->log_mu[p]);
+    uint64_t last = c->log_last[p];
+    if (last == 0) {
+        uv_mutex_unlock(&c->log_mu[p]);
+        snprintf(err, errlen, "partition %d: not this node's", p);
+        return -EPERM;
+    }
+    snprintf(expect, sizeof expect, "%llu", (unsigned long long)last);
+    /* Unique per call and the same for its tries: a try whose first answer was lost is
+     * recognised as a duplicate by JetStream and answered with the first one's sequence. */
+    snprintf(id, sizeof id, "%s-%d-%llu-%llu", c->node_id, p, (unsigned long long)last,
+             (unsigned long long)++c->log_appends);
+    int rc = -EAGAIN;
+    for (int attempt = 0; attempt < ATTR__APPEND_TRIES; attempt++) {
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)data, (int)len);
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", expect);
+        }
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+        }
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Yw-Kind", kind);
+        }
+        jsPubAck *ack = NULL;
+        jsErrCode jerr = 0;
+        if (s == NATS_OK) {
+            s = js_PublishMsg(&ack, js, m, NULL, &jerr);
+        }
+        if (s == NATS_OK) {
+            c->log_last[p] = ack->Sequence;
+            *seq = ack->Sequence;
+            rc = 0;
+        } else if (jerr == JSStreamWrongLastSequenceErr) {
+            c->log_last[p] = 0;
+            snprintf(err, errlen,
+                     "partition %d: refused by the fence (another node appended after "
+                     "sequence %s: this node lost the partition)",
+                     p, expect);
+            rc = -ESTALE;
+        } else {
+            snprintf(err, errlen, "partition %d: append: %s", p, attr__err_text(s));
+        }
+        jsPubAck_Destroy(ack);
+        natsMsg_Destroy(m);
+        if (rc != -EAGAIN) {
+            break;
+        }
+    }
+    uv_mutex_unlock(&c->log_mu[p]);
+    return rc;
+}
+
+int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read_fn fn, void *arg,
+                      uint64_t *last, char *err, size_t errlen)
+{
+    jsCtx *js = attr__js(c);
+    *last = from > 0 ? from - 1 : 0;
+    if (js == NULL) {
+        snprintf(err, errlen, "partition %d: not joined to the cluster yet", p);
+        return -EAGAIN;
+    }
+    char subject[48];
+    snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
+    for (uint64_t next = from > 0 ? from : 1;;) {
+        jsDirectGetMsgOptions o;
+        memset(&o, 0, sizeof o);
+        o.Sequence = next;
+        o.NextBySubject = subject;
+        natsMsg *m = NULL;
+        natsStatus s = js_DirectGetMsg(&m, js, ATTR__STREAM, NULL, &o);
+        if (s == NATS_NOT_FOUND) {
+            return 0;
+        }
+        if (s != NATS_OK) {
+            snprintf(err, errlen, "partition %d: read from %llu: %s", p, (unsigned long long)next,
+                     attr__err_text(s));
+            return -EAGAIN;
+        }
+        const char *seqs = NULL, *kind = NULL;
+        uint64_t seq = natsMsg_GetSequence(m);
+        if (seq == 0 && natsMsgHeader_Get(m, "Nats-Sequence", &seqs) == NATS_OK) {
+            seq = strtoull(seqs, NULL, 10);
+        }
+        if (natsMsgHeader_Get(m, "Yw-Kind", &kind) != NATS_OK) {
+            kind = "";
+        }
+        int stop = seq >= next
+                       ? fn(arg, seq, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))
+                       : -EIO;
+        natsMsg_Destroy(m);
+        if (stop != 0) {
+            if (stop == -EIO) {
+                snprintf(err, errlen, "partition %d: a record without its sequence", p);
+            }
+            return stop;
+        }
+        *last = seq;
+        next = seq + 1;
+    }
+}
