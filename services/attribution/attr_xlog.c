@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -48,6 +49,9 @@ struct st_attr_xlog_t {
     uint64_t seq;
     uint64_t size; /* synced length of the segment */
     int need_rotate;
+    int64_t created_ns; /* the segment's, as its header says */
+    attr_xlog_ship_fn ship;
+    void *ship_arg;
     unsigned char *buf;
     size_t buf_len, buf_cap;
 };
@@ -129,8 +133,11 @@ int attr_xlog_list(const char *dir, uint64_t **seqs, size_t *n)
 
 /* ---- writing (writer thread) ---- */
 
-/** Creates segment `seq`: header written and synced, directory synced. */
-static int attr__create_segment(const char *dir, uint64_t seq, int *fd_out)
+/**
+ * Creates segment `seq` created at `created_ns` (0: now, written back): header written
+ * and synced, directory synced.
+ */
+static int attr__create_segment(const char *dir, uint64_t seq, int64_t *created_ns, int *fd_out)
 {
     char path[4096];
     attr_xlog_path(dir, seq, path, sizeof path);
@@ -138,14 +145,17 @@ static int attr__create_segment(const char *dir, uint64_t seq, int *fd_out)
     if (fd < 0) {
         return -errno;
     }
+    if (*created_ns == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        *created_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
     unsigned char hdr[ATTR_XLOG__HDR_BYTES];
     memset(hdr, 0, sizeof hdr);
     memcpy(hdr, ATTR_XLOG__MAGIC, 8);
     yw_put_le32(hdr + 8, ATTR_XLOG__VERSION);
     yw_put_le64(hdr + 16, seq);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    yw_put_le64(hdr + 24, (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+    yw_put_le64(hdr + 24, (uint64_t)*created_ns);
     int rc = yw_pwrite_all(fd, hdr, sizeof hdr, 0);
     if (rc == 0 && fdatasync(fd) != 0) {
         rc = -errno;
@@ -264,6 +274,10 @@ static void attr__flush(attr_xlog_t *log, attr_xlog_batch_t *first, attr_xlog_ba
     if (rc == 0 && fdatasync(log->fd) != 0) {
         rc = -errno;
     }
+    if (rc == 0 && log->ship != NULL) {
+        /* Not acknowledged unless shipped: a failure is a write error (cut off, new segment). */
+        rc = log->ship(log->ship_arg, log->seq, log->created_ns, log->size, log->buf, log->buf_len);
+    }
     if (rc == 0) {
         log->size += log->buf_len;
     } else {
@@ -289,13 +303,15 @@ static int attr__rotate(attr_xlog_t *log)
     }
     uint64_t seq = log->seq + 1;
     int fd = -1;
-    int rc = attr__create_segment(log->dir, seq, &fd);
+    int64_t created = 0;
+    int rc = attr__create_segment(log->dir, seq, &created, &fd);
     if (rc != 0) {
         log->need_rotate = 1;
         return rc;
     }
     log->fd = fd;
     log->seq = seq;
+    log->created_ns = created;
     log->size = ATTR_XLOG__HDR_BYTES;
     log->need_rotate = 0;
     atomic_store(&log->cur_seq, seq);
@@ -421,6 +437,83 @@ static void attr__drain_done(attr_xlog_t *log, uint64_t budget_ns)
 static void attr__on_async(uv_async_t *h)
 {
     attr__drain_done(h->data, ATTR_XLOG_DONE_NS);
+}
+
+void attr_xlog_set_ship(attr_xlog_t *log, attr_xlog_ship_fn fn, void *arg)
+{
+    log->ship = fn;
+    log->ship_arg = arg;
+}
+
+/* ---- placing shipped bytes (a copy of a log elsewhere) ---- */
+
+void attr_xlog_placer_init(attr_xlog_placer_t *pl, const char *dir)
+{
+    memset(pl, 0, sizeof *pl);
+    snprintf(pl->dir, sizeof pl->dir, "%s", dir);
+    pl->fd = -1;
+}
+
+/* Syncs and closes the open segment, if any. */
+static int attr__placer_close(attr_xlog_placer_t *pl)
+{
+    int rc = 0;
+    if (pl->fd >= 0) {
+        if (fdatasync(pl->fd) != 0) {
+            rc = -errno;
+        }
+        close(pl->fd);
+        pl->fd = -1;
+    }
+    return rc;
+}
+
+int attr_xlog_place(attr_xlog_placer_t *pl, uint64_t seg, int64_t created_ns, uint64_t off,
+                    const void *bytes, size_t len)
+{
+    int rc = 0;
+    if (pl->fd < 0 || pl->seg != seg) {
+        if ((rc = attr__placer_close(pl)) != 0) {
+            return rc;
+        }
+        char path[4200];
+        attr_xlog_path(pl->dir, seg, path, sizeof path);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+            rc = attr__create_segment(pl->dir, seg, &created_ns, &fd);
+        } else if (fd < 0) {
+            rc = -errno;
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        struct stat sb;
+        if (fstat(fd, &sb) != 0) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+        pl->fd = fd;
+        pl->seg = seg;
+        pl->size = (uint64_t)sb.st_size;
+    }
+    if (off != pl->size) {
+        return -EPROTO; /* a gap or an overlap: not a copy of one log */
+    }
+    if ((rc = yw_pwrite_all(pl->fd, bytes, len, off)) != 0) {
+        return rc;
+    }
+    pl->size += len;
+    return 0;
+}
+
+int attr_xlog_placer_finish(attr_xlog_placer_t *pl)
+{
+    int rc = attr__placer_close(pl);
+    if (rc == 0) {
+        rc = yw_fsync_dir(pl->dir);
+    }
+    return rc;
 }
 
 int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xlog_t **out,

@@ -114,6 +114,43 @@ typedef struct st_attr_xlog_t attr_xlog_t;
 int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xlog_t **out,
                    char *err, size_t errlen);
 
+/**
+ * Shipping (a cluster node's partition: the log's bytes copied to a replicated log
+ * before anything is acknowledged). Called on the writer thread with each group's bytes
+ * once they are synced, at offset `off` of segment `seg` (created at `created_ns`, as its
+ * header says), before any batch of the group is done. Non-zero fails the group as a
+ * write error does: the bytes are cut off the segment and a new segment starts; a copy
+ * (attr_xlog_place()) of what was shipped is then a log with a torn tail, which the
+ * replay cuts off the same way.
+ */
+typedef int (*attr_xlog_ship_fn)(void *arg, uint64_t seg, int64_t created_ns, uint64_t off,
+                                 const void *bytes, size_t len);
+
+/** Sets the ship function; before the first attr_xlog_append() (loop thread). */
+void attr_xlog_set_ship(attr_xlog_t *log, attr_xlog_ship_fn fn, void *arg);
+
+/** Writing a copy of a log from what its ship function was given, in order. */
+typedef struct st_attr_xlog_placer_t {
+    char dir[4096];
+    int fd;
+    uint64_t seg;
+    uint64_t size;
+} attr_xlog_placer_t;
+
+/** A placer writing into `dir` (which must exist). */
+void attr_xlog_placer_init(attr_xlog_placer_t *pl, const char *dir);
+
+/**
+ * Writes shipped bytes where they were in the original: segment `seg` (created with its
+ * header when missing), offset `off`, which must be where the copy of that segment ends
+ * (-EPROTO otherwise: a gap or an overlap). Returns 0 or a negative errno.
+ */
+int attr_xlog_place(attr_xlog_placer_t *pl, uint64_t seg, int64_t created_ns, uint64_t off,
+                    const void *bytes, size_t len);
+
+/** Syncs what was placed (the last segment and the directory). Returns 0 or -errno. */
+int attr_xlog_placer_finish(attr_xlog_placer_t *pl);
+
 /** Queues a batch. Returns 0 (done will run) or -ESHUTDOWN after close (it will not). */
 int attr_xlog_append(attr_xlog_t *log, attr_xlog_batch_t *batch);
 

@@ -71,12 +71,19 @@ static attr_xlog_str_t S(const char *s, uint32_t id)
 static uint32_t rec_offs[64][2];
 static uint64_t frame_ends[64];
 
+/* When set, write_batches() ships with it. */
+static attr_xlog_ship_fn ship_fn;
+static void *ship_arg;
+
 /* Writes `nb` batches of two exposures each and closes the log. */
 static void write_batches(fixture_t *f, uint64_t first_seq, int nb)
 {
     attr_xlog_t *log = NULL;
     char err[256];
     YW_CHECK_INT(attr_xlog_open(&f->loop, f->dir, first_seq, &log, err, sizeof err), ==, 0);
+    if (ship_fn != NULL) {
+        attr_xlog_set_ship(log, ship_fn, ship_arg);
+    }
     YW_CHECK_INT(attr_xlog_current_seq(log), ==, first_seq);
     static attr_xlog_str_t prods[2];
     prods[0] = S("p-1", 0);
@@ -574,6 +581,148 @@ YW_TEST(bad_header_is_refused)
     fixture_done(&f);
 }
 
+/* ---- shipping: the bytes a cluster node copies to its replicated log ---- */
+
+typedef struct {
+    attr_xlog_placer_t pl;
+    int calls, fail_at; /* fail_at > 0: that call fails */
+    uint64_t shipped;   /* bytes */
+} ship_t;
+
+static int ship_to_placer(void *arg, uint64_t seg, int64_t created_ns, uint64_t off,
+                          const void *bytes, size_t len)
+{
+    ship_t *s = arg;
+    if (++s->calls == s->fail_at) {
+        return -EIO;
+    }
+    s->shipped += len;
+    return attr_xlog_place(&s->pl, seg, created_ns, off, bytes, len);
+}
+
+static void read_whole(const char *path, char **buf, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    YW_CHECK(fp != NULL);
+    fseek(fp, 0, SEEK_END);
+    *len = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    *buf = malloc(*len + 1);
+    YW_CHECK(fread(*buf, 1, *len, fp) == *len);
+    fclose(fp);
+}
+
+YW_TEST(shipped_bytes_placed_elsewhere_make_the_same_log)
+{
+    fixture_t f, copy;
+    fixture_init(&f);
+    fixture_init(&copy);
+    static ship_t s;
+    memset(&s, 0, sizeof s);
+    attr_xlog_placer_init(&s.pl, copy.dir);
+    ship_fn = ship_to_placer;
+    ship_arg = &s;
+    write_batches(&f, 3, 7);
+    ship_fn = NULL;
+    YW_CHECK_INT(attr_xlog_placer_finish(&s.pl), ==, 0);
+    YW_CHECK(s.shipped > 0);
+    char a[512], b[512];
+    attr_xlog_path(f.dir, 3, a, sizeof a);
+    attr_xlog_path(copy.dir, 3, b, sizeof b);
+    char *x, *y;
+    size_t xl, yl;
+    read_whole(a, &x, &xl);
+    read_whole(b, &y, &yl);
+    YW_CHECK_INT(xl, ==, yl); /* the header too: same segment, same creation time */
+    YW_CHECK(memcmp(x, y, xl) == 0);
+    free(x);
+    free(y);
+    static visit_t v;
+    memset(&v, 0, sizeof v);
+    attr_xlog_segstat_t st;
+    char err[256] = "";
+    YW_CHECK_INT(attr_xlog_read_segment(b, 1, visit, &v, &st, err, sizeof err), ==, 0);
+    YW_CHECK_INT(v.n, ==, 14);
+    YW_CHECK_INT(st.torn, ==, 0);
+    /* A gap is refused: bytes not placed where the copy ends. */
+    attr_xlog_placer_init(&s.pl, copy.dir);
+    YW_CHECK_INT(attr_xlog_place(&s.pl, 3, 0, (uint64_t)yl + 8, "x", 1), ==, -EPROTO);
+    YW_CHECK_INT(attr_xlog_placer_finish(&s.pl), ==, 0);
+    fixture_done(&copy);
+    fixture_done(&f);
+}
+
+YW_TEST(a_failed_ship_fails_the_group_and_cuts_it_off)
+{
+    fixture_t f;
+    fixture_init(&f);
+    static ship_t s;
+    memset(&s, 0, sizeof s);
+    s.fail_at = 2;
+    attr_xlog_t *log = NULL;
+    char err[256];
+    YW_CHECK_INT(attr_xlog_open(&f.loop, f.dir, 1, &log, err, sizeof err), ==, 0);
+    attr_xlog_set_ship(log, ship_to_placer, &s);
+    char copy_dir[300];
+    snprintf(copy_dir, sizeof copy_dir, "%s/copy", f.dir);
+    YW_CHECK_INT(mkdir(copy_dir, 0700), ==, 0);
+    attr_xlog_placer_init(&s.pl, copy_dir);
+    attr_xlog_exposure_t e;
+    memset(&e, 0, sizeof e);
+    e.event_id = "e-1";
+    e.event_id_len = 3;
+    e.kind = 1;
+    e.occur_ns = T0;
+    e.viewer = S("v", 0);
+    e.creator = S("c", 0);
+    attr_xlog_batch_t b1, b2;
+    memset(&b1, 0, sizeof b1);
+    b1.events = &e;
+    b1.n = 1;
+    b1.done = on_done;
+    b1.data = &f;
+    b2 = b1;
+    YW_CHECK_INT(attr_xlog_append(log, &b1), ==, 0);
+    while (f.done_count < 1) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_INT(f.last_status, ==, 0);
+    YW_CHECK_INT(attr_xlog_append(log, &b2), ==, 0);
+    while (f.done_count < 2) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_INT(f.last_status, ==, -EIO); /* not acknowledged */
+    /* The next group goes to a new segment, shipped as well. */
+    attr_xlog_batch_t b3 = b1;
+    YW_CHECK_INT(attr_xlog_append(log, &b3), ==, 0);
+    while (f.done_count < 3) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_INT(f.last_status, ==, 0);
+    YW_CHECK_INT(b3.seq, ==, 2);
+    attr_xlog_close(log, on_closed, &f);
+    YW_CHECK_INT(uv_run(&f.loop, UV_RUN_DEFAULT), ==, 0);
+    YW_CHECK_INT(attr_xlog_placer_finish(&s.pl), ==, 0);
+    /* The segment holds the first frame only, as does the copy. */
+    char path[512];
+    attr_xlog_path(f.dir, 1, path, sizeof path);
+    struct stat sb;
+    YW_CHECK_INT(stat(path, &sb), ==, 0);
+    YW_CHECK_INT((uint64_t)sb.st_size, ==, b1.frame_end);
+    char cpath[512];
+    attr_xlog_path(copy_dir, 1, cpath, sizeof cpath);
+    struct stat cb;
+    YW_CHECK_INT(stat(cpath, &cb), ==, 0);
+    YW_CHECK_INT(cb.st_size, ==, sb.st_size);
+    YW_CHECK_INT(unlink(cpath), ==, 0);
+    attr_xlog_path(copy_dir, 2, cpath, sizeof cpath);
+    YW_CHECK_INT(stat(cpath, &cb), ==, 0);
+    YW_CHECK_INT((uint64_t)cb.st_size, ==, b3.frame_end);
+    YW_CHECK_INT(unlink(cpath), ==, 0);
+    YW_CHECK_INT(rmdir(copy_dir), ==, 0);
+    fixture_done(&f);
+}
+
 YW_TEST(segments_are_listed_in_order)
 {
     fixture_t f;
@@ -614,6 +763,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(torn_tail_is_detected_and_truncated),
         YW_TEST_ENTRY(bad_crc_stops_the_replay_there),
         YW_TEST_ENTRY(bad_header_is_refused),
+        YW_TEST_ENTRY(shipped_bytes_placed_elsewhere_make_the_same_log),
+        YW_TEST_ENTRY(a_failed_ship_fails_the_group_and_cuts_it_off),
         YW_TEST_ENTRY(segments_are_listed_in_order),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
