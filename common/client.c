@@ -29,7 +29,8 @@ typedef struct st_yw__ccall_t {
     yw_unary_cb_t cb;
     void *arg;
     struct st_yw__ccall_t *prev, *next;
-    grpc_metadata md;                /* x-request-id, when there is a parent */
+    grpc_metadata md[1 + YW_CLIENT_MAX_MD]; /* x-request-id (with a parent), then the caller's */
+    size_t n_md;
     char rid[YW_REQUEST_ID_MAX + 1]; /* the parent's request id, or "" */
 } yw__ccall_t;
 
@@ -101,6 +102,15 @@ static const char *yw__ccall_request_id(void *arg)
     return rid[0] != '\0' ? rid : NULL;
 }
 
+/* The metadata slices the call made (x-request-id's key is static: unref is a no-op). */
+static void yw__md_unref(yw__ccall_t *c)
+{
+    for (size_t i = 0; i < c->n_md; i++) {
+        grpc_slice_unref(c->md[i].key);
+        grpc_slice_unref(c->md[i].value);
+    }
+}
+
 static void yw__on_unary_done(yw_tag_t *tag, int ok)
 {
     yw__ccall_t *c = (yw__ccall_t *)tag;
@@ -158,9 +168,7 @@ static void yw__on_unary_done(yw_tag_t *tag, int ok)
     grpc_metadata_array_destroy(&c->initial_md);
     grpc_metadata_array_destroy(&c->trailing_md);
     grpc_slice_unref(c->details);
-    if (c->rid[0] != '\0') {
-        grpc_slice_unref(c->md.value);
-    }
+    yw__md_unref(c);
     grpc_call_unref(c->call);
     free(c);
     if (ch->closing && ch->calls == NULL && !ch->in_callback) {
@@ -172,8 +180,19 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
                     const ProtobufCMessageDescriptor *resp_desc, yw_call_t *parent,
                     int64_t timeout_ms, yw_unary_cb_t cb, void *arg)
 {
+    return yw_client_unary_md(ch, method, req, resp_desc, parent, timeout_ms, NULL, 0, cb, arg);
+}
+
+int yw_client_unary_md(yw_channel_t *ch, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, yw_call_t *parent,
+                       int64_t timeout_ms, const yw_client_md_t *md, size_t n_md, yw_unary_cb_t cb,
+                       void *arg)
+{
     if (ch->closing) {
         return -ESHUTDOWN;
+    }
+    if (n_md > YW_CLIENT_MAX_MD) {
+        return -EINVAL;
     }
     yw__ccall_t *c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -223,11 +242,17 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
         const char *rid = yw_call_request_id(parent);
         size_t len = strlen(rid);
         memcpy(c->rid, rid, len + 1);
-        c->md.key = grpc_slice_from_static_string("x-request-id");
-        c->md.value = grpc_slice_from_copied_buffer(rid, len);
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &c->md;
+        c->md[0].key = grpc_slice_from_static_string("x-request-id");
+        c->md[0].value = grpc_slice_from_copied_buffer(rid, len);
+        c->n_md = 1;
     }
+    for (size_t i = 0; i < n_md; i++) {
+        c->md[c->n_md].key = grpc_slice_from_copied_string(md[i].key);
+        c->md[c->n_md].value = grpc_slice_from_copied_string(md[i].value);
+        c->n_md++;
+    }
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send_bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -240,9 +265,7 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
     ops[5].data.recv_status_on_client.status = &c->status;
     ops[5].data.recv_status_on_client.status_details = &c->details;
     if (grpc_call_start_batch(c->call, ops, 6, &c->tag, NULL) != GRPC_CALL_OK) {
-        if (c->rid[0] != '\0') {
-            grpc_slice_unref(c->md.value);
-        }
+        yw__md_unref(c);
         grpc_call_unref(c->call);
         grpc_byte_buffer_destroy(c->send_bb);
         grpc_metadata_array_destroy(&c->initial_md);

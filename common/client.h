@@ -55,6 +55,24 @@ int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage
                     const ProtobufCMessageDescriptor *resp_desc, yw_call_t *parent,
                     int64_t timeout_ms, yw_unary_cb_t cb, void *arg);
 
+/** At most this many metadata pairs of the caller's per call (yw_client_unary_md()). */
+#define YW_CLIENT_MAX_MD 4
+
+/** A metadata pair: lowercase key (not "grpc-"), ASCII value; both copied by the call. */
+typedef struct st_yw_client_md_t {
+    const char *key;
+    const char *value;
+} yw_client_md_t;
+
+/**
+ * yw_client_unary() with `n_md` (at most YW_CLIENT_MAX_MD) metadata pairs of the
+ * caller's sent along, after x-request-id. -EINVAL for more.
+ */
+int yw_client_unary_md(yw_channel_t *ch, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, yw_call_t *parent,
+                       int64_t timeout_ms, const yw_client_md_t *md, size_t n_md, yw_unary_cb_t cb,
+                       void *arg);
+
 #ifdef __cplusplus
 }
 #endif

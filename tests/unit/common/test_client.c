@@ -35,6 +35,7 @@ typedef struct {
     yw_call_t *held;       /* "hold": answered by nobody until the client gives up */
     result_t *held_result; /* what its client got */
     char outer_rid[160], inner_rid[160];
+    char inner_md[64]; /* the inner call's yw-test-partition metadata */
     uv_timer_t timer;
     int64_t inner_remaining_ms;
 } fixture_t;
@@ -58,6 +59,20 @@ static void peer(yw_call_t *call, const ProtobufCMessage *msg)
         yw_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "peer: refused");
     } else if (strcmp(req->service, "hold") == 0) {
         f->held = call;
+    } else if (strcmp(req->service, "relay-md") == 0) {
+        snprintf(f->outer_rid, sizeof f->outer_rid, "%s", yw_call_request_id(call));
+        request_t inner = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+        inner.service = "inner";
+        const yw_client_md_t md[] = {{"yw-test-partition", "17"}, {"yw-test-other", "x"}};
+        YW_CHECK_INT(yw_client_unary_md(f->ch, "/" PEER "/Call", &inner.base,
+                                        &grpc__health__v1__health_check_response__descriptor, call,
+                                        0, md, 2, relay_done, call),
+                     ==, 0);
+        yw_client_md_t many[YW_CLIENT_MAX_MD + 1] = {{"a", "b"}};
+        YW_CHECK_INT(yw_client_unary_md(f->ch, "/" PEER "/Call", &inner.base,
+                                        &grpc__health__v1__health_check_response__descriptor, call,
+                                        0, many, YW_CLIENT_MAX_MD + 1, relay_done, call),
+                     ==, -EINVAL);
     } else if (strcmp(req->service, "relay") == 0) {
         snprintf(f->outer_rid, sizeof f->outer_rid, "%s", yw_call_request_id(call));
         request_t inner = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -69,6 +84,9 @@ static void peer(yw_call_t *call, const ProtobufCMessage *msg)
     } else if (strcmp(req->service, "inner") == 0) {
         snprintf(f->inner_rid, sizeof f->inner_rid, "%s", yw_call_request_id(call));
         f->inner_remaining_ms = yw_call_remaining_ms(call);
+        size_t mlen = 0;
+        const char *m = yw_call_metadata(call, "yw-test-partition", &mlen);
+        snprintf(f->inner_md, sizeof f->inner_md, "%.*s", m ? (int)mlen : 0, m ? m : "");
         yw_call_reply(call, &resp.base);
     } else {
         yw_call_reply(call, &resp.base);
@@ -204,6 +222,18 @@ YW_TEST(a_call_made_for_an_inbound_call_carries_its_deadline_and_request_id)
     finish(&f);
 }
 
+YW_TEST(metadata_of_the_caller_goes_along_with_the_request_id)
+{
+    fixture_t f;
+    start(&f);
+    result_t *relayed = call(&f, "relay-md", 3000);
+    yw_runtime_run(f.rt);
+    YW_CHECK_INT(relayed->code, ==, GRPC_STATUS_OK);
+    YW_CHECK_STR(f.inner_md, "17");
+    YW_CHECK_STR(f.inner_rid, f.outer_rid);
+    finish(&f);
+}
+
 /* Once the peer holds the call, the channel goes. */
 static void drop_channel_once_held(uv_timer_t *t)
 {
@@ -247,6 +277,7 @@ int main(int argc, char **argv)
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(reply_status_and_deadline),
         YW_TEST_ENTRY(a_call_made_for_an_inbound_call_carries_its_deadline_and_request_id),
+        YW_TEST_ENTRY(metadata_of_the_caller_goes_along_with_the_request_id),
         YW_TEST_ENTRY(destroying_the_channel_cancels_calls_in_flight),
         YW_TEST_ENTRY(a_peer_that_is_not_there_is_unavailable),
     };
