@@ -97,6 +97,14 @@ int attr_cluster_config_check(const attr_cluster_config_t *cfg, char *err, size_
 
 /* ---- the thread: publishing to the loop ---- */
 
+static void attr__routes_copy(attr__routes_t *to, const attr__routes_t *from, int partitions)
+{
+    memcpy(to->nodes, from->nodes, sizeof to->nodes[0] * (size_t)from->n_nodes);
+    to->n_nodes = from->n_nodes;
+    to->self = from->self;
+    memcpy(to->route, from->route, sizeof to->route[0] * (size_t)partitions);
+}
+
 /* Thread: the status (with a problem when `fmt` is not NULL) to the loop. */
 static void attr__publish(attr_cluster_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -113,6 +121,7 @@ static void attr__publish(attr_cluster_t *c, const char *fmt, ...)
     c->t_st.connected = c->nats_connected;
     c->pub = c->t_st;
     memcpy(c->pub_owned, c->t_owned, (size_t)c->partitions);
+    attr__routes_copy(&c->pub_routes, &c->t_routes, c->partitions);
     uv_mutex_unlock(&c->mu);
     uv_async_send(&c->async);
 }
@@ -475,6 +484,34 @@ static int attr__live_nodes(attr_cluster_t *c, kvKeysList *keys, const char **na
     return n;
 }
 
+/* The routing table from the assignment: the nodes' addresses read from their keys. */
+static void attr__routes_fill(attr_cluster_t *c, const char *const *names, int n, int me)
+{
+    attr__routes_t *r = &c->t_routes;
+    r->n_nodes = n < ATTR__MAX_NODES ? n : ATTR__MAX_NODES;
+    r->self = me < ATTR__MAX_NODES ? me : -1;
+    for (int i = 0; i < r->n_nodes; i++) {
+        snprintf(r->nodes[i].id, sizeof r->nodes[i].id, "%s", names[i]);
+        r->nodes[i].addr[0] = '\0';
+        if (i == me) {
+            snprintf(r->nodes[i].addr, sizeof r->nodes[i].addr, "%s", c->advertise);
+            continue;
+        }
+        char key[96];
+        snprintf(key, sizeof key, "n.%s", names[i]);
+        kvEntry *e = NULL;
+        if (kvStore_Get(&e, c->nodes, key) == NATS_OK) {
+            const char *addr = kvEntry_ValueString(e);
+            snprintf(r->nodes[i].addr, sizeof r->nodes[i].addr, "%s", addr ? addr : "");
+            kvEntry_Destroy(e);
+        }
+    }
+    for (int p = 0; p < c->partitions; p++) {
+        int o = c->assign[p];
+        r->route[p] = (int16_t)(o >= 0 && o < r->n_nodes && r->nodes[o].addr[0] ? o : -1);
+    }
+}
+
 /* One tick: this node renewed, the assignment recomputed, leases renewed, let go, taken. */
 static void attr__tick(attr_cluster_t *c)
 {
@@ -502,6 +539,7 @@ static void attr__tick(attr_cluster_t *c)
         }
     }
     attr_cluster_assign(names, n, c->partitions, c->assign);
+    attr__routes_fill(c, names, n, me);
     c->t_st.nodes = n;
     c->t_st.assigned = 0;
     int renewed = 1;
@@ -628,6 +666,7 @@ static void attr__on_async(uv_async_t *a)
                   memcmp(c->owned, c->pub_owned, (size_t)c->partitions) != 0;
     c->st = c->pub;
     memcpy(c->owned, c->pub_owned, (size_t)c->partitions);
+    attr__routes_copy(&c->routes, &c->pub_routes, c->partitions);
     c->valid_until_ns = c->pub_valid_until_ns;
     uv_mutex_unlock(&c->mu);
     if (changed && c->cb != NULL) {
@@ -648,6 +687,9 @@ static void attr__free(attr_cluster_t *c)
     free(c->advertise);
     free(c->tls_ca);
     free(c->creds);
+    free(c->t_routes.route);
+    free(c->pub_routes.route);
+    free(c->routes.route);
     free(c->pub_owned);
     free(c->owned);
     free(c->t_owned);
@@ -696,6 +738,9 @@ int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_c
     c->t_rev = calloc(np, sizeof *c->t_rev);
     c->assign = calloc(np, sizeof *c->assign);
     c->log_last = calloc(np, sizeof *c->log_last);
+    c->t_routes.route = calloc(np, sizeof *c->t_routes.route);
+    c->pub_routes.route = calloc(np, sizeof *c->pub_routes.route);
+    c->routes.route = calloc(np, sizeof *c->routes.route);
     c->log_mu = calloc(np, sizeof *c->log_mu);
     if (uv_mutex_init(&c->mu) != 0 || uv_cond_init(&c->cond) != 0) {
         free(c);
@@ -709,7 +754,8 @@ int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_c
     }
     if (c->urls == NULL || c->advertise == NULL || c->pub_owned == NULL || c->owned == NULL ||
         c->t_owned == NULL || c->t_rev == NULL || c->assign == NULL || c->log_last == NULL ||
-        c->log_mu == NULL) {
+        c->log_mu == NULL || c->t_routes.route == NULL || c->pub_routes.route == NULL ||
+        c->routes.route == NULL) {
         attr__free(c);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -749,4 +795,20 @@ void attr_cluster_stop(attr_cluster_t *c)
 int attr_cluster_owns(const attr_cluster_t *c, int p)
 {
     return p >= 0 && p < c->partitions && c->owned[p] && uv_hrtime() < c->valid_until_ns;
+}
+
+const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self)
+{
+    *self = 0;
+    if (p < 0 || p >= c->partitions || c->routes.route[p] < 0) {
+        return NULL;
+    }
+    int o = c->routes.route[p];
+    *self = o == c->routes.self;
+    return c->routes.nodes[o].addr;
+}
+
+int attr_cluster_partitions(const attr_cluster_t *c)
+{
+    return c->partitions;
 }

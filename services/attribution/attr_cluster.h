@@ -138,6 +138,17 @@ typedef int (*attr_cluster_read_fn)(void *arg, uint64_t seq, const char *kind, c
 int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read_fn fn, void *arg,
                       uint64_t *last, char *err, size_t errlen);
 
+/**
+ * On the loop: the gRPC address of the node partition `p` belongs to by the assignment
+ * as last computed (*self non-zero when it is this node), or NULL when none is known
+ * yet. That node may not hold the lease yet for a moment after a change: it then says
+ * so (UNAVAILABLE) and the caller tries again.
+ */
+const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self);
+
+/** The partition count (--partitions). */
+int attr_cluster_partitions(const attr_cluster_t *c);
+
 /** The partition of a viewer: yw_hash_bytes() of the id (fixed forever), mod `partitions`. */
 int attr_cluster_partition(const char *viewer_id, size_t len, int partitions);
 

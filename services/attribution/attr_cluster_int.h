@@ -21,6 +21,21 @@
 #define ATTR__BACKOFF_MIN_MS 250
 #define ATTR__BACKOFF_MAX_MS 5000
 #define ATTR__NS_PER_MS 1000000ull
+/* Live nodes a cluster may have (a node id and its address each). */
+#define ATTR__MAX_NODES 64
+
+typedef struct st_attr__node_t {
+    char id[ATTR_CLUSTER_NODE_ID_MAX + 1];
+    char addr[256];
+} attr__node_t;
+
+/* Where each partition goes: the nodes and, per partition, the index of its node. */
+typedef struct st_attr__routes_t {
+    attr__node_t nodes[ATTR__MAX_NODES];
+    int n_nodes;
+    int self;       /* this node's index, -1 when not listed */
+    int16_t *route; /* per partition, -1: none */
+} attr__routes_t;
 
 struct st_attr_cluster_t {
     uv_loop_t *loop;
@@ -49,7 +64,10 @@ struct st_attr_cluster_t {
     uint8_t *pub_owned;          /* partitions (the thread's view) */
     uint64_t pub_valid_until_ns; /* uv_hrtime() until which the leases are good */
 
+    attr__routes_t pub_routes;
+
     /* The loop's copy. */
+    attr__routes_t routes;
     attr_cluster_status_t st;
     uint8_t *owned;
     uint64_t valid_until_ns;
@@ -72,6 +90,7 @@ struct st_attr_cluster_t {
     uint64_t *t_rev;
     int *assign;
     attr_cluster_status_t t_st;
+    attr__routes_t t_routes;
 };
 
 /** Cluster thread: partition `p`'s log now starts after `seq` for this node (0: not ours). */
