@@ -1,0 +1,368 @@
+/* attr_front.c — a cluster node's front: split, forward, merge. See attr_front.h. */
+#include "services/attribution/attr_front.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "services/attribution/attr_errs.h"
+
+/* Nodes a front keeps a channel to. */
+#define ATTR__MAX_CHANNELS 64
+
+typedef struct st_attr__chan_t {
+    char addr[256];
+    yw_channel_t *ch;
+} attr__chan_t;
+
+struct st_attr_front_t {
+    yw_runtime_t *rt;
+    attr_cluster_t *cluster;
+    attr__chan_t chans[ATTR__MAX_CHANNELS];
+    int n_chans;
+};
+
+int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, attr_front_t **out)
+{
+    attr_front_t *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        return -ENOMEM;
+    }
+    f->rt = rt;
+    f->cluster = cluster;
+    *out = f;
+    return 0;
+}
+
+void attr_front_destroy(attr_front_t *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    for (int i = 0; i < f->n_chans; i++) {
+        yw_channel_destroy(f->chans[i].ch);
+    }
+    free(f);
+}
+
+/* The channel to `addr`, opened the first time. NULL when it cannot be. */
+static yw_channel_t *attr__channel(attr_front_t *f, const char *addr)
+{
+    for (int i = 0; i < f->n_chans; i++) {
+        if (strcmp(f->chans[i].addr, addr) == 0) {
+            return f->chans[i].ch;
+        }
+    }
+    if (f->n_chans == ATTR__MAX_CHANNELS) {
+        return NULL;
+    }
+    attr__chan_t *c = &f->chans[f->n_chans];
+    if (yw_channel_create(f->rt, addr, &c->ch) != 0) {
+        return NULL;
+    }
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    f->n_chans++;
+    return c->ch;
+}
+
+int attr_front_call_partition(const attr_front_t *f, yw_call_t *call)
+{
+    size_t len = 0;
+    const char *v = yw_call_metadata(call, ATTR_FRONT_PARTITION_MD, &len);
+    if (v == NULL) {
+        return -1;
+    }
+    int p = 0;
+    int ok = len > 0 && len <= 5;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = v[i] >= '0' && v[i] <= '9';
+        p = p * 10 + (v[i] - '0');
+    }
+    if (!ok || p >= attr_cluster_partitions(f->cluster)) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                       "metadata " ATTR_FRONT_PARTITION_MD ": \"%.*s\" is not a partition (0..%d)",
+                       (int)(len < 16 ? len : 16), v, attr_cluster_partitions(f->cluster) - 1);
+        return -2;
+    }
+    return p;
+}
+
+/* ---- ingestion: split by viewer, forward, merge the summaries ---- */
+
+typedef struct st_attr__ingest_t attr__ingest_t;
+
+/* One partition's part of a call. */
+typedef struct st_attr__part_t {
+    attr__ingest_t *ing;
+    int p;
+    size_t n;
+    const int64_t *idx;  /* the caller's index of each event */
+    void *const *events; /* the events (the request's, alive until the call ends) */
+    int tries;
+    uv_timer_t retry;
+    int timer_open;
+} attr__part_t;
+
+struct st_attr__ingest_t {
+    attr_front_t *f;
+    yw_call_t *call;
+    const char *method;
+    int exposures; /* RecordExposures, else RecordConversions */
+    int pending;   /* parts not answered yet, and timers not closed */
+    int64_t accepted, duplicates, rejected, past;
+    attr_errs_t errs;
+    grpc_status_code fail_code;
+    char fail_detail[256];
+    char failed[256]; /* the partitions that failed, "3, 17" */
+    attr__part_t *parts;
+    size_t n_parts;
+    int64_t *idx;
+    void **events;
+};
+
+static void attr__ingest_free(attr__ingest_t *ing)
+{
+    free(ing->parts);
+    free(ing->idx);
+    free(ing->events);
+    free(ing);
+}
+
+static void attr__ingest_finish(attr__ingest_t *ing)
+{
+    yw_call_t *call = ing->call;
+    if (ing->failed[0] != '\0') {
+        yw_call_finish(call, ing->fail_code,
+                       "partitions %s: %s (what other partitions accepted is stored: send the "
+                       "batch again, its events come back as duplicates)",
+                       ing->failed, ing->fail_detail);
+    } else {
+        Yaowei__Attribution__V1__IngestSummary s;
+        yaowei__attribution__v1__ingest_summary__init(&s);
+        s.accepted = ing->accepted;
+        s.duplicates = ing->duplicates;
+        s.rejected = ing->rejected;
+        s.past_join_horizon = ing->past;
+        s.errors = attr_errs_list(&ing->errs, &s.n_errors);
+        (void)yw_call_reply(call, &s.base);
+    }
+    attr__ingest_free(ing);
+}
+
+static void attr__part_done(attr__part_t *pt)
+{
+    if (--pt->ing->pending == 0) {
+        attr__ingest_finish(pt->ing);
+    }
+}
+
+static void attr__part_fail(attr__part_t *pt, grpc_status_code code, const char *detail)
+{
+    attr__ingest_t *ing = pt->ing;
+    size_t used = strlen(ing->failed);
+    if (used + 16 < sizeof ing->failed) {
+        snprintf(ing->failed + used, sizeof ing->failed - used, "%s%d", used ? ", " : "", pt->p);
+    }
+    if (ing->fail_detail[0] == '\0') {
+        ing->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
+        snprintf(ing->fail_detail, sizeof ing->fail_detail, "%s", detail);
+    }
+    attr__part_done(pt);
+}
+
+static void attr__part_send(attr__part_t *pt);
+
+static void attr__on_retry_closed(uv_handle_t *h)
+{
+    attr__part_t *pt = h->data;
+    pt->timer_open = 0;
+    attr__part_send(pt);
+}
+
+static void attr__on_retry(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, attr__on_retry_closed);
+}
+
+/* Tries the part again after ATTR_FRONT_RETRY_MS, if the call's deadline allows. */
+static void attr__part_retry(attr__part_t *pt, grpc_status_code code, const char *detail)
+{
+    attr__ingest_t *ing = pt->ing;
+    if (++pt->tries >= ATTR_FRONT_TRIES || yw_call_is_cancelled(ing->call) ||
+        yw_call_remaining_ms(ing->call) < ATTR_FRONT_RETRY_MS * 2) {
+        attr__part_fail(pt, code, detail);
+        return;
+    }
+    uv_loop_t *loop = yw_runtime_loop(ing->f->rt);
+    if (uv_timer_init(loop, &pt->retry) != 0) {
+        attr__part_fail(pt, code, detail);
+        return;
+    }
+    pt->retry.data = pt;
+    pt->timer_open = 1;
+    (void)uv_timer_start(&pt->retry, attr__on_retry, ATTR_FRONT_RETRY_MS, 0);
+}
+
+static void attr__on_part(void *arg, grpc_status_code code, const char *detail,
+                          ProtobufCMessage *resp)
+{
+    attr__part_t *pt = arg;
+    attr__ingest_t *ing = pt->ing;
+    if (code == GRPC_STATUS_UNAVAILABLE) {
+        attr__part_retry(pt, code, detail);
+        return;
+    }
+    if (code != GRPC_STATUS_OK) {
+        attr__part_fail(pt, code, detail);
+        return;
+    }
+    const Yaowei__Attribution__V1__IngestSummary *s =
+        (const Yaowei__Attribution__V1__IngestSummary *)resp;
+    ing->accepted += s->accepted;
+    ing->duplicates += s->duplicates;
+    ing->rejected += s->rejected;
+    ing->past += s->past_join_horizon;
+    for (size_t i = 0; i < s->n_errors; i++) {
+        int64_t k = s->errors[i]->index;
+        if (k >= 0 && (size_t)k < pt->n) {
+            attr_errs_add(&ing->errs, pt->idx[k], s->errors[i]->reason);
+        }
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    attr__part_done(pt);
+}
+
+static void attr__part_send(attr__part_t *pt)
+{
+    attr__ingest_t *ing = pt->ing;
+    int self = 0;
+    const char *addr = attr_cluster_route(ing->f->cluster, pt->p, &self);
+    yw_channel_t *ch = addr != NULL ? attr__channel(ing->f, addr) : NULL;
+    if (ch == NULL) {
+        char why[96];
+        snprintf(why, sizeof why, "partition %d: no node holds it yet", pt->p);
+        attr__part_retry(pt, GRPC_STATUS_UNAVAILABLE, why);
+        return;
+    }
+    char pstr[16];
+    snprintf(pstr, sizeof pstr, "%d", pt->p);
+    const yw_client_md_t md = {ATTR_FRONT_PARTITION_MD, pstr};
+    Yaowei__Attribution__V1__RecordExposuresRequest xr;
+    Yaowei__Attribution__V1__RecordConversionsRequest cr;
+    const ProtobufCMessage *req;
+    if (ing->exposures) {
+        yaowei__attribution__v1__record_exposures_request__init(&xr);
+        xr.n_events = pt->n;
+        xr.events = (Yaowei__Attribution__V1__ExposureEvent **)pt->events;
+        req = &xr.base;
+    } else {
+        yaowei__attribution__v1__record_conversions_request__init(&cr);
+        cr.n_events = pt->n;
+        cr.events = (Yaowei__Attribution__V1__ConversionEvent **)pt->events;
+        req = &cr.base;
+    }
+    int rc = yw_client_unary_md(ch, ing->method, req,
+                                &yaowei__attribution__v1__ingest_summary__descriptor, ing->call, 0,
+                                &md, 1, attr__on_part, pt);
+    if (rc != 0) {
+        attr__part_retry(pt, GRPC_STATUS_UNAVAILABLE, "cannot start the forwarded call");
+    }
+}
+
+/*
+ * Splits `n` events by the partition of their viewer (viewer_of) and forwards the parts.
+ * The call is answered once every part has been.
+ */
+static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *const *events,
+                         size_t n, const char *(*viewer_of)(const void *ev))
+{
+    int np = attr_cluster_partitions(f->cluster);
+    attr__ingest_t *ing = calloc(1, sizeof *ing);
+    size_t *count = calloc((size_t)np + 1, sizeof *count);
+    if (ing != NULL) {
+        ing->idx = malloc((n ? n : 1) * sizeof *ing->idx);
+        ing->events = malloc((n ? n : 1) * sizeof *ing->events);
+        ing->parts = calloc((size_t)np, sizeof *ing->parts);
+    }
+    int *part_of = malloc((n ? n : 1) * sizeof *part_of);
+    if (ing == NULL || count == NULL || part_of == NULL || ing->idx == NULL ||
+        ing->events == NULL || ing->parts == NULL) {
+        if (ing != NULL) {
+            attr__ingest_free(ing);
+        }
+        free(count);
+        free(part_of);
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    ing->f = f;
+    ing->call = call;
+    ing->exposures = exposures;
+    ing->method = exposures ? "/yaowei.attribution.v1.AttributionService/RecordExposures"
+                            : "/yaowei.attribution.v1.AttributionService/RecordConversions";
+    /* A counting sort by partition: the caller's order kept within each part. */
+    for (size_t i = 0; i < n; i++) {
+        const char *v = viewer_of(events[i]);
+        part_of[i] = attr_cluster_partition(v, strlen(v), np);
+        count[part_of[i] + 1]++;
+    }
+    for (int p = 0; p < np; p++) {
+        count[p + 1] += count[p];
+    }
+    for (int p = 0; p < np; p++) {
+        if (count[p + 1] > count[p]) {
+            attr__part_t *pt = &ing->parts[ing->n_parts++];
+            pt->ing = ing;
+            pt->p = p;
+            pt->n = count[p + 1] - count[p];
+            pt->idx = ing->idx + count[p];
+            pt->events = ing->events + count[p];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = count[part_of[i]]++;
+        ing->idx[at] = (int64_t)i;
+        ing->events[at] = events[i];
+    }
+    free(count);
+    free(part_of);
+    if (ing->n_parts == 0) {
+        ing->pending = 1;
+        attr__ingest_finish(ing); /* an empty batch: an empty summary */
+        return;
+    }
+    /* Sending may finish parts at once (a failure): one more hold while they start. */
+    ing->pending = (int)ing->n_parts + 1;
+    for (size_t k = 0; k < ing->n_parts; k++) {
+        attr__part_send(&ing->parts[k]);
+    }
+    if (--ing->pending == 0) {
+        attr__ingest_finish(ing);
+    }
+}
+
+static const char *attr__exposure_viewer(const void *ev)
+{
+    const char *v = ((const Yaowei__Attribution__V1__ExposureEvent *)ev)->viewer_id;
+    return v != NULL ? v : "";
+}
+
+static const char *attr__conversion_viewer(const void *ev)
+{
+    const char *v = ((const Yaowei__Attribution__V1__ConversionEvent *)ev)->viewer_id;
+    return v != NULL ? v : "";
+}
+
+void attr_front_record_exposures(attr_front_t *f, yw_call_t *call,
+                                 const Yaowei__Attribution__V1__RecordExposuresRequest *req)
+{
+    attr__ingest(f, call, 1, (void *const *)req->events, req->n_events, attr__exposure_viewer);
+}
+
+void attr_front_record_conversions(attr_front_t *f, yw_call_t *call,
+                                   const Yaowei__Attribution__V1__RecordConversionsRequest *req)
+{
+    attr__ingest(f, call, 0, (void *const *)req->events, req->n_events, attr__conversion_viewer);
+}

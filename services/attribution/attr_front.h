@@ -1,0 +1,61 @@
+/*
+ * attr_front.h — a cluster node's front: the calls a client sends to any node, split by
+ * partition and forwarded to the node that owns each partition, the answers merged.
+ *
+ * Forwarding: a part of a call goes to the partition's node (attr_cluster_route()) as the
+ * same public method with the metadata `yw-partition: <p>`; the node that owns the
+ * partition answers it from that partition's engine. A node that does not hold the
+ * partition (a lease changing hands) answers UNAVAILABLE; the front tries again, every
+ * ATTR_FRONT_RETRY_MS, until the call's deadline (at most ATTR_FRONT_TRIES times).
+ *
+ * Ingestion (RecordExposures, RecordConversions): events go by the partition of their
+ * viewer_id; the summary adds the parts' counts, and its errors are the parts' errors
+ * with their indexes mapped back to the caller's, the lowest ATTR_ERRORS_MAX ascending.
+ * A part that fails makes the call fail (UNAVAILABLE, naming the partitions) after every
+ * part has answered: what other parts accepted is durable, and the caller's retry of
+ * the whole batch finds it as duplicates (event and order ids make it idempotent).
+ */
+#ifndef ATTR_FRONT_H
+#define ATTR_FRONT_H
+
+#include "common/client.h"
+#include "common/runtime.h"
+#include "common/server.h"
+#include "services/attribution/attr_cluster.h"
+#include "yaowei/attribution/v1/attribution.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Tries of one forwarded part, and the pause between two. */
+#define ATTR_FRONT_TRIES 40
+#define ATTR_FRONT_RETRY_MS 250
+
+/** The metadata key naming the partition a forwarded call is for. */
+#define ATTR_FRONT_PARTITION_MD "yw-partition"
+
+typedef struct st_attr_front_t attr_front_t;
+
+/** A front over `cluster`'s routes; channels to the nodes are opened as needed. */
+int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, attr_front_t **out);
+
+/** Closes the channels (calls in flight complete CANCELLED first). */
+void attr_front_destroy(attr_front_t *f);
+
+/**
+ * The partition a call names in its `yw-partition` metadata: 0..P-1; -1 when it names
+ * none (a client's call: the front handles it); -2 when the value is not a partition
+ * (the call has then been failed INVALID_ARGUMENT).
+ */
+int attr_front_call_partition(const attr_front_t *f, yw_call_t *call);
+
+void attr_front_record_exposures(attr_front_t *f, yw_call_t *call,
+                                 const Yaowei__Attribution__V1__RecordExposuresRequest *req);
+void attr_front_record_conversions(attr_front_t *f, yw_call_t *call,
+                                   const Yaowei__Attribution__V1__RecordConversionsRequest *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
