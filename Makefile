@@ -104,10 +104,13 @@ stress-flow: build
 		YW_STREAM_GROWTH_BOUND_MB=$(STRESS_GROWTH_BOUND_MB) $(PY) -m pytest -q -s \
 		-p no:cacheprovider tests/integration/test_attribution_flow.py
 
-# deploy/ without a container engine or a cluster: YAML, kustomize references, compose,
-# the Containerfile's shell steps, systemd-analyze verify (tools/check_deploy.py).
+# deploy/ without a container engine or a cluster: YAML, flags, kustomize renderings,
+# compose, the attribution cluster's files (nats-server -t on the NATS configurations),
+# the Containerfiles' shell steps, systemd-analyze verify (tools/check_deploy.py); then
+# tests/deploy, which breaks copies of those files and expects the checks to fail.
 check-deploy: deps
 	$(PY) tools/check_deploy.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/deploy
 
 test: check-deploy asan unit integration
 
