@@ -34,6 +34,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/errmsg.h"
+
 enum {
     YW__DEFAULT_READERS = 2,
     YW__MAX_READERS = 64,
@@ -103,20 +105,6 @@ typedef struct st_yw__reader_arg_t {
 } yw__reader_arg_t;
 
 /* ---- small helpers ---------------------------------------------------------------- */
-
-static void yw__fmt(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void yw__fmt(char *buf, size_t len, const char *fmt, ...)
-{
-    if (buf == NULL || len == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
 
 static void yw__queue_push(yw__queue_t *q, yw_store_job_t *job)
 {
@@ -358,7 +346,7 @@ static grpc_status_code yw__fail_status(int rc)
 grpc_status_code yw_store_fail(yw_store_conn_t *conn, int rc, const char *what, char *msg,
                                size_t len)
 {
-    yw__fmt(msg, len, "%s: %s", what, sqlite3_errmsg(conn->db));
+    yw_errmsg_printf(msg, len, "%s: %s", what, sqlite3_errmsg(conn->db));
     return yw__fail_status(rc);
 }
 
@@ -373,7 +361,7 @@ grpc_status_code yw_store_job_failf(yw_store_job_t *job, grpc_status_code code, 
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(job->errmsg, sizeof job->errmsg, fmt, ap);
+    yw_errmsg_vprintf(job->errmsg, sizeof job->errmsg, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -382,7 +370,7 @@ sqlite3_stmt *yw_store_prepare(yw_store_conn_t *conn, const char *sql, char *msg
 {
     sqlite3_stmt *st = yw_store_stmt(conn, sql);
     if (st == NULL) {
-        yw__fmt(msg, len, "prepare: %s", sqlite3_errmsg(conn->db));
+        yw_errmsg_printf(msg, len, "prepare: %s", sqlite3_errmsg(conn->db));
     }
     return st;
 }
@@ -476,7 +464,7 @@ static void yw__fail_succeeded(yw_store_job_t *first, yw_store_job_t *stop, grpc
     for (yw_store_job_t *j = first; j != stop; j = j->yw_next) {
         if (j->yw_status == GRPC_STATUS_OK) {
             j->yw_status = st;
-            yw__fmt(j->errmsg, sizeof j->errmsg, "%s: %s", what, msg);
+            yw_errmsg_printf(j->errmsg, sizeof j->errmsg, "%s: %s", what, msg);
         }
     }
 }
@@ -489,7 +477,8 @@ static void yw__run_write_job(yw_store_t *store, yw_store_job_t *job)
     int rc = yw__exec(conn, yw__sql_savepoint);
     if (rc != SQLITE_OK) {
         job->yw_status = yw__write_fail(store, rc);
-        yw__fmt(job->errmsg, sizeof job->errmsg, "savepoint failed: %s", sqlite3_errmsg(conn->db));
+        yw_errmsg_printf(job->errmsg, sizeof job->errmsg, "savepoint failed: %s",
+                         sqlite3_errmsg(conn->db));
         return;
     }
     grpc_status_code st = job->work(conn, job);
@@ -505,9 +494,11 @@ static void yw__run_write_job(yw_store_t *store, yw_store_job_t *job)
             return;
         }
         st = yw__write_fail(store, rc);
-        yw__fmt(job->errmsg, sizeof job->errmsg, "release failed: %s", sqlite3_errmsg(conn->db));
+        yw_errmsg_printf(job->errmsg, sizeof job->errmsg, "release failed: %s",
+                         sqlite3_errmsg(conn->db));
     } else if (job->errmsg[0] == '\0') {
-        yw__fmt(job->errmsg, sizeof job->errmsg, "write job failed with status %d", (int)st);
+        yw_errmsg_printf(job->errmsg, sizeof job->errmsg, "write job failed with status %d",
+                         (int)st);
     }
     job->yw_status = st;
     /* An I/O error may already have rolled the whole transaction back. */
@@ -541,7 +532,7 @@ static int yw__run_group_tx(yw_store_t *store, yw_store_job_t *group)
                 grpc_status_code st = yw__write_fail(store, rc);
                 for (yw_store_job_t *j = job; j != NULL; j = j->yw_next) {
                     j->yw_status = st;
-                    yw__fmt(j->errmsg, sizeof j->errmsg, "begin failed: %s", msg);
+                    yw_errmsg_printf(j->errmsg, sizeof j->errmsg, "begin failed: %s", msg);
                 }
                 return 0;
             }
@@ -649,14 +640,16 @@ static void yw__run_read_job(yw_store_conn_t *conn, yw_store_job_t *job)
     int rc = yw__exec(conn, yw__sql_begin);
     if (rc != SQLITE_OK) {
         job->yw_status = yw__fail_status(rc);
-        yw__fmt(job->errmsg, sizeof job->errmsg, "begin failed: %s", sqlite3_errmsg(conn->db));
+        yw_errmsg_printf(job->errmsg, sizeof job->errmsg, "begin failed: %s",
+                         sqlite3_errmsg(conn->db));
         return;
     }
     grpc_status_code st = job->work(conn, job);
     job->errmsg[sizeof job->errmsg - 1] = '\0';
     yw__reset_busy(conn->db);
     if (st != GRPC_STATUS_OK && job->errmsg[0] == '\0') {
-        yw__fmt(job->errmsg, sizeof job->errmsg, "read job failed with status %d", (int)st);
+        yw_errmsg_printf(job->errmsg, sizeof job->errmsg, "read job failed with status %d",
+                         (int)st);
     }
     job->yw_status = st;
     yw__rollback(conn); /* nothing to keep: the connection is read-only */
@@ -791,9 +784,9 @@ static int yw__open_fail(sqlite3 *db, int rc, const char *path, const char *what
     int e = yw__errno(db, rc);
     const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     if (yw__primary(rc) == SQLITE_CANTOPEN && e != -ENOENT) {
-        yw__fmt(err, errlen, "%s: %s: %s (%s)", path, what, msg, strerror(-e));
+        yw_errmsg_printf(err, errlen, "%s: %s: %s (%s)", path, what, msg, strerror(-e));
     } else {
-        yw__fmt(err, errlen, "%s: %s: %s", path, what, msg);
+        yw_errmsg_printf(err, errlen, "%s: %s: %s", path, what, msg);
     }
     return e;
 }
@@ -807,7 +800,7 @@ static int yw__check_integrity(sqlite3 *db, const char *path, char *err, size_t 
     int version = 0;
     int rc = yw__query_int(db, "PRAGMA user_version", &version);
     if (yw__primary(rc) == SQLITE_NOTADB) {
-        yw__fmt(err, errlen, "%s: file is not a database", path);
+        yw_errmsg_printf(err, errlen, "%s: file is not a database", path);
         return -EINVAL;
     }
     if (rc != SQLITE_OK) {
@@ -822,7 +815,8 @@ static int yw__check_integrity(sqlite3 *db, const char *path, char *err, size_t 
     if (rc == SQLITE_ROW) {
         const char *res = (const char *)sqlite3_column_text(stmt, 0);
         if (res == NULL || strcmp(res, "ok") != 0) {
-            yw__fmt(err, errlen, "%s: database is corrupt: %s", path, res ? res : "(null)");
+            yw_errmsg_printf(err, errlen, "%s: database is corrupt: %s", path,
+                             res ? res : "(null)");
             sqlite3_finalize(stmt);
             return -EIO;
         }
@@ -832,7 +826,7 @@ static int yw__check_integrity(sqlite3 *db, const char *path, char *err, size_t 
         int e = yw__primary(rc) == SQLITE_CORRUPT || yw__primary(rc) == SQLITE_NOTADB
                     ? -EIO
                     : yw__errno(db, rc);
-        yw__fmt(err, errlen, "%s: database is corrupt: %s", path, sqlite3_errmsg(db));
+        yw_errmsg_printf(err, errlen, "%s: database is corrupt: %s", path, sqlite3_errmsg(db));
         sqlite3_finalize(stmt);
         return e;
     }
@@ -858,8 +852,8 @@ static int yw__configure_writer(sqlite3 *db, const char *path, char *err, size_t
     }
     const char *mode = (const char *)sqlite3_column_text(stmt, 0);
     if (mode == NULL || strcasecmp(mode, "wal") != 0) {
-        yw__fmt(err, errlen, "%s: cannot use WAL (journal_mode is %s)", path,
-                mode ? mode : "(null)");
+        yw_errmsg_printf(err, errlen, "%s: cannot use WAL (journal_mode is %s)", path,
+                         mode ? mode : "(null)");
         sqlite3_finalize(stmt);
         return -ENOTSUP;
     }
@@ -885,7 +879,7 @@ static int yw__enable_foreign_keys(sqlite3 *db, const char *path, char *err, siz
         return yw__open_fail(db, rc, path, "PRAGMA foreign_keys", err, errlen);
     }
     if (fk != 1) {
-        yw__fmt(err, errlen, "%s: this SQLite does not enforce foreign keys", path);
+        yw_errmsg_printf(err, errlen, "%s: this SQLite does not enforce foreign keys", path);
         return -ENOTSUP;
     }
     return 0;
@@ -907,9 +901,9 @@ static int yw__foreign_key_check(sqlite3 *db, const char *path, int version, cha
     if (rc == SQLITE_ROW) {
         const char *table = (const char *)sqlite3_column_text(stmt, 0);
         const char *parent = (const char *)sqlite3_column_text(stmt, 2);
-        yw__fmt(err, errlen,
-                "%s: migration %d: a row of table %s references a missing row of table %s", path,
-                version, table ? table : "?", parent ? parent : "?");
+        yw_errmsg_printf(err, errlen,
+                         "%s: migration %d: a row of table %s references a missing row of table %s",
+                         path, version, table ? table : "?", parent ? parent : "?");
         sqlite3_finalize(stmt);
         return -EINVAL;
     }
@@ -992,34 +986,36 @@ static int yw__migrate(sqlite3 *db, const yw_store_config_t *cfg, int *version, 
 static int yw__validate(const yw_store_config_t *cfg, char *err, size_t errlen)
 {
     if (cfg == NULL || cfg->path == NULL || cfg->path[0] == '\0') {
-        yw__fmt(err, errlen, "store: path is required");
+        yw_errmsg_printf(err, errlen, "store: path is required");
         return -EINVAL;
     }
     if (strcmp(cfg->path, ":memory:") == 0 || strncmp(cfg->path, "file:", 5) == 0) {
-        yw__fmt(err, errlen, "store: path %s: must be a file name (readers open it too)",
-                cfg->path);
+        yw_errmsg_printf(err, errlen, "store: path %s: must be a file name (readers open it too)",
+                         cfg->path);
         return -EINVAL;
     }
     if (cfg->n_migrations > 0 && cfg->migrations == NULL) {
-        yw__fmt(err, errlen, "store: n_migrations is %zu but migrations is NULL",
-                cfg->n_migrations);
+        yw_errmsg_printf(err, errlen, "store: n_migrations is %zu but migrations is NULL",
+                         cfg->n_migrations);
         return -EINVAL;
     }
     for (size_t i = 0; i < cfg->n_migrations; i++) {
         if (cfg->migrations[i].version != (int)i + 1 || cfg->migrations[i].sql == NULL) {
-            yw__fmt(err, errlen,
-                    "store: migrations[%zu]: version must be %zu (start at 1, increase by one) "
-                    "and sql set; got version %d",
-                    i, i + 1, cfg->migrations[i].version);
+            yw_errmsg_printf(
+                err, errlen,
+                "store: migrations[%zu]: version must be %zu (start at 1, increase by one) "
+                "and sql set; got version %d",
+                i, i + 1, cfg->migrations[i].version);
             return -EINVAL;
         }
     }
     if (cfg->readers < 0 || cfg->readers > YW__MAX_READERS) {
-        yw__fmt(err, errlen, "store: readers must be 0..%d, got %d", YW__MAX_READERS, cfg->readers);
+        yw_errmsg_printf(err, errlen, "store: readers must be 0..%d, got %d", YW__MAX_READERS,
+                         cfg->readers);
         return -EINVAL;
     }
     if (cfg->max_group < 0) {
-        yw__fmt(err, errlen, "store: max_group must be >= 0, got %d", cfg->max_group);
+        yw_errmsg_printf(err, errlen, "store: max_group must be >= 0, got %d", cfg->max_group);
         return -EINVAL;
     }
     return 0;
@@ -1041,8 +1037,8 @@ static int yw__open_writer(yw_store_t *store, const yw_store_config_t *cfg, char
     (void)sqlite3_extended_result_codes(db, 1);
     /* SQLite falls back to read-only when it may not write the file; we need to write. */
     if (sqlite3_db_readonly(db, "main") != 0) {
-        yw__fmt(err, errlen, "%s: cannot open for writing (read-only file or directory)",
-                cfg->path);
+        yw_errmsg_printf(err, errlen, "%s: cannot open for writing (read-only file or directory)",
+                         cfg->path);
         return -EACCES;
     }
     int e = yw__check_integrity(db, cfg->path, err, errlen);
@@ -1056,10 +1052,10 @@ static int yw__open_writer(yw_store_t *store, const yw_store_config_t *cfg, char
         e = yw__enable_foreign_keys(db, cfg->path, err, errlen);
     }
     if (e == 0 && store->schema_version > (int)cfg->n_migrations) {
-        yw__fmt(err, errlen,
-                "%s: schema version %d is newer than this build knows (%zu); refusing to "
-                "open it",
-                cfg->path, store->schema_version, cfg->n_migrations);
+        yw_errmsg_printf(err, errlen,
+                         "%s: schema version %d is newer than this build knows (%zu); refusing to "
+                         "open it",
+                         cfg->path, store->schema_version, cfg->n_migrations);
         e = -ENOTSUP;
     }
     return e;
@@ -1090,7 +1086,7 @@ static int yw__start_threads(yw_store_t *store, char *err, size_t errlen)
     sigfillset(&all);
     int e = pthread_sigmask(SIG_SETMASK, &all, &old);
     if (e != 0) {
-        yw__fmt(err, errlen, "store: pthread_sigmask: %s", strerror(e));
+        yw_errmsg_printf(err, errlen, "store: pthread_sigmask: %s", strerror(e));
         return -e;
     }
     for (int i = 0; i < store->n_readers && e == 0; i++) {
@@ -1125,7 +1121,7 @@ static int yw__start_threads(yw_store_t *store, char *err, size_t errlen)
         e = e2; /* the threads run; the caller's mask could not be put back */
     }
     if (e != 0) {
-        yw__fmt(err, errlen, "store: cannot start threads: %s", strerror(e));
+        yw_errmsg_printf(err, errlen, "store: cannot start threads: %s", strerror(e));
         return -e;
     }
     return 0;
@@ -1150,9 +1146,9 @@ static void yw__free_unstarted(yw_store_t *store)
 int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
                   size_t errlen)
 {
-    yw__fmt(err, errlen, "%s", "");
+    yw_errmsg_printf(err, errlen, "%s", "");
     if (out == NULL || loop == NULL) {
-        yw__fmt(err, errlen, "store: loop and out are required");
+        yw_errmsg_printf(err, errlen, "store: loop and out are required");
         return -EINVAL;
     }
     *out = NULL;
@@ -1163,7 +1159,7 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
 
     yw_store_t *store = calloc(1, sizeof *store);
     if (store == NULL) {
-        yw__fmt(err, errlen, "%s: out of memory", cfg->path);
+        yw_errmsg_printf(err, errlen, "%s: out of memory", cfg->path);
         return -ENOMEM;
     }
     store->loop = loop;
@@ -1180,7 +1176,7 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
     store->readers = calloc((size_t)store->n_readers, sizeof *store->readers);
     store->reader_threads = calloc((size_t)store->n_readers, sizeof *store->reader_threads);
     if (store->readers == NULL || store->reader_threads == NULL) {
-        yw__fmt(err, errlen, "%s: out of memory", cfg->path);
+        yw_errmsg_printf(err, errlen, "%s: out of memory", cfg->path);
         yw__free_unstarted(store);
         return -ENOMEM;
     }
@@ -1192,7 +1188,7 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
     if (e == 0) {
         e = uv_async_init(loop, &store->async, yw__on_async);
         if (e != 0) {
-            yw__fmt(err, errlen, "store: uv_async_init: %s", uv_strerror(e));
+            yw_errmsg_printf(err, errlen, "store: uv_async_init: %s", uv_strerror(e));
         }
     }
     if (e != 0) {
@@ -1259,12 +1255,12 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
                                    grpc_status_code (*fn)(yw_store_conn_t *conn, void *arg),
                                    void *arg, char *err, size_t errlen)
 {
-    yw__fmt(err, errlen, "%s", "");
+    yw_errmsg_printf(err, errlen, "%s", "");
     pthread_mutex_lock(&store->mu);
     bool closing = store->closing;
     pthread_mutex_unlock(&store->mu);
     if (closing) {
-        yw__fmt(err, errlen, "store is closing");
+        yw_errmsg_printf(err, errlen, "store is closing");
         return GRPC_STATUS_UNAVAILABLE;
     }
 
@@ -1274,7 +1270,7 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
     int rc = yw__exec(conn, yw__sql_begin_immediate);
     if (rc != SQLITE_OK) {
         st = yw__fail_status(rc);
-        yw__fmt(err, errlen, "begin failed: %s", sqlite3_errmsg(conn->db));
+        yw_errmsg_printf(err, errlen, "begin failed: %s", sqlite3_errmsg(conn->db));
         pthread_mutex_unlock(&store->writer_mu);
         return st;
     }
@@ -1282,18 +1278,19 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
     yw__reset_busy(conn->db);
     if (st != GRPC_STATUS_OK) {
         if (err != NULL && errlen > 0 && err[0] == '\0') {
-            yw__fmt(err, errlen, "run_sync: function failed with status %d; rolled back", (int)st);
+            yw_errmsg_printf(err, errlen, "run_sync: function failed with status %d; rolled back",
+                             (int)st);
         }
         yw__rollback(conn);
     } else if (sqlite3_get_autocommit(conn->db)) {
         st = GRPC_STATUS_INTERNAL;
-        yw__fmt(err, errlen, "run_sync: the transaction ended inside the function: %s",
-                sqlite3_errmsg(conn->db));
+        yw_errmsg_printf(err, errlen, "run_sync: the transaction ended inside the function: %s",
+                         sqlite3_errmsg(conn->db));
     } else {
         rc = yw__exec(conn, yw__sql_commit);
         if (rc != SQLITE_OK) {
             st = yw__fail_status(rc);
-            yw__fmt(err, errlen, "commit failed: %s", sqlite3_errmsg(conn->db));
+            yw_errmsg_printf(err, errlen, "commit failed: %s", sqlite3_errmsg(conn->db));
             yw__rollback(conn);
         }
     }
