@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
@@ -98,15 +99,10 @@ static int set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            err[0] = '\0';
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    yw_errmsg_vprintf(err, errlen, fmt, ap);
+    va_end(ap);
     return -EINVAL;
 }
 

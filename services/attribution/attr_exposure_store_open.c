@@ -9,27 +9,16 @@
 #include "services/attribution/attr_exposure_store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/errmsg.h"
 #include "common/log.h"
 #include "services/attribution/attr_exposure_store_int.h"
 
 /* ---- start-up ---- */
-
-static void attr__err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void attr__err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int attr__is_in(const uint64_t *v, size_t n, uint64_t x)
 {
@@ -380,7 +369,8 @@ static int attr__index_tail(attr_exposure_store_t *xs, const uint64_t *seqs, siz
         }
         if (rc != 0) {
             if (err[0] == '\0') {
-                attr__err(err, errlen, "indexing %s: %s", path, rerr[0] ? rerr : strerror(-rc));
+                yw_errmsg_printf(err, errlen, "indexing %s: %s", path,
+                                 rerr[0] ? rerr : strerror(-rc));
             }
             break;
         }
@@ -414,7 +404,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     err[0] = '\0';
     attr_exposure_store_t *xs = calloc(1, sizeof *xs);
     if (xs == NULL) {
-        attr__err(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     xs->loop = loop;
@@ -436,7 +426,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
         .ctx = xs,
     };
     if (attr_runs_open(&cfg, &xs->runs) != 0) {
-        attr__err(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
         attr_exposure_store__free(xs);
         return -ENOMEM;
     }
@@ -446,7 +436,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     size_t n = 0;
     int rc = attr_xlog_list(dir, &seqs, &n);
     if (rc != 0) {
-        attr__err(err, errlen, "%s: cannot list: %s", dir, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot list: %s", dir, strerror(-rc));
         attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
         attr_exposure_store__free(xs);
         return rc;
@@ -469,7 +459,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
             char uerr[512] = "";
             rc = attr_xlog_upgrade(path, uerr, sizeof uerr);
             if (rc != 0) {
-                attr__err(err, errlen, "%s", uerr);
+                yw_errmsg_printf(err, errlen, "%s", uerr);
                 break;
             }
             yw_log(YW_LOG_INFO, "exposure log %s rewritten in format 2", path);
@@ -505,12 +495,13 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     if (rc == 0 && ((lc.hashes = malloc(lc.cap * sizeof *lc.hashes)) == NULL ||
                     (lc.ring = malloc(ATTR__LOAD_RING * sizeof *lc.ring)) == NULL)) {
         rc = -ENOMEM;
-        attr__err(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
     }
     for (size_t i = 0; i < n_files && rc == 0; i++) {
         rc = attr__load_file(xs, files[i], &lc);
         if (rc != 0) {
-            attr__err(err, errlen, "loading %s: %s", attr_xidx_path(files[i]), strerror(-rc));
+            yw_errmsg_printf(err, errlen, "loading %s: %s", attr_xidx_path(files[i]),
+                             strerror(-rc));
         }
         stats->indexed_events += attr_xidx_meta(files[i])->n_dedup;
     }
@@ -542,7 +533,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
             }
         }
         if (rc != 0) {
-            attr__err(err, errlen, "cannot start a thread: %s", strerror(-rc));
+            yw_errmsg_printf(err, errlen, "cannot start a thread: %s", strerror(-rc));
         }
     }
     if (rc != 0) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "common/utf8.h"
 
 static int attr__fail(char *err, size_t errlen, const char *fmt, ...)
@@ -15,7 +16,7 @@ static int attr__fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    yw_errmsg_vprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -EINVAL;
 }

@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 
 #include "services/attribution/attr_xlog.h"
 #include "common/codec.h"
+#include "common/errmsg.h"
 #include "common/fileio.h"
 #include "services/attribution/attr_xidx_int.h"
 
@@ -31,17 +31,6 @@
 #define ATTR__XHDR 128
 
 _Static_assert(ATTR_XIDX_SYNC_BYTES % ATTR_XIDX__BUF == 0, "flushes end on sync boundaries");
-
-void attr_xidx__xerr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int attr_xpos_cmp(attr_xpos_t a, attr_xpos_t b)
 {
@@ -319,8 +308,8 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
         rc = attr__xsort(dedup, n_dedup);
     }
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "index of runs %llu-%llu: out of memory sorting",
-                        (unsigned long long)meta->first_run, (unsigned long long)meta->last_run);
+        yw_errmsg_printf(err, errlen, "index of runs %llu-%llu: out of memory sorting",
+                         (unsigned long long)meta->first_run, (unsigned long long)meta->last_run);
         return rc;
     }
     meta->n_join = n_join;
@@ -338,7 +327,7 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
     attr__xw_t w;
     rc = attr_xidx__xcreate(dir, meta, tmp, sizeof tmp, &w);
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
         return rc;
     }
     attr__fences_t fences[2];
@@ -363,7 +352,7 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
     free(fences[0].f);
     free(fences[1].f);
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: cannot write: %s", tmp, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot write: %s", tmp, strerror(-rc));
     }
     return rc;
 }
@@ -434,7 +423,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     size_t plen = strlen(path);
     attr_xidx_t *x = calloc(1, sizeof *x + plen + 1);
     if (x == NULL) {
-        attr_xidx__xerr(err, errlen, "%s: out of memory", path);
+        yw_errmsg_printf(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     memcpy(x->path, path, plen + 1);
@@ -446,7 +435,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     }
     if (x->fd < 0) {
         int e = -errno;
-        attr_xidx__xerr(err, errlen, "%s: cannot open: %s", path, strerror(-e));
+        yw_errmsg_printf(err, errlen, "%s: cannot open: %s", path, strerror(-e));
         attr__xfree(x);
         return e;
     }
@@ -462,9 +451,9 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
         rc = -EBADMSG;
     }
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: %s", path,
-                        rc == -EBADMSG ? "not a whole exposure index file (bad header)"
-                                       : strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: %s", path,
+                         rc == -EBADMSG ? "not a whole exposure index file (bad header)"
+                                        : strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -495,14 +484,14 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     if (m->n_join > (UINT64_C(1) << 40) || m->n_dedup > (UINT64_C(1) << 40) ||
         m->rollup_bytes > (UINT64_C(1) << 40) || m->n_segs > (UINT64_C(1) << 32) ||
         end != (uint64_t)st.st_size) {
-        attr_xidx__xerr(err, errlen, "%s: not a whole exposure index file (%llu bytes, want %llu)",
-                        path, (unsigned long long)st.st_size, (unsigned long long)end);
+        yw_errmsg_printf(err, errlen, "%s: not a whole exposure index file (%llu bytes, want %llu)",
+                         path, (unsigned long long)st.st_size, (unsigned long long)end);
         attr__xfree(x);
         return -EBADMSG;
     }
     if (verify && (rc = attr__xverify(x, end - ATTR__XHDR, yw_get_le32(h + 120))) != 0) {
-        attr_xidx__xerr(err, errlen, "%s: %s", path,
-                        rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: %s", path,
+                         rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -517,7 +506,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
         fence_off += n * sizeof(uint64_t);
     }
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: reading fences: %s", path, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: reading fences: %s", path, strerror(-rc));
         attr__xfree(x);
         return rc;
     }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
 
@@ -19,12 +20,10 @@ static grpc_status_code fail(char *err, size_t errlen, const char *fmt, ...)
 
 static grpc_status_code fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    yw_errmsg_vprintf(err, errlen, fmt, ap);
+    va_end(ap);
     return GRPC_STATUS_INVALID_ARGUMENT;
 }
 
