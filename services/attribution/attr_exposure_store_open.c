@@ -525,11 +525,11 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
         rc = attr_xlog_open(loop, dir, next_seq, &xs->log, err, errlen);
     }
     if (rc == 0) {
-        xs->close_left++;
+        attr_countdown_add(&xs->parts); /* the log */
         rc = attr_runs_start(xs->runs, loop);
         for (int k = 0; k < ATTR_EXPOSURE_STORE_LOOKERS && rc == 0; k++) {
             if ((rc = attr_work_open(loop, &xs->lookers[k])) == 0) {
-                xs->close_left++;
+                attr_countdown_add(&xs->parts);
             }
         }
         if (rc != 0) {
@@ -537,7 +537,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
         }
     }
     if (rc != 0) {
-        if (xs->close_left > 0) {
+        if (attr_countdown_any(&xs->parts)) {
             /* Threads started: close them the normal way (frees the store at the end). */
             attr_exposure_store_close(xs, NULL, NULL);
         } else {
