@@ -16,6 +16,7 @@
 
 #include "common/errmsg.h"
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_exposure_store_int.h"
 
 /* ---- start-up ---- */
@@ -258,19 +259,11 @@ static int attr__tail_visit(void *arg, const attr_xlog_event_t *ev)
         t->frame_events = 0;
     }
     t->frame_events++;
-    if (ev->n_products > t->cap) {
-        size_t nc = (size_t)ev->n_products * 2;
-        const char **p = realloc(t->prods, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        t->prods = p;
-        size_t *l = realloc(t->lens, nc * sizeof *l);
-        if (l == NULL) {
-            return -ENOMEM;
-        }
-        t->lens = l;
-        t->cap = nc;
+    /* Two arrays of one capacity: each grows to the same new one. */
+    size_t cap_lens = t->cap;
+    if (YW_VEC_RESERVE(t->lens, cap_lens, ev->n_products, 16) != 0 ||
+        YW_VEC_RESERVE(t->prods, t->cap, ev->n_products, 16) != 0) {
+        return -ENOMEM;
     }
     for (uint32_t k = 0; k < ev->n_products; k++) {
         t->prods[k] = ev->products[k].s;

@@ -20,6 +20,7 @@
 #include "common/codec.h"
 #include "common/errmsg.h"
 #include "common/fileio.h"
+#include "common/vec.h"
 #include "services/attribution/attr_xidx_int.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -144,14 +145,8 @@ void attr_xidx__xw_put(attr__xw_t *w, const void *p, size_t n)
 
 int attr_xidx__fence_add(attr__fences_t *fc, uint64_t h)
 {
-    if (fc->n == fc->cap) {
-        size_t nc = fc->cap ? fc->cap * 2 : 64;
-        uint64_t *p = realloc(fc->f, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        fc->f = p;
-        fc->cap = nc;
+    if (YW_VEC_GROW(fc->f, fc->n, fc->cap, 1, 64) != 0) {
+        return -ENOMEM;
     }
     fc->f[fc->n++] = h;
     return 0;
@@ -679,16 +674,10 @@ int attr_xidx_list(const char *dir, char ***paths, size_t *n)
             free(p);
             continue;
         }
-        if (cnt == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            attr__xname_t *q = realloc(v, nc * sizeof *q);
-            if (q == NULL) {
-                free(p);
-                rc = -ENOMEM;
-                break;
-            }
-            v = q;
-            cap = nc;
+        if (YW_VEC_GROW(v, cnt, cap, 1, 16) != 0) {
+            free(p);
+            rc = -ENOMEM;
+            break;
         }
         v[cnt++] = (attr__xname_t){first, last, p};
     }

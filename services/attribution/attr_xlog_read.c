@@ -43,18 +43,12 @@ static int attr__idmap_set(attr__idmap_t *m, int space, uint64_t id, attr_str_t 
     if (id >= UINT32_MAX) {
         return -EBADMSG;
     }
-    if (id >= m->cap[space]) {
-        size_t cap = m->cap[space] ? m->cap[space] : 1024;
-        while (cap <= id) {
-            cap *= 2;
-        }
-        attr_str_t *p = realloc(m->map[space], cap * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        memset(p + m->cap[space], 0, (cap - m->cap[space]) * sizeof *p);
-        m->map[space] = p;
-        m->cap[space] = cap;
+    size_t old = m->cap[space];
+    if (YW_VEC_RESERVE(m->map[space], m->cap[space], (size_t)id + 1, 1024) != 0) {
+        return -ENOMEM;
+    }
+    if (m->cap[space] > old) {
+        memset(m->map[space] + old, 0, (m->cap[space] - old) * sizeof *m->map[space]);
     }
     m->map[space][id] = v;
     return 0;
@@ -450,20 +444,7 @@ void attr_xlog_recbuf_free(attr_xlog_recbuf_t *b)
 
 static int attr__recbuf_room(attr_xlog_recbuf_t *b, size_t n)
 {
-    if (n <= b->cap) {
-        return 0;
-    }
-    size_t cap = b->cap ? b->cap : ATTR_XLOG__REC_PEEK;
-    while (cap < n) {
-        cap *= 2;
-    }
-    unsigned char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    return YW_VEC_RESERVE(b->p, b->cap, n, ATTR_XLOG__REC_PEEK);
 }
 
 int attr_xlog_read_record(int fd, uint32_t off, attr_xlog_recbuf_t *buf, attr_xlog_event_t *ev)
