@@ -100,13 +100,9 @@ static int yw__start_threads(yw_store_t *store, char *err, size_t errlen)
     return 0;
 }
 
-/** Frees a store whose threads never started and whose async handle is not open. */
-static void yw__free_unstarted(yw_store_t *store)
+/** Frees the store: its threads have been joined (or never started), connections closed. */
+static void yw__free(yw_store_t *store)
 {
-    yw__store_conn_close(&store->writer);
-    for (int i = 0; store->readers != NULL && i < store->n_readers; i++) {
-        yw__store_conn_close(&store->readers[i]);
-    }
     pthread_mutex_destroy(&store->mu);
     pthread_mutex_destroy(&store->writer_mu);
     pthread_cond_destroy(&store->writer_cv);
@@ -114,6 +110,16 @@ static void yw__free_unstarted(yw_store_t *store)
     free(store->readers);
     free(store->reader_threads);
     free(store);
+}
+
+/** Frees a store whose threads never started and whose async handle is not open. */
+static void yw__free_unstarted(yw_store_t *store)
+{
+    yw__store_conn_close(&store->writer);
+    for (int i = 0; store->readers != NULL && i < store->n_readers; i++) {
+        yw__store_conn_close(&store->readers[i]);
+    }
+    yw__free(store);
 }
 
 int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
@@ -193,14 +199,7 @@ static void yw__on_async_closed(uv_handle_t *handle)
     yw_store_t *store = handle->data;
     void (*closed)(void *) = store->closed;
     void *arg = store->closed_arg;
-
-    pthread_mutex_destroy(&store->mu);
-    pthread_mutex_destroy(&store->writer_mu);
-    pthread_cond_destroy(&store->writer_cv);
-    pthread_cond_destroy(&store->reader_cv);
-    free(store->readers);
-    free(store->reader_threads);
-    free(store);
+    yw__free(store);
     if (closed != NULL) {
         closed(arg);
     }

@@ -8,17 +8,6 @@
 
 #include <errno.h>
 
-static void yw__queue_push(yw__queue_t *q, yw_store_job_t *job)
-{
-    job->yw_next = NULL;
-    if (q->tail != NULL) {
-        q->tail->yw_next = job;
-    } else {
-        q->head = job;
-    }
-    q->tail = job;
-}
-
 /** Appends the list `first`..`last` (linked through yw_next) to `q`. */
 static void yw__queue_append(yw__queue_t *q, yw_store_job_t *first, yw_store_job_t *last)
 {
@@ -45,10 +34,10 @@ static int yw__queue_job(yw_store_t *store, yw_store_job_t *job, bool write)
         return -ESHUTDOWN;
     }
     if (write) {
-        yw__queue_push(&store->writes, job);
+        yw__queue_append(&store->writes, job, job);
         pthread_cond_signal(&store->writer_cv);
     } else {
-        yw__queue_push(&store->reads, job);
+        yw__queue_append(&store->reads, job, job);
         pthread_cond_signal(&store->reader_cv);
     }
     pthread_mutex_unlock(&store->mu);
