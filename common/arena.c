@@ -38,6 +38,14 @@ void yw_arena_reset(yw_arena_t *a)
     a->left = a->n_blocks > 0 ? a->block_size : 0;
 }
 
+void yw_arena_reset_keep(yw_arena_t *a, size_t max_blocks)
+{
+    while (a->n_blocks > max_blocks) {
+        free(a->blocks[--a->n_blocks]);
+    }
+    yw_arena_reset(a);
+}
+
 /** An allocation of its own for `n` bytes (malloc's alignment covers every `align`). */
 static void *yw__arena_big(yw_arena_t *a, size_t n)
 {

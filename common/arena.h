@@ -49,6 +49,13 @@ void yw_arena_free(yw_arena_t *a);
 void yw_arena_reset(yw_arena_t *a);
 
 /**
+ * yw_arena_reset() that keeps at most the first `max_blocks` blocks and frees the rest:
+ * for an arena reused in a cycle that an occasional wide fill would otherwise leave holding
+ * that fill's blocks for good.
+ */
+void yw_arena_reset_keep(yw_arena_t *a, size_t max_blocks);
+
+/**
  * `n` bytes (uninitialised) aligned to `align` (a power of two, at most 16; 1 for
  * strings). NULL when the memory is not there (the arena is unchanged) or n is 0.
  */

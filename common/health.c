@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/vec.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #define YW_HEALTH_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
@@ -240,14 +241,8 @@ void yw_health_set(yw_health_t *h, const char *service, int serving)
 
     yw_health_entry_t *e = find_entry(h, name);
     if (e == NULL) {
-        if (h->n_entries == h->cap_entries) {
-            size_t ncap = h->cap_entries ? h->cap_entries * 2 : 8;
-            yw_health_entry_t *ne = realloc(h->entries, ncap * sizeof *ne);
-            if (ne == NULL) {
-                return; /* The name stays unknown: Check says NOT_FOUND, never SERVING. */
-            }
-            h->entries = ne;
-            h->cap_entries = ncap;
+        if (YW_VEC_GROW(h->entries, h->n_entries, h->cap_entries, 1, 8) != 0) {
+            return; /* The name stays unknown: Check says NOT_FOUND, never SERVING. */
         }
         char *copy = strdup(name);
         if (copy == NULL) {

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
+#include "common/vec.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
@@ -98,15 +100,10 @@ static int set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            err[0] = '\0';
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    yw_errmsg_vprintf(err, errlen, fmt, ap);
+    va_end(ap);
     return -EINVAL;
 }
 
@@ -170,16 +167,10 @@ static int walk_set(yw_reflection_t *r, char *err, size_t errlen)
                 return set_err(err, errlen, "descriptor set: truncated record at byte %zu", at);
             }
             if (field == 1) {
-                if (n == cap) {
-                    size_t ncap = cap ? cap * 2 : 16;
-                    yw_reflection_file_t *nf = realloc(files, ncap * sizeof *nf);
-                    if (nf == NULL) {
-                        free(files);
-                        set_err(err, errlen, "descriptor set: out of memory");
-                        return -ENOMEM;
-                    }
-                    files = nf;
-                    cap = ncap;
+                if (YW_VEC_GROW(files, n, cap, 1, 16) != 0) {
+                    free(files);
+                    set_err(err, errlen, "descriptor set: out of memory");
+                    return -ENOMEM;
                 }
                 memset(&files[n], 0, sizeof files[n]);
                 files[n].bytes = buf + pos;
@@ -231,15 +222,9 @@ static const char *add_symbol(yw_reflection_t *r, const char *prefix, const char
     if (name == NULL || name[0] == '\0') {
         return "";
     }
-    if (r->n_symbols == r->cap_symbols) {
-        size_t ncap = r->cap_symbols ? r->cap_symbols * 2 : 256;
-        yw_reflection_symbol_t *ns = realloc(r->symbols, ncap * sizeof *ns);
-        if (ns == NULL) {
-            *rc = -ENOMEM;
-            return NULL;
-        }
-        r->symbols = ns;
-        r->cap_symbols = ncap;
+    if (YW_VEC_GROW(r->symbols, r->n_symbols, r->cap_symbols, 1, 256) != 0) {
+        *rc = -ENOMEM;
+        return NULL;
     }
     char *q = qualify(prefix, name);
     if (q == NULL) {
@@ -261,14 +246,8 @@ static int add_extension(yw_reflection_t *r, const char *scope,
     if (f->extendee == NULL || !f->has_number) {
         return 0;
     }
-    if (r->n_extensions == r->cap_extensions) {
-        size_t ncap = r->cap_extensions ? r->cap_extensions * 2 : 16;
-        yw_reflection_extension_t *ne = realloc(r->extensions, ncap * sizeof *ne);
-        if (ne == NULL) {
-            return -ENOMEM;
-        }
-        r->extensions = ne;
-        r->cap_extensions = ncap;
+    if (YW_VEC_GROW(r->extensions, r->n_extensions, r->cap_extensions, 1, 16) != 0) {
+        return -ENOMEM;
     }
     const char *extendee = f->extendee[0] == '.' ? f->extendee + 1 : f->extendee;
     r->extensions[r->n_extensions++] = (yw_reflection_extension_t){extendee, f->number, file};

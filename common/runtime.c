@@ -21,6 +21,8 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "common/vec.h"
+
 struct st_yw_runtime_t {
     uv_loop_t loop;
     grpc_completion_queue *cq;
@@ -174,14 +176,8 @@ grpc_channel_credentials *yw_runtime_channel_credentials(yw_runtime_t *rt)
 
 int yw_runtime_defer(yw_runtime_t *rt, yw_tag_t *tag)
 {
-    if (rt->n_deferred == rt->cap_deferred) {
-        size_t cap = rt->cap_deferred ? rt->cap_deferred * 2 : 16;
-        yw_tag_t **d = realloc(rt->deferred, cap * sizeof *d);
-        if (d == NULL) {
-            return -ENOMEM;
-        }
-        rt->deferred = d;
-        rt->cap_deferred = cap;
+    if (YW_VEC_GROW(rt->deferred, rt->n_deferred, rt->cap_deferred, 1, 16) != 0) {
+        return -ENOMEM;
     }
     rt->deferred[rt->n_deferred++] = tag;
     return 0;

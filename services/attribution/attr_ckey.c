@@ -12,11 +12,11 @@
 #include "services/attribution/attr_ckey.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "common/log.h"
 #include "common/vec.h"
 #include "services/attribution/attr_hash.h"
@@ -43,17 +43,6 @@ struct st_attr_ckey_t {
     void (*closed)(void *arg);
     void *closed_arg;
 };
-
-static void attr__ckerr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void attr__ckerr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t attr__ckseq(const attr_xent_t *e)
 {
@@ -398,7 +387,7 @@ int attr_ckey_open(uv_loop_t *loop, const char *dir, attr_ckey_t **out, uint64_t
     *safe_seq = 0;
     attr_ckey_t *ck = calloc(1, sizeof *ck);
     if (ck == NULL) {
-        attr__ckerr(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     ck->next_run = 1;
@@ -413,7 +402,7 @@ int attr_ckey_open(uv_loop_t *loop, const char *dir, attr_ckey_t **out, uint64_t
     };
     int rc = attr_runs_open(&cfg, &ck->runs);
     if (rc != 0) {
-        attr__ckerr(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
         attr__ckfree(ck);
         return rc;
     }
@@ -426,7 +415,7 @@ int attr_ckey_open(uv_loop_t *loop, const char *dir, attr_ckey_t **out, uint64_t
         ck->next_run = last->last_run + 1;
     }
     if (rc == 0 && (rc = attr_runs_start(ck->runs, loop)) != 0) {
-        attr__ckerr(err, errlen, "cannot start a thread: %s", strerror(-rc));
+        yw_errmsg_printf(err, errlen, "cannot start a thread: %s", strerror(-rc));
     }
     if (rc != 0) {
         attr_runs_close(ck->runs, NULL, NULL);

@@ -541,41 +541,30 @@ void attr_exposure_store__free(attr_exposure_store_t *xs)
     free(xs);
 }
 
-static void attr__on_part_closed(void *arg)
+/** attr_exposure_store__free() for the countdown (attr_countdown_t.free_module). */
+static void attr__free_closed(void *xs)
 {
-    attr_exposure_store_t *xs = arg;
-    if (--xs->close_left > 0) {
-        return;
-    }
-    void (*closed)(void *) = xs->closed;
-    void *closed_arg = xs->closed_arg;
     attr_exposure_store__free(xs);
-    if (closed != NULL) {
-        closed(closed_arg);
-    }
 }
 
 void attr_exposure_store_close(attr_exposure_store_t *xs, void (*closed)(void *arg), void *arg)
 {
     xs->closing = 1;
-    xs->closed = closed;
-    xs->closed_arg = arg;
-    /* Hold one count ourselves, so that no part's callback frees us midway; the runs are
-     * a part too. */
-    xs->close_left += 2;
+    attr_countdown_start(&xs->parts, attr__free_closed, xs, closed, arg);
+    attr_countdown_add(&xs->parts); /* the runs: closed below, whether started or not */
     /* Lookups first (their callbacks may append to the log), then what is held back,
      * then the log (its callbacks commit and may seal runs), then the open run and the
      * runs' threads (the builder finishes, a merge in progress gives up). */
     for (int k = 0; k < ATTR_EXPOSURE_STORE_LOOKERS; k++) {
         if (xs->lookers[k] != NULL) {
-            attr_work_close(xs->lookers[k], attr__on_part_closed, xs);
+            attr_work_close(xs->lookers[k], attr_countdown_part_closed, &xs->parts);
         }
     }
     if (xs->log != NULL) {
         attr__release_held(xs); /* closing: nothing is held any more */
-        attr_xlog_close(xs->log, attr__on_part_closed, xs);
+        attr_xlog_close(xs->log, attr_countdown_part_closed, &xs->parts);
     }
     attr__seal(xs);
-    attr_runs_close(xs->runs, attr__on_part_closed, xs);
-    attr__on_part_closed(xs);
+    attr_runs_close(xs->runs, attr_countdown_part_closed, &xs->parts);
+    attr_countdown_part_closed(&xs->parts);
 }

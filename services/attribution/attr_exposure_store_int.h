@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 
+#include "services/attribution/attr_countdown.h"
 #include "services/attribution/attr_runs.h"
 #include "services/attribution/attr_exposure_store.h"
 
@@ -65,9 +66,7 @@ struct st_attr_exposure_store_t {
     uint32_t run_exposures; /* seal the open run at this size */
     size_t run_bytes;       /* ... or once its strings and join keys take this many bytes */
     int closing;
-    int close_left;
-    void (*closed)(void *arg);
-    void *closed_arg;
+    attr_countdown_t parts; /* the log, the lookup threads and the runs, until closed */
 
     attr_xlog_recbuf_t *startup_buf; /* attr_exposure_store_find_cands()'s */
 };

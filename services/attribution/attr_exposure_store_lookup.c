@@ -52,18 +52,9 @@ static int attr__segfd_acquire(attr__segfds_t *f, uint64_t seq)
         }
         if (fd < 0) {
             rc = -errno;
-        } else if (f->n == f->cap) {
-            size_t nc = f->cap ? f->cap * 2 : 64;
-            attr__segfd_t *p = realloc(f->v, nc * sizeof *p);
-            if (p == NULL) {
-                close(fd);
-                rc = -ENOMEM;
-            } else {
-                f->v = p;
-                f->cap = nc;
-                f->v[f->n++] = (attr__segfd_t){seq, fd, 1, 0};
-                rc = fd;
-            }
+        } else if (YW_VEC_GROW(f->v, f->n, f->cap, 1, 64) != 0) {
+            close(fd);
+            rc = -ENOMEM;
         } else {
             f->v[f->n++] = (attr__segfd_t){seq, fd, 1, 0};
             rc = fd;

@@ -9,27 +9,17 @@
 #include "services/attribution/attr_exposure_store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/errmsg.h"
 #include "common/log.h"
+#include "common/vec.h"
 #include "services/attribution/attr_exposure_store_int.h"
 
 /* ---- start-up ---- */
-
-static void attr__err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void attr__err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int attr__is_in(const uint64_t *v, size_t n, uint64_t x)
 {
@@ -269,19 +259,11 @@ static int attr__tail_visit(void *arg, const attr_xlog_event_t *ev)
         t->frame_events = 0;
     }
     t->frame_events++;
-    if (ev->n_products > t->cap) {
-        size_t nc = (size_t)ev->n_products * 2;
-        const char **p = realloc(t->prods, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        t->prods = p;
-        size_t *l = realloc(t->lens, nc * sizeof *l);
-        if (l == NULL) {
-            return -ENOMEM;
-        }
-        t->lens = l;
-        t->cap = nc;
+    /* Two arrays of one capacity: each grows to the same new one. */
+    size_t cap_lens = t->cap;
+    if (YW_VEC_RESERVE(t->lens, cap_lens, ev->n_products, 16) != 0 ||
+        YW_VEC_RESERVE(t->prods, t->cap, ev->n_products, 16) != 0) {
+        return -ENOMEM;
     }
     for (uint32_t k = 0; k < ev->n_products; k++) {
         t->prods[k] = ev->products[k].s;
@@ -380,7 +362,8 @@ static int attr__index_tail(attr_exposure_store_t *xs, const uint64_t *seqs, siz
         }
         if (rc != 0) {
             if (err[0] == '\0') {
-                attr__err(err, errlen, "indexing %s: %s", path, rerr[0] ? rerr : strerror(-rc));
+                yw_errmsg_printf(err, errlen, "indexing %s: %s", path,
+                                 rerr[0] ? rerr : strerror(-rc));
             }
             break;
         }
@@ -414,7 +397,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     err[0] = '\0';
     attr_exposure_store_t *xs = calloc(1, sizeof *xs);
     if (xs == NULL) {
-        attr__err(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     xs->loop = loop;
@@ -436,7 +419,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
         .ctx = xs,
     };
     if (attr_runs_open(&cfg, &xs->runs) != 0) {
-        attr__err(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
         attr_exposure_store__free(xs);
         return -ENOMEM;
     }
@@ -446,7 +429,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     size_t n = 0;
     int rc = attr_xlog_list(dir, &seqs, &n);
     if (rc != 0) {
-        attr__err(err, errlen, "%s: cannot list: %s", dir, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot list: %s", dir, strerror(-rc));
         attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
         attr_exposure_store__free(xs);
         return rc;
@@ -469,7 +452,7 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
             char uerr[512] = "";
             rc = attr_xlog_upgrade(path, uerr, sizeof uerr);
             if (rc != 0) {
-                attr__err(err, errlen, "%s", uerr);
+                yw_errmsg_printf(err, errlen, "%s", uerr);
                 break;
             }
             yw_log(YW_LOG_INFO, "exposure log %s rewritten in format 2", path);
@@ -505,12 +488,13 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     if (rc == 0 && ((lc.hashes = malloc(lc.cap * sizeof *lc.hashes)) == NULL ||
                     (lc.ring = malloc(ATTR__LOAD_RING * sizeof *lc.ring)) == NULL)) {
         rc = -ENOMEM;
-        attr__err(err, errlen, "out of memory");
+        yw_errmsg_printf(err, errlen, "out of memory");
     }
     for (size_t i = 0; i < n_files && rc == 0; i++) {
         rc = attr__load_file(xs, files[i], &lc);
         if (rc != 0) {
-            attr__err(err, errlen, "loading %s: %s", attr_xidx_path(files[i]), strerror(-rc));
+            yw_errmsg_printf(err, errlen, "loading %s: %s", attr_xidx_path(files[i]),
+                             strerror(-rc));
         }
         stats->indexed_events += attr_xidx_meta(files[i])->n_dedup;
     }
@@ -534,19 +518,19 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
         rc = attr_xlog_open(loop, dir, next_seq, &xs->log, err, errlen);
     }
     if (rc == 0) {
-        xs->close_left++;
+        attr_countdown_add(&xs->parts); /* the log */
         rc = attr_runs_start(xs->runs, loop);
         for (int k = 0; k < ATTR_EXPOSURE_STORE_LOOKERS && rc == 0; k++) {
             if ((rc = attr_work_open(loop, &xs->lookers[k])) == 0) {
-                xs->close_left++;
+                attr_countdown_add(&xs->parts);
             }
         }
         if (rc != 0) {
-            attr__err(err, errlen, "cannot start a thread: %s", strerror(-rc));
+            yw_errmsg_printf(err, errlen, "cannot start a thread: %s", strerror(-rc));
         }
     }
     if (rc != 0) {
-        if (xs->close_left > 0) {
+        if (attr_countdown_any(&xs->parts)) {
             /* Threads started: close them the normal way (frees the store at the end). */
             attr_exposure_store_close(xs, NULL, NULL);
         } else {

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "common/arena.h"
+
 /** Pending exposures per chunk, and the arena block size of a chunk. */
 #define ATTR__PCHUNK 1024
 #define ATTR__PBLOCK (64u << 10)
@@ -15,14 +17,9 @@
 #define ATTR__RUN_LIMIT ((UINT32_C(1) << 25) - 2)
 
 struct st_attr_pchunk_t {
-    uint32_t n;    /* records used */
-    uint32_t open; /* records not yet resolved */
-    char **blocks; /* of ATTR__PBLOCK bytes; [0, cur_block] used, the rest kept for reuse */
-    size_t n_blocks, cap_blocks, cur_block;
-    char **bigs; /* blocks of their own (long strings) */
-    size_t n_bigs, cap_bigs;
-    char *cur;
-    size_t left;
+    uint32_t n;      /* records used */
+    uint32_t open;   /* records not yet resolved */
+    yw_arena_t strs; /* the records' strings and product lists: ATTR__PBLOCK-byte blocks */
     attr_pexp_t recs[ATTR__PCHUNK];
 };
 
@@ -46,14 +43,7 @@ struct st_attr_bloom_epoch_t {
 
 static void attr__pchunk_free(attr_pchunk_t *c)
 {
-    for (size_t i = 0; i < c->n_blocks; i++) {
-        free(c->blocks[i]);
-    }
-    for (size_t i = 0; i < c->n_bigs; i++) {
-        free(c->bigs[i]);
-    }
-    free(c->blocks);
-    free(c->bigs);
+    yw_arena_free(&c->strs);
     free(c);
 }
 
@@ -107,6 +97,7 @@ static attr_pchunk_t *attr__pchunk_for_new(attr_state_t *st)
         c = st->spare_pchunks[--st->n_spare_pchunks]; /* settled, kept with its blocks */
     } else if ((c = malloc(sizeof *c)) != NULL) {
         memset(c, 0, offsetof(attr_pchunk_t, recs));
+        yw_arena_init(&c->strs, ATTR__PBLOCK);
     } else {
         return NULL;
     }
@@ -118,51 +109,6 @@ static attr_pchunk_t *attr__pchunk_for_new(attr_state_t *st)
         st->pend_peak = st->n_pend;
     }
     return c;
-}
-
-/** `n` bytes (aligned to 8) from a chunk's arena; NULL: no memory. */
-static void *attr__palloc(attr_pchunk_t *c, size_t n)
-{
-    n = (n + 7) & ~(size_t)7;
-    if (n > c->left) {
-        if (n > ATTR__PBLOCK / 4) {
-            /* A big one: a block of its own, the current one goes on. */
-            char *b;
-            if (YW_VEC_RESERVE(c->bigs, c->cap_bigs, c->n_bigs + 1, 8) != 0 ||
-                (b = malloc(n)) == NULL) {
-                return NULL;
-            }
-            c->bigs[c->n_bigs++] = b;
-            return b;
-        }
-        if (c->cur != NULL && c->cur_block + 1 < c->n_blocks) {
-            c->cur = c->blocks[++c->cur_block]; /* a kept one */
-        } else {
-            char *b;
-            if (YW_VEC_RESERVE(c->blocks, c->cap_blocks, c->n_blocks + 1, 8) != 0 ||
-                (b = malloc(ATTR__PBLOCK)) == NULL) {
-                return NULL;
-            }
-            c->blocks[c->n_blocks] = b;
-            c->cur_block = c->n_blocks++;
-            c->cur = b;
-        }
-        c->left = ATTR__PBLOCK;
-    }
-    void *p = c->cur;
-    c->cur += n;
-    c->left -= n;
-    return p;
-}
-
-static char *attr__pstrdup(attr_pchunk_t *c, const char *s, size_t n)
-{
-    char *p = attr__palloc(c, n + 1);
-    if (p != NULL) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
 }
 
 /**
@@ -177,16 +123,7 @@ static void attr__pchunk_recycle(attr_state_t *st, attr_pchunk_t *c)
         attr__pchunk_free(c);
         return;
     }
-    for (size_t i = 0; i < c->n_bigs; i++) {
-        free(c->bigs[i]);
-    }
-    c->n_bigs = 0;
-    while (c->n_blocks > ATTR__SPARE_BLOCKS) {
-        free(c->blocks[--c->n_blocks]);
-    }
-    c->cur_block = 0;
-    c->cur = c->n_blocks > 0 ? c->blocks[0] : NULL;
-    c->left = c->n_blocks > 0 ? ATTR__PBLOCK : 0;
+    yw_arena_reset_keep(&c->strs, ATTR__SPARE_BLOCKS);
     c->n = 0;
     c->open = 0;
     st->spare_pchunks[st->n_spare_pchunks++] = c;
@@ -658,15 +595,17 @@ int attr_exposure_admit(attr_state_t *st, const attr_exposure_in_t *in, int64_t 
     }
     attr_pexp_t *p = &c->recs[c->n];
     memset(p, 0, sizeof *p);
-    char *eid = attr__pstrdup(c, in->event_id, in->event_id_len);
-    char *viewer = attr__pstrdup(c, in->viewer_id, in->viewer_len);
-    char *note = attr__pstrdup(c, in->note_id, in->note_len);
-    p->products = attr__palloc(c, (in->n_products ? in->n_products : 1) * sizeof *p->products);
+    char *eid = yw_arena_strdup(&c->strs, in->event_id, in->event_id_len);
+    char *viewer = yw_arena_strdup(&c->strs, in->viewer_id, in->viewer_len);
+    char *note = yw_arena_strdup(&c->strs, in->note_id, in->note_len);
+    p->products =
+        yw_arena_alloc(&c->strs, (in->n_products ? in->n_products : 1) * sizeof *p->products,
+                       _Alignof(attr_interned_t));
     if (eid == NULL || viewer == NULL || note == NULL || p->products == NULL) {
         return -ENOMEM;
     }
     for (size_t k = 0; k < in->n_products; k++) {
-        char *ps = attr__pstrdup(c, in->product_ids[k], plens[k]);
+        char *ps = yw_arena_strdup(&c->strs, in->product_ids[k], plens[k]);
         if (ps == NULL) {
             return -ENOMEM;
         }
@@ -847,8 +786,8 @@ static int attr__capture_table(attr_state_t *st, attr_conv_t *c, const attr_run_
             attr_exposure_past_horizon(st, rec.occur_ns, now_ns)) {
             continue;
         }
-        if (attr__cand_add(st, c, rec.event_id, attr_intern_id(rec.creator), rec.note,
-                           rec.note_len, rec.kind, rec.watch_ms, rec.occur_ns, 0) < 0) {
+        if (attr__cand_add(st, c, rec.event_id, attr_intern_id(rec.creator), rec.note, rec.note_len,
+                           rec.kind, rec.watch_ms, rec.occur_ns, 0) < 0) {
             return -ENOMEM;
         }
     }
@@ -914,11 +853,10 @@ void attr__exposures_mem(const attr_state_t *st, attr_state_mem_t *out)
 {
     out->pending = attr_strmap_bytes(&st->pend_ids) + st->cap_pend * sizeof *st->pend;
     for (size_t i = 0; i < st->n_pend; i++) {
-        out->pending += sizeof *st->pend[i] + st->pend[i]->n_blocks * ATTR__PBLOCK;
+        out->pending += sizeof *st->pend[i] + yw_arena_bytes(&st->pend[i]->strs);
     }
     for (size_t i = 0; i < st->n_spare_pchunks; i++) {
-        out->pending +=
-            sizeof *st->spare_pchunks[i] + st->spare_pchunks[i]->n_blocks * ATTR__PBLOCK;
+        out->pending += sizeof *st->spare_pchunks[i] + yw_arena_bytes(&st->spare_pchunks[i]->strs);
     }
     for (size_t i = 0; i < st->n_runs; i++) {
         out->runs += attr_run_bytes(st->runs[i]);

@@ -26,21 +26,13 @@ enum {
 
 int attr__rollups_reserve_creator(attr_state_t *st, uint32_t creator)
 {
-    if (creator < st->cap_creator_meta) {
-        return 0;
-    }
     size_t old = st->cap_creator_meta;
-    size_t cap = old ? old : 64;
-    while (cap <= creator) {
-        cap *= 2;
-    }
-    attr_creator_t *m = realloc(st->creator_meta, cap * sizeof *m);
-    if (m == NULL) {
+    if (YW_VEC_RESERVE(st->creator_meta, st->cap_creator_meta, (size_t)creator + 1, 64) != 0) {
         return -ENOMEM;
     }
-    memset(m + old, 0, (cap - old) * sizeof *m);
-    st->creator_meta = m;
-    st->cap_creator_meta = cap;
+    if (st->cap_creator_meta > old) {
+        memset(st->creator_meta + old, 0, (st->cap_creator_meta - old) * sizeof *st->creator_meta);
+    }
     return 0;
 }
 

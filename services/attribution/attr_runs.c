@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/vec.h"
+#include "services/attribution/attr_countdown.h"
 #include "services/attribution/attr_work.h"
 
 /** A sealed run on its way to its file: the builder's job. */
@@ -66,9 +67,7 @@ struct st_attr_runs_t {
 
     uint64_t built, merges, failures;
     int closing;
-    int close_left;
-    void (*closed)(void *arg);
-    void *closed_arg;
+    attr_countdown_t parts; /* the builder and the mergers, until closed */
 };
 
 /** Room for `need` files in both per-file arrays. */
@@ -652,11 +651,11 @@ int attr_runs_start(attr_runs_t *r, uv_loop_t *loop)
 {
     int rc = attr_work_open(loop, &r->builder);
     if (rc == 0) {
-        r->close_left++;
+        attr_countdown_add(&r->parts);
     }
     for (int l = 0; l < r->cfg.lanes && l < 2 && rc == 0; l++) {
         if ((rc = attr_work_open(loop, &r->merger[l])) == 0) {
-            r->close_left++;
+            attr_countdown_add(&r->parts);
         }
     }
     r->started = rc == 0;
@@ -692,8 +691,10 @@ void attr_runs_info(const attr_runs_t *r, attr_runs_info_t *info)
 
 /* ---- close ---- */
 
-static void attr__runs_free(attr_runs_t *r)
+/** Frees the runs module once its threads have closed (attr_countdown_t.free_module). */
+static void attr__runs_free(void *arg)
 {
+    attr_runs_t *r = arg;
     for (size_t i = 0; i < r->n_files; i++) {
         attr_xidx_unref(r->files[i]);
     }
@@ -712,35 +713,18 @@ static void attr__runs_free(attr_runs_t *r)
     free(r);
 }
 
-static void attr__on_part_closed(void *arg)
-{
-    attr_runs_t *r = arg;
-    if (--r->close_left > 0) {
-        return;
-    }
-    void (*closed)(void *) = r->closed;
-    void *closed_arg = r->closed_arg;
-    attr__runs_free(r);
-    if (closed != NULL) {
-        closed(closed_arg);
-    }
-}
-
 void attr_runs_close(attr_runs_t *r, void (*closed)(void *arg), void *arg)
 {
     r->closing = 1;
-    r->closed = closed;
-    r->closed_arg = arg;
-    /* Hold one count ourselves, so that no part's callback frees us midway. */
-    r->close_left++;
+    attr_countdown_start(&r->parts, attr__runs_free, r, closed, arg);
     atomic_store(&r->stop_merge, 1);
     for (int l = 0; l < 2; l++) {
         if (r->merger[l] != NULL) {
-            attr_work_close(r->merger[l], attr__on_part_closed, r);
+            attr_work_close(r->merger[l], attr_countdown_part_closed, &r->parts);
         }
     }
     if (r->builder != NULL) {
-        attr_work_close(r->builder, attr__on_part_closed, r);
+        attr_work_close(r->builder, attr_countdown_part_closed, &r->parts);
     }
-    attr__on_part_closed(r);
+    attr_countdown_part_closed(&r->parts);
 }

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errmsg.h"
+#include "common/field_mask.h"
 #include "common/utf8.h"
 
 static int attr__fail(char *err, size_t errlen, const char *fmt, ...)
@@ -15,7 +17,7 @@ static int attr__fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    yw_errmsg_vprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -EINVAL;
 }
@@ -222,10 +224,8 @@ grpc_status_code attr_validate_range(const Google__Protobuf__Timestamp *start,
 
 /* ---- settings ---- */
 
-static const struct {
-    const char *path;
-    unsigned bit;
-} attr__paths[] = {
+static const yw_field_mask_path_t attr__paths[] = {
+    {"*", ATTR_SET_ALL},
     {"click_window", ATTR_SET_CLICK_WINDOW},
     {"view_window", ATTR_SET_VIEW_WINDOW},
     {"time_decay_half_life", ATTR_SET_HALF_LIFE},
@@ -272,28 +272,16 @@ attr_settings_apply(const Yaowei__Attribution__V1__UpdateAttributionSettingsRequ
     }
     unsigned mask = 0;
     if (req->update_mask != NULL && req->update_mask->n_paths > 0) {
-        for (size_t i = 0; i < req->update_mask->n_paths; i++) {
-            const char *p = req->update_mask->paths[i];
-            if (strcmp(p, "*") == 0) {
-                mask |= ATTR_SET_ALL;
-                continue;
-            }
-            unsigned bit = 0;
-            for (size_t k = 0; k < sizeof attr__paths / sizeof attr__paths[0]; k++) {
-                if (strcmp(p, attr__paths[k].path) == 0) {
-                    bit = attr__paths[k].bit;
-                }
-            }
-            if (bit == 0) {
-                char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
-                attr__fail(err, errlen,
-                           "update_mask.paths[%zu]: unknown field %s (click_window, "
-                           "view_window, time_decay_half_life, engaged_view_ms, late_window, "
-                           "default_model, currency)",
-                           i, yw_quote(p, YW_QUOTE_MAX, q, sizeof q));
-                return GRPC_STATUS_INVALID_ARGUMENT;
-            }
-            mask |= bit;
+        size_t bad;
+        if (yw_field_mask_bits(req->update_mask, attr__paths,
+                               sizeof attr__paths / sizeof attr__paths[0], &mask, &bad) != 0) {
+            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+            attr__fail(err, errlen,
+                       "update_mask.paths[%zu]: unknown field %s (click_window, "
+                       "view_window, time_decay_half_life, engaged_view_ms, late_window, "
+                       "default_model, currency)",
+                       bad, yw_quote(req->update_mask->paths[bad], YW_QUOTE_MAX, q, sizeof q));
+            return GRPC_STATUS_INVALID_ARGUMENT;
         }
     } else {
         /* AIP-134: no mask means the fields the request sets. */

@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,9 @@
 
 #include "services/attribution/attr_xlog.h"
 #include "common/codec.h"
+#include "common/errmsg.h"
 #include "common/fileio.h"
+#include "common/vec.h"
 #include "services/attribution/attr_xidx_int.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -31,17 +32,6 @@
 #define ATTR__XHDR 128
 
 _Static_assert(ATTR_XIDX_SYNC_BYTES % ATTR_XIDX__BUF == 0, "flushes end on sync boundaries");
-
-void attr_xidx__xerr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int attr_xpos_cmp(attr_xpos_t a, attr_xpos_t b)
 {
@@ -155,14 +145,8 @@ void attr_xidx__xw_put(attr__xw_t *w, const void *p, size_t n)
 
 int attr_xidx__fence_add(attr__fences_t *fc, uint64_t h)
 {
-    if (fc->n == fc->cap) {
-        size_t nc = fc->cap ? fc->cap * 2 : 64;
-        uint64_t *p = realloc(fc->f, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        fc->f = p;
-        fc->cap = nc;
+    if (YW_VEC_GROW(fc->f, fc->n, fc->cap, 1, 64) != 0) {
+        return -ENOMEM;
     }
     fc->f[fc->n++] = h;
     return 0;
@@ -319,8 +303,8 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
         rc = attr__xsort(dedup, n_dedup);
     }
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "index of runs %llu-%llu: out of memory sorting",
-                        (unsigned long long)meta->first_run, (unsigned long long)meta->last_run);
+        yw_errmsg_printf(err, errlen, "index of runs %llu-%llu: out of memory sorting",
+                         (unsigned long long)meta->first_run, (unsigned long long)meta->last_run);
         return rc;
     }
     meta->n_join = n_join;
@@ -338,7 +322,7 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
     attr__xw_t w;
     rc = attr_xidx__xcreate(dir, meta, tmp, sizeof tmp, &w);
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
         return rc;
     }
     attr__fences_t fences[2];
@@ -363,7 +347,7 @@ int attr_xidx_write(const char *dir, attr_xmeta_t *meta, attr_xent_t *join, size
     free(fences[0].f);
     free(fences[1].f);
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: cannot write: %s", tmp, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot write: %s", tmp, strerror(-rc));
     }
     return rc;
 }
@@ -434,7 +418,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     size_t plen = strlen(path);
     attr_xidx_t *x = calloc(1, sizeof *x + plen + 1);
     if (x == NULL) {
-        attr_xidx__xerr(err, errlen, "%s: out of memory", path);
+        yw_errmsg_printf(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     memcpy(x->path, path, plen + 1);
@@ -446,7 +430,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     }
     if (x->fd < 0) {
         int e = -errno;
-        attr_xidx__xerr(err, errlen, "%s: cannot open: %s", path, strerror(-e));
+        yw_errmsg_printf(err, errlen, "%s: cannot open: %s", path, strerror(-e));
         attr__xfree(x);
         return e;
     }
@@ -462,9 +446,9 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
         rc = -EBADMSG;
     }
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: %s", path,
-                        rc == -EBADMSG ? "not a whole exposure index file (bad header)"
-                                       : strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: %s", path,
+                         rc == -EBADMSG ? "not a whole exposure index file (bad header)"
+                                        : strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -495,14 +479,14 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
     if (m->n_join > (UINT64_C(1) << 40) || m->n_dedup > (UINT64_C(1) << 40) ||
         m->rollup_bytes > (UINT64_C(1) << 40) || m->n_segs > (UINT64_C(1) << 32) ||
         end != (uint64_t)st.st_size) {
-        attr_xidx__xerr(err, errlen, "%s: not a whole exposure index file (%llu bytes, want %llu)",
-                        path, (unsigned long long)st.st_size, (unsigned long long)end);
+        yw_errmsg_printf(err, errlen, "%s: not a whole exposure index file (%llu bytes, want %llu)",
+                         path, (unsigned long long)st.st_size, (unsigned long long)end);
         attr__xfree(x);
         return -EBADMSG;
     }
     if (verify && (rc = attr__xverify(x, end - ATTR__XHDR, yw_get_le32(h + 120))) != 0) {
-        attr_xidx__xerr(err, errlen, "%s: %s", path,
-                        rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: %s", path,
+                         rc == -EBADMSG ? "body CRC mismatch" : strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -517,7 +501,7 @@ int attr_xidx_open(const char *path, int verify, attr_xidx_t **out, char *err, s
         fence_off += n * sizeof(uint64_t);
     }
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: reading fences: %s", path, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: reading fences: %s", path, strerror(-rc));
         attr__xfree(x);
         return rc;
     }
@@ -690,16 +674,10 @@ int attr_xidx_list(const char *dir, char ***paths, size_t *n)
             free(p);
             continue;
         }
-        if (cnt == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            attr__xname_t *q = realloc(v, nc * sizeof *q);
-            if (q == NULL) {
-                free(p);
-                rc = -ENOMEM;
-                break;
-            }
-            v = q;
-            cap = nc;
+        if (YW_VEC_GROW(v, cnt, cap, 1, 16) != 0) {
+            free(p);
+            rc = -ENOMEM;
+            break;
         }
         v[cnt++] = (attr__xname_t){first, last, p};
     }

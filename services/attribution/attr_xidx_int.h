@@ -46,10 +46,6 @@ typedef struct st_attr__fences_t {
     size_t n, cap;
 } attr__fences_t;
 
-/** Formats a message into `err` (NULL or empty: nothing). */
-void attr_xidx__xerr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /** Whether entry a sorts before b (hash, then segment, then offset). */
 int attr_xidx__xent_less(const attr_xent_t *a, const attr_xent_t *b);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/codec.h"
+#include "common/errmsg.h"
 #include "common/fileio.h"
 #include "services/attribution/attr_xidx_int.h"
 
@@ -231,7 +232,7 @@ int attr_xidx_merge(const char *dir, attr_xidx_t *const *in, size_t n, uint64_t 
                     const _Atomic int *stop, char *path, size_t pathlen, char *err, size_t errlen)
 {
     if (n == 0) {
-        attr_xidx__xerr(err, errlen, "nothing to merge");
+        yw_errmsg_printf(err, errlen, "nothing to merge");
         return -EINVAL;
     }
     attr_xmeta_t meta;
@@ -244,7 +245,7 @@ int attr_xidx_merge(const char *dir, attr_xidx_t *const *in, size_t n, uint64_t 
     attr__xw_t w;
     int rc = attr_xidx__xcreate(dir, &meta, tmp, sizeof tmp, &w);
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot create: %s", tmp, strerror(-rc));
         return rc;
     }
     attr__fences_t fences[2];
@@ -281,9 +282,9 @@ int attr_xidx_merge(const char *dir, attr_xidx_t *const *in, size_t n, uint64_t 
     free(fences[0].f);
     free(fences[1].f);
     if (rc != 0) {
-        attr_xidx__xerr(err, errlen, "merging runs %llu-%llu into %s: %s",
-                        (unsigned long long)meta.first_run, (unsigned long long)meta.last_run, tmp,
-                        strerror(-rc));
+        yw_errmsg_printf(err, errlen, "merging runs %llu-%llu into %s: %s",
+                         (unsigned long long)meta.first_run, (unsigned long long)meta.last_run, tmp,
+                         strerror(-rc));
         return rc;
     }
     for (size_t i = 0; i < n; i++) {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "common/vec.h"
 #include "services/attribution/attr_xlog_int.h"
 
 /** How long one loop turn runs the `done` callbacks of written frames (attr__drain_done()). */
@@ -102,18 +103,12 @@ int attr_xlog_list(const char *dir, uint64_t **seqs, size_t *n)
         if (attr__parse_name(e->d_name, &seq) != 0) {
             continue;
         }
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(*seqs, nc * sizeof *p);
-            if (p == NULL) {
-                closedir(d);
-                free(*seqs);
-                *seqs = NULL;
-                *n = 0;
-                return -ENOMEM;
-            }
-            *seqs = p;
-            cap = nc;
+        if (YW_VEC_GROW(*seqs, *n, cap, 1, 16) != 0) {
+            closedir(d);
+            free(*seqs);
+            *seqs = NULL;
+            *n = 0;
+            return -ENOMEM;
         }
         (*seqs)[(*n)++] = seq;
     }
@@ -174,20 +169,7 @@ static int attr__create_segment(const char *dir, uint64_t seq, int64_t *created_
 
 static int attr__buf_reserve(attr_xlog_t *log, size_t more)
 {
-    if (log->buf_len + more <= log->buf_cap) {
-        return 0;
-    }
-    size_t cap = log->buf_cap ? log->buf_cap : (1u << 20);
-    while (cap < log->buf_len + more) {
-        cap *= 2;
-    }
-    unsigned char *b = realloc(log->buf, cap);
-    if (b == NULL) {
-        return -ENOMEM;
-    }
-    log->buf = b;
-    log->buf_cap = cap;
-    return 0;
+    return YW_VEC_GROW(log->buf, log->buf_len, log->buf_cap, more, 1u << 20);
 }
 
 /** The bytes of a record after its tag and length. */

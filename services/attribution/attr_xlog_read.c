@@ -9,13 +9,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/errmsg.h"
 #include "common/fileio.h"
 #include "common/vec.h"
 #include "services/attribution/attr_xlog_int.h"
@@ -24,20 +24,6 @@
 #define ATTR_XLOG__REC_PEEK 256
 
 /* ---- reading ---- */
-
-static void attr__fmt_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void attr__fmt_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /** Per-segment id -> string maps of the four spaces. */
 typedef struct st_attr__idmap_t {
@@ -57,18 +43,12 @@ static int attr__idmap_set(attr__idmap_t *m, int space, uint64_t id, attr_str_t 
     if (id >= UINT32_MAX) {
         return -EBADMSG;
     }
-    if (id >= m->cap[space]) {
-        size_t cap = m->cap[space] ? m->cap[space] : 1024;
-        while (cap <= id) {
-            cap *= 2;
-        }
-        attr_str_t *p = realloc(m->map[space], cap * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        memset(p + m->cap[space], 0, (cap - m->cap[space]) * sizeof *p);
-        m->map[space] = p;
-        m->cap[space] = cap;
+    size_t old = m->cap[space];
+    if (YW_VEC_RESERVE(m->map[space], m->cap[space], (size_t)id + 1, 1024) != 0) {
+        return -ENOMEM;
+    }
+    if (m->cap[space] > old) {
+        memset(m->map[space] + old, 0, (m->cap[space] - old) * sizeof *m->map[space]);
     }
     m->map[space][id] = v;
     return 0;
@@ -333,19 +313,20 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_xlog_vis
     size_t len = 0, skip = 0;
     int rc = attr__read_file(path, from, &buf, &len, &skip);
     if (rc != 0) {
-        attr__fmt_err(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
+        yw_errmsg_printf(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
     }
     st->file_bytes = len + skip;
     uint32_t version = len >= ATTR_XLOG__HDR_BYTES ? yw_get_le32(buf + 8) : 0;
     if (len < ATTR_XLOG__HDR_BYTES || memcmp(buf, ATTR_XLOG__MAGIC, 8) != 0 || version < 1 ||
         version > ATTR_XLOG__VERSION) {
-        attr__fmt_err(err, errlen, "%s: not an exposure log segment (bad or short header)", path);
+        yw_errmsg_printf(err, errlen, "%s: not an exposure log segment (bad or short header)",
+                         path);
         free(buf);
         return -EBADMSG;
     }
     if (skip > 0 && version < 2) {
-        attr__fmt_err(err, errlen, "%s: a version 1 segment is read from its start only", path);
+        yw_errmsg_printf(err, errlen, "%s: a version 1 segment is read from its start only", path);
         free(buf);
         return -EPROTO;
     }
@@ -404,15 +385,15 @@ static int attr__read(const char *path, uint64_t from, int repair, attr_xlog_vis
     free(buf);
     if (rc != 0) {
         if (rc == -ENOMEM) {
-            attr__fmt_err(err, errlen, "%s: out of memory", path);
+            yw_errmsg_printf(err, errlen, "%s: out of memory", path);
         }
         return rc;
     }
     if (st->torn && repair) {
         int trc = attr__truncate(path, st->valid_bytes);
         if (trc != 0) {
-            attr__fmt_err(err, errlen, "%s: cannot truncate the torn tail at %llu: %s", path,
-                          (unsigned long long)st->valid_bytes, strerror(-trc));
+            yw_errmsg_printf(err, errlen, "%s: cannot truncate the torn tail at %llu: %s", path,
+                             (unsigned long long)st->valid_bytes, strerror(-trc));
             return trc;
         }
     }
@@ -463,20 +444,7 @@ void attr_xlog_recbuf_free(attr_xlog_recbuf_t *b)
 
 static int attr__recbuf_room(attr_xlog_recbuf_t *b, size_t n)
 {
-    if (n <= b->cap) {
-        return 0;
-    }
-    size_t cap = b->cap ? b->cap : ATTR_XLOG__REC_PEEK;
-    while (cap < n) {
-        cap *= 2;
-    }
-    unsigned char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    return YW_VEC_RESERVE(b->p, b->cap, n, ATTR_XLOG__REC_PEEK);
 }
 
 int attr_xlog_read_record(int fd, uint32_t off, attr_xlog_recbuf_t *buf, attr_xlog_event_t *ev)
@@ -640,7 +608,7 @@ int attr_xlog_upgrade(const char *path, char *err, size_t errlen)
 {
     int version = attr_xlog_segment_version(path);
     if (version < 0) {
-        attr__fmt_err(err, errlen, "%s: not an exposure log segment", path);
+        yw_errmsg_printf(err, errlen, "%s: not an exposure log segment", path);
         return version;
     }
     if (version == (int)ATTR_XLOG__VERSION) {
@@ -654,7 +622,7 @@ int attr_xlog_upgrade(const char *path, char *err, size_t errlen)
     u.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (u.fd < 0) {
         int e = -errno;
-        attr__fmt_err(err, errlen, "%s: cannot create: %s", tmp, strerror(-e));
+        yw_errmsg_printf(err, errlen, "%s: cannot create: %s", tmp, strerror(-e));
         return e;
     }
     unsigned char hdr[ATTR_XLOG__HDR_BYTES];
@@ -707,7 +675,8 @@ int attr_xlog_upgrade(const char *path, char *err, size_t errlen)
     if (rc != 0) {
         (void)unlink(tmp);
         if (err != NULL && errlen > 0 && err[0] == '\0') {
-            attr__fmt_err(err, errlen, "%s: cannot upgrade to version 2: %s", path, strerror(-rc));
+            yw_errmsg_printf(err, errlen, "%s: cannot upgrade to version 2: %s", path,
+                             strerror(-rc));
         }
     }
     return rc;

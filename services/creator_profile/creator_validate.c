@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errmsg.h"
+#include "common/field_mask.h"
 #include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
 
@@ -19,12 +21,10 @@ static grpc_status_code fail(char *err, size_t errlen, const char *fmt, ...)
 
 static grpc_status_code fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    yw_errmsg_vprintf(err, errlen, fmt, ap);
+    va_end(ap);
     return GRPC_STATUS_INVALID_ARGUMENT;
 }
 
@@ -184,10 +184,7 @@ grpc_status_code creator_validate_create(const Yaowei__Creator__V1__CreateCreato
 grpc_status_code creator_validate_update(const Yaowei__Creator__V1__UpdateCreatorRequest *req,
                                          unsigned *mask_out, char *err, size_t errlen)
 {
-    static const struct {
-        const char *path;
-        unsigned bit;
-    } paths[] = {
+    static const yw_field_mask_path_t paths[] = {
         {"display_name", CREATOR_FIELD_DISPLAY_NAME},
         {"region", CREATOR_FIELD_REGION},
         {"categories", CREATOR_FIELD_CATEGORIES},
@@ -200,21 +197,13 @@ grpc_status_code creator_validate_update(const Yaowei__Creator__V1__UpdateCreato
     if (req->creator == NULL) {
         return fail(err, errlen, "creator: required");
     }
-    if (req->update_mask != NULL) {
-        for (size_t i = 0; i < req->update_mask->n_paths; i++) {
-            const char *p = req->update_mask->paths[i];
-            size_t k = 0;
-            while (k < sizeof paths / sizeof paths[0] && strcmp(p, paths[k].path) != 0) {
-                k++;
-            }
-            if (k == sizeof paths / sizeof paths[0]) {
-                return fail(err, errlen,
-                            "update_mask.paths[%zu]: unknown field %s; updatable fields are "
-                            "display_name, region, categories, followers, status",
-                            i, yw_quote(p, YW_QUOTE_MAX, q, sizeof q));
-            }
-            mask |= paths[k].bit;
-        }
+    size_t bad;
+    if (yw_field_mask_bits(req->update_mask, paths, sizeof paths / sizeof paths[0], &mask, &bad) !=
+        0) {
+        return fail(err, errlen,
+                    "update_mask.paths[%zu]: unknown field %s; updatable fields are "
+                    "display_name, region, categories, followers, status",
+                    bad, yw_quote(req->update_mask->paths[bad], YW_QUOTE_MAX, q, sizeof q));
     }
     if (mask == 0) {
         mask = CREATOR_FIELD_ALL;

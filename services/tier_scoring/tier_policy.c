@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/field_mask.h"
 #include "common/utf8.h"
 
 /* Bits of the fields an update_mask names. */
@@ -23,10 +24,7 @@ enum {
     F_ALL = (1u << 9) - 1,
 };
 
-static const struct {
-    const char *path;
-    unsigned bits;
-} mask_paths[] = {
+static const yw_field_mask_path_t mask_paths[] = {
     {"*", F_ALL},
     {"head_min_followers", F_HEAD},
     {"mid_min_followers", F_MID},
@@ -109,24 +107,17 @@ static grpc_status_code mask_bits(const Google__Protobuf__FieldMask *mask, unsig
         *bits = F_ALL;
         return GRPC_STATUS_OK;
     }
-    for (size_t i = 0; i < mask->n_paths; i++) {
-        const char *path = mask->paths[i];
-        size_t j = 0;
-        while (j < sizeof mask_paths / sizeof mask_paths[0] &&
-               strcmp(mask_paths[j].path, path) != 0) {
-            j++;
-        }
-        if (j == sizeof mask_paths / sizeof mask_paths[0]) {
-            char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
-            snprintf(err, errlen,
-                     "update_mask.paths[%zu]: unknown field %s; known: head_min_followers, "
-                     "mid_min_followers, tail_min_followers, weights, weights.reach, "
-                     "weights.engagement, weights.video_momentum, weights.consistency, "
-                     "rising_top_fraction, window_days, *",
-                     i, yw_quote(path, YW_QUOTE_MAX, q, sizeof q));
-            return GRPC_STATUS_INVALID_ARGUMENT;
-        }
-        *bits |= mask_paths[j].bits;
+    size_t bad;
+    if (yw_field_mask_bits(mask, mask_paths, sizeof mask_paths / sizeof mask_paths[0], bits,
+                           &bad) != 0) {
+        char q[YW_QUOTE_CAP(YW_QUOTE_MAX)];
+        snprintf(err, errlen,
+                 "update_mask.paths[%zu]: unknown field %s; known: head_min_followers, "
+                 "mid_min_followers, tail_min_followers, weights, weights.reach, "
+                 "weights.engagement, weights.video_momentum, weights.consistency, "
+                 "rising_top_fraction, window_days, *",
+                 bad, yw_quote(mask->paths[bad], YW_QUOTE_MAX, q, sizeof q));
+        return GRPC_STATUS_INVALID_ARGUMENT;
     }
     return GRPC_STATUS_OK;
 }

@@ -81,6 +81,30 @@ YW_TEST(reset_reuses_the_blocks_and_frees_the_big_ones)
     yw_arena_free(&a);
 }
 
+YW_TEST(reset_keep_frees_the_blocks_past_the_first)
+{
+    yw_arena_t a;
+    yw_arena_init(&a, 256);
+    char *first = yw_arena_alloc(&a, 16, 1);
+    for (int i = 0; i < 40; i++) {
+        YW_CHECK(yw_arena_alloc(&a, 60, 1) != NULL);
+    }
+    YW_CHECK_INT(a.n_blocks, >, 3);
+    yw_arena_reset_keep(&a, 3);
+    YW_CHECK_INT(a.n_blocks, ==, 3);
+    YW_CHECK_INT(yw_arena_bytes(&a), ==, 3 * 256 + (a.cap_blocks + a.cap_bigs) * sizeof(char *));
+    YW_CHECK(yw_arena_alloc(&a, 16, 1) == first);
+    /* Fewer blocks than kept: all stay. */
+    yw_arena_reset_keep(&a, 10);
+    YW_CHECK_INT(a.n_blocks, ==, 3);
+    /* None kept: the next allocation takes a new block. */
+    yw_arena_reset_keep(&a, 0);
+    YW_CHECK_INT(a.n_blocks, ==, 0);
+    YW_CHECK(yw_arena_alloc(&a, 16, 1) != NULL);
+    YW_CHECK_INT(a.n_blocks, ==, 1);
+    yw_arena_free(&a);
+}
+
 YW_TEST(strdup_copies_and_terminates)
 {
     yw_arena_t a;
@@ -101,6 +125,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(a_full_block_starts_another_and_pointers_stay),
         YW_TEST_ENTRY(big_allocations_are_their_own_and_the_block_goes_on),
         YW_TEST_ENTRY(reset_reuses_the_blocks_and_frees_the_big_ones),
+        YW_TEST_ENTRY(reset_keep_frees_the_blocks_past_the_first),
         YW_TEST_ENTRY(strdup_copies_and_terminates),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);

@@ -1,0 +1,189 @@
+/*
+ * store_internal.h — the private half of the store (store.h), shared by the files that
+ * implement it:
+ *
+ *   store.c          open and close: the config checked, threads started and joined, the
+ *                    store freed on the loop
+ *   store_open.c     the database file at open: refused when foreign, corrupt or newer;
+ *                    WAL; migrations; foreign keys; the readers' connections
+ *   store_queue.c    jobs in and out: queued from the loop, finished jobs handed back to
+ *                    it and their `done` run there
+ *   store_writer.c   the writer thread's group commits, and yw_store_run_sync()
+ *   store_readers.c  the reader threads
+ *   store_sql.c      SQLite on one connection: the statement cache, transactions,
+ *                    result codes to gRPC statuses, the helpers of a job's work
+ *
+ * Nothing outside these files includes it.
+ *
+ * Threads and locks:
+ * - `mu` guards the three job queues (writes, reads, done) and the shutdown flags.
+ *   `writer_cv` wakes the writer (a write was queued, close was called, a reader
+ *   exited); `reader_cv` wakes the readers.
+ * - `writer_mu` gives one thread at a time the writer connection: the writer thread
+ *   holds it for a whole group, yw_store_run_sync() for its transaction. SQLite's own
+ *   mutexes would not be enough: two threads must not interleave two transactions on
+ *   one connection. Each reader connection is used by its own thread only, so all
+ *   connections are opened SQLITE_OPEN_NOMUTEX.
+ * - Finished jobs go to the done queue and the loop is woken with `async`; the loop runs
+ *   their `done` in the order they finished.
+ *
+ * Shutdown: yw_store_close() sets `closing` (new jobs get -ESHUTDOWN) and wakes every
+ * thread. Readers drain the read queue, close their connections and exit; the writer
+ * drains the write queue, waits for the readers, closes its connection last (so that
+ * SQLite checkpoints the WAL and removes it) and sets `writer_exited`. The loop, seeing
+ * `writer_exited` with an empty done queue, joins the threads and closes `async`; its
+ * close callback frees the store and calls `closed`. No disk work runs on the loop.
+ */
+#ifndef YW_STORE_INTERNAL_H
+#define YW_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    YW__DEFAULT_READERS = 2,
+    YW__MAX_READERS = 64,
+    YW__DEFAULT_MAX_GROUP = 1024,
+    YW__BUSY_TIMEOUT_MS = 5000,
+};
+
+/** One slot of a connection's statement cache: open addressing keyed by `sql`. */
+typedef struct st_yw__stmt_slot_t {
+    const char *sql;
+    sqlite3_stmt *stmt;
+} yw__stmt_slot_t;
+
+struct st_yw_store_conn_t {
+    sqlite3 *db;
+    /** Power-of-two table, at most half full; NULL until the first statement. */
+    yw__stmt_slot_t *slots;
+    size_t cap;
+    size_t count;
+};
+
+/** A FIFO of jobs linked through `yw_next`. */
+typedef struct st_yw__queue_t {
+    yw_store_job_t *head;
+    yw_store_job_t *tail;
+} yw__queue_t;
+
+struct st_yw_store_t {
+    uv_loop_t *loop;
+    uv_async_t async;
+    int schema_version;
+    int max_group;
+
+    pthread_mutex_t mu;
+    pthread_cond_t writer_cv;
+    pthread_cond_t reader_cv;
+    yw__queue_t writes;
+    yw__queue_t reads;
+    yw__queue_t done;
+    bool closing;
+    bool writer_exited;
+    int readers_alive;
+
+    pthread_mutex_t writer_mu;
+    yw_store_conn_t writer;
+    pthread_t writer_thread;
+    bool writer_started;
+
+    int n_readers;
+    yw_store_conn_t *readers;
+    pthread_t *reader_threads;
+    int readers_started;
+
+    void (*closed)(void *arg);
+    void *closed_arg;
+
+    void (*on_commit)(void *arg, uint64_t duration_ns, size_t n_jobs, int committed);
+    void *on_commit_arg;
+    void (*on_full)(void *arg);
+    void *on_full_arg;
+};
+
+/** A reader thread's argument: its store and its own connection. */
+typedef struct st_yw__reader_arg_t {
+    yw_store_t *store;
+    yw_store_conn_t *conn;
+} yw__reader_arg_t;
+
+/** The primary result code is the low byte of an extended one. */
+static inline int yw__store_primary(int rc)
+{
+    return rc & 0xff;
+}
+
+/* ---- store.c ---- */
+
+/** Joins the threads (they have finished) and closes the async handle. */
+void yw__store_finish_close(yw_store_t *store);
+
+/* ---- store_open.c ---- */
+
+/** Opens the writer connection: checked, configured, migrated. */
+int yw__store_open_writer(yw_store_t *store, const yw_store_config_t *cfg, char *err,
+                          size_t errlen);
+
+/** Opens a reader's read-only connection to `path`. */
+int yw__store_open_reader(yw_store_conn_t *conn, const char *path, char *err, size_t errlen);
+
+/* ---- store_queue.c ---- */
+
+/** Hands finished jobs (`first` to `last`, linked through yw_next) to the loop. */
+void yw__store_post_done(yw_store_t *store, yw_store_job_t *first, yw_store_job_t *last);
+
+/** The async handle's callback: runs the finished jobs' `done`, then closes if it is time. */
+void yw__store_on_async(uv_async_t *async);
+
+/* ---- store_writer.c ---- */
+
+/** The writer thread (its argument is the store). */
+void *yw__store_writer_main(void *arg);
+
+/* ---- store_readers.c ---- */
+
+/** A reader thread (its argument is a yw__reader_arg_t, which it frees). */
+void *yw__store_reader_main(void *arg);
+
+/* ---- store_sql.c ---- */
+
+/** The statements that open and end transactions (cached by pointer: use these). */
+extern const char yw__store_sql_begin_immediate[];
+extern const char yw__store_sql_begin[];
+extern const char yw__store_sql_commit[];
+extern const char yw__store_sql_rollback[];
+extern const char yw__store_sql_savepoint[];
+extern const char yw__store_sql_release[];
+extern const char yw__store_sql_rollback_to[];
+
+/** Finalizes every cached statement and closes the connection; safe to call twice. */
+void yw__store_conn_close(yw_store_conn_t *conn);
+
+/**
+ * Resets every statement of `db` left mid-step by a job: an unfinished SELECT would pin
+ * its read snapshot and keep the transaction (and WAL checkpoints) from moving on.
+ */
+void yw__store_reset_busy(sqlite3 *db);
+
+/** Runs one cached statement that returns no rows (or whose rows are ignored). */
+int yw__store_exec(yw_store_conn_t *conn, const char *sql);
+
+/** Ends whatever transaction is open on `conn`, if any. */
+void yw__store_rollback(yw_store_conn_t *conn);
+
+/** A job's status for a failed SQLite call: never OK, even for an odd `rc`. */
+grpc_status_code yw__store_fail_status(int rc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
