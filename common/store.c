@@ -148,6 +148,8 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
     store->on_commit_arg = cfg->on_commit_arg;
     store->on_full = cfg->on_full;
     store->on_full_arg = cfg->on_full_arg;
+    store->ship = cfg->ship;
+    store->ship_arg = cfg->ship_arg;
     pthread_mutex_init(&store->mu, NULL);
     pthread_mutex_init(&store->writer_mu, NULL);
     pthread_cond_init(&store->writer_cv, NULL);

@@ -87,7 +87,25 @@ typedef struct st_yw_store_config_t {
      */
     void (*on_full)(void *arg);
     void *on_full_arg;
+    /**
+     * Optional (NULL: none), for a database copied elsewhere before anything written is
+     * acknowledged (a cluster node's partition): called on the writing thread (the
+     * writer, or yw_store_run_sync()'s caller) with the changes of each transaction, a
+     * SQLite session changeset (sqlite3changeset_apply() replays it), before its COMMIT;
+     * not called for a transaction that changed no row. Non-zero rolls the transaction
+     * back: its jobs fail UNAVAILABLE with `err`. Every table needs a primary key.
+     */
+    int (*ship)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
+    void *ship_arg;
 } yw_store_config_t;
+
+/**
+ * Applies a changeset made by a store's ship function to `db` (a copy being built, in
+ * the order the changesets were shipped): any conflict means the copy is not a copy
+ * and fails the whole changeset. Returns 0 or -EPROTO/-EIO with `err`.
+ */
+int yw_store_apply_changeset(sqlite3 *db, const void *changeset, size_t len, char *err,
+                             size_t errlen);
 
 /**
  * Opens (creating or migrating) the database and starts the writer and reader

@@ -108,6 +108,8 @@ struct st_yw_store_t {
     void *on_commit_arg;
     void (*on_full)(void *arg);
     void *on_full_arg;
+    int (*ship)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
+    void *ship_arg;
 };
 
 /** A reader thread's argument: its store and its own connection. */
@@ -158,6 +160,18 @@ void *yw__store_reader_main(void *arg);
 
 /** The statements that open and end transactions (cached by pointer: use these). */
 extern const char yw__store_sql_begin_immediate[];
+
+/**
+ * Writing thread, right after BEGIN: starts recording the transaction's changes when
+ * the store ships them (*session NULL otherwise). Returns SQLITE_OK or an error code.
+ */
+int yw__store_ship_begin(yw_store_t *store, sqlite3_session **session);
+
+/**
+ * Writing thread, right before COMMIT: ships the changes recorded (if any) and ends the
+ * recording. Returns 0, or non-zero with `msg` when shipping failed (roll back).
+ */
+int yw__store_ship_end(yw_store_t *store, sqlite3_session *session, char *msg, size_t msglen);
 extern const char yw__store_sql_begin[];
 extern const char yw__store_sql_commit[];
 extern const char yw__store_sql_rollback[];

@@ -104,11 +104,15 @@ static int yw__run_group_tx(yw_store_t *store, yw_store_job_t *group)
 {
     yw_store_conn_t *conn = &store->writer;
     yw_store_job_t *tx_first = NULL;
+    sqlite3_session *session = NULL;
     char msg[200];
 
     for (yw_store_job_t *job = group; job != NULL; job = job->yw_next) {
         if (tx_first == NULL) {
             int rc = yw__store_exec(conn, yw__store_sql_begin_immediate);
+            if (rc == SQLITE_OK && (rc = yw__store_ship_begin(store, &session)) != SQLITE_OK) {
+                yw__store_rollback(conn);
+            }
             if (rc != SQLITE_OK) {
                 /* Retrying per job would wait busy_timeout for each: fail the rest. */
                 snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(conn->db));
@@ -129,9 +133,18 @@ static int yw__run_group_tx(yw_store_t *store, yw_store_job_t *group)
                 rc != SQLITE_OK ? yw__write_fail(store, rc) : GRPC_STATUS_UNAVAILABLE;
             yw__fail_succeeded(tx_first, job->yw_next, st, "transaction rolled back", msg);
             tx_first = NULL;
+            if (session != NULL) {
+                sqlite3session_delete(session);
+                session = NULL;
+            }
         }
     }
     if (tx_first == NULL) {
+        return 0;
+    }
+    if (yw__store_ship_end(store, session, msg, sizeof msg) != 0) {
+        yw__store_rollback(conn);
+        yw__fail_succeeded(tx_first, NULL, GRPC_STATUS_UNAVAILABLE, "not shipped", msg);
         return 0;
     }
     int rc = yw__store_exec(conn, yw__store_sql_commit);
@@ -220,7 +233,11 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
     pthread_mutex_lock(&store->writer_mu);
     yw_store_conn_t *conn = &store->writer;
     grpc_status_code st;
+    sqlite3_session *session = NULL;
     int rc = yw__store_exec(conn, yw__store_sql_begin_immediate);
+    if (rc == SQLITE_OK && (rc = yw__store_ship_begin(store, &session)) != SQLITE_OK) {
+        yw__store_rollback(conn);
+    }
     if (rc != SQLITE_OK) {
         st = yw__store_fail_status(rc);
         yw_errmsg_printf(err, errlen, "begin failed: %s", sqlite3_errmsg(conn->db));
@@ -239,7 +256,12 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
         st = GRPC_STATUS_INTERNAL;
         yw_errmsg_printf(err, errlen, "run_sync: the transaction ended inside the function: %s",
                          sqlite3_errmsg(conn->db));
+    } else if (yw__store_ship_end(store, session, err, errlen) != 0) {
+        session = NULL;
+        st = GRPC_STATUS_UNAVAILABLE;
+        yw__store_rollback(conn);
     } else {
+        session = NULL;
         rc = yw__store_exec(conn, yw__store_sql_commit);
         if (rc != SQLITE_OK) {
             st = yw__store_fail_status(rc);
@@ -247,6 +269,69 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
             yw__store_rollback(conn);
         }
     }
+    if (session != NULL) {
+        sqlite3session_delete(session);
+    }
     pthread_mutex_unlock(&store->writer_mu);
     return st;
+}
+
+/* ---- shipping ---- */
+
+int yw__store_ship_begin(yw_store_t *store, sqlite3_session **session)
+{
+    *session = NULL;
+    if (store->ship == NULL) {
+        return SQLITE_OK;
+    }
+    int rc = sqlite3session_create(store->writer.db, "main", session);
+    if (rc == SQLITE_OK && (rc = sqlite3session_attach(*session, NULL)) != SQLITE_OK) {
+        sqlite3session_delete(*session);
+        *session = NULL;
+    }
+    return rc;
+}
+
+int yw__store_ship_end(yw_store_t *store, sqlite3_session *session, char *msg, size_t msglen)
+{
+    if (session == NULL) {
+        return 0;
+    }
+    int n = 0;
+    void *cs = NULL;
+    int rc = sqlite3session_changeset(session, &n, &cs);
+    sqlite3session_delete(session);
+    if (rc != SQLITE_OK) {
+        yw_errmsg_printf(msg, msglen, "changes not recorded: %s", sqlite3_errstr(rc));
+        return -1;
+    }
+    int bad = n > 0 && store->ship(store->ship_arg, cs, (size_t)n, msg, msglen) != 0;
+    sqlite3_free(cs);
+    return bad ? -1 : 0;
+}
+
+/* The copy gets exactly the changes: any conflict means it was not a copy. */
+static int yw__on_conflict(void *arg, int kind, sqlite3_changeset_iter *it)
+{
+    (void)it;
+    *(int *)arg = kind;
+    return SQLITE_CHANGESET_ABORT;
+}
+
+int yw_store_apply_changeset(sqlite3 *db, const void *changeset, size_t len, char *err,
+                             size_t errlen)
+{
+    int conflict = 0;
+    int rc =
+        sqlite3changeset_apply(db, (int)len, (void *)changeset, NULL, yw__on_conflict, &conflict);
+    if (rc == SQLITE_OK) {
+        return 0;
+    }
+    if (conflict != 0) {
+        yw_errmsg_printf(err, errlen, "changeset: conflict of kind %d: the database is not a copy",
+                         conflict);
+        return -EPROTO;
+    }
+    yw_errmsg_printf(err, errlen, "changeset: %s", sqlite3_errmsg(db));
+    return -EIO;
 }

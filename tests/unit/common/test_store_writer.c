@@ -411,6 +411,141 @@ YW_TEST(run_sync_commits_only_on_ok)
     fixture_done(&f);
 }
 
+/* ---- shipping: each transaction's changes, to be replayed on a copy ---- */
+
+typedef struct {
+    void *cs[16];
+    size_t len[16];
+    int n;
+    int fail; /* non-zero: refuse */
+} shipped_t;
+
+static int ship_keep(void *arg, const void *changeset, size_t len, char *err, size_t errlen)
+{
+    shipped_t *s = arg;
+    if (s->fail) {
+        snprintf(err, errlen, "the replicas are away");
+        return -1;
+    }
+    YW_CHECK(s->n < 16);
+    s->cs[s->n] = malloc(len);
+    memcpy(s->cs[s->n], changeset, len);
+    s->len[s->n++] = len;
+    return 0;
+}
+
+static yw_store_t *open_shipping(fixture_t *f, shipped_t *s)
+{
+    yw_store_config_t cfg = {.path = f->path,
+                             .migrations = migrations,
+                             .n_migrations = 2,
+                             .ship = ship_keep,
+                             .ship_arg = s};
+    yw_store_t *store = NULL;
+    char err[256];
+    YW_CHECK_INT(yw_store_open(&f->loop, &cfg, &store, err, sizeof err), ==, 0);
+    return store;
+}
+
+static void put_all(fixture_t *f, yw_store_t *store, put_t *puts, int n)
+{
+    int remaining = n;
+    for (int i = 0; i < n; i++) {
+        puts[i].remaining = &remaining;
+        YW_CHECK_INT(yw_store_write(store, &puts[i].job), ==, 0);
+    }
+    while (remaining > 0) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+static char *dump(const char *path)
+{
+    sqlite3 *db = NULL;
+    YW_CHECK_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    YW_CHECK_INT(sqlite3_prepare_v2(db,
+                                    "SELECT coalesce(group_concat(k || '=' || v, ','), '') FROM "
+                                    "(SELECT k, v FROM kv ORDER BY k)",
+                                    -1, &st, NULL),
+                 ==, SQLITE_OK);
+    YW_CHECK_INT(sqlite3_step(st), ==, SQLITE_ROW);
+    char *out = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+YW_TEST(shipped_changes_replayed_on_a_copy_make_the_same_database)
+{
+    fixture_t f, copy;
+    fixture_init(&f);
+    fixture_init(&copy);
+    static shipped_t s;
+    memset(&s, 0, sizeof s);
+    yw_store_t *store = open_shipping(&f, &s);
+    put_t puts[4];
+    const char *keys[] = {"a", "b", "c", "a2"};
+    for (int i = 0; i < 4; i++) {
+        put_init(&puts[i], &f, keys[i], 10 + i, NULL);
+        puts[i].job.work = put_work;
+    }
+    puts[2].fail_status = GRPC_STATUS_INVALID_ARGUMENT; /* its savepoint is rolled back */
+    put_all(&f, store, puts, 4);
+    YW_CHECK_INT(puts[2].status, ==, GRPC_STATUS_INVALID_ARGUMENT);
+    char err[256];
+    YW_CHECK_INT(yw_store_run_sync(store, insert_sync, NULL, err, sizeof err), ==, GRPC_STATUS_OK);
+    close_store(&f, store);
+    YW_CHECK(s.n >= 2); /* the group(s), then run_sync's */
+
+    /* The copy: the same migrations, then the changes in order. */
+    yw_store_t *cstore = open_store(&copy, 2);
+    close_store(&copy, cstore);
+    sqlite3 *db = NULL;
+    YW_CHECK_INT(sqlite3_open(copy.path, &db), ==, SQLITE_OK);
+    for (int i = 0; i < s.n; i++) {
+        YW_CHECK_INT(yw_store_apply_changeset(db, s.cs[i], s.len[i], err, sizeof err), ==, 0);
+    }
+    /* Replayed twice, a change conflicts: refused. */
+    YW_CHECK_INT(yw_store_apply_changeset(db, s.cs[0], s.len[0], err, sizeof err), ==, -EPROTO);
+    YW_CHECK(strstr(err, "not a copy") != NULL);
+    sqlite3_close(db);
+    char *a = dump(f.path), *b = dump(copy.path);
+    YW_CHECK_STR(b, a);
+    YW_CHECK(strstr(a, "c=12") == NULL && strstr(a, "a2=13") != NULL && strstr(a, "sync=") != NULL);
+    free(a);
+    free(b);
+    for (int i = 0; i < s.n; i++) {
+        free(s.cs[i]);
+    }
+    fixture_done(&copy);
+    fixture_done(&f);
+}
+
+YW_TEST(a_transaction_not_shipped_is_rolled_back_and_fails)
+{
+    fixture_t f;
+    fixture_init(&f);
+    static shipped_t s;
+    memset(&s, 0, sizeof s);
+    s.fail = 1;
+    yw_store_t *store = open_shipping(&f, &s);
+    put_t p;
+    put_init(&p, &f, "lost", 1, NULL);
+    p.job.work = put_work;
+    put_all(&f, store, &p, 1);
+    YW_CHECK_INT(p.status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK(strstr(p.errmsg, "the replicas are away") != NULL);
+    char err[256];
+    YW_CHECK_INT(yw_store_run_sync(store, insert_sync, NULL, err, sizeof err), ==,
+                 GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK(strstr(err, "the replicas are away") != NULL);
+    close_store(&f, store);
+    YW_CHECK_INT(raw_query_int(f.path, "SELECT count(*) FROM kv WHERE k IN ('lost', 'sync')"), ==,
+                 0);
+    fixture_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -422,6 +557,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(max_group_bounds_a_group),
         YW_TEST_ENTRY(acknowledged_write_survives_kill_9),
         YW_TEST_ENTRY(run_sync_commits_only_on_ok),
+        YW_TEST_ENTRY(shipped_changes_replayed_on_a_copy_make_the_same_database),
+        YW_TEST_ENTRY(a_transaction_not_shipped_is_rolled_back_and_fails),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
