@@ -100,6 +100,14 @@ typedef struct st_yw_store_config_t {
 } yw_store_config_t;
 
 /**
+ * Opens the database file of `cfg` (path and migrations; the rest is ignored) as
+ * yw_store_open() would, checked, configured and migrated, as one plain connection of
+ * the calling thread: no threads, no loop (a copy being built from shipped changes).
+ * Close it with sqlite3_close(). Returns 0 or a negative errno with `err`.
+ */
+int yw_store_open_file(const yw_store_config_t *cfg, sqlite3 **out, char *err, size_t errlen);
+
+/**
  * Applies a changeset made by a store's ship function to `db` (a copy being built, in
  * the order the changesets were shipped): any conflict means the copy is not a copy
  * and fails the whole changeset. Returns 0 or -EPROTO/-EIO with `err`.

@@ -7,6 +7,7 @@
 #include "common/store_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -326,4 +327,22 @@ int yw__store_open_reader(yw_store_conn_t *conn, const char *path, char *err, si
         return yw__open_fail(conn->db, rc, path, "busy_timeout", err, errlen);
     }
     return 0;
+}
+
+int yw_store_open_file(const yw_store_config_t *cfg, sqlite3 **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    yw_store_t *tmp = calloc(1, sizeof *tmp);
+    if (tmp == NULL) {
+        yw_errmsg_printf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int e = yw__store_open_writer(tmp, cfg, err, errlen);
+    if (e == 0) {
+        *out = tmp->writer.db;
+    } else if (tmp->writer.db != NULL) {
+        sqlite3_close_v2(tmp->writer.db);
+    }
+    free(tmp);
+    return e;
 }

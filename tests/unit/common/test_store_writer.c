@@ -499,10 +499,9 @@ YW_TEST(shipped_changes_replayed_on_a_copy_make_the_same_database)
     YW_CHECK(s.n >= 2); /* the group(s), then run_sync's */
 
     /* The copy: the same migrations, then the changes in order. */
-    yw_store_t *cstore = open_store(&copy, 2);
-    close_store(&copy, cstore);
+    yw_store_config_t ccfg = {.path = copy.path, .migrations = migrations, .n_migrations = 2};
     sqlite3 *db = NULL;
-    YW_CHECK_INT(sqlite3_open(copy.path, &db), ==, SQLITE_OK);
+    YW_CHECK_INT(yw_store_open_file(&ccfg, &db, err, sizeof err), ==, 0);
     for (int i = 0; i < s.n; i++) {
         YW_CHECK_INT(yw_store_apply_changeset(db, s.cs[i], s.len[i], err, sizeof err), ==, 0);
     }
