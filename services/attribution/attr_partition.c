@@ -1,0 +1,170 @@
+/* attr_partition.c — a partition's log into a directory, and back. See attr_partition.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw() */
+#endif
+#include "services/attribution/attr_partition.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/codec.h"
+#include "common/errmsg.h"
+#include "common/store.h"
+#include "services/attribution/attr_store.h"
+#include "services/attribution/attr_xlog.h"
+
+/* Bytes of the exposure log per "xlog" record: well under NATS's default max_payload. */
+#define ATTR__XLOG_PIECE (512u << 10)
+
+/* ---- shipping ---- */
+
+int attr_partition_ship_xlog(void *arg, uint64_t seg, int64_t created_ns, uint64_t off,
+                             const void *bytes, size_t len)
+{
+    attr_partition_ship_t *ps = arg;
+    static _Thread_local unsigned char *buf;
+    static _Thread_local size_t cap;
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < ATTR__XLOG_PIECE ? len - done : ATTR__XLOG_PIECE;
+        if (cap < ATTR_PARTITION_XLOG_HDR + n) {
+            unsigned char *b = realloc(buf, ATTR_PARTITION_XLOG_HDR + ATTR__XLOG_PIECE);
+            if (b == NULL) {
+                ps->failed = 1;
+                return -ENOMEM;
+            }
+            buf = b;
+            cap = ATTR_PARTITION_XLOG_HDR + ATTR__XLOG_PIECE;
+        }
+        yw_put_le64(buf, seg);
+        yw_put_le64(buf + 8, (uint64_t)created_ns);
+        yw_put_le64(buf + 16, off + done);
+        memcpy(buf + ATTR_PARTITION_XLOG_HDR, (const unsigned char *)bytes + done, n);
+        char err[256];
+        uint64_t seq = 0;
+        int rc = attr_cluster_append(ps->cluster, ps->partition, "xlog", buf,
+                                     ATTR_PARTITION_XLOG_HDR + n, &seq, err, sizeof err);
+        if (rc != 0) {
+            ps->failed = 1;
+            return rc;
+        }
+        ps->appends++;
+        ps->bytes += ATTR_PARTITION_XLOG_HDR + n;
+        done += n;
+    }
+    return 0;
+}
+
+int attr_partition_ship_db(void *arg, const void *changeset, size_t len, char *err, size_t errlen)
+{
+    attr_partition_ship_t *ps = arg;
+    uint64_t seq = 0;
+    int rc =
+        attr_cluster_append(ps->cluster, ps->partition, "db", changeset, len, &seq, err, errlen);
+    if (rc != 0) {
+        ps->failed = 1;
+        return rc;
+    }
+    ps->appends++;
+    ps->bytes += len;
+    return 0;
+}
+
+/* ---- materializing ---- */
+
+typedef struct {
+    attr_xlog_placer_t placer;
+    sqlite3 *db;
+    uint64_t records;
+    char *err;
+    size_t errlen;
+} attr__mat_t;
+
+static int attr__apply(void *arg, uint64_t seq, const char *kind, const void *data, size_t len)
+{
+    attr__mat_t *m = arg;
+    m->records++;
+    if (strcmp(kind, "xlog") == 0) {
+        if (len < ATTR_PARTITION_XLOG_HDR) {
+            yw_errmsg_printf(m->err, m->errlen, "record %llu: a short xlog record",
+                             (unsigned long long)seq);
+            return -EPROTO;
+        }
+        const unsigned char *b = data;
+        int rc = attr_xlog_place(&m->placer, yw_get_le64(b), (int64_t)yw_get_le64(b + 8),
+                                 yw_get_le64(b + 16), b + ATTR_PARTITION_XLOG_HDR,
+                                 len - ATTR_PARTITION_XLOG_HDR);
+        if (rc != 0) {
+            yw_errmsg_printf(m->err, m->errlen, "record %llu: placing exposure log bytes: %s",
+                             (unsigned long long)seq, strerror(-rc));
+        }
+        return rc;
+    }
+    if (strcmp(kind, "db") == 0) {
+        return yw_store_apply_changeset(m->db, data, len, m->err, m->errlen);
+    }
+    return 0; /* "lease", and kinds a later version may add for the view's speed only */
+}
+
+int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir, uint64_t *last,
+                               uint64_t *records, char *err, size_t errlen)
+{
+    char path[4200];
+    *last = 0;
+    *records = 0;
+    if (mkdir(dir, 0750) != 0) {
+        int rc = -errno;
+        yw_errmsg_printf(err, errlen, "%s: cannot create: %s", dir, strerror(-rc));
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/exposures", dir);
+    if (mkdir(path, 0750) != 0) {
+        int rc = -errno;
+        yw_errmsg_printf(err, errlen, "%s: cannot create: %s", path, strerror(-rc));
+        return rc;
+    }
+    attr__mat_t m = {.err = err, .errlen = errlen};
+    attr_xlog_placer_init(&m.placer, path);
+    snprintf(path, sizeof path, "%s/attribution.db", dir);
+    yw_store_config_t cfg = {
+        .path = path, .migrations = attr_migrations, .n_migrations = ATTR_N_MIGRATIONS};
+    int rc = yw_store_open_file(&cfg, &m.db, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    /* One transaction for the whole replay: the copy is thrown away if it fails. */
+    (void)sqlite3_exec(m.db, "BEGIN", NULL, NULL, NULL);
+    rc = attr_cluster_read(c, p, 1, attr__apply, &m, last, err, errlen);
+    if (rc == 0 && sqlite3_exec(m.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        yw_errmsg_printf(err, errlen, "%s: commit: %s", path, sqlite3_errmsg(m.db));
+        rc = -EIO;
+    }
+    int prc = attr_xlog_placer_finish(&m.placer);
+    if (rc == 0 && prc != 0) {
+        yw_errmsg_printf(err, errlen, "exposure log copy: %s", strerror(-prc));
+        rc = prc;
+    }
+    sqlite3_close(m.db);
+    *records = m.records;
+    return rc;
+}
+
+static int attr__rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int attr_partition_remove_dir(const char *dir)
+{
+    if (nftw(dir, attr__rm, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
+        return -errno;
+    }
+    return 0;
+}
