@@ -358,6 +358,13 @@ int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t
     return attr_state_add_exposure_counts(st, id, day, impressions, views, clicks);
 }
 
+int attr_state_creator(attr_state_t *st, const char *creator, size_t len, uint32_t *id,
+                       const char **str)
+{
+    int rc = attr_intern2(&st->creators, creator, len, id, str);
+    return rc != 0 ? rc : attr__rollups_reserve_creator(st, *id);
+}
+
 attr_day_t *attr__rollups_count_room(attr_state_t *st, uint32_t creator, int32_t day)
 {
     attr_day_t *b = attr__day_bucket(st, creator, day);

@@ -110,6 +110,16 @@ void attr_state_creator_sums(const attr_state_t *st, uint32_t creator, int32_t d
 void attr_state_unattributed(const attr_state_t *st, int32_t d0, int32_t d1, attr_sum_t *count,
                              attr_sum_t *gmv);
 
+/**
+ * The id of creator `creator` (`len` bytes) in st->creators, added when new with room for
+ * its rollups and its tier label (attr_tier.h labels only creators with that room);
+ * `*str` (may be NULL) gets the interned name. Adds no rollup: a state used only to name
+ * creators and cache their labels (a report's front, attr_service_int.h) stays empty of
+ * figures. Returns 0 or -ENOMEM.
+ */
+int attr_state_creator(attr_state_t *st, const char *creator, size_t len, uint32_t *id,
+                       const char **str);
+
 /** Adds counts of a pruned segment's exposures (loaded from the database). */
 int attr_state_add_exposure_rollup(attr_state_t *st, const char *creator, size_t len, int32_t day,
                                    int64_t impressions, int64_t views, int64_t clicks);
