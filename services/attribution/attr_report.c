@@ -1,9 +1,11 @@
 /*
- * attr_report.c — GetCreatorReport, GetTierReport and ListTopCreators: sums over the
- * rollups of attr_state.h; the tier report and the top-creators listing first refresh
- * the tier labels of the creators in range (attr_tier.h).
+ * attr_report.c — GetCreatorReport, GetTierReport and ListTopCreators, rendered from
+ * sums (attr_report.h): the handlers here read them from this service's state
+ * (attr_sums_of_state()); a cluster's node renders partitions' sums merged with the same
+ * functions. The tier report and the top-creators listing first refresh the tier labels
+ * of the creators in range (attr_tier.h).
  */
-#include "services/attribution/attr_service_int.h"
+#include "services/attribution/attr_report.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/page_token.h"
+#include "services/attribution/attr_service_int.h"
 #include "services/attribution/attr_validate.h"
 #include "yaowei/tier/v1/tier.pb-c.h"
 
@@ -39,7 +42,7 @@ static double attr__per(double num, attr_sum_t impressions, double scale)
  * resolved (0: the settings' default). Returns 0, or -EINVAL with the call failed
  * INVALID_ARGUMENT.
  */
-static int attr__report_args(yw_call_t *call, const attr_state_t *st,
+static int attr__report_args(yw_call_t *call, const attr_settings_t *settings,
                              const Google__Protobuf__Timestamp *start,
                              const Google__Protobuf__Timestamp *end, int asked, int32_t *d0,
                              int32_t *d1, int *model)
@@ -49,7 +52,42 @@ static int attr__report_args(yw_call_t *call, const attr_state_t *st,
         yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
         return -EINVAL;
     }
-    return attr__model_arg(call, &st->settings, asked, model);
+    return attr__model_arg(call, settings, asked, model);
+}
+
+/* ---- GetCreatorReport ---- */
+
+int attr__creator_report_args(yw_call_t *call,
+                              const Yaowei__Attribution__V1__GetCreatorReportRequest *req,
+                              const attr_settings_t *settings, int32_t *d0, int32_t *d1, int *model)
+{
+    if (req->creator_id == NULL || req->creator_id[0] == '\0') {
+        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "creator_id: is required");
+        return -EINVAL;
+    }
+    return attr__report_args(call, settings, req->start_time, req->end_time, (int)req->model, d0,
+                             d1, model);
+}
+
+void attr__creator_report_reply(yw_call_t *call,
+                                const Yaowei__Attribution__V1__GetCreatorReportRequest *req,
+                                int model, const attr_sums_t *s, const char *currency)
+{
+    Yaowei__Attribution__V1__CreatorReport r;
+    yaowei__attribution__v1__creator_report__init(&r);
+    r.creator_id = req->creator_id;
+    r.start_time = req->start_time;
+    r.end_time = req->end_time;
+    r.model = (Yaowei__Attribution__V1__AttributionModel)model;
+    r.impressions = attr_sum_clamp(s->impressions);
+    r.views = attr_sum_clamp(s->views);
+    r.clicks = attr_sum_clamp(s->clicks);
+    r.attributed_conversions = attr__credit(s->credit);
+    r.attributed_gmv_minor = attr_sum_clamp(s->gmv);
+    r.gpm = attr__per((double)s->gmv, s->impressions, 1000.0);
+    r.conversion_rate = attr__per(attr__credit(s->credit), s->impressions, 1.0);
+    r.currency = (char *)currency;
+    (void)yw_call_reply(call, &r.base);
 }
 
 void attr__on_creator_report(yw_call_t *call, const ProtobufCMessage *msg)
@@ -59,13 +97,8 @@ void attr__on_creator_report(yw_call_t *call, const ProtobufCMessage *msg)
     attr_svc_t *svc = attr__svc(call);
     attr_state_t *st = &svc->st;
     int32_t d0, d1;
-    if (req->creator_id == NULL || req->creator_id[0] == '\0') {
-        yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "creator_id: is required");
-        return;
-    }
     int model;
-    if (attr__report_args(call, st, req->start_time, req->end_time, (int)req->model, &d0, &d1,
-                          &model) != 0) {
+    if (attr__creator_report_args(call, req, &st->settings, &d0, &d1, &model) != 0) {
         return;
     }
     attr_sums_t s;
@@ -74,81 +107,26 @@ void attr__on_creator_report(yw_call_t *call, const ProtobufCMessage *msg)
     if (id >= 0) {
         attr_state_creator_sums(st, (uint32_t)id, d0, d1, model, &s);
     }
-    Yaowei__Attribution__V1__CreatorReport r;
-    yaowei__attribution__v1__creator_report__init(&r);
-    r.creator_id = req->creator_id;
-    r.start_time = req->start_time;
-    r.end_time = req->end_time;
-    r.model = (Yaowei__Attribution__V1__AttributionModel)model;
-    r.impressions = attr_sum_clamp(s.impressions);
-    r.views = attr_sum_clamp(s.views);
-    r.clicks = attr_sum_clamp(s.clicks);
-    r.attributed_conversions = attr__credit(s.credit);
-    r.attributed_gmv_minor = attr_sum_clamp(s.gmv);
-    r.gpm = attr__per((double)s.gmv, s.impressions, 1000.0);
-    r.conversion_rate = attr__per(attr__credit(s.credit), s.impressions, 1.0);
-    r.currency = st->settings.currency;
-    (void)yw_call_reply(call, &r.base);
+    attr__creator_report_reply(call, req, model, &s, st->settings.currency);
 }
 
-/** One creator's sums over a report's range. */
-typedef struct st_attr_entry_t {
-    uint32_t creator;
-    const char *name;
-    attr_sums_t s;
-    double gpm;
-} attr_entry_t;
+/* ---- a tier report or top-creators page: from sums, once the labels are in ---- */
 
-/** A tier report or top-creators listing waiting for tier labels. */
-typedef struct st_attr_report_t {
-    attr_svc_t *svc;
-    yw_call_t *call;
-    int32_t d0, d1;
-    int model;
-    attr_entry_t *entries;
-    size_t n;
-    /* ListTopCreators */
-    unsigned tiers_mask; /* 0: every tier */
-    int order_by;
-    size_t offset, page_size;
-    yw_page_query_t query; /* what its page tokens are bound to */
-    void (*finish)(struct st_attr_report_t *r, const char *tier_error);
-} attr_report_t;
-
-/** The creators with an exposure or a credit in [d0, d1) under `model`. */
-static int attr__collect(attr_state_t *st, attr_report_t *r)
+void attr__report_free(attr_report_t *r)
 {
-    uint32_t n = attr_state_n_creators(st);
-    r->entries = malloc((n ? n : 1) * sizeof *r->entries);
-    if (r->entries == NULL) {
-        return -ENOMEM;
+    if (r == NULL) {
+        return;
     }
-    r->n = 0;
-    for (uint32_t c = 0; c < n; c++) {
-        attr_entry_t *e = &r->entries[r->n];
-        attr_state_creator_sums(st, c, r->d0, r->d1, r->model, &e->s);
-        if (e->s.impressions == 0 && e->s.views == 0 && e->s.clicks == 0 && e->s.credit == 0 &&
-            e->s.gmv == 0) {
-            continue;
-        }
-        e->creator = c;
-        e->name = attr_intern_str(&st->creators, c, NULL);
-        e->gpm = attr__per((double)e->s.gmv, e->s.impressions, 1000.0);
-        r->n++;
+    if (r->call != NULL) {
+        yw_call_set_data(r->call, NULL);
     }
-    return 0;
-}
-
-static void attr__report_free(attr_report_t *r)
-{
-    yw_call_set_data(r->call, NULL);
     free(r->entries);
     free(r);
 }
 
 /**
- * A report of [d0, d1) under `model` for `call`, to be filled in by the handler and run
- * (attr__report_run()). NULL: out of memory, the call failed.
+ * A report of [d0, d1) under `model` for `call`, to be filled in by the caller and
+ * rendered (attr__report_from_sums()). NULL: out of memory, the call failed.
  */
 static attr_report_t *attr__report_new(yw_call_t *call, int32_t d0, int32_t d1, int model)
 {
@@ -157,7 +135,6 @@ static attr_report_t *attr__report_new(yw_call_t *call, int32_t d0, int32_t d1, 
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return NULL;
     }
-    r->svc = attr__svc(call);
     r->call = call;
     r->d0 = d0;
     r->d1 = d1;
@@ -165,22 +142,40 @@ static attr_report_t *attr__report_new(yw_call_t *call, int32_t d0, int32_t d1, 
     return r;
 }
 
-static void attr__with_labels(attr_report_t *r);
-
-/**
- * Hangs the report on its call, collects the creators in range, then r->finish once the
- * labels are refreshed (attr__with_labels()). Out of memory: the call fails, `r` is freed.
- */
-static void attr__report_run(attr_report_t *r)
+void attr__report_range(const attr_report_t *r, int32_t *d0, int32_t *d1, int *model)
 {
-    yw_call_t *call = r->call;
-    yw_call_set_data(call, r);
-    if (attr__collect(&r->svc->st, r) != 0) {
-        attr__report_free(r);
-        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
+    *d0 = r->d0;
+    *d1 = r->d1;
+    *model = r->model;
+}
+
+int attr__report_set_sums(attr_report_t *r, attr_state_t *front, const attr_range_sums_t *sums,
+                          const char *currency)
+{
+    r->front = front;
+    snprintf(r->currency, sizeof r->currency, "%s", currency != NULL ? currency : "");
+    r->unattr_count = sums->unattr_count;
+    r->unattr_gmv = sums->unattr_gmv;
+    free(r->entries);
+    r->n = 0;
+    r->entries = malloc((sums->n ? sums->n : 1) * sizeof *r->entries);
+    if (r->entries == NULL) {
+        return -ENOMEM;
     }
-    attr__with_labels(r);
+    for (size_t i = 0; i < sums->n; i++) {
+        const attr_creator_sums_t *c = &sums->creators[i];
+        if (attr_sums_zero(&c->s)) {
+            continue;
+        }
+        attr_report_entry_t *e = &r->entries[r->n];
+        if (attr_state_creator(front, c->creator, c->len, &e->creator, &e->name) != 0) {
+            return -ENOMEM;
+        }
+        e->s = c->s;
+        e->gpm = attr__per((double)e->s.gmv, e->s.impressions, 1000.0);
+        r->n++;
+    }
+    return 0;
 }
 
 static void attr__on_labels(void *arg, const char *error)
@@ -196,7 +191,6 @@ static void attr__on_labels(void *arg, const char *error)
 /** Refreshes the labels of the report's creators, then calls r->finish. */
 static void attr__with_labels(attr_report_t *r)
 {
-    attr_svc_t *svc = r->svc;
     uint32_t *ids = malloc((r->n ? r->n : 1) * sizeof *ids);
     if (ids == NULL) {
         r->finish(r, "out of memory asking for tier labels");
@@ -206,7 +200,7 @@ static void attr__with_labels(attr_report_t *r)
         ids[i] = r->entries[i].creator;
     }
     int rc =
-        attr_tier_refresh(svc->tier, &svc->st, ids, r->n, attr__now(), r->call, attr__on_labels, r);
+        attr_tier_refresh(r->tier, r->front, ids, r->n, attr__now(), r->call, attr__on_labels, r);
     free(ids);
     if (rc == 0) {
         r->finish(r, NULL);
@@ -215,18 +209,49 @@ static void attr__with_labels(attr_report_t *r)
     }
 }
 
-static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
+void attr__report_from_sums(attr_report_t *r, attr_state_t *front, attr_tier_t *tier,
+                            const attr_range_sums_t *sums, const char *currency)
 {
-    attr_state_t *st = &r->svc->st;
-    enum { NT = 5 };
-    Yaowei__Attribution__V1__TierRow rows[NT];
-    Yaowei__Attribution__V1__TierRow *ptrs[NT];
+    yw_call_t *call = r->call;
+    yw_call_set_data(call, r);
+    r->tier = tier;
+    if (attr__report_set_sums(r, front, sums, currency) != 0) {
+        attr__report_free(r);
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    attr__with_labels(r);
+}
+
+/**
+ * Renders the report from this service's own state: its sums, its creators as the
+ * front, its tier labels. Out of memory: the call fails, `r` is freed.
+ */
+static void attr__report_local(attr_svc_t *svc, attr_report_t *r)
+{
+    attr_range_sums_t sums;
+    if (attr_sums_of_state(&svc->st, r->d0, r->d1, r->model, NULL, 0, &sums) != 0) {
+        yw_call_t *call = r->call;
+        attr__report_free(r);
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    attr__report_from_sums(r, &svc->st, svc->tier, &sums, svc->st.settings.currency);
+    free(sums.creators);
+}
+
+/* ---- GetTierReport ---- */
+
+void attr__tier_report_fill(const attr_report_t *r, const char *tier_error,
+                            attr_tier_report_buf_t *out)
+{
+    enum { NT = ATTR_REPORT_TIERS };
     int64_t creators[NT] = {0}, unlabeled = 0;
     attr_sum_t impr[NT] = {0}, views[NT] = {0}, clicks[NT] = {0}, credit[NT] = {0}, gmv[NT] = {0};
     attr_sum_t all_impr = 0, all_gmv = 0;
     for (size_t i = 0; i < r->n; i++) {
-        const attr_entry_t *e = &r->entries[i];
-        int t = attr_tier_of(st, e->creator);
+        const attr_report_entry_t *e = &r->entries[i];
+        int t = attr_tier_of(r->front, e->creator);
         if (t < 0 || t >= NT) {
             t = 0;
         }
@@ -245,7 +270,7 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
         if (creators[t] == 0) {
             continue;
         }
-        Yaowei__Attribution__V1__TierRow *row = &rows[nr];
+        Yaowei__Attribution__V1__TierRow *row = &out->rows[nr];
         yaowei__attribution__v1__tier_row__init(row);
         row->tier = (Yaowei__Tier__V1__Tier)t;
         row->creators = creators[t];
@@ -258,27 +283,47 @@ static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
         row->gmv_share = all_gmv != 0 ? (double)gmv[t] / (double)all_gmv : 0.0;
         row->gpm = attr__per((double)gmv[t], impr[t], 1000.0);
         row->lift = row->impression_share > 0 ? row->gmv_share / row->impression_share : 0.0;
-        ptrs[nr++] = row;
+        out->ptrs[nr++] = row;
     }
-    Yaowei__Attribution__V1__TierReport rep;
-    yaowei__attribution__v1__tier_report__init(&rep);
-    Google__Protobuf__Timestamp ts0, ts1;
-    attr__ts((int64_t)r->d0 * ATTR_NS_PER_DAY, &ts0);
-    attr__ts((int64_t)r->d1 * ATTR_NS_PER_DAY, &ts1);
-    rep.start_time = &ts0;
-    rep.end_time = &ts1;
-    rep.model = (Yaowei__Attribution__V1__AttributionModel)r->model;
-    rep.n_rows = nr;
-    rep.rows = ptrs;
-    attr_sum_t un_count, un_gmv;
-    attr_state_unattributed(st, r->d0, r->d1, &un_count, &un_gmv);
-    rep.unattributed_conversions = attr_sum_clamp(un_count);
-    rep.unattributed_gmv_minor = attr_sum_clamp(un_gmv);
-    rep.currency = st->settings.currency;
-    rep.unlabeled_creators = unlabeled;
-    rep.tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
-    (void)yw_call_reply(r->call, &rep.base);
+    Yaowei__Attribution__V1__TierReport *rep = &out->rep;
+    yaowei__attribution__v1__tier_report__init(rep);
+    attr__ts((int64_t)r->d0 * ATTR_NS_PER_DAY, &out->start);
+    attr__ts((int64_t)r->d1 * ATTR_NS_PER_DAY, &out->end);
+    rep->start_time = &out->start;
+    rep->end_time = &out->end;
+    rep->model = (Yaowei__Attribution__V1__AttributionModel)r->model;
+    rep->n_rows = nr;
+    rep->rows = out->ptrs;
+    rep->unattributed_conversions = attr_sum_clamp(r->unattr_count);
+    rep->unattributed_gmv_minor = attr_sum_clamp(r->unattr_gmv);
+    rep->currency = (char *)r->currency;
+    rep->unlabeled_creators = unlabeled;
+    rep->tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
+}
+
+static void attr__finish_tier_report(attr_report_t *r, const char *tier_error)
+{
+    attr_tier_report_buf_t out;
+    attr__tier_report_fill(r, tier_error, &out);
+    (void)yw_call_reply(r->call, &out.rep.base);
     attr__report_free(r);
+}
+
+attr_report_t *attr__tier_report_new(yw_call_t *call,
+                                     const Yaowei__Attribution__V1__GetTierReportRequest *req,
+                                     const attr_settings_t *settings)
+{
+    int32_t d0, d1;
+    int model;
+    if (attr__report_args(call, settings, req->start_time, req->end_time, (int)req->model, &d0, &d1,
+                          &model) != 0) {
+        return NULL;
+    }
+    attr_report_t *r = attr__report_new(call, d0, d1, model);
+    if (r != NULL) {
+        r->finish = attr__finish_tier_report;
+    }
+    return r;
 }
 
 void attr__on_tier_report(yw_call_t *call, const ProtobufCMessage *msg)
@@ -286,25 +331,17 @@ void attr__on_tier_report(yw_call_t *call, const ProtobufCMessage *msg)
     const Yaowei__Attribution__V1__GetTierReportRequest *req =
         (const Yaowei__Attribution__V1__GetTierReportRequest *)msg;
     attr_svc_t *svc = attr__svc(call);
-    int32_t d0, d1;
-    int model;
-    if (attr__report_args(call, &svc->st, req->start_time, req->end_time, (int)req->model, &d0, &d1,
-                          &model) != 0) {
-        return;
+    attr_report_t *r = attr__tier_report_new(call, req, &svc->st.settings);
+    if (r != NULL) {
+        attr__report_local(svc, r);
     }
-    attr_report_t *r = attr__report_new(call, d0, d1, model);
-    if (r == NULL) {
-        return;
-    }
-    r->finish = attr__finish_tier_report;
-    attr__report_run(r);
 }
 
-/* -- ListTopCreators -- */
+/* ---- ListTopCreators ---- */
 
 static int attr__cmp_gmv(const void *pa, const void *pb)
 {
-    const attr_entry_t *a = pa, *b = pb;
+    const attr_report_entry_t *a = pa, *b = pb;
     if (a->s.gmv != b->s.gmv) {
         return a->s.gmv > b->s.gmv ? -1 : 1;
     }
@@ -313,7 +350,7 @@ static int attr__cmp_gmv(const void *pa, const void *pb)
 
 static int attr__cmp_gpm(const void *pa, const void *pb)
 {
-    const attr_entry_t *a = pa, *b = pb;
+    const attr_report_entry_t *a = pa, *b = pb;
     if (a->gpm != b->gpm) {
         return a->gpm > b->gpm ? -1 : 1;
     }
@@ -328,7 +365,7 @@ static int attr__cmp_gpm(const void *pa, const void *pb)
  */
 static void attr__finish_top(attr_report_t *r, const char *tier_error)
 {
-    attr_state_t *st = &r->svc->st;
+    attr_state_t *st = r->front;
     if (r->tiers_mask != 0 && tier_error != NULL) {
         size_t unknown = 0;
         for (size_t i = 0; i < r->n; i++) {
@@ -368,7 +405,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        const attr_entry_t *e = &r->entries[from + i];
+        const attr_report_entry_t *e = &r->entries[from + i];
         Yaowei__Attribution__V1__CreatorRow *row = &rows[i];
         yaowei__attribution__v1__creator_row__init(row);
         row->creator_id = (char *)e->name;
@@ -383,8 +420,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
         ptrs[i] = row;
     }
     char token[YW_PAGE_TOKEN_BUFSZ] = "";
-    if (to < k &&
-        yw_page_token_encode(yw_app_page_key(r->svc->app), &r->query, to, NULL, token) != 0) {
+    if (to < k && yw_page_token_encode(r->page_key, &r->query, to, NULL, token) != 0) {
         free(rows);
         free(ptrs);
         yw_call_fail(r->call, GRPC_STATUS_INTERNAL, "next_page_token: cannot encode");
@@ -396,7 +432,7 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
     resp.n_creators = n;
     resp.creators = ptrs;
     resp.next_page_token = token;
-    resp.currency = st->settings.currency;
+    resp.currency = r->currency;
     resp.tier_labels_error = (char *)(tier_error != NULL ? tier_error : "");
     (void)yw_call_reply(r->call, &resp.base);
     free(rows);
@@ -404,17 +440,17 @@ static void attr__finish_top(attr_report_t *r, const char *tier_error)
     attr__report_free(r);
 }
 
-void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
+attr_report_t *attr__top_creators_new(yw_call_t *call,
+                                      const Yaowei__Attribution__V1__ListTopCreatorsRequest *req,
+                                      const attr_settings_t *settings, const yw_page_key_t *key,
+                                      uint64_t n_max)
 {
-    const Yaowei__Attribution__V1__ListTopCreatorsRequest *req =
-        (const Yaowei__Attribution__V1__ListTopCreatorsRequest *)msg;
-    attr_svc_t *svc = attr__svc(call);
     char err[256];
     int32_t d0, d1;
     int model;
-    if (attr__report_args(call, &svc->st, req->start_time, req->end_time, (int)req->model, &d0, &d1,
+    if (attr__report_args(call, settings, req->start_time, req->end_time, (int)req->model, &d0, &d1,
                           &model) != 0) {
-        return;
+        return NULL;
     }
     unsigned mask = 0;
     for (size_t i = 0; i < req->n_tiers; i++) {
@@ -422,7 +458,7 @@ void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
         if (t < 0 || t > YAOWEI__TIER__V1__TIER__TIER_AMATEUR) {
             yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "tiers[%zu]: not a Tier value: %d",
                            i, t);
-            return;
+            return NULL;
         }
         mask |= 1u << t;
     }
@@ -430,12 +466,12 @@ void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     if (order < 0 || order > YAOWEI__ATTRIBUTION__V1__TOP_CREATORS_ORDER__TOP_CREATORS_ORDER_GPM) {
         yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
                        "order_by: not a TopCreatorsOrder value: %d", order);
-        return;
+        return NULL;
     }
     if (req->page_size < 0) {
         yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "page_size: must be >= 0, got %d",
                        req->page_size);
-        return;
+        return NULL;
     }
     size_t page = (size_t)yw_page_size(req->page_size, ATTR_PAGE_DEFAULT, ATTR_PAGE_MAX);
     /* A token carries the offset of its page's end, at most the number of creators (a
@@ -449,20 +485,32 @@ void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     yw_page_query_add_int(&query, mask);
     yw_page_query_add_int(&query, order == 2 ? 2 : 1);
     yw_page_cursor_t after;
-    if (yw_page_token_decode(yw_app_page_key(svc->app), &query, req->page_token,
-                             attr_state_n_creators(&svc->st), &after, err, sizeof err) != 0) {
+    if (yw_page_token_decode(key, &query, req->page_token, n_max, &after, err, sizeof err) != 0) {
         yw_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, err);
-        return;
+        return NULL;
     }
     attr_report_t *r = attr__report_new(call, d0, d1, model);
     if (r == NULL) {
-        return;
+        return NULL;
     }
     r->tiers_mask = mask;
     r->order_by = order;
     r->offset = (size_t)after.n;
     r->page_size = page;
     r->query = query;
+    r->page_key = key;
     r->finish = attr__finish_top;
-    attr__report_run(r);
+    return r;
+}
+
+void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Attribution__V1__ListTopCreatorsRequest *req =
+        (const Yaowei__Attribution__V1__ListTopCreatorsRequest *)msg;
+    attr_svc_t *svc = attr__svc(call);
+    attr_report_t *r = attr__top_creators_new(
+        call, req, &svc->st.settings, yw_app_page_key(svc->app), attr_state_n_creators(&svc->st));
+    if (r != NULL) {
+        attr__report_local(svc, r);
+    }
 }
