@@ -675,6 +675,7 @@ YW_TEST(a_failed_ship_fails_the_group_and_cuts_it_off)
     e.occur_ns = T0;
     e.viewer = S("v", 0);
     e.creator = S("c", 0);
+    e.note = S("", 0);
     attr_xlog_batch_t b1, b2;
     memset(&b1, 0, sizeof b1);
     b1.events = &e;
