@@ -62,7 +62,7 @@ int attr__events_max(yw_call_t *call, size_t n)
 int attr__disk_full(attr_ingest_t *ing)
 {
     char err[256];
-    if (yw_disk_writable(yw_app_disk(ing->svc->app), err, sizeof err) == 0) {
+    if (yw_disk_writable(ing->svc->disk, err, sizeof err) == 0) {
         return 0;
     }
     attr__ingest_fail(ing, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);

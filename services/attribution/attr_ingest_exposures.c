@@ -222,7 +222,7 @@ static void attr__xbatch_commit(attr_held_t *h)
         /* A full disk is no outage to retry blindly: the gate closes until space is back. */
         int full = xb->status == -ENOSPC || xb->status == -EDQUOT;
         if (full) {
-            yw_disk_report_full(yw_app_disk(svc->app));
+            yw_disk_report_full(svc->disk);
         }
         attr__ingest_fail(ing, full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE,
                           "exposure log: cannot write (%s%s); events of this call may be "

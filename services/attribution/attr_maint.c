@@ -355,7 +355,7 @@ void attr__on_timer(uv_timer_t *t)
 
 void attr__metrics_register(attr_svc_t *svc)
 {
-    yw_metrics_t *m = yw_app_metrics(svc->app);
+    yw_metrics_t *m = svc->metrics;
     if (m == NULL) {
         return;
     }

@@ -1,7 +1,8 @@
 /*
  * attr_node.c — this attribution process as a node of a cluster (--cluster): its flags,
  * joining once the server serves, health from what the cluster thread reports, the
- * cluster metrics, leaving at stop. Membership and leases are attr_cluster.c's.
+ * cluster metrics, leaving at stop. The node is the process's (attr_host_t), not an
+ * engine's. Membership and leases are attr_cluster.c's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 /* Starting the cluster waits for the server's port (--advertise-addr's default). */
 typedef struct st_attr_node_start_t {
     uv_timer_t timer;
-    attr_svc_t *svc;
+    attr_host_t *host;
     attr_cluster_config_t cfg;
     char node_id[ATTR_CLUSTER_NODE_ID_MAX + 2];
     char advertise[300];
@@ -25,52 +26,52 @@ typedef struct st_attr_node_start_t {
 /* Loop: what the cluster thread reports becomes health, metrics and log lines. */
 static void attr__on_cluster(void *arg, const attr_cluster_status_t *st)
 {
-    attr_svc_t *svc = arg;
+    attr_host_t *host = arg;
     if (st->fatal) {
-        yw_app_fail(svc->app, st->error);
+        yw_app_fail(host->app, st->error);
         return;
     }
-    yw_metric_gauge_set(svc->cl_connected, st->connected);
-    yw_metric_gauge_set(svc->cl_ready, st->ready);
-    yw_metric_gauge_set(svc->cl_nodes, st->nodes);
-    yw_metric_gauge_set(svc->cl_assigned, st->assigned);
-    yw_metric_gauge_set(svc->cl_owned, st->owned);
-    int64_t lost = (int64_t)st->leases_lost - yw_metric_value(svc->cl_lost);
+    yw_metric_gauge_set(host->cl_connected, st->connected);
+    yw_metric_gauge_set(host->cl_ready, st->ready);
+    yw_metric_gauge_set(host->cl_nodes, st->nodes);
+    yw_metric_gauge_set(host->cl_assigned, st->assigned);
+    yw_metric_gauge_set(host->cl_owned, st->owned);
+    int64_t lost = (int64_t)st->leases_lost - yw_metric_value(host->cl_lost);
     if (lost > 0) {
-        yw_metric_add(svc->cl_lost, (uint64_t)lost);
+        yw_metric_add(host->cl_lost, (uint64_t)lost);
     }
     /* SERVING: connected, and every partition the assignment gives this node is held. */
-    yw_app_set_serving(svc->app,
+    yw_app_set_serving(host->app,
                        st->connected && st->ready && st->nodes > 0 && st->owned == st->assigned);
 }
 
-static void attr__node_metrics(attr_svc_t *svc)
+static void attr__node_metrics(attr_host_t *host)
 {
-    yw_metrics_t *m = yw_app_metrics(svc->app);
+    yw_metrics_t *m = yw_app_metrics(host->app);
     (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_connected",
-                           "1 while this node is connected to NATS.", NULL, &svc->cl_connected);
+                           "1 while this node is connected to NATS.", NULL, &host->cl_connected);
     (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_ready",
                            "1 once the cluster's buckets and stream are there and agree.", NULL,
-                           &svc->cl_ready);
+                           &host->cl_ready);
     (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_nodes",
                            "Live nodes of the cluster, as this node last saw them.", NULL,
-                           &svc->cl_nodes);
+                           &host->cl_nodes);
     (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partitions",
                            "Partitions the assignment gives this node (state=assigned) and "
                            "those it holds the lease of (state=owned).",
-                           "state=assigned", &svc->cl_assigned);
+                           "state=assigned", &host->cl_assigned);
     (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partitions", NULL, "state=owned",
-                           &svc->cl_owned);
+                           &host->cl_owned);
     (void)yw_metrics_counter(m, "yaowei_attribution_cluster_leases_lost_total",
                              "Leases this node lost without letting them go (renewal refused "
                              "or too late: paused, cut off from NATS).",
-                             NULL, &svc->cl_lost);
+                             NULL, &host->cl_lost);
 }
 
 static void attr__on_start_closed(uv_handle_t *h)
 {
     attr_node_start_t *s = h->data;
-    attr__unref(s->svc);
+    attr__host_unref(s->host);
     free(s);
 }
 
@@ -78,29 +79,29 @@ static void attr__on_start_closed(uv_handle_t *h)
 static void attr__on_start(uv_timer_t *t)
 {
     attr_node_start_t *s = t->data;
-    attr_svc_t *svc = s->svc;
-    svc->node_start = NULL;
+    attr_host_t *host = s->host;
+    host->node_start = NULL;
     if (s->cfg.advertise == NULL) {
-        char host[256] = "localhost";
-        (void)gethostname(host, sizeof host - 1);
-        snprintf(s->advertise, sizeof s->advertise, "%s:%d", host,
-                 yw_server_port(yw_app_server(svc->app)));
+        char name[256] = "localhost";
+        (void)gethostname(name, sizeof name - 1);
+        snprintf(s->advertise, sizeof s->advertise, "%s:%d", name,
+                 yw_server_port(yw_app_server(host->app)));
         s->cfg.advertise = s->advertise;
     }
     char err[300];
-    int rc = svc->stopping
+    int rc = host->stopping
                  ? 0
-                 : attr_cluster_start(yw_runtime_loop(yw_app_runtime(svc->app)), &s->cfg,
-                                      attr__on_cluster, svc, &svc->cluster, err, sizeof err);
+                 : attr_cluster_start(yw_runtime_loop(yw_app_runtime(host->app)), &s->cfg,
+                                      attr__on_cluster, host, &host->cluster, err, sizeof err);
     if (rc != 0) {
-        yw_app_fail(svc->app, err);
+        yw_app_fail(host->app, err);
     }
     uv_close((uv_handle_t *)t, attr__on_start_closed);
 }
 
-int attr__node_open(attr_svc_t *svc, char *err, size_t errlen)
+int attr__node_open(attr_host_t *host, char *err, size_t errlen)
 {
-    yw_app_t *app = svc->app;
+    yw_app_t *app = host->app;
     const char *urls = yw_app_option(app, "cluster");
     if (urls == NULL || urls[0] == '\0') {
         return 0;
@@ -154,11 +155,11 @@ int attr__node_open(attr_svc_t *svc, char *err, size_t errlen)
         s->cfg.advertise = NULL; /* this host and the server's port, once it serves */
     }
     s->timer.data = s;
-    s->svc = svc;
-    svc->refs++;
-    svc->node_start = s;
-    svc->clustered = 1;
-    attr__node_metrics(svc);
+    s->host = host;
+    host->refs++;
+    host->node_start = s;
+    host->clustered = 1;
+    attr__node_metrics(host);
     yw_app_set_serving(app, 0); /* until the partitions assigned to it are held */
     yw_log(YW_LOG_INFO,
            "cluster mode: node %s, NATS %s, %lld partitions, %lld replicas, lease %lld ms", node_id,
@@ -166,20 +167,20 @@ int attr__node_open(attr_svc_t *svc, char *err, size_t errlen)
     return 0;
 }
 
-void attr__node_close(attr_svc_t *svc)
+void attr__node_close(attr_host_t *host)
 {
-    if (svc->node_start != NULL) {
-        uv_close((uv_handle_t *)&svc->node_start->timer, attr__on_start_closed);
-        svc->node_start = NULL;
+    if (host->node_start != NULL) {
+        uv_close((uv_handle_t *)&host->node_start->timer, attr__on_start_closed);
+        host->node_start = NULL;
     }
-    attr_cluster_stop(svc->cluster);
-    svc->cluster = NULL;
+    attr_cluster_stop(host->cluster);
+    host->cluster = NULL;
 }
 
 int attr__node_admit(yw_call_t *call)
 {
-    attr_svc_t *svc = attr__svc(call);
-    if (svc == NULL || !svc->clustered) {
+    const attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    if (host == NULL || !host->clustered) {
         return 0;
     }
     yw_call_fail(call, GRPC_STATUS_UNIMPLEMENTED,

@@ -371,7 +371,7 @@ static int attr__load_db(attr_svc_t *svc, int have_snap, int64_t now, attr_load_
 static int attr__open_keys(attr_svc_t *svc, attr_snap_t *snap, attr_load_t *ld, uint64_t *ck_safe,
                            int *from_snap, char *err, size_t errlen)
 {
-    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(svc->app));
+    uv_loop_t *loop = svc->loop;
     char ck_dir[4200];
     snprintf(ck_dir, sizeof ck_dir, "%s/conversion-keys", svc->data_dir);
     *ck_safe = 0;
@@ -410,7 +410,7 @@ static int attr__open_keys(attr_svc_t *svc, attr_snap_t *snap, attr_load_t *ld, 
 static int attr__open_exposures(attr_svc_t *svc, const attr_load_t *ld, int from_snap, int64_t now,
                                 attr_exposure_store_stats_t *xst, char *err, size_t errlen)
 {
-    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(svc->app));
+    uv_loop_t *loop = svc->loop;
     memset(xst, 0, sizeof *xst);
     svc->st.skip_counts = from_snap;
     int rc = attr_exposure_store_open(loop, svc->exp_dir, svc->run_exposures, &svc->st, ld->pruned,

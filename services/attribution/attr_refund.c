@@ -234,7 +234,7 @@ void attr__on_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
     if (attr__events_max(call, req->n_events) != 0) {
         return;
     }
-    if (yw_disk_writable(yw_app_disk(attr__svc(call)->app), disk, sizeof disk) != 0) {
+    if (yw_disk_writable(attr__svc(call)->disk, disk, sizeof disk) != 0) {
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, disk);
         return;
     }

@@ -508,8 +508,8 @@ void attr__on_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
     const Yaowei__Attribution__V1__ListTopCreatorsRequest *req =
         (const Yaowei__Attribution__V1__ListTopCreatorsRequest *)msg;
     attr_svc_t *svc = attr__svc(call);
-    attr_report_t *r = attr__top_creators_new(
-        call, req, &svc->st.settings, yw_app_page_key(svc->app), attr_state_n_creators(&svc->st));
+    attr_report_t *r = attr__top_creators_new(call, req, &svc->st.settings, svc->page_key,
+                                              attr_state_n_creators(&svc->st));
     if (r != NULL) {
         attr__report_local(svc, r);
     }

@@ -1,7 +1,9 @@
 /*
  * attr_service.c — yaowei.attribution.v1.AttributionService on the shared runtime: the
- * method table, the service's flags, start (attr_service_init(): the flags, then
- * attr__recover(), then the timers) and stop. The handlers live one subsystem a file
+ * method table, the service's flags, start (attr_service_init(): the flags, then one
+ * engine over --data-dir, attr_engine.h) and stop (the engine closed). The process's side
+ * is attr_host_t, the app's state: the engine, the node of a cluster, and the hook that
+ * routes a call to its engine (attr__svc()). The handlers live one subsystem a file
  * (attr_service_int.h lists them); each reads like its method's documentation in
  * attribution.proto: validate, do, reply. The plumbing they share:
  *
@@ -21,8 +23,8 @@
  *
  * Ownership: per-call contexts are allocated by the handler, hung on the call with
  * yw_call_set_data() and freed by the code that finishes the call. Batches and jobs
- * are freed by their completion callbacks. The service state is freed when the last
- * of its handles and jobs is gone after fini (see attr__unref).
+ * are freed by their completion callbacks. An engine is freed when the last of its
+ * handles and jobs is gone after it began to close (see attr__unref, attr_engine.c).
  */
 #include "services/attribution/attr_service_int.h"
 
@@ -36,14 +38,6 @@
 #include "services/attribution/attr_validate.h"
 
 #define ATTR_SERVICE_NAME "yaowei.attribution.v1.AttributionService"
-/** Default of --ingest-pending-mb: bytes of admitted exposures not yet committed. */
-#define ATTR_PENDING_MB_DEFAULT 64
-
-/** How often a stopping service looks whether all but its hold is done. */
-#define ATTR_FINI_POLL_MS 10
-/** Defaults of --conversion-cache-mb and --dedup-filter-mb. */
-#define ATTR_CACHE_MB_DEFAULT 16
-#define ATTR_BLOOM_MB_DEFAULT 64
 
 int64_t attr__now(void)
 {
@@ -52,23 +46,13 @@ int64_t attr__now(void)
     return (int64_t)ts.tv_sec * ATTR_NS_PER_S + ts.tv_nsec;
 }
 
-void attr__svc_free(attr_svc_t *svc)
-{
-    attr__spare_xb_free(svc);
-    attr_state_free(&svc->st);
-    free(svc);
-}
-
-void attr__unref(attr_svc_t *svc)
-{
-    if (--svc->refs == 0 && svc->stopping) {
-        attr__svc_free(svc);
-    }
-}
-
 attr_svc_t *attr__svc(const yw_call_t *call)
 {
-    return yw_app_state(yw_app_from_call(call));
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    if (host == NULL) {
+        return NULL;
+    }
+    return host->resolve != NULL ? host->resolve(host->resolve_arg, call) : host->engine;
 }
 
 void attr__ts(int64_t ns, Google__Protobuf__Timestamp *ts)
@@ -94,16 +78,6 @@ int attr__model_arg(yw_call_t *call, const attr_settings_t *settings, int asked,
     return 0;
 }
 
-static void attr__on_timer_closed(uv_handle_t *h)
-{
-    attr__unref(h->data);
-}
-
-static void attr__on_xs_closed(void *arg)
-{
-    attr__unref(arg);
-}
-
 /* ---- start ---- */
 
 int attr__option_int(yw_app_t *app, const char *name, long long min, long long max, long long *out,
@@ -124,16 +98,18 @@ int attr__option_int(yw_app_t *app, const char *name, long long min, long long m
 }
 
 /**
- * The service's flags (attr_options) into `svc` and its state's budgets; *cache_mb is
- * --conversion-cache-mb as given (for the ready line). Returns 0 or -EINVAL with `err`.
+ * The engine's config from the service's flags (attr_options) and what the app lends it:
+ * its runtime, --data-dir and its store, the metrics, the disk gate, the page key.
+ * Returns 0 or -EINVAL with `err`.
  */
-static int attr__options_read(attr_svc_t *svc, yw_app_t *app, long long *cache_mb, char *err,
-                              size_t errlen)
+static int attr__options_read(yw_app_t *app, attr_engine_config_t *cfg, char *err, size_t errlen)
 {
-    long long ttl_s = 300, audit_ms = 0, runs = -1;
-    long long run_mb = ATTR_EXPOSURE_STORE_RUN_BYTES >> 20, pending_mb = ATTR_PENDING_MB_DEFAULT;
-    long long bloom_mb = ATTR_BLOOM_MB_DEFAULT;
-    *cache_mb = ATTR_CACHE_MB_DEFAULT;
+    attr_engine_config_defaults(cfg);
+    long long ttl_s = cfg->tier_label_ttl_ns / ATTR_NS_PER_S, audit_ms = 0, runs = -1;
+    long long run_mb = (long long)(cfg->index_run_bytes >> 20);
+    long long pending_mb = (long long)(cfg->ingest_pending_bytes >> 20);
+    long long cache_mb = (long long)(cfg->conversion_cache_bytes >> 20);
+    long long bloom_mb = (long long)(cfg->dedup_filter_bytes >> 20);
     int rc = attr__option_int(app, "tier-label-ttl-s", 0, 86400, &ttl_s, err, errlen);
     if (rc == 0) {
         rc = attr__option_int(app, "audit-rollups-ms", 0, 86400000, &audit_ms, err, errlen);
@@ -148,7 +124,7 @@ static int attr__options_read(attr_svc_t *svc, yw_app_t *app, long long *cache_m
         rc = attr__option_int(app, "ingest-pending-mb", 1, 65536, &pending_mb, err, errlen);
     }
     if (rc == 0) {
-        rc = attr__option_int(app, "conversion-cache-mb", 0, 1 << 20, cache_mb, err, errlen);
+        rc = attr__option_int(app, "conversion-cache-mb", 0, 1 << 20, &cache_mb, err, errlen);
     }
     if (rc == 0) {
         rc = attr__option_int(app, "dedup-filter-mb", 0, 1 << 20, &bloom_mb, err, errlen);
@@ -156,248 +132,99 @@ static int attr__options_read(attr_svc_t *svc, yw_app_t *app, long long *cache_m
     if (rc != 0) {
         return rc;
     }
-    svc->tier_ttl_ns = ttl_s * ATTR_NS_PER_S;
-    svc->audit_ns = audit_ms * (ATTR_NS_PER_S / 1000);
+    cfg->tier_label_ttl_ns = ttl_s * ATTR_NS_PER_S;
+    cfg->audit_rollups_ns = audit_ms * (ATTR_NS_PER_S / 1000);
     if (runs >= 0) {
-        svc->run_exposures = (uint32_t)runs; /* (unset: 0, the exposure store's default) */
+        cfg->index_run_exposures = (uint32_t)runs; /* (unset: 0, the exposure store's default) */
     }
-    svc->run_bytes = (size_t)run_mb << 20;
-    svc->pending_budget = (size_t)pending_mb << 20;
-    /* 0: keep only what must stay (every conversion goes back to the database as soon
-     * as it may: the tests' way to read everything back from it). */
-    attr_state_set_cache_budget(&svc->st, *cache_mb > 0 ? (size_t)*cache_mb << 20 : 1);
-    svc->st.bloom_budget = (size_t)bloom_mb << 20; /* 0: no limit */
-    snprintf(svc->data_dir, sizeof svc->data_dir, "%s", yw_app_option(app, "data-dir"));
-    snprintf(svc->exp_dir, sizeof svc->exp_dir, "%s/exposures", svc->data_dir);
+    cfg->index_run_bytes = (size_t)run_mb << 20;
+    cfg->ingest_pending_bytes = (size_t)pending_mb << 20;
+    cfg->conversion_cache_bytes = (size_t)cache_mb << 20;
+    cfg->dedup_filter_bytes = (size_t)bloom_mb << 20;
+    cfg->rt = yw_app_runtime(app);
+    cfg->data_dir = yw_app_option(app, "data-dir");
+    cfg->store = yw_app_store(app);
+    cfg->tier_addr = yw_app_option(app, "tier-scoring-addr");
+    cfg->metrics = yw_app_metrics(app);
+    cfg->disk = yw_app_disk(app);
+    cfg->page_key = yw_app_page_key(app);
     return 0;
 }
 
-/**
- * Start-up's last step: the channel to tier scoring, the maintenance timer (more often
- * when the audit asks), the slice timer of RecordExposures. Returns 0 or a negative
- * errno with `err`; what was opened is in `svc` (attr__start_failed() closes it).
- */
-static int attr__start_timers(attr_svc_t *svc, int64_t now, char *err, size_t errlen)
+void attr__host_unref(attr_host_t *host)
 {
-    yw_app_t *app = svc->app;
-    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
-    const char *tier_addr = yw_app_option(app, "tier-scoring-addr");
-    int rc = attr_tier_create(yw_app_runtime(app), tier_addr, svc->tier_ttl_ns, &svc->tier);
-    if (rc != 0) {
-        snprintf(err, errlen, "--tier-scoring-addr %s: cannot open a channel", tier_addr);
-        return rc;
+    if (--host->refs > 0) {
+        return;
     }
-    if ((rc = uv_timer_init(loop, &svc->timer)) != 0) {
-        return rc;
+    yw_app_t *app = host->app;
+    int stopping = host->stopping;
+    free(host);
+    if (stopping) {
+        yw_app_fini_done(app); /* the store closes next */
     }
-    svc->timer.data = svc;
-    svc->timer_open = 1;
-    svc->refs++;
-    uint64_t every = ATTR_MAINT_MS;
-    if (svc->audit_ns > 0 && svc->audit_ns / (ATTR_NS_PER_S / 1000) < ATTR_MAINT_MS) {
-        every = (uint64_t)(svc->audit_ns / (ATTR_NS_PER_S / 1000));
-    }
-    svc->maint_last_ns = now;
-    if ((rc = uv_timer_start(&svc->timer, attr__on_timer, every, every)) != 0) {
-        snprintf(err, errlen, "maintenance timer: %s", uv_strerror(rc));
-        return rc;
-    }
-    if ((rc = uv_timer_init(loop, &svc->slice_timer)) != 0) {
-        return rc;
-    }
-    svc->slice_timer.data = svc;
-    svc->slice_timer_open = 1;
-    svc->refs++;
-    return 0;
-}
-
-/**
- * Start-up failed (the app exits): releases what was started; the loop still runs the
- * close callbacks, and the last of them frees the service. Returns `rc`.
- */
-static int attr__start_failed(attr_svc_t *svc, int rc)
-{
-    if (svc->ck == NULL && svc->xs == NULL && !svc->timer_open && !svc->slice_timer_open) {
-        attr__svc_free(svc); /* nothing was opened */
-        return rc;
-    }
-    svc->stopping = 1;
-    attr_tier_destroy(svc->tier);
-    svc->tier = NULL;
-    if (svc->timer_open) {
-        uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
-    }
-    if (svc->slice_timer_open) {
-        svc->slice_timer_open = 0;
-        uv_close((uv_handle_t *)&svc->slice_timer, attr__on_timer_closed);
-    }
-    if (svc->ck != NULL) {
-        attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
-        svc->ck = NULL;
-    }
-    if (svc->xs != NULL) {
-        attr_exposure_store_close(svc->xs, attr__on_xs_closed, svc);
-    }
-    return rc;
-}
-
-/** The line that says the service is ready, with what start-up found. */
-static void attr__log_ready(const attr_svc_t *svc, const attr_recovery_t *rec, long long cache_mb)
-{
-    const attr_exposure_store_stats_t *xst = &rec->xst;
-    yw_log(YW_LOG_INFO,
-           "attribution ready%s: %llu conversions (%zu in memory, cache %lld MiB), %llu "
-           "rollup rows of pruned segments; exposure log: %llu segments, %llu exposures in %llu "
-           "index files (%llu dropped), %llu read from the log's tail into %llu new ones "
-           "(%llu duplicates skipped); %llu conversions looked up (%llu only after the touch "
-           "mark), %llu touches found; "
-           "settings v%lld, join horizon %llds",
-           rec->from_snap ? " (from the snapshot)" : "", (unsigned long long)rec->conversions,
-           svc->st.n_cached, cache_mb, (unsigned long long)rec->rollups,
-           (unsigned long long)xst->segments, (unsigned long long)xst->indexed_events,
-           (unsigned long long)xst->files, (unsigned long long)xst->files_dropped,
-           (unsigned long long)xst->tail_events, (unsigned long long)xst->tail_runs,
-           (unsigned long long)xst->tail_duplicates, (unsigned long long)xst->conversions_looked_up,
-           (unsigned long long)rec->after_mark, (unsigned long long)xst->candidates_found,
-           (long long)svc->st.settings.version,
-           (long long)(attr_settings_horizon(&svc->st.settings) / ATTR_NS_PER_S));
 }
 
 int attr_service_init(yw_app_t *app, char *err, size_t errlen)
 {
-    attr_svc_t *svc = calloc(1, sizeof *svc);
-    if (svc == NULL) {
+    attr_host_t *host = calloc(1, sizeof *host);
+    if (host == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    svc->app = app;
-    svc->store = yw_app_store(app);
-    attr_state_init(&svc->st);
-    long long cache_mb = 0;
-    int rc = attr__options_read(svc, app, &cache_mb, err, errlen);
+    host->app = app;
+    host->refs = 1; /* the app's, until its engine is closed */
+    attr_engine_config_t cfg;
+    int rc = attr__options_read(app, &cfg, err, errlen);
     if (rc == 0) {
-        rc = attr__node_open(svc, err, errlen);
+        rc = attr__node_open(host, err, errlen);
+    }
+    if (rc == 0) {
+        rc = attr_engine_open(&cfg, &host->engine, err, errlen);
     }
     if (rc != 0) {
-        return attr__start_failed(svc, rc);
+        attr__node_close(host);
+        attr__host_unref(host);
+        return rc;
     }
-    int64_t now = attr__now();
-    attr_recovery_t rec;
-    rc = attr__recover(svc, now, &rec, err, errlen);
-    if (rc == 0) {
-        attr__metrics_register(svc);
-        rc = attr__start_timers(svc, now, err, errlen);
-    }
-    if (rc != 0) {
-        return attr__start_failed(svc, rc);
-    }
-    yw_app_set_state(app, svc);
-    attr__log_ready(svc, &rec, cache_mb);
-    attr__account_memory(svc, 1);
-    attr__schedule_persist(svc);
+    yw_app_set_state(app, host);
     return 0;
 }
 
 /* ---- stop ---- */
 
-static void attr__on_fini_timer_closed(uv_handle_t *h)
-{
-    attr__unref(h->data); /* the hold of attr_service_fini_async(): frees */
-}
-
-/** The end of stopping: the store closes next, the hold goes with the timer. */
-void attr__fini_done(attr_svc_t *svc)
-{
-    svc->fini_wait = 0;
-    yw_app_fini_done(svc->app);
-    uv_timer_stop(&svc->fini_timer);
-    uv_close((uv_handle_t *)&svc->fini_timer, attr__on_fini_timer_closed);
-}
-
-/**
- * Stopping (the timer of attr_service_fini_async()): once only the hold is left (the
- * log, the index builders, the key index, the jobs are done), stores the touches still
- * in memory, then writes the snapshot (unless memory is suspect), then lets the store
- * close.
- */
-static void attr__fini_step(uv_timer_t *t)
-{
-    attr_svc_t *svc = t->data;
-    /* (A persist job or the marks' job in flight holds a reference of its own.) */
-    if (!svc->fini_wait || svc->refs != 1) {
-        return;
-    }
-    if (svc->st.n_persist > 0 && !svc->suspect) {
-        attr__schedule_persist(svc); /* the timer looks again once it is done */
-        if (svc->persist_busy) {
-            return;
-        }
-        svc->suspect = 1; /* cannot store them now: the next start looks them up again */
-    }
-    attr__snap_write_at_stop(svc);
-}
-
 void attr_service_fini(yw_app_t *app)
 {
-    attr_svc_t *svc = yw_app_state(app);
-    if (svc == NULL) {
+    attr_host_t *host = yw_app_state(app);
+    if (host == NULL) {
         return;
     }
-    svc->stopping = 1;
-    attr__node_close(svc);
-    if (svc->explain_next != NULL) {
-        attr__explain_read_submit(svc); /* the calls waiting are answered */
-    }
-    attr__restate_cancel(svc); /* a restatement waiting to be tried again */
-    /* Every call is gone (the server stopped). Lookups finish, the log syncs, the open
-     * run is indexed (blocking: shutdown). */
-    attr_tier_destroy(svc->tier);
-    svc->tier = NULL;
-    uv_timer_stop(&svc->timer);
-    uv_close((uv_handle_t *)&svc->timer, attr__on_timer_closed);
-    svc->slice_timer_open = 0; /* no call is left, so none is queued */
-    uv_close((uv_handle_t *)&svc->slice_timer, attr__on_timer_closed);
-    /* The keys in memory to a file, so that the next start finds every key indexed (and
-     * may start from the snapshot). */
-    if (attr_ckey_seal(svc->ck, attr__safe_seq(svc)) != 0) {
-        yw_log(YW_LOG_WARN, "cannot index the last conversion keys (the next start does)");
-    }
-    attr_ckey_close(svc->ck, attr__on_xs_closed, svc);
-    svc->ck = NULL;
-    /* Gone once closed: a restatement or an audit still reading (it holds the gate)
-     * must not reach it when it ends (attr__gate_open()). */
-    attr_exposure_store_t *xs = svc->xs;
-    svc->xs = NULL;
-    attr_exposure_store_close(xs, attr__on_xs_closed, svc);
-    /* attr_service_fini_async() goes on once they are closed. */
+    host->stopping = 1;
+    attr__node_close(host);
+}
+
+/* The engine is closed (its snapshot written): the app's reference goes. */
+static void attr__on_engine_closed(void *arg)
+{
+    attr__host_unref(arg);
 }
 
 void attr_service_fini_async(yw_app_t *app)
 {
-    attr_svc_t *svc = yw_app_state(app);
-    if (svc == NULL) {
+    attr_host_t *host = yw_app_state(app);
+    if (host == NULL) {
         yw_app_fini_done(app);
         return;
     }
     yw_app_set_state(app, NULL);
-    /* A hold: the service stays until the snapshot is written (attr__fini_step()). Store
-     * jobs still queued complete before the store closes. */
-    svc->refs++;
-    svc->fini_wait = 1;
-    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(app));
-    int rc = uv_timer_init(loop, &svc->fini_timer);
-    if (rc != 0) {
-        yw_log(YW_LOG_WARN, "no snapshot written: %s", uv_strerror(rc));
-        svc->fini_wait = 0;
-        yw_app_fini_done(app);
-        attr__unref(svc);
+    host->stopping = 1;
+    attr_svc_t *svc = host->engine;
+    host->engine = NULL;
+    if (svc == NULL) {
+        attr__host_unref(host);
         return;
     }
-    svc->fini_timer.data = svc;
-    if ((rc = uv_timer_start(&svc->fini_timer, attr__fini_step, 0, ATTR_FINI_POLL_MS)) != 0) {
-        yw_log(YW_LOG_WARN, "no snapshot written: %s", uv_strerror(rc));
-        attr__fini_done(svc);
-    }
+    /* Every call is gone (the server stopped); yw_app_fini_done() once it is closed. */
+    attr_engine_close(svc, attr__on_engine_closed, host);
 }
 
 /* ---- the method table ---- */

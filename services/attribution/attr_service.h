@@ -1,6 +1,6 @@
 /*
  * attr_service.h — yaowei.attribution.v1.AttributionService on the shared runtime: the
- * method table, start-up (load the database, open the exposure store) and shutdown.
+ * method table, start-up (one engine over --data-dir, attr_engine.h) and shutdown.
  *
  * Where things live:
  *   exposures            --data-dir/exposures/: the log (seg-*.log, attr_xlog.h) and its
@@ -33,16 +33,19 @@ extern const yw_service_t attr_service;
 extern const yw_option_t attr_options[];
 extern const size_t attr_n_options;
 
-/** yw_app_def_t.init: loads the state, opens the exposure store (attr_exposure_store_open()). */
+/**
+ * yw_app_def_t.init: reads the flags, joins the cluster with --cluster (attr_node.c), and
+ * opens one engine (attr_engine_open()) over --data-dir with the app's store.
+ */
 int attr_service_init(yw_app_t *app, char *err, size_t errlen);
 
-/** yw_app_def_t.fini: closes the exposure store (syncs, indexes the open run), the tier
- *  channel and the timer. */
+/** yw_app_def_t.fini: leaves the cluster (--cluster). */
 void attr_service_fini(yw_app_t *app);
 
 /**
- * After fini: stores what is still in memory only, writes the start-up snapshot
- * (attr_snap.h), then calls yw_app_fini_done().
+ * After fini: closes the engine (attr_engine_close(): the exposure store syncs and
+ * indexes its open run, what is still in memory only is stored, the start-up snapshot is
+ * written), then calls yw_app_fini_done().
  */
 void attr_service_fini_async(yw_app_t *app);
 

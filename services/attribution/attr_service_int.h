@@ -1,11 +1,13 @@
 /*
  * attr_service_int.h — what the files of the AttributionService share, private to
- * them (not part of attr_service.h): the service state (attr_svc_t), the per-call
- * ingestion context (attr_ingest_t), the read of stored orders into the cache
- * (attr_order_read_t), and the functions one subsystem file calls in another.
+ * them (not part of attr_service.h): an engine's state (attr_svc_t), the process's
+ * (attr_host_t), the per-call ingestion context (attr_ingest_t), the read of stored
+ * orders into the cache (attr_order_read_t), and the functions one subsystem file calls
+ * in another.
  *
  * The files, one subsystem each (README.md has the map and a request's path):
- *   attr_service.c             the method table, the flags, start and stop
+ *   attr_service.c             the method table, the flags, start and stop (attr_host_t)
+ *   attr_engine.c              an engine's open and close (attr_engine.h)
  *   attr_recover.c             start-up recovery in named steps; the snapshot of a clean stop
  *   attr_gate.c                the restatement gate: what changes conversions waits behind it
  *   attr_order_load.c          reading stored orders (and refund ids) into the cache
@@ -29,6 +31,7 @@
 
 #include "common/app.h"
 #include "services/attribution/attr_ckey.h"
+#include "services/attribution/attr_engine.h"
 #include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_exposure_store.h"
 #include "services/attribution/attr_service.h"
@@ -57,15 +60,23 @@ typedef struct st_attr_held_t {
 /** Memory gauges (yaowei_attribution_memory_bytes{part}), in the order of attr__parts. */
 enum { ATTR_N_MEM_PARTS = 16 };
 
-/** The service: its state, its stores, its timers, what is in flight (one per app). */
-typedef struct st_attr_svc_t {
-    yw_app_t *app;
+/**
+ * An engine (attr_engine.h): its state, its stores, its timers, what is in flight. One
+ * per data directory: standalone, the one of the process; a cluster node, one per
+ * partition it owns.
+ */
+struct st_attr_svc_t {
+    /* What the config lent (attr_engine_config_t): valid until the engine is closed. */
+    yw_runtime_t *rt;
+    uv_loop_t *loop;
+    yw_metrics_t *metrics; /* NULL: no metrics registered */
+    yw_disk_t *disk;       /* NULL: always writable */
+    const yw_page_key_t *page_key;
     yw_store_t *store;
-    /* --cluster: membership and leases on NATS (attr_node.c); NULL standalone. */
-    struct st_attr_cluster_t *cluster;
-    struct st_attr_node_start_t *node_start; /* joining once the server serves */
-    int clustered;                           /* --cluster given */
-    yw_metric_t *cl_connected, *cl_ready, *cl_nodes, *cl_assigned, *cl_owned, *cl_lost;
+    int own_store; /* opened by the engine: closed once the rest is (attr__unref()) */
+    /* attr_engine_close()'s callback, run once the engine is freed. */
+    void (*closed)(void *arg);
+    void *closed_arg;
     attr_state_t st;
     attr_exposure_store_t *xs;
     attr_ckey_t *ck;        /* the conversion key index */
@@ -78,7 +89,7 @@ typedef struct st_attr_svc_t {
     int refs; /* open handles, the log, jobs in flight: freed at 0 once stopping */
     int stopping;
     /* Stopping: the snapshot (attr_snap.h) is written once only the hold of
-     * attr_service_fini_async() is left; its timer looks every ATTR_FINI_POLL_MS. */
+     * attr_engine_close() is left; its timer looks every ATTR_FINI_POLL_MS. */
     int fini_wait;
     uv_timer_t fini_timer;
     /* Memory may disagree with what the data gives (an error was logged that says "until
@@ -125,7 +136,7 @@ typedef struct st_attr_svc_t {
     int64_t maint_last_ns;
     uint64_t audits;
     yw_metric_t *audit_diffs;
-} attr_svc_t;
+};
 
 /**
  * Reads stored conversions and refund ids on the writer's queue: it runs after every
@@ -182,21 +193,25 @@ struct st_attr_ingest_t {
     struct st_attr_ingest_t *slice_next;
 };
 
-/* ---- attr_service.c: the service's life ---- */
+/* ---- attr_service.c and attr_engine.c: the service's and its engines' life ---- */
 
 /** The wall clock in nanoseconds since the epoch (CLOCK_REALTIME). */
 int64_t attr__now(void);
 
-/** Frees the service state (the spare batches, the state); nothing may hold it. */
+/** Frees the engine's memory (the spare batches, the state); nothing may hold it. */
 void attr__svc_free(attr_svc_t *svc);
 
 /**
  * Drops one reference (a handle, the log, a job in flight: svc->refs). The last one
- * of a stopping service frees it: `svc` must not be used after the call then.
+ * of a stopping engine frees it (once the store it opened is closed, then runs
+ * attr_engine_close()'s callback): `svc` must not be used after the call then.
  */
 void attr__unref(attr_svc_t *svc);
 
-/** The service a call came to. */
+/**
+ * The engine a call came to: the single way handlers find theirs. Standalone, the host's
+ * engine; when the host has a resolver (attr_host_t.resolve), the engine it names.
+ */
 attr_svc_t *attr__svc(const yw_call_t *call);
 
 /** A Timestamp of `ns` (nanoseconds since the epoch; nanos always within 0..999999999). */
@@ -208,15 +223,52 @@ void attr__ts(int64_t ns, Google__Protobuf__Timestamp *ts);
  */
 int attr__model_arg(yw_call_t *call, const attr_settings_t *settings, int asked, int *model);
 
-/** The end of stopping: lets the store close; the hold goes with the stop timer. */
-void attr__fini_done(attr_svc_t *svc);
-
 /**
  * Reads flag `name` (--name) as an integer within [min, max] into *out; unset, *out
  * keeps its default. Returns 0, or -EINVAL with the flag's rule in `err`.
  */
 int attr__option_int(yw_app_t *app, const char *name, long long min, long long max, long long *out,
                      char *err, size_t errlen);
+
+/**
+ * The service in this process, the app's state (yw_app_state()): the engine that serves
+ * calls and, with --cluster, this node of the cluster. Made by attr_service_init(), freed
+ * when the last of its references goes after attr_service_fini(). Loop thread only.
+ */
+typedef struct st_attr_host_t {
+    yw_app_t *app;
+    /* The engine over --data-dir (with the app's store); NULL once it is closing. */
+    attr_svc_t *engine;
+    /*
+     * The hook that routes a call to its engine (attr__svc()): NULL, every call goes to
+     * `engine`; set (by the node, once it runs engines of its own: one per partition it
+     * owns), resolve(resolve_arg, call) names the call's engine, for instance the one of
+     * the partition in its `yw-partition` metadata (yw_call_metadata()). It names the same
+     * engine every time for one call, and that engine is not closed while the call is on
+     * it. It returns NULL only for calls the service's admit hook (attr__node_admit())
+     * has refused: handlers take their engine to be there.
+     */
+    attr_svc_t *(*resolve)(void *arg, const yw_call_t *call);
+    void *resolve_arg;
+    /* The app's (until its engine is closed), the node's start timer: at 0 the host is
+     * freed, then, when stopping, yw_app_fini_done(). */
+    int refs;
+    int stopping;
+    /* --cluster: membership and leases on NATS (attr_node.c); NULL standalone. */
+    struct st_attr_cluster_t *cluster;
+    struct st_attr_node_start_t *node_start; /* joining once the server serves */
+    int clustered;                           /* --cluster given */
+    yw_metric_t *cl_connected, *cl_ready, *cl_nodes, *cl_assigned, *cl_owned, *cl_lost;
+} attr_host_t;
+
+/** Drops one reference of the host (attr_host_t.refs); the last one frees it. */
+void attr__host_unref(attr_host_t *host);
+
+/* ---- attr_engine.c: an engine's life (attr_engine.h) ---- */
+
+/** The end of stopping: the hold goes with the stop timer, then the store closes if the
+ *  engine opened it, then attr_engine_close()'s callback runs. */
+void attr__fini_done(attr_svc_t *svc);
 
 /* ---- attr_node.c: this node in a cluster (--cluster) ---- */
 
@@ -225,10 +277,10 @@ int attr__option_int(yw_app_t *app, const char *name, long long min, long long m
  * cluster (attr_cluster.h); health is NOT_SERVING until this node holds the partitions
  * assigned to it. Without: nothing. Returns 0 or -EINVAL with the flag's rule in `err`.
  */
-int attr__node_open(attr_svc_t *svc, char *err, size_t errlen);
+int attr__node_open(attr_host_t *host, char *err, size_t errlen);
 
 /** Leaves the cluster (leases let go at once when NATS is reachable). */
-void attr__node_close(attr_svc_t *svc);
+void attr__node_close(attr_host_t *host);
 
 /**
  * yw_service_t.admit: in cluster mode, events and reports are not served by this build

@@ -386,7 +386,7 @@ void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
         yw_call_fail(call, code, err);
         return;
     }
-    if (yw_disk_writable(yw_app_disk(svc->app), err, sizeof err) != 0) {
+    if (yw_disk_writable(svc->disk, err, sizeof err) != 0) {
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
         return;
     }
