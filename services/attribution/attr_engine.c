@@ -97,6 +97,12 @@ static int attr__config_apply(attr_svc_t *svc, const attr_engine_config_t *cfg, 
                  "address and a page key are required");
         return -EINVAL;
     }
+    if (cfg->store != NULL && cfg->ship_db != NULL) {
+        snprintf(err, errlen,
+                 "attribution engine: a store lent to it ships as its opener "
+                 "configured it (ship_db is for a store it opens)");
+        return -EINVAL;
+    }
     /* Room for the longest name under it (the snapshot, the key index's files). */
     if (strlen(cfg->data_dir) + 64 > sizeof svc->data_dir) {
         snprintf(err, errlen, "%.200s...: the data dir's path is too long", cfg->data_dir);
@@ -108,6 +114,8 @@ static int attr__config_apply(attr_svc_t *svc, const attr_engine_config_t *cfg, 
     svc->disk = cfg->disk;
     svc->page_key = cfg->page_key;
     svc->store = cfg->store;
+    svc->ship_xlog = cfg->ship_xlog;
+    svc->ship_xlog_arg = cfg->ship_xlog_arg;
     svc->tier_ttl_ns = cfg->tier_label_ttl_ns;
     svc->audit_ns = cfg->audit_rollups_ns;
     svc->run_exposures = cfg->index_run_exposures; /* (0: the exposure store's default) */
@@ -131,10 +139,11 @@ static void attr__on_store_full(void *arg)
 
 /**
  * The engine's directory, and its database unless the config lent one: opened (created
- * or migrated) under the directory, closed by the engine at the end. Returns 0 or a
- * negative errno with `err`.
+ * or migrated) under the directory, shipping through the config's ship_db, closed by
+ * the engine at the end. Returns 0 or a negative errno with `err`.
  */
-static int attr__open_dir(attr_svc_t *svc, char *err, size_t errlen)
+static int attr__open_dir(attr_svc_t *svc, const attr_engine_config_t *cfg, char *err,
+                          size_t errlen)
 {
     if (mkdir(svc->data_dir, 0750) != 0 && errno != EEXIST) {
         int rc = -errno;
@@ -152,6 +161,8 @@ static int attr__open_dir(attr_svc_t *svc, char *err, size_t errlen)
         .n_migrations = attr_n_migrations,
         .on_full = attr__on_store_full,
         .on_full_arg = svc->disk,
+        .ship = cfg->ship_db,
+        .ship_arg = cfg->ship_db_arg,
     };
     int rc = yw_store_open(svc->loop, &scfg, &svc->store, err, errlen);
     if (rc != 0) {
@@ -260,7 +271,7 @@ int attr_engine_open(const attr_engine_config_t *cfg, attr_svc_t **out, char *er
     attr_state_init(&svc->st);
     int rc = attr__config_apply(svc, cfg, err, errlen);
     if (rc == 0) {
-        rc = attr__open_dir(svc, err, errlen);
+        rc = attr__open_dir(svc, cfg, err, errlen);
     }
     if (rc != 0) {
         return attr__start_failed(svc, rc);

@@ -25,6 +25,7 @@
 #include "common/page_token.h"
 #include "common/runtime.h"
 #include "common/store.h"
+#include "services/attribution/attr_xlog.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +81,17 @@ typedef struct st_attr_engine_config_t {
     yw_disk_t *disk;
     /** The key that signs ListTopCreators' page tokens (page_token.h). Required. */
     const yw_page_key_t *page_key;
+    /**
+     * Optional (NULL: none), for a directory that is a copy of a replicated log (a cluster
+     * node's partition, attr_partition.h): every group of exposure log bytes goes through
+     * `ship_xlog` (attr_xlog_ship_fn) and, when the engine opens its store itself, every
+     * transaction of attribution.db through `ship_db` (yw_store_config_t.ship), before
+     * anything they hold is acknowledged. They run on the log's and the store's threads.
+     */
+    attr_xlog_ship_fn ship_xlog;
+    void *ship_xlog_arg;
+    int (*ship_db)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
+    void *ship_db_arg;
 } attr_engine_config_t;
 
 /** Fills `cfg` with the flags' defaults (budgets and periods); pointers are NULL. */

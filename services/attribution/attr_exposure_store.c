@@ -396,6 +396,11 @@ void attr_exposure_store_set_run_bytes(attr_exposure_store_t *xs, size_t bytes)
     xs->run_bytes = bytes > 0 ? bytes : ATTR_EXPOSURE_STORE_RUN_BYTES;
 }
 
+void attr_exposure_store_set_ship(attr_exposure_store_t *xs, attr_xlog_ship_fn fn, void *arg)
+{
+    attr_xlog_set_ship(xs->log, fn, arg);
+}
+
 /**
  * Whether appends wait: when ATTR_EXPOSURE_STORE_MAX_UNBUILT sealed runs are not indexed yet
  * (the builder is behind), the log takes nothing new until one is, so that memory stays

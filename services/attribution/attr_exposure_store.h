@@ -95,6 +95,13 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
 void attr_exposure_store_set_run_bytes(attr_exposure_store_t *xs, size_t bytes);
 
 /**
+ * Ships each synced group of the log's bytes through `fn` before any of its batches is
+ * done (attr_xlog_set_ship(): a cluster node's partition). Before the first append; loop
+ * thread.
+ */
+void attr_exposure_store_set_ship(attr_exposure_store_t *xs, attr_xlog_ship_fn fn, void *arg);
+
+/**
  * Syncs and closes everything (blocking: for shutdown): lookups finish, the log writes
  * what is queued (the `done` callbacks run), the open run is indexed, the builder
  * finishes; `closed` runs later on the loop.

@@ -73,7 +73,9 @@ struct st_attr_svc_t {
     yw_disk_t *disk;       /* NULL: always writable */
     const yw_page_key_t *page_key;
     yw_store_t *store;
-    int own_store; /* opened by the engine: closed once the rest is (attr__unref()) */
+    int own_store;               /* opened by the engine: closed once the rest is (attr__unref()) */
+    attr_xlog_ship_fn ship_xlog; /* NULL: the exposure log ships nothing */
+    void *ship_xlog_arg;
     /* attr_engine_close()'s callback, run once the engine is freed. */
     void (*closed)(void *arg);
     void *closed_arg;

@@ -5,6 +5,8 @@
  * written through one's store is found by it alone after both are closed (each close
  * calling back once, each writing its dir's snapshot) and reopened. An engine lent a
  * store leaves it open. Only the engine given the metrics registry registers series.
+ * An engine ships the transactions of the store it opens, and fails to open when the
+ * ship is refused, releasing what it opened on the loop.
  * Opening over a dir that cannot be made fails with the path and leaves nothing behind.
  * Tier scoring is at a port nobody serves (no report asks it).
  */
@@ -259,6 +261,83 @@ YW_TEST(only_the_engine_given_the_registry_registers_metrics)
     fixture_done(&f);
 }
 
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    int *n = arg;
+    (*n)++;
+}
+
+/* A timer that stops the loop once it is the only handle left on it (closing or not). */
+static void on_idle_check(uv_timer_t *t)
+{
+    int n = 0;
+    uv_walk(t->loop, count_handle, &n);
+    if (n == 1) {
+        yw_runtime_stop(((fixture_t *)t->data)->rt);
+    }
+}
+
+/* A ship function of attribution.db's transactions: counts them; refuses when asked. */
+typedef struct {
+    int calls;
+    int refuse;
+} ship_t;
+
+static int ship_db(void *arg, const void *changeset, size_t len, char *err, size_t errlen)
+{
+    ship_t *sh = arg;
+    sh->calls++;
+    if (sh->refuse) {
+        snprintf(err, errlen, "the log refused it");
+        return -1;
+    }
+    return changeset != NULL && len > 0 ? 0 : -1;
+}
+
+YW_TEST(an_engine_ships_the_transactions_of_the_store_it_opens)
+{
+    fixture_t f;
+    fixture_init(&f);
+    ship_t sh = {0};
+    attr_engine_config_t cfg = config(&f, 0);
+    cfg.ship_db = ship_db;
+    cfg.ship_db_arg = &sh;
+    attr_svc_t *svc = NULL;
+    char err[512] = "";
+    YW_CHECK_INT(attr_engine_open(&cfg, &svc, err, sizeof err), ==, 0);
+    YW_CHECK_INT(sh.calls, >=, 1); /* the default settings, stored at the first start */
+    int before = sh.calls;
+    attr_settings_t s = svc->st.settings;
+    s.version = 2;
+    store_settings(svc->store, &s);
+    YW_CHECK_INT(sh.calls, ==, before + 1);
+    close_engines(&f, svc, NULL);
+    /* A refused transaction is not stored: the first start of another dir fails. */
+    sh.refuse = 1;
+    cfg = config(&f, 1);
+    cfg.ship_db = ship_db;
+    cfg.ship_db_arg = &sh;
+    svc = (attr_svc_t *)&f;
+    YW_CHECK_INT(attr_engine_open(&cfg, &svc, err, sizeof err), <, 0);
+    YW_CHECK(svc == NULL);
+    YW_CHECK(strstr(err, "refused") != NULL);
+    /* What it opened (its store, its threads) closes on the loop, and nothing is left. */
+    uv_timer_t t;
+    YW_CHECK_INT(uv_timer_init(yw_runtime_loop(f.rt), &t), ==, 0);
+    t.data = &f;
+    YW_CHECK_INT(uv_timer_start(&t, on_idle_check, 1, 1), ==, 0);
+    yw_runtime_run(f.rt);
+    uv_close((uv_handle_t *)&t, NULL);
+    /* A lent store ships as its opener configured it: ship_db with one is refused (before
+     * the store is looked at: any pointer will do). */
+    cfg = config(&f, 1);
+    cfg.store = (yw_store_t *)&f;
+    cfg.ship_db = ship_db;
+    YW_CHECK_INT(attr_engine_open(&cfg, &svc, err, sizeof err), ==, -EINVAL);
+    YW_CHECK(svc == NULL);
+    fixture_done(&f);
+}
+
 YW_TEST(an_engine_that_cannot_make_its_dir_fails_naming_it)
 {
     fixture_t f;
@@ -285,6 +364,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(two_engines_in_one_process_keep_their_own_files_and_state),
         YW_TEST_ENTRY(an_engine_lent_a_store_leaves_it_open),
         YW_TEST_ENTRY(only_the_engine_given_the_registry_registers_metrics),
+        YW_TEST_ENTRY(an_engine_ships_the_transactions_of_the_store_it_opens),
         YW_TEST_ENTRY(an_engine_that_cannot_make_its_dir_fails_naming_it),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
