@@ -155,6 +155,37 @@ static void attr__on_reconnected(natsConnection *nc, void *arg)
     uv_async_send(&c->async);
 }
 
+/* libnats's last callback of a connection: after it none comes, so the cluster may go. */
+static void attr__on_closed_nats(natsConnection *nc, void *arg)
+{
+    (void)nc;
+    attr_cluster_t *c = arg;
+    uv_mutex_lock(&c->mu);
+    c->nats_closed = 1;
+    uv_cond_signal(&c->cond);
+    uv_mutex_unlock(&c->mu);
+}
+
+/* Closes the connection and waits (2 s at most) for its closed callback. */
+static void attr__close_nats(attr_cluster_t *c)
+{
+    if (c->nc == NULL) {
+        return;
+    }
+    natsConnection_Close(c->nc);
+    uv_mutex_lock(&c->mu);
+    for (int i = 0; i < 20 && !c->nats_closed; i++) {
+        (void)uv_cond_timedwait(&c->cond, &c->mu, 100 * ATTR__NS_PER_MS);
+    }
+    int closed = c->nats_closed;
+    uv_mutex_unlock(&c->mu);
+    if (!closed) {
+        yw_log(YW_LOG_WARN, "cluster: NATS connection not closed after 2 s");
+    }
+    natsConnection_Destroy(c->nc);
+    c->nc = NULL;
+}
+
 /* Waits `ms` or until stopped; returns non-zero when stopping. */
 static int attr__sleep(attr_cluster_t *c, uint64_t ms)
 {
@@ -206,6 +237,9 @@ static natsStatus attr__connect(attr_cluster_t *c)
     }
     if (s == NATS_OK) {
         s = natsOptions_SetReconnectedCB(opts, attr__on_reconnected, c);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetClosedCB(opts, attr__on_closed_nats, c);
     }
     if (s == NATS_OK && c->tls_ca != NULL) {
         s = natsOptions_LoadCATrustedCertificates(opts, c->tls_ca);
@@ -650,10 +684,9 @@ static void attr__thread(void *arg)
     kvStore_Destroy(c->nodes);
     kvStore_Destroy(c->meta);
     jsCtx_Destroy(c->js);
-    natsConnection_Destroy(c->nc);
+    attr__close_nats(c);
     c->leases = c->nodes = c->meta = NULL;
     c->js = NULL;
-    c->nc = NULL;
 }
 
 /* ---- the loop side ---- */

@@ -60,6 +60,7 @@ struct st_attr_cluster_t {
     uv_cond_t cond;
     int stop;
     int nats_connected;          /* libnats's connection callbacks write it */
+    int nats_closed;             /* its closed callback ran: no callback comes after it */
     attr_cluster_status_t pub;   /* the thread's last status */
     uint8_t *pub_owned;          /* partitions (the thread's view) */
     uint64_t pub_valid_until_ns; /* uv_hrtime() until which the leases are good */
