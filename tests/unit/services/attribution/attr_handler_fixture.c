@@ -1,0 +1,222 @@
+/* attr_handler_fixture.c — see attr_handler_fixture.h. */
+#include "tests/unit/services/attribution/attr_handler_fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "services/attribution/attr_service.h"
+#include "services/attribution/attr_store.h"
+#include "tests/unit/test.h"
+
+handler_fx_t afx_fx;
+
+static const yw_app_def_t attr_app = {
+    .program = "attribution",
+    .service = &attr_service,
+    .db_file = "attribution.db",
+    .migrations = attr_migrations,
+    .n_migrations = ATTR_N_MIGRATIONS,
+    .options = attr_options,
+    .n_options = ATTR_N_OPTIONS,
+    .init = attr_service_init,
+    .fini = attr_service_fini,
+    .fini_async = attr_service_fini_async,
+};
+
+void afx_open(const char *const *flags)
+{
+    const char *all[HANDLER_FX_FLAGS_MAX + 1] = {"--tier-scoring-addr=127.0.0.1:1",
+                                                 "--dedup-filter-mb=1", "--index-run-mb=1"};
+    size_t n = 3;
+    for (size_t i = 0; flags != NULL && flags[i] != NULL; i++) {
+        YW_CHECK(n < HANDLER_FX_FLAGS_MAX);
+        all[n++] = flags[i];
+    }
+    all[n] = NULL;
+    handler_fx_open(&afx_fx, &attr_app, all);
+}
+
+void afx_close(void)
+{
+    handler_fx_close(&afx_fx);
+}
+
+int64_t afx_now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t afx_today_s(void)
+{
+    int64_t now = afx_now_s();
+    return now - now % DAY_S;
+}
+
+static void at(Google__Protobuf__Timestamp *ts, int64_t s)
+{
+    google__protobuf__timestamp__init(ts);
+    ts->seconds = s;
+}
+
+void afx_exposure(afx_exposure_t *x, const char *event_id, const char *viewer, const char *creator,
+                  const char *product, int kind, int64_t at_s)
+{
+    yaowei__attribution__v1__exposure_event__init(&x->ev);
+    x->ev.event_id = (char *)event_id;
+    x->ev.viewer_id = (char *)viewer;
+    x->ev.creator_id = (char *)creator;
+    x->ev.note_id = "n1";
+    x->products[0] = (char *)product;
+    x->ev.product_ids = x->products;
+    x->ev.n_product_ids = product != NULL ? 1 : 0;
+    x->ev.kind = (Yaowei__Attribution__V1__ExposureKind)kind;
+    at(&x->at, at_s);
+    x->ev.occur_time = &x->at;
+}
+
+void afx_conversion(afx_conversion_t *x, const char *order, const char *viewer, const char *product,
+                    int64_t amount, int64_t at_s)
+{
+    yaowei__attribution__v1__conversion_event__init(&x->ev);
+    x->ev.order_id = (char *)order;
+    x->ev.viewer_id = (char *)viewer;
+    x->ev.product_id = (char *)product;
+    x->ev.quantity = 1;
+    x->ev.amount_minor = amount;
+    at(&x->at, at_s);
+    x->ev.occur_time = &x->at;
+}
+
+void afx_refund(afx_refund_t *x, const char *refund_id, const char *order, int64_t amount,
+                int64_t at_s)
+{
+    yaowei__attribution__v1__refund_event__init(&x->ev);
+    x->ev.refund_id = (char *)refund_id;
+    x->ev.order_id = (char *)order;
+    x->ev.amount_minor = amount;
+    at(&x->at, at_s);
+    x->ev.occur_time = &x->at;
+}
+
+/* The events of a Record call: pointers to each wrapper's `ev` (its first member). */
+static void **event_ptrs(void *events, size_t size, size_t n)
+{
+    void **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    YW_CHECK(ptrs != NULL);
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = (char *)events + i * size;
+    }
+    return ptrs;
+}
+
+yw_fake_call_t *afx_record_exposures(afx_exposure_t *xs, size_t n)
+{
+    Yaowei__Attribution__V1__RecordExposuresRequest req =
+        YAOWEI__ATTRIBUTION__V1__RECORD_EXPOSURES_REQUEST__INIT;
+    req.events = (Yaowei__Attribution__V1__ExposureEvent **)event_ptrs(xs, sizeof *xs, n);
+    req.n_events = n;
+    yw_fake_call_t *fc = handler_fx_call(&afx_fx, "RecordExposures", &req.base);
+    free(req.events);
+    return fc;
+}
+
+yw_fake_call_t *afx_record_conversions(afx_conversion_t *cs, size_t n)
+{
+    Yaowei__Attribution__V1__RecordConversionsRequest req =
+        YAOWEI__ATTRIBUTION__V1__RECORD_CONVERSIONS_REQUEST__INIT;
+    req.events = (Yaowei__Attribution__V1__ConversionEvent **)event_ptrs(cs, sizeof *cs, n);
+    req.n_events = n;
+    yw_fake_call_t *fc = handler_fx_call(&afx_fx, "RecordConversions", &req.base);
+    free(req.events);
+    return fc;
+}
+
+yw_fake_call_t *afx_record_refunds(afx_refund_t *rs, size_t n)
+{
+    Yaowei__Attribution__V1__RecordRefundsRequest req =
+        YAOWEI__ATTRIBUTION__V1__RECORD_REFUNDS_REQUEST__INIT;
+    req.events = (Yaowei__Attribution__V1__RefundEvent **)event_ptrs(rs, sizeof *rs, n);
+    req.n_events = n;
+    yw_fake_call_t *fc = handler_fx_call(&afx_fx, "RecordRefunds", &req.base);
+    free(req.events);
+    return fc;
+}
+
+void afx_check_summary(yw_fake_call_t *fc, int64_t accepted, int64_t duplicates, int64_t rejected,
+                       const int64_t *errors, size_t n_errors)
+{
+    const afx_summary_t *s = handler_fx_reply(fc);
+    if (s->accepted != accepted || s->duplicates != duplicates || s->rejected != rejected) {
+        fprintf(stderr, "summary: accepted %lld, duplicates %lld, rejected %lld\n",
+                (long long)s->accepted, (long long)s->duplicates, (long long)s->rejected);
+        for (size_t i = 0; i < s->n_errors; i++) {
+            fprintf(stderr, "  errors[%zu]: %lld %s\n", i, (long long)s->errors[i]->index,
+                    s->errors[i]->reason);
+        }
+    }
+    YW_CHECK_INT(s->accepted, ==, accepted);
+    YW_CHECK_INT(s->duplicates, ==, duplicates);
+    YW_CHECK_INT(s->rejected, ==, rejected);
+    YW_CHECK_INT(s->n_errors, ==, n_errors);
+    for (size_t i = 0; i < n_errors; i++) {
+        YW_CHECK_INT(s->errors[i]->index, ==, errors[i]);
+    }
+    yw_fake_call_destroy(fc);
+}
+
+const char *afx_reason(const afx_summary_t *s, int64_t index)
+{
+    for (size_t i = 0; i < s->n_errors; i++) {
+        if (s->errors[i]->index == index) {
+            return s->errors[i]->reason;
+        }
+    }
+    YW_CHECK(!"no error of that index");
+    return NULL;
+}
+
+yw_fake_call_t *afx_explain(const char *order, int model)
+{
+    Yaowei__Attribution__V1__ExplainConversionRequest req =
+        YAOWEI__ATTRIBUTION__V1__EXPLAIN_CONVERSION_REQUEST__INIT;
+    req.order_id = (char *)order;
+    req.model = (Yaowei__Attribution__V1__AttributionModel)model;
+    return handler_fx_call(&afx_fx, "ExplainConversion", &req.base);
+}
+
+void afx_check_minor(const char *order, int model, const int64_t *minor, size_t n)
+{
+    yw_fake_call_t *fc = afx_explain(order, model);
+    const afx_explained_t *ex = handler_fx_reply(fc);
+    if (ex->n_touches != n) {
+        fprintf(stderr, "%s under model %d: %zu touches, expected %zu\n", order, model,
+                ex->n_touches, n);
+    }
+    YW_CHECK_INT(ex->n_touches, ==, n);
+    for (size_t i = 0; i < n; i++) {
+        YW_CHECK_INT(ex->touches[i]->attributed_minor, ==, minor[i]);
+    }
+    yw_fake_call_destroy(fc);
+}
+
+void afx_range(Google__Protobuf__Timestamp *start, Google__Protobuf__Timestamp *end,
+               int64_t start_s, int64_t end_s)
+{
+    at(start, start_s);
+    at(end, end_s);
+}
+
+yw_fake_call_t *afx_creator_report(const char *creator, int model)
+{
+    Google__Protobuf__Timestamp start, end;
+    afx_range(&start, &end, afx_today_s() - 20 * DAY_S, afx_today_s() + DAY_S);
+    Yaowei__Attribution__V1__GetCreatorReportRequest req =
+        YAOWEI__ATTRIBUTION__V1__GET_CREATOR_REPORT_REQUEST__INIT;
+    req.creator_id = (char *)creator;
+    req.start_time = &start;
+    req.end_time = &end;
+    req.model = (Yaowei__Attribution__V1__AttributionModel)model;
+    return handler_fx_call(&afx_fx, "GetCreatorReport", &req.base);
+}
