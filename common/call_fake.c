@@ -12,7 +12,9 @@
  *       call was cancelled (cancelled = 1); until then, the batch waits.
  *
  * Every batch completes later, never inside the start: completions are queued and run
- * from an idle handle on the loop, one at a time, as the runtime runs gRPC's.
+ * from an idle handle on the loop, one at a time, as the runtime runs gRPC's. One queue
+ * for every fake call of the thread, so that calls started together arrive in the order
+ * they were started.
  */
 #include "common/call_fake.h"
 
@@ -32,9 +34,16 @@
 #define YW__FAKE_POLL_MS 5
 
 typedef struct {
+    yw_fake_call_t *fc;
     yw_tag_t *tag;
     int ok;
 } yw__fake_done_t;
+
+/* The completions of the thread's fake calls, in the order they were queued. */
+static _Thread_local struct {
+    yw__fake_done_t *v;
+    size_t n, cap;
+} yw__fake_queue;
 
 typedef struct {
     uint8_t *data;
@@ -65,10 +74,7 @@ struct st_yw_fake_call_t {
     yw_tag_t *recv_tag;
     int *close_cancelled;
     yw_tag_t *close_tag;
-    /* completions to run on the loop */
-    yw__fake_done_t *done;
-    size_t n_done, cap_done;
-    uv_idle_t idle;
+    uv_idle_t idle; /* runs the thread's completions */
     /* what the client got */
     yw__fake_msg_t *sent;
     size_t n_sent, cap_sent;
@@ -147,28 +153,27 @@ static void yw__fake_check(yw_fake_call_t *fc)
 
 static void yw__fake_on_idle(uv_idle_t *h)
 {
-    yw_fake_call_t *fc = h->data;
     /* Completions queued by these callbacks run in this turn too, in order. */
-    for (size_t i = 0; i < fc->n_done; i++) {
-        yw__fake_done_t d = fc->done[i];
+    for (size_t i = 0; i < yw__fake_queue.n; i++) {
+        yw__fake_done_t d = yw__fake_queue.v[i];
         d.tag->cb(d.tag, d.ok);
+        yw__fake_check(d.fc);
     }
-    fc->n_done = 0;
-    uv_idle_stop(&fc->idle);
-    yw__fake_check(fc);
+    yw__fake_queue.n = 0;
+    uv_idle_stop(h);
+    yw__fake_check(h->data);
 }
 
 /* Completes `tag` with `ok` on the loop, after the running callback. */
 static void yw__fake_complete(yw_fake_call_t *fc, yw_tag_t *tag, int ok)
 {
-    if (yw__fake_grow((void **)&fc->done, &fc->cap_done, fc->n_done, sizeof *fc->done) != 0) {
+    if (yw__fake_grow((void **)&yw__fake_queue.v, &yw__fake_queue.cap, yw__fake_queue.n,
+                      sizeof *yw__fake_queue.v) != 0) {
         /* Out of memory in a test: nothing sensible is left to do. */
         yw_log(YW_LOG_ERROR, "fake call: out of memory queueing a completion");
         abort();
     }
-    fc->done[fc->n_done].tag = tag;
-    fc->done[fc->n_done].ok = ok;
-    fc->n_done++;
+    yw__fake_queue.v[yw__fake_queue.n++] = (yw__fake_done_t){fc, tag, ok};
     uv_idle_start(&fc->idle, yw__fake_on_idle);
 }
 
@@ -493,7 +498,6 @@ static void yw__fake_free(yw_fake_call_t *fc)
         grpc_byte_buffer_destroy(fc->inbox[i]);
     }
     free(fc->inbox);
-    free(fc->done);
     for (size_t i = 0; i < fc->n_sent; i++) {
         free(fc->sent[i].data);
         if (fc->sent[i].unpacked != NULL) {
@@ -749,5 +753,11 @@ void yw_fake_call_destroy(yw_fake_call_t *fc)
     uv_close((uv_handle_t *)&fc->deadline_timer, yw__fake_on_closed);
     uv_close((uv_handle_t *)&fc->poll_timer, yw__fake_on_closed);
     yw_runtime_run(fc->rt); /* until the last close callback stops it */
+    /* Another call's idle handle runs what is queued; an empty queue goes with the last. */
+    if (yw__fake_queue.n == 0) {
+        free(yw__fake_queue.v);
+        yw__fake_queue.v = NULL;
+        yw__fake_queue.cap = 0;
+    }
     yw__fake_free(fc);
 }

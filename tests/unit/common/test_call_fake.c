@@ -23,13 +23,17 @@ typedef Grpc__Health__V1__HealthCheckResponse response_t;
 
 static int service_marker;
 static int handler_runs, on_end_runs, on_done_runs, end_cancelled;
-static yw_call_t *held; /* a call the handler left unfinished, for the test to finish */
+static yw_call_t *held;  /* a call the handler left unfinished, for the test to finish */
+static char arrivals[8]; /* the first letter of each Echo's `service`, in arrival order */
 
 /* ---- the service ---- */
 
 static void echo(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const request_t *req = (const request_t *)msg;
+    if (handler_runs < (int)sizeof arrivals - 1) {
+        arrivals[handler_runs] = req->service[0];
+    }
     handler_runs++;
     YW_CHECK(yw_call_service_ctx(call) == &service_marker);
     YW_CHECK_STR(yw_call_method(call)->path, "/" ECHO_SERVICE "/Echo");
@@ -192,6 +196,29 @@ YW_TEST(a_unary_reply_reaches_the_client_and_the_call_is_freed)
     YW_CHECK_STR(msg, "");
     YW_CHECK(yw_fake_call_trailing_request_id(fc) == NULL); /* OK calls carry none */
     yw_fake_call_destroy(fc);
+    yw_runtime_destroy(rt);
+}
+
+YW_TEST(calls_arrive_in_the_order_they_were_started)
+{
+    yw_runtime_t *rt = rt_new();
+    request_t reqs[3] = {GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT,
+                         GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT,
+                         GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT};
+    reqs[0].service = "a";
+    reqs[1].service = "b";
+    reqs[2].service = "c";
+    yw_fake_call_t *fcs[3];
+    for (size_t i = 0; i < 3; i++) {
+        fcs[i] = start(rt, "Echo", &reqs[i]);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        YW_CHECK_INT(yw_fake_call_run(fcs[i]), ==, 0);
+    }
+    YW_CHECK_STR(arrivals, "abc");
+    for (size_t i = 0; i < 3; i++) {
+        yw_fake_call_destroy(fcs[i]);
+    }
     yw_runtime_destroy(rt);
 }
 
@@ -408,6 +435,7 @@ int main(int argc, char **argv)
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(methods_are_found_by_name),
         YW_TEST_ENTRY(a_unary_reply_reaches_the_client_and_the_call_is_freed),
+        YW_TEST_ENTRY(calls_arrive_in_the_order_they_were_started),
         YW_TEST_ENTRY(a_failure_carries_its_message_and_the_request_id),
         YW_TEST_ENTRY(the_handler_sees_the_metadata_and_the_caller),
         YW_TEST_ENTRY(requests_are_checked_by_the_runtime_before_the_handler),
