@@ -177,6 +177,23 @@ const char *afx_reason(const afx_summary_t *s, int64_t index)
     return NULL;
 }
 
+void afx_seed_three_clicks(const char *order, int64_t t)
+{
+    afx_exposure_t xs[7];
+    afx_exposure(&xs[0], "x-a", "v", "A", "p", CLICK, t - 3 * DAY_S);
+    afx_exposure(&xs[1], "x-b", "v", "B", "p", CLICK, t - 2 * DAY_S);
+    afx_exposure(&xs[2], "x-c", "v", "C", "p", CLICK, t - DAY_S);
+    afx_exposure(&xs[3], "x-d", "v", "D", "p", VIEW, t - 3600);
+    xs[3].ev.watch_ms = 30000;
+    afx_exposure(&xs[4], "x-e", "v", "E", "p", IMPRESSION, t - 600);
+    afx_exposure(&xs[5], "x-f", "v", "F", "p", CLICK, t + 1);
+    afx_exposure(&xs[6], "x-g", "v", "G", "another", CLICK, t - 60);
+    afx_check_summary(afx_record_exposures(xs, 7), 7, 0, 0, NULL, 0);
+    afx_conversion_t c;
+    afx_conversion(&c, order, "v", "p", 1001, t);
+    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+}
+
 yw_fake_call_t *afx_explain(const char *order, int model)
 {
     Yaowei__Attribution__V1__ExplainConversionRequest req =

@@ -89,6 +89,14 @@ void afx_check_summary(yw_fake_call_t *fc, int64_t accepted, int64_t duplicates,
 /** The reason of error `index` of a summary; the check fails when it has none. */
 const char *afx_reason(const afx_summary_t *s, int64_t index);
 
+/**
+ * Viewer "v" buys product "p" for 1001 at `t` (order `order`), after clicks of creators
+ * "A", "B", "C" 3, 2 and 1 days before; an engaged view of "D" an hour before and an
+ * impression of "E" ten minutes before (clicks win: not candidates); a click of "F" a
+ * second after the order, and one of "G" on another product (neither counts).
+ */
+void afx_seed_three_clicks(const char *order, int64_t t);
+
 /** ExplainConversion of `order` under `model`, run to its end. */
 yw_fake_call_t *afx_explain(const char *order, int model);
 
