@@ -7,23 +7,9 @@
 #include <time.h>
 
 #include "services/attribution/attr_service.h"
-#include "services/attribution/attr_store.h"
 #include "tests/unit/test.h"
 
 handler_fx_t afx_fx;
-
-static const yw_app_def_t attr_app = {
-    .program = "attribution",
-    .service = &attr_service,
-    .db_file = "attribution.db",
-    .migrations = attr_migrations,
-    .n_migrations = ATTR_N_MIGRATIONS,
-    .options = attr_options,
-    .n_options = ATTR_N_OPTIONS,
-    .init = attr_service_init,
-    .fini = attr_service_fini,
-    .fini_async = attr_service_fini_async,
-};
 
 void afx_open(const char *const *flags)
 {
@@ -100,48 +86,65 @@ void afx_refund(afx_refund_t *x, const char *refund_id, const char *order, int64
     x->ev.occur_time = &x->at;
 }
 
-/* The events of a Record call: pointers to each wrapper's `ev` (its first member). */
-static void **event_ptrs(void *events, size_t size, size_t n)
+/*
+ * A Record call of `n` events (each the first member of its wrapper, `size` bytes
+ * apart): the request's repeated `events` set through its descriptor, as the three
+ * Record requests have the same shape.
+ */
+static yw_fake_call_t *record(const char *method, const ProtobufCMessageDescriptor *desc,
+                              void *events, size_t size, size_t n)
 {
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(desc, "events");
+    YW_CHECK(f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED);
+    ProtobufCMessage *req = calloc(1, desc->sizeof_message);
     void **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    YW_CHECK(ptrs != NULL);
+    YW_CHECK(req != NULL && ptrs != NULL);
+    protobuf_c_message_init(desc, req);
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = (char *)events + i * size;
     }
-    return ptrs;
+    *(size_t *)((char *)req + f->quantifier_offset) = n;
+    *(void ***)((char *)req + f->offset) = ptrs;
+    yw_fake_call_t *fc = handler_fx_call(&afx_fx, method, req);
+    free(ptrs);
+    free(req);
+    return fc;
 }
 
 yw_fake_call_t *afx_record_exposures(afx_exposure_t *xs, size_t n)
 {
-    Yaowei__Attribution__V1__RecordExposuresRequest req =
-        YAOWEI__ATTRIBUTION__V1__RECORD_EXPOSURES_REQUEST__INIT;
-    req.events = (Yaowei__Attribution__V1__ExposureEvent **)event_ptrs(xs, sizeof *xs, n);
-    req.n_events = n;
-    yw_fake_call_t *fc = handler_fx_call(&afx_fx, "RecordExposures", &req.base);
-    free(req.events);
-    return fc;
+    return record("RecordExposures", &yaowei__attribution__v1__record_exposures_request__descriptor,
+                  xs, sizeof *xs, n);
 }
 
 yw_fake_call_t *afx_record_conversions(afx_conversion_t *cs, size_t n)
 {
-    Yaowei__Attribution__V1__RecordConversionsRequest req =
-        YAOWEI__ATTRIBUTION__V1__RECORD_CONVERSIONS_REQUEST__INIT;
-    req.events = (Yaowei__Attribution__V1__ConversionEvent **)event_ptrs(cs, sizeof *cs, n);
-    req.n_events = n;
-    yw_fake_call_t *fc = handler_fx_call(&afx_fx, "RecordConversions", &req.base);
-    free(req.events);
-    return fc;
+    return record("RecordConversions",
+                  &yaowei__attribution__v1__record_conversions_request__descriptor, cs, sizeof *cs,
+                  n);
 }
 
 yw_fake_call_t *afx_record_refunds(afx_refund_t *rs, size_t n)
 {
-    Yaowei__Attribution__V1__RecordRefundsRequest req =
-        YAOWEI__ATTRIBUTION__V1__RECORD_REFUNDS_REQUEST__INIT;
-    req.events = (Yaowei__Attribution__V1__RefundEvent **)event_ptrs(rs, sizeof *rs, n);
-    req.n_events = n;
-    yw_fake_call_t *fc = handler_fx_call(&afx_fx, "RecordRefunds", &req.base);
-    free(req.events);
-    return fc;
+    return record("RecordRefunds", &yaowei__attribution__v1__record_refunds_request__descriptor, rs,
+                  sizeof *rs, n);
+}
+
+void afx_accept_exposure(const char *event_id, const char *viewer, const char *creator,
+                         const char *product, int kind, int64_t at_s)
+{
+    afx_exposure_t x;
+    afx_exposure(&x, event_id, viewer, creator, product, kind, at_s);
+    afx_check_summary(afx_record_exposures(&x, 1), 1, 0, 0, NULL, 0);
+}
+
+void afx_accept_conversion(const char *order, const char *viewer, const char *product,
+                           int64_t amount, int64_t at_s)
+{
+    afx_conversion_t c;
+    afx_conversion(&c, order, viewer, product, amount, at_s);
+    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
 }
 
 void afx_check_summary(yw_fake_call_t *fc, int64_t accepted, int64_t duplicates, int64_t rejected,
@@ -189,9 +192,7 @@ void afx_seed_three_clicks(const char *order, int64_t t)
     afx_exposure(&xs[5], "x-f", "v", "F", "p", CLICK, t + 1);
     afx_exposure(&xs[6], "x-g", "v", "G", "another", CLICK, t - 60);
     afx_check_summary(afx_record_exposures(xs, 7), 7, 0, 0, NULL, 0);
-    afx_conversion_t c;
-    afx_conversion(&c, order, "v", "p", 1001, t);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion(order, "v", "p", 1001, t);
 }
 
 yw_fake_call_t *afx_explain(const char *order, int model)

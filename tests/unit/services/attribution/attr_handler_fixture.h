@@ -16,7 +16,7 @@
 #include "tests/unit/handler_fixture.h"
 #include "yaowei/attribution/v1/attribution.pb-c.h"
 
-#define DAY_S 86400
+#define DAY_S INT64_C(86400)
 
 typedef Yaowei__Attribution__V1__IngestSummary afx_summary_t;
 typedef Yaowei__Attribution__V1__ConversionAttribution afx_explained_t;
@@ -73,6 +73,14 @@ typedef struct {
 
 void afx_refund(afx_refund_t *x, const char *refund_id, const char *order, int64_t amount,
                 int64_t at_s);
+
+/** One exposure, as afx_exposure() builds it, recorded and accepted (checked). */
+void afx_accept_exposure(const char *event_id, const char *viewer, const char *creator,
+                         const char *product, int kind, int64_t at_s);
+
+/** One conversion, as afx_conversion() builds it, recorded and accepted (checked). */
+void afx_accept_conversion(const char *order, const char *viewer, const char *product,
+                           int64_t amount, int64_t at_s);
 
 /** RecordExposures, RecordConversions, RecordRefunds of `n` events, run to their end. */
 yw_fake_call_t *afx_record_exposures(afx_exposure_t *xs, size_t n);

@@ -66,9 +66,7 @@ YW_TEST(the_request_is_checked_and_an_unknown_order_is_not_found)
 YW_TEST(an_order_without_exposures_is_explained_unattributed)
 {
     afx_open(NULL);
-    afx_conversion_t c;
-    afx_conversion(&c, "alone", "v", "p", 4242, afx_now_s() - 3600);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion("alone", "v", "p", 4242, afx_now_s() - 3600);
     yw_fake_call_t *fc = afx_explain("alone", DEFAULT_MODEL);
     const afx_explained_t *ex = handler_fx_reply(fc);
     YW_CHECK(!ex->attributed);

@@ -101,7 +101,7 @@ YW_TEST(a_stream_longer_than_its_frames_in_flight_is_read_whole)
     char(*ids)[32] = calloc(n, sizeof *ids);
     afx_exposure_t *xs = impressions(n, ids);
     xs[4321].ev.n_product_ids = 0;
-    strcpy(ids[7000], ids[6999]); /* a duplicate of the one before */
+    memcpy(ids[7000], ids[6999], sizeof ids[7000]); /* a duplicate of the one before */
     yw_fake_call_t *fc = handler_fx_start(&afx_fx, "IngestExposures", NULL);
     for (size_t i = 0; i < n; i++) {
         YW_CHECK_INT(yw_fake_call_send(fc, &xs[i].ev.base), ==, 0);

@@ -51,9 +51,7 @@ YW_TEST(a_conversion_is_credited_to_the_exposures_before_it)
     afx_exposure(&xs[2], "f", "v", "F", "p", CLICK, t + 1);      /* after the order */
     afx_exposure(&xs[3], "g", "v", "G", "other", CLICK, t - 60); /* another product */
     afx_check_summary(afx_record_exposures(xs, 4), 4, 0, 0, NULL, 0);
-    afx_conversion_t c;
-    afx_conversion(&c, "o1", "v", "p", 1001, t);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion("o1", "v", "p", 1001, t);
     yw_fake_call_t *fc = afx_explain("o1", DEFAULT_MODEL);
     const afx_explained_t *ex = handler_fx_reply(fc);
     YW_CHECK(ex->attributed);
@@ -95,16 +93,14 @@ YW_TEST(conversions_are_kept_across_a_restart)
 {
     afx_open(NULL);
     int64_t t = afx_now_s() - 3600;
-    afx_exposure_t x;
-    afx_exposure(&x, "r", "v", "R", "p", CLICK, t - 60);
-    afx_check_summary(afx_record_exposures(&x, 1), 1, 0, 0, NULL, 0);
-    afx_conversion_t c;
-    afx_conversion(&c, "kept", "v", "p", 321, t);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_exposure("r", "v", "R", "p", CLICK, t - 60);
+    afx_accept_conversion("kept", "v", "p", 321, t);
     handler_fx_reopen(&afx_fx);
     static const int64_t all[] = {321};
     afx_check_minor("kept", DEFAULT_MODEL, all, 1);
     /* And it is still a duplicate. */
+    afx_conversion_t c;
+    afx_conversion(&c, "kept", "v", "p", 321, t);
     afx_check_summary(afx_record_conversions(&c, 1), 0, 1, 0, NULL, 0);
     afx_close();
 }

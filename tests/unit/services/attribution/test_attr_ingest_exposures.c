@@ -110,18 +110,12 @@ YW_TEST(a_late_exposure_re_credits_its_order_at_once)
 {
     afx_open(NULL);
     int64_t t = afx_now_s() - 3600;
-    afx_exposure_t first;
-    afx_exposure(&first, "l0", "v", "first", "p", IMPRESSION, t - 600);
-    afx_check_summary(afx_record_exposures(&first, 1), 1, 0, 0, NULL, 0);
-    afx_conversion_t order;
-    afx_conversion(&order, "o1", "v", "p", 900, t);
-    afx_check_summary(afx_record_conversions(&order, 1), 1, 0, 0, NULL, 0);
+    afx_accept_exposure("l0", "v", "first", "p", IMPRESSION, t - 600);
+    afx_accept_conversion("o1", "v", "p", 900, t);
     static const int64_t all[] = {900};
     afx_check_minor("o1", DEFAULT_MODEL, all, 1);
     /* A click of two days before the order arrives after it: clicks win. */
-    afx_exposure_t late;
-    afx_exposure(&late, "l1", "v", "late", "p", CLICK, t - 2 * DAY_S);
-    afx_check_summary(afx_record_exposures(&late, 1), 1, 0, 0, NULL, 0);
+    afx_accept_exposure("l1", "v", "late", "p", CLICK, t - 2 * DAY_S);
     yw_fake_call_t *fc = afx_explain("o1", DEFAULT_MODEL);
     const afx_explained_t *ex = handler_fx_reply(fc);
     YW_CHECK_INT(ex->n_touches, ==, 1);
@@ -132,9 +126,7 @@ YW_TEST(a_late_exposure_re_credits_its_order_at_once)
     YW_CHECK_INT(((const afx_creator_report_t *)handler_fx_reply(fc))->attributed_gmv_minor, ==, 0);
     yw_fake_call_destroy(fc);
     /* One after the order changes nothing. */
-    afx_exposure_t after;
-    afx_exposure(&after, "l2", "v", "after", "p", CLICK, t + 5);
-    afx_check_summary(afx_record_exposures(&after, 1), 1, 0, 0, NULL, 0);
+    afx_accept_exposure("l2", "v", "after", "p", CLICK, t + 5);
     fc = afx_explain("o1", DEFAULT_MODEL);
     YW_CHECK_STR(((const afx_explained_t *)handler_fx_reply(fc))->touches[0]->creator_id, "late");
     yw_fake_call_destroy(fc);

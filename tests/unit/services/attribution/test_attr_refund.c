@@ -14,9 +14,7 @@
 /* Order "o" of 1000, an hour ago, with no exposure. */
 static void one_order(void)
 {
-    afx_conversion_t c;
-    afx_conversion(&c, "o", "v", "p", 1000, afx_now_s() - 3600);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion("o", "v", "p", 1000, afx_now_s() - 3600);
 }
 
 YW_TEST(refunds_are_judged_in_order_against_what_is_left)

@@ -25,9 +25,7 @@ static void seed_one_creator(void)
     }
     afx_exposure(&xs[4], ids[4], "v", "c", "p", CLICK, t - 50);
     afx_check_summary(afx_record_exposures(xs, 5), 5, 0, 0, NULL, 0);
-    afx_conversion_t c;
-    afx_conversion(&c, "o", "v", "p", 2000, t);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion("o", "v", "p", 2000, t);
 }
 
 YW_TEST(a_creator_report_sums_the_range)
@@ -98,9 +96,7 @@ YW_TEST(a_tier_report_without_tier_scoring_says_so)
 {
     afx_open(NULL);
     seed_one_creator();
-    afx_conversion_t c;
-    afx_conversion(&c, "alone", "nobody", "p", 4242, afx_now_s() - 3600);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion("alone", "nobody", "p", 4242, afx_now_s() - 3600);
     Google__Protobuf__Timestamp start, end;
     afx_range(&start, &end, afx_today_s() - 20 * DAY_S, afx_today_s() + DAY_S);
     Yaowei__Attribution__V1__GetTierReportRequest req =
@@ -133,12 +129,8 @@ static void seed_three_creators(void)
     static const char *const orders[] = {"o1", "o2", "o3"};
     static const int64_t amounts[] = {1000, 3000, 2000};
     for (size_t i = 0; i < 3; i++) {
-        afx_exposure_t x;
-        afx_exposure(&x, creators[i], "v", creators[i], products[i], CLICK, t - 100);
-        afx_check_summary(afx_record_exposures(&x, 1), 1, 0, 0, NULL, 0);
-        afx_conversion_t c;
-        afx_conversion(&c, orders[i], "v", products[i], amounts[i], t);
-        afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+        afx_accept_exposure(creators[i], "v", creators[i], products[i], CLICK, t - 100);
+        afx_accept_conversion(orders[i], "v", products[i], amounts[i], t);
     }
 }
 

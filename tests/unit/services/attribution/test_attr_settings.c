@@ -132,9 +132,7 @@ YW_TEST(the_currency_cannot_change_once_conversions_are_stored)
     yw_fake_call_t *fc = handler_fx_call(&afx_fx, "UpdateAttributionSettings", &req.base);
     YW_CHECK_STR(((const settings_t *)handler_fx_reply(fc))->currency, "USD");
     yw_fake_call_destroy(fc);
-    afx_conversion_t c;
-    afx_conversion(&c, "o", "v", "p", 10, afx_now_s() - 60);
-    afx_check_summary(afx_record_conversions(&c, 1), 1, 0, 0, NULL, 0);
+    afx_accept_conversion("o", "v", "p", 10, afx_now_s() - 60);
     s.currency = "CNY";
     handler_fx_fails(&afx_fx, "UpdateAttributionSettings", &req.base,
                      GRPC_STATUS_FAILED_PRECONDITION,

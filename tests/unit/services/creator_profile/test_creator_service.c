@@ -10,22 +10,11 @@
 #include <unistd.h>
 
 #include "services/creator_profile/creator_service.h"
-#include "services/creator_profile/creator_store.h"
 #include "tests/unit/handler_fixture.h"
 #include "tests/unit/test.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
 
 typedef Yaowei__Creator__V1__Creator creator_t;
-
-static const yw_app_def_t creator_app = {
-    .program = "creator_profile",
-    .service = &creator_service,
-    .db_file = "creator_profile.db",
-    .migrations = creator_migrations,
-    .n_migrations = CREATOR_N_MIGRATIONS,
-    .init = creator_service_init,
-    .fini = creator_service_fini,
-};
 
 static handler_fx_t fx;
 

@@ -18,7 +18,6 @@
 
 #include "common/server.h"
 #include "services/tier_scoring/tier_service.h"
-#include "services/tier_scoring/tier_store.h"
 #include "tests/unit/handler_fixture.h"
 #include "tests/unit/test.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
@@ -30,18 +29,6 @@
 #define AMATEUR YAOWEI__TIER__V1__TIER__TIER_AMATEUR
 
 typedef Yaowei__Tier__V1__TierPolicy policy_t;
-
-static const yw_app_def_t tier_app = {
-    .program = "tier_scoring",
-    .service = &tier_service,
-    .db_file = "tier_scoring.db",
-    .migrations = tier_migrations,
-    .n_migrations = TIER_N_MIGRATIONS,
-    .options = tier_options,
-    .n_options = TIER_N_OPTIONS,
-    .init = tier_service_init,
-    .fini = tier_service_fini,
-};
 
 /* ---- the fake creator profile ---- */
 
