@@ -54,8 +54,7 @@ typedef struct {
 struct st_yw_fake_call_t {
     yw_runtime_t *rt;
     yw_server_t *srv; /* never started: the call's yw_call_server() */
-    yw_service_t svc; /* the one method's service, with the test's ctx */
-    char svc_name[256];
+    yw_service_t svc; /* the service, with the test's ctx */
     yw__reg_t reg;
     yw_call_t *call; /* NULL once the runtime freed it */
     yw_tag_t tag_arrive;
@@ -64,8 +63,8 @@ struct st_yw_fake_call_t {
     size_t n_md_strings;
     char *caller;
     /* the client's side */
-    grpc_byte_buffer **inbox; /* sent by the client, not yet read */
-    size_t n_inbox, cap_inbox;
+    grpc_byte_buffer **inbox; /* sent by the client; [inbox_head, n_inbox) not yet read */
+    size_t inbox_head, n_inbox, cap_inbox;
     size_t n_read;
     int half_closed;
     int cancelled; /* by the client, the deadline, or the server (a refused batch) */
@@ -251,10 +250,11 @@ static void yw__fake_cancelled(yw_fake_call_t *fc, grpc_status_code code, const 
 /* RECV_MESSAGE: the next message the client sent, or NULL at the half-close. */
 static int yw__fake_try_recv(yw_fake_call_t *fc)
 {
-    if (fc->n_inbox > 0) {
-        *fc->recv_into = fc->inbox[0];
-        memmove(fc->inbox, fc->inbox + 1, (fc->n_inbox - 1) * sizeof *fc->inbox);
-        fc->n_inbox--;
+    if (fc->inbox_head < fc->n_inbox) {
+        *fc->recv_into = fc->inbox[fc->inbox_head++];
+        if (fc->inbox_head == fc->n_inbox) {
+            fc->inbox_head = fc->n_inbox = 0;
+        }
         fc->n_read++;
     } else if (fc->half_closed) {
         *fc->recv_into = NULL;
@@ -422,7 +422,8 @@ static void yw__fake_on_deadline(uv_timer_t *t)
     yw__fake_cancelled(fc, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
 }
 
-const yw_method_t *yw_fake_method(const yw_service_t *svc, const char *name)
+/* The method called `name` of `svc`'s table, or NULL. */
+static const yw_method_t *yw__fake_method(const yw_service_t *svc, const char *name)
 {
     size_t nlen = strlen(name);
     for (size_t i = 0; i < svc->n_methods; i++) {
@@ -494,7 +495,7 @@ static void yw__fake_free(yw_fake_call_t *fc)
     }
     free(fc->md_strings);
     free(fc->caller);
-    for (size_t i = 0; i < fc->n_inbox; i++) {
+    for (size_t i = fc->inbox_head; i < fc->n_inbox; i++) {
         grpc_byte_buffer_destroy(fc->inbox[i]);
     }
     free(fc->inbox);
@@ -516,7 +517,7 @@ static void yw__fake_free(yw_fake_call_t *fc)
 /* The call, as gRPC would hand it over: metadata, deadline, the unary request. */
 static int yw__fake_make_call(yw_fake_call_t *fc, const yw_fake_call_config_t *cfg)
 {
-    const yw_method_t *m = cfg->method;
+    const yw_method_t *m = fc->reg.method;
     yw_call_t *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return -ENOMEM;
@@ -566,8 +567,12 @@ static void yw__fake_drop_call(yw_fake_call_t *fc)
 
 int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fake_call_t **out)
 {
-    if (cfg->method == NULL) {
+    if (cfg->service == NULL || cfg->method == NULL) {
         return -EINVAL;
+    }
+    const yw_method_t *method = yw__fake_method(cfg->service, cfg->method);
+    if (method == NULL) {
+        return -ENOENT;
     }
     yw_fake_call_t *fc = calloc(1, sizeof *fc);
     if (fc == NULL) {
@@ -585,17 +590,11 @@ int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fa
         yw__fake_free(fc);
         return rc;
     }
-    const char *path = cfg->method->path; /* "/service/method" */
-    const char *slash = strrchr(path, '/');
-    int name_len = slash != NULL && slash > path ? (int)(slash - path - 1) : 0;
-    snprintf(fc->svc_name, sizeof fc->svc_name, "%.*s", name_len, path + 1);
-    fc->svc.name = fc->svc_name;
-    fc->svc.methods = cfg->method;
-    fc->svc.n_methods = 1;
+    fc->svc = *cfg->service;
     fc->svc.ctx = cfg->service_ctx;
     fc->reg.srv = fc->srv;
     fc->reg.svc = &fc->svc;
-    fc->reg.method = cfg->method;
+    fc->reg.method = method;
     fc->reg.auth_open = 1;
     if ((rc = yw__fake_make_call(fc, cfg)) != 0) {
         yw__fake_drop_call(fc);
@@ -619,22 +618,24 @@ int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fa
 
 /* ---- the client's side ---- */
 
-static int yw__fake_client_streams(const yw_fake_call_t *fc)
+/* Whether the client may still send on the call: 0, or the error to return. */
+static int yw__fake_client_open(const yw_fake_call_t *fc)
 {
     yw_method_kind_t k = fc->reg.method->kind;
-    return k == YW_METHOD_CLIENT_STREAMING || k == YW_METHOD_BIDI_STREAMING;
-}
-
-int yw_fake_call_send(yw_fake_call_t *fc, const ProtobufCMessage *msg)
-{
-    if (!yw__fake_client_streams(fc)) {
+    if (k != YW_METHOD_CLIENT_STREAMING && k != YW_METHOD_BIDI_STREAMING) {
         return -EINVAL;
     }
     if (fc->cancelled || fc->over) {
         return -ECANCELED;
     }
-    if (fc->half_closed) {
-        return -EPIPE;
+    return fc->half_closed ? -EPIPE : 0;
+}
+
+int yw_fake_call_send(yw_fake_call_t *fc, const ProtobufCMessage *msg)
+{
+    int rc = yw__fake_client_open(fc);
+    if (rc != 0) {
+        return rc;
     }
     if (yw__fake_grow((void **)&fc->inbox, &fc->cap_inbox, fc->n_inbox, sizeof *fc->inbox) != 0) {
         return -ENOMEM;
@@ -652,14 +653,9 @@ int yw_fake_call_send(yw_fake_call_t *fc, const ProtobufCMessage *msg)
 
 int yw_fake_call_close_send(yw_fake_call_t *fc)
 {
-    if (!yw__fake_client_streams(fc)) {
-        return -EINVAL;
-    }
-    if (fc->cancelled || fc->over) {
-        return -ECANCELED;
-    }
-    if (fc->half_closed) {
-        return -EPIPE;
+    int rc = yw__fake_client_open(fc);
+    if (rc != 0) {
+        return rc;
     }
     fc->half_closed = 1;
     if (fc->recv_tag != NULL) {

@@ -7,9 +7,9 @@
  * what the handler sent and completes the batch later on the loop, as gRPC would. Calls
  * gRPC delivers never look at the fake (one pointer test where call.c would call gRPC).
  *
- * A test makes a call of a method of a service's table (yw_fake_method()) with a
- * request, request metadata (x-request-id, others), a caller, a deadline and the
- * service ctx its handlers get (for the services, the yw_app_t of yw_app_open()); runs
+ * A test makes a call of a method of a service, by name, with a request, request
+ * metadata (x-request-id, others), a caller, a deadline and the service ctx its
+ * handlers get (for the services, the yw_app_t of yw_app_open()); runs
  * the runtime's loop until the call is over; and reads what a client would have got:
  * the messages sent (packed, or unpacked with the method's response descriptor), the
  * status code and message, and the request id a failure carries. A client stream is fed
@@ -18,7 +18,8 @@
  * cancelled under the handler, the client sees DEADLINE_EXCEEDED).
  *
  *     yw_fake_call_config_t cfg = {
- *         .method = yw_fake_method(&creator_service, "GetCreator"),
+ *         .service = &creator_service,
+ *         .method = "GetCreator",
  *         .service_ctx = app,
  *         .request = &req.base,
  *     };
@@ -59,8 +60,10 @@ typedef struct st_yw_fake_call_t yw_fake_call_t;
 
 /** What a fake call is made of. Copied by yw_fake_call_start(); strings are copied too. */
 typedef struct st_yw_fake_call_config_t {
-    /** The method: an entry of a service's method table (yw_fake_method()). */
-    const yw_method_t *method;
+    /** The service called; the call sees it as served, its `ctx` replaced. */
+    const yw_service_t *service;
+    /** The name of the method called, e.g. "GetCreator". */
+    const char *method;
     /** What yw_call_service_ctx() returns: the yw_app_t for a service on the app. */
     void *service_ctx;
     /**
@@ -82,15 +85,10 @@ typedef struct st_yw_fake_call_config_t {
 } yw_fake_call_config_t;
 
 /**
- * The method called `name` (e.g. "GetCreator") of `svc`'s table, or NULL when the
- * service has none of that name.
- */
-const yw_method_t *yw_fake_method(const yw_service_t *svc, const char *name);
-
-/**
  * Makes a fake call on `rt` as `cfg` says. It arrives (its handler runs) once the loop
- * runs, as a call from gRPC does. Returns 0, -EINVAL when the config lacks a method or
- * its request cannot be packed, or -ENOMEM; on error *out is untouched.
+ * runs, as a call from gRPC does. Returns 0, -ENOENT when the service has no method of
+ * that name, -EINVAL when the config lacks the service or the method or its request
+ * cannot be packed, or -ENOMEM; on error *out is untouched.
  */
 int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fake_call_t **out);
 

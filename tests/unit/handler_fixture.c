@@ -70,16 +70,17 @@ void handler_fx_close(handler_fx_t *fx)
 yw_fake_call_t *handler_fx_start(handler_fx_t *fx, const char *name, const ProtobufCMessage *req)
 {
     yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(fx->def->service, name),
+        .service = fx->def->service,
+        .method = name,
         .service_ctx = fx->app,
         .request = req,
     };
-    if (cfg.method == NULL) {
-        fprintf(stderr, "%s has no method %s\n", fx->def->service->name, name);
-    }
-    YW_CHECK(cfg.method != NULL);
     yw_fake_call_t *fc = NULL;
-    YW_CHECK_INT(yw_fake_call_start(yw_app_runtime(fx->app), &cfg, &fc), ==, 0);
+    int rc = yw_fake_call_start(yw_app_runtime(fx->app), &cfg, &fc);
+    if (rc != 0) {
+        fprintf(stderr, "%s/%s: cannot start a fake call (%d)\n", fx->def->service->name, name, rc);
+    }
+    YW_CHECK_INT(rc, ==, 0);
     return fc;
 }
 

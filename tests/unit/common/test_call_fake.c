@@ -119,16 +119,22 @@ static yw_runtime_t *rt_new(void)
     return rt;
 }
 
-static yw_fake_call_t *start(yw_runtime_t *rt, const char *method, const request_t *req)
+/* A call of the echo service as `cfg` says (its service and ctx filled in). */
+static yw_fake_call_t *start_cfg(yw_runtime_t *rt, yw_fake_call_config_t cfg)
 {
-    yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(&echo_service, method),
-        .service_ctx = &service_marker,
-        .request = req != NULL ? &req->base : NULL,
-    };
+    cfg.service = &echo_service;
+    cfg.service_ctx = &service_marker;
     yw_fake_call_t *fc = NULL;
     YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, 0);
     return fc;
+}
+
+static yw_fake_call_t *start(yw_runtime_t *rt, const char *method, const request_t *req)
+{
+    return start_cfg(rt, (yw_fake_call_config_t){
+                             .method = method,
+                             .request = req != NULL ? &req->base : NULL,
+                         });
 }
 
 static void send_one(yw_fake_call_t *fc, const char *service)
@@ -169,10 +175,16 @@ static void run_for(yw_fake_call_t *fc, uint64_t ms)
 
 YW_TEST(methods_are_found_by_name)
 {
-    YW_CHECK(yw_fake_method(&echo_service, "Echo") == &echo_methods[0]);
-    YW_CHECK(yw_fake_method(&echo_service, "Sum") == &echo_methods[2]);
-    YW_CHECK(yw_fake_method(&echo_service, "Su") == NULL);
-    YW_CHECK(yw_fake_method(&echo_service, "Nope") == NULL);
+    yw_runtime_t *rt = rt_new();
+    yw_fake_call_t *fc = NULL;
+    yw_fake_call_config_t cfg = {.service = &echo_service, .method = "Su"};
+    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, -ENOENT);
+    cfg.method = "Nope";
+    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, -ENOENT);
+    cfg.method = NULL;
+    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, -EINVAL);
+    YW_CHECK(fc == NULL);
+    yw_runtime_destroy(rt);
 }
 
 YW_TEST(a_unary_reply_reaches_the_client_and_the_call_is_freed)
@@ -227,14 +239,11 @@ YW_TEST(a_failure_carries_its_message_and_the_request_id)
     yw_runtime_t *rt = rt_new();
     request_t req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = "fail";
-    yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(&echo_service, "Echo"),
-        .service_ctx = &service_marker,
-        .request = &req.base,
-        .request_id = "req-42",
-    };
-    yw_fake_call_t *fc = NULL;
-    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, 0);
+    yw_fake_call_t *fc = start_cfg(rt, (yw_fake_call_config_t){
+                                           .method = "Echo",
+                                           .request = &req.base,
+                                           .request_id = "req-42",
+                                       });
     YW_CHECK_INT(yw_fake_call_run(fc), ==, 0);
     const char *msg = NULL;
     YW_CHECK_INT(yw_fake_call_status(fc, &msg), ==, GRPC_STATUS_INVALID_ARGUMENT);
@@ -251,16 +260,13 @@ YW_TEST(the_handler_sees_the_metadata_and_the_caller)
     request_t req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = "who";
     static const char *const md[] = {"x-tenant", "acme", NULL};
-    yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(&echo_service, "Echo"),
-        .service_ctx = &service_marker,
-        .request = &req.base,
-        .request_id = "rid-7",
-        .metadata = md,
-        .caller = "demo",
-    };
-    yw_fake_call_t *fc = NULL;
-    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, 0);
+    yw_fake_call_t *fc = start_cfg(rt, (yw_fake_call_config_t){
+                                           .method = "Echo",
+                                           .request = &req.base,
+                                           .request_id = "rid-7",
+                                           .metadata = md,
+                                           .caller = "demo",
+                                       });
     YW_CHECK_INT(yw_fake_call_run(fc), ==, 0);
     const char *msg = NULL;
     YW_CHECK_INT(yw_fake_call_status(fc, &msg), ==, GRPC_STATUS_OK);
@@ -274,14 +280,11 @@ YW_TEST(requests_are_checked_by_the_runtime_before_the_handler)
     yw_runtime_t *rt = rt_new();
     /* Not a message: field 1 says 100 bytes follow, none do. */
     static const uint8_t junk[] = {0x0a, 0x64};
-    yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(&echo_service, "Echo"),
-        .service_ctx = &service_marker,
-        .request_bytes = junk,
-        .request_len = sizeof junk,
-    };
-    yw_fake_call_t *fc = NULL;
-    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, 0);
+    yw_fake_call_t *fc = start_cfg(rt, (yw_fake_call_config_t){
+                                           .method = "Echo",
+                                           .request_bytes = junk,
+                                           .request_len = sizeof junk,
+                                       });
     YW_CHECK_INT(yw_fake_call_run(fc), ==, 0);
     const char *msg = NULL;
     YW_CHECK_INT(yw_fake_call_status(fc, &msg), ==, GRPC_STATUS_INVALID_ARGUMENT);
@@ -398,14 +401,11 @@ YW_TEST(a_deadline_cancels_the_call_under_its_handler)
     yw_runtime_t *rt = rt_new();
     request_t req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = "hold";
-    yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(&echo_service, "Echo"),
-        .service_ctx = &service_marker,
-        .request = &req.base,
-        .timeout_ms = 40,
-    };
-    yw_fake_call_t *fc = NULL;
-    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, 0);
+    yw_fake_call_t *fc = start_cfg(rt, (yw_fake_call_config_t){
+                                           .method = "Echo",
+                                           .request = &req.base,
+                                           .timeout_ms = 40,
+                                       });
     YW_CHECK_INT(yw_fake_call_run_until(fc, held_cancelled, NULL), ==, 0);
     YW_CHECK(yw_call_remaining_ms(held) <= 0);
     YW_CHECK(!yw_fake_call_over(fc)); /* the handler still holds it */

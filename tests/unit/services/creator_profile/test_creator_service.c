@@ -419,7 +419,8 @@ YW_TEST(no_work_is_started_for_a_caller_whose_deadline_passed)
         YAOWEI__CREATOR__V1__CREATE_CREATOR_REQUEST__INIT;
     req.creator = &c;
     yw_fake_call_config_t cfg = {
-        .method = yw_fake_method(&creator_service, "CreateCreator"),
+        .service = &creator_service,
+        .method = "CreateCreator",
         .service_ctx = fx.app,
         .request = &req.base,
         .timeout_ms = 1,
