@@ -234,6 +234,30 @@ YW_TEST(calls_arrive_in_the_order_they_were_started)
     yw_runtime_destroy(rt);
 }
 
+static int refuse(yw_call_t *call)
+{
+    yw_call_fail(call, GRPC_STATUS_UNAVAILABLE, "the service is not serving now");
+    return -1;
+}
+
+YW_TEST(a_service_that_does_not_admit_a_call_answers_it_itself)
+{
+    yw_runtime_t *rt = rt_new();
+    yw_service_t closed = echo_service;
+    closed.admit = refuse;
+    request_t req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    yw_fake_call_config_t cfg = {.service = &closed, .method = "Echo", .request = &req.base};
+    yw_fake_call_t *fc = NULL;
+    YW_CHECK_INT(yw_fake_call_start(rt, &cfg, &fc), ==, 0);
+    YW_CHECK_INT(yw_fake_call_run(fc), ==, 0);
+    const char *msg = NULL;
+    YW_CHECK_INT(yw_fake_call_status(fc, &msg), ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK_STR(msg, "the service is not serving now");
+    YW_CHECK_INT(handler_runs, ==, 0);
+    yw_fake_call_destroy(fc);
+    yw_runtime_destroy(rt);
+}
+
 YW_TEST(a_failure_carries_its_message_and_the_request_id)
 {
     yw_runtime_t *rt = rt_new();
@@ -436,6 +460,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(methods_are_found_by_name),
         YW_TEST_ENTRY(a_unary_reply_reaches_the_client_and_the_call_is_freed),
         YW_TEST_ENTRY(calls_arrive_in_the_order_they_were_started),
+        YW_TEST_ENTRY(a_service_that_does_not_admit_a_call_answers_it_itself),
         YW_TEST_ENTRY(a_failure_carries_its_message_and_the_request_id),
         YW_TEST_ENTRY(the_handler_sees_the_metadata_and_the_caller),
         YW_TEST_ENTRY(requests_are_checked_by_the_runtime_before_the_handler),
