@@ -29,6 +29,7 @@
 
 #include "common/log.h"
 #include "common/server_internal.h"
+#include "common/vec.h"
 
 /* How often a run looks at its condition besides after each step of the call. */
 #define YW__FAKE_POLL_MS 5
@@ -92,21 +93,6 @@ struct st_yw_fake_call_t {
     int handles_open;
 };
 
-static int yw__fake_grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap) {
-        return 0;
-    }
-    size_t c = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, c * size);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    *arr = p;
-    *cap = c;
-    return 0;
-}
-
 static grpc_byte_buffer *yw__fake_bb(const uint8_t *data, size_t len)
 {
     grpc_slice s = grpc_slice_from_copied_buffer((const char *)data, len);
@@ -166,8 +152,7 @@ static void yw__fake_on_idle(uv_idle_t *h)
 /* Completes `tag` with `ok` on the loop, after the running callback. */
 static void yw__fake_complete(yw_fake_call_t *fc, yw_tag_t *tag, int ok)
 {
-    if (yw__fake_grow((void **)&yw__fake_queue.v, &yw__fake_queue.cap, yw__fake_queue.n,
-                      sizeof *yw__fake_queue.v) != 0) {
+    if (YW_VEC_GROW(yw__fake_queue.v, yw__fake_queue.n, yw__fake_queue.cap, 1, 16) != 0) {
         /* Out of memory in a test: nothing sensible is left to do. */
         yw_log(YW_LOG_ERROR, "fake call: out of memory queueing a completion");
         abort();
@@ -268,7 +253,7 @@ static int yw__fake_try_recv(yw_fake_call_t *fc)
 
 static int yw__fake_keep_message(yw_fake_call_t *fc, grpc_byte_buffer *bb)
 {
-    if (yw__fake_grow((void **)&fc->sent, &fc->cap_sent, fc->n_sent, sizeof *fc->sent) != 0) {
+    if (YW_VEC_GROW(fc->sent, fc->n_sent, fc->cap_sent, 1, 4) != 0) {
         return -ENOMEM;
     }
     grpc_byte_buffer_reader reader;
@@ -637,7 +622,7 @@ int yw_fake_call_send(yw_fake_call_t *fc, const ProtobufCMessage *msg)
     if (rc != 0) {
         return rc;
     }
-    if (yw__fake_grow((void **)&fc->inbox, &fc->cap_inbox, fc->n_inbox, sizeof *fc->inbox) != 0) {
+    if (YW_VEC_GROW(fc->inbox, fc->n_inbox, fc->cap_inbox, 1, 16) != 0) {
         return -ENOMEM;
     }
     grpc_byte_buffer *bb = yw__fake_pack(msg);
