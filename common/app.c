@@ -43,6 +43,8 @@ struct st_yw_app_t {
     yw_service_t service;
     void *state;
     uv_signal_t sigterm, sigint;
+    int signals_on; /* sigterm and sigint are open: the app serves (yw_app_open() has none) */
+    int store_closed;
     int exit_code;
     int stopping;
     int held;    /* yw_app_set_serving(app, 0): health NOT_SERVING while serving */
@@ -446,8 +448,12 @@ static void yw__on_signal_closed(uv_handle_t *h)
 static void yw__on_store_closed(void *arg)
 {
     yw_app_t *app = arg;
-    uv_close((uv_handle_t *)&app->sigterm, yw__on_signal_closed);
-    uv_close((uv_handle_t *)&app->sigint, yw__on_signal_closed);
+    app->store_closed = 1;
+    if (app->signals_on) {
+        app->signals_on = 0;
+        uv_close((uv_handle_t *)&app->sigterm, yw__on_signal_closed);
+        uv_close((uv_handle_t *)&app->sigint, yw__on_signal_closed);
+    }
     if (app->watchdog_on) {
         app->watchdog_on = 0;
         uv_close((uv_handle_t *)&app->watchdog, yw__on_signal_closed);
@@ -622,6 +628,50 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * The data the service keeps (after the runtime is created): --data-dir, its disk's
+ * reserve and write gate, the store (migrated), the page token key beside it; a random
+ * key for a service without a database. Returns 0 or a negative errno with `err`.
+ */
+static int yw__data_setup(yw_app_t *app, char *err, size_t errlen)
+{
+    const yw_app_def_t *def = app->def;
+    int rc;
+    if (def->db_file != NULL) {
+        const char *dir = yw_app_option(app, "data-dir");
+        if ((rc = yw__mkdirs(dir)) != 0) {
+            snprintf(err, errlen, "--data-dir %s: cannot create: %s", dir, strerror(-rc));
+            return rc;
+        }
+        if ((rc = yw__disk_setup(app, dir, err, errlen)) != 0) {
+            return rc;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, def->db_file);
+        yw_store_config_t scfg = {
+            .path = path,
+            .migrations = def->migrations,
+            .n_migrations = def->n_migrations,
+            .on_commit = yw__on_commit,
+            .on_commit_arg = app,
+            .on_full = yw__on_disk_full,
+            .on_full_arg = app,
+        };
+        if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
+            return rc;
+        }
+        /* Page tokens survive restarts: their key is kept beside the data. */
+        snprintf(path, sizeof path, "%s/page_token.key", dir);
+        if ((rc = yw_page_key_load(path, &app->page_key, err, errlen)) != 0) {
+            return rc;
+        }
+    } else if ((rc = yw_page_key_random(&app->page_key)) != 0) {
+        snprintf(err, errlen, "no random bytes for the page token key");
+        return rc;
+    }
+    return 0;
+}
+
 static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
@@ -690,36 +740,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
     }
     /* Peers (client.h) over TLS when --peer-tls-ca is set; the runtime owns the ref. */
     yw_runtime_set_channel_credentials(app->rt, yw_tls_channel_credentials(app->tls));
-    if (def->db_file != NULL) {
-        const char *dir = yw_app_option(app, "data-dir");
-        if ((rc = yw__mkdirs(dir)) != 0) {
-            snprintf(err, errlen, "--data-dir %s: cannot create: %s", dir, strerror(-rc));
-            return rc;
-        }
-        if ((rc = yw__disk_setup(app, dir, err, errlen)) != 0) {
-            return rc;
-        }
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, def->db_file);
-        yw_store_config_t scfg = {
-            .path = path,
-            .migrations = def->migrations,
-            .n_migrations = def->n_migrations,
-            .on_commit = yw__on_commit,
-            .on_commit_arg = app,
-            .on_full = yw__on_disk_full,
-            .on_full_arg = app,
-        };
-        if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
-            return rc;
-        }
-        /* Page tokens survive restarts: their key is kept beside the data. */
-        snprintf(path, sizeof path, "%s/page_token.key", dir);
-        if ((rc = yw_page_key_load(path, &app->page_key, err, errlen)) != 0) {
-            return rc;
-        }
-    } else if ((rc = yw_page_key_random(&app->page_key)) != 0) {
-        snprintf(err, errlen, "no random bytes for the page token key");
+    if ((rc = yw__data_setup(app, err, errlen)) != 0) {
         return rc;
     }
     if (&yw_descriptor_set_len == NULL || yw_descriptor_set == NULL) {
@@ -770,6 +791,7 @@ static int yw__app_setup(yw_app_t *app, char *err, size_t errlen)
     uv_loop_t *loop = yw_runtime_loop(app->rt);
     uv_signal_init(loop, &app->sigterm);
     uv_signal_init(loop, &app->sigint);
+    app->signals_on = 1;
     app->sigterm.data = app;
     app->sigint.data = app;
     uv_signal_start(&app->sigterm, yw__on_signal, SIGTERM);
@@ -792,26 +814,117 @@ static void yw__on_abort_closed(void *arg)
     yw_runtime_stop(app->rt);
 }
 
-int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
+/* A new app of `def` with its options (common and the service's) not yet parsed. NULL,
+ * with a message in `err`, when out of memory or when the service has too many. */
+static yw_app_t *yw__app_new(const yw_app_def_t *def, char *err, size_t errlen)
 {
-    yw_app_t *app = calloc(1, sizeof *app);
-    if (app == NULL) {
-        fprintf(stderr, "%s: out of memory\n", def->program);
-        return 1;
-    }
-    app->def = def;
     size_t nc = sizeof yw__common_options / sizeof yw__common_options[0];
     if (nc + def->n_options > YW__MAX_OPTIONS) {
-        fprintf(stderr, "%s: too many options\n", def->program);
-        free(app);
-        return 1;
+        snprintf(err, errlen, "too many options");
+        return NULL;
     }
+    yw_app_t *app = calloc(1, sizeof *app);
+    if (app == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    app->def = def;
     memcpy(app->opts, yw__common_options, sizeof yw__common_options);
     app->opts[0].def = def->default_listen ? def->default_listen : "127.0.0.1:0";
     if (def->n_options > 0) {
         memcpy(app->opts + nc, def->options, def->n_options * sizeof *def->options);
     }
     app->n_opts = nc + def->n_options;
+    return app;
+}
+
+/* Frees what is left of an app once its loop has stopped (the store is closed). */
+static void yw__app_free(yw_app_t *app)
+{
+    if (app->server_creds != NULL) { /* a start that failed before the server started */
+        grpc_server_credentials_release(app->server_creds);
+    }
+    if (app->rt != NULL) {
+        yw_disk_release(app->disk); /* also after a start that failed */
+        yw_disk_close(app->disk);   /* the store is closed: nothing reports to it any more */
+        yw_runtime_destroy(app->rt);
+    }
+    yw_auth_destroy(app->auth);
+    yw_tls_destroy(app->tls);
+    /* Last: nothing updates the registry any more (the store's threads are joined). */
+    yw_metrics_http_stop(app->metrics_http);
+    yw_metrics_destroy(app->metrics);
+    free(app);
+}
+
+/* Start-up failed: what was opened is closed (the store on the loop), then freed. */
+static void yw__app_abort(yw_app_t *app)
+{
+    yw__server_destroy(app);
+    if (app->store != NULL) {
+        yw_store_close(app->store, yw__on_abort_closed, app);
+        app->store = NULL;
+        yw_runtime_run(app->rt);
+    }
+}
+
+int yw_app_open(const yw_app_def_t *def, int argc, char **argv, yw_app_t **out, char *err,
+                size_t errlen)
+{
+    yw_app_t *app = yw__app_new(def, err, errlen);
+    if (app == NULL) {
+        return -ENOMEM;
+    }
+    int rc = yw_config_parse(argc, argv, app->opts, app->n_opts, def->program, def->summary);
+    if (rc != 0) {
+        snprintf(err, errlen, "flags: %s",
+                 rc > 0          ? "--help asked"
+                 : rc == -ENOMEM ? "out of memory"
+                                 : "not valid (see stderr)");
+        free(app);
+        return rc > 0 ? -EINVAL : rc;
+    }
+    if ((rc = yw_metrics_create(0, &app->metrics)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(app);
+        return rc;
+    }
+    if ((rc = yw_runtime_create(&app->rt)) != 0) {
+        snprintf(err, errlen, "cannot create the runtime: %s", uv_strerror(rc));
+        yw__app_free(app);
+        return rc;
+    }
+    app->service = *def->service;
+    app->service.ctx = app;
+    if ((rc = yw__data_setup(app, err, errlen)) != 0 ||
+        (def->init != NULL && (rc = def->init(app, err, errlen)) != 0)) {
+        yw__app_abort(app);
+        yw__app_free(app);
+        return rc;
+    }
+    *out = app;
+    return 0;
+}
+
+void yw_app_close(yw_app_t *app)
+{
+    app->stopping = 1;
+    yw_disk_release(app->disk);
+    yw__on_server_down(app); /* fini, fini_async, then the store closes */
+    if (!app->store_closed) {
+        yw_runtime_run(app->rt); /* until yw__on_store_closed() stops it */
+    }
+    yw__app_free(app);
+}
+
+int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
+{
+    char err[512] = "";
+    yw_app_t *app = yw__app_new(def, err, sizeof err);
+    if (app == NULL) {
+        fprintf(stderr, "%s: %s\n", def->program, err);
+        return 1;
+    }
     int rc = yw_config_parse(argc, argv, app->opts, app->n_opts, def->program, def->summary);
     if (rc != 0) {
         free(app);
@@ -839,18 +952,12 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         return 1;
     }
 
-    char err[512] = "";
     rc = yw__app_setup(app, err, sizeof err);
     if (rc != 0) {
         yw_log(YW_LOG_ERROR, "cannot start: %s", err);
         fprintf(stderr, "%s: cannot start: %s\n", def->program, err);
         app->exit_code = 1;
-        yw__server_destroy(app);
-        if (app->store != NULL) {
-            yw_store_close(app->store, yw__on_abort_closed, app);
-            app->store = NULL;
-            yw_runtime_run(app->rt);
-        }
+        yw__app_abort(app);
     } else {
         yw_log(YW_LOG_INFO, "serving %s on %s (port %d, %s, auth %s, reflection %s)",
                def->service->name, yw_app_option(app, "listen"), yw_server_port(app->server),
@@ -866,20 +973,7 @@ int yw_app_main(int argc, char **argv, const yw_app_def_t *def)
         yw__notify("READY=1\nSTATUS=serving");
         yw_runtime_run(app->rt);
     }
-    if (app->server_creds != NULL) { /* a start that failed before the server started */
-        grpc_server_credentials_release(app->server_creds);
-    }
-    if (app->rt != NULL) {
-        yw_disk_release(app->disk); /* also after a start that failed */
-        yw_disk_close(app->disk);   /* the store is closed: nothing reports to it any more */
-        yw_runtime_destroy(app->rt);
-    }
-    yw_auth_destroy(app->auth);
-    yw_tls_destroy(app->tls);
-    /* Last: nothing updates the registry any more (the store's threads are joined). */
-    yw_metrics_http_stop(app->metrics_http);
-    yw_metrics_destroy(app->metrics);
     int code = app->exit_code;
-    free(app);
+    yw__app_free(app);
     return code;
 }

@@ -73,6 +73,26 @@ void yw_app_fini_done(yw_app_t *app);
 /** Runs the service; returns the process exit code. */
 int yw_app_main(int argc, char **argv, const yw_app_def_t *def);
 
+/**
+ * Opens the service of `def` as yw_app_main() does before it serves, from the same flags
+ * (`argv` as main()'s: argv[0] is the program): a runtime of its own, --data-dir with the
+ * disk's write gate, the store (migrated) and the page token key, then def->init; but no
+ * server, health, reflection, listener, TLS, auth, metrics endpoint or signal handlers,
+ * and logging is left as it is. For unit tests that run the service's handlers through
+ * fake calls (call_fake.h) whose service ctx is the app, as a served call's is; peers are
+ * reached as the flags say. Returns 0, or a negative errno with a message in `err`
+ * (nothing is left open then). The caller's thread is the loop thread from then on.
+ */
+int yw_app_open(const yw_app_def_t *def, int argc, char **argv, yw_app_t **out, char *err,
+                size_t errlen);
+
+/**
+ * Closes an app of yw_app_open() as a served one stops once its server is down: fini,
+ * fini_async (the loop runs until it is done), the store; then frees everything. No call
+ * may be in flight.
+ */
+void yw_app_close(yw_app_t *app);
+
 /** The app a call belongs to (handlers: yw_app_from_call(call)). */
 yw_app_t *yw_app_from_call(const yw_call_t *call);
 

@@ -55,6 +55,24 @@ static void yw__call_pump(yw_call_t *c);
 static void yw__call_maybe_free(yw_call_t *c);
 static void yw__call_free_later(yw_call_t *c);
 
+/* The call's batches go to gRPC C core, or to the transport of a fake call (call_fake.h). */
+static grpc_call_error yw__start_batch(yw_call_t *c, const grpc_op *ops, size_t n, yw_tag_t *tag)
+{
+    if (c->fake != NULL) {
+        return c->fake->start_batch(c, ops, n, tag);
+    }
+    return grpc_call_start_batch(c->call, ops, n, tag, NULL);
+}
+
+static void yw__cancel(yw_call_t *c, grpc_status_code code, const char *why)
+{
+    if (c->fake != NULL) {
+        c->fake->cancel(c, code, why);
+    } else {
+        grpc_call_cancel_with_status(c->call, code, why, NULL);
+    }
+}
+
 /*
  * Packs a reply. A reply whose strings are not all UTF-8 (only data stored before the
  * runtime checked every request can make one) goes out repaired (utf8.h): a client
@@ -515,7 +533,7 @@ static void yw__call_pump(yw_call_t *c)
     if (with_status) {
         c->status_sent = 1;
     }
-    grpc_call_error err = grpc_call_start_batch(c->call, ops, n, &c->tag_send, NULL);
+    grpc_call_error err = yw__start_batch(c, ops, n, &c->tag_send);
     if (err != GRPC_CALL_OK) {
         /* A refused batch leaves the call unusable: cancel it and give up sending. */
         yw_call_log(c, YW_LOG_WARN, "send batch refused (%d)", (int)err);
@@ -532,7 +550,7 @@ static void yw__call_pump(yw_call_t *c)
             c->send_bb = NULL;
         }
         yw__drop_queue(c);
-        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "send failed", NULL);
+        yw__cancel(c, GRPC_STATUS_INTERNAL, "send failed");
     }
 }
 
@@ -630,7 +648,9 @@ static void yw__call_maybe_free(yw_call_t *c)
     if (c->reg == NULL) {
         grpc_call_details_destroy(&c->details);
     }
-    if (c->call != NULL) {
+    if (c->fake != NULL) {
+        c->fake->unref(c);
+    } else if (c->call != NULL) {
         grpc_call_unref(c->call);
     }
     srv->live_calls--;
@@ -720,11 +740,11 @@ static int yw__post_recv(yw_call_t *c)
     op.data.recv_message.recv_message = &c->payload;
     c->pending++;
     c->receiving = 1;
-    if (grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL) != GRPC_CALL_OK) {
+    if (yw__start_batch(c, &op, 1, &c->tag_recv) != GRPC_CALL_OK) {
         c->pending--;
         c->receiving = 0;
         c->dead = 1;
-        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "receive failed", NULL);
+        yw__cancel(c, GRPC_STATUS_INTERNAL, "receive failed");
         return -EIO;
     }
     return 0;
@@ -790,7 +810,7 @@ static int yw__start_close(yw_call_t *c)
     op.data.recv_close_on_server.cancelled = &c->close_cancelled;
     c->pending++;
     c->close_started = 1;
-    if (grpc_call_start_batch(c->call, &op, 1, &c->tag_close, NULL) != GRPC_CALL_OK) {
+    if (yw__start_batch(c, &op, 1, &c->tag_close) != GRPC_CALL_OK) {
         c->pending--;
         return -EIO;
     }
@@ -815,13 +835,18 @@ static void yw__on_new_call(yw_tag_t *tag, int ok)
         yw__server_check_down(srv);
         return;
     }
-    srv->live_calls++;
-    c->start_ns = yw__now_ns();
-    yw__count_start(c);
-    c->pending++; /* held until the end of this callback, see yw__on_send */
     if (!srv->shutting_down) {
         yw__request_call(srv, c->reg);
     }
+    yw__call_arrived(c);
+}
+
+void yw__call_arrived(yw_call_t *c)
+{
+    c->srv->live_calls++;
+    c->start_ns = yw__now_ns();
+    yw__count_start(c);
+    c->pending++; /* held until the end of this callback, see yw__on_send */
     /* Streams start RECV_CLOSE_ON_SERVER first: it is how cancellation is seen. A unary
      * handler that answers at once gets it folded into its one send batch; one that
      * goes asynchronous gets it started right after it returns. */
@@ -844,7 +869,7 @@ static int yw__start_close_or_fail(yw_call_t *c)
     }
     c->closed = 1;
     c->dead = 1;
-    grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "close failed", NULL);
+    yw__cancel(c, GRPC_STATUS_INTERNAL, "close failed");
     if (!c->finished) {
         c->finished = 1;
         c->code = GRPC_STATUS_INTERNAL;
@@ -981,13 +1006,8 @@ static void yw__dispatch_request(yw_call_t *c)
     }
 }
 
-void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
+void yw__call_init(yw_call_t *c, yw_server_t *srv, const yw__reg_t *reg)
 {
-    yw_call_t *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        yw_log(YW_LOG_ERROR, "out of memory requesting a call");
-        return;
-    }
     c->srv = srv;
     c->reg = reg;
     c->tag_new.cb = yw__on_new_call;
@@ -996,6 +1016,16 @@ void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
     c->tag_send.cb = yw__on_send;
     c->tag_reap.cb = yw__on_call_reap;
     grpc_metadata_array_init(&c->md);
+}
+
+void yw__request_call(yw_server_t *srv, const yw__reg_t *reg)
+{
+    yw_call_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        yw_log(YW_LOG_ERROR, "out of memory requesting a call");
+        return;
+    }
+    yw__call_init(c, srv, reg);
     grpc_completion_queue *cq = yw_runtime_cq(srv->rt);
     grpc_call_error err;
     if (reg != NULL) {

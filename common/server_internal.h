@@ -2,8 +2,9 @@
  * server_internal.h — the private half of the server runtime (server.h), shared by the
  * files that implement it: server.c (creating, starting and stopping a server, method
  * registration, auth), call.c (a call's life: receiving, dispatching, sending, freeing)
- * and server_metrics.c (the grpc_server_* metrics of every method). Nothing outside
- * these three files includes it. Loop thread only, as everything of server.h.
+ * and server_metrics.c (the grpc_server_* metrics of every method); and call_fake.c, the
+ * test seam that runs calls without gRPC (call_fake.h). Nothing else includes it. Loop
+ * thread only, as everything of server.h.
  */
 #ifndef YW_SERVER_INTERNAL_H
 #define YW_SERVER_INTERNAL_H
@@ -48,6 +49,20 @@ typedef struct st_yw__reg_t {
     int auth_open;       /* no check: no auth config, or a no_auth service */
     int read_later;      /* unary or server streaming, message read after authorization */
 } yw__reg_t;
+
+/*
+ * What a fake call (call_fake.h) has instead of gRPC C core: the three things call.c asks
+ * of a grpc_call, done by the fake's transport. A call gRPC delivered has none
+ * (yw_call_t.fake is NULL) and goes to gRPC directly.
+ */
+typedef struct st_yw__fake_ops_t {
+    /* grpc_call_start_batch(): each batch's tag completes later, on the loop. */
+    grpc_call_error (*start_batch)(yw_call_t *c, const grpc_op *ops, size_t n, yw_tag_t *tag);
+    /* grpc_call_cancel_with_status() */
+    void (*cancel)(yw_call_t *c, grpc_status_code code, const char *why);
+    /* grpc_call_unref(), right before the call is freed: the fake must forget `c`. */
+    void (*unref)(yw_call_t *c);
+} yw__fake_ops_t;
 
 typedef struct st_yw__outmsg_t {
     struct st_yw__outmsg_t *next;
@@ -99,6 +114,8 @@ struct st_yw_call_t {
     int rid_md_set;                   /* rid_md.value holds a slice */
     size_t rid_len;                   /* 0 until yw_call_request_id() first ran */
     const char *caller;               /* auth.h caller name, or NULL */
+    const yw__fake_ops_t *fake;       /* a fake call's transport (call_fake.h); NULL: gRPC's */
+    void *fake_arg;                   /* the fake's own state */
     char rid[YW_REQUEST_ID_MAX + 1];
 };
 
@@ -137,6 +154,16 @@ struct st_yw_server_t {
  * fewer call is kept requested.
  */
 void yw__request_call(yw_server_t *srv, const yw__reg_t *reg);
+
+/* Sets up a zeroed call of `reg` (NULL: an unknown method) on `srv` before it arrives. */
+void yw__call_init(yw_call_t *c, yw_server_t *srv, const yw__reg_t *reg);
+
+/*
+ * The call has arrived (its deadline and metadata are in place, and for a unary or
+ * server-streaming method read with the call its request in `payload`): counts it and
+ * hands it to its handler.
+ */
+void yw__call_arrived(yw_call_t *c);
 
 /* ---- server.c ---- */
 

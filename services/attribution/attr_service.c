@@ -339,3 +339,19 @@ const yw_option_t attr_options[] = {
 };
 const size_t attr_n_options = sizeof attr_options / sizeof attr_options[0];
 _Static_assert(sizeof attr_options / sizeof attr_options[0] == ATTR_N_OPTIONS, "ATTR_N_OPTIONS");
+
+const yw_app_def_t attr_app = {
+    .program = "attribution",
+    .summary = "yaowei attribution: joins video exposures to orders, credits creators, "
+               "reports by creator and tier (yaowei.attribution.v1.AttributionService)",
+    .service = &attr_service,
+    .db_file = "attribution.db",
+    .migrations = attr_migrations,
+    .n_migrations = ATTR_N_MIGRATIONS,
+    .options = attr_options,
+    .n_options = ATTR_N_OPTIONS,
+    .init = attr_service_init,
+    .fini = attr_service_fini,
+    .fini_async = attr_service_fini_async,
+    .default_listen = "127.0.0.1:50053",
+};

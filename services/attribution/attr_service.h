@@ -49,6 +49,13 @@ void attr_service_fini(yw_app_t *app);
  */
 void attr_service_fini_async(yw_app_t *app);
 
+/**
+ * The attribution app: the service, its options, store, init, fini and fini_async.
+ * main.c runs it (yw_app_main()); unit tests of the handlers open it without serving
+ * (yw_app_open()).
+ */
+extern const yw_app_def_t attr_app;
+
 #ifdef __cplusplus
 }
 #endif

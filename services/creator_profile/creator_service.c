@@ -615,6 +615,21 @@ int creator_service_init(yw_app_t *app, char *err, size_t errlen)
     return 0;
 }
 
+const yw_app_def_t creator_app = {
+    .program = "creator_profile",
+    .summary = "yaowei creator profile: creators and the daily stats of their notes "
+               "(yaowei.creator.v1.CreatorProfileService)",
+    .service = &creator_service,
+    .db_file = "creator_profile.db",
+    .migrations = creator_migrations,
+    .n_migrations = CREATOR_N_MIGRATIONS,
+    .options = NULL,
+    .n_options = 0,
+    .init = creator_service_init,
+    .fini = creator_service_fini,
+    .default_listen = "127.0.0.1:50051",
+};
+
 void creator_service_fini(yw_app_t *app)
 {
     creator_state_t *st = yw_app_state(app);

@@ -41,6 +41,12 @@ int creator_service_init(yw_app_t *app, char *err, size_t errlen);
 /** yw_app_def_t.fini: frees the state. No call is in flight by then. */
 void creator_service_fini(yw_app_t *app);
 
+/**
+ * The creator_profile app: the service, its store and init. main.c runs it
+ * (yw_app_main()); unit tests of the handlers open it without serving (yw_app_open()).
+ */
+extern const yw_app_def_t creator_app;
+
 #ifdef __cplusplus
 }
 #endif

@@ -868,6 +868,21 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     return 0;
 }
 
+const yw_app_def_t tier_app = {
+    .program = "tier_scoring",
+    .summary = "yaowei tier scoring: head / mid / tail / amateur tiers and long-tail-fair "
+               "scores of creators (yaowei.tier.v1.TierScoringService)",
+    .service = &tier_service,
+    .db_file = "tier_scoring.db",
+    .migrations = tier_migrations,
+    .n_migrations = TIER_N_MIGRATIONS,
+    .options = tier_options,
+    .n_options = TIER_N_OPTIONS,
+    .init = tier_service_init,
+    .fini = tier_service_fini,
+    .default_listen = "127.0.0.1:50052",
+};
+
 void tier_service_fini(yw_app_t *app)
 {
     tier_state_t *st = yw_app_state(app);

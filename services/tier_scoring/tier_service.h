@@ -58,6 +58,12 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen);
 /** yw_app_def_t.fini: stops refreshing and closes the peer; the state goes when idle. */
 void tier_service_fini(yw_app_t *app);
 
+/**
+ * The tier_scoring app: the service, its options, store, init and fini. main.c runs it
+ * (yw_app_main()); unit tests of the handlers open it without serving (yw_app_open()).
+ */
+extern const yw_app_def_t tier_app;
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,11 +3,16 @@
  * wrong end the process the documented way (exit 2 for flags that do not parse, 1 for
  * values the app refuses, 0 for --help); a good start serves the service with health
  * and reflection added by the app, and SIGTERM stops it gracefully (fini runs, exit 0).
- * Each test runs in a process of its own (test.h), so SIGTERM is the test's own.
+ * yw_app_open() opens the same service without serving it (its store in a temp dir),
+ * and yw_app_close() stops it as a served one stops. Each test runs in a process of its
+ * own (test.h), so SIGTERM is the test's own.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/app.h"
 #include "common/client.h"
@@ -175,6 +180,114 @@ static int app_main(char **argv)
     return yw_app_main(argc, argv, &app_def);
 }
 
+/* ---- yw_app_open(): the service with its store, not served ---- */
+
+static const yw_migration_t open_migrations[] = {
+    {1, "CREATE TABLE greetings(text TEXT NOT NULL)"},
+};
+
+static struct {
+    int inits, finis, fini_asyncs, fail_init;
+    yw_app_t *app;
+    uv_timer_t timer;
+} opened;
+
+static int open_init(yw_app_t *app, char *err, size_t errlen)
+{
+    opened.inits++;
+    opened.app = app;
+    if (opened.fail_init) {
+        snprintf(err, errlen, "greeting: refused");
+        return -EINVAL;
+    }
+    YW_CHECK(yw_app_store(app) != NULL);
+    YW_CHECK(yw_app_disk(app) != NULL);
+    YW_CHECK(yw_app_server(app) == NULL); /* not served */
+    yw_app_set_state(app, &opened);
+    return 0;
+}
+
+static void open_fini(yw_app_t *app)
+{
+    YW_CHECK(yw_app_state(app) == &opened);
+    opened.finis++;
+}
+
+static void on_fini_timer(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, NULL);
+    yw_app_fini_done(opened.app);
+}
+
+/* Finishes later, on the loop: the store closes only then. */
+static void open_fini_async(yw_app_t *app)
+{
+    YW_CHECK_INT(opened.finis, ==, 1); /* after fini */
+    opened.fini_asyncs++;
+    uv_timer_init(yw_runtime_loop(yw_app_runtime(app)), &opened.timer);
+    uv_timer_start(&opened.timer, on_fini_timer, 10, 0);
+}
+
+static const yw_app_def_t open_def = {
+    .program = "test_app_open",
+    .summary = "the app of the unit test, opened without serving",
+    .service = &app_service,
+    .db_file = "open.db",
+    .migrations = open_migrations,
+    .n_migrations = 1,
+    .options = app_options,
+    .n_options = sizeof app_options / sizeof app_options[0],
+    .init = open_init,
+    .fini = open_fini,
+    .fini_async = open_fini_async,
+};
+
+/* A fresh data dir under the test's temp dir. */
+static void temp_dir(char *dir, size_t len)
+{
+    const char *tmp = getenv("TEST_TMPDIR");
+    snprintf(dir, len, "%s/appXXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    YW_CHECK(mkdtemp(dir) != NULL);
+}
+
+YW_TEST(open_makes_the_store_and_runs_init_and_close_runs_fini)
+{
+    char dir[256], db[300];
+    temp_dir(dir, sizeof dir);
+    char *argv[] = {"test_app", "--data-dir", dir, "--disk-reserve-mb=0", "--greeting=hey", NULL};
+    yw_app_t *app = NULL;
+    char err[256] = "";
+    YW_CHECK_INT(yw_app_open(&open_def, 5, argv, &app, err, sizeof err), ==, 0);
+    YW_CHECK(app == opened.app);
+    YW_CHECK_INT(opened.inits, ==, 1);
+    YW_CHECK_STR(yw_app_option(app, "greeting"), "hey");
+    /* The service ctx a fake call hands to handlers is the app itself. */
+    YW_CHECK(yw_app_state(app) == &opened);
+    snprintf(db, sizeof db, "%s/open.db", dir);
+    YW_CHECK_INT(access(db, F_OK), ==, 0);
+    yw_app_close(app);
+    YW_CHECK_INT(opened.finis, ==, 1);
+    YW_CHECK_INT(opened.fini_asyncs, ==, 1);
+}
+
+YW_TEST(open_fails_with_the_init_message_and_leaves_nothing_open)
+{
+    char dir[256];
+    temp_dir(dir, sizeof dir);
+    char *argv[] = {"test_app", "--data-dir", dir, "--disk-reserve-mb=0", NULL};
+    yw_app_t *app = NULL;
+    char err[256] = "";
+    opened.fail_init = 1;
+    YW_CHECK_INT(yw_app_open(&open_def, 4, argv, &app, err, sizeof err), ==, -EINVAL);
+    YW_CHECK(app == NULL);
+    YW_CHECK_STR(err, "greeting: refused");
+    YW_CHECK_INT(opened.finis, ==, 0);
+    char *bad[] = {"test_app", "--no-such-flag=1", NULL};
+    YW_CHECK_INT(yw_app_open(&open_def, 2, bad, &app, err, sizeof err), ==, -EINVAL);
+    YW_CHECK(strncmp(err, "flags: ", 7) == 0);
+    YW_CHECK_INT(opened.inits, ==, 1);
+}
+
 YW_TEST(serves_health_and_reflection_and_stops_on_sigterm)
 {
     char *argv[] = {"test_app",   "--grace-ms=150",    "--greeting", "hi",
@@ -249,6 +362,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(help_exits_0_without_serving),
         YW_TEST_ENTRY(flags_that_do_not_parse_exit_2),
         YW_TEST_ENTRY(values_the_app_refuses_exit_1_before_init),
+        YW_TEST_ENTRY(open_makes_the_store_and_runs_init_and_close_runs_fini),
+        YW_TEST_ENTRY(open_fails_with_the_init_message_and_leaves_nothing_open),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

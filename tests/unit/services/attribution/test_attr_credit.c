@@ -1,7 +1,7 @@
 /*
  * test_attr_credit.c — unit tests of services/attribution/attr_credit.c: every rule of
- * the README's "Attribution" against numbers computed by hand (window edges, engaged views, priority,
- * touch order, each model, the split to the minor unit).
+ * the README's "Attribution" against numbers computed by hand (window edges, engaged views,
+ * priority, touch order, each model, the split to the minor unit).
  */
 #include "services/attribution/attr_credit.h"
 

@@ -37,8 +37,8 @@ YW_TEST(an_empty_list_lists_nothing)
 YW_TEST(out_of_order_rejections_come_out_ascending)
 {
     static attr_errs_t e;
-    /* A RecordRefunds call whose rejects come in two passes: validation rejects 1 and 3, the order lookup
-     * then rejects 0, 2 and 4. */
+    /* A RecordRefunds call whose rejects come in two passes: validation rejects 1 and 3, the order
+     * lookup then rejects 0, 2 and 4. */
     int64_t in[] = {1, 3, 0, 2, 4};
     for (size_t i = 0; i < 5; i++) {
         add(&e, in[i]);

@@ -146,8 +146,8 @@ YW_TEST(a_growing_join_table_finds_every_key_while_its_keys_move)
             seen_moving++;
             char order[32];
             snprintf(order, sizeof order, "o%d", orders++);
-            attr_conv_t *c = fx_convert(&st, order, "v", prods[(i * 7) % N_PROD], 100, T0 + i,
-                                        T0 + i);
+            attr_conv_t *c =
+                fx_convert(&st, order, "v", prods[(i * 7) % N_PROD], 100, T0 + i, T0 + i);
             YW_CHECK_INT(c->n_cands, ==, i + 1);
         }
     }

@@ -268,7 +268,8 @@ YW_TEST(settings_update_mask)
     s.currency = "usd";
     YW_CHECK_INT(attr_settings_apply(&req, &cur, &out, &changed, err, sizeof err), ==,
                  GRPC_STATUS_INVALID_ARGUMENT);
-    s.currency = "U\x01" "D";
+    s.currency = "U\x01"
+                 "D";
     YW_CHECK_INT(attr_settings_apply(&req, &cur, &out, &changed, err, sizeof err), ==,
                  GRPC_STATUS_INVALID_ARGUMENT);
     YW_CHECK_STR(err, "settings.currency: must be an ISO 4217 code (3 capital letters), got "
