@@ -617,6 +617,9 @@ static void yw__call_maybe_free(yw_call_t *c)
                 c->reg->method->on_done(c);
                 yw__leave(prev);
             }
+            if (c->admitted && c->reg->svc->released != NULL) {
+                c->reg->svc->released(c);
+            }
         }
         /* A large request is freed on the thread pool as it was unpacked there (800,000
          * strings took 15-30 ms); the call stays until that is done (yw__request_freed). */
@@ -908,8 +911,11 @@ static void yw__dispatch_new(yw_call_t *c)
     if (!c->reg->auth_open && yw__authorize(c) != 0) {
         return;
     }
-    if (c->reg->svc->admit != NULL && c->reg->svc->admit(c) != 0) {
-        return;
+    if (c->reg->svc->admit != NULL) {
+        if (c->reg->svc->admit(c) != 0) {
+            return;
+        }
+        c->admitted = 1;
     }
     if (c->reg->read_later) {
         /* Authorized from the headers: now read the message (yw__on_recv dispatches). */

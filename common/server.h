@@ -150,6 +150,12 @@ typedef struct st_yw_service_t {
      * what refuses a whole service for a while (attribution's cluster mode, say).
      */
     int (*admit)(yw_call_t *call);
+    /**
+     * Optional: called on the loop once a call `admit` let through is over (after its
+     * method's on_done), so that what admit counted can be counted down. The call's
+     * metadata is still readable.
+     */
+    void (*released)(yw_call_t *call);
 } yw_service_t;
 
 typedef struct st_yw_server_config_t {

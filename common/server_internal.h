@@ -85,13 +85,13 @@ struct st_yw_call_t {
     uv_work_t work;
     grpc_byte_buffer *work_bb;
     char work_err[256];
-    size_t request_bytes;      /* its size on the wire; a large one is freed on the pool too */
-    int end_done;              /* yw__call_maybe_free() counted, logged and ran on_done */
-    int close_cancelled;       /* RECV_CLOSE_ON_SERVER said cancelled */
-    int closed;                /* RECV_CLOSE_ON_SERVER completed */
-    int close_started;         /* RECV_CLOSE_ON_SERVER was started */
-    int close_in_send;         /* ... as part of the send batch in flight */
-    int dead;                  /* a batch failed: nothing more goes out */
+    size_t request_bytes; /* its size on the wire; a large one is freed on the pool too */
+    int end_done;         /* yw__call_maybe_free() counted, logged and ran on_done */
+    int close_cancelled;  /* RECV_CLOSE_ON_SERVER said cancelled */
+    int closed;           /* RECV_CLOSE_ON_SERVER completed */
+    int close_started;    /* RECV_CLOSE_ON_SERVER was started */
+    int close_in_send;    /* ... as part of the send batch in flight */
+    int dead;             /* a batch failed: nothing more goes out */
     int pending;
     int finished;    /* the handler finished it (status queued) */
     int status_sent; /* status went out, or never will (dead) */
@@ -101,6 +101,7 @@ struct st_yw_call_t {
     int receiving;   /* a RECV_MESSAGE is in flight */
     int paused;      /* yw_call_pause_reads(): no RECV_MESSAGE until resumed */
     int delivering;  /* on_message of a streamed message is running (yw__on_recv) */
+    int admitted;    /* the service's admit let it through: released() runs at its end */
     int reap_queued; /* a deferred yw__call_maybe_free() is queued (holds `pending`) */
     yw__outmsg_t *out_head, *out_tail;
     grpc_byte_buffer *send_bb; /* the message of the send in flight */

@@ -33,6 +33,7 @@ typedef struct {
     int twice_rc[2];  /* "twice": a second finish and a second reply */
     int refuse;       /* the service's admit hook refuses every call */
     int admitted;     /* calls the admit hook saw */
+    int released;     /* calls the released hook saw */
 } fixture_t;
 
 static fixture_t *the_fixture;
@@ -138,12 +139,19 @@ static int admit(yw_call_t *call)
     return -1;
 }
 
+static void released(yw_call_t *call)
+{
+    (void)call;
+    the_fixture->released++;
+}
+
 static yw_service_t echo_service = {
     .name = ECHO_SERVICE,
     .methods = echo_methods,
     .n_methods = sizeof echo_methods / sizeof echo_methods[0],
     .ctx = &service_marker,
     .admit = admit,
+    .released = released,
 };
 
 /* ---- the fixture: the loop runs until every call is done and the server is down ---- */
@@ -246,6 +254,9 @@ YW_TEST(unary_replies_fails_and_finishes)
     YW_CHECK_INT(c_twice->status, ==, GRPC_STATUS_OK);
     YW_CHECK_INT(f.twice_rc[0], ==, -EALREADY);
     YW_CHECK_INT(f.twice_rc[1], ==, -EALREADY);
+    /* Each admitted call is released once, at its end. */
+    YW_CHECK_INT(f.admitted, ==, 4);
+    YW_CHECK_INT(f.released, ==, 4);
     finish(&f);
 }
 
@@ -431,6 +442,7 @@ YW_TEST(a_service_admit_hook_refuses_calls_before_the_handlers)
     raw_call_t *c_stream = call(&f, "/" ECHO_SERVICE "/Sum", m_two, 2, NULL);
     yw_runtime_run(f.rt);
     YW_CHECK_INT(f.admitted, ==, 2);
+    YW_CHECK_INT(f.released, ==, 0); /* refused calls were never admitted */
     YW_CHECK_INT(c_unary->status, ==, GRPC_STATUS_UNAVAILABLE);
     YW_CHECK_STR(c_unary->detail, "refused by the service: not now");
     YW_CHECK_INT(c_unary->n_resps, ==, 0);
