@@ -845,3 +845,8 @@ int attr_cluster_partitions(const attr_cluster_t *c)
 {
     return c->partitions;
 }
+
+const attr_cluster_status_t *attr_cluster_status(const attr_cluster_t *c)
+{
+    return &c->st;
+}

@@ -146,6 +146,9 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read
  */
 const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self);
 
+/** On the loop: the status as the loop last got it. */
+const attr_cluster_status_t *attr_cluster_status(const attr_cluster_t *c);
+
 /** The partition count (--partitions). */
 int attr_cluster_partitions(const attr_cluster_t *c);
 

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "services/attribution/attr_cluster.h"
+#include "services/attribution/attr_front.h"
 #include "services/attribution/attr_service_int.h"
 
 /* Starting the cluster waits for the server's port (--advertise-addr's default). */
@@ -40,9 +41,30 @@ static void attr__on_cluster(void *arg, const attr_cluster_status_t *st)
     if (lost > 0) {
         yw_metric_add(host->cl_lost, (uint64_t)lost);
     }
-    /* SERVING: connected, and every partition the assignment gives this node is held. */
-    yw_app_set_serving(host->app,
-                       st->connected && st->ready && st->nodes > 0 && st->owned == st->assigned);
+    host->assigned = st->assigned;
+    attr__parts_sync(host);
+    attr__node_health(host);
+}
+
+void attr__node_health(attr_host_t *host)
+{
+    if (host->cluster == NULL) {
+        return;
+    }
+    /* SERVING: connected, and every partition the assignment gives this node is held and
+     * served (built from its log, its engine open). */
+    const attr_cluster_status_t *st = attr_cluster_status(host->cluster);
+    yw_app_set_serving(host->app, st->connected && st->ready && st->nodes > 0 &&
+                                      st->owned == st->assigned &&
+                                      attr__parts_serving(host) == st->assigned);
+}
+
+/* resolve (attr_host_t): a forwarded call's engine is its partition's. */
+static attr_svc_t *attr__resolve(void *arg, const yw_call_t *call)
+{
+    attr_host_t *host = arg;
+    int p = attr_front_call_partition(host->front, (yw_call_t *)call);
+    return p >= 0 ? attr__parts_engine(host, p) : NULL;
 }
 
 static void attr__node_metrics(attr_host_t *host)
@@ -66,6 +88,16 @@ static void attr__node_metrics(attr_host_t *host)
                              "Leases this node lost without letting them go (renewal refused "
                              "or too late: paused, cut off from NATS).",
                              NULL, &host->cl_lost);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partitions", NULL, "state=serving",
+                           &host->cl_serving);
+    (void)yw_metrics_counter(m, "yaowei_attribution_cluster_partition_builds_total",
+                             "Partitions built from their log and served by this node.", NULL,
+                             &host->cl_builds);
+    static const uint64_t ms[] = {10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
+    (void)yw_metrics_histogram(m, "yaowei_attribution_cluster_partition_build_seconds",
+                               "Time from taking a partition's lease to serving it (its log read "
+                               "into a directory, its engine opened).",
+                               NULL, ms, sizeof ms / sizeof ms[0], 1e-3, &host->cl_build_ms);
 }
 
 static void attr__on_start_closed(uv_handle_t *h)
@@ -93,6 +125,18 @@ static void attr__on_start(uv_timer_t *t)
                  ? 0
                  : attr_cluster_start(yw_runtime_loop(yw_app_runtime(host->app)), &s->cfg,
                                       attr__on_cluster, host, &host->cluster, err, sizeof err);
+    if (rc == 0 && host->cluster != NULL) {
+        rc = attr_front_create(yw_app_runtime(host->app), host->cluster, &host->front);
+        if (rc == 0) {
+            rc = attr__parts_init(host, err, sizeof err);
+        } else {
+            snprintf(err, sizeof err, "cluster: out of memory");
+        }
+        if (rc == 0) {
+            host->resolve = attr__resolve;
+            host->resolve_arg = host;
+        }
+    }
     if (rc != 0) {
         yw_app_fail(host->app, err);
     }
@@ -179,13 +223,45 @@ void attr__node_close(attr_host_t *host)
 
 int attr__node_admit(yw_call_t *call)
 {
-    const attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
     if (host == NULL || !host->clustered) {
         return 0;
     }
-    yw_call_fail(call, GRPC_STATUS_UNIMPLEMENTED,
-                 "attribution --cluster: this build runs membership and partition leases only; "
-                 "events and reports are served by standalone attribution (run it without "
-                 "--cluster)");
+    if (host->front == NULL || host->parts == NULL) {
+        yw_call_fail(call, GRPC_STATUS_UNAVAILABLE, "this node has not joined its cluster yet");
+        return -1;
+    }
+    int p = attr_front_call_partition(host->front, call);
+    if (p == -2) {
+        return -1; /* failed already */
+    }
+    if (p >= 0) {
+        return attr__parts_hold(host, call, p);
+    }
+    const char *path = yw_call_method(call)->path;
+    static const char *const front[] = {
+        "/yaowei.attribution.v1.AttributionService/RecordExposures",
+        "/yaowei.attribution.v1.AttributionService/RecordConversions"};
+    for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
+        if (strcmp(path, front[i]) == 0) {
+            return 0;
+        }
+    }
+    yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
+                   "%s: not served in cluster mode yet (this build serves RecordExposures and "
+                   "RecordConversions on a cluster; the other methods on standalone attribution)",
+                   path);
     return -1;
+}
+
+void attr__node_released(yw_call_t *call)
+{
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    if (host == NULL || host->front == NULL || host->parts == NULL) {
+        return;
+    }
+    int p = attr_front_call_partition(host->front, call);
+    if (p >= 0) {
+        attr__parts_release(host, p);
+    }
 }

@@ -27,19 +27,18 @@ int attr_partition_ship_xlog(void *arg, uint64_t seg, int64_t created_ns, uint64
                              const void *bytes, size_t len)
 {
     attr_partition_ship_t *ps = arg;
-    static _Thread_local unsigned char *buf;
-    static _Thread_local size_t cap;
     for (size_t done = 0; done < len;) {
         size_t n = len - done < ATTR__XLOG_PIECE ? len - done : ATTR__XLOG_PIECE;
-        if (cap < ATTR_PARTITION_XLOG_HDR + n) {
-            unsigned char *b = realloc(buf, ATTR_PARTITION_XLOG_HDR + ATTR__XLOG_PIECE);
+        if (ps->cap < ATTR_PARTITION_XLOG_HDR + n) {
+            unsigned char *b = realloc(ps->buf, ATTR_PARTITION_XLOG_HDR + ATTR__XLOG_PIECE);
             if (b == NULL) {
                 ps->failed = 1;
                 return -ENOMEM;
             }
-            buf = b;
-            cap = ATTR_PARTITION_XLOG_HDR + ATTR__XLOG_PIECE;
+            ps->buf = b;
+            ps->cap = ATTR_PARTITION_XLOG_HDR + ATTR__XLOG_PIECE;
         }
+        unsigned char *buf = ps->buf;
         yw_put_le64(buf, seg);
         yw_put_le64(buf + 8, (uint64_t)created_ns);
         yw_put_le64(buf + 16, off + done);
@@ -57,6 +56,13 @@ int attr_partition_ship_xlog(void *arg, uint64_t seg, int64_t created_ns, uint64
         done += n;
     }
     return 0;
+}
+
+void attr_partition_ship_free(attr_partition_ship_t *ps)
+{
+    free(ps->buf);
+    ps->buf = NULL;
+    ps->cap = 0;
 }
 
 int attr_partition_ship_db(void *arg, const void *changeset, size_t len, char *err, size_t errlen)

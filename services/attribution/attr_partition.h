@@ -43,7 +43,13 @@ typedef struct st_attr_partition_ship_t {
      * from the log (the view is always what the log gives).
      */
     _Atomic int failed;
+    /* The exposure log's writer thread's buffer (one writer per engine). */
+    unsigned char *buf;
+    size_t cap;
 } attr_partition_ship_t;
+
+/** Frees what the ship functions kept (once the engine that used them is closed). */
+void attr_partition_ship_free(attr_partition_ship_t *ps);
 
 /**
  * Builds partition `p`'s directory `dir` (which must not exist; its parent must) from its

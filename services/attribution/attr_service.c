@@ -26,6 +26,7 @@
  * are freed by their completion callbacks. An engine is freed when the last of its
  * handles and jobs is gone after it began to close (see attr__unref, attr_engine.c).
  */
+#include "services/attribution/attr_front.h"
 #include "services/attribution/attr_service_int.h"
 
 #include <errno.h>
@@ -158,6 +159,9 @@ void attr__host_unref(attr_host_t *host)
     }
     yw_app_t *app = host->app;
     int stopping = host->stopping;
+    attr__node_close(host); /* after the partitions' engines: their last writes are shipped */
+    attr_front_destroy(host->front);
+    free(host->parts);
     free(host);
     if (stopping) {
         yw_app_fini_done(app); /* the store closes next */
@@ -175,10 +179,13 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     host->refs = 1; /* the app's, until its engine is closed */
     attr_engine_config_t cfg;
     int rc = attr__options_read(app, &cfg, err, errlen);
+    host->ecfg = cfg;
     if (rc == 0) {
         rc = attr__node_open(host, err, errlen);
     }
-    if (rc == 0) {
+    /* A cluster node runs an engine per partition it holds (attr_node_parts.c), none over
+     * --data-dir itself. */
+    if (rc == 0 && !host->clustered) {
         rc = attr_engine_open(&cfg, &host->engine, err, errlen);
     }
     if (rc != 0) {
@@ -199,7 +206,8 @@ void attr_service_fini(yw_app_t *app)
         return;
     }
     host->stopping = 1;
-    attr__node_close(host);
+    /* A cluster node stays in its cluster until its partitions' engines are closed
+     * (attr__host_unref()): what they write while closing is shipped to their logs. */
 }
 
 /* The engine is closed (its snapshot written): the app's reference goes. */
@@ -217,6 +225,7 @@ void attr_service_fini_async(yw_app_t *app)
     }
     yw_app_set_state(app, NULL);
     host->stopping = 1;
+    attr__parts_close(host); /* a cluster node's partitions, each holding the host */
     attr_svc_t *svc = host->engine;
     host->engine = NULL;
     if (svc == NULL) {
@@ -229,15 +238,39 @@ void attr_service_fini_async(yw_app_t *app)
 
 /* ---- the method table ---- */
 
+/* A client's RecordExposures to a cluster node goes to the front (attr_front.h); a part
+ * forwarded to this node (yw-partition) to the partition's engine, as standalone. */
+static void attr__dispatch_record_exposures(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    if (host != NULL && host->front != NULL && attr_front_call_partition(host->front, call) == -1) {
+        attr_front_record_exposures(host->front, call,
+                                    (const Yaowei__Attribution__V1__RecordExposuresRequest *)msg);
+        return;
+    }
+    attr__on_record_exposures(call, msg);
+}
+
+static void attr__dispatch_record_conversions(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    if (host != NULL && host->front != NULL && attr_front_call_partition(host->front, call) == -1) {
+        attr_front_record_conversions(
+            host->front, call, (const Yaowei__Attribution__V1__RecordConversionsRequest *)msg);
+        return;
+    }
+    attr__on_record_conversions(call, msg);
+}
+
 static const yw_method_t attr_methods[] = {
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordExposures",
               yaowei__attribution__v1__record_exposures_request,
-              yaowei__attribution__v1__ingest_summary, .on_message = attr__on_record_exposures,
-              .items = "events"),
+              yaowei__attribution__v1__ingest_summary,
+              .on_message = attr__dispatch_record_exposures, .items = "events"),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordConversions",
               yaowei__attribution__v1__record_conversions_request,
-              yaowei__attribution__v1__ingest_summary, .on_message = attr__on_record_conversions,
-              .items = "events"),
+              yaowei__attribution__v1__ingest_summary,
+              .on_message = attr__dispatch_record_conversions, .items = "events"),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordRefunds",
               yaowei__attribution__v1__record_refunds_request,
               yaowei__attribution__v1__ingest_summary, .on_message = attr__on_record_refunds,
@@ -278,6 +311,7 @@ const yw_service_t attr_service = {
     .n_methods = sizeof attr_methods / sizeof attr_methods[0],
     .ctx = NULL,
     .admit = attr__node_admit,
+    .released = attr__node_released,
 };
 
 const yw_option_t attr_options[] = {

@@ -261,6 +261,15 @@ typedef struct st_attr_host_t {
     struct st_attr_node_start_t *node_start; /* joining once the server serves */
     int clustered;                           /* --cluster given */
     yw_metric_t *cl_connected, *cl_ready, *cl_nodes, *cl_assigned, *cl_owned, *cl_lost;
+    yw_metric_t *cl_serving, *cl_builds, *cl_build_ms;
+    /* The partitions' engines on this node (attr_node_parts.c), and the front that splits
+     * and forwards clients' calls (attr_front.h). */
+    struct st_attr_front_t *front;
+    struct st_attr_part_t *parts;
+    int n_parts;
+    int assigned;              /* partitions the assignment gives this node, last seen */
+    attr_engine_config_t ecfg; /* the flags' config: each partition's engine starts from it */
+    char parts_dir[4096];      /* --data-dir/partitions */
 } attr_host_t;
 
 /** Drops one reference of the host (attr_host_t.refs); the last one frees it. */
@@ -285,11 +294,56 @@ int attr__node_open(attr_host_t *host, char *err, size_t errlen);
 void attr__node_close(attr_host_t *host);
 
 /**
- * yw_service_t.admit: in cluster mode, events and reports are not served by this build
- * yet (the cluster's data path is being built): the call fails UNAVAILABLE saying so,
- * rather than answering from this node's part of the data.
+ * yw_service_t.admit. Standalone: every call. Cluster mode: a call forwarded for a
+ * partition (yw-partition) when this node's engine of it serves (held until released),
+ * else UNAVAILABLE; a client's RecordExposures and RecordConversions (the front splits
+ * and forwards them); the other methods are not served in cluster mode yet:
+ * UNIMPLEMENTED, saying so, rather than an answer from part of the data.
  */
 int attr__node_admit(yw_call_t *call);
+
+/** Health from the cluster's last status and the partitions served (loop). */
+void attr__node_health(attr_host_t *host);
+
+/** yw_service_t.released: a forwarded call's hold of its partition goes. */
+void attr__node_released(yw_call_t *call);
+
+/* ---- attr_node_parts.c: the partitions a node holds, each an engine ---- */
+
+/**
+ * Makes the node's partition table (all OFF) under --data-dir/partitions (removed and
+ * made again: a partition's directory is a view, built from its log). Returns 0 or a
+ * negative errno with `err`.
+ */
+int attr__parts_init(attr_host_t *host, char *err, size_t errlen);
+
+/**
+ * Loop: what the cluster says this node holds, applied: a partition taken is built from
+ * its log and its engine opened; one lost (or whose view diverged from its log) is
+ * closed once its calls are over, and its directory removed.
+ */
+void attr__parts_sync(attr_host_t *host);
+
+/** Partitions whose engine serves. */
+int attr__parts_serving(const attr_host_t *host);
+
+/**
+ * Stopping: closes every engine (their calls are over: the server stopped); each holds a
+ * reference of the host until closed. Frees the table once they are.
+ */
+void attr__parts_close(attr_host_t *host);
+
+/**
+ * For attr__node_admit(): a forwarded call for partition `p` holds it if its engine
+ * serves (returns 0, counted until released), or fails UNAVAILABLE (returns -1).
+ */
+int attr__parts_hold(attr_host_t *host, yw_call_t *call, int p);
+
+/** yw_service_t.released of a call attr__parts_hold() let through. */
+void attr__parts_release(attr_host_t *host, int p);
+
+/** The engine of partition `p` (serving: held by the calls on it). */
+attr_svc_t *attr__parts_engine(const attr_host_t *host, int p);
 
 /* ---- attr_recover.c: start-up, and the snapshot of a clean stop ---- */
 

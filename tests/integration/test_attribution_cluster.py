@@ -1,14 +1,16 @@
 """Attribution as a cluster on NATS JetStream (--cluster): real nats-server processes on
 loopback (nats_cluster.py), real attribution nodes.
 
-What this build does in cluster mode, and what these tests hold it to: membership and
-partition leases. Every node computes the same assignment of the partitions over the
+What this build does in cluster mode, and what these tests hold it to: membership,
+partition leases, and the write path of exposures and orders. Every node computes the same assignment of the partitions over the
 live nodes and holds the leases of its share in a replicated KV bucket; a node that dies
 loses its partitions to the others within the lease TTL; a node paused past its TTL
 finds its leases gone; a node that comes back gets its share back; a node started with
 another partition count refuses to start; a node that cannot reach NATS keeps trying
-with health NOT_SERVING. Events and reports are not served in cluster mode yet: they fail
-UNIMPLEMENTED, saying so, rather than answering from one node's part of the data.
+with health NOT_SERVING. RecordExposures and RecordConversions sent to any node reach
+their viewers' partitions, are in the replicated log before they are acknowledged, and
+survive the node that held them. The other methods are not served in cluster mode yet:
+they fail UNIMPLEMENTED, saying so, rather than answering from one node's part of the data.
 """
 
 import os
@@ -22,6 +24,7 @@ import pytest
 import ywclient
 from conftest import ATTRIBUTION_BIN, ServerProcess, binary_path, free_port
 from nats_cluster import NatsCluster, NatsServer
+from test_attribution import I, conversion, exposure
 
 PARTITIONS = 16
 LEASE_TTL_MS = 2000
@@ -191,15 +194,70 @@ def test_a_node_with_another_partition_count_refuses_to_start(nodes):
     assert "--partitions %d" % (PARTITIONS // 2) in log and "%d partitions" % PARTITIONS in log, log
 
 
-def test_events_are_not_served_in_cluster_mode_yet(nodes):
+def test_methods_not_served_in_cluster_mode_yet_say_so(nodes):
     a = nodes("attr-j")
+    wait_for(lambda: a.health() == "SERVING", 20, "SERVING")
+    for method in ("GetAttributionSettings", "GetTierReport", "ExplainConversion"):
+        with pytest.raises(grpc.RpcError) as e:
+            a.client.call(ATTR + "/" + method, {})
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
+        assert "cluster mode" in e.value.details()
+    # A forwarded part naming a partition that does not exist is refused as such.
     with pytest.raises(grpc.RpcError) as e:
-        a.client.call(ATTR + "/RecordExposures", {"events": []})
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "--cluster" in e.value.details()
-    with pytest.raises(grpc.RpcError) as e:
-        a.client.call(ATTR + "/GetAttributionSettings", {})
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        a.client.call(ATTR + "/RecordExposures", {"events": []},
+                      metadata=[("yw-partition", "999")])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "yw-partition" in e.value.details()
+
+
+def events(tag, n, at):
+    """n exposures of n viewers (spread over the partitions), each of one product."""
+    return [exposure("%s-e%d" % (tag, i), "%s-v%d" % (tag, i), "c%d" % (i % 7), ["p%d" % (i % 5)],
+                     "CLICK", at) for i in range(n)]
+
+
+def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes):
+    """Exposures and orders sent to any node land once in their viewers' partitions, in
+    the replicated log: after kill -9 of a node, the partitions it held are built again
+    from their logs by the others, and every event sent before comes back a duplicate."""
+    a, b, c = nodes("attr-k"), nodes("attr-l"), nodes("attr-m")
+    trio = [a, b, c]
+    wait_for(lambda: balanced(trio) and all(n.health() == "SERVING" for n in trio), 30,
+             "three nodes serve their partitions")
+    at = int(time.time()) - 7200
+    xs = events("k", 240, at)
+    s = a.client.call(ATTR + "/RecordExposures", {"events": xs})
+    assert I(s, "accepted") == 240, s
+    # The same events through another node: the partitions' engines know them.
+    s = b.client.call(ATTR + "/RecordExposures", {"events": xs})
+    assert I(s, "duplicates") == 240 and I(s, "accepted") == 0, s
+    # Bad events beside good ones: rejected with the caller's indexes, ascending.
+    mixed = events("k2", 30, at)
+    bad = sorted([3, 11, 17, 29])
+    for i in bad:
+        mixed[i]["event_id"] = ""
+    s = c.client.call(ATTR + "/RecordExposures", {"events": mixed})
+    assert I(s, "accepted") == 26 and I(s, "rejected") == 4, s
+    assert [I(e, "index") for e in s["errors"]] == bad, s
+    assert all("event_id" in e["reason"] for e in s["errors"]), s
+    orders = [conversion("k-o%d" % i, "k-v%d" % i, "p%d" % (i % 5), 1000 + i, at + 600)
+              for i in range(0, 240, 3)]
+    s = c.client.call(ATTR + "/RecordConversions", {"events": orders})
+    assert I(s, "accepted") == len(orders), s
+
+    # kill -9 of one node: its partitions are built from their logs by the two others.
+    c.kill9()
+    wait_for(lambda: shares([a, b]) == [PARTITIONS // 2, PARTITIONS // 2] and
+             all(n.health() == "SERVING" for n in (a, b)),
+             LEASE_TTL_MS / 1000 * 2 + 20, "the survivors serve every partition")
+    builds = sum(n.metrics()["yaowei_attribution_cluster_partition_builds_total"]
+                 for n in (a, b))
+    assert builds >= PARTITIONS + 1  # the first builds, then the dead node's again
+    s = a.client.call(ATTR + "/RecordExposures", {"events": xs + mixed})
+    assert I(s, "duplicates") == 266 and I(s, "accepted") == 0, s
+    assert [I(e, "index") for e in s["errors"]] == [240 + i for i in bad], s
+    s = b.client.call(ATTR + "/RecordConversions", {"events": orders})
+    assert I(s, "duplicates") == len(orders) and I(s, "accepted") == 0, s
 
 
 @pytest.mark.parametrize("flags,needle", [

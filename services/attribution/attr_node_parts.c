@@ -1,0 +1,270 @@
+/*
+ * attr_node_parts.c — the partitions a cluster node holds, each an engine over its own
+ * directory (--data-dir/partitions/<p>), built from the partition's log.
+ *
+ * A partition's life on a node:
+ *   OFF       --(the lease is ours)-->               BUILDING
+ *   BUILDING  the log read into a fresh directory on a thread of the pool
+ *             (attr_partition_materialize()), then the engine opened over it with the
+ *             ship functions: from then on what it makes durable goes to the log first
+ *   SERVING   forwarded calls (yw-partition metadata) reach its engine
+ *   CLOSING   the lease went (or a ship failed: the view may differ from the log): new
+ *             calls are refused UNAVAILABLE, the engine closes once the calls on it are
+ *             over, the directory is removed; OFF again (and built again if ours)
+ * Engines open and close on the loop (their recovery blocks it while it runs).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "services/attribution/attr_cluster.h"
+#include "services/attribution/attr_partition.h"
+#include "services/attribution/attr_service_int.h"
+
+enum { ATTR_PART_OFF, ATTR_PART_BUILDING, ATTR_PART_SERVING, ATTR_PART_CLOSING };
+
+typedef struct st_attr_part_t {
+    attr_host_t *host;
+    int p;
+    int state;
+    attr_svc_t *engine;
+    attr_partition_ship_t ship;
+    int calls; /* forwarded calls on the engine (attr__parts_hold()) */
+    char dir[4200];
+    /* BUILDING: the thread pool's work and what it found */
+    uv_work_t work;
+    int rc;
+    uint64_t last, records;
+    uint64_t started_ns;
+    char err[256];
+} attr_part_t;
+
+static const char *const attr__state_names[] = {"off", "building", "serving", "closing"};
+
+int attr__parts_init(attr_host_t *host, char *err, size_t errlen)
+{
+    int np = attr_cluster_partitions(host->cluster);
+    snprintf(host->parts_dir, sizeof host->parts_dir, "%s/partitions", host->ecfg.data_dir);
+    int rc = attr_partition_remove_dir(host->parts_dir);
+    if (rc == 0 && mkdir(host->parts_dir, 0750) != 0) {
+        rc = -errno;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%.200s: %s", host->parts_dir, strerror(-rc));
+        return rc;
+    }
+    host->parts = calloc((size_t)np, sizeof *host->parts);
+    if (host->parts == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    host->n_parts = np;
+    for (int p = 0; p < np; p++) {
+        attr_part_t *pt = &host->parts[p];
+        pt->host = host;
+        pt->p = p;
+        pt->ship.cluster = host->cluster;
+        pt->ship.partition = p;
+        snprintf(pt->dir, sizeof pt->dir, "%s/%d", host->parts_dir, p);
+    }
+    return 0;
+}
+
+int attr__parts_serving(const attr_host_t *host)
+{
+    int n = 0;
+    for (int p = 0; p < host->n_parts; p++) {
+        n += host->parts[p].state == ATTR_PART_SERVING;
+    }
+    return n;
+}
+
+/* ---- building ---- */
+
+static void attr__build_work(uv_work_t *w)
+{
+    attr_part_t *pt = w->data;
+    /* Whatever an earlier view left goes first: the view is the log's, nothing else. */
+    pt->rc = attr_partition_remove_dir(pt->dir);
+    if (pt->rc == 0) {
+        pt->rc = attr_partition_materialize(pt->host->cluster, pt->p, pt->dir, &pt->last,
+                                            &pt->records, pt->err, sizeof pt->err);
+    } else {
+        snprintf(pt->err, sizeof pt->err, "cannot remove its old directory: %s", strerror(-pt->rc));
+    }
+}
+
+/* The engine's config: the flags', its directory, its ship functions, its budget share. */
+static void attr__part_config(const attr_part_t *pt, attr_engine_config_t *cfg)
+{
+    const attr_host_t *host = pt->host;
+    *cfg = host->ecfg;
+    int share = host->assigned > 0 ? host->assigned : 1;
+    cfg->data_dir = pt->dir;
+    cfg->store = NULL; /* its own attribution.db, whose transactions it ships */
+    cfg->metrics = NULL;
+    cfg->ingest_pending_bytes = cfg->ingest_pending_bytes / (size_t)share;
+    if (cfg->ingest_pending_bytes < (1u << 20)) {
+        cfg->ingest_pending_bytes = 1u << 20;
+    }
+    cfg->conversion_cache_bytes /= (size_t)share;
+    cfg->dedup_filter_bytes /= (size_t)share;
+    cfg->ship_xlog = attr_partition_ship_xlog;
+    cfg->ship_xlog_arg = (void *)&pt->ship;
+    cfg->ship_db = attr_partition_ship_db;
+    cfg->ship_db_arg = (void *)&pt->ship;
+}
+
+static void attr__build_done(uv_work_t *w, int status)
+{
+    attr_part_t *pt = w->data;
+    attr_host_t *host = pt->host;
+    pt->state = ATTR_PART_OFF;
+    if (status == 0 && pt->rc == 0 && !host->stopping) {
+        attr_engine_config_t cfg;
+        attr__part_config(pt, &cfg);
+        char err[300];
+        pt->ship.failed = 0;
+        int rc = attr_engine_open(&cfg, &pt->engine, err, sizeof err);
+        if (rc == 0) {
+            pt->state = ATTR_PART_SERVING;
+            uint64_t ms = (uv_hrtime() - pt->started_ns) / 1000000;
+            yw_metric_inc(host->cl_builds);
+            yw_metric_observe(host->cl_build_ms, ms);
+            yw_log(YW_LOG_INFO,
+                   "partition %d: serving (%llu log records to sequence %llu, %llu ms)", pt->p,
+                   (unsigned long long)pt->records, (unsigned long long)pt->last,
+                   (unsigned long long)ms);
+        } else {
+            yw_log(YW_LOG_ERROR, "partition %d: cannot open its engine: %s (tried again)", pt->p,
+                   err);
+        }
+    } else if (pt->rc != 0) {
+        yw_log(YW_LOG_ERROR, "partition %d: cannot build it from its log: %s (tried again)", pt->p,
+               pt->err);
+    }
+    yw_metric_gauge_set(host->cl_serving, attr__parts_serving(host));
+    int stopping = host->stopping;
+    attr__host_unref(host); /* the build's hold (may free the host when stopping) */
+    if (!stopping) {
+        attr__parts_sync(host);
+        attr__node_health(host);
+    }
+}
+
+static void attr__build(attr_part_t *pt)
+{
+    attr_host_t *host = pt->host;
+    pt->state = ATTR_PART_BUILDING;
+    pt->started_ns = uv_hrtime();
+    pt->err[0] = '\0';
+    pt->work.data = pt;
+    host->refs++;
+    int rc = uv_queue_work(yw_runtime_loop(yw_app_runtime(host->app)), &pt->work, attr__build_work,
+                           attr__build_done);
+    if (rc != 0) {
+        pt->state = ATTR_PART_OFF;
+        host->refs--;
+        yw_log(YW_LOG_ERROR, "partition %d: cannot start building: %s", pt->p, uv_strerror(rc));
+    }
+}
+
+/* ---- closing ---- */
+
+static void attr__on_engine_closed(void *arg)
+{
+    attr_part_t *pt = arg;
+    attr_host_t *host = pt->host;
+    attr_partition_ship_free(&pt->ship);
+    int rc = attr_partition_remove_dir(pt->dir);
+    if (rc != 0) {
+        yw_log(YW_LOG_WARN, "partition %d: cannot remove %s: %s", pt->p, pt->dir, strerror(-rc));
+    }
+    pt->state = ATTR_PART_OFF;
+    yw_log(YW_LOG_INFO, "partition %d: closed", pt->p);
+    yw_metric_gauge_set(host->cl_serving, attr__parts_serving(host));
+    int stopping = host->stopping;
+    attr__host_unref(host); /* the close's hold (may free the host when stopping) */
+    if (!stopping) {
+        attr__parts_sync(host);
+        attr__node_health(host);
+    }
+}
+
+/* Closes the engine once no call is on it (CLOSING until then). */
+static void attr__close(attr_part_t *pt)
+{
+    pt->state = ATTR_PART_CLOSING;
+    if (pt->calls > 0) {
+        return; /* attr__parts_release() closes it */
+    }
+    attr_svc_t *svc = pt->engine;
+    pt->engine = NULL;
+    pt->host->refs++;
+    attr_engine_close(svc, attr__on_engine_closed, pt);
+}
+
+void attr__parts_sync(attr_host_t *host)
+{
+    if (host->cluster == NULL || host->parts == NULL || host->stopping) {
+        return;
+    }
+    for (int p = 0; p < host->n_parts; p++) {
+        attr_part_t *pt = &host->parts[p];
+        int ours = attr_cluster_owns(host->cluster, p);
+        if (pt->state == ATTR_PART_SERVING && (!ours || pt->ship.failed)) {
+            yw_log(YW_LOG_WARN, "partition %d: %s: closing its engine", p,
+                   pt->ship.failed ? "a write did not reach the log (the view is built again)"
+                                   : "the lease went");
+            attr__close(pt);
+        } else if (pt->state == ATTR_PART_OFF && ours) {
+            attr__build(pt);
+        }
+    }
+}
+
+void attr__parts_close(attr_host_t *host)
+{
+    for (int p = 0; p < host->n_parts; p++) {
+        attr_part_t *pt = &host->parts[p];
+        if (pt->state == ATTR_PART_SERVING || (pt->state == ATTR_PART_CLOSING && pt->engine)) {
+            pt->calls = 0; /* the server stopped: no call is left */
+            attr__close(pt);
+        }
+        /* BUILDING: the pool's work holds the host; its done sees `stopping`. */
+    }
+}
+
+/* ---- calls ---- */
+
+int attr__parts_hold(attr_host_t *host, yw_call_t *call, int p)
+{
+    attr_part_t *pt = &host->parts[p];
+    if (pt->state != ATTR_PART_SERVING || pt->ship.failed || !attr_cluster_owns(host->cluster, p)) {
+        yw_call_finish(call, GRPC_STATUS_UNAVAILABLE,
+                       "partition %d is not served by this node right now (%s): try again", p,
+                       attr__state_names[pt->state]);
+        if (pt->state == ATTR_PART_SERVING) {
+            attr__parts_sync(host);
+        }
+        return -1;
+    }
+    pt->calls++;
+    return 0;
+}
+
+void attr__parts_release(attr_host_t *host, int p)
+{
+    attr_part_t *pt = &host->parts[p];
+    if (--pt->calls == 0 && pt->state == ATTR_PART_CLOSING && pt->engine != NULL) {
+        attr__close(pt);
+    }
+}
+
+attr_svc_t *attr__parts_engine(const attr_host_t *host, int p)
+{
+    return host->parts[p].engine;
+}
