@@ -1,5 +1,5 @@
 /* attr_front.c — a cluster node's front: split, forward, merge. See attr_front.h. */
-#include "services/attribution/attr_front.h"
+#include "services/attribution/attr_front_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,21 +8,6 @@
 
 #include "common/log.h"
 #include "services/attribution/attr_errs.h"
-
-/* Nodes a front keeps a channel to. */
-#define ATTR__MAX_CHANNELS 64
-
-typedef struct st_attr__chan_t {
-    char addr[256];
-    yw_channel_t *ch;
-} attr__chan_t;
-
-struct st_attr_front_t {
-    yw_runtime_t *rt;
-    attr_cluster_t *cluster;
-    attr__chan_t chans[ATTR__MAX_CHANNELS];
-    int n_chans;
-};
 
 int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, attr_front_t **out)
 {
@@ -93,24 +78,90 @@ int attr_front_call_partition(const attr_front_t *f, yw_call_t *call)
 
 typedef struct st_attr__ingest_t attr__ingest_t;
 
+/* ---- forwarding ---- */
+
+static void attr__fwd_send(attr__fwd_t *fw);
+
+static void attr__on_retry_closed(uv_handle_t *h)
+{
+    attr__fwd_send(h->data);
+}
+
+static void attr__on_retry(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, attr__on_retry_closed);
+}
+
+/* Tries again after ATTR_FRONT_RETRY_MS if the deadline allows, else ends with this. */
+static void attr__fwd_retry(attr__fwd_t *fw, grpc_status_code code, const char *detail)
+{
+    if (++fw->tries >= ATTR_FRONT_TRIES || yw_call_is_cancelled(fw->call) ||
+        yw_call_remaining_ms(fw->call) < ATTR_FRONT_RETRY_MS * 2 ||
+        uv_timer_init(yw_runtime_loop(fw->f->rt), &fw->retry) != 0) {
+        fw->cb(fw, code, detail, NULL);
+        return;
+    }
+    fw->retry.data = fw;
+    (void)uv_timer_start(&fw->retry, attr__on_retry, ATTR_FRONT_RETRY_MS, 0);
+}
+
+static void attr__on_fwd(void *arg, grpc_status_code code, const char *detail,
+                         ProtobufCMessage *resp)
+{
+    attr__fwd_t *fw = arg;
+    if (code == GRPC_STATUS_UNAVAILABLE) {
+        attr__fwd_retry(fw, code, detail);
+        return;
+    }
+    fw->cb(fw, code, detail, resp);
+}
+
+static void attr__fwd_send(attr__fwd_t *fw)
+{
+    int self = 0;
+    const char *addr = attr_cluster_route(fw->f->cluster, fw->p, &self);
+    yw_channel_t *ch = addr != NULL ? attr__channel(fw->f, addr) : NULL;
+    if (ch == NULL) {
+        char why[96];
+        snprintf(why, sizeof why, "partition %d: no node holds it yet", fw->p);
+        attr__fwd_retry(fw, GRPC_STATUS_UNAVAILABLE, why);
+        return;
+    }
+    char pstr[16];
+    snprintf(pstr, sizeof pstr, "%d", fw->p);
+    const yw_client_md_t md = {ATTR_FRONT_PARTITION_MD, pstr};
+    if (yw_client_unary_md(ch, fw->method, fw->req, fw->resp_desc, fw->call, 0, &md, 1,
+                           attr__on_fwd, fw) != 0) {
+        attr__fwd_retry(fw, GRPC_STATUS_UNAVAILABLE, "cannot start the forwarded call");
+    }
+}
+
+void attr__fwd_start(attr__fwd_t *fw)
+{
+    fw->tries = 0;
+    attr__fwd_send(fw);
+}
+
+/* ---- ingestion: split by viewer, forward, merge the summaries ---- */
+
+typedef struct st_attr__ingest_t attr__ingest_t;
+
 /* One partition's part of a call. */
 typedef struct st_attr__part_t {
+    attr__fwd_t fw;
     attr__ingest_t *ing;
-    int p;
     size_t n;
-    const int64_t *idx;  /* the caller's index of each event */
-    void *const *events; /* the events (the request's, alive until the call ends) */
-    int tries;
-    uv_timer_t retry;
-    int timer_open;
+    const int64_t *idx; /* the caller's index of each event */
+    union {
+        Yaowei__Attribution__V1__RecordExposuresRequest x;
+        Yaowei__Attribution__V1__RecordConversionsRequest c;
+    } req; /* its events point into the inbound request (alive until the call ends) */
 } attr__part_t;
 
 struct st_attr__ingest_t {
     attr_front_t *f;
     yw_call_t *call;
-    const char *method;
-    int exposures; /* RecordExposures, else RecordConversions */
-    int pending;   /* parts not answered yet, and timers not closed */
+    int pending; /* parts not answered yet (and one while they start) */
     int64_t accepted, duplicates, rejected, past;
     attr_errs_t errs;
     grpc_status_code fail_code;
@@ -151,123 +202,38 @@ static void attr__ingest_finish(attr__ingest_t *ing)
     attr__ingest_free(ing);
 }
 
-static void attr__part_done(attr__part_t *pt)
-{
-    if (--pt->ing->pending == 0) {
-        attr__ingest_finish(pt->ing);
-    }
-}
-
-static void attr__part_fail(attr__part_t *pt, grpc_status_code code, const char *detail)
-{
-    attr__ingest_t *ing = pt->ing;
-    size_t used = strlen(ing->failed);
-    if (used + 16 < sizeof ing->failed) {
-        snprintf(ing->failed + used, sizeof ing->failed - used, "%s%d", used ? ", " : "", pt->p);
-    }
-    if (ing->fail_detail[0] == '\0') {
-        ing->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
-        snprintf(ing->fail_detail, sizeof ing->fail_detail, "%s", detail);
-    }
-    attr__part_done(pt);
-}
-
-static void attr__part_send(attr__part_t *pt);
-
-static void attr__on_retry_closed(uv_handle_t *h)
-{
-    attr__part_t *pt = h->data;
-    pt->timer_open = 0;
-    attr__part_send(pt);
-}
-
-static void attr__on_retry(uv_timer_t *t)
-{
-    uv_close((uv_handle_t *)t, attr__on_retry_closed);
-}
-
-/* Tries the part again after ATTR_FRONT_RETRY_MS, if the call's deadline allows. */
-static void attr__part_retry(attr__part_t *pt, grpc_status_code code, const char *detail)
-{
-    attr__ingest_t *ing = pt->ing;
-    if (++pt->tries >= ATTR_FRONT_TRIES || yw_call_is_cancelled(ing->call) ||
-        yw_call_remaining_ms(ing->call) < ATTR_FRONT_RETRY_MS * 2) {
-        attr__part_fail(pt, code, detail);
-        return;
-    }
-    uv_loop_t *loop = yw_runtime_loop(ing->f->rt);
-    if (uv_timer_init(loop, &pt->retry) != 0) {
-        attr__part_fail(pt, code, detail);
-        return;
-    }
-    pt->retry.data = pt;
-    pt->timer_open = 1;
-    (void)uv_timer_start(&pt->retry, attr__on_retry, ATTR_FRONT_RETRY_MS, 0);
-}
-
-static void attr__on_part(void *arg, grpc_status_code code, const char *detail,
+static void attr__on_part(attr__fwd_t *fw, grpc_status_code code, const char *detail,
                           ProtobufCMessage *resp)
 {
-    attr__part_t *pt = arg;
+    attr__part_t *pt = fw->arg;
     attr__ingest_t *ing = pt->ing;
-    if (code == GRPC_STATUS_UNAVAILABLE) {
-        attr__part_retry(pt, code, detail);
-        return;
-    }
     if (code != GRPC_STATUS_OK) {
-        attr__part_fail(pt, code, detail);
-        return;
-    }
-    const Yaowei__Attribution__V1__IngestSummary *s =
-        (const Yaowei__Attribution__V1__IngestSummary *)resp;
-    ing->accepted += s->accepted;
-    ing->duplicates += s->duplicates;
-    ing->rejected += s->rejected;
-    ing->past += s->past_join_horizon;
-    for (size_t i = 0; i < s->n_errors; i++) {
-        int64_t k = s->errors[i]->index;
-        if (k >= 0 && (size_t)k < pt->n) {
-            attr_errs_add(&ing->errs, pt->idx[k], s->errors[i]->reason);
+        size_t used = strlen(ing->failed);
+        if (used + 16 < sizeof ing->failed) {
+            snprintf(ing->failed + used, sizeof ing->failed - used, "%s%d", used ? ", " : "",
+                     fw->p);
         }
-    }
-    protobuf_c_message_free_unpacked(resp, NULL);
-    attr__part_done(pt);
-}
-
-static void attr__part_send(attr__part_t *pt)
-{
-    attr__ingest_t *ing = pt->ing;
-    int self = 0;
-    const char *addr = attr_cluster_route(ing->f->cluster, pt->p, &self);
-    yw_channel_t *ch = addr != NULL ? attr__channel(ing->f, addr) : NULL;
-    if (ch == NULL) {
-        char why[96];
-        snprintf(why, sizeof why, "partition %d: no node holds it yet", pt->p);
-        attr__part_retry(pt, GRPC_STATUS_UNAVAILABLE, why);
-        return;
-    }
-    char pstr[16];
-    snprintf(pstr, sizeof pstr, "%d", pt->p);
-    const yw_client_md_t md = {ATTR_FRONT_PARTITION_MD, pstr};
-    Yaowei__Attribution__V1__RecordExposuresRequest xr;
-    Yaowei__Attribution__V1__RecordConversionsRequest cr;
-    const ProtobufCMessage *req;
-    if (ing->exposures) {
-        yaowei__attribution__v1__record_exposures_request__init(&xr);
-        xr.n_events = pt->n;
-        xr.events = (Yaowei__Attribution__V1__ExposureEvent **)pt->events;
-        req = &xr.base;
+        if (ing->fail_detail[0] == '\0') {
+            ing->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
+            snprintf(ing->fail_detail, sizeof ing->fail_detail, "%s", detail);
+        }
     } else {
-        yaowei__attribution__v1__record_conversions_request__init(&cr);
-        cr.n_events = pt->n;
-        cr.events = (Yaowei__Attribution__V1__ConversionEvent **)pt->events;
-        req = &cr.base;
+        const Yaowei__Attribution__V1__IngestSummary *s =
+            (const Yaowei__Attribution__V1__IngestSummary *)resp;
+        ing->accepted += s->accepted;
+        ing->duplicates += s->duplicates;
+        ing->rejected += s->rejected;
+        ing->past += s->past_join_horizon;
+        for (size_t i = 0; i < s->n_errors; i++) {
+            int64_t k = s->errors[i]->index;
+            if (k >= 0 && (size_t)k < pt->n) {
+                attr_errs_add(&ing->errs, pt->idx[k], s->errors[i]->reason);
+            }
+        }
+        protobuf_c_message_free_unpacked(resp, NULL);
     }
-    int rc = yw_client_unary_md(ch, ing->method, req,
-                                &yaowei__attribution__v1__ingest_summary__descriptor, ing->call, 0,
-                                &md, 1, attr__on_part, pt);
-    if (rc != 0) {
-        attr__part_retry(pt, GRPC_STATUS_UNAVAILABLE, "cannot start the forwarded call");
+    if (--ing->pending == 0) {
+        attr__ingest_finish(ing);
     }
 }
 
@@ -299,9 +265,6 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
     }
     ing->f = f;
     ing->call = call;
-    ing->exposures = exposures;
-    ing->method = exposures ? "/yaowei.attribution.v1.AttributionService/RecordExposures"
-                            : "/yaowei.attribution.v1.AttributionService/RecordConversions";
     /* A counting sort by partition: the caller's order kept within each part. */
     for (size_t i = 0; i < n; i++) {
         const char *v = viewer_of(events[i]);
@@ -315,10 +278,29 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
         if (count[p + 1] > count[p]) {
             attr__part_t *pt = &ing->parts[ing->n_parts++];
             pt->ing = ing;
-            pt->p = p;
             pt->n = count[p + 1] - count[p];
             pt->idx = ing->idx + count[p];
-            pt->events = ing->events + count[p];
+            void **evs = ing->events + count[p];
+            if (exposures) {
+                yaowei__attribution__v1__record_exposures_request__init(&pt->req.x);
+                pt->req.x.n_events = pt->n;
+                pt->req.x.events = (Yaowei__Attribution__V1__ExposureEvent **)evs;
+            } else {
+                yaowei__attribution__v1__record_conversions_request__init(&pt->req.c);
+                pt->req.c.n_events = pt->n;
+                pt->req.c.events = (Yaowei__Attribution__V1__ConversionEvent **)evs;
+            }
+            pt->fw = (attr__fwd_t){
+                .f = f,
+                .call = call,
+                .p = p,
+                .method = exposures ? "/yaowei.attribution.v1.AttributionService/RecordExposures"
+                                    : "/yaowei.attribution.v1.AttributionService/RecordConversions",
+                .req = exposures ? &pt->req.x.base : &pt->req.c.base,
+                .resp_desc = &yaowei__attribution__v1__ingest_summary__descriptor,
+                .cb = attr__on_part,
+                .arg = pt,
+            };
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -336,7 +318,7 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
     /* Sending may finish parts at once (a failure): one more hold while they start. */
     ing->pending = (int)ing->n_parts + 1;
     for (size_t k = 0; k < ing->n_parts; k++) {
-        attr__part_send(&ing->parts[k]);
+        attr__fwd_start(&ing->parts[k].fw);
     }
     if (--ing->pending == 0) {
         attr__ingest_finish(ing);

@@ -1,0 +1,57 @@
+/*
+ * attr_front_int.h — private to the front's files (attr_front*.c): the front's channels
+ * and the one way a call goes to a partition, attr__fwd_start(): forwarded with the
+ * `yw-partition` metadata to the node the routes name, tried again while that node says
+ * UNAVAILABLE (a lease changing hands) until the inbound call's deadline.
+ *
+ *   attr_front.c          the channels, the partition of a call, forwarding; ingestion
+ *                         (RecordExposures, RecordConversions) split by viewer
+ */
+#ifndef ATTR_FRONT_INT_H
+#define ATTR_FRONT_INT_H
+
+#include "services/attribution/attr_front.h"
+
+/* Nodes a front keeps a channel to. */
+#define ATTR__MAX_CHANNELS 64
+
+typedef struct st_attr__chan_t {
+    char addr[256];
+    yw_channel_t *ch;
+} attr__chan_t;
+
+struct st_attr_front_t {
+    yw_runtime_t *rt;
+    attr_cluster_t *cluster;
+    attr__chan_t chans[ATTR__MAX_CHANNELS];
+    int n_chans;
+};
+
+typedef struct st_attr__fwd_t attr__fwd_t;
+
+/**
+ * The end of a forwarded call: OK with its response (the callee frees it with
+ * protobuf_c_message_free_unpacked()), or the last failure once the tries are over.
+ */
+typedef void (*attr__fwd_cb)(attr__fwd_t *fw, grpc_status_code code, const char *detail,
+                             ProtobufCMessage *resp);
+
+/** One call forwarded to a partition. The caller owns it (and `req`) until `cb` has run. */
+struct st_attr__fwd_t {
+    attr_front_t *f;
+    yw_call_t *call; /* the inbound call: its deadline, its request id */
+    int p;
+    const char *method;
+    const ProtobufCMessage *req;
+    const ProtobufCMessageDescriptor *resp_desc;
+    attr__fwd_cb cb;
+    void *arg;
+    /* private */
+    int tries;
+    uv_timer_t retry;
+};
+
+/** Sends fw->req to partition fw->p; fw->cb runs once, on the loop (maybe before return). */
+void attr__fwd_start(attr__fwd_t *fw);
+
+#endif
