@@ -27,6 +27,7 @@
  * handles and jobs is gone after it began to close (see attr__unref, attr_engine.c).
  */
 #include "services/attribution/attr_front.h"
+#include "services/attribution/attr_partition_service.h"
 #include "services/attribution/attr_service_int.h"
 
 #include <errno.h>
@@ -182,6 +183,20 @@ int attr_service_init(yw_app_t *app, char *err, size_t errlen)
     host->ecfg = cfg;
     if (rc == 0) {
         rc = attr__node_open(host, err, errlen);
+    }
+    /* A node answers PartitionService for the partitions it holds (the front asks every
+     * partition for its sums: attr_partition_service.h), held as AttributionService's
+     * forwarded calls are. */
+    if (rc == 0 && host->clustered) {
+        static yw_service_t psvc;
+        psvc = attr_partition_service;
+        psvc.ctx = app; /* yw_app_from_call() */
+        psvc.admit = attr__node_admit;
+        psvc.released = attr__node_released;
+        rc = yw_server_add_service(yw_app_server(app), &psvc);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot add %s", ATTR_PARTITION_SERVICE_NAME);
+        }
     }
     /* A cluster node runs an engine per partition it holds (attr_node_parts.c), none over
      * --data-dir itself. */
