@@ -346,6 +346,39 @@ static int attr__check_partitions(attr_cluster_t *c)
     return same ? 0 : -EINVAL;
 }
 
+/*
+ * The key every node signs page tokens with, so that a token is good on any node:
+ * random, written once by the first node (meta bucket "page-key"). Returns 0 or -EAGAIN.
+ */
+static int attr__page_key(attr_cluster_t *c)
+{
+    uint8_t mine[sizeof c->page_key];
+    if (uv_random(NULL, NULL, mine, sizeof mine, 0, NULL) != 0) {
+        return -EAGAIN;
+    }
+    uint64_t rev = 0;
+    if (kvStore_Create(&rev, c->meta, "page-key", mine, (int)sizeof mine) == NATS_OK) {
+        memcpy(c->page_key, mine, sizeof mine);
+        return 0;
+    }
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, c->meta, "page-key");
+    if (s != NATS_OK) {
+        attr__publish(c, "cannot read the cluster's page-token key: %s", attr__nats_error(s));
+        return -EAGAIN;
+    }
+    int ok = kvEntry_ValueLen(e) == (int)sizeof c->page_key;
+    if (ok) {
+        memcpy(c->page_key, kvEntry_Value(e), sizeof c->page_key);
+    }
+    kvEntry_Destroy(e);
+    if (!ok) {
+        attr__publish(c, "the cluster's page-token key is not %zu bytes", sizeof c->page_key);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
 /* Connects and makes sure of the cluster's objects. Returns 0, -EAGAIN or -EINVAL. */
 static int attr__join(attr_cluster_t *c)
 {
@@ -383,7 +416,8 @@ static int attr__join(attr_cluster_t *c)
                       what, attr__nats_error(s), c->replicas);
         return -EAGAIN;
     }
-    return attr__check_partitions(c);
+    int rc = attr__check_partitions(c);
+    return rc == 0 ? attr__page_key(c) : rc;
 }
 
 /* ---- the thread: leases ---- */
@@ -849,4 +883,9 @@ int attr_cluster_partitions(const attr_cluster_t *c)
 const attr_cluster_status_t *attr_cluster_status(const attr_cluster_t *c)
 {
     return &c->st;
+}
+
+void attr_cluster_page_key(const attr_cluster_t *c, uint8_t out[32])
+{
+    memcpy(out, c->page_key, sizeof c->page_key);
 }

@@ -149,6 +149,12 @@ const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self);
 /** On the loop: the status as the loop last got it. */
 const attr_cluster_status_t *attr_cluster_status(const attr_cluster_t *c);
 
+/**
+ * On the loop, once the status says `ready`: the 32-byte key every node of the cluster
+ * signs page tokens with (made once by the first node, kept in the meta bucket).
+ */
+void attr_cluster_page_key(const attr_cluster_t *c, uint8_t out[32]);
+
 /** The partition count (--partitions). */
 int attr_cluster_partitions(const attr_cluster_t *c);
 

@@ -60,6 +60,8 @@ struct st_attr_cluster_t {
     uv_cond_t cond;
     int stop;
     int nats_connected;          /* libnats's connection callbacks write it */
+    /* The cluster's page-token key (meta bucket "page-key"), set before `ready` is. */
+    uint8_t page_key[32];
     int nats_closed;             /* its closed callback ran: no callback comes after it */
     attr_cluster_status_t pub;   /* the thread's last status */
     uint8_t *pub_owned;          /* partitions (the thread's view) */

@@ -9,7 +9,8 @@
 #include "common/log.h"
 #include "services/attribution/attr_errs.h"
 
-int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, attr_front_t **out)
+int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, const char *tier_addr,
+                      int64_t tier_ttl_ns, attr_front_t **out)
 {
     attr_front_t *f = calloc(1, sizeof *f);
     if (f == NULL) {
@@ -17,6 +18,15 @@ int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, attr_front_t **
     }
     f->rt = rt;
     f->cluster = cluster;
+    f->names = calloc(1, sizeof *f->names);
+    int rc = f->names != NULL ? attr_state_init(f->names) : -ENOMEM;
+    if (rc == 0) {
+        rc = attr_tier_create(rt, tier_addr, tier_ttl_ns, &f->tier);
+    }
+    if (rc != 0) {
+        attr_front_destroy(f);
+        return rc;
+    }
     *out = f;
     return 0;
 }
@@ -28,6 +38,11 @@ void attr_front_destroy(attr_front_t *f)
     }
     for (int i = 0; i < f->n_chans; i++) {
         yw_channel_destroy(f->chans[i].ch);
+    }
+    attr_tier_destroy(f->tier);
+    if (f->names != NULL) {
+        attr_state_free(f->names);
+        free(f->names);
     }
     free(f);
 }

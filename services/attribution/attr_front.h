@@ -37,8 +37,12 @@ extern "C" {
 
 typedef struct st_attr_front_t attr_front_t;
 
-/** A front over `cluster`'s routes; channels to the nodes are opened as needed. */
-int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, attr_front_t **out);
+/**
+ * A front over `cluster`'s routes; channels to the nodes are opened as needed. Reports'
+ * creators are labelled by tier scoring at `tier_addr`, labels kept `tier_ttl_ns`.
+ */
+int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, const char *tier_addr,
+                      int64_t tier_ttl_ns, attr_front_t **out);
 
 /** Closes the channels (calls in flight complete CANCELLED first). */
 void attr_front_destroy(attr_front_t *f);
@@ -54,6 +58,27 @@ void attr_front_record_exposures(attr_front_t *f, yw_call_t *call,
                                  const Yaowei__Attribution__V1__RecordExposuresRequest *req);
 void attr_front_record_conversions(attr_front_t *f, yw_call_t *call,
                                    const Yaowei__Attribution__V1__RecordConversionsRequest *req);
+
+/*
+ * Reports: the default model from partition 0's settings, then every partition's sums
+ * (PartitionService.GetCreatorSums) added up exactly and rendered by the code standalone
+ * renders with (attr_report.h). A partition that cannot answer, or partitions whose
+ * settings versions differ, fail the call UNAVAILABLE: never a report of part of the
+ * data. Page tokens are signed with the cluster's key: good on any node.
+ */
+void attr_front_creator_report(attr_front_t *f, yw_call_t *call,
+                               const Yaowei__Attribution__V1__GetCreatorReportRequest *req);
+void attr_front_tier_report(attr_front_t *f, yw_call_t *call,
+                            const Yaowei__Attribution__V1__GetTierReportRequest *req);
+void attr_front_top_creators(attr_front_t *f, yw_call_t *call,
+                             const Yaowei__Attribution__V1__ListTopCreatorsRequest *req);
+
+/**
+ * GetAttributionSettings: partition 0's (a cluster does not change its settings yet:
+ * UpdateAttributionSettings is not served in cluster mode, so every partition has the
+ * defaults it was created with).
+ */
+void attr_front_get_settings(attr_front_t *f, yw_call_t *call);
 
 #ifdef __cplusplus
 }

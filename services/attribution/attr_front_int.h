@@ -6,11 +6,16 @@
  *
  *   attr_front.c          the channels, the partition of a call, forwarding; ingestion
  *                         (RecordExposures, RecordConversions) split by viewer
+ *   attr_front_report.c   GetCreatorReport, GetTierReport, ListTopCreators: every
+ *                         partition's sums added up, rendered as standalone renders
  */
 #ifndef ATTR_FRONT_INT_H
 #define ATTR_FRONT_INT_H
 
+#include "common/page_token.h"
 #include "services/attribution/attr_front.h"
+#include "services/attribution/attr_state.h"
+#include "services/attribution/attr_tier.h"
 
 /* Nodes a front keeps a channel to. */
 #define ATTR__MAX_CHANNELS 64
@@ -25,6 +30,11 @@ struct st_attr_front_t {
     attr_cluster_t *cluster;
     attr__chan_t chans[ATTR__MAX_CHANNELS];
     int n_chans;
+    /* Reports (attr_front_report.c): the creators' names and tier labels of the reports
+     * this node renders, and the channel to tier scoring that labels them. */
+    attr_state_t *names;
+    attr_tier_t *tier;
+    yw_page_key_t page_key; /* the cluster's (attr_cluster_page_key()): reports point to it */
 };
 
 typedef struct st_attr__fwd_t attr__fwd_t;

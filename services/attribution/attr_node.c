@@ -126,7 +126,8 @@ static void attr__on_start(uv_timer_t *t)
                  : attr_cluster_start(yw_runtime_loop(yw_app_runtime(host->app)), &s->cfg,
                                       attr__on_cluster, host, &host->cluster, err, sizeof err);
     if (rc == 0 && host->cluster != NULL) {
-        rc = attr_front_create(yw_app_runtime(host->app), host->cluster, &host->front);
+        rc = attr_front_create(yw_app_runtime(host->app), host->cluster, host->ecfg.tier_addr,
+                               host->ecfg.tier_label_ttl_ns, &host->front);
         if (rc == 0) {
             rc = attr__parts_init(host, err, sizeof err);
         } else {
@@ -241,15 +242,21 @@ int attr__node_admit(yw_call_t *call)
     const char *path = yw_call_method(call)->path;
     static const char *const front[] = {
         "/yaowei.attribution.v1.AttributionService/RecordExposures",
-        "/yaowei.attribution.v1.AttributionService/RecordConversions"};
+        "/yaowei.attribution.v1.AttributionService/RecordConversions",
+        "/yaowei.attribution.v1.AttributionService/GetCreatorReport",
+        "/yaowei.attribution.v1.AttributionService/GetTierReport",
+        "/yaowei.attribution.v1.AttributionService/ListTopCreators",
+        "/yaowei.attribution.v1.AttributionService/GetAttributionSettings",
+    };
     for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
         if (strcmp(path, front[i]) == 0) {
             return 0;
         }
     }
     yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
-                   "%s: not served in cluster mode yet (this build serves RecordExposures and "
-                   "RecordConversions on a cluster; the other methods on standalone attribution)",
+                   "%s: not served in cluster mode yet (a cluster serves RecordExposures, "
+                   "RecordConversions, the reports and GetAttributionSettings; the other methods "
+                   "are served by standalone attribution)",
                    path);
     return -1;
 }

@@ -266,6 +266,58 @@ static void attr__dispatch_record_exposures(yw_call_t *call, const ProtobufCMess
     attr__on_record_exposures(call, msg);
 }
 
+/* The front of a cluster node, for a client's call (not one forwarded for a partition). */
+static attr_front_t *attr__front_of(yw_call_t *call)
+{
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    if (host == NULL || host->front == NULL || attr_front_call_partition(host->front, call) != -1) {
+        return NULL;
+    }
+    return host->front;
+}
+
+static void attr__dispatch_creator_report(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_creator_report(f, call,
+                                  (const Yaowei__Attribution__V1__GetCreatorReportRequest *)msg);
+        return;
+    }
+    attr__on_creator_report(call, msg);
+}
+
+static void attr__dispatch_tier_report(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_tier_report(f, call, (const Yaowei__Attribution__V1__GetTierReportRequest *)msg);
+        return;
+    }
+    attr__on_tier_report(call, msg);
+}
+
+static void attr__dispatch_top_creators(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_top_creators(f, call,
+                                (const Yaowei__Attribution__V1__ListTopCreatorsRequest *)msg);
+        return;
+    }
+    attr__on_top_creators(call, msg);
+}
+
+static void attr__dispatch_get_settings(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_get_settings(f, call);
+        return;
+    }
+    attr__on_get_settings(call, msg);
+}
+
 static void attr__dispatch_record_conversions(yw_call_t *call, const ProtobufCMessage *msg)
 {
     attr_host_t *host = yw_app_state(yw_app_from_call(call));
@@ -303,17 +355,18 @@ static const yw_method_t attr_methods[] = {
               yaowei__attribution__v1__conversion_attribution, .on_message = attr__on_explain),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "GetCreatorReport",
               yaowei__attribution__v1__get_creator_report_request,
-              yaowei__attribution__v1__creator_report, .on_message = attr__on_creator_report),
+              yaowei__attribution__v1__creator_report, .on_message = attr__dispatch_creator_report),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "GetTierReport",
               yaowei__attribution__v1__get_tier_report_request,
-              yaowei__attribution__v1__tier_report, .on_message = attr__on_tier_report),
+              yaowei__attribution__v1__tier_report, .on_message = attr__dispatch_tier_report),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "ListTopCreators",
               yaowei__attribution__v1__list_top_creators_request,
               yaowei__attribution__v1__list_top_creators_response,
-              .on_message = attr__on_top_creators),
+              .on_message = attr__dispatch_top_creators),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "GetAttributionSettings",
               yaowei__attribution__v1__get_attribution_settings_request,
-              yaowei__attribution__v1__attribution_settings, .on_message = attr__on_get_settings),
+              yaowei__attribution__v1__attribution_settings,
+              .on_message = attr__dispatch_get_settings),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "UpdateAttributionSettings",
               yaowei__attribution__v1__update_attribution_settings_request,
               yaowei__attribution__v1__attribution_settings,

@@ -24,7 +24,8 @@ import pytest
 import ywclient
 from conftest import ATTRIBUTION_BIN, ServerProcess, binary_path, free_port
 from nats_cluster import NatsCluster, NatsServer
-from test_attribution import I, conversion, exposure
+from test_attribution import RANGE, Attr, I, conversion, exposure
+from tier_stub import TierStub
 
 PARTITIONS = 16
 LEASE_TTL_MS = 2000
@@ -197,7 +198,7 @@ def test_a_node_with_another_partition_count_refuses_to_start(nodes):
 def test_methods_not_served_in_cluster_mode_yet_say_so(nodes):
     a = nodes("attr-j")
     wait_for(lambda: a.health() == "SERVING", 20, "SERVING")
-    for method in ("GetAttributionSettings", "GetTierReport", "ExplainConversion"):
+    for method in ("UpdateAttributionSettings",):
         with pytest.raises(grpc.RpcError) as e:
             a.client.call(ATTR + "/" + method, {})
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
@@ -293,3 +294,116 @@ def test_nats_unreachable_at_start_keeps_trying_not_serving(tmp_path_factory):
     finally:
         node.stop()
         srv.stop()
+
+
+MODELS = ["ATTRIBUTION_MODEL_LAST_TOUCH", "ATTRIBUTION_MODEL_FIRST_TOUCH",
+          "ATTRIBUTION_MODEL_LINEAR", "ATTRIBUTION_MODEL_TIME_DECAY",
+          "ATTRIBUTION_MODEL_POSITION_BASED"]
+
+
+def workload(tag, at):
+    """Exposures of 90 viewers to 7 creators' notes (clicks and views at spread times,
+    products shared), then orders of two thirds of the viewers: many creators share
+    credits, every model differs."""
+    xs, orders = [], []
+    for v in range(90):
+        viewer = "%s-v%d" % (tag, v)
+        for k in range(3):
+            kind = "CLICK" if (v + k) % 3 else "VIEW"
+            xs.append(exposure("%s-e%d-%d" % (tag, v, k), viewer, "%s-c%d" % (tag, (v + 2 * k) % 7),
+                               ["%s-p%d" % (tag, v % 4)], kind, at - 3600 * (k + 1) - v,
+                               watch_ms=8000 if kind == "VIEW" else 0))
+        if v % 3:
+            orders.append(conversion("%s-o%d" % (tag, v), viewer, "%s-p%d" % (tag, v % 4),
+                                     1999 + 7 * v, at))
+    return xs, orders
+
+
+def reports(node_call, tag):
+    out = {}
+    for m in MODELS:
+        out[("tier", m)] = node_call("GetTierReport", dict(RANGE, model=m))
+        for c in range(7):
+            out[("creator", c, m)] = node_call("GetCreatorReport",
+                                               dict(RANGE, model=m, creator_id="%s-c%d" % (tag, c)))
+    return out
+
+
+@pytest.fixture
+def own_nodes(tmp_path_factory):
+    """Like `nodes`, on a NATS cluster of the test's own: reports span every event the
+    cluster ever took, so a comparison with standalone needs a cluster of its own."""
+    cluster = NatsCluster(str(tmp_path_factory.mktemp("nats-own")), n=3).start()
+    made = []
+
+    def make(name, extra=()):
+        n = Node(tmp_path_factory, name, cluster.urls, extra)
+        made.append(n)
+        n.start()
+        return n
+
+    yield make
+    for n in made:
+        if n.running():
+            n.stop()
+    cluster.stop()
+
+
+def test_reports_equal_standalone_for_the_same_events(own_nodes, tmp_path_factory):
+    """The same events sent to a standalone attribution and to a cluster (spread over its
+    nodes): every report of every model, asked of any node, equals standalone's, also
+    after kill -9 of a node; ListTopCreators pages go on from a token on another node."""
+    nodes = own_nodes
+    tag = "rep"
+    tiers = {"%s-c%d" % (tag, c): ["TIER_HEAD", "TIER_MID", "TIER_TAIL", "TIER_AMATEUR"][c % 4]
+             for c in range(7)}
+    stub = TierStub(tiers).start()
+    alone = Attr(tmp_path_factory, "attr-alone", tier_addr=stub.address)
+    alone.start()
+    try:
+        extra = ["--tier-scoring-addr", stub.address]
+        trio = [nodes("attr-r%d" % i, extra) for i in range(3)]
+        wait_for(lambda: balanced(trio) and all(n.health() == "SERVING" for n in trio), 30,
+                 "three nodes serve")
+        xs, orders = workload(tag, int(time.time()) - 600)
+        for i in range(0, len(xs), 100):
+            assert I(alone.call("RecordExposures", {"events": xs[i:i + 100]}), "accepted") > 0
+            s = trio[(i // 100) % 3].client.call(ATTR + "/RecordExposures",
+                                                 {"events": xs[i:i + 100]})
+            assert I(s, "accepted") == len(xs[i:i + 100]), s
+        s = alone.call("RecordConversions", {"events": orders})
+        assert I(s, "accepted") == len(orders), s
+        s = trio[1].client.call(ATTR + "/RecordConversions", {"events": orders})
+        assert I(s, "accepted") == len(orders), s
+
+        want = reports(lambda m, r: alone.call(m, r), tag)
+        assert want[("tier", MODELS[0])].get("rows"), want[("tier", MODELS[0])]
+        for n in trio:
+            got = reports(lambda m, r: n.client.call(ATTR + "/" + m, r), tag)
+            assert got == want
+        # The same settings (update_time: when the partitions were first made, not when
+        # standalone's database was).
+        gs = trio[2].client.call(ATTR + "/GetAttributionSettings", {})
+        ws = alone.call("GetAttributionSettings", {})
+        gs.pop("update_time")
+        ws.pop("update_time")
+        assert gs == ws
+        # Top creators, two pages: the token of one node works on another.
+        q = dict(RANGE, model=MODELS[2], page_size=3)
+        w1 = alone.call("ListTopCreators", q)
+        g1 = trio[0].client.call(ATTR + "/ListTopCreators", q)
+        assert g1["creators"] == w1["creators"]
+        g2 = trio[1].client.call(ATTR + "/ListTopCreators",
+                                 dict(q, page_token=g1["next_page_token"]))
+        w2 = alone.call("ListTopCreators", dict(q, page_token=w1["next_page_token"]))
+        assert g2["creators"] == w2["creators"]
+
+        trio[2].kill9()
+        wait_for(lambda: shares(trio[:2]) == [PARTITIONS // 2, PARTITIONS // 2] and
+                 all(n.health() == "SERVING" for n in trio[:2]),
+                 LEASE_TTL_MS / 1000 * 2 + 20, "the survivors serve every partition")
+        got = reports(lambda m, r: trio[0].client.call(ATTR + "/" + m, r), tag)
+        assert got == want
+    finally:
+        alone.stop()
+        stub.stop()
