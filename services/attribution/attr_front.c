@@ -144,8 +144,11 @@ static void attr__fwd_send(attr__fwd_t *fw)
     }
     char pstr[16];
     snprintf(pstr, sizeof pstr, "%d", fw->p);
-    const yw_client_md_t md = {ATTR_FRONT_PARTITION_MD, pstr};
-    if (yw_client_unary_md(ch, fw->method, fw->req, fw->resp_desc, fw->call, 0, &md, 1,
+    yw_client_md_t md[YW_CLIENT_MAX_MD] = {{ATTR_FRONT_PARTITION_MD, pstr}};
+    for (size_t i = 0; i < fw->n_md && i + 1 < YW_CLIENT_MAX_MD; i++) {
+        md[i + 1] = fw->md[i];
+    }
+    if (yw_client_unary_md(ch, fw->method, fw->req, fw->resp_desc, fw->call, 0, md, 1 + fw->n_md,
                            attr__on_fwd, fw) != 0) {
         attr__fwd_retry(fw, GRPC_STATUS_UNAVAILABLE, "cannot start the forwarded call");
     }

@@ -73,12 +73,17 @@ void attr_front_tier_report(attr_front_t *f, yw_call_t *call,
 void attr_front_top_creators(attr_front_t *f, yw_call_t *call,
                              const Yaowei__Attribution__V1__ListTopCreatorsRequest *req);
 
-/**
- * GetAttributionSettings: partition 0's (a cluster does not change its settings yet:
- * UpdateAttributionSettings is not served in cluster mode, so every partition has the
- * defaults it was created with).
- */
+/** GetAttributionSettings: partition 0's (every partition has the same version's). */
 void attr_front_get_settings(attr_front_t *f, yw_call_t *call);
+
+/**
+ * UpdateAttributionSettings: partition 0 takes the caller's update (its rules and
+ * errors, as standalone's), then every other partition the settings it answered, under
+ * the same version (attr_front_settings.c).
+ */
+void attr_front_update_settings(
+    attr_front_t *f, yw_call_t *call,
+    const Yaowei__Attribution__V1__UpdateAttributionSettingsRequest *req);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,9 @@ struct st_attr__fwd_t {
     const ProtobufCMessageDescriptor *resp_desc;
     attr__fwd_cb cb;
     void *arg;
+    /* More metadata sent along (after yw-partition); the strings are the caller's. */
+    yw_client_md_t md[YW_CLIENT_MAX_MD - 1];
+    size_t n_md;
     /* private */
     int tries;
     uv_timer_t retry;

@@ -208,8 +208,7 @@ static void attr__on_settings(attr__fwd_t *fw, grpc_status_code code, const char
             const Yaowei__Attribution__V1__ListTopCreatorsRequest *req =
                 (const Yaowei__Attribution__V1__ListTopCreatorsRequest *)rep->req;
             attr_cluster_page_key(rep->f->cluster, rep->f->page_key.bytes);
-            rep->r = attr__top_creators_new(call, req, &s, &rep->f->page_key,
-                                            ATTR__TOP_OFFSET_MAX);
+            rep->r = attr__top_creators_new(call, req, &s, &rep->f->page_key, ATTR__TOP_OFFSET_MAX);
             start = req->start_time;
             end = req->end_time;
         }

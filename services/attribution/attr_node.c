@@ -247,6 +247,7 @@ int attr__node_admit(yw_call_t *call)
         "/yaowei.attribution.v1.AttributionService/GetTierReport",
         "/yaowei.attribution.v1.AttributionService/ListTopCreators",
         "/yaowei.attribution.v1.AttributionService/GetAttributionSettings",
+        "/yaowei.attribution.v1.AttributionService/UpdateAttributionSettings",
     };
     for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
         if (strcmp(path, front[i]) == 0) {
@@ -255,7 +256,7 @@ int attr__node_admit(yw_call_t *call)
     }
     yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
                    "%s: not served in cluster mode yet (a cluster serves RecordExposures, "
-                   "RecordConversions, the reports and GetAttributionSettings; the other methods "
+                   "RecordConversions, the reports and the settings; the other methods "
                    "are served by standalone attribution)",
                    path);
     return -1;

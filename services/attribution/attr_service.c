@@ -318,6 +318,17 @@ static void attr__dispatch_get_settings(yw_call_t *call, const ProtobufCMessage 
     attr__on_get_settings(call, msg);
 }
 
+static void attr__dispatch_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_update_settings(
+            f, call, (const Yaowei__Attribution__V1__UpdateAttributionSettingsRequest *)msg);
+        return;
+    }
+    attr__on_update_settings(call, msg);
+}
+
 static void attr__dispatch_record_conversions(yw_call_t *call, const ProtobufCMessage *msg)
 {
     attr_host_t *host = yw_app_state(yw_app_from_call(call));
@@ -370,7 +381,7 @@ static const yw_method_t attr_methods[] = {
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "UpdateAttributionSettings",
               yaowei__attribution__v1__update_attribution_settings_request,
               yaowei__attribution__v1__attribution_settings,
-              .on_message = attr__on_update_settings),
+              .on_message = attr__dispatch_update_settings),
 };
 
 const yw_service_t attr_service = {

@@ -371,6 +371,48 @@ static void attr__on_settings_written(yw_store_job_t *job, grpc_status_code stat
     attr__unref(svc); /* the write's (a restatement on its way holds its own) */
 }
 
+/* A non-negative integer metadata value into *out (-1 when absent); -1 when malformed. */
+static int attr__md_int(yw_call_t *call, const char *key, int64_t *out)
+{
+    size_t len = 0;
+    const char *v = yw_call_metadata(call, key, &len);
+    *out = -1;
+    if (v == NULL) {
+        return 0;
+    }
+    int64_t x = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9' || x > (INT64_MAX - 9) / 10) {
+            yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                           "metadata %s: not a non-negative integer", key);
+            return -1;
+        }
+        x = x * 10 + (v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+/*
+ * The settings metadata of an update a cluster's front forwards to a partition (ignored
+ * on a call that names no partition: a client's): yw-settings-expect (the version the
+ * partition must be at, else ABORTED), yw-settings-version (the version to set: a
+ * partition there already answers its settings unchanged), yw-settings-time (the update
+ * time every partition records). Returns 0, or -1 with the call failed.
+ */
+static int attr__settings_md(yw_call_t *call, int64_t *expect, int64_t *target, int64_t *when)
+{
+    if (yw_call_metadata(call, "yw-partition", NULL) == NULL) {
+        return 0;
+    }
+    if (attr__md_int(call, "yw-settings-expect", expect) != 0 ||
+        attr__md_int(call, "yw-settings-version", target) != 0 ||
+        attr__md_int(call, "yw-settings-time", when) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
 void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Attribution__V1__UpdateAttributionSettingsRequest *req =
@@ -380,6 +422,21 @@ void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
     attr_settings_t next;
     unsigned changed = 0;
     char err[256];
+    /* A cluster's front sets every partition to one version (attr_front_settings.c). */
+    int64_t expect = -1, target = -1, when = -1;
+    if (attr__settings_md(call, &expect, &target, &when) != 0) {
+        return;
+    }
+    if (expect >= 0 && st->settings.version != expect) {
+        yw_call_finish(call, GRPC_STATUS_ABORTED,
+                       "settings: version %lld, not %lld: they changed meanwhile; retry",
+                       (long long)st->settings.version, (long long)expect);
+        return;
+    }
+    if (target > 0 && st->settings.version >= target) {
+        attr__reply_settings(call, &st->settings); /* already there: once per version */
+        return;
+    }
     grpc_status_code code =
         attr_settings_apply(req, &st->settings, &next, &changed, err, sizeof err);
     if (code != GRPC_STATUS_OK) {
@@ -406,8 +463,8 @@ void attr__on_update_settings(yw_call_t *call, const ProtobufCMessage *msg)
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    next.version = st->settings.version + 1;
-    next.update_ns = attr__now();
+    next.version = target > 0 ? target : st->settings.version + 1;
+    next.update_ns = when > 0 ? when : attr__now();
     sw->svc = svc;
     sw->call = call;
     sw->j.settings = next;

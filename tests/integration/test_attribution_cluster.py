@@ -195,14 +195,9 @@ def test_a_node_with_another_partition_count_refuses_to_start(nodes):
     assert "--partitions %d" % (PARTITIONS // 2) in log and "%d partitions" % PARTITIONS in log, log
 
 
-def test_methods_not_served_in_cluster_mode_yet_say_so(nodes):
+def test_a_forwarded_call_naming_no_partition_is_refused(nodes):
     a = nodes("attr-j")
     wait_for(lambda: a.health() == "SERVING", 20, "SERVING")
-    for method in ("UpdateAttributionSettings",):
-        with pytest.raises(grpc.RpcError) as e:
-            a.client.call(ATTR + "/" + method, {})
-        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
-        assert "cluster mode" in e.value.details()
     # A forwarded part naming a partition that does not exist is refused as such.
     with pytest.raises(grpc.RpcError) as e:
         a.client.call(ATTR + "/RecordExposures", {"events": []},
@@ -398,6 +393,34 @@ def test_reports_equal_standalone_for_the_same_events(own_nodes, tmp_path_factor
                                  dict(q, page_token=g1["next_page_token"]))
         w2 = alone.call("ListTopCreators", dict(q, page_token=w1["next_page_token"]))
         assert g2["creators"] == w2["creators"]
+
+        # A settings change through one node: every partition restates under it, every
+        # node answers the same settings and the same reports as standalone after it.
+        upd = {"settings": {"click_window": "259200s",
+                            "default_model": "ATTRIBUTION_MODEL_POSITION_BASED"},
+               "update_mask": "clickWindow,defaultModel"}
+        w = alone.call("UpdateAttributionSettings", upd)
+        g = trio[1].client.call(ATTR + "/UpdateAttributionSettings", upd)
+        for x in (w, g):
+            x.pop("update_time")
+        assert g == w
+        for n in trio:
+            gs = n.client.call(ATTR + "/GetAttributionSettings", {})
+            gs.pop("update_time")
+            assert gs == w
+        want = reports(lambda m, r: alone.call(m, r), tag)
+        for n in trio:
+            assert reports(lambda m, r: n.client.call(ATTR + "/" + m, r), tag) == want
+        # The default model resolves to the new one on a cluster too.
+        assert (trio[0].client.call(ATTR + "/GetTierReport", dict(RANGE)) ==
+                alone.call("GetTierReport", dict(RANGE)))
+        # A bad update is refused as standalone refuses it.
+        bad = {"settings": {"click_window": "0s"}, "update_mask": "clickWindow"}
+        with pytest.raises(grpc.RpcError) as ew:
+            alone.call("UpdateAttributionSettings", bad)
+        with pytest.raises(grpc.RpcError) as eg:
+            trio[2].client.call(ATTR + "/UpdateAttributionSettings", bad)
+        assert (eg.value.code(), eg.value.details()) == (ew.value.code(), ew.value.details())
 
         trio[2].kill9()
         wait_for(lambda: shares(trio[:2]) == [PARTITIONS // 2, PARTITIONS // 2] and

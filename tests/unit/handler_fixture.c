@@ -69,11 +69,26 @@ void handler_fx_close(handler_fx_t *fx)
 
 yw_fake_call_t *handler_fx_start(handler_fx_t *fx, const char *name, const ProtobufCMessage *req)
 {
+    return handler_fx_start_md(fx, name, req, NULL);
+}
+
+yw_fake_call_t *handler_fx_call_md(handler_fx_t *fx, const char *name, const ProtobufCMessage *req,
+                                   const char *const *metadata)
+{
+    yw_fake_call_t *fc = handler_fx_start_md(fx, name, req, metadata);
+    handler_fx_run(fc);
+    return fc;
+}
+
+yw_fake_call_t *handler_fx_start_md(handler_fx_t *fx, const char *name, const ProtobufCMessage *req,
+                                    const char *const *metadata)
+{
     yw_fake_call_config_t cfg = {
         .service = fx->def->service,
         .method = name,
         .service_ctx = fx->app,
         .request = req,
+        .metadata = metadata,
     };
     yw_fake_call_t *fc = NULL;
     int rc = yw_fake_call_start(yw_app_runtime(fx->app), &cfg, &fc);

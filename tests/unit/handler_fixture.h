@@ -39,6 +39,14 @@ void handler_fx_close(handler_fx_t *fx);
 /** Starts a call of method `name` of the service with `req` (NULL for a client stream). */
 yw_fake_call_t *handler_fx_start(handler_fx_t *fx, const char *name, const ProtobufCMessage *req);
 
+/** handler_fx_start() with request metadata: key, value, ..., NULL (lower-case keys). */
+yw_fake_call_t *handler_fx_start_md(handler_fx_t *fx, const char *name, const ProtobufCMessage *req,
+                                    const char *const *metadata);
+
+/** handler_fx_call() with request metadata (handler_fx_start_md()). */
+yw_fake_call_t *handler_fx_call_md(handler_fx_t *fx, const char *name, const ProtobufCMessage *req,
+                                   const char *const *metadata);
+
 /** Runs a started call until it is over. */
 void handler_fx_run(yw_fake_call_t *fc);
 

@@ -160,6 +160,50 @@ YW_TEST(a_second_update_while_one_is_written_is_aborted)
     afx_close();
 }
 
+/* What a cluster's front sends a partition: the version to set, once (attr_front_settings.c). */
+YW_TEST(a_forwarded_update_sets_the_version_and_time_it_names_once)
+{
+    afx_open(NULL);
+    update_t req;
+    settings_t s;
+    Google__Protobuf__Duration d;
+    click_window(&req, &s, &d, 3 * DAY_S);
+    const char *const first[] = {"yw-partition",
+                                 "0",
+                                 "yw-settings-expect",
+                                 "1",
+                                 "yw-settings-version",
+                                 "5",
+                                 "yw-settings-time",
+                                 "1700000000000000000",
+                                 NULL};
+    yw_fake_call_t *fc = handler_fx_call_md(&afx_fx, "UpdateAttributionSettings", &req.base, first);
+    const settings_t *got = handler_fx_reply(fc);
+    YW_CHECK_INT(got->version, ==, 5);
+    YW_CHECK_INT(got->click_window->seconds, ==, 3 * DAY_S);
+    YW_CHECK_INT(got->update_time->seconds, ==, 1700000000);
+    yw_fake_call_destroy(fc);
+    /* Sent again (a retry of the front), other values: answered unchanged. */
+    click_window(&req, &s, &d, 2 * DAY_S);
+    const char *const again[] = {"yw-partition", "3", "yw-settings-version", "5", NULL};
+    fc = handler_fx_call_md(&afx_fx, "UpdateAttributionSettings", &req.base, again);
+    got = handler_fx_reply(fc);
+    YW_CHECK_INT(got->version, ==, 5);
+    YW_CHECK_INT(got->click_window->seconds, ==, 3 * DAY_S);
+    yw_fake_call_destroy(fc);
+    /* Expecting another version: ABORTED, nothing changed. */
+    const char *const stale[] = {"yw-partition", "0", "yw-settings-expect", "4", NULL};
+    fc = handler_fx_call_md(&afx_fx, "UpdateAttributionSettings", &req.base, stale);
+    handler_fx_expect_fail_at(__FILE__, __LINE__, fc, GRPC_STATUS_ABORTED, "settings: version 5");
+    YW_CHECK_INT(settings_version(), ==, 5);
+    /* On a call that names no partition (a client's), the metadata means nothing. */
+    const char *const client[] = {"yw-settings-version", "9", NULL};
+    fc = handler_fx_call_md(&afx_fx, "UpdateAttributionSettings", &req.base, client);
+    YW_CHECK_INT(((const settings_t *)handler_fx_reply(fc))->version, ==, 6);
+    yw_fake_call_destroy(fc);
+    afx_close();
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -168,6 +212,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(an_update_restates_every_conversion_and_persists),
         YW_TEST_ENTRY(the_currency_cannot_change_once_conversions_are_stored),
         YW_TEST_ENTRY(a_second_update_while_one_is_written_is_aborted),
+        YW_TEST_ENTRY(a_forwarded_update_sets_the_version_and_time_it_names_once),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
