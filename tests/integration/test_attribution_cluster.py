@@ -16,7 +16,6 @@ they fail UNIMPLEMENTED, saying so, rather than answering from one node's part o
 import os
 import signal
 import time
-import urllib.request
 
 import grpc
 import pytest
@@ -25,22 +24,12 @@ import ywclient
 from conftest import ATTRIBUTION_BIN, ServerProcess, binary_path, free_port
 from nats_cluster import NatsCluster, NatsServer
 from test_attribution import RANGE, Attr, I, conversion, exposure
+from test_attribution_memory import scrape
 from tier_stub import TierStub
 
 PARTITIONS = 16
 LEASE_TTL_MS = 2000
 ATTR = "yaowei.attribution.v1.AttributionService"
-
-
-def scrape(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("yaowei_attribution_cluster"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 class Node(ServerProcess):
