@@ -7,6 +7,9 @@
  *   attr_front.c          the channels, the partition of a call, forwarding; ingestion
  *                         (RecordExposures, RecordConversions) split by viewer; the
  *                         parts' summaries merged
+ *   attr_front_stream.c   the client streams (IngestExposures, IngestConversions): events
+ *                         into parts by partition (attr_split.h), forwarded as Record
+ *                         calls, flow control
  */
 #ifndef ATTR_FRONT_INT_H
 #define ATTR_FRONT_INT_H

@@ -241,15 +241,18 @@ int attr__node_admit(yw_call_t *call)
     const char *path = yw_call_method(call)->path;
     static const char *const front[] = {
         "/yaowei.attribution.v1.AttributionService/RecordExposures",
-        "/yaowei.attribution.v1.AttributionService/RecordConversions"};
+        "/yaowei.attribution.v1.AttributionService/RecordConversions",
+        "/yaowei.attribution.v1.AttributionService/IngestExposures",
+        "/yaowei.attribution.v1.AttributionService/IngestConversions"};
     for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
         if (strcmp(path, front[i]) == 0) {
             return 0;
         }
     }
     yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
-                   "%s: not served in cluster mode yet (this build serves RecordExposures and "
-                   "RecordConversions on a cluster; the other methods on standalone attribution)",
+                   "%s: not served in cluster mode yet (this build serves RecordExposures, "
+                   "RecordConversions, IngestExposures and IngestConversions on a cluster; the "
+                   "other methods on standalone attribution)",
                    path);
     return -1;
 }
