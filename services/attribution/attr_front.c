@@ -110,7 +110,7 @@ static void attr__on_retry(uv_timer_t *t)
 /* Tries again after ATTR_FRONT_RETRY_MS if the deadline allows, else ends with this. */
 static void attr__fwd_retry(attr__fwd_t *fw, grpc_status_code code, const char *detail)
 {
-    if (++fw->tries >= ATTR_FRONT_TRIES || yw_call_is_cancelled(fw->call) ||
+    if (++fw->tries >= ATTR_FRONT_TRIES || fw->call == NULL || yw_call_is_cancelled(fw->call) ||
         yw_call_remaining_ms(fw->call) < ATTR_FRONT_RETRY_MS * 2 ||
         uv_timer_init(yw_runtime_loop(fw->f->rt), &fw->retry) != 0) {
         fw->cb(fw, code, detail, NULL);
@@ -133,6 +133,10 @@ static void attr__on_fwd(void *arg, grpc_status_code code, const char *detail,
 
 static void attr__fwd_send(attr__fwd_t *fw)
 {
+    if (fw->call == NULL) {
+        fw->cb(fw, GRPC_STATUS_CANCELLED, "the call it was for is gone", NULL);
+        return;
+    }
     int self = 0;
     const char *addr = attr_cluster_route(fw->f->cluster, fw->p, &self);
     yw_channel_t *ch = addr != NULL ? attr__channel(fw->f, addr) : NULL;
@@ -180,11 +184,7 @@ struct st_attr__ingest_t {
     attr_front_t *f;
     yw_call_t *call;
     int pending; /* parts not answered yet (and one while they start) */
-    int64_t accepted, duplicates, rejected, past;
-    attr_errs_t errs;
-    grpc_status_code fail_code;
-    char fail_detail[256];
-    char failed[256]; /* the partitions that failed, "3, 17" */
+    attr__merge_t m;
     attr__part_t *parts;
     size_t n_parts;
     int64_t *idx;
@@ -199,24 +199,66 @@ static void attr__ingest_free(attr__ingest_t *ing)
     free(ing);
 }
 
-static void attr__ingest_finish(attr__ingest_t *ing)
+/* ---- parts' summaries merged (attr_front_int.h) ---- */
+
+void attr__merge_fail(attr__merge_t *m, int p, grpc_status_code code, const char *detail)
 {
-    yw_call_t *call = ing->call;
-    if (ing->failed[0] != '\0') {
-        yw_call_finish(call, ing->fail_code,
+    size_t used = strlen(m->failed);
+    if (p >= 0 && used + 16 < sizeof m->failed) {
+        snprintf(m->failed + used, sizeof m->failed - used, "%s%d", used ? ", " : "", p);
+    }
+    if (m->fail_code == GRPC_STATUS_OK) {
+        m->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
+        snprintf(m->fail_detail, sizeof m->fail_detail, "%s", detail);
+    }
+}
+
+void attr__merge_part(attr__merge_t *m, int p, grpc_status_code code, const char *detail,
+                      ProtobufCMessage *resp, const int64_t *idx, size_t n)
+{
+    if (code != GRPC_STATUS_OK) {
+        attr__merge_fail(m, p, code, detail);
+        return;
+    }
+    const Yaowei__Attribution__V1__IngestSummary *s =
+        (const Yaowei__Attribution__V1__IngestSummary *)resp;
+    m->accepted += s->accepted;
+    m->duplicates += s->duplicates;
+    m->rejected += s->rejected;
+    m->past += s->past_join_horizon;
+    for (size_t i = 0; i < s->n_errors; i++) {
+        int64_t k = s->errors[i]->index;
+        if (k >= 0 && (size_t)k < n) {
+            attr_errs_add(&m->errs, idx[k], s->errors[i]->reason);
+        }
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+void attr__merge_finish(attr__merge_t *m, yw_call_t *call, const char *what)
+{
+    if (m->fail_code != GRPC_STATUS_OK && m->failed[0] == '\0') {
+        yw_call_fail(call, m->fail_code, m->fail_detail);
+    } else if (m->fail_code != GRPC_STATUS_OK) {
+        yw_call_finish(call, m->fail_code,
                        "partitions %s: %s (what other partitions accepted is stored: send the "
-                       "batch again, its events come back as duplicates)",
-                       ing->failed, ing->fail_detail);
+                       "%s again, its events come back as duplicates)",
+                       m->failed, m->fail_detail, what);
     } else {
         Yaowei__Attribution__V1__IngestSummary s;
         yaowei__attribution__v1__ingest_summary__init(&s);
-        s.accepted = ing->accepted;
-        s.duplicates = ing->duplicates;
-        s.rejected = ing->rejected;
-        s.past_join_horizon = ing->past;
-        s.errors = attr_errs_list(&ing->errs, &s.n_errors);
+        s.accepted = m->accepted;
+        s.duplicates = m->duplicates;
+        s.rejected = m->rejected;
+        s.past_join_horizon = m->past;
+        s.errors = attr_errs_list(&m->errs, &s.n_errors);
         (void)yw_call_reply(call, &s.base);
     }
+}
+
+static void attr__ingest_finish(attr__ingest_t *ing)
+{
+    attr__merge_finish(&ing->m, ing->call, "batch");
     attr__ingest_free(ing);
 }
 
@@ -225,31 +267,7 @@ static void attr__on_part(attr__fwd_t *fw, grpc_status_code code, const char *de
 {
     attr__part_t *pt = fw->arg;
     attr__ingest_t *ing = pt->ing;
-    if (code != GRPC_STATUS_OK) {
-        size_t used = strlen(ing->failed);
-        if (used + 16 < sizeof ing->failed) {
-            snprintf(ing->failed + used, sizeof ing->failed - used, "%s%d", used ? ", " : "",
-                     fw->p);
-        }
-        if (ing->fail_detail[0] == '\0') {
-            ing->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
-            snprintf(ing->fail_detail, sizeof ing->fail_detail, "%s", detail);
-        }
-    } else {
-        const Yaowei__Attribution__V1__IngestSummary *s =
-            (const Yaowei__Attribution__V1__IngestSummary *)resp;
-        ing->accepted += s->accepted;
-        ing->duplicates += s->duplicates;
-        ing->rejected += s->rejected;
-        ing->past += s->past_join_horizon;
-        for (size_t i = 0; i < s->n_errors; i++) {
-            int64_t k = s->errors[i]->index;
-            if (k >= 0 && (size_t)k < pt->n) {
-                attr_errs_add(&ing->errs, pt->idx[k], s->errors[i]->reason);
-            }
-        }
-        protobuf_c_message_free_unpacked(resp, NULL);
-    }
+    attr__merge_part(&ing->m, fw->p, code, detail, resp, pt->idx, pt->n);
     if (--ing->pending == 0) {
         attr__ingest_finish(ing);
     }

@@ -248,6 +248,8 @@ int attr__node_admit(yw_call_t *call)
         "/yaowei.attribution.v1.AttributionService/ListTopCreators",
         "/yaowei.attribution.v1.AttributionService/GetAttributionSettings",
         "/yaowei.attribution.v1.AttributionService/UpdateAttributionSettings",
+        "/yaowei.attribution.v1.AttributionService/IngestExposures",
+        "/yaowei.attribution.v1.AttributionService/IngestConversions",
     };
     for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
         if (strcmp(path, front[i]) == 0) {
@@ -255,9 +257,9 @@ int attr__node_admit(yw_call_t *call)
         }
     }
     yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
-                   "%s: not served in cluster mode yet (a cluster serves RecordExposures, "
-                   "RecordConversions, the reports and the settings; the other methods "
-                   "are served by standalone attribution)",
+                   "%s: not served in cluster mode yet (a cluster serves the ingestion, the "
+                   "reports and the settings; the other methods are served by standalone "
+                   "attribution)",
                    path);
     return -1;
 }

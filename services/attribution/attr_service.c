@@ -340,6 +340,53 @@ static void attr__dispatch_record_conversions(yw_call_t *call, const ProtobufCMe
     attr__on_record_conversions(call, msg);
 }
 
+/* A client's IngestExposures / IngestConversions stream to a cluster node goes to the front
+ * too (its parts are forwarded as Record calls); a forwarded or standalone one to the
+ * engine. */
+static attr_front_t *attr__stream_front(yw_call_t *call)
+{
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    return host != NULL && host->front != NULL && attr_front_call_partition(host->front, call) == -1
+               ? host->front
+               : NULL;
+}
+
+static int attr__is_exposures(yw_call_t *call)
+{
+    return yw_call_method(call)->request == &yaowei__attribution__v1__exposure_event__descriptor;
+}
+
+static void attr__dispatch_ingest_event(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__stream_front(call);
+    if (f != NULL) {
+        attr_front_stream_message(f, call, msg);
+    } else if (attr__is_exposures(call)) {
+        attr__on_ingest_exposure(call, msg);
+    } else {
+        attr__on_ingest_conversion(call, msg);
+    }
+}
+
+static void attr__dispatch_ingest_end(yw_call_t *call)
+{
+    attr_front_t *f = attr__stream_front(call);
+    if (f != NULL) {
+        attr_front_stream_end(f, call);
+    } else if (attr__is_exposures(call)) {
+        attr__on_ingest_exposures_end(call);
+    } else {
+        attr__on_ingest_conversions_end(call);
+    }
+}
+
+static void attr__dispatch_ingest_done(yw_call_t *call)
+{
+    if (attr__stream_front(call) != NULL) {
+        attr_front_stream_done(call);
+    }
+}
+
 static const yw_method_t attr_methods[] = {
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordExposures",
               yaowei__attribution__v1__record_exposures_request,
@@ -355,12 +402,12 @@ static const yw_method_t attr_methods[] = {
               .items = "events"),
     YW_METHOD(CLIENT_STREAMING, ATTR_SERVICE_NAME, "IngestExposures",
               yaowei__attribution__v1__exposure_event, yaowei__attribution__v1__ingest_summary,
-              .on_message = attr__on_ingest_exposure, .on_end = attr__on_ingest_exposures_end,
-              .items = ""),
+              .on_message = attr__dispatch_ingest_event, .on_end = attr__dispatch_ingest_end,
+              .on_done = attr__dispatch_ingest_done, .items = ""),
     YW_METHOD(CLIENT_STREAMING, ATTR_SERVICE_NAME, "IngestConversions",
               yaowei__attribution__v1__conversion_event, yaowei__attribution__v1__ingest_summary,
-              .on_message = attr__on_ingest_conversion, .on_end = attr__on_ingest_conversions_end,
-              .items = ""),
+              .on_message = attr__dispatch_ingest_event, .on_end = attr__dispatch_ingest_end,
+              .on_done = attr__dispatch_ingest_done, .items = ""),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "ExplainConversion",
               yaowei__attribution__v1__explain_conversion_request,
               yaowei__attribution__v1__conversion_attribution, .on_message = attr__on_explain),
