@@ -384,6 +384,8 @@ static void attr__dispatch_ingest_done(yw_call_t *call)
 {
     if (attr__stream_front(call) != NULL) {
         attr_front_stream_done(call);
+    } else {
+        attr__on_ingest_done(call);
     }
 }
 

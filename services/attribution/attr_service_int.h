@@ -442,6 +442,14 @@ int attr__events_max(yw_call_t *call, size_t n);
  */
 void attr__ingest_end(attr_ingest_t *ing);
 
+/**
+ * on_done of the client streams (standalone, or forwarded to a partition): a stream over
+ * without its end (the runtime failed a message, the call died) has what it admitted
+ * written and its context freed once nothing of it is in flight; its call is not
+ * touched again.
+ */
+void attr__on_ingest_done(yw_call_t *call);
+
 /** Whether the data dir's disk is full (then the call is failed RESOURCE_EXHAUSTED). */
 int attr__disk_full(attr_ingest_t *ing);
 
