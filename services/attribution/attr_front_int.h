@@ -78,6 +78,36 @@ struct st_attr__fwd_t {
 /** Sends fw->req to partition fw->p; fw->cb runs once, on the loop (maybe before return). */
 void attr__fwd_start(attr__fwd_t *fw);
 
+/**
+ * Forwards `call` whole (its request `req`, alive until the call ends) to partition `p`
+ * and answers it with what that partition's engine answers: its response, or its
+ * failure as it is (standalone's words); UNAVAILABLE naming the partition once
+ * forwarding's tries are over.
+ */
+void attr__relay(attr_front_t *f, yw_call_t *call, int p, const char *method,
+                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc);
+
+/** The events a split call carries. */
+typedef enum { ATTR__EXPOSURES, ATTR__CONVERSIONS, ATTR__REFUNDS } attr__events_t;
+
+/**
+ * A Record call of more than ATTR_BATCH_MAX events is refused whole: relayed to
+ * partition 0 (attr__relay()), whose engine refuses it as standalone does. Returns 1
+ * when it was, else 0.
+ */
+int attr__relay_oversized(attr_front_t *f, yw_call_t *call, attr__events_t kind,
+                          const ProtobufCMessage *req, size_t n);
+
+/**
+ * Forwards events[i] (of `kind`; the inbound request's, alive until the call ends) to
+ * partition part_of[i] (read during the call only), each partition's events as one
+ * Record call in the caller's order, and answers `call` once every part has: the
+ * IngestSummaries merged (attr__merge_t), or UNAVAILABLE naming the partitions that
+ * failed.
+ */
+void attr__ingest_split(attr_front_t *f, yw_call_t *call, attr__events_t kind, void *const *events,
+                        size_t n, const int32_t *part_of);
+
 /** The parts' answers of an ingestion call, merged (attr_front.c). Zeroed: nothing yet. */
 typedef struct st_attr__merge_t {
     int64_t accepted, duplicates, rejected, past;
