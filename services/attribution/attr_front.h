@@ -23,6 +23,15 @@
  * Reading pauses while the parts not yet answered hold more than ATTR_FRONT_PENDING_BYTES.
  * A part that fails ends the stream: nothing more is read or forwarded, and the call fails
  * as a batch does once the parts out have answered.
+ *
+ * Refunds and explanations (RecordRefunds, ExplainConversion) carry an order id and no
+ * viewer: every partition is asked which of the call's orders it holds and which of its
+ * refund ids it knows (PartitionService.FindOrders), then each refund goes to the
+ * partition that knows its refund id or holds its order (attr_order_route.h) and the
+ * summaries are merged as ingestion's; an explanation goes to its order's holder. What
+ * no partition holds goes to its order id's own partition, whose engine rejects it
+ * (no conversion has that order_id; NOT_FOUND) with standalone's words. A partition that
+ * cannot be asked fails the call UNAVAILABLE, naming it, before anything is sent.
  */
 #ifndef ATTR_FRONT_H
 #define ATTR_FRONT_H
@@ -67,6 +76,10 @@ void attr_front_record_exposures(attr_front_t *f, yw_call_t *call,
                                  const Yaowei__Attribution__V1__RecordExposuresRequest *req);
 void attr_front_record_conversions(attr_front_t *f, yw_call_t *call,
                                    const Yaowei__Attribution__V1__RecordConversionsRequest *req);
+void attr_front_record_refunds(attr_front_t *f, yw_call_t *call,
+                               const Yaowei__Attribution__V1__RecordRefundsRequest *req);
+void attr_front_explain(attr_front_t *f, yw_call_t *call,
+                        const Yaowei__Attribution__V1__ExplainConversionRequest *req);
 
 /*
  * Reports: the default model from partition 0's settings, then every partition's sums

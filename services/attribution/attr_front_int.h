@@ -13,6 +13,8 @@
  *   attr_front_stream.c   the client streams (IngestExposures, IngestConversions): events
  *                         into parts by partition (attr_split.h), forwarded as Record
  *                         calls, flow control
+ *   attr_front_orders.c   RecordRefunds and ExplainConversion: every partition asked
+ *                         which orders it holds (FindOrders), then split by holder
  */
 #ifndef ATTR_FRONT_INT_H
 #define ATTR_FRONT_INT_H

@@ -250,6 +250,8 @@ int attr__node_admit(yw_call_t *call)
         "/yaowei.attribution.v1.AttributionService/UpdateAttributionSettings",
         "/yaowei.attribution.v1.AttributionService/IngestExposures",
         "/yaowei.attribution.v1.AttributionService/IngestConversions",
+        "/yaowei.attribution.v1.AttributionService/RecordRefunds",
+        "/yaowei.attribution.v1.AttributionService/ExplainConversion",
     };
     for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
         if (strcmp(path, front[i]) == 0) {
@@ -257,9 +259,9 @@ int attr__node_admit(yw_call_t *call)
         }
     }
     yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
-                   "%s: not served in cluster mode yet (a cluster serves the ingestion, the "
-                   "reports and the settings; the other methods are served by standalone "
-                   "attribution)",
+                   "%s: not served to clients in cluster mode (a cluster node serves every "
+                   "method of AttributionService; this one only to the other nodes, naming a "
+                   "partition)",
                    path);
     return -1;
 }

@@ -340,6 +340,27 @@ static void attr__dispatch_record_conversions(yw_call_t *call, const ProtobufCMe
     attr__on_record_conversions(call, msg);
 }
 
+static void attr__dispatch_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_record_refunds(f, call,
+                                  (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg);
+        return;
+    }
+    attr__on_record_refunds(call, msg);
+}
+
+static void attr__dispatch_explain(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_explain(f, call, (const Yaowei__Attribution__V1__ExplainConversionRequest *)msg);
+        return;
+    }
+    attr__on_explain(call, msg);
+}
+
 /* A client's IngestExposures / IngestConversions stream to a cluster node goes to the front
  * too (its parts are forwarded as Record calls); a forwarded or standalone one to the
  * engine. */
@@ -400,7 +421,7 @@ static const yw_method_t attr_methods[] = {
               .on_message = attr__dispatch_record_conversions, .items = "events"),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordRefunds",
               yaowei__attribution__v1__record_refunds_request,
-              yaowei__attribution__v1__ingest_summary, .on_message = attr__on_record_refunds,
+              yaowei__attribution__v1__ingest_summary, .on_message = attr__dispatch_record_refunds,
               .items = "events"),
     YW_METHOD(CLIENT_STREAMING, ATTR_SERVICE_NAME, "IngestExposures",
               yaowei__attribution__v1__exposure_event, yaowei__attribution__v1__ingest_summary,
@@ -412,7 +433,8 @@ static const yw_method_t attr_methods[] = {
               .on_done = attr__dispatch_ingest_done, .items = ""),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "ExplainConversion",
               yaowei__attribution__v1__explain_conversion_request,
-              yaowei__attribution__v1__conversion_attribution, .on_message = attr__on_explain),
+              yaowei__attribution__v1__conversion_attribution,
+              .on_message = attr__dispatch_explain),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "GetCreatorReport",
               yaowei__attribution__v1__get_creator_report_request,
               yaowei__attribution__v1__creator_report, .on_message = attr__dispatch_creator_report),

@@ -296,9 +296,9 @@ void attr__node_close(attr_host_t *host);
 /**
  * yw_service_t.admit. Standalone: every call. Cluster mode: a call forwarded for a
  * partition (yw-partition) when this node's engine of it serves (held until released),
- * else UNAVAILABLE; a client's RecordExposures and RecordConversions (the front splits
- * and forwards them); the other methods are not served in cluster mode yet:
- * UNIMPLEMENTED, saying so, rather than an answer from part of the data.
+ * else UNAVAILABLE; a client's call of any AttributionService method (the front splits
+ * and forwards it); a client's call of another service (PartitionService, between the
+ * nodes only): UNIMPLEMENTED, saying so.
  */
 int attr__node_admit(yw_call_t *call);
 

@@ -9,8 +9,8 @@ finds its leases gone; a node that comes back gets its share back; a node starte
 another partition count refuses to start; a node that cannot reach NATS keeps trying
 with health NOT_SERVING. RecordExposures and RecordConversions sent to any node reach
 their viewers' partitions, are in the replicated log before they are acknowledged, and
-survive the node that held them. The other methods are not served in cluster mode yet:
-they fail UNIMPLEMENTED, saying so, rather than answering from one node's part of the data.
+survive the node that held them (RecordRefunds and ExplainConversion:
+test_attribution_cluster_orders.py; the client streams: test_attribution_cluster_streams.py).
 """
 
 import os
