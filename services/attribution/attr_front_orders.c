@@ -21,9 +21,17 @@
  * (NOT_FOUND). A partition changing hands meanwhile changes nothing: the partition, not
  * the node, holds the order, and forwarding follows it to its new node.
  *
- * What standalone answers and a cluster cannot: an order id recorded under two viewers is
- * one conversion standalone (the second a duplicate) and two in a cluster; its refunds and
- * explanations go to the lowest partition that holds it (attr_route_found()).
+ * What standalone answers and a cluster cannot:
+ *  - an order id recorded under two viewers is one conversion standalone (the second a
+ *    duplicate) and two in a cluster; its refunds and explanations go to the lowest
+ *    partition that holds it (attr_route_found());
+ *  - one new refund id used in one batch for orders of two partitions meets where the
+ *    first admissible refund of it goes (attr_route_refunds()): when that one is then
+ *    rejected (more than what is left), the later one, of another partition's order, is
+ *    rejected there too ("no conversion"), where standalone would admit it;
+ *  - one new refund id sent in two calls at once, for orders of two partitions, may be
+ *    admitted by both (standalone: the second is a duplicate). Refund ids are the
+ *    client's idempotency keys: a refund sent again has its own order, and is found.
  */
 #include "services/attribution/attr_front_int.h"
 
