@@ -171,6 +171,13 @@ static void print_workload(const demo_t *d)
     print_step("RecordExposures (late)", d->st_late.events, "events", &d->st_late);
     print_step("RecordRefunds", d->st_refunds.events, "events", &d->st_refunds);
     printf("  %-24s %29.1f s\n", "tier scoring refresh wait", d->tier_wait_seconds);
+    if (d->at.n > 1) {
+        printf("  attribution calls by node:");
+        for (int i = 0; i < d->at.n; i++) {
+            printf("%s %s %" PRIu64, i > 0 ? "," : "", d->at.addr[i], d->at.calls[i]);
+        }
+        printf("\n");
+    }
 
     if (d->creators_existing > 0) {
         printf("  note: %" PRIu64 " creators already existed (the services were not fresh): "

@@ -72,7 +72,9 @@ void demo_chans_close(demo_chans_t *c)
 
 yw_channel_t *demo_chans_next(demo_chans_t *c)
 {
-    return c->ch[c->next++ % (unsigned)c->n];
+    unsigned i = c->next++ % (unsigned)c->n;
+    c->calls[i]++;
+    return c->ch[i];
 }
 
 demo_chans_t demo_chans_one(const demo_chans_t *c, int i)

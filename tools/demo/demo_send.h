@@ -48,6 +48,8 @@ typedef struct st_demo_chans_t {
     int n;
     /** Calls started: the next goes to ch[next % n]. */
     unsigned next;
+    /** Calls started on each node (resends included). */
+    uint64_t calls[DEMO_CHANS_MAX];
     char *buf;
 } demo_chans_t;
 
