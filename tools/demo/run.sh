@@ -275,7 +275,13 @@ cluster {
 $routes  ]
 }
 EOF
+        # A process group of its own (job control on for the start): Ctrl-C at the
+        # terminal reaches this script and the services, not the NATS servers, which
+        # must outlive the attribution nodes (a node leaving lets its leases go through
+        # NATS, and waits for it).
+        set -m
         launch "nats-$i" nats INT "$NATS_BIN" -c "$conf"
+        set +m
         pidx[i]=$IDX
     done
     NATS_URLS=""
