@@ -114,8 +114,19 @@ static void attr__on_start(uv_timer_t *t)
     attr_host_t *host = s->host;
     host->node_start = NULL;
     if (s->cfg.advertise == NULL) {
+        /* --listen's host when it names one (127.0.0.1, 10.0.0.5); the host name when it
+         * is a wildcard (0.0.0.0, [::]), which peers must then resolve to this node. */
         char name[256] = "localhost";
-        (void)gethostname(name, sizeof name - 1);
+        const char *listen = yw_app_option(host->app, "listen");
+        const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
+        size_t hlen = colon != NULL ? (size_t)(colon - listen) : 0;
+        if (hlen > 0 && hlen < sizeof name && strncmp(listen, "0.0.0.0", hlen) != 0 &&
+            strncmp(listen, "[::]", hlen) != 0 && strncmp(listen, "::", hlen) != 0) {
+            memcpy(name, listen, hlen);
+            name[hlen] = '\0';
+        } else {
+            (void)gethostname(name, sizeof name - 1);
+        }
         snprintf(s->advertise, sizeof s->advertise, "%s:%d", name,
                  yw_server_port(yw_app_server(host->app)));
         s->cfg.advertise = s->advertise;

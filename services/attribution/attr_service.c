@@ -501,7 +501,8 @@ const yw_option_t attr_options[] = {
      "host name",
      YW_OPTION_VALUE, NULL},
     {"advertise-addr", "YW_ADVERTISE_ADDR", "",
-     "HOST:PORT the other nodes call this one at; empty: the host name and the gRPC port",
+     "HOST:PORT the other nodes call this one at; empty: --listen's host (the host name when "
+     "it listens on every address) and the gRPC port",
      YW_OPTION_VALUE, NULL},
     {"partitions", "YW_PARTITIONS", "64",
      "partitions of the cluster, fixed when its streams are first created (a node started "
