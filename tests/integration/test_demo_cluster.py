@@ -24,6 +24,12 @@ from test_demo import TINY, sections
 RUN_SH = os.path.join(REPO, "tools", "demo", "run.sh")
 SEED = "11"
 
+
+# It checks the main job, not memory: `make test` runs it in the release pass only (the sanitizer pass runs
+# the other cluster tests, which go through the same code), to stay within its time.
+pytestmark = pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
+                                reason="release pass only (make test runs both)")
+
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
 # Start (three NATS servers and the nodes joining them), the tiny workload, the stop.
 RUN_TIMEOUT_S = 300 if SANITIZED else 150
