@@ -126,13 +126,6 @@ static void attr__publish(attr_cluster_t *c, const char *fmt, ...)
     uv_async_send(&c->async);
 }
 
-/* The last libnats error of this thread, for a message. */
-static const char *attr__nats_error(natsStatus s)
-{
-    const char *text = nats_GetLastError(NULL);
-    return (text != NULL && text[0] != '\0') ? text : natsStatus_GetText(s);
-}
-
 static void attr__on_disconnected(natsConnection *nc, void *arg)
 {
     (void)nc;
@@ -280,7 +273,7 @@ static natsStatus attr__bucket(attr_cluster_t *c, const char *name, int64_t ttl_
     s = js_CreateKeyValue(out, c->js, &cfg);
     if (s != NATS_OK) {
         /* Another node created it first, with its own settings: use those. */
-        yw_log(YW_LOG_DEBUG, "cluster: creating %s: %s", name, attr__nats_error(s));
+        yw_log(YW_LOG_DEBUG, "cluster: creating %s: %s", name, attr__err_text(s));
         natsStatus again = js_KeyValue(out, c->js, name);
         if (again != NATS_NOT_FOUND) {
             return again;
@@ -289,24 +282,25 @@ static natsStatus attr__bucket(attr_cluster_t *c, const char *name, int64_t ttl_
     return s;
 }
 
-static natsStatus attr__stream(attr_cluster_t *c)
+/* Creates stream `name` over `subject` (or finds it, made by another node). */
+static natsStatus attr__stream(attr_cluster_t *c, const char *name, const char **subjects,
+                               int n_subjects)
 {
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
-    const char *subjects[] = {"yw.attr.p.*"};
-    cfg.Name = ATTR__STREAM;
+    cfg.Name = name;
     cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
+    cfg.SubjectsLen = n_subjects;
     cfg.Storage = js_FileStorage;
     cfg.Replicas = c->replicas;
     cfg.AllowDirect = true; /* reads by subject (attr_cluster_read()) from any replica */
     jsErrCode jerr = 0;
     jsStreamInfo *si = NULL;
-    natsStatus s = js_GetStreamInfo(&si, c->js, ATTR__STREAM, NULL, &jerr);
+    natsStatus s = js_GetStreamInfo(&si, c->js, name, NULL, &jerr);
     if (s == NATS_NOT_FOUND) {
         s = js_AddStream(&si, c->js, &cfg, NULL, &jerr);
         if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-            s = js_GetStreamInfo(&si, c->js, ATTR__STREAM, NULL, &jerr);
+            s = js_GetStreamInfo(&si, c->js, name, NULL, &jerr);
         }
     }
     jsStreamInfo_Destroy(si);
@@ -330,7 +324,7 @@ static int attr__check_partitions(attr_cluster_t *c)
     kvEntry *e = NULL;
     s = kvStore_Get(&e, c->meta, "partitions");
     if (s != NATS_OK) {
-        attr__publish(c, "cannot read the cluster's partition count: %s", attr__nats_error(s));
+        attr__publish(c, "cannot read the cluster's partition count: %s", attr__err_text(s));
         return -EAGAIN;
     }
     const char *theirs = kvEntry_ValueString(e);
@@ -364,7 +358,7 @@ static int attr__page_key(attr_cluster_t *c)
     kvEntry *e = NULL;
     natsStatus s = kvStore_Get(&e, c->meta, "page-key");
     if (s != NATS_OK) {
-        attr__publish(c, "cannot read the cluster's page-token key: %s", attr__nats_error(s));
+        attr__publish(c, "cannot read the cluster's page-token key: %s", attr__err_text(s));
         return -EAGAIN;
     }
     int ok = kvEntry_ValueLen(e) == (int)sizeof c->page_key;
@@ -384,7 +378,7 @@ static int attr__join(attr_cluster_t *c)
 {
     natsStatus s = NATS_OK;
     if (c->nc == NULL && (s = attr__connect(c)) != NATS_OK) {
-        attr__publish(c, "cannot connect to NATS at %s: %s", c->urls, attr__nats_error(s));
+        attr__publish(c, "cannot connect to NATS at %s: %s", c->urls, attr__err_text(s));
         natsConnection_Destroy(c->nc);
         c->nc = NULL;
         return -EAGAIN;
@@ -394,12 +388,19 @@ static int attr__join(attr_cluster_t *c)
         jsOptions_Init(&jo);
         jo.Wait = ATTR__REQUEST_MS;
         if ((s = natsConnection_JetStream(&c->js, c->nc, &jo)) != NATS_OK) {
-            attr__publish(c, "JetStream: %s", attr__nats_error(s));
+            attr__publish(c, "JetStream: %s", attr__err_text(s));
             return -EAGAIN;
         }
     }
+    static const char *events[] = {"yw.attr.p.*"};
+    static const char *snaps[] = {"yw.attr.snap.*", "yw.attr.snaph.*"};
     const char *what = ATTR__STREAM;
-    if ((s = attr__stream(c)) == NATS_OK && c->meta == NULL) {
+    s = attr__stream(c, ATTR__STREAM, events, 1);
+    if (s == NATS_OK) {
+        what = ATTR__SNAP_STREAM;
+        s = attr__stream(c, ATTR__SNAP_STREAM, snaps, 2);
+    }
+    if (s == NATS_OK && c->meta == NULL) {
         what = ATTR__BUCKET_META;
         s = attr__bucket(c, ATTR__BUCKET_META, 0, &c->meta);
     }
@@ -413,7 +414,7 @@ static int attr__join(attr_cluster_t *c)
     }
     if (s != NATS_OK) {
         attr__publish(c, "JetStream %s: %s (is JetStream on, with %d servers for --replicas?)",
-                      what, attr__nats_error(s), c->replicas);
+                      what, attr__err_text(s), c->replicas);
         return -EAGAIN;
     }
     int rc = attr__check_partitions(c);
@@ -464,6 +465,9 @@ static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
         }
         if (s == NATS_OK) {
             s = natsMsgHeader_Set(m, "Yw-Node", c->node_id);
+        }
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Yw-Prev", seq);
         }
         jsPubAck *ack = NULL;
         jsErrCode jerr = 0;
@@ -580,6 +584,17 @@ static void attr__routes_fill(attr_cluster_t *c, const char *const *names, int n
     }
 }
 
+/* NATS answers (connected) and the node is not stopping: worth another request. Once
+ * not, a tick asks nothing more (each request would wait out its timeout, one after the
+ * other: a stop would take a timeout per lease). */
+static int attr__worth_asking(attr_cluster_t *c)
+{
+    uv_mutex_lock(&c->mu);
+    int stop = c->stop;
+    uv_mutex_unlock(&c->mu);
+    return !stop && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
 /* One tick: this node renewed, the assignment recomputed, leases renewed, let go, taken. */
 static void attr__tick(attr_cluster_t *c)
 {
@@ -589,7 +604,7 @@ static void attr__tick(attr_cluster_t *c)
     uint64_t rev = 0;
     natsStatus s = kvStore_PutString(&rev, c->nodes, key, c->advertise);
     if (s != NATS_OK) {
-        attr__publish(c, "cannot renew this node in NATS: %s", attr__nats_error(s));
+        attr__publish(c, "cannot renew this node in NATS: %s", attr__err_text(s));
         return;
     }
     kvKeysList keys = {0};
@@ -610,7 +625,7 @@ static void attr__tick(attr_cluster_t *c)
     attr__routes_fill(c, names, n, me);
     c->t_st.nodes = n;
     c->t_st.assigned = 0;
-    int renewed = 1;
+    int renewed = 1, down = 0;
     /* First what is ours: renewed, or let go when the assignment gives it to another. */
     for (int p = 0; p < c->partitions; p++) {
         int mine = c->assign[p] == me;
@@ -628,12 +643,20 @@ static void attr__tick(attr_cluster_t *c)
             yw_log(YW_LOG_INFO, "cluster: partition %d handed to %s", p, names[c->assign[p]]);
             continue;
         }
+        if (down || !attr__worth_asking(c)) {
+            /* NATS went (or a renewal timed out): the rest cannot be renewed either. */
+            down = 1;
+            renewed = 0;
+            attr__lose(c, p, "NATS does not answer");
+            continue;
+        }
         s = kvStore_UpdateString(&rev, c->leases, key, c->node_id, c->t_rev[p]);
         if (s == NATS_OK) {
             c->t_rev[p] = rev;
         } else {
             renewed = 0;
-            attr__lose(c, p, attr__nats_error(s));
+            down = s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS;
+            attr__lose(c, p, attr__err_text(s));
         }
     }
     if (renewed) {
@@ -642,7 +665,7 @@ static void attr__tick(attr_cluster_t *c)
         uv_mutex_unlock(&c->mu);
     }
     /* Then what the assignment gives us and we do not hold yet. */
-    for (int p = 0; p < c->partitions; p++) {
+    for (int p = 0; p < c->partitions && !down && attr__worth_asking(c); p++) {
         if (c->assign[p] == me && !c->t_owned[p]) {
             snprintf(key, sizeof key, "p.%d", p);
             attr__acquire(c, p, key);

@@ -12,6 +12,9 @@
  *                       that takes a lease first appends a lease marker expecting the
  *                       subject's last sequence, so an append of the previous owner
  *                       (which expects the sequence it knew) is refused from then on.
+ *                       Every record names the one before it (header Yw-Prev).
+ *   stream yw-attr-snaps, subjects yw.attr.snap.<p> and yw.attr.snaph.<p>: the
+ *                       partitions' latest snapshots (see "Snapshots" below).
  *
  * Who owns what: every node computes the same assignment from the set of live nodes
  * (attr_cluster_assign(): rendezvous hashing, each node capped at its fair share) and
@@ -130,13 +133,70 @@ typedef int (*attr_cluster_read_fn)(void *arg, uint64_t seq, const char *kind, c
                                     size_t len);
 
 /**
- * Reads partition `p`'s log from stream sequence `from` on, in order, calling `fn` for
- * every record (lease markers included, kind "lease"), up to the last one there is.
- * Blocks (any thread but the loop). Returns 0 with the last sequence read in *last (or
- * from - 1 when none), what `fn` returned when it stopped the read, or -EAGAIN with `err`.
+ * Reads partition `p`'s log after the record at stream sequence `after` (0: from the
+ * start), in order, calling `fn` for every record (lease markers included, kind "lease"),
+ * up to the last one there is. Each record must name the one before it (Yw-Prev; the
+ * first, `after`): a gap means the records between were purged under a newer snapshot.
+ * Blocks (any thread but the loop). Returns 0 with the last sequence read in *last
+ * (`after` when none), what `fn` returned when it stopped the read, -ESTALE (a gap), or
+ * -EAGAIN with `err`.
  */
-int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read_fn fn, void *arg,
-                      uint64_t *last, char *err, size_t errlen);
+int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn,
+                      void *arg, uint64_t *last, char *err, size_t errlen);
+
+/*
+ * Snapshots. A partition's snapshot is its view (attr_snapshot.h) as of a record of its
+ * log, the one it "covers": chunks on subject yw.attr.snap.<p> of stream yw-attr-snaps,
+ * then a head on yw.attr.snaph.<p> naming them, published expecting the last head's
+ * sequence (of two nodes snapshotting at once, one head lands). Once a head is in, older
+ * heads and chunks and the partition's log before the covered record are purged: a node
+ * that builds the partition loads the latest snapshot and reads the log after it. A
+ * reader from an older head finds its chunks gone, or its log chain broken (each record
+ * names the one before it, header Yw-Prev): -ESTALE, and it starts again from the newest.
+ */
+typedef struct st_attr_cluster_snap_t {
+    uint64_t covers;   /* the log record the snapshot includes, the last one */
+    uint64_t first;    /* the stream sequence of its first chunk */
+    uint32_t chunks;   /* how many chunks */
+    uint64_t bytes;    /* their bytes, all together */
+    uint32_t crc;      /* CRC-32C of those bytes */
+    uint64_t nonce;    /* unique per snapshot made (the chunks' message ids) */
+    uint64_t head_seq; /* the head's stream sequence (read, or set by commit) */
+} attr_cluster_snap_t;
+
+/** One chunk of a snapshot, in order: 0 to go on, non-zero to stop the read. */
+typedef int (*attr_cluster_chunk_fn)(void *arg, const void *data, size_t len);
+
+/**
+ * Partition `p`'s latest snapshot head. Blocks. Returns 0, -ENOENT when there is none,
+ * -EAGAIN (NATS) or -EPROTO (a head without its fields), with `err`.
+ */
+int attr_cluster_snap_head(attr_cluster_t *c, int p, attr_cluster_snap_t *head, char *err,
+                           size_t errlen);
+
+/**
+ * Reads the chunks `head` names, in order, into `fn`. Blocks. Returns 0, what `fn`
+ * returned, -ESTALE when a chunk is gone (a newer snapshot replaced this one), or -EAGAIN.
+ */
+int attr_cluster_snap_read(attr_cluster_t *c, int p, const attr_cluster_snap_t *head,
+                           attr_cluster_chunk_fn fn, void *arg, char *err, size_t errlen);
+
+/**
+ * Appends chunk `index` of the snapshot `head` describes (covers, nonce) and sets *seq
+ * to its stream sequence. Blocks. Returns 0 or -EAGAIN with `err`.
+ */
+int attr_cluster_snap_chunk(attr_cluster_t *c, int p, const attr_cluster_snap_t *head,
+                            uint32_t index, const void *data, size_t len, uint64_t *seq, char *err,
+                            size_t errlen);
+
+/**
+ * Publishes `head` (every field but head_seq set) expecting the partition's last head to
+ * be at `expect_head` (0: none), then purges what it makes unneeded. Blocks. Returns 0;
+ * 1 when the head is in but a purge failed (the next snapshot's purges catch up); -ESTALE
+ * when another head came first (this snapshot is dropped); -EAGAIN.
+ */
+int attr_cluster_snap_commit(attr_cluster_t *c, int p, attr_cluster_snap_t *head,
+                             uint64_t expect_head, char *err, size_t errlen);
 
 /**
  * On the loop: the gRPC address of the node partition `p` belongs to by the assignment

@@ -12,6 +12,9 @@
 
 #define ATTR__STREAM "yw-attr-events"
 #define ATTR__SUBJECT_FMT "yw.attr.p.%d"
+#define ATTR__SNAP_STREAM "yw-attr-snaps"
+#define ATTR__SNAP_CHUNK_FMT "yw.attr.snap.%d"
+#define ATTR__SNAP_HEAD_FMT "yw.attr.snaph.%d"
 #define ATTR__BUCKET_META "yw-attr-meta"
 #define ATTR__BUCKET_NODES "yw-attr-nodes"
 #define ATTR__BUCKET_LEASES "yw-attr-leases"
@@ -95,6 +98,13 @@ struct st_attr_cluster_t {
     attr_cluster_status_t t_st;
     attr__routes_t t_routes;
 };
+
+/** The js context once joined and while connected, else NULL (it lives until the
+ *  cluster thread ends, at stop). Any thread. */
+jsCtx *attr__js(attr_cluster_t *c);
+
+/** libnats's last error text on this thread, else the status's. */
+const char *attr__err_text(natsStatus s);
 
 /** Cluster thread: partition `p`'s log now starts after `seq` for this node (0: not ours). */
 void attr__log_own(attr_cluster_t *c, int p, uint64_t seq);

@@ -20,8 +20,7 @@ void attr__log_own(attr_cluster_t *c, int p, uint64_t seq)
     uv_mutex_unlock(&c->log_mu[p]);
 }
 
-/* The js context, once joined (it lives until the cluster thread ends, at stop). */
-static jsCtx *attr__js(attr_cluster_t *c)
+jsCtx *attr__js(attr_cluster_t *c)
 {
     uv_mutex_lock(&c->mu);
     /* Not while disconnected: a request would wait out its timeout, and fail anyway. */
@@ -30,7 +29,7 @@ static jsCtx *attr__js(attr_cluster_t *c)
     return js;
 }
 
-static const char *attr__err_text(natsStatus s)
+const char *attr__err_text(natsStatus s)
 {
     const char *text = nats_GetLastError(NULL);
     return (text != NULL && text[0] != '\0') ? text : natsStatus_GetText(s);
@@ -71,6 +70,9 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
         if (s == NATS_OK) {
             s = natsMsgHeader_Set(m, "Yw-Kind", kind);
         }
+        if (s == NATS_OK) {
+            s = natsMsgHeader_Set(m, "Yw-Prev", expect);
+        }
         jsPubAck *ack = NULL;
         jsErrCode jerr = 0;
         if (s == NATS_OK) {
@@ -100,21 +102,21 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
     return rc;
 }
 
-int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read_fn fn, void *arg,
-                      uint64_t *last, char *err, size_t errlen)
+int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn,
+                      void *arg, uint64_t *last, char *err, size_t errlen)
 {
     jsCtx *js = attr__js(c);
-    *last = from > 0 ? from - 1 : 0;
+    *last = after;
     if (js == NULL) {
         snprintf(err, errlen, "partition %d: not joined to the cluster yet", p);
         return -EAGAIN;
     }
     char subject[48];
     snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
-    for (uint64_t next = from > 0 ? from : 1;;) {
+    for (uint64_t prev = after;;) {
         jsDirectGetMsgOptions o;
         memset(&o, 0, sizeof o);
-        o.Sequence = next;
+        o.Sequence = prev + 1;
         o.NextBySubject = subject;
         natsMsg *m = NULL;
         natsStatus s = js_DirectGetMsg(&m, js, ATTR__STREAM, NULL, &o);
@@ -122,11 +124,11 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read
             return 0;
         }
         if (s != NATS_OK) {
-            snprintf(err, errlen, "partition %d: read from %llu: %s", p, (unsigned long long)next,
-                     attr__err_text(s));
+            snprintf(err, errlen, "partition %d: read from %llu: %s", p,
+                     (unsigned long long)prev + 1, attr__err_text(s));
             return -EAGAIN;
         }
-        const char *seqs = NULL, *kind = NULL;
+        const char *seqs = NULL, *kind = NULL, *before = NULL;
         uint64_t seq = natsMsg_GetSequence(m);
         if (seq == 0 && natsMsgHeader_Get(m, "Nats-Sequence", &seqs) == NATS_OK) {
             seq = strtoull(seqs, NULL, 10);
@@ -134,17 +136,26 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t from, attr_cluster_read
         if (natsMsgHeader_Get(m, "Yw-Kind", &kind) != NATS_OK) {
             kind = "";
         }
-        int stop = seq >= next
-                       ? fn(arg, seq, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))
-                       : -EIO;
+        int stop = 0;
+        if (seq <= prev) {
+            snprintf(err, errlen, "partition %d: a record without its sequence", p);
+            stop = -EIO;
+        } else if (natsMsgHeader_Get(m, "Yw-Prev", &before) == NATS_OK &&
+                   strtoull(before, NULL, 10) != prev) {
+            /* The chain is broken: what lay between was purged (a snapshot covers it). */
+            snprintf(err, errlen,
+                     "partition %d: the record at %llu follows %s, not %llu: the records "
+                     "between were removed (a newer snapshot covers them)",
+                     p, (unsigned long long)seq, before, (unsigned long long)prev);
+            stop = -ESTALE;
+        } else {
+            stop = fn(arg, seq, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        }
         natsMsg_Destroy(m);
         if (stop != 0) {
-            if (stop == -EIO) {
-                snprintf(err, errlen, "partition %d: a record without its sequence", p);
-            }
             return stop;
         }
         *last = seq;
-        next = seq + 1;
+        prev = seq;
     }
 }

@@ -12,6 +12,11 @@
  *             calls are refused UNAVAILABLE, the engine closes once the calls on it are
  *             over, the directory is removed; OFF again (and built again if ours)
  * Engines open and close on the loop (their recovery blocks it while it runs).
+ *
+ * Snapshots: once a partition it serves has --snapshot-kb of log since its latest
+ * snapshot, the node makes one on a thread of the pool (attr_partition_snapshot(), in the
+ * scratch directory --data-dir/partitions/snap-<p>), one partition at a time, the one
+ * with the most log first; the log before it is then purged.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "services/attribution/attr_cluster.h"
 #include "services/attribution/attr_partition.h"
 #include "services/attribution/attr_service_int.h"
@@ -37,10 +43,39 @@ typedef struct st_attr_part_t {
     /* BUILDING: the thread pool's work and what it found */
     uv_work_t work;
     int rc;
-    uint64_t last, records;
+    uint64_t last, records, covers;
     uint64_t started_ns;
     char err[256];
+    /* Log bytes since the latest snapshot: `snap_base` when built, plus what the ship
+     * functions appended since `snap_ship` (ship.bytes then). */
+    uint64_t snap_base, snap_ship;
+    uint64_t snap_after_ns; /* no snapshot try before (uv_hrtime(); after a failure) */
 } attr_part_t;
+
+/* The node's snapshot maker: a timer, and the one snapshot being made. */
+typedef struct st_attr_snapper_t {
+    uv_timer_t timer;
+    attr_host_t *host;
+    uint64_t threshold; /* bytes of log (--snapshot-kb); 0: never */
+    uv_work_t work;
+    attr_part_t *busy; /* the partition being snapshotted, NULL when none */
+    uint64_t ship_at;  /* its ship.bytes when it started */
+    uint64_t started_ns;
+    int rc;
+    attr_partition_snap_t out;
+    char dir[4200];
+    char err[256];
+    int closed; /* the timer is closed: freed when the snapshot being made is done */
+    yw_metric_t *made, *bytes, *ms;
+} attr_snapper_t;
+
+/** Looks for a partition to snapshot every this many ms. */
+#define ATTR_SNAP_TICK_MS 1000
+/** After a failed snapshot, the partition's next try waits this long (ns). */
+#define ATTR_SNAP_RETRY_NS (30ull * 1000000000ull)
+
+static void attr__snapper_start(attr_host_t *host);
+static void attr__snapper_stop(attr_host_t *host);
 
 static const char *const attr__state_names[] = {"off", "building", "serving", "closing"};
 
@@ -70,6 +105,7 @@ int attr__parts_init(attr_host_t *host, char *err, size_t errlen)
         pt->ship.partition = p;
         snprintf(pt->dir, sizeof pt->dir, "%s/%d", host->parts_dir, p);
     }
+    attr__snapper_start(host);
     return 0;
 }
 
@@ -90,8 +126,13 @@ static void attr__build_work(uv_work_t *w)
     /* Whatever an earlier view left goes first: the view is the log's, nothing else. */
     pt->rc = attr_partition_remove_dir(pt->dir);
     if (pt->rc == 0) {
-        pt->rc = attr_partition_materialize(pt->host->cluster, pt->p, pt->dir, &pt->last,
-                                            &pt->records, pt->err, sizeof pt->err);
+        attr_partition_built_t b;
+        pt->rc = attr_partition_materialize(pt->host->cluster, pt->p, pt->dir, &b, pt->err,
+                                            sizeof pt->err);
+        pt->last = b.last;
+        pt->records = b.records;
+        pt->covers = b.covers;
+        pt->snap_base = b.bytes;
     } else {
         snprintf(pt->err, sizeof pt->err, "cannot remove its old directory: %s", strerror(-pt->rc));
     }
@@ -128,6 +169,7 @@ static void attr__build_done(uv_work_t *w, int status)
         attr__part_config(pt, &cfg);
         char err[300];
         pt->ship.failed = 0;
+        pt->snap_ship = pt->ship.bytes;
         int rc = attr_engine_open(&cfg, &pt->engine, err, sizeof err);
         if (rc == 0) {
             pt->state = ATTR_PART_SERVING;
@@ -135,9 +177,10 @@ static void attr__build_done(uv_work_t *w, int status)
             yw_metric_inc(host->cl_builds);
             yw_metric_observe(host->cl_build_ms, ms);
             yw_log(YW_LOG_INFO,
-                   "partition %d: serving (%llu log records to sequence %llu, %llu ms)", pt->p,
-                   (unsigned long long)pt->records, (unsigned long long)pt->last,
-                   (unsigned long long)ms);
+                   "partition %d: serving (the snapshot covering %llu, then %llu log records "
+                   "to sequence %llu; %llu ms)",
+                   pt->p, (unsigned long long)pt->covers, (unsigned long long)pt->records,
+                   (unsigned long long)pt->last, (unsigned long long)ms);
         } else {
             yw_log(YW_LOG_ERROR, "partition %d: cannot open its engine: %s (tried again)", pt->p,
                    err);
@@ -228,6 +271,7 @@ void attr__parts_sync(attr_host_t *host)
 
 void attr__parts_close(attr_host_t *host)
 {
+    attr__snapper_stop(host);
     for (int p = 0; p < host->n_parts; p++) {
         attr_part_t *pt = &host->parts[p];
         if (pt->state == ATTR_PART_SERVING || (pt->state == ATTR_PART_CLOSING && pt->engine)) {
@@ -267,4 +311,150 @@ void attr__parts_release(attr_host_t *host, int p)
 attr_svc_t *attr__parts_engine(const attr_host_t *host, int p)
 {
     return host->parts[p].engine;
+}
+
+/* ---- snapshots ---- */
+
+static void attr__snap_work(uv_work_t *w)
+{
+    attr_snapper_t *sn = w->data;
+    sn->rc = attr_partition_snapshot(sn->host->cluster, sn->busy->p, sn->dir, &sn->out, sn->err,
+                                     sizeof sn->err);
+}
+
+static void attr__snap_done(uv_work_t *w, int status)
+{
+    attr_snapper_t *sn = w->data;
+    attr_host_t *host = sn->host;
+    attr_part_t *pt = sn->busy;
+    sn->busy = NULL;
+    uint64_t ms = (uv_hrtime() - sn->started_ns) / 1000000;
+    if (status == 0 && sn->rc == 0) {
+        /* What the snapshot took in no longer counts; what came during it does. */
+        pt->snap_base = 0;
+        pt->snap_ship = sn->ship_at;
+        if (!sn->out.skipped) {
+            yw_metric_inc(sn->made);
+            yw_metric_add(sn->bytes, sn->out.bytes);
+            yw_metric_observe(sn->ms, ms);
+            yw_log(YW_LOG_INFO,
+                   "partition %d: snapshot covering %llu published (%llu bytes in %u chunks, "
+                   "%llu log records since the previous one, %llu ms)%s",
+                   pt->p, (unsigned long long)sn->out.covers, (unsigned long long)sn->out.bytes,
+                   sn->out.chunks, (unsigned long long)sn->out.log_records,
+                   (unsigned long long)ms,
+                   sn->out.purge_failed ? "; the log before it is not purged yet" : "");
+        }
+    } else {
+        pt->snap_after_ns = uv_hrtime() + ATTR_SNAP_RETRY_NS;
+        yw_log(sn->rc == -ESTALE ? YW_LOG_INFO : YW_LOG_WARN,
+               "partition %d: no snapshot this time: %s", pt->p,
+               status != 0 ? uv_strerror(status) : sn->err);
+    }
+    if (sn->closed) {
+        free(sn);
+    }
+    attr__host_unref(host); /* the work's hold */
+}
+
+/* The next partition to snapshot: served here, with the most log past the threshold. */
+static attr_part_t *attr__snap_pick(attr_snapper_t *sn)
+{
+    attr_host_t *host = sn->host;
+    attr_part_t *best = NULL;
+    uint64_t most = 0, now = uv_hrtime();
+    for (int p = 0; p < host->n_parts; p++) {
+        attr_part_t *pt = &host->parts[p];
+        if (pt->state != ATTR_PART_SERVING || pt->ship.failed || now < pt->snap_after_ns ||
+            !attr_cluster_owns(host->cluster, p)) {
+            continue;
+        }
+        uint64_t since = pt->snap_base + (pt->ship.bytes - pt->snap_ship);
+        if (since >= sn->threshold && since > most) {
+            best = pt;
+            most = since;
+        }
+    }
+    return best;
+}
+
+static void attr__snap_tick(uv_timer_t *t)
+{
+    attr_snapper_t *sn = t->data;
+    attr_host_t *host = sn->host;
+    if (sn->busy != NULL || host->stopping || sn->threshold == 0) {
+        return;
+    }
+    attr_part_t *pt = attr__snap_pick(sn);
+    if (pt == NULL) {
+        return;
+    }
+    sn->busy = pt;
+    sn->ship_at = pt->ship.bytes;
+    sn->started_ns = uv_hrtime();
+    sn->err[0] = '\0';
+    snprintf(sn->dir, sizeof sn->dir, "%s/snap-%d", host->parts_dir, pt->p);
+    sn->work.data = sn;
+    host->refs++;
+    int rc = uv_queue_work(t->loop, &sn->work, attr__snap_work, attr__snap_done);
+    if (rc != 0) {
+        sn->busy = NULL;
+        host->refs--;
+    }
+}
+
+static void attr__snapper_start(attr_host_t *host)
+{
+    long long kb = 65536;
+    char err[200];
+    if (attr__option_int(host->app, "snapshot-kb", 0, 1ll << 30, &kb, err, sizeof err) != 0) {
+        yw_log(YW_LOG_WARN, "%s: no snapshots", err);
+        return;
+    }
+    attr_snapper_t *sn = calloc(1, sizeof *sn);
+    if (sn == NULL) {
+        return;
+    }
+    sn->host = host;
+    sn->threshold = (uint64_t)kb << 10;
+    sn->timer.data = sn;
+    yw_metrics_t *m = yw_app_metrics(host->app);
+    (void)yw_metrics_counter(m, "yaowei_attribution_cluster_snapshots_total",
+                             "Partition snapshots this node published.", NULL, &sn->made);
+    (void)yw_metrics_counter(m, "yaowei_attribution_cluster_snapshot_bytes_total",
+                             "Bytes of the partition snapshots this node published.", NULL,
+                             &sn->bytes);
+    static const uint64_t ms[] = {10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
+    (void)yw_metrics_histogram(m, "yaowei_attribution_cluster_snapshot_seconds",
+                               "Time to make and publish a partition snapshot.", NULL, ms,
+                               sizeof ms / sizeof ms[0], 1e-3, &sn->ms);
+    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(host->app));
+    if (uv_timer_init(loop, &sn->timer) != 0) {
+        free(sn);
+        return;
+    }
+    (void)uv_timer_start(&sn->timer, attr__snap_tick, ATTR_SNAP_TICK_MS, ATTR_SNAP_TICK_MS);
+    host->snapper = sn;
+    host->refs++; /* the timer's, until it is closed */
+}
+
+static void attr__snapper_closed(uv_handle_t *h)
+{
+    attr_snapper_t *sn = h->data;
+    attr_host_t *host = sn->host;
+    sn->closed = 1;
+    if (sn->busy == NULL) {
+        free(sn);
+    }
+    attr__host_unref(host);
+}
+
+static void attr__snapper_stop(attr_host_t *host)
+{
+    attr_snapper_t *sn = host->snapper;
+    if (sn == NULL) {
+        return;
+    }
+    host->snapper = NULL;
+    uv_close((uv_handle_t *)&sn->timer, attr__snapper_closed);
 }

@@ -85,7 +85,7 @@ int attr_partition_ship_db(void *arg, const void *changeset, size_t len, char *e
 typedef struct {
     attr_xlog_placer_t placer;
     sqlite3 *db;
-    uint64_t records;
+    uint64_t records, bytes;
     char *err;
     size_t errlen;
 } attr__mat_t;
@@ -94,6 +94,7 @@ static int attr__apply(void *arg, uint64_t seq, const char *kind, const void *da
 {
     attr__mat_t *m = arg;
     m->records++;
+    m->bytes += len;
     if (strcmp(kind, "xlog") == 0) {
         if (len < ATTR_PARTITION_XLOG_HDR) {
             yw_errmsg_printf(m->err, m->errlen, "record %llu: a short xlog record",
@@ -116,20 +117,23 @@ static int attr__apply(void *arg, uint64_t seq, const char *kind, const void *da
     return 0; /* "lease", and kinds a later version may add for the view's speed only */
 }
 
-int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir, uint64_t *last,
-                               uint64_t *records, char *err, size_t errlen)
+/* One try of attr_partition_materialize(): `dir` does not exist. */
+static int attr__materialize(attr_cluster_t *c, int p, const char *dir,
+                             attr_partition_built_t *b, char *err, size_t errlen)
 {
     char path[4200];
-    *last = 0;
-    *records = 0;
     if (mkdir(dir, 0750) != 0) {
         int rc = -errno;
         yw_errmsg_printf(err, errlen, "%s: cannot create: %s", dir, strerror(-rc));
         return rc;
     }
+    int rc = attr_partition_load_snapshot(c, p, dir, &b->covers, &b->snap_bytes, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
     snprintf(path, sizeof path, "%s/exposures", dir);
-    if (mkdir(path, 0750) != 0) {
-        int rc = -errno;
+    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+        rc = -errno;
         yw_errmsg_printf(err, errlen, "%s: cannot create: %s", path, strerror(-rc));
         return rc;
     }
@@ -138,13 +142,13 @@ int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir, uint64
     snprintf(path, sizeof path, "%s/attribution.db", dir);
     yw_store_config_t cfg = {
         .path = path, .migrations = attr_migrations, .n_migrations = ATTR_N_MIGRATIONS};
-    int rc = yw_store_open_file(&cfg, &m.db, err, errlen);
+    rc = yw_store_open_file(&cfg, &m.db, err, errlen);
     if (rc != 0) {
         return rc;
     }
     /* One transaction for the whole replay: the copy is thrown away if it fails. */
     (void)sqlite3_exec(m.db, "BEGIN", NULL, NULL, NULL);
-    rc = attr_cluster_read(c, p, 1, attr__apply, &m, last, err, errlen);
+    rc = attr_cluster_read(c, p, b->covers, attr__apply, &m, &b->last, err, errlen);
     if (rc == 0 && sqlite3_exec(m.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         yw_errmsg_printf(err, errlen, "%s: commit: %s", path, sqlite3_errmsg(m.db));
         rc = -EIO;
@@ -155,7 +159,24 @@ int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir, uint64
         rc = prc;
     }
     sqlite3_close(m.db);
-    *records = m.records;
+    b->records = m.records;
+    b->bytes = m.bytes;
+    return rc;
+}
+
+int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir,
+                               attr_partition_built_t *built, char *err, size_t errlen)
+{
+    /* A snapshot replaced while it was read, or the log purged under a newer one
+     * (-ESTALE): again from the newest. Snapshots are minutes apart; a few tries do. */
+    int rc = -ESTALE;
+    for (int attempt = 0; attempt < 5 && rc == -ESTALE; attempt++) {
+        memset(built, 0, sizeof *built);
+        rc = attempt == 0 ? 0 : attr_partition_remove_dir(dir);
+        if (rc == 0) {
+            rc = attr__materialize(c, p, dir, built, err, errlen);
+        }
+    }
     return rc;
 }
 

@@ -516,6 +516,10 @@ const yw_option_t attr_options[] = {
      "how long a partition stays with a node that stopped renewing its lease (fixed when the "
      "cluster's buckets are first created)",
      YW_OPTION_VALUE, NULL},
+    {"snapshot-kb", "YW_SNAPSHOT_KB", "65536",
+     "KiB of a partition's log since its last snapshot after which its owner publishes a new "
+     "one and the log before it is purged (what a node taking the partition reads; 0: never)",
+     YW_OPTION_VALUE, NULL},
     {"cluster-tls-ca", "YW_CLUSTER_TLS_CA", "",
      "PEM file of the CAs of the NATS servers' certificates: connect with TLS", YW_OPTION_VALUE,
      NULL},

@@ -267,6 +267,7 @@ typedef struct st_attr_host_t {
     struct st_attr_front_t *front;
     struct st_attr_part_t *parts;
     int n_parts;
+    struct st_attr_snapper_t *snapper; /* makes the partitions' snapshots (attr_node_parts.c) */
     int assigned;              /* partitions the assignment gives this node, last seen */
     attr_engine_config_t ecfg; /* the flags' config: each partition's engine starts from it */
     char parts_dir[4096];      /* --data-dir/partitions */

@@ -11,13 +11,16 @@ restarts of another node (`kill -9` and start, or SIGTERM and start), so that pa
 move between nodes in the middle of the workload: built again from their logs on the
 node that takes them, and again when the restarted node takes its share back. Then every
 order's explanation under every model and every report are compared with the model, on
-each node, and again after one more node is killed.
+each node, and again after one more node is killed. Snapshots are made every few KiB of a
+partition's log (--snapshot-kb 4), so partitions are built from a snapshot and the log
+after it, and the log before each snapshot is purged, all through the workload.
 
 YW_DIFF_CLUSTER_SEEDS (how many seeds, 1), YW_DIFF_SEED_BASE, YW_DIFF_EVENTS as the
 standalone test's.
 """
 
 import os
+import re
 import time
 
 import pytest
@@ -34,6 +37,8 @@ from nats_cluster import NatsCluster
 pytestmark = pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
                                 reason="release pass only (make test runs both)")
 
+# KiB of a partition's log between its snapshots: small, so that there are many.
+SNAPSHOT_KB = 4
 N_SEEDS = int(os.environ.get("YW_DIFF_CLUSTER_SEEDS", "1"))
 SEEDS = list(range(SEED_BASE, SEED_BASE + N_SEEDS))
 
@@ -98,7 +103,8 @@ def test_the_cluster_agrees_with_the_model(seed, tmp_path_factory):
     nodes = []
     try:
         for i in range(3):
-            n = Node(tmp_path_factory, "attr-d%d" % i, nats.urls, plan.flags)
+            n = Node(tmp_path_factory, "attr-d%d" % i, nats.urls,
+                     list(plan.flags) + ["--snapshot-kb", str(SNAPSHOT_KB)])
             nodes.append(n)
             n.start()
         a = ClusterAttr(nodes)
@@ -128,6 +134,10 @@ def test_the_cluster_agrees_with_the_model(seed, tmp_path_factory):
         if d:
             report.append("after kill -9 of %s: %d differences" % (nodes[1].name, len(d.lines)))
             report += ["  " + x for x in d.lines[:10]]
+        # Snapshots were made, and partitions were built from them (not only from logs).
+        logs = "\n".join(n.log_text() for n in nodes)
+        assert "snapshot covering" in logs and "published" in logs, head
+        assert re.search(r"serving \(the snapshot covering [1-9]", logs), head
         if problems or report:
             pytest.fail("\n".join([head, "model: %d exposures, %d orders, %d refunds"
                                    % (len(world.exposures), len(world.conversions),

@@ -1,0 +1,234 @@
+/*
+ * attr_cluster_snap.c — the partitions' snapshots in the cluster's snapshot stream
+ * (yw-attr-snaps): chunks, the head that names them, and the purges that follow a new
+ * head. See attr_cluster.h ("Snapshots"); what a snapshot holds is attr_snapshot.c's.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/attribution/attr_cluster_int.h"
+
+/* A header's value as an unsigned integer; 0 when it is missing. */
+static uint64_t attr__hdr_u64(natsMsg *m, const char *name)
+{
+    const char *v = NULL;
+    return natsMsgHeader_Get(m, name, &v) == NATS_OK ? strtoull(v, NULL, 10) : 0;
+}
+
+static int attr__not_joined(int p, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "partition %d: not connected to the cluster's NATS", p);
+    return -EAGAIN;
+}
+
+int attr_cluster_snap_head(attr_cluster_t *c, int p, attr_cluster_snap_t *head, char *err,
+                           size_t errlen)
+{
+    memset(head, 0, sizeof *head);
+    jsCtx *js = attr__js(c);
+    if (js == NULL) {
+        return attr__not_joined(p, err, errlen);
+    }
+    char subject[48];
+    snprintf(subject, sizeof subject, ATTR__SNAP_HEAD_FMT, p);
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetLastMsg(&m, js, ATTR__SNAP_STREAM, subject, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        return -ENOENT;
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "partition %d: snapshot head: %s", p, attr__err_text(s));
+        return -EAGAIN;
+    }
+    head->head_seq = natsMsg_GetSequence(m);
+    head->covers = attr__hdr_u64(m, "Yw-Snap-Covers");
+    head->first = attr__hdr_u64(m, "Yw-Snap-First");
+    head->chunks = (uint32_t)attr__hdr_u64(m, "Yw-Snap-Chunks");
+    head->bytes = attr__hdr_u64(m, "Yw-Snap-Bytes");
+    head->crc = (uint32_t)attr__hdr_u64(m, "Yw-Snap-Crc");
+    natsMsg_Destroy(m);
+    if (head->covers == 0 || head->first == 0 || head->chunks == 0) {
+        snprintf(err, errlen, "partition %d: a snapshot head without its fields (sequence %llu)",
+                 p, (unsigned long long)head->head_seq);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int attr_cluster_snap_read(attr_cluster_t *c, int p, const attr_cluster_snap_t *head,
+                           attr_cluster_chunk_fn fn, void *arg, char *err, size_t errlen)
+{
+    jsCtx *js = attr__js(c);
+    if (js == NULL) {
+        return attr__not_joined(p, err, errlen);
+    }
+    char subject[48];
+    snprintf(subject, sizeof subject, ATTR__SNAP_CHUNK_FMT, p);
+    uint64_t next = head->first;
+    for (uint32_t i = 0; i < head->chunks; i++) {
+        jsDirectGetMsgOptions o;
+        memset(&o, 0, sizeof o);
+        o.Sequence = next;
+        o.NextBySubject = subject;
+        natsMsg *m = NULL;
+        natsStatus s = js_DirectGetMsg(&m, js, ATTR__SNAP_STREAM, NULL, &o);
+        if (s == NATS_NOT_FOUND) {
+            snprintf(err, errlen,
+                     "partition %d: chunk %u of the snapshot covering %llu is gone (a newer "
+                     "snapshot replaced it)",
+                     p, i, (unsigned long long)head->covers);
+            return -ESTALE;
+        }
+        if (s != NATS_OK) {
+            snprintf(err, errlen, "partition %d: snapshot chunk %u: %s", p, i, attr__err_text(s));
+            return -EAGAIN;
+        }
+        uint64_t seq = natsMsg_GetSequence(m);
+        if (seq == 0) {
+            seq = attr__hdr_u64(m, "Nats-Sequence");
+        }
+        int rc = 0;
+        if (attr__hdr_u64(m, "Yw-Snap-Covers") != head->covers ||
+            attr__hdr_u64(m, "Yw-Snap-Chunk") != i || (i == 0 && seq != head->first)) {
+            snprintf(err, errlen,
+                     "partition %d: chunk %u of the snapshot covering %llu is gone (a newer "
+                     "snapshot replaced it)",
+                     p, i, (unsigned long long)head->covers);
+            rc = -ESTALE;
+        } else {
+            rc = fn(arg, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        }
+        natsMsg_Destroy(m);
+        if (rc != 0) {
+            return rc;
+        }
+        next = seq + 1;
+    }
+    return 0;
+}
+
+int attr_cluster_snap_chunk(attr_cluster_t *c, int p, const attr_cluster_snap_t *head,
+                            uint32_t index, const void *data, size_t len, uint64_t *seq, char *err,
+                            size_t errlen)
+{
+    uint64_t covers = head->covers;
+    jsCtx *js = attr__js(c);
+    if (js == NULL) {
+        return attr__not_joined(p, err, errlen);
+    }
+    char subject[48], v[24], id[160];
+    snprintf(subject, sizeof subject, ATTR__SNAP_CHUNK_FMT, p);
+    /* A retried chunk is the same message; another snapshot's never is (the nonce). */
+    snprintf(id, sizeof id, "snap-%s-%d-%llu-%llu-%u", c->node_id, p, (unsigned long long)covers,
+             (unsigned long long)head->nonce, index);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)data, (int)len);
+    if (s == NATS_OK) {
+        snprintf(v, sizeof v, "%llu", (unsigned long long)covers);
+        s = natsMsgHeader_Set(m, "Yw-Snap-Covers", v);
+    }
+    if (s == NATS_OK) {
+        snprintf(v, sizeof v, "%u", index);
+        s = natsMsgHeader_Set(m, "Yw-Snap-Chunk", v);
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    }
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    for (int attempt = 0; s == NATS_OK && attempt < 3; attempt++) {
+        s = js_PublishMsg(&ack, js, m, NULL, &jerr);
+        if (s != NATS_TIMEOUT) {
+            break;
+        }
+        s = NATS_OK; /* no answer: the same message again (a duplicate if it landed) */
+    }
+    if (s == NATS_OK) {
+        *seq = ack->Sequence;
+    } else {
+        snprintf(err, errlen, "partition %d: snapshot chunk %u: %s", p, index, attr__err_text(s));
+    }
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+    return s == NATS_OK ? 0 : -EAGAIN;
+}
+
+/* Purges `subject` of stream `stream` below sequence `below`. */
+static natsStatus attr__purge(jsCtx *js, const char *stream, const char *subject, uint64_t below)
+{
+    if (below <= 1) {
+        return NATS_OK; /* nothing below; and to the server, sequence 0 or 1 means "all" */
+    }
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Subject = subject;
+    o.Stream.Purge.Sequence = below;
+    jsErrCode jerr = 0;
+    return js_PurgeStream(js, stream, &o, &jerr);
+}
+
+int attr_cluster_snap_commit(attr_cluster_t *c, int p, attr_cluster_snap_t *head,
+                             uint64_t expect_head, char *err, size_t errlen)
+{
+    jsCtx *js = attr__js(c);
+    if (js == NULL) {
+        return attr__not_joined(p, err, errlen);
+    }
+    char subject[48], v[24];
+    snprintf(subject, sizeof subject, ATTR__SNAP_HEAD_FMT, p);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
+    struct {
+        const char *name;
+        uint64_t value;
+    } h[] = {{"Nats-Expected-Last-Subject-Sequence", expect_head},
+             {"Yw-Snap-Covers", head->covers},
+             {"Yw-Snap-First", head->first},
+             {"Yw-Snap-Chunks", head->chunks},
+             {"Yw-Snap-Bytes", head->bytes},
+             {"Yw-Snap-Crc", head->crc}};
+    for (size_t i = 0; s == NATS_OK && i < sizeof h / sizeof h[0]; i++) {
+        snprintf(v, sizeof v, "%llu", (unsigned long long)h[i].value);
+        s = natsMsgHeader_Set(m, h[i].name, v);
+    }
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    if (s == NATS_OK) {
+        s = js_PublishMsg(&ack, js, m, NULL, &jerr);
+    }
+    int rc = 0;
+    if (s == NATS_OK) {
+        head->head_seq = ack->Sequence;
+    } else if (jerr == JSStreamWrongLastSequenceErr) {
+        snprintf(err, errlen,
+                 "partition %d: another snapshot was published meanwhile (this one dropped)", p);
+        rc = -ESTALE;
+    } else {
+        snprintf(err, errlen, "partition %d: snapshot head: %s", p, attr__err_text(s));
+        rc = -EAGAIN;
+    }
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+    if (rc != 0) {
+        return rc;
+    }
+    /* What the new head makes unneeded: older heads and chunks, and the partition's log
+     * before the record it covers (that record stays: the fence of the next append, and
+     * where a reader from this snapshot starts its chain). A purge that fails is done by
+     * the next snapshot's. */
+    char chunks[48], log[48];
+    snprintf(chunks, sizeof chunks, ATTR__SNAP_CHUNK_FMT, p);
+    snprintf(log, sizeof log, ATTR__SUBJECT_FMT, p);
+    if ((s = attr__purge(js, ATTR__SNAP_STREAM, subject, head->head_seq)) == NATS_OK &&
+        (s = attr__purge(js, ATTR__SNAP_STREAM, chunks, head->first)) == NATS_OK) {
+        s = attr__purge(js, ATTR__STREAM, log, head->covers);
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "partition %d: purge after the snapshot: %s", p, attr__err_text(s));
+        return 1;
+    }
+    return 0;
+}
