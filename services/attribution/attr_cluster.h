@@ -162,6 +162,7 @@ typedef struct st_attr_cluster_snap_t {
     uint32_t crc;      /* CRC-32C of those bytes */
     uint64_t nonce;    /* unique per snapshot made (the chunks' message ids) */
     uint64_t head_seq; /* the head's stream sequence (read, or set by commit) */
+    int64_t time_ns;   /* when the head was stored (read only) */
 } attr_cluster_snap_t;
 
 /** One chunk of a snapshot, in order: 0 to go on, non-zero to stop the read. */

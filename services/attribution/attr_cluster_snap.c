@@ -44,6 +44,7 @@ int attr_cluster_snap_head(attr_cluster_t *c, int p, attr_cluster_snap_t *head, 
         return -EAGAIN;
     }
     head->head_seq = natsMsg_GetSequence(m);
+    head->time_ns = natsMsg_GetTime(m);
     head->covers = attr__hdr_u64(m, "Yw-Snap-Covers");
     head->first = attr__hdr_u64(m, "Yw-Snap-First");
     head->chunks = (uint32_t)attr__hdr_u64(m, "Yw-Snap-Chunks");

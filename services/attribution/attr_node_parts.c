@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/metrics.h"
@@ -50,6 +51,9 @@ typedef struct st_attr_part_t {
      * functions appended since `snap_ship` (ship.bytes then). */
     uint64_t snap_base, snap_ship;
     uint64_t snap_after_ns; /* no snapshot try before (uv_hrtime(); after a failure) */
+    int64_t snap_time_ns;   /* when its latest snapshot known here was made (realtime; 0: none) */
+    /* Its series: served here, log KiB since its snapshot, that snapshot's age. */
+    yw_metric_t *m_serving, *m_log_kb, *m_snap_age;
 } attr_part_t;
 
 /* The node's snapshot maker: a timer, and the one snapshot being made. */
@@ -79,6 +83,52 @@ static void attr__snapper_stop(attr_host_t *host);
 
 static const char *const attr__state_names[] = {"off", "building", "serving", "closing"};
 
+static int64_t attr__realtime_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The partition's own series, labelled partition="<p>". */
+static void attr__part_metrics(attr_host_t *host, attr_part_t *pt)
+{
+    yw_metrics_t *m = yw_app_metrics(host->app);
+    char label[32];
+    snprintf(label, sizeof label, "partition=%d", pt->p);
+    int first = pt->p == 0;
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partition_serving",
+                           first ? "1 while this node serves the partition (its engine open)."
+                                 : NULL,
+                           label, &pt->m_serving);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partition_log_kib",
+                           first ? "KiB of the partition's log since its latest snapshot (what a "
+                                   "node taking it reads after the snapshot), where served."
+                                 : NULL,
+                           label, &pt->m_log_kb);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_partition_snapshot_age_seconds",
+                           first ? "Seconds since the partition's latest snapshot known to this "
+                                   "node was made, where served; -1: it has none."
+                                 : NULL,
+                           label, &pt->m_snap_age);
+}
+
+/* The per-partition series, from what the node knows now (every snapshot tick). */
+static void attr__parts_gauges(attr_host_t *host)
+{
+    int64_t now = attr__realtime_ns();
+    for (int p = 0; p < host->n_parts; p++) {
+        attr_part_t *pt = &host->parts[p];
+        int serving = pt->state == ATTR_PART_SERVING;
+        yw_metric_gauge_set(pt->m_serving, serving);
+        uint64_t since = serving ? pt->snap_base + (pt->ship.bytes - pt->snap_ship) : 0;
+        yw_metric_gauge_set(pt->m_log_kb, (int64_t)(since >> 10));
+        yw_metric_gauge_set(pt->m_snap_age, !serving || pt->snap_time_ns == 0
+                                                ? -1
+                                                : (now - pt->snap_time_ns) / 1000000000);
+    }
+}
+
 int attr__parts_init(attr_host_t *host, char *err, size_t errlen)
 {
     int np = attr_cluster_partitions(host->cluster);
@@ -104,6 +154,7 @@ int attr__parts_init(attr_host_t *host, char *err, size_t errlen)
         pt->ship.cluster = host->cluster;
         pt->ship.partition = p;
         snprintf(pt->dir, sizeof pt->dir, "%s/%d", host->parts_dir, p);
+        attr__part_metrics(host, pt);
     }
     attr__snapper_start(host);
     return 0;
@@ -133,6 +184,7 @@ static void attr__build_work(uv_work_t *w)
         pt->records = b.records;
         pt->covers = b.covers;
         pt->snap_base = b.bytes;
+        pt->snap_time_ns = b.snap_time_ns;
     } else {
         snprintf(pt->err, sizeof pt->err, "cannot remove its old directory: %s", strerror(-pt->rc));
     }
@@ -334,6 +386,9 @@ static void attr__snap_done(uv_work_t *w, int status)
         pt->snap_base = 0;
         pt->snap_ship = sn->ship_at;
         if (!sn->out.skipped) {
+            pt->snap_time_ns = attr__realtime_ns();
+        }
+        if (!sn->out.skipped) {
             yw_metric_inc(sn->made);
             yw_metric_add(sn->bytes, sn->out.bytes);
             yw_metric_observe(sn->ms, ms);
@@ -382,6 +437,7 @@ static void attr__snap_tick(uv_timer_t *t)
 {
     attr_snapper_t *sn = t->data;
     attr_host_t *host = sn->host;
+    attr__parts_gauges(host);
     if (sn->busy != NULL || host->stopping || sn->threshold == 0) {
         return;
     }

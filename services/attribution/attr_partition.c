@@ -127,7 +127,8 @@ static int attr__materialize(attr_cluster_t *c, int p, const char *dir,
         yw_errmsg_printf(err, errlen, "%s: cannot create: %s", dir, strerror(-rc));
         return rc;
     }
-    int rc = attr_partition_load_snapshot(c, p, dir, &b->covers, &b->snap_bytes, err, errlen);
+    int rc = attr_partition_load_snapshot(c, p, dir, &b->covers, &b->snap_bytes,
+                                          &b->snap_time_ns, err, errlen);
     if (rc != 0) {
         return rc;
     }

@@ -57,6 +57,7 @@ void attr_partition_ship_free(attr_partition_ship_t *ps);
 typedef struct st_attr_partition_built_t {
     uint64_t covers;     /* the sequence the snapshot it started from covers (0: none) */
     uint64_t snap_bytes; /* that snapshot's bytes */
+    int64_t snap_time_ns; /* when it was published (realtime; 0: none) */
     uint64_t last;       /* the last log record applied (covers when none after it) */
     uint64_t records;    /* log records read after the snapshot, and their bytes */
     uint64_t bytes;
@@ -76,11 +77,11 @@ int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir,
 /**
  * Loads partition `p`'s latest snapshot into `dir` (which must exist), if there is one:
  * *covers the log sequence it covers (0 and nothing written when there is none), *bytes
- * its size. Blocks. Returns 0, -ESTALE when it was replaced while read (start again), or
+ * its size, *time_ns when it was published. Blocks. Returns 0, -ESTALE when it was replaced while read (start again), or
  * a negative errno with `err`.
  */
 int attr_partition_load_snapshot(attr_cluster_t *c, int p, const char *dir, uint64_t *covers,
-                                 uint64_t *bytes, char *err, size_t errlen);
+                                 uint64_t *bytes, int64_t *time_ns, char *err, size_t errlen);
 
 /** What a snapshot made by attr_partition_snapshot() is. */
 typedef struct st_attr_partition_snap_t {

@@ -391,10 +391,11 @@ static int attr__unpack(void *arg, const void *data, size_t len)
 }
 
 int attr_partition_load_snapshot(attr_cluster_t *c, int p, const char *dir, uint64_t *covers,
-                                 uint64_t *bytes, char *err, size_t errlen)
+                                 uint64_t *bytes, int64_t *time_ns, char *err, size_t errlen)
 {
     *covers = 0;
     *bytes = 0;
+    *time_ns = 0;
     attr_cluster_snap_t head;
     int rc = attr_cluster_snap_head(c, p, &head, err, errlen);
     if (rc == -ENOENT) {
@@ -433,6 +434,7 @@ int attr_partition_load_snapshot(attr_cluster_t *c, int p, const char *dir, uint
     if (rc == 0) {
         *covers = head.covers;
         *bytes = head.bytes;
+        *time_ns = head.time_ns;
     }
     return rc;
 }

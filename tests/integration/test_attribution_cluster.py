@@ -84,6 +84,14 @@ def wait_for(pred, timeout, what):
     raise AssertionError("%s: not within %.1f s (last: %r)" % (what, timeout, last))
 
 
+def per_partition_ready(node):
+    """The node's metrics once its per-partition series agree with what it serves."""
+    m = node.metrics()
+    n = sum(m.get('yaowei_attribution_cluster_partition_serving{partition="%d"}' % p, 0)
+            for p in range(PARTITIONS))
+    return m if n == m['yaowei_attribution_cluster_partitions{state="serving"}'] else None
+
+
 def shares(nodes):
     return sorted(n.owned() for n in nodes if n.running())
 
@@ -129,11 +137,22 @@ def test_three_nodes_share_the_partitions_and_take_over_from_a_dead_one(nodes):
     a, b, c = nodes("attr-a"), nodes("attr-b"), nodes("attr-c")
     trio = [a, b, c]
     wait_for(lambda: balanced(trio), 15, "three nodes share %d partitions" % PARTITIONS)
+    wait_for(lambda: all(n.health() == "SERVING" for n in trio), 15, "SERVING")
+    served = {}
     for n in trio:
-        assert n.health() == "SERVING"
-        m = n.metrics()
+        m = wait_for(lambda: per_partition_ready(n), 5, "the per-partition series")
         assert m["yaowei_attribution_cluster_connected"] == 1
         assert m["yaowei_attribution_cluster_nodes"] == 3
+        # Per partition: served here or not, its log since a snapshot (none yet: -1 age).
+        mine = [p for p in range(PARTITIONS)
+                if m['yaowei_attribution_cluster_partition_serving{partition="%d"}' % p] == 1]
+        assert len(mine) == m['yaowei_attribution_cluster_partitions{state="serving"}']
+        for p in mine:
+            assert m['yaowei_attribution_cluster_partition_snapshot_age_seconds{partition="%d"}'
+                     % p] == -1
+            assert m['yaowei_attribution_cluster_partition_log_kib{partition="%d"}' % p] >= 0
+            served[p] = served.get(p, 0) + 1
+    assert served == {p: 1 for p in range(PARTITIONS)}  # each served once, by one node
     # kill -9: its leases expire after the TTL and the two others take them all.
     t0 = time.monotonic()
     c.kill9()

@@ -138,6 +138,9 @@ def test_the_cluster_agrees_with_the_model(seed, tmp_path_factory):
         logs = "\n".join(n.log_text() for n in nodes)
         assert "snapshot covering" in logs and "published" in logs, head
         assert re.search(r"serving \(the snapshot covering [1-9]", logs), head
+        ages = [v for k, v in nodes[0].metrics().items()
+                if k.startswith("yaowei_attribution_cluster_partition_snapshot_age_seconds")]
+        assert any(a >= 0 for a in ages), (head, ages)
         if problems or report:
             pytest.fail("\n".join([head, "model: %d exposures, %d orders, %d refunds"
                                    % (len(world.exposures), len(world.conversions),
