@@ -341,19 +341,29 @@ typedef struct {
     fixture_t f;
     yw_call_t *held;
     uv_timer_t late;
+    uv_timer_t watchdog;
     int replied;
 } late_t;
 
 static late_t *late_fixture;
 
+/* The client's deadline for the held call. The channel is connected first (a call that
+ * answers at once), so the call reaches the server well within it; the handler then
+ * replies only once the client has seen the deadline pass, however slow the machine. */
+#define LATE_DEADLINE_MS 500
+
 static void on_late_timer(uv_timer_t *t)
 {
     late_t *l = t->data;
+    if (l->f.calls_done == 0) {
+        return; /* the client has not given up yet: look again at the next tick */
+    }
     uv_close((uv_handle_t *)t, NULL);
+    uv_close((uv_handle_t *)&l->watchdog, NULL);
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    /* The client's deadline passed long ago: the call is cancelled, and nothing else
-     * holds it. Replying must not free it under us (server.h): the handler may still
-     * clear its data and log right after. */
+    /* The client's deadline passed: the call is cancelled, and nothing else holds it.
+     * Replying must not free it under us (server.h): the handler may still clear its
+     * data and log right after. */
     (void)yw_call_reply(l->held, &resp.base);
     yw_call_set_data(l->held, NULL);
     yw_call_log(l->held, YW_LOG_DEBUG, "replied late");
@@ -372,7 +382,30 @@ static void on_hold(yw_call_t *call, const ProtobufCMessage *msg)
     yw_call_set_data(call, l);
     uv_timer_init(yw_runtime_loop(l->f.rt), &l->late);
     l->late.data = l;
-    uv_timer_start(&l->late, on_late_timer, 300, 0);
+    uv_timer_start(&l->late, on_late_timer, 20, 20);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    late_t *l = t->data;
+    fprintf(stderr, "the held call %s after 30 s\n",
+            l->held == NULL ? "never reached the server" : "was never given up by the client");
+    YW_CHECK(!"the held call's test did not finish");
+}
+
+/* The channel is connected (an unknown method answers at once): the held call now. */
+static void on_connected(void *arg, grpc_status_code code, const char *detail,
+                         ProtobufCMessage *resp)
+{
+    late_t *l = arg;
+    (void)detail;
+    YW_CHECK_INT(code, ==, GRPC_STATUS_UNIMPLEMENTED);
+    YW_CHECK(resp == NULL);
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    YW_CHECK_INT(yw_client_unary(l->f.ch, "/yw.test.Slow/Hold", &req.base,
+                                 &grpc__health__v1__health_check_response__descriptor, NULL,
+                                 LATE_DEADLINE_MS, on_reply, &l->f),
+                 ==, 0);
 }
 
 static const yw_method_t hold_methods[] = {
@@ -400,11 +433,15 @@ YW_TEST(reply_after_the_client_gave_up_leaves_the_call_usable_until_return)
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", yw_server_port(f->srv));
     YW_CHECK_INT(yw_channel_create(f->rt, target, &f->ch), ==, 0);
-    f->calls_expected = 2; /* never reached: the timer shuts down */
+    f->calls_expected = 2; /* never reached: the late reply shuts down */
+    /* A test that cannot finish fails saying why, rather than hanging to the timeout. */
+    uv_timer_init(yw_runtime_loop(f->rt), &l.watchdog);
+    l.watchdog.data = &l;
+    uv_timer_start(&l.watchdog, on_watchdog, 30000, 0);
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    YW_CHECK_INT(yw_client_unary(f->ch, "/yw.test.Slow/Hold", &req.base,
-                                 &grpc__health__v1__health_check_response__descriptor, NULL, 50,
-                                 on_reply, f),
+    YW_CHECK_INT(yw_client_unary(f->ch, "/no.such.Service/Connect", &req.base,
+                                 &grpc__health__v1__health_check_response__descriptor, NULL, 30000,
+                                 on_connected, &l),
                  ==, 0);
     yw_runtime_run(f->rt);
     YW_CHECK(l.replied);
