@@ -111,6 +111,40 @@ def test_ingest_preload_unary_stream_then_conversions_explain_report(stack):
     assert r["ok"] > 0 and r["errors"] == 0 and r["degraded"] == 0
 
 
+def test_ingest_spread_over_several_addresses(stack, tmp_path_factory):
+    """--addr A,B (bench.py --cluster sends to both nodes of a cluster so): one channel per
+    address, call slot i on address i mod 2. Two standalone attributions here: each holds
+    part of the events, and the two parts add up to all of them."""
+    from test_attribution import Attr
+
+    other = Attr(tmp_path_factory, "bench_attr_b").start()
+    try:
+        pop = stack.population()
+        both = "%s,%s" % (stack.attr.address, other.srv.address)
+        r = run_tool("ingest_exposures", "--addr", both, "--count", 4000, "--seed", 21,
+                     "--batch", 100, "--inflight", 4, *pop)
+        assert r["accepted"] == 4000 and r["errors"] == 0
+        again = [run_tool("ingest_exposures", "--addr", addr, "--count", 4000, "--seed", 21,
+                          "--batch", 100, *pop)
+                 for addr in (stack.attr.address, other.srv.address)]
+        assert all(0 < a["duplicates"] < 4000 for a in again), again
+        assert sum(a["duplicates"] for a in again) == 4000
+        r = run_tool("ingest_conversions", "--addr", both, "--count", 400, "--seed", 22,
+                     "--exposure-seed", 21, "--stored", 4000, "--batch", 50, *pop)
+        assert r["accepted"] == 400 and r["errors"] == 0
+        for bad in (stack.attr.address + ",", ",".join([stack.attr.address] * 9)):
+            p = subprocess.run([binary_path("bench/ingest_exposures"), "--addr", bad, "--count",
+                                "10", "--seed", "23"] + [str(x) for x in pop],
+                               capture_output=True, text=True, timeout=TIMEOUT_S)
+            assert p.returncode != 0 and "bad address list" in p.stderr, p.stderr
+        p = subprocess.run([binary_path("bench/ingest_exposures"), "--addr", both, "--stream",
+                            "1", "--seconds", "1"] + [str(x) for x in pop], capture_output=True,
+                           text=True, timeout=TIMEOUT_S)
+        assert p.returncode == 2 and "takes one address" in p.stderr, p.stderr
+    finally:
+        other.stop()
+
+
 def test_fsync_ceiling(tmp_path):
     r = run_tool("fsync_ceiling", "--dir", tmp_path, "--seconds", 1, "--count", 5000, "--seed",
                  4)
