@@ -8,6 +8,7 @@ Needs: bazel build //... (the services and //bench:loadgen, :ingest_exposures,
 only by `make bench` and are not run here.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -221,4 +222,52 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     lines = (tmp_path / "bench-quick.csv").read_text().splitlines()
     assert lines[0].startswith("section,figure,unit,median,min,max")
     assert any(line.startswith("ingest,unary exposures/s,exposures/s,200,100,300,3")
+               for line in lines)
+
+
+def test_cluster_report_writer_on_made_up_figures(tmp_path, monkeypatch):
+    """--cluster-only: section 6 alone (cluster-quick.md, .csv, .json), the ratio line
+    cluster ÷ standalone, and the targets of issue 14 with met/missed."""
+    monkeypatch.setattr(bench, "RESULTS", str(tmp_path))
+
+    class Args:
+        quick, cluster, cluster_only = True, False, True
+
+    b = bench.Bench.__new__(bench.Bench)
+    b.a, b.p, b.runs = Args(), bench.PROFILES["quick"], 3
+    b.machine, b.elapsed, b.work = "test machine", 60.0, str(tmp_path)
+    b.load_start, b.date = "0.00 0.00 0.00", "2026-01-01 00:00 UTC"
+    F = {}
+    for who in ("standalone", "r3", "r1"):
+        for k in ("rate", "p50_ms", "p99_ms", "cpu", "nats_share", "log_bytes"):
+            F[("cluster", who, k)] = [1.0, 2.0, 3.0]
+        for k in ("rate", "p99_ms", "cpu"):
+            F[("cluster_conv", who, k)] = [1.0, 2.0, 3.0]
+    F[("cluster", "r3_vs_standalone")] = [0.4, 0.6, 0.7]
+    F[("cluster", "r1_vs_standalone")] = F[("cluster", "r3_vs_r1")] = [0.5, 0.6, 0.7]
+    F[("cluster_conv", "r3_vs_standalone")] = [0.2, 0.3, 0.4]
+    b.failover_sizes = [1000000, 4000000]
+    for stored, secs in ((1000000, [9.0, 10.0, 11.0]), (4000000, [20.0, 21.0, 22.0])):
+        F[("failover", stored, "s")] = secs
+        for k in ("rejoin_s", "survivor_rss_kib", "rss_per_partition_kib", "nats_bytes",
+                  "log_bytes", "node_bytes"):
+            F[("failover", stored, k)] = [1.0, 2.0, 3.0]
+    b.fig = F
+    b.single = {"cluster_log_msgs_per_call_r3": 63.0, "cluster_log_msgs_per_call_r1": 63.0}
+    for who in ("standalone", "r3", "r1"):
+        for k in ("preload_rate", "data_bytes", "nats_bytes", "log_bytes"):
+            b.single["cluster_%s_%s" % (k, who)] = 100.0
+    bench.write_report(b)
+    md = (tmp_path / "cluster-quick.md").read_text()
+    assert "## 1. Unary RPC" not in md and "## 6. Attribution cluster" in md
+    assert "Ratios (per round, then median): cluster R3 ÷ standalone 0.60× [0.40–0.70]" in md
+    assert "| durable exposures/s ≥ 0.5× standalone's, in one run | 0.60× (2 vs 2/s) | met |" \
+        in md.replace("cluster (R3, 2 nodes) ", "")
+    assert "≤ 15 s, 1,000,000 exposures stored | 10.0 s | met |" in md
+    assert "≤ 15 s, 4,000,000 exposures stored | 21.0 s | **missed** |" in md
+    j = json.loads((tmp_path / "cluster-quick.json").read_text())
+    assert j["figures"]["cluster/r3_vs_standalone"] == {"median": 0.6, "runs": [0.4, 0.6, 0.7]}
+    assert j["failover_sizes"] == [1000000, 4000000] and j["partitions"] == 64
+    lines = (tmp_path / "cluster-quick.csv").read_text().splitlines()
+    assert any(line.startswith("cluster,failover at 4000000 stored,s,21.00,20.00,22.00,3")
                for line in lines)
