@@ -20,8 +20,10 @@ APT_PACKAGES += libssl-dev libjansson-dev openssl
 APT_PACKAGES += libnats-dev nats-server
 
 # `make run` (tools/demo/run.sh): QUICK=1 a first look in well under a minute; SERVE=1
-# keeps the services up after the report (Ctrl-C stops them); SEED the workload's seed;
-# DEMO_ARGS more flags for the demo (bazel-bin/tools/demo/demo --help), e.g.
+# keeps the services up after the report (Ctrl-C stops them); CLUSTER=1 runs attribution
+# as a cluster (three nats-server and three attribution nodes, the demo's calls spread
+# over them); SEED the workload's seed; DEMO_ARGS more flags for the demo
+# (bazel-bin/tools/demo/demo --help), e.g.
 # DEMO_ARGS='--ctr 0.03,0.03,0.03,0.03 --cvr 0.05,0.05,0.05,0.05'.
 SEED ?= 42
 DEMO_ARGS ?=
@@ -55,7 +57,8 @@ build: deps
 # dir, a realistic workload through their gRPC APIs, the tier report, a clean stop.
 run: build
 	tools/demo/run.sh --bin-dir $(CURDIR)/bazel-bin $(if $(filter-out 0,$(QUICK)),--quick) \
-		$(if $(filter-out 0,$(SERVE)),--serve) -- --seed $(SEED) $(DEMO_ARGS)
+		$(if $(filter-out 0,$(SERVE)),--serve) $(if $(filter-out 0,$(CLUSTER)),--cluster) \
+		-- --seed $(SEED) $(DEMO_ARGS)
 
 unit: deps
 	$(BAZEL) test //...

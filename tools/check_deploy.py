@@ -129,8 +129,13 @@ def service_options():
     for main in sorted(glob.glob(os.path.join(REPO, "services", "*", "main.c"))):
         sdir = os.path.dirname(main)
         binary = "yaowei-" + os.path.basename(sdir).replace("_", "-")
-        with open(main, encoding="utf-8") as f:
-            m = re.search(r'\.options\s*=\s*(\w+)', f.read())
+        # The app definition (its .options) lives in main.c or beside the service's init.
+        m = None
+        for src in [main] + sorted(glob.glob(os.path.join(sdir, "*.c"))):
+            with open(src, encoding="utf-8") as f:
+                m = re.search(r'\.options\s*=\s*(\w+)', f.read())
+            if m:
+                break
         opts = dict(common, help="")
         name = m.group(1) if m else "NULL"
         if name != "NULL":

@@ -664,15 +664,20 @@ static void attr__tick(attr_cluster_t *c)
 static void attr__leave(attr_cluster_t *c)
 {
     char key[96];
+    /* Only while NATS answers: without it each delete would wait out its timeout (the
+     * leases then expire after their TTL), and stopping must stay quick. */
+    int up = c->nc != NULL && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
     for (int p = 0; p < c->partitions && c->leases != NULL; p++) {
         if (c->t_owned[p]) {
             attr__log_own(c, p, 0);
             snprintf(key, sizeof key, "p.%d", p);
-            (void)kvStore_Delete(c->leases, key);
+            if (up && kvStore_Delete(c->leases, key) != NATS_OK) {
+                up = 0; /* one failed: the rest would too */
+            }
             c->t_owned[p] = 0;
         }
     }
-    if (c->nodes != NULL) {
+    if (up && c->nodes != NULL) {
         snprintf(key, sizeof key, "n.%s", c->node_id);
         (void)kvStore_Delete(c->nodes, key);
     }

@@ -24,7 +24,8 @@ void attr__log_own(attr_cluster_t *c, int p, uint64_t seq)
 static jsCtx *attr__js(attr_cluster_t *c)
 {
     uv_mutex_lock(&c->mu);
-    jsCtx *js = c->pub.ready ? c->js : NULL;
+    /* Not while disconnected: a request would wait out its timeout, and fail anyway. */
+    jsCtx *js = c->pub.ready && c->nats_connected ? c->js : NULL;
     uv_mutex_unlock(&c->mu);
     return js;
 }
@@ -40,7 +41,7 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
 {
     jsCtx *js = attr__js(c);
     if (js == NULL) {
-        snprintf(err, errlen, "partition %d: not joined to the cluster yet", p);
+        snprintf(err, errlen, "partition %d: not connected to the cluster's NATS", p);
         return -EAGAIN;
     }
     char subject[48], expect[24], id[160];

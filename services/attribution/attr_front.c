@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "services/attribution/attr_errs.h"
+#include "services/attribution/attr_validate.h"
 
 int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, const char *tier_addr,
                       int64_t tier_ttl_ns, attr_front_t **out)
@@ -110,7 +111,7 @@ static void attr__on_retry(uv_timer_t *t)
 /* Tries again after ATTR_FRONT_RETRY_MS if the deadline allows, else ends with this. */
 static void attr__fwd_retry(attr__fwd_t *fw, grpc_status_code code, const char *detail)
 {
-    if (++fw->tries >= ATTR_FRONT_TRIES || yw_call_is_cancelled(fw->call) ||
+    if (++fw->tries >= ATTR_FRONT_TRIES || fw->call == NULL || yw_call_is_cancelled(fw->call) ||
         yw_call_remaining_ms(fw->call) < ATTR_FRONT_RETRY_MS * 2 ||
         uv_timer_init(yw_runtime_loop(fw->f->rt), &fw->retry) != 0) {
         fw->cb(fw, code, detail, NULL);
@@ -133,6 +134,10 @@ static void attr__on_fwd(void *arg, grpc_status_code code, const char *detail,
 
 static void attr__fwd_send(attr__fwd_t *fw)
 {
+    if (fw->call == NULL) {
+        fw->cb(fw, GRPC_STATUS_CANCELLED, "the call it was for is gone", NULL);
+        return;
+    }
     int self = 0;
     const char *addr = attr_cluster_route(fw->f->cluster, fw->p, &self);
     yw_channel_t *ch = addr != NULL ? attr__channel(fw->f, addr) : NULL;
@@ -160,7 +165,44 @@ void attr__fwd_start(attr__fwd_t *fw)
     attr__fwd_send(fw);
 }
 
-/* ---- ingestion: split by viewer, forward, merge the summaries ---- */
+/* A call relayed whole (its attr__fwd_t is its own arg): the partition's answer is the
+ * client's. */
+static void attr__on_relayed(attr__fwd_t *fw, grpc_status_code code, const char *detail,
+                             ProtobufCMessage *resp)
+{
+    if (code == GRPC_STATUS_OK) {
+        (void)yw_call_reply(fw->call, resp);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    } else if (code == GRPC_STATUS_UNAVAILABLE) {
+        yw_call_finish(fw->call, code, "partition %d: %s", fw->p, detail);
+    } else {
+        yw_call_fail(fw->call, code, detail); /* the engine's answer, as standalone's */
+    }
+    free(fw->arg);
+}
+
+void attr__relay(attr_front_t *f, yw_call_t *call, int p, const char *method,
+                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc)
+{
+    attr__fwd_t *fw = calloc(1, sizeof *fw);
+    if (fw == NULL) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    *fw = (attr__fwd_t){
+        .f = f,
+        .call = call,
+        .p = p,
+        .method = method,
+        .req = req,
+        .resp_desc = resp_desc,
+        .cb = attr__on_relayed,
+        .arg = fw,
+    };
+    attr__fwd_start(fw);
+}
+
+/* ---- ingestion: split by partition, forward, merge the summaries ---- */
 
 typedef struct st_attr__ingest_t attr__ingest_t;
 
@@ -173,6 +215,7 @@ typedef struct st_attr__part_t {
     union {
         Yaowei__Attribution__V1__RecordExposuresRequest x;
         Yaowei__Attribution__V1__RecordConversionsRequest c;
+        Yaowei__Attribution__V1__RecordRefundsRequest r;
     } req; /* its events point into the inbound request (alive until the call ends) */
 } attr__part_t;
 
@@ -180,11 +223,7 @@ struct st_attr__ingest_t {
     attr_front_t *f;
     yw_call_t *call;
     int pending; /* parts not answered yet (and one while they start) */
-    int64_t accepted, duplicates, rejected, past;
-    attr_errs_t errs;
-    grpc_status_code fail_code;
-    char fail_detail[256];
-    char failed[256]; /* the partitions that failed, "3, 17" */
+    attr__merge_t m;
     attr__part_t *parts;
     size_t n_parts;
     int64_t *idx;
@@ -199,24 +238,66 @@ static void attr__ingest_free(attr__ingest_t *ing)
     free(ing);
 }
 
-static void attr__ingest_finish(attr__ingest_t *ing)
+/* ---- parts' summaries merged (attr_front_int.h) ---- */
+
+void attr__merge_fail(attr__merge_t *m, int p, grpc_status_code code, const char *detail)
 {
-    yw_call_t *call = ing->call;
-    if (ing->failed[0] != '\0') {
-        yw_call_finish(call, ing->fail_code,
+    size_t used = strlen(m->failed);
+    if (p >= 0 && used + 16 < sizeof m->failed) {
+        snprintf(m->failed + used, sizeof m->failed - used, "%s%d", used ? ", " : "", p);
+    }
+    if (m->fail_code == GRPC_STATUS_OK) {
+        m->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
+        snprintf(m->fail_detail, sizeof m->fail_detail, "%s", detail);
+    }
+}
+
+void attr__merge_part(attr__merge_t *m, int p, grpc_status_code code, const char *detail,
+                      ProtobufCMessage *resp, const int64_t *idx, size_t n)
+{
+    if (code != GRPC_STATUS_OK) {
+        attr__merge_fail(m, p, code, detail);
+        return;
+    }
+    const Yaowei__Attribution__V1__IngestSummary *s =
+        (const Yaowei__Attribution__V1__IngestSummary *)resp;
+    m->accepted += s->accepted;
+    m->duplicates += s->duplicates;
+    m->rejected += s->rejected;
+    m->past += s->past_join_horizon;
+    for (size_t i = 0; i < s->n_errors; i++) {
+        int64_t k = s->errors[i]->index;
+        if (k >= 0 && (size_t)k < n) {
+            attr_errs_add(&m->errs, idx[k], s->errors[i]->reason);
+        }
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+void attr__merge_finish(attr__merge_t *m, yw_call_t *call, const char *what)
+{
+    if (m->fail_code != GRPC_STATUS_OK && m->failed[0] == '\0') {
+        yw_call_fail(call, m->fail_code, m->fail_detail);
+    } else if (m->fail_code != GRPC_STATUS_OK) {
+        yw_call_finish(call, m->fail_code,
                        "partitions %s: %s (what other partitions accepted is stored: send the "
-                       "batch again, its events come back as duplicates)",
-                       ing->failed, ing->fail_detail);
+                       "%s again, its events come back as duplicates)",
+                       m->failed, m->fail_detail, what);
     } else {
         Yaowei__Attribution__V1__IngestSummary s;
         yaowei__attribution__v1__ingest_summary__init(&s);
-        s.accepted = ing->accepted;
-        s.duplicates = ing->duplicates;
-        s.rejected = ing->rejected;
-        s.past_join_horizon = ing->past;
-        s.errors = attr_errs_list(&ing->errs, &s.n_errors);
+        s.accepted = m->accepted;
+        s.duplicates = m->duplicates;
+        s.rejected = m->rejected;
+        s.past_join_horizon = m->past;
+        s.errors = attr_errs_list(&m->errs, &s.n_errors);
         (void)yw_call_reply(call, &s.base);
     }
+}
+
+static void attr__ingest_finish(attr__ingest_t *ing)
+{
+    attr__merge_finish(&ing->m, ing->call, "batch");
     attr__ingest_free(ing);
 }
 
@@ -225,42 +306,54 @@ static void attr__on_part(attr__fwd_t *fw, grpc_status_code code, const char *de
 {
     attr__part_t *pt = fw->arg;
     attr__ingest_t *ing = pt->ing;
-    if (code != GRPC_STATUS_OK) {
-        size_t used = strlen(ing->failed);
-        if (used + 16 < sizeof ing->failed) {
-            snprintf(ing->failed + used, sizeof ing->failed - used, "%s%d", used ? ", " : "",
-                     fw->p);
-        }
-        if (ing->fail_detail[0] == '\0') {
-            ing->fail_code = code == GRPC_STATUS_INVALID_ARGUMENT ? GRPC_STATUS_INTERNAL : code;
-            snprintf(ing->fail_detail, sizeof ing->fail_detail, "%s", detail);
-        }
-    } else {
-        const Yaowei__Attribution__V1__IngestSummary *s =
-            (const Yaowei__Attribution__V1__IngestSummary *)resp;
-        ing->accepted += s->accepted;
-        ing->duplicates += s->duplicates;
-        ing->rejected += s->rejected;
-        ing->past += s->past_join_horizon;
-        for (size_t i = 0; i < s->n_errors; i++) {
-            int64_t k = s->errors[i]->index;
-            if (k >= 0 && (size_t)k < pt->n) {
-                attr_errs_add(&ing->errs, pt->idx[k], s->errors[i]->reason);
-            }
-        }
-        protobuf_c_message_free_unpacked(resp, NULL);
-    }
+    attr__merge_part(&ing->m, fw->p, code, detail, resp, pt->idx, pt->n);
     if (--ing->pending == 0) {
         attr__ingest_finish(ing);
     }
 }
 
-/*
- * Splits `n` events by the partition of their viewer (viewer_of) and forwards the parts.
- * The call is answered once every part has been.
- */
-static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *const *events,
-                         size_t n, const char *(*viewer_of)(const void *ev))
+static const char *const attr__ingest_method[] = {
+    [ATTR__EXPOSURES] = "/yaowei.attribution.v1.AttributionService/RecordExposures",
+    [ATTR__CONVERSIONS] = "/yaowei.attribution.v1.AttributionService/RecordConversions",
+    [ATTR__REFUNDS] = "/yaowei.attribution.v1.AttributionService/RecordRefunds",
+};
+
+int attr__relay_oversized(attr_front_t *f, yw_call_t *call, attr__events_t kind,
+                          const ProtobufCMessage *req, size_t n)
+{
+    if (n <= ATTR_BATCH_MAX) {
+        return 0;
+    }
+    attr__relay(f, call, 0, attr__ingest_method[kind], req,
+                &yaowei__attribution__v1__ingest_summary__descriptor);
+    return 1;
+}
+
+/* Part `pt`'s request of `kind`: its `n` events at `evs`. */
+static const ProtobufCMessage *attr__part_request(attr__part_t *pt, attr__events_t kind, void **evs)
+{
+    switch (kind) {
+    case ATTR__EXPOSURES:
+        yaowei__attribution__v1__record_exposures_request__init(&pt->req.x);
+        pt->req.x.n_events = pt->n;
+        pt->req.x.events = (Yaowei__Attribution__V1__ExposureEvent **)evs;
+        return &pt->req.x.base;
+    case ATTR__CONVERSIONS:
+        yaowei__attribution__v1__record_conversions_request__init(&pt->req.c);
+        pt->req.c.n_events = pt->n;
+        pt->req.c.events = (Yaowei__Attribution__V1__ConversionEvent **)evs;
+        return &pt->req.c.base;
+    case ATTR__REFUNDS:
+    default:
+        yaowei__attribution__v1__record_refunds_request__init(&pt->req.r);
+        pt->req.r.n_events = pt->n;
+        pt->req.r.events = (Yaowei__Attribution__V1__RefundEvent **)evs;
+        return &pt->req.r.base;
+    }
+}
+
+void attr__ingest_split(attr_front_t *f, yw_call_t *call, attr__events_t kind, void *const *events,
+                        size_t n, const int32_t *part_of)
 {
     int np = attr_cluster_partitions(f->cluster);
     attr__ingest_t *ing = calloc(1, sizeof *ing);
@@ -270,14 +363,12 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
         ing->events = malloc((n ? n : 1) * sizeof *ing->events);
         ing->parts = calloc((size_t)np, sizeof *ing->parts);
     }
-    int *part_of = malloc((n ? n : 1) * sizeof *part_of);
-    if (ing == NULL || count == NULL || part_of == NULL || ing->idx == NULL ||
-        ing->events == NULL || ing->parts == NULL) {
+    if (ing == NULL || count == NULL || ing->idx == NULL || ing->events == NULL ||
+        ing->parts == NULL) {
         if (ing != NULL) {
             attr__ingest_free(ing);
         }
         free(count);
-        free(part_of);
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
@@ -285,8 +376,6 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
     ing->call = call;
     /* A counting sort by partition: the caller's order kept within each part. */
     for (size_t i = 0; i < n; i++) {
-        const char *v = viewer_of(events[i]);
-        part_of[i] = attr_cluster_partition(v, strlen(v), np);
         count[part_of[i] + 1]++;
     }
     for (int p = 0; p < np; p++) {
@@ -298,23 +387,13 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
             pt->ing = ing;
             pt->n = count[p + 1] - count[p];
             pt->idx = ing->idx + count[p];
-            void **evs = ing->events + count[p];
-            if (exposures) {
-                yaowei__attribution__v1__record_exposures_request__init(&pt->req.x);
-                pt->req.x.n_events = pt->n;
-                pt->req.x.events = (Yaowei__Attribution__V1__ExposureEvent **)evs;
-            } else {
-                yaowei__attribution__v1__record_conversions_request__init(&pt->req.c);
-                pt->req.c.n_events = pt->n;
-                pt->req.c.events = (Yaowei__Attribution__V1__ConversionEvent **)evs;
-            }
+            const ProtobufCMessage *req = attr__part_request(pt, kind, ing->events + count[p]);
             pt->fw = (attr__fwd_t){
                 .f = f,
                 .call = call,
                 .p = p,
-                .method = exposures ? "/yaowei.attribution.v1.AttributionService/RecordExposures"
-                                    : "/yaowei.attribution.v1.AttributionService/RecordConversions",
-                .req = exposures ? &pt->req.x.base : &pt->req.c.base,
+                .method = attr__ingest_method[kind],
+                .req = req,
                 .resp_desc = &yaowei__attribution__v1__ingest_summary__descriptor,
                 .cb = attr__on_part,
                 .arg = pt,
@@ -327,7 +406,6 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
         ing->events[at] = events[i];
     }
     free(count);
-    free(part_of);
     if (ing->n_parts == 0) {
         ing->pending = 1;
         attr__ingest_finish(ing); /* an empty batch: an empty summary */
@@ -341,6 +419,24 @@ static void attr__ingest(attr_front_t *f, yw_call_t *call, int exposures, void *
     if (--ing->pending == 0) {
         attr__ingest_finish(ing);
     }
+}
+
+/* Splits `n` events by the partition of their viewer (viewer_of) and forwards the parts. */
+static void attr__ingest(attr_front_t *f, yw_call_t *call, attr__events_t kind, void *const *events,
+                         size_t n, const char *(*viewer_of)(const void *ev))
+{
+    int np = attr_cluster_partitions(f->cluster);
+    int32_t *part_of = malloc((n ? n : 1) * sizeof *part_of);
+    if (part_of == NULL) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *v = viewer_of(events[i]);
+        part_of[i] = attr_cluster_partition(v, strlen(v), np);
+    }
+    attr__ingest_split(f, call, kind, events, n, part_of);
+    free(part_of);
 }
 
 static const char *attr__exposure_viewer(const void *ev)
@@ -358,11 +454,19 @@ static const char *attr__conversion_viewer(const void *ev)
 void attr_front_record_exposures(attr_front_t *f, yw_call_t *call,
                                  const Yaowei__Attribution__V1__RecordExposuresRequest *req)
 {
-    attr__ingest(f, call, 1, (void *const *)req->events, req->n_events, attr__exposure_viewer);
+    if (attr__relay_oversized(f, call, ATTR__EXPOSURES, &req->base, req->n_events)) {
+        return;
+    }
+    attr__ingest(f, call, ATTR__EXPOSURES, (void *const *)req->events, req->n_events,
+                 attr__exposure_viewer);
 }
 
 void attr_front_record_conversions(attr_front_t *f, yw_call_t *call,
                                    const Yaowei__Attribution__V1__RecordConversionsRequest *req)
 {
-    attr__ingest(f, call, 0, (void *const *)req->events, req->n_events, attr__conversion_viewer);
+    if (attr__relay_oversized(f, call, ATTR__CONVERSIONS, &req->base, req->n_events)) {
+        return;
+    }
+    attr__ingest(f, call, ATTR__CONVERSIONS, (void *const *)req->events, req->n_events,
+                 attr__conversion_viewer);
 }

@@ -14,6 +14,24 @@
  * A part that fails makes the call fail (UNAVAILABLE, naming the partitions) after every
  * part has answered: what other parts accepted is durable, and the caller's retry of
  * the whole batch finds it as duplicates (event and order ids make it idempotent).
+ *
+ * Client streams (IngestExposures, IngestConversions): each event goes into a part of its
+ * viewer's partition; a part of ATTR_FRONT_PART_EVENTS events (or ATTR_FRONT_PART_BYTES)
+ * is forwarded as a RecordExposures / RecordConversions call, the rest at the stream's
+ * end, at most one part of a partition at a time (the partition sees the stream's order);
+ * one summary once every part has answered, its error indexes positions in the stream.
+ * Reading pauses while the parts not yet answered hold more than ATTR_FRONT_PENDING_BYTES.
+ * A part that fails ends the stream: nothing more is read or forwarded, and the call fails
+ * as a batch does once the parts out have answered.
+ *
+ * Refunds and explanations (RecordRefunds, ExplainConversion) carry an order id and no
+ * viewer: every partition is asked which of the call's orders it holds and which of its
+ * refund ids it knows (PartitionService.FindOrders), then each refund goes to the
+ * partition that knows its refund id or holds its order (attr_order_route.h) and the
+ * summaries are merged as ingestion's; an explanation goes to its order's holder. What
+ * no partition holds goes to its order id's own partition, whose engine rejects it
+ * (no conversion has that order_id; NOT_FOUND) with standalone's words. A partition that
+ * cannot be asked fails the call UNAVAILABLE, naming it, before anything is sent.
  */
 #ifndef ATTR_FRONT_H
 #define ATTR_FRONT_H
@@ -58,6 +76,10 @@ void attr_front_record_exposures(attr_front_t *f, yw_call_t *call,
                                  const Yaowei__Attribution__V1__RecordExposuresRequest *req);
 void attr_front_record_conversions(attr_front_t *f, yw_call_t *call,
                                    const Yaowei__Attribution__V1__RecordConversionsRequest *req);
+void attr_front_record_refunds(attr_front_t *f, yw_call_t *call,
+                               const Yaowei__Attribution__V1__RecordRefundsRequest *req);
+void attr_front_explain(attr_front_t *f, yw_call_t *call,
+                        const Yaowei__Attribution__V1__ExplainConversionRequest *req);
 
 /*
  * Reports: the default model from partition 0's settings, then every partition's sums
@@ -84,6 +106,23 @@ void attr_front_get_settings(attr_front_t *f, yw_call_t *call);
 void attr_front_update_settings(
     attr_front_t *f, yw_call_t *call,
     const Yaowei__Attribution__V1__UpdateAttributionSettingsRequest *req);
+
+/** A stream's part is sealed and forwarded at this many events, or this many bytes packed. */
+#define ATTR_FRONT_PART_EVENTS 1000
+#define ATTR_FRONT_PART_BYTES (1 << 20)
+/** Bytes of a stream's parts not yet sealed, all partitions together (the largest goes). */
+#define ATTR_FRONT_OPEN_BYTES (4 << 20)
+/** A stream reads on only while its sealed parts not yet answered hold at most this. */
+#define ATTR_FRONT_PENDING_BYTES (8 << 20)
+
+/**
+ * A client's IngestExposures or IngestConversions stream: the method's on_message, on_end
+ * and on_done (the stream hangs on the call's data from its first message until it is
+ * finished).
+ */
+void attr_front_stream_message(attr_front_t *f, yw_call_t *call, const ProtobufCMessage *msg);
+void attr_front_stream_end(attr_front_t *f, yw_call_t *call);
+void attr_front_stream_done(yw_call_t *call);
 
 #ifdef __cplusplus
 }

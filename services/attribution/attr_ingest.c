@@ -105,6 +105,9 @@ int attr__flow_full(const attr_ingest_t *ing)
 
 void attr__stream_flow(attr_ingest_t *ing)
 {
+    if (ing->call == NULL) {
+        return; /* the call is gone (attr__on_ingest_done()): nothing to pause */
+    }
     if (ing->rx != NULL) {
         /* A sliced RecordExposures: its next slice when its frames let it. */
         if (ing->flow_wait && !attr__flow_full(ing)) {
@@ -131,6 +134,10 @@ void attr__ingest_maybe_finish(attr_ingest_t *ing)
         return;
     }
     yw_call_t *call = ing->call;
+    if (call == NULL) {
+        free(ing); /* its call is gone: what it admitted is written, nobody to answer */
+        return;
+    }
     if (ing->fail != GRPC_STATUS_OK) {
         yw_call_fail(call, ing->fail, ing->fail_msg);
     } else {
@@ -160,4 +167,25 @@ void attr__ingest_end(attr_ingest_t *ing)
 {
     ing->ended = 1;
     attr__ingest_maybe_finish(ing);
+}
+
+void attr__on_ingest_done(yw_call_t *call)
+{
+    attr_ingest_t *ing = yw_call_data(call);
+    if (ing == NULL) {
+        return; /* answered already */
+    }
+    /* Over without its answer: the runtime failed it (a message that does not parse, not
+     * UTF-8) or it died. Its call is not touched again; what it admitted is written as at
+     * an end (a resend reports duplicates); the context goes once nothing of it is in
+     * flight (attr__ingest_maybe_finish()). */
+    ing->call = NULL;
+    if (!ing->ended) {
+        if (yw_call_method(call)->request == &yaowei__attribution__v1__exposure_event__descriptor) {
+            attr__on_ingest_exposures_end(call);
+        } else {
+            attr__on_ingest_conversions_end(call);
+        }
+    }
+    yw_call_set_data(call, NULL);
 }

@@ -114,8 +114,19 @@ static void attr__on_start(uv_timer_t *t)
     attr_host_t *host = s->host;
     host->node_start = NULL;
     if (s->cfg.advertise == NULL) {
+        /* --listen's host when it names one (127.0.0.1, 10.0.0.5); the host name when it
+         * is a wildcard (0.0.0.0, [::]), which peers must then resolve to this node. */
         char name[256] = "localhost";
-        (void)gethostname(name, sizeof name - 1);
+        const char *listen = yw_app_option(host->app, "listen");
+        const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
+        size_t hlen = colon != NULL ? (size_t)(colon - listen) : 0;
+        if (hlen > 0 && hlen < sizeof name && strncmp(listen, "0.0.0.0", hlen) != 0 &&
+            strncmp(listen, "[::]", hlen) != 0 && strncmp(listen, "::", hlen) != 0) {
+            memcpy(name, listen, hlen);
+            name[hlen] = '\0';
+        } else {
+            (void)gethostname(name, sizeof name - 1);
+        }
         snprintf(s->advertise, sizeof s->advertise, "%s:%d", name,
                  yw_server_port(yw_app_server(host->app)));
         s->cfg.advertise = s->advertise;
@@ -248,6 +259,10 @@ int attr__node_admit(yw_call_t *call)
         "/yaowei.attribution.v1.AttributionService/ListTopCreators",
         "/yaowei.attribution.v1.AttributionService/GetAttributionSettings",
         "/yaowei.attribution.v1.AttributionService/UpdateAttributionSettings",
+        "/yaowei.attribution.v1.AttributionService/IngestExposures",
+        "/yaowei.attribution.v1.AttributionService/IngestConversions",
+        "/yaowei.attribution.v1.AttributionService/RecordRefunds",
+        "/yaowei.attribution.v1.AttributionService/ExplainConversion",
     };
     for (size_t i = 0; i < sizeof front / sizeof front[0]; i++) {
         if (strcmp(path, front[i]) == 0) {
@@ -255,9 +270,9 @@ int attr__node_admit(yw_call_t *call)
         }
     }
     yw_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
-                   "%s: not served in cluster mode yet (a cluster serves RecordExposures, "
-                   "RecordConversions, the reports and the settings; the other methods "
-                   "are served by standalone attribution)",
+                   "%s: not served to clients in cluster mode (a cluster node serves every "
+                   "method of AttributionService; this one only to the other nodes, naming a "
+                   "partition)",
                    path);
     return -1;
 }

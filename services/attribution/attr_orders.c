@@ -664,6 +664,11 @@ int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const
     return ATTR_ADMITTED;
 }
 
+int attr_refund_pending(const attr_state_t *st, const char *refund_id, size_t len)
+{
+    return attr_strmap_get(&st->refunds, yw_hash_bytes(refund_id, len), refund_id, len) != NULL;
+}
+
 /** Forgets a pending refund (committed or aborted) and frees it. */
 static void attr__refund_drop(attr_state_t *st, attr_refund_t *r)
 {

@@ -280,6 +280,8 @@ enum { ATTR_UNKNOWN_ORDER = 2, ATTR_TOO_LARGE = 3 };
 int attr_refund_admit(attr_state_t *st, const char *refund_id, size_t len, const char *order_id,
                       size_t order_len, int64_t amount, int64_t occur_ns, attr_refund_t **out,
                       int64_t *left);
+/** Whether a refund of that id is pending (admitted, not yet committed nor aborted). */
+int attr_refund_pending(const attr_state_t *st, const char *refund_id, size_t len);
 /** Applies a pending refund (stored by the caller) and frees it. */
 int attr_refund_commit(attr_state_t *st, attr_refund_t *r);
 /** Forgets a pending refund and frees it. */

@@ -1,7 +1,7 @@
 /*
  * attr_partition_service.c — PartitionService: GetCreatorSums, and the CreatorSums
- * message made from a state's sums and merged back into sums. See
- * attr_partition_service.h.
+ * message made from a state's sums and merged back into sums; FindOrders, from memory
+ * and a read of the store. See attr_partition_service.h.
  */
 #include "services/attribution/attr_partition_service.h"
 
@@ -174,12 +174,202 @@ void attr__on_creator_sums(yw_call_t *call, const ProtobufCMessage *msg)
     free(sums.creators);
 }
 
+/* ---- FindOrders ---- */
+
+/* What a FindOrders knows of one id: not here, here, or to be read from the store. */
+enum { ATTR__NOT_HERE = 0, ATTR__HERE = 1, ATTR__TO_READ = 2 };
+
+/**
+ * A FindOrders whose ids memory does not know: read on a reader thread (one snapshot),
+ * then decided on the loop with memory asked again (attr__find_decide()).
+ */
+typedef struct st_attr_find_t {
+    yw_store_job_t job;
+    attr_svc_t *svc;
+    yw_call_t *call;
+    const Yaowei__Attribution__Internal__V1__FindOrdersRequest *req; /* the call's */
+    uint8_t *order_at;  /* per order id: ATTR__NOT_HERE, ATTR__HERE or ATTR__TO_READ */
+    uint8_t *refund_at; /* per refund id: the same */
+    size_t *stored;     /* per order id read: its index in `set` + 1; 0: not stored */
+    attr_convset_t set;
+    char err[256];
+} attr_find_t;
+
+static void attr__find_free(attr_find_t *fd)
+{
+    free(fd->order_at);
+    free(fd->refund_at);
+    free(fd->stored);
+    attr_convset_free(&fd->set);
+    free(fd);
+}
+
+/* Replies with the indexes marked ATTR__HERE, then frees `fd`. */
+static void attr__find_reply(attr_find_t *fd)
+{
+    const Yaowei__Attribution__Internal__V1__FindOrdersRequest *req = fd->req;
+    Yaowei__Attribution__Internal__V1__FoundOrders out;
+    yaowei__attribution__internal__v1__found_orders__init(&out);
+    size_t n = req->n_order_ids + req->n_refund_ids;
+    int32_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (idx == NULL) {
+        yw_call_fail(fd->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        attr__find_free(fd);
+        return;
+    }
+    out.orders = idx;
+    for (size_t i = 0; i < req->n_order_ids; i++) {
+        if (fd->order_at[i] == ATTR__HERE) {
+            out.orders[out.n_orders++] = (int32_t)i;
+        }
+    }
+    out.refunds = idx + out.n_orders;
+    for (size_t i = 0; i < req->n_refund_ids; i++) {
+        if (fd->refund_at[i] == ATTR__HERE) {
+            out.refunds[out.n_refunds++] = (int32_t)i;
+        }
+    }
+    (void)yw_call_reply(fd->call, &out.base);
+    free(idx);
+    attr__find_free(fd);
+}
+
+/* Reader thread: the ids marked ATTR__TO_READ, looked up in one snapshot. */
+static grpc_status_code attr__find_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    attr_find_t *fd = (attr_find_t *)job;
+    const Yaowei__Attribution__Internal__V1__FindOrdersRequest *req = fd->req;
+    int rc = 0;
+    for (size_t i = 0; i < req->n_order_ids && rc >= 0; i++) {
+        if (fd->order_at[i] == ATTR__TO_READ) {
+            const char *id = req->order_ids[i];
+            rc = attr_store_get_conversion(conn, id, strlen(id), &fd->set, fd->err, sizeof fd->err);
+            fd->stored[i] = rc == 1 ? fd->set.n : 0;
+        }
+    }
+    for (size_t i = 0; i < req->n_refund_ids && rc >= 0; i++) {
+        if (fd->refund_at[i] == ATTR__TO_READ) {
+            rc = attr_store_refund_exists(conn, req->refund_ids[i], fd->err, sizeof fd->err);
+            fd->refund_at[i] = rc == 1 ? ATTR__HERE : ATTR__TO_READ;
+        }
+    }
+    if (rc < 0) {
+        snprintf(job->errmsg, sizeof job->errmsg, "reading orders: %.200s",
+                 fd->err[0] ? fd->err : strerror(-rc));
+        return rc == -ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/*
+ * Loop: memory asked again, for what changed while the store was read. An order is
+ * held when memory has it live or the store has it and it is not the row of the
+ * pending one (stored, not acknowledged yet); a refund id is known when stored or
+ * pending (memory's to know).
+ */
+static void attr__on_find_read(yw_store_job_t *job, grpc_status_code status)
+{
+    attr_find_t *fd = (attr_find_t *)job;
+    attr_svc_t *svc = fd->svc;
+    attr_state_t *st = &svc->st;
+    const Yaowei__Attribution__Internal__V1__FindOrdersRequest *req = fd->req;
+    if (status != GRPC_STATUS_OK) {
+        yw_call_fail(fd->call, status, job->errmsg);
+        attr__find_free(fd);
+        attr__unref(svc);
+        return;
+    }
+    for (size_t i = 0; i < req->n_order_ids; i++) {
+        if (fd->order_at[i] != ATTR__TO_READ) {
+            continue;
+        }
+        const char *id = req->order_ids[i];
+        size_t at = fd->stored[i];
+        int held = attr_conv_find(st, id, strlen(id)) != NULL ||
+                   (at > 0 && !attr__pending_own(st, &fd->set.convs[at - 1].in));
+        fd->order_at[i] = held ? ATTR__HERE : ATTR__NOT_HERE;
+    }
+    for (size_t i = 0; i < req->n_refund_ids; i++) {
+        if (fd->refund_at[i] == ATTR__TO_READ) {
+            const char *id = req->refund_ids[i];
+            fd->refund_at[i] =
+                attr_refund_pending(st, id, strlen(id)) ? ATTR__HERE : ATTR__NOT_HERE;
+        }
+    }
+    attr__find_reply(fd);
+    attr__unref(svc);
+}
+
+/* What memory says of one id: ATTR__HERE, else ATTR__TO_READ (ATTR__NOT_HERE when no
+ * valid id could be stored). */
+static uint8_t attr__find_mem(int in_memory, const char *id)
+{
+    size_t len = strlen(id);
+    return in_memory ? ATTR__HERE : len > 0 && len <= ATTR_ID_MAX ? ATTR__TO_READ : ATTR__NOT_HERE;
+}
+
+void attr__on_find_orders(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    const Yaowei__Attribution__Internal__V1__FindOrdersRequest *req =
+        (const Yaowei__Attribution__Internal__V1__FindOrdersRequest *)msg;
+    attr_svc_t *svc = attr__svc(call);
+    attr_state_t *st = &svc->st;
+    if (req->n_order_ids > ATTR_BATCH_MAX || req->n_refund_ids > ATTR_BATCH_MAX) {
+        yw_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s: at most %d per call, got %zu",
+                       req->n_order_ids > ATTR_BATCH_MAX ? "order_ids" : "refund_ids",
+                       ATTR_BATCH_MAX,
+                       req->n_order_ids > ATTR_BATCH_MAX ? req->n_order_ids : req->n_refund_ids);
+        return;
+    }
+    attr_find_t *fd = calloc(1, sizeof *fd);
+    size_t no = req->n_order_ids ? req->n_order_ids : 1;
+    if (fd == NULL || (fd->order_at = calloc(no, 1)) == NULL ||
+        (fd->stored = calloc(no, sizeof *fd->stored)) == NULL ||
+        (fd->refund_at = calloc(req->n_refund_ids ? req->n_refund_ids : 1, 1)) == NULL) {
+        if (fd != NULL) {
+            attr__find_free(fd);
+        }
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    fd->svc = svc;
+    fd->call = call;
+    fd->req = req; /* valid until the call is freed (a unary request) */
+    int read = 0;
+    for (size_t i = 0; i < req->n_order_ids; i++) {
+        const char *id = req->order_ids[i];
+        fd->order_at[i] = attr__find_mem(attr_conv_find(st, id, strlen(id)) != NULL, id);
+        read |= fd->order_at[i] == ATTR__TO_READ;
+    }
+    for (size_t i = 0; i < req->n_refund_ids; i++) {
+        const char *id = req->refund_ids[i];
+        fd->refund_at[i] = attr__find_mem(attr_refund_pending(st, id, strlen(id)), id);
+        read |= fd->refund_at[i] == ATTR__TO_READ;
+    }
+    if (!read) {
+        attr__find_reply(fd);
+        return;
+    }
+    fd->job.work = attr__find_work;
+    fd->job.done = attr__on_find_read;
+    int rc = yw_store_read(svc->store, &fd->job);
+    if (rc != 0) {
+        yw_call_finish(call, GRPC_STATUS_UNAVAILABLE, "cannot read orders: %s", strerror(-rc));
+        attr__find_free(fd);
+        return;
+    }
+    svc->refs++; /* the read's */
+}
+
 /* ---- the service ---- */
 
 static const yw_method_t attr_partition_methods[] = {
     YW_METHOD(UNARY, ATTR_PARTITION_SERVICE_NAME, "GetCreatorSums",
               yaowei__attribution__internal__v1__get_creator_sums_request,
               yaowei__attribution__internal__v1__creator_sums, .on_message = attr__on_creator_sums),
+    YW_METHOD(UNARY, ATTR_PARTITION_SERVICE_NAME, "FindOrders",
+              yaowei__attribution__internal__v1__find_orders_request,
+              yaowei__attribution__internal__v1__found_orders, .on_message = attr__on_find_orders),
 };
 
 const yw_service_t attr_partition_service = {

@@ -1,9 +1,9 @@
 /*
  * attr_partition_service.h — yaowei.attribution.internal.v1.PartitionService
  * (partition.proto): what a node of a cluster answers about the partitions it owns,
- * GetCreatorSums, and the CreatorSums message made from, and merged into, the sums of
- * attr_sums.h. Private to the service's files and their unit tests. (attr_partition.h
- * is another thing: a partition's log and the directory its engine runs over.)
+ * GetCreatorSums and FindOrders, and the CreatorSums message made from, and merged into, the sums
+ * of attr_sums.h. Private to the service's files and their unit tests. (attr_partition.h is another
+ * thing: a partition's log and the directory its engine runs over.)
  *
  * Standalone never serves it: a node of a cluster adds it to its server
  * (attr__partition_service_add()). The node a client called gathers every partition's
@@ -37,6 +37,15 @@ int attr__partition_service_add(yw_app_t *app, yw_service_t *slot);
 
 /** GetCreatorSums: the sums of the engine the call reaches (attr__svc()). */
 void attr__on_creator_sums(yw_call_t *call, const ProtobufCMessage *msg);
+
+/**
+ * FindOrders: which of the request's order ids the engine the call reaches holds (a
+ * conversion acknowledged: live in memory, or stored and not the row of the pending one)
+ * and which refund ids it has recorded (stored, or pending in memory), from memory and,
+ * for the ids memory does not know, one read of the store on a reader thread (memory is
+ * asked again once it is back). At most ATTR_BATCH_MAX of each, else INVALID_ARGUMENT.
+ */
+void attr__on_find_orders(yw_call_t *call, const ProtobufCMessage *msg);
 
 /**
  * Checks a GetCreatorSumsRequest: its range as the reports check theirs

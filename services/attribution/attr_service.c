@@ -340,6 +340,76 @@ static void attr__dispatch_record_conversions(yw_call_t *call, const ProtobufCMe
     attr__on_record_conversions(call, msg);
 }
 
+static void attr__dispatch_record_refunds(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_record_refunds(f, call,
+                                  (const Yaowei__Attribution__V1__RecordRefundsRequest *)msg);
+        return;
+    }
+    attr__on_record_refunds(call, msg);
+}
+
+static void attr__dispatch_explain(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__front_of(call);
+    if (f != NULL) {
+        attr_front_explain(f, call, (const Yaowei__Attribution__V1__ExplainConversionRequest *)msg);
+        return;
+    }
+    attr__on_explain(call, msg);
+}
+
+/* A client's IngestExposures / IngestConversions stream to a cluster node goes to the front
+ * too (its parts are forwarded as Record calls); a forwarded or standalone one to the
+ * engine. */
+static attr_front_t *attr__stream_front(yw_call_t *call)
+{
+    attr_host_t *host = yw_app_state(yw_app_from_call(call));
+    return host != NULL && host->front != NULL && attr_front_call_partition(host->front, call) == -1
+               ? host->front
+               : NULL;
+}
+
+static int attr__is_exposures(yw_call_t *call)
+{
+    return yw_call_method(call)->request == &yaowei__attribution__v1__exposure_event__descriptor;
+}
+
+static void attr__dispatch_ingest_event(yw_call_t *call, const ProtobufCMessage *msg)
+{
+    attr_front_t *f = attr__stream_front(call);
+    if (f != NULL) {
+        attr_front_stream_message(f, call, msg);
+    } else if (attr__is_exposures(call)) {
+        attr__on_ingest_exposure(call, msg);
+    } else {
+        attr__on_ingest_conversion(call, msg);
+    }
+}
+
+static void attr__dispatch_ingest_end(yw_call_t *call)
+{
+    attr_front_t *f = attr__stream_front(call);
+    if (f != NULL) {
+        attr_front_stream_end(f, call);
+    } else if (attr__is_exposures(call)) {
+        attr__on_ingest_exposures_end(call);
+    } else {
+        attr__on_ingest_conversions_end(call);
+    }
+}
+
+static void attr__dispatch_ingest_done(yw_call_t *call)
+{
+    if (attr__stream_front(call) != NULL) {
+        attr_front_stream_done(call);
+    } else {
+        attr__on_ingest_done(call);
+    }
+}
+
 static const yw_method_t attr_methods[] = {
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordExposures",
               yaowei__attribution__v1__record_exposures_request,
@@ -351,19 +421,20 @@ static const yw_method_t attr_methods[] = {
               .on_message = attr__dispatch_record_conversions, .items = "events"),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "RecordRefunds",
               yaowei__attribution__v1__record_refunds_request,
-              yaowei__attribution__v1__ingest_summary, .on_message = attr__on_record_refunds,
+              yaowei__attribution__v1__ingest_summary, .on_message = attr__dispatch_record_refunds,
               .items = "events"),
     YW_METHOD(CLIENT_STREAMING, ATTR_SERVICE_NAME, "IngestExposures",
               yaowei__attribution__v1__exposure_event, yaowei__attribution__v1__ingest_summary,
-              .on_message = attr__on_ingest_exposure, .on_end = attr__on_ingest_exposures_end,
-              .items = ""),
+              .on_message = attr__dispatch_ingest_event, .on_end = attr__dispatch_ingest_end,
+              .on_done = attr__dispatch_ingest_done, .items = ""),
     YW_METHOD(CLIENT_STREAMING, ATTR_SERVICE_NAME, "IngestConversions",
               yaowei__attribution__v1__conversion_event, yaowei__attribution__v1__ingest_summary,
-              .on_message = attr__on_ingest_conversion, .on_end = attr__on_ingest_conversions_end,
-              .items = ""),
+              .on_message = attr__dispatch_ingest_event, .on_end = attr__dispatch_ingest_end,
+              .on_done = attr__dispatch_ingest_done, .items = ""),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "ExplainConversion",
               yaowei__attribution__v1__explain_conversion_request,
-              yaowei__attribution__v1__conversion_attribution, .on_message = attr__on_explain),
+              yaowei__attribution__v1__conversion_attribution,
+              .on_message = attr__dispatch_explain),
     YW_METHOD(UNARY, ATTR_SERVICE_NAME, "GetCreatorReport",
               yaowei__attribution__v1__get_creator_report_request,
               yaowei__attribution__v1__creator_report, .on_message = attr__dispatch_creator_report),
@@ -430,7 +501,8 @@ const yw_option_t attr_options[] = {
      "host name",
      YW_OPTION_VALUE, NULL},
     {"advertise-addr", "YW_ADVERTISE_ADDR", "",
-     "HOST:PORT the other nodes call this one at; empty: the host name and the gRPC port",
+     "HOST:PORT the other nodes call this one at; empty: --listen's host (the host name when "
+     "it listens on every address) and the gRPC port",
      YW_OPTION_VALUE, NULL},
     {"partitions", "YW_PARTITIONS", "64",
      "partitions of the cluster, fixed when its streams are first created (a node started "

@@ -296,9 +296,9 @@ void attr__node_close(attr_host_t *host);
 /**
  * yw_service_t.admit. Standalone: every call. Cluster mode: a call forwarded for a
  * partition (yw-partition) when this node's engine of it serves (held until released),
- * else UNAVAILABLE; a client's RecordExposures and RecordConversions (the front splits
- * and forwards them); the other methods are not served in cluster mode yet:
- * UNIMPLEMENTED, saying so, rather than an answer from part of the data.
+ * else UNAVAILABLE; a client's call of any AttributionService method (the front splits
+ * and forwards it); a client's call of another service (PartitionService, between the
+ * nodes only): UNIMPLEMENTED, saying so.
  */
 int attr__node_admit(yw_call_t *call);
 
@@ -441,6 +441,14 @@ int attr__events_max(yw_call_t *call, size_t n);
  * batch is through (attr__ingest_maybe_finish(); `ing` may be freed).
  */
 void attr__ingest_end(attr_ingest_t *ing);
+
+/**
+ * on_done of the client streams (standalone, or forwarded to a partition): a stream over
+ * without its end (the runtime failed a message, the call died) has what it admitted
+ * written and its context freed once nothing of it is in flight; its call is not
+ * touched again.
+ */
+void attr__on_ingest_done(yw_call_t *call);
 
 /** Whether the data dir's disk is full (then the call is failed RESOURCE_EXHAUSTED). */
 int attr__disk_full(attr_ingest_t *ing);

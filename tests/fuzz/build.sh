@@ -15,9 +15,12 @@ GEN=$(cd "$("$BAZEL" info bazel-bin 2>/dev/null)/proto" && pwd)
 CFLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter
         -Wno-missing-field-initializers
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-        -I. -I"$GEN")
+        -I. -I"$GEN"
+        # as //third_party:sqlite3 declares them (Debian's libsqlite3 has the session
+        # extension; the store's changeset shipping needs its declarations)
+        -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK)
 LIBS=(-lgrpc -lgpr -lprotobuf-c -luv -lsqlite3 -lmicrohttpd -lsystemd -ljansson -lcrypto
-      -lpthread -lm)
+      -lnats -lpthread -lm)
 
 # An object is reused only when it was built from the same source, headers and flags:
 # its name carries a hash of them (OUT may be shared by several checkouts; a file's
@@ -53,7 +56,8 @@ compile() {
 
 compile "$OUT/obj/common" common/*.c \
     "$GEN"/google/protobuf/*.pb-c.c "$GEN"/grpc/health/v1/*.pb-c.c \
-    "$GEN"/grpc/reflection/v1/*.pb-c.c "$GEN"/yaowei/*/v1/*.pb-c.c >"$OUT/obj/common.list"
+    "$GEN"/grpc/reflection/v1/*.pb-c.c "$GEN"/yaowei/*/v1/*.pb-c.c \
+    "$GEN"/yaowei/*/internal/v1/*.pb-c.c >"$OUT/obj/common.list"
 mapfile -t COMMON <"$OUT/obj/common.list"
 
 # Only some targets: FUZZ_TARGETS="fuzz_creator_profile fuzz_reflection".

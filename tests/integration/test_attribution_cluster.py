@@ -9,8 +9,8 @@ finds its leases gone; a node that comes back gets its share back; a node starte
 another partition count refuses to start; a node that cannot reach NATS keeps trying
 with health NOT_SERVING. RecordExposures and RecordConversions sent to any node reach
 their viewers' partitions, are in the replicated log before they are acknowledged, and
-survive the node that held them. The other methods are not served in cluster mode yet:
-they fail UNIMPLEMENTED, saying so, rather than answering from one node's part of the data.
+survive the node that held them (RecordRefunds and ExplainConversion:
+test_attribution_cluster_orders.py; the client streams: test_attribution_cluster_streams.py).
 """
 
 import os
@@ -493,3 +493,23 @@ def test_a_node_paused_past_its_lease_serves_nothing_stale(nodes):
     s = b.client.call(ATTR + "/RecordExposures", {"events": before + meanwhile}, timeout=30)
     assert I(s, "duplicates") == 400 and I(s, "accepted") == 0, s
     assert b.metrics()["yaowei_attribution_cluster_leases_lost_total"] >= 1
+
+
+def test_a_node_stops_quickly_when_nats_is_gone(own_nodes):
+    """SIGTERM of a node whose NATS servers are all gone: it does not wait out a NATS
+    timeout per lease (its leases expire by their TTL), it exits 0 within seconds."""
+    a = own_nodes("attr-q1")
+    wait_for(lambda: a.health() == "SERVING", 30, "SERVING")
+    # Some data in every partition: closing engines write (touches, snapshots), and what
+    # cannot be shipped fails at once instead of waiting for NATS.
+    xs = events("q", 300, int(time.time()) - 600)
+    assert I(a.client.call(ATTR + "/RecordExposures", {"events": xs}), "accepted") == 300
+    orders = [conversion("q-o%d" % i, "q-v%d" % i, "p%d" % (i % 5), 100, int(time.time()) - 60)
+              for i in range(0, 300, 2)]
+    assert I(a.client.call(ATTR + "/RecordConversions", {"events": orders}), "accepted") == 150
+    own_nodes.nats.stop()
+    wait_for(lambda: a.metrics()["yaowei_attribution_cluster_connected"] == 0, 20,
+             "the node sees NATS gone")
+    t0 = time.monotonic()
+    assert a.terminate(timeout=30) == 0, a.log_tail()
+    assert time.monotonic() - t0 < 15

@@ -134,8 +134,11 @@ def _apply_update(s, fields):
     return dataclasses.replace(s, **{_SETTINGS_FIELD[f]: v for f, v in fields.items()})
 
 
-def generate(seed, n_events, now_h):
-    """The workload of a seed: events, threads, calls, settings changes, restarts."""
+def generate(seed, n_events, now_h, same_viewer=False):
+    """The workload of a seed: events, threads, calls, settings changes, restarts.
+    `same_viewer`: a duplicate id with other fields keeps the first's viewer (a cluster
+    dedups ids within a viewer's partition: an id reused by another viewer is another
+    event there; README "Running a cluster")."""
     rnd = random.Random(seed)
     p = Plan()
     p.seed, p.n_events, p.now_h = seed, n_events, now_h
@@ -285,7 +288,8 @@ def generate(seed, n_events, now_h):
         r = rnd.random()
         if r < 0.04:
             e = ev.obj
-            e2 = M.Exposure(e.event_id, rnd.choice(viewers), rnd.choice(creators), "n9",
+            v2 = rnd.choice(viewers)
+            e2 = M.Exposure(e.event_id, e.viewer if same_viewer else v2, rnd.choice(creators), "n9",
                             (rnd.choice(products),), rnd.choice([M.CLICK, M.VIEW]), 99999,
                             when(lo, hi) * NS)
             js = exposure(e2.event_id, e2.viewer, e2.creator, e2.products, KIND_JSON[e2.kind],
@@ -299,7 +303,8 @@ def generate(seed, n_events, now_h):
         if r < 0.05:
             c = ev.obj
             other_amount = c.amount + 7 if M.amount_ok(c.amount + 7) else c.amount - 7
-            c2 = M.Conversion(c.order_id, rnd.choice(viewers), rnd.choice(products),
+            v2 = rnd.choice(viewers)
+            c2 = M.Conversion(c.order_id, c.viewer if same_viewer else v2, rnd.choice(products),
                               other_amount, c.t_ns)
             js = conversion(c2.order_id, c2.viewer, c2.product, c2.amount, c2.t_ns // NS)
             evs.append(Ev("conversion", c2, js, later(ev.pos), thread=ev.thread))

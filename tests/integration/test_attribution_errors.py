@@ -7,6 +7,7 @@ whatever the stage, the errors come back ascending by index, and past 100 they a
 Needs: bazel build //services/attribution:attribution.
 """
 
+import grpc
 import pytest
 
 from test_attribution import NOW, Attr, I, conversion, exposure, refund, uid
@@ -191,3 +192,42 @@ def test_more_than_100_rejects_list_the_lowest_100(attr):
                                                  [dict(x, order_id=uid("o")) for x in cv])):
         assert I(s, "rejected") == 250 and I(s, "accepted") == 250
         assert indexes(s) == want
+
+
+@pytest.mark.parametrize("method", ["IngestExposures", "IngestConversions"])
+def test_a_stream_whose_message_does_not_parse_fails_and_keeps_what_came_before(attr, method):
+    """A client stream with a message that is not protobuf after many good ones: the
+    runtime fails the call INVALID_ARGUMENT; the events admitted before are written (sent
+    again, they are duplicates); nothing of the call is left behind (the sanitizer build
+    catches a leak at SIGTERM) and the service serves on."""
+    from google.protobuf import json_format
+
+    c = attr.srv.client
+    cls = c.message_class(c.method("yaowei.attribution.v1.AttributionService/" + method)
+                          .input_type)
+    tag = uid("bad-stream")
+    if method == "IngestExposures":
+        good = [exposure("%s-e%d" % (tag, i), "%s-v%d" % (tag, i), "c", ["p"], "CLICK", NOW - 60)
+                for i in range(3000)]
+    else:
+        good = [conversion("%s-o%d" % (tag, i), "%s-v%d" % (tag, i), "p", 100, NOW - 60)
+                for i in range(3000)]
+
+    def frames():
+        for e in good:
+            m = cls()
+            json_format.ParseDict(e, m)
+            yield m.SerializeToString()
+        yield b"\xff\xff\xff"
+
+    stub = attr.srv.channel.stream_unary(
+        "/yaowei.attribution.v1.AttributionService/" + method,
+        request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as e:
+        stub(frames(), timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    record = "RecordExposures" if method == "IngestExposures" else "RecordConversions"
+    s = attr.call(record, {"events": good[:1000]})
+    assert I(s, "duplicates") + I(s, "accepted") == 1000, s
+    assert I(s, "duplicates") > 0, s  # what came before the bad message was written
+    attr.srv.assert_alive()

@@ -189,6 +189,16 @@ def test_bad_flags_exit_2_naming_the_flag():
     assert "cvr" in p.stderr
 
 
+def test_bad_attribution_addresses_exit_2_naming_the_flag():
+    demo = binary_path(DEMO_BIN)
+    for addrs, says in (("127.0.0.1:1,,127.0.0.1:2", "an empty address"),
+                        ("127.0.0.1:1,127.0.0.1:1", "127.0.0.1:1 is given twice")):
+        p = subprocess.run([demo, "--attribution-addr", addrs], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 2, (addrs, p.stdout, p.stderr)
+        assert "--attribution-addr" in p.stderr and says in p.stderr, p.stderr
+
+
 def test_unreachable_services_exit_3_quickly():
     demo = binary_path(DEMO_BIN)
     addr = "127.0.0.1:%d" % free_port()  # nothing listens there

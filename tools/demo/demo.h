@@ -41,7 +41,8 @@ typedef struct st_demo_got_t {
 
 typedef struct st_demo_t {
     yw_runtime_t *rt;
-    yw_channel_t *cp, *ts, *at;
+    /** The services; attribution may be the nodes of a cluster (calls spread over them). */
+    demo_chans_t cp, ts, at;
     const char *cp_addr, *ts_addr, *at_addr;
 
     demo_params_t params;

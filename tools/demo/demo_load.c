@@ -121,7 +121,7 @@ int demo_load_creators(demo_t *d, char *err, size_t errlen)
         .failed = creators_failed,
         .src = &src,
     };
-    return demo_pipe_run(d->rt, d->cp, &def, d->progress, &d->st_creators, err, errlen);
+    return demo_pipe_run(d->rt, &d->cp, &def, d->progress, &d->st_creators, err, errlen);
 }
 
 /* ---- note stats ---- */
@@ -227,7 +227,7 @@ int demo_load_stats(demo_t *d, char *err, size_t errlen)
         .done = stats_done,
         .src = &src,
     };
-    int rc = demo_pipe_run(d->rt, d->cp, &def, d->progress, &d->st_stats, err, errlen);
+    int rc = demo_pipe_run(d->rt, &d->cp, &def, d->progress, &d->st_stats, err, errlen);
     free(src.rows);
     free(src.days);
     return rc;
@@ -384,7 +384,7 @@ static int run_exposures(demo_t *d, const char *label, const demo_exposure_t *la
         .done = exposures_done,
         .src = &src,
     };
-    int rc = demo_pipe_run(d->rt, d->at, &def, d->progress, st, err, errlen);
+    int rc = demo_pipe_run(d->rt, &d->at, &def, d->progress, st, err, errlen);
     free(src.buf);
     return rc;
 }
@@ -492,7 +492,7 @@ int demo_load_conversions(demo_t *d, char *err, size_t errlen)
         .done = conversions_done,
         .src = &src,
     };
-    return demo_pipe_run(d->rt, d->at, &def, d->progress, &d->st_conversions, err, errlen);
+    return demo_pipe_run(d->rt, &d->at, &def, d->progress, &d->st_conversions, err, errlen);
 }
 
 /* ---- refunds ---- */
@@ -576,5 +576,5 @@ int demo_load_refunds(demo_t *d, char *err, size_t errlen)
         .done = refunds_done,
         .src = &src,
     };
-    return demo_pipe_run(d->rt, d->at, &def, d->progress, &d->st_refunds, err, errlen);
+    return demo_pipe_run(d->rt, &d->at, &def, d->progress, &d->st_refunds, err, errlen);
 }

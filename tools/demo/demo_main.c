@@ -44,7 +44,9 @@ static yw_option_t options[] = {
         "HOST:PORT of creator profile"),
     OPT("tier-scoring-addr", "YW_TIER_SCORING_ADDR", "127.0.0.1:50052",
         "HOST:PORT of tier scoring"),
-    OPT("attribution-addr", "YW_ATTRIBUTION_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution"),
+    OPT("attribution-addr", "YW_ATTRIBUTION_ADDR", "127.0.0.1:50053",
+        "HOST:PORT of attribution, or of each node of an attribution cluster, comma-separated "
+        "(each call goes to the next node in turn)"),
     OPT("seed", NULL, "42", "the same seed (and --now) makes the same creators and events"),
     OPT("quick", NULL, "0",
         "1 (or --quick alone): the QUICK size, 10,000 creators and 300,000 impressions"),
@@ -293,7 +295,7 @@ static int parse_flags(demo_t *d, char *err, size_t errlen)
 
 /* ---- the services' state ---- */
 
-static int wait_ready(demo_t *d, yw_channel_t *ch, const char *name, const char *addr, char *err,
+static int wait_ready(demo_t *d, demo_chans_t *ch, const char *name, const char *addr, char *err,
                       size_t errlen)
 {
     uint64_t deadline = demo_now_ns() + (uint64_t)d->ready_wait_s * UINT64_C(1000000000);
@@ -328,7 +330,7 @@ static int read_policy(demo_t *d, char *err, size_t errlen)
     ProtobufCMessage *resp = NULL;
     char cerr[DEMO_CERR_MAX];
     grpc_status_code code =
-        demo_call(d->rt, d->ts, "/yaowei.tier.v1.TierScoringService/GetTierPolicy", &req.base,
+        demo_call(d->rt, &d->ts, "/yaowei.tier.v1.TierScoringService/GetTierPolicy", &req.base,
                   &yaowei__tier__v1__tier_policy__descriptor, DEMO_TIMEOUT_MS, DEMO_SEND_ATTEMPTS,
                   &resp, cerr, sizeof cerr);
     if (code != GRPC_STATUS_OK) {
@@ -364,7 +366,7 @@ static int prepare_attribution(demo_t *d, char *err, size_t errlen)
     ProtobufCMessage *resp = NULL;
     char cerr[DEMO_CERR_MAX];
     grpc_status_code code =
-        demo_call(d->rt, d->at, "/yaowei.attribution.v1.AttributionService/GetAttributionSettings",
+        demo_call(d->rt, &d->at, "/yaowei.attribution.v1.AttributionService/GetAttributionSettings",
                   &req.base, &yaowei__attribution__v1__attribution_settings__descriptor,
                   DEMO_TIMEOUT_MS, DEMO_SEND_ATTEMPTS, &resp, cerr, sizeof cerr);
     if (code != GRPC_STATUS_OK) {
@@ -401,7 +403,7 @@ static int prepare_attribution(demo_t *d, char *err, size_t errlen)
         YAOWEI__ATTRIBUTION__V1__UPDATE_ATTRIBUTION_SETTINGS_REQUEST__INIT;
     up.settings = &set;
     up.update_mask = &mask;
-    code = demo_call(d->rt, d->at,
+    code = demo_call(d->rt, &d->at,
                      "/yaowei.attribution.v1.AttributionService/UpdateAttributionSettings",
                      &up.base, &yaowei__attribution__v1__attribution_settings__descriptor,
                      DEMO_TIMEOUT_MS, DEMO_SEND_ATTEMPTS, &resp, cerr, sizeof cerr);
@@ -441,8 +443,15 @@ static void print_header(const demo_t *d)
            demo_fmt_count(c, sizeof c, w->p.products), w->p.days,
            demo_fmt_day(d0, sizeof d0, d->range_start_s),
            demo_fmt_day(d1, sizeof d1, d->range_end_s - 86400));
-    printf("services: creator profile %s, tier scoring %s, attribution %s\n", d->cp_addr,
-           d->ts_addr, d->at_addr);
+    printf("services: creator profile %s, tier scoring %s, attribution ", d->cp_addr, d->ts_addr);
+    if (d->at.n == 1) {
+        printf("%s\n", d->at.addr[0]);
+    } else {
+        for (int i = 0; i < d->at.n; i++) {
+            printf("%s%s", i > 0 ? ", " : "", d->at.addr[i]);
+        }
+        printf(" (a cluster of %d nodes, each call to the next)\n", d->at.n);
+    }
     printf("workload: %s feed impressions -> %s exposure events, %s orders, %s refunds; "
            "%s note stats rows\n",
            demo_fmt_count(a, sizeof a, w->p.impressions),
@@ -466,10 +475,17 @@ static void print_header(const demo_t *d)
 static int run(demo_t *d, char *err, size_t errlen)
 {
     int rc;
-    if ((rc = wait_ready(d, d->cp, "creator profile", d->cp_addr, err, errlen)) != 0 ||
-        (rc = wait_ready(d, d->ts, "tier scoring", d->ts_addr, err, errlen)) != 0 ||
-        (rc = wait_ready(d, d->at, "attribution", d->at_addr, err, errlen)) != 0 ||
-        (rc = read_policy(d, err, errlen)) != 0 ||
+    if ((rc = wait_ready(d, &d->cp, "creator profile", d->cp_addr, err, errlen)) != 0 ||
+        (rc = wait_ready(d, &d->ts, "tier scoring", d->ts_addr, err, errlen)) != 0) {
+        return rc;
+    }
+    for (int i = 0; i < d->at.n; i++) {
+        demo_chans_t node = demo_chans_one(&d->at, i);
+        if ((rc = wait_ready(d, &node, "attribution", d->at.addr[i], err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    if ((rc = read_policy(d, err, errlen)) != 0 ||
         (rc = prepare_attribution(d, err, errlen)) != 0) {
         return rc;
     }
@@ -553,12 +569,22 @@ int main(int argc, char **argv)
         free(args);
         return EXIT_SERVICE;
     }
-    if ((rc = yw_channel_create(d.rt, d.cp_addr, &d.cp)) != 0 ||
-        (rc = yw_channel_create(d.rt, d.ts_addr, &d.ts)) != 0 ||
-        (rc = yw_channel_create(d.rt, d.at_addr, &d.at)) != 0) {
-        fprintf(stderr, "demo: cannot open a channel: %s\n", strerror(-rc));
-        exit_code = EXIT_SERVICE;
-    } else {
+    struct {
+        const char *flag, *addrs;
+        demo_chans_t *chans;
+    } services[] = {
+        {"creator-profile-addr", d.cp_addr, &d.cp},
+        {"tier-scoring-addr", d.ts_addr, &d.ts},
+        {"attribution-addr", d.at_addr, &d.at},
+    };
+    for (size_t i = 0; i < sizeof services / sizeof services[0] && exit_code == 0; i++) {
+        if ((rc = demo_chans_open(d.rt, services[i].addrs, services[i].chans, err, sizeof err)) !=
+            0) {
+            fprintf(stderr, "demo: --%s: %s\n", services[i].flag, err);
+            exit_code = rc == -EINVAL ? EXIT_FLAGS : EXIT_SERVICE;
+        }
+    }
+    if (exit_code == 0) {
         rc = run(&d, err, sizeof err);
         fflush(stdout);
         if (rc < 0) {
@@ -572,15 +598,9 @@ int main(int argc, char **argv)
             demo_print_try(&d);
         }
     }
-    if (d.cp != NULL) {
-        yw_channel_destroy(d.cp);
-    }
-    if (d.ts != NULL) {
-        yw_channel_destroy(d.ts);
-    }
-    if (d.at != NULL) {
-        yw_channel_destroy(d.at);
-    }
+    demo_chans_close(&d.cp);
+    demo_chans_close(&d.ts);
+    demo_chans_close(&d.at);
     yw_runtime_destroy(d.rt);
     demo_events_destroy(d.events);
     demo_world_destroy(d.world);

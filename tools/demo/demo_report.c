@@ -90,7 +90,7 @@ int demo_wait_tier_population(demo_t *d, char *err, size_t errlen)
     if (d->progress != DEMO_PROGRESS_OFF) {
         fprintf(stderr, "%-12s refreshing its population (RefreshPopulation)\n", "tier scoring");
     }
-    grpc_status_code code = demo_call(d->rt, d->ts, TS_SVC "RefreshPopulation", &req.base,
+    grpc_status_code code = demo_call(d->rt, &d->ts, TS_SVC "RefreshPopulation", &req.base,
                                       &yaowei__tier__v1__refresh_population_response__descriptor,
                                       d->tier_wait_s * 1000, 3, &resp, cerr, sizeof cerr);
     if (code != GRPC_STATUS_OK) {
@@ -115,7 +115,7 @@ int demo_wait_tier_population(demo_t *d, char *err, size_t errlen)
     /* Per tier, from the population just built (or a newer one). */
     Yaowei__Tier__V1__GetTierDistributionRequest dreq =
         YAOWEI__TIER__V1__GET_TIER_DISTRIBUTION_REQUEST__INIT;
-    code = demo_call(d->rt, d->ts, TS_SVC "GetTierDistribution", &dreq.base,
+    code = demo_call(d->rt, &d->ts, TS_SVC "GetTierDistribution", &dreq.base,
                      &yaowei__tier__v1__tier_distribution__descriptor, 10000, DEMO_SEND_ATTEMPTS,
                      &resp, cerr, sizeof cerr);
     if (code != GRPC_STATUS_OK) {
@@ -171,6 +171,13 @@ static void print_workload(const demo_t *d)
     print_step("RecordExposures (late)", d->st_late.events, "events", &d->st_late);
     print_step("RecordRefunds", d->st_refunds.events, "events", &d->st_refunds);
     printf("  %-24s %29.1f s\n", "tier scoring refresh wait", d->tier_wait_seconds);
+    if (d->at.n > 1) {
+        printf("  attribution calls by node:");
+        for (int i = 0; i < d->at.n; i++) {
+            printf("%s %s %" PRIu64, i > 0 ? "," : "", d->at.addr[i], d->at.calls[i]);
+        }
+        printf("\n");
+    }
 
     if (d->creators_existing > 0) {
         printf("  note: %" PRIu64 " creators already existed (the services were not fresh): "
@@ -248,7 +255,7 @@ static Yaowei__Attribution__V1__TierReport *get_tier_report_once(demo_t *d, int 
     ProtobufCMessage *resp = NULL;
     char cerr[DEMO_CERR_MAX];
     grpc_status_code code =
-        demo_call(d->rt, d->at, AT_SVC "GetTierReport", &req.base,
+        demo_call(d->rt, &d->at, AT_SVC "GetTierReport", &req.base,
                   &yaowei__attribution__v1__tier_report__descriptor, DEMO_TIMEOUT_MS,
                   DEMO_SEND_ATTEMPTS, &resp, cerr, sizeof cerr);
     if (code != GRPC_STATUS_OK) {
@@ -415,7 +422,7 @@ static int add_rising(demo_t *d, Yaowei__Attribution__V1__CreatorRow **rows, siz
     ProtobufCMessage *resp = NULL;
     char cerr[DEMO_CERR_MAX];
     grpc_status_code code =
-        demo_call(d->rt, d->ts, TS_SVC "BatchScoreCreators", &req.base,
+        demo_call(d->rt, &d->ts, TS_SVC "BatchScoreCreators", &req.base,
                   &yaowei__tier__v1__batch_score_creators_response__descriptor, DEMO_TIMEOUT_MS,
                   DEMO_SEND_ATTEMPTS, &resp, cerr, sizeof cerr);
     free(ids);
@@ -485,7 +492,7 @@ static int print_top_rising(demo_t *d, int proto_tier, int64_t min_impressions, 
         ProtobufCMessage *resp = NULL;
         char cerr[DEMO_CERR_MAX];
         grpc_status_code code =
-            demo_call(d->rt, d->at, AT_SVC "ListTopCreators", &req.base,
+            demo_call(d->rt, &d->at, AT_SVC "ListTopCreators", &req.base,
                       &yaowei__attribution__v1__list_top_creators_response__descriptor,
                       DEMO_TIMEOUT_MS, DEMO_SEND_ATTEMPTS, &resp, cerr, sizeof cerr);
         if (code != GRPC_STATUS_OK) {
@@ -730,8 +737,13 @@ void demo_print_try(const demo_t *d)
     demo_fmt_day(d0, sizeof d0, d->range_start_s);
     demo_fmt_day(d1, sizeof d1, d->range_end_s);
     const char *c = d->sample_creator[0] ? d->sample_creator : "c-000000";
+    /* Any node of an attribution cluster answers: the examples ask the first. */
+    const char *at = d->at.addr[0];
     printf("\n== Try it (the services stay up; Ctrl-C stops them) ==\n");
-    printf("grpcurl -plaintext %s list\n", d->at_addr);
+    if (d->at.n > 1) {
+        printf("attribution: any of its %d nodes answers every call; below, the first\n", d->at.n);
+    }
+    printf("grpcurl -plaintext %s list\n", at);
     printf("grpcurl -plaintext -d '{\"creator_id\":\"%s\"}' %s "
            "yaowei.creator.v1.CreatorProfileService/GetCreator\n",
            c, d->cp_addr);
@@ -749,13 +761,13 @@ void demo_print_try(const demo_t *d)
     printf("grpcurl -plaintext -d '{\"start_time\":\"%sT00:00:00Z\",\"end_time\":\"%sT00:00:00Z\","
            "\"model\":\"ATTRIBUTION_MODEL_LINEAR\"}' %s "
            "yaowei.attribution.v1.AttributionService/GetTierReport\n",
-           d0, d1, d->at_addr);
+           d0, d1, at);
     printf("grpcurl -plaintext -d '{\"creator_id\":\"%s\",\"start_time\":\"%sT00:00:00Z\","
            "\"end_time\":\"%sT00:00:00Z\"}' %s "
            "yaowei.attribution.v1.AttributionService/GetCreatorReport\n",
-           c, d0, d1, d->at_addr);
+           c, d0, d1, at);
     printf("grpcurl -plaintext -d '{\"order_id\":\"o-1\",\"model\":\"ATTRIBUTION_MODEL_LINEAR\"}' "
            "%s yaowei.attribution.v1.AttributionService/ExplainConversion\n",
-           d->at_addr);
+           at);
     fflush(stdout);
 }

@@ -21,6 +21,68 @@ uint64_t demo_now_ns(void)
     return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- channels ---- */
+
+int demo_chans_open(yw_runtime_t *rt, const char *addrs, demo_chans_t *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    if ((c->buf = strdup(addrs)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    for (char *a = c->buf, *comma; a != NULL && rc == 0; a = comma) {
+        if ((comma = strchr(a, ',')) != NULL) {
+            *comma++ = '\0';
+        }
+        if (a[0] == '\0') {
+            snprintf(err, errlen, "\"%s\": an empty address", addrs);
+            rc = -EINVAL;
+        } else if (c->n == DEMO_CHANS_MAX) {
+            snprintf(err, errlen, "\"%s\": more than %d addresses", addrs, DEMO_CHANS_MAX);
+            rc = -EINVAL;
+        }
+        for (int i = 0; i < c->n && rc == 0; i++) {
+            if (strcmp(c->addr[i], a) == 0) {
+                snprintf(err, errlen, "\"%s\": %s is given twice", addrs, a);
+                rc = -EINVAL;
+            }
+        }
+        if (rc == 0 && (rc = yw_channel_create(rt, a, &c->ch[c->n])) != 0) {
+            snprintf(err, errlen, "%s: cannot open a channel: %s", a, strerror(-rc));
+        }
+        if (rc == 0) {
+            c->addr[c->n++] = a;
+        }
+    }
+    if (rc != 0) {
+        demo_chans_close(c);
+    }
+    return rc;
+}
+
+void demo_chans_close(demo_chans_t *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        yw_channel_destroy(c->ch[i]);
+    }
+    free(c->buf);
+    memset(c, 0, sizeof *c);
+}
+
+yw_channel_t *demo_chans_next(demo_chans_t *c)
+{
+    unsigned i = c->next++ % (unsigned)c->n;
+    c->calls[i]++;
+    return c->ch[i];
+}
+
+demo_chans_t demo_chans_one(const demo_chans_t *c, int i)
+{
+    demo_chans_t one = {.ch = {c->ch[i]}, .addr = {c->addr[i]}, .n = 1};
+    return one;
+}
+
 /* ---- arena ---- */
 
 struct st_demo_arena_chunk_t {
@@ -124,7 +186,7 @@ typedef struct {
 
 struct st_pipe_t {
     yw_runtime_t *rt;
-    yw_channel_t *ch;
+    demo_chans_t *chans;
     const demo_pipe_def_t *def;
     slot_t *slots;
     int n_slots;
@@ -177,8 +239,8 @@ static void on_reply(void *arg, grpc_status_code code, const char *detail, Proto
 static void send_slot(slot_t *s)
 {
     pipe_t *pp = s->pp;
-    int rc = yw_client_unary(pp->ch, pp->def->method, s->req, pp->def->resp_desc, NULL,
-                             pp->def->timeout_ms, on_reply, s);
+    int rc = yw_client_unary(demo_chans_next(pp->chans), pp->def->method, s->req,
+                             pp->def->resp_desc, NULL, pp->def->timeout_ms, on_reply, s);
     if (rc != 0) {
         snprintf(pp->err, pp->errlen, "%s: %s: cannot start a call: %s", pp->def->label,
                  pp->def->method, strerror(-rc));
@@ -280,11 +342,12 @@ static void on_reply(void *arg, grpc_status_code code, const char *detail, Proto
     maybe_finish(pp);
 }
 
-int demo_pipe_run(yw_runtime_t *rt, yw_channel_t *ch, const demo_pipe_def_t *def, int progress_mode,
-                  demo_pipe_stats_t *stats, char *err, size_t errlen)
+int demo_pipe_run(yw_runtime_t *rt, demo_chans_t *chans, const demo_pipe_def_t *def,
+                  int progress_mode, demo_pipe_stats_t *stats, char *err, size_t errlen)
 {
     memset(stats, 0, sizeof *stats);
-    pipe_t pp = {.rt = rt, .ch = ch, .def = def, .err = err, .errlen = errlen, .stats = stats};
+    pipe_t pp = {
+        .rt = rt, .chans = chans, .def = def, .err = err, .errlen = errlen, .stats = stats};
     if (def->inflight < 1) {
         snprintf(err, errlen, "%s: inflight must be >= 1", def->label);
         return -EINVAL;
@@ -346,7 +409,7 @@ static void on_sync_reply(void *arg, grpc_status_code code, const char *detail,
     yw_runtime_stop(c->rt);
 }
 
-grpc_status_code demo_call(yw_runtime_t *rt, yw_channel_t *ch, const char *method,
+grpc_status_code demo_call(yw_runtime_t *rt, demo_chans_t *chans, const char *method,
                            const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                            int64_t timeout_ms, int attempts, ProtobufCMessage **resp, char *err,
                            size_t errlen)
@@ -355,7 +418,8 @@ grpc_status_code demo_call(yw_runtime_t *rt, yw_channel_t *ch, const char *metho
     long backoff_ms = BACKOFF_FIRST_MS;
     for (int attempt = 1;; attempt++) {
         sync_call_t c = {.rt = rt, .code = GRPC_STATUS_UNKNOWN};
-        int rc = yw_client_unary(ch, method, req, resp_desc, NULL, timeout_ms, on_sync_reply, &c);
+        int rc = yw_client_unary(demo_chans_next(chans), method, req, resp_desc, NULL, timeout_ms,
+                                 on_sync_reply, &c);
         if (rc != 0) {
             snprintf(err, errlen, "%s: cannot start a call: %s", method, strerror(-rc));
             return GRPC_STATUS_INTERNAL;

@@ -4,17 +4,23 @@
 # dir, waits for their health to be SERVING (tools/health_probe), runs the demo against
 # them (tools/demo), then stops them with SIGTERM and checks that each exits 0.
 #
-#   tools/demo/run.sh [--bin-dir DIR] [--quick] [--serve] [-- DEMO FLAGS...]
+#   tools/demo/run.sh [--bin-dir DIR] [--quick] [--serve] [--cluster] [-- DEMO FLAGS...]
 #
 #   --bin-dir DIR  where the Bazel outputs are (default: ./bazel-bin)
 #   --quick        the demo's QUICK size (a first look in well under a minute)
 #   --serve        keep the services up after the report, printing grpcurl commands to
 #                  try, until Ctrl-C
+#   --cluster      attribution as a cluster (`make run CLUSTER=1`): three nats-server
+#                  (JetStream, one cluster over routes) and three attribution nodes
+#                  instead of one attribution; the demo spreads its attribution calls
+#                  over the three nodes, one call to each in turn
 #   KEEP_DATA=1    keep the temp dir (data and logs) at the end
 #   TIER_REFRESH_MS  tier scoring's --refresh-interval-ms (default: its own, 60000)
+#   CLUSTER_PARTITIONS  the cluster's --partitions (default: attribution's own, 64)
 #
 # Exit status: the demo's (0 all checks passed, 1 a check failed, 2 bad flags, 3 a
 # service could not be used), or 4 when a service failed to start or to stop cleanly.
+
 # stop_all, cleanup and on_signal run from traps, which shellcheck does not follow.
 # shellcheck disable=SC2317
 set -u -o pipefail
@@ -22,6 +28,7 @@ set -u -o pipefail
 BIN_DIR=./bazel-bin
 QUICK=0
 SERVE=0
+CLUSTER=0
 DEMO_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -29,8 +36,9 @@ while [ $# -gt 0 ]; do
     --bin-dir=*) BIN_DIR=${1#*=}; shift ;;
     --quick) QUICK=1; shift ;;
     --serve) SERVE=1; shift ;;
+    --cluster) CLUSTER=1; shift ;;
     --) shift; DEMO_ARGS+=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,11 +54,21 @@ for b in "$CP_BIN" "$TS_BIN" "$AT_BIN" "$PROBE_BIN" "$DEMO_BIN"; do
         exit 4
     fi
 done
+NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+if [ "$CLUSTER" = 1 ] && [ ! -x "$NATS_BIN" ]; then
+    echo "run.sh: nats-server is missing: install it (make deps, Debian's nats-server)" >&2
+    exit 4
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/yaowei-run.XXXXXX") || exit 4
+# Every process started, in start order; those of one stop wave are signalled together,
+# with their stop signal (SIGTERM; SIGINT for nats-server, whose clean stop exits 0 at
+# SIGINT and 1 at SIGTERM).
 NAMES=()
 PIDS=()
 LOGS=()
+WAVES=()
+STOP_SIGS=()
 STOP_FAILED=0
 
 log_tail() {
@@ -58,38 +76,50 @@ log_tail() {
     tail -n 15 "$1" >&2
 }
 
-# Stops the services, last started first: SIGTERM, then each must exit 0 in time.
+# Waits for process i to exit after its stop signal: it must exit 0 within 15 s.
+wait_stopped() {
+    local i=$1 pid=${PIDS[$1]} rc waited=0
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 150 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "run.sh: ${NAMES[$i]} did not stop within 15 s of SIG${STOP_SIGS[$i]}; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        log_tail "${LOGS[$i]}"
+        STOP_FAILED=1
+        return
+    fi
+    wait "$pid"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "run.sh: ${NAMES[$i]} exited with status $rc at SIG${STOP_SIGS[$i]}" >&2
+        log_tail "${LOGS[$i]}"
+        STOP_FAILED=1
+    else
+        echo "stopped ${NAMES[$i]} (exit 0)" >&2
+    fi
+}
+
+# Stops the processes, last started first, a wave at a time: the stop signal to every
+# process of the wave (the three attribution nodes leave together, rather than each
+# handing its partitions to the others on its way out), then each must exit 0 in time.
 stop_all() {
-    local i pid rc waited
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[$i]}
-        [ -n "$pid" ] || continue
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null
-        fi
-        waited=0
-        while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 150 ]; do
-            sleep 0.1
-            waited=$((waited + 1))
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "run.sh: ${NAMES[$i]} did not stop within 15 s of SIGTERM; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-            log_tail "${LOGS[$i]}"
-            STOP_FAILED=1
-        else
-            wait "$pid"
-            rc=$?
-            if [ "$rc" -ne 0 ]; then
-                echo "run.sh: ${NAMES[$i]} exited with status $rc at SIGTERM" >&2
-                log_tail "${LOGS[$i]}"
-                STOP_FAILED=1
-            else
-                echo "stopped ${NAMES[$i]} (exit 0)" >&2
+    local i j k wave
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i = j)); do
+        wave=${WAVES[$i]}
+        for ((j = i; j >= 0; j--)); do
+            [ "${WAVES[$j]}" = "$wave" ] || break
+            if [ -n "${PIDS[$j]}" ] && kill -0 "${PIDS[$j]}" 2>/dev/null; then
+                kill -"${STOP_SIGS[$j]}" "${PIDS[$j]}" 2>/dev/null
             fi
-        fi
-        PIDS[i]=
+        done
+        for ((k = i; k > j; k--)); do
+            [ -n "${PIDS[$k]}" ] || continue
+            wait_stopped "$k"
+            PIDS[k]=
+        done
     done
 }
 
@@ -120,40 +150,57 @@ on_signal() {
 }
 trap on_signal INT TERM
 
-# Starts a service on 127.0.0.1:0 (a free port the kernel picks) and reads the port it
-# logged ("serving ... (port N)"), then waits for its health to be SERVING.
-# Sets ADDR.
-start() {
-    local name=$1 bin=$2
-    shift 2
-    local dir=$WORK/$name
-    mkdir -p "$dir/data"
-    local logf=$dir/$name.log
-    : >"$logf"
-    "$bin" --listen 127.0.0.1:0 --data-dir "$dir/data" "$@" >"$logf" 2>&1 &
-    local pid=$!
+# Starts a process in the background, its output in $WORK/<name>/<name>.log, to be
+# stopped with signal `sig` (TERM, INT) together with the other processes of `wave`.
+# Sets PID, LOGF and IDX (its index in NAMES, PIDS, LOGS, WAVES and STOP_SIGS).
+launch() {
+    local name=$1 wave=$2 sig=$3
+    shift 3
+    mkdir -p "$WORK/$name"
+    LOGF=$WORK/$name/$name.log
+    : >"$LOGF"
+    "$@" >"$LOGF" 2>&1 &
+    PID=$!
     NAMES+=("$name")
-    PIDS+=("$pid")
-    LOGS+=("$logf")
+    PIDS+=("$PID")
+    LOGS+=("$LOGF")
+    WAVES+=("$wave")
+    STOP_SIGS+=("$sig")
+    IDX=$((${#PIDS[@]} - 1))
+}
+
+# Starts a service listening on `listen` (127.0.0.1:0: a free port the kernel picks) with
+# its data in $WORK/<name>/data, and reads the port it logged ("serving ... (port N)").
+# Does not wait for its health (wait_serving does). Sets ADDR, PID and LOGF.
+start_service() {
+    local name=$1 wave=$2 bin=$3 listen=$4
+    shift 4
+    mkdir -p "$WORK/$name/data"
+    launch "$name" "$wave" TERM "$bin" --listen "$listen" --data-dir "$WORK/$name/data" "$@"
     local port="" i
     for ((i = 0; i < 200; i++)); do
-        port=$(sed -n 's/.*"msg":"serving [^"]*(port \([0-9][0-9]*\)[,)].*/\1/p' "$logf" |
+        port=$(sed -n 's/.*"msg":"serving [^"]*(port \([0-9][0-9]*\)[,)].*/\1/p' "$LOGF" |
             head -n 1)
         [ -n "$port" ] && break
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! kill -0 "$PID" 2>/dev/null; then
             break
         fi
         sleep 0.05
     done
     if [ -z "$port" ]; then
         echo "run.sh: $name did not start (no port in its log)" >&2
-        log_tail "$logf"
+        log_tail "$LOGF"
         exit 4
     fi
     ADDR=127.0.0.1:$port
-    for ((i = 0; i < 100; i++)); do
-        if "$PROBE_BIN" -addr "$ADDR" -rpc-timeout 1000 >/dev/null 2>&1; then
-            echo "started $name on $ADDR (pid $pid, data in $dir/data)" >&2
+}
+
+# Waits up to `seconds` for the health of the service at `addr` to be SERVING.
+wait_serving() {
+    local name=$1 addr=$2 pid=$3 logf=$4 seconds=$5 i
+    for ((i = 0; i < seconds * 10; i++)); do
+        if "$PROBE_BIN" -addr "$addr" -rpc-timeout 1000 >/dev/null 2>&1; then
+            echo "started $name on $addr (pid $pid, data in $WORK/$name/data)" >&2
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -161,11 +208,135 @@ start() {
         fi
         sleep 0.1
     done
-    echo "run.sh: $name on $ADDR is not SERVING" >&2
+    echo "run.sh: $name on $addr is not SERVING" >&2
     log_tail "$logf"
     exit 4
 }
 
+# A service on a free port, SERVING. Sets ADDR.
+start() {
+    local name=$1 bin=$2
+    shift 2
+    start_service "$name" "$name" "$bin" 127.0.0.1:0 "$@"
+    wait_serving "$name" "$ADDR" "$PID" "$LOGF" 10
+}
+
+# ---- the cluster (--cluster) ----------------------------------------------------------
+
+# Sets FREE_PORT to a loopback port that no socket uses, from 20000..32767 (below Linux's
+# ephemeral range, so that no outgoing connection takes it meanwhile), and not handed out
+# before in this run. Used where a port must be known before its process starts: the
+# NATS servers' routes name each other's ports, and a node advertises its own.
+TAKEN_PORTS=" "
+free_port() {
+    local p hex
+    while :; do
+        p=$((20000 + RANDOM % 12768))
+        case $TAKEN_PORTS in *" $p "*) continue ;; esac
+        hex=$(printf '%04X' "$p")
+        if ! awk -v h="$hex" 'NR > 1 { split($2, a, ":"); if (a[2] == h) found = 1 }
+                END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+            TAKEN_PORTS="$TAKEN_PORTS$p "
+            FREE_PORT=$p
+            return
+        fi
+    done
+}
+
+# Three nats-server, JetStream on, one cluster: each with its own config and store under
+# $WORK/nats-<i>, client, route and monitoring ports free, routes to the two others.
+# Waits until each is ready for clients. Sets NATS_URLS.
+start_nats() {
+    local i j conf routes
+    local -a cport=() rport=() hport=() pidx=()
+    for ((i = 1; i <= 3; i++)); do
+        free_port; cport[i]=$FREE_PORT
+        free_port; rport[i]=$FREE_PORT
+        free_port; hport[i]=$FREE_PORT
+    done
+    for ((i = 1; i <= 3; i++)); do
+        mkdir -p "$WORK/nats-$i/js"
+        routes=""
+        for ((j = 1; j <= 3; j++)); do
+            [ "$j" = "$i" ] || routes="$routes    nats-route://127.0.0.1:${rport[j]}"$'\n'
+        done
+        conf=$WORK/nats-$i/nats.conf
+        cat >"$conf" <<EOF
+server_name: nats-$i
+listen: 127.0.0.1:${cport[i]}
+http: 127.0.0.1:${hport[i]}
+jetstream {
+  store_dir: "$WORK/nats-$i/js"
+}
+cluster {
+  name: yaowei-run
+  listen: 127.0.0.1:${rport[i]}
+  routes: [
+$routes  ]
+}
+EOF
+        # A process group of its own (job control on for the start): Ctrl-C at the
+        # terminal reaches this script and the services, not the NATS servers, which
+        # must outlive the attribution nodes (a node leaving lets its leases go through
+        # NATS, and waits for it).
+        set -m
+        launch "nats-$i" nats INT "$NATS_BIN" -c "$conf"
+        set +m
+        pidx[i]=$IDX
+    done
+    NATS_URLS=""
+    for ((i = 1; i <= 3; i++)); do
+        wait_nats_ready "$i" "${pidx[i]}" "${cport[i]}" "${hport[i]}"
+        NATS_URLS="$NATS_URLS${NATS_URLS:+,}nats://127.0.0.1:${cport[i]}"
+    done
+}
+
+# nats-server i (process idx) logs "Server is ready" once it takes clients (JetStream's
+# leader is elected after: the attribution nodes wait for it, NOT_SERVING meanwhile).
+wait_nats_ready() {
+    local i=$1 idx=$2 port=$3 http=$4 k logf=${LOGS[$2]}
+    for ((k = 0; k < 100; k++)); do
+        if grep -q "Server is ready" "$logf"; then
+            echo "started nats-$i on 127.0.0.1:$port (pid ${PIDS[$idx]}, monitoring" \
+                "http://127.0.0.1:$http/jsz, store in $WORK/nats-$i/js)" >&2
+            return 0
+        fi
+        kill -0 "${PIDS[$idx]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "run.sh: nats-$i did not start" >&2
+    log_tail "$logf"
+    exit 4
+}
+
+# Three attribution nodes on the NATS cluster, each with its own data dir and a port it
+# advertises to the others. They start together and share the partitions; each is
+# SERVING once it serves every partition assigned to it. Sets AT_ADDR (the three, comma-
+# separated, for the demo's --attribution-addr).
+start_attribution_cluster() {
+    local i
+    local -a addrs=() pids=() logs=() args=()
+    [ -n "${CLUSTER_PARTITIONS:-}" ] && args+=(--partitions "$CLUSTER_PARTITIONS")
+    for ((i = 1; i <= 3; i++)); do
+        free_port
+        start_service "attribution-$i" attribution "$AT_BIN" "127.0.0.1:$FREE_PORT" \
+            --cluster "$NATS_URLS" --node-id "attr-$i" --advertise-addr "127.0.0.1:$FREE_PORT" \
+            --replicas 3 --tier-scoring-addr "$TS_ADDR" ${args[@]+"${args[@]}"}
+        addrs+=("$ADDR")
+        pids+=("$PID")
+        logs+=("$LOGF")
+    done
+    # Joining NATS, creating the streams and buckets (the first node), then building
+    # the partitions assigned: a minute at most on a busy machine.
+    for ((i = 1; i <= 3; i++)); do
+        wait_serving "attribution-$i" "${addrs[i - 1]}" "${pids[i - 1]}" "${logs[i - 1]}" 60
+    done
+    AT_ADDR=$(IFS=,; echo "${addrs[*]}")
+}
+
+# ---- the main job ---------------------------------------------------------------------
+
+[ "$CLUSTER" = 1 ] && start_nats
 start creator_profile "$CP_BIN"
 CP_ADDR=$ADDR
 # The demo asks tier scoring for a refresh once the stats are in (RefreshPopulation), so
@@ -174,8 +345,12 @@ TS_ARGS=(--creator-profile-addr "$CP_ADDR")
 [ -n "${TIER_REFRESH_MS:-}" ] && TS_ARGS+=(--refresh-interval-ms "$TIER_REFRESH_MS")
 start tier_scoring "$TS_BIN" "${TS_ARGS[@]}"
 TS_ADDR=$ADDR
-start attribution "$AT_BIN" --tier-scoring-addr "$TS_ADDR"
-AT_ADDR=$ADDR
+if [ "$CLUSTER" = 1 ]; then
+    start_attribution_cluster
+else
+    start attribution "$AT_BIN" --tier-scoring-addr "$TS_ADDR"
+    AT_ADDR=$ADDR
+fi
 
 ARGS=(--creator-profile-addr "$CP_ADDR" --tier-scoring-addr "$TS_ADDR"
     --attribution-addr "$AT_ADDR")
@@ -191,7 +366,8 @@ DEMO_PID=
 
 if [ "$SERVE" = 1 ] && [ $DEMO_RC -le 1 ]; then
     echo
-    echo "services up: creator profile $CP_ADDR, tier scoring $TS_ADDR, attribution $AT_ADDR"
+    echo "services up: creator profile $CP_ADDR, tier scoring $TS_ADDR, attribution ${AT_ADDR//,/, }"
+    [ "$CLUSTER" = 1 ] && echo "NATS: $NATS_URLS"
     echo "data and logs in $WORK; Ctrl-C stops them."
     trap 'echo >&2; exit 0' INT TERM
     while :; do
