@@ -21,6 +21,7 @@ typedef struct {
     bench__loop_t *lp;
     long slot;
     yw_channel_t *ch; /* one of lp->ch: slot mod the number of addresses */
+    uv_timer_t pause; /* the slot's next call after a failed one (BENCH_FAIL_PAUSE_MS) */
     uint64_t t0;
 } bench__slot_t;
 
@@ -33,6 +34,7 @@ struct st_bench__loop_t {
     uv_timer_t timer;
     int phase;
     long live;
+    long n_slots; /* slots started, each with its pause timer initialized */
     uint64_t window_start, window_end;
     double cpu0, self0;
     bench__slot_t *slots;
@@ -122,9 +124,21 @@ static void bench__slot_done(bench__loop_t *lp)
         bench__window_close(lp);
     }
     uv_close((uv_handle_t *)&lp->timer, NULL);
+    for (long i = 0; i < lp->n_slots; i++) {
+        uv_close((uv_handle_t *)&lp->slots[i].pause, NULL);
+    }
     bench__channels_destroy(lp);
     yw_runtime_stop(lp->rt);
 }
+
+/** Whether a slot whose call completed starts another one. */
+static int bench__more(const bench__loop_t *lp)
+{
+    return lp->cfg->max_requests > 0 ? lp->res->requests < (unsigned long long)lp->cfg->max_requests
+                                     : lp->phase != BENCH_STOP;
+}
+
+static void bench__on_pause(uv_timer_t *t);
 
 static void bench__on_reply(void *arg, grpc_status_code code, const char *detail,
                             ProtobufCMessage *resp)
@@ -151,12 +165,25 @@ static void bench__on_reply(void *arg, grpc_status_code code, const char *detail
     if (resp != NULL) {
         protobuf_c_message_free_unpacked(resp, NULL);
     }
-    int more = lp->cfg->max_requests > 0 ? res->requests < (unsigned long long)lp->cfg->max_requests
-                                         : lp->phase != BENCH_STOP;
-    if (more) {
-        bench__issue(lp, s);
-    } else {
+    if (!bench__more(lp)) {
         bench__slot_done(lp);
+    } else if (code != GRPC_STATUS_OK) {
+        /* Not at once: a channel in TRANSIENT_FAILURE fails every call without sending
+         * it, and a slot that went again at once would spin building requests, taking the
+         * CPU the server needs to come back (all on the same cores). */
+        uv_timer_start(&s->pause, bench__on_pause, BENCH_FAIL_PAUSE_MS, 0);
+    } else {
+        bench__issue(lp, s);
+    }
+}
+
+static void bench__on_pause(uv_timer_t *t)
+{
+    bench__slot_t *s = t->data;
+    if (bench__more(s->lp)) {
+        bench__issue(s->lp, s);
+    } else {
+        bench__slot_done(s->lp);
     }
 }
 
@@ -222,6 +249,11 @@ int bench_loop_run(const bench_loop_cfg_t *cfg, bench_loop_result_t *res)
         lp.slots[i].lp = &lp;
         lp.slots[i].slot = i;
         lp.slots[i].ch = lp.ch[i % lp.n_ch];
+        uv_timer_init(loop, &lp.slots[i].pause);
+        lp.slots[i].pause.data = &lp.slots[i];
+        lp.n_slots = i + 1;
+    }
+    for (long i = 0; i < lp.n_slots; i++) {
         bench__issue(&lp, &lp.slots[i]);
     }
     yw_runtime_run(lp.rt);

@@ -1,7 +1,8 @@
 /*
  * bench_loop.h — the closed loop every unary load generator of bench/ runs, on the
  * project's own client runtime (common/client.h): `inflight` calls of one method are
- * kept in flight on one channel; each reply starts the next call of its slot. With
+ * kept in flight on one channel; each reply starts the next call of its slot (after a
+ * failed call, BENCH_FAIL_PAUSE_MS later: no spinning on a peer that is away). With
  * several addresses (an attribution cluster's nodes) there is one channel per address
  * and slot i calls address i mod n, so the calls in flight are spread evenly.
  *
@@ -38,6 +39,9 @@ typedef const ProtobufCMessage *(*bench_next_cb_t)(void *arg, long slot, uint64_
  */
 typedef void (*bench_reply_cb_t)(void *arg, long slot, grpc_status_code code,
                                  const ProtobufCMessage *resp, int measured);
+
+/** A slot whose call failed starts its next one this much later, not at once. */
+#define BENCH_FAIL_PAUSE_MS 100
 
 /** At most this many addresses in bench_loop_cfg_t.addr. */
 #define BENCH_ADDRS_MAX 8
