@@ -499,6 +499,18 @@ class Cluster:
         stream and bucket, and the Raft logs of the replicated ones (until compacted)."""
         return sum(tree_bytes(n.store) for n in self.nats)
 
+    def counters(self):
+        """(leases lost, partitions built) since start, summed over the nodes that answer."""
+        lost = built = 0
+        for node in self.nodes:
+            try:
+                m = node.metrics()
+            except OSError:
+                continue
+            lost += int(m.get("yaowei_attribution_cluster_leases_lost_total", 0))
+            built += int(m.get("yaowei_attribution_cluster_partition_builds_total", 0))
+        return lost, built
+
     def log_state(self):
         """(messages, bytes) of the partitions' log, the stream yw-attr-events, summed over
         the servers' replicas: what JetStream stores of it, every copy."""
@@ -596,20 +608,33 @@ class Bench:
     def add(self, key, value):
         self.fig.setdefault(key, []).append(value)
 
-    def tool(self, program, args, timeout):
-        """Runs bench/<program>, logs its output, returns its parsed line."""
+    def tool(self, program, args, timeout, tolerate=()):
+        """Runs bench/<program>, logs its output, returns its parsed line. Failed calls
+        ("errors") and duplicates are a broken set-up unless named in `tolerate` (the
+        cluster: a call may fail UNAVAILABLE while a partition changes hands; events sent
+        again come back as duplicates); the tool's first error is then r["first_error"]."""
         argv = [os.path.join(self.bin, "bench", program)] + [str(x) for x in args]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         self.logf.write("$ %s\n%s%s" % (" ".join(argv), p.stdout, p.stderr))
         self.logf.flush()
-        if p.returncode != 0:
+        try:
+            r = parse_line(p.stdout, program)
+        except ValueError:
+            r = None
+        # The tools exit 1 when a call failed; a result line still says what got through.
+        if r is None or p.returncode != 0 and not (p.returncode == 1 and r.get("errors")
+                                                   and "errors" in tolerate):
             raise RuntimeError("%s failed (exit %d):\n%s%s" % (program, p.returncode, p.stdout,
                                                                p.stderr))
-        r = parse_line(p.stdout, program)
         # Every event of a run is new and valid: anything else is a broken set-up.
-        if r.get("errors") or r.get("duplicates") or r.get("rejected"):
-            raise RuntimeError("%s: errors, duplicates or rejects:\n%s%s" % (program, p.stdout,
-                                                                             p.stderr))
+        for k in ("errors", "duplicates", "rejected"):
+            if r.get(k) and k not in tolerate:
+                raise RuntimeError("%s: errors, duplicates or rejects:\n%s%s"
+                                   % (program, p.stdout, p.stderr))
+        r["first_error"] = ""
+        for line in p.stderr.splitlines():
+            if "first error:" in line:
+                r["first_error"] = line.split("first error:", 1)[1].strip()
         return r
 
     def population(self):
@@ -919,12 +944,16 @@ class Bench:
             data = c.node_bytes if c else lambda: tree_bytes(self.sa.data)
             store0, data0, t = c.store_bytes() if c else 0, data(), time.time()
             log0 = c.log_state() if c else (0, 0)
-            r = self.tool("ingest_exposures", ["--addr", addr, "--count", n, "--seed",
-                                               PRELOAD_SEED, "--server-pids",
-                                               ",".join(map(str, pids))] + self.population(),
-                          7200)
+            if c is None:
+                r = self.tool("ingest_exposures", ["--addr", addr, "--count", n, "--seed",
+                                                   PRELOAD_SEED, "--server-pids",
+                                                   ",".join(map(str, pids))] + self.population(),
+                              7200)
+            else:
+                r = self.cluster_send(c, n, 0)
             S["cluster_preload_rate_" + who] = r["exposures_per_s"]
             S["cluster_preload_cpu_" + who] = r["server_cpu_us_per_exposure"]
+            S["cluster_preload_sends_" + who] = r.get("sends", 1)
             S["cluster_data_bytes_" + who] = (data() - data0) / n
             if c is not None:
                 c.stored = n
@@ -938,14 +967,50 @@ class Bench:
                      % (who, n, time.time() - t, r["exposures_per_s"],
                         r["server_cpu_us_per_exposure"]))
 
+    def cluster_send(self, c, count, first):
+        """Stores exposures first .. first+count-1 of the preload's seed in cluster `c`
+        (through both nodes). A call that fails (UNAVAILABLE while a partition changes
+        hands) makes the whole range go again, up to 5 times: what was stored comes back as
+        duplicates. Returns the first send's line, its rate over all the sends, and
+        "sends"."""
+        t, sends = time.time(), 0
+        while True:
+            sends += 1
+            r = self.tool("ingest_exposures", ["--addr", c.addrs, "--count", count, "--seed",
+                                               PRELOAD_SEED, "--first", first, "--server-pids",
+                                               ",".join(map(str, c.pids))] + self.population(),
+                          7200, tolerate=("errors", "duplicates") if sends > 1 else ("errors",))
+            if sends == 1:
+                first_line = r
+            if not r["errors"]:
+                break
+            if sends == 5:
+                raise RuntimeError("cluster %s: %d sends of the same %d exposures, each with "
+                                   "failed calls (%s)" % (c.name, sends, count, r["first_error"]))
+            self.say("cluster %s: %d calls failed (%s): sending the same %d exposures again"
+                     % (c.name, r["errors"], r["first_error"], count))
+        first_line["exposures_per_s"] = count / (time.time() - t)
+        first_line["sends"] = sends
+        return first_line
+
     def cluster_tool(self, program, c, args, timeout):
-        """Runs a load generator against cluster `c` (both nodes); adds to its parsed line
-        the share of the server CPU its NATS servers took (over the whole run)."""
-        n0, a0 = cpu_of(c.nats_pids), cpu_of(c.node_pids)
+        """Runs a load generator against cluster `c` (both nodes); calls that fail are
+        counted, not fatal (a partition changing hands answers UNAVAILABLE). Adds to its
+        parsed line the share of the server CPU its NATS servers took (over the whole run),
+        and the leases the nodes lost and the partitions they built meanwhile."""
+        n0, a0, k0 = cpu_of(c.nats_pids), cpu_of(c.node_pids), c.counters()
         r = self.tool(program, ["--addr", c.addrs, "--server-pids",
-                                ",".join(map(str, c.pids))] + args, timeout)
-        n1, a1 = cpu_of(c.nats_pids), cpu_of(c.node_pids)
+                                ",".join(map(str, c.pids))] + args, timeout,
+                      tolerate=("errors",))
+        n1, a1, k1 = cpu_of(c.nats_pids), cpu_of(c.node_pids), c.counters()
         r["nats_cpu_share"] = (n1 - n0) / max(1e-9, (n1 - n0) + (a1 - a0))
+        r["leases_lost"], r["builds"] = k1[0] - k0[0], k1[1] - k0[1]
+        if r["errors"] and not r["accepted"]:
+            raise RuntimeError("cluster %s: %s got no call through (%d failed: %s); the nodes' "
+                               "logs are under %s (--keep)" % (c.name, program, r["errors"],
+                                                               r["first_error"], self.work))
+        if r["errors"]:
+            self.single.setdefault("cluster_first_error", r["first_error"])
         return r
 
     def run_cluster(self):
@@ -967,6 +1032,8 @@ class Bench:
                 c.stored += r["sent"]
                 self.add(("cluster", who, "log_bytes"), (c.log_state()[1] - b0) / r["sent"])
                 self.add(("cluster", who, "nats_share"), r["nats_cpu_share"])
+                for k in ("errors", "leases_lost", "builds"):
+                    self.add(("cluster", who, k), r[k])
                 got[who] = r
             for who, r in got.items():
                 self.add(("cluster", who, "rate"), r["exposures_per_s"])
@@ -979,13 +1046,15 @@ class Bench:
             self.add(("cluster", "r3_vs_r1"), rate["r3"] / rate["r1"])
             self.say("run %d: RecordExposures standalone %.0f/s, cluster R3 %.0f/s (%.2fx), "
                      "R1 %.0f/s (%.2fx); server CPU us/exposure %.2f, %.2f, %.2f (NATS %.0f %%, "
-                     "%.0f %%)"
+                     "%.0f %%); failed calls %d, %d; leases lost %d, %d"
                      % (run + 1, rate["standalone"], rate["r3"],
                         rate["r3"] / rate["standalone"], rate["r1"],
                         rate["r1"] / rate["standalone"], sa["server_cpu_us_per_exposure"],
                         got["r3"]["server_cpu_us_per_exposure"],
                         got["r1"]["server_cpu_us_per_exposure"],
-                        got["r3"]["nats_cpu_share"] * 100, got["r1"]["nats_cpu_share"] * 100))
+                        got["r3"]["nats_cpu_share"] * 100, got["r1"]["nats_cpu_share"] * 100,
+                        got["r3"]["errors"], got["r1"]["errors"], got["r3"]["leases_lost"],
+                        got["r1"]["leases_lost"]))
         for run in range(self.runs):
             # Orders by the viewers of the N exposures every one of the three holds.
             args = ["--seconds", s, "--seed", 600 + run, "--exposure-seed", PRELOAD_SEED,
@@ -995,6 +1064,8 @@ class Bench:
                                             self.sa.pid] + args, s + 300)}
             for who, c in (("r3", r3), ("r1", r1)):
                 got[who] = self.cluster_tool("ingest_conversions", c, args, s + 300)
+                for k in ("errors", "leases_lost", "builds"):
+                    self.add(("cluster_conv", who, k), got[who][k])
             for who, r in got.items():
                 self.add(("cluster_conv", who, "rate"), r["conversions_per_s"])
                 self.add(("cluster_conv", who, "p99_ms"), r["p99_ms"])
@@ -1023,11 +1094,9 @@ class Bench:
                 continue  # measured at what is stored already
             if size > c.stored:
                 t = time.time()
-                self.tool("ingest_exposures", ["--addr", c.addrs, "--count", size - c.stored,
-                                               "--seed", PRELOAD_SEED, "--first", c.stored]
-                          + self.population(), 7200)
-                self.say("cluster r3: grown from %d to %d stored in %.0f s"
-                         % (c.stored, size, time.time() - t))
+                r = self.cluster_send(c, size - c.stored, c.stored)
+                self.say("cluster r3: grown from %d to %d stored in %.0f s (%d sends)"
+                         % (c.stored, size, time.time() - t, r["sends"]))
                 c.stored = size
             stored = c.stored
             self.failover_sizes.append(stored)
@@ -1053,7 +1122,8 @@ class Bench:
                 # Every partition takes writes again: a batch through the survivor alone.
                 w = self.tool("ingest_exposures", ["--addr", survivor.addr, "--count", 1000,
                                                    "--seed", 700 + 10 * i + run]
-                              + self.population(), 600)
+                              + self.population(), 600, tolerate=("errors",))
+                self.add(("failover", stored, "write_failed"), w["errors"])
                 t1 = time.time()
                 victim.start(timeout=3600)
                 c.wait_balanced(3600)
@@ -1062,10 +1132,12 @@ class Bench:
                 self.add(("failover", stored, "rejoin_s"), back)
                 self.add(("failover", stored, "survivor_rss_kib"), survivor_rss)
                 self.say("failover at %d stored, run %d: kill -9 %s -> %s serves all %d "
-                         "partitions in %.1f s (a write to all of them then: %d accepted); "
+                         "partitions in %.1f s (a write to all of them then: %d accepted%s); "
                          "%s back and balanced in %.1f s"
                          % (stored, run + 1, victim.name, survivor.name, CLUSTER_PARTITIONS,
-                            took, w["accepted"] + w["duplicates"], victim.name, back))
+                            took, w["accepted"],
+                            ", FAILED: " + w["first_error"] if w["errors"] else "",
+                            victim.name, back))
 
     # -- 5. memory --
 
@@ -1499,6 +1571,22 @@ def cluster_sections(b, md, row, target):
     for k in ("r3_vs_standalone", "r1_vs_standalone", "r3_vs_r1"):
         row("cluster", "exposures/s ratio " + k, "x", F[("cluster", k)])
     md.append("")
+    total = lambda key: fmt(sum(F.get(key, [])))  # noqa: E731
+    md.append("Calls that failed in the clusters' rounds (counted for nothing; a partition "
+              "changing hands answers UNAVAILABLE), all rounds: RecordExposures R3 %s, R1 %s; "
+              "RecordConversions R3 %s, R1 %s. Leases the nodes lost meanwhile: R3 %s, R1 %s. "
+              "Preload sends (a range with a failed call goes again): R3 %s, R1 %s.%s"
+              % (total(("cluster", "r3", "errors")), total(("cluster", "r1", "errors")),
+                 total(("cluster_conv", "r3", "errors")), total(("cluster_conv", "r1", "errors")),
+                 fmt(sum(F.get(("cluster", "r3", "leases_lost"), []))
+                     + sum(F.get(("cluster_conv", "r3", "leases_lost"), []))),
+                 fmt(sum(F.get(("cluster", "r1", "leases_lost"), []))
+                     + sum(F.get(("cluster_conv", "r1", "leases_lost"), []))),
+                 fmt(S.get("cluster_preload_sends_r3", 1)),
+                 fmt(S.get("cluster_preload_sends_r1", 1)),
+                 " First error: %s." % S["cluster_first_error"] if S.get("cluster_first_error")
+                 else ""))
+    md.append("")
     md.append("| RecordConversions (orders join the %s) | conversions/s | p99 ms | server CPU "
               "µs/conversion |" % fmt(n))
     md.append("|---|---|---|---|")
@@ -1551,6 +1639,7 @@ def cluster_sections(b, md, row, target):
               "files GB | nodes' data GB |"
               % (CLUSTER_PARTITIONS // CLUSTER_NODES, CLUSTER_PARTITIONS))
     md.append("|---|---|---|---|---|---|---|---|")
+    failed_writes = []
     for stored in b.failover_sizes:
         g = lambda k: F[("failover", stored, k)]  # noqa: E731
         md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
@@ -1558,10 +1647,17 @@ def cluster_sections(b, md, row, target):
             fmt(g("rss_per_partition_kib")[0]), cell([x / 1024 for x in g("survivor_rss_kib")]),
             fmt(g("log_bytes")[0] / 1e9, 2), fmt(g("nats_bytes")[0] / 1e9, 2),
             fmt(g("node_bytes")[0] / 1e9, 2)))
+        if sum(F.get(("failover", stored, "write_failed"), [])):
+            failed_writes.append("%s calls of the batch at %s stored"
+                                 % (fmt(sum(g("write_failed"))), fmt(stored)))
         row("cluster", "failover at %d stored" % stored, "s", g("s"))
         row("cluster", "rejoin at %d stored" % stored, "s", g("rejoin_s"))
         row("cluster", "node RSS per partition at %d stored" % stored, "KiB",
             g("rss_per_partition_kib"))
+    md.append("")
+    md.append("The batch through the survivor right after each failover: %s."
+              % ("failed for " + ", ".join(failed_writes) if failed_writes
+                 else "every call accepted"))
     md.append("")
     md.append("## Targets (issue 14)")
     md.append("")
