@@ -1105,6 +1105,7 @@ class Bench:
                 self.say("cluster r3: grown from %d to %d stored in %.0f s (%d sends)"
                          % (c.stored, size, time.time() - t, r["sends"]))
                 c.stored = size
+                self.add(("failover", size, "grow_sends"), r["sends"])
             stored = c.stored
             self.failover_sizes.append(stored)
             rss = [status_kib(pid, "VmRSS") for pid in c.node_pids]
@@ -1673,9 +1674,15 @@ def cluster_sections(b, md, row, target):
         row("cluster", "node RSS per partition at %d stored" % stored, "KiB",
             g("rss_per_partition_kib"))
     md.append("")
-    md.append("The batch through the survivor right after each failover: %s."
+    regrown = ["%s to %s" % (fmt(F[("failover", stored, "grow_sends")][0]), fmt(stored))
+               for stored in b.failover_sizes if F.get(("failover", stored, "grow_sends"),
+                                                        [1])[0] > 1]
+    md.append("The batch through the survivor right after each failover: %s.%s"
               % ("failed for " + ", ".join(failed_writes) if failed_writes
-                 else "every call accepted"))
+                 else "every call accepted",
+                 " Growing the cluster took more than one send of the same range (a call "
+                 "failed, UNAVAILABLE, while a partition changed hands): %s." % ", ".join(regrown)
+                 if regrown else ""))
     md.append("")
     md.append("## Targets (issue 14)")
     md.append("")

@@ -250,6 +250,7 @@ def test_cluster_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     F[("cluster", "r3", "errors")] = [0, 7, 0]
     F[("cluster", "r3", "leases_lost")] = [0, 1, 0]
     F[("failover", 4000000, "write_failed")] = [0, 0, 2]
+    F[("failover", 4000000, "grow_sends")] = [2]
     b.failover_sizes = [1000000, 4000000]
     for stored, secs in ((1000000, [9.0, 10.0, 11.0]), (4000000, [20.0, 21.0, 22.0])):
         F[("failover", stored, "s")] = secs
@@ -271,8 +272,8 @@ def test_cluster_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     assert "≤ 15 s, 4,000,000 exposures stored | 21.0 s | **missed** |" in md
     assert "all rounds: RecordExposures R3 7, R1 0; RecordConversions R3 0, R1 0. Leases " \
         "the nodes lost meanwhile: R3 1, R1 0." in md
-    assert "right after each failover: failed for 2 calls of the batch at 4,000,000 stored." \
-        in md
+    assert "right after each failover: failed for 2 calls of the batch at 4,000,000 stored. " \
+        "Growing the cluster took more than one send" in md and ": 2 to 4,000,000." in md
     j = json.loads((tmp_path / "cluster-quick.json").read_text())
     assert j["figures"]["cluster/r3_vs_standalone"] == {"median": 0.6, "runs": [0.4, 0.6, 0.7]}
     assert j["failover_sizes"] == [1000000, 4000000] and j["partitions"] == 64
