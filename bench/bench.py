@@ -21,16 +21,25 @@ min-max of each figure with the machine it ran on:
      the stored exposures (bench/ingest_conversions); ExplainConversion latency.
   4. Reports: GetTierReport over 30 days, one call at a time.
   5. Memory: peak RSS (VmHWM) of each service over 1-4.
+  6. With --cluster (issue 14, make bench CLUSTER=1): attribution as a cluster, 3
+     nats-server (JetStream) + 2 nodes on this machine, beside a standalone attribution of
+     its own, each with N exposures stored: RecordExposures and RecordConversions through
+     the cluster (the calls spread over both nodes) with --replicas 3 and 1, server CPU
+     summed over every process (NATS included), disk per exposure (the log's bytes, every
+     replica), and failover (kill -9 of a node -> the other serves every partition) at N
+     and at the larger sizes of the profile, with the nodes' memory per partition.
 
-Writes bench/results/bench.md and bench.csv (bench-quick.* with --quick) and the raw
-output of every run in runs-*.log.
+Writes bench/results/bench.md and bench.csv (bench-quick.* with --quick), cluster.json
+(cluster-quick.json) with every cluster figure when 6 ran, and the raw output of every
+run in runs-*.log. --cluster-only runs 6 alone: cluster(-quick).md, .csv, .json.
 
-  bench/bench.py [--quick] [--runs 3] [--keep]
+  bench/bench.py [--quick] [--runs 3] [--keep] [--cluster | --cluster-only]
 Env: YW_BIN_DIR (bazel-bin), BENCH_DIR (parent of the work directory; /var/tmp).
 """
 import argparse
 import csv
 import glob
+import json
 import os
 import platform
 import pwd
@@ -53,11 +62,13 @@ PROFILES = {
     "full": dict(creators=100000, notes_per_creator=2, stats_days=14, rpc_seconds=5,
                  h2load_calls=300000,
                  exposures=10000000, ingest_seconds=5, ceiling_seconds=3, conv_seconds=5,
-                 explain_seconds=5, report_seconds=5),
+                 explain_seconds=5, report_seconds=5,
+                 cluster_seconds=5, failover_sizes=[10000000, 20000000]),
     "quick": dict(creators=100000, notes_per_creator=1, stats_days=7, rpc_seconds=2,
                   h2load_calls=100000,
                   exposures=1000000, ingest_seconds=2, ceiling_seconds=1, conv_seconds=2,
-                  explain_seconds=2, report_seconds=2),
+                  explain_seconds=2, report_seconds=2,
+                  cluster_seconds=3, failover_sizes=[1000000, 2000000]),
 }
 INFLIGHT = [1, 16, 64]
 # The second C++ peer's completion-queue threads: one per core of the 2-core machine.
@@ -81,6 +92,17 @@ TARGET_REPORT_P99_MS = 100.0
 TARGET_RSS_MB = 200.0
 TARGET_RESTART_TERM_S = 5.0
 TARGET_RESTART_KILL_S = 15.0
+
+# The cluster (issue 14, --cluster): three nats-server (JetStream, one cluster) and two
+# attribution nodes on this machine, every one of them on the same cores standalone has
+# alone. The load generator spreads its calls in flight over both nodes (--addr A,B).
+CLUSTER_NATS = 3
+CLUSTER_NODES = 2
+CLUSTER_PARTITIONS = 64  # attribution's default
+CLUSTER_LEASE_TTL_MS = 5000  # attribution's default
+# Targets of issue 14, as ratios in one run.
+TARGET_CLUSTER_RATIO = 0.5
+TARGET_FAILOVER_S = 15.0
 
 
 # ---- output parsing (tests/integration/test_bench_smoke.py uses these) ----
@@ -170,13 +192,13 @@ class Service:
                      "--log-level", "warn"] + list(extra)
         self.proc = None
 
-    def start(self):
+    def start(self, timeout=120):
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
         wait_port(self.port, self.proc)
         # grpc.health.v1.Health/Check with service "": SERVING is field 1 = 1.
-        wait_until(lambda: self._check(), "%s health" % self.name)
+        wait_until(lambda: self._check(), "%s health" % self.name, timeout)
         return self
 
     def _check(self):
@@ -282,6 +304,239 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# ---- the attribution cluster (--cluster) ----
+
+def failover_timeout(stored):
+    """How long a failover may take before the run stops on it: it reads every partition's
+    whole log, so the bound grows with what is stored (5 min + 1 s per 20,000 stored; the
+    failovers measured took 20-41 s at 1-2 million, loaded)."""
+    return 300 + stored / 20000
+
+
+def tree_bytes(path):
+    """Bytes on disk (allocated blocks, as du counts them) of every file under `path`."""
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(top, f)).st_blocks * 512
+            except OSError:
+                pass  # a file removed while we walk (a compacted block)
+    return total
+
+
+def cpu_of(pids):
+    """utime + stime of the processes `pids`, summed; a process gone counts 0."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
+class NatsServer:
+    """One nats-server (Debian's) with JetStream on loopback, in a cluster with its peers:
+    server_name, listen, http monitoring, store_dir and the routes to the others, as
+    tests/integration/nats_cluster.py writes them (and a user's cluster does). JetStream's
+    limits are nats-server's defaults."""
+
+    def __init__(self, work, name):
+        self.name = name
+        self.dir = os.path.join(work, name)
+        self.store = os.path.join(self.dir, "js")
+        os.makedirs(self.store, exist_ok=True)
+        self.port, self.route_port, self.http_port = free_port(), free_port(), free_port()
+        self.conf = os.path.join(self.dir, "nats.conf")
+        self.log = os.path.join(self.dir, "nats.log")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def write_conf(self, cluster_name, peers):
+        routes = ", ".join("nats-route://127.0.0.1:%d" % p.route_port for p in peers
+                           if p is not self)
+        with open(self.conf, "w") as f:
+            f.write('server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n'
+                    'jetstream { store_dir: "%s" }\n'
+                    'cluster { name: %s, listen: 127.0.0.1:%d, routes: [%s] }\n'
+                    % (self.name, self.port, self.http_port, self.store, cluster_name,
+                       self.route_port, routes))
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(["nats-server", "-c", self.conf],
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    def jsz(self, query=""):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/jsz%s" % (self.http_port, query),
+                                    timeout=5) as r:
+            return json.loads(r.read().decode())
+
+    def meta_leader(self):
+        return (self.jsz().get("meta_cluster") or {}).get("leader")
+
+    def stream_state(self, name):
+        """(messages, bytes) of this server's replica of stream `name`, (0, 0) if none."""
+        for acc in self.jsz("?streams=true").get("account_details") or []:
+            for st in acc.get("stream_detail") or []:
+                if st.get("name") == name:
+                    return st["state"]["messages"], st["state"]["bytes"]
+        return 0, 0
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Node(Service):
+    """An attribution node of a cluster: --cluster and the flags README "Running a
+    cluster" lists, a metrics port (the partitions it serves)."""
+
+    def __init__(self, work, name, binary, urls, replicas):
+        self.mport = free_port()
+        super().__init__(work, name, binary, [])
+        self.argv += ["--tier-scoring-addr", "127.0.0.1:%d" % free_port(),  # none: no reports
+                      "--cluster", urls, "--node-id", name, "--advertise-addr", self.addr,
+                      "--replicas", str(replicas), "--partitions", str(CLUSTER_PARTITIONS),
+                      "--lease-ttl-ms", str(CLUSTER_LEASE_TTL_MS),
+                      "--metrics-listen", "127.0.0.1:%d" % self.mport]
+
+    def metrics(self):
+        """The yaowei_attribution_cluster_* samples, name{labels} -> value."""
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.mport,
+                                    timeout=2) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("yaowei_attribution_cluster_"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def serving(self):
+        """Partitions this node serves (built from their logs, engine open)."""
+        return int(self.metrics()['yaowei_attribution_cluster_partitions{state="serving"}'])
+
+    def healthy(self):
+        try:
+            self._check()
+            return True
+        except Exception:  # noqa: BLE001 - not SERVING, or not answering
+            return False
+
+
+class Cluster:
+    """CLUSTER_NATS nats-server and CLUSTER_NODES attribution nodes, streams and buckets
+    with `replicas` copies; everything under `work`/<name>-*."""
+
+    def __init__(self, work, name, attribution, replicas):
+        self.name, self.replicas = name, replicas
+        self.nats = [NatsServer(work, "%s-nats%d" % (name, i + 1)) for i in range(CLUSTER_NATS)]
+        for n in self.nats:
+            n.write_conf(name, self.nats)
+        urls = ",".join(n.url for n in self.nats)
+        self.nodes = [Node(work, "%s-node%d" % (name, i + 1), attribution, urls, replicas)
+                      for i in range(CLUSTER_NODES)]
+        self.stored = 0
+
+    def start(self):
+        for n in self.nats:
+            n.start()
+        # JetStream is up once every server knows the same meta leader.
+        wait_until(lambda: self._one_leader(), "%s: JetStream meta leader" % self.name, 60)
+        for node in self.nodes:
+            node.start(timeout=600)
+        self.wait_balanced()
+        return self
+
+    def _one_leader(self):
+        leaders = {n.meta_leader() for n in self.nats}
+        if len(leaders) != 1 or None in leaders:
+            raise RuntimeError("meta leaders %r" % leaders)
+
+    def wait_balanced(self, timeout=1800):
+        """Every node SERVING, every partition served once, each node its fair share."""
+        share = CLUSTER_PARTITIONS // CLUSTER_NODES
+
+        def check():
+            got = [(node.healthy(), node.serving()) for node in self.nodes]
+            if not all(h and s == share for h, s in got):
+                raise RuntimeError("(SERVING, partitions served) per node: %r" % got)
+        wait_until(check, "%s: every node serving its share" % self.name, timeout)
+
+    @property
+    def addrs(self):
+        return ",".join(node.addr for node in self.nodes)
+
+    @property
+    def nats_pids(self):
+        return [n.pid for n in self.nats]
+
+    @property
+    def node_pids(self):
+        return [node.pid for node in self.nodes]
+
+    @property
+    def pids(self):
+        """Every server process: what the load generator's CPU figure sums."""
+        return self.nats_pids + self.node_pids
+
+    def store_bytes(self):
+        """JetStream's files on the three servers, as du counts them: every replica of every
+        stream and bucket, and the Raft logs of the replicated ones (until compacted)."""
+        return sum(tree_bytes(n.store) for n in self.nats)
+
+    def counters(self):
+        """(leases lost, partitions built) since start, summed over the nodes that answer."""
+        lost = built = 0
+        for node in self.nodes:
+            try:
+                m = node.metrics()
+            except OSError:
+                continue
+            lost += int(m.get("yaowei_attribution_cluster_leases_lost_total", 0))
+            built += int(m.get("yaowei_attribution_cluster_partition_builds_total", 0))
+        return lost, built
+
+    def log_state(self):
+        """(messages, bytes) of the partitions' log, the stream yw-attr-events, summed over
+        the servers' replicas: what JetStream stores of it, every copy."""
+        states = [n.stream_state("yw-attr-events") for n in self.nats]
+        return sum(m for m, _ in states), sum(b for _, b in states)
+
+    def node_bytes(self):
+        return sum(tree_bytes(node.data) for node in self.nodes)
+
+    def alive(self):
+        return all(n.alive() for n in self.nats) and all(node.alive() for node in self.nodes)
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+        for n in self.nats:
+            n.stop()
+
+
 # ---- the benchmark ----
 
 # What a run executes, copied out of bazel-bin first: others may rebuild bazel-bin
@@ -290,10 +545,13 @@ BINARIES = ["services/creator_profile/creator_profile", "services/tier_scoring/t
             "services/attribution/attribution", "bench/loadgen", "bench/ingest_exposures",
             "bench/ingest_conversions", "bench/fsync_ceiling", "bench/pg_copy_exposures",
             "bench/peer_cpp/get_creator_server"]
+# What --cluster-only runs.
+CLUSTER_BINARIES = ["services/attribution/attribution", "bench/ingest_exposures",
+                    "bench/ingest_conversions"]
 
 
-def snapshot_binaries(dest):
-    for rel in BINARIES:
+def snapshot_binaries(dest, binaries=BINARIES):
+    for rel in binaries:
         src = os.path.join(BIN, rel)
         if not os.access(src, os.X_OK):
             raise RuntimeError("%s is missing: run `make bench` (it builds everything, the "
@@ -313,6 +571,7 @@ class Bench:
         self.fig = {}        # figure key -> list of values, one per run
         self.single = {}     # figure key -> one value (memory, cold call, preload)
         self.procs = []
+        self.clusters = {}  # replicas -> Cluster (--cluster)
         self.pg = None
         self.started = time.time()
         self.anchor = int(time.time())
@@ -323,11 +582,29 @@ class Bench:
         self.date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         self.bin = os.path.join(self.work, "bin")
         os.makedirs(RESULTS, exist_ok=True)
-        self.logf = open(os.path.join(RESULTS, "runs-%s.log" % self.profile_name), "w")
+        self.logf = open(os.path.join(RESULTS, "runs-%s%s.log" % (
+            "" if self.with_standalone else "cluster-", self.profile_name)), "w")
 
     @property
     def profile_name(self):
         return "quick" if self.a.quick else "full"
+
+    @property
+    def with_standalone(self):
+        """Sections 1-5 (all but --cluster-only)."""
+        return not getattr(self.a, "cluster_only", False)
+
+    @property
+    def with_cluster(self):
+        """Section 6, the attribution cluster (--cluster, --cluster-only)."""
+        return getattr(self.a, "cluster", False) or getattr(self.a, "cluster_only", False)
+
+    @property
+    def stem(self):
+        """bench/results/<stem>.md and .csv: bench(-quick), cluster(-quick) for
+        --cluster-only."""
+        return (("bench" if self.with_standalone else "cluster")
+                + ("" if self.profile_name == "full" else "-quick"))
 
     def say(self, msg):
         line = "[%6.1fs] %s" % (time.time() - self.started, msg)
@@ -338,20 +615,33 @@ class Bench:
     def add(self, key, value):
         self.fig.setdefault(key, []).append(value)
 
-    def tool(self, program, args, timeout):
-        """Runs bench/<program>, logs its output, returns its parsed line."""
+    def tool(self, program, args, timeout, tolerate=()):
+        """Runs bench/<program>, logs its output, returns its parsed line. Failed calls
+        ("errors") and duplicates are a broken set-up unless named in `tolerate` (the
+        cluster: a call may fail UNAVAILABLE while a partition changes hands; events sent
+        again come back as duplicates); the tool's first error is then r["first_error"]."""
         argv = [os.path.join(self.bin, "bench", program)] + [str(x) for x in args]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         self.logf.write("$ %s\n%s%s" % (" ".join(argv), p.stdout, p.stderr))
         self.logf.flush()
-        if p.returncode != 0:
+        try:
+            r = parse_line(p.stdout, program)
+        except ValueError:
+            r = None
+        # The tools exit 1 when a call failed; a result line still says what got through.
+        if r is None or p.returncode != 0 and not (p.returncode == 1 and r.get("errors")
+                                                   and "errors" in tolerate):
             raise RuntimeError("%s failed (exit %d):\n%s%s" % (program, p.returncode, p.stdout,
                                                                p.stderr))
-        r = parse_line(p.stdout, program)
         # Every event of a run is new and valid: anything else is a broken set-up.
-        if r.get("errors") or r.get("duplicates") or r.get("rejected"):
-            raise RuntimeError("%s: errors, duplicates or rejects:\n%s%s" % (program, p.stdout,
-                                                                             p.stderr))
+        for k in ("errors", "duplicates", "rejected"):
+            if r.get(k) and k not in tolerate:
+                raise RuntimeError("%s: errors, duplicates or rejects:\n%s%s"
+                                   % (program, p.stdout, p.stderr))
+        r["first_error"] = ""
+        for line in p.stderr.splitlines():
+            if "first error:" in line:
+                r["first_error"] = line.split("first error:", 1)[1].strip()
         return r
 
     def population(self):
@@ -636,6 +926,238 @@ class Bench:
             self.say("run %d: GetTierReport p50 %.1f ms, p99 %.1f ms"
                      % (run + 1, r["p50_us"] / 1000.0, r["p99_us"] / 1000.0))
 
+    # -- 6. the attribution cluster (--cluster) --
+
+    def setup_cluster(self):
+        """A standalone attribution of its own and the two clusters (R3 and R1), each with
+        the same N exposures stored first (the preload's events, through both nodes)."""
+        if shutil.which("nats-server") is None:
+            raise RuntimeError("nats-server is not installed (make deps installs it)")
+        n = self.p["exposures"]
+        binary = os.path.join(self.bin, "services/attribution/attribution")
+        self.sa = self.service("attribution_standalone", "services/attribution/attribution",
+                               ["--tier-scoring-addr", "127.0.0.1:%d" % free_port()])
+        self.clusters = {}
+        for r in (3, 1):
+            self.clusters[r] = Cluster(self.work, "r%d" % r, binary, r).start()
+        S = self.single
+        S["cluster_node_rss_empty_kib"] = max(status_kib(pid, "VmRSS")
+                                              for pid in self.clusters[3].node_pids)
+        # Disk per exposure: what the preload added to JetStream's files (every replica) and
+        # to the data dirs (standalone's; the nodes' views of their partitions).
+        targets = [("standalone", None)] + [("r%d" % r, c) for r, c in self.clusters.items()]
+        for who, c in targets:
+            addr, pids = (c.addrs, c.pids) if c else (self.sa.addr, [self.sa.pid])
+            data = c.node_bytes if c else lambda: tree_bytes(self.sa.data)
+            store0, data0, t = c.store_bytes() if c else 0, data(), time.time()
+            log0 = c.log_state() if c else (0, 0)
+            if c is None:
+                r = self.tool("ingest_exposures", ["--addr", addr, "--count", n, "--seed",
+                                                   PRELOAD_SEED, "--server-pids",
+                                                   ",".join(map(str, pids))] + self.population(),
+                              7200)
+            else:
+                r = self.cluster_send(c, n, 0)
+            S["cluster_preload_rate_" + who] = r["exposures_per_s"]
+            S["cluster_preload_cpu_" + who] = r["server_cpu_us_per_exposure"]
+            S["cluster_preload_sends_" + who] = r.get("sends", 1)
+            S["cluster_data_bytes_" + who] = (data() - data0) / n
+            if c is not None:
+                c.stored = n
+                log1 = c.log_state()
+                S["cluster_nats_bytes_" + who] = (c.store_bytes() - store0) / n
+                S["cluster_log_bytes_" + who] = (log1[1] - log0[1]) / n
+                # JetStream messages a RecordExposures call of 1,000 became (one copy).
+                S["cluster_log_msgs_per_call_" + who] = \
+                    (log1[0] - log0[0]) / c.replicas / (n / 1000.0)
+            self.say("%s: %d exposures stored in %.0f s (%.0f/s, %.2f us server CPU each)"
+                     % (who, n, time.time() - t, r["exposures_per_s"],
+                        r["server_cpu_us_per_exposure"]))
+
+    def cluster_send(self, c, count, first):
+        """Stores exposures first .. first+count-1 of the preload's seed in cluster `c`
+        (through both nodes). A call that fails (UNAVAILABLE while a partition changes
+        hands) makes the whole range go again, up to 5 times: what was stored comes back as
+        duplicates. Returns the first send's line, its rate over all the sends, and
+        "sends"."""
+        t, sends = time.time(), 0
+        while True:
+            sends += 1
+            r = self.tool("ingest_exposures", ["--addr", c.addrs, "--count", count, "--seed",
+                                               PRELOAD_SEED, "--first", first, "--server-pids",
+                                               ",".join(map(str, c.pids))] + self.population(),
+                          7200, tolerate=("errors", "duplicates") if sends > 1 else ("errors",))
+            if sends == 1:
+                first_line = r
+            if not r["errors"]:
+                break
+            if sends == 5:
+                raise RuntimeError("cluster %s: %d sends of the same %d exposures, each with "
+                                   "failed calls (%s)" % (c.name, sends, count, r["first_error"]))
+            self.say("cluster %s: %d calls failed (%s): sending the same %d exposures again"
+                     % (c.name, r["errors"], r["first_error"], count))
+        first_line["exposures_per_s"] = count / (time.time() - t)
+        first_line["sends"] = sends
+        return first_line
+
+    def cluster_tool(self, program, c, args, timeout):
+        """Runs a load generator against cluster `c` (both nodes); calls that fail are
+        counted, not fatal (a partition changing hands answers UNAVAILABLE). Adds to its
+        parsed line the share of the server CPU its NATS servers took (over the whole run),
+        and the leases the nodes lost and the partitions they built meanwhile."""
+        n0, a0, k0 = cpu_of(c.nats_pids), cpu_of(c.node_pids), c.counters()
+        r = self.tool(program, ["--addr", c.addrs, "--server-pids",
+                                ",".join(map(str, c.pids))] + args, timeout,
+                      tolerate=("errors",))
+        n1, a1, k1 = cpu_of(c.nats_pids), cpu_of(c.node_pids), c.counters()
+        r["nats_cpu_share"] = (n1 - n0) / max(1e-9, (n1 - n0) + (a1 - a0))
+        r["leases_lost"], r["builds"] = k1[0] - k0[0], k1[1] - k0[1]
+        if r["errors"] and not r["accepted"]:
+            raise RuntimeError("cluster %s: %s got no call through (%d failed: %s); the nodes' "
+                               "logs are under %s (--keep)" % (c.name, program, r["errors"],
+                                                               r["first_error"], self.work))
+        if r["errors"]:
+            self.single.setdefault("cluster_first_error", r["first_error"])
+        return r
+
+    def run_cluster(self):
+        """Each round: standalone, the R3 cluster, the R1 cluster, back to back (the same
+        noise for all three), RecordExposures then RecordConversions."""
+        s, n = self.p["cluster_seconds"], self.p["exposures"]
+        r3, r1 = self.clusters[3], self.clusters[1]
+        for run in range(self.runs):
+            seed = 500 + run
+            pop = self.population()
+            sa = self.tool("ingest_exposures", ["--addr", self.sa.addr, "--seconds", s, "--seed",
+                                                seed, "--server-pids", self.sa.pid] + pop,
+                           s + 300)
+            got = {"standalone": sa}
+            for who, c in (("r3", r3), ("r1", r1)):
+                b0 = c.log_state()[1]
+                r = self.cluster_tool("ingest_exposures", c, ["--seconds", s, "--seed", seed]
+                                      + pop, s + 300)
+                c.stored += r["sent"]
+                self.add(("cluster", who, "log_bytes"), (c.log_state()[1] - b0) / r["sent"])
+                self.add(("cluster", who, "nats_share"), r["nats_cpu_share"])
+                for k in ("errors", "leases_lost", "builds"):
+                    self.add(("cluster", who, k), r[k])
+                got[who] = r
+            for who, r in got.items():
+                self.add(("cluster", who, "rate"), r["exposures_per_s"])
+                self.add(("cluster", who, "p50_ms"), r["p50_ms"])
+                self.add(("cluster", who, "p99_ms"), r["p99_ms"])
+                self.add(("cluster", who, "cpu"), r["server_cpu_us_per_exposure"])
+            rate = {who: r["exposures_per_s"] for who, r in got.items()}
+            self.add(("cluster", "r3_vs_standalone"), rate["r3"] / rate["standalone"])
+            self.add(("cluster", "r1_vs_standalone"), rate["r1"] / rate["standalone"])
+            self.add(("cluster", "r3_vs_r1"), rate["r3"] / rate["r1"])
+            self.say("run %d: RecordExposures standalone %.0f/s, cluster R3 %.0f/s (%.2fx), "
+                     "R1 %.0f/s (%.2fx); server CPU us/exposure %.2f, %.2f, %.2f (NATS %.0f %%, "
+                     "%.0f %%); failed calls %d, %d; leases lost %d, %d"
+                     % (run + 1, rate["standalone"], rate["r3"],
+                        rate["r3"] / rate["standalone"], rate["r1"],
+                        rate["r1"] / rate["standalone"], sa["server_cpu_us_per_exposure"],
+                        got["r3"]["server_cpu_us_per_exposure"],
+                        got["r1"]["server_cpu_us_per_exposure"],
+                        got["r3"]["nats_cpu_share"] * 100, got["r1"]["nats_cpu_share"] * 100,
+                        got["r3"]["errors"], got["r1"]["errors"], got["r3"]["leases_lost"],
+                        got["r1"]["leases_lost"]))
+        for run in range(self.runs):
+            # Orders by the viewers of the N exposures every one of the three holds.
+            args = ["--seconds", s, "--seed", 600 + run, "--exposure-seed", PRELOAD_SEED,
+                    "--stored", n] + self.population()
+            got = {"standalone": self.tool("ingest_conversions",
+                                           ["--addr", self.sa.addr, "--server-pids",
+                                            self.sa.pid] + args, s + 300)}
+            for who, c in (("r3", r3), ("r1", r1)):
+                got[who] = self.cluster_tool("ingest_conversions", c, args, s + 300)
+                for k in ("errors", "leases_lost", "builds"):
+                    self.add(("cluster_conv", who, k), got[who][k])
+            for who, r in got.items():
+                self.add(("cluster_conv", who, "rate"), r["conversions_per_s"])
+                self.add(("cluster_conv", who, "p99_ms"), r["p99_ms"])
+                self.add(("cluster_conv", who, "cpu"), r["server_cpu_us_per_conversion"])
+            self.add(("cluster_conv", "r3_vs_standalone"),
+                     got["r3"]["conversions_per_s"] / got["standalone"]["conversions_per_s"])
+            self.say("run %d: RecordConversions standalone %.0f/s, cluster R3 %.0f/s, R1 %.0f/s"
+                     % (run + 1, got["standalone"]["conversions_per_s"],
+                        got["r3"]["conversions_per_s"], got["r1"]["conversions_per_s"]))
+        # The failovers need only R3: the others stop, leaving it the machine.
+        for who in (r1, self.sa):
+            who.stop()
+        self.procs.remove(self.sa)
+        del self.clusters[1]
+
+    def run_failover(self):
+        """kill -9 of one node of the R3 cluster until the survivor serves every partition
+        again (health SERVING and its serving gauge = the partition count), RUNS times at
+        each stored size of the profile; the killed node is started again (same data dir)
+        and the cluster rebalanced between runs. The cluster grows to the next size with
+        more of the preload's events (through both nodes)."""
+        c = self.clusters[3]
+        self.failover_sizes = []
+        for i, size in enumerate(self.p["failover_sizes"]):
+            if size <= c.stored and self.failover_sizes:
+                continue  # measured at what is stored already
+            if size > c.stored:
+                t = time.time()
+                r = self.cluster_send(c, size - c.stored, c.stored)
+                self.say("cluster r3: grown from %d to %d stored in %.0f s (%d sends)"
+                         % (c.stored, size, time.time() - t, r["sends"]))
+                c.stored = size
+                self.add(("failover", size, "grow_sends"), r["sends"])
+            stored = c.stored
+            self.failover_sizes.append(stored)
+            rss = [status_kib(pid, "VmRSS") for pid in c.node_pids]
+            self.add(("failover", stored, "rss_per_partition_kib"),
+                     max(rss) / (CLUSTER_PARTITIONS / CLUSTER_NODES))
+            self.add(("failover", stored, "nats_bytes"), c.store_bytes())
+            self.add(("failover", stored, "log_bytes"), c.log_state()[1])
+            self.add(("failover", stored, "node_bytes"), c.node_bytes())
+            for run in range(self.runs):
+                victim, survivor = c.nodes[run % 2], c.nodes[1 - run % 2]
+                t0 = time.time()
+                victim.proc.kill()
+                victim.proc.wait()
+
+                def every_partition():
+                    served = survivor.serving()
+                    if served != CLUSTER_PARTITIONS or not survivor.healthy():
+                        raise RuntimeError("%d partitions served" % served)
+                try:
+                    wait_until(every_partition, "failover to %s" % survivor.name,
+                               failover_timeout(stored))
+                except RuntimeError as e:
+                    # What the survivor says of itself, for the report of a stuck failover.
+                    try:
+                        said = ", ".join("%s %g" % kv for kv in sorted(survivor.metrics().items())
+                                         if "_bucket" not in kv[0])
+                    except OSError as m:
+                        said = "no metrics (%s)" % m
+                    raise RuntimeError("%s; %s: %s; its log: %s"
+                                       % (e, survivor.name, said, survivor.log))
+                took = time.time() - t0
+                survivor_rss = status_kib(survivor.pid, "VmRSS")
+                # Every partition takes writes again: a batch through the survivor alone.
+                w = self.tool("ingest_exposures", ["--addr", survivor.addr, "--count", 1000,
+                                                   "--seed", 700 + 10 * i + run]
+                              + self.population(), 600, tolerate=("errors",))
+                self.add(("failover", stored, "write_failed"), w["errors"])
+                t1 = time.time()
+                victim.start(timeout=3600)
+                c.wait_balanced(3600)
+                back = time.time() - t1
+                self.add(("failover", stored, "s"), took)
+                self.add(("failover", stored, "rejoin_s"), back)
+                self.add(("failover", stored, "survivor_rss_kib"), survivor_rss)
+                self.say("failover at %d stored, run %d: kill -9 %s -> %s serves all %d "
+                         "partitions in %.1f s (a write to all of them then: %d accepted%s); "
+                         "%s back and balanced in %.1f s"
+                         % (stored, run + 1, victim.name, survivor.name, CLUSTER_PARTITIONS,
+                            took, w["accepted"],
+                            ", FAILED: " + w["first_error"] if w["errors"] else "",
+                            victim.name, back))
+
     # -- 5. memory --
 
     def record_memory(self):
@@ -649,18 +1171,27 @@ class Bench:
     def run(self):
         try:
             self.say("work directory %s (%s)" % (self.work, fs_of(self.work)))
-            snapshot_binaries(self.bin)
-            self.setup_rpc()
-            self.run_rpc()
-            self.setup_ingest()
-            self.run_ingest()
-            self.run_attribution()
-            self.run_restart()
-            self.run_reports()
-            self.record_memory()
+            snapshot_binaries(self.bin, BINARIES if self.with_standalone else CLUSTER_BINARIES)
+            if self.with_standalone:
+                self.setup_rpc()
+                self.run_rpc()
+                self.setup_ingest()
+                self.run_ingest()
+                self.run_attribution()
+                self.run_restart()
+                self.run_reports()
+                self.record_memory()
+            if self.with_cluster:
+                self.setup_cluster()
+                self.run_cluster()
+                self.run_failover()
             for s in self.procs:
                 if not s.alive():
                     raise RuntimeError("%s died during the run; see %s" % (s.name, s.log))
+            for c in self.clusters.values():
+                if not c.alive():
+                    raise RuntimeError("a process of cluster %s died during the run; see the "
+                                       "logs under %s (--keep)" % (c.name, self.work))
         finally:
             self.stop()
         self.elapsed = time.time() - self.started
@@ -668,6 +1199,8 @@ class Bench:
         write_report(self)
 
     def stop(self):
+        for c in self.clusters.values():
+            c.stop()
         for s in reversed(self.procs):
             s.stop()
         for peer in (getattr(self, "peer", None), getattr(self, "peer2", None)):
@@ -773,9 +1306,8 @@ def cell(xs, digits=0, suffix=""):
 
 
 def write_report(b):
-    """bench/results/bench(-quick).md and .csv from a finished Bench."""
-    F, S, p = b.fig, b.single, b.p
-    n_exp = p["exposures"]
+    """bench/results/bench(-quick).md and .csv from a finished Bench (cluster(-quick).* with
+    --cluster-only), and cluster(-quick).json when the cluster ran."""
     rows = []  # csv: section, figure, unit, median, min, max, runs
 
     def num(x):
@@ -793,6 +1325,35 @@ def write_report(b):
               "is compared ran interleaved. Total time %.1f min."
               % (b.date, b.machine, b.load_start, loadavg(), git_rev(), b.runs, b.elapsed / 60))
     md.append("")
+
+    def target(label, value_text, ok):
+        md.append("| %s | %s | %s |" % (label, value_text, "met" if ok else "**missed**"))
+        rows.append(["target", label, "", value_text, "", "", "met" if ok else "missed"])
+
+    if b.with_standalone:
+        standalone_sections(b, md, row, target)
+    written = [b.stem + ".md", b.stem + ".csv"]
+    if b.with_cluster:
+        cluster_sections(b, md, row, target)
+        written.append(b.stem.replace("bench", "cluster") + ".json")
+        with open(os.path.join(RESULTS, written[-1]), "w") as f:
+            json.dump(cluster_json(b), f, indent=1, sort_keys=True)
+            f.write("\n")
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(RESULTS, b.stem + ".md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(RESULTS, b.stem + ".csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["section", "figure", "unit", "median", "min", "max", "runs_or_result"])
+        w.writerows(rows)
+    print(text)
+    print("written in %s: %s" % (RESULTS, ", ".join(written)))
+
+
+def standalone_sections(b, md, row, target):
+    """Sections 1-5 of the report and the targets of issue 5."""
+    F, S, p = b.fig, b.single, b.p
+    n_exp = p["exposures"]
     md.append("## 1. Unary RPC (%s creators; loadgen, one channel, %d s per run)"
               % (fmt(p["creators"]), p["rpc_seconds"]))
     md.append("")
@@ -954,10 +1515,6 @@ def write_report(b):
     md.append("| target | measured | |")
     md.append("|---|---|---|")
 
-    def target(label, value_text, ok):
-        md.append("| %s | %s | %s |" % (label, value_text, "met" if ok else "**missed**"))
-        rows.append(["target", label, "", value_text, "", "", "met" if ok else "missed"])
-
     r64 = med(F[("rpc", "ratio", 64, "qps")])[0]
     r64b = med(F[("rpc", "ratio2", 64, "qps")])[0]
     target("GetCreator QPS at 64 in flight ≥ %.1f× the C++ async peer (one thread)"
@@ -988,24 +1545,187 @@ def write_report(b):
     target("… and within %.0f s after kill -9" % TARGET_RESTART_KILL_S, "%.1f s" % kill,
            kill < TARGET_RESTART_KILL_S)
     md.append("")
-    suffix = "" if b.profile_name == "full" else "-quick"
-    text = "\n".join(md) + "\n"
-    with open(os.path.join(RESULTS, "bench%s.md" % suffix), "w") as f:
-        f.write(text)
-    with open(os.path.join(RESULTS, "bench%s.csv" % suffix), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["section", "figure", "unit", "median", "min", "max", "runs_or_result"])
-        w.writerows(rows)
-    print(text)
-    print("written: %s/bench%s.md, .csv; raw output: runs-%s.log" % (RESULTS, suffix,
-                                                                      b.profile_name))
 
+
+def cluster_sections(b, md, row, target):
+    """Section 6 (the attribution cluster, --cluster) and the targets of issue 14."""
+    F, S, n = b.fig, b.single, b.p["exposures"]
+    whos = (("standalone", "standalone (one process)"),
+            ("r3", "cluster, --replicas 3"),
+            ("r1", "cluster, --replicas 1"))
+    md.append("## 6. Attribution cluster: %d nats-server + %d nodes, %d partitions, on the "
+              "same cores" % (CLUSTER_NATS, CLUSTER_NODES, CLUSTER_PARTITIONS))
+    md.append("")
+    md.append("A standalone attribution and two clusters (JetStream streams and buckets with 3 "
+              "and with 1 replicas), each with the same %s exposures stored first (preload, "
+              "exposures/s: standalone %s, R3 %s, R1 %s). Each round runs standalone, R3, R1 "
+              "back to back: RecordExposures of 1,000, 4 in flight, %d s; the cluster's calls "
+              "spread over both nodes (2 in flight at each; a node forwards the other's "
+              "partitions). Server CPU sums every server process over the measured window "
+              "(the cluster: %d nats-server + %d nodes); the NATS share is from the whole run."
+              % (fmt(n), fmt(S["cluster_preload_rate_standalone"]),
+                 fmt(S["cluster_preload_rate_r3"]), fmt(S["cluster_preload_rate_r1"]),
+                 b.p["cluster_seconds"], CLUSTER_NATS, CLUSTER_NODES))
+    md.append("")
+    md.append("| RecordExposures | exposures/s | p50 ms | p99 ms | server CPU µs/exposure "
+              "| of it NATS | server cores busy |")
+    md.append("|---|---|---|---|---|---|---|")
+    for who, label in whos:
+        g = lambda k: F[("cluster", who, k)]  # noqa: E731
+        busy = [r * c / 1e6 for r, c in zip(g("rate"), g("cpu"))]
+        share = cell([x * 100 for x in g("nats_share")], 0, " %") if who != "standalone" \
+            else "–"
+        md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            label, cell(g("rate")), cell(g("p50_ms"), 1), cell(g("p99_ms"), 1),
+            cell(g("cpu"), 2), share, cell(busy, 2)))
+        row("cluster", "%s exposures/s" % who, "exposures/s", g("rate"))
+        row("cluster", "%s p99" % who, "ms", g("p99_ms"))
+        row("cluster", "%s server CPU" % who, "us/exposure", g("cpu"))
+    md.append("")
+    md.append("Ratios (per round, then median): cluster R3 ÷ standalone %s, R1 ÷ standalone "
+              "%s, R3 ÷ R1 %s."
+              % (cell(F[("cluster", "r3_vs_standalone")], 2, "×"),
+                 cell(F[("cluster", "r1_vs_standalone")], 2, "×"),
+                 cell(F[("cluster", "r3_vs_r1")], 2, "×")))
+    for k in ("r3_vs_standalone", "r1_vs_standalone", "r3_vs_r1"):
+        row("cluster", "exposures/s ratio " + k, "x", F[("cluster", k)])
+    md.append("")
+    total = lambda key: fmt(sum(F.get(key, [])))  # noqa: E731
+    md.append("Calls that failed in the clusters' rounds (counted for nothing; a partition "
+              "changing hands answers UNAVAILABLE), all rounds: RecordExposures R3 %s, R1 %s; "
+              "RecordConversions R3 %s, R1 %s. Leases the nodes lost meanwhile: R3 %s, R1 %s. "
+              "Preload sends (a range with a failed call goes again): R3 %s, R1 %s.%s"
+              % (total(("cluster", "r3", "errors")), total(("cluster", "r1", "errors")),
+                 total(("cluster_conv", "r3", "errors")), total(("cluster_conv", "r1", "errors")),
+                 fmt(sum(F.get(("cluster", "r3", "leases_lost"), []))
+                     + sum(F.get(("cluster_conv", "r3", "leases_lost"), []))),
+                 fmt(sum(F.get(("cluster", "r1", "leases_lost"), []))
+                     + sum(F.get(("cluster_conv", "r1", "leases_lost"), []))),
+                 fmt(S.get("cluster_preload_sends_r3", 1)),
+                 fmt(S.get("cluster_preload_sends_r1", 1)),
+                 " First error: %s." % S["cluster_first_error"] if S.get("cluster_first_error")
+                 else ""))
+    md.append("")
+    md.append("| RecordConversions (orders join the %s) | conversions/s | p99 ms | server CPU "
+              "µs/conversion |" % fmt(n))
+    md.append("|---|---|---|---|")
+    for who, label in whos:
+        g = lambda k: F[("cluster_conv", who, k)]  # noqa: E731
+        md.append("| %s | %s | %s | %s |" % (label, cell(g("rate")), cell(g("p99_ms"), 1),
+                                             cell(g("cpu"), 1)))
+        row("cluster", "%s conversions/s" % who, "conversions/s", g("rate"))
+        row("cluster", "%s server CPU per conversion" % who, "us/conversion", g("cpu"))
+    md.append("")
+    md.append("RecordConversions, cluster R3 ÷ standalone: %s."
+              % cell(F[("cluster_conv", "r3_vs_standalone")], 2, "×"))
+    row("cluster", "conversions/s ratio r3_vs_standalone", "x",
+        F[("cluster_conv", "r3_vs_standalone")])
+    md.append("")
+    md.append("Disk per exposure, from the preload of %s: the partitions' log (stream "
+              "yw-attr-events, its stored bytes summed over the servers' replicas) R3 %s bytes, "
+              "R1 %s (in the measured rounds: R3 %s, R1 %s); JetStream's files as du counts "
+              "them (Raft logs not yet compacted included) R3 %s, R1 %s; the nodes' data dirs "
+              "(their views of the partitions) R3 %s, R1 %s; standalone's data dir %s. A "
+              "RecordExposures call of 1,000 became %s messages of the log (R3; R1 %s): one "
+              "per partition it touched."
+              % (fmt(n), fmt(S["cluster_log_bytes_r3"]), fmt(S["cluster_log_bytes_r1"]),
+                 cell(F[("cluster", "r3", "log_bytes")]), cell(F[("cluster", "r1", "log_bytes")]),
+                 fmt(S["cluster_nats_bytes_r3"]), fmt(S["cluster_nats_bytes_r1"]),
+                 fmt(S["cluster_data_bytes_r3"]), fmt(S["cluster_data_bytes_r1"]),
+                 fmt(S["cluster_data_bytes_standalone"]),
+                 fmt(S["cluster_log_msgs_per_call_r3"], 1),
+                 fmt(S["cluster_log_msgs_per_call_r1"], 1)))
+    for who in ("r3", "r1"):
+        row("cluster", "%s log bytes per exposure (all replicas)" % who, "bytes",
+            [S["cluster_log_bytes_" + who]])
+        row("cluster", "%s JetStream files (du) per exposure" % who, "bytes",
+            [S["cluster_nats_bytes_" + who]])
+        row("cluster", "%s node data bytes per exposure" % who, "bytes",
+            [S["cluster_data_bytes_" + who]])
+    row("cluster", "standalone data bytes per exposure", "bytes",
+        [S["cluster_data_bytes_standalone"]])
+    md.append("")
+    md.append("Failover (R3, lease TTL %d ms): `kill -9` of one node, then until the other "
+              "answers health SERVING with all %d partitions served (its "
+              "`yaowei_attribution_cluster_partitions{state=\"serving\"}`), polled every 0.2 s; "
+              "a batch of 1,000 through it then; the killed node started again and the "
+              "cluster rebalanced (%d partitions each) before the next run. A node that takes "
+              "a partition reads the partition's whole log (no snapshots yet)."
+              % (CLUSTER_LEASE_TTL_MS, CLUSTER_PARTITIONS, CLUSTER_PARTITIONS // CLUSTER_NODES))
+    md.append("")
+    md.append("| exposures stored | failover s | rejoin + rebalance s | node RSS per partition "
+              "KB (%d each) | survivor RSS MB (all %d) | log GB (all replicas) | JetStream "
+              "files GB | nodes' data GB |"
+              % (CLUSTER_PARTITIONS // CLUSTER_NODES, CLUSTER_PARTITIONS))
+    md.append("|---|---|---|---|---|---|---|---|")
+    failed_writes = []
+    for stored in b.failover_sizes:
+        g = lambda k: F[("failover", stored, k)]  # noqa: E731
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            fmt(stored), cell(g("s"), 1), cell(g("rejoin_s"), 1),
+            fmt(g("rss_per_partition_kib")[0]), cell([x / 1024 for x in g("survivor_rss_kib")]),
+            fmt(g("log_bytes")[0] / 1e9, 2), fmt(g("nats_bytes")[0] / 1e9, 2),
+            fmt(g("node_bytes")[0] / 1e9, 2)))
+        if sum(F.get(("failover", stored, "write_failed"), [])):
+            failed_writes.append("%s calls of the batch at %s stored"
+                                 % (fmt(sum(g("write_failed"))), fmt(stored)))
+        row("cluster", "failover at %d stored" % stored, "s", g("s"))
+        row("cluster", "rejoin at %d stored" % stored, "s", g("rejoin_s"))
+        row("cluster", "node RSS per partition at %d stored" % stored, "KiB",
+            g("rss_per_partition_kib"))
+    md.append("")
+    regrown = ["%s to %s" % (fmt(F[("failover", stored, "grow_sends")][0]), fmt(stored))
+               for stored in b.failover_sizes if F.get(("failover", stored, "grow_sends"),
+                                                        [1])[0] > 1]
+    md.append("The batch through the survivor right after each failover: %s.%s"
+              % ("failed for " + ", ".join(failed_writes) if failed_writes
+                 else "every call accepted",
+                 " Growing the cluster took more than one send of the same range (a call "
+                 "failed, UNAVAILABLE, while a partition changed hands): %s." % ", ".join(regrown)
+                 if regrown else ""))
+    md.append("")
+    md.append("## Targets (issue 14)")
+    md.append("")
+    md.append("| target | measured | |")
+    md.append("|---|---|---|")
+    ratio = med(F[("cluster", "r3_vs_standalone")])[0]
+    target("cluster (R3, %d nodes) durable exposures/s ≥ %.1f× standalone's, in one run"
+           % (CLUSTER_NODES, TARGET_CLUSTER_RATIO), "%.2f× (%s vs %s/s)"
+           % (ratio, fmt(med(F[("cluster", "r3", "rate")])[0]),
+              fmt(med(F[("cluster", "standalone", "rate")])[0])), ratio >= TARGET_CLUSTER_RATIO)
+    for stored in b.failover_sizes:
+        took = med(F[("failover", stored, "s")])[0]
+        target("failover (kill -9 → every partition served) ≤ %.0f s, %s exposures stored"
+               % (TARGET_FAILOVER_S, fmt(stored)), "%.1f s" % took, took <= TARGET_FAILOVER_S)
+    md.append("")
+
+
+def cluster_json(b):
+    """The cluster's figures for bench/results/cluster(-quick).json: every run's value and
+    the median of each, the single figures, the run's conditions."""
+    figures = {}
+    for key, xs in b.fig.items():
+        if key[0] in ("cluster", "cluster_conv", "failover"):
+            figures["/".join(str(k) for k in key)] = {"median": med(xs)[0], "runs": xs}
+    return {"date": b.date, "machine": b.machine, "load_start": b.load_start,
+            "load_end": loadavg(), "build": git_rev(), "profile": b.profile_name,
+            "runs": b.runs, "exposures_preloaded": b.p["exposures"],
+            "nats_servers": CLUSTER_NATS, "nodes": CLUSTER_NODES,
+            "partitions": CLUSTER_PARTITIONS, "lease_ttl_ms": CLUSTER_LEASE_TTL_MS,
+            "failover_sizes": b.failover_sizes, "figures": figures,
+            "single": {k: v for k, v in b.single.items() if k.startswith("cluster_")}}
 
 def main():
     ap = argparse.ArgumentParser(description="every benchmark of issue 5 (make bench)")
     ap.add_argument("--quick", action="store_true", help="1M exposures, shorter runs")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also the attribution cluster (issue 14): 3 nats-server and 2 nodes "
+                    "beside a standalone attribution, R3 and R1, failover (make bench CLUSTER=1)")
+    ap.add_argument("--cluster-only", action="store_true",
+                    help="only the cluster section, with its own standalone attribution to "
+                    "compare with (results: cluster(-quick).md, .csv, .json)")
     a = ap.parse_args()
     if a.runs < 1:
         ap.error("--runs must be >= 1")

@@ -1,7 +1,10 @@
 /*
  * bench_loop.h — the closed loop every unary load generator of bench/ runs, on the
  * project's own client runtime (common/client.h): `inflight` calls of one method are
- * kept in flight on one channel; each reply starts the next call of its slot.
+ * kept in flight on one channel; each reply starts the next call of its slot (after a
+ * failed call, BENCH_FAIL_PAUSE_MS later: no spinning on a peer that is away). With
+ * several addresses (an attribution cluster's nodes) there is one channel per address
+ * and slot i calls address i mod n, so the calls in flight are spread evenly.
  *
  * Time-bounded (max_requests 0): replies that arrive in the measured window — after
  * `warmup_ms`, for `measure_ms` — are counted, with their latencies, and the CPU time of
@@ -37,8 +40,14 @@ typedef const ProtobufCMessage *(*bench_next_cb_t)(void *arg, long slot, uint64_
 typedef void (*bench_reply_cb_t)(void *arg, long slot, grpc_status_code code,
                                  const ProtobufCMessage *resp, int measured);
 
+/** A slot whose call failed starts its next one this much later, not at once. */
+#define BENCH_FAIL_PAUSE_MS 100
+
+/** At most this many addresses in bench_loop_cfg_t.addr. */
+#define BENCH_ADDRS_MAX 8
+
 typedef struct st_bench_loop_cfg_t {
-    const char *addr;   /* HOST:PORT */
+    const char *addr;   /* HOST:PORT, or HOST:PORT,HOST:PORT,... (at most BENCH_ADDRS_MAX) */
     const char *method; /* "/pkg.Service/Method" */
     const ProtobufCMessageDescriptor *resp_desc;
     long inflight;
@@ -62,8 +71,9 @@ typedef struct st_bench_loop_result_t {
 } bench_loop_result_t;
 
 /**
- * Runs the loop to its end. Returns 0, or a negative errno when the runtime or the
- * channel cannot be set up (details on stderr). `res` is filled in either case; free
+ * Runs the loop to its end. Returns 0, or a negative errno when the runtime or a
+ * channel cannot be set up or `addr` is not a list of 1..BENCH_ADDRS_MAX non-empty
+ * addresses (-EINVAL) (details on stderr). `res` is filled in either case; free
  * res->lat with bench_lat_free().
  */
 int bench_loop_run(const bench_loop_cfg_t *cfg, bench_loop_result_t *res);

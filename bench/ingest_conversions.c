@@ -119,8 +119,10 @@ static slot_t *slots_new(long n, long batch)
 int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
-        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution", YW_OPTION_VALUE,
-         NULL},
+        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053",
+         "HOST:PORT of attribution; HOST:PORT,HOST:PORT,... spreads the calls in flight over "
+         "several (a cluster's nodes)",
+         YW_OPTION_VALUE, NULL},
         {"batch", NULL, "1000", "orders per RecordConversions call", YW_OPTION_VALUE, NULL},
         {"inflight", NULL, "4", "calls kept in flight", YW_OPTION_VALUE, NULL},
         {"count", NULL, "0", "send exactly this many orders instead of timing", YW_OPTION_VALUE,

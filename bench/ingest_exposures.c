@@ -6,6 +6,8 @@
  * Unary (default): keeps --inflight RecordExposures calls of --batch exposures each in
  * flight on one channel (bench/bench_loop.h), measures --seconds after --warmup seconds:
  * the exposures acknowledged by the replies that arrive in that window, per second.
+ * --addr A,B,... spreads them: call slot i on a channel to address i mod n (an
+ * attribution cluster: every node takes any call).
  *
  * --stream 1: one IngestExposures client stream on a connected channel; sends one
  * exposure per message for --seconds, closes, and waits for the summary (sent once
@@ -435,8 +437,10 @@ static int run_stream(run_t *r, const char *addr, bench_loop_result_t *res)
 int main(int argc, char **argv)
 {
     yw_option_t opts[] = {
-        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053", "HOST:PORT of attribution", YW_OPTION_VALUE,
-         NULL},
+        {"addr", "YW_BENCH_ADDR", "127.0.0.1:50053",
+         "HOST:PORT of attribution; unary: HOST:PORT,HOST:PORT,... spreads the calls in flight "
+         "over several (a cluster's nodes)",
+         YW_OPTION_VALUE, NULL},
         {"stream", NULL, "0", "1: one IngestExposures stream instead of RecordExposures calls",
          YW_OPTION_VALUE, NULL},
         {"batch", NULL, "1000", "exposures per RecordExposures call", YW_OPTION_VALUE, NULL},
@@ -496,6 +500,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *addr = yw_config_get(opts, n, "addr");
+    if (stream && strchr(addr, ',') != NULL) {
+        fprintf(stderr, "ingest_exposures: --stream 1 takes one address, not %s\n", addr);
+        return 2;
+    }
     bench_loop_result_t res;
     if (preload > 0) {
         /* The exposures before the measured ones, as a count-bounded run of their own. */

@@ -8,6 +8,7 @@ Needs: bazel build //... (the services and //bench:loadgen, :ingest_exposures,
 only by `make bench` and are not run here.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -111,6 +112,40 @@ def test_ingest_preload_unary_stream_then_conversions_explain_report(stack):
     assert r["ok"] > 0 and r["errors"] == 0 and r["degraded"] == 0
 
 
+def test_ingest_spread_over_several_addresses(stack, tmp_path_factory):
+    """--addr A,B (bench.py --cluster sends to both nodes of a cluster so): one channel per
+    address, call slot i on address i mod 2. Two standalone attributions here: each holds
+    part of the events, and the two parts add up to all of them."""
+    from test_attribution import Attr
+
+    other = Attr(tmp_path_factory, "bench_attr_b").start()
+    try:
+        pop = stack.population()
+        both = "%s,%s" % (stack.attr.address, other.srv.address)
+        r = run_tool("ingest_exposures", "--addr", both, "--count", 4000, "--seed", 21,
+                     "--batch", 100, "--inflight", 4, *pop)
+        assert r["accepted"] == 4000 and r["errors"] == 0
+        again = [run_tool("ingest_exposures", "--addr", addr, "--count", 4000, "--seed", 21,
+                          "--batch", 100, *pop)
+                 for addr in (stack.attr.address, other.srv.address)]
+        assert all(0 < a["duplicates"] < 4000 for a in again), again
+        assert sum(a["duplicates"] for a in again) == 4000
+        r = run_tool("ingest_conversions", "--addr", both, "--count", 400, "--seed", 22,
+                     "--exposure-seed", 21, "--stored", 4000, "--batch", 50, *pop)
+        assert r["accepted"] == 400 and r["errors"] == 0
+        for bad in (stack.attr.address + ",", ",".join([stack.attr.address] * 9)):
+            p = subprocess.run([binary_path("bench/ingest_exposures"), "--addr", bad, "--count",
+                                "10", "--seed", "23"] + [str(x) for x in pop],
+                               capture_output=True, text=True, timeout=TIMEOUT_S)
+            assert p.returncode != 0 and "bad address list" in p.stderr, p.stderr
+        p = subprocess.run([binary_path("bench/ingest_exposures"), "--addr", both, "--stream",
+                            "1", "--seconds", "1"] + [str(x) for x in pop], capture_output=True,
+                           text=True, timeout=TIMEOUT_S)
+        assert p.returncode == 2 and "takes one address" in p.stderr, p.stderr
+    finally:
+        other.stop()
+
+
 def test_fsync_ceiling(tmp_path):
     r = run_tool("fsync_ceiling", "--dir", tmp_path, "--seconds", 1, "--count", 5000, "--seed",
                  4)
@@ -187,4 +222,61 @@ def test_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     lines = (tmp_path / "bench-quick.csv").read_text().splitlines()
     assert lines[0].startswith("section,figure,unit,median,min,max")
     assert any(line.startswith("ingest,unary exposures/s,exposures/s,200,100,300,3")
+               for line in lines)
+
+
+def test_cluster_report_writer_on_made_up_figures(tmp_path, monkeypatch):
+    """--cluster-only: section 6 alone (cluster-quick.md, .csv, .json), the ratio line
+    cluster ÷ standalone, and the targets of issue 14 with met/missed."""
+    monkeypatch.setattr(bench, "RESULTS", str(tmp_path))
+
+    class Args:
+        quick, cluster, cluster_only = True, False, True
+
+    b = bench.Bench.__new__(bench.Bench)
+    b.a, b.p, b.runs = Args(), bench.PROFILES["quick"], 3
+    b.machine, b.elapsed, b.work = "test machine", 60.0, str(tmp_path)
+    b.load_start, b.date = "0.00 0.00 0.00", "2026-01-01 00:00 UTC"
+    F = {}
+    for who in ("standalone", "r3", "r1"):
+        for k in ("rate", "p50_ms", "p99_ms", "cpu", "nats_share", "log_bytes"):
+            F[("cluster", who, k)] = [1.0, 2.0, 3.0]
+        for k in ("rate", "p99_ms", "cpu"):
+            F[("cluster_conv", who, k)] = [1.0, 2.0, 3.0]
+    F[("cluster", "r3_vs_standalone")] = [0.4, 0.6, 0.7]
+    F[("cluster", "r1_vs_standalone")] = F[("cluster", "r3_vs_r1")] = [0.5, 0.6, 0.7]
+    F[("cluster_conv", "r3_vs_standalone")] = [0.2, 0.3, 0.4]
+    # Calls that failed while a partition changed hands: counted, reported, not fatal.
+    F[("cluster", "r3", "errors")] = [0, 7, 0]
+    F[("cluster", "r3", "leases_lost")] = [0, 1, 0]
+    F[("failover", 4000000, "write_failed")] = [0, 0, 2]
+    F[("failover", 4000000, "grow_sends")] = [2]
+    b.failover_sizes = [1000000, 4000000]
+    for stored, secs in ((1000000, [9.0, 10.0, 11.0]), (4000000, [20.0, 21.0, 22.0])):
+        F[("failover", stored, "s")] = secs
+        for k in ("rejoin_s", "survivor_rss_kib", "rss_per_partition_kib", "nats_bytes",
+                  "log_bytes", "node_bytes"):
+            F[("failover", stored, k)] = [1.0, 2.0, 3.0]
+    b.fig = F
+    b.single = {"cluster_log_msgs_per_call_r3": 63.0, "cluster_log_msgs_per_call_r1": 63.0}
+    for who in ("standalone", "r3", "r1"):
+        for k in ("preload_rate", "data_bytes", "nats_bytes", "log_bytes"):
+            b.single["cluster_%s_%s" % (k, who)] = 100.0
+    bench.write_report(b)
+    md = (tmp_path / "cluster-quick.md").read_text()
+    assert "## 1. Unary RPC" not in md and "## 6. Attribution cluster" in md
+    assert "Ratios (per round, then median): cluster R3 ÷ standalone 0.60× [0.40–0.70]" in md
+    assert "| durable exposures/s ≥ 0.5× standalone's, in one run | 0.60× (2 vs 2/s) | met |" \
+        in md.replace("cluster (R3, 2 nodes) ", "")
+    assert "≤ 15 s, 1,000,000 exposures stored | 10.0 s | met |" in md
+    assert "≤ 15 s, 4,000,000 exposures stored | 21.0 s | **missed** |" in md
+    assert "all rounds: RecordExposures R3 7, R1 0; RecordConversions R3 0, R1 0. Leases " \
+        "the nodes lost meanwhile: R3 1, R1 0." in md
+    assert "right after each failover: failed for 2 calls of the batch at 4,000,000 stored. " \
+        "Growing the cluster took more than one send" in md and ": 2 to 4,000,000." in md
+    j = json.loads((tmp_path / "cluster-quick.json").read_text())
+    assert j["figures"]["cluster/r3_vs_standalone"] == {"median": 0.6, "runs": [0.4, 0.6, 0.7]}
+    assert j["failover_sizes"] == [1000000, 4000000] and j["partitions"] == 64
+    lines = (tmp_path / "cluster-quick.csv").read_text().splitlines()
+    assert any(line.startswith("cluster,failover at 4000000 stored,s,21.00,20.00,22.00,3")
                for line in lines)
