@@ -532,18 +532,56 @@ static void attr__acquire(attr_cluster_t *c, int p, const char *key)
     yw_log(YW_LOG_DEBUG, "cluster: partition %d is ours", p);
 }
 
-/* Live nodes, sorted (the keys of the nodes bucket). Returns the count, or -1. */
-static int attr__live_nodes(attr_cluster_t *c, kvKeysList *keys, const char **names, int max)
+/* The node ids of the live nodes, filled by attr__live_nodes(). */
+typedef char attr__node_id_t[ATTR_CLUSTER_NODE_ID_MAX + 1];
+
+/*
+ * Live nodes, sorted: the keys of the nodes bucket that hold a value. They are listed
+ * from the subjects of the bucket's stream, then each read, not with kvStore_Keys(): its
+ * key watcher can wait for the end of the initial values forever when entries expire
+ * meanwhile (nats-server 2.9, issue #3481), and a node stuck there renewed nothing for
+ * minutes while its leases ran out (seen in the cluster benchmark). Returns the count,
+ * or -1.
+ */
+static int attr__live_nodes(attr_cluster_t *c, attr__node_id_t *ids, const char **names, int max)
 {
-    natsStatus s = kvStore_Keys(keys, c->nodes, NULL);
+    static const char prefix[] = "$KV." ATTR__BUCKET_NODES ".n.";
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = "$KV." ATTR__BUCKET_NODES ".n.*";
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, c->js, "KV_" ATTR__BUCKET_NODES, &o, &jerr);
     if (s != NATS_OK) {
         return -1;
     }
     int n = 0;
-    for (int i = 0; i < keys->Count && n < max; i++) {
-        if (strncmp(keys->Keys[i], "n.", 2) == 0) {
-            names[n++] = keys->Keys[i] + 2;
+    jsStreamStateSubjects *subs = si->State.Subjects;
+    for (int i = 0; subs != NULL && i < subs->Count && n < max && s == NATS_OK; i++) {
+        const char *subject = subs->List[i].Subject;
+        if (strncmp(subject, prefix, sizeof prefix - 1) != 0 ||
+            strlen(subject + sizeof prefix - 1) > ATTR_CLUSTER_NODE_ID_MAX) {
+            continue;
         }
+        const char *id = subject + sizeof prefix - 1;
+        char key[96];
+        snprintf(key, sizeof key, "n.%s", id);
+        kvEntry *e = NULL;
+        s = kvStore_Get(&e, c->nodes, key);
+        if (s == NATS_NOT_FOUND) {
+            s = NATS_OK; /* deleted (a node that stopped): only its marker is left */
+            continue;
+        }
+        kvEntry_Destroy(e);
+        if (s == NATS_OK) {
+            snprintf(ids[n], sizeof ids[n], "%s", id);
+            names[n] = ids[n];
+            n++;
+        }
+    }
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+        return -1;
     }
     for (int i = 1; i < n; i++) { /* insertion sort: a handful of names */
         const char *x = names[i];
@@ -607,11 +645,10 @@ static void attr__tick(attr_cluster_t *c)
         attr__publish(c, "cannot renew this node in NATS: %s", attr__err_text(s));
         return;
     }
-    kvKeysList keys = {0};
+    attr__node_id_t ids[256]; /* 16.6 KiB of the cluster thread's stack */
     const char *names[256];
-    int n = attr__live_nodes(c, &keys, names, (int)(sizeof names / sizeof names[0]));
+    int n = attr__live_nodes(c, ids, names, (int)(sizeof names / sizeof names[0]));
     if (n <= 0) {
-        kvKeysList_Destroy(&keys);
         attr__publish(c, "cannot list the cluster's nodes");
         return;
     }
@@ -678,7 +715,6 @@ static void attr__tick(attr_cluster_t *c)
             }
         }
     }
-    kvKeysList_Destroy(&keys);
     c->t_st.error[0] = '\0';
     attr__publish(c, NULL);
 }
