@@ -102,6 +102,31 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
     return rc;
 }
 
+/* The record `m` of partition `p` after `prev`, checked, into `fn`. Returns what fn did,
+ * -ESTALE (the chain is broken) or -EIO, with `err`; its sequence in *seq. */
+static int attr__read_one(natsMsg *m, uint64_t seq, int p, uint64_t prev,
+                          attr_cluster_read_fn fn, void *arg, char *err, size_t errlen)
+{
+    const char *kind = NULL, *before = NULL;
+    if (natsMsgHeader_Get(m, "Yw-Kind", &kind) != NATS_OK) {
+        kind = "";
+    }
+    if (seq <= prev) {
+        snprintf(err, errlen, "partition %d: a record without its sequence", p);
+        return -EIO;
+    }
+    if (natsMsgHeader_Get(m, "Yw-Prev", &before) == NATS_OK &&
+        strtoull(before, NULL, 10) != prev) {
+        /* The chain is broken: what lay between was purged (a snapshot covers it). */
+        snprintf(err, errlen,
+                 "partition %d: the record at %llu follows %s, not %llu: the records "
+                 "between were removed (a newer snapshot covers them)",
+                 p, (unsigned long long)seq, before, (unsigned long long)prev);
+        return -ESTALE;
+    }
+    return fn(arg, seq, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+}
+
 int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn,
                       void *arg, uint64_t *last, char *err, size_t errlen)
 {
@@ -113,49 +138,62 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_rea
     }
     char subject[48];
     snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
-    for (uint64_t prev = after;;) {
-        jsDirectGetMsgOptions o;
-        memset(&o, 0, sizeof o);
-        o.Sequence = prev + 1;
-        o.NextBySubject = subject;
-        natsMsg *m = NULL;
-        natsStatus s = js_DirectGetMsg(&m, js, ATTR__STREAM, NULL, &o);
-        if (s == NATS_NOT_FOUND) {
-            return 0;
-        }
-        if (s != NATS_OK) {
-            snprintf(err, errlen, "partition %d: read from %llu: %s", p,
-                     (unsigned long long)prev + 1, attr__err_text(s));
-            return -EAGAIN;
-        }
-        const char *seqs = NULL, *kind = NULL, *before = NULL;
-        uint64_t seq = natsMsg_GetSequence(m);
-        if (seq == 0 && natsMsgHeader_Get(m, "Nats-Sequence", &seqs) == NATS_OK) {
-            seq = strtoull(seqs, NULL, 10);
-        }
-        if (natsMsgHeader_Get(m, "Yw-Kind", &kind) != NATS_OK) {
-            kind = "";
-        }
-        int stop = 0;
-        if (seq <= prev) {
-            snprintf(err, errlen, "partition %d: a record without its sequence", p);
-            stop = -EIO;
-        } else if (natsMsgHeader_Get(m, "Yw-Prev", &before) == NATS_OK &&
-                   strtoull(before, NULL, 10) != prev) {
-            /* The chain is broken: what lay between was purged (a snapshot covers it). */
-            snprintf(err, errlen,
-                     "partition %d: the record at %llu follows %s, not %llu: the records "
-                     "between were removed (a newer snapshot covers them)",
-                     p, (unsigned long long)seq, before, (unsigned long long)prev);
-            stop = -ESTALE;
-        } else {
-            stop = fn(arg, seq, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
-        }
-        natsMsg_Destroy(m);
-        if (stop != 0) {
-            return stop;
-        }
-        *last = seq;
-        prev = seq;
+    /* Where the log ends now: the read goes to there (a partition's records after it are
+     * its owner's, made after this read began). */
+    natsMsg *lm = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetLastMsg(&lm, js, ATTR__STREAM, subject, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        return 0;
     }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "partition %d: its last record: %s", p, attr__err_text(s));
+        return -EAGAIN;
+    }
+    uint64_t end = natsMsg_GetSequence(lm);
+    natsMsg_Destroy(lm);
+    if (end <= after) {
+        return 0;
+    }
+    /* An ordered consumer from after + 1: the server pushes the records (flow controlled)
+     * instead of one request per record. */
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = ATTR__STREAM;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = after + 1;
+    natsSubscription *sub = NULL;
+    s = js_SubscribeSync(&sub, js, subject, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "partition %d: read from %llu: %s", p,
+                 (unsigned long long)after + 1, attr__err_text(s));
+        return -EAGAIN;
+    }
+    int rc = 0;
+    for (uint64_t prev = after; rc == 0 && prev < end;) {
+        natsMsg *m = NULL;
+        s = natsSubscription_NextMsg(&m, sub, 2 * ATTR__REQUEST_MS);
+        if (s != NATS_OK) {
+            snprintf(err, errlen, "partition %d: read after %llu (to %llu): %s", p,
+                     (unsigned long long)prev, (unsigned long long)end, attr__err_text(s));
+            rc = -EAGAIN;
+            break;
+        }
+        jsMsgMetaData *meta = NULL;
+        uint64_t seq = 0;
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            seq = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+        }
+        rc = attr__read_one(m, seq, p, prev, fn, arg, err, errlen);
+        natsMsg_Destroy(m);
+        if (rc == 0) {
+            *last = seq;
+            prev = seq;
+        }
+    }
+    (void)natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rc;
 }
