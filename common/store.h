@@ -93,7 +93,9 @@ typedef struct st_yw_store_config_t {
      * writer, or yw_store_run_sync()'s caller) with the changes of each transaction, a
      * SQLite session changeset (sqlite3changeset_apply() replays it), before its COMMIT;
      * not called for a transaction that changed no row. Non-zero rolls the transaction
-     * back: its jobs fail UNAVAILABLE with `err`. Every table needs a primary key.
+     * back: its jobs fail UNAVAILABLE with `err`. Every table needs a primary key. A
+     * shipped database is not fsynced (PRAGMA synchronous=OFF): the shipped copy is the
+     * durable one, the file a view to rebuild from it after a crash.
      */
     int (*ship)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
     void *ship_arg;

@@ -124,8 +124,13 @@ static int yw__check_integrity(sqlite3 *db, const char *path, char *err, size_t 
     return 0;
 }
 
-/** WAL, full fsync on commit, and a busy timeout for the writer. */
-static int yw__configure_writer(sqlite3 *db, const char *path, char *err, size_t errlen)
+/**
+ * WAL, full fsync on commit, and a busy timeout for the writer. A shipped database
+ * (`shipped`: yw_store_config_t.ship) is not synced at all: the copy its ship function
+ * made is the durable one, and this file a view rebuilt from it after a crash.
+ */
+static int yw__configure_writer(sqlite3 *db, const char *path, int shipped, char *err,
+                                size_t errlen)
 {
     int rc = sqlite3_busy_timeout(db, YW__BUSY_TIMEOUT_MS);
     if (rc != SQLITE_OK) {
@@ -148,9 +153,10 @@ static int yw__configure_writer(sqlite3 *db, const char *path, char *err, size_t
         return -ENOTSUP;
     }
     sqlite3_finalize(stmt);
-    rc = sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    const char *sync = shipped ? "PRAGMA synchronous=OFF" : "PRAGMA synchronous=FULL";
+    rc = sqlite3_exec(db, sync, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        return yw__open_fail(db, rc, path, "PRAGMA synchronous=FULL", err, errlen);
+        return yw__open_fail(db, rc, path, sync, err, errlen);
     }
     return 0;
 }
@@ -294,7 +300,7 @@ int yw__store_open_writer(yw_store_t *store, const yw_store_config_t *cfg, char 
     }
     int e = yw__check_integrity(db, cfg->path, err, errlen);
     if (e == 0) {
-        e = yw__configure_writer(db, cfg->path, err, errlen);
+        e = yw__configure_writer(db, cfg->path, cfg->ship != NULL, err, errlen);
     }
     if (e == 0) {
         e = yw__migrate(db, cfg, &store->schema_version, err, errlen);

@@ -117,7 +117,8 @@ int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xl
 /**
  * Shipping (a cluster node's partition: the log's bytes copied to a replicated log
  * before anything is acknowledged). Called on the writer thread with each group's bytes
- * once they are synced, at offset `off` of segment `seg` (created at `created_ns`, as its
+ * once they are written (a shipped log is not fsynced: the shipped copy is the durable
+ * one, the file a view rebuilt from it after a crash), at offset `off` of segment `seg` (created at `created_ns`, as its
  * header says), before any batch of the group is done. Non-zero fails the group as a
  * write error does: the bytes are cut off the segment and a new segment starts; a copy
  * (attr_xlog_place()) of what was shipped is then a log with a torn tail, which the
