@@ -1650,7 +1650,9 @@ def cluster_sections(b, md, row, target):
               "`yaowei_attribution_cluster_partitions{state=\"serving\"}`), polled every 0.2 s; "
               "a batch of 1,000 through it then; the killed node started again and the "
               "cluster rebalanced (%d partitions each) before the next run. A node that takes "
-              "a partition reads the partition's whole log (no snapshots yet)."
+              "a partition loads its latest snapshot and reads the log after it (with the "
+              "default --snapshot-kb of 64 MiB a partition, none is made at these sizes: "
+              "the whole log is read)."
               % (CLUSTER_LEASE_TTL_MS, CLUSTER_PARTITIONS, CLUSTER_PARTITIONS // CLUSTER_NODES))
     md.append("")
     md.append("| exposures stored | failover s | rejoin + rebalance s | node RSS per partition "
