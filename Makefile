@@ -63,8 +63,10 @@ run: build
 unit: deps
 	$(BAZEL) test //...
 
+# --durations: the slowest tests of each pass in the log, to keep `make test` within 15 min.
 integration: build
-	YW_BIN_DIR=$(CURDIR)/bazel-bin $(PY) -m pytest -q -p no:cacheprovider tests/integration
+	YW_BIN_DIR=$(CURDIR)/bazel-bin $(PY) -m pytest -q -p no:cacheprovider --durations=15 \
+		tests/integration
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer: the unit
 # tests, then the integration tests against sanitized binaries (a leak or a UB report
@@ -74,7 +76,8 @@ integration: build
 asan: deps
 	$(BAZEL) test --config=asan //...
 	$(BAZEL) build --config=asan //...
-	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider \
+		--durations=15 tests/integration
 
 # Packages only the benchmarks need (`make bench` installs them; `make test` does not):
 # the PostgreSQL peer and its client library, the C++ gRPC peer, h2load.
