@@ -748,6 +748,9 @@ static void attr__thread(void *arg)
     uint64_t backoff = ATTR__BACKOFF_MIN_MS;
     int joined = 0;
     uint64_t tick_ms = (uint64_t)c->ttl_ms / 4;
+    if (tick_ms > ATTR__TICK_MAX_MS) {
+        tick_ms = ATTR__TICK_MAX_MS;
+    }
     for (;;) {
         if (!joined) {
             int rc = attr__join(c);

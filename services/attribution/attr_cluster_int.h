@@ -24,6 +24,9 @@
 #define ATTR__BACKOFF_MIN_MS 250
 #define ATTR__BACKOFF_MAX_MS 5000
 #define ATTR__NS_PER_MS 1000000ull
+/* A tick (renewals, the assignment recomputed) every quarter TTL, and at least this
+ * often (ms): with a long TTL a node that joins still gets its share within seconds. */
+#define ATTR__TICK_MAX_MS 2000
 /* Live nodes a cluster may have (a node id and its address each). */
 #define ATTR__MAX_NODES 64
 
