@@ -70,11 +70,14 @@ typedef struct st_attr_snapper_t {
     char dir[4200];
     char err[256];
     int closed; /* the timer is closed: freed when the snapshot being made is done */
+    unsigned ticks;
     yw_metric_t *made, *bytes, *ms;
 } attr_snapper_t;
 
 /** Looks for a partition to snapshot every this many ms. */
 #define ATTR_SNAP_TICK_MS 1000
+/** The node trims the allocator every this many ticks. */
+#define ATTR_TRIM_TICKS 5
 /** After a failed snapshot, the partition's next try waits this long (ns). */
 #define ATTR_SNAP_RETRY_NS (30ull * 1000000000ull)
 
@@ -438,6 +441,9 @@ static void attr__snap_tick(uv_timer_t *t)
     attr_snapper_t *sn = t->data;
     attr_host_t *host = sn->host;
     attr__parts_gauges(host);
+    if (++sn->ticks % ATTR_TRIM_TICKS == 0) {
+        attr__trim_process(); /* once for the node, not per partition engine */
+    }
     if (sn->busy != NULL || host->stopping || sn->threshold == 0) {
         return;
     }

@@ -570,6 +570,13 @@ void attr__account_memory(attr_svc_t *svc, int force);
 /** The maintenance timer (svc->timer). */
 void attr__on_timer(uv_timer_t *t);
 
+/**
+ * Gives the free memory the allocator keeps back to the kernel when it is over a few MiB
+ * (malloc_trim()): process-wide, for a cluster node (its partition engines leave the
+ * allocator alone), every few seconds.
+ */
+void attr__trim_process(void);
+
 /** Registers the service's metrics (memory by part, the cache, the audit). */
 void attr__metrics_register(attr_svc_t *svc);
 
