@@ -423,23 +423,6 @@ static int attr__join(attr_cluster_t *c)
 
 /* ---- the thread: leases ---- */
 
-/* The partition's last stream sequence (0: none), or -1 when NATS failed. */
-static int64_t attr__last_seq(attr_cluster_t *c, const char *subject)
-{
-    natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetLastMsg(&m, c->js, ATTR__STREAM, subject, NULL, &jerr);
-    if (s == NATS_NOT_FOUND) {
-        return 0;
-    }
-    if (s != NATS_OK) {
-        return -1;
-    }
-    int64_t seq = (int64_t)natsMsg_GetSequence(m);
-    natsMsg_Destroy(m);
-    return seq;
-}
-
 /*
  * Appends the lease marker to partition `p`'s subject, expecting its last sequence: from
  * then on an append of the previous owner, which expects an older one, is refused.
@@ -450,7 +433,7 @@ static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
     char subject[48], seq[24];
     snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
     for (int attempt = 0; attempt < 3; attempt++) {
-        int64_t last = attr__last_seq(c, subject);
+        int64_t last = attr__last_seq(c->js, subject);
         if (last < 0) {
             return -EAGAIN;
         }

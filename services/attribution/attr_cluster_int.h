@@ -106,6 +106,10 @@ struct st_attr_cluster_t {
  *  cluster thread ends, at stop). Any thread. */
 jsCtx *attr__js(attr_cluster_t *c);
 
+/** The stream sequence of `subject`'s last record in the events stream: 0 when it has
+ *  none, -1 when NATS failed (attr__err_text() says why). Blocks. */
+int64_t attr__last_seq(jsCtx *js, const char *subject);
+
 /** libnats's last error text on this thread, else the status's. */
 const char *attr__err_text(natsStatus s);
 

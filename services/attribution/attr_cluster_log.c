@@ -35,6 +35,22 @@ const char *attr__err_text(natsStatus s)
     return (text != NULL && text[0] != '\0') ? text : natsStatus_GetText(s);
 }
 
+int64_t attr__last_seq(jsCtx *js, const char *subject)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetLastMsg(&m, js, ATTR__STREAM, subject, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        return 0;
+    }
+    if (s != NATS_OK) {
+        return -1;
+    }
+    int64_t seq = (int64_t)natsMsg_GetSequence(m);
+    natsMsg_Destroy(m);
+    return seq;
+}
+
 int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *data, size_t len,
                         uint64_t *seq, char *err, size_t errlen)
 {
@@ -104,8 +120,8 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
 
 /* The record `m` of partition `p` after `prev`, checked, into `fn`. Returns what fn did,
  * -ESTALE (the chain is broken) or -EIO, with `err`; its sequence in *seq. */
-static int attr__read_one(natsMsg *m, uint64_t seq, int p, uint64_t prev,
-                          attr_cluster_read_fn fn, void *arg, char *err, size_t errlen)
+static int attr__read_one(natsMsg *m, uint64_t seq, int p, uint64_t prev, attr_cluster_read_fn fn,
+                          void *arg, char *err, size_t errlen)
 {
     const char *kind = NULL, *before = NULL;
     if (natsMsgHeader_Get(m, "Yw-Kind", &kind) != NATS_OK) {
@@ -115,8 +131,7 @@ static int attr__read_one(natsMsg *m, uint64_t seq, int p, uint64_t prev,
         snprintf(err, errlen, "partition %d: a record without its sequence", p);
         return -EIO;
     }
-    if (natsMsgHeader_Get(m, "Yw-Prev", &before) == NATS_OK &&
-        strtoull(before, NULL, 10) != prev) {
+    if (natsMsgHeader_Get(m, "Yw-Prev", &before) == NATS_OK && strtoull(before, NULL, 10) != prev) {
         /* The chain is broken: what lay between was purged (a snapshot covers it). */
         snprintf(err, errlen,
                  "partition %d: the record at %llu follows %s, not %llu: the records "
@@ -127,8 +142,8 @@ static int attr__read_one(natsMsg *m, uint64_t seq, int p, uint64_t prev,
     return fn(arg, seq, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
 }
 
-int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn,
-                      void *arg, uint64_t *last, char *err, size_t errlen)
+int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn, void *arg,
+                      uint64_t *last, char *err, size_t errlen)
 {
     jsCtx *js = attr__js(c);
     *last = after;
@@ -140,18 +155,12 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_rea
     snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
     /* Where the log ends now: the read goes to there (a partition's records after it are
      * its owner's, made after this read began). */
-    natsMsg *lm = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetLastMsg(&lm, js, ATTR__STREAM, subject, NULL, &jerr);
-    if (s == NATS_NOT_FOUND) {
-        return 0;
-    }
-    if (s != NATS_OK) {
-        snprintf(err, errlen, "partition %d: its last record: %s", p, attr__err_text(s));
+    int64_t last_seq = attr__last_seq(js, subject);
+    if (last_seq < 0) {
+        snprintf(err, errlen, "partition %d: its last record: %s", p, attr__err_text(NATS_ERR));
         return -EAGAIN;
     }
-    uint64_t end = natsMsg_GetSequence(lm);
-    natsMsg_Destroy(lm);
+    uint64_t end = (uint64_t)last_seq;
     if (end <= after) {
         return 0;
     }
@@ -164,10 +173,11 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_rea
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = after + 1;
     natsSubscription *sub = NULL;
-    s = js_SubscribeSync(&sub, js, subject, NULL, &so, &jerr);
+    jsErrCode jerr = 0;
+    natsStatus s = js_SubscribeSync(&sub, js, subject, NULL, &so, &jerr);
     if (s != NATS_OK) {
-        snprintf(err, errlen, "partition %d: read from %llu: %s", p,
-                 (unsigned long long)after + 1, attr__err_text(s));
+        snprintf(err, errlen, "partition %d: read from %llu: %s", p, (unsigned long long)after + 1,
+                 attr__err_text(s));
         return -EAGAIN;
     }
     int rc = 0;

@@ -52,11 +52,22 @@ int attr_cluster_snap_head(attr_cluster_t *c, int p, attr_cluster_snap_t *head, 
     head->crc = (uint32_t)attr__hdr_u64(m, "Yw-Snap-Crc");
     natsMsg_Destroy(m);
     if (head->covers == 0 || head->first == 0 || head->chunks == 0) {
-        snprintf(err, errlen, "partition %d: a snapshot head without its fields (sequence %llu)",
-                 p, (unsigned long long)head->head_seq);
+        snprintf(err, errlen, "partition %d: a snapshot head without its fields (sequence %llu)", p,
+                 (unsigned long long)head->head_seq);
         return -EPROTO;
     }
     return 0;
+}
+
+/* Chunk `i` of the snapshot `head` names is not there: -ESTALE, with `err`. */
+static int attr__chunk_gone(int p, uint32_t i, const attr_cluster_snap_t *head, char *err,
+                            size_t errlen)
+{
+    snprintf(err, errlen,
+             "partition %d: chunk %u of the snapshot covering %llu is gone (a newer snapshot "
+             "replaced it)",
+             p, i, (unsigned long long)head->covers);
+    return -ESTALE;
 }
 
 int attr_cluster_snap_read(attr_cluster_t *c, int p, const attr_cluster_snap_t *head,
@@ -77,11 +88,7 @@ int attr_cluster_snap_read(attr_cluster_t *c, int p, const attr_cluster_snap_t *
         natsMsg *m = NULL;
         natsStatus s = js_DirectGetMsg(&m, js, ATTR__SNAP_STREAM, NULL, &o);
         if (s == NATS_NOT_FOUND) {
-            snprintf(err, errlen,
-                     "partition %d: chunk %u of the snapshot covering %llu is gone (a newer "
-                     "snapshot replaced it)",
-                     p, i, (unsigned long long)head->covers);
-            return -ESTALE;
+            return attr__chunk_gone(p, i, head, err, errlen);
         }
         if (s != NATS_OK) {
             snprintf(err, errlen, "partition %d: snapshot chunk %u: %s", p, i, attr__err_text(s));
@@ -94,11 +101,7 @@ int attr_cluster_snap_read(attr_cluster_t *c, int p, const attr_cluster_snap_t *
         int rc = 0;
         if (attr__hdr_u64(m, "Yw-Snap-Covers") != head->covers ||
             attr__hdr_u64(m, "Yw-Snap-Chunk") != i || (i == 0 && seq != head->first)) {
-            snprintf(err, errlen,
-                     "partition %d: chunk %u of the snapshot covering %llu is gone (a newer "
-                     "snapshot replaced it)",
-                     p, i, (unsigned long long)head->covers);
-            rc = -ESTALE;
+            rc = attr__chunk_gone(p, i, head, err, errlen);
         } else {
             rc = fn(arg, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
         }

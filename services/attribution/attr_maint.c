@@ -257,12 +257,17 @@ static int64_t attr__rss(void)
     return yw_process_memory(&rss, NULL) == 0 ? (int64_t)rss : -1;
 }
 
-void attr__trim_process(void)
+struct mallinfo2 attr__trim_process(void)
 {
     struct mallinfo2 mi = mallinfo2();
     if (mi.fordblks > ATTR_TRIM_BYTES) {
+        /* Free memory the allocator kept (in holes between what is in use, after a burst
+         * of ingestion): the pages go back to the kernel, so that the next burst starts
+         * from what is in use. A few milliseconds every few seconds at most. */
         (void)malloc_trim(0);
+        mi = mallinfo2();
     }
+    return mi;
 }
 
 /**
@@ -281,18 +286,11 @@ void attr__account_memory(attr_svc_t *svc, int force)
     /* The allocator and RSS are the process's: a cluster node's partition engines (no
      * metrics of their own) leave them alone; with dozens of engines, each walking every
      * malloc arena (mallinfo2) and trimming every tick cost about 5 % of a node's CPU
-     * under ingestion (perf). The runtime's listener trims for the whole process. */
+     * under ingestion (perf). The node trims once for the process (attr_node_parts.c). */
     int process = svc->metrics != NULL;
     struct mallinfo2 mi = {0};
     if (process) {
-        mi = mallinfo2();
-    }
-    if (process && mi.fordblks > ATTR_TRIM_BYTES) {
-        /* Free memory the allocator kept (in holes between what is in use, after a burst
-         * of ingestion): the pages go back to the kernel, so that the next burst starts
-         * from what is in use. A few milliseconds every few seconds at most. */
-        (void)malloc_trim(0);
-        mi = mallinfo2();
+        mi = attr__trim_process();
     }
     int64_t v[ATTR_N_MEM_PARTS] = {
         (int64_t)m.rollups,

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "common/metrics.h"
@@ -86,11 +85,10 @@ static void attr__snapper_stop(attr_host_t *host);
 
 static const char *const attr__state_names[] = {"off", "building", "serving", "closing"};
 
-static int64_t attr__realtime_ns(void)
+/* Bytes of the partition's log since its latest snapshot (what a taker reads after it). */
+static uint64_t attr__log_since_snapshot(const attr_part_t *pt)
 {
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return pt->snap_base + (pt->ship.bytes - pt->snap_ship);
 }
 
 /* The partition's own series, labelled partition="<p>". */
@@ -119,12 +117,12 @@ static void attr__part_metrics(attr_host_t *host, attr_part_t *pt)
 /* The per-partition series, from what the node knows now (every snapshot tick). */
 static void attr__parts_gauges(attr_host_t *host)
 {
-    int64_t now = attr__realtime_ns();
+    int64_t now = attr__now();
     for (int p = 0; p < host->n_parts; p++) {
         attr_part_t *pt = &host->parts[p];
         int serving = pt->state == ATTR_PART_SERVING;
         yw_metric_gauge_set(pt->m_serving, serving);
-        uint64_t since = serving ? pt->snap_base + (pt->ship.bytes - pt->snap_ship) : 0;
+        uint64_t since = serving ? attr__log_since_snapshot(pt) : 0;
         yw_metric_gauge_set(pt->m_log_kb, (int64_t)(since >> 10));
         yw_metric_gauge_set(pt->m_snap_age, !serving || pt->snap_time_ns == 0
                                                 ? -1
@@ -389,9 +387,7 @@ static void attr__snap_done(uv_work_t *w, int status)
         pt->snap_base = 0;
         pt->snap_ship = sn->ship_at;
         if (!sn->out.skipped) {
-            pt->snap_time_ns = attr__realtime_ns();
-        }
-        if (!sn->out.skipped) {
+            pt->snap_time_ns = attr__now();
             yw_metric_inc(sn->made);
             yw_metric_add(sn->bytes, sn->out.bytes);
             yw_metric_observe(sn->ms, ms);
@@ -399,8 +395,7 @@ static void attr__snap_done(uv_work_t *w, int status)
                    "partition %d: snapshot covering %llu published (%llu bytes in %u chunks, "
                    "%llu log records since the previous one, %llu ms)%s",
                    pt->p, (unsigned long long)sn->out.covers, (unsigned long long)sn->out.bytes,
-                   sn->out.chunks, (unsigned long long)sn->out.log_records,
-                   (unsigned long long)ms,
+                   sn->out.chunks, (unsigned long long)sn->out.log_records, (unsigned long long)ms,
                    sn->out.purge_failed ? "; the log before it is not purged yet" : "");
         }
     } else {
@@ -427,7 +422,7 @@ static attr_part_t *attr__snap_pick(attr_snapper_t *sn)
             !attr_cluster_owns(host->cluster, p)) {
             continue;
         }
-        uint64_t since = pt->snap_base + (pt->ship.bytes - pt->snap_ship);
+        uint64_t since = attr__log_since_snapshot(pt);
         if (since >= sn->threshold && since > most) {
             best = pt;
             most = since;

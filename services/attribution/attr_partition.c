@@ -118,8 +118,8 @@ static int attr__apply(void *arg, uint64_t seq, const char *kind, const void *da
 }
 
 /* One try of attr_partition_materialize(): `dir` does not exist. */
-static int attr__materialize(attr_cluster_t *c, int p, const char *dir,
-                             attr_partition_built_t *b, char *err, size_t errlen)
+static int attr__materialize(attr_cluster_t *c, int p, const char *dir, attr_partition_built_t *b,
+                             char *err, size_t errlen)
 {
     char path[4200];
     if (mkdir(dir, 0750) != 0) {
@@ -127,8 +127,8 @@ static int attr__materialize(attr_cluster_t *c, int p, const char *dir,
         yw_errmsg_printf(err, errlen, "%s: cannot create: %s", dir, strerror(-rc));
         return rc;
     }
-    int rc = attr_partition_load_snapshot(c, p, dir, &b->covers, &b->snap_bytes,
-                                          &b->snap_time_ns, err, errlen);
+    int rc = attr_partition_load_snapshot(c, p, dir, &b->covers, &b->snap_bytes, &b->snap_time_ns,
+                                          err, errlen);
     if (rc != 0) {
         return rc;
     }

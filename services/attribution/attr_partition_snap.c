@@ -56,8 +56,8 @@ static int attr__pack_flush(attr__packer_t *pk)
         return 0;
     }
     uint64_t seq = 0;
-    int rc = attr_cluster_snap_chunk(pk->c, pk->p, pk->head, pk->head->chunks, pk->buf, pk->n,
-                                     &seq, pk->err, pk->errlen);
+    int rc = attr_cluster_snap_chunk(pk->c, pk->p, pk->head, pk->head->chunks, pk->buf, pk->n, &seq,
+                                     pk->err, pk->errlen);
     if (rc != 0) {
         return rc;
     }
@@ -112,7 +112,7 @@ static int attr__pack_file(attr__packer_t *pk, const char *path, const char *nam
     static __thread unsigned char io[1u << 16];
     for (uint64_t off = 0; rc == 0 && off < (uint64_t)sb.st_size;) {
         size_t want = (uint64_t)sb.st_size - off < sizeof io ? (size_t)((uint64_t)sb.st_size - off)
-                                                               : sizeof io;
+                                                             : sizeof io;
         rc = yw_pread_exact(fd, io, want, off);
         if (rc == 0) {
             rc = attr__pack(pk, io, want);
@@ -203,9 +203,12 @@ int attr_partition_snapshot(attr_cluster_t *c, int p, const char *dir, attr_part
     }
     if (rc == 0 && !out->skipped) {
         attr_cluster_snap_t head = {.covers = built.last, .nonce = uv_hrtime()};
-        attr__packer_t pk = {
-            .c = c, .p = p, .head = &head, .buf = malloc(ATTR__SNAP_CHUNK), .err = err,
-            .errlen = errlen};
+        attr__packer_t pk = {.c = c,
+                             .p = p,
+                             .head = &head,
+                             .buf = malloc(ATTR__SNAP_CHUNK),
+                             .err = err,
+                             .errlen = errlen};
         char xdir[4200];
         snprintf(xdir, sizeof xdir, "%s/exposures", dir);
         rc = pk.buf == NULL ? -ENOMEM : attr__pack(&pk, ATTR__SNAP_MAGIC, 8);

@@ -26,6 +26,7 @@
 #ifndef ATTR_SERVICE_INT_H
 #define ATTR_SERVICE_INT_H
 
+#include <malloc.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -572,10 +573,11 @@ void attr__on_timer(uv_timer_t *t);
 
 /**
  * Gives the free memory the allocator keeps back to the kernel when it is over a few MiB
- * (malloc_trim()): process-wide, for a cluster node (its partition engines leave the
- * allocator alone), every few seconds.
+ * (malloc_trim()): process-wide, every few seconds (standalone: the engine's maintenance
+ * tick; a cluster node: the node's, its partition engines leave the allocator alone).
+ * Returns mallinfo2() as it is after.
  */
-void attr__trim_process(void);
+struct mallinfo2 attr__trim_process(void);
 
 /** Registers the service's metrics (memory by part, the cache, the audit). */
 void attr__metrics_register(attr_svc_t *svc);

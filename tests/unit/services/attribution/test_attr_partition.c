@@ -92,7 +92,7 @@ YW_TEST(a_partition_is_built_from_its_snapshot_and_the_log_after_it)
     YW_CHECK_INT(ps.appends, ==, 2);
     attr_partition_built_t b;
     YW_CHECK_INT(attr_partition_materialize(c, 0, d1, &b, err, sizeof err), ==, 0);
-    YW_CHECK_INT(b.covers, ==, 0); /* no snapshot yet: the log from its start */
+    YW_CHECK_INT(b.covers, ==, 0);  /* no snapshot yet: the log from its start */
     YW_CHECK_INT(b.records, ==, 3); /* the lease marker and the two */
     int byte = 0;
     YW_CHECK_INT(seg_size(d1, 1, SEG_HDR + BIG - 1, &byte), ==, SEG_HDR + BIG);
