@@ -179,7 +179,30 @@ def wait_until(fn, what, timeout=120):
     raise RuntimeError("%s: not ready after %d s (%s)" % (what, timeout, last))
 
 
-class Service:
+class Process:
+    """A child process (self.proc, a Popen once started): its pid, whether it runs, and a
+    stop that sends SIGTERM and waits STOP_TIMEOUT_S before it kills."""
+
+    STOP_TIMEOUT_S = 60
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Service(Process):
     """One of our service processes on a free loopback port, with its own data dir."""
 
     def __init__(self, work, name, binary, extra=()):
@@ -206,21 +229,6 @@ class Service:
         if resp != b"\x08\x01":
             raise RuntimeError("not SERVING: %r" % resp)
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def cpu_seconds(pid):
@@ -336,11 +344,13 @@ def cpu_of(pids):
     return total
 
 
-class NatsServer:
+class NatsServer(Process):
     """One nats-server (Debian's) with JetStream on loopback, in a cluster with its peers:
     server_name, listen, http monitoring, store_dir and the routes to the others, as
     tests/integration/nats_cluster.py writes them (and a user's cluster does). JetStream's
     limits are nats-server's defaults."""
+
+    STOP_TIMEOUT_S = 30
 
     def __init__(self, work, name):
         self.name = name
@@ -390,21 +400,6 @@ class NatsServer:
                     return st["state"]["messages"], st["state"]["bytes"]
         return 0, 0
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Node(Service):
