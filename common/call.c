@@ -652,6 +652,14 @@ static void yw__call_maybe_free(yw_call_t *c)
         grpc_call_details_destroy(&c->details);
     }
     if (c->fake != NULL) {
+        if (c->prev != NULL) {
+            c->prev->next = c->next;
+        } else if (srv->inproc == c) {
+            srv->inproc = c->next;
+        }
+        if (c->next != NULL) {
+            c->next->prev = c->prev;
+        }
         c->fake->unref(c);
     } else if (c->call != NULL) {
         grpc_call_unref(c->call);
@@ -847,6 +855,14 @@ static void yw__on_new_call(yw_tag_t *tag, int ok)
 void yw__call_arrived(yw_call_t *c)
 {
     c->srv->live_calls++;
+    if (c->fake != NULL) {
+        /* gRPC does not know it: the grace period cancels it (server.c) from this list. */
+        c->next = c->srv->inproc;
+        if (c->next != NULL) {
+            c->next->prev = c;
+        }
+        c->srv->inproc = c;
+    }
     c->start_ns = yw__now_ns();
     yw__count_start(c);
     c->pending++; /* held until the end of this callback, see yw__on_send */

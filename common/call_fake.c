@@ -54,7 +54,8 @@ typedef struct {
 
 struct st_yw_fake_call_t {
     yw_runtime_t *rt;
-    yw_server_t *srv; /* never started: the call's yw_call_server() */
+    yw_server_t *srv; /* the call's yw_call_server(): the config's, or the fake's own */
+    int own_srv;      /* srv is the fake's (never started), destroyed with it */
     yw_service_t svc; /* the service, with the test's ctx */
     yw__reg_t reg;
     yw_call_t *call; /* NULL once the runtime freed it */
@@ -91,6 +92,12 @@ struct st_yw_fake_call_t {
     int running;
     uint64_t run_start_ns;
     int handles_open;
+    /* the client told (in process: client.h's channel) */
+    void (*on_status)(yw_fake_call_t *fc, void *arg);
+    void *on_status_arg;
+    uv_timer_t status_timer; /* runs on_status once the status is known */
+    int told;                /* on_status ran */
+    int detached;            /* yw_fake_call_detach(): freed once over and told */
 };
 
 static grpc_byte_buffer *yw__fake_bb(const uint8_t *data, size_t len)
@@ -200,6 +207,8 @@ int yw_fake_call_run(yw_fake_call_t *fc)
 
 /* ---- the transport (yw__fake_ops_t) ---- */
 
+static void yw__fake_on_status_timer(uv_timer_t *t);
+
 static void yw__fake_set_status(yw_fake_call_t *fc, grpc_status_code code, const char *msg)
 {
     if (fc->code >= 0) {
@@ -208,6 +217,10 @@ static void yw__fake_set_status(yw_fake_call_t *fc, grpc_status_code code, const
     fc->code = (int)code;
     free(fc->status_msg);
     fc->status_msg = strdup(msg != NULL ? msg : "");
+    if (fc->on_status != NULL) {
+        /* Not from inside call.c: on the next turn of the loop. */
+        uv_timer_start(&fc->status_timer, yw__fake_on_status_timer, 0, 0);
+    }
 }
 
 /* The call is cancelled (client, deadline or server): what waits completes. */
@@ -370,12 +383,29 @@ static void yw__fake_cancel(yw_call_t *c, grpc_status_code code, const char *why
     yw__fake_cancelled(c->fake_arg, code, why);
 }
 
+static void yw__fake_release(yw_fake_call_t *fc);
+
+/* The client has its status: on_status runs; a detached fake whose call the runtime
+ * freed goes. */
+static void yw__fake_on_status_timer(uv_timer_t *t)
+{
+    yw_fake_call_t *fc = t->data;
+    fc->told = 1;
+    fc->on_status(fc, fc->on_status_arg);
+    if (fc->detached && fc->over) {
+        yw__fake_release(fc);
+    }
+}
+
 static void yw__fake_unref(yw_call_t *c)
 {
     yw_fake_call_t *fc = c->fake_arg;
     fc->call = NULL;
     fc->over = 1;
     uv_timer_stop(&fc->deadline_timer);
+    if (fc->detached && (fc->told || fc->on_status == NULL)) {
+        yw__fake_release(fc);
+    }
     yw__fake_check(fc);
 }
 
@@ -416,6 +446,18 @@ static const yw_method_t *yw__fake_method(const yw_service_t *svc, const char *n
         const char *slash = strrchr(path, '/');
         if (slash != NULL && strlen(slash + 1) == nlen && memcmp(slash + 1, name, nlen) == 0) {
             return &svc->methods[i];
+        }
+    }
+    return NULL;
+}
+
+/* The server's registration of the method at `path` ("/pkg.Service/Method"), or NULL
+ * (none, or the server is not started: it registers its methods when it starts). */
+static const yw__reg_t *yw__fake_served(const yw_server_t *srv, const char *path)
+{
+    for (size_t i = 0; srv->regs != NULL && i < srv->n_regs; i++) {
+        if (strcmp(srv->regs[i].method->path, path) == 0) {
+            return &srv->regs[i];
         }
     }
     return NULL;
@@ -493,7 +535,7 @@ static void yw__fake_free(yw_fake_call_t *fc)
     free(fc->sent);
     free(fc->status_msg);
     free(fc->trailing_rid);
-    if (fc->srv != NULL) {
+    if (fc->srv != NULL && fc->own_srv) {
         yw_server_destroy(fc->srv);
     }
     free(fc);
@@ -552,12 +594,24 @@ static void yw__fake_drop_call(yw_fake_call_t *fc)
 
 int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fake_call_t **out)
 {
-    if (cfg->service == NULL || cfg->method == NULL) {
+    if (cfg->method == NULL || (cfg->service == NULL && cfg->server == NULL)) {
         return -EINVAL;
     }
-    const yw_method_t *method = yw__fake_method(cfg->service, cfg->method);
-    if (method == NULL) {
-        return -ENOENT;
+    const yw__reg_t *served = NULL;
+    const yw_method_t *method = NULL;
+    if (cfg->server != NULL) {
+        served = yw__fake_served(cfg->server, cfg->method);
+        if (served == NULL) {
+            return cfg->server->regs == NULL ? -EINVAL : -ENOENT;
+        }
+        if (cfg->server->shutting_down) {
+            return -ESHUTDOWN;
+        }
+    } else {
+        method = yw__fake_method(cfg->service, cfg->method);
+        if (method == NULL) {
+            return -ENOENT;
+        }
     }
     yw_fake_call_t *fc = calloc(1, sizeof *fc);
     if (fc == NULL) {
@@ -565,9 +619,17 @@ int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fa
     }
     fc->rt = rt;
     fc->code = -1;
-    char err[128];
-    yw_server_config_t scfg = {.listen = "fake"};
-    int rc = yw_server_create(rt, &scfg, &fc->srv, err, sizeof err);
+    fc->on_status = cfg->on_status;
+    fc->on_status_arg = cfg->on_status_arg;
+    int rc = 0;
+    if (served != NULL) {
+        fc->srv = cfg->server;
+    } else {
+        char err[128];
+        yw_server_config_t scfg = {.listen = "fake"};
+        rc = yw_server_create(rt, &scfg, &fc->srv, err, sizeof err);
+        fc->own_srv = rc == 0;
+    }
     if (rc == 0 && cfg->caller != NULL && (fc->caller = strdup(cfg->caller)) == NULL) {
         rc = -ENOMEM;
     }
@@ -575,12 +637,17 @@ int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fa
         yw__fake_free(fc);
         return rc;
     }
-    fc->svc = *cfg->service;
-    fc->svc.ctx = cfg->service_ctx;
-    fc->reg.srv = fc->srv;
-    fc->reg.svc = &fc->svc;
-    fc->reg.method = method;
+    if (served != NULL) {
+        fc->reg = *served; /* the server's service, method and metrics */
+    } else {
+        fc->svc = *cfg->service;
+        fc->svc.ctx = cfg->service_ctx;
+        fc->reg.srv = fc->srv;
+        fc->reg.svc = &fc->svc;
+        fc->reg.method = method;
+    }
     fc->reg.auth_open = 1;
+    fc->reg.read_later = 0; /* no auth check to wait for: the request comes with the call */
     if ((rc = yw__fake_make_call(fc, cfg)) != 0) {
         yw__fake_drop_call(fc);
         yw__fake_free(fc);
@@ -590,8 +657,9 @@ int yw_fake_call_start(yw_runtime_t *rt, const yw_fake_call_config_t *cfg, yw_fa
     uv_idle_init(loop, &fc->idle);
     uv_timer_init(loop, &fc->deadline_timer);
     uv_timer_init(loop, &fc->poll_timer);
-    fc->idle.data = fc->deadline_timer.data = fc->poll_timer.data = fc;
-    fc->handles_open = 3;
+    uv_timer_init(loop, &fc->status_timer);
+    fc->idle.data = fc->deadline_timer.data = fc->poll_timer.data = fc->status_timer.data = fc;
+    fc->handles_open = 4;
     if (cfg->timeout_ms > 0) {
         uv_timer_start(&fc->deadline_timer, yw__fake_on_deadline, (uint64_t)cfg->timeout_ms, 0);
     }
@@ -709,11 +777,49 @@ const char *yw_fake_call_trailing_request_id(const yw_fake_call_t *fc)
 
 /* ---- the end ---- */
 
+/* An empty queue of completions goes with the last fake call that leaves it empty. */
+static void yw__fake_queue_trim(void)
+{
+    if (yw__fake_queue.n == 0) {
+        free(yw__fake_queue.v);
+        yw__fake_queue.v = NULL;
+        yw__fake_queue.cap = 0;
+    }
+}
+
 static void yw__fake_on_closed(uv_handle_t *h)
 {
     yw_fake_call_t *fc = h->data;
-    if (--fc->handles_open == 0) {
+    if (--fc->handles_open > 0) {
+        return;
+    }
+    if (fc->detached) {
+        yw__fake_queue_trim();
+        yw__fake_free(fc);
+    } else {
         yw_runtime_stop(fc->rt);
+    }
+}
+
+static void yw__fake_close_handles(yw_fake_call_t *fc)
+{
+    uv_close((uv_handle_t *)&fc->idle, yw__fake_on_closed);
+    uv_close((uv_handle_t *)&fc->deadline_timer, yw__fake_on_closed);
+    uv_close((uv_handle_t *)&fc->poll_timer, yw__fake_on_closed);
+    uv_close((uv_handle_t *)&fc->status_timer, yw__fake_on_closed);
+}
+
+/* A detached fake whose call is over and told: its handles close, then it is freed. */
+static void yw__fake_release(yw_fake_call_t *fc)
+{
+    yw__fake_close_handles(fc);
+}
+
+void yw_fake_call_detach(yw_fake_call_t *fc)
+{
+    fc->detached = 1;
+    if (fc->over && (fc->told || fc->on_status == NULL)) {
+        yw__fake_release(fc);
     }
 }
 
@@ -730,15 +836,14 @@ void yw_fake_call_destroy(yw_fake_call_t *fc)
             return;
         }
     }
-    uv_close((uv_handle_t *)&fc->idle, yw__fake_on_closed);
-    uv_close((uv_handle_t *)&fc->deadline_timer, yw__fake_on_closed);
-    uv_close((uv_handle_t *)&fc->poll_timer, yw__fake_on_closed);
+    if (fc->on_status != NULL && !fc->told && fc->code >= 0) {
+        /* on_status is due on the next turn: it runs now. */
+        uv_timer_stop(&fc->status_timer);
+        yw__fake_on_status_timer(&fc->status_timer);
+    }
+    yw__fake_close_handles(fc);
     yw_runtime_run(fc->rt); /* until the last close callback stops it */
     /* Another call's idle handle runs what is queued; an empty queue goes with the last. */
-    if (yw__fake_queue.n == 0) {
-        free(yw__fake_queue.v);
-        yw__fake_queue.v = NULL;
-        yw__fake_queue.cap = 0;
-    }
+    yw__fake_queue_trim();
     yw__fake_free(fc);
 }

@@ -35,6 +35,11 @@
  * parent carries its request id, not its deadline), the call is counted in no metrics,
  * and yw_call_server() is a server of the fake's own that never starts.
  *
+ * In process: the same transport serves the calls of an in-process channel (client.h,
+ * yw_channel_create_local()), a service calling a service of its own server without a
+ * connection: the config names the server, a callback tells the end of the call, and
+ * yw_fake_call_detach() frees it without running the loop.
+ *
  * Ownership: the fake call owns everything it returns (messages, status text) until
  * yw_fake_call_destroy(). The yw_call_t the handler sees is the runtime's, freed by it
  * when the call is over, as always. Loop thread only, as everything of server.h: the
@@ -82,6 +87,23 @@ typedef struct st_yw_fake_call_config_t {
     const char *caller;
     /** Milliseconds from the start to the call's deadline; 0: no deadline. */
     int64_t timeout_ms;
+    /**
+     * In process (client.h, yw_channel_create_local()): serve the call on this started
+     * server, as one of its own calls (its services' ctx, its per-method metrics, its
+     * count of calls in flight, which its stop waits for), without the auth check (the
+     * call comes from the process itself). `method` is then the full path
+     * ("/pkg.Service/Method") and `service` and `service_ctx` are not used. NULL: the
+     * fake's own server, never started.
+     */
+    yw_server_t *server;
+    /**
+     * Called once on the loop, from a callback of its own, when the client has its
+     * status (yw_fake_call_status(): the handler's, with the messages sent before it; or
+     * CANCELLED / DEADLINE_EXCEEDED, the handler maybe still running, as a gRPC client
+     * hears of its deadline without waiting for the server). NULL: none.
+     */
+    void (*on_status)(yw_fake_call_t *fc, void *arg);
+    void *on_status_arg;
 } yw_fake_call_config_t;
 
 /**
@@ -166,6 +188,14 @@ const char *yw_fake_call_trailing_request_id(const yw_fake_call_t *fc);
  * never finishes it).
  */
 void yw_fake_call_destroy(yw_fake_call_t *fc);
+
+/**
+ * Frees the fake call once it is over (the runtime freed the call) and its on_status
+ * ran, without running the loop (the loop that runs anyway does): for a call made from a
+ * callback on the loop (client.h's in-process channel). `fc` must not be used after
+ * this, but inside on_status (which still runs).
+ */
+void yw_fake_call_detach(yw_fake_call_t *fc);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,8 @@
 #include "common/client.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "common/call_fake.h"
 #include "common/log.h"
 
 typedef struct st_yw__ccall_t {
@@ -34,10 +37,23 @@ typedef struct st_yw__ccall_t {
     char rid[YW_REQUEST_ID_MAX + 1]; /* the parent's request id, or "" */
 } yw__ccall_t;
 
+/* A call of an in-process channel: a fake call (call_fake.h) on the channel's server. */
+typedef struct st_yw__lcall_t {
+    yw_channel_t *ch;
+    yw_fake_call_t *fc; /* valid until its on_status returned (detached: freed after) */
+    const ProtobufCMessageDescriptor *desc;
+    yw_unary_cb_t cb;
+    void *arg;
+    struct st_yw__lcall_t *prev, *next;
+    char rid[YW_REQUEST_ID_MAX + 1]; /* the parent's request id, or "" */
+} yw__lcall_t;
+
 struct st_yw_channel_t {
     yw_runtime_t *rt;
-    grpc_channel *channel;
-    yw__ccall_t *calls; /* in flight */
+    grpc_channel *channel; /* NULL: in process (`local`) */
+    yw_server_t *local;    /* an in-process channel's server */
+    yw__ccall_t *calls;    /* in flight */
+    yw__lcall_t *lcalls;   /* in flight, in process */
     int closing;
     int in_callback; /* a completion callback is running: free after it */
 };
@@ -78,22 +94,44 @@ int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out)
     return 0;
 }
 
+int yw_channel_create_local(yw_runtime_t *rt, yw_server_t *srv, yw_channel_t **out)
+{
+    yw_channel_t *ch = calloc(1, sizeof *ch);
+    if (ch == NULL) {
+        return -ENOMEM;
+    }
+    ch->rt = rt;
+    ch->local = srv;
+    *out = ch;
+    return 0;
+}
+
 static void yw__channel_free(yw_channel_t *ch)
 {
-    grpc_channel_destroy(ch->channel);
+    if (ch->channel != NULL) {
+        grpc_channel_destroy(ch->channel);
+    }
     free(ch);
+}
+
+/* Frees a closing channel once nothing is in flight or in a callback. */
+static void yw__channel_maybe_free(yw_channel_t *ch)
+{
+    if (ch->closing && ch->calls == NULL && ch->lcalls == NULL && !ch->in_callback) {
+        yw__channel_free(ch);
+    }
 }
 
 void yw_channel_destroy(yw_channel_t *ch)
 {
     ch->closing = 1;
-    if (ch->calls == NULL && !ch->in_callback) {
-        yw__channel_free(ch);
-        return;
-    }
     for (yw__ccall_t *c = ch->calls; c != NULL; c = c->next) {
         grpc_call_cancel(c->call, NULL);
     }
+    for (yw__lcall_t *l = ch->lcalls; l != NULL; l = l->next) {
+        yw_fake_call_cancel(l->fc);
+    }
+    yw__channel_maybe_free(ch);
 }
 
 static const char *yw__ccall_request_id(void *arg)
@@ -111,6 +149,35 @@ static void yw__md_unref(yw__ccall_t *c)
     }
 }
 
+/* An OK call's one message `data` (NULL: none came) unpacked; NULL with *code INTERNAL
+ * and `detail` saying why when it is missing or not a `desc` message. */
+static ProtobufCMessage *yw__reply(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                   size_t len, grpc_status_code *code, char *detail, size_t dlen)
+{
+    ProtobufCMessage *resp = data != NULL ? protobuf_c_message_unpack(desc, NULL, len, data) : NULL;
+    if (resp == NULL) {
+        *code = GRPC_STATUS_INTERNAL;
+        snprintf(detail, dlen,
+                 data != NULL ? "response: not a valid %s message"
+                              : "response: the %s message is missing",
+                 desc->name);
+    }
+    return resp;
+}
+
+/* Runs a call's callback: lines it logs carry the parent call's request id `rid`; the
+ * channel is not freed under it. */
+static void yw__tell(yw_channel_t *ch, char *rid, yw_unary_cb_t cb, void *arg,
+                     grpc_status_code code, const char *detail, ProtobufCMessage *resp)
+{
+    ch->in_callback++;
+    yw_log_ctx_t ctx = {yw__ccall_request_id, rid};
+    yw_log_ctx_t prev = yw_log_swap_ctx(ctx);
+    cb(arg, code, detail, resp);
+    (void)yw_log_swap_ctx(prev);
+    ch->in_callback--;
+}
+
 static void yw__on_unary_done(yw_tag_t *tag, int ok)
 {
     yw__ccall_t *c = (yw__ccall_t *)tag;
@@ -124,24 +191,17 @@ static void yw__on_unary_done(yw_tag_t *tag, int ok)
     memcpy(detail, GRPC_SLICE_START_PTR(c->details), dlen);
     detail[dlen] = '\0';
     ProtobufCMessage *resp = NULL;
-    if (code == GRPC_STATUS_OK) {
-        if (c->recv_bb == NULL) {
-            code = GRPC_STATUS_INTERNAL;
-            snprintf(detail, sizeof detail, "response: the %s message is missing", c->desc->name);
-        } else {
-            grpc_byte_buffer_reader reader;
-            if (grpc_byte_buffer_reader_init(&reader, c->recv_bb)) {
-                grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-                grpc_byte_buffer_reader_destroy(&reader);
-                resp = protobuf_c_message_unpack(c->desc, NULL, GRPC_SLICE_LENGTH(all),
-                                                 GRPC_SLICE_START_PTR(all));
-                grpc_slice_unref(all);
-            }
-            if (resp == NULL) {
-                code = GRPC_STATUS_INTERNAL;
-                snprintf(detail, sizeof detail, "response: not a valid %s message", c->desc->name);
-            }
-        }
+    grpc_byte_buffer_reader reader;
+    if (code != GRPC_STATUS_OK) {
+        /* the peer's failure */
+    } else if (c->recv_bb != NULL && grpc_byte_buffer_reader_init(&reader, c->recv_bb)) {
+        grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+        resp = yw__reply(c->desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &code, detail,
+                         sizeof detail);
+        grpc_slice_unref(all);
+    } else {
+        resp = yw__reply(c->desc, NULL, 0, &code, detail, sizeof detail);
     }
     /* Unlink first: the callback may destroy the channel. */
     if (c->prev != NULL) {
@@ -152,13 +212,7 @@ static void yw__on_unary_done(yw_tag_t *tag, int ok)
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
-    ch->in_callback++;
-    /* Lines the callback logs carry the parent call's request id. */
-    yw_log_ctx_t ctx = {yw__ccall_request_id, c->rid};
-    yw_log_ctx_t prev = yw_log_swap_ctx(ctx);
-    c->cb(c->arg, code, detail, resp);
-    (void)yw_log_swap_ctx(prev);
-    ch->in_callback--;
+    yw__tell(ch, c->rid, c->cb, c->arg, code, detail, resp);
     if (c->send_bb != NULL) {
         grpc_byte_buffer_destroy(c->send_bb);
     }
@@ -171,9 +225,92 @@ static void yw__on_unary_done(yw_tag_t *tag, int ok)
     yw__md_unref(c);
     grpc_call_unref(c->call);
     free(c);
-    if (ch->closing && ch->calls == NULL && !ch->in_callback) {
-        yw__channel_free(ch);
+    yw__channel_maybe_free(ch);
+}
+
+/* ---- in process ---- */
+
+/* The end of an in-process call: its status and its one message, as a peer's. */
+static void yw__on_local_status(yw_fake_call_t *fc, void *arg)
+{
+    yw__lcall_t *l = arg;
+    yw_channel_t *ch = l->ch;
+    const char *msg = "";
+    int st = yw_fake_call_status(fc, &msg);
+    grpc_status_code code = st >= 0 ? (grpc_status_code)st : GRPC_STATUS_UNKNOWN;
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", msg);
+    ProtobufCMessage *resp = NULL;
+    if (code == GRPC_STATUS_OK) {
+        size_t len = 0;
+        const uint8_t *data = yw_fake_call_sent(fc, 0, &len);
+        resp = yw__reply(l->desc, data, len, &code, detail, sizeof detail);
     }
+    if (l->prev != NULL) {
+        l->prev->next = l->next;
+    } else {
+        ch->lcalls = l->next;
+    }
+    if (l->next != NULL) {
+        l->next->prev = l->prev;
+    }
+    yw__tell(ch, l->rid, l->cb, l->arg, code, detail, resp);
+    free(l);
+    yw__channel_maybe_free(ch);
+}
+
+/* yw_client_unary_md() on an in-process channel. */
+static int yw__local_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage *req,
+                           const ProtobufCMessageDescriptor *resp_desc, yw_call_t *parent,
+                           int64_t timeout_ms, const yw_client_md_t *md, size_t n_md,
+                           yw_unary_cb_t cb, void *arg)
+{
+    yw__lcall_t *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        return -ENOMEM;
+    }
+    /* The earlier of the parent's deadline and ours; one already past is a millisecond
+     * away (the call then ends DEADLINE_EXCEEDED, as gRPC's would). */
+    int64_t t = timeout_ms > 0 ? timeout_ms : 0;
+    if (parent != NULL) {
+        int64_t left = yw_call_remaining_ms(parent);
+        if (left != INT64_MAX && (t == 0 || left < t)) {
+            t = left > 0 ? left : 1;
+        }
+        snprintf(l->rid, sizeof l->rid, "%s", yw_call_request_id(parent));
+    }
+    const char *pairs[2 * YW_CLIENT_MAX_MD + 1];
+    for (size_t i = 0; i < n_md; i++) {
+        pairs[2 * i] = md[i].key;
+        pairs[2 * i + 1] = md[i].value;
+    }
+    pairs[2 * n_md] = NULL;
+    yw_fake_call_config_t cfg = {
+        .server = ch->local,
+        .method = method,
+        .request = req,
+        .request_id = l->rid[0] != '\0' ? l->rid : NULL,
+        .metadata = pairs,
+        .timeout_ms = t,
+        .on_status = yw__on_local_status,
+        .on_status_arg = l,
+    };
+    int rc = yw_fake_call_start(ch->rt, &cfg, &l->fc);
+    if (rc != 0) {
+        free(l);
+        return rc;
+    }
+    yw_fake_call_detach(l->fc);
+    l->ch = ch;
+    l->desc = resp_desc;
+    l->cb = cb;
+    l->arg = arg;
+    l->next = ch->lcalls;
+    if (ch->lcalls != NULL) {
+        ch->lcalls->prev = l;
+    }
+    ch->lcalls = l;
+    return 0;
 }
 
 int yw_client_unary(yw_channel_t *ch, const char *method, const ProtobufCMessage *req,
@@ -193,6 +330,9 @@ int yw_client_unary_md(yw_channel_t *ch, const char *method, const ProtobufCMess
     }
     if (n_md > YW_CLIENT_MAX_MD) {
         return -EINVAL;
+    }
+    if (ch->local != NULL) {
+        return yw__local_unary(ch, method, req, resp_desc, parent, timeout_ms, md, n_md, cb, arg);
     }
     yw__ccall_t *c = calloc(1, sizeof *c);
     if (c == NULL) {

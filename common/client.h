@@ -34,6 +34,19 @@ typedef struct st_yw_channel_t yw_channel_t;
  */
 int yw_channel_create(yw_runtime_t *rt, const char *target, yw_channel_t **out);
 
+/**
+ * A channel to a server of this process (started): its calls are served in process by
+ * that server's own handlers, through the runtime's call path (call_fake.h) instead of a
+ * connection: no HTTP/2, no socket, no gRPC call on either side. For a service that
+ * calls itself (attribution's cluster front, for the partitions its own node holds).
+ * What differs from a channel to the same server's address: no auth check (the call
+ * comes from the process itself), and a call is not cancelled with its parent (it runs
+ * to its end, or to the earlier of the parent's deadline and its own). The request is
+ * packed and unpacked as on the wire, so the handler sees what a peer would send.
+ * Returns 0 or -ENOMEM.
+ */
+int yw_channel_create_local(yw_runtime_t *rt, yw_server_t *srv, yw_channel_t **out);
+
 /** Closes the channel; calls still in flight complete with CANCELLED first. */
 void yw_channel_destroy(yw_channel_t *ch);
 

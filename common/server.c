@@ -286,6 +286,10 @@ static void yw__on_grace(uv_timer_t *t)
     yw_log(YW_LOG_WARN, "grace period over: cancelling %zu call(s) in flight", srv->live_calls);
     srv->grace_fired = 1;
     grpc_server_cancel_all_calls(srv->server);
+    /* The in-process calls too, with the status gRPC gives its own. */
+    for (yw_call_t *c = srv->inproc; c != NULL; c = c->next) {
+        c->fake->cancel(c, GRPC_STATUS_UNAVAILABLE, "Cancelling all calls");
+    }
 }
 
 static void yw__noop_done(void *arg)

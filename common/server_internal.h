@@ -3,7 +3,8 @@
  * files that implement it: server.c (creating, starting and stopping a server, method
  * registration, auth), call.c (a call's life: receiving, dispatching, sending, freeing)
  * and server_metrics.c (the grpc_server_* metrics of every method); and call_fake.c, the
- * test seam that runs calls without gRPC (call_fake.h). Nothing else includes it. Loop
+ * transport of calls that come without gRPC (call_fake.h: the tests' fake calls and the
+ * in-process channel's calls, client.h). Nothing else includes it. Loop
  * thread only, as everything of server.h.
  */
 #ifndef YW_SERVER_INTERNAL_H
@@ -110,7 +111,7 @@ struct st_yw_call_t {
     grpc_slice status_slice;
     void *data;
     uint64_t start_ns;
-    struct st_yw_call_t *prev, *next; /* live calls, for shutdown accounting */
+    struct st_yw_call_t *prev, *next; /* in-process calls of the server (srv->inproc) */
     grpc_metadata rid_md;             /* x-request-id in the trailing metadata of a failure */
     int rid_md_set;                   /* rid_md.value holds a slice */
     size_t rid_len;                   /* 0 until yw_call_request_id() first ran */
@@ -138,6 +139,7 @@ struct st_yw_server_t {
     yw__reg_t *regs;
     size_t n_regs;
     size_t live_calls; /* accepted and not yet freed */
+    yw_call_t *inproc; /* the live calls that came in process (call_fake.h), not gRPC */
     size_t requested;  /* requested from gRPC and not yet arrived */
     uv_timer_t grace_timer;
     int handles_open; /* uv handles (the grace timer) not yet closed */

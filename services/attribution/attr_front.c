@@ -10,8 +10,8 @@
 #include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_validate.h"
 
-int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, const char *tier_addr,
-                      int64_t tier_ttl_ns, attr_front_t **out)
+int attr_front_create(yw_runtime_t *rt, yw_server_t *srv, attr_cluster_t *cluster,
+                      const char *tier_addr, int64_t tier_ttl_ns, attr_front_t **out)
 {
     attr_front_t *f = calloc(1, sizeof *f);
     if (f == NULL) {
@@ -21,6 +21,9 @@ int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, const char *tie
     f->cluster = cluster;
     f->names = calloc(1, sizeof *f->names);
     int rc = f->names != NULL ? attr_state_init(f->names) : -ENOMEM;
+    if (rc == 0) {
+        rc = yw_channel_create_local(rt, srv, &f->local);
+    }
     if (rc == 0) {
         rc = attr_tier_create(rt, tier_addr, tier_ttl_ns, &f->tier);
     }
@@ -39,6 +42,9 @@ void attr_front_destroy(attr_front_t *f)
     }
     for (int i = 0; i < f->n_chans; i++) {
         yw_channel_destroy(f->chans[i].ch);
+    }
+    if (f->local != NULL) {
+        yw_channel_destroy(f->local);
     }
     attr_tier_destroy(f->tier);
     if (f->names != NULL) {
@@ -140,7 +146,7 @@ static void attr__fwd_send(attr__fwd_t *fw)
     }
     int self = 0;
     const char *addr = attr_cluster_route(fw->f->cluster, fw->p, &self);
-    yw_channel_t *ch = addr != NULL ? attr__channel(fw->f, addr) : NULL;
+    yw_channel_t *ch = addr == NULL ? NULL : self ? fw->f->local : attr__channel(fw->f, addr);
     if (ch == NULL) {
         char why[96];
         snprintf(why, sizeof why, "partition %d: no node holds it yet", fw->p);

@@ -7,6 +7,9 @@
  * partition answers it from that partition's engine. A node that does not hold the
  * partition (a lease changing hands) answers UNAVAILABLE; the front tries again, every
  * ATTR_FRONT_RETRY_MS, until the call's deadline (at most ATTR_FRONT_TRIES times).
+ * A part for a partition the assignment gives this node goes to this node's own server
+ * in process (client.h, yw_channel_create_local()): the same handler and the same
+ * answers, without a connection to itself.
  *
  * Ingestion (RecordExposures, RecordConversions): events go by the partition of their
  * viewer_id; the summary adds the parts' counts, and its errors are the parts' errors
@@ -56,11 +59,12 @@ extern "C" {
 typedef struct st_attr_front_t attr_front_t;
 
 /**
- * A front over `cluster`'s routes; channels to the nodes are opened as needed. Reports'
+ * A front over `cluster`'s routes; channels to the other nodes are opened as needed, the
+ * parts for this node go to `srv` (this node's server, started) in process. Reports'
  * creators are labelled by tier scoring at `tier_addr`, labels kept `tier_ttl_ns`.
  */
-int attr_front_create(yw_runtime_t *rt, attr_cluster_t *cluster, const char *tier_addr,
-                      int64_t tier_ttl_ns, attr_front_t **out);
+int attr_front_create(yw_runtime_t *rt, yw_server_t *srv, attr_cluster_t *cluster,
+                      const char *tier_addr, int64_t tier_ttl_ns, attr_front_t **out);
 
 /** Closes the channels (calls in flight complete CANCELLED first). */
 void attr_front_destroy(attr_front_t *f);

@@ -38,6 +38,7 @@ struct st_attr_front_t {
     attr_cluster_t *cluster;
     attr__chan_t chans[ATTR__MAX_CHANNELS];
     int n_chans;
+    yw_channel_t *local; /* this node's own server, in process */
     /* Reports (attr_front_report.c): the creators' names and tier labels of the reports
      * this node renders, and the channel to tier scoring that labels them. */
     attr_state_t *names;

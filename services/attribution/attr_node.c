@@ -137,8 +137,8 @@ static void attr__on_start(uv_timer_t *t)
                  : attr_cluster_start(yw_runtime_loop(yw_app_runtime(host->app)), &s->cfg,
                                       attr__on_cluster, host, &host->cluster, err, sizeof err);
     if (rc == 0 && host->cluster != NULL) {
-        rc = attr_front_create(yw_app_runtime(host->app), host->cluster, host->ecfg.tier_addr,
-                               host->ecfg.tier_label_ttl_ns, &host->front);
+        rc = attr_front_create(yw_app_runtime(host->app), yw_app_server(host->app), host->cluster,
+                               host->ecfg.tier_addr, host->ecfg.tier_label_ttl_ns, &host->front);
         if (rc == 0) {
             rc = attr__parts_init(host, err, sizeof err);
         } else {
