@@ -98,6 +98,12 @@ static void attr__node_metrics(attr_host_t *host)
                                "Time from taking a partition's lease to serving it (its log read "
                                "into a directory, its engine opened).",
                                NULL, ms, sizeof ms / sizeof ms[0], 1e-3, &host->cl_build_ms);
+    static const uint64_t open_ms[] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+    (void)yw_metrics_histogram(m, "yaowei_attribution_cluster_partition_open_seconds",
+                               "Of a build, the time its engine took to open (recovery of the "
+                               "built directory), on the loop: calls wait meanwhile.",
+                               NULL, open_ms, sizeof open_ms / sizeof open_ms[0], 1e-3,
+                               &host->cl_open_ms);
 }
 
 static void attr__on_start_closed(uv_handle_t *h)

@@ -262,7 +262,7 @@ typedef struct st_attr_host_t {
     struct st_attr_node_start_t *node_start; /* joining once the server serves */
     int clustered;                           /* --cluster given */
     yw_metric_t *cl_connected, *cl_ready, *cl_nodes, *cl_assigned, *cl_owned, *cl_lost;
-    yw_metric_t *cl_serving, *cl_builds, *cl_build_ms;
+    yw_metric_t *cl_serving, *cl_builds, *cl_build_ms, *cl_open_ms;
     /* The partitions' engines on this node (attr_node_parts.c), and the front that splits
      * and forwards clients' calls (attr_front.h). */
     struct st_attr_front_t *front;

@@ -257,6 +257,10 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes):
     builds = sum(n.metrics()["yaowei_attribution_cluster_partition_builds_total"]
                  for n in (a, b))
     assert builds >= PARTITIONS + 1  # the first builds, then the dead node's again
+    # Each build's engine opening on the loop is timed apart.
+    opens = sum(n.metrics()["yaowei_attribution_cluster_partition_open_seconds_count"]
+                for n in (a, b))
+    assert opens == builds
     s = a.client.call(ATTR + "/RecordExposures", {"events": xs + mixed})
     assert I(s, "duplicates") == 266 and I(s, "accepted") == 0, s
     assert [I(e, "index") for e in s["errors"]] == [240 + i for i in bad], s
