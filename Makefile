@@ -87,14 +87,16 @@ BENCH_PACKAGES := postgresql libpq-dev libgrpc++-dev protobuf-compiler-grpc nght
 # written to bench/results/ (README "Benchmarks"). `make bench QUICK=1`: 1M exposures
 # instead of 10M and shorter runs, a few minutes. CLUSTER=1 adds the attribution cluster
 # of issue 14 (README "Running a cluster": 3 nats-server + 2 nodes beside a standalone,
-# R3 and R1, failover), CLUSTER=only runs just that (no PostgreSQL, no C++ peer).
+# R3 and R1, failover), CLUSTER=only runs just that (no PostgreSQL, no C++ peer); BATCH=N
+# sets the events per RecordExposures call of its rounds (default 1000).
 bench: build
 ifneq ($(CLUSTER),only)
 	$(call apt_install,$(BENCH_PACKAGES))
 	$(BAZEL) build //bench/peer_cpp:get_creator_server //bench:pg_copy_exposures
 endif
 	$(PY) bench/bench.py $(if $(filter-out 0,$(QUICK)),--quick) \
-		$(if $(filter only,$(CLUSTER)),--cluster-only,$(if $(filter-out 0,$(CLUSTER)),--cluster))
+		$(if $(filter only,$(CLUSTER)),--cluster-only,$(if $(filter-out 0,$(CLUSTER)),--cluster)) \
+		$(if $(BATCH),--cluster-batch $(BATCH))
 
 # ---- Stress (never part of `make test`) ------------------------------------------------
 # `make stress`: the long versions of tests whose short versions `make test` runs.

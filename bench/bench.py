@@ -599,7 +599,13 @@ class Bench:
         """bench/results/<stem>.md and .csv: bench(-quick), cluster(-quick) for
         --cluster-only."""
         return (("bench" if self.with_standalone else "cluster")
-                + ("" if self.profile_name == "full" else "-quick"))
+                + ("" if self.profile_name == "full" else "-quick")
+                + ("" if self.batch == 1000 else "-batch%d" % self.batch))
+
+    @property
+    def batch(self):
+        """Events per RecordExposures call in section 6's rounds (--cluster-batch)."""
+        return getattr(self.a, "cluster_batch", 1000)
 
     def say(self, msg):
         line = "[%6.1fs] %s" % (time.time() - self.started, msg)
@@ -1023,14 +1029,15 @@ class Bench:
         for run in range(self.runs):
             seed = 500 + run
             pop = self.population()
+            batch = ["--batch", self.batch]
             sa = self.tool("ingest_exposures", ["--addr", self.sa.addr, "--seconds", s, "--seed",
-                                                seed, "--server-pids", self.sa.pid] + pop,
+                                                seed, "--server-pids", self.sa.pid] + batch + pop,
                            s + 300)
             got = {"standalone": sa}
             for who, c in (("r3", r3), ("r1", r1)):
                 b0 = c.log_state()[1]
                 r = self.cluster_tool("ingest_exposures", c, ["--seconds", s, "--seed", seed]
-                                      + pop, s + 300)
+                                      + batch + pop, s + 300)
                 c.stored += r["sent"]
                 self.add(("cluster", who, "log_bytes"), (c.log_state()[1] - b0) / r["sent"])
                 self.add(("cluster", who, "nats_share"), r["nats_cpu_share"])
@@ -1554,13 +1561,13 @@ def cluster_sections(b, md, row, target):
     md.append("A standalone attribution and two clusters (JetStream streams and buckets with 3 "
               "and with 1 replicas), each with the same %s exposures stored first (preload, "
               "exposures/s: standalone %s, R3 %s, R1 %s). Each round runs standalone, R3, R1 "
-              "back to back: RecordExposures of 1,000, 4 in flight, %d s; the cluster's calls "
+              "back to back: RecordExposures of %s, 4 in flight, %d s; the cluster's calls "
               "spread over both nodes (2 in flight at each; a node forwards the other's "
               "partitions). Server CPU sums every server process over the measured window "
               "(the cluster: %d nats-server + %d nodes); the NATS share is from the whole run."
               % (fmt(n), fmt(S["cluster_preload_rate_standalone"]),
                  fmt(S["cluster_preload_rate_r3"]), fmt(S["cluster_preload_rate_r1"]),
-                 b.p["cluster_seconds"], CLUSTER_NATS, CLUSTER_NODES))
+                 fmt(b.batch), b.p["cluster_seconds"], CLUSTER_NATS, CLUSTER_NODES))
     md.append("")
     md.append("| RecordExposures | exposures/s | p50 ms | p99 ms | server CPU µs/exposure "
               "| of it NATS | server cores busy |")
@@ -1709,7 +1716,7 @@ def cluster_json(b):
             "runs": b.runs, "exposures_preloaded": b.p["exposures"],
             "nats_servers": CLUSTER_NATS, "nodes": CLUSTER_NODES,
             "partitions": CLUSTER_PARTITIONS, "lease_ttl_ms": CLUSTER_LEASE_TTL_MS,
-            "failover_sizes": b.failover_sizes, "figures": figures,
+            "failover_sizes": b.failover_sizes, "cluster_batch": b.batch, "figures": figures,
             "single": {k: v for k, v in b.single.items() if k.startswith("cluster_")}}
 
 def main():
@@ -1723,9 +1730,16 @@ def main():
     ap.add_argument("--cluster-only", action="store_true",
                     help="only the cluster section, with its own standalone attribution to "
                     "compare with (results: cluster(-quick).md, .csv, .json)")
+    ap.add_argument("--cluster-batch", type=int, default=1000, metavar="N",
+                    help="events per RecordExposures call in the cluster section's rounds, "
+                    "standalone's and the clusters' alike (default 1000; results then "
+                    "named cluster(-quick)-batchN): how the cluster's cost depends on the "
+                    "client's batch (make bench CLUSTER=only BATCH=N)")
     a = ap.parse_args()
     if a.runs < 1:
         ap.error("--runs must be >= 1")
+    if not 1 <= a.cluster_batch <= 10000:
+        ap.error("--cluster-batch must be 1..10000 (the service's batch limit)")
     Bench(a).run()
 
 
