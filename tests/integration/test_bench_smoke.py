@@ -280,3 +280,11 @@ def test_cluster_report_writer_on_made_up_figures(tmp_path, monkeypatch):
     lines = (tmp_path / "cluster-quick.csv").read_text().splitlines()
     assert any(line.startswith("cluster,failover at 4000000 stored,s,21.00,20.00,22.00,3")
                for line in lines)
+    # --cluster-batch: the rounds' batch is named in the text, the results are apart.
+    Args.cluster_batch = 10000
+    bench.write_report(b)
+    md = (tmp_path / "cluster-quick-batch10000.md").read_text()
+    assert "back to back: RecordExposures of 10,000, 4 in flight" in md
+    j = json.loads((tmp_path / "cluster-quick-batch10000.json").read_text())
+    assert j["cluster_batch"] == 10000
+    assert "RecordExposures of 1,000, 4 in flight" in (tmp_path / "cluster-quick.md").read_text()
