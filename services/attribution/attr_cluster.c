@@ -680,21 +680,19 @@ static void attr__tick(attr_cluster_t *c)
         }
     }
     if (renewed) {
-        uv_mutex_lock(&c->mu);
-        c->pub_valid_until_ns = started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5;
-        uv_mutex_unlock(&c->mu);
+        __atomic_store_n(&c->pub_valid_until_ns,
+                         started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5, __ATOMIC_RELEASE);
     }
     /* Then what the assignment gives us and we do not hold yet. */
     for (int p = 0; p < c->partitions && !down && attr__worth_asking(c); p++) {
         if (c->assign[p] == me && !c->t_owned[p]) {
             snprintf(key, sizeof key, "p.%d", p);
             attr__acquire(c, p, key);
-            if (c->t_owned[p]) {
-                uv_mutex_lock(&c->mu);
-                if (c->pub_valid_until_ns < started) {
-                    c->pub_valid_until_ns = started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5;
-                }
-                uv_mutex_unlock(&c->mu);
+            if (c->t_owned[p] &&
+                __atomic_load_n(&c->pub_valid_until_ns, __ATOMIC_ACQUIRE) < started) {
+                __atomic_store_n(&c->pub_valid_until_ns,
+                                 started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5,
+                                 __ATOMIC_RELEASE);
             }
         }
     }
@@ -784,7 +782,6 @@ static void attr__on_async(uv_async_t *a)
     c->st = c->pub;
     memcpy(c->owned, c->pub_owned, (size_t)c->partitions);
     attr__routes_copy(&c->routes, &c->pub_routes, c->partitions);
-    c->valid_until_ns = c->pub_valid_until_ns;
     uv_mutex_unlock(&c->mu);
     if (changed && c->cb != NULL) {
         c->cb(c->arg, &c->st);
@@ -911,7 +908,12 @@ void attr_cluster_stop(attr_cluster_t *c)
 
 int attr_cluster_owns(const attr_cluster_t *c, int p)
 {
-    return p >= 0 && p < c->partitions && c->owned[p] && uv_hrtime() < c->valid_until_ns;
+    /* The thread's own renewal time, not the loop's copy of it: a loop busy for a while
+     * (engines opening one after another in a failover) has not run the async that
+     * copies the status, and would take leases the thread kept renewing for lost. A
+     * paused process renews nothing: after SIGCONT this time is past at once. */
+    return p >= 0 && p < c->partitions && c->owned[p] &&
+           uv_hrtime() < __atomic_load_n(&c->pub_valid_until_ns, __ATOMIC_ACQUIRE);
 }
 
 const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self)

@@ -71,7 +71,9 @@ struct st_attr_cluster_t {
     int nats_closed;             /* its closed callback ran: no callback comes after it */
     attr_cluster_status_t pub;   /* the thread's last status */
     uint8_t *pub_owned;          /* partitions (the thread's view) */
-    uint64_t pub_valid_until_ns; /* uv_hrtime() until which the leases are good */
+    /* uv_hrtime() until which the leases are good: written by the thread after each
+     * renewal round, read by the loop (attr_cluster_owns()) directly, both atomically. */
+    uint64_t pub_valid_until_ns;
 
     attr__routes_t pub_routes;
 
@@ -79,7 +81,6 @@ struct st_attr_cluster_t {
     attr__routes_t routes;
     attr_cluster_status_t st;
     uint8_t *owned;
-    uint64_t valid_until_ns;
 
     /* The partitions' logs (attr_cluster_log.c): per partition, under log_mu[p], the last
      * sequence of its subject this node knows (its lease marker or its last append); 0

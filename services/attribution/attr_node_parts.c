@@ -6,12 +6,17 @@
  *   OFF       --(the lease is ours)-->               BUILDING
  *   BUILDING  the log read into a fresh directory on a thread of the pool
  *             (attr_partition_materialize()), then the engine opened over it with the
- *             ship functions: from then on what it makes durable goes to the log first
+ *             ship functions: from then on what it makes durable goes to the log first.
+ *             Engines open on the loop, one per turn of it: the partitions built
+ *             together in a failover wait in a queue (host->open_head), so that calls,
+ *             health and the cluster's news run between two openings
  *   SERVING   forwarded calls (yw-partition metadata) reach its engine
  *   CLOSING   the lease went (or a ship failed: the view may differ from the log): new
  *             calls are refused UNAVAILABLE, the engine closes once the calls on it are
  *             over, the directory is removed; OFF again (and built again if ours)
- * Engines open and close on the loop (their recovery blocks it while it runs).
+ * Engines open and close on the loop (their recovery blocks it while it runs: about
+ * half a second for a partition of 150,000 exposures; the queue above bounds a stall to
+ * one of them).
  *
  * Snapshots: once a partition it serves has --snapshot-kb of log since its latest
  * snapshot, the node makes one on a thread of the pool (attr_partition_snapshot(), in the
@@ -40,8 +45,10 @@ typedef struct st_attr_part_t {
     attr_partition_ship_t ship;
     int calls; /* forwarded calls on the engine (attr__parts_hold()) */
     char dir[4200];
-    /* BUILDING: the thread pool's work and what it found */
+    /* BUILDING: the thread pool's work and what it found; then, built, its place in the
+     * queue of engines to open (the work then yields a turn of the loop before it) */
     uv_work_t work;
+    struct st_attr_part_t *open_next;
     int rc;
     uint64_t last, records, covers;
     uint64_t started_ns;
@@ -212,12 +219,16 @@ static void attr__part_config(const attr_part_t *pt, attr_engine_config_t *cfg)
     cfg->ship_db_arg = (void *)&pt->ship;
 }
 
-static void attr__build_done(uv_work_t *w, int status)
+static void attr__build_over(attr_part_t *pt);
+
+/* Opens a built partition's engine (not when stopping, nor when its lease went while it
+ * waited: the sync builds it again once it is ours), then drops the build's hold on the
+ * host (which may free it when stopping) and syncs. */
+static void attr__open_built(attr_part_t *pt)
 {
-    attr_part_t *pt = w->data;
     attr_host_t *host = pt->host;
     pt->state = ATTR_PART_OFF;
-    if (status == 0 && pt->rc == 0 && !host->stopping) {
+    if (!host->stopping && attr_cluster_owns(host->cluster, pt->p)) {
         attr_engine_config_t cfg;
         attr__part_config(pt, &cfg);
         char err[300];
@@ -243,10 +254,77 @@ static void attr__build_done(uv_work_t *w, int status)
             yw_log(YW_LOG_ERROR, "partition %d: cannot open its engine: %s (tried again)", pt->p,
                    err);
         }
-    } else if (pt->rc != 0) {
+    }
+    attr__build_over(pt);
+}
+
+static void attr__open_next(attr_host_t *host);
+
+/* A turn of the loop went by: the next engine opens. */
+static void attr__open_nothing(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void attr__open_yielded(uv_work_t *w, int status)
+{
+    (void)status;
+    attr_part_t *pt = w->data;
+    attr__open_next(pt->host);
+}
+
+/* Opens the engine at the head of the queue; the one after it, if any, after a turn of
+ * the loop (a no-op on the pool, whose completion comes with the loop's next poll). */
+static void attr__open_next(attr_host_t *host)
+{
+    attr_part_t *pt = host->open_head;
+    if (pt == NULL) {
+        host->opening = 0;
+        return;
+    }
+    host->open_head = pt->open_next;
+    if (host->open_head == NULL) {
+        host->open_tail = NULL;
+    }
+    attr_part_t *next = host->open_head; /* holds the host: it is not freed below */
+    host->opening = next != NULL;
+    attr__open_built(pt);
+    if (next != NULL && uv_queue_work(yw_runtime_loop(yw_app_runtime(host->app)), &next->work,
+                                      attr__open_nothing, attr__open_yielded) != 0) {
+        attr__open_next(host); /* no pool: at once */
+    }
+}
+
+static void attr__build_done(uv_work_t *w, int status)
+{
+    attr_part_t *pt = w->data;
+    attr_host_t *host = pt->host;
+    if (status == 0 && pt->rc == 0) {
+        /* Built: into the queue of engines to open (the build's hold goes with it). */
+        pt->open_next = NULL;
+        if (host->open_tail != NULL) {
+            host->open_tail->open_next = pt;
+        } else {
+            host->open_head = pt;
+        }
+        host->open_tail = pt;
+        if (!host->opening) {
+            attr__open_next(host);
+        }
+        return;
+    }
+    pt->state = ATTR_PART_OFF;
+    if (pt->rc != 0) {
         yw_log(YW_LOG_ERROR, "partition %d: cannot build it from its log: %s (tried again)", pt->p,
                pt->err);
     }
+    attr__build_over(pt);
+}
+
+/* A build is over (served or not): the gauge, the build's hold dropped, then a sync. */
+static void attr__build_over(attr_part_t *pt)
+{
+    attr_host_t *host = pt->host;
     yw_metric_gauge_set(host->cl_serving, attr__parts_serving(host));
     int stopping = host->stopping;
     attr__host_unref(host); /* the build's hold (may free the host when stopping) */

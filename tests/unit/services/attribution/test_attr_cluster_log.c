@@ -5,7 +5,8 @@
  * an append to a partition this node does not hold is refused; an append after another
  * writer's record on the subject (a new owner's lease marker) is refused by the fence;
  * a read that finds the chain of records broken (records purged under a snapshot) says
- * so (-ESTALE).
+ * so (-ESTALE); a loop busy for longer than the lease keeps the leases its cluster
+ * thread went on renewing.
  */
 #include "services/attribution/attr_cluster.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nats/nats.h>
 
@@ -174,12 +176,32 @@ YW_TEST(a_read_across_purged_records_is_stale)
     one_node_stop(&o);
 }
 
+/*
+ * The loop busy for three lease TTLs (a failover opens dozens of engines on it, each
+ * taking a while): it runs no callback meanwhile, so it never hears of the renewals, but
+ * the cluster thread goes on renewing. Ownership follows the thread's renewals, not the
+ * loop's last copy of them: before, every lease looked gone once the loop came back, its
+ * engines were closed and built again, and a failover at 10 million exposures never
+ * ended (each round of openings took longer than the lease).
+ */
+YW_TEST(a_busy_loop_keeps_the_leases_the_thread_renews)
+{
+    one_node_t o;
+    one_node_start(&o);
+    YW_CHECK(attr_cluster_owns(o.c, 0) && attr_cluster_owns(o.c, 1));
+    usleep(3 * 1000 * 1000); /* the fixture's lease: 1 s */
+    YW_CHECK(attr_cluster_owns(o.c, 0));
+    YW_CHECK(attr_cluster_owns(o.c, 1));
+    one_node_stop(&o);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(appends_follow_the_lease_marker_and_read_back_in_order),
         YW_TEST_ENTRY(appends_are_refused_without_the_lease_and_after_another_writer),
         YW_TEST_ENTRY(a_read_across_purged_records_is_stale),
+        YW_TEST_ENTRY(a_busy_loop_keeps_the_leases_the_thread_renews),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
