@@ -403,6 +403,9 @@ static void yw__fake_unref(yw_call_t *c)
     fc->call = NULL;
     fc->over = 1;
     uv_timer_stop(&fc->deadline_timer);
+    /* A call that ended without a status (a batch the transport refused, out of memory):
+     * the client is told all the same. */
+    yw__fake_set_status(fc, GRPC_STATUS_INTERNAL, "the call ended without a status");
     if (fc->detached && (fc->told || fc->on_status == NULL)) {
         yw__fake_release(fc);
     }
