@@ -8,8 +8,9 @@
  *             (attr_partition_materialize()), then the engine opened over it with the
  *             ship functions: from then on what it makes durable goes to the log first.
  *             Engines open on the loop, one per turn of it: the partitions built
- *             together in a failover wait in a queue (host->open_head), so that calls,
- *             health and the cluster's news run between two openings
+ *             together in a failover wait in a queue (host->open_head) that a timer
+ *             empties one at a time, so that calls, health, the cluster's news and the
+ *             builds' completions run between two openings
  *   SERVING   forwarded calls (yw-partition metadata) reach its engine
  *   CLOSING   the lease went (or a ship failed: the view may differ from the log): new
  *             calls are refused UNAVAILABLE, the engine closes once the calls on it are
@@ -46,7 +47,7 @@ typedef struct st_attr_part_t {
     int calls; /* forwarded calls on the engine (attr__parts_hold()) */
     char dir[4200];
     /* BUILDING: the thread pool's work and what it found; then, built, its place in the
-     * queue of engines to open (the work then yields a turn of the loop before it) */
+     * queue of engines to open */
     uv_work_t work;
     struct st_attr_part_t *open_next;
     int rc;
@@ -61,6 +62,13 @@ typedef struct st_attr_part_t {
     /* Its series: served here, log KiB since its snapshot, that snapshot's age. */
     yw_metric_t *m_serving, *m_log_kb, *m_snap_age;
 } attr_part_t;
+
+/* Opens the built partitions' engines, one per turn of the loop (a 0 ms timer fires once
+ * per turn, after that turn's I/O). Holds the host until its timer is closed. */
+typedef struct st_attr_opener_t {
+    uv_timer_t timer;
+    attr_host_t *host;
+} attr_opener_t;
 
 /* The node's snapshot maker: a timer, and the one snapshot being made. */
 typedef struct st_attr_snapper_t {
@@ -89,6 +97,8 @@ typedef struct st_attr_snapper_t {
 
 static void attr__snapper_start(attr_host_t *host);
 static void attr__snapper_stop(attr_host_t *host);
+static int attr__opener_start(attr_host_t *host);
+static void attr__opener_stop(attr_host_t *host);
 
 static const char *const attr__state_names[] = {"off", "building", "serving", "closing"};
 
@@ -163,6 +173,10 @@ int attr__parts_init(attr_host_t *host, char *err, size_t errlen)
         pt->ship.partition = p;
         snprintf(pt->dir, sizeof pt->dir, "%s/%d", host->parts_dir, p);
         attr__part_metrics(host, pt);
+    }
+    if (attr__opener_start(host) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
     }
     attr__snapper_start(host);
     return 0;
@@ -258,41 +272,70 @@ static void attr__open_built(attr_part_t *pt)
     attr__build_over(pt);
 }
 
-static void attr__open_next(attr_host_t *host);
-
-/* A turn of the loop went by: the next engine opens. */
-static void attr__open_nothing(uv_work_t *w)
-{
-    (void)w;
-}
-
-static void attr__open_yielded(uv_work_t *w, int status)
-{
-    (void)status;
-    attr_part_t *pt = w->data;
-    attr__open_next(pt->host);
-}
-
-/* Opens the engine at the head of the queue; the one after it, if any, after a turn of
- * the loop (a no-op on the pool, whose completion comes with the loop's next poll). */
-static void attr__open_next(attr_host_t *host)
+/* The head of the queue of engines to open, taken out of it; NULL when empty. */
+static attr_part_t *attr__open_pop(attr_host_t *host)
 {
     attr_part_t *pt = host->open_head;
-    if (pt == NULL) {
-        host->opening = 0;
+    if (pt != NULL) {
+        host->open_head = pt->open_next;
+        if (host->open_head == NULL) {
+            host->open_tail = NULL;
+        }
+    }
+    return pt;
+}
+
+/* A turn of the loop: one engine opens; the timer goes again while more wait. (The
+ * opener's hold keeps the host through attr__open_built().) */
+static void attr__on_open_timer(uv_timer_t *t)
+{
+    attr_opener_t *op = t->data;
+    attr_part_t *pt = attr__open_pop(op->host);
+    if (pt != NULL) {
+        attr__open_built(pt);
+    }
+    if (op->host->open_head != NULL) {
+        (void)uv_timer_start(t, attr__on_open_timer, 0, 0);
+    }
+}
+
+static void attr__on_opener_closed(uv_handle_t *h)
+{
+    attr_opener_t *op = h->data;
+    attr_host_t *host = op->host;
+    free(op);
+    attr__host_unref(host); /* the opener's hold */
+}
+
+/* Starts the opener (from attr__parts_init()). Returns 0 or -ENOMEM. */
+static int attr__opener_start(attr_host_t *host)
+{
+    attr_opener_t *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        return -ENOMEM;
+    }
+    op->host = host;
+    (void)uv_timer_init(yw_runtime_loop(yw_app_runtime(host->app)), &op->timer);
+    op->timer.data = op;
+    host->opener = op;
+    host->refs++;
+    return 0;
+}
+
+/* Stopping: what waits to open is dropped (each build's hold with it), then the timer
+ * closes. host->opener is NULL from here on: a build done later is dropped at once (a
+ * closing timer would never fire for it). */
+static void attr__opener_stop(attr_host_t *host)
+{
+    attr_opener_t *op = host->opener;
+    if (op == NULL) {
         return;
     }
-    host->open_head = pt->open_next;
-    if (host->open_head == NULL) {
-        host->open_tail = NULL;
+    host->opener = NULL;
+    for (attr_part_t *pt; (pt = attr__open_pop(host)) != NULL;) {
+        attr__open_built(pt); /* stopping: not opened */
     }
-    attr_part_t *next = host->open_head; /* holds the host: it is not freed below */
-    host->opening = next != NULL;
-    attr__open_built(pt);
-    if (next != NULL && uv_queue_work(yw_runtime_loop(yw_app_runtime(host->app)), &next->work,
-                                      attr__open_nothing, attr__open_yielded) != 0) {
-        attr__open_next(host); /* no pool: at once */
-    }
+    uv_close((uv_handle_t *)&op->timer, attr__on_opener_closed);
 }
 
 static void attr__build_done(uv_work_t *w, int status)
@@ -308,8 +351,10 @@ static void attr__build_done(uv_work_t *w, int status)
             host->open_head = pt;
         }
         host->open_tail = pt;
-        if (!host->opening) {
-            attr__open_next(host);
+        if (host->opener == NULL) {
+            attr__open_built(attr__open_pop(host)); /* stopped: dropped */
+        } else if (!uv_is_active((uv_handle_t *)&host->opener->timer)) {
+            (void)uv_timer_start(&host->opener->timer, attr__on_open_timer, 0, 0);
         }
         return;
     }
@@ -408,6 +453,7 @@ void attr__parts_sync(attr_host_t *host)
 void attr__parts_close(attr_host_t *host)
 {
     attr__snapper_stop(host);
+    attr__opener_stop(host);
     for (int p = 0; p < host->n_parts; p++) {
         attr_part_t *pt = &host->parts[p];
         if (pt->state == ATTR_PART_SERVING || (pt->state == ATTR_PART_CLOSING && pt->engine)) {

@@ -268,10 +268,10 @@ typedef struct st_attr_host_t {
     struct st_attr_front_t *front;
     struct st_attr_part_t *parts;
     int n_parts;
-    /* Partitions built and waiting for their engine to open, one per turn of the loop
-     * (attr_node_parts.c); `opening` while that chain runs. */
+    /* Partitions built and waiting for their engine to open, one per turn of the loop,
+     * and the timer that opens them (attr_node_parts.c; NULL once closed). */
     struct st_attr_part_t *open_head, *open_tail;
-    int opening;
+    struct st_attr_opener_t *opener;
     struct st_attr_snapper_t *snapper; /* makes the partitions' snapshots (attr_node_parts.c) */
     int assigned;              /* partitions the assignment gives this node, last seen */
     attr_engine_config_t ecfg; /* the flags' config: each partition's engine starts from it */
