@@ -383,7 +383,7 @@ static void yw__fake_cancel(yw_call_t *c, grpc_status_code code, const char *why
     yw__fake_cancelled(c->fake_arg, code, why);
 }
 
-static void yw__fake_release(yw_fake_call_t *fc);
+static void yw__fake_close_handles(yw_fake_call_t *fc);
 
 /* The client has its status: on_status runs; a detached fake whose call the runtime
  * freed goes. */
@@ -393,7 +393,7 @@ static void yw__fake_on_status_timer(uv_timer_t *t)
     fc->told = 1;
     fc->on_status(fc, fc->on_status_arg);
     if (fc->detached && fc->over) {
-        yw__fake_release(fc);
+        yw__fake_close_handles(fc); /* detached, over, told: freed once closed */
     }
 }
 
@@ -407,7 +407,7 @@ static void yw__fake_unref(yw_call_t *c)
      * the client is told all the same. */
     yw__fake_set_status(fc, GRPC_STATUS_INTERNAL, "the call ended without a status");
     if (fc->detached && (fc->told || fc->on_status == NULL)) {
-        yw__fake_release(fc);
+        yw__fake_close_handles(fc); /* detached, over, told: freed once closed */
     }
     yw__fake_check(fc);
 }
@@ -812,17 +812,11 @@ static void yw__fake_close_handles(yw_fake_call_t *fc)
     uv_close((uv_handle_t *)&fc->status_timer, yw__fake_on_closed);
 }
 
-/* A detached fake whose call is over and told: its handles close, then it is freed. */
-static void yw__fake_release(yw_fake_call_t *fc)
-{
-    yw__fake_close_handles(fc);
-}
-
 void yw_fake_call_detach(yw_fake_call_t *fc)
 {
     fc->detached = 1;
     if (fc->over && (fc->told || fc->on_status == NULL)) {
-        yw__fake_release(fc);
+        yw__fake_close_handles(fc); /* detached, over, told: freed once closed */
     }
 }
 

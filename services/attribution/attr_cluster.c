@@ -620,6 +620,8 @@ static int attr__worth_asking(attr_cluster_t *c)
 static void attr__tick(attr_cluster_t *c)
 {
     uint64_t started = uv_hrtime();
+    /* What a lease renewed (or taken) in this tick is good for, on this node's clock. */
+    uint64_t good_until = started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5;
     char key[96];
     snprintf(key, sizeof key, "n.%s", c->node_id);
     uint64_t rev = 0;
@@ -680,8 +682,7 @@ static void attr__tick(attr_cluster_t *c)
         }
     }
     if (renewed) {
-        __atomic_store_n(&c->pub_valid_until_ns,
-                         started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5, __ATOMIC_RELEASE);
+        __atomic_store_n(&c->pub_valid_until_ns, good_until, __ATOMIC_RELEASE);
     }
     /* Then what the assignment gives us and we do not hold yet. */
     for (int p = 0; p < c->partitions && !down && attr__worth_asking(c); p++) {
@@ -690,9 +691,7 @@ static void attr__tick(attr_cluster_t *c)
             attr__acquire(c, p, key);
             if (c->t_owned[p] &&
                 __atomic_load_n(&c->pub_valid_until_ns, __ATOMIC_ACQUIRE) < started) {
-                __atomic_store_n(&c->pub_valid_until_ns,
-                                 started + (uint64_t)c->ttl_ms * ATTR__NS_PER_MS * 4 / 5,
-                                 __ATOMIC_RELEASE);
+                __atomic_store_n(&c->pub_valid_until_ns, good_until, __ATOMIC_RELEASE);
             }
         }
     }

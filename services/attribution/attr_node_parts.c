@@ -342,6 +342,10 @@ static void attr__build_done(uv_work_t *w, int status)
 {
     attr_part_t *pt = w->data;
     attr_host_t *host = pt->host;
+    if (status == 0 && pt->rc == 0 && host->opener == NULL) {
+        attr__open_built(pt); /* built as the node stopped: dropped */
+        return;
+    }
     if (status == 0 && pt->rc == 0) {
         /* Built: into the queue of engines to open (the build's hold goes with it). */
         pt->open_next = NULL;
@@ -351,9 +355,7 @@ static void attr__build_done(uv_work_t *w, int status)
             host->open_head = pt;
         }
         host->open_tail = pt;
-        if (host->opener == NULL) {
-            attr__open_built(attr__open_pop(host)); /* stopped: dropped */
-        } else if (!uv_is_active((uv_handle_t *)&host->opener->timer)) {
+        if (!uv_is_active((uv_handle_t *)&host->opener->timer)) {
             (void)uv_timer_start(&host->opener->timer, attr__on_open_timer, 0, 0);
         }
         return;
