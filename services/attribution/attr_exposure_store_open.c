@@ -387,10 +387,16 @@ static int attr__index_tail(attr_exposure_store_t *xs, const uint64_t *seqs, siz
 
 /* -- open -- */
 
-int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures,
-                             attr_state_t *st, const uint64_t *pruned, size_t n_pruned,
-                             int64_t now_ns, attr_exposure_store_t **out,
-                             attr_exposure_store_stats_t *stats, char *err, size_t errlen)
+/**
+ * Steps 1 to 4 of start-up (see the file's head): what touches neither the loop nor a
+ * thread, so any thread may run it for a state of its own. Returns 0 with *out (its
+ * runs not started) and *next_seq (the segment to write next), or a negative errno with
+ * `err` and nothing left open.
+ */
+static int attr__open_files(const char *dir, uint32_t run_exposures, attr_state_t *st,
+                            const uint64_t *pruned, size_t n_pruned, int64_t now_ns,
+                            attr_exposure_store_t **out, uint64_t *next_seq_out,
+                            attr_exposure_store_stats_t *stats, char *err, size_t errlen)
 {
     *out = NULL;
     memset(stats, 0, sizeof *stats);
@@ -400,7 +406,6 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
         yw_errmsg_printf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    xs->loop = loop;
     xs->st = st;
     snprintf(xs->dir, sizeof xs->dir, "%s", dir);
     pthread_mutex_init(&xs->fds.mu, NULL);
@@ -511,12 +516,34 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     if (rc == 0) {
         rc = attr__index_tail(xs, seqs, n, from, now_ns, stats, err, errlen);
     }
-    uint64_t next_seq = n > 0 ? seqs[n - 1] + 1 : (xs->first_live_seg ? xs->first_live_seg : 1);
+    *next_seq_out = n > 0 ? seqs[n - 1] + 1 : (xs->first_live_seg ? xs->first_live_seg : 1);
     free(seqs);
-    /* 5. A new segment, the threads. */
-    if (rc == 0) {
-        rc = attr_xlog_open(loop, dir, next_seq, &xs->log, err, errlen);
+    if (rc != 0) {
+        /* Runs published at start-up stay the state's, freed with it. */
+        attr_runs_close(xs->runs, NULL, NULL); /* no thread yet: at once */
+        attr_exposure_store__free(xs);
+        return rc;
     }
+    *out = xs;
+    return 0;
+}
+
+int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_exposures,
+                             attr_state_t *st, const uint64_t *pruned, size_t n_pruned,
+                             int64_t now_ns, attr_exposure_store_t **out,
+                             attr_exposure_store_stats_t *stats, char *err, size_t errlen)
+{
+    attr_exposure_store_t *xs = NULL;
+    uint64_t next_seq = 0;
+    *out = NULL;
+    int rc = attr__open_files(dir, run_exposures, st, pruned, n_pruned, now_ns, &xs, &next_seq,
+                              stats, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    xs->loop = loop;
+    /* 5. A new segment, the threads. */
+    rc = attr_xlog_open(loop, dir, next_seq, &xs->log, err, errlen);
     if (rc == 0) {
         attr_countdown_add(&xs->parts); /* the log */
         rc = attr_runs_start(xs->runs, loop);
@@ -545,4 +572,27 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     stats->segments = xs->n_segs;
     *out = xs;
     return 0;
+}
+
+int attr_exposure_store_index(const char *dir, uint32_t run_exposures, const uint64_t *pruned,
+                              size_t n_pruned, int64_t now_ns, attr_exposure_store_stats_t *stats,
+                              char *err, size_t errlen)
+{
+    /* A state of its own: only its runs (sealed into files as they fill) and its Bloom
+     * filters (from the files already there: duplicates in the log are found as the
+     * engine finds them). Nothing is counted: the engine loads the files' rollups. */
+    attr_state_t st;
+    attr_state_init(&st);
+    st.defer = 1;
+    st.skip_counts = 1;
+    attr_exposure_store_t *xs = NULL;
+    uint64_t next_seq = 0;
+    int rc = attr__open_files(dir, run_exposures, &st, pruned, n_pruned, now_ns, &xs, &next_seq,
+                              stats, err, errlen);
+    if (rc == 0) {
+        attr_runs_close(xs->runs, NULL, NULL); /* never started: at once */
+        attr_exposure_store__free(xs);
+    }
+    attr_state_free(&st);
+    return rc;
 }

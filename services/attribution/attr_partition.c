@@ -10,11 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "common/codec.h"
 #include "common/errmsg.h"
 #include "common/store.h"
+#include "common/vec.h"
+#include "services/attribution/attr_exposure_store.h"
 #include "services/attribution/attr_store.h"
 #include "services/attribution/attr_xlog.h"
 
@@ -178,6 +183,64 @@ int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir,
             rc = attr__materialize(c, p, dir, built, err, errlen);
         }
     }
+    return rc;
+}
+
+int attr_partition_pruned(const char *dir, uint64_t **seqs, size_t *n, char *err, size_t errlen)
+{
+    *seqs = NULL;
+    *n = 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/attribution.db", dir);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+    sqlite3_stmt *s = NULL;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_prepare_v2(db, "SELECT seq FROM pruned_segments", -1, &s, NULL);
+    }
+    size_t cap = 0;
+    int step = SQLITE_DONE;
+    while (rc == SQLITE_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (YW_VEC_RESERVE(*seqs, cap, *n + 1, 16) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        (*seqs)[(*n)++] = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    if (rc == SQLITE_OK && step != SQLITE_DONE) {
+        rc = step;
+    }
+    if (rc != SQLITE_OK) {
+        yw_errmsg_printf(err, errlen, "%s/attribution.db: pruned segments: %s", dir,
+                         db != NULL ? sqlite3_errmsg(db) : "cannot open");
+        free(*seqs);
+        *seqs = NULL;
+        *n = 0;
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+}
+
+int attr_partition_index(const char *dir, uint32_t run_exposures, uint64_t *indexed, char *err,
+                         size_t errlen)
+{
+    *indexed = 0;
+    uint64_t *pruned = NULL;
+    size_t n_pruned = 0;
+    int rc = attr_partition_pruned(dir, &pruned, &n_pruned, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    char xdir[4200];
+    snprintf(xdir, sizeof xdir, "%s/exposures", dir);
+    attr_exposure_store_stats_t st;
+    rc = attr_exposure_store_index(xdir, run_exposures, pruned, n_pruned, now, &st, err, errlen);
+    free(pruned);
+    *indexed = st.tail_events;
     return rc;
 }
 

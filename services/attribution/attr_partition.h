@@ -112,6 +112,23 @@ int attr_partition_ship_xlog(void *arg, uint64_t seg, int64_t created_ns, uint64
 /** The store's ship function: appends the changeset as a "db" record of the partition. */
 int attr_partition_ship_db(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
 
+/**
+ * The exposure log segments partition directory `dir`'s database says were pruned (their
+ * counts are in the database): *seqs (the caller frees it), *n. Blocks. Returns 0, or a
+ * negative errno with `err`.
+ */
+int attr_partition_pruned(const char *dir, uint64_t **seqs, size_t *n, char *err, size_t errlen);
+
+/**
+ * Writes the index files of a materialized partition directory `dir` (the log after the
+ * last of them read and indexed: attr_exposure_store_index()), so that the engine opening
+ * it on the loop loads them instead of reading the log there. `run_exposures`: the
+ * engine's (0: the default). Blocks: off the loop. Returns 0 with *indexed (exposures
+ * read from the log), or a negative errno with `err`.
+ */
+int attr_partition_index(const char *dir, uint32_t run_exposures, uint64_t *indexed, char *err,
+                         size_t errlen);
+
 /** Removes `dir` and everything under it (a partition's directory). Returns 0 or -errno. */
 int attr_partition_remove_dir(const char *dir);
 

@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
 #include <uv.h>
 
 #include "common/codec.h"
@@ -156,27 +155,17 @@ static int attr__pack_dir(attr__packer_t *pk, const char *dir, const char *sub)
  * the database; the engine would drop the files at open anyway). */
 static int attr__drop_pruned(const char *dir, char *err, size_t errlen)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/attribution.db", dir);
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-    sqlite3_stmt *s = NULL;
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_prepare_v2(db, "SELECT seq FROM pruned_segments", -1, &s, NULL);
-    }
-    char xdir[4200];
+    uint64_t *seqs = NULL;
+    size_t n = 0;
+    int rc = attr_partition_pruned(dir, &seqs, &n, err, errlen);
+    char xdir[4200], path[4200];
     snprintf(xdir, sizeof xdir, "%s/exposures", dir);
-    while (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
-        attr_xlog_path(xdir, (uint64_t)sqlite3_column_int64(s, 0), path, sizeof path);
+    for (size_t i = 0; i < n; i++) {
+        attr_xlog_path(xdir, seqs[i], path, sizeof path);
         (void)unlink(path);
     }
-    if (rc != SQLITE_OK) {
-        yw_errmsg_printf(err, errlen, "%s/attribution.db: pruned segments: %s", dir,
-                         db != NULL ? sqlite3_errmsg(db) : "cannot open");
-    }
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return rc == SQLITE_OK ? 0 : -EIO;
+    free(seqs);
+    return rc;
 }
 
 int attr_partition_snapshot(attr_cluster_t *c, int p, const char *dir, attr_partition_snap_t *out,

@@ -14,6 +14,7 @@ test_attribution_cluster_orders.py; the client streams: test_attribution_cluster
 """
 
 import os
+import re
 import signal
 import time
 
@@ -261,6 +262,12 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes):
     opens = sum(n.metrics()["yaowei_attribution_cluster_partition_open_seconds_count"]
                 for n in (a, b))
     assert opens == builds
+    # The builds index the exposures on the pool: no engine's opening on the loop reads
+    # the log, each loads the index files the build wrote.
+    ready = re.findall(r"(\d+) exposures in \d+ index files \(\d+ dropped\), (\d+) read from "
+                       r"the log's tail", a.log_text() + b.log_text())
+    assert len(ready) >= builds and all(int(tail) == 0 for _, tail in ready), ready
+    assert sum(int(indexed) for indexed, _ in ready) > 0, ready
     s = a.client.call(ATTR + "/RecordExposures", {"events": xs + mixed})
     assert I(s, "duplicates") == 266 and I(s, "accepted") == 0, s
     assert [I(e, "index") for e in s["errors"]] == [240 + i for i in bad], s

@@ -5,7 +5,8 @@
  * (exactly: a new id is not a duplicate); conversions find their candidates on disk; a restart
  * loads the files (rollups, ids) instead of reading the log, and a stored conversion finds its
  * touches in them; missing, damaged or out-of-chain files are rebuilt from the log; files are
- * merged; pruning drops what only covers pruned segments.
+ * merged; pruning drops what only covers pruned segments; the log indexed apart (a cluster
+ * node's build) gives the files an open then loads.
  */
 #include "services/attribution/attr_exposure_store.h"
 
@@ -548,6 +549,61 @@ YW_TEST(a_lookup_in_flight_keeps_newer_runs_in_memory)
     fx_done(&f);
 }
 
+/* A cluster node's build: the log alone (no index file) indexed apart, off any loop,
+ * then opened: the open loads the files and reads nothing from the log, and finds what
+ * an open that read the log itself would (counts, duplicates, candidates). */
+YW_TEST(indexing_apart_writes_the_files_an_open_then_loads)
+{
+    static fx_t f;
+    fx_open(&f, 1);
+    fx_start(&f);
+    ingest(&f, "a", 20, "v1", "alice", "p1", ATTR_KIND_IMPRESSION, f.now - 3600 * S_);
+    index_now(&f);
+    ingest(&f, "b", 5, "v1", "bob", "p1", ATTR_KIND_CLICK, f.now - 1800 * S_);
+    fx_stop(&f);
+    char **paths = NULL;
+    size_t n = 0;
+    YW_CHECK_INT(attr_xidx_list(f.dir, &paths, &n), ==, 0);
+    YW_CHECK_INT(n, ==, 2);
+    for (size_t i = 0; i < n; i++) {
+        YW_CHECK_INT(unlink(paths[i]), ==, 0);
+        free(paths[i]);
+    }
+    free(paths);
+
+    attr_exposure_store_stats_t st;
+    char err[512] = "";
+    YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, NULL, 0, f.now, &st, err, sizeof err), ==, 0);
+    YW_CHECK_INT(st.tail_events, ==, 25);
+    YW_CHECK_INT(st.tail_duplicates, ==, 0);
+    YW_CHECK(count_files(f.dir) >= 1);
+    /* Again: the files cover the whole log now, nothing is read. */
+    YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, NULL, 0, f.now, &st, err, sizeof err), ==, 0);
+    YW_CHECK_INT(st.tail_events, ==, 0);
+    YW_CHECK_INT(st.indexed_events, ==, 25);
+
+    fx_open(&f, 0);
+    st = fx_start(&f);
+    YW_CHECK_INT(st.tail_events, ==, 0);
+    YW_CHECK_INT(st.indexed_events, ==, 25);
+    YW_CHECK_INT(impressions(&f, "alice"), ==, 20);
+    int asked;
+    YW_CHECK_INT(admit_once(&f, "a-0", &asked), ==, ATTR_DUPLICATE);
+    YW_CHECK_INT(admit_once(&f, "b-4", &asked), ==, ATTR_DUPLICATE);
+    YW_CHECK_INT(admit_once(&f, "b-5", &asked), ==, ATTR_ADMITTED);
+    char ids[40][32];
+    YW_CHECK_INT(disk_cands(&f, "v1", "p1", f.now, ids, 40), ==, 25);
+    fx_stop(&f);
+
+    /* A directory that cannot be read: an error that names it, nothing written. */
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/none", f.dir);
+    err[0] = '\0';
+    YW_CHECK(attr_exposure_store_index(missing, 0, NULL, 0, f.now, &st, err, sizeof err) < 0);
+    YW_CHECK(strstr(err, missing) != NULL);
+    fx_done(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -556,6 +612,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(missing_damaged_or_unchained_files_are_rebuilt_from_the_log),
         YW_TEST_ENTRY(files_are_merged_and_pruned),
         YW_TEST_ENTRY(a_lookup_in_flight_keeps_newer_runs_in_memory),
+        YW_TEST_ENTRY(indexing_apart_writes_the_files_an_open_then_loads),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
