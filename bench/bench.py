@@ -392,13 +392,16 @@ class NatsServer(Process):
     def meta_leader(self):
         return (self.jsz().get("meta_cluster") or {}).get("leader")
 
-    def stream_state(self, name):
-        """(messages, bytes) of this server's replica of stream `name`, (0, 0) if none."""
+    def streams_state(self, prefix):
+        """(messages, bytes) of this server's replicas of the streams named `prefix`...,
+        summed; (0, 0) if none."""
+        msgs = size = 0
         for acc in self.jsz("?streams=true").get("account_details") or []:
             for st in acc.get("stream_detail") or []:
-                if st.get("name") == name:
-                    return st["state"]["messages"], st["state"]["bytes"]
-        return 0, 0
+                if st.get("name", "").startswith(prefix):
+                    msgs += st["state"]["messages"]
+                    size += st["state"]["bytes"]
+        return msgs, size
 
 
 
@@ -514,9 +517,9 @@ class Cluster:
         return lost, built
 
     def log_state(self):
-        """(messages, bytes) of the partitions' log, the stream yw-attr-events, summed over
-        the servers' replicas: what JetStream stores of it, every copy."""
-        states = [n.stream_state("yw-attr-events") for n in self.nats]
+        """(messages, bytes) of the partitions' logs, the streams yw-attr-log-<p>, summed
+        over the servers' replicas: what JetStream stores of them, every copy."""
+        states = [n.streams_state("yw-attr-log-") for n in self.nats]
         return sum(m for m, _ in states), sum(b for _, b in states)
 
     def node_bytes(self):
@@ -1623,8 +1626,8 @@ def cluster_sections(b, md, row, target):
     row("cluster", "conversions/s ratio r3_vs_standalone", "x",
         F[("cluster_conv", "r3_vs_standalone")])
     md.append("")
-    md.append("Disk per exposure, from the preload of %s: the partitions' log (stream "
-              "yw-attr-events, its stored bytes summed over the servers' replicas) R3 %s bytes, "
+    md.append("Disk per exposure, from the preload of %s: the partitions' logs (streams "
+              "yw-attr-log-<p>, their stored bytes summed over the servers' replicas) R3 %s bytes, "
               "R1 %s (in the measured rounds: R3 %s, R1 %s); JetStream's files as du counts "
               "them (Raft logs not yet compacted included) R3 %s, R1 %s; the nodes' data dirs "
               "(their views of the partitions) R3 %s, R1 %s; standalone's data dir %s. A "

@@ -341,6 +341,51 @@ static int attr__check_partitions(attr_cluster_t *c)
 }
 
 /*
+ * The partitions' logs, a stream each (once the partition count is the cluster's). A
+ * cluster whose logs are still in the one stream of the versions before
+ * (ATTR__OLD_STREAM) is refused: its events would not be read. Returns 0, -EAGAIN or
+ * -EINVAL (fatal).
+ */
+static int attr__log_streams(attr_cluster_t *c)
+{
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_GetStreamInfo(&si, c->js, ATTR__OLD_STREAM, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (s == NATS_OK) {
+        c->t_st.fatal = 1;
+        attr__publish(c,
+                      "the cluster's NATS has the stream %s: partitions' logs of an earlier "
+                      "version, which kept them in one stream (this one keeps a stream per %d "
+                      "partitions, yw-attr-log-<first>-<last>); delete it once its events are "
+                      "no longer needed, or use a NATS of its own",
+                      ATTR__OLD_STREAM, ATTR__PARTS_PER_STREAM);
+        return -EINVAL;
+    }
+    if (s != NATS_NOT_FOUND) {
+        attr__publish(c, "JetStream stream %s: %s", ATTR__OLD_STREAM, attr__err_text(s));
+        return -EAGAIN;
+    }
+    for (int p = 0; p < c->partitions;) {
+        int end = attr__log_stream_end(c, p);
+        char stream[48], subjects[ATTR__PARTS_PER_STREAM][48];
+        const char *names[ATTR__PARTS_PER_STREAM];
+        int n = 0;
+        for (int q = p; q < end; q++, n++) {
+            attr__log_names(c, q, stream, subjects[n]);
+            names[n] = subjects[n];
+        }
+        if ((s = attr__stream(c, stream, names, n)) != NATS_OK) {
+            attr__publish(c, "JetStream %s: %s (is JetStream on, with %d servers for --replicas?)",
+                          stream, attr__err_text(s), c->replicas);
+            return -EAGAIN;
+        }
+        p = end;
+    }
+    return 0;
+}
+
+/*
  * The key every node signs page tokens with, so that a token is good on any node:
  * random, written once by the first node (meta bucket "page-key"). Returns 0 or -EAGAIN.
  */
@@ -392,14 +437,9 @@ static int attr__join(attr_cluster_t *c)
             return -EAGAIN;
         }
     }
-    static const char *events[] = {"yw.attr.p.*"};
     static const char *snaps[] = {"yw.attr.snap.*", "yw.attr.snaph.*"};
-    const char *what = ATTR__STREAM;
-    s = attr__stream(c, ATTR__STREAM, events, 1);
-    if (s == NATS_OK) {
-        what = ATTR__SNAP_STREAM;
-        s = attr__stream(c, ATTR__SNAP_STREAM, snaps, 2);
-    }
+    const char *what = ATTR__SNAP_STREAM;
+    s = attr__stream(c, ATTR__SNAP_STREAM, snaps, 2);
     if (s == NATS_OK && c->meta == NULL) {
         what = ATTR__BUCKET_META;
         s = attr__bucket(c, ATTR__BUCKET_META, 0, &c->meta);
@@ -418,6 +458,9 @@ static int attr__join(attr_cluster_t *c)
         return -EAGAIN;
     }
     int rc = attr__check_partitions(c);
+    if (rc == 0) {
+        rc = attr__log_streams(c);
+    }
     return rc == 0 ? attr__page_key(c) : rc;
 }
 
@@ -433,7 +476,7 @@ static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
     char subject[48], seq[24];
     snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
     for (int attempt = 0; attempt < 3; attempt++) {
-        int64_t last = attr__last_seq(c->js, subject);
+        int64_t last = attr__last_seq(c, c->js, p);
         if (last < 0) {
             return -EAGAIN;
         }

@@ -8,8 +8,16 @@
  *   KV yw-attr-nodes    "n.<node-id>": this node's gRPC address, renewed every tick; the
  *                       bucket's TTL (--lease-ttl-ms) drops a node that stopped renewing
  *   KV yw-attr-leases   "p.<partition>": the node that owns the partition; the same TTL
- *   stream yw-attr-events, subjects yw.attr.p.<partition>: the partition's log. A node
- *                       that takes a lease first appends a lease marker expecting the
+ *   stream yw-attr-log-<first>-<last>, subjects yw.attr.p.<partition>: the logs of 8
+ *                       partitions in a row, a subject each (the streams are created
+ *                       once the partition count is known): a node building a partition
+ *                       reads through its stream's blocks only. One stream for all (the
+ *                       versions before; a NATS that still has yw-attr-events is refused)
+ *                       made each read go through every partition's blocks, NATS's CPU
+ *                       growing with partitions x stored; a stream per partition made
+ *                       each append a Raft round of its own (NATS's CPU per exposure
+ *                       doubled). A node that
+ *                       takes a lease first appends a lease marker expecting the
  *                       subject's last sequence, so an append of the previous owner
  *                       (which expects the sequence it knew) is refused from then on.
  *                       Every record names the one before it (header Yw-Prev).

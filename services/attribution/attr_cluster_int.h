@@ -10,7 +10,15 @@
 
 #include "services/attribution/attr_cluster.h"
 
-#define ATTR__STREAM "yw-attr-events"
+/* The partitions' logs: a stream per ATTR__PARTS_PER_STREAM partitions in a row, named
+ * by the first and last of them, a subject each. A read of a partition goes through its
+ * stream's blocks only (its few neighbours' records), and a call's appends still share
+ * a few streams (each stream is a Raft group: a stream per partition doubled NATS's CPU
+ * per exposure). */
+#define ATTR__LOG_STREAM_FMT "yw-attr-log-%d-%d"
+#define ATTR__PARTS_PER_STREAM 8
+/* The one stream all partitions' logs shared before (refused: see attr__join()). */
+#define ATTR__OLD_STREAM "yw-attr-events"
 #define ATTR__SUBJECT_FMT "yw.attr.p.%d"
 #define ATTR__SNAP_STREAM "yw-attr-snaps"
 #define ATTR__SNAP_CHUNK_FMT "yw.attr.snap.%d"
@@ -107,9 +115,15 @@ struct st_attr_cluster_t {
  *  cluster thread ends, at stop). Any thread. */
 jsCtx *attr__js(attr_cluster_t *c);
 
-/** The stream sequence of `subject`'s last record in the events stream: 0 when it has
- *  none, -1 when NATS failed (attr__err_text() says why). Blocks. */
-int64_t attr__last_seq(jsCtx *js, const char *subject);
+/** The sequence of the last record of partition `p`'s log: 0 when it has none, -1 when
+ *  NATS failed (attr__err_text() says why). Blocks. */
+int64_t attr__last_seq(const attr_cluster_t *c, jsCtx *js, int p);
+
+/** Partition `p`'s log: its stream's name and its subject (each 48 bytes). */
+void attr__log_names(const attr_cluster_t *c, int p, char stream[48], char subject[48]);
+
+/** The first partition of the stream after the one of partition `p`'s log. */
+int attr__log_stream_end(const attr_cluster_t *c, int p);
 
 /** libnats's last error text on this thread, else the status's. */
 const char *attr__err_text(natsStatus s);

@@ -35,11 +35,26 @@ const char *attr__err_text(natsStatus s)
     return (text != NULL && text[0] != '\0') ? text : natsStatus_GetText(s);
 }
 
-int64_t attr__last_seq(jsCtx *js, const char *subject)
+int attr__log_stream_end(const attr_cluster_t *c, int p)
 {
+    int end = (p / ATTR__PARTS_PER_STREAM + 1) * ATTR__PARTS_PER_STREAM;
+    return end < c->partitions ? end : c->partitions;
+}
+
+void attr__log_names(const attr_cluster_t *c, int p, char stream[48], char subject[48])
+{
+    snprintf(stream, 48, ATTR__LOG_STREAM_FMT, p / ATTR__PARTS_PER_STREAM * ATTR__PARTS_PER_STREAM,
+             attr__log_stream_end(c, p) - 1);
+    snprintf(subject, 48, ATTR__SUBJECT_FMT, p);
+}
+
+int64_t attr__last_seq(const attr_cluster_t *c, jsCtx *js, int p)
+{
+    char stream[48], subject[48];
+    attr__log_names(c, p, stream, subject);
     natsMsg *m = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_GetLastMsg(&m, js, ATTR__STREAM, subject, NULL, &jerr);
+    natsStatus s = js_GetLastMsg(&m, js, stream, subject, NULL, &jerr);
     if (s == NATS_NOT_FOUND) {
         return 0;
     }
@@ -151,11 +166,11 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_rea
         snprintf(err, errlen, "partition %d: not joined to the cluster yet", p);
         return -EAGAIN;
     }
-    char subject[48];
-    snprintf(subject, sizeof subject, ATTR__SUBJECT_FMT, p);
+    char stream[48], subject[48];
+    attr__log_names(c, p, stream, subject);
     /* Where the log ends now: the read goes to there (a partition's records after it are
      * its owner's, made after this read began). */
-    int64_t last_seq = attr__last_seq(js, subject);
+    int64_t last_seq = attr__last_seq(c, js, p);
     if (last_seq < 0) {
         snprintf(err, errlen, "partition %d: its last record: %s", p, attr__err_text(NATS_ERR));
         return -EAGAIN;
@@ -168,7 +183,7 @@ int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_rea
      * instead of one request per record. */
     jsSubOptions so;
     jsSubOptions_Init(&so);
-    so.Stream = ATTR__STREAM;
+    so.Stream = stream;
     so.Ordered = true;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = after + 1;

@@ -223,12 +223,12 @@ int attr_cluster_snap_commit(attr_cluster_t *c, int p, attr_cluster_snap_t *head
      * before the record it covers (that record stays: the fence of the next append, and
      * where a reader from this snapshot starts its chain). A purge that fails is done by
      * the next snapshot's. */
-    char chunks[48], log[48];
+    char chunks[48], log_stream[48], log[48];
     snprintf(chunks, sizeof chunks, ATTR__SNAP_CHUNK_FMT, p);
-    snprintf(log, sizeof log, ATTR__SUBJECT_FMT, p);
+    attr__log_names(c, p, log_stream, log);
     if ((s = attr__purge(js, ATTR__SNAP_STREAM, subject, head->head_seq)) == NATS_OK &&
         (s = attr__purge(js, ATTR__SNAP_STREAM, chunks, head->first)) == NATS_OK) {
-        s = attr__purge(js, ATTR__STREAM, log, head->covers);
+        s = attr__purge(js, log_stream, log, head->covers);
     }
     if (s != NATS_OK) {
         snprintf(err, errlen, "partition %d: purge after the snapshot: %s", p, attr__err_text(s));

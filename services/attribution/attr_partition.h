@@ -7,8 +7,9 @@
  *   "xlog"   bytes of the exposure log, as its ship function got them (attr_xlog.h):
  *            le64 segment | le64 segment creation time (ns) | le64 offset | the bytes
  *   "db"     one transaction of attribution.db: a SQLite changeset (common/store.h)
- * Index files, conversion keys and the snapshot are not in the log: the engine rebuilds
- * them from the log's exposures and the database when it opens the directory.
+ * Index files, conversion keys and the snapshot are not in the log: a build writes the
+ * index files from the log's exposures (attr_partition_index()), the engine rebuilds
+ * the rest from them and the database when it opens the directory.
  *
  * A node that takes a partition materializes the log into a fresh directory
  * (attr_partition_materialize(): the latest snapshot, then the log after it), then opens

@@ -221,7 +221,17 @@ def events(tag, n, at):
                      "CLICK", at) for i in range(n)]
 
 
-def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes):
+def log_streams(nats):
+    """The cluster's streams in NATS (server 0's view): name -> its subjects, sorted."""
+    out = {}
+    for acc in nats.jsz(0, streams="true", config="true").get("account_details") or []:
+        for st in acc.get("stream_detail") or []:
+            if st["name"].startswith("yw-attr-"):
+                out[st["name"]] = sorted((st.get("config") or {}).get("subjects") or [])
+    return out
+
+
+def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes, nats):
     """Exposures and orders sent to any node land once in their viewers' partitions, in
     the replicated log: after kill -9 of a node, the partitions it held are built again
     from their logs by the others, and every event sent before comes back a duplicate."""
@@ -249,6 +259,12 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes):
               for i in range(0, 240, 3)]
     s = c.client.call(ATTR + "/RecordConversions", {"events": orders})
     assert I(s, "accepted") == len(orders), s
+    # The logs: a stream per 8 partitions in a row, named by the first and the last.
+    logs = {k: v for k, v in log_streams(nats).items() if k.startswith("yw-attr-log-")}
+    assert logs == {"yw-attr-log-%d-%d" % (g, g + 7): sorted("yw.attr.p.%d" % p
+                                                             for p in range(g, g + 8))
+                    for g in range(0, PARTITIONS, 8)}, logs
+    assert "yw-attr-events" not in log_streams(nats)
 
     # kill -9 of one node: its partitions are built from their logs by the two others.
     c.kill9()

@@ -1,7 +1,9 @@
 /*
  * test_attr_cluster_log.c — services/attribution/attr_cluster_log.c against a real
  * nats-server (Debian's, started here on a free loopback port with JetStream in a temp
- * dir): appends land in order after the lease marker, read back in order by partition;
+ * dir): appends land in order after the lease marker, read back in order by partition,
+ * each in the stream of its group of partitions (a NATS with the old single stream is
+ * refused);
  * an append to a partition this node does not hold is refused; an append after another
  * writer's record on the subject (a new owner's lease marker) is refused by the fence;
  * a read that finds the chain of records broken (records purged under a snapshot) says
@@ -39,6 +41,23 @@ static int collect(void *arg, uint64_t seq, const char *kind, const void *data, 
     return 0;
 }
 
+/* The messages stream `name` holds (-1: no such stream). */
+static int64_t stream_msgs(const char *url, const char *name)
+{
+    natsConnection *nc = NULL;
+    YW_CHECK(natsConnection_ConnectTo(&nc, url) == NATS_OK);
+    jsCtx *js = NULL;
+    YW_CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
+    jsStreamInfo *si = NULL;
+    int64_t n = -1;
+    if (js_GetStreamInfo(&si, js, name, NULL, NULL) == NATS_OK) {
+        n = (int64_t)si->State.Msgs;
+    }
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return n;
+}
 
 YW_TEST(appends_follow_the_lease_marker_and_read_back_in_order)
 {
@@ -52,6 +71,8 @@ YW_TEST(appends_follow_the_lease_marker_and_read_back_in_order)
     YW_CHECK_INT(attr_cluster_append(c, 1, "x", "other", 5, &s2, err, sizeof err), ==, 0);
     YW_CHECK_INT(attr_cluster_append(c, 0, "y", "two", 3, &s3, err, sizeof err), ==, 0);
     YW_CHECK(s1 < s2 && s2 < s3);
+    /* Both partitions' logs in the stream of partitions 0-7 (of 2): two markers, three. */
+    YW_CHECK_INT(stream_msgs(o.nats.url, "yw-attr-log-0-1"), ==, 5);
 
     records_t r = {0};
     uint64_t last = 0;
@@ -150,7 +171,7 @@ YW_TEST(a_read_across_purged_records_is_stale)
     jsOptions_Init(&po);
     po.Stream.Purge.Subject = "yw.attr.p.0";
     po.Stream.Purge.Sequence = s2;
-    YW_CHECK(js_PurgeStream(js, "yw-attr-events", &po, NULL) == NATS_OK);
+    YW_CHECK(js_PurgeStream(js, "yw-attr-log-0-1", &po, NULL) == NATS_OK);
 
     /* From the start: the record at s2 does not follow the start: stale. */
     records_t r = {0};
@@ -195,6 +216,45 @@ YW_TEST(a_busy_loop_keeps_the_leases_the_thread_renews)
     one_node_stop(&o);
 }
 
+/* A NATS with the one stream of the versions before (every partition's log in
+ * yw-attr-events): the node refuses to join, naming it, and creates no log stream. */
+YW_TEST(a_cluster_with_the_old_single_log_stream_is_refused)
+{
+    nats_t n;
+    nats_start(&n);
+    natsConnection *nc = NULL;
+    YW_CHECK(natsConnection_ConnectTo(&nc, n.url) == NATS_OK);
+    jsCtx *js = NULL;
+    YW_CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = "yw-attr-events";
+    const char *subjects[] = {"yw.attr.p.*"};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    YW_CHECK(js_AddStream(NULL, js, &cfg, NULL, NULL) == NATS_OK);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    watch_t w;
+    memset(&w, 0, sizeof w);
+    attr_cluster_t *c = join(&loop, n.url, "node-a", &w);
+    for (int i = 0; i < 500 && !w.st.fatal; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(20 * 1000);
+    }
+    YW_CHECK(w.st.fatal);
+    YW_CHECK(!w.st.ready);
+    YW_CHECK(strstr(w.st.error, "yw-attr-events") != NULL);
+    YW_CHECK_INT(stream_msgs(n.url, "yw-attr-log-0-1"), ==, -1);
+    stop_all(&loop, &c, 1);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
+    nats_stop(&n);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
@@ -202,6 +262,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(appends_are_refused_without_the_lease_and_after_another_writer),
         YW_TEST_ENTRY(a_read_across_purged_records_is_stale),
         YW_TEST_ENTRY(a_busy_loop_keeps_the_leases_the_thread_renews),
+        YW_TEST_ENTRY(a_cluster_with_the_old_single_log_stream_is_refused),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
