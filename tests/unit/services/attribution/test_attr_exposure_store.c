@@ -298,6 +298,20 @@ static int count_files(const char *dir)
     return (int)n;
 }
 
+/* Deletes every index file in `dir`; returns how many there were. */
+static int remove_files(const char *dir)
+{
+    char **paths = NULL;
+    size_t n = 0;
+    YW_CHECK_INT(attr_xidx_list(dir, &paths, &n), ==, 0);
+    for (size_t i = 0; i < n; i++) {
+        YW_CHECK_INT(unlink(paths[i]), ==, 0);
+        free(paths[i]);
+    }
+    free(paths);
+    return (int)n;
+}
+
 /* attr_exposure_store_find_cands()'s callback: the found exposure becomes a candidate. */
 static fx_t *cand_fx;
 
@@ -455,13 +469,7 @@ YW_TEST(missing_damaged_or_unchained_files_are_rebuilt_from_the_log)
     free(paths);
 
     /* The log's tail past the last file (a crash before its run was indexed): read. */
-    YW_CHECK_INT(attr_xidx_list(f.dir, &paths, &n), ==, 0);
-    YW_CHECK_INT(n, ==, 1);
-    for (size_t i = 0; i < n; i++) {
-        YW_CHECK_INT(unlink(paths[i]), ==, 0);
-        free(paths[i]);
-    }
-    free(paths);
+    YW_CHECK_INT(remove_files(f.dir), ==, 1);
     fx_open(&f, 0);
     st = fx_start(&f);
     YW_CHECK_INT(st.tail_events, ==, 30);
@@ -561,15 +569,7 @@ YW_TEST(indexing_apart_writes_the_files_an_open_then_loads)
     index_now(&f);
     ingest(&f, "b", 5, "v1", "bob", "p1", ATTR_KIND_CLICK, f.now - 1800 * S_);
     fx_stop(&f);
-    char **paths = NULL;
-    size_t n = 0;
-    YW_CHECK_INT(attr_xidx_list(f.dir, &paths, &n), ==, 0);
-    YW_CHECK_INT(n, ==, 2);
-    for (size_t i = 0; i < n; i++) {
-        YW_CHECK_INT(unlink(paths[i]), ==, 0);
-        free(paths[i]);
-    }
-    free(paths);
+    YW_CHECK_INT(remove_files(f.dir), ==, 2);
 
     attr_exposure_store_stats_t st;
     char err[512] = "";
