@@ -574,7 +574,8 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
     return 0;
 }
 
-int attr_exposure_store_index(const char *dir, uint32_t run_exposures, const uint64_t *pruned,
+int attr_exposure_store_index(const char *dir, uint32_t run_exposures,
+                              const attr_settings_t *settings, const uint64_t *pruned,
                               size_t n_pruned, int64_t now_ns, attr_exposure_store_stats_t *stats,
                               char *err, size_t errlen)
 {
@@ -583,6 +584,10 @@ int attr_exposure_store_index(const char *dir, uint32_t run_exposures, const uin
      * engine finds them). Nothing is counted: the engine loads the files' rollups. */
     attr_state_t st;
     attr_state_init(&st);
+    if (settings != NULL) {
+        st.settings = *settings;
+        attr_settings_rules(settings, &st.rules);
+    }
     st.defer = 1;
     st.skip_counts = 1;
     attr_exposure_store_t *xs = NULL;

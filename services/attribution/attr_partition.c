@@ -232,13 +232,32 @@ int attr_partition_index(const char *dir, uint32_t run_exposures, uint64_t *inde
     if (rc != 0) {
         return rc;
     }
+    /* The engine's settings: its join horizon decides which exposures the files index
+     * for joins. */
+    attr_settings_t settings;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/attribution.db", dir);
+    sqlite3 *db = NULL;
+    rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK
+             ? attr_store_read_settings(db, &settings)
+             : -EIO;
+    if (rc < 0) {
+        yw_errmsg_printf(err, errlen, "%s: settings: %s", path,
+                         db != NULL ? sqlite3_errmsg(db) : "cannot open");
+    }
+    sqlite3_close(db);
+    if (rc < 0) {
+        free(pruned);
+        return rc;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     char xdir[4200];
     snprintf(xdir, sizeof xdir, "%s/exposures", dir);
     attr_exposure_store_stats_t st;
-    rc = attr_exposure_store_index(xdir, run_exposures, pruned, n_pruned, now, &st, err, errlen);
+    rc = attr_exposure_store_index(xdir, run_exposures, &settings, pruned, n_pruned, now, &st, err,
+                                   errlen);
     free(pruned);
     *indexed = st.tail_events;
     return rc;

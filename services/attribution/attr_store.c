@@ -150,6 +150,38 @@ grpc_status_code attr_store_marks(yw_store_conn_t *conn, void *arg)
     return attr__load_marks(conn, ld);
 }
 
+/* The settings of a row of attr__sql_get_settings. */
+static void attr__settings_row(sqlite3_stmt *s, attr_settings_t *set)
+{
+    attr_settings_default(set);
+    set->click_window_ns = sqlite3_column_int64(s, 0);
+    set->view_window_ns = sqlite3_column_int64(s, 1);
+    set->half_life_ns = sqlite3_column_int64(s, 2);
+    set->engaged_view_ms = sqlite3_column_int64(s, 3);
+    set->late_window_ns = sqlite3_column_int64(s, 4);
+    set->default_model = sqlite3_column_int(s, 5);
+    size_t len;
+    const char *cur = yw_store_column_text(s, 6, &len);
+    snprintf(set->currency, sizeof set->currency, "%.3s", cur);
+    set->version = sqlite3_column_int64(s, 7);
+    set->update_ns = sqlite3_column_int64(s, 8);
+}
+
+int attr_store_read_settings(sqlite3 *db, attr_settings_t *out)
+{
+    attr_settings_default(out);
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, attr__sql_get_settings, -1, &s, NULL);
+    int found = 0;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        attr__settings_row(s, out);
+        found = 1;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? found : -EIO;
+}
+
 grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
 {
     attr_load_t *ld = arg;
@@ -163,18 +195,7 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg)
     }
     if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         attr_settings_t set;
-        attr_settings_default(&set);
-        set.click_window_ns = sqlite3_column_int64(s, 0);
-        set.view_window_ns = sqlite3_column_int64(s, 1);
-        set.half_life_ns = sqlite3_column_int64(s, 2);
-        set.engaged_view_ms = sqlite3_column_int64(s, 3);
-        set.late_window_ns = sqlite3_column_int64(s, 4);
-        set.default_model = sqlite3_column_int(s, 5);
-        size_t len;
-        const char *cur = yw_store_column_text(s, 6, &len);
-        snprintf(set.currency, sizeof set.currency, "%.3s", cur);
-        set.version = sqlite3_column_int64(s, 7);
-        set.update_ns = sqlite3_column_int64(s, 8);
+        attr__settings_row(s, &set);
         st->settings = set;
         attr_settings_rules(&set, &st->rules);
         ld->settings_found = 1;

@@ -81,6 +81,13 @@ typedef struct st_attr_load_t {
 grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg);
 
 /**
+ * The settings stored in `db` (a plain connection to an attribution.db, as a cluster
+ * node's build has): 1 with *out, 0 when none are stored yet (*out: the defaults), or
+ * -EIO.
+ */
+int attr_store_read_settings(sqlite3 *db, attr_settings_t *out);
+
+/**
  * The marks of a snapshot alone (attr_snap.h): the pruned segments, the conversions'
  * count, highest seq and sum, the refunds' count and sum, the touches' count. `st` is
  * not used. For yw_store_run_sync() or a job; `arg` is an attr_load_t.

@@ -457,12 +457,37 @@ def test_reports_equal_standalone_for_the_same_events(own_nodes, tmp_path_factor
             trio[2].client.call(ATTR + "/UpdateAttributionSettings", bad)
         assert (eg.value.code(), eg.value.details()) == (ew.value.code(), ew.value.details())
 
+        # A join horizon wider than the defaults' (a late window of 30 days), then
+        # exposures 18 days old (past the default horizon, within this one). The
+        # partitions rebuilt after the kill index them under their database's settings,
+        # so orders sent after the failover still join them.
+        wide = {"settings": {"late_window": "2592000s"}, "update_mask": "lateWindow"}
+        alone.call("UpdateAttributionSettings", wide)
+        trio[0].client.call(ATTR + "/UpdateAttributionSettings", wide)
+        old = int(time.time()) - 18 * 86400
+        oxs = [exposure("%s-old-e%d" % (tag, v), "%s-old-v%d" % (tag, v), "%s-c%d" % (tag, v % 7),
+                        ["%s-p%d" % (tag, v % 4)], "CLICK", old - v) for v in range(60)]
+        oorders = [conversion("%s-old-o%d" % (tag, v), "%s-old-v%d" % (tag, v),
+                              "%s-p%d" % (tag, v % 4), 2999 + v, old + 600)
+                   for v in range(0, 60, 2)]
+        assert I(alone.call("RecordExposures", {"events": oxs}), "accepted") == len(oxs)
+        s = trio[1].client.call(ATTR + "/RecordExposures", {"events": oxs})
+        assert I(s, "accepted") == len(oxs), s
+        want = reports(lambda m, r: alone.call(m, r), tag)
+
         trio[2].kill9()
         wait_for(lambda: shares(trio[:2]) == [PARTITIONS // 2, PARTITIONS // 2] and
                  all(n.health() == "SERVING" for n in trio[:2]),
                  LEASE_TTL_MS / 1000 * 2 + 20, "the survivors serve every partition")
         got = reports(lambda m, r: trio[0].client.call(ATTR + "/" + m, r), tag)
         assert got == want
+        assert I(alone.call("RecordConversions", {"events": oorders}), "accepted") == len(oorders)
+        s = trio[0].client.call(ATTR + "/RecordConversions", {"events": oorders})
+        assert I(s, "accepted") == len(oorders), s
+        after = reports(lambda m, r: alone.call(m, r), tag)
+        assert after != want  # the old orders joined their exposures (standalone)
+        got = reports(lambda m, r: trio[1].client.call(ATTR + "/" + m, r), tag)
+        assert got == after
     finally:
         alone.stop()
         stub.stop()

@@ -573,12 +573,12 @@ YW_TEST(indexing_apart_writes_the_files_an_open_then_loads)
 
     attr_exposure_store_stats_t st;
     char err[512] = "";
-    YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, NULL, 0, f.now, &st, err, sizeof err), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, NULL, NULL, 0, f.now, &st, err, sizeof err), ==, 0);
     YW_CHECK_INT(st.tail_events, ==, 25);
     YW_CHECK_INT(st.tail_duplicates, ==, 0);
     YW_CHECK(count_files(f.dir) >= 1);
     /* Again: the files cover the whole log now, nothing is read. */
-    YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, NULL, 0, f.now, &st, err, sizeof err), ==, 0);
+    YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, NULL, NULL, 0, f.now, &st, err, sizeof err), ==, 0);
     YW_CHECK_INT(st.tail_events, ==, 0);
     YW_CHECK_INT(st.indexed_events, ==, 25);
 
@@ -599,8 +599,42 @@ YW_TEST(indexing_apart_writes_the_files_an_open_then_loads)
     char missing[300];
     snprintf(missing, sizeof missing, "%s/none", f.dir);
     err[0] = '\0';
-    YW_CHECK(attr_exposure_store_index(missing, 0, NULL, 0, f.now, &st, err, sizeof err) < 0);
+    YW_CHECK(attr_exposure_store_index(missing, 0, NULL, NULL, 0, f.now, &st, err, sizeof err) < 0);
     YW_CHECK(strstr(err, missing) != NULL);
+    fx_done(&f);
+}
+
+/* Which exposures the files index for joins follows the join horizon: the indexing
+ * apart must have the engine's settings, not the defaults. Exposures 20 days old are
+ * past the default horizon (14 days) and within one of 37. */
+YW_TEST(indexing_apart_follows_the_settings_join_horizon)
+{
+    static fx_t f;
+    attr_settings_t wide;
+    attr_settings_default(&wide);
+    wide.late_window_ns = 30 * D_;
+    fx_open(&f, 1);
+    f.st.settings = wide;
+    fx_start(&f);
+    ingest(&f, "old", 5, "v1", "alice", "p1", ATTR_KIND_CLICK, f.now - 20 * D_);
+    fx_stop(&f);
+    char err[512] = "";
+    attr_exposure_store_stats_t st;
+    char ids[8][32];
+    for (int with = 0; with < 2; with++) {
+        YW_CHECK_INT(remove_files(f.dir), ==, 1);
+        YW_CHECK_INT(attr_exposure_store_index(f.dir, 0, with ? &wide : NULL, NULL, 0, f.now, &st,
+                                               err, sizeof err),
+                     ==, 0);
+        YW_CHECK_INT(st.tail_events, ==, 5);
+        fx_open(&f, 0);
+        f.st.settings = wide;
+        st = fx_start(&f);
+        YW_CHECK_INT(st.tail_events, ==, 0);
+        /* The defaults' files have no join keys for them: a late order finds none. */
+        YW_CHECK_INT(disk_cands(&f, "v1", "p1", f.now, ids, 8), ==, with ? 5 : 0);
+        fx_stop(&f);
+    }
     fx_done(&f);
 }
 
@@ -613,6 +647,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(files_are_merged_and_pruned),
         YW_TEST_ENTRY(a_lookup_in_flight_keeps_newer_runs_in_memory),
         YW_TEST_ENTRY(indexing_apart_writes_the_files_an_open_then_loads),
+        YW_TEST_ENTRY(indexing_apart_follows_the_settings_join_horizon),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
