@@ -11,7 +11,8 @@
 #include "services/attribution/attr_validate.h"
 
 int attr_front_create(yw_runtime_t *rt, yw_server_t *srv, attr_cluster_t *cluster,
-                      const char *tier_addr, int64_t tier_ttl_ns, attr_front_t **out)
+                      const char *tier_addr, int64_t tier_ttl_ns, yw_metrics_t *metrics,
+                      attr_front_t **out)
 {
     attr_front_t *f = calloc(1, sizeof *f);
     if (f == NULL) {
@@ -26,6 +27,13 @@ int attr_front_create(yw_runtime_t *rt, yw_server_t *srv, attr_cluster_t *cluste
     }
     if (rc == 0) {
         rc = attr_tier_create(rt, tier_addr, tier_ttl_ns, &f->tier);
+    }
+    if (rc == 0 && metrics != NULL) {
+        rc = yw_metrics_counter(metrics, "yaowei_attribution_cluster_part_retries_total",
+                                "Forwarded parts of calls tried again after an UNAVAILABLE (a "
+                                "partition changing hands); a part whose node died after "
+                                "storing it comes back with its events as duplicates.",
+                                NULL, &f->m_retries);
     }
     if (rc != 0) {
         attr_front_destroy(f);
@@ -124,6 +132,7 @@ static void attr__fwd_retry(attr__fwd_t *fw, grpc_status_code code, const char *
         return;
     }
     fw->retry.data = fw;
+    yw_metric_inc(fw->f->m_retries);
     (void)uv_timer_start(&fw->retry, attr__on_retry, ATTR_FRONT_RETRY_MS, 0);
 }
 

@@ -40,6 +40,7 @@
 #define ATTR_FRONT_H
 
 #include "common/client.h"
+#include "common/metrics.h"
 #include "common/runtime.h"
 #include "common/server.h"
 #include "services/attribution/attr_cluster.h"
@@ -62,9 +63,13 @@ typedef struct st_attr_front_t attr_front_t;
  * A front over `cluster`'s routes; channels to the other nodes are opened as needed, the
  * parts for this node go to `srv` (this node's server, started) in process. Reports'
  * creators are labelled by tier scoring at `tier_addr`, labels kept `tier_ttl_ns`.
+ * `metrics` (NULL: none) gets yaowei_attribution_cluster_part_retries_total: forwarded
+ * parts tried again after an UNAVAILABLE (a part whose node died after storing it comes
+ * back with its events as duplicates).
  */
 int attr_front_create(yw_runtime_t *rt, yw_server_t *srv, attr_cluster_t *cluster,
-                      const char *tier_addr, int64_t tier_ttl_ns, attr_front_t **out);
+                      const char *tier_addr, int64_t tier_ttl_ns, yw_metrics_t *metrics,
+                      attr_front_t **out);
 
 /** Closes the channels (calls in flight complete CANCELLED first). */
 void attr_front_destroy(attr_front_t *f);

@@ -44,6 +44,7 @@ struct st_attr_front_t {
     attr_state_t *names;
     attr_tier_t *tier;
     yw_page_key_t page_key; /* the cluster's (attr_cluster_page_key()): reports point to it */
+    yw_metric_t *m_retries; /* forwarded parts tried again (NULL: no metrics) */
 };
 
 typedef struct st_attr__fwd_t attr__fwd_t;

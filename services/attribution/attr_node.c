@@ -144,7 +144,8 @@ static void attr__on_start(uv_timer_t *t)
                                       attr__on_cluster, host, &host->cluster, err, sizeof err);
     if (rc == 0 && host->cluster != NULL) {
         rc = attr_front_create(yw_app_runtime(host->app), yw_app_server(host->app), host->cluster,
-                               host->ecfg.tier_addr, host->ecfg.tier_label_ttl_ns, &host->front);
+                               host->ecfg.tier_addr, host->ecfg.tier_label_ttl_ns,
+                               yw_app_metrics(host->app), &host->front);
         if (rc == 0) {
             rc = attr__parts_init(host, err, sizeof err);
         } else {

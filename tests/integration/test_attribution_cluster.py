@@ -267,7 +267,17 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes, nats):
     assert "yw-attr-events" not in log_streams(nats)
 
     # kill -9 of one node: its partitions are built from their logs by the two others.
+    retries = a.metrics().get("yaowei_attribution_cluster_part_retries_total", 0)
     c.kill9()
+    # A call at once, while the dead node still holds its leases: its parts for them fail
+    # UNAVAILABLE and are tried again (counted), until the others took them or the tries
+    # ran out.
+    try:
+        s = a.client.call(ATTR + "/RecordExposures", {"events": xs}, timeout=30)
+        assert I(s, "duplicates") == 240, s
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+    assert a.metrics()["yaowei_attribution_cluster_part_retries_total"] > retries
     wait_for(lambda: shares([a, b]) == [PARTITIONS // 2, PARTITIONS // 2] and
              all(n.health() == "SERVING" for n in (a, b)),
              LEASE_TTL_MS / 1000 * 2 + 20, "the survivors serve every partition")
