@@ -517,8 +517,8 @@ class Cluster:
         return lost, built
 
     def log_state(self):
-        """(messages, bytes) of the partitions' logs, the streams yw-attr-log-<first>-<last>, summed
-        over the servers' replicas: what JetStream stores of them, every copy."""
+        """(messages, bytes) of the partitions' logs, the streams yw-attr-log-<first>-<last>,
+        summed over the servers' replicas: what JetStream stores of them, every copy."""
         states = [n.streams_state("yw-attr-log-") for n in self.nats]
         return sum(m for m, _ in states), sum(b for _, b in states)
 
@@ -1627,10 +1627,11 @@ def cluster_sections(b, md, row, target):
         F[("cluster_conv", "r3_vs_standalone")])
     md.append("")
     md.append("Disk per exposure, from the preload of %s: the partitions' logs (streams "
-              "yw-attr-log-<first>-<last>, their stored bytes summed over the servers' replicas) R3 %s bytes, "
-              "R1 %s (in the measured rounds: R3 %s, R1 %s); JetStream's files as du counts "
-              "them (Raft logs not yet compacted included) R3 %s, R1 %s; the nodes' data dirs "
-              "(their views of the partitions) R3 %s, R1 %s; standalone's data dir %s. A "
+              "yw-attr-log-<first>-<last>, their stored bytes summed over the servers' "
+              "replicas) R3 %s bytes, R1 %s (in the measured rounds: R3 %s, R1 %s); "
+              "JetStream's files as du counts them (Raft logs not yet compacted included) R3 "
+              "%s, R1 %s; the nodes' data dirs (their views of the partitions) R3 %s, R1 %s; "
+              "standalone's data dir %s. A "
               "RecordExposures call of 1,000 became %s messages of the log (R3; R1 %s): one "
               "per partition it touched."
               % (fmt(n), fmt(S["cluster_log_bytes_r3"]), fmt(S["cluster_log_bytes_r1"]),

@@ -341,8 +341,8 @@ static int attr__check_partitions(attr_cluster_t *c)
 }
 
 /*
- * The partitions' logs, a stream each (once the partition count is the cluster's). A
- * cluster whose logs are still in the one stream of the versions before
+ * The partitions' logs, a stream per ATTR__PARTS_PER_STREAM partitions in a row (once the
+ * partition count is the cluster's). A cluster whose logs are still in the one stream of the versions before
  * (ATTR__OLD_STREAM) is refused: its events would not be read. Returns 0, -EAGAIN or
  * -EINVAL (fatal).
  */

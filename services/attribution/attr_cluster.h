@@ -16,11 +16,11 @@
  *                       made each read go through every partition's blocks, NATS's CPU
  *                       growing with partitions x stored; a stream per partition made
  *                       each append a Raft round of its own (NATS's CPU per exposure
- *                       doubled). A node that
- *                       takes a lease first appends a lease marker expecting the
- *                       subject's last sequence, so an append of the previous owner
- *                       (which expects the sequence it knew) is refused from then on.
- *                       Every record names the one before it (header Yw-Prev).
+ *                       doubled). A node that takes a lease first appends a lease
+ *                       marker expecting the subject's last sequence, so an append of
+ *                       the previous owner (which expects the sequence it knew) is
+ *                       refused from then on. Every record names the one before it
+ *                       (header Yw-Prev).
  *   stream yw-attr-snaps, subjects yw.attr.snap.<p> and yw.attr.snaph.<p>: the
  *                       partitions' latest snapshots (see "Snapshots" below).
  *

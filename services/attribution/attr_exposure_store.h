@@ -95,8 +95,8 @@ int attr_exposure_store_open(uv_loop_t *loop, const char *dir, uint32_t run_expo
  * directory then loads those files instead of reading the log (a cluster node builds a
  * partition's index on a thread of the pool, not on the loop). `settings`: those the
  * engine will have (its join horizon says which exposures the files index for joins;
- * NULL: the defaults); `pruned`, `now_ns`: as for the open. Blocking; any thread (no loop, no thread of its own). Returns 0 with
- * *stats, or a negative errno with `err`.
+ * NULL: the defaults); `pruned`, `now_ns`: as for the open. Blocking; any thread (no
+ * loop, no thread of its own). Returns 0 with *stats, or a negative errno with `err`.
  */
 int attr_exposure_store_index(const char *dir, uint32_t run_exposures,
                               const attr_settings_t *settings, const uint64_t *pruned,

@@ -18,7 +18,6 @@
 #include "common/codec.h"
 #include "common/errmsg.h"
 #include "common/store.h"
-#include "common/vec.h"
 #include "services/attribution/attr_exposure_store.h"
 #include "services/attribution/attr_store.h"
 #include "services/attribution/attr_xlog.h"
@@ -186,68 +185,57 @@ int attr_partition_materialize(attr_cluster_t *c, int p, const char *dir,
     return rc;
 }
 
-int attr_partition_pruned(const char *dir, uint64_t **seqs, size_t *n, char *err, size_t errlen)
+/*
+ * Reads dir/attribution.db (read-only): its pruned segments into *seqs, *n (the caller
+ * frees them), and its settings into *settings unless NULL. Returns 0, or a negative
+ * errno with `err`.
+ */
+static int attr__read_db(const char *dir, uint64_t **seqs, size_t *n, attr_settings_t *settings,
+                         char *err, size_t errlen)
 {
     *seqs = NULL;
     *n = 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/attribution.db", dir);
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-    sqlite3_stmt *s = NULL;
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_prepare_v2(db, "SELECT seq FROM pruned_segments", -1, &s, NULL);
+    const char *what = "pruned segments";
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK ? 0 : -EIO;
+    if (rc == 0) {
+        rc = attr_store_read_pruned(db, seqs, n);
     }
-    size_t cap = 0;
-    int step = SQLITE_DONE;
-    while (rc == SQLITE_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        if (YW_VEC_RESERVE(*seqs, cap, *n + 1, 16) != 0) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        (*seqs)[(*n)++] = (uint64_t)sqlite3_column_int64(s, 0);
+    if (rc == 0 && settings != NULL) {
+        what = "settings";
+        rc = attr_store_read_settings(db, settings) < 0 ? -EIO : 0;
     }
-    if (rc == SQLITE_OK && step != SQLITE_DONE) {
-        rc = step;
-    }
-    if (rc != SQLITE_OK) {
-        yw_errmsg_printf(err, errlen, "%s/attribution.db: pruned segments: %s", dir,
-                         db != NULL ? sqlite3_errmsg(db) : "cannot open");
+    if (rc != 0) {
+        yw_errmsg_printf(err, errlen, "%s: %s: %s", path, what,
+                         rc == -ENOMEM ? "out of memory"
+                         : db != NULL  ? sqlite3_errmsg(db)
+                                       : "cannot open");
         free(*seqs);
         *seqs = NULL;
         *n = 0;
     }
-    sqlite3_finalize(s);
     sqlite3_close(db);
-    return rc == SQLITE_OK ? 0 : rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+    return rc;
+}
+
+int attr_partition_pruned(const char *dir, uint64_t **seqs, size_t *n, char *err, size_t errlen)
+{
+    return attr__read_db(dir, seqs, n, NULL, err, errlen);
 }
 
 int attr_partition_index(const char *dir, uint32_t run_exposures, uint64_t *indexed, char *err,
                          size_t errlen)
 {
     *indexed = 0;
+    /* The engine's settings with the pruned segments: its join horizon decides which
+     * exposures the files index for joins. */
     uint64_t *pruned = NULL;
     size_t n_pruned = 0;
-    int rc = attr_partition_pruned(dir, &pruned, &n_pruned, err, errlen);
-    if (rc != 0) {
-        return rc;
-    }
-    /* The engine's settings: its join horizon decides which exposures the files index
-     * for joins. */
     attr_settings_t settings;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/attribution.db", dir);
-    sqlite3 *db = NULL;
-    rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK
-             ? attr_store_read_settings(db, &settings)
-             : -EIO;
-    if (rc < 0) {
-        yw_errmsg_printf(err, errlen, "%s: settings: %s", path,
-                         db != NULL ? sqlite3_errmsg(db) : "cannot open");
-    }
-    sqlite3_close(db);
-    if (rc < 0) {
-        free(pruned);
+    int rc = attr__read_db(dir, &pruned, &n_pruned, &settings, err, errlen);
+    if (rc != 0) {
         return rc;
     }
     struct timespec ts;

@@ -91,6 +91,21 @@ static attr_sum_t attr__amount_sum(sqlite3_stmt *s, int i)
     return (attr_sum_t)sqlite3_column_int64(s, i) * 1000000000 + sqlite3_column_int64(s, i + 1);
 }
 
+/* The rows of attr__sql_get_pruned appended to *v (n of them): SQLITE_DONE, SQLITE_NOMEM or
+ * the step's failure. */
+static int attr__pruned_rows(sqlite3_stmt *s, uint64_t **v, size_t *n)
+{
+    size_t cap = *n;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (YW_VEC_GROW(*v, *n, cap, 1, 64) != 0) {
+            return SQLITE_NOMEM;
+        }
+        (*v)[(*n)++] = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    return rc;
+}
+
 /** The pruned segments, the conversions' count and highest seq, and (want_marks) sums. */
 static grpc_status_code attr__load_marks(yw_store_conn_t *conn, attr_load_t *ld)
 {
@@ -103,13 +118,9 @@ static grpc_status_code attr__load_marks(yw_store_conn_t *conn, attr_load_t *ld)
     if ((s = yw_store_stmt(conn, attr__sql_get_pruned)) == NULL) {
         return attr__load_fail(ld, db, "pruned_segments");
     }
-    size_t cap = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (YW_VEC_GROW(ld->pruned, ld->n_pruned, cap, 1, 64) != 0) {
-            snprintf(ld->err, sizeof ld->err, "out of memory");
-            return GRPC_STATUS_RESOURCE_EXHAUSTED;
-        }
-        ld->pruned[ld->n_pruned++] = (uint64_t)sqlite3_column_int64(s, 0);
+    if ((rc = attr__pruned_rows(s, &ld->pruned, &ld->n_pruned)) == SQLITE_NOMEM) {
+        snprintf(ld->err, sizeof ld->err, "out of memory");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
     if (rc != SQLITE_DONE) {
         return attr__load_fail(ld, db, "pruned_segments");
@@ -148,6 +159,24 @@ grpc_status_code attr_store_marks(yw_store_conn_t *conn, void *arg)
     attr_load_t *ld = arg;
     ld->want_marks = 1;
     return attr__load_marks(conn, ld);
+}
+
+int attr_store_read_pruned(sqlite3 *db, uint64_t **seqs, size_t *n)
+{
+    *seqs = NULL;
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, attr__sql_get_pruned, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = attr__pruned_rows(s, seqs, n);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        free(*seqs);
+        *seqs = NULL;
+        *n = 0;
+    }
+    return rc == SQLITE_DONE ? 0 : rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 }
 
 /* The settings of a row of attr__sql_get_settings. */

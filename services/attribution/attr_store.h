@@ -88,6 +88,12 @@ grpc_status_code attr_store_load(yw_store_conn_t *conn, void *arg);
 int attr_store_read_settings(sqlite3 *db, attr_settings_t *out);
 
 /**
+ * The exposure log segments `db` (as for attr_store_read_settings()) says were pruned,
+ * ascending: *seqs (the caller frees it), *n. Returns 0, -ENOMEM or -EIO.
+ */
+int attr_store_read_pruned(sqlite3 *db, uint64_t **seqs, size_t *n);
+
+/**
  * The marks of a snapshot alone (attr_snap.h): the pruned segments, the conversions'
  * count, highest seq and sum, the refunds' count and sum, the touches' count. `st` is
  * not used. For yw_store_run_sync() or a job; `arg` is an attr_load_t.

@@ -130,8 +130,8 @@ def test_the_cluster_agrees_with_the_model(seed, tmp_path_factory):
         # then comes back as duplicates, as when a client sends a call again.
         for calls in plan.threads.values():
             for call in calls:
-                if call.t_start is not None and any(call.t_start < b and call.t_end > a
-                                                    for a, b in a.srv.gone):
+                if call.t_start is not None and any(call.t_start < until and call.t_end > since
+                                                    for since, until in a.srv.gone):
                     call.retried = True
         world, problems = ground_truth(plan)
         invalid = [e.js["order_id"] for e in plan.events
