@@ -1,7 +1,22 @@
 /*
- * store.h — SQLite helpers every service uses: one database file in WAL mode,
- * versioned schema migrations at open, cached prepared statements, and work run off
- * the loop.
+ * store.h — the store every service uses: jobs run off the loop, against SQLite (one
+ * database file in WAL mode, the default) or PostgreSQL (a libpq URI, for services that
+ * run as several stateless replicas over one database); versioned schema migrations at
+ * open; cached prepared statements. A job's SQL written with sql.h runs on both; the
+ * SQLite helpers at the end of this file are for SQLite-only stores (attribution's).
+ *
+ * PostgreSQL (yw_store_config_t.pg_uri): a pool of connections, each with its own
+ * thread, takes the jobs in order; each job is one transaction (writes READ COMMITTED,
+ * reads REPEATABLE READ READ ONLY: one snapshot), and its `done` runs on the loop after
+ * its COMMIT answered. PostgreSQL commits concurrent transactions in groups itself. A
+ * statement that does not answer within pg_timeout_ms fails its job UNAVAILABLE and its
+ * connection is dropped; a connection that is lost is opened again for the next job
+ * (the jobs fail UNAVAILABLE, fast, while it cannot be). A listener connection keeps
+ * LISTEN open for yw_store_listen() and tells yw_store_available() whether the
+ * database answers. Migrations run under an advisory lock, so processes that start
+ * together migrate once; their versions are kept per `pg_schema` in yw_schema_versions.
+ *
+ * SQLite:
  *
  * Writes go to one writer thread that commits them in groups: every job queued while
  * the previous commit ran goes into the next transaction, each inside its own SAVEPOINT
@@ -99,7 +114,54 @@ typedef struct st_yw_store_config_t {
      */
     int (*ship)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
     void *ship_arg;
+    /**
+     * PostgreSQL instead of SQLite: a libpq connection URI or conninfo string
+     * ("postgresql://yaowei@db:5432/yaowei?sslmode=require"; every libpq parameter is
+     * allowed: several hosts, target_session_attrs, ...). NULL or "" means SQLite at
+     * `path`. With it, `path`, `migrations`, `readers`, `max_group`, `on_commit`,
+     * `on_full` and `ship` are ignored.
+     */
+    const char *pg_uri;
+    /** PostgreSQL: where read jobs go (a standby); NULL or "" means pg_uri. */
+    const char *pg_read_uri;
+    /** PostgreSQL: connections (each with its thread) per pool; 0 means 4. Reads have a
+     * pool of their own when pg_read_uri is set. */
+    int pg_pool;
+    /** PostgreSQL: the schema's migrations (its DDL is not SQLite's; the same rules). */
+    const yw_migration_t *pg_migrations;
+    size_t n_pg_migrations;
+    /**
+     * PostgreSQL: the name the schema's version is kept under (a database may hold
+     * several services' tables: theirs must not clash), e.g. "creator_profile".
+     */
+    const char *pg_schema;
+    /** PostgreSQL: the longest a statement or a connection attempt may take; 0: 5000 ms. */
+    int pg_timeout_ms;
+    /** PostgreSQL: how long yw_store_open() keeps trying to reach the database; 0: 30 s. */
+    int pg_open_wait_ms;
 } yw_store_config_t;
+
+/** Whether the store is PostgreSQL's (any thread). */
+int yw_store_is_postgres(const yw_store_t *store);
+
+/**
+ * Whether the database answered the last time it was asked (any thread). SQLite: always
+ * 1. PostgreSQL: 0 from the moment a connection is found lost or a statement does not
+ * answer, until a connection to it works again (the listener tries every few hundred
+ * milliseconds).
+ */
+int yw_store_available(const yw_store_t *store);
+
+/**
+ * Calls `cb` on the loop with the payload of each yw_sql_job_notify() on `channel`, by any
+ * process on the database, once its transaction committed (this process's own included),
+ * and with a NULL payload after the listener connected again: notifications may have
+ * been missed meanwhile, so everything cached may be stale. Loop thread, before the
+ * service serves; at most 8 channels per store. SQLite: `cb` is never called (one
+ * process: its done callbacks know every change). Returns 0 or a negative errno.
+ */
+int yw_store_listen(yw_store_t *store, const char *channel,
+                    void (*cb)(void *arg, const char *payload), void *arg);
 
 /**
  * Opens the database file of `cfg` (path and migrations; the rest is ignored) as
@@ -150,7 +212,9 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
  */
 void yw_store_close(yw_store_t *store, void (*closed)(void *arg), void *arg);
 
-/** The connection's sqlite3 handle. */
+/* ---- SQLite only (attribution's stores): sql.h is the portable way ---------------- */
+
+/** The connection's sqlite3 handle (NULL on a PostgreSQL connection). */
 sqlite3 *yw_store_db(yw_store_conn_t *conn);
 
 /**
