@@ -45,6 +45,12 @@ typedef struct st_yw_app_def_t {
     const char *db_file;
     const yw_migration_t *migrations;
     size_t n_migrations;
+    /**
+     * The schema's migrations on PostgreSQL (--store postgresql://...), kept under the
+     * name `program` in yw_schema_versions; NULL: the service runs on SQLite only.
+     */
+    const yw_migration_t *pg_migrations;
+    size_t n_pg_migrations;
     /** Options of this service besides the common ones; copied, may be NULL. */
     const yw_option_t *options;
     size_t n_options;
