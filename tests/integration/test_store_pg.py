@@ -2,6 +2,7 @@
 tests/unit/common/test_store_pg_live.c runs in a database of its own; `outage` stops the
 server and starts it again when the program asks (STOP/START on its stdout)."""
 import os
+import signal
 import subprocess
 
 import pytest
@@ -37,10 +38,26 @@ def test_live(pg, name):
     run_live(pg, name)
 
 
-def test_outage(pg):
-    uri = pg.create_database("live_outage")
+def server_pids(pg):
+    """The postmaster and its children (backends, checkpointer, ...)."""
+    kids = subprocess.run(["pgrep", "-P", str(pg.pid)], stdout=subprocess.PIPE, text=True)
+    return [pg.pid] + [int(p) for p in kids.stdout.split()]
+
+
+def signal_server(pg, sig):
+    for pid in server_pids(pg):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("name", ["outage", "hang"])
+def test_driven(pg, name):
+    """`outage`: the server stopped and started again; `hang`: frozen (SIGSTOP), thawed."""
+    uri = pg.create_database("live_" + name)
     env = dict(os.environ, YW_TEST_PG_URI=uri)
-    proc = subprocess.Popen([binary_path(LIVE), "outage"], env=env, stdin=subprocess.PIPE,
+    proc = subprocess.Popen([binary_path(LIVE), name], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
@@ -54,13 +71,22 @@ def test_outage(pg):
                 pg.start()
                 proc.stdin.write("started\n")
                 proc.stdin.flush()
+            elif line.strip() == "FREEZE":
+                signal_server(pg, signal.SIGSTOP)
+                proc.stdin.write("frozen\n")
+                proc.stdin.flush()
+            elif line.strip() == "THAW":
+                signal_server(pg, signal.SIGCONT)
+                proc.stdin.write("thawed\n")
+                proc.stdin.flush()
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+        signal_server(pg, signal.SIGCONT)
         if not pg.running():
             pg.start()
     out = "".join(lines)
-    print(out)
+    print(out)  # shown by pytest when the test fails (or with -s)
     assert proc.returncode == 0, out
     assert "1 passed, 0 failed" in out, out

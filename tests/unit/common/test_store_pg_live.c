@@ -438,6 +438,55 @@ YW_TEST(outage)
     close_pg(&loop, store);
 }
 
+/* The server stops answering (SIGSTOP): jobs fail UNAVAILABLE within the timeout. */
+YW_TEST(hang)
+{
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    yw_store_t *store = open_pg(&loop, 2, 1000);
+    YW_CHECK_INT(yw_store_listen(store, "live", on_note, &notes), ==, 0);
+    kv_job_t put;
+    kv_init(&put, true, "before");
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+
+    ask_driver(&loop, "FREEZE");
+    kv_init(&put, true, "frozen");
+    run_job(&loop, store, &put, true);
+    fprintf(stderr, "frozen: status %d in %llu ms: %s\n", (int)put.status,
+            (unsigned long long)put.took_ms, put.errmsg);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK(strstr(put.errmsg, "did not answer within 1000 ms") != NULL);
+    YW_CHECK_INT(put.took_ms, >=, 900);
+    YW_CHECK_INT(put.took_ms, <=, 1600);
+    YW_CHECK_INT(yw_store_available(store), ==, 0);
+    /* The next job tries a new connection, bounded the same way. */
+    kv_init(&put, true, "frozen2");
+    run_job(&loop, store, &put, true);
+    fprintf(stderr, "frozen: status %d in %llu ms: %s\n", (int)put.status,
+            (unsigned long long)put.took_ms, put.errmsg);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK_INT(put.took_ms, <=, 2 * 1000 + 600);
+
+    ask_driver(&loop, "THAW");
+    uint64_t deadline = uv_hrtime() + UINT64_C(20000000000);
+    grpc_status_code last = GRPC_STATUS_UNAVAILABLE;
+    for (int ok = 0; ok < 4 && uv_hrtime() < deadline;) {
+        kv_job_t get;
+        kv_init(&get, false, "before");
+        run_job(&loop, store, &get, false);
+        last = get.status;
+        ok = last == GRPC_STATUS_OK ? ok + 1 : 0;
+    }
+    YW_CHECK_INT(last, ==, GRPC_STATUS_OK);
+    while (yw_store_available(store) != 1 && uv_hrtime() < deadline) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    YW_CHECK_INT(yw_store_available(store), ==, 1);
+    close_pg(&loop, store);
+}
+
 /* Close with jobs still queued: every done runs (before `closed`), none is lost. */
 static int queued_done;
 
@@ -485,6 +534,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(write_read_jobs),
         YW_TEST_ENTRY(notify),
         YW_TEST_ENTRY(outage),
+        YW_TEST_ENTRY(hang),
         YW_TEST_ENTRY(close_with_queued_jobs),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
