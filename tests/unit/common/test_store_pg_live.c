@@ -156,6 +156,39 @@ static grpc_status_code get_work(yw_store_conn_t *conn, yw_store_job_t *job)
     return rc == YW_SQL_DONE ? GRPC_STATUS_OK : yw_sql_job_fail(conn, job, "get kv");
 }
 
+/* A job whose statement fails and that goes on as if it had not: fails at COMMIT. */
+static grpc_status_code ignore_error_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    const char *texts[] = {"a", "not a number"};
+    (void)yw_sql_job_exec(conn, job, sql_put, texts, 2, "insert");
+    return GRPC_STATUS_OK;
+}
+
+/* SQL mistakes: reported by the step (PostgreSQL prepares there), INTERNAL. */
+static grpc_status_code mistakes_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SELEKT 1", msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ERROR);
+    yw_sql_done(st);
+    YW_CHECK_INT(yw_sql_fail(conn, "selekt", msg, sizeof msg), ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strncmp(msg, "selekt: syntax error", 20) == 0);
+    return yw_store_job_failf(job, GRPC_STATUS_INTERNAL, "%s", msg);
+}
+
+static grpc_status_code bind_error_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, sql_get, msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    yw_sql_bind_text(st, 1, "a");
+    yw_sql_bind_text(st, 9, "past the last");
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ERROR);
+    yw_sql_done(st);
+    return yw_sql_job_fail(conn, job, "get");
+}
+
 static void kv_done(yw_store_job_t *job, grpc_status_code status)
 {
     kv_job_t *j = (kv_job_t *)job;
@@ -208,6 +241,7 @@ YW_TEST(migrate_concurrent)
             yw_store_t *store = open_pg(&loop, 2, 5000);
             YW_CHECK_INT(yw_store_schema_version(store), ==, 2);
             close_pg(&loop, store);
+            YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
             _exit(0);
         }
     }
@@ -224,6 +258,7 @@ YW_TEST(migrate_concurrent)
     YW_CHECK_INT(yw_store_run_sync(store, count_mig_log, &n, err, sizeof err), ==, GRPC_STATUS_OK);
     YW_CHECK_INT(n, ==, 1); /* migration 2 ran once */
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 YW_TEST(newer_refused)
@@ -247,6 +282,7 @@ YW_TEST(newer_refused)
     YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
     YW_CHECK_INT(yw_store_schema_version(store), ==, 0);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 YW_TEST(write_read_jobs)
@@ -301,6 +337,27 @@ YW_TEST(write_read_jobs)
     YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
     YW_CHECK(!get.found);
 
+    /* A statement failed and the job went on: INTERNAL at COMMIT, nothing kept. */
+    kv_init(&put, true, "a");
+    put.job.work = ignore_error_work;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strstr(put.errmsg, "a statement of the job failed") != NULL);
+    kv_init(&put, true, "a");
+    put.job.work = mistakes_work;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    kv_init(&put, false, "a");
+    put.job.work = bind_error_work;
+    run_job(&loop, store, &put, false);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK_STR(put.errmsg, "get: bind ?9: the statement has 1 parameters");
+    /* The connections work on after those failures. */
+    kv_init(&get, false, "a");
+    run_job(&loop, store, &get, false);
+    YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
+    YW_CHECK(get.found);
+
     /* Many jobs at once over the pool: all done, each once. */
     enum { N = 40 };
     static kv_job_t many[N];
@@ -316,6 +373,7 @@ YW_TEST(write_read_jobs)
         YW_CHECK_INT(many[i].status, ==, GRPC_STATUS_OK);
     }
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 static char notes[8][64];
@@ -361,6 +419,7 @@ YW_TEST(notify)
     YW_CHECK_STR(notes[0], "creator:x");
     YW_CHECK_INT(n_null_notes, ==, 0);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /** Tells the driver `what` and waits for its answer on stdin, running the loop meanwhile. */
@@ -436,6 +495,7 @@ YW_TEST(outage)
     YW_CHECK_INT(yw_store_available(store), ==, 1);
     YW_CHECK_INT(n_null_notes, >=, 1);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /* The server stops answering (SIGSTOP): jobs fail UNAVAILABLE within the timeout. */
@@ -485,6 +545,7 @@ YW_TEST(hang)
     }
     YW_CHECK_INT(yw_store_available(store), ==, 1);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /* Close with jobs still queued: every done runs (before `closed`), none is lost. */
@@ -519,6 +580,7 @@ YW_TEST(close_with_queued_jobs)
     YW_CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
     YW_CHECK_INT(closed, ==, 1);
     YW_CHECK_INT(queued_done, ==, N);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 int main(int argc, char **argv)
