@@ -548,6 +548,44 @@ YW_TEST(hang)
     YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
+/* Reads on a standby (YW_TEST_PG_READ_URI): writes on the primary reach them. */
+YW_TEST(read_pool)
+{
+    const char *read_uri = getenv("YW_TEST_PG_READ_URI");
+    if (read_uri == NULL || read_uri[0] == '\0') {
+        fprintf(stderr, "read_pool: YW_TEST_PG_READ_URI is unset; skipped\n");
+        return;
+    }
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    yw_store_config_t cfg = {.pg_uri = pg_uri,
+                             .pg_read_uri = read_uri,
+                             .pg_schema = "live",
+                             .pg_migrations = pg_migrations,
+                             .n_pg_migrations = 2,
+                             .pg_pool = 2,
+                             .pg_open_wait_ms = 5000};
+    yw_store_t *store = NULL;
+    char err[256];
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
+    kv_job_t put;
+    kv_init(&put, true, "replicated");
+    put.v = 7;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+    uint64_t deadline = uv_hrtime() + UINT64_C(15000000000);
+    kv_job_t get;
+    do {
+        kv_init(&get, false, "replicated");
+        run_job(&loop, store, &get, false);
+        YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
+    } while (!get.found && uv_hrtime() < deadline && usleep(50000) == 0);
+    YW_CHECK(get.found);
+    YW_CHECK_INT(get.v, ==, 7);
+    close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
+}
+
 /* Close with jobs still queued: every done runs (before `closed`), none is lost. */
 static int queued_done;
 
@@ -597,6 +635,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(notify),
         YW_TEST_ENTRY(outage),
         YW_TEST_ENTRY(hang),
+        YW_TEST_ENTRY(read_pool),
         YW_TEST_ENTRY(close_with_queued_jobs),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
