@@ -145,7 +145,12 @@ typedef struct st_yw_store_config_t {
      * Required with pg_uri.
      */
     const char *pg_schema;
-    /** PostgreSQL: the longest a statement or a connection attempt may take; 0: 5000 ms. */
+    /**
+     * PostgreSQL: the longest a statement or a connection attempt may take; 0: 5000 ms.
+     * The store's sessions also get statement_timeout = this + 1 s (unless the URI sets
+     * libpq's `options`), so that a statement given up does not run on holding locks.
+     * Migrations are bounded by pg_open_wait_ms instead.
+     */
     int pg_timeout_ms;
     /** PostgreSQL: how long yw_store_open() keeps trying to reach the database; 0: 30 s. */
     int pg_open_wait_ms;

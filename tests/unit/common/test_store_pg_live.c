@@ -215,6 +215,18 @@ static void run_job(uv_loop_t *loop, yw_store_t *store, kv_job_t *j, bool write)
     run_until(loop, &j->done);
 }
 
+static grpc_status_code show_timeout(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    kv_job_t *j = (kv_job_t *)job;
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SHOW statement_timeout", msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ROW);
+    snprintf(j->t_read, sizeof j->t_read, "%s", yw_sql_column_text(st, 0, NULL));
+    yw_sql_done(st);
+    return GRPC_STATUS_OK;
+}
+
 static grpc_status_code count_mig_log(yw_store_conn_t *conn, void *arg)
 {
     char msg[256];
@@ -352,6 +364,13 @@ YW_TEST(write_read_jobs)
     run_job(&loop, store, &put, false);
     YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
     YW_CHECK_STR(put.errmsg, "get: bind ?9: the statement has 1 parameters");
+    /* The server gives up a statement a second after the store stopped waiting. */
+    kv_init(&put, false, "a");
+    put.job.work = show_timeout;
+    run_job(&loop, store, &put, false);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+    YW_CHECK_STR(put.t_read, "6s");
+
     /* The connections work on after those failures. */
     kv_init(&get, false, "a");
     run_job(&loop, store, &get, false);
