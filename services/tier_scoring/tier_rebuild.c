@@ -163,6 +163,10 @@ void tier_on_snapshot(void *arg, tier_snapshot_t *snap)
     tier_snapshot_unref(st->snapshot);
     st->snapshot = snap;
     tier_rebuild(st);
+    /* Replicas: a safety net under the policy notices (tier_replicas.c), once a refresh. */
+    if (yw_store_is_postgres(st->store)) {
+        tier_policy_recheck(st);
+    }
 }
 
 /* ---- RefreshPopulation ---- */
