@@ -43,6 +43,8 @@ static void save_done(yw_store_job_t *job, grpc_status_code status)
     if (status != GRPC_STATUS_OK) {
         yw_log(YW_LOG_WARN, "saving the population failed: %s: %s", yw_status_name(status),
                job->errmsg);
+    } else if (j->skipped) {
+        yw_log(YW_LOG_DEBUG, "population not saved: another replica was saving its own");
     } else {
         yw_log(YW_LOG_DEBUG, "population saved: %zu creators", j->saved);
     }

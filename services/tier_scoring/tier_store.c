@@ -5,6 +5,7 @@
 #include "services/tier_scoring/tier_store.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,9 +130,8 @@ const yw_migration_t tier_pg_migrations[TIER_N_PG_MIGRATIONS] = {
 
 /* ---- policies ---- */
 
-/* Lock names (yw_sql_job_lock()): writers of one of them take turns across replicas. */
+/* The lock of policy writers (yw_sql_job_lock()): they take turns across replicas. */
 #define LOCK_POLICY "tier-policy"
-#define LOCK_POPULATION "tier-population"
 
 #define POLICY_COLUMNS                                                                             \
     "version, head_min_followers, mid_min_followers, tail_min_followers, weight_reach, "           \
@@ -297,14 +297,50 @@ static const char sql_creators_get[] =
     "SELECT creator_id, category, followers, window_days, notes, video_notes, impressions, "
     "engagements, views_last_7d, views_prev_7d, avg_completion_rate "
     "FROM tier_creators ORDER BY creator_id";
+#define CREATOR_INSERT                                                                             \
+    "INSERT INTO tier_creators(creator_id, category, followers, window_days, notes, video_notes, " \
+    "impressions, engagements, views_last_7d, views_prev_7d, avg_completion_rate, tier, score, "   \
+    "reach, engagement, video_momentum, consistency, engagement_rate_raw, "                        \
+    "engagement_rate_smoothed, engagement_rate_lower_bound, percentile, rising, "                  \
+    "insufficient_data) VALUES "
+/* Parameters of one creator's row (bind_creator()). */
+#define CREATOR_PARAMS 23
 static const char sql_creator_put[] =
-    "INSERT INTO tier_creators(creator_id, category, followers, window_days, notes, video_notes, "
-    "impressions, engagements, views_last_7d, views_prev_7d, avg_completion_rate, tier, score, "
-    "reach, engagement, video_momentum, consistency, engagement_rate_raw, "
-    "engagement_rate_smoothed, engagement_rate_lower_bound, percentile, rising, "
-    "insufficient_data) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-    "?19, ?20, ?21, ?22, ?23)";
+    CREATOR_INSERT "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+                   "?18, ?19, ?20, ?21, ?22, ?23)";
+
+/*
+ * CHUNK_ROWS creators in one INSERT (2,300 parameters: within SQLite's 32,766 and
+ * PostgreSQL's 65,535): a statement is a round trip to PostgreSQL, and 50,000 of them
+ * took seconds. Built once (chunk_sql_build()), the rest of a population row by row.
+ */
+#define CHUNK_ROWS 100
+static char sql_creators_put_chunk[sizeof CREATOR_INSERT + CHUNK_ROWS * CREATOR_PARAMS * 8];
+static pthread_once_t chunk_once = PTHREAD_ONCE_INIT;
+
+static void chunk_sql_build(void)
+{
+    char *w = sql_creators_put_chunk, *end = w + sizeof sql_creators_put_chunk;
+    w += snprintf(w, (size_t)(end - w), "%s", CREATOR_INSERT);
+    for (int r = 0; r < CHUNK_ROWS; r++) {
+        for (int c = 0; c < CREATOR_PARAMS; c++) {
+            w += snprintf(w, (size_t)(end - w), "%s?%d%s", c == 0 ? (r == 0 ? "(" : ", (") : ", ",
+                          r * CREATOR_PARAMS + c + 1, c == CREATOR_PARAMS - 1 ? ")" : "");
+        }
+    }
+    /* "?4600, " is 7 bytes, each row's "(" and ")" 3 more: 8 per parameter is enough */
+}
+
+/*
+ * PostgreSQL: the population's saves of several replicas must not interleave (each
+ * deletes every row and inserts its own). A save that finds another replica's in progress
+ * skips its own rather than wait: that one is as fresh, give or take a refresh, and
+ * waiting behind a save of 50,000 rows could outlast the store's statement timeout.
+ * Its own key, not yw_sql_job_lock()'s (which waits): "tier pop" in ASCII.
+ */
+static const char sql_pg_try_lock_population[] =
+    "SELECT CASE WHEN pg_try_advisory_xact_lock(?1) THEN 1 ELSE 0 END";
+#define PG_LOCK_POPULATION INT64_C(0x7469657220706f70)
 
 static grpc_status_code load_snapshot(yw_store_conn_t *conn, tier_load_t *load)
 {
@@ -409,12 +445,13 @@ grpc_status_code tier_store_load(yw_store_conn_t *conn, void *arg)
     return code;
 }
 
-static void bind_creator(yw_sql_t *st, const tier_population_t *p, size_t i)
+/* Binds creator i of `p` to the next CREATOR_PARAMS parameters of `b`. */
+static void bind_creator(yw_sql_binder_t *bb, const tier_population_t *p, size_t i)
 {
     const tier_creator_t *c = &p->snap->creators[i];
     const tier_result_t *r = &p->results[i];
     const tier_standing_t *s = &p->standings[i];
-    yw_sql_binder_t b = YW_SQL_BINDER(st);
+    yw_sql_binder_t b = *bb;
     yw_sql_bind_next_text(&b, c->creator_id);
     yw_sql_bind_next_text(&b, c->category);
     yw_sql_bind_next_i64(&b, c->in.followers);
@@ -438,6 +475,7 @@ static void bind_creator(yw_sql_t *st, const tier_population_t *p, size_t i)
     yw_sql_bind_next_f64(&b, s->percentile);
     yw_sql_bind_next_i64(&b, s->rising != 0);
     yw_sql_bind_next_i64(&b, r->insufficient_data != 0);
+    *bb = b;
 }
 
 /* Runs a statement without parameters or rows; the store's status with `what` if it fails. */
@@ -454,34 +492,79 @@ static grpc_status_code exec_plain(yw_store_conn_t *conn, yw_store_job_t *job, c
     return rc == YW_SQL_DONE ? GRPC_STATUS_OK : yw_sql_job_fail(conn, job, what);
 }
 
+/* PostgreSQL: takes the population's lock unless another replica holds it (*got). */
+static grpc_status_code pg_try_lock_population(yw_store_conn_t *conn, yw_store_job_t *job, int *got)
+{
+    grpc_status_code code = GRPC_STATUS_INTERNAL;
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_pg_try_lock_population, &code);
+    if (st == NULL) {
+        return code;
+    }
+    yw_sql_bind_i64(st, 1, PG_LOCK_POPULATION);
+    int rc = yw_sql_step(st);
+    *got = rc == YW_SQL_ROW && yw_sql_column_i64(st, 0) == 1;
+    yw_sql_done(st);
+    return rc == YW_SQL_ROW ? GRPC_STATUS_OK
+                            : yw_sql_job_fail(conn, job, "store: lock the saved population");
+}
+
+/* Inserts creators [from, from + rows) of `p` with one statement (rows: 1 or CHUNK_ROWS). */
+static grpc_status_code insert_creators(yw_store_conn_t *conn, yw_store_job_t *job,
+                                        const tier_population_t *p, size_t from, size_t rows)
+{
+    grpc_status_code code = GRPC_STATUS_INTERNAL;
+    yw_sql_t *st =
+        yw_sql_job_stmt(conn, job, rows == 1 ? sql_creator_put : sql_creators_put_chunk, &code);
+    if (st == NULL) {
+        return code;
+    }
+    yw_sql_binder_t b = YW_SQL_BINDER(st);
+    for (size_t i = from; i < from + rows; i++) {
+        bind_creator(&b, p, i);
+    }
+    int rc = yw_sql_step(st);
+    yw_sql_done(st);
+    return rc == YW_SQL_DONE ? GRPC_STATUS_OK : yw_sql_job_fail(conn, job, "store: write creators");
+}
+
 grpc_status_code tier_store_save(yw_store_conn_t *conn, yw_store_job_t *job)
 {
     tier_save_job_t *j = (tier_save_job_t *)job;
     const tier_population_t *p = j->pop;
     j->saved = 0;
-
-    /* Replicas' saves take turns: each deletes the rows the one before it committed. */
-    grpc_status_code code = yw_sql_job_lock(conn, job, LOCK_POPULATION);
-    if (code != GRPC_STATUS_OK) {
-        return code;
+    j->skipped = 0;
+    grpc_status_code code;
+    if (yw_sql_backend(conn) == YW_SQL_POSTGRES) {
+        int got = 0;
+        if ((code = pg_try_lock_population(conn, job, &got)) != GRPC_STATUS_OK) {
+            return code;
+        }
+        if (!got) {
+            j->skipped = 1;
+            return GRPC_STATUS_OK;
+        }
+    }
+    if (pthread_once(&chunk_once, chunk_sql_build) != 0) {
+        snprintf(job->errmsg, sizeof job->errmsg, "store: cannot build the creators' insert");
+        return GRPC_STATUS_INTERNAL;
     }
     if ((code = exec_plain(conn, job, sql_creators_clear, "store: clear creators")) !=
         GRPC_STATUS_OK) {
         return code;
     }
-    yw_sql_t *st;
-    for (size_t i = 0; i < p->snap->n; i++) {
-        if ((st = yw_sql_job_stmt(conn, job, sql_creator_put, &code)) == NULL) {
+    size_t n = p->snap->n, i = 0;
+    for (; n - i >= CHUNK_ROWS; i += CHUNK_ROWS) {
+        if ((code = insert_creators(conn, job, p, i, CHUNK_ROWS)) != GRPC_STATUS_OK) {
             return code;
         }
-        bind_creator(st, p, i);
-        int rc = yw_sql_step(st);
-        yw_sql_done(st);
-        if (rc != YW_SQL_DONE) {
-            return yw_sql_job_fail(conn, job, "store: write creator");
+    }
+    for (; i < n; i++) {
+        if ((code = insert_creators(conn, job, p, i, 1)) != GRPC_STATUS_OK) {
+            return code;
         }
     }
-    if ((st = yw_sql_job_stmt(conn, job, sql_population_put, &code)) == NULL) {
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_population_put, &code);
+    if (st == NULL) {
         return code;
     }
     yw_sql_binder_t b = YW_SQL_BINDER(st);

@@ -23,9 +23,9 @@
  * (yw_sql_job_lock(): PostgreSQL's advisory lock; SQLite's one writer already takes
  * turns), merges the request into the version in force *in the database* and writes
  * that version + 1, then notifies TIER_POLICY_CHANNEL with the new version once it
- * commits. Saves of the population take the lock "tier-population", so that two
- * replicas' saves (delete every row, insert the new ones) take turns instead of
- * colliding on creator_id.
+ * commits. A save of the population (delete every row, insert the new ones) takes a lock
+ * without waiting and is skipped while another replica's is in progress (tier_store_save()),
+ * so that two saves never collide on creator_id.
  *
  * Jobs start with their yw_store_job_t. Inputs are borrowed: the caller keeps them
  * alive and unchanged until `done` runs.
@@ -125,12 +125,14 @@ typedef struct st_tier_save_job_t {
     void *data;
     const tier_population_t *pop; /* in: the caller holds a reference until done */
     size_t saved;                 /* out: creators written */
+    int skipped; /* out: another replica was saving its population: this one was not */
 } tier_save_job_t;
 
 /**
- * Replaces the saved population with `pop` (its inputs, scores and metadata), under the
- * lock "tier-population": the last save to commit, from whichever replica, is the one
- * saved.
+ * Replaces the saved population with `pop` (its inputs, scores and metadata). PostgreSQL:
+ * under a lock that replicas' saves take without waiting; when another replica holds it,
+ * nothing is written and `skipped` is set (OK): its population is as fresh as this one,
+ * give or take a refresh.
  */
 grpc_status_code tier_store_save(yw_store_conn_t *conn, yw_store_job_t *job);
 

@@ -302,18 +302,19 @@ YW_TEST(population_saved_and_loaded)
     j.pop = first;
     YW_CHECK_INT(write_job(&f, &j.job), ==, GRPC_STATUS_OK);
     YW_CHECK_INT(j.saved, ==, 5);
-    /* A second save replaces the first. */
-    tier_population_t *pop = population("c", 40);
+    /* A second save replaces the first: two inserts of 100 rows and 50 of one. */
+    tier_population_t *pop = population("c", 250);
     j.pop = pop;
     YW_CHECK_INT(write_job(&f, &j.job), ==, GRPC_STATUS_OK);
-    YW_CHECK_INT(j.saved, ==, 40);
+    YW_CHECK_INT(j.saved, ==, 250);
+    YW_CHECK(!j.skipped);
 
     close_store(&f);
     open_store(&f);
     tier_load_t l;
     load(&f, &l);
     tier_snapshot_t *s = l.snapshot;
-    YW_CHECK_INT(s->n, ==, 40);
+    YW_CHECK_INT(s->n, ==, 250);
     YW_CHECK_INT(s->time_s, ==, 1715000000);
     YW_CHECK_INT(s->time_ns, ==, 123);
     YW_CHECK_INT(s->window_days, ==, 14);
