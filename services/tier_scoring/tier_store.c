@@ -252,7 +252,9 @@ grpc_status_code tier_store_update_policy(yw_store_conn_t *conn, yw_store_job_t 
     }
     if ((code = tier_policy_update(&current, j->req, &j->policy, j->refusal, sizeof j->refusal)) !=
         GRPC_STATUS_OK) {
-        snprintf(msg, len, "%s", j->refusal);
+        size_t k = strnlen(j->refusal, len - 1); /* truncated: `refusal` has it all */
+        memcpy(msg, j->refusal, k);
+        msg[k] = '\0';
         return code;
     }
     j->policy.update_time_s = j->now_s;

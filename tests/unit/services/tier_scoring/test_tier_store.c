@@ -239,7 +239,12 @@ YW_TEST(policy_versions_do_not_fork_across_processes)
     YW_CHECK_INT(j->policy.mid_min_followers, ==, 40000);
     YW_CHECK(j->policy.rising_top_fraction == 0.25);
 
-    close_store(&f);
+    /* Close b while a keeps the loop alive. */
+    f.closed = 0;
+    yw_store_close(b, on_closed, &f);
+    while (f.closed == 0) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
     f.store = a;
     load(&f, &l);
     YW_CHECK_INT(l.policy.version, ==, 3);
