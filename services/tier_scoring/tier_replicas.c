@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "services/tier_scoring/tier_service.h"
 #include "services/tier_scoring/tier_state.h"
 #include "services/tier_scoring/tier_store.h"
 

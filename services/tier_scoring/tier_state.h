@@ -97,15 +97,6 @@ int tier_policy_in_force(tier_state_t *st, const tier_policy_t *p);
  */
 void tier_policy_recheck(tier_state_t *st);
 
-/**
- * yw_store_listen() callback of TIER_POLICY_CHANNEL; `arg` is the app (its state is NULL
- * from fini on, when notices are ignored: the store outlives the state). A notice of a
- * version not newer than the one in force (this replica's own update, or one already
- * read) is ignored; any other payload, and NULL (the listener reconnected: notices may
- * have been missed), reads the policy in force.
- */
-void tier_on_policy_notice(void *arg, const char *payload);
-
 /** Opens the retry timer of tier_policy_recheck() (takes a hold). Returns 0 or a libuv
  * error. */
 int tier_policy_timer_open(tier_state_t *st);
