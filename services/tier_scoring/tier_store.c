@@ -317,7 +317,7 @@ static const char sql_creator_put[] =
  * took seconds. Built once (chunk_sql_build()), the rest of a population row by row.
  */
 #define CHUNK_ROWS 100
-static char sql_creators_put_chunk[sizeof CREATOR_INSERT + CHUNK_ROWS * CREATOR_PARAMS * 8];
+static char sql_creators_put_chunk[sizeof CREATOR_INSERT + (size_t)CHUNK_ROWS * CREATOR_PARAMS * 8];
 static pthread_once_t chunk_once = PTHREAD_ONCE_INIT;
 
 static void chunk_sql_build(void)
