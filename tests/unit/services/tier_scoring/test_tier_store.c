@@ -6,6 +6,10 @@
  * time) across a reopen, replacing the one saved before.
  *
  * Every test works in a fresh directory from mkdtemp() and runs its own uv loop.
+ *
+ * With YW_TEST_PG_URI set (an empty PostgreSQL database per test: argv[1] names the
+ * test), the same tests run on PostgreSQL with tier_pg_migrations instead: the jobs' SQL
+ * is the same on both.
  */
 #include "services/tier_scoring/tier_store.h"
 
@@ -34,10 +38,16 @@ static void on_done(yw_store_job_t *job, grpc_status_code status)
 static void open_store(fixture_t *f)
 {
     char err[256];
+    const char *pg_uri = getenv("YW_TEST_PG_URI");
     yw_store_config_t cfg = {
         .path = f->path,
         .migrations = tier_migrations,
         .n_migrations = TIER_N_MIGRATIONS,
+        .pg_uri = pg_uri != NULL && pg_uri[0] != '\0' ? pg_uri : NULL,
+        .pg_migrations = tier_pg_migrations,
+        .n_pg_migrations = TIER_N_PG_MIGRATIONS,
+        .pg_schema = "tier_scoring",
+        .pg_pool = 2,
     };
     YW_CHECK_INT(yw_store_open(&f->loop, &cfg, &f->store, err, sizeof err), ==, 0);
 }
@@ -123,21 +133,25 @@ YW_TEST(default_policy_written_once)
 /* An UpdateTierPolicy request setting `mask` (one path) of `in`, for the update job. */
 static tier_policy_job_t *update_job(Yaowei__Tier__V1__TierPolicy *in, char **mask)
 {
-    static Yaowei__Tier__V1__UpdateTierPolicyRequest req;
-    static Google__Protobuf__FieldMask fm;
-    static tier_policy_job_t j;
-    yaowei__tier__v1__update_tier_policy_request__init(&req);
-    google__protobuf__field_mask__init(&fm);
-    fm.n_paths = 1;
-    fm.paths = mask;
-    req.policy = in;
-    req.update_mask = &fm;
-    memset(&j, 0, sizeof j);
-    j.job.work = tier_store_update_policy;
-    j.req = &req;
-    j.now_s = 1700000100;
-    j.now_ns = 5;
-    return &j;
+    /* Two in turn, so that two can be in flight. */
+    static Yaowei__Tier__V1__UpdateTierPolicyRequest reqs[2];
+    static Google__Protobuf__FieldMask fms[2];
+    static tier_policy_job_t jobs[2];
+    static int next;
+    int k = next;
+    next = (next + 1) % 2;
+    yaowei__tier__v1__update_tier_policy_request__init(&reqs[k]);
+    google__protobuf__field_mask__init(&fms[k]);
+    fms[k].n_paths = 1;
+    fms[k].paths = mask;
+    reqs[k].policy = in;
+    reqs[k].update_mask = &fms[k];
+    memset(&jobs[k], 0, sizeof jobs[k]);
+    jobs[k].job.work = tier_store_update_policy;
+    jobs[k].req = &reqs[k];
+    jobs[k].now_s = 1700000100;
+    jobs[k].now_ns = 5;
+    return &jobs[k];
 }
 
 YW_TEST(policy_versions_persist)
@@ -239,6 +253,27 @@ YW_TEST(policy_versions_do_not_fork_across_processes)
     YW_CHECK_INT(j->policy.mid_min_followers, ==, 40000);
     YW_CHECK(j->policy.rising_top_fraction == 0.25);
 
+    /* Both at once (PostgreSQL: two connections; the lock makes them take turns): 4 and
+     * 5, in either order, the later merged into the earlier. */
+    Yaowei__Tier__V1__TierPolicy in2 = YAOWEI__TIER__V1__TIER_POLICY__INIT;
+    char *window[] = {"window_days"};
+    in2.window_days = 21;
+    tier_policy_job_t *ja = update_job(&in2, window), *jb = update_job(&in, mid);
+    ja->job.done = on_done;
+    jb->job.done = on_done;
+    g_done = 0;
+    YW_CHECK_INT(yw_store_write(a, &ja->job), ==, 0);
+    YW_CHECK_INT(yw_store_write(b, &jb->job), ==, 0);
+    while (g_done < 2) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_STR(ja->job.errmsg, "");
+    YW_CHECK_STR(jb->job.errmsg, "");
+    YW_CHECK_INT(ja->policy.version + jb->policy.version, ==, 4 + 5);
+    const tier_policy_t *later = ja->policy.version == 5 ? &ja->policy : &jb->policy;
+    YW_CHECK_INT(later->window_days, ==, 21);
+    YW_CHECK_INT(later->mid_min_followers, ==, 30000);
+
     /* Close b while a keeps the loop alive. */
     f.closed = 0;
     yw_store_close(b, on_closed, &f);
@@ -247,8 +282,9 @@ YW_TEST(policy_versions_do_not_fork_across_processes)
     }
     f.store = a;
     load(&f, &l);
-    YW_CHECK_INT(l.policy.version, ==, 3);
-    YW_CHECK_INT(l.policy.mid_min_followers, ==, 40000);
+    YW_CHECK_INT(l.policy.version, ==, 5);
+    YW_CHECK_INT(l.policy.mid_min_followers, ==, 30000);
+    YW_CHECK_INT(l.policy.window_days, ==, 21);
     YW_CHECK(l.policy.rising_top_fraction == 0.25);
     tier_snapshot_unref(l.snapshot);
     fixture_done(&f);
