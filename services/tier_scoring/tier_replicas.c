@@ -9,8 +9,10 @@
  * and puts it in force as a local update does (tier_policy_in_force()): within the time
  * of a notification and a one-row read. A listener that reconnects may have missed
  * notices: it reads the policy again; so does every refresh (a safety net, every
- * --refresh-interval-ms). On SQLite there is one process and none of this runs (the
- * listener is never called, refreshes do not read the policy).
+ * --refresh-interval-ms), and so does init, TIER_POLICY_RETRY_MS after it started to
+ * listen (the LISTEN is sent by the store's listener thread, a little after init asked:
+ * a version written between the start-up load and then has no notice here). On SQLite there is one
+ * process and none of this runs (the listener is never called, refreshes do not read the policy).
  *
  * The population needs no such notice: each replica refreshes its own from creator
  * profile (at start, every interval, right after a policy comes into force here, and on
@@ -20,7 +22,9 @@
  * creator once more per replica for nothing fresher. The saved population is what a
  * replica starts with.
  *
- * While the database is away: every method but UpdateTierPolicy answers from memory
+ * While the database is away, health is NOT_SERVING (so that load balancers and readiness
+ * probes send calls to replicas that reach it; the docs' contract for every service on
+ * PostgreSQL), and yet every method but UpdateTierPolicy answers from memory
  * (the policy in force, the population, BatchGetCreatorTiers; ScoreCreator and
  * RefreshPopulation read creator profile, not the database; a refreshed population is
  * put in force, its save fails and is logged). UpdateTierPolicy fails UNAVAILABLE and
@@ -52,8 +56,7 @@ static void on_policy_timer(uv_timer_t *t)
     tier_policy_recheck(t->data);
 }
 
-/* A read failed: the next one after TIER_POLICY_RETRY_MS (unless a notice comes first). */
-static void policy_retry_later(tier_state_t *st)
+void tier_policy_recheck_later(tier_state_t *st)
 {
     if (!st->policy_timer_open || st->closing) {
         return;
@@ -73,7 +76,7 @@ static void policy_read_done(yw_store_job_t *job, grpc_status_code status)
     if (status != GRPC_STATUS_OK) {
         yw_log(YW_LOG_WARN, "reading the policy in force failed (tried again in %d ms): %s: %s",
                TIER_POLICY_RETRY_MS, yw_status_name(status), job->errmsg);
-        policy_retry_later(st);
+        tier_policy_recheck_later(st);
     } else if (!st->closing && tier_policy_in_force(st, &j->policy)) {
         yw_log(YW_LOG_INFO, "policy version %" PRId64 " in force (written by another replica)",
                st->policy.version);
@@ -101,7 +104,7 @@ void tier_policy_recheck(tier_state_t *st)
     tier_policy_read_t *j = calloc(1, sizeof *j);
     if (j == NULL) {
         yw_log(YW_LOG_WARN, "reading the policy in force: out of memory");
-        policy_retry_later(st);
+        tier_policy_recheck_later(st);
         return;
     }
     j->job.work = tier_store_read_policy;
@@ -114,7 +117,7 @@ void tier_policy_recheck(tier_state_t *st)
         yw_log(YW_LOG_WARN, "reading the policy in force: cannot queue the read: %s",
                strerror(-rc));
         free(j);
-        policy_retry_later(st);
+        tier_policy_recheck_later(st);
         return;
     }
     st->policy_reading = 1;
@@ -157,5 +160,51 @@ void tier_policy_timer_close(tier_state_t *st)
     if (st->policy_timer_open) {
         st->policy_timer_open = 0;
         uv_close((uv_handle_t *)&st->policy_timer, on_policy_timer_closed);
+    }
+}
+
+static void on_health_timer(uv_timer_t *t)
+{
+    tier_state_t *st = t->data;
+    int avail = yw_store_available(st->store) != 0;
+    if (avail == st->db_available || st->closing) {
+        return;
+    }
+    st->db_available = avail;
+    yw_app_set_serving(st->app, avail);
+    yw_log(avail ? YW_LOG_INFO : YW_LOG_WARN, "the database %s: health %s",
+           avail ? "answers again" : "is unavailable", avail ? "SERVING" : "NOT_SERVING");
+}
+
+static void on_health_timer_closed(uv_handle_t *h)
+{
+    tier_state_release(h->data);
+}
+
+int tier_health_open(tier_state_t *st)
+{
+    st->db_available = 1;
+    if (!yw_store_is_postgres(st->store)) {
+        return 0;
+    }
+    int rc = uv_timer_init(st->loop, &st->health_timer);
+    if (rc != 0) {
+        return rc;
+    }
+    st->health_timer.data = st;
+    st->health_timer_open = 1;
+    st->holds++;
+    if ((rc = uv_timer_start(&st->health_timer, on_health_timer, TIER_HEALTH_POLL_MS,
+                             TIER_HEALTH_POLL_MS)) != 0) {
+        tier_health_close(st);
+    }
+    return rc;
+}
+
+void tier_health_close(tier_state_t *st)
+{
+    if (st->health_timer_open) {
+        st->health_timer_open = 0;
+        uv_close((uv_handle_t *)&st->health_timer, on_health_timer_closed);
     }
 }

@@ -804,6 +804,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    st->app = app;
     st->store = yw_app_store(app);
     st->disk = yw_app_disk(app);
     st->loop = yw_runtime_loop(yw_app_runtime(app));
@@ -863,6 +864,14 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         tier_state_release(st);
         return rc;
     }
+    if ((rc = tier_health_open(st)) != 0) {
+        snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(rc));
+        yw_channel_destroy(st->creator_profile);
+        close_wait_timer(st);
+        tier_policy_timer_close(st);
+        tier_state_release(st);
+        return rc;
+    }
     tier_refresher_config_t rcfg = {
         .loop = st->loop,
         .peer = st->creator_profile,
@@ -878,11 +887,16 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         yw_channel_destroy(st->creator_profile);
         close_wait_timer(st);
         tier_policy_timer_close(st);
+        tier_health_close(st);
         tier_state_release(st);
         return rc;
     }
     st->holds++; /* the refresher's, until it is closed */
     tier_refresher_trigger(st->refresher);
+    if (yw_store_is_postgres(st->store)) {
+        /* Versions other replicas wrote between the load and the LISTEN (tier_replicas.c). */
+        tier_policy_recheck_later(st);
+    }
     yw_app_set_state(app, st);
     yw_log(YW_LOG_INFO,
            "policy version %" PRId64 "%s; saved population: %zu creators; creator profile at %s, "
@@ -921,6 +935,7 @@ void tier_service_fini(yw_app_t *app)
     tier_waiters_fail(st, 0, UINT64_MAX, GRPC_STATUS_UNAVAILABLE, "the service is shutting down");
     close_wait_timer(st);
     tier_policy_timer_close(st);
+    tier_health_close(st);
     /* Close the refresher first: destroying the peer then cancels its call. */
     tier_refresher_close(st->refresher, on_refresher_closed, st);
     yw_channel_destroy(st->creator_profile);

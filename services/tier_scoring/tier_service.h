@@ -20,7 +20,7 @@
  * a population built from a refresh that started after it is in force, or that refresh
  * failed. The other methods answer from memory (BatchGetCreatorTiers from the newest
  * snapshot under the policy in force). The state outlives fini until every build, save,
- * policy read, refresher call in flight and the two timers have completed.
+ * policy read, refresher call in flight and its timers have completed.
  *
  * Several replicas may serve over one PostgreSQL database: tier_replicas.c says how they
  * agree on the policy (and why the population needs nothing), and what keeps answering

@@ -31,6 +31,7 @@ typedef struct st_tier_waiter_t tier_waiter_t;
 
 /** What yw_app_state() holds. Loop thread only. */
 typedef struct st_tier_state_t {
+    yw_app_t *app;
     yw_store_t *store;
     yw_disk_t *disk; /* the write gate of --data-dir (common/disk.h) */
     uv_loop_t *loop;
@@ -51,7 +52,10 @@ typedef struct st_tier_state_t {
     int policy_reading, policy_read_again; /* tier_replicas.c: a read of the policy in force */
     uv_timer_t policy_timer;               /* its retry after a failure */
     int policy_timer_open;
-    /* the base (until fini), the refresher, the two timers, builds, saves, policy reads */
+    uv_timer_t health_timer; /* PostgreSQL: health follows the database's availability */
+    int health_timer_open;
+    int db_available; /* as health last said */
+    /* the base (until fini), the refresher, the timers, builds, saves, policy reads */
     unsigned holds;
     int closing;
 } tier_state_t;
@@ -96,6 +100,22 @@ int tier_policy_in_force(tier_state_t *st, const tier_policy_t *p);
  * tried again after TIER_POLICY_RETRY_MS. Nothing once closing.
  */
 void tier_policy_recheck(tier_state_t *st);
+
+/** tier_policy_recheck() after TIER_POLICY_RETRY_MS (unless one runs before). */
+void tier_policy_recheck_later(tier_state_t *st);
+
+/** How often health is brought in line with yw_store_available() (PostgreSQL). */
+#define TIER_HEALTH_POLL_MS 100
+
+/**
+ * PostgreSQL: starts the timer that keeps health NOT_SERVING while the database is away
+ * and SERVING again once it answers (takes a hold). Nothing on SQLite. Returns 0 or a
+ * libuv error.
+ */
+int tier_health_open(tier_state_t *st);
+
+/** Stops it (its hold goes when it is closed). Idempotent. */
+void tier_health_close(tier_state_t *st);
 
 /** Opens the retry timer of tier_policy_recheck() (takes a hold). Returns 0 or a libuv
  * error. */
