@@ -103,8 +103,12 @@ static grpc_status_code yw__pg_txn(yw__pg_conn_t *c, bool read,
                          NULL) == 0) {
             break;
         }
-        /* Found lost at BEGIN, before any of the job ran: one fresh connection. */
-        if (c->conn == NULL && attempt == 0) {
+        /*
+         * Found lost at BEGIN (a server restarted since this connection's last job),
+         * before any of the job ran: once more on a fresh connection. Not after a
+         * timeout: the job has waited its pg_timeout_ms already.
+         */
+        if (c->conn == NULL && !c->timed_out && attempt == 0) {
             c->broken = false;
             continue;
         }

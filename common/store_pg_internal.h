@@ -58,6 +58,7 @@ typedef struct st_yw__pg_conn_t {
     unsigned gen;     /* +1 at every connect: statements prepared before are gone */
     unsigned n_names; /* statements named so far ("s1", "s2", ...) */
     bool broken;      /* lost during this transaction: fail its statements, do not reconnect */
+    bool timed_out;   /* the last loss was a statement that did not answer in time */
     uint64_t fail_ns; /* when the last connect failed (uv_hrtime), 0 if it did not */
     char fail_msg[200];
 } yw__pg_conn_t;

@@ -327,6 +327,7 @@ static void yw__pg_lost(yw__pg_conn_t *c, const char *fmt, ...)
     c->base.sql_rc = GRPC_STATUS_UNAVAILABLE;
     yw__pg_disconnect(c);
     c->broken = true;
+    c->timed_out = false;
     yw__pg_set_available(c->pg, 0);
 }
 
@@ -398,6 +399,7 @@ static int yw__pg_collect(yw__pg_conn_t *c, int timeout_ms, PGresult **out)
 timeout:
     PQclear(keep);
     yw__pg_lost(c, "store: PostgreSQL did not answer within %d ms", timeout_ms);
+    c->timed_out = true;
     return -1;
 lost:
     PQclear(keep);

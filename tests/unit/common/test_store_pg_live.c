@@ -156,6 +156,39 @@ static grpc_status_code get_work(yw_store_conn_t *conn, yw_store_job_t *job)
     return rc == YW_SQL_DONE ? GRPC_STATUS_OK : yw_sql_job_fail(conn, job, "get kv");
 }
 
+/* A job whose statement fails and that goes on as if it had not: fails at COMMIT. */
+static grpc_status_code ignore_error_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    const char *texts[] = {"a", "not a number"};
+    (void)yw_sql_job_exec(conn, job, sql_put, texts, 2, "insert");
+    return GRPC_STATUS_OK;
+}
+
+/* SQL mistakes: reported by the step (PostgreSQL prepares there), INTERNAL. */
+static grpc_status_code mistakes_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SELEKT 1", msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ERROR);
+    yw_sql_done(st);
+    YW_CHECK_INT(yw_sql_fail(conn, "selekt", msg, sizeof msg), ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strncmp(msg, "selekt: syntax error", 20) == 0);
+    return yw_store_job_failf(job, GRPC_STATUS_INTERNAL, "%s", msg);
+}
+
+static grpc_status_code bind_error_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, sql_get, msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    yw_sql_bind_text(st, 1, "a");
+    yw_sql_bind_text(st, 9, "past the last");
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ERROR);
+    yw_sql_done(st);
+    return yw_sql_job_fail(conn, job, "get");
+}
+
 static void kv_done(yw_store_job_t *job, grpc_status_code status)
 {
     kv_job_t *j = (kv_job_t *)job;
@@ -208,6 +241,7 @@ YW_TEST(migrate_concurrent)
             yw_store_t *store = open_pg(&loop, 2, 5000);
             YW_CHECK_INT(yw_store_schema_version(store), ==, 2);
             close_pg(&loop, store);
+            YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
             _exit(0);
         }
     }
@@ -224,6 +258,7 @@ YW_TEST(migrate_concurrent)
     YW_CHECK_INT(yw_store_run_sync(store, count_mig_log, &n, err, sizeof err), ==, GRPC_STATUS_OK);
     YW_CHECK_INT(n, ==, 1); /* migration 2 ran once */
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 YW_TEST(newer_refused)
@@ -247,6 +282,7 @@ YW_TEST(newer_refused)
     YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
     YW_CHECK_INT(yw_store_schema_version(store), ==, 0);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 YW_TEST(write_read_jobs)
@@ -301,6 +337,27 @@ YW_TEST(write_read_jobs)
     YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
     YW_CHECK(!get.found);
 
+    /* A statement failed and the job went on: INTERNAL at COMMIT, nothing kept. */
+    kv_init(&put, true, "a");
+    put.job.work = ignore_error_work;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strstr(put.errmsg, "a statement of the job failed") != NULL);
+    kv_init(&put, true, "a");
+    put.job.work = mistakes_work;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    kv_init(&put, false, "a");
+    put.job.work = bind_error_work;
+    run_job(&loop, store, &put, false);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK_STR(put.errmsg, "get: bind ?9: the statement has 1 parameters");
+    /* The connections work on after those failures. */
+    kv_init(&get, false, "a");
+    run_job(&loop, store, &get, false);
+    YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
+    YW_CHECK(get.found);
+
     /* Many jobs at once over the pool: all done, each once. */
     enum { N = 40 };
     static kv_job_t many[N];
@@ -316,6 +373,7 @@ YW_TEST(write_read_jobs)
         YW_CHECK_INT(many[i].status, ==, GRPC_STATUS_OK);
     }
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 static char notes[8][64];
@@ -361,6 +419,7 @@ YW_TEST(notify)
     YW_CHECK_STR(notes[0], "creator:x");
     YW_CHECK_INT(n_null_notes, ==, 0);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /** Tells the driver `what` and waits for its answer on stdin, running the loop meanwhile. */
@@ -436,6 +495,95 @@ YW_TEST(outage)
     YW_CHECK_INT(yw_store_available(store), ==, 1);
     YW_CHECK_INT(n_null_notes, >=, 1);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
+}
+
+/* The server stops answering (SIGSTOP): jobs fail UNAVAILABLE within the timeout. */
+YW_TEST(hang)
+{
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    yw_store_t *store = open_pg(&loop, 2, 1000);
+    YW_CHECK_INT(yw_store_listen(store, "live", on_note, &notes), ==, 0);
+    kv_job_t put;
+    kv_init(&put, true, "before");
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+
+    ask_driver(&loop, "FREEZE");
+    kv_init(&put, true, "frozen");
+    run_job(&loop, store, &put, true);
+    fprintf(stderr, "frozen: status %d in %llu ms: %s\n", (int)put.status,
+            (unsigned long long)put.took_ms, put.errmsg);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK(strstr(put.errmsg, "did not answer within 1000 ms") != NULL);
+    YW_CHECK_INT(put.took_ms, >=, 900);
+    YW_CHECK_INT(put.took_ms, <=, 1600);
+    YW_CHECK_INT(yw_store_available(store), ==, 0);
+    /* The next job tries a new connection, bounded the same way. */
+    kv_init(&put, true, "frozen2");
+    run_job(&loop, store, &put, true);
+    fprintf(stderr, "frozen: status %d in %llu ms: %s\n", (int)put.status,
+            (unsigned long long)put.took_ms, put.errmsg);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_UNAVAILABLE);
+    YW_CHECK_INT(put.took_ms, <=, 2 * 1000 + 600);
+
+    ask_driver(&loop, "THAW");
+    uint64_t deadline = uv_hrtime() + UINT64_C(20000000000);
+    grpc_status_code last = GRPC_STATUS_UNAVAILABLE;
+    for (int ok = 0; ok < 4 && uv_hrtime() < deadline;) {
+        kv_job_t get;
+        kv_init(&get, false, "before");
+        run_job(&loop, store, &get, false);
+        last = get.status;
+        ok = last == GRPC_STATUS_OK ? ok + 1 : 0;
+    }
+    YW_CHECK_INT(last, ==, GRPC_STATUS_OK);
+    while (yw_store_available(store) != 1 && uv_hrtime() < deadline) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    YW_CHECK_INT(yw_store_available(store), ==, 1);
+    close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
+}
+
+/* Reads on a standby (YW_TEST_PG_READ_URI): writes on the primary reach them. */
+YW_TEST(read_pool)
+{
+    const char *read_uri = getenv("YW_TEST_PG_READ_URI");
+    if (read_uri == NULL || read_uri[0] == '\0') {
+        fprintf(stderr, "read_pool: YW_TEST_PG_READ_URI is unset; skipped\n");
+        return;
+    }
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    yw_store_config_t cfg = {.pg_uri = pg_uri,
+                             .pg_read_uri = read_uri,
+                             .pg_schema = "live",
+                             .pg_migrations = pg_migrations,
+                             .n_pg_migrations = 2,
+                             .pg_pool = 2,
+                             .pg_open_wait_ms = 5000};
+    yw_store_t *store = NULL;
+    char err[256];
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
+    kv_job_t put;
+    kv_init(&put, true, "replicated");
+    put.v = 7;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+    uint64_t deadline = uv_hrtime() + UINT64_C(15000000000);
+    kv_job_t get;
+    do {
+        kv_init(&get, false, "replicated");
+        run_job(&loop, store, &get, false);
+        YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
+    } while (!get.found && uv_hrtime() < deadline && usleep(50000) == 0);
+    YW_CHECK(get.found);
+    YW_CHECK_INT(get.v, ==, 7);
+    close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /* Close with jobs still queued: every done runs (before `closed`), none is lost. */
@@ -470,6 +618,7 @@ YW_TEST(close_with_queued_jobs)
     YW_CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
     YW_CHECK_INT(closed, ==, 1);
     YW_CHECK_INT(queued_done, ==, N);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 int main(int argc, char **argv)
@@ -485,6 +634,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(write_read_jobs),
         YW_TEST_ENTRY(notify),
         YW_TEST_ENTRY(outage),
+        YW_TEST_ENTRY(hang),
+        YW_TEST_ENTRY(read_pool),
         YW_TEST_ENTRY(close_with_queued_jobs),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
