@@ -7,12 +7,13 @@
  * writes version + 1 of the database's policy under a lock and notifies
  * TIER_POLICY_CHANNEL (tier_store.h); every replica listens, reads the policy in force
  * and puts it in force as a local update does (tier_policy_in_force()): within the time
- * of a notification and a one-row read. A listener that reconnects may have missed
- * notices: it reads the policy again; so does every refresh (a safety net, every
- * --refresh-interval-ms), and so does init, TIER_POLICY_RETRY_MS after it started to
- * listen (the LISTEN is sent by the store's listener thread, a little after init asked:
- * a version written between the start-up load and then has no notice here). On SQLite there is one
- * process and none of this runs (the listener is never called, refreshes do not read the policy).
+ * of a notification and a one-row read. Notices can be missed, so the policy is also
+ * read again when the listener reconnects, when health sees the end of an outage
+ * (below), after every refresh (every --refresh-interval-ms), and TIER_POLICY_RETRY_MS
+ * after init started to listen (the store's listener thread sends the LISTEN a little
+ * after init asked: a version written between the start-up load and then has no
+ * notice). On SQLite there is one process and none of this runs: the listener is never
+ * called, and neither refreshes nor health read the policy.
  *
  * The population needs no such notice: each replica refreshes its own from creator
  * profile (at start, every interval, right after a policy comes into force here, and on
@@ -22,14 +23,13 @@
  * creator once more per replica for nothing fresher. The saved population is what a
  * replica starts with.
  *
- * While the database is away, health is NOT_SERVING (so that load balancers and readiness
- * probes send calls to replicas that reach it; the docs' contract for every service on
- * PostgreSQL), and yet every method but UpdateTierPolicy answers from memory
- * (the policy in force, the population, BatchGetCreatorTiers; ScoreCreator and
- * RefreshPopulation read creator profile, not the database; a refreshed population is
- * put in force, its save fails and is logged). UpdateTierPolicy fails UNAVAILABLE and
- * changes nothing. When the database is back, the listener reconnects and the policy is
- * read again.
+ * While the database is away, health is NOT_SERVING (so that load balancers and
+ * readiness probes prefer replicas that reach it, as for every service on PostgreSQL),
+ * and yet every method but UpdateTierPolicy answers from memory: the policy in force,
+ * the population, BatchGetCreatorTiers; ScoreCreator and RefreshPopulation read creator
+ * profile, not the database (a refreshed population is put in force; its save fails and
+ * is logged). UpdateTierPolicy fails UNAVAILABLE and changes nothing. When the database
+ * is back, health is SERVING and the policy is read again.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -74,12 +74,21 @@ static void policy_read_done(yw_store_job_t *job, grpc_status_code status)
     tier_state_t *st = j->data;
     st->policy_reading = 0;
     if (status != GRPC_STATUS_OK) {
-        yw_log(YW_LOG_WARN, "reading the policy in force failed (tried again in %d ms): %s: %s",
+        /* Once per outage at WARN: the retries go on every second while it lasts. */
+        yw_log(st->policy_read_failing ? YW_LOG_DEBUG : YW_LOG_WARN,
+               "reading the policy in force failed (tried again every %d ms): %s: %s",
                TIER_POLICY_RETRY_MS, yw_status_name(status), job->errmsg);
+        st->policy_read_failing = 1;
         tier_policy_recheck_later(st);
-    } else if (!st->closing && tier_policy_in_force(st, &j->policy)) {
-        yw_log(YW_LOG_INFO, "policy version %" PRId64 " in force (written by another replica)",
-               st->policy.version);
+    } else {
+        if (st->policy_read_failing) {
+            st->policy_read_failing = 0;
+            yw_log(YW_LOG_INFO, "the policy in force is read again");
+        }
+        if (!st->closing && tier_policy_in_force(st, &j->policy)) {
+            yw_log(YW_LOG_INFO, "policy version %" PRId64 " in force (written by another replica)",
+                   st->policy.version);
+        }
     }
     free(j);
     if (st->policy_read_again && !st->closing) {
@@ -174,6 +183,11 @@ static void on_health_timer(uv_timer_t *t)
     yw_app_set_serving(st->app, avail);
     yw_log(avail ? YW_LOG_INFO : YW_LOG_WARN, "the database %s: health %s",
            avail ? "answers again" : "is unavailable", avail ? "SERVING" : "NOT_SERVING");
+    if (avail) {
+        /* Notices may have been missed even if the listener kept its connection (the
+         * outage was seen by a job): read the policy again. */
+        tier_policy_recheck(st);
+    }
 }
 
 static void on_health_timer_closed(uv_handle_t *h)

@@ -50,6 +50,7 @@ typedef struct st_tier_state_t {
     uv_timer_t wait_timer;                 /* their deadlines and cancellations */
     int wait_timer_open;
     int policy_reading, policy_read_again; /* tier_replicas.c: a read of the policy in force */
+    int policy_read_failing;               /* the last one failed */
     uv_timer_t policy_timer;               /* its retry after a failure */
     int policy_timer_open;
     uv_timer_t health_timer; /* PostgreSQL: health follows the database's availability */
