@@ -8,12 +8,12 @@
  * TIER_POLICY_CHANNEL (tier_store.h); every replica listens, reads the policy in force
  * and puts it in force as a local update does (tier_policy_in_force()): within the time
  * of a notification and a one-row read. Notices can be missed, so the policy is also
- * read again when the listener reconnects, when health sees the end of an outage
- * (below), after every refresh (every --refresh-interval-ms), and TIER_POLICY_RETRY_MS
+ * read again when the listener reconnects (the store then calls with no payload),
+ * after every refresh (every --refresh-interval-ms), and TIER_POLICY_RETRY_MS
  * after init started to listen (the store's listener thread sends the LISTEN a little
  * after init asked: a version written between the start-up load and then has no
  * notice). On SQLite there is one process and none of this runs: the listener is never
- * called, and neither refreshes nor health read the policy.
+ * called, and refreshes do not read the policy.
  *
  * The population needs no such notice: each replica refreshes its own from creator
  * profile (at start, every interval, right after a policy comes into force here, and on
@@ -23,13 +23,14 @@
  * creator once more per replica for nothing fresher. The saved population is what a
  * replica starts with.
  *
- * While the database is away, health is NOT_SERVING (so that load balancers and
- * readiness probes prefer replicas that reach it, as for every service on PostgreSQL),
- * and yet every method but UpdateTierPolicy answers from memory: the policy in force,
+ * While the database is away, health is NOT_SERVING (common/app.c, for every service on
+ * PostgreSQL: load balancers and readiness probes prefer replicas that reach it), and
+ * yet every method but UpdateTierPolicy answers from memory: the policy in force,
  * the population, BatchGetCreatorTiers; ScoreCreator and RefreshPopulation read creator
  * profile, not the database (a refreshed population is put in force; its save fails and
  * is logged). UpdateTierPolicy fails UNAVAILABLE and changes nothing. When the database
- * is back, health is SERVING and the policy is read again.
+ * is back, health is SERVING again; if the listener lost its connection meanwhile, the
+ * policy is read again.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -172,53 +173,3 @@ void tier_policy_timer_close(tier_state_t *st)
     }
 }
 
-static void on_health_timer(uv_timer_t *t)
-{
-    tier_state_t *st = t->data;
-    int avail = yw_store_available(st->store) != 0;
-    if (avail == st->db_available || st->closing) {
-        return;
-    }
-    st->db_available = avail;
-    yw_app_set_serving(st->app, avail);
-    yw_log(avail ? YW_LOG_INFO : YW_LOG_WARN, "the database %s: health %s",
-           avail ? "answers again" : "is unavailable", avail ? "SERVING" : "NOT_SERVING");
-    if (avail) {
-        /* Notices may have been missed even if the listener kept its connection (the
-         * outage was seen by a job): read the policy again. */
-        tier_policy_recheck(st);
-    }
-}
-
-static void on_health_timer_closed(uv_handle_t *h)
-{
-    tier_state_release(h->data);
-}
-
-int tier_health_open(tier_state_t *st)
-{
-    st->db_available = 1;
-    if (!yw_store_is_postgres(st->store)) {
-        return 0;
-    }
-    int rc = uv_timer_init(st->loop, &st->health_timer);
-    if (rc != 0) {
-        return rc;
-    }
-    st->health_timer.data = st;
-    st->health_timer_open = 1;
-    st->holds++;
-    if ((rc = uv_timer_start(&st->health_timer, on_health_timer, TIER_HEALTH_POLL_MS,
-                             TIER_HEALTH_POLL_MS)) != 0) {
-        tier_health_close(st);
-    }
-    return rc;
-}
-
-void tier_health_close(tier_state_t *st)
-{
-    if (st->health_timer_open) {
-        st->health_timer_open = 0;
-        uv_close((uv_handle_t *)&st->health_timer, on_health_timer_closed);
-    }
-}

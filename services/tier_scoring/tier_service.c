@@ -864,14 +864,6 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         tier_state_release(st);
         return rc;
     }
-    if ((rc = tier_health_open(st)) != 0) {
-        snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(rc));
-        yw_channel_destroy(st->creator_profile);
-        close_wait_timer(st);
-        tier_policy_timer_close(st);
-        tier_state_release(st);
-        return rc;
-    }
     tier_refresher_config_t rcfg = {
         .loop = st->loop,
         .peer = st->creator_profile,
@@ -887,7 +879,6 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         yw_channel_destroy(st->creator_profile);
         close_wait_timer(st);
         tier_policy_timer_close(st);
-        tier_health_close(st);
         tier_state_release(st);
         return rc;
     }
@@ -935,7 +926,6 @@ void tier_service_fini(yw_app_t *app)
     tier_waiters_fail(st, 0, UINT64_MAX, GRPC_STATUS_UNAVAILABLE, "the service is shutting down");
     close_wait_timer(st);
     tier_policy_timer_close(st);
-    tier_health_close(st);
     /* Close the refresher first: destroying the peer then cancels its call. */
     tier_refresher_close(st->refresher, on_refresher_closed, st);
     yw_channel_destroy(st->creator_profile);

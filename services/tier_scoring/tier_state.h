@@ -53,9 +53,6 @@ typedef struct st_tier_state_t {
     int policy_read_failing;               /* the last one failed */
     uv_timer_t policy_timer;               /* its retry after a failure */
     int policy_timer_open;
-    uv_timer_t health_timer; /* PostgreSQL: health follows the database's availability */
-    int health_timer_open;
-    int db_available; /* as health last said */
     /* the base (until fini), the refresher, the timers, builds, saves, policy reads */
     unsigned holds;
     int closing;
@@ -104,19 +101,6 @@ void tier_policy_recheck(tier_state_t *st);
 
 /** tier_policy_recheck() after TIER_POLICY_RETRY_MS (unless one runs before). */
 void tier_policy_recheck_later(tier_state_t *st);
-
-/** How often health is brought in line with yw_store_available() (PostgreSQL). */
-#define TIER_HEALTH_POLL_MS 100
-
-/**
- * PostgreSQL: starts the timer that keeps health NOT_SERVING while the database is away
- * and SERVING again once it answers (takes a hold). Nothing on SQLite. Returns 0 or a
- * libuv error.
- */
-int tier_health_open(tier_state_t *st);
-
-/** Stops it (its hold goes when it is closed). Idempotent. */
-void tier_health_close(tier_state_t *st);
 
 /** Opens the retry timer of tier_policy_recheck() (takes a hold). Returns 0 or a libuv
  * error. */
