@@ -150,8 +150,8 @@ grpc_status_code yw_sql_job_lock(yw_store_conn_t *conn, yw_store_job_t *job, con
  * `payload` changed, once the transaction commits (PostgreSQL NOTIFY; nothing with
  * SQLite, whose one process knows). `payload` is at most 7,999 bytes.
  */
-grpc_status_code yw_sql_job_notify(yw_store_conn_t *conn, yw_store_job_t *job,
-                                   const char *channel, const char *payload);
+grpc_status_code yw_sql_job_notify(yw_store_conn_t *conn, yw_store_job_t *job, const char *channel,
+                                   const char *payload);
 
 #ifdef __cplusplus
 }

@@ -245,3 +245,22 @@ int yw_store_schema_version(const yw_store_t *store)
 {
     return store->schema_version;
 }
+
+int yw_store_is_postgres(const yw_store_t *store)
+{
+    return 0;
+}
+
+int yw_store_available(const yw_store_t *store)
+{
+    return 1; /* SQLite: the file is always there */
+}
+
+int yw_store_listen(yw_store_t *store, const char *channel,
+                    void (*cb)(void *arg, const char *payload), void *arg)
+{
+    if (store == NULL || channel == NULL || channel[0] == '\0' || cb == NULL) {
+        return -EINVAL;
+    }
+    return 0; /* SQLite: one process, whose done callbacks know every change */
+}

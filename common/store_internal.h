@@ -11,7 +11,8 @@
  *   store_writer.c   the writer thread's group commits, and yw_store_run_sync()
  *   store_readers.c  the reader threads
  *   store_sql.c      SQLite on one connection: the statement cache, transactions,
- *                    result codes to gRPC statuses, the helpers of a job's work
+ *                    result codes to gRPC statuses, the helpers of a job's work, and
+ *                    the SQLite half of sql.h (sql.c dispatches to it by backend)
  *
  * Nothing outside these files includes it.
  *
@@ -55,18 +56,36 @@ enum {
     YW__BUSY_TIMEOUT_MS = 5000,
 };
 
-/** One slot of a connection's statement cache: open addressing keyed by `sql`. */
+/**
+ * One slot of a connection's statement cache: open addressing keyed by `sql`. SQLite:
+ * `stmt` is the prepared statement, `sql_st` its sql.h wrapper (made at the first
+ * yw_sql_prepare(); owned by the slot). PostgreSQL: `stmt` is NULL, `sql_st` the
+ * statement (store_pg_sql.c).
+ */
 typedef struct st_yw__stmt_slot_t {
     const char *sql;
     sqlite3_stmt *stmt;
+    struct st_yw_sql_t *sql_st;
 } yw__stmt_slot_t;
 
+/**
+ * A connection of the store. `backend` is the first member: sql.c dispatches on it. A
+ * PostgreSQL connection (store_pg_internal.h) embeds this struct as its first member,
+ * with `db` NULL (so yw_store_db() returns NULL) and the cache holding its statements.
+ */
 struct st_yw_store_conn_t {
+    int backend; /* yw_sql_backend_t (sql.h) */
     sqlite3 *db;
     /** Power-of-two table, at most half full; NULL until the first statement. */
     yw__stmt_slot_t *slots;
     size_t cap;
     size_t count;
+    /**
+     * sql.h's last error on this connection (cleared by yw_sql_prepare()): SQLite's
+     * extended result code (SQLite) or the status (PostgreSQL), and the message.
+     */
+    int sql_rc;
+    char sql_msg[224];
 };
 
 /** A FIFO of jobs linked through `yw_next`. */
@@ -196,6 +215,12 @@ void yw__store_rollback(yw_store_conn_t *conn);
 
 /** A job's status for a failed SQLite call: never OK, even for an odd `rc`. */
 grpc_status_code yw__store_fail_status(int rc);
+
+/** The cache slot of `sql` on `conn`, or NULL when it has none. */
+yw__stmt_slot_t *yw__stmt_find(yw_store_conn_t *conn, const char *sql);
+
+/** A new cache slot for `sql` (which has none), or NULL when out of memory. */
+yw__stmt_slot_t *yw__stmt_insert(yw_store_conn_t *conn, const char *sql);
 
 #ifdef __cplusplus
 }
