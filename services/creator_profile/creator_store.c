@@ -816,23 +816,24 @@ void creator_record_stats_job_init(creator_record_stats_job_t *j,
  * (creator_categories_category), by region (creators_region), or over every creator.
  * The followers range is checked on each row. LIMIT is page_size + 1: the extra row
  * tells whether another page follows. Each plan numbers only the parameters it uses
- * (PostgreSQL must know every parameter's type): the filters are bound in the order of
+ * (PostgreSQL must know every parameter's type, and a parameter compared with a column
+ * first gets the column's type): the filters are bound in the order of
  * this comment's plans — category, region (when the plan has them), then after,
  * min_followers, max_followers, limit.
  */
 static const char sql_list_by_category[] =
     "SELECT " CREATOR_COLUMNS " FROM creator_categories cc JOIN creators c "
     "ON c.creator_id = cc.creator_id "
-    "WHERE cc.category = ?1 AND (?2 = '' OR c.region = ?2) AND cc.creator_id > ?3 "
-    "AND c.followers >= ?4 AND (?5 = 0 OR c.followers <= ?5) "
+    "WHERE cc.category = ?1 AND (c.region = ?2 OR ?2 = '') AND cc.creator_id > ?3 "
+    "AND c.followers >= ?4 AND (c.followers <= ?5 OR ?5 = 0) "
     "ORDER BY cc.creator_id LIMIT ?6";
 static const char sql_list_by_region[] = "SELECT " CREATOR_COLUMNS " FROM creators c "
                                          "WHERE c.region = ?1 AND c.creator_id > ?2 "
-                                         "AND c.followers >= ?3 AND (?4 = 0 OR c.followers <= ?4) "
+                                         "AND c.followers >= ?3 AND (c.followers <= ?4 OR ?4 = 0) "
                                          "ORDER BY c.creator_id LIMIT ?5";
 static const char sql_list_all[] =
     "SELECT " CREATOR_COLUMNS " FROM creators c "
-    "WHERE c.creator_id > ?1 AND c.followers >= ?2 AND (?3 = 0 OR c.followers <= ?3) "
+    "WHERE c.creator_id > ?1 AND c.followers >= ?2 AND (c.followers <= ?3 OR ?3 = 0) "
     "ORDER BY c.creator_id LIMIT ?4";
 
 grpc_status_code creator_store_list(yw_store_conn_t *conn, yw_store_job_t *job)
