@@ -773,13 +773,22 @@ static int start_reload_all(void *arg)
 }
 
 /*
+ * What yw_store_listen() calls back with. The store has no way to stop listening, and
+ * calls may come until it is closed, after the state is freed: so this one is allocated
+ * apart, `st` is cleared when the state goes, and it is never freed (one per process).
+ */
+typedef struct st_creator_listen_ctx_t {
+    creator_state_t *st;
+} listen_ctx_t;
+
+/*
  * yw_store_listen() on CREATOR_CHANNEL: a creator changed on some replica (this one
  * included), or with a NULL payload, notifications may have been lost.
  */
 static void on_creator_changed(void *arg, const char *payload)
 {
-    creator_state_t *st = arg;
-    if (st->closing) {
+    creator_state_t *st = ((listen_ctx_t *)arg)->st;
+    if (st == NULL || st->closing) {
         return;
     }
     if (payload == NULL) {
@@ -836,15 +845,27 @@ static int start_sync(creator_state_t *st, char *err, size_t errlen)
         return rc;
     }
     uv_unref((uv_handle_t *)&st->retry); /* it alone keeps no loop running */
-    if ((rc = yw_store_listen(st->store, CREATOR_CHANNEL, on_creator_changed, st)) != 0) {
+    if ((st->listen = malloc(sizeof *st->listen)) == NULL) {
+        snprintf(err, errlen, "out of memory for the creator cache's sync");
+        return -ENOMEM;
+    }
+    st->listen->st = st;
+    if ((rc = yw_store_listen(st->store, CREATOR_CHANNEL, on_creator_changed, st->listen)) != 0) {
         snprintf(err, errlen, "listen on %s: %s", CREATOR_CHANNEL, strerror(-rc));
+        free(st->listen); /* not listening: nothing calls back with it */
+        st->listen = NULL;
         return rc;
     }
+    /* What other replicas wrote between the load above and the LISTEN is read again. */
+    creator_sync_changed_all(&st->sync);
     return 0;
 }
 
 static void state_free(creator_state_t *st)
 {
+    if (st->listen != NULL) {
+        st->listen->st = NULL; /* left allocated: see listen_ctx_t */
+    }
     if (st->pg) {
         creator_sync_dispose(&st->sync);
     }
