@@ -1040,7 +1040,7 @@ static grpc_status_code one_creator_stats(yw_store_conn_t *conn, creator_stats_j
     yw_sql_bind_text(st, 1, id);
     yw_sql_bind_i64(st, 2, start);
     yw_sql_bind_i64(st, 3, end);
-    if ((rc = yw_sql_step(st)) == YW_SQL_ROW) {
+    if (yw_sql_step(st) == YW_SQL_ROW) {
         out->active_days = (int32_t)yw_sql_column_i64(st, 0);
     } else {
         code = yw_sql_job_fail(conn, job, "count active days");
