@@ -18,9 +18,11 @@
  *     loser's insert fails ALREADY_EXISTS.
  *   - UpdateCreator reads the creator FOR NO KEY UPDATE (PostgreSQL), so concurrent
  *     updates of one creator merge their masks in turn instead of losing one.
- *   - RecordNoteStats locks every note id of the batch (sorted: no deadlock between two
- *     batches) before checking owners, and reads each creator FOR KEY SHARE (PostgreSQL),
- *     so a creator cannot be deleted between the check and the commit.
+ *   - RecordNoteStats locks each new note of the batch (yw_sql_job_lock("creator-note:
+ *     <note_id>"), in byte order: no deadlock between two batches) before checking
+ *     owners: two batches cannot both give one new note a first owner. A note with rows
+ *     keeps its owner. It reads each creator FOR KEY SHARE (PostgreSQL), so a creator
+ *     cannot be deleted between the check and the commit.
  *   - Every committed write of a creator notifies "yw_creators" with its id
  *     (yw_sql_job_notify), which other replicas' caches reload from (creator_sync.h).
  */
@@ -663,26 +665,32 @@ static const char sql_upsert_stats[] =
     "likes = excluded.likes, collects = excluded.collects, comments = excluded.comments, "
     "shares = excluded.shares, follows_gained = excluded.follows_gained";
 
-/* Row i's note must be new or already belong to row i's creator. */
-static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *job, size_t i,
-                                         const Yaowei__Creator__V1__NoteDailyStats *s)
+/* What note_owner() found. */
+enum { NOTE_NEW = 0, NOTE_SAME_OWNER = 1, NOTE_OTHER_OWNER = 2 };
+
+/*
+ * Whether note `note_id` has rows, and whose: *found gets NOTE_NEW, NOTE_SAME_OWNER (it
+ * belongs to `creator_id`) or NOTE_OTHER_OWNER (then `owner` gets its creator_id).
+ */
+static grpc_status_code note_owner(yw_store_conn_t *conn, yw_store_job_t *job, const char *note_id,
+                                   const char *creator_id, char owner[CREATOR_ID_MAX + 1],
+                                   int *found)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    char q1[300], q2[300], q3[300];
     yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_note_owner, &code);
+    *found = NOTE_NEW;
     if (st == NULL) {
         return code;
     }
-    yw_sql_bind_text(st, 1, s->note_id);
+    yw_sql_bind_text(st, 1, note_id);
     int rc = yw_sql_step(st);
     if (rc == YW_SQL_ROW) {
-        const char *owner = yw_sql_column_text(st, 0, NULL);
-        if (strcmp(owner, s->creator_id) != 0) {
-            code = yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
-                                      "stats[%zu].note_id: note %s belongs to creator %s, not %s",
-                                      i, yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
-                                      yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
-                                      yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
+        const char *o = yw_sql_column_text(st, 0, NULL);
+        if (creator_id != NULL && strcmp(o, creator_id) == 0) {
+            *found = NOTE_SAME_OWNER;
+        } else {
+            *found = NOTE_OTHER_OWNER;
+            snprintf(owner, CREATOR_ID_MAX + 1, "%s", o);
         }
     } else if (rc != YW_SQL_DONE) {
         code = yw_sql_job_fail(conn, job, "look up note");
@@ -692,35 +700,110 @@ static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *
 }
 
 /*
- * Locks every note of the batch, in byte order of note_id (two batches that share notes
- * lock them in the same order: neither waits for the other in a cycle), so that owner
- * checks and upserts of one note take turns across replicas. Nothing on SQLite.
+ * The notes of a batch on PostgreSQL: their distinct ids in byte order, and whether this
+ * job holds each one's lock. Only new notes need one: a note with rows keeps its owner
+ * (its rows go only with their creator, which the batch holds FOR KEY SHARE).
  */
-static grpc_status_code lock_notes(yw_store_conn_t *conn, creator_record_stats_job_t *j)
+typedef struct {
+    const char **ids;
+    unsigned char *locked;
+    size_t n;
+} note_locks_t;
+
+static void note_locks_free(note_locks_t *nl)
 {
-    if (yw_sql_backend(conn) != YW_SQL_POSTGRES) {
+    free(nl->ids);
+    free(nl->locked);
+}
+
+static int cmp_id(const void *key, const void *elem)
+{
+    return strcmp(key, *(const char *const *)elem);
+}
+
+/* Takes the lock of note `k` of `nl` (once). */
+static grpc_status_code lock_note(yw_store_conn_t *conn, yw_store_job_t *job, note_locks_t *nl,
+                                  size_t k)
+{
+    if (nl->locked[k]) {
         return GRPC_STATUS_OK;
     }
-    const char **ids = malloc(j->n_stats * sizeof *ids);
-    if (ids == NULL) {
+    nl->locked[k] = 1;
+    return lock_key(conn, job, CREATOR_LOCK_NOTE, nl->ids[k]);
+}
+
+/*
+ * Locks the batch's new notes in byte order of note_id (two batches that share new notes
+ * lock them in the same order: neither waits for the other in a cycle), so that the
+ * first rows of a note, and the owner check before them, take turns across replicas.
+ */
+static grpc_status_code lock_new_notes(yw_store_conn_t *conn, creator_record_stats_job_t *j,
+                                       note_locks_t *nl)
+{
+    char owner[CREATOR_ID_MAX + 1];
+    if (j->n_stats == 0) {
+        return GRPC_STATUS_OK;
+    }
+    nl->ids = malloc(j->n_stats * sizeof *nl->ids);
+    nl->locked = calloc(j->n_stats, 1);
+    if (nl->ids == NULL || nl->locked == NULL) {
         return yw_store_job_failf(&j->job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                   "out of memory locking notes");
     }
     for (size_t i = 0; i < j->n_stats; i++) {
-        ids[i] = j->stats[i]->note_id;
+        nl->ids[i] = j->stats[i]->note_id;
     }
-    size_t n = creator_sort_unique(ids, j->n_stats);
-    grpc_status_code code = GRPC_STATUS_OK;
-    for (size_t i = 0; i < n && code == GRPC_STATUS_OK; i++) {
-        code = lock_key(conn, &j->job, CREATOR_LOCK_NOTE, ids[i]);
+    nl->n = creator_sort_unique(nl->ids, j->n_stats);
+    for (size_t k = 0; k < nl->n; k++) {
+        int found;
+        grpc_status_code code = note_owner(conn, &j->job, nl->ids[k], NULL, owner, &found);
+        if (code == GRPC_STATUS_OK && found == NOTE_NEW) {
+            code = lock_note(conn, &j->job, nl, k);
+        }
+        if (code != GRPC_STATUS_OK) {
+            return code;
+        }
     }
-    free(ids);
+    return GRPC_STATUS_OK;
+}
+
+/*
+ * Row i's note must be new or already belong to row i's creator. `nl` (PostgreSQL; NULL
+ * on SQLite): a note found new that this job has not locked (its rows went with their
+ * creator since lock_new_notes() looked) is locked now and looked up again.
+ */
+static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *job, size_t i,
+                                         const Yaowei__Creator__V1__NoteDailyStats *s,
+                                         note_locks_t *nl)
+{
+    char owner[CREATOR_ID_MAX + 1], q1[300], q2[300], q3[300];
+    int found;
+    grpc_status_code code = note_owner(conn, job, s->note_id, s->creator_id, owner, &found);
+    if (code == GRPC_STATUS_OK && found == NOTE_NEW && nl != NULL) {
+        const char **at = bsearch(s->note_id, nl->ids, nl->n, sizeof *nl->ids, cmp_id);
+        size_t k = (size_t)(at - nl->ids); /* every note of the batch is in nl */
+        if (!nl->locked[k]) {
+            code = lock_note(conn, job, nl, k);
+            if (code == GRPC_STATUS_OK) {
+                code = note_owner(conn, job, s->note_id, s->creator_id, owner, &found);
+            }
+        }
+    }
+    if (code == GRPC_STATUS_OK && found == NOTE_OTHER_OWNER) {
+        code = yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "stats[%zu].note_id: note %s belongs to creator %s, not %s", i,
+                                  yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
+                                  yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
+                                  yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
+    }
     return code;
 }
 
-grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_t *job)
+/* The upserts of creator_store_record_stats(), row by row. */
+static grpc_status_code upsert_rows(yw_store_conn_t *conn, creator_record_stats_job_t *j,
+                                    note_locks_t *nl)
 {
-    creator_record_stats_job_t *j = (creator_record_stats_job_t *)job;
+    yw_store_job_t *job = &j->job;
     grpc_status_code code = GRPC_STATUS_OK;
     /* The last creator_id seen to exist: batches are mostly one creator. */
     const char *known = NULL;
@@ -728,29 +811,6 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
     const char *exists_sql = pick_sql(conn, sql_creator_exists, sql_creator_exists_locked_pg);
     char q[300];
 
-    j->upserted = 0;
-    if (j->check_only > 0) {
-        /* A read job: the rows before a bad one, checked as the upsert would check them. */
-        for (size_t i = 0; i < j->check_only && i < j->n_stats; i++) {
-            const char *id = j->stats[i]->creator_id;
-            int exists = 0;
-            if (i > 0 && strcmp(id, j->stats[i - 1]->creator_id) == 0) {
-                continue;
-            }
-            if ((code = creator_exists(conn, job, id, &exists)) != GRPC_STATUS_OK) {
-                return code;
-            }
-            if (!exists) {
-                return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
-                                          "stats[%zu].creator_id: creator %s does not exist", i,
-                                          yw_quote(id, YW_QUOTE_MAX, q, sizeof q));
-            }
-        }
-        return GRPC_STATUS_OK;
-    }
-    if ((code = lock_notes(conn, j)) != GRPC_STATUS_OK) {
-        return code;
-    }
     for (size_t i = 0; i < j->n_stats; i++) {
         const Yaowei__Creator__V1__NoteDailyStats *s = j->stats[i];
         int64_t day;
@@ -771,7 +831,7 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
             }
             known = s->creator_id;
         }
-        if ((code = check_note_owner(conn, job, i, s)) != GRPC_STATUS_OK) {
+        if ((code = check_note_owner(conn, job, i, s, nl)) != GRPC_STATUS_OK) {
             return code;
         }
         yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_upsert_stats, &code);
@@ -799,6 +859,45 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
         j->upserted++;
     }
     return GRPC_STATUS_OK;
+}
+
+grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    creator_record_stats_job_t *j = (creator_record_stats_job_t *)job;
+    grpc_status_code code = GRPC_STATUS_OK;
+    char q[300];
+
+    j->upserted = 0;
+    if (j->check_only > 0) {
+        /* A read job: the rows before a bad one, checked as the upsert would check them. */
+        for (size_t i = 0; i < j->check_only && i < j->n_stats; i++) {
+            const char *id = j->stats[i]->creator_id;
+            int exists = 0;
+            if (i > 0 && strcmp(id, j->stats[i - 1]->creator_id) == 0) {
+                continue;
+            }
+            if ((code = creator_exists(conn, job, id, &exists)) != GRPC_STATUS_OK) {
+                return code;
+            }
+            if (!exists) {
+                return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                          "stats[%zu].creator_id: creator %s does not exist", i,
+                                          yw_quote(id, YW_QUOTE_MAX, q, sizeof q));
+            }
+        }
+        return GRPC_STATUS_OK;
+    }
+    note_locks_t locks = {NULL, NULL, 0}, *nl = NULL;
+    if (yw_sql_backend(conn) == YW_SQL_POSTGRES) {
+        nl = &locks;
+        if ((code = lock_new_notes(conn, j, nl)) != GRPC_STATUS_OK) {
+            note_locks_free(nl);
+            return code;
+        }
+    }
+    code = upsert_rows(conn, j, nl);
+    note_locks_free(&locks);
+    return code;
 }
 
 void creator_record_stats_job_init(creator_record_stats_job_t *j,
