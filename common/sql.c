@@ -13,58 +13,6 @@
 #include "common/errmsg.h"
 #include "common/sql_internal.h"
 
-/*
- * PostgreSQL's half (store_pg_sql.c) is not written yet: no PostgreSQL connection can
- * exist, so these are never reached.
- */
-static yw_sql_t *yw__pg_sql_prepare(yw_store_conn_t *conn, const char *sql, char *msg, size_t len)
-{
-    yw_errmsg_printf(msg, len, "prepare: PostgreSQL is not supported yet");
-    return NULL;
-}
-static void yw__pg_sql_bind_i64(yw_sql_t *st, int i, int64_t v)
-{
-}
-static void yw__pg_sql_bind_f64(yw_sql_t *st, int i, double v)
-{
-}
-static void yw__pg_sql_bind_text(yw_sql_t *st, int i, const char *s)
-{
-}
-static void yw__pg_sql_bind_null(yw_sql_t *st, int i)
-{
-}
-static int yw__pg_sql_step(yw_sql_t *st)
-{
-    return YW_SQL_ERROR;
-}
-static int64_t yw__pg_sql_column_i64(yw_sql_t *st, int i)
-{
-    return 0;
-}
-static double yw__pg_sql_column_f64(yw_sql_t *st, int i)
-{
-    return 0;
-}
-static const char *yw__pg_sql_column_text(yw_sql_t *st, int i, size_t *len)
-{
-    if (len != NULL) {
-        *len = 0;
-    }
-    return "";
-}
-static int yw__pg_sql_column_is_null(yw_sql_t *st, int i)
-{
-    return 1;
-}
-static int64_t yw__pg_sql_changes(yw_sql_t *st)
-{
-    return 0;
-}
-static void yw__pg_sql_done(yw_sql_t *st)
-{
-}
-
 /** The status of the connection's last error; INTERNAL when there is none. */
 static grpc_status_code yw__sql_status(const yw_store_conn_t *conn)
 {

@@ -52,6 +52,20 @@ int yw__sqlite_sql_column_is_null(yw_sql_t *st, int i);
 int64_t yw__sqlite_sql_changes(yw_sql_t *st);
 void yw__sqlite_sql_done(yw_sql_t *st);
 
+/* The PostgreSQL half of sql.h (store_pg_sql.c; `st` is a yw__pg_sql_t). */
+yw_sql_t *yw__pg_sql_prepare(yw_store_conn_t *conn, const char *sql, char *msg, size_t len);
+void yw__pg_sql_bind_i64(yw_sql_t *st, int i, int64_t v);
+void yw__pg_sql_bind_f64(yw_sql_t *st, int i, double v);
+void yw__pg_sql_bind_text(yw_sql_t *st, int i, const char *s);
+void yw__pg_sql_bind_null(yw_sql_t *st, int i);
+int yw__pg_sql_step(yw_sql_t *st);
+int64_t yw__pg_sql_column_i64(yw_sql_t *st, int i);
+double yw__pg_sql_column_f64(yw_sql_t *st, int i);
+const char *yw__pg_sql_column_text(yw_sql_t *st, int i, size_t *len);
+int yw__pg_sql_column_is_null(yw_sql_t *st, int i);
+int64_t yw__pg_sql_changes(yw_sql_t *st);
+void yw__pg_sql_done(yw_sql_t *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -75,6 +75,7 @@ typedef struct st_yw_store_job_t {
     struct st_yw_store_job_t *yw_next;
     grpc_status_code yw_status;
     yw_store_t *yw_store;
+    int yw_read; /* PostgreSQL: a read job in the one queue of the pool */
 } yw_store_job_t;
 
 typedef struct st_yw_store_config_t {

@@ -129,6 +129,14 @@ struct st_yw_store_t {
     void *on_full_arg;
     int (*ship)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
     void *ship_arg;
+
+    /**
+     * PostgreSQL (store_pg_internal.h), NULL for SQLite. Its pool threads take jobs from
+     * `writes` (every job when there is no read pool) and `reads`, under `mu`, waking on
+     * writer_cv and reader_cv; the last of its threads out sets `writer_exited`.
+     */
+    struct st_yw__pg_t *pg;
+    bool pg_read_pool; /* PostgreSQL with pg_read_uri: reads go to `reads` */
 };
 
 /** A reader thread's argument: its store and its own connection. */
@@ -147,6 +155,35 @@ static inline int yw__store_primary(int rc)
 
 /** Joins the threads (they have finished) and closes the async handle. */
 void yw__store_finish_close(yw_store_t *store);
+
+/** Frees the store: threads joined (or never started), async handle closed (or never open). */
+void yw__store_free(yw_store_t *store);
+
+/* ---- store_pg.c (PostgreSQL; store_pg_internal.h has the rest) ---- */
+
+/** yw_store_open() with cfg->pg_uri set. */
+int yw__pg_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
+                      size_t errlen);
+
+/** Frees the store's PostgreSQL half (connections, notifications, channels). */
+void yw__pg_free(yw_store_t *store);
+
+/** Joins the pool and the listener (loop; they have exited). */
+void yw__pg_join(yw_store_t *store);
+
+/** Wakes the listener thread (close, a new channel). */
+void yw__pg_wake(yw_store_t *store);
+
+/** Runs the listen callbacks of the notifications received (loop). */
+void yw__pg_deliver(yw_store_t *store);
+
+/** yw_store_listen(), yw_store_available() and yw_store_run_sync() on PostgreSQL. */
+int yw__pg_listen(yw_store_t *store, const char *channel,
+                  void (*cb)(void *arg, const char *payload), void *arg);
+int yw__pg_available(const yw_store_t *store);
+grpc_status_code yw__pg_run_sync(yw_store_t *store,
+                                 grpc_status_code (*fn)(yw_store_conn_t *conn, void *arg),
+                                 void *arg, char *err, size_t errlen);
 
 /* ---- store_open.c ---- */
 

@@ -33,7 +33,15 @@ static int yw__queue_job(yw_store_t *store, yw_store_job_t *job, bool write)
         pthread_mutex_unlock(&store->mu);
         return -ESHUTDOWN;
     }
-    if (write) {
+    job->yw_read = !write;
+    if (store->pg != NULL && !write && store->pg_read_pool) {
+        yw__queue_append(&store->reads, job, job);
+        pthread_cond_signal(&store->reader_cv);
+    } else if (store->pg != NULL) {
+        /* PostgreSQL without a read pool: one FIFO queue for the one pool. */
+        yw__queue_append(&store->writes, job, job);
+        pthread_cond_signal(&store->writer_cv);
+    } else if (write) {
         yw__queue_append(&store->writes, job, job);
         pthread_cond_signal(&store->writer_cv);
     } else {
@@ -81,6 +89,9 @@ void yw__store_on_async(uv_async_t *async)
         /* After done returns the job may be freed or reused by its owner. */
         job->done(job, job->yw_status);
         job = next;
+    }
+    if (store->pg != NULL) {
+        yw__pg_deliver(store);
     }
     if (exited) {
         yw__store_finish_close(store);
