@@ -3,14 +3,21 @@
  * schema and every store job, run the way the service runs them (yw_store_write /
  * yw_store_read on a real SQLite file in a fresh temporary directory, done on the loop),
  * with exact statuses and messages, and stats checked against hand-computed values.
+ *
+ * With YW_TEST_PG_URI set (an empty PostgreSQL database), the same tests run on
+ * PostgreSQL with creator_pg_migrations: each test starts from empty tables.
  */
 #include "services/creator_profile/creator_store.h"
 
 #include <errno.h>
 #include <math.h>
 
+#include "common/sql.h"
 #include "services/creator_profile/creator_day.h"
 #include "tests/unit/test.h"
+
+/* PostgreSQL instead of SQLite: YW_TEST_PG_URI, read in main(); NULL for SQLite. */
+static const char *g_pg_uri;
 
 /* ---- fixture ---------------------------------------------------------------------- */
 
@@ -38,12 +45,34 @@ static void open_store(fixture_t *f)
         .path = f->path,
         .migrations = creator_migrations,
         .n_migrations = CREATOR_N_MIGRATIONS,
+        .pg_uri = g_pg_uri,
+        .pg_migrations = creator_pg_migrations,
+        .n_pg_migrations = CREATOR_N_PG_MIGRATIONS,
+        .pg_schema = "creator_profile",
+        .pg_pool = 2,
     };
     int rc = yw_store_open(&f->loop, &cfg, &f->store, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "yw_store_open: %s\n", err);
     }
     YW_CHECK_INT(rc, ==, 0);
+}
+
+static const char sql_truncate[] =
+    "TRUNCATE creators, creator_categories, create_requests, note_stats";
+
+static grpc_status_code truncate_fn(yw_store_conn_t *conn, void *arg)
+{
+    (void)arg;
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, sql_truncate, msg, sizeof msg);
+    if (st == NULL) {
+        fprintf(stderr, "%s\n", msg);
+        return GRPC_STATUS_INTERNAL;
+    }
+    int rc = yw_sql_step(st);
+    yw_sql_done(st);
+    return rc == YW_SQL_DONE ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
 }
 
 static void fixture_init(fixture_t *f)
@@ -54,6 +83,12 @@ static void fixture_init(fixture_t *f)
     snprintf(f->path, sizeof f->path, "%s/creator_profile.db", f->dir);
     YW_CHECK_INT(uv_loop_init(&f->loop), ==, 0);
     open_store(f);
+    if (g_pg_uri != NULL) {
+        /* One database for every test: start from empty tables. */
+        char err[256];
+        YW_CHECK_INT(yw_store_run_sync(f->store, truncate_fn, NULL, err, sizeof err), ==,
+                     GRPC_STATUS_OK);
+    }
 }
 
 static void on_closed(void *arg)
@@ -103,17 +138,21 @@ typedef struct {
     int64_t value;
 } query_t;
 
+/* On either database (sql.h): the statements are cached by address, the queries are
+ * string literals. */
 static grpc_status_code query_fn(yw_store_conn_t *conn, void *arg)
 {
     query_t *q = arg;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(yw_store_db(conn), q->sql, -1, &st, NULL) != SQLITE_OK) {
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, q->sql, msg, sizeof msg);
+    if (st == NULL) {
+        fprintf(stderr, "%s\n", msg);
         return GRPC_STATUS_INTERNAL;
     }
-    int rc = sqlite3_step(st);
-    q->value = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
+    int rc = yw_sql_step(st);
+    q->value = rc == YW_SQL_ROW ? yw_sql_column_i64(st, 0) : -1;
+    yw_sql_done(st);
+    return rc == YW_SQL_ROW ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
 }
 
 /* The integer a one-row query returns, read with yw_store_run_sync. */
@@ -183,12 +222,28 @@ YW_TEST(schema_migrates_to_version_1)
     fixture_t f;
     fixture_init(&f);
     YW_CHECK_INT(yw_store_schema_version(f.store), ==, 1);
-    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                           "('creators', 'creator_categories', 'create_requests', 'note_stats')"),
-                 ==, 4);
-    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = "
-                           "'note_stats_creator_day'"),
-                 ==, 1);
+    if (g_pg_uri != NULL) {
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN "
+                               "('creators', 'creator_categories', 'create_requests', "
+                               "'note_stats')"),
+                     ==, 4);
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = "
+                               "'note_stats_creator_day'"),
+                     ==, 1);
+        /* Keys compare bytes, as SQLite's BINARY: 'B' < '_' < 'a'. */
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM information_schema.columns WHERE "
+                               "table_name = 'creators' AND column_name = 'creator_id' AND "
+                               "collation_name = 'C'"),
+                     ==, 1);
+    } else {
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                               "name IN ('creators', 'creator_categories', 'create_requests', "
+                               "'note_stats')"),
+                     ==, 4);
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
+                               "name = 'note_stats_creator_day'"),
+                     ==, 1);
+    }
     /* Reopening an up-to-date file changes nothing. */
     close_store(&f);
     open_store(&f);
@@ -917,6 +972,13 @@ YW_TEST(load_all_reads_every_creator_after_reopen)
 
 int main(int argc, char **argv)
 {
+    g_pg_uri = getenv("YW_TEST_PG_URI");
+    if (g_pg_uri != NULL && g_pg_uri[0] == '\0') {
+        g_pg_uri = NULL;
+    }
+    if (g_pg_uri != NULL) {
+        printf("on PostgreSQL: %s\n", g_pg_uri);
+    }
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(schema_migrates_to_version_1),
         YW_TEST_ENTRY(create_stores_and_returns_creator),
