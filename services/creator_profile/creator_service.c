@@ -11,9 +11,11 @@
 #include "services/creator_profile/creator_service.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/page_token.h"
@@ -791,6 +793,15 @@ static void on_creator_changed(void *arg, const char *payload)
     if (st == NULL || st->closing) {
         return;
     }
+    if (payload != NULL &&
+        strncmp(payload, CREATOR_PROBE_PREFIX, sizeof CREATOR_PROBE_PREFIX - 1) == 0) {
+        if (!st->listening && strcmp(payload, st->probe) == 0) {
+            /* LISTEN works from here on: what was written before it is read again. */
+            st->listening = 1;
+            creator_sync_changed_all(&st->sync);
+        }
+        return; /* another replica's probe */
+    }
     if (payload == NULL) {
         creator_sync_changed_all(&st->sync);
     } else {
@@ -798,11 +809,49 @@ static void on_creator_changed(void *arg, const char *payload)
     }
 }
 
-/* Every second: a reload that failed (database away, timeout, memory) is made good by a
- * full one, once the database answers again. */
+static void probe_done(yw_store_job_t *job, grpc_status_code status)
+{
+    creator_notify_job_t *j = (creator_notify_job_t *)job;
+    creator_state_t *st = j->data;
+    (void)status; /* not heard: the next tick sends it again */
+    st->probe_in_flight = 0;
+    st->reloads--;
+    free(j);
+    maybe_finish(st);
+}
+
+/*
+ * LISTEN starts on the store's listener thread some time after yw_store_listen(): until
+ * this replica hears its own probe, changes may go unheard. Once heard, every creator is
+ * read again (what was written between the load at start-up and the LISTEN).
+ */
+static void send_probe(creator_state_t *st)
+{
+    creator_notify_job_t *j = malloc(sizeof *j);
+    if (j == NULL) {
+        return; /* the next tick tries again */
+    }
+    creator_notify_job_init(j, probe_done);
+    j->data = st;
+    j->payload = st->probe;
+    if (yw_store_write(st->store, &j->job) != 0) {
+        free(j);
+        return;
+    }
+    st->probe_in_flight = 1;
+    st->reloads++;
+}
+
+/*
+ * Every second: the probe until it is heard; a reload that failed (database away,
+ * timeout, memory) made good by a full one, once the database answers again.
+ */
 static void on_retry(uv_timer_t *t)
 {
     creator_state_t *st = t->data;
+    if (!st->closing && !st->listening && !st->probe_in_flight) {
+        send_probe(st);
+    }
     if (!st->closing && st->sync.failed && yw_store_available(st->store)) {
         st->sync.failed = 0;
         creator_sync_changed_all(&st->sync);
@@ -856,8 +905,9 @@ static int start_sync(creator_state_t *st, char *err, size_t errlen)
         st->listen = NULL;
         return rc;
     }
-    /* What other replicas wrote between the load above and the LISTEN is read again. */
-    creator_sync_changed_all(&st->sync);
+    snprintf(st->probe, sizeof st->probe, "%s%d-%" PRIx64, CREATOR_PROBE_PREFIX, (int)getpid(),
+             uv_hrtime());
+    send_probe(st);
     return 0;
 }
 
