@@ -13,8 +13,10 @@
  *   store_sql.c      SQLite on one connection: the statement cache, transactions,
  *                    result codes to gRPC statuses, the helpers of a job's work, and
  *                    the SQLite half of sql.h (sql.c dispatches to it by backend)
+ *   store_pg.c       PostgreSQL (yw_store_config_t.pg_uri): open, the pool and listener
+ *   store_pg_sql.c   threads, one connection's statements; store_pg_internal.h
  *
- * Nothing outside these files includes it.
+ * Nothing outside these files (and sql.c, sql_internal.h) includes it.
  *
  * Threads and locks:
  * - `mu` guards the three job queues (writes, reads, done) and the shutdown flags.

@@ -644,12 +644,21 @@ int yw__pg_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t 
     }
     yw_pg_redact_uri(pg->uri, pg->shown, sizeof pg->shown);
     yw_pg_redact_uri(has_read ? pg->read_uri : pg->uri, pg->read_shown, sizeof pg->read_shown);
+    /*
+     * A statement we stopped waiting for (pg_timeout_ms) must not run on in the server,
+     * holding its transaction's locks: the server cancels it a second later.
+     */
+    snprintf(pg->options, sizeof pg->options, "-c statement_timeout=%d", pg->timeout_ms + 1000);
     for (int i = 0; i < pg->n_conns; i++) {
         bool reads = i >= pg->pool;
-        yw__pg_conn_init(&pg->conns[i], pg, reads ? pg->read_uri : pg->uri, pg->timeout_ms);
+        /* A standby away does not make the primary unavailable: no `pg` for the reads. */
+        yw__pg_conn_init(&pg->conns[i], reads ? NULL : pg, reads ? pg->read_uri : pg->uri,
+                         pg->timeout_ms);
+        pg->conns[i].options = pg->options;
         pg->workers[i] = (yw__pg_worker_t){store, &pg->conns[i], reads};
     }
     yw__pg_conn_init(&pg->listen_conn, pg, pg->uri, pg->timeout_ms);
+    pg->listen_conn.options = pg->options;
 
     /* Migrations on a connection of their own, closed after. */
     int wait_ms = cfg->pg_open_wait_ms > 0 ? cfg->pg_open_wait_ms : YW__PG_DEFAULT_OPEN_WAIT_MS;
@@ -789,6 +798,7 @@ grpc_status_code yw__pg_run_sync(yw_store_t *store,
     /* A connection of its own: the pool's belong to their threads. */
     yw__pg_conn_t c;
     yw__pg_conn_init(&c, store->pg, store->pg->uri, store->pg->timeout_ms);
+    c.options = store->pg->options;
     yw__pg_sync_t s = {fn, arg};
     char msg[256];
     grpc_status_code st = yw__pg_txn(&c, false, yw__pg_sync_work, &s, msg, sizeof msg);

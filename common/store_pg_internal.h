@@ -51,8 +51,9 @@ typedef struct st_yw__pg_t yw__pg_t;
  */
 typedef struct st_yw__pg_conn_t {
     yw_store_conn_t base;
-    yw__pg_t *pg; /* for `available`; NULL for none */
+    yw__pg_t *pg; /* whose `available` its failures clear; NULL: none (the read pool's) */
     const char *uri;
+    const char *options; /* libpq "options" (server settings), or NULL */
     int timeout_ms;
     PGconn *conn;     /* NULL while not connected */
     unsigned gen;     /* +1 at every connect: statements prepared before are gone */
@@ -111,6 +112,7 @@ struct st_yw__pg_t {
     char *read_uri;  /* NULL: reads share the pool */
     char shown[256]; /* uri with its password hidden */
     char read_shown[256];
+    char options[64]; /* the pool's and the listener's connections: statement_timeout */
     int timeout_ms;
     int pool;
     int n_conns; /* pool, or 2 * pool with a read pool (the read pool last) */

@@ -244,9 +244,14 @@ int yw__pg_connect(yw__pg_conn_t *c)
 {
     yw__pg_disconnect(c);
     /* Ours first: the URI, expanded in place of dbname, overrides them. */
-    static const char *const keys[] = {"keepalives",       "keepalives_idle", "keepalives_interval",
-                                       "keepalives_count", "dbname",          NULL};
-    const char *vals[] = {"1", "10", "5", "3", c->uri, NULL};
+    static const char *const keys[] = {"keepalives",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "options",
+                                       "dbname",
+                                       NULL};
+    const char *vals[] = {"1", "10", "5", "3", c->options != NULL ? c->options : "", c->uri, NULL};
     PGconn *pg = PQconnectStartParams(keys, vals, 1);
     if (pg == NULL) {
         yw_errmsg_printf(c->fail_msg, sizeof c->fail_msg, "out of memory");

@@ -34,14 +34,12 @@ static int yw__queue_job(yw_store_t *store, yw_store_job_t *job, bool write)
         return -ESHUTDOWN;
     }
     job->yw_read = !write;
-    if (store->pg != NULL && !write && store->pg_read_pool) {
-        yw__queue_append(&store->reads, job, job);
-        pthread_cond_signal(&store->reader_cv);
-    } else if (store->pg != NULL) {
-        /* PostgreSQL without a read pool: one FIFO queue for the one pool. */
-        yw__queue_append(&store->writes, job, job);
-        pthread_cond_signal(&store->writer_cv);
-    } else if (write) {
+    /*
+     * SQLite: writes to the writer, reads to the readers. PostgreSQL: reads go to the
+     * read pool when there is one; otherwise one FIFO queue feeds the one pool.
+     */
+    bool to_writes = write || (store->pg != NULL && !store->pg_read_pool);
+    if (to_writes) {
         yw__queue_append(&store->writes, job, job);
         pthread_cond_signal(&store->writer_cv);
     } else {

@@ -22,10 +22,10 @@ def pg():
     server.destroy()
 
 
-def run_live(pg, name, timeout=30):
+def run_live(pg, name, timeout=30, **extra_env):
     db = "live_%s" % name
     uri = pg.create_database(db)
-    env = dict(os.environ, YW_TEST_PG_URI=uri)
+    env = dict(os.environ, YW_TEST_PG_URI=uri, **extra_env)
     out = subprocess.run([binary_path(LIVE), name], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout
@@ -36,6 +36,21 @@ def run_live(pg, name, timeout=30):
                                   "notify", "close_with_queued_jobs"])
 def test_live(pg, name):
     run_live(pg, name)
+
+
+def test_read_pool_on_standby(pg):
+    """pg_read_uri: read jobs on a streaming standby, writes on the primary."""
+    pg.create_database("live_read_pool")
+    standby = pg.standby().start()
+    try:
+        out = subprocess.run([binary_path(LIVE), "read_pool"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=60,
+                             env=dict(os.environ, YW_TEST_PG_URI=pg.uri("live_read_pool"),
+                                      YW_TEST_PG_READ_URI=standby.uri("live_read_pool")))
+        assert out.returncode == 0, out.stdout
+        assert "1 passed, 0 failed" in out.stdout and "skipped" not in out.stdout, out.stdout
+    finally:
+        standby.destroy()
 
 
 def server_pids(pg):
@@ -52,10 +67,12 @@ def signal_server(pg, sig):
             pass
 
 
-@pytest.mark.parametrize("name", ["outage", "hang"])
-def test_driven(pg, name):
-    """`outage`: the server stopped and started again; `hang`: frozen (SIGSTOP), thawed."""
-    uri = pg.create_database("live_" + name)
+@pytest.mark.parametrize("name,stop", [("outage", "stop"), ("outage", "kill9"),
+                                       ("hang", None)])
+def test_driven(pg, name, stop):
+    """`outage`: the server stopped (pg_ctl stop, or kill -9) and started again; `hang`:
+    frozen (SIGSTOP) and thawed."""
+    uri = pg.create_database("live_%s_%s" % (name, stop))
     env = dict(os.environ, YW_TEST_PG_URI=uri)
     proc = subprocess.Popen([binary_path(LIVE), name], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -64,7 +81,7 @@ def test_driven(pg, name):
         for line in proc.stdout:
             lines.append(line)
             if line.strip() == "STOP":
-                pg.stop()
+                pg.kill9() if stop == "kill9" else pg.stop()
                 proc.stdin.write("stopped\n")
                 proc.stdin.flush()
             elif line.strip() == "START":

@@ -156,6 +156,39 @@ static grpc_status_code get_work(yw_store_conn_t *conn, yw_store_job_t *job)
     return rc == YW_SQL_DONE ? GRPC_STATUS_OK : yw_sql_job_fail(conn, job, "get kv");
 }
 
+/* A job whose statement fails and that goes on as if it had not: fails at COMMIT. */
+static grpc_status_code ignore_error_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    const char *texts[] = {"a", "not a number"};
+    (void)yw_sql_job_exec(conn, job, sql_put, texts, 2, "insert");
+    return GRPC_STATUS_OK;
+}
+
+/* SQL mistakes: reported by the step (PostgreSQL prepares there), INTERNAL. */
+static grpc_status_code mistakes_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SELEKT 1", msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ERROR);
+    yw_sql_done(st);
+    YW_CHECK_INT(yw_sql_fail(conn, "selekt", msg, sizeof msg), ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strncmp(msg, "selekt: syntax error", 20) == 0);
+    return yw_store_job_failf(job, GRPC_STATUS_INTERNAL, "%s", msg);
+}
+
+static grpc_status_code bind_error_work(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, sql_get, msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    yw_sql_bind_text(st, 1, "a");
+    yw_sql_bind_text(st, 9, "past the last");
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ERROR);
+    yw_sql_done(st);
+    return yw_sql_job_fail(conn, job, "get");
+}
+
 static void kv_done(yw_store_job_t *job, grpc_status_code status)
 {
     kv_job_t *j = (kv_job_t *)job;
@@ -182,11 +215,36 @@ static void run_job(uv_loop_t *loop, yw_store_t *store, kv_job_t *j, bool write)
     run_until(loop, &j->done);
 }
 
+static grpc_status_code show_timeout(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    kv_job_t *j = (kv_job_t *)job;
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SHOW statement_timeout", msg, sizeof msg);
+    YW_CHECK(st != NULL);
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ROW);
+    snprintf(j->t_read, sizeof j->t_read, "%s", yw_sql_column_text(st, 0, NULL));
+    yw_sql_done(st);
+    return GRPC_STATUS_OK;
+}
+
 static grpc_status_code count_mig_log(yw_store_conn_t *conn, void *arg)
 {
     char msg[256];
     yw_sql_t *st = yw_sql_prepare(conn, "SELECT COUNT(*) FROM mig_log", msg, sizeof msg);
     YW_CHECK(st != NULL);
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ROW);
+    *(int64_t *)arg = yw_sql_column_i64(st, 0);
+    yw_sql_done(st);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code count_half_done(yw_store_conn_t *conn, void *arg)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SELECT COUNT(*) FROM pg_tables WHERE tablename = ?1", msg,
+                                  sizeof msg);
+    YW_CHECK(st != NULL);
+    yw_sql_bind_text(st, 1, "half_done");
     YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ROW);
     *(int64_t *)arg = yw_sql_column_i64(st, 0);
     yw_sql_done(st);
@@ -208,6 +266,7 @@ YW_TEST(migrate_concurrent)
             yw_store_t *store = open_pg(&loop, 2, 5000);
             YW_CHECK_INT(yw_store_schema_version(store), ==, 2);
             close_pg(&loop, store);
+            YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
             _exit(0);
         }
     }
@@ -224,6 +283,7 @@ YW_TEST(migrate_concurrent)
     YW_CHECK_INT(yw_store_run_sync(store, count_mig_log, &n, err, sizeof err), ==, GRPC_STATUS_OK);
     YW_CHECK_INT(n, ==, 1); /* migration 2 ran once */
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 YW_TEST(newer_refused)
@@ -241,12 +301,33 @@ YW_TEST(newer_refused)
     YW_CHECK(strstr(err, "version 2") != NULL);
     YW_CHECK(strstr(err, "(1)") != NULL);
     YW_CHECK(store == NULL);
+    /* A migration that fails: refused, its version not recorded, nothing of it left. */
+    static const yw_migration_t bad[] = {
+        pg_migrations[0],
+        pg_migrations[1],
+        {3, "CREATE TABLE half_done(n INTEGER); SELEKT 1;"},
+    };
+    cfg.pg_migrations = bad;
+    cfg.n_pg_migrations = 3;
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, -EINVAL);
+    YW_CHECK(strstr(err, "schema live: migration 3: syntax error") != NULL);
+    cfg.pg_migrations = pg_migrations;
+    cfg.n_pg_migrations = 2;
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_store_schema_version(store), ==, 2);
+    int64_t n = -1;
+    YW_CHECK_INT(yw_store_run_sync(store, count_half_done, &n, err, sizeof err), ==,
+                 GRPC_STATUS_OK);
+    YW_CHECK_INT(n, ==, 0);
+    close_pg(&loop, store);
+
     /* Another schema name in the same database has versions of its own. */
     cfg.pg_schema = "other";
     cfg.n_pg_migrations = 0;
     YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
     YW_CHECK_INT(yw_store_schema_version(store), ==, 0);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 YW_TEST(write_read_jobs)
@@ -301,6 +382,34 @@ YW_TEST(write_read_jobs)
     YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
     YW_CHECK(!get.found);
 
+    /* A statement failed and the job went on: INTERNAL at COMMIT, nothing kept. */
+    kv_init(&put, true, "a");
+    put.job.work = ignore_error_work;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK(strstr(put.errmsg, "a statement of the job failed") != NULL);
+    kv_init(&put, true, "a");
+    put.job.work = mistakes_work;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    kv_init(&put, false, "a");
+    put.job.work = bind_error_work;
+    run_job(&loop, store, &put, false);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_INTERNAL);
+    YW_CHECK_STR(put.errmsg, "get: bind ?9: the statement has 1 parameters");
+    /* The server gives up a statement a second after the store stopped waiting. */
+    kv_init(&put, false, "a");
+    put.job.work = show_timeout;
+    run_job(&loop, store, &put, false);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+    YW_CHECK_STR(put.t_read, "6s");
+
+    /* The connections work on after those failures. */
+    kv_init(&get, false, "a");
+    run_job(&loop, store, &get, false);
+    YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
+    YW_CHECK(get.found);
+
     /* Many jobs at once over the pool: all done, each once. */
     enum { N = 40 };
     static kv_job_t many[N];
@@ -316,6 +425,7 @@ YW_TEST(write_read_jobs)
         YW_CHECK_INT(many[i].status, ==, GRPC_STATUS_OK);
     }
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 static char notes[8][64];
@@ -361,6 +471,7 @@ YW_TEST(notify)
     YW_CHECK_STR(notes[0], "creator:x");
     YW_CHECK_INT(n_null_notes, ==, 0);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /** Tells the driver `what` and waits for its answer on stdin, running the loop meanwhile. */
@@ -436,6 +547,7 @@ YW_TEST(outage)
     YW_CHECK_INT(yw_store_available(store), ==, 1);
     YW_CHECK_INT(n_null_notes, >=, 1);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /* The server stops answering (SIGSTOP): jobs fail UNAVAILABLE within the timeout. */
@@ -485,6 +597,45 @@ YW_TEST(hang)
     }
     YW_CHECK_INT(yw_store_available(store), ==, 1);
     close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
+}
+
+/* Reads on a standby (YW_TEST_PG_READ_URI): writes on the primary reach them. */
+YW_TEST(read_pool)
+{
+    const char *read_uri = getenv("YW_TEST_PG_READ_URI");
+    if (read_uri == NULL || read_uri[0] == '\0') {
+        fprintf(stderr, "read_pool: YW_TEST_PG_READ_URI is unset; skipped\n");
+        return;
+    }
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    yw_store_config_t cfg = {.pg_uri = pg_uri,
+                             .pg_read_uri = read_uri,
+                             .pg_schema = "live",
+                             .pg_migrations = pg_migrations,
+                             .n_pg_migrations = 2,
+                             .pg_pool = 2,
+                             .pg_open_wait_ms = 5000};
+    yw_store_t *store = NULL;
+    char err[256];
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
+    kv_job_t put;
+    kv_init(&put, true, "replicated");
+    put.v = 7;
+    run_job(&loop, store, &put, true);
+    YW_CHECK_INT(put.status, ==, GRPC_STATUS_OK);
+    uint64_t deadline = uv_hrtime() + UINT64_C(15000000000);
+    kv_job_t get;
+    do {
+        kv_init(&get, false, "replicated");
+        run_job(&loop, store, &get, false);
+        YW_CHECK_INT(get.status, ==, GRPC_STATUS_OK);
+    } while (!get.found && uv_hrtime() < deadline && usleep(50000) == 0);
+    YW_CHECK(get.found);
+    YW_CHECK_INT(get.v, ==, 7);
+    close_pg(&loop, store);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 /* Close with jobs still queued: every done runs (before `closed`), none is lost. */
@@ -519,6 +670,7 @@ YW_TEST(close_with_queued_jobs)
     YW_CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
     YW_CHECK_INT(closed, ==, 1);
     YW_CHECK_INT(queued_done, ==, N);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
 }
 
 int main(int argc, char **argv)
@@ -535,6 +687,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(notify),
         YW_TEST_ENTRY(outage),
         YW_TEST_ENTRY(hang),
+        YW_TEST_ENTRY(read_pool),
         YW_TEST_ENTRY(close_with_queued_jobs),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
