@@ -20,7 +20,7 @@
   --partitions and --replicas (no more replicas than servers); on Kubernetes the
   PodDisruptionBudgets keep NATS' quorum and take one attribution node at a time, and
   only readiness depends on the node's cluster state;
-- creator profile and tier scoring on PostgreSQL (docs/running-on-postgresql.md): the
+- creator profile and tier scoring on PostgreSQL (README, "Running on PostgreSQL"): the
   store's flags (--store, --store-read, --store-pool, YW_STORE*) only for those two, and
   taken as planned until the sources' option tables have them (a "note" line says so);
   on Kubernetes a service with YW_STORE is a Deployment of 2 or more replicas with no
@@ -80,7 +80,7 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 # The attribution flags' defaults (services/attribution/attr_service.c attr_options).
 DEFAULT_PARTITIONS = 64
 DEFAULT_REPLICAS = 3
-# The PostgreSQL store (docs/running-on-postgresql.md): creator profile and tier scoring
+# The PostgreSQL store (README, "Running on PostgreSQL"): creator profile and tier scoring
 # only; attribution keeps its own store. Until the sources' option tables have these
 # options they are taken as planned here (and said so, once); from then on the sources
 # decide, as for every other flag.
