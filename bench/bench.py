@@ -357,6 +357,38 @@ def tree_bytes(path):
     return total
 
 
+def with_children(pid):
+    """`pid` and its direct children (PostgreSQL: the postmaster and its backends)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [pid] + [int(x) for x in f.read().split()]
+    except OSError:
+        return [pid]
+
+
+def quiesce(pids, timeout=15.0, window=0.5, idle=0.1):
+    """Waits until `pids` (a "+PID" with its children) together use less than `idle` of a
+    core over `window` seconds, at most `timeout` seconds: what the last run left behind
+    (PostgreSQL's autovacuum and WAL writes, replicas reloading) is not charged to the
+    next. Returns the seconds waited."""
+    start = time.time()
+
+    def expand():
+        out = []
+        for p in pids:
+            p = str(p)
+            out += with_children(int(p[1:])) if p.startswith("+") else [int(p)]
+        return out
+
+    while time.time() - start < timeout:
+        procs = expand()
+        c0 = cpu_of(procs)
+        time.sleep(window)
+        if cpu_of(procs) - c0 < idle * window:
+            break
+    return time.time() - start
+
+
 def cpu_of(pids):
     """utime + stime of the processes `pids`, summed; a process gone counts 0."""
     total = 0.0
@@ -1231,13 +1263,19 @@ class Bench:
 
     def run_store(self):
         s, n = self.p["store_seconds"], self.p["store_creators"]
+        every = [p for _, pids in self.store.values() for p in pids]
         for run in range(self.runs):
             got = {}
             # Interleaved: every store for one method, then the next method; creates first
-            # so the later methods run on the grown tables of every store alike.
+            # so the later methods run on the grown tables of every store alike. The order
+            # of the stores turns with each run, and each measurement starts once every
+            # store process (PostgreSQL's too) is idle.
+            kinds = [k for k, _ in STORE_KINDS]
+            kinds = kinds[run % len(kinds):] + kinds[:run % len(kinds)]
             for method, name in STORE_METHODS:
-                for kind, _ in STORE_KINDS:
+                for kind in kinds:
                     svcs, pids = self.store[kind]
+                    quiesce(every)
                     extra = ["--ids", n]
                     if method != "get_creator":
                         extra += ["--tag", "s%d-%s-r%d" % (self.anchor, kind, run + 1)]
