@@ -47,19 +47,27 @@ static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_jo
  * no store work is started for a caller that has gone.
  */
 
+/* How queue() sends a job. */
+enum {
+    QUEUE_READ = 0,   /* a read: a reader thread (PostgreSQL: the read pool, maybe a standby) */
+    QUEUE_WRITE = 1,  /* a write: the disk must be writable */
+    QUEUE_PRIMARY = 2 /* a read that must see every commit: the writer (the primary) */
+};
+
 /*
  * Queues `job`; on failure (a write while the disk is full, or the store is closing)
  * finishes the call and returns -1.
  */
-static int queue(yw_call_t *call, yw_store_job_t *job, int write)
+static int queue(yw_call_t *call, yw_store_job_t *job, int how)
 {
     creator_state_t *st = state_of(call);
     char err[ERR_BUFSZ];
-    if (write && yw_disk_writable(yw_app_disk(yw_app_from_call(call)), err, sizeof err) != 0) {
+    if (how == QUEUE_WRITE &&
+        yw_disk_writable(yw_app_disk(yw_app_from_call(call)), err, sizeof err) != 0) {
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
         return -1;
     }
-    int rc = write ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
+    int rc = how != QUEUE_READ ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
     if (rc < 0) {
         yw_call_fail(call, GRPC_STATUS_UNAVAILABLE,
                      rc == -ESHUTDOWN ? "the service is shutting down"
@@ -142,7 +150,7 @@ static void create_creator(yw_call_t *call, const ProtobufCMessage *msg)
     j->request_id = req->request_id;
     j->creator = req->creator;
     yw_wallclock_now(&j->now_seconds, &j->now_nanos);
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -249,7 +257,7 @@ static void update_creator(yw_call_t *call, const ProtobufCMessage *msg)
     j->creator = req->creator;
     j->mask = mask;
     yw_wallclock_now(&j->now_seconds, &j->now_nanos);
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -291,7 +299,7 @@ static void delete_creator(yw_call_t *call, const ProtobufCMessage *msg)
     creator_delete_job_init(j, delete_creator_done);
     j->data = call;
     j->creator_id = req->creator_id;
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -383,7 +391,7 @@ static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
     j->region = req->region;
     j->min_followers = req->min_followers;
     j->max_followers = req->max_followers;
-    if (queue(call, &j->job, 0) != 0) {
+    if (queue(call, &j->job, QUEUE_READ) != 0) {
         free(lc);
     }
 }
@@ -478,7 +486,8 @@ static int validate_stats(yw_call_t *call, const Yaowei__Creator__V1__RecordNote
     c->check.check_only = bad_row;
     c->code = code;
     snprintf(c->msg, sizeof c->msg, "%s", err);
-    if (queue(call, &c->check.job, 0) != 0) {
+    /* On the primary: a standby (pg_read_uri) may not have the other replica's create yet. */
+    if (queue(call, &c->check.job, QUEUE_PRIMARY) != 0) {
         free(c);
     }
     return -1;
@@ -512,7 +521,7 @@ static void record_note_stats(yw_call_t *call, const ProtobufCMessage *msg)
     j->data = call;
     j->stats = req->stats;
     j->n_stats = req->n_stats;
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -585,7 +594,7 @@ static void start_stats(yw_call_t *call, int batch, char *const *ids, size_t n, 
     j->n_ids = n;
     j->window_days = window;
     j->end_day = end;
-    if (queue(call, &j->job, 0) != 0) {
+    if (queue(call, &j->job, QUEUE_READ) != 0) {
         free(sc);
     }
 }
@@ -717,7 +726,11 @@ static int start_reload(void *arg, const char *id)
     memcpy(r->id, id, len + 1);
     r->st = st;
     r->get.creator_id = r->id;
-    int rc = yw_store_read(st->store, &r->get.job);
+    /*
+     * On the primary, as a write job that writes nothing: a standby (pg_read_uri) may
+     * not have the commit this reload must see yet (creator_sync.h's rule needs it).
+     */
+    int rc = yw_store_write(st->store, &r->get.job);
     if (rc < 0) {
         free(r);
         return rc;
@@ -764,7 +777,7 @@ static int start_reload_all(void *arg)
         return -ENOMEM;
     }
     r->st = st;
-    int rc = yw_store_read(st->store, &r->load.job);
+    int rc = yw_store_write(st->store, &r->load.job); /* the primary: see start_reload() */
     if (rc < 0) {
         creator_load_job_dispose(&r->load);
         free(r);

@@ -869,7 +869,7 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
 
     j->upserted = 0;
     if (j->check_only > 0) {
-        /* A read job: the rows before a bad one, checked as the upsert would check them. */
+        /* Writes nothing: the rows before a bad one, checked as the upsert would check them. */
         for (size_t i = 0; i < j->check_only && i < j->n_stats; i++) {
             const char *id = j->stats[i]->creator_id;
             int exists = 0;

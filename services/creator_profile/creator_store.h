@@ -123,8 +123,9 @@ typedef struct st_creator_record_stats_job_t {
     size_t n_stats;
     /**
      * Non-zero: write nothing, only check that the creators of these first rows exist
-     * (a read job; the service knows the batch is bad at row check_only, and wants
-     * to know whether a row before it names a creator that does not exist).
+     * (the service knows the batch is bad at row check_only, and wants to know whether a
+     * row before it names a creator that does not exist). Queue it as a write: the
+     * primary has every creator committed, a standby may not.
      */
     size_t check_only;
     /* out */
@@ -193,7 +194,7 @@ void creator_stats_job_init(creator_stats_job_t *j,
                             void (*done)(yw_store_job_t *job, grpc_status_code status));
 void creator_stats_job_dispose(creator_stats_job_t *j);
 
-/* ---- one creator, for the cache (read) ---- */
+/* ---- one creator, for the cache (reads, queued as a write: on the primary) ---- */
 
 typedef struct st_creator_get_job_t {
     yw_store_job_t job;
@@ -202,7 +203,7 @@ typedef struct st_creator_get_job_t {
     creator_record_t *result; /* out: NULL when it does not exist */
 } creator_get_job_t;
 
-/** Reads creator `creator_id` (as committed now) into `result`. */
+/** Reads creator `creator_id` (as committed now: queue it as a write, on the primary). */
 grpc_status_code creator_store_get(yw_store_conn_t *conn, yw_store_job_t *job);
 void creator_get_job_init(creator_get_job_t *j,
                           void (*done)(yw_store_job_t *job, grpc_status_code status));
@@ -236,7 +237,7 @@ typedef struct st_creator_load_t {
  */
 grpc_status_code creator_store_load_all(yw_store_conn_t *conn, void *arg);
 
-/* ---- every creator, for the cache (read) ---- */
+/* ---- every creator, for the cache (reads, queued as a write: on the primary) ---- */
 
 typedef struct st_creator_load_job_t {
     yw_store_job_t job;
@@ -244,7 +245,7 @@ typedef struct st_creator_load_job_t {
     creator_cache_t fresh; /* out: every creator; initialized by the job's init */
 } creator_load_job_t;
 
-/** Reads every creator into `fresh` (creator_store_load_all as a read job). */
+/** Reads every creator into `fresh` (creator_store_load_all as a job). */
 grpc_status_code creator_store_load_job(yw_store_conn_t *conn, yw_store_job_t *job);
 /** Returns 0 or -ENOMEM. */
 int creator_load_job_init(creator_load_job_t *j,

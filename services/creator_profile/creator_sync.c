@@ -6,6 +6,7 @@
 #include "services/creator_profile/creator_sync.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,13 +26,8 @@ struct st_creator_sync_entry_t {
 
 int creator_lock_key(const char *prefix, const char *key, char *out, size_t outlen)
 {
-    size_t a = strlen(prefix), b = strlen(key);
-    if (a + b + 1 > outlen) {
-        return -ENOSPC;
-    }
-    memcpy(out, prefix, a);
-    memcpy(out + a, key, b + 1);
-    return (int)(a + b);
+    int n = snprintf(out, outlen, "%s%s", prefix, key);
+    return n < 0 || (size_t)n >= outlen ? -ENOSPC : n;
 }
 
 static int cmp_str(const void *a, const void *b)

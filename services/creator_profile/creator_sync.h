@@ -14,8 +14,9 @@
  *   reload was started; otherwise it is dropped and the creator is read again.
  *
  * A reload is started (queued) after every change it must see has committed, and its
- * read transaction begins later still, so a result that is applied is at least as new
- * as everything the cache held for that creator. Reloads of one creator never overlap,
+ * transaction begins later still, on the primary (never a standby, which may lag), so a
+ * result that is applied is at least as new as everything the cache held for that
+ * creator. Reloads of one creator never overlap,
  * so their results apply in the order they were started. This replica's own writes are
  * applied at once (read-your-writes on this replica) and start a reload as well: the
  * done callback of a write can run after another replica's later write was reloaded.
