@@ -1248,9 +1248,9 @@ class Bench:
         self.store["sqlite"] = ([sq], [sq.pid])
         for kind, db, replicas in (("pg1", "yw_store1", 1), ("pg2", "yw_store2", 2)):
             self.store_pg.sql("CREATE DATABASE %s" % db)
+            flags = ["--store", self.store_pg.uri(db), "--store-pool", str(STORE_POOL)]
             reps = [self.service("store_%s_%d" % (kind, i + 1),
-                                 "services/creator_profile/creator_profile",
-                                 ["--store", self.store_pg.uri(db), "--store-pool", str(STORE_POOL)])
+                                 "services/creator_profile/creator_profile", flags)
                     for i in range(replicas)]
             self.store[kind] = (reps, [r.pid for r in reps] + [pg_pid])
         for kind, _ in STORE_KINDS:

@@ -288,7 +288,7 @@ static int loadgen_slots_alloc(loadgen_t *lg)
     }
     for (long i = 0; lg->method == LOADGEN_RECORD_NOTE_STATS && i < lg->inflight; i++) {
         lg->slots[i].rows = calloc(lg->batch, sizeof *lg->slots[i].rows);
-        lg->slots[i].row_ptrs = calloc(lg->batch, sizeof *lg->slots[i].row_ptrs);
+        lg->slots[i].row_ptrs = calloc(lg->batch, sizeof(Yaowei__Creator__V1__NoteDailyStats *));
         if (lg->slots[i].rows == NULL || lg->slots[i].row_ptrs == NULL) {
             loadgen_slots_free(lg);
             return -ENOMEM;
