@@ -28,12 +28,19 @@ min-max of each figure with the machine it ran on:
      summed over every process (NATS included), disk per exposure (the log's bytes, every
      replica), and failover (kill -9 of a node -> the other serves every partition) at N
      and at the larger sizes of the profile, with the nodes' memory per partition.
+  7. Store: creator profile on SQLite (under --data-dir, one process: SQLite cannot be
+     shared by two) and on PostgreSQL (--store URI) with one replica and with two replicas
+     on one database (the load spread over both), each with N creators loaded:
+     CreateCreator (calls/s), RecordNoteStats (batches of 100 new notes: calls/s and
+     rows/s) and GetCreator (QPS), 64 in flight, server CPU per call with PostgreSQL's
+     backends counted; ratios PostgreSQL ÷ SQLite per run.
 
 Writes bench/results/bench.md and bench.csv (bench-quick.* with --quick), cluster.json
 (cluster-quick.json) with every cluster figure when 6 ran, and the raw output of every
-run in runs-*.log. --cluster-only runs 6 alone: cluster(-quick).md, .csv, .json.
+run in runs-*.log. --cluster-only runs 6 alone: cluster(-quick).md, .csv, .json;
+--store-only runs 7 alone: store(-quick).md, .csv.
 
-  bench/bench.py [--quick] [--runs 3] [--keep] [--cluster | --cluster-only]
+  bench/bench.py [--quick] [--runs 3] [--keep] [--cluster | --cluster-only | --store-only]
 Env: YW_BIN_DIR (bazel-bin), BENCH_DIR (parent of the work directory; /var/tmp).
 """
 import argparse
@@ -63,12 +70,14 @@ PROFILES = {
                  h2load_calls=300000,
                  exposures=10000000, ingest_seconds=5, ceiling_seconds=3, conv_seconds=5,
                  explain_seconds=5, report_seconds=5,
-                 cluster_seconds=5, failover_sizes=[10000000, 20000000]),
+                 cluster_seconds=5, failover_sizes=[10000000, 20000000],
+                 store_creators=100000, store_seconds=5),
     "quick": dict(creators=100000, notes_per_creator=1, stats_days=7, rpc_seconds=2,
                   h2load_calls=100000,
                   exposures=1000000, ingest_seconds=2, ceiling_seconds=1, conv_seconds=2,
                   explain_seconds=2, report_seconds=2,
-                  cluster_seconds=3, failover_sizes=[1000000, 2000000]),
+                  cluster_seconds=3, failover_sizes=[1000000, 2000000],
+                  store_creators=20000, store_seconds=3),
 }
 INFLIGHT = [1, 16, 64]
 # The second C++ peer's completion-queue threads: one per core of the 2-core machine.
@@ -103,6 +112,17 @@ CLUSTER_LEASE_TTL_MS = 5000  # attribution's default
 # Targets of issue 14, as ratios in one run.
 TARGET_CLUSTER_RATIO = 0.5
 TARGET_FAILOVER_S = 15.0
+
+# The store section (7): creator profile on SQLite and on PostgreSQL, 64 calls in flight,
+# RecordNoteStats in batches of 100 new notes. Two replicas exist only on PostgreSQL: a
+# SQLite database belongs to the one process that opened it under --data-dir.
+STORE_INFLIGHT = 64
+STORE_BATCH = 100
+STORE_POOL = 4  # --store-pool, the service's default
+STORE_KINDS = [("sqlite", "SQLite, 1 process"), ("pg1", "PostgreSQL, 1 replica"),
+               ("pg2", "PostgreSQL, 2 replicas, one database")]
+STORE_METHODS = [("create_creator", "CreateCreator"), ("record_note_stats", "RecordNoteStats"),
+                 ("get_creator", "GetCreator")]
 
 
 # ---- output parsing (tests/integration/test_bench_smoke.py uses these) ----
@@ -277,6 +297,10 @@ class Postgres:
         self.port = free_port()
         self.conninfo = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
 
+    def uri(self, db):
+        """The libpq URI of database `db` (the service's --store)."""
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
     def _run(self, argv, **kw):
         if self.user is not None:
             argv = ["runuser", "-u", self.user, "--"] + argv
@@ -331,6 +355,38 @@ def tree_bytes(path):
             except OSError:
                 pass  # a file removed while we walk (a compacted block)
     return total
+
+
+def with_children(pid):
+    """`pid` and its direct children (PostgreSQL: the postmaster and its backends)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [pid] + [int(x) for x in f.read().split()]
+    except OSError:
+        return [pid]
+
+
+def quiesce(pids, timeout=15.0, window=0.5, idle=0.1):
+    """Waits until `pids` (a "+PID" with its children) together use less than `idle` of a
+    core over `window` seconds, at most `timeout` seconds: what the last run left behind
+    (PostgreSQL's autovacuum and WAL writes, replicas reloading) is not charged to the
+    next. Returns the seconds waited."""
+    start = time.time()
+
+    def expand():
+        out = []
+        for p in pids:
+            p = str(p)
+            out += with_children(int(p[1:])) if p.startswith("+") else [int(p)]
+        return out
+
+    while time.time() - start < timeout:
+        procs = expand()
+        c0 = cpu_of(procs)
+        time.sleep(window)
+        if cpu_of(procs) - c0 < idle * window:
+            break
+    return time.time() - start
 
 
 def cpu_of(pids):
@@ -546,6 +602,8 @@ BINARIES = ["services/creator_profile/creator_profile", "services/tier_scoring/t
 # What --cluster-only runs.
 CLUSTER_BINARIES = ["services/attribution/attribution", "bench/ingest_exposures",
                     "bench/ingest_conversions"]
+# What --store-only runs.
+STORE_BINARIES = ["services/creator_profile/creator_profile", "bench/loadgen"]
 
 
 def snapshot_binaries(dest, binaries=BINARIES):
@@ -581,16 +639,26 @@ class Bench:
         self.bin = os.path.join(self.work, "bin")
         os.makedirs(RESULTS, exist_ok=True)
         self.logf = open(os.path.join(RESULTS, "runs-%s%s.log" % (
-            "" if self.with_standalone else "cluster-", self.profile_name)), "w")
+            "" if self.with_standalone else "store-" if self.store_only else "cluster-",
+            self.profile_name)), "w")
 
     @property
     def profile_name(self):
         return "quick" if self.a.quick else "full"
 
     @property
+    def store_only(self):
+        return getattr(self.a, "store_only", False)
+
+    @property
     def with_standalone(self):
-        """Sections 1-5 (all but --cluster-only)."""
-        return not getattr(self.a, "cluster_only", False)
+        """Sections 1-5 (all but --cluster-only and --store-only)."""
+        return not getattr(self.a, "cluster_only", False) and not self.store_only
+
+    @property
+    def with_store(self):
+        """Section 7, the stores (with 1-5, and --store-only)."""
+        return self.with_standalone or self.store_only
 
     @property
     def with_cluster(self):
@@ -600,8 +668,9 @@ class Bench:
     @property
     def stem(self):
         """bench/results/<stem>.md and .csv: bench(-quick), cluster(-quick) for
-        --cluster-only."""
-        return (("bench" if self.with_standalone else "cluster")
+        --cluster-only, store(-quick) for --store-only."""
+        return (("bench" if self.with_standalone else "store" if self.store_only
+                 else "cluster")
                 + ("" if self.profile_name == "full" else "-quick")
                 + ("" if self.batch == 1000 else "-batch%d" % self.batch))
 
@@ -1163,6 +1232,92 @@ class Bench:
                             ", FAILED: " + w["first_error"] if w["errors"] else "",
                             victim.name, back))
 
+    # -- 7. stores: SQLite and PostgreSQL --
+
+    def setup_store(self):
+        """Creator profile three times, each with its own store and the same N creators:
+        SQLite under its --data-dir; one replica on PostgreSQL database yw_store1; two
+        replicas on database yw_store2 (one PostgreSQL server for both databases: the idle
+        one's backends cost nothing, and NOTIFY stays inside a database)."""
+        from load_creators import load
+        n = self.p["store_creators"]
+        self.store = {}  # kind -> ([Service], [pid or "+pid" for --server-pids])
+        self.store_pg = Postgres(os.path.dirname(self.work)).start()
+        pg_pid = "+%d" % self.store_pg.pid
+        sq = self.service("store_sqlite", "services/creator_profile/creator_profile")
+        self.store["sqlite"] = ([sq], [sq.pid])
+        for kind, db, replicas in (("pg1", "yw_store1", 1), ("pg2", "yw_store2", 2)):
+            self.store_pg.sql("CREATE DATABASE %s" % db)
+            flags = ["--store", self.store_pg.uri(db), "--store-pool", str(STORE_POOL)]
+            reps = [self.service("store_%s_%d" % (kind, i + 1),
+                                 "services/creator_profile/creator_profile", flags)
+                    for i in range(replicas)]
+            self.store[kind] = (reps, [r.pid for r in reps] + [pg_pid])
+        for kind, _ in STORE_KINDS:
+            t = time.time()
+            load(self.store[kind][0][0].addr, n)
+            took = time.time() - t
+            self.single["store_load_s_" + kind] = took
+            self.say("store %s: %d creators loaded in %.0f s (%.0f/s, one client, 64 in flight)"
+                     % (kind, n, took, n / took))
+
+    def run_store(self):
+        s, n = self.p["store_seconds"], self.p["store_creators"]
+        every = [p for _, pids in self.store.values() for p in pids]
+        for run in range(self.runs):
+            got = {}
+            # Interleaved: every store for one method, then the next method; creates first
+            # so the later methods run on the grown tables of every store alike. The order
+            # of the stores turns with each run, and each measurement starts once every
+            # store process (PostgreSQL's too) is idle.
+            kinds = [k for k, _ in STORE_KINDS]
+            kinds = kinds[run % len(kinds):] + kinds[:run % len(kinds)]
+            for method, name in STORE_METHODS:
+                for kind in kinds:
+                    svcs, pids = self.store[kind]
+                    quiesce(every)
+                    extra = ["--ids", n]
+                    if method != "get_creator":
+                        extra += ["--tag", "s%d-%s-r%d" % (self.anchor, kind, run + 1)]
+                    if method == "record_note_stats":
+                        extra += ["--batch", STORE_BATCH]
+                    r = self.loadgen(",".join(x.addr for x in svcs), method, STORE_INFLIGHT,
+                                     s, pids, extra)
+                    if method == "record_note_stats" and r["degraded"]:
+                        raise RuntimeError("store %s: %d RecordNoteStats calls upserted fewer "
+                                           "than %d rows" % (kind, r["degraded"], STORE_BATCH))
+                    got[kind, method] = r
+                    for k in ("qps", "p50_us", "p99_us", "server_cpu_us_per_call"):
+                        self.add(("store", kind, method, k), r[k])
+                    if method == "record_note_stats":
+                        self.add(("store", kind, method, "rows"), r["qps"] * STORE_BATCH)
+                for kind in ("pg1", "pg2"):
+                    a, b = got[kind, method], got["sqlite", method]
+                    self.add(("store", "ratio_" + kind, method, "qps"), a["qps"] / b["qps"])
+                    self.add(("store", "ratio_" + kind, method, "cpu"),
+                             a["server_cpu_us_per_call"] / b["server_cpu_us_per_call"])
+                self.say("run %d, %s: SQLite %.0f/s, PostgreSQL 1 replica %.0f/s, 2 replicas "
+                         "%.0f/s" % (run + 1, name, got["sqlite", method]["qps"],
+                                      got["pg1", method]["qps"], got["pg2", method]["qps"]))
+        for kind, _ in STORE_KINDS:
+            for svc in self.store[kind][0]:
+                if not svc.alive():
+                    raise RuntimeError("%s died during the run; see %s" % (svc.name, svc.log))
+                self.single["store_rss_" + svc.name] = status_kib(svc.pid, "VmHWM")
+
+    def stop_store(self):
+        """Stops section 7's services and PostgreSQL (their memory is not the other
+        sections')."""
+        for svcs, _ in getattr(self, "store", {}).values():
+            for svc in svcs:
+                svc.stop()
+                if svc in self.procs:
+                    self.procs.remove(svc)
+        self.store = {}
+        if getattr(self, "store_pg", None) is not None:
+            self.store_pg.stop()
+            self.store_pg = None
+
     # -- 5. memory --
 
     def record_memory(self):
@@ -1176,7 +1331,8 @@ class Bench:
     def run(self):
         try:
             self.say("work directory %s (%s)" % (self.work, fs_of(self.work)))
-            snapshot_binaries(self.bin, BINARIES if self.with_standalone else CLUSTER_BINARIES)
+            snapshot_binaries(self.bin, BINARIES if self.with_standalone else
+                              STORE_BINARIES if self.store_only else CLUSTER_BINARIES)
             if self.with_standalone:
                 self.setup_rpc()
                 self.run_rpc()
@@ -1186,6 +1342,12 @@ class Bench:
                 self.run_restart()
                 self.run_reports()
                 self.record_memory()
+            if self.with_store:
+                self.setup_store()
+                try:
+                    self.run_store()
+                finally:
+                    self.stop_store()
             if self.with_cluster:
                 self.setup_cluster()
                 self.run_cluster()
@@ -1214,6 +1376,7 @@ class Bench:
                 peer.wait()
         if self.pg is not None:
             self.pg.stop()
+        self.stop_store()
         if not self.a.keep:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -1337,6 +1500,8 @@ def write_report(b):
 
     if b.with_standalone:
         standalone_sections(b, md, row, target)
+    if b.with_store and any(k[0] == "store" for k in b.fig):
+        store_sections(b, md, row)
     written = [b.stem + ".md", b.stem + ".csv"]
     if b.with_cluster:
         cluster_sections(b, md, row, target)
@@ -1552,6 +1717,56 @@ def standalone_sections(b, md, row, target):
     md.append("")
 
 
+def store_sections(b, md, row):
+    """Section 7: creator profile on SQLite and on PostgreSQL, one and two replicas."""
+    F, S, p = b.fig, b.single, b.p
+    md.append("## 7. Store: creator profile on SQLite and on PostgreSQL (%s creators loaded "
+              "in each; loadgen, %d in flight, %d s per run)"
+              % (fmt(p["store_creators"]), STORE_INFLIGHT, p["store_seconds"]))
+    md.append("")
+    md.append("SQLite has one process only (its database is a file under --data-dir that one "
+              "process owns); two replicas are PostgreSQL only: two creator_profile processes "
+              "on one database (--store URI, --store-pool %d), the calls in flight spread over "
+              "both. PostgreSQL 15 on this machine, fsync and synchronous_commit on. Server CPU "
+              "counts every creator_profile process of the row and, for PostgreSQL, the "
+              "postmaster's children (its backends and background workers). RecordNoteStats: "
+              "%d new notes a call, today's day, over the loaded creators. Ratios: "
+              "PostgreSQL ÷ SQLite per run, then the median." % (STORE_POOL, STORE_BATCH))
+    md.append("")
+    md.append("| method | store | calls/s | rows/s | p50 µs | p99 µs | server CPU µs/call "
+              "| calls/s ÷ SQLite | CPU/call ÷ SQLite |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
+    for method, name in STORE_METHODS:
+        for kind, label in STORE_KINDS:
+            g = lambda k: F[("store", kind, method, k)]  # noqa: E731
+            rows_cell = cell(g("rows")) if method == "record_note_stats" else "–"
+            if kind == "sqlite":
+                rq = rc = "1"
+            else:
+                rq = cell(F[("store", "ratio_" + kind, method, "qps")], 2, "×")
+                rc = cell(F[("store", "ratio_" + kind, method, "cpu")], 2, "×")
+            md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                name, label, cell(g("qps")), rows_cell, cell(g("p50_us")), cell(g("p99_us")),
+                cell(g("server_cpu_us_per_call"), 1), rq, rc))
+            for k, unit in (("qps", "calls/s"), ("p50_us", "us"), ("p99_us", "us"),
+                            ("server_cpu_us_per_call", "us CPU/call")):
+                row("store", "%s %s %s" % (name, kind, k), unit, g(k))
+            if method == "record_note_stats":
+                row("store", "%s %s rows/s" % (name, kind), "rows/s", g("rows"))
+            if kind != "sqlite":
+                row("store", "%s calls/s ratio %s/sqlite" % (name, kind), "x",
+                    F[("store", "ratio_" + kind, method, "qps")])
+                row("store", "%s CPU/call ratio %s/sqlite" % (name, kind), "x",
+                    F[("store", "ratio_" + kind, method, "cpu")])
+    md.append("")
+    loads = ["%s %.0f s" % (label, S["store_load_s_" + kind]) for kind, label in STORE_KINDS
+             if "store_load_s_" + kind in S]
+    if loads:
+        md.append("Loading the %s creators (bench/load_creators.py, one client, 64 in flight, "
+                  "into one process): %s." % (fmt(p["store_creators"]), "; ".join(loads)))
+        md.append("")
+
+
 def cluster_sections(b, md, row, target):
     """Section 6 (the attribution cluster, --cluster) and the targets of issue 14."""
     F, S, n = b.fig, b.single, b.p["exposures"]
@@ -1734,6 +1949,9 @@ def main():
     ap.add_argument("--cluster-only", action="store_true",
                     help="only the cluster section, with its own standalone attribution to "
                     "compare with (results: cluster(-quick).md, .csv, .json)")
+    ap.add_argument("--store-only", action="store_true",
+                    help="only the store section: creator profile on SQLite and on PostgreSQL "
+                    "with 1 and 2 replicas (results: store(-quick).md, .csv)")
     ap.add_argument("--cluster-batch", type=int, default=1000, metavar="N",
                     help="events per RecordExposures call in the cluster section's rounds, "
                     "standalone's and the clusters' alike (default 1000; results then "
@@ -1742,6 +1960,8 @@ def main():
     a = ap.parse_args()
     if a.runs < 1:
         ap.error("--runs must be >= 1")
+    if a.store_only and (a.cluster or a.cluster_only):
+        ap.error("--store-only runs the store section alone: no --cluster, --cluster-only")
     if not 1 <= a.cluster_batch <= 10000:
         ap.error("--cluster-batch must be 1..10000 (the service's batch limit)")
     Bench(a).run()
