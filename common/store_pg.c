@@ -423,14 +423,17 @@ static int yw__pg_validate(const yw_store_config_t *cfg, char *err, size_t errle
     return 0;
 }
 
-/** FNV-1a, 64 bits: the advisory lock key of a schema's migrations. */
-static int64_t yw__pg_lock_key(const char *schema)
+/**
+ * FNV-1a, 64 bits, of "yw_schema_versions": the advisory lock key of every schema's
+ * migrations. One key for the database, not one per schema: the services share
+ * yw_schema_versions, and two sessions running CREATE TABLE IF NOT EXISTS at once can
+ * both try to create it (a unique violation in pg_type), so creator profile and tier
+ * scoring starting together on a new database take turns.
+ */
+static int64_t yw__pg_lock_key(void)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const char *p = "yw_schema_versions:"; *p; p++) {
-        h = (h ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
-    }
-    for (const char *p = schema; *p; p++) {
+    for (const char *p = "yw_schema_versions"; *p; p++) {
         h = (h ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
     }
     return (int64_t)h;
@@ -463,14 +466,15 @@ static int yw__pg_connect_wait(yw__pg_conn_t *c, const char *shown, int wait_ms,
 }
 
 /**
- * The migrations, under a session advisory lock on the schema's name so that processes
- * starting together migrate once; each in its own transaction with its version bump.
+ * The migrations, under the database's migration lock (a session advisory lock) so that
+ * processes starting together migrate once; each in its own transaction with its version
+ * bump.
  */
 static int yw__pg_migrate(yw__pg_conn_t *c, const yw_store_config_t *cfg, int wait_ms,
                           const char *shown, int *version, char *err, size_t errlen)
 {
     char key[32];
-    snprintf(key, sizeof key, "%lld", (long long)yw__pg_lock_key(cfg->pg_schema));
+    snprintf(key, sizeof key, "%lld", (long long)yw__pg_lock_key());
     const char *kv[] = {key};
     const char *what = "lock";
     PGresult *res = NULL;
