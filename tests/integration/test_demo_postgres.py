@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, REPO
+from conftest import BIN_DIR, REPO, stores_to_test
 from test_demo import TINY, sections
 from test_demo_cluster import explain, report
 
@@ -27,8 +27,10 @@ SEED = "12"
 
 # It checks the main job, not memory: release pass only (the sanitizer pass runs the
 # services on PostgreSQL in test_store_postgres.py and the store-parametrized suites).
-pytestmark = pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
-                                reason="release pass only (make test runs both)")
+pytestmark = [pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
+                                 reason="release pass only (make test runs both)"),
+              pytest.mark.skipif("postgres" not in stores_to_test(),
+                                 reason="YW_TEST_STORES leaves PostgreSQL out")]
 
 RUN_TIMEOUT_S = 150
 

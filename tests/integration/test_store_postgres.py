@@ -26,7 +26,8 @@ import pytest
 
 import ywclient
 from conftest import (CREATOR_SERVICE, TIER_REFRESH_MS, TIER_SCORING_BIN, TIER_SERVICE,
-                      ServerProcess, _make_server, binary_path, new_database, pg_server)
+                      ServerProcess, _make_server, binary_path, new_database, pg_server,
+                      stores_to_test)
 
 OK = grpc.StatusCode.OK
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -35,6 +36,9 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 ABORTED = grpc.StatusCode.ABORTED
 
 COHERENCE_BOUND_S = 1.0
+
+pytestmark = pytest.mark.skipif("postgres" not in stores_to_test(),
+                                reason="YW_TEST_STORES leaves PostgreSQL out")
 
 
 def uid(prefix="pg"):
