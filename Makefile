@@ -18,9 +18,10 @@ APT_PACKAGES += libssl-dev libjansson-dev openssl
 # Attribution's cluster mode: the NATS C client, and nats-server for the tests and the
 # cluster main job (CLUSTER=1).
 APT_PACKAGES += libnats-dev nats-server
-# PostgreSQL, the production store of creator profile and tier scoring: the server for
-# the tests (tests/integration/pg_server.py) and `make run STORE=postgres`.
-APT_PACKAGES += postgresql
+# Creator profile and tier scoring on PostgreSQL: libpq for the store's PostgreSQL
+# backend (common/store_pg*.c), the server for its tests (tests/integration/pg_server.py)
+# and for `make run STORE=postgres`.
+APT_PACKAGES += postgresql libpq-dev
 
 # `make run` (tools/demo/run.sh): QUICK=1 a first look in well under a minute; SERVE=1
 # keeps the services up after the report (Ctrl-C stops them); CLUSTER=1 runs attribution
@@ -86,7 +87,8 @@ asan: deps
 		--durations=15 tests/integration
 
 # Packages only the benchmarks need (`make bench` installs them; `make test` does not):
-# the PostgreSQL peer and its client library, the C++ gRPC peer, h2load.
+# the PostgreSQL peer and its client library (in APT_PACKAGES too, kept here so the list
+# stays complete), the C++ gRPC peer, h2load.
 BENCH_PACKAGES := postgresql libpq-dev libgrpc++-dev protobuf-compiler-grpc nghttp2-client
 
 # Benchmarks (never part of `make test`): every figure of issue 5, medians of 3 runs,

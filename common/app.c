@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/reflection.h"
+#include "common/sql.h"
 #include "common/tls.h"
 
 /* Each service binary links exactly one descriptor set (//proto:*_descriptors). Weak so
@@ -28,6 +29,8 @@ extern const size_t yw_descriptor_set_len __attribute__((weak));
 #define YW__MAX_OPTIONS 48
 /* How often Watch calls whose client went away are finished (yw_health_reap()). */
 #define YW__HEALTH_REAP_MS 1000
+/* How often health looks at whether PostgreSQL answers (--store). */
+#define YW__STORE_WATCH_MS 200
 
 struct st_yw_app_t {
     const yw_app_def_t *def;
@@ -48,6 +51,9 @@ struct st_yw_app_t {
     int exit_code;
     int stopping;
     int held;    /* yw_app_set_serving(app, 0): health NOT_SERVING while serving */
+    int store_down;          /* PostgreSQL does not answer: health NOT_SERVING meanwhile */
+    uv_timer_t store_watch;  /* looks at yw_store_available() (PostgreSQL only) */
+    int store_watch_on;
     int serving; /* the server serves (yw__health_serve()) */
     yw_metrics_t *metrics;
     yw_metrics_http_t *metrics_http;
@@ -68,6 +74,19 @@ static const yw_option_t yw__common_options[] = {
     {"listen", "YW_LISTEN", NULL, "HOST:PORT to serve gRPC on (port 0 picks a free one)",
      YW_OPTION_VALUE, NULL},
     {"data-dir", "YW_DATA_DIR", "./data", "directory of the service's SQLite database",
+     YW_OPTION_VALUE, NULL},
+    {"store", "YW_STORE", "",
+     "where creator profile and tier scoring keep their data: empty = SQLite under "
+     "--data-dir; a libpq URI (postgresql://user@host:5432/db?sslmode=..., every libpq "
+     "parameter, several hosts) = PostgreSQL, for several replicas over one database",
+     YW_OPTION_VALUE, NULL},
+    {"store-read", "YW_STORE_READ", "",
+     "PostgreSQL only: a libpq URI where reads that may lag go (cache fills, listings, "
+     "stats windows), e.g. a streaming standby; empty = --store",
+     YW_OPTION_VALUE, NULL},
+    {"store-pool", "YW_STORE_POOL", "4",
+     "PostgreSQL only: connections (each with its thread) per process, and as many more "
+     "for --store-read",
      YW_OPTION_VALUE, NULL},
     {"creator-profile-addr", "YW_CREATOR_PROFILE_ADDR", "127.0.0.1:50051",
      "HOST:PORT of the creator profile service", YW_OPTION_VALUE, NULL},
@@ -394,7 +413,7 @@ static void yw__health_apply(yw_app_t *app)
 {
     const char *names[32];
     size_t n = yw_server_service_names(app->server, names, sizeof names / sizeof names[0]);
-    int up = !app->held;
+    int up = !app->held && !app->store_down;
     yw_health_set(app->health, "", up);
     for (size_t i = 0; i < n && i < sizeof names / sizeof names[0]; i++) {
         /* Health itself (and reflection) answer whatever the service says. */
@@ -413,6 +432,26 @@ void yw_app_set_serving(yw_app_t *app, int serving)
     }
 }
 
+/* PostgreSQL: health follows whether the database answers (the store's listener tries it
+ * every few hundred milliseconds). */
+static void yw__on_store_watch(uv_timer_t *t)
+{
+    yw_app_t *app = t->data;
+    int down = app->store != NULL && !yw_store_available(app->store);
+    if (down == app->store_down) {
+        return;
+    }
+    app->store_down = down;
+    if (down) {
+        yw_log(YW_LOG_WARN, "the store does not answer: health NOT_SERVING until it does");
+    } else {
+        yw_log(YW_LOG_INFO, "the store answers again: health SERVING");
+    }
+    if (app->serving && !app->stopping) {
+        yw__health_apply(app);
+    }
+}
+
 /* The server serves: health as the service says, and watches get reaped. */
 static void yw__health_serve(yw_app_t *app)
 {
@@ -423,6 +462,14 @@ static void yw__health_serve(yw_app_t *app)
     app->health_reap_on = 1;
     uv_timer_start(&app->health_reap, yw__on_health_reap, YW__HEALTH_REAP_MS, YW__HEALTH_REAP_MS);
     uv_unref((uv_handle_t *)&app->health_reap);
+    if (app->store != NULL && yw_store_is_postgres(app->store)) {
+        uv_timer_init(yw_runtime_loop(app->rt), &app->store_watch);
+        app->store_watch.data = app;
+        app->store_watch_on = 1;
+        uv_timer_start(&app->store_watch, yw__on_store_watch, YW__STORE_WATCH_MS,
+                       YW__STORE_WATCH_MS);
+        uv_unref((uv_handle_t *)&app->store_watch);
+    }
 }
 
 /* Destroys the server, then the services it served (their calls are gone with it). */
@@ -461,6 +508,10 @@ static void yw__on_store_closed(void *arg)
     if (app->health_reap_on) {
         app->health_reap_on = 0;
         uv_close((uv_handle_t *)&app->health_reap, yw__on_signal_closed);
+    }
+    if (app->store_watch_on) {
+        app->store_watch_on = 0;
+        uv_close((uv_handle_t *)&app->store_watch, yw__on_signal_closed);
     }
     yw__server_destroy(app);
     yw_log(YW_LOG_INFO, "stopped");
@@ -628,6 +679,128 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- PostgreSQL (--store URI) ---- */
+
+/* Creates the shared page key once (the first process to get here) and reads it. */
+static const char yw__sql_page_keys[] =
+    "CREATE TABLE IF NOT EXISTS yw_page_keys (service TEXT PRIMARY KEY, key_hex TEXT NOT NULL)";
+static const char yw__sql_page_key_insert[] =
+    "INSERT INTO yw_page_keys(service, key_hex) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+static const char yw__sql_page_key_select[] =
+    "SELECT key_hex FROM yw_page_keys WHERE service = ?1";
+
+typedef struct {
+    yw_store_job_t job; /* for its errmsg: yw_store_run_sync() runs no job */
+    const char *service;
+    yw_page_key_t key;
+} yw__page_key_load_t;
+
+static int yw__hex_nibble(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * yw_store_run_sync() work: the page key of the service, kept in the database so that
+ * a token issued by one replica is understood by every other. The first process to
+ * start makes it (under an advisory lock: replicas starting together agree on one).
+ */
+static grpc_status_code yw__pg_page_key(yw_store_conn_t *conn, void *arg)
+{
+    yw__page_key_load_t *l = arg;
+    yw_store_job_t *job = &l->job;
+    grpc_status_code code;
+    if ((code = yw_sql_job_lock(conn, job, "yw_page_keys")) != GRPC_STATUS_OK ||
+        (code = yw_sql_job_exec(conn, job, yw__sql_page_keys, NULL, 0, "create yw_page_keys")) !=
+            GRPC_STATUS_OK) {
+        return code;
+    }
+    yw_page_key_t fresh;
+    char hex[2 * sizeof fresh.bytes + 1];
+    if (yw_page_key_random(&fresh) != 0) {
+        return yw_store_job_failf(job, GRPC_STATUS_INTERNAL, "no random bytes for the page key");
+    }
+    for (size_t i = 0; i < sizeof fresh.bytes; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", fresh.bytes[i]);
+    }
+    const char *insert[] = {l->service, hex};
+    if ((code = yw_sql_job_exec(conn, job, yw__sql_page_key_insert, insert, 2,
+                                "store the page key")) != GRPC_STATUS_OK) {
+        return code;
+    }
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, yw__sql_page_key_select, &code);
+    if (st == NULL) {
+        return code;
+    }
+    yw_sql_bind_text(st, 1, l->service);
+    int rc = yw_sql_step(st);
+    size_t len = 0;
+    const char *text = rc == YW_SQL_ROW ? yw_sql_column_text(st, 0, &len) : NULL;
+    if (rc == YW_SQL_ERROR) {
+        code = yw_sql_job_fail(conn, job, "read the page key");
+    } else if (text == NULL || len != 2 * sizeof l->key.bytes) {
+        code = yw_store_job_failf(job, GRPC_STATUS_INTERNAL,
+                                  "yw_page_keys: the key of %s is not %zu hex digits", l->service,
+                                  2 * sizeof l->key.bytes);
+    } else {
+        for (size_t i = 0; i < sizeof l->key.bytes && code == GRPC_STATUS_OK; i++) {
+            int hi = yw__hex_nibble(text[2 * i]), lo = yw__hex_nibble(text[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                code = yw_store_job_failf(job, GRPC_STATUS_INTERNAL,
+                                          "yw_page_keys: the key of %s is not hex", l->service);
+            }
+            l->key.bytes[i] = (uint8_t)(hi << 4 | lo);
+        }
+    }
+    yw_sql_done(st);
+    return code;
+}
+
+/*
+ * --store URI: the service's store on PostgreSQL (no --data-dir, no disk reserve: the
+ * process keeps nothing of its own), migrated, and the page key from the database.
+ */
+static int yw__pg_setup(yw_app_t *app, const char *uri, char *err, size_t errlen)
+{
+    const yw_app_def_t *def = app->def;
+    long long pool = 0;
+    int rc;
+    if (def->pg_migrations == NULL) {
+        snprintf(err, errlen,
+                 "--store: %s keeps its data under --data-dir only (PostgreSQL is for creator "
+                 "profile and tier scoring)",
+                 def->program);
+        return -EINVAL;
+    }
+    if ((rc = yw_config_int(app->opts, app->n_opts, "store-pool", &pool, err, errlen)) != 0) {
+        return rc;
+    }
+    if (pool < 1 || pool > 64) {
+        snprintf(err, errlen, "--store-pool: must be within 1..64, got %lld", pool);
+        return -EINVAL;
+    }
+    yw_store_config_t scfg = {
+        .pg_uri = uri,
+        .pg_read_uri = yw_app_option(app, "store-read"),
+        .pg_pool = (int)pool,
+        .pg_migrations = def->pg_migrations,
+        .n_pg_migrations = def->n_pg_migrations,
+        .pg_schema = def->program,
+    };
+    if ((rc = yw_store_open(yw_runtime_loop(app->rt), &scfg, &app->store, err, errlen)) != 0) {
+        return rc;
+    }
+    yw__page_key_load_t load = {.service = def->program};
+    if (yw_store_run_sync(app->store, yw__pg_page_key, &load, err, errlen) != GRPC_STATUS_OK) {
+        if (load.job.errmsg[0] != '\0') {
+            snprintf(err, errlen, "%s", load.job.errmsg);
+        }
+        return -EIO;
+    }
+    app->page_key = load.key;
+    return 0;
+}
+
 /*
  * The data the service keeps (after the runtime is created): --data-dir, its disk's
  * reserve and write gate, the store (migrated), the page token key beside it; a random
@@ -636,7 +809,11 @@ static int yw__security_setup(yw_app_t *app, char *err, size_t errlen)
 static int yw__data_setup(yw_app_t *app, char *err, size_t errlen)
 {
     const yw_app_def_t *def = app->def;
+    const char *uri = yw_app_option(app, "store");
     int rc;
+    if (uri != NULL && uri[0] != '\0') {
+        return yw__pg_setup(app, uri, err, errlen);
+    }
     if (def->db_file != NULL) {
         const char *dir = yw_app_option(app, "data-dir");
         if ((rc = yw__mkdirs(dir)) != 0) {

@@ -21,6 +21,26 @@
  *     shutting down, read-only standby, serialization failure, deadlock) UNAVAILABLE
  *   anything else                                                INTERNAL
  *
+ * PostgreSQL, where it differs from SQLite (store_pg_sql.c):
+ * - A statement that fails aborts the job's transaction: every later statement of the
+ *   job fails too, so a job returns the failure (yw_sql_job_fail()) rather than going
+ *   on; a job that goes on and returns OK fails INTERNAL at its COMMIT ("a statement of
+ *   the job failed ... rolled back"). Write "INSERT ... ON CONFLICT" where SQLite code
+ *   would try an INSERT and look at its constraint error.
+ * - yw_sql_prepare() does not talk to the server: the statement is prepared at its first
+ *   step on each connection (and again after a reconnect), so a mistake in the SQL is
+ *   reported by yw_sql_step() (INTERNAL), not by the prepare.
+ * - A statement's rows are all fetched at its first step (no cursor): bound them
+ *   (LIMIT) as a page of a List does.
+ * - Columns are read from their text: integers (INTEGER, BIGINT) through strtoll,
+ *   DOUBLE PRECISION and NUMERIC through strtod; a BOOLEAN reads "t"/"f" (as text; 0 as
+ *   an integer): keep flags in INTEGER columns, as on SQLite.
+ * - `?N` inside quoted strings, quoted identifiers and comments is left alone; a lone
+ *   `?` (jsonb's operator) too.
+ * - A connection lost or a statement unanswered within pg_timeout_ms fails the step
+ *   UNAVAILABLE, and every later statement of the job at once (no reconnect inside a
+ *   transaction); the next job gets a fresh connection.
+ *
  * Every function here is for a store thread, with the connection it was given.
  */
 #ifndef YW_SQL_H
@@ -140,8 +160,9 @@ grpc_status_code yw_sql_job_exec(yw_store_conn_t *conn, yw_store_job_t *job, con
 /**
  * In a write job: holds a lock named by `key` until the transaction ends, so that writers
  * of one key (a request_id, a note) on several processes take turns. PostgreSQL: a
- * transaction-level advisory lock on a 64-bit hash of `key`. SQLite: nothing to do (its
- * one writer already takes turns).
+ * transaction-level advisory lock, pg_advisory_xact_lock(hashtextextended(key, 0)); it
+ * waits for the holder up to pg_timeout_ms (then UNAVAILABLE). SQLite: nothing to do
+ * (its one writer already takes turns).
  */
 grpc_status_code yw_sql_job_lock(yw_store_conn_t *conn, yw_store_job_t *job, const char *key);
 
@@ -150,8 +171,8 @@ grpc_status_code yw_sql_job_lock(yw_store_conn_t *conn, yw_store_job_t *job, con
  * `payload` changed, once the transaction commits (PostgreSQL NOTIFY; nothing with
  * SQLite, whose one process knows). `payload` is at most 7,999 bytes.
  */
-grpc_status_code yw_sql_job_notify(yw_store_conn_t *conn, yw_store_job_t *job,
-                                   const char *channel, const char *payload);
+grpc_status_code yw_sql_job_notify(yw_store_conn_t *conn, yw_store_job_t *job, const char *channel,
+                                   const char *payload);
 
 #ifdef __cplusplus
 }

@@ -101,8 +101,9 @@ static int yw__start_threads(yw_store_t *store, char *err, size_t errlen)
 }
 
 /** Frees the store: its threads have been joined (or never started), connections closed. */
-static void yw__free(yw_store_t *store)
+void yw__store_free(yw_store_t *store)
 {
+    yw__pg_free(store);
     pthread_mutex_destroy(&store->mu);
     pthread_mutex_destroy(&store->writer_mu);
     pthread_cond_destroy(&store->writer_cv);
@@ -119,7 +120,7 @@ static void yw__free_unstarted(yw_store_t *store)
     for (int i = 0; store->readers != NULL && i < store->n_readers; i++) {
         yw__store_conn_close(&store->readers[i]);
     }
-    yw__free(store);
+    yw__store_free(store);
 }
 
 int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
@@ -131,6 +132,9 @@ int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **ou
         return -EINVAL;
     }
     *out = NULL;
+    if (cfg != NULL && cfg->pg_uri != NULL && cfg->pg_uri[0] != '\0') {
+        return yw__pg_store_open(loop, cfg, out, err, errlen); /* store_pg.c */
+    }
     int e = yw__validate(cfg, err, errlen);
     if (e != 0) {
         return e;
@@ -201,7 +205,7 @@ static void yw__on_async_closed(uv_handle_t *handle)
     yw_store_t *store = handle->data;
     void (*closed)(void *) = store->closed;
     void *arg = store->closed_arg;
-    yw__free(store);
+    yw__store_free(store);
     if (closed != NULL) {
         closed(arg);
     }
@@ -210,6 +214,9 @@ static void yw__on_async_closed(uv_handle_t *handle)
 /** Joins the threads (they have finished) and closes the async handle. */
 void yw__store_finish_close(yw_store_t *store)
 {
+    if (store->pg != NULL) {
+        yw__pg_join(store);
+    }
     if (store->writer_started) {
         pthread_join(store->writer_thread, NULL);
         store->writer_started = false;
@@ -239,9 +246,35 @@ void yw_store_close(yw_store_t *store, void (*closed)(void *arg), void *arg)
     pthread_cond_broadcast(&store->writer_cv);
     pthread_cond_broadcast(&store->reader_cv);
     pthread_mutex_unlock(&store->mu);
+    if (store->pg != NULL) {
+        yw__pg_wake(store);
+    }
 }
 
 int yw_store_schema_version(const yw_store_t *store)
 {
     return store->schema_version;
+}
+
+int yw_store_is_postgres(const yw_store_t *store)
+{
+    return store->pg != NULL;
+}
+
+int yw_store_available(const yw_store_t *store)
+{
+    /* SQLite: the file is always there. */
+    return store->pg != NULL ? yw__pg_available(store) : 1;
+}
+
+int yw_store_listen(yw_store_t *store, const char *channel,
+                    void (*cb)(void *arg, const char *payload), void *arg)
+{
+    if (store == NULL || channel == NULL || channel[0] == '\0' || cb == NULL) {
+        return -EINVAL;
+    }
+    if (store->pg != NULL) {
+        return yw__pg_listen(store, channel, cb, arg);
+    }
+    return 0; /* SQLite: one process, whose done callbacks know every change */
 }

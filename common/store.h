@@ -15,6 +15,9 @@
  * LISTEN open for yw_store_listen() and tells yw_store_available() whether the
  * database answers. Migrations run under an advisory lock, so processes that start
  * together migrate once; their versions are kept per `pg_schema` in yw_schema_versions.
+ * With pg_read_uri, read jobs go to a second pool of the same size on that URI (a
+ * standby); without it the one pool takes reads and writes from one FIFO queue. How the
+ * threads, the listener and close work: store_pg.c; statements: sql.h.
  *
  * SQLite:
  *
@@ -75,6 +78,7 @@ typedef struct st_yw_store_job_t {
     struct st_yw_store_job_t *yw_next;
     grpc_status_code yw_status;
     yw_store_t *yw_store;
+    int yw_read; /* PostgreSQL: a read job in the one queue of the pool */
 } yw_store_job_t;
 
 typedef struct st_yw_store_config_t {
@@ -127,15 +131,26 @@ typedef struct st_yw_store_config_t {
     /** PostgreSQL: connections (each with its thread) per pool; 0 means 4. Reads have a
      * pool of their own when pg_read_uri is set. */
     int pg_pool;
-    /** PostgreSQL: the schema's migrations (its DDL is not SQLite's; the same rules). */
+    /**
+     * PostgreSQL: the schema's migrations (its DDL is not SQLite's). Each runs with the
+     * simple query protocol (several statements allowed) in its own transaction with the
+     * bump of its version; foreign keys stay on (declare them DEFERRABLE if a migration
+     * must break them for a moment).
+     */
     const yw_migration_t *pg_migrations;
     size_t n_pg_migrations;
     /**
      * PostgreSQL: the name the schema's version is kept under (a database may hold
      * several services' tables: theirs must not clash), e.g. "creator_profile".
+     * Required with pg_uri.
      */
     const char *pg_schema;
-    /** PostgreSQL: the longest a statement or a connection attempt may take; 0: 5000 ms. */
+    /**
+     * PostgreSQL: the longest a statement or a connection attempt may take; 0: 5000 ms.
+     * The store's sessions also get statement_timeout = this + 1 s (unless the URI sets
+     * libpq's `options`), so that a statement given up does not run on holding locks.
+     * Migrations are bounded by pg_open_wait_ms instead.
+     */
     int pg_timeout_ms;
     /** PostgreSQL: how long yw_store_open() keeps trying to reach the database; 0: 30 s. */
     int pg_open_wait_ms;
@@ -156,9 +171,12 @@ int yw_store_available(const yw_store_t *store);
  * Calls `cb` on the loop with the payload of each yw_sql_job_notify() on `channel`, by any
  * process on the database, once its transaction committed (this process's own included),
  * and with a NULL payload after the listener connected again: notifications may have
- * been missed meanwhile, so everything cached may be stale. Loop thread, before the
- * service serves; at most 8 channels per store. SQLite: `cb` is never called (one
- * process: its done callbacks know every change). Returns 0 or a negative errno.
+ * been missed meanwhile, so everything cached may be stale. The payload is valid during
+ * the call only. Loop thread, before the service serves (the listener LISTENs within a
+ * few hundred milliseconds of the call); at most 8 channels per store. SQLite: `cb` is
+ * never called (one process: its done callbacks know every change). Returns 0 or a
+ * negative errno: -EINVAL (no channel or cb), -EEXIST (channel registered already),
+ * -ENOSPC (9th channel), -ENAMETOOLONG (over 63 bytes), -ESHUTDOWN (closing).
  */
 int yw_store_listen(yw_store_t *store, const char *channel,
                     void (*cb)(void *arg, const char *payload), void *arg);
@@ -185,6 +203,13 @@ int yw_store_apply_changeset(sqlite3 *db, const void *changeset, size_t len, cha
  * version newer than the migrations know, and leaves such a file untouched. Returns 0
  * or a negative errno with a message in `err`. Call on the loop thread: `done` callbacks
  * run there, and the store keeps the loop alive until yw_store_close() completes.
+ *
+ * PostgreSQL: connects (trying again with backoff, each failure logged, until
+ * pg_open_wait_ms: then -ETIMEDOUT, the message naming the URI without its password),
+ * migrates, starts the pool and the listener. -ENOTSUP when the schema's version is
+ * newer than pg_migrations know (the message names both), -EINVAL for a bad config or a
+ * migration that failed, -EIO when the database went away while migrating. Blocks the
+ * calling thread meanwhile: call it before serving.
  */
 int yw_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
                   size_t errlen);
@@ -199,6 +224,8 @@ int yw_store_read(yw_store_t *store, yw_store_job_t *job);
  * Runs `fn` now, on the calling thread, with the writer's connection inside a
  * transaction. For start-up (loading caches) before any job is queued; never on a
  * serving loop. Returns fn's status (the transaction commits only on GRPC_STATUS_OK).
+ * PostgreSQL: a connection of its own, opened for the call and closed after it, one
+ * READ COMMITTED transaction; UNAVAILABLE when the database cannot be reached.
  */
 grpc_status_code yw_store_run_sync(yw_store_t *store,
                                    grpc_status_code (*fn)(yw_store_conn_t *conn, void *arg),
@@ -206,9 +233,11 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
 
 /**
  * Finishes every queued job (their `done` callbacks run on the loop), stops the
- * threads, closes the database and frees the store. Call on the loop, once (a second
- * call is ignored); the loop must keep running until `closed` is called. `closed` (may
- * be NULL) runs on the loop after the store has been freed.
+ * threads, closes the database and frees the store. (PostgreSQL: queued jobs still run,
+ * or fail UNAVAILABLE if the database is away; closing waits at most about
+ * pg_timeout_ms for a statement or a connection attempt under way.) Call on the loop, once (a
+ * second call is ignored); the loop must keep running until `closed` is called. `closed` (may be
+ * NULL) runs on the loop after the store has been freed.
  */
 void yw_store_close(yw_store_t *store, void (*closed)(void *arg), void *arg);
 
@@ -306,7 +335,7 @@ void yw_store_bind_next_f64(yw_store_binder_t *b, double v);
 /** Binds the next parameter to `s` as yw_store_bind_text() does. */
 void yw_store_bind_next_text(yw_store_binder_t *b, const char *s);
 
-/** The schema version of the open database. */
+/** The schema version of the open database (PostgreSQL: of pg_schema). */
 int yw_store_schema_version(const yw_store_t *store);
 
 #ifdef __cplusplus

@@ -11,9 +11,12 @@
  *   store_writer.c   the writer thread's group commits, and yw_store_run_sync()
  *   store_readers.c  the reader threads
  *   store_sql.c      SQLite on one connection: the statement cache, transactions,
- *                    result codes to gRPC statuses, the helpers of a job's work
+ *                    result codes to gRPC statuses, the helpers of a job's work, and
+ *                    the SQLite half of sql.h (sql.c dispatches to it by backend)
+ *   store_pg.c       PostgreSQL (yw_store_config_t.pg_uri): open, the pool and listener
+ *   store_pg_sql.c   threads, one connection's statements; store_pg_internal.h
  *
- * Nothing outside these files includes it.
+ * Nothing outside these files (and sql.c, sql_internal.h) includes it.
  *
  * Threads and locks:
  * - `mu` guards the three job queues (writes, reads, done) and the shutdown flags.
@@ -55,18 +58,36 @@ enum {
     YW__BUSY_TIMEOUT_MS = 5000,
 };
 
-/** One slot of a connection's statement cache: open addressing keyed by `sql`. */
+/**
+ * One slot of a connection's statement cache: open addressing keyed by `sql`. SQLite:
+ * `stmt` is the prepared statement, `sql_st` its sql.h wrapper (made at the first
+ * yw_sql_prepare(); owned by the slot). PostgreSQL: `stmt` is NULL, `sql_st` the
+ * statement (store_pg_sql.c).
+ */
 typedef struct st_yw__stmt_slot_t {
     const char *sql;
     sqlite3_stmt *stmt;
+    struct st_yw_sql_t *sql_st;
 } yw__stmt_slot_t;
 
+/**
+ * A connection of the store. `backend` is the first member: sql.c dispatches on it. A
+ * PostgreSQL connection (store_pg_internal.h) embeds this struct as its first member,
+ * with `db` NULL (so yw_store_db() returns NULL) and the cache holding its statements.
+ */
 struct st_yw_store_conn_t {
+    int backend; /* yw_sql_backend_t (sql.h) */
     sqlite3 *db;
     /** Power-of-two table, at most half full; NULL until the first statement. */
     yw__stmt_slot_t *slots;
     size_t cap;
     size_t count;
+    /**
+     * sql.h's last error on this connection (cleared by yw_sql_prepare()): SQLite's
+     * extended result code (SQLite) or the status (PostgreSQL), and the message.
+     */
+    int sql_rc;
+    char sql_msg[224];
 };
 
 /** A FIFO of jobs linked through `yw_next`. */
@@ -110,6 +131,14 @@ struct st_yw_store_t {
     void *on_full_arg;
     int (*ship)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
     void *ship_arg;
+
+    /**
+     * PostgreSQL (store_pg_internal.h), NULL for SQLite. Its pool threads take jobs from
+     * `writes` (every job when there is no read pool) and `reads`, under `mu`, waking on
+     * writer_cv and reader_cv; the last of its threads out sets `writer_exited`.
+     */
+    struct st_yw__pg_t *pg;
+    bool pg_read_pool; /* PostgreSQL with pg_read_uri: reads go to `reads` */
 };
 
 /** A reader thread's argument: its store and its own connection. */
@@ -128,6 +157,35 @@ static inline int yw__store_primary(int rc)
 
 /** Joins the threads (they have finished) and closes the async handle. */
 void yw__store_finish_close(yw_store_t *store);
+
+/** Frees the store: threads joined (or never started), async handle closed (or never open). */
+void yw__store_free(yw_store_t *store);
+
+/* ---- store_pg.c (PostgreSQL; store_pg_internal.h has the rest) ---- */
+
+/** yw_store_open() with cfg->pg_uri set. */
+int yw__pg_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t **out, char *err,
+                      size_t errlen);
+
+/** Frees the store's PostgreSQL half (connections, notifications, channels). */
+void yw__pg_free(yw_store_t *store);
+
+/** Joins the pool and the listener (loop; they have exited). */
+void yw__pg_join(yw_store_t *store);
+
+/** Wakes the listener thread (close, a new channel). */
+void yw__pg_wake(yw_store_t *store);
+
+/** Runs the listen callbacks of the notifications received (loop). */
+void yw__pg_deliver(yw_store_t *store);
+
+/** yw_store_listen(), yw_store_available() and yw_store_run_sync() on PostgreSQL. */
+int yw__pg_listen(yw_store_t *store, const char *channel,
+                  void (*cb)(void *arg, const char *payload), void *arg);
+int yw__pg_available(const yw_store_t *store);
+grpc_status_code yw__pg_run_sync(yw_store_t *store,
+                                 grpc_status_code (*fn)(yw_store_conn_t *conn, void *arg),
+                                 void *arg, char *err, size_t errlen);
 
 /* ---- store_open.c ---- */
 
@@ -196,6 +254,12 @@ void yw__store_rollback(yw_store_conn_t *conn);
 
 /** A job's status for a failed SQLite call: never OK, even for an odd `rc`. */
 grpc_status_code yw__store_fail_status(int rc);
+
+/** The cache slot of `sql` on `conn`, or NULL when it has none. */
+yw__stmt_slot_t *yw__stmt_find(yw_store_conn_t *conn, const char *sql);
+
+/** A new cache slot for `sql` (which has none), or NULL when out of memory. */
+yw__stmt_slot_t *yw__stmt_insert(yw_store_conn_t *conn, const char *sql);
 
 #ifdef __cplusplus
 }

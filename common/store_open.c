@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "common/errmsg.h"
+#include "common/sql.h"
 
 /**
  * A negative errno for a failed SQLite call on `db` (which may be NULL). The OS error is
@@ -290,6 +291,7 @@ int yw__store_open_writer(yw_store_t *store, const yw_store_config_t *cfg, char 
         sqlite3_close_v2(db);
         return e;
     }
+    store->writer.backend = YW_SQL_SQLITE;
     store->writer.db = db;
     (void)sqlite3_extended_result_codes(db, 1);
     /* SQLite falls back to read-only when it may not write the file; we need to write. */
@@ -320,6 +322,7 @@ int yw__store_open_writer(yw_store_t *store, const yw_store_config_t *cfg, char 
 
 int yw__store_open_reader(yw_store_conn_t *conn, const char *path, char *err, size_t errlen)
 {
+    conn->backend = YW_SQL_SQLITE;
     int rc = sqlite3_open_v2(path, &conn->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         int e = yw__open_fail(conn->db, rc, path, "cannot open reader", err, errlen);

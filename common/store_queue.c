@@ -33,7 +33,13 @@ static int yw__queue_job(yw_store_t *store, yw_store_job_t *job, bool write)
         pthread_mutex_unlock(&store->mu);
         return -ESHUTDOWN;
     }
-    if (write) {
+    job->yw_read = !write;
+    /*
+     * SQLite: writes to the writer, reads to the readers. PostgreSQL: reads go to the
+     * read pool when there is one; otherwise one FIFO queue feeds the one pool.
+     */
+    bool to_writes = write || (store->pg != NULL && !store->pg_read_pool);
+    if (to_writes) {
         yw__queue_append(&store->writes, job, job);
         pthread_cond_signal(&store->writer_cv);
     } else {
@@ -81,6 +87,9 @@ void yw__store_on_async(uv_async_t *async)
         /* After done returns the job may be freed or reused by its owner. */
         job->done(job, job->yw_status);
         job = next;
+    }
+    if (store->pg != NULL) {
+        yw__pg_deliver(store);
     }
     if (exited) {
         yw__store_finish_close(store);

@@ -3,6 +3,7 @@
  * statements and ending transactions, result codes to gRPC statuses, and the helpers of a
  * job's work. See store.h; what the store's files share is in store_internal.h.
  */
+#include "common/sql_internal.h"
 #include "common/store_internal.h"
 
 #include <stdarg.h>
@@ -45,23 +46,44 @@ static bool yw__stmt_grow(yw_store_conn_t *conn)
     return true;
 }
 
-sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql)
+yw__stmt_slot_t *yw__stmt_find(yw_store_conn_t *conn, const char *sql)
 {
-    if (conn->cap != 0) {
-        size_t i = yw__slot_index(sql, conn->cap);
-        while (conn->slots[i].sql != NULL) {
-            if (conn->slots[i].sql == sql) {
-                sqlite3_stmt *stmt = conn->slots[i].stmt;
-                /* reset returns the error of the last step, which its caller saw. */
-                (void)sqlite3_reset(stmt);
-                (void)sqlite3_clear_bindings(stmt);
-                return stmt;
-            }
-            i = (i + 1) & (conn->cap - 1);
-        }
+    if (conn->cap == 0) {
+        return NULL;
     }
+    size_t i = yw__slot_index(sql, conn->cap);
+    while (conn->slots[i].sql != NULL) {
+        if (conn->slots[i].sql == sql) {
+            return &conn->slots[i];
+        }
+        i = (i + 1) & (conn->cap - 1);
+    }
+    return NULL;
+}
+
+yw__stmt_slot_t *yw__stmt_insert(yw_store_conn_t *conn, const char *sql)
+{
     if ((conn->count + 1) * 2 > conn->cap && !yw__stmt_grow(conn)) {
         return NULL;
+    }
+    size_t i = yw__slot_index(sql, conn->cap);
+    while (conn->slots[i].sql != NULL) {
+        i = (i + 1) & (conn->cap - 1);
+    }
+    conn->slots[i].sql = sql;
+    conn->count++;
+    return &conn->slots[i];
+}
+
+sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql)
+{
+    yw__stmt_slot_t *slot = yw__stmt_find(conn, sql);
+    if (slot != NULL) {
+        sqlite3_stmt *stmt = slot->stmt;
+        /* reset returns the error of the last step, which its caller saw. */
+        (void)sqlite3_reset(stmt);
+        (void)sqlite3_clear_bindings(stmt);
+        return stmt;
     }
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v3(conn->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
@@ -70,19 +92,18 @@ sqlite3_stmt *yw_store_stmt(yw_store_conn_t *conn, const char *sql)
         sqlite3_finalize(stmt);
         return NULL;
     }
-    size_t i = yw__slot_index(sql, conn->cap);
-    while (conn->slots[i].sql != NULL) {
-        i = (i + 1) & (conn->cap - 1);
+    slot = yw__stmt_insert(conn, sql);
+    if (slot == NULL) {
+        sqlite3_finalize(stmt);
+        return NULL;
     }
-    conn->slots[i].sql = sql;
-    conn->slots[i].stmt = stmt;
-    conn->count++;
+    slot->stmt = stmt;
     return stmt;
 }
 
 sqlite3 *yw_store_db(yw_store_conn_t *conn)
 {
-    return conn->db;
+    return conn->db; /* NULL on a PostgreSQL connection */
 }
 
 /** Finalizes every cached statement and closes the connection; safe to call twice. */
@@ -91,6 +112,10 @@ void yw__store_conn_close(yw_store_conn_t *conn)
     for (size_t i = 0; i < conn->cap; i++) {
         if (conn->slots[i].stmt != NULL) {
             sqlite3_finalize(conn->slots[i].stmt);
+        }
+        /* A PostgreSQL connection frees its statements itself (store_pg_sql.c). */
+        if (conn->slots[i].sql_st != NULL && conn->slots[i].sql_st->backend == YW_SQL_SQLITE) {
+            free(conn->slots[i].sql_st);
         }
     }
     free(conn->slots);
@@ -267,4 +292,133 @@ void yw_store_bind_next_text(yw_store_binder_t *b, const char *s)
     if (b->rc == SQLITE_OK) {
         b->rc = yw_store_bind_text(b->st, ++b->n, s);
     }
+}
+
+/* ---- sql.h on SQLite -------------------------------------------------------------- */
+
+void yw__sql_set_error(yw_store_conn_t *conn, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    yw_errmsg_vprintf(conn->sql_msg, sizeof conn->sql_msg, fmt, ap);
+    va_end(ap);
+    conn->sql_rc = rc;
+}
+
+/** The statement of yw_store_stmt() for `sql`, with its sql.h wrapper (made once). */
+yw_sql_t *yw__sqlite_sql_prepare(yw_store_conn_t *conn, const char *sql, char *msg, size_t len)
+{
+    sqlite3_stmt *stmt = yw_store_stmt(conn, sql);
+    if (stmt == NULL) {
+        int rc = sqlite3_extended_errcode(conn->db);
+        yw__sql_set_error(conn, rc != SQLITE_OK ? rc : SQLITE_NOMEM, "%s",
+                          rc != SQLITE_OK ? sqlite3_errmsg(conn->db) : "out of memory");
+        yw_errmsg_printf(msg, len, "prepare: %s", conn->sql_msg);
+        return NULL;
+    }
+    yw__stmt_slot_t *slot = yw__stmt_find(conn, sql);
+    if (slot->sql_st == NULL) {
+        yw__sqlite_sql_t *st = calloc(1, sizeof *st);
+        if (st == NULL) {
+            yw__sql_set_error(conn, SQLITE_NOMEM, "out of memory");
+            yw_errmsg_printf(msg, len, "prepare: %s", conn->sql_msg);
+            return NULL;
+        }
+        st->base.backend = YW_SQL_SQLITE;
+        st->base.conn = conn;
+        st->stmt = stmt;
+        slot->sql_st = &st->base;
+    }
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)slot->sql_st;
+    st->bind_rc = SQLITE_OK;
+    st->bind_index = 0;
+    st->changes = 0;
+    return &st->base;
+}
+
+/** Keeps the first failed bind for the step to report. */
+static void yw__sqlite_bound(yw__sqlite_sql_t *st, int i, int rc)
+{
+    if (rc != SQLITE_OK && st->bind_rc == SQLITE_OK) {
+        st->bind_rc = rc;
+        st->bind_index = i;
+    }
+}
+
+void yw__sqlite_sql_bind_i64(yw_sql_t *base, int i, int64_t v)
+{
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)base;
+    yw__sqlite_bound(st, i, sqlite3_bind_int64(st->stmt, i, v));
+}
+
+void yw__sqlite_sql_bind_f64(yw_sql_t *base, int i, double v)
+{
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)base;
+    yw__sqlite_bound(st, i, sqlite3_bind_double(st->stmt, i, v));
+}
+
+void yw__sqlite_sql_bind_text(yw_sql_t *base, int i, const char *s)
+{
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)base;
+    yw__sqlite_bound(st, i, yw_store_bind_text(st->stmt, i, s));
+}
+
+void yw__sqlite_sql_bind_null(yw_sql_t *base, int i)
+{
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)base;
+    yw__sqlite_bound(st, i, sqlite3_bind_null(st->stmt, i));
+}
+
+int yw__sqlite_sql_step(yw_sql_t *base)
+{
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)base;
+    yw_store_conn_t *conn = base->conn;
+    if (st->bind_rc != SQLITE_OK) {
+        yw__sql_set_error(conn, st->bind_rc, "bind ?%d: %s", st->bind_index,
+                          sqlite3_errstr(st->bind_rc));
+        return YW_SQL_ERROR;
+    }
+    int rc = sqlite3_step(st->stmt);
+    if (rc == SQLITE_ROW) {
+        return YW_SQL_ROW;
+    }
+    if (rc == SQLITE_DONE) {
+        st->changes = sqlite3_stmt_readonly(st->stmt) ? 0 : sqlite3_changes64(conn->db);
+        return YW_SQL_DONE;
+    }
+    yw__sql_set_error(conn, rc, "%s", sqlite3_errmsg(conn->db));
+    return YW_SQL_ERROR;
+}
+
+int64_t yw__sqlite_sql_column_i64(yw_sql_t *base, int i)
+{
+    return sqlite3_column_int64(((yw__sqlite_sql_t *)base)->stmt, i);
+}
+
+double yw__sqlite_sql_column_f64(yw_sql_t *base, int i)
+{
+    return sqlite3_column_double(((yw__sqlite_sql_t *)base)->stmt, i);
+}
+
+const char *yw__sqlite_sql_column_text(yw_sql_t *base, int i, size_t *len)
+{
+    return yw_store_column_text(((yw__sqlite_sql_t *)base)->stmt, i, len);
+}
+
+int yw__sqlite_sql_column_is_null(yw_sql_t *base, int i)
+{
+    return sqlite3_column_type(((yw__sqlite_sql_t *)base)->stmt, i) == SQLITE_NULL;
+}
+
+int64_t yw__sqlite_sql_changes(yw_sql_t *base)
+{
+    return ((yw__sqlite_sql_t *)base)->changes;
+}
+
+void yw__sqlite_sql_done(yw_sql_t *base)
+{
+    yw__sqlite_sql_t *st = (yw__sqlite_sql_t *)base;
+    yw_store_stmt_done(st->stmt);
+    st->bind_rc = SQLITE_OK;
+    st->bind_index = 0;
 }

@@ -229,6 +229,9 @@ grpc_status_code yw_store_run_sync(yw_store_t *store,
         yw_errmsg_printf(err, errlen, "store is closing");
         return GRPC_STATUS_UNAVAILABLE;
     }
+    if (store->pg != NULL) {
+        return yw__pg_run_sync(store, fn, arg, err, errlen); /* store_pg.c */
+    }
 
     pthread_mutex_lock(&store->writer_mu);
     yw_store_conn_t *conn = &store->writer;

@@ -1,6 +1,7 @@
 /* tier_policy.c — policy rules and UpdateTierPolicy merging. See tier_policy.h. */
 #include "services/tier_scoring/tier_policy.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -200,4 +201,20 @@ void tier_policy_to_msg(const tier_policy_t *p, Yaowei__Tier__V1__TierPolicy *ms
     msg->rising_top_fraction = p->rising_top_fraction;
     msg->window_days = p->window_days;
     msg->update_time = update_time;
+}
+
+int tier_policy_notice_version(const char *payload, int64_t *version)
+{
+    if (payload == NULL || payload[0] < '1' || payload[0] > '9') {
+        return -EINVAL; /* also refuses a sign, a space and leading zeros */
+    }
+    int64_t v = 0;
+    for (const char *c = payload; *c != '\0'; c++) {
+        if (*c < '0' || *c > '9' || v > (INT64_MAX - (*c - '0')) / 10) {
+            return -EINVAL;
+        }
+        v = v * 10 + (*c - '0');
+    }
+    *version = v;
+    return 0;
 }

@@ -12,6 +12,7 @@
 #define TIER_POLICY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/status.h>
 
@@ -43,6 +44,13 @@ grpc_status_code tier_policy_validate(const tier_policy_t *p, char *err, size_t 
 grpc_status_code tier_policy_update(const tier_policy_t *current,
                                     const Yaowei__Tier__V1__UpdateTierPolicyRequest *req,
                                     tier_policy_t *next, char *err, size_t errlen);
+
+/**
+ * The version a policy notice names (the payload of TIER_POLICY_CHANNEL, tier_store.h):
+ * a decimal integer within 1..INT64_MAX, nothing else. Returns 0 with `*version`, or
+ * -EINVAL for anything else (a reader then reads the policy in force anyway).
+ */
+int tier_policy_notice_version(const char *payload, int64_t *version);
 
 /**
  * Fills `msg` from `p`. `weights` and `update_time` are the caller's storage (e.g. on

@@ -43,6 +43,8 @@ static void save_done(yw_store_job_t *job, grpc_status_code status)
     if (status != GRPC_STATUS_OK) {
         yw_log(YW_LOG_WARN, "saving the population failed: %s: %s", yw_status_name(status),
                job->errmsg);
+    } else if (j->skipped) {
+        yw_log(YW_LOG_DEBUG, "population not saved: another replica was saving its own");
     } else {
         yw_log(YW_LOG_DEBUG, "population saved: %zu creators", j->saved);
     }
@@ -163,6 +165,10 @@ void tier_on_snapshot(void *arg, tier_snapshot_t *snap)
     tier_snapshot_unref(st->snapshot);
     st->snapshot = snap;
     tier_rebuild(st);
+    /* Replicas: a safety net under the policy notices (tier_replicas.c), once a refresh. */
+    if (yw_store_is_postgres(st->store)) {
+        tier_policy_recheck(st);
+    }
 }
 
 /* ---- RefreshPopulation ---- */

@@ -483,7 +483,7 @@ static void get_tier_policy(yw_call_t *call, const ProtobufCMessage *msg)
 }
 
 struct st_tier_update_t {
-    tier_policy_job_t pj; /* first: the store hands back its job */
+    tier_policy_job_t pj; /* first: the store hands back its job; merges in the store */
     yw_call_t *call;
     const Yaowei__Tier__V1__UpdateTierPolicyRequest *req; /* the call's */
     tier_update_t *next;
@@ -497,24 +497,28 @@ static void update_done(yw_store_job_t *job, grpc_status_code status)
     tier_state_t *st = u->pj.data;
     st->updating = 0;
     if (status == GRPC_STATUS_OK) {
-        st->policy = u->pj.policy;
-        yw_call_log(u->call, YW_LOG_INFO, "policy version %" PRId64 " in force",
-                    st->policy.version);
-        tier_rebuild(st);
-        tier_refresher_trigger(st->refresher);
-        reply_policy(u->call, &st->policy);
+        /* Not newer only when this replica heard of its own version, or of a later one,
+         * from the database before the write's done ran: it is in force already. */
+        if (tier_policy_in_force(st, &u->pj.policy)) {
+            yw_call_log(u->call, YW_LOG_INFO, "policy version %" PRId64 " in force",
+                        st->policy.version);
+        }
+        reply_policy(u->call, &u->pj.policy);
     } else {
-        yw_call_fail(u->call, status,
-                     job->errmsg[0] != '\0' ? job->errmsg : "store: the policy did not commit");
+        const char *why = u->pj.refusal[0] != '\0' ? u->pj.refusal
+                          : job->errmsg[0] != '\0' ? job->errmsg
+                                                   : "store: the policy did not commit";
+        yw_call_fail(u->call, status, why);
     }
     free(u);
     next_update(st);
 }
 
 /*
- * Takes the next queued UpdateTierPolicy: merges it into the policy in force, validates
- * and writes it. Updates are written one at a time, so each one merges into the
- * version the previous one made.
+ * Takes the next queued UpdateTierPolicy and writes it: the job merges it into the policy
+ * in force in the database (tier_store_update_policy(): other replicas write versions
+ * too), validates it and writes the next version. Updates of this replica are written one
+ * at a time, in arrival order, so each one merges into the version the previous one made.
  */
 static void next_update(tier_state_t *st)
 {
@@ -529,20 +533,23 @@ static void next_update(tier_state_t *st)
             continue;
         }
         char err[TIER_ERR_BUFSZ];
-        grpc_status_code code =
-            tier_policy_update(&st->policy, u->req, &u->pj.policy, err, sizeof err);
-        if (code != GRPC_STATUS_OK) {
-            yw_call_fail(u->call, code, err);
-            free(u);
-            continue;
-        }
         if (yw_disk_writable(st->disk, err, sizeof err) != 0) {
             yw_call_fail(u->call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
             free(u);
             continue;
         }
-        yw_wallclock_now(&u->pj.policy.update_time_s, &u->pj.policy.update_time_ns);
-        u->pj.job.work = tier_store_put_policy;
+        if (!yw_store_available(st->store)) {
+            snprintf(err, sizeof err,
+                     "store: the database is unavailable: the policy is not changed (version "
+                     "%" PRId64 " stays in force here)",
+                     st->policy.version);
+            yw_call_fail(u->call, GRPC_STATUS_UNAVAILABLE, err);
+            free(u);
+            continue;
+        }
+        u->pj.req = u->req;
+        yw_wallclock_now(&u->pj.now_s, &u->pj.now_ns);
+        u->pj.job.work = tier_store_update_policy;
         u->pj.job.done = update_done;
         u->pj.data = st;
         int rc = yw_store_write(st->store, &u->pj.job);
@@ -797,6 +804,7 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    st->app = app;
     st->store = yw_app_store(app);
     st->disk = yw_app_disk(app);
     st->loop = yw_runtime_loop(yw_app_runtime(app));
@@ -815,6 +823,15 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     }
     st->policy = load.policy;
     st->snapshot = load.snapshot;
+    /* Notices go to the app, whose state is NULL from fini on: there is no unlisten, and
+     * the store (its listener) outlives the state. */
+    if ((rc = yw_store_listen(st->store, TIER_POLICY_CHANNEL, tier_on_policy_notice, app)) != 0) {
+        snprintf(err, errlen, "cannot listen for policy updates on %s: %s", TIER_POLICY_CHANNEL,
+                 strerror(-rc));
+        tier_snapshot_unref(st->snapshot);
+        free(st);
+        return rc;
+    }
     int64_t now_s;
     int32_t now_ns;
     yw_wallclock_now(&now_s, &now_ns);
@@ -840,6 +857,13 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     st->wait_timer.data = st;
     st->wait_timer_open = 1;
     st->holds++; /* the wait timer's, until it is closed */
+    if ((rc = tier_policy_timer_open(st)) != 0) {
+        snprintf(err, errlen, "cannot create a timer: %s", uv_strerror(rc));
+        yw_channel_destroy(st->creator_profile);
+        close_wait_timer(st);
+        tier_state_release(st);
+        return rc;
+    }
     tier_refresher_config_t rcfg = {
         .loop = st->loop,
         .peer = st->creator_profile,
@@ -854,11 +878,16 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the refresher: %s", uv_strerror(rc));
         yw_channel_destroy(st->creator_profile);
         close_wait_timer(st);
+        tier_policy_timer_close(st);
         tier_state_release(st);
         return rc;
     }
     st->holds++; /* the refresher's, until it is closed */
     tier_refresher_trigger(st->refresher);
+    if (yw_store_is_postgres(st->store)) {
+        /* Versions other replicas wrote between the load and the LISTEN (tier_replicas.c). */
+        tier_policy_recheck_later(st);
+    }
     yw_app_set_state(app, st);
     yw_log(YW_LOG_INFO,
            "policy version %" PRId64 "%s; saved population: %zu creators; creator profile at %s, "
@@ -876,6 +905,8 @@ const yw_app_def_t tier_app = {
     .db_file = "tier_scoring.db",
     .migrations = tier_migrations,
     .n_migrations = TIER_N_MIGRATIONS,
+    .pg_migrations = tier_pg_migrations,
+    .n_pg_migrations = TIER_N_PG_MIGRATIONS,
     .options = tier_options,
     .n_options = TIER_N_OPTIONS,
     .init = tier_service_init,
@@ -894,6 +925,7 @@ void tier_service_fini(yw_app_t *app)
     /* The server is down, so every call is finished; a waiter left would be a bug. */
     tier_waiters_fail(st, 0, UINT64_MAX, GRPC_STATUS_UNAVAILABLE, "the service is shutting down");
     close_wait_timer(st);
+    tier_policy_timer_close(st);
     /* Close the refresher first: destroying the peer then cancels its call. */
     tier_refresher_close(st->refresher, on_refresher_closed, st);
     yw_channel_destroy(st->creator_profile);

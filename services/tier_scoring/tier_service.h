@@ -20,7 +20,12 @@
  * a population built from a refresh that started after it is in force, or that refresh
  * failed. The other methods answer from memory (BatchGetCreatorTiers from the newest
  * snapshot under the policy in force). The state outlives fini until every build, save,
- * refresher call in flight and the wait timer have completed.
+ * policy read, refresher call in flight and its timers have completed.
+ *
+ * Several replicas may serve over one PostgreSQL database: tier_replicas.c says how they
+ * agree on the policy (and why the population needs nothing), and what keeps answering
+ * while the database is away (every method from memory; UpdateTierPolicy fails
+ * UNAVAILABLE).
  */
 #ifndef TIER_SERVICE_H
 #define TIER_SERVICE_H
@@ -57,6 +62,17 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen);
 
 /** yw_app_def_t.fini: stops refreshing and closes the peer; the state goes when idle. */
 void tier_service_fini(yw_app_t *app);
+
+/**
+ * The yw_store_listen() callback of TIER_POLICY_CHANNEL (tier_store.h) that init
+ * registers, in tier_replicas.c; `arg` is the app (its state is NULL from fini on, when
+ * notices are ignored: the store, with its listener, outlives the state). A notice of a
+ * version not newer than the one in force (this replica's own update, or one already
+ * read) is ignored; any other payload, and NULL (the listener reconnected: notices may
+ * have been missed), reads the policy in force from the database and puts it in force if
+ * it is newer. Loop thread. Public for tests that stand for another replica.
+ */
+void tier_on_policy_notice(void *arg, const char *payload);
 
 /**
  * The tier_scoring app: the service, its options, store, init and fini. main.c runs it

@@ -31,6 +31,7 @@ typedef struct st_tier_waiter_t tier_waiter_t;
 
 /** What yw_app_state() holds. Loop thread only. */
 typedef struct st_tier_state_t {
+    yw_app_t *app;
     yw_store_t *store;
     yw_disk_t *disk; /* the write gate of --data-dir (common/disk.h) */
     uv_loop_t *loop;
@@ -48,7 +49,12 @@ typedef struct st_tier_state_t {
     tier_waiter_t *waiters;                /* RefreshPopulation calls waiting for a build */
     uv_timer_t wait_timer;                 /* their deadlines and cancellations */
     int wait_timer_open;
-    unsigned holds; /* the base (until fini), the refresher, the wait timer, builds, saves */
+    int policy_reading, policy_read_again; /* tier_replicas.c: a read of the policy in force */
+    int policy_read_failing;               /* the last one failed */
+    uv_timer_t policy_timer;               /* its retry after a failure */
+    int policy_timer_open;
+    /* the base (until fini), the refresher, the timers, builds, saves, policy reads */
+    unsigned holds;
     int closing;
 } tier_state_t;
 
@@ -71,6 +77,37 @@ static inline void tier_state_release(tier_state_t *st)
     tier_snapshot_unref(st->snapshot);
     free(st);
 }
+
+/* ---- tier_replicas.c ---- */
+
+/** How long after a failed read of the policy in force it is read again. */
+#define TIER_POLICY_RETRY_MS 1000
+
+/**
+ * Puts policy `p` in force if it is newer than the one in force (a higher version): the
+ * next call sees it, the population is rescored with it and a refresh is triggered (a
+ * changed window_days reads new stats). The one way a policy comes into force, whether
+ * this replica wrote it or another did. Returns 1 if it did, 0 if `p` is not newer.
+ */
+int tier_policy_in_force(tier_state_t *st, const tier_policy_t *p);
+
+/**
+ * Reads the policy in force from the database (a job on the writer's connection, which
+ * is the primary's: a standby may lag behind a notification) and puts it in force if it
+ * is newer. One read at a time; a read asked for meanwhile follows it; a failed one is
+ * tried again after TIER_POLICY_RETRY_MS. Nothing once closing.
+ */
+void tier_policy_recheck(tier_state_t *st);
+
+/** tier_policy_recheck() after TIER_POLICY_RETRY_MS (unless one runs before). */
+void tier_policy_recheck_later(tier_state_t *st);
+
+/** Opens the retry timer of tier_policy_recheck() (takes a hold). Returns 0 or a libuv
+ * error. */
+int tier_policy_timer_open(tier_state_t *st);
+
+/** Closes it (its hold goes when it is closed). Idempotent. */
+void tier_policy_timer_close(tier_state_t *st);
 
 /* ---- tier_rebuild.c ---- */
 

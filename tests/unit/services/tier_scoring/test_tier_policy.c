@@ -5,8 +5,10 @@
  */
 #include "services/tier_scoring/tier_policy.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 
 #include "tests/unit/test.h"
 
@@ -249,10 +251,42 @@ YW_TEST(policy_to_message)
     YW_CHECK(protobuf_c_message_pack(&msg.base, buf) > 0);
 }
 
+/* The payload of a policy notice: the version, in decimal, and nothing else. */
+YW_TEST(notice_version_is_a_positive_decimal)
+{
+    int64_t v = 0;
+    YW_CHECK_INT(tier_policy_notice_version("1", &v), ==, 0);
+    YW_CHECK_INT(v, ==, 1);
+    YW_CHECK_INT(tier_policy_notice_version("42", &v), ==, 0);
+    YW_CHECK_INT(v, ==, 42);
+    YW_CHECK_INT(tier_policy_notice_version("9223372036854775807", &v), ==, 0);
+    YW_CHECK_INT(v, ==, INT64_MAX);
+    static const char *const bad[] = {
+        "",
+        "0",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "01",
+        "1x",
+        "x",
+        "9223372036854775808",
+        "99999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = 7;
+        YW_CHECK_INT(tier_policy_notice_version(bad[i], &v), ==, -EINVAL);
+        YW_CHECK_INT(v, ==, 7); /* untouched */
+    }
+    YW_CHECK_INT(tier_policy_notice_version(NULL, &v), ==, -EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(default_policy_is_valid),
+        YW_TEST_ENTRY(notice_version_is_a_positive_decimal),
         YW_TEST_ENTRY(thresholds_must_strictly_decrease),
         YW_TEST_ENTRY(weights_non_negative_and_not_all_zero),
         YW_TEST_ENTRY(rising_fraction_within_zero_exclusive_one_inclusive),

@@ -18,6 +18,7 @@
 
 #include "common/server.h"
 #include "services/tier_scoring/tier_service.h"
+#include "services/tier_scoring/tier_store.h"
 #include "tests/unit/handler_fixture.h"
 #include "tests/unit/test.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
@@ -442,6 +443,130 @@ YW_TEST(creator_tiers_follow_the_policy_in_force_at_once)
     close_service();
 }
 
+/* ---- another replica's policy ---- */
+
+static int g_other_done, g_other_closed;
+static grpc_status_code g_other_status;
+
+static void other_done(yw_store_job_t *job, grpc_status_code status)
+{
+    (void)job;
+    g_other_done = 1;
+    g_other_status = status;
+}
+
+static void other_closed(void *arg)
+{
+    (void)arg;
+    g_other_closed = 1;
+}
+
+/*
+ * Another replica on the same database (a second store on the service's file, on a loop
+ * of its own) writes an update of `mask` (one path) from `p`; returns the version written.
+ */
+static int64_t other_replica_updates(policy_t *p, char **mask)
+{
+    char path[400], err[256];
+    snprintf(path, sizeof path, "%s/tier_scoring.db", fx.dir);
+    uv_loop_t loop;
+    YW_CHECK_INT(uv_loop_init(&loop), ==, 0);
+    yw_store_config_t cfg = {
+        .path = path, .migrations = tier_migrations, .n_migrations = TIER_N_MIGRATIONS};
+    yw_store_t *store = NULL;
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
+    Google__Protobuf__FieldMask fm = GOOGLE__PROTOBUF__FIELD_MASK__INIT;
+    fm.paths = mask;
+    fm.n_paths = 1;
+    Yaowei__Tier__V1__UpdateTierPolicyRequest req =
+        YAOWEI__TIER__V1__UPDATE_TIER_POLICY_REQUEST__INIT;
+    req.policy = p;
+    req.update_mask = &fm;
+    tier_policy_job_t j = {0};
+    j.job.work = tier_store_update_policy;
+    j.job.done = other_done;
+    j.req = &req;
+    j.now_s = 1700000000;
+    g_other_done = 0;
+    YW_CHECK_INT(yw_store_write(store, &j.job), ==, 0);
+    while (!g_other_done) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    YW_CHECK_INT(g_other_status, ==, GRPC_STATUS_OK);
+    g_other_closed = 0;
+    yw_store_close(store, other_closed, NULL);
+    YW_CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
+    YW_CHECK_INT(g_other_closed, ==, 1);
+    YW_CHECK_INT(uv_loop_close(&loop), ==, 0);
+    return j.policy.version;
+}
+
+/* Runs the service's loop until the policy in force is `version` (at most 5 s). */
+static void wait_policy_version(int64_t version)
+{
+    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(fx.app));
+    uint64_t t0 = uv_hrtime();
+    while (policy_version() != version) {
+        YW_CHECK(uv_hrtime() - t0 < UINT64_C(5000000000));
+        uv_run(loop, UV_RUN_NOWAIT);
+    }
+}
+
+/*
+ * What a replica does on a notice of TIER_POLICY_CHANNEL (PostgreSQL's; SQLite never
+ * sends one, so the test calls the listener itself): a version newer than the one in
+ * force is read from the database and put in force as a local update would be (tiers at
+ * once); a notice of a version not newer reads nothing; NULL (the listener reconnected)
+ * reads the policy again. The next update here merges into the database's version.
+ */
+YW_TEST(a_policy_another_replica_wrote_comes_into_force_on_its_notice)
+{
+    open_service(1);
+    refreshed();
+    policy_t p = YAOWEI__TIER__V1__TIER_POLICY__INIT;
+    p.mid_min_followers = 70000; /* mid-1 (60,000) falls to tail, mid-2 (80,000) stays */
+    char *mid[] = {"mid_min_followers"};
+    YW_CHECK_INT(other_replica_updates(&p, mid), ==, 2);
+    YW_CHECK_INT(policy_version(), ==, 1); /* not heard of yet */
+    /* Not newer than the one in force: ignored (a read would find version 2). */
+    tier_on_policy_notice(fx.app, "1");
+    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(fx.app));
+    for (uint64_t t0 = uv_hrtime(); uv_hrtime() - t0 < UINT64_C(200000000);) {
+        uv_run(loop, UV_RUN_NOWAIT);
+    }
+    YW_CHECK_INT(policy_version(), ==, 1);
+    tier_on_policy_notice(fx.app, "2");
+    wait_policy_version(2);
+    char *ids[] = {"mid-1", "mid-2"};
+    yw_fake_call_t *fc = tiers_call(ids, 2);
+    const Yaowei__Tier__V1__BatchGetCreatorTiersResponse *r = handler_fx_reply(fc);
+    YW_CHECK_INT(r->tiers[0]->tier, ==, TAIL);
+    YW_CHECK_INT(r->tiers[1]->tier, ==, MID);
+    YW_CHECK_INT(r->policy_version, ==, 2);
+    yw_fake_call_destroy(fc);
+
+    /* Missed notices (a reconnect): the policy is read again all the same. */
+    p.rising_top_fraction = 0.5;
+    char *rising[] = {"rising_top_fraction"};
+    YW_CHECK_INT(other_replica_updates(&p, rising), ==, 3);
+    tier_on_policy_notice(fx.app, NULL);
+    wait_policy_version(3);
+
+    /* An update here merges into version 3 and writes 4. */
+    policy_t q = YAOWEI__TIER__V1__TIER_POLICY__INIT;
+    q.version = 3;
+    q.window_days = 14;
+    char *window[] = {"window_days"};
+    fc = update_call(&q, window, 1);
+    const policy_t *got = handler_fx_reply(fc);
+    YW_CHECK_INT(got->version, ==, 4);
+    YW_CHECK_INT(got->mid_min_followers, ==, 70000);
+    YW_CHECK(got->rising_top_fraction == 0.5);
+    YW_CHECK_INT(got->window_days, ==, 14);
+    yw_fake_call_destroy(fc);
+    close_service();
+}
+
 YW_TEST(list_by_tier_pages_best_first_and_validates)
 {
     open_service(1);
@@ -601,6 +726,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(population_methods_are_unavailable_before_any_population),
         YW_TEST_ENTRY(creator_tiers_in_request_order_with_the_unknown_in_not_found),
         YW_TEST_ENTRY(creator_tiers_follow_the_policy_in_force_at_once),
+        YW_TEST_ENTRY(a_policy_another_replica_wrote_comes_into_force_on_its_notice),
         YW_TEST_ENTRY(list_by_tier_pages_best_first_and_validates),
         YW_TEST_ENTRY(tier_distribution_counts_each_tier_and_filters_by_category),
         YW_TEST_ENTRY(score_creator_reads_creator_profile_and_scores_under_the_policy),
