@@ -163,7 +163,8 @@ int yw_store_is_postgres(const yw_store_t *store);
  * Whether the database answered the last time it was asked (any thread). SQLite: always
  * 1. PostgreSQL: 0 from the moment a connection is found lost or a statement does not
  * answer, until a connection to it works again (the listener tries every few hundred
- * milliseconds).
+ * milliseconds). It is the primary's (pg_uri): the read pool's failures on pg_read_uri
+ * fail their jobs UNAVAILABLE but leave it alone.
  */
 int yw_store_available(const yw_store_t *store);
 

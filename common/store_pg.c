@@ -651,7 +651,9 @@ int yw__pg_store_open(uv_loop_t *loop, const yw_store_config_t *cfg, yw_store_t 
     snprintf(pg->options, sizeof pg->options, "-c statement_timeout=%d", pg->timeout_ms + 1000);
     for (int i = 0; i < pg->n_conns; i++) {
         bool reads = i >= pg->pool;
-        yw__pg_conn_init(&pg->conns[i], pg, reads ? pg->read_uri : pg->uri, pg->timeout_ms);
+        /* A standby away does not make the primary unavailable: no `pg` for the reads. */
+        yw__pg_conn_init(&pg->conns[i], reads ? NULL : pg, reads ? pg->read_uri : pg->uri,
+                         pg->timeout_ms);
         pg->conns[i].options = pg->options;
         pg->workers[i] = (yw__pg_worker_t){store, &pg->conns[i], reads};
     }

@@ -51,7 +51,7 @@ typedef struct st_yw__pg_t yw__pg_t;
  */
 typedef struct st_yw__pg_conn_t {
     yw_store_conn_t base;
-    yw__pg_t *pg; /* for `available`; NULL for none */
+    yw__pg_t *pg; /* whose `available` its failures clear; NULL: none (the read pool's) */
     const char *uri;
     const char *options; /* libpq "options" (server settings), or NULL */
     int timeout_ms;

@@ -100,19 +100,29 @@ void creator_cache_put(creator_cache_t *c, creator_record_t *rec)
     }
 }
 
-int creator_cache_remove(creator_cache_t *c, const char *creator_id)
+creator_record_t *creator_cache_take(creator_cache_t *c, const char *creator_id)
 {
     uint64_t h = hash_id(creator_id);
     for (creator_record_t **p = &c->buckets[h & c->mask]; *p != NULL; p = &(*p)->cache_next) {
         if ((*p)->cache_hash == h && strcmp((*p)->msg.creator_id, creator_id) == 0) {
             creator_record_t *old = *p;
             *p = old->cache_next;
-            creator_record_free(old);
+            old->cache_next = NULL;
             c->size--;
-            return 0;
+            return old;
         }
     }
-    return -ENOENT;
+    return NULL;
+}
+
+int creator_cache_remove(creator_cache_t *c, const char *creator_id)
+{
+    creator_record_t *old = creator_cache_take(c, creator_id);
+    if (old == NULL) {
+        return -ENOENT;
+    }
+    creator_record_free(old);
+    return 0;
 }
 
 size_t creator_cache_size(const creator_cache_t *c)

@@ -1,7 +1,8 @@
 /*
  * creator_cache.h — every creator in memory, by creator_id: what GetCreator and
  * BatchGetCreators answer from, on the loop, without touching the disk. Loaded at
- * start-up and kept in step by the done callbacks of committed writes. Loop thread only.
+ * start-up and kept in step by the done callbacks of committed writes, and with other
+ * replicas' writes by creator_sync.h. Loop thread only.
  */
 #ifndef CREATOR_CACHE_H
 #define CREATOR_CACHE_H
@@ -37,6 +38,12 @@ void creator_cache_put(creator_cache_t *c, creator_record_t *rec);
 
 /** Removes and frees the record of `creator_id`. Returns 0, or -ENOENT. */
 int creator_cache_remove(creator_cache_t *c, const char *creator_id);
+
+/**
+ * Removes the record of `creator_id` and hands it to the caller (who frees it), or returns
+ * NULL when there is none.
+ */
+creator_record_t *creator_cache_take(creator_cache_t *c, const char *creator_id);
 
 /** Number of creators held. */
 size_t creator_cache_size(const creator_cache_t *c);

@@ -11,15 +11,18 @@
 #include "services/creator_profile/creator_service.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/page_token.h"
 #include "common/utf8.h"
 #include "services/creator_profile/creator_day.h"
 #include "services/creator_profile/creator_store.h"
+#include "services/creator_profile/creator_sync.h"
 #include "services/creator_profile/creator_validate.h"
 #include "yaowei/creator/v1/creator.pb-c.h"
 
@@ -44,19 +47,27 @@ static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_jo
  * no store work is started for a caller that has gone.
  */
 
+/* How queue() sends a job. */
+enum {
+    QUEUE_READ = 0,   /* a read: a reader thread (PostgreSQL: the read pool, maybe a standby) */
+    QUEUE_WRITE = 1,  /* a write: the disk must be writable */
+    QUEUE_PRIMARY = 2 /* a read that must see every commit: the writer (the primary) */
+};
+
 /*
  * Queues `job`; on failure (a write while the disk is full, or the store is closing)
  * finishes the call and returns -1.
  */
-static int queue(yw_call_t *call, yw_store_job_t *job, int write)
+static int queue(yw_call_t *call, yw_store_job_t *job, int how)
 {
     creator_state_t *st = state_of(call);
     char err[ERR_BUFSZ];
-    if (write && yw_disk_writable(yw_app_disk(yw_app_from_call(call)), err, sizeof err) != 0) {
+    if (how == QUEUE_WRITE &&
+        yw_disk_writable(yw_app_disk(yw_app_from_call(call)), err, sizeof err) != 0) {
         yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
         return -1;
     }
-    int rc = write ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
+    int rc = how != QUEUE_READ ? yw_store_write(st->store, job) : yw_store_read(st->store, job);
     if (rc < 0) {
         yw_call_fail(call, GRPC_STATUS_UNAVAILABLE,
                      rc == -ESHUTDOWN ? "the service is shutting down"
@@ -64,6 +75,23 @@ static int queue(yw_call_t *call, yw_store_job_t *job, int write)
         return -1;
     }
     return 0;
+}
+
+/*
+ * A write of creator `id` committed: `rec` (owned from now on; NULL: deleted) goes into
+ * the cache at once. On PostgreSQL the creator is also read again (creator_sync.h: another
+ * replica may have written it after us, and our done callback may run after its reload).
+ */
+static void cache_committed(creator_state_t *st, const char *id, creator_record_t *rec)
+{
+    if (st->pg) {
+        creator_sync_local(&st->sync, id, rec);
+    } else if (rec != NULL) {
+        creator_cache_put(&st->cache, rec);
+    } else {
+        /* -ENOENT: it was never cached, which cannot happen but needs no action. */
+        (void)creator_cache_remove(&st->cache, id);
+    }
 }
 
 /*
@@ -80,7 +108,8 @@ static void cache_and_reply(yw_call_t *call, grpc_status_code status, const yw_s
     }
     creator_record_t *rec = *result;
     *result = NULL;
-    creator_cache_put(&state_of(call)->cache, rec);
+    /* The cache owns `rec`; it stays valid until the next change of this creator. */
+    cache_committed(state_of(call), rec->msg.creator_id, rec);
     yw_call_reply(call, &rec->msg.base);
 }
 
@@ -121,14 +150,17 @@ static void create_creator(yw_call_t *call, const ProtobufCMessage *msg)
     j->request_id = req->request_id;
     j->creator = req->creator;
     yw_wallclock_now(&j->now_seconds, &j->now_nanos);
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
 
 /* ---- GetCreator ---- */
 
-/* NOT_FOUND when the creator does not exist. */
+/*
+ * NOT_FOUND when the creator does not exist. Answered from the cache: also while the
+ * database is away (PostgreSQL), as of the last change this replica heard of.
+ */
 static void get_creator(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Creator__V1__GetCreatorRequest *req = (const void *)msg;
@@ -225,7 +257,7 @@ static void update_creator(yw_call_t *call, const ProtobufCMessage *msg)
     j->creator = req->creator;
     j->mask = mask;
     yw_wallclock_now(&j->now_seconds, &j->now_nanos);
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -238,8 +270,7 @@ static void delete_creator_done(yw_store_job_t *job, grpc_status_code status)
     yw_call_t *call = j->data;
     if (status == GRPC_STATUS_OK) {
         Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT;
-        /* -ENOENT: it was never cached, which cannot happen but needs no action. */
-        (void)creator_cache_remove(&state_of(call)->cache, j->creator_id);
+        cache_committed(state_of(call), j->creator_id, NULL);
         yw_call_reply(call, &empty.base);
     } else {
         fail_job(call, status, job);
@@ -268,7 +299,7 @@ static void delete_creator(yw_call_t *call, const ProtobufCMessage *msg)
     creator_delete_job_init(j, delete_creator_done);
     j->data = call;
     j->creator_id = req->creator_id;
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -360,7 +391,7 @@ static void list_creators(yw_call_t *call, const ProtobufCMessage *msg)
     j->region = req->region;
     j->min_followers = req->min_followers;
     j->max_followers = req->max_followers;
-    if (queue(call, &j->job, 0) != 0) {
+    if (queue(call, &j->job, QUEUE_READ) != 0) {
         free(lc);
     }
 }
@@ -389,17 +420,87 @@ static void record_note_stats_done(yw_store_job_t *job, grpc_status_code status)
 }
 
 /*
+ * The batch is bad at row `bad_row` (the message in `msg`), and on PostgreSQL a row
+ * before it names a creator this replica does not cache, which another replica may have
+ * created: the database tells whether that row is the first bad one.
+ */
+typedef struct {
+    creator_record_stats_job_t check;
+    grpc_status_code code;
+    char msg[ERR_BUFSZ];
+} stats_check_t;
+
+static void check_stats_done(yw_store_job_t *job, grpc_status_code status)
+{
+    stats_check_t *c = (stats_check_t *)job;
+    yw_call_t *call = c->check.data;
+    if (status == GRPC_STATUS_OK) {
+        yw_call_fail(call, c->code, c->msg); /* every creator before the bad row exists */
+    } else {
+        fail_job(call, status, job);
+    }
+    free(c);
+}
+
+/*
+ * Validates a batch: the first bad row is named, whatever is wrong with it. On SQLite the
+ * cache knows every creator. On PostgreSQL a creator missing from the cache may have been
+ * created on another replica a moment ago: the write job asks the database (in row
+ * order, with the same message), and a bad row after such a creator waits for the
+ * database's answer (a check job). Returns 0 when the batch may be written, -1 when the
+ * call was finished (or is being finished by a check job).
+ */
+static int validate_stats(yw_call_t *call, const Yaowei__Creator__V1__RecordNoteStatsRequest *req)
+{
+    creator_state_t *st = state_of(call);
+    char err[ERR_BUFSZ];
+    size_t bad_row;
+    grpc_status_code code = creator_validate_record_stats_row(
+        req, creator_day_today(), st->pg ? NULL : creator_is_cached, &st->cache, &bad_row, err,
+        sizeof err);
+    if (code == GRPC_STATUS_OK) {
+        return 0;
+    }
+    size_t unknown = bad_row;
+    for (size_t i = 0; st->pg && bad_row < req->n_stats && i < bad_row; i++) {
+        if (!creator_is_cached(req->stats[i]->creator_id, &st->cache)) {
+            unknown = i;
+            break;
+        }
+    }
+    if (unknown == bad_row || yw_call_abandoned(call)) {
+        if (unknown == bad_row) {
+            yw_call_fail(call, code, err);
+        }
+        return -1;
+    }
+    stats_check_t *c = malloc(sizeof *c);
+    if (c == NULL) {
+        yw_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    creator_record_stats_job_init(&c->check, check_stats_done);
+    c->check.data = call;
+    c->check.stats = req->stats;
+    c->check.n_stats = req->n_stats;
+    c->check.check_only = bad_row;
+    c->code = code;
+    snprintf(c->msg, sizeof c->msg, "%s", err);
+    /* On the primary: a standby (pg_read_uri) may not have the other replica's create yet. */
+    if (queue(call, &c->check.job, QUEUE_PRIMARY) != 0) {
+        free(c);
+    }
+    return -1;
+}
+
+/*
  * Upserts daily per-note stats by (note_id, day). Atomic: one bad row rejects the whole
  * batch with INVALID_ARGUMENT naming it.
  */
 static void record_note_stats(yw_call_t *call, const ProtobufCMessage *msg)
 {
     const Yaowei__Creator__V1__RecordNoteStatsRequest *req = (const void *)msg;
-    char err[ERR_BUFSZ];
-    grpc_status_code code = creator_validate_record_stats_known(
-        req, creator_day_today(), creator_is_cached, &state_of(call)->cache, err, sizeof err);
-    if (code != GRPC_STATUS_OK) {
-        yw_call_fail(call, code, err);
+    if (validate_stats(call, req) != 0) {
         return;
     }
     if (req->n_stats == 0) {
@@ -420,7 +521,7 @@ static void record_note_stats(yw_call_t *call, const ProtobufCMessage *msg)
     j->data = call;
     j->stats = req->stats;
     j->n_stats = req->n_stats;
-    if (queue(call, &j->job, 1) != 0) {
+    if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
 }
@@ -493,7 +594,7 @@ static void start_stats(yw_call_t *call, int batch, char *const *ids, size_t n, 
     j->n_ids = n;
     j->window_days = window;
     j->end_day = end;
-    if (queue(call, &j->job, 0) != 0) {
+    if (queue(call, &j->job, QUEUE_READ) != 0) {
         free(sc);
     }
 }
@@ -582,12 +683,257 @@ const yw_service_t creator_service = {
     .ctx = NULL,
 };
 
+/* ---- the cache across replicas (PostgreSQL) ---- */
+
+/* A reload of one creator: a read job that owns a copy of the id. */
+typedef struct {
+    creator_get_job_t get;
+    creator_state_t *st;
+    char id[];
+} reload_job_t;
+
+/* Ends the state once fini_async waits and nothing of it is in flight. */
+static void maybe_finish(creator_state_t *st);
+
+static void reload_done(yw_store_job_t *job, grpc_status_code status)
+{
+    reload_job_t *r = (reload_job_t *)job;
+    creator_state_t *st = r->st;
+    st->reloads--;
+    if (!st->closing) {
+        if (status != GRPC_STATUS_OK) {
+            yw_log(YW_LOG_WARN, "creator cache: reloading a creator: %s", job->errmsg);
+        }
+        creator_record_t *rec = r->get.result;
+        r->get.result = NULL;
+        creator_sync_reloaded(&st->sync, r->id, status == GRPC_STATUS_OK, rec);
+    }
+    creator_get_job_dispose(&r->get);
+    free(r);
+    maybe_finish(st);
+}
+
+/* creator_sync_ops_t.reload */
+static int start_reload(void *arg, const char *id)
+{
+    creator_state_t *st = arg;
+    size_t len = strlen(id);
+    reload_job_t *r = malloc(sizeof *r + len + 1);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    creator_get_job_init(&r->get, reload_done);
+    memcpy(r->id, id, len + 1);
+    r->st = st;
+    r->get.creator_id = r->id;
+    /*
+     * On the primary, as a write job that writes nothing: a standby (pg_read_uri) may
+     * not have the commit this reload must see yet (creator_sync.h's rule needs it).
+     */
+    int rc = yw_store_write(st->store, &r->get.job);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    st->reloads++;
+    return 0;
+}
+
+typedef struct {
+    creator_load_job_t load;
+    creator_state_t *st;
+} reload_all_job_t;
+
+static void reload_all_done(yw_store_job_t *job, grpc_status_code status)
+{
+    reload_all_job_t *r = (reload_all_job_t *)job;
+    creator_state_t *st = r->st;
+    st->reloads--;
+    if (!st->closing) {
+        if (status != GRPC_STATUS_OK) {
+            yw_log(YW_LOG_WARN, "creator cache: reloading every creator: %s", job->errmsg);
+        }
+        creator_sync_reloaded_all(&st->sync, status == GRPC_STATUS_OK, &r->load.fresh);
+        if (status == GRPC_STATUS_OK) {
+            yw_log(YW_LOG_INFO, "creator cache: reloaded %zu creators",
+                   creator_cache_size(&st->cache));
+        }
+    }
+    creator_load_job_dispose(&r->load);
+    free(r);
+    maybe_finish(st);
+}
+
+/* creator_sync_ops_t.reload_all */
+static int start_reload_all(void *arg)
+{
+    creator_state_t *st = arg;
+    reload_all_job_t *r = malloc(sizeof *r);
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    if (creator_load_job_init(&r->load, reload_all_done) != 0) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->st = st;
+    int rc = yw_store_write(st->store, &r->load.job); /* the primary: see start_reload() */
+    if (rc < 0) {
+        creator_load_job_dispose(&r->load);
+        free(r);
+        return rc;
+    }
+    st->reloads++;
+    return 0;
+}
+
+/*
+ * What yw_store_listen() calls back with. The store has no way to stop listening, and
+ * calls may come until it is closed, after the state is freed: so this one is allocated
+ * apart, `st` is cleared when the state goes, and it is never freed (one per process).
+ */
+typedef struct st_creator_listen_ctx_t {
+    creator_state_t *st;
+} listen_ctx_t;
+
+/*
+ * yw_store_listen() on CREATOR_CHANNEL: a creator changed on some replica (this one
+ * included), or with a NULL payload, notifications may have been lost.
+ */
+static void on_creator_changed(void *arg, const char *payload)
+{
+    creator_state_t *st = ((listen_ctx_t *)arg)->st;
+    if (st == NULL || st->closing) {
+        return;
+    }
+    if (payload != NULL &&
+        strncmp(payload, CREATOR_PROBE_PREFIX, sizeof CREATOR_PROBE_PREFIX - 1) == 0) {
+        if (!st->listening && strcmp(payload, st->probe) == 0) {
+            /* LISTEN works from here on: what was written before it is read again. */
+            st->listening = 1;
+            creator_sync_changed_all(&st->sync);
+        }
+        return; /* another replica's probe */
+    }
+    if (payload == NULL) {
+        creator_sync_changed_all(&st->sync);
+    } else {
+        creator_sync_changed(&st->sync, payload);
+    }
+}
+
+static void probe_done(yw_store_job_t *job, grpc_status_code status)
+{
+    creator_notify_job_t *j = (creator_notify_job_t *)job;
+    creator_state_t *st = j->data;
+    (void)status; /* not heard: the next tick sends it again */
+    st->probe_in_flight = 0;
+    st->reloads--;
+    free(j);
+    maybe_finish(st);
+}
+
+/*
+ * LISTEN starts on the store's listener thread some time after yw_store_listen(): until
+ * this replica hears its own probe, changes may go unheard. Once heard, every creator is
+ * read again (what was written between the load at start-up and the LISTEN).
+ */
+static void send_probe(creator_state_t *st)
+{
+    creator_notify_job_t *j = malloc(sizeof *j);
+    if (j == NULL) {
+        return; /* the next tick tries again */
+    }
+    creator_notify_job_init(j, probe_done);
+    j->data = st;
+    j->payload = st->probe;
+    if (yw_store_write(st->store, &j->job) != 0) {
+        free(j);
+        return;
+    }
+    st->probe_in_flight = 1;
+    st->reloads++;
+}
+
+/*
+ * Every second: the probe until it is heard; a reload that failed (database away,
+ * timeout, memory) made good by a full one, once the database answers again.
+ */
+static void on_retry(uv_timer_t *t)
+{
+    creator_state_t *st = t->data;
+    if (!st->closing && !st->listening && !st->probe_in_flight) {
+        send_probe(st);
+    }
+    if (!st->closing && st->sync.failed && yw_store_available(st->store)) {
+        st->sync.failed = 0;
+        creator_sync_changed_all(&st->sync);
+    }
+}
+
+static void retry_closed(uv_handle_t *h)
+{
+    creator_state_t *st = h->data;
+    st->retry_open = 0;
+    maybe_finish(st);
+}
+
 /* ---- start-up and shut-down ---- */
 
 static int cache_each(creator_record_t *rec, void *ctx)
 {
     creator_cache_put(ctx, rec);
     return 0;
+}
+
+/* On PostgreSQL: listen for other replicas' changes and retry failed reloads. */
+static int start_sync(creator_state_t *st, char *err, size_t errlen)
+{
+    creator_sync_ops_t ops = {.reload = start_reload, .reload_all = start_reload_all, .arg = st};
+    int rc = creator_sync_init(&st->sync, &st->cache, &ops);
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory for the creator cache's sync");
+        return rc;
+    }
+    uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(st->app));
+    if ((rc = uv_timer_init(loop, &st->retry)) != 0) {
+        snprintf(err, errlen, "creator cache: retry timer: %s", uv_strerror(rc));
+        return rc;
+    }
+    st->retry.data = st;
+    st->retry_open = 1;
+    if ((rc = uv_timer_start(&st->retry, on_retry, 1000, 1000)) != 0) {
+        snprintf(err, errlen, "creator cache: retry timer: %s", uv_strerror(rc));
+        return rc;
+    }
+    uv_unref((uv_handle_t *)&st->retry); /* it alone keeps no loop running */
+    if ((st->listen = malloc(sizeof *st->listen)) == NULL) {
+        snprintf(err, errlen, "out of memory for the creator cache's sync");
+        return -ENOMEM;
+    }
+    st->listen->st = st;
+    if ((rc = yw_store_listen(st->store, CREATOR_CHANNEL, on_creator_changed, st->listen)) != 0) {
+        snprintf(err, errlen, "listen on %s: %s", CREATOR_CHANNEL, strerror(-rc));
+        free(st->listen); /* not listening: nothing calls back with it */
+        st->listen = NULL;
+        return rc;
+    }
+    snprintf(st->probe, sizeof st->probe, "%s%d-%" PRIx64, CREATOR_PROBE_PREFIX, (int)getpid(),
+             uv_hrtime());
+    send_probe(st);
+    return 0;
+}
+
+static void state_free(creator_state_t *st)
+{
+    if (st->listen != NULL) {
+        st->listen->st = NULL; /* left allocated: see listen_ctx_t */
+    }
+    if (st->pg) {
+        creator_sync_dispose(&st->sync);
+    }
+    creator_cache_dispose(&st->cache);
+    free(st);
 }
 
 int creator_service_init(yw_app_t *app, char *err, size_t errlen)
@@ -598,6 +944,7 @@ int creator_service_init(yw_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory for the creator cache");
         return -ENOMEM;
     }
+    st->app = app;
     st->store = yw_app_store(app);
     creator_load_t load = {.each = cache_each, .ctx = &st->cache};
     grpc_status_code code =
@@ -609,6 +956,22 @@ int creator_service_init(yw_app_t *app, char *err, size_t errlen)
         creator_cache_dispose(&st->cache);
         free(st);
         return -EIO;
+    }
+    if (yw_store_is_postgres(st->store)) {
+        st->pg = 1;
+        int rc = start_sync(st, err, errlen);
+        if (rc != 0) {
+            /* Nothing was queued yet; a timer that was opened is closed by its loop. */
+            st->closing = 1;
+            st->fini_waiting = 1;
+            st->app = NULL;
+            if (st->retry_open) {
+                uv_close((uv_handle_t *)&st->retry, retry_closed);
+            } else {
+                state_free(st);
+            }
+            return rc < 0 ? rc : -EIO;
+        }
     }
     yw_app_set_state(app, st);
     yw_log(YW_LOG_INFO, "loaded %zu creators into the cache", creator_cache_size(&st->cache));
@@ -623,10 +986,13 @@ const yw_app_def_t creator_app = {
     .db_file = "creator_profile.db",
     .migrations = creator_migrations,
     .n_migrations = CREATOR_N_MIGRATIONS,
+    .pg_migrations = creator_pg_migrations,
+    .n_pg_migrations = CREATOR_N_PG_MIGRATIONS,
     .options = NULL,
     .n_options = 0,
     .init = creator_service_init,
     .fini = creator_service_fini,
+    .fini_async = creator_service_fini_async,
     .default_listen = "127.0.0.1:50051",
 };
 
@@ -636,7 +1002,33 @@ void creator_service_fini(yw_app_t *app)
     if (st == NULL) {
         return;
     }
+    /* Reloads in flight end on their own (the store finishes them); nothing new starts. */
+    st->closing = 1;
+    if (st->retry_open && !uv_is_closing((uv_handle_t *)&st->retry)) {
+        uv_close((uv_handle_t *)&st->retry, retry_closed);
+    }
+}
+
+static void maybe_finish(creator_state_t *st)
+{
+    if (!st->fini_waiting || st->reloads > 0 || st->retry_open) {
+        return;
+    }
+    yw_app_t *app = st->app;
+    state_free(st);
+    if (app != NULL) {
+        yw_app_fini_done(app);
+    }
+}
+
+void creator_service_fini_async(yw_app_t *app)
+{
+    creator_state_t *st = yw_app_state(app);
+    if (st == NULL) {
+        yw_app_fini_done(app);
+        return;
+    }
     yw_app_set_state(app, NULL);
-    creator_cache_dispose(&st->cache);
-    free(st);
+    st->fini_waiting = 1;
+    maybe_finish(st);
 }

@@ -2,10 +2,29 @@
  * creator_store.c — schema and store jobs of the creator profile. See creator_store.h.
  *
  * Every function here runs on a store thread with the connection it is given, touches
- * nothing but its job, and reports failures through job->errmsg. Statements come from
- * yw_store_stmt() (cached per connection, keyed by the SQL's address: the SQL strings
- * below are static arrays for that reason) and are reset after each use so that no
- * read stays open between uses.
+ * nothing but its job, and reports failures through job->errmsg. The SQL is sql.h's: one
+ * text for SQLite and PostgreSQL wherever the two agree (ON CONFLICT, COALESCE(SUM()),
+ * `x <> 0` for booleans, JOIN), picked by backend where they do not (row locks, which
+ * SQLite's single writer does not need). Statements are cached per connection, keyed by
+ * the SQL's address (the SQL strings below are static arrays for that reason), and are
+ * done (reset) after each use so that no read stays open between uses. Each statement's
+ * parameters keep one type: PostgreSQL prepares with the types of the first binding.
+ *
+ * Across processes (several replicas on one PostgreSQL), write jobs run READ COMMITTED:
+ * every statement sees what committed before it started. What keeps them correct:
+ *   - CreateCreator takes yw_sql_job_lock("creator-request:<request_id>") before looking
+ *     the request id up, so two creates with one request id take turns and the second
+ *     replays the first; two creates of one creator_id race on its primary key, and the
+ *     loser's insert fails ALREADY_EXISTS.
+ *   - UpdateCreator reads the creator FOR NO KEY UPDATE (PostgreSQL), so concurrent
+ *     updates of one creator merge their masks in turn instead of losing one.
+ *   - RecordNoteStats locks each new note of the batch (yw_sql_job_lock("creator-note:
+ *     <note_id>"), in byte order: no deadlock between two batches) before checking
+ *     owners: two batches cannot both give one new note a first owner. A note with rows
+ *     keeps its owner. It reads each creator FOR KEY SHARE (PostgreSQL), so a creator
+ *     cannot be deleted between the check and the commit.
+ *   - Every committed write of a creator notifies "yw_creators" with its id
+ *     (yw_sql_job_notify), which other replicas' caches reload from (creator_sync.h).
  */
 #include "services/creator_profile/creator_store.h"
 
@@ -15,9 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sql.h"
 #include "common/utf8.h"
 #include "common/vec.h"
 #include "services/creator_profile/creator_day.h"
+#include "services/creator_profile/creator_sync.h"
 
 /* ---- schema ---- */
 
@@ -69,97 +90,197 @@ const yw_migration_t creator_migrations[CREATOR_N_MIGRATIONS] = {
     {1, schema_v1},
 };
 
+/*
+ * The same tables on PostgreSQL. Every text key and every column a query orders or pages
+ * by is COLLATE "C": byte order, as SQLite's BINARY compares, so page tokens and ORDER BY
+ * mean the same on both. The table names are the creator profile's own in a database it
+ * may share with tier scoring (tier_*).
+ */
+static const char pg_schema_v1[] =
+    "CREATE TABLE creators ("
+    "  creator_id TEXT COLLATE \"C\" NOT NULL PRIMARY KEY,"
+    "  display_name TEXT NOT NULL,"
+    "  region TEXT COLLATE \"C\" NOT NULL,"
+    "  categories TEXT NOT NULL,"
+    "  followers BIGINT NOT NULL,"
+    "  status BIGINT NOT NULL,"
+    "  create_time_s BIGINT NOT NULL,"
+    "  create_time_ns BIGINT NOT NULL,"
+    "  update_time_s BIGINT NOT NULL,"
+    "  update_time_ns BIGINT NOT NULL"
+    ");"
+    "CREATE INDEX creators_region ON creators(region, creator_id);"
+    "CREATE TABLE creator_categories ("
+    "  creator_id TEXT COLLATE \"C\" NOT NULL"
+    "    REFERENCES creators(creator_id) ON DELETE CASCADE,"
+    "  category TEXT COLLATE \"C\" NOT NULL,"
+    "  PRIMARY KEY (creator_id, category)"
+    ");"
+    "CREATE INDEX creator_categories_category ON creator_categories(category, creator_id);"
+    "CREATE TABLE create_requests ("
+    "  request_id TEXT COLLATE \"C\" NOT NULL PRIMARY KEY,"
+    "  creator_id TEXT COLLATE \"C\" NOT NULL"
+    ");"
+    "CREATE INDEX create_requests_creator ON create_requests(creator_id);"
+    "CREATE TABLE note_stats ("
+    "  note_id TEXT COLLATE \"C\" NOT NULL,"
+    "  day BIGINT NOT NULL,"
+    "  creator_id TEXT COLLATE \"C\" NOT NULL"
+    "    REFERENCES creators(creator_id) ON DELETE CASCADE,"
+    "  is_video BIGINT NOT NULL,"
+    "  impressions BIGINT NOT NULL,"
+    "  views BIGINT NOT NULL,"
+    "  video_plays BIGINT NOT NULL,"
+    "  avg_watch_ms BIGINT NOT NULL,"
+    "  completion_rate DOUBLE PRECISION NOT NULL,"
+    "  likes BIGINT NOT NULL,"
+    "  collects BIGINT NOT NULL,"
+    "  comments BIGINT NOT NULL,"
+    "  shares BIGINT NOT NULL,"
+    "  follows_gained BIGINT NOT NULL,"
+    "  PRIMARY KEY (note_id, day)"
+    ");"
+    "CREATE INDEX note_stats_creator_day ON note_stats(creator_id, day);";
+
+const yw_migration_t creator_pg_migrations[CREATOR_N_PG_MIGRATIONS] = {
+    {1, pg_schema_v1},
+};
+
 /* ---- helpers ---- */
 
 #define CREATOR_COLUMNS                                                                            \
     "c.creator_id, c.display_name, c.region, c.categories, c.followers, c.status, "                \
     "c.create_time_s, c.create_time_ns, c.update_time_s, c.update_time_ns"
 
+/* The SQL for this connection's database: `pg` on PostgreSQL, `lite` on SQLite. */
+static const char *pick_sql(const yw_store_conn_t *conn, const char *lite, const char *pg)
+{
+    return yw_sql_backend(conn) == YW_SQL_POSTGRES ? pg : lite;
+}
+
 /* A record from a row of CREATOR_COLUMNS starting at column 0; NULL when out of memory. */
-static creator_record_t *record_from_row(sqlite3_stmt *st)
+static creator_record_t *record_from_row(yw_sql_t *st)
 {
     creator_fields_t f = {
-        .creator_id = yw_store_column_text(st, 0, NULL),
-        .display_name = yw_store_column_text(st, 1, NULL),
-        .region = yw_store_column_text(st, 2, NULL),
+        .creator_id = yw_sql_column_text(st, 0, NULL),
+        .display_name = yw_sql_column_text(st, 1, NULL),
+        .region = yw_sql_column_text(st, 2, NULL),
         .categories = NULL,
-        .categories_joined = yw_store_column_text(st, 3, NULL),
-        .followers = sqlite3_column_int64(st, 4),
-        .status = sqlite3_column_int(st, 5),
-        .create_seconds = sqlite3_column_int64(st, 6),
-        .create_nanos = sqlite3_column_int(st, 7),
-        .update_seconds = sqlite3_column_int64(st, 8),
-        .update_nanos = sqlite3_column_int(st, 9),
+        .categories_joined = yw_sql_column_text(st, 3, NULL),
+        .followers = yw_sql_column_i64(st, 4),
+        .status = (int)yw_sql_column_i64(st, 5),
+        .create_seconds = yw_sql_column_i64(st, 6),
+        .create_nanos = (int32_t)yw_sql_column_i64(st, 7),
+        .update_seconds = yw_sql_column_i64(st, 8),
+        .update_nanos = (int32_t)yw_sql_column_i64(st, 9),
     };
     return creator_record_new(&f);
 }
 
 static const char sql_select_creator[] =
     "SELECT " CREATOR_COLUMNS " FROM creators c WHERE c.creator_id = ?1";
+/* For an update: the row stays locked (against other updates, not readers) until commit. */
+static const char sql_select_creator_for_update_pg[] =
+    "SELECT " CREATOR_COLUMNS " FROM creators c WHERE c.creator_id = ?1 FOR NO KEY UPDATE";
 
 /*
- * Reads one creator into *out (NULL when it does not exist). Returns OK, or a failure
- * reported in job->errmsg.
+ * Reads one creator with `sql` (sql_select_creator or a locking variant) into *out (NULL
+ * when it does not exist). Returns OK, or a failure reported in job->errmsg.
  */
-static grpc_status_code load_creator(yw_store_conn_t *conn, yw_store_job_t *job, const char *id,
-                                     creator_record_t **out)
+static grpc_status_code load_creator_with(yw_store_conn_t *conn, yw_store_job_t *job,
+                                          const char *sql, const char *id, creator_record_t **out)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_select_creator, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql, &code);
     *out = NULL;
     if (st == NULL) {
         return code;
     }
-    int rc = yw_store_bind_text(st, 1, id);
-    if (rc != SQLITE_OK) {
-        code = yw_store_job_fail(conn, job, rc, "bind creator_id");
-    } else if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    yw_sql_bind_text(st, 1, id);
+    int rc = yw_sql_step(st);
+    if (rc == YW_SQL_ROW) {
         *out = record_from_row(st);
         if (*out == NULL) {
             code = yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                       "out of memory reading creator");
         }
-    } else if (rc != SQLITE_DONE) {
-        code = yw_store_job_fail(conn, job, rc, "read creator");
+    } else if (rc != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, "read creator");
     }
-    yw_store_stmt_done(st);
+    yw_sql_done(st);
     return code;
+}
+
+static grpc_status_code load_creator(yw_store_conn_t *conn, yw_store_job_t *job, const char *id,
+                                     creator_record_t **out)
+{
+    return load_creator_with(conn, job, sql_select_creator, id, out);
 }
 
 static const char sql_creator_exists[] = "SELECT 1 FROM creators WHERE creator_id = ?1";
+/* In a write: the creator cannot be deleted (nor its key changed) until commit. */
+static const char sql_creator_exists_locked_pg[] =
+    "SELECT 1 FROM creators WHERE creator_id = ?1 FOR KEY SHARE";
 
-/* *exists gets whether creator `id` exists. */
-static grpc_status_code creator_exists(yw_store_conn_t *conn, yw_store_job_t *job, const char *id,
-                                       int *exists)
+/* *exists gets whether creator `id` exists, asked with `sql` (one of the two above). */
+static grpc_status_code creator_exists_with(yw_store_conn_t *conn, yw_store_job_t *job,
+                                            const char *sql, const char *id, int *exists)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_creator_exists, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql, &code);
     if (st == NULL) {
         return code;
     }
-    int rc = yw_store_bind_text(st, 1, id);
-    if (rc != SQLITE_OK) {
-        code = yw_store_job_fail(conn, job, rc, "bind creator_id");
-    } else if ((rc = sqlite3_step(st)) == SQLITE_ROW || rc == SQLITE_DONE) {
-        *exists = rc == SQLITE_ROW;
+    yw_sql_bind_text(st, 1, id);
+    int rc = yw_sql_step(st);
+    if (rc == YW_SQL_ROW || rc == YW_SQL_DONE) {
+        *exists = rc == YW_SQL_ROW;
     } else {
-        code = yw_store_job_fail(conn, job, rc, "look up creator");
+        code = yw_sql_job_fail(conn, job, "look up creator");
     }
-    yw_store_stmt_done(st);
+    yw_sql_done(st);
     return code;
 }
 
-/* Runs a statement that returns no rows. */
-static grpc_status_code step_done(yw_store_conn_t *conn, yw_store_job_t *job, sqlite3_stmt *st,
-                                  const char *what)
+static grpc_status_code creator_exists(yw_store_conn_t *conn, yw_store_job_t *job, const char *id,
+                                       int *exists)
 {
-    int rc = sqlite3_step(st);
-    yw_store_stmt_done(st);
-    return rc == SQLITE_DONE ? GRPC_STATUS_OK : yw_store_job_fail(conn, job, rc, what);
+    return creator_exists_with(conn, job, sql_creator_exists, id, exists);
 }
 
-static const char sql_insert_category[] =
-    "INSERT OR IGNORE INTO creator_categories(creator_id, category) VALUES (?1, ?2)";
+/* Runs a statement that returns no rows, and is done with it. */
+static grpc_status_code step_done(yw_store_conn_t *conn, yw_store_job_t *job, yw_sql_t *st,
+                                  const char *what)
+{
+    grpc_status_code code = GRPC_STATUS_OK;
+    if (yw_sql_step(st) != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, what);
+    }
+    yw_sql_done(st);
+    return code;
+}
+
+/* Takes the lock named `prefix` + `key` until the write job's transaction ends. */
+static grpc_status_code lock_key(yw_store_conn_t *conn, yw_store_job_t *job, const char *prefix,
+                                 const char *key)
+{
+    char name[CREATOR_LOCK_KEY_MAX];
+    if (creator_lock_key(prefix, key, name, sizeof name) < 0) {
+        char q[300];
+        return yw_store_job_failf(job, GRPC_STATUS_INTERNAL, "lock %s%s: name too long", prefix,
+                                  yw_quote(key, YW_QUOTE_MAX, q, sizeof q));
+    }
+    return yw_sql_job_lock(conn, job, name);
+}
+
+/* Tells the other replicas' caches that creator `id` changed, once this write commits. */
+static grpc_status_code notify_creator(yw_store_conn_t *conn, yw_store_job_t *job, const char *id)
+{
+    return yw_sql_job_notify(conn, job, CREATOR_CHANNEL, id);
+}
+
+static const char sql_insert_category[] = "INSERT INTO creator_categories(creator_id, category) "
+                                          "VALUES (?1, ?2) ON CONFLICT DO NOTHING";
 static const char sql_delete_categories[] = "DELETE FROM creator_categories WHERE creator_id = ?1";
 
 /* Makes creator_categories hold exactly `categories` for `id`. */
@@ -167,29 +288,22 @@ static grpc_status_code write_categories(yw_store_conn_t *conn, yw_store_job_t *
                                          char *const *categories, size_t n, int replace)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    sqlite3_stmt *st;
-    int rc;
+    yw_sql_t *st;
     if (replace) {
-        if ((st = yw_store_job_stmt(conn, job, sql_delete_categories, &code)) == NULL) {
+        if ((st = yw_sql_job_stmt(conn, job, sql_delete_categories, &code)) == NULL) {
             return code;
         }
-        if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK) {
-            yw_store_stmt_done(st);
-            return yw_store_job_fail(conn, job, rc, "bind creator_id");
-        }
+        yw_sql_bind_text(st, 1, id);
         if ((code = step_done(conn, job, st, "delete categories")) != GRPC_STATUS_OK) {
             return code;
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if ((st = yw_store_job_stmt(conn, job, sql_insert_category, &code)) == NULL) {
+        if ((st = yw_sql_job_stmt(conn, job, sql_insert_category, &code)) == NULL) {
             return code;
         }
-        if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK ||
-            (rc = yw_store_bind_text(st, 2, categories[i])) != SQLITE_OK) {
-            yw_store_stmt_done(st);
-            return yw_store_job_fail(conn, job, rc, "bind category");
-        }
+        yw_sql_bind_text(st, 1, id);
+        yw_sql_bind_text(st, 2, categories[i]);
         if ((code = step_done(conn, job, st, "insert category")) != GRPC_STATUS_OK) {
             return code;
         }
@@ -217,28 +331,27 @@ static const char sql_insert_creator[] =
 
 /*
  * The creator an earlier call with `request_id` created. *found is 0 when the request id
- * is new.
+ * is new. The caller holds the request id's lock: an earlier call's commit is visible.
  */
 static grpc_status_code replay_request(yw_store_conn_t *conn, creator_create_job_t *j, int *found)
 {
     yw_store_job_t *job = &j->job;
     grpc_status_code code = GRPC_STATUS_OK;
     char q1[300], q2[300], prior[CREATOR_ID_MAX + 1];
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_find_request, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_find_request, &code);
     *found = 0;
     if (st == NULL) {
         return code;
     }
-    int rc = yw_store_bind_text(st, 1, j->request_id);
-    if (rc != SQLITE_OK) {
-        code = yw_store_job_fail(conn, job, rc, "bind request_id");
-    } else if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        snprintf(prior, sizeof prior, "%s", yw_store_column_text(st, 0, NULL));
+    yw_sql_bind_text(st, 1, j->request_id);
+    int rc = yw_sql_step(st);
+    if (rc == YW_SQL_ROW) {
+        snprintf(prior, sizeof prior, "%s", yw_sql_column_text(st, 0, NULL));
         *found = 1;
-    } else if (rc != SQLITE_DONE) {
-        code = yw_store_job_fail(conn, job, rc, "look up request_id");
+    } else if (rc != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, "look up request_id");
     }
-    yw_store_stmt_done(st);
+    yw_sql_done(st);
     if (code != GRPC_STATUS_OK || !*found) {
         return code;
     }
@@ -261,25 +374,36 @@ static grpc_status_code replay_request(yw_store_conn_t *conn, creator_create_job
     return GRPC_STATUS_OK;
 }
 
+/* The creator_id is taken: the message of CreateCreator's ALREADY_EXISTS. */
+static grpc_status_code creator_taken(yw_store_job_t *job, const char *id)
+{
+    char q[300];
+    return yw_store_job_failf(job, GRPC_STATUS_ALREADY_EXISTS,
+                              "creator.creator_id: creator %s already exists",
+                              yw_quote(id, YW_QUOTE_MAX, q, sizeof q));
+}
+
 grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job)
 {
     creator_create_job_t *j = (creator_create_job_t *)job;
     const Yaowei__Creator__V1__Creator *c = j->creator;
     grpc_status_code code = GRPC_STATUS_OK;
-    char joined[CREATOR_CATEGORIES_JOINED_MAX], q[300];
+    char joined[CREATOR_CATEGORIES_JOINED_MAX];
     int has_request = j->request_id != NULL && j->request_id[0] != '\0';
-    int found = 0, exists = 0, rc;
+    int found = 0, exists = 0;
 
-    if (has_request && ((code = replay_request(conn, j, &found)) != GRPC_STATUS_OK || found)) {
-        return code;
+    if (has_request) {
+        /* Creates with one request id take turns on every replica (AIP-155). */
+        if ((code = lock_key(conn, job, CREATOR_LOCK_REQUEST, j->request_id)) != GRPC_STATUS_OK ||
+            (code = replay_request(conn, j, &found)) != GRPC_STATUS_OK || found) {
+            return code;
+        }
     }
     if ((code = creator_exists(conn, job, c->creator_id, &exists)) != GRPC_STATUS_OK) {
         return code;
     }
     if (exists) {
-        return yw_store_job_failf(job, GRPC_STATUS_ALREADY_EXISTS,
-                                  "creator.creator_id: creator %s already exists",
-                                  yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
+        return creator_taken(job, c->creator_id);
     }
     if (creator_categories_join(c->categories, c->n_categories, joined, sizeof joined) < 0) {
         return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
@@ -305,42 +429,44 @@ grpc_status_code creator_store_create(yw_store_conn_t *conn, yw_store_job_t *job
         f.n_categories = 0;
     }
 
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_insert_creator, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_insert_creator, &code);
     if (st == NULL) {
         return code;
     }
-    if ((rc = yw_store_bind_text(st, 1, f.creator_id)) != SQLITE_OK ||
-        (rc = yw_store_bind_text(st, 2, f.display_name)) != SQLITE_OK ||
-        (rc = yw_store_bind_text(st, 3, f.region)) != SQLITE_OK ||
-        (rc = yw_store_bind_text(st, 4, joined)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 5, f.followers)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 6, f.status)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 7, f.create_seconds)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 8, f.create_nanos)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 9, f.update_seconds)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 10, f.update_nanos)) != SQLITE_OK) {
-        yw_store_stmt_done(st);
-        return yw_store_job_fail(conn, job, rc, "bind creator");
-    }
+    yw_sql_binder_t b = YW_SQL_BINDER(st);
+    yw_sql_bind_next_text(&b, f.creator_id);
+    yw_sql_bind_next_text(&b, f.display_name);
+    yw_sql_bind_next_text(&b, f.region);
+    yw_sql_bind_next_text(&b, joined);
+    yw_sql_bind_next_i64(&b, f.followers);
+    yw_sql_bind_next_i64(&b, f.status);
+    yw_sql_bind_next_i64(&b, f.create_seconds);
+    yw_sql_bind_next_i64(&b, f.create_nanos);
+    yw_sql_bind_next_i64(&b, f.update_seconds);
+    yw_sql_bind_next_i64(&b, f.update_nanos);
     if ((code = step_done(conn, job, st, "insert creator")) != GRPC_STATUS_OK) {
-        return code;
+        /*
+         * A constraint: another replica created this creator_id after the check above
+         * (its insert committed while ours waited on the key).
+         */
+        return code == GRPC_STATUS_ALREADY_EXISTS ? creator_taken(job, c->creator_id) : code;
     }
     if ((code = write_categories(conn, job, f.creator_id, f.categories, f.n_categories, 0)) !=
         GRPC_STATUS_OK) {
         return code;
     }
     if (has_request) {
-        if ((st = yw_store_job_stmt(conn, job, sql_insert_request, &code)) == NULL) {
+        if ((st = yw_sql_job_stmt(conn, job, sql_insert_request, &code)) == NULL) {
             return code;
         }
-        if ((rc = yw_store_bind_text(st, 1, j->request_id)) != SQLITE_OK ||
-            (rc = yw_store_bind_text(st, 2, c->creator_id)) != SQLITE_OK) {
-            yw_store_stmt_done(st);
-            return yw_store_job_fail(conn, job, rc, "bind request_id");
-        }
+        yw_sql_bind_text(st, 1, j->request_id);
+        yw_sql_bind_text(st, 2, c->creator_id);
         if ((code = step_done(conn, job, st, "insert request_id")) != GRPC_STATUS_OK) {
             return code;
         }
+    }
+    if ((code = notify_creator(conn, job, c->creator_id)) != GRPC_STATUS_OK) {
+        return code;
     }
     j->result = creator_record_new(&f);
     if (j->result == NULL) {
@@ -377,9 +503,12 @@ grpc_status_code creator_store_update(yw_store_conn_t *conn, yw_store_job_t *job
     creator_record_t *cur = NULL;
     grpc_status_code code;
     char joined[CREATOR_CATEGORIES_JOINED_MAX], q[300];
-    int rc;
 
-    if ((code = load_creator(conn, job, c->creator_id, &cur)) != GRPC_STATUS_OK) {
+    /* Locked until commit on PostgreSQL: a concurrent update waits and reads ours. */
+    code = load_creator_with(conn, job,
+                             pick_sql(conn, sql_select_creator, sql_select_creator_for_update_pg),
+                             c->creator_id, &cur);
+    if (code != GRPC_STATUS_OK) {
         return code;
     }
     if (cur == NULL) {
@@ -414,26 +543,35 @@ grpc_status_code creator_store_update(yw_store_conn_t *conn, yw_store_job_t *job
                                   "creator.categories: too long");
     }
     /* `f` borrows strings of `cur` (kept until the new record is built) and of the request. */
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_update_creator, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_update_creator, &code);
     if (st == NULL) {
         creator_record_free(cur);
         return code;
     }
-    if ((rc = yw_store_bind_text(st, 1, f.creator_id)) != SQLITE_OK ||
-        (rc = yw_store_bind_text(st, 2, f.display_name)) != SQLITE_OK ||
-        (rc = yw_store_bind_text(st, 3, f.region)) != SQLITE_OK ||
-        (rc = yw_store_bind_text(st, 4, joined)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 5, f.followers)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 6, f.status)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 7, f.update_seconds)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 8, f.update_nanos)) != SQLITE_OK) {
-        yw_store_stmt_done(st);
-        creator_record_free(cur);
-        return yw_store_job_fail(conn, job, rc, "bind creator");
+    yw_sql_binder_t b = YW_SQL_BINDER(st);
+    yw_sql_bind_next_text(&b, f.creator_id);
+    yw_sql_bind_next_text(&b, f.display_name);
+    yw_sql_bind_next_text(&b, f.region);
+    yw_sql_bind_next_text(&b, joined);
+    yw_sql_bind_next_i64(&b, f.followers);
+    yw_sql_bind_next_i64(&b, f.status);
+    yw_sql_bind_next_i64(&b, f.update_seconds);
+    yw_sql_bind_next_i64(&b, f.update_nanos);
+    int step = yw_sql_step(st);
+    if (step != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, "update creator");
+    } else if (yw_sql_changes(st) != 1) {
+        /* Deleted meanwhile (the row lock of the read makes this SQLite-impossible). */
+        code = yw_store_job_failf(job, GRPC_STATUS_NOT_FOUND,
+                                  "creator.creator_id: creator %s not found",
+                                  yw_quote(c->creator_id, YW_QUOTE_MAX, q, sizeof q));
     }
-    code = step_done(conn, job, st, "update creator");
+    yw_sql_done(st);
     if (code == GRPC_STATUS_OK && set_cats) {
         code = write_categories(conn, job, f.creator_id, f.categories, f.n_categories, 1);
+    }
+    if (code == GRPC_STATUS_OK) {
+        code = notify_creator(conn, job, f.creator_id);
     }
     if (code == GRPC_STATUS_OK) {
         j->result = creator_record_new(&f);
@@ -481,25 +619,28 @@ grpc_status_code creator_store_delete(yw_store_conn_t *conn, yw_store_job_t *job
     grpc_status_code code = GRPC_STATUS_OK;
     char q[300];
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-        sqlite3_stmt *st = yw_store_job_stmt(conn, job, steps[i].sql, &code);
+        yw_sql_t *st = yw_sql_job_stmt(conn, job, steps[i].sql, &code);
         if (st == NULL) {
             return code;
         }
-        int rc = yw_store_bind_text(st, 1, j->creator_id);
-        if (rc != SQLITE_OK) {
-            yw_store_stmt_done(st);
-            return yw_store_job_fail(conn, job, rc, "bind creator_id");
+        yw_sql_bind_text(st, 1, j->creator_id);
+        int gone = 0;
+        if (yw_sql_step(st) != YW_SQL_DONE) {
+            code = yw_sql_job_fail(conn, job, steps[i].what);
+        } else {
+            gone = i == 0 && yw_sql_changes(st) == 0;
         }
-        if ((code = step_done(conn, job, st, steps[i].what)) != GRPC_STATUS_OK) {
+        yw_sql_done(st);
+        if (code != GRPC_STATUS_OK) {
             return code;
         }
-        if (i == 0 && sqlite3_changes(yw_store_db(conn)) == 0) {
+        if (gone) {
             return yw_store_job_failf(job, GRPC_STATUS_NOT_FOUND,
                                       "creator_id: creator %s not found",
                                       yw_quote(j->creator_id, YW_QUOTE_MAX, q, sizeof q));
         }
     }
-    return GRPC_STATUS_OK;
+    return notify_creator(conn, job, j->creator_id);
 }
 
 void creator_delete_job_init(creator_delete_job_t *j,
@@ -514,49 +655,162 @@ void creator_delete_job_init(creator_delete_job_t *j,
 
 static const char sql_note_owner[] = "SELECT creator_id FROM note_stats WHERE note_id = ?1 LIMIT 1";
 static const char sql_upsert_stats[] =
-    "INSERT OR REPLACE INTO note_stats(note_id, day, creator_id, is_video, impressions, views, "
+    "INSERT INTO note_stats(note_id, day, creator_id, is_video, impressions, views, "
     "video_plays, avg_watch_ms, completion_rate, likes, collects, comments, shares, "
-    "follows_gained) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    "follows_gained) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+    "ON CONFLICT (note_id, day) DO UPDATE SET creator_id = excluded.creator_id, "
+    "is_video = excluded.is_video, impressions = excluded.impressions, "
+    "views = excluded.views, video_plays = excluded.video_plays, "
+    "avg_watch_ms = excluded.avg_watch_ms, completion_rate = excluded.completion_rate, "
+    "likes = excluded.likes, collects = excluded.collects, comments = excluded.comments, "
+    "shares = excluded.shares, follows_gained = excluded.follows_gained";
 
-/* Row i's note must be new or already belong to row i's creator. */
-static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *job, size_t i,
-                                         const Yaowei__Creator__V1__NoteDailyStats *s)
+/* What note_owner() found. */
+enum { NOTE_NEW = 0, NOTE_SAME_OWNER = 1, NOTE_OTHER_OWNER = 2 };
+
+/*
+ * Whether note `note_id` has rows, and whose: *found gets NOTE_NEW, NOTE_SAME_OWNER (it
+ * belongs to `creator_id`) or NOTE_OTHER_OWNER (then `owner` gets its creator_id).
+ */
+static grpc_status_code note_owner(yw_store_conn_t *conn, yw_store_job_t *job, const char *note_id,
+                                   const char *creator_id, char owner[CREATOR_ID_MAX + 1],
+                                   int *found)
 {
     grpc_status_code code = GRPC_STATUS_OK;
-    char q1[300], q2[300], q3[300];
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_note_owner, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_note_owner, &code);
+    *found = NOTE_NEW;
     if (st == NULL) {
         return code;
     }
-    int rc = yw_store_bind_text(st, 1, s->note_id);
-    if (rc != SQLITE_OK) {
-        code = yw_store_job_fail(conn, job, rc, "bind note_id");
-    } else if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *owner = yw_store_column_text(st, 0, NULL);
-        if (strcmp(owner, s->creator_id) != 0) {
-            code = yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
-                                      "stats[%zu].note_id: note %s belongs to creator %s, not %s",
-                                      i, yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
-                                      yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
-                                      yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
+    yw_sql_bind_text(st, 1, note_id);
+    int rc = yw_sql_step(st);
+    if (rc == YW_SQL_ROW) {
+        const char *o = yw_sql_column_text(st, 0, NULL);
+        if (creator_id != NULL && strcmp(o, creator_id) == 0) {
+            *found = NOTE_SAME_OWNER;
+        } else {
+            *found = NOTE_OTHER_OWNER;
+            snprintf(owner, CREATOR_ID_MAX + 1, "%s", o);
         }
-    } else if (rc != SQLITE_DONE) {
-        code = yw_store_job_fail(conn, job, rc, "look up note");
+    } else if (rc != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, "look up note");
     }
-    yw_store_stmt_done(st);
+    yw_sql_done(st);
     return code;
 }
 
-grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_t *job)
-{
-    creator_record_stats_job_t *j = (creator_record_stats_job_t *)job;
-    grpc_status_code code = GRPC_STATUS_OK;
-    const char *known =
-        NULL; /* the last creator_id seen to exist: batches are mostly one creator */
-    char q[300];
-    int rc;
+/*
+ * The notes of a batch on PostgreSQL: their distinct ids in byte order, and whether this
+ * job holds each one's lock. Only new notes need one: a note with rows keeps its owner
+ * (its rows go only with their creator, which the batch holds FOR KEY SHARE).
+ */
+typedef struct {
+    const char **ids;
+    unsigned char *locked;
+    size_t n;
+} note_locks_t;
 
-    j->upserted = 0;
+static void note_locks_free(note_locks_t *nl)
+{
+    free(nl->ids);
+    free(nl->locked);
+}
+
+static int cmp_id(const void *key, const void *elem)
+{
+    return strcmp(key, *(const char *const *)elem);
+}
+
+/* Takes the lock of note `k` of `nl` (once). */
+static grpc_status_code lock_note(yw_store_conn_t *conn, yw_store_job_t *job, note_locks_t *nl,
+                                  size_t k)
+{
+    if (nl->locked[k]) {
+        return GRPC_STATUS_OK;
+    }
+    nl->locked[k] = 1;
+    return lock_key(conn, job, CREATOR_LOCK_NOTE, nl->ids[k]);
+}
+
+/*
+ * Locks the batch's new notes in byte order of note_id (two batches that share new notes
+ * lock them in the same order: neither waits for the other in a cycle), so that the
+ * first rows of a note, and the owner check before them, take turns across replicas.
+ */
+static grpc_status_code lock_new_notes(yw_store_conn_t *conn, creator_record_stats_job_t *j,
+                                       note_locks_t *nl)
+{
+    char owner[CREATOR_ID_MAX + 1];
+    if (j->n_stats == 0) {
+        return GRPC_STATUS_OK;
+    }
+    nl->ids = malloc(j->n_stats * sizeof *nl->ids);
+    nl->locked = calloc(j->n_stats, 1);
+    if (nl->ids == NULL || nl->locked == NULL) {
+        return yw_store_job_failf(&j->job, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                  "out of memory locking notes");
+    }
+    for (size_t i = 0; i < j->n_stats; i++) {
+        nl->ids[i] = j->stats[i]->note_id;
+    }
+    nl->n = creator_sort_unique(nl->ids, j->n_stats);
+    for (size_t k = 0; k < nl->n; k++) {
+        int found;
+        grpc_status_code code = note_owner(conn, &j->job, nl->ids[k], NULL, owner, &found);
+        if (code == GRPC_STATUS_OK && found == NOTE_NEW) {
+            code = lock_note(conn, &j->job, nl, k);
+        }
+        if (code != GRPC_STATUS_OK) {
+            return code;
+        }
+    }
+    return GRPC_STATUS_OK;
+}
+
+/*
+ * Row i's note must be new or already belong to row i's creator. `nl` (PostgreSQL; NULL
+ * on SQLite): a note found new that this job has not locked (its rows went with their
+ * creator since lock_new_notes() looked) is locked now and looked up again.
+ */
+static grpc_status_code check_note_owner(yw_store_conn_t *conn, yw_store_job_t *job, size_t i,
+                                         const Yaowei__Creator__V1__NoteDailyStats *s,
+                                         note_locks_t *nl)
+{
+    char owner[CREATOR_ID_MAX + 1], q1[300], q2[300], q3[300];
+    int found;
+    grpc_status_code code = note_owner(conn, job, s->note_id, s->creator_id, owner, &found);
+    if (code == GRPC_STATUS_OK && found == NOTE_NEW && nl != NULL) {
+        const char **at = bsearch(s->note_id, nl->ids, nl->n, sizeof *nl->ids, cmp_id);
+        size_t k = (size_t)(at - nl->ids); /* every note of the batch is in nl */
+        if (!nl->locked[k]) {
+            code = lock_note(conn, job, nl, k);
+            if (code == GRPC_STATUS_OK) {
+                code = note_owner(conn, job, s->note_id, s->creator_id, owner, &found);
+            }
+        }
+    }
+    if (code == GRPC_STATUS_OK && found == NOTE_OTHER_OWNER) {
+        code = yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "stats[%zu].note_id: note %s belongs to creator %s, not %s", i,
+                                  yw_quote(s->note_id, YW_QUOTE_MAX, q1, sizeof q1),
+                                  yw_quote(owner, YW_QUOTE_MAX, q2, sizeof q2),
+                                  yw_quote(s->creator_id, YW_QUOTE_MAX, q3, sizeof q3));
+    }
+    return code;
+}
+
+/* The upserts of creator_store_record_stats(), row by row. */
+static grpc_status_code upsert_rows(yw_store_conn_t *conn, creator_record_stats_job_t *j,
+                                    note_locks_t *nl)
+{
+    yw_store_job_t *job = &j->job;
+    grpc_status_code code = GRPC_STATUS_OK;
+    /* The last creator_id seen to exist: batches are mostly one creator. */
+    const char *known = NULL;
+    /* PostgreSQL: the creator stays (no delete commits) until this batch commits. */
+    const char *exists_sql = pick_sql(conn, sql_creator_exists, sql_creator_exists_locked_pg);
+    char q[300];
+
     for (size_t i = 0; i < j->n_stats; i++) {
         const Yaowei__Creator__V1__NoteDailyStats *s = j->stats[i];
         int64_t day;
@@ -566,7 +820,8 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
         }
         if (known == NULL || strcmp(known, s->creator_id) != 0) {
             int exists = 0;
-            if ((code = creator_exists(conn, job, s->creator_id, &exists)) != GRPC_STATUS_OK) {
+            code = creator_exists_with(conn, job, exists_sql, s->creator_id, &exists);
+            if (code != GRPC_STATUS_OK) {
                 return code;
             }
             if (!exists) {
@@ -576,36 +831,73 @@ grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_
             }
             known = s->creator_id;
         }
-        if ((code = check_note_owner(conn, job, i, s)) != GRPC_STATUS_OK) {
+        if ((code = check_note_owner(conn, job, i, s, nl)) != GRPC_STATUS_OK) {
             return code;
         }
-        sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_upsert_stats, &code);
+        yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_upsert_stats, &code);
         if (st == NULL) {
             return code;
         }
-        if ((rc = yw_store_bind_text(st, 1, s->note_id)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 2, day)) != SQLITE_OK ||
-            (rc = yw_store_bind_text(st, 3, s->creator_id)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int(st, 4, s->is_video ? 1 : 0)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 5, s->impressions)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 6, s->views)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 7, s->video_plays)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 8, s->avg_watch_ms)) != SQLITE_OK ||
-            (rc = sqlite3_bind_double(st, 9, s->completion_rate)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 10, s->likes)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 11, s->collects)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 12, s->comments)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 13, s->shares)) != SQLITE_OK ||
-            (rc = sqlite3_bind_int64(st, 14, s->follows_gained)) != SQLITE_OK) {
-            yw_store_stmt_done(st);
-            return yw_store_job_fail(conn, job, rc, "bind note stats");
-        }
+        yw_sql_binder_t b = YW_SQL_BINDER(st);
+        yw_sql_bind_next_text(&b, s->note_id);
+        yw_sql_bind_next_i64(&b, day);
+        yw_sql_bind_next_text(&b, s->creator_id);
+        yw_sql_bind_next_i64(&b, s->is_video ? 1 : 0);
+        yw_sql_bind_next_i64(&b, s->impressions);
+        yw_sql_bind_next_i64(&b, s->views);
+        yw_sql_bind_next_i64(&b, s->video_plays);
+        yw_sql_bind_next_i64(&b, s->avg_watch_ms);
+        yw_sql_bind_next_f64(&b, s->completion_rate);
+        yw_sql_bind_next_i64(&b, s->likes);
+        yw_sql_bind_next_i64(&b, s->collects);
+        yw_sql_bind_next_i64(&b, s->comments);
+        yw_sql_bind_next_i64(&b, s->shares);
+        yw_sql_bind_next_i64(&b, s->follows_gained);
         if ((code = step_done(conn, job, st, "upsert note stats")) != GRPC_STATUS_OK) {
             return code;
         }
         j->upserted++;
     }
     return GRPC_STATUS_OK;
+}
+
+grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    creator_record_stats_job_t *j = (creator_record_stats_job_t *)job;
+    grpc_status_code code = GRPC_STATUS_OK;
+    char q[300];
+
+    j->upserted = 0;
+    if (j->check_only > 0) {
+        /* Writes nothing: the rows before a bad one, checked as the upsert would check them. */
+        for (size_t i = 0; i < j->check_only && i < j->n_stats; i++) {
+            const char *id = j->stats[i]->creator_id;
+            int exists = 0;
+            if (i > 0 && strcmp(id, j->stats[i - 1]->creator_id) == 0) {
+                continue;
+            }
+            if ((code = creator_exists(conn, job, id, &exists)) != GRPC_STATUS_OK) {
+                return code;
+            }
+            if (!exists) {
+                return yw_store_job_failf(job, GRPC_STATUS_INVALID_ARGUMENT,
+                                          "stats[%zu].creator_id: creator %s does not exist", i,
+                                          yw_quote(id, YW_QUOTE_MAX, q, sizeof q));
+            }
+        }
+        return GRPC_STATUS_OK;
+    }
+    note_locks_t locks = {NULL, NULL, 0}, *nl = NULL;
+    if (yw_sql_backend(conn) == YW_SQL_POSTGRES) {
+        nl = &locks;
+        if ((code = lock_new_notes(conn, j, nl)) != GRPC_STATUS_OK) {
+            note_locks_free(nl);
+            return code;
+        }
+    }
+    code = upsert_rows(conn, j, nl);
+    note_locks_free(&locks);
+    return code;
 }
 
 void creator_record_stats_job_init(creator_record_stats_job_t *j,
@@ -622,22 +914,26 @@ void creator_record_stats_job_init(creator_record_stats_job_t *j,
  * Three plans, each a keyset scan in creator_id order that an index serves: by category
  * (creator_categories_category), by region (creators_region), or over every creator.
  * The followers range is checked on each row. LIMIT is page_size + 1: the extra row
- * tells whether another page follows.
+ * tells whether another page follows. Each plan numbers only the parameters it uses
+ * (PostgreSQL must know every parameter's type, and a parameter compared with a column
+ * first gets the column's type): the filters are bound in the order of
+ * this comment's plans — category, region (when the plan has them), then after,
+ * min_followers, max_followers, limit.
  */
 static const char sql_list_by_category[] =
-    "SELECT " CREATOR_COLUMNS " FROM creator_categories cc CROSS JOIN creators c "
+    "SELECT " CREATOR_COLUMNS " FROM creator_categories cc JOIN creators c "
     "ON c.creator_id = cc.creator_id "
-    "WHERE cc.category = ?1 AND cc.creator_id > ?2 AND (?3 = '' OR c.region = ?3) "
-    "AND c.followers >= ?4 AND (?5 = 0 OR c.followers <= ?5) "
+    "WHERE cc.category = ?1 AND (c.region = ?2 OR ?2 = '') AND cc.creator_id > ?3 "
+    "AND c.followers >= ?4 AND (c.followers <= ?5 OR ?5 = 0) "
     "ORDER BY cc.creator_id LIMIT ?6";
 static const char sql_list_by_region[] = "SELECT " CREATOR_COLUMNS " FROM creators c "
-                                         "WHERE c.region = ?3 AND c.creator_id > ?2 "
-                                         "AND c.followers >= ?4 AND (?5 = 0 OR c.followers <= ?5) "
-                                         "ORDER BY c.creator_id LIMIT ?6";
+                                         "WHERE c.region = ?1 AND c.creator_id > ?2 "
+                                         "AND c.followers >= ?3 AND (c.followers <= ?4 OR ?4 = 0) "
+                                         "ORDER BY c.creator_id LIMIT ?5";
 static const char sql_list_all[] =
     "SELECT " CREATOR_COLUMNS " FROM creators c "
-    "WHERE c.creator_id > ?2 AND c.followers >= ?4 AND (?5 = 0 OR c.followers <= ?5) "
-    "ORDER BY c.creator_id LIMIT ?6";
+    "WHERE c.creator_id > ?1 AND c.followers >= ?2 AND (c.followers <= ?3 OR ?3 = 0) "
+    "ORDER BY c.creator_id LIMIT ?4";
 
 grpc_status_code creator_store_list(yw_store_conn_t *conn, yw_store_job_t *job)
 {
@@ -657,37 +953,38 @@ grpc_status_code creator_store_list(yw_store_conn_t *conn, yw_store_job_t *job)
         return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                   "out of memory listing creators");
     }
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql, &code);
     if (st == NULL) {
         return code;
     }
-    /* Parameters a plan does not use are still bound: binding an unused index is fine. */
-    if ((sql == sql_list_by_category && (rc = yw_store_bind_text(st, 1, category)) != SQLITE_OK) ||
-        (rc = yw_store_bind_text(st, 2, j->after)) != SQLITE_OK ||
-        (sql != sql_list_all && (rc = yw_store_bind_text(st, 3, region)) != SQLITE_OK) ||
-        (rc = sqlite3_bind_int64(st, 4, j->min_followers)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 5, j->max_followers)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 6, (int64_t)j->page_size + 1)) != SQLITE_OK) {
-        yw_store_stmt_done(st);
-        return yw_store_job_fail(conn, job, rc, "bind list filters");
+    yw_sql_binder_t b = YW_SQL_BINDER(st);
+    if (sql == sql_list_by_category) {
+        yw_sql_bind_next_text(&b, category);
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (sql != sql_list_all) {
+        yw_sql_bind_next_text(&b, region);
+    }
+    yw_sql_bind_next_text(&b, j->after);
+    yw_sql_bind_next_i64(&b, j->min_followers);
+    yw_sql_bind_next_i64(&b, j->max_followers);
+    yw_sql_bind_next_i64(&b, (int64_t)j->page_size + 1);
+    while ((rc = yw_sql_step(st)) == YW_SQL_ROW) {
         if (j->n_records == (size_t)j->page_size) {
             j->more = 1;
             break;
         }
         creator_record_t *r = record_from_row(st);
         if (r == NULL) {
-            yw_store_stmt_done(st);
+            yw_sql_done(st);
             return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                       "out of memory listing creators");
         }
         j->records[j->n_records++] = r;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        code = yw_store_job_fail(conn, job, rc, "list creators");
+    if (rc != YW_SQL_ROW && rc != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, "list creators");
     }
-    yw_store_stmt_done(st);
+    yw_sql_done(st);
     return code;
 }
 
@@ -716,7 +1013,10 @@ void creator_list_job_dispose(creator_list_job_t *j)
  * the window and views_prev_7d. Columns 0-10 sum the window only; 11-12 are the two
  * 7-day view sums; 13 counts the note's rows in the window (0: the note only has rows
  * in the prev-7d range and is not one of the window's notes).
- * ?1 creator_id, ?2 window start, ?3 lo, ?4 end - 6, ?5 end - 13, ?6 end.
+ * ?1 creator_id, ?2 window start, ?3 lo, ?4 end - 6, ?5 end - 13, ?6 end. Column 9 is a
+ * double (SUM of doubles; COALESCE(SUM(), 0.0) is SQLite's TOTAL() in both databases);
+ * the other sums are integers (PostgreSQL's SUM of BIGINT is NUMERIC, read as int64 from
+ * its text). Notes come in note_id order so that the double sum is the same on both.
  */
 static const char sql_note_sums[] =
     "SELECT MAX(CASE WHEN day >= ?2 THEN is_video ELSE 0 END),"
@@ -728,12 +1028,14 @@ static const char sql_note_sums[] =
     " SUM(CASE WHEN day >= ?2 THEN comments ELSE 0 END),"
     " SUM(CASE WHEN day >= ?2 THEN shares ELSE 0 END),"
     " SUM(CASE WHEN day >= ?2 THEN follows_gained ELSE 0 END),"
-    " TOTAL(CASE WHEN day >= ?2 AND is_video THEN completion_rate * impressions ELSE 0 END),"
-    " SUM(CASE WHEN day >= ?2 AND is_video THEN impressions ELSE 0 END),"
+    " COALESCE(SUM(CASE WHEN day >= ?2 AND is_video <> 0 THEN completion_rate * impressions"
+    " ELSE 0.0 END), 0.0),"
+    " SUM(CASE WHEN day >= ?2 AND is_video <> 0 THEN impressions ELSE 0 END),"
     " SUM(CASE WHEN day >= ?4 THEN views ELSE 0 END),"
     " SUM(CASE WHEN day >= ?5 AND day < ?4 THEN views ELSE 0 END),"
     " SUM(CASE WHEN day >= ?2 THEN 1 ELSE 0 END)"
-    " FROM note_stats WHERE creator_id = ?1 AND day BETWEEN ?3 AND ?6 GROUP BY note_id";
+    " FROM note_stats WHERE creator_id = ?1 AND day BETWEEN ?3 AND ?6 GROUP BY note_id ORDER BY "
+    "note_id";
 static const char sql_active_days[] =
     "SELECT COUNT(DISTINCT day) FROM note_stats WHERE creator_id = ?1 AND day BETWEEN ?2 AND ?3";
 
@@ -788,64 +1090,63 @@ static grpc_status_code one_creator_stats(yw_store_conn_t *conn, creator_stats_j
     int rc;
 
     views->n = 0;
-    sqlite3_stmt *st = yw_store_job_stmt(conn, job, sql_note_sums, &code);
+    yw_sql_t *st = yw_sql_job_stmt(conn, job, sql_note_sums, &code);
     if (st == NULL) {
         return code;
     }
-    if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 2, start)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 3, lo)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 4, end - 6)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 5, end - 13)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 6, end)) != SQLITE_OK) {
-        yw_store_stmt_done(st);
-        return yw_store_job_fail(conn, job, rc, "bind stats window");
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        out->views_last_7d = add_sat(out->views_last_7d, sqlite3_column_int64(st, 11));
-        out->views_prev_7d = add_sat(out->views_prev_7d, sqlite3_column_int64(st, 12));
-        if (sqlite3_column_int64(st, 13) == 0) {
+    yw_sql_binder_t b = YW_SQL_BINDER(st);
+    yw_sql_bind_next_text(&b, id);
+    yw_sql_bind_next_i64(&b, start);
+    yw_sql_bind_next_i64(&b, lo);
+    yw_sql_bind_next_i64(&b, end - 6);
+    yw_sql_bind_next_i64(&b, end - 13);
+    yw_sql_bind_next_i64(&b, end);
+    while ((rc = yw_sql_step(st)) == YW_SQL_ROW) {
+        out->views_last_7d = add_sat(out->views_last_7d, yw_sql_column_i64(st, 11));
+        out->views_prev_7d = add_sat(out->views_prev_7d, yw_sql_column_i64(st, 12));
+        if (yw_sql_column_i64(st, 13) == 0) {
             continue;
         }
-        int64_t note_views = sqlite3_column_int64(st, 2);
+        int64_t note_views = yw_sql_column_i64(st, 2);
         out->notes++;
-        out->video_notes += sqlite3_column_int64(st, 0) != 0;
-        out->impressions = add_sat(out->impressions, sqlite3_column_int64(st, 1));
+        out->video_notes += yw_sql_column_i64(st, 0) != 0;
+        out->impressions = add_sat(out->impressions, yw_sql_column_i64(st, 1));
         out->views = add_sat(out->views, note_views);
-        out->video_plays = add_sat(out->video_plays, sqlite3_column_int64(st, 3));
-        out->likes = add_sat(out->likes, sqlite3_column_int64(st, 4));
-        out->collects = add_sat(out->collects, sqlite3_column_int64(st, 5));
-        out->comments = add_sat(out->comments, sqlite3_column_int64(st, 6));
-        out->shares = add_sat(out->shares, sqlite3_column_int64(st, 7));
-        out->follower_gain = add_sat(out->follower_gain, sqlite3_column_int64(st, 8));
-        weighted_completion += sqlite3_column_double(st, 9);
-        video_impressions = add_sat(video_impressions, sqlite3_column_int64(st, 10));
+        out->video_plays = add_sat(out->video_plays, yw_sql_column_i64(st, 3));
+        out->likes = add_sat(out->likes, yw_sql_column_i64(st, 4));
+        out->collects = add_sat(out->collects, yw_sql_column_i64(st, 5));
+        out->comments = add_sat(out->comments, yw_sql_column_i64(st, 6));
+        out->shares = add_sat(out->shares, yw_sql_column_i64(st, 7));
+        out->follower_gain = add_sat(out->follower_gain, yw_sql_column_i64(st, 8));
+        weighted_completion += yw_sql_column_f64(st, 9);
+        video_impressions = add_sat(video_impressions, yw_sql_column_i64(st, 10));
         if (vec_push(views, note_views) != 0) {
-            yw_store_stmt_done(st);
+            yw_sql_done(st);
             return yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                       "out of memory computing stats");
         }
     }
-    yw_store_stmt_done(st);
-    if (rc != SQLITE_DONE) {
-        return yw_store_job_fail(conn, job, rc, "sum note stats");
-    }
-
-    if ((st = yw_store_job_stmt(conn, job, sql_active_days, &code)) == NULL) {
+    if (rc != YW_SQL_DONE) {
+        code = yw_sql_job_fail(conn, job, "sum note stats");
+        yw_sql_done(st);
         return code;
     }
-    if ((rc = yw_store_bind_text(st, 1, id)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 2, start)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 3, end)) != SQLITE_OK) {
-        yw_store_stmt_done(st);
-        return yw_store_job_fail(conn, job, rc, "bind stats window");
+    yw_sql_done(st);
+
+    if ((st = yw_sql_job_stmt(conn, job, sql_active_days, &code)) == NULL) {
+        return code;
     }
-    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        out->active_days = sqlite3_column_int(st, 0);
+    yw_sql_bind_text(st, 1, id);
+    yw_sql_bind_i64(st, 2, start);
+    yw_sql_bind_i64(st, 3, end);
+    if (yw_sql_step(st) == YW_SQL_ROW) {
+        out->active_days = (int32_t)yw_sql_column_i64(st, 0);
+    } else {
+        code = yw_sql_job_fail(conn, job, "count active days");
     }
-    yw_store_stmt_done(st);
-    if (rc != SQLITE_ROW) {
-        return yw_store_job_fail(conn, job, rc, "count active days");
+    yw_sql_done(st);
+    if (code != GRPC_STATUS_OK) {
+        return code;
     }
 
     out->engagements =
@@ -936,31 +1237,101 @@ grpc_status_code creator_store_load_all(yw_store_conn_t *conn, void *arg)
 {
     creator_load_t *load = arg;
     load->errmsg[0] = '\0';
-    sqlite3_stmt *st = yw_store_prepare(conn, sql_load_all, load->errmsg, sizeof load->errmsg);
+    yw_sql_t *st = yw_sql_prepare(conn, sql_load_all, load->errmsg, sizeof load->errmsg);
     int rc;
     if (st == NULL) {
-        return GRPC_STATUS_INTERNAL;
+        return yw_sql_fail(conn, "loading creators", load->errmsg, sizeof load->errmsg);
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = yw_sql_step(st)) == YW_SQL_ROW) {
         creator_record_t *r = record_from_row(st);
         if (r == NULL) {
-            yw_store_stmt_done(st);
+            yw_sql_done(st);
             snprintf(load->errmsg, sizeof load->errmsg, "out of memory loading creators");
             return GRPC_STATUS_RESOURCE_EXHAUSTED;
         }
         int err = load->each(r, load->ctx);
         if (err != 0) {
-            yw_store_stmt_done(st);
+            yw_sql_done(st);
             snprintf(load->errmsg, sizeof load->errmsg, "loading creators: %s", strerror(-err));
             return GRPC_STATUS_INTERNAL;
         }
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != YW_SQL_DONE) {
         grpc_status_code code =
-            yw_store_fail(conn, rc, "loading creators", load->errmsg, sizeof load->errmsg);
-        yw_store_stmt_done(st);
+            yw_sql_fail(conn, "loading creators", load->errmsg, sizeof load->errmsg);
+        yw_sql_done(st);
         return code;
     }
-    yw_store_stmt_done(st);
+    yw_sql_done(st);
     return GRPC_STATUS_OK;
+}
+
+/* ---- one creator / every creator, for the cache ---- */
+
+grpc_status_code creator_store_get(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    creator_get_job_t *j = (creator_get_job_t *)job;
+    return load_creator(conn, job, j->creator_id, &j->result);
+}
+
+void creator_get_job_init(creator_get_job_t *j,
+                          void (*done)(yw_store_job_t *job, grpc_status_code status))
+{
+    memset(j, 0, sizeof *j);
+    j->job.work = creator_store_get;
+    j->job.done = done;
+}
+
+void creator_get_job_dispose(creator_get_job_t *j)
+{
+    creator_record_free(j->result);
+    j->result = NULL;
+}
+
+/* creator_load_t.each of the load job: into the job's own cache (no other thread sees it). */
+static int put_fresh(creator_record_t *rec, void *ctx)
+{
+    creator_cache_put(ctx, rec);
+    return 0;
+}
+
+grpc_status_code creator_store_load_job(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    creator_load_job_t *j = (creator_load_job_t *)job;
+    creator_load_t load = {.each = put_fresh, .ctx = &j->fresh};
+    grpc_status_code code = creator_store_load_all(conn, &load);
+    if (code != GRPC_STATUS_OK) {
+        snprintf(job->errmsg, sizeof job->errmsg, "%s", load.errmsg);
+    }
+    return code;
+}
+
+int creator_load_job_init(creator_load_job_t *j,
+                          void (*done)(yw_store_job_t *job, grpc_status_code status))
+{
+    memset(j, 0, sizeof *j);
+    j->job.work = creator_store_load_job;
+    j->job.done = done;
+    return creator_cache_init(&j->fresh);
+}
+
+void creator_load_job_dispose(creator_load_job_t *j)
+{
+    creator_cache_dispose(&j->fresh);
+}
+
+/* ---- a notification alone ---- */
+
+grpc_status_code creator_store_notify(yw_store_conn_t *conn, yw_store_job_t *job)
+{
+    creator_notify_job_t *j = (creator_notify_job_t *)job;
+    return yw_sql_job_notify(conn, job, CREATOR_CHANNEL, j->payload);
+}
+
+void creator_notify_job_init(creator_notify_job_t *j,
+                             void (*done)(yw_store_job_t *job, grpc_status_code status))
+{
+    memset(j, 0, sizeof *j);
+    j->job.work = creator_store_notify;
+    j->job.done = done;
 }

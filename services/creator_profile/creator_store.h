@@ -1,7 +1,11 @@
 /*
- * creator_store.h — the creator profile's SQLite schema and the store jobs that read
- * and write it (common/store.h runs them: writes on the writer thread in group
- * commits, reads on reader threads).
+ * creator_store.h — the creator profile's schema (SQLite and PostgreSQL) and the store
+ * jobs that read and write it (common/store.h runs them: on SQLite writes on the writer
+ * thread in group commits, reads on reader threads; on PostgreSQL each job is one
+ * transaction on a pooled connection, with several replicas writing one database). The
+ * jobs' SQL is common/sql.h's and runs on both; creator_store.c says what keeps writes
+ * of several replicas correct. Every job that commits a change of a creator notifies
+ * CREATOR_CHANNEL (creator_sync.h) with its creator_id.
  *
  * Every job struct starts with its yw_store_job_t. Use: creator_X_job_init(), fill the
  * inputs, set `data` if needed, yw_store_write() or yw_store_read(); in `done` (on the
@@ -22,7 +26,8 @@
  *            indexed on (creator_id, day); `day` is days since 1970-01-01 (UTC)
  * Foreign keys are declared for the reader's sake but not relied on (PRAGMA
  * foreign_keys is per connection and cannot change inside a transaction): deletes
- * remove dependent rows themselves.
+ * remove dependent rows themselves. PostgreSQL (creator_pg_migrations) has the same
+ * tables, with its types and byte-ordered ("C") text keys, and enforces the keys.
  */
 #ifndef CREATOR_STORE_H
 #define CREATOR_STORE_H
@@ -31,6 +36,7 @@
 #include <stdint.h>
 
 #include "common/store.h"
+#include "services/creator_profile/creator_cache.h"
 #include "services/creator_profile/creator_day.h"
 #include "services/creator_profile/creator_record.h"
 #include "services/creator_profile/creator_validate.h"
@@ -44,6 +50,10 @@ extern "C" {
  * as a constant: CREATOR_N_MIGRATIONS). */
 #define CREATOR_N_MIGRATIONS 1
 extern const yw_migration_t creator_migrations[CREATOR_N_MIGRATIONS];
+
+/** The same schema on PostgreSQL (CREATOR_N_PG_MIGRATIONS versions, as SQLite's). */
+#define CREATOR_N_PG_MIGRATIONS 1
+extern const yw_migration_t creator_pg_migrations[CREATOR_N_PG_MIGRATIONS];
 
 /* ---- CreateCreator (write) ---- */
 
@@ -111,14 +121,21 @@ typedef struct st_creator_record_stats_job_t {
     /* in */
     Yaowei__Creator__V1__NoteDailyStats *const *stats;
     size_t n_stats;
+    /**
+     * Non-zero: write nothing, only check that the creators of these first rows exist
+     * (the service knows the batch is bad at row check_only, and wants to know whether a
+     * row before it names a creator that does not exist). Queue it as a write: the
+     * primary has every creator committed, a standby may not.
+     */
+    size_t check_only;
     /* out */
     int32_t upserted;
 } creator_record_stats_job_t;
 
 /**
  * Upserts every row by (note_id, day), all or none: INVALID_ARGUMENT naming the first
- * row whose creator does not exist (`stats[i].creator_id`) or whose note belongs to
- * another creator (`stats[i].note_id`).
+ * row whose creator does not exist in the database (`stats[i].creator_id`) or whose
+ * note belongs to another creator (`stats[i].note_id`).
  */
 grpc_status_code creator_store_record_stats(yw_store_conn_t *conn, yw_store_job_t *job);
 void creator_record_stats_job_init(creator_record_stats_job_t *j,
@@ -177,6 +194,34 @@ void creator_stats_job_init(creator_stats_job_t *j,
                             void (*done)(yw_store_job_t *job, grpc_status_code status));
 void creator_stats_job_dispose(creator_stats_job_t *j);
 
+/* ---- one creator, for the cache (reads, queued as a write: on the primary) ---- */
+
+typedef struct st_creator_get_job_t {
+    yw_store_job_t job;
+    void *data;
+    const char *creator_id;   /* in */
+    creator_record_t *result; /* out: NULL when it does not exist */
+} creator_get_job_t;
+
+/** Reads creator `creator_id` (as committed now: queue it as a write, on the primary). */
+grpc_status_code creator_store_get(yw_store_conn_t *conn, yw_store_job_t *job);
+void creator_get_job_init(creator_get_job_t *j,
+                          void (*done)(yw_store_job_t *job, grpc_status_code status));
+void creator_get_job_dispose(creator_get_job_t *j);
+
+/* ---- a notification alone (write) ---- */
+
+typedef struct st_creator_notify_job_t {
+    yw_store_job_t job;
+    void *data;
+    const char *payload; /* in: sent on CREATOR_CHANNEL once the job commits */
+} creator_notify_job_t;
+
+/** Notifies CREATOR_CHANNEL with `payload` and writes nothing. */
+grpc_status_code creator_store_notify(yw_store_conn_t *conn, yw_store_job_t *job);
+void creator_notify_job_init(creator_notify_job_t *j,
+                             void (*done)(yw_store_job_t *job, grpc_status_code status));
+
 /* ---- start-up ---- */
 
 typedef struct st_creator_load_t {
@@ -191,6 +236,21 @@ typedef struct st_creator_load_t {
  * to load->each, in creator_id order. On failure load->errmsg says why.
  */
 grpc_status_code creator_store_load_all(yw_store_conn_t *conn, void *arg);
+
+/* ---- every creator, for the cache (reads, queued as a write: on the primary) ---- */
+
+typedef struct st_creator_load_job_t {
+    yw_store_job_t job;
+    void *data;
+    creator_cache_t fresh; /* out: every creator; initialized by the job's init */
+} creator_load_job_t;
+
+/** Reads every creator into `fresh` (creator_store_load_all as a job). */
+grpc_status_code creator_store_load_job(yw_store_conn_t *conn, yw_store_job_t *job);
+/** Returns 0 or -ENOMEM. */
+int creator_load_job_init(creator_load_job_t *j,
+                          void (*done)(yw_store_job_t *job, grpc_status_code status));
+void creator_load_job_dispose(creator_load_job_t *j);
 
 #ifdef __cplusplus
 }

@@ -349,7 +349,17 @@ creator_validate_record_stats_known(const Yaowei__Creator__V1__RecordNoteStatsRe
                                     int64_t today, int (*known)(const char *creator_id, void *ctx),
                                     void *ctx, char *err, size_t errlen)
 {
+    size_t bad_row;
+    return creator_validate_record_stats_row(req, today, known, ctx, &bad_row, err, errlen);
+}
+
+grpc_status_code
+creator_validate_record_stats_row(const Yaowei__Creator__V1__RecordNoteStatsRequest *req,
+                                  int64_t today, int (*known)(const char *creator_id, void *ctx),
+                                  void *ctx, size_t *bad_row, char *err, size_t errlen)
+{
     char q[QUOTE_BUFSZ];
+    *bad_row = req->n_stats;
     if (req->n_stats > CREATOR_STATS_ROWS_MAX) {
         return fail(err, errlen, "stats: at most %d rows, got %zu", CREATOR_STATS_ROWS_MAX,
                     req->n_stats);
@@ -358,12 +368,14 @@ creator_validate_record_stats_known(const Yaowei__Creator__V1__RecordNoteStatsRe
         const Yaowei__Creator__V1__NoteDailyStats *row = req->stats[i];
         grpc_status_code code = check_stats_row(i, row, today, err, errlen);
         if (code != GRPC_STATUS_OK) {
+            *bad_row = i;
             return code;
         }
         /* Batches are mostly one creator: ask only when the id changes. */
         if (known != NULL &&
             (i == 0 || strcmp(row->creator_id, req->stats[i - 1]->creator_id) != 0) &&
             !known(row->creator_id, ctx)) {
+            *bad_row = i;
             return fail(err, errlen, "stats[%zu].creator_id: creator %s does not exist", i,
                         yw_quote(row->creator_id, YW_QUOTE_MAX, q, sizeof q));
         }

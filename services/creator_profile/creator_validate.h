@@ -112,6 +112,15 @@ creator_validate_record_stats_known(const Yaowei__Creator__V1__RecordNoteStatsRe
                                     void *ctx, char *err, size_t errlen);
 
 /**
+ * creator_validate_record_stats_known(), and `*bad_row` gets the index of the row the
+ * error names (req->n_stats when it passes or the error names no row).
+ */
+grpc_status_code
+creator_validate_record_stats_row(const Yaowei__Creator__V1__RecordNoteStatsRequest *req,
+                                  int64_t today, int (*known)(const char *creator_id, void *ctx),
+                                  void *ctx, size_t *bad_row, char *err, size_t errlen);
+
+/**
  * The window of GetCreatorStats / BatchGetCreatorStats: window_days within 0..366 (0
  * means 30) and end_day empty (today) or a calendar date. On success `*window` and
  * `*end_day` get the resolved values (end_day as a day number).

@@ -238,6 +238,19 @@ static grpc_status_code count_mig_log(yw_store_conn_t *conn, void *arg)
     return GRPC_STATUS_OK;
 }
 
+static grpc_status_code count_half_done(yw_store_conn_t *conn, void *arg)
+{
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, "SELECT COUNT(*) FROM pg_tables WHERE tablename = ?1", msg,
+                                  sizeof msg);
+    YW_CHECK(st != NULL);
+    yw_sql_bind_text(st, 1, "half_done");
+    YW_CHECK_INT(yw_sql_step(st), ==, YW_SQL_ROW);
+    *(int64_t *)arg = yw_sql_column_i64(st, 0);
+    yw_sql_done(st);
+    return GRPC_STATUS_OK;
+}
+
 /* ---- tests ------------------------------------------------------------------------ */
 
 /* Two processes open at once: one migrates, the other waits and finds it done. */
@@ -288,6 +301,26 @@ YW_TEST(newer_refused)
     YW_CHECK(strstr(err, "version 2") != NULL);
     YW_CHECK(strstr(err, "(1)") != NULL);
     YW_CHECK(store == NULL);
+    /* A migration that fails: refused, its version not recorded, nothing of it left. */
+    static const yw_migration_t bad[] = {
+        pg_migrations[0],
+        pg_migrations[1],
+        {3, "CREATE TABLE half_done(n INTEGER); SELEKT 1;"},
+    };
+    cfg.pg_migrations = bad;
+    cfg.n_pg_migrations = 3;
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, -EINVAL);
+    YW_CHECK(strstr(err, "schema live: migration 3: syntax error") != NULL);
+    cfg.pg_migrations = pg_migrations;
+    cfg.n_pg_migrations = 2;
+    YW_CHECK_INT(yw_store_open(&loop, &cfg, &store, err, sizeof err), ==, 0);
+    YW_CHECK_INT(yw_store_schema_version(store), ==, 2);
+    int64_t n = -1;
+    YW_CHECK_INT(yw_store_run_sync(store, count_half_done, &n, err, sizeof err), ==,
+                 GRPC_STATUS_OK);
+    YW_CHECK_INT(n, ==, 0);
+    close_pg(&loop, store);
+
     /* Another schema name in the same database has versions of its own. */
     cfg.pg_schema = "other";
     cfg.n_pg_migrations = 0;

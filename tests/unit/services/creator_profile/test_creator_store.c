@@ -3,14 +3,21 @@
  * schema and every store job, run the way the service runs them (yw_store_write /
  * yw_store_read on a real SQLite file in a fresh temporary directory, done on the loop),
  * with exact statuses and messages, and stats checked against hand-computed values.
+ *
+ * With YW_TEST_PG_URI set (an empty PostgreSQL database), the same tests run on
+ * PostgreSQL with creator_pg_migrations: each test starts from empty tables.
  */
 #include "services/creator_profile/creator_store.h"
 
 #include <errno.h>
 #include <math.h>
 
+#include "common/sql.h"
 #include "services/creator_profile/creator_day.h"
 #include "tests/unit/test.h"
+
+/* PostgreSQL instead of SQLite: YW_TEST_PG_URI, read in main(); NULL for SQLite. */
+static const char *g_pg_uri;
 
 /* ---- fixture ---------------------------------------------------------------------- */
 
@@ -38,12 +45,34 @@ static void open_store(fixture_t *f)
         .path = f->path,
         .migrations = creator_migrations,
         .n_migrations = CREATOR_N_MIGRATIONS,
+        .pg_uri = g_pg_uri,
+        .pg_migrations = creator_pg_migrations,
+        .n_pg_migrations = CREATOR_N_PG_MIGRATIONS,
+        .pg_schema = "creator_profile",
+        .pg_pool = 2,
     };
     int rc = yw_store_open(&f->loop, &cfg, &f->store, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "yw_store_open: %s\n", err);
     }
     YW_CHECK_INT(rc, ==, 0);
+}
+
+static const char sql_truncate[] =
+    "TRUNCATE creators, creator_categories, create_requests, note_stats";
+
+static grpc_status_code truncate_fn(yw_store_conn_t *conn, void *arg)
+{
+    (void)arg;
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, sql_truncate, msg, sizeof msg);
+    if (st == NULL) {
+        fprintf(stderr, "%s\n", msg);
+        return GRPC_STATUS_INTERNAL;
+    }
+    int rc = yw_sql_step(st);
+    yw_sql_done(st);
+    return rc == YW_SQL_DONE ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
 }
 
 static void fixture_init(fixture_t *f)
@@ -54,6 +83,12 @@ static void fixture_init(fixture_t *f)
     snprintf(f->path, sizeof f->path, "%s/creator_profile.db", f->dir);
     YW_CHECK_INT(uv_loop_init(&f->loop), ==, 0);
     open_store(f);
+    if (g_pg_uri != NULL) {
+        /* One database for every test: start from empty tables. */
+        char err[256];
+        YW_CHECK_INT(yw_store_run_sync(f->store, truncate_fn, NULL, err, sizeof err), ==,
+                     GRPC_STATUS_OK);
+    }
 }
 
 static void on_closed(void *arg)
@@ -103,17 +138,21 @@ typedef struct {
     int64_t value;
 } query_t;
 
+/* On either database (sql.h): the statements are cached by address, the queries are
+ * string literals. */
 static grpc_status_code query_fn(yw_store_conn_t *conn, void *arg)
 {
     query_t *q = arg;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(yw_store_db(conn), q->sql, -1, &st, NULL) != SQLITE_OK) {
+    char msg[256];
+    yw_sql_t *st = yw_sql_prepare(conn, q->sql, msg, sizeof msg);
+    if (st == NULL) {
+        fprintf(stderr, "%s\n", msg);
         return GRPC_STATUS_INTERNAL;
     }
-    int rc = sqlite3_step(st);
-    q->value = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
+    int rc = yw_sql_step(st);
+    q->value = rc == YW_SQL_ROW ? yw_sql_column_i64(st, 0) : -1;
+    yw_sql_done(st);
+    return rc == YW_SQL_ROW ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL;
 }
 
 /* The integer a one-row query returns, read with yw_store_run_sync. */
@@ -183,12 +222,28 @@ YW_TEST(schema_migrates_to_version_1)
     fixture_t f;
     fixture_init(&f);
     YW_CHECK_INT(yw_store_schema_version(f.store), ==, 1);
-    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                           "('creators', 'creator_categories', 'create_requests', 'note_stats')"),
-                 ==, 4);
-    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = "
-                           "'note_stats_creator_day'"),
-                 ==, 1);
+    if (g_pg_uri != NULL) {
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN "
+                               "('creators', 'creator_categories', 'create_requests', "
+                               "'note_stats')"),
+                     ==, 4);
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = "
+                               "'note_stats_creator_day'"),
+                     ==, 1);
+        /* Keys compare bytes, as SQLite's BINARY: 'B' < '_' < 'a'. */
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM information_schema.columns WHERE "
+                               "table_name = 'creators' AND column_name = 'creator_id' AND "
+                               "collation_name = 'C'"),
+                     ==, 1);
+    } else {
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                               "name IN ('creators', 'creator_categories', 'create_requests', "
+                               "'note_stats')"),
+                     ==, 4);
+        YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
+                               "name = 'note_stats_creator_day'"),
+                     ==, 1);
+    }
     /* Reopening an up-to-date file changes nothing. */
     close_store(&f);
     open_store(&f);
@@ -915,8 +970,211 @@ YW_TEST(load_all_reads_every_creator_after_reopen)
     fixture_done(&f);
 }
 
+/* ---- several replicas on one PostgreSQL ---- */
+
+/* A job's own status (g_status is the last one's). */
+typedef struct {
+    grpc_status_code status;
+    int done;
+} outcome_t;
+
+static outcome_t g_outcomes[2];
+
+static void on_done_a(yw_store_job_t *job, grpc_status_code status)
+{
+    (void)job;
+    g_outcomes[0].status = status;
+    g_outcomes[0].done = 1;
+}
+
+static void on_done_b(yw_store_job_t *job, grpc_status_code status)
+{
+    (void)job;
+    g_outcomes[1].status = status;
+    g_outcomes[1].done = 1;
+}
+
+/* Queues job a on store `sa` and job b on `sb` together; runs the loop until both are done. */
+static void run_both(uv_loop_t *loop, yw_store_t *sa, yw_store_job_t *a, yw_store_t *sb,
+                     yw_store_job_t *b)
+{
+    memset(g_outcomes, 0, sizeof g_outcomes);
+    a->done = on_done_a;
+    b->done = on_done_b;
+    YW_CHECK_INT(yw_store_write(sa, a), ==, 0);
+    YW_CHECK_INT(yw_store_write(sb, b), ==, 0);
+    while (!g_outcomes[0].done || !g_outcomes[1].done) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+}
+
+typedef struct {
+    char seen[128][32];
+    int n;
+    int reconnects;
+} heard_t;
+
+static void on_heard(void *arg, const char *payload)
+{
+    heard_t *h = arg;
+    if (payload == NULL) {
+        h->reconnects++;
+    } else if (h->n < 128) {
+        snprintf(h->seen[h->n++], sizeof h->seen[0], "%s", payload);
+    }
+}
+
+static int heard(const heard_t *h, const char *id)
+{
+    for (int i = 0; i < h->n; i++) {
+        if (strcmp(h->seen[i], id) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+YW_TEST(pg_two_replicas)
+{
+    if (g_pg_uri == NULL) {
+        printf("     (skipped: PostgreSQL only)\n");
+        return;
+    }
+    fixture_t f;
+    char err[256];
+    fixture_init(&f);
+    yw_store_t *other = NULL; /* a second replica: its own pool on the same database */
+    yw_store_config_t cfg = {.pg_uri = g_pg_uri,
+                             .pg_migrations = creator_pg_migrations,
+                             .n_pg_migrations = CREATOR_N_PG_MIGRATIONS,
+                             .pg_schema = "creator_profile",
+                             .pg_pool = 2};
+    YW_CHECK_INT(yw_store_open(&f.loop, &cfg, &other, err, sizeof err), ==, 0);
+    heard_t h = {.n = 0};
+    YW_CHECK_INT(yw_store_listen(other, "yw_creators", on_heard, &h), ==, 0);
+    uv_timer_t tick;
+    YW_CHECK_INT(uv_timer_init(&f.loop, &tick), ==, 0);
+    YW_CHECK_INT(uv_timer_start(&tick, on_tick, 20, 20), ==, 0);
+    /* LISTEN starts on the listener's thread: probe until it hears (creator_notify_job_t). */
+    for (int tries = 0; !heard(&h, "#listening:test"); tries++) {
+        YW_CHECK(tries < 100);
+        creator_notify_job_t probe;
+        creator_notify_job_init(&probe, on_done);
+        probe.payload = "#listening:test";
+        YW_CHECK_INT(run(&f, &probe.job, 1), ==, GRPC_STATUS_OK);
+        for (int i = 0; i < 5 && !heard(&h, "#listening:test"); i++) {
+            uv_run(&f.loop, UV_RUN_ONCE);
+        }
+    }
+
+    /* One request id on both replicas at once: one creates, the other replays it. */
+    for (int round = 0; round < 10; round++) {
+        char id[32], rid[32];
+        snprintf(id, sizeof id, "same-%d", round);
+        snprintf(rid, sizeof rid, "req-%d", round);
+        creator_msg_t m;
+        creator_create_job_t ja, jb;
+        creator_msg(&m, id, "", "food", NULL, round);
+        creator_create_job_init(&ja, NULL);
+        creator_create_job_init(&jb, NULL);
+        ja.request_id = jb.request_id = rid;
+        ja.creator = jb.creator = &m.c;
+        ja.now_seconds = 1700000000;
+        jb.now_seconds = 1700000001;
+        run_both(&f.loop, f.store, &ja.job, other, &jb.job);
+        YW_CHECK_INT(g_outcomes[0].status, ==, GRPC_STATUS_OK);
+        YW_CHECK_INT(g_outcomes[1].status, ==, GRPC_STATUS_OK);
+        YW_CHECK_INT(ja.replayed + jb.replayed, ==, 1);
+        /* The replay returns the creator as the first call stored it. */
+        YW_CHECK_INT(ja.result->msg.update_time->seconds, ==, jb.result->msg.update_time->seconds);
+        creator_create_job_dispose(&ja);
+        creator_create_job_dispose(&jb);
+    }
+    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM creators"), ==, 10);
+    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM create_requests"), ==, 10);
+
+    /* One creator_id under two request ids: one wins, the other is ALREADY_EXISTS. */
+    for (int round = 0; round < 10; round++) {
+        char id[32], ra[32], rb[32];
+        snprintf(id, sizeof id, "race-%d", round);
+        snprintf(ra, sizeof ra, "ra-%d", round);
+        snprintf(rb, sizeof rb, "rb-%d", round);
+        creator_msg_t m;
+        creator_create_job_t ja, jb;
+        creator_msg(&m, id, "", NULL, NULL, 0);
+        creator_create_job_init(&ja, NULL);
+        creator_create_job_init(&jb, NULL);
+        ja.request_id = ra;
+        jb.request_id = rb;
+        ja.creator = jb.creator = &m.c;
+        run_both(&f.loop, f.store, &ja.job, other, &jb.job);
+        int ok_a = g_outcomes[0].status == GRPC_STATUS_OK;
+        int ok_b = g_outcomes[1].status == GRPC_STATUS_OK;
+        YW_CHECK_INT(ok_a + ok_b, ==, 1);
+        const creator_create_job_t *loser = ok_a ? &jb : &ja;
+        YW_CHECK_INT(g_outcomes[ok_a ? 1 : 0].status, ==, GRPC_STATUS_ALREADY_EXISTS);
+        char want[128];
+        snprintf(want, sizeof want, "creator.creator_id: creator \"%s\" already exists", id);
+        YW_CHECK_STR(loser->job.errmsg, want);
+        creator_create_job_dispose(&ja);
+        creator_create_job_dispose(&jb);
+    }
+    YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM create_requests"), ==, 20);
+
+    /* One new note for two creators at once: the first owner wins, the other is refused. */
+    for (int round = 0; round < 10; round++) {
+        char note[32];
+        snprintf(note, sizeof note, "note-%d", round);
+        rows_t ra = {.n = 0}, rb = {.n = 0};
+        add_row(&ra, note, "same-0", 19000, 0, 10, 5, 0, 1, 0);
+        add_row(&rb, note, "same-1", 19001, 0, 10, 5, 0, 1, 0);
+        creator_record_stats_job_t ja, jb;
+        creator_record_stats_job_init(&ja, NULL);
+        creator_record_stats_job_init(&jb, NULL);
+        ja.stats = ra.ptrs;
+        ja.n_stats = ra.n;
+        jb.stats = rb.ptrs;
+        jb.n_stats = rb.n;
+        run_both(&f.loop, f.store, &ja.job, other, &jb.job);
+        int ok_a = g_outcomes[0].status == GRPC_STATUS_OK;
+        int ok_b = g_outcomes[1].status == GRPC_STATUS_OK;
+        YW_CHECK_INT(ok_a + ok_b, ==, 1);
+        YW_CHECK_INT(g_outcomes[ok_a ? 1 : 0].status, ==, GRPC_STATUS_INVALID_ARGUMENT);
+        YW_CHECK(strstr((ok_a ? &jb : &ja)->job.errmsg, "stats[0].note_id: note") != NULL);
+    }
+    YW_CHECK_INT(query(&f, "SELECT COUNT(DISTINCT creator_id) FROM note_stats WHERE note_id = "
+                           "'note-3'"),
+                 ==, 1);
+
+    /* The other replica heard of every creator written, its own writes included. */
+    for (int waited = 0; waited < 200 && !(heard(&h, "same-9") && heard(&h, "race-9")); waited++) {
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    YW_CHECK(heard(&h, "same-0"));
+    YW_CHECK(heard(&h, "same-9"));
+    YW_CHECK(heard(&h, "race-9"));
+
+    int closed = 0;
+    yw_store_close(other, on_closed, &closed);
+    fixture_done(&f);
+    YW_CHECK_INT(closed, ==, 1);
+}
+
 int main(int argc, char **argv)
 {
+    g_pg_uri = getenv("YW_TEST_PG_URI");
+    if (g_pg_uri != NULL && g_pg_uri[0] == '\0') {
+        g_pg_uri = NULL;
+    }
+    if (g_pg_uri != NULL) {
+        printf("on PostgreSQL: %s\n", g_pg_uri);
+    }
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(schema_migrates_to_version_1),
         YW_TEST_ENTRY(create_stores_and_returns_creator),
@@ -936,6 +1194,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(stats_of_creator_without_rows_are_zero),
         YW_TEST_ENTRY(batch_stats_in_request_order_and_missing_ids),
         YW_TEST_ENTRY(load_all_reads_every_creator_after_reopen),
+        YW_TEST_ENTRY(pg_two_replicas),
     };
     return yw_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

@@ -634,6 +634,27 @@ YW_TEST(stats_unknown_creator_is_named_in_row_order)
     CHECK_OK(creator_validate_record_stats(&f.req, f.today, err, sizeof err));
 }
 
+YW_TEST(stats_bad_row_is_told)
+{
+    stats_fx_t f;
+    int asked = 0;
+    size_t bad = 0;
+    stats_fx(&f);
+    CHECK_OK(creator_validate_record_stats_row(&f.req, f.today, known_creator, &asked, &bad, err,
+                                               sizeof err));
+    YW_CHECK_INT(bad, ==, f.req.n_stats);
+    f.rows[3].likes = -1;
+    CHECK_INVALID(
+        creator_validate_record_stats_row(&f.req, f.today, NULL, NULL, &bad, err, sizeof err),
+        "stats[3].likes: must be >= 0, got -1");
+    YW_CHECK_INT(bad, ==, 3);
+    f.rows[2].creator_id = "nobody";
+    CHECK_INVALID(creator_validate_record_stats_row(&f.req, f.today, known_creator, &asked, &bad,
+                                                    err, sizeof err),
+                  "stats[2].creator_id: creator \"nobody\" does not exist");
+    YW_CHECK_INT(bad, ==, 2);
+}
+
 YW_TEST(stats_row_limit)
 {
     Yaowei__Creator__V1__RecordNoteStatsRequest req =
@@ -708,6 +729,7 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(stats_ids),
         YW_TEST_ENTRY(stats_first_bad_row_wins),
         YW_TEST_ENTRY(stats_unknown_creator_is_named_in_row_order),
+        YW_TEST_ENTRY(stats_bad_row_is_told),
         YW_TEST_ENTRY(stats_row_limit),
         YW_TEST_ENTRY(window_rules),
     };
