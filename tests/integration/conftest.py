@@ -267,7 +267,10 @@ def stores_to_test():
         if n not in STORES:
             raise pytest.UsageError("YW_TEST_STORES: unknown store %r (known: %s)"
                                     % (n, ", ".join(STORES)))
-    return names
+    # The very objects of STORES: pytest keeps a parametrized fixture's value while the
+    # next test's parameter `is` the same object, and sets it up again otherwise (a new
+    # string from split() for every test would restart every module's server each test).
+    return [s for s in STORES if s in names]
 
 
 def pytest_configure(config):
