@@ -88,7 +88,7 @@ def test_both_runs_pass_every_check_and_stop_cleanly(runs):
         assert re.search(r"^PASS: (\d+) of \1 checks passed$", out, re.M), out
         for name in ("creator_profile", "tier_scoring", "attribution"):
             assert "stopped %s (exit 0)" % name in err, err
-    assert "postgres" not in runs["sqlite"][2]
+    assert "started postgres" not in runs["sqlite"][2]
     assert_pg_gone(runs["postgres"][2])
 
 
