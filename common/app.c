@@ -81,7 +81,7 @@ static const yw_option_t yw__common_options[] = {
      "parameter, several hosts) = PostgreSQL, for several replicas over one database",
      YW_OPTION_VALUE, NULL},
     {"store-read", "YW_STORE_READ", "",
-     "PostgreSQL only: a libpq URI where reads that may lag go (cache fills, listings, "
+     "PostgreSQL only: a libpq URI where reads that may lag go (listings, "
      "stats windows), e.g. a streaming standby; empty = --store",
      YW_OPTION_VALUE, NULL},
     {"store-pool", "YW_STORE_POOL", "4",

@@ -278,3 +278,10 @@ int yw_store_listen(yw_store_t *store, const char *channel,
     }
     return 0; /* SQLite: one process, whose done callbacks know every change */
 }
+
+void yw_store_unlisten(yw_store_t *store, const char *channel)
+{
+    if (store != NULL && channel != NULL && store->pg != NULL) {
+        yw__pg_unlisten(store, channel);
+    }
+}

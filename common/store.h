@@ -171,16 +171,22 @@ int yw_store_available(const yw_store_t *store);
 /**
  * Calls `cb` on the loop with the payload of each yw_sql_job_notify() on `channel`, by any
  * process on the database, once its transaction committed (this process's own included),
- * and with a NULL payload after the listener connected again: notifications may have
- * been missed meanwhile, so everything cached may be stale. The payload is valid during
- * the call only. Loop thread, before the service serves (the listener LISTENs within a
- * few hundred milliseconds of the call); at most 8 channels per store. SQLite: `cb` is
- * never called (one process: its done callbacks know every change). Returns 0 or a
- * negative errno: -EINVAL (no channel or cb), -EEXIST (channel registered already),
- * -ENOSPC (9th channel), -ENAMETOOLONG (over 63 bytes), -ESHUTDOWN (closing).
+ * and with a NULL payload each time LISTEN comes into force on the channel: the first
+ * time (within a few hundred milliseconds of this call), and again after every
+ * reconnection of the listener. A NULL payload means "what changed before now may have
+ * gone unheard": a service reads again what it caches (its start-up load may be older
+ * than the LISTEN). The payload is valid during the call only. Loop thread; at most 8
+ * channels per store. SQLite: `cb` is never called (one process: its done callbacks know
+ * every change). Returns 0 or a negative errno.
  */
 int yw_store_listen(yw_store_t *store, const char *channel,
                     void (*cb)(void *arg, const char *payload), void *arg);
+
+/**
+ * Stops the callbacks of `channel`: after this returns, its `cb` is never called again
+ * and its `arg` may be freed. Loop thread (a service's fini). SQLite: nothing to do.
+ */
+void yw_store_unlisten(yw_store_t *store, const char *channel);
 
 /**
  * Opens the database file of `cfg` (path and migrations; the rest is ignored) as

@@ -182,6 +182,7 @@ void yw__pg_deliver(yw_store_t *store);
 /** yw_store_listen(), yw_store_available() and yw_store_run_sync() on PostgreSQL. */
 int yw__pg_listen(yw_store_t *store, const char *channel,
                   void (*cb)(void *arg, const char *payload), void *arg);
+void yw__pg_unlisten(yw_store_t *store, const char *channel);
 int yw__pg_available(const yw_store_t *store);
 grpc_status_code yw__pg_run_sync(yw_store_t *store,
                                  grpc_status_code (*fn)(yw_store_conn_t *conn, void *arg),

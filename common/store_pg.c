@@ -278,6 +278,9 @@ static int yw__pg_listen_new(yw_store_t *store, yw__pg_conn_t *c, int *listened)
             yw__pg_disconnect(c);
             return -1;
         }
+        /* In force from here on: what changed before may have gone unheard (the first
+         * LISTEN, or one after a reconnection). */
+        yw__pg_post_note(store, *listened, NULL);
         (*listened)++;
     }
 }
@@ -348,13 +351,7 @@ static void *yw__pg_listener_main(void *arg)
                 continue;
             }
             if (ever) {
-                /* Notifications may have been missed while we were away. */
-                pthread_mutex_lock(&store->mu);
-                int n = pg->n_channels;
-                pthread_mutex_unlock(&store->mu);
-                for (int i = 0; i < n; i++) {
-                    yw__pg_post_note(store, i, NULL);
-                }
+                /* Every channel was LISTENed again, each with its NULL payload. */
                 yw_log(YW_LOG_INFO, "store: PostgreSQL at %s answers again", pg->shown);
             }
             ever = true;
@@ -730,13 +727,27 @@ void yw__pg_deliver(yw_store_t *store)
     pthread_mutex_unlock(&store->mu);
     while (n != NULL) {
         yw__pg_note_t *next = n->next;
-        /* Channels are only added, on this thread: reading them here needs no lock. */
+        /* Channels are only added and unlistened on this thread: no lock to read them. */
         yw__pg_channel_t *ch = &store->pg->channels[n->channel];
-        ch->cb(ch->arg, n->payload);
+        if (ch->cb != NULL) {
+            ch->cb(ch->arg, n->payload);
+        }
         free(n->payload);
         free(n);
         n = next;
     }
+}
+
+void yw__pg_unlisten(yw_store_t *store, const char *channel)
+{
+    pthread_mutex_lock(&store->mu);
+    for (int i = 0; i < store->pg->n_channels; i++) {
+        if (strcmp(store->pg->channels[i].name, channel) == 0) {
+            store->pg->channels[i].cb = NULL; /* the server may go on sending: dropped */
+            store->pg->channels[i].arg = NULL;
+        }
+    }
+    pthread_mutex_unlock(&store->mu);
 }
 
 int yw__pg_listen(yw_store_t *store, const char *channel,

@@ -20,7 +20,8 @@ extern "C" {
  * length) with every ?N parameter made $N, except inside '...' strings, "..."
  * identifiers and comments (a lone `?`, PostgreSQL's jsonb operator, is left alone).
  * Sets `*nparams` to the highest N. Returns 0, or -ENOSPC when `out` is too small, or
- * -EINVAL for a ?0 or a ?N past 65535.
+ * -EINVAL for a ?0 or a ?N past 65535. Not parsed: E'...' strings' backslash escapes
+ * and $$...$$ bodies (keep `?` out of those).
  */
 int yw_pg_translate(const char *sql, char *out, size_t outlen, int *nparams);
 

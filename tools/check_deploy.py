@@ -20,12 +20,29 @@
   --partitions and --replicas (no more replicas than servers); on Kubernetes the
   PodDisruptionBudgets keep NATS' quorum and take one attribution node at a time, and
   only readiness depends on the node's cluster state;
+- creator profile and tier scoring on PostgreSQL (README, "Running on PostgreSQL"): the
+  store's flags (--store, --store-read, --store-pool, YW_STORE*) only for those two, and
+  taken as planned until the sources' option tables have them (a "note" line says so);
+  on Kubernetes a service with YW_STORE is a Deployment of 2 or more replicas with no
+  data volume, its store URIs from a Secret (never a flag, never the shared ConfigMap),
+  readiness on the service's health and start-up/liveness on grpc.health.v1.Health (a
+  database outage must not restart the replicas), a PodDisruptionBudget of one at a
+  time; one without is a StatefulSet of one replica with its --data-dir on a claim;
+  kustomize's `$patch: delete` patches are understood, and where kubectl (or
+  kustomize) is installed its rendering must hold the same objects as this check's;
 - compose: depends_on, volumes, bind mounts and the build files refer to what exists,
   every service has a health check (the image's probe binary for yaowei's), creator
-  profile and tier scoring are the same in every compose file;
+  profile and tier scoring are the same in every compose file that runs them on SQLite,
+  published host ports are one service's, peer addresses name a service (or network
+  alias) of the file running that peer; with PostgreSQL: the image postgres:15, its data
+  on a named volume, a pg_isready health check, POSTGRES_DB/USER/PASSWORD set; every
+  service with YW_STORE names that server, its database and role (compose's ${VAR:-default}
+  read with the defaults), waits for it to be healthy, has no data volume, and runs as 2
+  or more replicas over one database;
 - Containerfiles: each RUN's shell passes `sh -n` and `bash -n`, COPY --from names an
   earlier stage, COPY sources exist in the build context, the final stage is not root;
-  the packages the main image requires at run time are Debian packages installed here;
+  the packages the main image requires at run time (libnats3.4 and libpq5 among them) are
+  Debian packages installed here;
 - systemd: every unit, with its drop-ins, passes `systemd-analyze verify` in a scratch
   root holding the system's units and a stub at each ExecStart path, with no warning at
   all; the environment files they read are in deploy/systemd.
@@ -63,6 +80,23 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 # The attribution flags' defaults (services/attribution/attr_service.c attr_options).
 DEFAULT_PARTITIONS = 64
 DEFAULT_REPLICAS = 3
+# The PostgreSQL store (README, "Running on PostgreSQL"): creator profile and tier scoring
+# only; attribution keeps its own store. Until the sources' option tables have these
+# options they are taken as planned here (and said so, once); from then on the sources
+# decide, as for every other flag.
+STORE_BINARIES = {"yaowei-creator-profile", "yaowei-tier-scoring"}
+STORE_OPTIONS = {"store": "YW_STORE", "store-read": "YW_STORE_READ",
+                 "store-pool": "YW_STORE_POOL"}
+# Store URIs hold the database's password: from a Secret (Kubernetes), never a flag.
+STORE_SECRET_VARIABLES = ("YW_STORE", "YW_STORE_READ")
+# grpc.health.v1 names the services' readiness asks for.
+SERVICE_NAMES = {"yaowei-creator-profile": "yaowei.creator.v1.CreatorProfileService",
+                 "yaowei-tier-scoring": "yaowei.tier.v1.TierScoringService",
+                 "yaowei-attribution": ATTRIBUTION_SERVICE}
+# The PostgreSQL image of the compose files (the official one, major version 15) and
+# where it keeps its data.
+POSTGRES_IMAGE = re.compile(r'^(.*/)?postgres:15([.-].*)?$')
+POSTGRES_DATA = "/var/lib/postgresql/data"
 
 passed = 0
 failed = 0
@@ -150,6 +184,15 @@ def service_options():
                 continue
             opts.update(table)
         out[binary] = opts
+    pending = {}
+    for binary in sorted(STORE_BINARIES & set(out)):
+        for flag, var in sorted(STORE_OPTIONS.items()):
+            if flag not in out[binary]:
+                out[binary][flag] = var
+                pending.setdefault(binary, []).append("--" + flag)
+    if pending:
+        print("note flags: not in the sources yet, taken as planned: %s"
+              % "; ".join("%s %s" % (b, " ".join(f)) for b, f in sorted(pending.items())))
     report(set(out) >= IMAGE_BINARIES - {"yaowei-health-probe"},
            "flags: option tables of %s read from the sources"
            % ", ".join("%s (%d)" % (b, len(o)) for b, o in sorted(out.items())))
@@ -171,9 +214,13 @@ def flag_problems(binary, argv, env_names=()):
             flag = a[2:].split("=", 1)[0]
             if flag not in opts:
                 bad.append("%s has no flag --%s" % (binary, flag))
+            elif flag in STORE_OPTIONS and binary not in STORE_BINARIES:
+                bad.append("%s keeps its own store: no --%s" % (binary, flag))
     for n in env_names:
         if n.startswith("YW_") and n not in variables:
             bad.append("%s reads no variable %s" % (binary, n))
+        elif n in STORE_OPTIONS.values() and binary not in STORE_BINARIES:
+            bad.append("%s keeps its own store: no %s" % (binary, n))
     return bad
 
 
@@ -375,14 +422,26 @@ def kustomize_build(kdir, cache):
         if not os.path.isfile(path):
             missing.append(r)
             continue
-        for pd in load_all(path):
+        docs = load_all(path)
+        deletes = [pd for pd in docs if pd.get("$patch") == "delete"]
+        if deletes and len(docs) > 1:
+            # kustomize 5.5 panics on a patch file that deletes and holds more.
+            problems.append("patch %s: a $patch: delete must be the file's only document" % r)
+        for pd in docs:
             key = (pd.get("kind"), pd.get("metadata", {}).get("name"))
+            delete = pd.get("$patch") == "delete"
+            if delete:
+                pd = {k: v for k, v in pd.items() if k != "$patch"}
             for i, (src, o) in enumerate(objects):
                 if (o.get("kind"), o.get("metadata", {}).get("name")) == key:
-                    objects[i] = (src, strategic_merge(o, pd, r, problems))
+                    if delete:
+                        del objects[i]
+                    else:
+                        objects[i] = (src, strategic_merge(o, pd, r, problems))
                     break
             else:
-                problems.append("patch %s: no %s %s to patch" % (r, key[0], key[1]))
+                problems.append("patch %s: no %s %s to %s" % (r, key[0], key[1],
+                                                             "delete" if delete else "patch"))
     report(not missing and not problems, what,
            "; ".join((["missing: %s" % missing] if missing else []) + problems))
     cache[kdir] = objects
@@ -481,6 +540,11 @@ def check_k8s_objects(label, flat):
                % (label, name), "; ".join(problems))
     known = all_variables()
     for name, cm in sorted(configmaps.items()):
+        if not any(k.startswith("YW_") for k in (cm.get("data") or {})):
+            continue
+        secret = [k for k in cm["data"] if k in STORE_SECRET_VARIABLES]
+        report(not secret, "k8s [%s] ConfigMap %s: no store URI (it holds a password: a "
+               "Secret)" % (label, name), "holds %s" % secret)
         bad = [k for k in (cm.get("data") or {}) if k.startswith("YW_") and k not in known]
         if known and any(k.startswith("YW_") for k in (cm.get("data") or {})):
             report(not bad, "k8s [%s] ConfigMap %s: variables the services read" % (label, name),
@@ -489,7 +553,9 @@ def check_k8s_objects(label, flat):
         for name, o in sorted(by_kind.get(kind, {}).items()):
             sel = o["spec"].get("selector", {})
             sel = sel.get("matchLabels", sel)
-            targets = [w for w in workloads.values() if selects(sel, w)]
+            # Every workload of every kind: a StatefulSet and a Deployment may share a name.
+            targets = [w for kind_ in ("StatefulSet", "Deployment")
+                       for w in by_kind.get(kind_, {}).values() if selects(sel, w)]
             ok = bool(sel) and len(targets) == 1
             detail = "selects %d workloads" % len(targets)
             if ok and kind == "Service":
@@ -698,6 +764,115 @@ def check_k8s_attribution(label, by_kind, name, w, nats):
                % (what, pdb_name, down))
 
 
+def env_secret(c, name):
+    """(Secret name, key, optional) of a container's variable set from a Secret, or None."""
+    for e in c.get("env", []):
+        if e.get("name") == name:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            return (ref.get("name"), ref.get("key"), bool(ref.get("optional"))) if ref else None
+    return None
+
+
+def check_k8s_store(label, by_kind, name, w, c):
+    """Creator profile or tier scoring: stateless replicas on PostgreSQL (YW_STORE), or
+    the standalone StatefulSet of one replica over its SQLite volume."""
+    spec, pod = w["spec"], w["spec"]["template"]["spec"]
+    binary = c["command"][0]
+    argv = (c.get("command") or []) + (c.get("args") or [])
+    env_names = [e.get("name") for e in c.get("env", [])]
+    replicas = spec.get("replicas", 1)
+    claims = {t.get("metadata", {}).get("name") for t in spec.get("volumeClaimTemplates", [])}
+    pvcs = {v["name"] for v in pod.get("volumes", []) if v.get("persistentVolumeClaim")}
+    data_dir = flag_value(argv, "data-dir") or env_value(c, "YW_DATA_DIR")[0]
+    mounts = {vm.get("mountPath"): vm.get("name") for vm in c.get("volumeMounts", [])}
+    on_store = "YW_STORE" in env_names or flag_value(argv, "store") is not None
+    if not on_store:
+        what = "k8s [%s] %s standalone (SQLite)" % (label, name)
+        p = []
+        if w["kind"] != "StatefulSet" or replicas != 1:
+            p.append("a %s of %s replicas: SQLite has one writer, so one replica of a "
+                     "StatefulSet (or YW_STORE for more)" % (w["kind"], replicas))
+        if not data_dir or mounts.get(data_dir) not in claims:
+            p.append("--data-dir %s is not on a volume claim" % data_dir)
+        report(not p, "%s: one replica, its data on a claim" % what, "; ".join(p))
+        return
+    what = "k8s [%s] %s on PostgreSQL" % (label, name)
+    p = []
+    if w["kind"] != "Deployment" or replicas < 2:
+        p.append("a %s of %s replicas, not a Deployment of 2 or more" % (w["kind"], replicas))
+    if claims or pvcs or (data_dir and data_dir in mounts):
+        p.append("holds a data volume (%s): the data is the database's"
+                 % sorted(claims | pvcs | ({mounts[data_dir]} if data_dir in mounts else set())))
+    report(not p, "%s: stateless replicas, no data volume" % what, "; ".join(p))
+    # The URIs hold a password: a Secret's, never a flag or a plain value.
+    p = []
+    for flag, var in (("store", "YW_STORE"), ("store-read", "YW_STORE_READ")):
+        if flag_value(argv, flag) is not None:
+            p.append("--%s on the command line (every process sees it): use %s from a Secret"
+                     % (flag, var))
+        if var in env_names:
+            ref = env_secret(c, var)
+            if ref is None:
+                p.append("%s is not from a Secret (valueFrom.secretKeyRef)" % var)
+            elif not ref[0] or not ref[1]:
+                p.append("%s: secretKeyRef without name or key" % var)
+            elif var == "YW_STORE" and ref[2]:
+                p.append("YW_STORE's secretKeyRef is optional: without it the service "
+                         "would start on SQLite")
+    pool = flag_value(argv, "store-pool") or env_value(c, "YW_STORE_POOL")[0]
+    if pool is not None and not re.fullmatch(r'[1-9][0-9]*', str(pool)):
+        p.append("--store-pool %r is not a positive number" % pool)
+    report(not p, "%s: YW_STORE from a Secret, --store-pool a number" % what, "; ".join(p))
+    # Probes: readiness follows the database, start-up and liveness do not.
+    p = []
+    rd = (c.get("readinessProbe") or {}).get("grpc", {})
+    if rd.get("service") != SERVICE_NAMES[binary]:
+        p.append("readiness asks for %r, not %s" % (rd.get("service", ""), SERVICE_NAMES[binary]))
+    for probe in ("startupProbe", "livenessProbe"):
+        g = (c.get(probe) or {}).get("grpc", {})
+        if g.get("service") != HEALTH_SERVICE:
+            p.append("%s asks for %r, which is NOT_SERVING while the database is away "
+                     "(the replicas would be restarted): ask %s"
+                     % (probe, g.get("service", ""), HEALTH_SERVICE))
+    report(not p, "%s: readiness on the database, liveness not" % what, "; ".join(p))
+    pdb_name, pdb = pdb_for(by_kind, w)
+    if pdb is None:
+        report(False, "%s: a PodDisruptionBudget" % what, "none selects it")
+    else:
+        down = pdb.get("maxUnavailable", replicas - pdb.get("minAvailable", replicas))
+        report(down == 1, "%s: PodDisruptionBudget %s takes one replica at a time (%s)"
+               % (what, pdb_name, down))
+
+
+def real_kustomize(root, label, objects):
+    """Where kubectl (or kustomize) is installed, its rendering must hold the same objects
+    as this check's (kinds and names): the check's rendering is what everything else here
+    looks at. Without one, says so and checks nothing."""
+    kubectl, kustomize = shutil.which("kubectl"), shutil.which("kustomize")
+    if not kubectl and not kustomize:
+        print("note k8s [%s]: no kubectl or kustomize here: the rendering is this check's only"
+              % label)
+        return
+    argv = [kubectl, "kustomize", root] if kubectl else [kustomize, "build", root]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        report(False, "k8s [%s] %s renders it" % (label, os.path.basename(argv[0])), "timeout")
+        return
+    if p.returncode != 0:
+        report(False, "k8s [%s] %s renders it" % (label, os.path.basename(argv[0])),
+               (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[0])
+        return
+    got = sorted((d.get("kind"), d.get("metadata", {}).get("name"))
+                 for d in yaml.safe_load_all(p.stdout) if d)
+    want = sorted((d.get("kind"), d.get("metadata", {}).get("name")) for _, d in objects)
+    # Generated ConfigMaps and Secrets carry a hash of their content in their names.
+    got = sorted((k, n[:-11] if k in ("ConfigMap", "Secret") and (k, n) not in want
+                  and re.search(r'-[a-z0-9]{10}$', n or "") else n) for k, n in got)
+    report(got == want, "k8s [%s] %s renders the same objects" % (label, os.path.basename(argv[0])),
+           "%s: %s; this check: %s" % (os.path.basename(argv[0]), got, want))
+
+
 def check_kubernetes():
     k8s = os.path.join(DEPLOY, "k8s")
     cache = {}
@@ -706,6 +881,7 @@ def check_kubernetes():
     for root in roots:
         label = os.path.relpath(root, k8s)
         objects = kustomize_build(root, cache)
+        real_kustomize(root, label, objects)
         by_kind, workloads = check_k8s_objects(label, objects)
         nats, attrs = {}, {}
         for name, w in sorted(workloads.items()):
@@ -716,6 +892,8 @@ def check_kubernetes():
                     n = check_k8s_nats(label, by_kind, name, w)
                     if n:
                         nats[name] = n
+                elif cmd in STORE_BINARIES:
+                    check_k8s_store(label, by_kind, name, w, c)
                 elif cmd == ATTRIBUTION and (flag_value(argv, "cluster")
                                              or env_value(c, "YW_CLUSTER")[0]):
                     attrs[name] = w
@@ -754,7 +932,7 @@ def check_compose_file(path, c, standalone):
         for dep in (s.get("depends_on") or {}):
             if dep not in services:
                 problems.append("depends_on %s: no such service" % dep)
-        for v in s.get("volumes", []):
+        for v in (s.get("volumes") or []):
             src = v.split(":", 1)[0]
             if src.startswith((".", "/")):
                 if not os.path.exists(os.path.normpath(os.path.join(base, src))):
@@ -775,6 +953,8 @@ def check_compose_file(path, c, standalone):
                 problems.append("no health check")
             if not re.match(r'^(.*/)?yaowei-nats(:|$)', image):
                 problems.append("image %s is not the NATS image" % image)
+        elif not cmd and POSTGRES_IMAGE.match(image):
+            pass  # the image's own server (check_compose_store)
         else:
             problems.append("command %r is not a binary of the images" % exe)
         problems += flag_problems(exe, cmd, compose_env(s))
@@ -787,10 +967,46 @@ def check_compose_file(path, c, standalone):
                % (name, sname), "; ".join(problems))
     if standalone is not None and path != standalone[0]:
         for sname in ("creator-profile", "tier-scoring"):
+            if "yaowei-" + sname in compose_store_binaries(services):
+                continue  # on PostgreSQL: check_compose_store's
             report(services.get(sname) == standalone[1].get(sname),
                    "compose %s %s: as in %s" % (name, sname, rel(standalone[0])),
                    "differs" if sname in services else "missing")
+    # Published host ports: one service each.
+    published = {}
+    for sname, s in sorted(services.items()):
+        for port in s.get("ports", []):
+            parts = str(port).split(":")
+            if len(parts) >= 2:
+                published.setdefault(tuple(parts[:-1]), []).append(sname)
+    clash = {":".join(k): v for k, v in published.items() if len(v) > 1}
+    report(not clash, "compose %s: every published host port is one service's" % name,
+           "%s" % clash)
+    # Peer addresses: a service of this file (or a network alias) running that peer.
+    names = {}
+    for sname, s in services.items():
+        exe = (compose_command(s) or [""])[0]
+        names.setdefault(sname, set()).add(exe)
+        nets = s.get("networks") if isinstance(s.get("networks"), dict) else {}
+        for net in nets.values():
+            for alias in (net or {}).get("aliases", []):
+                names.setdefault(alias, set()).add(exe)
+    p = []
+    for sname, s in sorted(services.items()):
+        if (compose_command(s) or [""])[0] not in IMAGE_BINARIES:
+            continue
+        env, cmd = compose_env(s), compose_command(s)
+        for flag, var, peer in (("creator-profile-addr", "YW_CREATOR_PROFILE_ADDR",
+                                 "yaowei-creator-profile"),
+                                ("tier-scoring-addr", "YW_TIER_SCORING_ADDR",
+                                 "yaowei-tier-scoring")):
+            addr = flag_value(cmd, flag) or env.get(var)
+            if addr and names.get(addr.rsplit(":", 1)[0]) != {peer}:
+                p.append("%s: %s %s is not a service (or alias) running %s only"
+                         % (sname, var, addr, peer))
+    report(not p, "compose %s: peer addresses name services of this file" % name, "; ".join(p))
     check_compose_cluster(path, services, volumes)
+    check_compose_store(path, services, volumes)
 
 
 def check_compose_cluster(path, services, volumes):
@@ -811,7 +1027,7 @@ def check_compose_cluster(path, services, volumes):
         conf_path = flag_value(cmd, "config") or (cmd[cmd.index("-c") + 1]
                                                   if "-c" in cmd[:-1] else None)
         src = None
-        for v in s.get("volumes", []):
+        for v in (s.get("volumes") or []):
             parts = v.split(":")
             if len(parts) >= 2 and parts[1] == conf_path and parts[0].startswith((".", "/")):
                 src = os.path.normpath(os.path.join(base, parts[0]))
@@ -829,7 +1045,7 @@ def check_compose_cluster(path, services, volumes):
         if not conf["jetstream"]:
             p.append("JetStream is off")
         store = conf["store_dir"] or ""
-        vols = [v.split(":") for v in s.get("volumes", [])]
+        vols = [v.split(":") for v in (s.get("volumes") or [])]
         if not any(len(v) >= 2 and v[0] in volumes and (store == v[1] or store.startswith(
                 v[1].rstrip("/") + "/")) for v in vols):
             p.append("jetstream store_dir %r is not on a named volume" % store)
@@ -845,7 +1061,7 @@ def check_compose_cluster(path, services, volumes):
     dup = sorted({v for v in names.values() if list(names.values()).count(v) > 1 or not v})
     report(not dup, "compose %s: every NATS server has a name of its own" % name,
            "server_name %s" % dup)
-    stores = [v.split(":")[0] for s in nats.values() for v in s.get("volumes", [])
+    stores = [v.split(":")[0] for s in nats.values() for v in (s.get("volumes") or [])
               if v.split(":")[0] in volumes]
     report(len(stores) == len(set(stores)), "compose %s: NATS volumes are not shared" % name)
     # The attribution nodes.
@@ -889,13 +1105,130 @@ def check_compose_cluster(path, services, volumes):
         settings.add((val("cluster", "YW_CLUSTER"),
                       val("partitions", "YW_PARTITIONS") or str(DEFAULT_PARTITIONS),
                       str(rep), val("lease-ttl-ms", "YW_LEASE_TTL_MS") or ""))
-        data += [v.split(":")[0] for v in s.get("volumes", []) if v.split(":")[0] in volumes]
+        data += [v.split(":")[0] for v in (s.get("volumes") or []) if v.split(":")[0] in volumes]
         report(not p, "compose %s %s: --cluster names every NATS server, own node id and "
                "address, waits for NATS" % (name, n), "; ".join(p))
     report(len(settings) <= 1, "compose %s: the nodes agree on --cluster, --partitions, "
            "--replicas, --lease-ttl-ms" % name, "%s" % sorted(settings))
     report(len(data) == len(set(data)), "compose %s: attribution nodes' volumes are not shared"
            % name)
+
+
+def interpolate(value):
+    """compose's ${VAR:-default}, ${VAR-default} and ${VAR} (the defaults: what a local
+    `compose up` with nothing set gets), $$ for $."""
+    value = re.sub(r'(?<!\$)\$\{(\w+)(:?-([^}]*))?\}', lambda m: m.group(3) or "", str(value))
+    return value.replace("$$", "$")
+
+
+def parse_pg_uri(uri):
+    """{hosts: [(host, port)], user, password, dbname, params} of a postgresql:// URI, or
+    None when it is not one."""
+    m = re.fullmatch(r'(?:postgresql|postgres)://(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]*)'
+                     r'(?:/([^?]*))?(?:\?(.*))?', uri or "")
+    if not m:
+        return None
+    hosts = []
+    for h in (m.group(3) or "").split(","):
+        host, _, port = h.rpartition(":") if ":" in h else (h, "", "")
+        hosts.append((host, int(port) if port.isdigit() else (5432 if not port else None)))
+    params = dict(kv.split("=", 1) if "=" in kv else (kv, "")
+                  for kv in (m.group(5) or "").split("&") if kv)
+    return {"hosts": hosts, "user": m.group(1), "password": m.group(2),
+            "dbname": m.group(4), "params": params}
+
+
+def compose_store_binaries(services):
+    return {(compose_command(s) or [""])[0] for s in services.values()
+            if compose_env(s).get("YW_STORE") or flag_value(compose_command(s), "store")}
+
+
+def check_compose_store(path, services, volumes):
+    """PostgreSQL in a compose file: the server (image, volume, health check, its
+    database and role) and the replicas of creator profile and tier scoring on it."""
+    name = rel(path)
+    pgs = {n: s for n, s in services.items()
+           if POSTGRES_IMAGE.match(str(s.get("image", ""))) and not compose_command(s)}
+    stored = {n: s for n, s in services.items()
+              if (compose_command(s) or [""])[0] in IMAGE_BINARIES
+              and (compose_env(s).get("YW_STORE") or flag_value(compose_command(s), "store"))}
+    others = [n for n, s in services.items() if re.match(r'^(.*/)?postgres(:|$)',
+                                                         str(s.get("image", ""))) and n not in pgs]
+    if not pgs and not stored and not others:
+        return
+    report(not others, "compose %s: PostgreSQL is the image postgres:15" % name,
+           "%s run another image or command" % others)
+    for n, s in sorted(pgs.items()):
+        p = []
+        env = {k: interpolate(v) for k, v in compose_env(s).items()}
+        for var in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
+            if not env.get(var):
+                p.append("%s is not set (with a default for local use)" % var)
+        vols = [str(v).split(":") for v in (s.get("volumes") or [])]
+        if not any(len(v) >= 2 and v[0] in volumes and v[1] == POSTGRES_DATA for v in vols):
+            p.append("%s is not on a named volume" % POSTGRES_DATA)
+        test = (s.get("healthcheck") or {}).get("test", [])
+        test = " ".join(test) if isinstance(test, list) else str(test)
+        if "pg_isready" not in test:
+            p.append("no health check running pg_isready")
+        report(not p, "compose %s %s: postgres:15, its data on a volume, pg_isready, database "
+               "and role from the environment" % (name, n), "; ".join(p))
+    binaries = {}
+    for n, s in sorted(stored.items()):
+        cmd, env = compose_command(s), compose_env(s)
+        binary = cmd[0]
+        binaries.setdefault(binary, []).append(n)
+        p = []
+        if binary not in STORE_BINARIES:
+            report(False, "compose %s %s: on PostgreSQL" % (name, n),
+                   "%s keeps its own store" % binary)
+            continue
+        uri = interpolate(flag_value(cmd, "store") or env.get("YW_STORE"))
+        u = parse_pg_uri(uri)
+        if u is None:
+            p.append("YW_STORE %r is not a postgresql:// URI" % uri)
+        else:
+            for host, port in u["hosts"]:
+                pg = pgs.get(host)
+                if pg is None:
+                    p.append("YW_STORE names %s, not a PostgreSQL service of this file %s"
+                             % (host, sorted(pgs)))
+                    continue
+                penv = {k: interpolate(v) for k, v in compose_env(pg).items()}
+                if port != 5432:
+                    p.append("YW_STORE port %s is not the server's 5432" % port)
+                if u["dbname"] != penv.get("POSTGRES_DB"):
+                    p.append("YW_STORE database %r is not POSTGRES_DB %r"
+                             % (u["dbname"], penv.get("POSTGRES_DB")))
+                if u["user"] != penv.get("POSTGRES_USER"):
+                    p.append("YW_STORE user %r is not POSTGRES_USER %r"
+                             % (u["user"], penv.get("POSTGRES_USER")))
+                if u["password"] is not None and u["password"] != penv.get("POSTGRES_PASSWORD"):
+                    p.append("YW_STORE's password is not POSTGRES_PASSWORD")
+                cond = (s.get("depends_on") or {}).get(host) or {}
+                if not isinstance(cond, dict) or cond.get("condition") != "service_healthy":
+                    p.append("does not wait for %s to be healthy" % host)
+        data = [str(v).split(":")[0] for v in (s.get("volumes") or [])
+                if str(v).split(":")[0] in volumes]
+        if data:
+            p.append("holds the data volume(s) %s: the data is the database's" % data)
+        pool = flag_value(cmd, "store-pool") or env.get("YW_STORE_POOL")
+        if pool is not None and not re.fullmatch(r'[1-9][0-9]*', str(pool)):
+            p.append("--store-pool %r is not a positive number" % pool)
+        report(not p, "compose %s %s: YW_STORE names the database, waits for it, no data "
+               "volume" % (name, n), "; ".join(p))
+    for binary, ns in sorted(binaries.items()):
+        report(len(ns) >= 2, "compose %s: %s runs as several replicas on PostgreSQL (%s)"
+               % (name, binary, ", ".join(ns)))
+        if len(ns) >= 2:
+            stores = {interpolate(compose_env(services[n]).get("YW_STORE")
+                                  or flag_value(compose_command(services[n]), "store"))
+                      for n in ns}
+            report(len(stores) == 1, "compose %s: the %s replicas share one database"
+                   % (name, binary), "%d different YW_STORE" % len(stores))
+    if pgs:
+        report(bool(stored), "compose %s: PostgreSQL runs for a service on it" % name,
+               "no service has YW_STORE")
 
 
 def check_compose(docs):
@@ -997,9 +1330,9 @@ def check_containerfiles():
                                text=True)
             if "install ok installed" not in q.stdout:
                 bad.append(p)
-        report(bool(pkgs) and "libnats3.4" in pkgs and not bad,
+        report(bool(pkgs) and {"libnats3.4", "libpq5"} <= set(pkgs) and not bad,
                "Containerfile: required runtime packages %s are Debian packages installed "
-               "here, libnats3.4 among them" % pkgs,
+               "here, libnats3.4 and libpq5 among them" % pkgs,
                "not installed: %s" % bad if bad else "")
     nats = os.path.join(DEPLOY, "container", "nats.Containerfile")
     if os.path.isfile(nats):

@@ -788,32 +788,16 @@ static int start_reload_all(void *arg)
 }
 
 /*
- * What yw_store_listen() calls back with. The store has no way to stop listening, and
- * calls may come until it is closed, after the state is freed: so this one is allocated
- * apart, `st` is cleared when the state goes, and it is never freed (one per process).
- */
-typedef struct st_creator_listen_ctx_t {
-    creator_state_t *st;
-} listen_ctx_t;
-
-/*
  * yw_store_listen() on CREATOR_CHANNEL: a creator changed on some replica (this one
- * included), or with a NULL payload, notifications may have been lost.
+ * included); or, with a NULL payload, LISTEN came into force (at start, after a
+ * reconnection) and what changed before may have gone unheard: every creator is read
+ * again (also what was written between the load at start-up and the LISTEN).
  */
 static void on_creator_changed(void *arg, const char *payload)
 {
-    creator_state_t *st = ((listen_ctx_t *)arg)->st;
-    if (st == NULL || st->closing) {
+    creator_state_t *st = arg;
+    if (st->closing) {
         return;
-    }
-    if (payload != NULL &&
-        strncmp(payload, CREATOR_PROBE_PREFIX, sizeof CREATOR_PROBE_PREFIX - 1) == 0) {
-        if (!st->listening && strcmp(payload, st->probe) == 0) {
-            /* LISTEN works from here on: what was written before it is read again. */
-            st->listening = 1;
-            creator_sync_changed_all(&st->sync);
-        }
-        return; /* another replica's probe */
     }
     if (payload == NULL) {
         creator_sync_changed_all(&st->sync);
@@ -822,49 +806,13 @@ static void on_creator_changed(void *arg, const char *payload)
     }
 }
 
-static void probe_done(yw_store_job_t *job, grpc_status_code status)
-{
-    creator_notify_job_t *j = (creator_notify_job_t *)job;
-    creator_state_t *st = j->data;
-    (void)status; /* not heard: the next tick sends it again */
-    st->probe_in_flight = 0;
-    st->reloads--;
-    free(j);
-    maybe_finish(st);
-}
-
 /*
- * LISTEN starts on the store's listener thread some time after yw_store_listen(): until
- * this replica hears its own probe, changes may go unheard. Once heard, every creator is
- * read again (what was written between the load at start-up and the LISTEN).
- */
-static void send_probe(creator_state_t *st)
-{
-    creator_notify_job_t *j = malloc(sizeof *j);
-    if (j == NULL) {
-        return; /* the next tick tries again */
-    }
-    creator_notify_job_init(j, probe_done);
-    j->data = st;
-    j->payload = st->probe;
-    if (yw_store_write(st->store, &j->job) != 0) {
-        free(j);
-        return;
-    }
-    st->probe_in_flight = 1;
-    st->reloads++;
-}
-
-/*
- * Every second: the probe until it is heard; a reload that failed (database away,
- * timeout, memory) made good by a full one, once the database answers again.
+ * Every second: a reload that failed (database away, timeout, memory) made good by a
+ * full one, once the database answers again.
  */
 static void on_retry(uv_timer_t *t)
 {
     creator_state_t *st = t->data;
-    if (!st->closing && !st->listening && !st->probe_in_flight) {
-        send_probe(st);
-    }
     if (!st->closing && st->sync.failed && yw_store_available(st->store)) {
         st->sync.failed = 0;
         creator_sync_changed_all(&st->sync);
@@ -907,27 +855,18 @@ static int start_sync(creator_state_t *st, char *err, size_t errlen)
         return rc;
     }
     uv_unref((uv_handle_t *)&st->retry); /* it alone keeps no loop running */
-    if ((st->listen = malloc(sizeof *st->listen)) == NULL) {
-        snprintf(err, errlen, "out of memory for the creator cache's sync");
-        return -ENOMEM;
-    }
-    st->listen->st = st;
-    if ((rc = yw_store_listen(st->store, CREATOR_CHANNEL, on_creator_changed, st->listen)) != 0) {
+    if ((rc = yw_store_listen(st->store, CREATOR_CHANNEL, on_creator_changed, st)) != 0) {
         snprintf(err, errlen, "listen on %s: %s", CREATOR_CHANNEL, strerror(-rc));
-        free(st->listen); /* not listening: nothing calls back with it */
-        st->listen = NULL;
         return rc;
     }
-    snprintf(st->probe, sizeof st->probe, "%s%d-%" PRIx64, CREATOR_PROBE_PREFIX, (int)getpid(),
-             uv_hrtime());
-    send_probe(st);
+    st->listening = 1;
     return 0;
 }
 
 static void state_free(creator_state_t *st)
 {
-    if (st->listen != NULL) {
-        st->listen->st = NULL; /* left allocated: see listen_ctx_t */
+    if (st->listening) {
+        yw_store_unlisten(st->store, CREATOR_CHANNEL); /* no call back with `st` after this */
     }
     if (st->pg) {
         creator_sync_dispose(&st->sync);

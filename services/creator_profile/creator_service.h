@@ -44,12 +44,8 @@ typedef struct st_creator_state_t {
     size_t reloads;   /* reload jobs in flight (their done callbacks use this state) */
     int closing;      /* fini ran: reloads report to nobody, the state goes when idle */
     int fini_waiting; /* fini_async waits for the reloads and the timer */
-    /** This replica's probe payload (CREATOR_PROBE_PREFIX...), and whether it was heard. */
-    char probe[64];
+    /** Listening on CREATOR_CHANNEL (yw_store_unlisten() before the state goes). */
     int listening;
-    int probe_in_flight;
-    /** yw_store_listen()'s argument, apart from the state (creator_service.c says why). */
-    struct st_creator_listen_ctx_t *listen;
 } creator_state_t;
 
 /** The service and its nine methods. */

@@ -1319,19 +1319,3 @@ void creator_load_job_dispose(creator_load_job_t *j)
 {
     creator_cache_dispose(&j->fresh);
 }
-
-/* ---- a notification alone ---- */
-
-grpc_status_code creator_store_notify(yw_store_conn_t *conn, yw_store_job_t *job)
-{
-    creator_notify_job_t *j = (creator_notify_job_t *)job;
-    return yw_sql_job_notify(conn, job, CREATOR_CHANNEL, j->payload);
-}
-
-void creator_notify_job_init(creator_notify_job_t *j,
-                             void (*done)(yw_store_job_t *job, grpc_status_code status))
-{
-    memset(j, 0, sizeof *j);
-    j->job.work = creator_store_notify;
-    j->job.done = done;
-}

@@ -209,19 +209,6 @@ void creator_get_job_init(creator_get_job_t *j,
                           void (*done)(yw_store_job_t *job, grpc_status_code status));
 void creator_get_job_dispose(creator_get_job_t *j);
 
-/* ---- a notification alone (write) ---- */
-
-typedef struct st_creator_notify_job_t {
-    yw_store_job_t job;
-    void *data;
-    const char *payload; /* in: sent on CREATOR_CHANNEL once the job commits */
-} creator_notify_job_t;
-
-/** Notifies CREATOR_CHANNEL with `payload` and writes nothing. */
-grpc_status_code creator_store_notify(yw_store_conn_t *conn, yw_store_job_t *job);
-void creator_notify_job_init(creator_notify_job_t *j,
-                             void (*done)(yw_store_job_t *job, grpc_status_code status));
-
 /* ---- start-up ---- */
 
 typedef struct st_creator_load_t {

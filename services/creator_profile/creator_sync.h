@@ -43,12 +43,6 @@ extern "C" {
 /** The channel every committed write of a creator notifies, with the creator_id. */
 #define CREATOR_CHANNEL "yw_creators"
 
-/**
- * Payloads on CREATOR_CHANNEL that start with this are no creator_id (creator ids are
- * [A-Za-z0-9_.-]): a replica's probe of its own LISTEN, which the others ignore.
- */
-#define CREATOR_PROBE_PREFIX "#listening:"
-
 /** Lock key prefixes (yw_sql_job_lock): creates with one request id, upserts of one note. */
 #define CREATOR_LOCK_REQUEST "creator-request:"
 #define CREATOR_LOCK_NOTE "creator-note:"

@@ -8,12 +8,11 @@
  * TIER_POLICY_CHANNEL (tier_store.h); every replica listens, reads the policy in force
  * and puts it in force as a local update does (tier_policy_in_force()): within the time
  * of a notification and a one-row read. Notices can be missed, so the policy is also
- * read again when the listener reconnects (the store then calls with no payload),
- * after every refresh (every --refresh-interval-ms), and TIER_POLICY_RETRY_MS
- * after init started to listen (the store's listener thread sends the LISTEN a little
- * after init asked: a version written between the start-up load and then has no
- * notice). On SQLite there is one process and none of this runs: the listener is never
- * called, and refreshes do not read the policy.
+ * read again each time LISTEN comes into force (the store then calls with no payload:
+ * at start, which covers a version written between the start-up load and the LISTEN,
+ * and after every reconnection) and after every refresh (every --refresh-interval-ms).
+ * On SQLite there is one process and none of this runs: the listener is never called,
+ * and refreshes do not read the policy.
  *
  * The population needs no such notice: each replica refreshes its own from creator
  * profile (at start, every interval, right after a policy comes into force here, and on

@@ -823,8 +823,9 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     }
     st->policy = load.policy;
     st->snapshot = load.snapshot;
-    /* Notices go to the app, whose state is NULL from fini on: there is no unlisten, and
-     * the store (its listener) outlives the state. */
+    /* Notices go to the app, whose state is NULL from fini on (the store, with its
+     * listener, outlives the state). The first call, with no payload, comes once LISTEN
+     * is in force: versions written between the load and then are read there. */
     if ((rc = yw_store_listen(st->store, TIER_POLICY_CHANNEL, tier_on_policy_notice, app)) != 0) {
         snprintf(err, errlen, "cannot listen for policy updates on %s: %s", TIER_POLICY_CHANNEL,
                  strerror(-rc));
@@ -884,10 +885,6 @@ int tier_service_init(yw_app_t *app, char *err, size_t errlen)
     }
     st->holds++; /* the refresher's, until it is closed */
     tier_refresher_trigger(st->refresher);
-    if (yw_store_is_postgres(st->store)) {
-        /* Versions other replicas wrote between the load and the LISTEN (tier_replicas.c). */
-        tier_policy_recheck_later(st);
-    }
     yw_app_set_state(app, st);
     yw_log(YW_LOG_INFO,
            "policy version %" PRId64 "%s; saved population: %zu creators; creator profile at %s, "

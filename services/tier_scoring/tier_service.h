@@ -68,8 +68,8 @@ void tier_service_fini(yw_app_t *app);
  * registers, in tier_replicas.c; `arg` is the app (its state is NULL from fini on, when
  * notices are ignored: the store, with its listener, outlives the state). A notice of a
  * version not newer than the one in force (this replica's own update, or one already
- * read) is ignored; any other payload, and NULL (the listener reconnected: notices may
- * have been missed), reads the policy in force from the database and puts it in force if
+ * read) is ignored; any other payload, and NULL (LISTEN came into force, at start or
+ * after a reconnection: notices may have been missed), reads the policy in force from the database and puts it in force if
  * it is newer. Loop thread. Public for tests that stand for another replica.
  */
 void tier_on_policy_notice(void *arg, const char *payload);

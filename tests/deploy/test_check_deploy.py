@@ -1,6 +1,6 @@
 """tools/check_deploy.py against altered copies of deploy/: each case breaks one thing a
-check is there for (mostly in the attribution cluster's files) and expects that check to
-fail, naming it; the unaltered copy passes. `make check-deploy` runs these after the
+check is there for (mostly in the attribution cluster's and the PostgreSQL files) and
+expects that check to fail, naming it; the unaltered copy passes. `make check-deploy` runs these after the
 check itself; alone: python3 -m pytest -q tests/deploy
 """
 
@@ -21,6 +21,8 @@ ATTR_PATCH = CLUSTER_K8S + "attribution.yaml"
 COMPOSE = "deploy/compose.cluster.yaml"
 COMPOSE_NATS = "deploy/nats/compose.conf"
 DROPIN = "deploy/systemd/yaowei-attribution.service.d/cluster.conf"
+PG_COMPOSE = "deploy/compose.postgres.yaml"
+PG_K8S = "deploy/k8s/overlays/postgres/"
 
 # (id, file, text, replacement (count: how many of the text to replace, all when None),
 #  section of check_deploy, what the failing check says)
@@ -125,9 +127,90 @@ CASES = [
     ("compose-standalone-flag-typo", "deploy/compose.yaml",
      '["yaowei-attribution", "--listen", "0.0.0.0:50053"]',
      '["yaowei-attribution", "--listn", "0.0.0.0:50053"]', "compose", "has no flag --listn"),
+    # PostgreSQL: compose.postgres.yaml.
+    ("pg-compose-image", PG_COMPOSE, "image: docker.io/library/postgres:15\n",
+     "image: docker.io/library/postgres:16\n", "compose", "PostgreSQL is the image postgres:15"),
+    ("pg-compose-no-volume", PG_COMPOSE, "      - postgres-data:/var/lib/postgresql/data\n", "",
+     "compose", "its data on a volume"),
+    ("pg-compose-no-pg-isready", PG_COMPOSE, '"CMD-SHELL", "pg_isready -h',
+     '"CMD-SHELL", "true; pg_ready -h', "compose", "pg_isready"),
+    ("pg-compose-no-password", PG_COMPOSE, "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-yaowei}\n",
+     "", "compose", "POSTGRES_PASSWORD is not set"),
+    ("pg-compose-wrong-database", PG_COMPOSE, "@postgres:5432/${POSTGRES_DB:-yaowei}?",
+     "@postgres:5432/yaowei_test?", "compose", "YW_STORE names the database"),
+    ("pg-compose-wrong-host", PG_COMPOSE, "@postgres:5432/", "@db:5432/", "compose",
+     "not a PostgreSQL service of this file"),
+    ("pg-compose-no-wait", PG_COMPOSE,
+     "    depends_on:\n      postgres:\n        condition: service_healthy\n"
+     "    networks:\n      default:\n        aliases: [creator-profile]\n"
+     "    ports:\n      - \"127.0.0.1:50054:50051\"",
+     "    depends_on:\n      postgres:\n        condition: service_started\n"
+     "    networks:\n      default:\n        aliases: [creator-profile]\n"
+     "    ports:\n      - \"127.0.0.1:50054:50051\"", "compose",
+     "creator-profile-2: YW_STORE names the database, waits for it"),
+    ("pg-compose-data-volume", PG_COMPOSE,
+     '    command: ["yaowei-tier-scoring", "--listen", "0.0.0.0:50052"]\n    depends_on:\n'
+     '      postgres:\n        condition: service_healthy\n      creator-profile-1:\n'
+     '        condition: service_healthy\n      creator-profile-2:\n'
+     '        condition: service_healthy\n    networks:\n      default:\n'
+     '        aliases: [tier-scoring]\n    ports:\n      - "127.0.0.1:50052:50052"\n',
+     '    command: ["yaowei-tier-scoring", "--listen", "0.0.0.0:50052"]\n    depends_on:\n'
+     '      postgres:\n        condition: service_healthy\n      creator-profile-1:\n'
+     '        condition: service_healthy\n      creator-profile-2:\n'
+     '        condition: service_healthy\n    networks:\n      default:\n'
+     '        aliases: [tier-scoring]\n    volumes:\n      - attribution-data:/var/lib/yaowei\n'
+     '    ports:\n      - "127.0.0.1:50052:50052"\n', "compose", "no data volume"),
+    ("pg-compose-port-clash", PG_COMPOSE, '"127.0.0.1:50055:50052"', '"127.0.0.1:50054:50052"',
+     "compose", "every published host port is one service's"),
+    ("pg-compose-lost-alias", PG_COMPOSE, "        aliases: [tier-scoring]\n", "", "compose",
+     "peer addresses name services of this file"),
+    ("pg-compose-attribution-store", PG_COMPOSE,
+     '["yaowei-attribution", "--listen", "0.0.0.0:50053"]',
+     '["yaowei-attribution", "--listen", "0.0.0.0:50053", "--store", "postgresql://postgres/yaowei"]',
+     "compose", "keeps its own store"),
+    ("pg-compose-flag-typo", PG_COMPOSE, "YW_STORE_POOL:", "YW_STORE_POOLS:", "compose",
+     "reads no variable YW_STORE_POOLS"),
+    # PostgreSQL: the Kubernetes overlay.
+    ("pg-k8s-one-replica", PG_K8S + "creator-profile.yaml", "  replicas: 2\n", "  replicas: 1\n",
+     "k8s", "creator-profile on PostgreSQL: stateless replicas"),
+    ("pg-k8s-store-literal", PG_K8S + "tier-scoring.yaml",
+     "            - name: YW_STORE\n              valueFrom:\n                secretKeyRef:\n"
+     "                  name: yaowei-store\n                  key: uri\n",
+     "            - name: YW_STORE\n              value: postgresql://yaowei:pw@db/yaowei\n",
+     "k8s", "YW_STORE from a Secret"),
+    ("pg-k8s-store-flag", PG_K8S + "creator-profile.yaml",
+     'args: ["--listen", "0.0.0.0:50051"]',
+     'args: ["--listen", "0.0.0.0:50051", "--store", "postgresql://yaowei:pw@db/yaowei"]',
+     "k8s", "on the command line"),
+    ("pg-k8s-liveness-on-database", PG_K8S + "creator-profile.yaml",
+     "          livenessProbe:\n            grpc:\n              port: 50051\n"
+     "              service: grpc.health.v1.Health\n",
+     "          livenessProbe:\n            grpc:\n              port: 50051\n",
+     "k8s", "readiness on the database, liveness not"),
+    ("pg-k8s-data-volume", PG_K8S + "tier-scoring.yaml",
+     "        - name: tmp\n          emptyDir:\n",
+     "        - name: data\n          persistentVolumeClaim:\n            claimName: data\n"
+     "        - name: tmp\n          emptyDir:\n", "k8s", "no data volume"),
+    ("pg-k8s-statefulset-kept", PG_K8S + "kustomization.yaml",
+     "  - path: delete-tier-scoring-statefulset.yaml\n", "", "k8s",
+     "selects one workload"),
+    ("pg-k8s-delete-two-in-one-file", PG_K8S + "delete-tier-scoring-statefulset.yaml",
+     "  name: tier-scoring\n",
+     "  name: tier-scoring\n---\n$patch: delete\napiVersion: v1\nkind: Service\n"
+     "metadata:\n  name: tier-scoring\n", "k8s", "must be the file's only document"),
+    ("pg-k8s-pdb-two-at-once", "deploy/k8s/base/creator-profile.yaml", "  maxUnavailable: 1\n",
+     "  maxUnavailable: 2\n", "k8s", "takes one replica at a time"),
+    ("pg-k8s-store-in-configmap", "deploy/k8s/base/configmap.yaml", "  YW_LOG_LEVEL: info\n",
+     "  YW_LOG_LEVEL: info\n  YW_STORE: postgresql://yaowei:pw@db/yaowei\n", "k8s",
+     "no store URI"),
+    ("sqlite-k8s-two-replicas", "deploy/k8s/base/tier-scoring.yaml", "  replicas: 1\n",
+     "  replicas: 2\n", "k8s", "tier-scoring standalone (SQLite): one replica"),
     # Containerfiles.
+    ("containerfile-no-libpq", "deploy/container/Containerfile",
+     'REQUIRED_RUNTIME_PACKAGES="libnats3.4 libpq5"', 'REQUIRED_RUNTIME_PACKAGES="libnats3.4"',
+     "containerfile", "libpq5 among them"),
     ("containerfile-runtime-package", "deploy/container/Containerfile",
-     'REQUIRED_RUNTIME_PACKAGES="libnats3.4"', 'REQUIRED_RUNTIME_PACKAGES="libnats3"',
+     'REQUIRED_RUNTIME_PACKAGES="libnats3.4 libpq5"', 'REQUIRED_RUNTIME_PACKAGES="libnats3 libpq5"',
      "containerfile", "required runtime packages"),
     ("nats-containerfile-root", "deploy/container/nats.Containerfile", "USER 10002:10002\n",
      "USER root\n", "containerfile", "non-root user"),

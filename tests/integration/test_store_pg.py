@@ -107,3 +107,23 @@ def test_driven(pg, name, stop):
     print(out)  # shown by pytest when the test fails (or with -s)
     assert proc.returncode == 0, out
     assert "1 passed, 0 failed" in out, out
+
+
+@pytest.mark.parametrize("suite", ["tests/unit/services/creator_profile/test_creator_store",
+                                   "tests/unit/services/tier_scoring/test_tier_store"])
+def test_service_stores_on_postgres(pg, suite):
+    """The services' store suites (their SQL, locks across two replicas' pools) on
+    PostgreSQL: with YW_TEST_PG_URI each test runs there instead of on SQLite, in a
+    database of its own. The tests' names come from a run on SQLite."""
+    listing = subprocess.run([binary_path(suite)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=180)
+    assert listing.returncode == 0, listing.stdout
+    names = [line.split()[1] for line in listing.stdout.splitlines() if line.startswith("ok ")]
+    assert len(names) >= 4, listing.stdout
+    for i, name in enumerate(names):
+        uri = pg.create_database("svc_%s_%d" % (os.path.basename(suite), i))
+        out = subprocess.run([binary_path(suite), name], env=dict(os.environ, YW_TEST_PG_URI=uri),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=180)
+        assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout, out.stdout
+        assert "skipped" not in out.stdout, out.stdout  # every test runs on PostgreSQL
