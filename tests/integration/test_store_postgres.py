@@ -627,12 +627,21 @@ def test_replicas_started_together_migrate_once(replicas):
         tss = [replicas.tier(uri, cps[i], "ts_t%d%s" % (attempt, x), start=False)
                for i, x in enumerate("ab")]
         procs = cps + tss
-        # All four at once (start() waits for SERVING, so launch first, then wait).
-        threads = [threading.Thread(target=p.start) for p in procs]
+        # All four at once: each start() (it waits for SERVING) on a thread of its own.
+        errors = []
+
+        def start(p):
+            try:
+                p.start()
+            except BaseException as e:  # pytest.fail's Failed is a BaseException
+                errors.append("%s: %s" % (p.name, e))
+
+        threads = [threading.Thread(target=start, args=(p,)) for p in procs]
         for th in threads:
             th.start()
         for th in threads:
             th.join(60)
+        assert not errors, "\n".join(errors)
         for p in procs:
             p.assert_alive()
         # Migrated once: a migration run twice at once would have failed a start (its
