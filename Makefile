@@ -19,7 +19,8 @@ APT_PACKAGES += libssl-dev libjansson-dev openssl
 # cluster main job (CLUSTER=1).
 APT_PACKAGES += libnats-dev nats-server
 # Creator profile and tier scoring on PostgreSQL: libpq for the store's PostgreSQL
-# backend (common/store_pg*.c), the server for its tests (tests/integration/pg_server.py).
+# backend (common/store_pg*.c), the server for its tests (tests/integration/pg_server.py)
+# and for `make run STORE=postgres`.
 APT_PACKAGES += postgresql libpq-dev
 
 # `make run` (tools/demo/run.sh): QUICK=1 a first look in well under a minute; SERVE=1
@@ -27,7 +28,10 @@ APT_PACKAGES += postgresql libpq-dev
 # as a cluster (three nats-server and three attribution nodes, the demo's calls spread
 # over them); SEED the workload's seed; DEMO_ARGS more flags for the demo
 # (bazel-bin/tools/demo/demo --help), e.g.
-# DEMO_ARGS='--ctr 0.03,0.03,0.03,0.03 --cvr 0.05,0.05,0.05,0.05'.
+# DEMO_ARGS='--ctr 0.03,0.03,0.03,0.03 --cvr 0.05,0.05,0.05,0.05'. STORE=postgres runs
+# creator profile and tier scoring on a PostgreSQL of the run's own (initdb in a temp dir
+# on a free port, one database for both; stopped and removed at the end); without it,
+# each on SQLite in its data dir.
 SEED ?= 42
 DEMO_ARGS ?=
 
@@ -61,7 +65,7 @@ build: deps
 run: build
 	tools/demo/run.sh --bin-dir $(CURDIR)/bazel-bin $(if $(filter-out 0,$(QUICK)),--quick) \
 		$(if $(filter-out 0,$(SERVE)),--serve) $(if $(filter-out 0,$(CLUSTER)),--cluster) \
-		-- --seed $(SEED) $(DEMO_ARGS)
+		$(if $(STORE),--store $(STORE)) -- --seed $(SEED) $(DEMO_ARGS)
 
 unit: deps
 	$(BAZEL) test //...

@@ -5,10 +5,23 @@ Environment:
                the creator profile binary is services/creator_profile/creator_profile
                under it.
   YW_TEST_KEEP_LOGS=1   keep each server's stderr log (paths printed on failure).
+  YW_TEST_STORES  the stores the store-parametrized tests run on, comma-separated
+               (default "sqlite,postgres"; e.g. "sqlite" where PostgreSQL is not installed).
+
+The store: creator profile and tier scoring keep their data in SQLite under --data-dir
+(the default) or in PostgreSQL (--store postgresql://...). A test that starts them through
+the fixtures below (server, fresh_server, tier_stack, ...) depends on the fixture `store`;
+a module with `BOTH_STORES = True`, or a test marked `@pytest.mark.both_stores`, runs once
+per store, its id saying which ([sqlite] / [postgres]). On "postgres" every service start
+of a fixture gets a database of its own on one PostgreSQL server per session (started by
+pg_server.py at the first use, removed at the end); a creator profile and the tier scoring
+reading from it share theirs, as in production. Other tests run on SQLite only.
 """
 
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -81,6 +94,7 @@ class ServerProcess:
         self.log_path = None
         self._log_file = None
         self.command_prefix = []  # runs the binary under it, e.g. ["prlimit", ..., "--"]
+        self.store = "sqlite"  # or "postgres" (its --store is in extra_args)
 
     # -- process control ----------------------------------------------------
 
@@ -240,18 +254,98 @@ class ServerProcess:
         return out
 
 
-def _make_server(tmp_path_factory, name, extra_args=()):
+# -- the store ----------------------------------------------------------------------------
+
+STORES = ("sqlite", "postgres")
+
+
+def stores_to_test():
+    """The stores of YW_TEST_STORES (default: both)."""
+    names = [s.strip() for s in os.environ.get("YW_TEST_STORES", ",".join(STORES)).split(",")
+             if s.strip()]
+    for n in names:
+        if n not in STORES:
+            raise pytest.UsageError("YW_TEST_STORES: unknown store %r (known: %s)"
+                                    % (n, ", ".join(STORES)))
+    # The very objects of STORES: pytest keeps a parametrized fixture's value while the
+    # next test's parameter `is` the same object, and sets it up again otherwise (a new
+    # string from split() for every test would restart every module's server each test).
+    return [s for s in STORES if s in names]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_stores: run the test on SQLite and on PostgreSQL "
+                            "(the fixture `store`)")
+
+
+def pytest_generate_tests(metafunc):
+    if "store" not in metafunc.fixturenames:
+        return
+    if (getattr(metafunc.module, "BOTH_STORES", False)
+            or metafunc.definition.get_closest_marker("both_stores")):
+        # Module scope: a module's tests run on one store, then on the other, so that a
+        # module-scoped server is started once per store.
+        metafunc.parametrize("store", stores_to_test(), indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def store(request):
+    """ "sqlite" or "postgres": where the services started by the fixtures keep their data."""
+    return getattr(request, "param", "sqlite")
+
+
+_PG = None
+_DB_SEQ = itertools.count(1)
+
+
+def pg_server():
+    """The session's PostgreSQL server (pg_server.PgServer), started at the first call."""
+    global _PG
+    if _PG is None:
+        from pg_server import PgServer
+        _PG = PgServer("pg-session").start()
+    return _PG
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _PG
+    if _PG is not None:
+        _PG.destroy()
+        _PG = None
+
+
+def new_database(name):
+    """A new empty database on the session's PostgreSQL server; returns its URI."""
+    db = "yw%d_%s" % (next(_DB_SEQ), re.sub(r"[^a-z0-9_]+", "_", name.lower()))
+    return pg_server().create_database(db[:63])
+
+
+def store_args(store, name):
+    """The flags that put a service on `store`: none for SQLite (under --data-dir), --store
+    with a new database for PostgreSQL."""
+    if store == "sqlite":
+        return []
+    assert store == "postgres", store
+    return ["--store", new_database(name)]
+
+
+def _make_server(tmp_path_factory, name, extra_args=(), store="sqlite", store_uri_args=None):
+    """A creator profile process (not started). On store "postgres", a new database
+    (or the --store flags of store_uri_args, to share one)."""
     binary = binary_path(CREATOR_PROFILE_BIN)
     base = tmp_path_factory.mktemp(name)
     data_dir = base / "data"
     data_dir.mkdir()
-    return ServerProcess(binary, str(data_dir), str(base), extra_args, name=name)
+    sargs = store_uri_args if store_uri_args is not None else store_args(store, name)
+    srv = ServerProcess(binary, str(data_dir), str(base), list(extra_args) + sargs, name=name)
+    srv.store = store
+    return srv
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory):
+def shared_server(tmp_path_factory, store):
     """One creator profile process shared by a test module (tests use unique ids)."""
-    srv = _make_server(tmp_path_factory, "creator_profile")
+    srv = _make_server(tmp_path_factory, "creator_profile", store=store)
     srv.start()
     yield srv
     srv.stop()
@@ -267,19 +361,20 @@ def server(shared_server):
 
 
 @pytest.fixture
-def fresh_server(tmp_path_factory):
-    """A creator profile process of its own, with an empty data dir."""
-    srv = _make_server(tmp_path_factory, "creator_profile_fresh", ["--grace-ms", "2000"])
+def fresh_server(tmp_path_factory, store):
+    """A creator profile process of its own, with an empty data dir (or database)."""
+    srv = _make_server(tmp_path_factory, "creator_profile_fresh", ["--grace-ms", "2000"],
+                       store=store)
     srv.start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
-def small_limit_server(tmp_path_factory):
+def small_limit_server(tmp_path_factory, store):
     """A creator profile process started with --max-message-bytes 65536."""
     srv = _make_server(tmp_path_factory, "creator_profile_small",
-                       ["--max-message-bytes", "65536"])
+                       ["--max-message-bytes", "65536"], store=store)
     srv.start()
     yield srv
     srv.stop()
@@ -354,23 +449,28 @@ class TierStack:
         return self.tier.call("%s/%s" % (TIER_SERVICE, method), request, **kw)
 
 
-def _make_tier_stack(tmp_path_factory, name, tier_args=()):
-    creator = _make_server(tmp_path_factory, name + "_creator_profile")
+def _make_tier_stack(tmp_path_factory, name, tier_args=(), store="sqlite"):
+    """Creator profile and tier scoring (not started); on store "postgres" both in one new
+    database."""
+    sargs = store_args(store, name)
+    creator = _make_server(tmp_path_factory, name + "_creator_profile", store=store,
+                           store_uri_args=sargs)
     base = tmp_path_factory.mktemp(name + "_tier_scoring")
     data_dir = base / "data"
     data_dir.mkdir()
     tier = ServerProcess(binary_path(TIER_SCORING_BIN), str(data_dir), str(base),
                          ["--creator-profile-addr", creator.address,
-                          "--refresh-interval-ms", str(TIER_REFRESH_MS)] + list(tier_args),
-                         name=name + "_tier_scoring")
+                          "--refresh-interval-ms", str(TIER_REFRESH_MS)] + list(tier_args)
+                         + sargs, name=name + "_tier_scoring")
+    tier.store = store
     return TierStack(creator, tier)
 
 
 @pytest.fixture(scope="module")
-def shared_tier_stack(tmp_path_factory):
+def shared_tier_stack(tmp_path_factory, store):
     """One creator profile + tier scoring pair shared by a test module (tests use their
     own categories and ids)."""
-    stack = _make_tier_stack(tmp_path_factory, "tier").start()
+    stack = _make_tier_stack(tmp_path_factory, "tier", store=store).start()
     yield stack
     stack.stop()
 
@@ -387,10 +487,10 @@ def tier_stack(shared_tier_stack):
 
 
 @pytest.fixture
-def fresh_tier_stack(tmp_path_factory):
-    """A pair of its own with empty data dirs: for tests that change the policy, stop
-    processes, or need to know every creator of the population."""
-    stack = _make_tier_stack(tmp_path_factory, "tier_fresh").start()
+def fresh_tier_stack(tmp_path_factory, store):
+    """A pair of its own with empty data dirs (or database): for tests that change the
+    policy, stop processes, or need to know every creator of the population."""
+    stack = _make_tier_stack(tmp_path_factory, "tier_fresh", store=store).start()
     yield stack
     for srv in (stack.creator, stack.tier):
         if srv.proc is not None and srv.proc.poll() is None:

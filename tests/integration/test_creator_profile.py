@@ -15,6 +15,9 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS
 
+# Every test here runs on SQLite and on PostgreSQL (conftest: the fixture `store`).
+BOTH_STORES = True
+
 
 def uid(prefix="c"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:12])

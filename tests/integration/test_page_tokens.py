@@ -1,6 +1,6 @@
 """Page tokens of every listing: ListCreators, ListCreatorsByTier and ListTopCreators
 (common/page_token.h). A token is signed with HMAC-SHA256 under --data-dir/page_token.key
-and bound to its query: an edited token, a forged one, one of another query, or one whose
+(on PostgreSQL, a key kept in the database) and bound to its query: an edited token, a forged one, one of another query, or one whose
 position is out of range is INVALID_ARGUMENT naming page_token, and a token survives a
 restart of the service.
 
@@ -19,6 +19,10 @@ from conftest import CREATOR_SERVICE, TIER_SERVICE
 from test_attribution import RANGE, T, Attr, conversion, exposure
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+# The creator profile and tier scoring tests run on SQLite and on PostgreSQL (conftest:
+# the fixture `store`); attribution's on its own store.
+BOTH_STORES = True
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 HEX = "0123456789abcdef"
 

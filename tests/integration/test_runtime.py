@@ -301,6 +301,7 @@ def test_many_errors_in_a_row_no_crash(server):
 
 # -- durability and shutdown ----------------------------------------------------
 
+@pytest.mark.both_stores
 def test_acknowledged_writes_survive_kill9(fresh_server):
     import datetime
     srv = fresh_server
@@ -348,6 +349,7 @@ def test_acknowledged_writes_survive_kill9(fresh_server):
     assert again == created[ids[5]]
 
 
+@pytest.mark.both_stores
 def test_graceful_sigterm_exits_zero_and_keeps_data(fresh_server):
     srv = fresh_server
     c = srv.call("CreateCreator", {"creator": {"creator_id": "graceful-1", "followers": 3}})

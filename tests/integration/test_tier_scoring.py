@@ -25,6 +25,9 @@ ABORTED = grpc.StatusCode.ABORTED
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 
+# Every test here runs on SQLite and on PostgreSQL (conftest: the fixture `store`).
+BOTH_STORES = True
+
 TIERS = ["TIER_HEAD", "TIER_MID", "TIER_TAIL", "TIER_AMATEUR"]
 DEFAULT_POLICY = {
     "version": "1",
@@ -595,15 +598,16 @@ def test_population_survives_restart_without_creator_profile(fresh_tier_stack):
     assert e.code() in (UNAVAILABLE, DEADLINE)
 
 
-def test_no_population_yet_is_unavailable(tmp_path_factory):
+def test_no_population_yet_is_unavailable(tmp_path_factory, store):
     """Tier scoring started with creator profile unreachable and nothing saved: the
     population methods say so; the policy is still served."""
-    from conftest import ServerProcess, binary_path, free_port, TIER_SCORING_BIN
+    from conftest import ServerProcess, binary_path, free_port, store_args, TIER_SCORING_BIN
     base = tmp_path_factory.mktemp("tier_alone")
     (base / "data").mkdir()
     srv = ServerProcess(binary_path(TIER_SCORING_BIN), str(base / "data"), str(base),
                         ["--creator-profile-addr", "127.0.0.1:%d" % free_port(),
-                         "--refresh-interval-ms", "200"], name="tier_alone")
+                         "--refresh-interval-ms", "200"] + store_args(store, "tier_alone"),
+                        name="tier_alone")
     srv.start()
     try:
         call = lambda m, r: srv.call("%s/%s" % (TIER_SERVICE, m), r)  # noqa: E731
@@ -632,12 +636,13 @@ def tiers_of(stack, ids, **kw):
 
 
 @pytest.fixture
-def slow_tier_stack(tmp_path_factory):
+def slow_tier_stack(tmp_path_factory, store):
     """A pair whose tier scoring refreshes by itself only at start-up (the interval is
     10 minutes): what the population holds after that is what RefreshPopulation read."""
     from conftest import _make_tier_stack
     stack = _make_tier_stack(tmp_path_factory, "tier_manual",
-                             ["--refresh-interval-ms", "600000", "--grace-ms", "500"]).start()
+                             ["--refresh-interval-ms", "600000", "--grace-ms", "500"],
+                             store=store).start()
     yield stack
     for srv in (stack.creator, stack.tier):
         if srv.proc is not None and srv.proc.poll() is None:

@@ -4,7 +4,8 @@
 # dir, waits for their health to be SERVING (tools/health_probe), runs the demo against
 # them (tools/demo), then stops them with SIGTERM and checks that each exits 0.
 #
-#   tools/demo/run.sh [--bin-dir DIR] [--quick] [--serve] [--cluster] [-- DEMO FLAGS...]
+#   tools/demo/run.sh [--bin-dir DIR] [--quick] [--serve] [--cluster] [--store STORE]
+#                     [-- DEMO FLAGS...]
 #
 #   --bin-dir DIR  where the Bazel outputs are (default: ./bazel-bin)
 #   --quick        the demo's QUICK size (a first look in well under a minute)
@@ -14,6 +15,13 @@
 #                  (JetStream, one cluster over routes) and three attribution nodes
 #                  instead of one attribution; the demo spreads its attribution calls
 #                  over the three nodes, one call to each in turn
+#   --store STORE  where creator profile and tier scoring keep their data: sqlite (the
+#                  default: a file in each data dir) or postgres (`make run
+#                  STORE=postgres`): a PostgreSQL server of this run's own, initdb in a
+#                  temp dir of its own on a free loopback port (as the postgres user
+#                  when run as root), one database both services share (--store);
+#                  stopped and removed at the end whatever happened (KEEP_DATA=1 keeps
+#                  its directory; its log is copied to the kept temp dir on failure)
 #   KEEP_DATA=1    keep the temp dir (data and logs) at the end
 #   TIER_REFRESH_MS  tier scoring's --refresh-interval-ms (default: its own, 60000)
 #   CLUSTER_PARTITIONS  the cluster's --partitions (default: attribution's own, 64)
@@ -29,6 +37,7 @@ BIN_DIR=./bazel-bin
 QUICK=0
 SERVE=0
 CLUSTER=0
+STORE=sqlite
 DEMO_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +46,8 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --serve) SERVE=1; shift ;;
     --cluster) CLUSTER=1; shift ;;
+    --store) STORE=${2:-}; shift 2 ;;
+    --store=*) STORE=${1#*=}; shift ;;
     --) shift; DEMO_ARGS+=("$@"); break ;;
     -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -54,6 +65,20 @@ for b in "$CP_BIN" "$TS_BIN" "$AT_BIN" "$PROBE_BIN" "$DEMO_BIN"; do
         exit 4
     fi
 done
+case "$STORE" in
+sqlite | postgres) ;;
+*) echo "run.sh: --store must be sqlite or postgres, not '$STORE'" >&2; exit 2 ;;
+esac
+# Debian's PostgreSQL server programs (the newest installed), for --store postgres.
+PG_BIN=
+if [ "$STORE" = postgres ]; then
+    PG_BIN=$(find /usr/lib/postgresql -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n 1)
+    PG_BIN=${PG_BIN%/initdb}
+    if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/pg_ctl" ]; then
+        echo "run.sh: PostgreSQL is missing: install it (make deps, Debian's postgresql)" >&2
+        exit 4
+    fi
+fi
 NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
 if [ "$CLUSTER" = 1 ] && [ ! -x "$NATS_BIN" ]; then
     echo "run.sh: nats-server is missing: install it (make deps, Debian's nats-server)" >&2
@@ -70,6 +95,7 @@ LOGS=()
 WAVES=()
 STOP_SIGS=()
 STOP_FAILED=0
+PG_DIR=
 
 log_tail() {
     echo "--- last lines of $1 ---" >&2
@@ -129,6 +155,7 @@ cleanup() {
     trap - EXIT INT TERM
     [ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
     stop_all
+    stop_pg "$rc"
     if [ "$STOP_FAILED" -ne 0 ] && [ "$rc" -eq 0 ]; then
         rc=4
     fi
@@ -219,6 +246,79 @@ start() {
     shift 2
     start_service "$name" "$name" "$bin" 127.0.0.1:0 "$@"
     wait_serving "$name" "$ADDR" "$PID" "$LOGF" 10
+}
+
+# ---- PostgreSQL (--store postgres) ------------------------------------------------------
+
+# Runs a PostgreSQL program as the postgres user when we are root (initdb refuses root),
+# in a session of its own (setsid): Ctrl-C at the terminal reaches this script and the
+# services, not the server, which must outlive them (they stop first).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- setsid -w "$@"
+    else
+        setsid -w "$@"
+    fi
+}
+
+# A PostgreSQL server of this run's own: initdb in a temp dir (not $WORK: as root that is
+# root's alone, and the server runs as postgres), a free loopback port, no Unix socket,
+# trust on loopback; a database `yaowei`. Sets PG_URI.
+start_pg() {
+    local parent=${TMPDIR:-/tmp}
+    # As root, somewhere the postgres user can reach (a root-only TMPDIR: /tmp instead).
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$parent" 2>/dev/null; then
+        parent=/tmp
+    fi
+    PG_DIR=$(mktemp -d "$parent/yaowei-pg.XXXXXX") || exit 4
+    [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
+    if ! as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 \
+        --locale=C --no-sync >"$PG_DIR/initdb.log" 2>&1; then
+        echo "run.sh: initdb failed" >&2
+        log_tail "$PG_DIR/initdb.log"
+        exit 4
+    fi
+    free_port
+    PG_PORT=$FREE_PORT
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=''" \
+        start >/dev/null; then
+        echo "run.sh: PostgreSQL did not start" >&2
+        log_tail "$PG_DIR/postgres.log"
+        exit 4
+    fi
+    if ! "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+        -c "CREATE DATABASE yaowei" >/dev/null; then
+        echo "run.sh: could not create the database" >&2
+        exit 4
+    fi
+    PG_URI=postgresql://postgres@127.0.0.1:$PG_PORT/yaowei
+    echo "started postgres on 127.0.0.1:$PG_PORT ($PG_URI, data in $PG_DIR/data)" >&2
+}
+
+# Stops the server (after the services) and removes its directory; its log goes to
+# $WORK when the run failed (rc, the exit status so far, not 0) or KEEP_DATA=1.
+stop_pg() {
+    local rc=$1
+    [ -n "$PG_DIR" ] || return 0
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        if as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1; then
+            echo "stopped postgres" >&2
+        else
+            echo "run.sh: PostgreSQL did not stop within 30 s; killing it" >&2
+            as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 30 stop >/dev/null 2>&1
+            STOP_FAILED=1
+        fi
+    fi
+    if [ "${KEEP_DATA:-0}" = 1 ]; then
+        echo "PostgreSQL's data kept in $PG_DIR" >&2
+    else
+        if [ "$rc" -ne 0 ] || [ "$STOP_FAILED" -ne 0 ]; then
+            cp "$PG_DIR/postgres.log" "$WORK/postgres.log" 2>/dev/null
+        fi
+        rm -rf "$PG_DIR"
+    fi
+    PG_DIR=
 }
 
 # ---- the cluster (--cluster) ----------------------------------------------------------
@@ -337,11 +437,17 @@ start_attribution_cluster() {
 # ---- the main job ---------------------------------------------------------------------
 
 [ "$CLUSTER" = 1 ] && start_nats
-start creator_profile "$CP_BIN"
+# Creator profile and tier scoring on SQLite in their data dirs, or both on one database.
+STORE_ARGS=()
+if [ "$STORE" = postgres ]; then
+    start_pg
+    STORE_ARGS=(--store "$PG_URI")
+fi
+start creator_profile "$CP_BIN" ${STORE_ARGS[@]+"${STORE_ARGS[@]}"}
 CP_ADDR=$ADDR
 # The demo asks tier scoring for a refresh once the stats are in (RefreshPopulation), so
 # tier scoring keeps its default interval (60 s) unless TIER_REFRESH_MS says otherwise.
-TS_ARGS=(--creator-profile-addr "$CP_ADDR")
+TS_ARGS=(--creator-profile-addr "$CP_ADDR" ${STORE_ARGS[@]+"${STORE_ARGS[@]}"})
 [ -n "${TIER_REFRESH_MS:-}" ] && TS_ARGS+=(--refresh-interval-ms "$TIER_REFRESH_MS")
 start tier_scoring "$TS_BIN" "${TS_ARGS[@]}"
 TS_ADDR=$ADDR
@@ -368,6 +474,7 @@ if [ "$SERVE" = 1 ] && [ $DEMO_RC -le 1 ]; then
     echo
     echo "services up: creator profile $CP_ADDR, tier scoring $TS_ADDR, attribution ${AT_ADDR//,/, }"
     [ "$CLUSTER" = 1 ] && echo "NATS: $NATS_URLS"
+    [ "$STORE" = postgres ] && echo "PostgreSQL: $PG_URI (psql $PG_URI)"
     echo "data and logs in $WORK; Ctrl-C stops them."
     trap 'echo >&2; exit 0' INT TERM
     while :; do
