@@ -927,7 +927,13 @@ def test_tier_report_labels_every_creator_after_a_load(load_stack):
         want[tier] = want.get(tier, 0) + 1
     assert {r["tier"]: I(r, "creators") for r in rep["rows"]} == want
     # Five BatchGetCreatorTiers calls of at most 1,000 ids; no BatchScoreCreators; and
-    # nothing read from creator profile on the report's behalf.
+    # nothing read from creator profile on the report's behalf. A call is counted handled
+    # once the server has finished it, which can be just after its caller had the reply:
+    # the count is waited for (and must not go past 5).
+    deadline = time.monotonic() + 5
+    while (scrape_counter(ts.metrics_port, "grpc_server_handled_total",
+                          "BatchGetCreatorTiers") < 5 and time.monotonic() < deadline):
+        time.sleep(0.02)
     assert scrape_counter(ts.metrics_port, "grpc_server_handled_total",
                           "BatchGetCreatorTiers") == 5
     assert scrape_counter(ts.metrics_port, "grpc_server_started_total",
