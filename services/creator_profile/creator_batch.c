@@ -68,7 +68,7 @@ static const char upsert_tail[] =
     "shares = excluded.shares, follows_gained = excluded.follows_gained";
 
 /* A row's values: ", (" or ", " then "?nnnn" per column, and ")": at most 14 * 8 + 2. */
-#define ROW_MAX (CREATOR_UPSERT_COLUMNS * 8 + 2)
+#define ROW_MAX ((size_t)CREATOR_UPSERT_COLUMNS * 8 + 2)
 #define SQL_MAX (sizeof upsert_head + sizeof upsert_tail + CREATOR_UPSERT_CHUNK_MAX * ROW_MAX)
 
 static char upsert_sql[N_SIZES][SQL_MAX];

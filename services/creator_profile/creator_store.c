@@ -812,14 +812,16 @@ static grpc_status_code upsert_rows(yw_store_conn_t *conn, creator_record_stats_
 /*
  * ---- RecordNoteStats on PostgreSQL: a batch in a few round trips ----
  *
- * Row by row, a batch of n rows took about 5n round trips. Here it takes, whatever n:
- * one owner lookup of every distinct note, one statement locking the new ones (in byte
- * order), one reading every distinct creator FOR KEY SHARE, the owner lookup again (now
- * that nothing can change it), and the upserts, up to CREATOR_UPSERT_CHUNK_MAX rows a
- * statement. The rows are then checked in order against what was read, so the first bad
- * row (day, creator, owner: the same checks, in the same order, with the same messages as
- * row by row) fails the batch, as before. A note new in the batch belongs to the first
- * row that names it, as when that row's upsert went first.
+ * Row by row, a batch of n rows took about 5n round trips. Here it takes, whatever n: one
+ * owner lookup of every distinct note, one statement locking the new ones (in byte order),
+ * one reading every distinct creator FOR KEY SHARE, and the owner lookup again (now that
+ * no other batch can give a locked note rows, nor a held creator lose its notes). The
+ * rows are then checked in order against what was read: the same checks (day, creator,
+ * owner), in the same order and with the same messages as row by row, so the same first
+ * bad row fails the batch; a note new to the database belongs to the first row naming
+ * it, as when that row's upsert went first. Then the upserts, up to
+ * CREATOR_UPSERT_CHUNK_MAX rows a statement, in (note_id, day) order: two batches lock
+ * the rows they share in one order.
  */
 
 /* Whose each distinct note of a batch is: `ids` in byte order, `owner[k]` NULL when new. */
@@ -1052,57 +1054,58 @@ static int cmp_row_key(const void *a, const void *b)
 }
 
 /*
- * Marks `skip[i]` the rows a later row of the batch overwrites (same note_id and day):
- * row by row the later upsert won; one statement may not update a row twice.
+ * The rows to upsert into `*order` (a new array; `*n_order` of them), by (note_id, day):
+ * of rows with one (note_id, day) only the last, which row by row overwrote the others
+ * (one statement may not update a row twice). In key order, two batches writing the same
+ * rows lock them in the same order. Returns 0 or -ENOMEM.
  */
-static int mark_overwritten(creator_record_stats_job_t *j, const int64_t *days, unsigned char *skip)
+static int upsert_order(creator_record_stats_job_t *j, const int64_t *days, size_t **order,
+                        size_t *n_order)
 {
     row_key_t *keys = malloc(j->n_stats * sizeof *keys);
-    if (keys == NULL) {
+    *order = calloc(j->n_stats, sizeof **order);
+    *n_order = 0;
+    if (keys == NULL || *order == NULL) {
+        free(keys);
         return -ENOMEM;
     }
     for (size_t i = 0; i < j->n_stats; i++) {
         keys[i] = (row_key_t){j->stats[i]->note_id, days[i], i};
     }
     qsort(keys, j->n_stats, sizeof *keys, cmp_row_key);
-    for (size_t r = 0; r + 1 < j->n_stats; r++) {
-        if (keys[r].day == keys[r + 1].day && strcmp(keys[r].note_id, keys[r + 1].note_id) == 0) {
-            skip[keys[r].i] = 1;
+    for (size_t r = 0; r < j->n_stats; r++) {
+        int overwritten = r + 1 < j->n_stats && keys[r].day == keys[r + 1].day &&
+                          strcmp(keys[r].note_id, keys[r + 1].note_id) == 0;
+        if (!overwritten) {
+            (*order)[(*n_order)++] = keys[r].i;
         }
     }
     free(keys);
     return 0;
 }
 
-/* The upserts of the rows not skipped, creator_upsert_chunk() rows a statement. */
+/* The upserts of the rows `order` names, creator_upsert_chunk() rows a statement. */
 static grpc_status_code upsert_chunks(yw_store_conn_t *conn, creator_record_stats_job_t *j,
-                                      const int64_t *days, const unsigned char *skip)
+                                      const int64_t *days, const size_t *order, size_t n_order)
 {
-    size_t left = 0;
-    for (size_t i = 0; i < j->n_stats; i++) {
-        left += !skip[i];
-    }
-    size_t i = 0;
-    while (left > 0) {
-        size_t rows = creator_upsert_chunk(left);
+    for (size_t done = 0; done < n_order;) {
+        size_t rows = creator_upsert_chunk(n_order - done);
         grpc_status_code code = GRPC_STATUS_OK;
         yw_sql_t *st = yw_sql_job_stmt(conn, &j->job, creator_upsert_sql(rows), &code);
         if (st == NULL) {
             return code;
         }
         yw_sql_binder_t b = YW_SQL_BINDER(st);
-        for (size_t r = 0; r < rows; i++) {
-            if (!skip[i]) {
-                bind_stats_row(&b, j->stats[i], days[i]);
-                r++;
-            }
+        for (size_t r = 0; r < rows; r++) {
+            size_t i = order[done + r];
+            bind_stats_row(&b, j->stats[i], days[i]);
         }
         if ((code = step_done(conn, &j->job, st, "upsert note stats")) != GRPC_STATUS_OK) {
             return code;
         }
-        left -= rows;
+        done += rows;
     }
-    j->upserted = j->n_stats; /* as many as row by row, overwritten rows included */
+    j->upserted = (int32_t)j->n_stats; /* as many as row by row (overwritten rows too) */
     return GRPC_STATUS_OK;
 }
 
@@ -1112,7 +1115,8 @@ static grpc_status_code record_stats_pg(yw_store_conn_t *conn, creator_record_st
     size_t n = j->n_stats;
     note_set_t ns = {NULL, NULL, NULL, NULL, 0};
     const char **creators = malloc(n * sizeof *creators);
-    unsigned char *exists = calloc(n, 1), *skip = calloc(n, 1), *again = calloc(n, 1);
+    unsigned char *exists = calloc(n, 1), *again = calloc(n, 1);
+    size_t *order = NULL, n_order = 0;
     int64_t *days = malloc(n * sizeof *days);
     grpc_status_code code = GRPC_STATUS_OK;
     size_t n_creators = 0;
@@ -1122,8 +1126,8 @@ static grpc_status_code record_stats_pg(yw_store_conn_t *conn, creator_record_st
     ns.owner = calloc(n, sizeof *ns.owner);
     ns.first = calloc(n, sizeof *ns.first);
     ns.lock = calloc(n, 1);
-    if (creators == NULL || exists == NULL || skip == NULL || again == NULL || days == NULL ||
-        ns.ids == NULL || ns.owner == NULL || ns.first == NULL || ns.lock == NULL) {
+    if (creators == NULL || exists == NULL || again == NULL || days == NULL || ns.ids == NULL ||
+        ns.owner == NULL || ns.first == NULL || ns.lock == NULL) {
         code = yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                   "out of memory recording note stats");
         goto out;
@@ -1159,17 +1163,17 @@ static grpc_status_code record_stats_pg(yw_store_conn_t *conn, creator_record_st
     if ((code = check_rows(j, &ns, creators, n_creators, exists, days)) != GRPC_STATUS_OK) {
         goto out;
     }
-    if (mark_overwritten(j, days, skip) != 0) {
+    if (upsert_order(j, days, &order, &n_order) != 0) {
         code = yw_store_job_failf(job, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                   "out of memory recording note stats");
         goto out;
     }
-    code = upsert_chunks(conn, j, days, skip);
+    code = upsert_chunks(conn, j, days, order, n_order);
 out:
     note_set_free(&ns);
     free(creators);
     free(exists);
-    free(skip);
+    free(order);
     free(again);
     free(days);
     return code;

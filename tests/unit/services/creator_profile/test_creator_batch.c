@@ -61,7 +61,7 @@ YW_TEST(upsert_sql)
 {
     YW_CHECK(creator_upsert_sql(0) == NULL);
     YW_CHECK(creator_upsert_sql(3) == NULL);
-    YW_CHECK(creator_upsert_sql(2 * CREATOR_UPSERT_CHUNK_MAX) == NULL);
+    YW_CHECK(creator_upsert_sql((size_t)2 * CREATOR_UPSERT_CHUNK_MAX) == NULL);
     const char *one = creator_upsert_sql(1);
     YW_CHECK(one != NULL && one == creator_upsert_sql(1)); /* one static string per size */
     YW_CHECK(strstr(one, "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
