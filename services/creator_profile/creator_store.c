@@ -25,8 +25,9 @@
  *     KEY SHARE (PostgreSQL), so a creator cannot be deleted between the check and the
  *     commit. On PostgreSQL a batch takes a few statements whatever its size (see
  *     record_stats_pg()); on SQLite it goes row by row.
- *   - Every committed write of a creator notifies "yw_creators" with its id
- *     (yw_sql_job_notify), which other replicas' caches reload from (creator_sync.h).
+ *   - Every committed write of a creator notifies "yw_creators" with its id and the
+ *     writer's token (yw_sql_job_notify, creator_notify_payload()), which the other
+ *     replicas' caches reload from, and the writer skips when it holds it (creator_sync.h).
  */
 #include "services/creator_profile/creator_store.h"
 
