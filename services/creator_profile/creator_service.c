@@ -36,6 +36,13 @@ static creator_state_t *state_of(const yw_call_t *call)
     return yw_app_state(yw_app_from_call(call));
 }
 
+/* The replica id a write's notification carries (PostgreSQL), NULL on SQLite. */
+static const char *replica_of(const yw_call_t *call)
+{
+    const creator_state_t *st = state_of(call);
+    return st->pg ? st->replica : NULL;
+}
+
 /* Finishes a call whose store job failed with `status`. */
 static void fail_job(yw_call_t *call, grpc_status_code status, const yw_store_job_t *job)
 {
@@ -149,6 +156,7 @@ static void create_creator(yw_call_t *call, const ProtobufCMessage *msg)
     j->data = call;
     j->request_id = req->request_id;
     j->creator = req->creator;
+    j->replica = replica_of(call);
     yw_wallclock_now(&j->now_seconds, &j->now_nanos);
     if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
@@ -256,6 +264,7 @@ static void update_creator(yw_call_t *call, const ProtobufCMessage *msg)
     j->data = call;
     j->creator = req->creator;
     j->mask = mask;
+    j->replica = replica_of(call);
     yw_wallclock_now(&j->now_seconds, &j->now_nanos);
     if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
@@ -299,6 +308,7 @@ static void delete_creator(yw_call_t *call, const ProtobufCMessage *msg)
     creator_delete_job_init(j, delete_creator_done);
     j->data = call;
     j->creator_id = req->creator_id;
+    j->replica = replica_of(call);
     if (queue(call, &j->job, QUEUE_WRITE) != 0) {
         free(j);
     }
@@ -802,7 +812,7 @@ static void on_creator_changed(void *arg, const char *payload)
     if (payload == NULL) {
         creator_sync_changed_all(&st->sync);
     } else {
-        creator_sync_changed(&st->sync, payload);
+        creator_sync_notified(&st->sync, payload, st->replica);
     }
 }
 
@@ -842,6 +852,15 @@ static int start_sync(creator_state_t *st, char *err, size_t errlen)
     if (rc != 0) {
         snprintf(err, errlen, "out of memory for the creator cache's sync");
         return rc;
+    }
+    /* Random: a restarted replica must not take the writes of its former self for its own. */
+    unsigned char id[8];
+    if ((rc = uv_random(NULL, NULL, id, sizeof id, 0, NULL)) != 0) {
+        snprintf(err, errlen, "creator cache: replica id: %s", uv_strerror(rc));
+        return rc;
+    }
+    for (size_t i = 0; i < sizeof id; i++) {
+        snprintf(st->replica + 2 * i, 3, "%02x", id[i]);
     }
     uv_loop_t *loop = yw_runtime_loop(yw_app_runtime(st->app));
     if ((rc = uv_timer_init(loop, &st->retry)) != 0) {

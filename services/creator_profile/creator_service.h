@@ -38,6 +38,8 @@ typedef struct st_creator_state_t {
     /** PostgreSQL only (`pg` non-zero): the cache kept in step with other replicas. */
     int pg;
     creator_sync_t sync;
+    /** This replica's id in its notifications (creator_notify_payload()): random hex. */
+    char replica[CREATOR_REPLICA_MAX];
     /** Retries a failed reload with a full one (creator_sync_t.failed), every second. */
     uv_timer_t retry;
     int retry_open;   /* `retry` is initialized and not closed */

@@ -65,6 +65,7 @@ typedef struct st_creator_create_job_t {
     const Yaowei__Creator__V1__Creator *creator;
     int64_t now_seconds; /* create_time when the creator has none; update_time */
     int32_t now_nanos;
+    const char *replica; /* this replica's id for the notification (NULL: none); sync.h */
     /* out */
     creator_record_t *result; /* the creator as stored */
     int replayed;             /* non-zero: request_id was seen; result is that creator now */
@@ -90,6 +91,7 @@ typedef struct st_creator_update_job_t {
     unsigned mask;                               /* CREATOR_FIELD_* */
     int64_t now_seconds;
     int32_t now_nanos;
+    const char *replica; /* this replica's id for the notification (NULL: none); sync.h */
     /* out */
     creator_record_t *result;
 } creator_update_job_t;
@@ -106,6 +108,7 @@ typedef struct st_creator_delete_job_t {
     yw_store_job_t job;
     void *data;
     const char *creator_id; /* in */
+    const char *replica;    /* in: this replica's id for the notification (NULL: none) */
 } creator_delete_job_t;
 
 /** Deletes the creator, its categories, note stats and request ids. NOT_FOUND when absent. */

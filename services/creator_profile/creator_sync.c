@@ -6,6 +6,7 @@
 #include "services/creator_profile/creator_sync.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,64 @@ int creator_lock_key(const char *prefix, const char *key, char *out, size_t outl
 {
     int n = snprintf(out, outlen, "%s%s", prefix, key);
     return n < 0 || (size_t)n >= outlen ? -ENOSPC : n;
+}
+
+int creator_notify_payload(const char *id, const char *replica, int deleted, int64_t seconds,
+                           int32_t nanos, char *out, size_t outlen)
+{
+    int n;
+    if (replica == NULL) {
+        n = snprintf(out, outlen, "%s", id);
+    } else if (deleted) {
+        n = snprintf(out, outlen, "%s %s:deleted", id, replica);
+    } else {
+        n = snprintf(out, outlen, "%s %s:%" PRId64 ".%" PRId32, id, replica, seconds, nanos);
+    }
+    return n < 0 || (size_t)n >= outlen ? -ENOSPC : n;
+}
+
+int creator_notify_parse(const char *payload, creator_notice_t *n)
+{
+    memset(n, 0, sizeof *n);
+    const char *sp = strchr(payload, ' ');
+    size_t idlen = sp != NULL ? (size_t)(sp - payload) : strlen(payload);
+    if (idlen >= sizeof n->id) {
+        return -EINVAL;
+    }
+    memcpy(n->id, payload, idlen);
+    if (sp == NULL) {
+        return idlen > 0 ? 0 : -EINVAL; /* the id alone */
+    }
+    const char *rep = sp + 1, *colon = strchr(rep, ':');
+    size_t replen = colon != NULL ? (size_t)(colon - rep) : 0;
+    if (idlen == 0 || replen == 0 || replen >= sizeof n->replica) {
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < replen; i++) {
+        if (!((rep[i] >= '0' && rep[i] <= '9') || (rep[i] >= 'a' && rep[i] <= 'z'))) {
+            return -EINVAL;
+        }
+    }
+    const char *t = colon + 1;
+    if (strcmp(t, "deleted") == 0) {
+        n->deleted = 1;
+    } else {
+        char *end;
+        errno = 0;
+        long long sec = strtoll(t, &end, 10);
+        if (end == t || *end != '.' || errno != 0 || !(end[1] >= '0' && end[1] <= '9')) {
+            return -EINVAL;
+        }
+        const char *ns_at = end + 1;
+        long long ns = strtoll(ns_at, &end, 10);
+        if (*end != '\0' || errno != 0 || ns < 0 || ns > 999999999) {
+            return -EINVAL;
+        }
+        n->seconds = sec;
+        n->nanos = (int32_t)ns;
+    }
+    memcpy(n->replica, rep, replen);
+    return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -199,6 +258,25 @@ void creator_sync_changed(creator_sync_t *s, const char *id)
     } else {
         start(s, e);
     }
+}
+
+void creator_sync_notified(creator_sync_t *s, const char *payload, const char *self)
+{
+    creator_notice_t n;
+    if (creator_notify_parse(payload, &n) != 0) {
+        if (n.id[0] == '\0') {
+            s->failed = 1; /* whose change is unknown: a full reload catches up */
+            return;
+        }
+    } else if (self != NULL && n.replica[0] != '\0' && strcmp(n.replica, self) == 0) {
+        const creator_record_t *cur = creator_cache_get(s->cache, n.id);
+        if (n.deleted ? cur == NULL
+                      : cur != NULL && cur->update_time.seconds == n.seconds &&
+                            cur->update_time.nanos == n.nanos) {
+            return; /* our own write, held already and read again by creator_sync_local() */
+        }
+    }
+    creator_sync_changed(s, n.id);
 }
 
 void creator_sync_local(creator_sync_t *s, const char *id, creator_record_t *rec)

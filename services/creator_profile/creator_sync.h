@@ -21,6 +21,17 @@
  * applied at once (read-your-writes on this replica) and start a reload as well: the
  * done callback of a write can run after another replica's later write was reloaded.
  *
+ * A notification carries a token after the creator_id (creator_notify_payload()): the
+ * writing replica's id and the update_time it wrote (or "deleted"). A replica hearing its
+ * own write skips the reload when its cache already holds that update_time (or, for a
+ * delete, does not hold the creator): it applied that write itself and read it again
+ * (creator_sync_local()). Skipping is safe: that local reload began after the commit and
+ * every later write of the creator notifies after this one (NOTIFY is delivered in commit
+ * order), so its own reload follows. When the cache does not match (the write's done
+ * callback has not run yet, or never will: a commit reported failed) the creator is
+ * reloaded as for any notification. Replicas without the token (older versions) read
+ * the whole payload as an id: all replicas of one database must speak this format.
+ *
  * A lost notification (the listener reconnected: a NULL payload) reloads every creator.
  * The full result replaces the cache except for the creators changed while it was in
  * flight: those keep what the cache holds and are read again. Reloads of one creator in
@@ -42,6 +53,37 @@ extern "C" {
 
 /** The channel every committed write of a creator notifies, with the creator_id. */
 #define CREATOR_CHANNEL "yw_creators"
+
+/** Room for a replica id (creator_notify_payload()), its NUL included. */
+#define CREATOR_REPLICA_MAX 24
+
+/** Room for a notification's payload: an id, a space, the token. */
+#define CREATOR_PAYLOAD_MAX 200
+
+/**
+ * Writes the notification of a committed write of creator `id` by replica `replica`
+ * ([0-9a-z]{1,23}): "<id> <replica>:<update_seconds>.<update_nanos>", or
+ * "<id> <replica>:deleted" when `deleted`. NULL `replica`: the id alone. Returns the length
+ * or -ENOSPC (nothing truncated silently).
+ */
+int creator_notify_payload(const char *id, const char *replica, int deleted, int64_t seconds,
+                           int32_t nanos, char *out, size_t outlen);
+
+/** A notification's parts (creator_notify_parse()). */
+typedef struct st_creator_notice_t {
+    char id[CREATOR_PAYLOAD_MAX];      /* the creator_id */
+    char replica[CREATOR_REPLICA_MAX]; /* "" when the payload has no token */
+    int deleted;
+    int64_t seconds;
+    int32_t nanos;
+} creator_notice_t;
+
+/**
+ * Reads `payload` into `n`. Returns 0, or -EINVAL when it is not one of the forms written
+ * by creator_notify_payload() (then `n->id` holds the payload up to its first space, if it
+ * fits, and `n->replica` is "": treat it as a change of that creator).
+ */
+int creator_notify_parse(const char *payload, creator_notice_t *n);
 
 /** Lock key prefixes (yw_sql_job_lock): creates with one request id, upserts of one note. */
 #define CREATOR_LOCK_REQUEST "creator-request:"
@@ -103,6 +145,13 @@ void creator_sync_dispose(creator_sync_t *s);
 
 /** A notification for creator `id`: reload it (now, or once its running reload ends). */
 void creator_sync_changed(creator_sync_t *s, const char *id);
+
+/**
+ * A notification `payload` heard on CREATOR_CHANNEL, this replica being `self`: reloads
+ * the creator as creator_sync_changed() does, unless it is this replica's own write that
+ * the cache already holds (see the top of this file).
+ */
+void creator_sync_notified(creator_sync_t *s, const char *payload, const char *self);
 
 /**
  * This replica committed a write of creator `id`: `rec` (owned from now on; NULL: the

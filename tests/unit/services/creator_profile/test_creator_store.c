@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "common/sql.h"
 #include "services/creator_profile/creator_day.h"
@@ -440,10 +442,13 @@ YW_TEST(update_missing_is_not_found)
 
 /* ---- RecordNoteStats ---- */
 
+/* Rows of a batch in a test: more than two upsert chunks on PostgreSQL. */
+#define ROWS_MAX 300
+
 typedef struct {
-    Yaowei__Creator__V1__NoteDailyStats rows[16];
-    Yaowei__Creator__V1__NoteDailyStats *ptrs[16];
-    char days[16][CREATOR_DAY_BUFSZ];
+    Yaowei__Creator__V1__NoteDailyStats rows[ROWS_MAX];
+    Yaowei__Creator__V1__NoteDailyStats *ptrs[ROWS_MAX];
+    char days[ROWS_MAX][CREATOR_DAY_BUFSZ];
     size_t n;
 } rows_t;
 
@@ -453,7 +458,7 @@ static Yaowei__Creator__V1__NoteDailyStats *add_row(rows_t *rs, const char *note
                                                     int64_t likes, int64_t follows)
 {
     Yaowei__Creator__V1__NoteDailyStats init = YAOWEI__CREATOR__V1__NOTE_DAILY_STATS__INIT;
-    YW_CHECK(rs->n < 16);
+    YW_CHECK(rs->n < ROWS_MAX);
     Yaowei__Creator__V1__NoteDailyStats *r = &rs->rows[rs->n];
     *r = init;
     creator_day_format(day, rs->days[rs->n]);
@@ -559,6 +564,80 @@ YW_TEST(record_note_of_another_creator_is_rejected)
     YW_CHECK_STR(j.job.errmsg, "stats[1].note_id: note \"n1\" belongs to creator \"a\", not \"b\"");
     YW_CHECK_INT(query(&f, "SELECT COUNT(*) FROM note_stats"), ==, 1);
     fixture_done(&f);
+}
+
+YW_TEST(record_checks_rows_in_order)
+{
+    fixture_t *f = malloc(sizeof *f);
+    rows_t *rs = calloc(1, sizeof *rs);
+    creator_record_stats_job_t j;
+    int64_t e = day_of("2024-05-20");
+    YW_CHECK(f != NULL && rs != NULL);
+    fixture_init(f);
+    create_simple(f, "a", "", NULL, NULL, 0);
+    create_simple(f, "b", "", NULL, NULL, 0);
+    /* A note new to the database belongs to the batch's first row naming it. */
+    add_row(rs, "n9", "a", e, 0, 1, 1, 0, 0, 0);
+    add_row(rs, "n8", "b", e, 0, 1, 1, 0, 0, 0);
+    add_row(rs, "n9", "b", e - 1, 0, 1, 1, 0, 0, 0);
+    add_row(rs, "n7", "nobody", e, 0, 1, 1, 0, 0, 0);
+    YW_CHECK_INT(record(f, rs, &j), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(j.job.errmsg, "stats[2].note_id: note \"n9\" belongs to creator \"a\", not \"b\"");
+    /* The first bad row wins, whatever is wrong with it. */
+    rs->rows[1].day = "2024-02-30";
+    YW_CHECK_INT(record(f, rs, &j), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(j.job.errmsg, "stats[1].day: not a date");
+    rs->rows[1].day = rs->days[1];
+    rs->rows[2].creator_id = "a";
+    YW_CHECK_INT(record(f, rs, &j), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(j.job.errmsg, "stats[3].creator_id: creator \"nobody\" does not exist");
+    YW_CHECK_INT(query(f, "SELECT COUNT(*) FROM note_stats"), ==, 0);
+    fixture_done(f);
+    free(rs);
+    free(f);
+}
+
+YW_TEST(record_large_batch)
+{
+    fixture_t *f = malloc(sizeof *f);
+    rows_t *rs = calloc(1, sizeof *rs);
+    creator_record_stats_job_t j;
+    int64_t e = day_of("2024-05-20");
+    static char notes[150][16];
+    YW_CHECK(f != NULL && rs != NULL);
+    fixture_init(f);
+    create_simple(f, "a", "", NULL, NULL, 0);
+    create_simple(f, "b", "", NULL, NULL, 0);
+    add_row(rs, "n3", "b", e - 5, 0, 1, 1, 0, 0, 0);
+    YW_CHECK_INT(record(f, rs, &j), ==, GRPC_STATUS_OK);
+    /* 299 rows (chunks of 128, 128, 32, 8, 2, 1 on PostgreSQL), one (note, day) twice. */
+    rs->n = 0;
+    for (int i = 0; i < 149; i++) {
+        snprintf(notes[i], sizeof notes[i], "n%d", i);
+        const char *who = i == 3 || i % 7 == 0 ? "b" : "a";
+        add_row(rs, notes[i], who, e, 0, 10, i, 0, 1, 0);
+        add_row(rs, notes[i], who, e - 1, 0, 10, 1000 + i, 0, 1, 0);
+    }
+    add_row(rs, "n5", "a", e, 0, 10, 5555, 0, 1, 0); /* the later row wins */
+    YW_CHECK_INT(rs->n, ==, 299);
+    YW_CHECK_INT(record(f, rs, &j), ==, GRPC_STATUS_OK);
+    YW_CHECK_INT(j.upserted, ==, 299);
+    YW_CHECK_INT(query(f, "SELECT COUNT(*) FROM note_stats"), ==, 299);
+    YW_CHECK_INT(query(f, "SELECT views FROM note_stats WHERE note_id = 'n5' AND day = 19863"), ==,
+                 5555);
+    YW_CHECK_INT(query(f, "SELECT views FROM note_stats WHERE note_id = 'n148' AND day = 19862"),
+                 ==, 1148);
+    YW_CHECK_INT(query(f, "SELECT COUNT(*) FROM note_stats WHERE creator_id = 'b'"), ==, 47);
+    /* The same batch with n3 given to "a" in its last row: refused there, nothing stored. */
+    rs->rows[298].note_id = "n3";
+    YW_CHECK_INT(record(f, rs, &j), ==, GRPC_STATUS_INVALID_ARGUMENT);
+    YW_CHECK_STR(j.job.errmsg,
+                 "stats[298].note_id: note \"n3\" belongs to creator \"b\", not \"a\"");
+    YW_CHECK_INT(query(f, "SELECT views FROM note_stats WHERE note_id = 'n5' AND day = 19863"), ==,
+                 5555);
+    fixture_done(f);
+    free(rs);
+    free(f);
 }
 
 /* ---- DeleteCreator ---- */
@@ -1180,6 +1259,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(record_upserts_by_note_and_day),
         YW_TEST_ENTRY(record_unknown_creator_rejects_whole_batch),
         YW_TEST_ENTRY(record_note_of_another_creator_is_rejected),
+        YW_TEST_ENTRY(record_checks_rows_in_order),
+        YW_TEST_ENTRY(record_large_batch),
         YW_TEST_ENTRY(delete_removes_creator_and_everything_of_it),
         YW_TEST_ENTRY(list_pages_in_creator_id_order),
         YW_TEST_ENTRY(list_filters),

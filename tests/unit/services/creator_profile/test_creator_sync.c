@@ -113,6 +113,93 @@ YW_TEST(sort_unique)
     YW_CHECK_INT(creator_sort_unique(ids, 0), ==, 0);
 }
 
+/* ---- notification payloads ---- */
+
+YW_TEST(payload_round_trip)
+{
+    char buf[CREATOR_PAYLOAD_MAX];
+    creator_notice_t n;
+    YW_CHECK(creator_notify_payload("c-1", "0a1b", 0, 1700000000, 5, buf, sizeof buf) > 0);
+    YW_CHECK_STR(buf, "c-1 0a1b:1700000000.5");
+    YW_CHECK_INT(creator_notify_parse(buf, &n), ==, 0);
+    YW_CHECK_STR(n.id, "c-1");
+    YW_CHECK_STR(n.replica, "0a1b");
+    YW_CHECK(!n.deleted && n.seconds == 1700000000 && n.nanos == 5);
+    YW_CHECK(creator_notify_payload("c_2", "ff", 1, 0, 0, buf, sizeof buf) > 0);
+    YW_CHECK_STR(buf, "c_2 ff:deleted");
+    YW_CHECK_INT(creator_notify_parse(buf, &n), ==, 0);
+    YW_CHECK(n.deleted && strcmp(n.id, "c_2") == 0 && strcmp(n.replica, "ff") == 0);
+    /* No replica: the id alone, as before the token. */
+    YW_CHECK_INT(creator_notify_payload("c3", NULL, 0, 9, 9, buf, sizeof buf), ==, 2);
+    YW_CHECK_STR(buf, "c3");
+    YW_CHECK_INT(creator_notify_parse("c3", &n), ==, 0);
+    YW_CHECK(strcmp(n.id, "c3") == 0 && n.replica[0] == '\0');
+    YW_CHECK_INT(creator_notify_payload("c3", "ab", 0, 1, 2, buf, 6), ==, -ENOSPC);
+}
+
+YW_TEST(payload_malformed)
+{
+    creator_notice_t n;
+    static const char *const bad[] = {
+        "c1 ",        "c1 ab",         "c1 ab:",    "c1 :1.2",    "c1 AB:1.2",
+        "c1 ab:1",    "c1 ab:1.",      "c1 ab:x.1", "c1 ab:1.2x", "c1 ab:1.1000000000",
+        "c1 ab:1.-1", "c1 ab:deleted!"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        YW_CHECK_INT(creator_notify_parse(bad[i], &n), ==, -EINVAL);
+        YW_CHECK_STR(n.id, "c1"); /* still a change of c1 */
+        YW_CHECK_STR(n.replica, "");
+    }
+    YW_CHECK_INT(creator_notify_parse("", &n), ==, -EINVAL);
+    YW_CHECK_INT(creator_notify_parse(" ab:1.2", &n), ==, -EINVAL);
+}
+
+/* A record of `id` with update_time (s, ns). */
+static creator_record_t *rec_at(const char *id, const char *name, int64_t s, int32_t ns)
+{
+    creator_record_t *r = rec(id, name);
+    r->update_time.seconds = s;
+    r->update_time.nanos = ns;
+    return r;
+}
+
+YW_TEST(own_notification_skipped_when_held)
+{
+    fixture_t fx;
+    open_fx(&fx);
+    /* Our write of c1 at (10, 1), applied and read again (as creator_sync_local does). */
+    creator_sync_local(&fx.sync, "c1", rec_at("c1", "v1", 10, 1));
+    YW_CHECK_INT(fx.fake.n_asked, ==, 1);
+    creator_sync_notified(&fx.sync, "c1 me:10.1", "me");
+    YW_CHECK_INT(fx.fake.n_asked, ==, 1); /* not read a third time */
+    creator_sync_reloaded(&fx.sync, "c1", 1, rec_at("c1", "v1", 10, 1));
+    YW_CHECK_INT(creator_sync_pending(&fx.sync), ==, 0);
+    /* Another replica's write with the same time: read. */
+    creator_sync_notified(&fx.sync, "c1 other:10.1", "me");
+    YW_CHECK_INT(fx.fake.n_asked, ==, 2);
+    creator_sync_reloaded(&fx.sync, "c1", 1, rec_at("c1", "v2", 11, 0));
+    /* Ours, but the cache holds something else (our done callback has not run): read. */
+    creator_sync_notified(&fx.sync, "c1 me:12.0", "me");
+    YW_CHECK_INT(fx.fake.n_asked, ==, 3);
+    creator_sync_reloaded(&fx.sync, "c1", 1, rec_at("c1", "v3", 12, 0));
+    /* Without a token: read. */
+    creator_sync_notified(&fx.sync, "c1", "me");
+    YW_CHECK_INT(fx.fake.n_asked, ==, 4);
+    YW_CHECK_STR(fx.fake.asked[3], "c1");
+    creator_sync_reloaded(&fx.sync, "c1", 1, rec_at("c1", "v3", 12, 0));
+    /* Our delete: skipped once the cache holds no c1, read while it still does. */
+    creator_sync_notified(&fx.sync, "c1 me:deleted", "me");
+    YW_CHECK_INT(fx.fake.n_asked, ==, 5);
+    creator_sync_reloaded(&fx.sync, "c1", 1, NULL);
+    creator_sync_notified(&fx.sync, "c1 me:deleted", "me");
+    YW_CHECK_INT(fx.fake.n_asked, ==, 5);
+    /* A payload that names no creator: a full reload later. */
+    YW_CHECK(!fx.sync.failed);
+    creator_sync_notified(&fx.sync, "", "me");
+    YW_CHECK(fx.sync.failed);
+    YW_CHECK_INT(creator_sync_pending(&fx.sync), ==, 0);
+    close_fx(&fx);
+}
+
 /* ---- one creator ---- */
 
 YW_TEST(notification_reloads_and_applies)
@@ -303,6 +390,9 @@ int main(int argc, char **argv)
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(lock_key),
         YW_TEST_ENTRY(sort_unique),
+        YW_TEST_ENTRY(payload_round_trip),
+        YW_TEST_ENTRY(payload_malformed),
+        YW_TEST_ENTRY(own_notification_skipped_when_held),
         YW_TEST_ENTRY(notification_reloads_and_applies),
         YW_TEST_ENTRY(notifications_during_a_reload_coalesce),
         YW_TEST_ENTRY(local_write_drops_an_older_reload),
