@@ -6,7 +6,9 @@ Environment:
                under it.
   YW_TEST_KEEP_LOGS=1   keep each server's stderr log (paths printed on failure).
   YW_TEST_STORES  the stores the store-parametrized tests run on, comma-separated
-               (default "sqlite,postgres"; e.g. "sqlite" where PostgreSQL is not installed).
+               (default "sqlite,postgres"; `make test` runs them on both in its sanitizer
+               pass and on "sqlite" in its release pass). The PostgreSQL tests of their own
+               (test_store_postgres.py, ...) run wherever PostgreSQL is installed.
 
 The store: creator profile and tier scoring keep their data in SQLite under --data-dir
 (the default) or in PostgreSQL (--store postgresql://...). A test that starts them through
