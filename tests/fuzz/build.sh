@@ -16,11 +16,13 @@ CFLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-para
         -Wno-missing-field-initializers
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
         -I. -I"$GEN"
+        # as //third_party:pq (libpq-dev's headers: the store's PostgreSQL backend)
+        -isystem /usr/include/postgresql
         # as //third_party:sqlite3 declares them (Debian's libsqlite3 has the session
         # extension; the store's changeset shipping needs its declarations)
         -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK)
 LIBS=(-lgrpc -lgpr -lprotobuf-c -luv -lsqlite3 -lmicrohttpd -lsystemd -ljansson -lcrypto
-      -lnats -lpthread -lm)
+      -lnats -lpq -lpthread -lm)
 
 # An object is reused only when it was built from the same source, headers and flags:
 # its name carries a hash of them (OUT may be shared by several checkouts; a file's
