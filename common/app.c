@@ -814,6 +814,12 @@ static int yw__data_setup(yw_app_t *app, char *err, size_t errlen)
     if (uri != NULL && uri[0] != '\0') {
         return yw__pg_setup(app, uri, err, errlen);
     }
+    const char *read_uri = yw_app_option(app, "store-read");
+    if (read_uri != NULL && read_uri[0] != '\0') {
+        snprintf(err, errlen, "--store-read: needs --store (a PostgreSQL URI): with SQLite "
+                              "every read goes to the file under --data-dir");
+        return -EINVAL;
+    }
     if (def->db_file != NULL) {
         const char *dir = yw_app_option(app, "data-dir");
         if ((rc = yw__mkdirs(dir)) != 0) {

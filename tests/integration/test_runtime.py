@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 import ywclient
-from conftest import CREATOR_SERVICE, binary_path, CREATOR_PROFILE_BIN
+from conftest import (ATTRIBUTION_BIN, CREATOR_PROFILE_BIN, CREATOR_SERVICE, TIER_SCORING_BIN,
+                      binary_path)
 
 REQUIRED_SERVICES = {
     CREATOR_SERVICE,
@@ -392,6 +393,25 @@ def test_unknown_flag_fails():
                          timeout=10)
     assert res.returncode != 0
     assert "no-such-flag" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("binary,flags,needle", [
+    (ATTRIBUTION_BIN, ["--store", "postgresql://127.0.0.1:1/x"],
+     "--store: attribution keeps its data under --data-dir only"),
+    (CREATOR_PROFILE_BIN, ["--store", "postgresql://127.0.0.1:1/x", "--store-pool", "0"],
+     "--store-pool: must be within 1..64, got 0"),
+    (TIER_SCORING_BIN, ["--store", "postgresql://127.0.0.1:1/x", "--store-pool", "65"],
+     "--store-pool: must be within 1..64, got 65"),
+    (CREATOR_PROFILE_BIN, ["--store-read", "postgresql://127.0.0.1:1/x"],
+     "--store-read: needs --store"),
+])
+def test_bad_store_flags_are_refused_naming_the_flag(tmp_path, binary, flags, needle):
+    """Refused at start, before any connection is tried (port 1 answers nothing), with
+    a message that names the flag and the rule."""
+    res = subprocess.run([binary_path(binary), "--listen", "127.0.0.1:0", "--data-dir",
+                          str(tmp_path)] + flags, capture_output=True, text=True, timeout=20)
+    assert res.returncode != 0
+    assert needle in res.stderr, res.stderr
 
 
 # -- concurrency, deadlines, cancellation ----------------------------------------
