@@ -88,12 +88,14 @@ def test_both_runs_pass_every_check_and_stop_cleanly(runs):
         assert "stopped %s (exit 0)" % name in err, err
 
 
-def test_the_cluster_gives_the_same_report_as_standalone(runs):
-    (rc1, out1, err1), (rc2, out2, err2) = runs["standalone"], runs["cluster"]
-    assert rc1 == 0, explain("standalone", rc1, out1, err1)
-    assert rc2 == 0, explain("cluster", rc2, out2, err2)
+def assert_same_report(runs, first, second):
+    """Both runs passed and their reports are equal line for line (timings and addresses
+    aside), and the report has the parts that carry the answer (a run cut short would
+    compare equal)."""
+    (rc1, out1, err1), (rc2, out2, err2) = runs[first], runs[second]
+    assert rc1 == 0, explain(first, rc1, out1, err1)
+    assert rc2 == 0, explain(second, rc2, out2, err2)
     one, other = report(out1), report(out2)
-    # The parts that carry the answer are there (a run cut short would compare equal).
     titles = list(sections(out2))
     for t in ("Creators by tier", "Tier report: LAST_TOUCH (the default model)",
               "Tier report: LINEAR (for comparison)", "Answer", "Checks"):
@@ -101,9 +103,13 @@ def test_the_cluster_gives_the_same_report_as_standalone(runs):
     assert len(other) > 60, other
     if one != other:
         diff = [(a, b) for a, b in zip(one, other) if a != b]
-        pytest.fail("the reports differ (%d lines standalone, %d cluster); first differences, "
-                    "standalone then cluster:\n%s" % (len(one), len(other), "\n".join(
+        pytest.fail("the reports differ (%d lines %s, %d %s); first differences, %s then "
+                    "%s:\n%s" % (len(one), first, len(other), second, first, second, "\n".join(
                         "  %s\n  %s" % ab for ab in diff[:10])), pytrace=False)
+
+
+def test_the_cluster_gives_the_same_report_as_standalone(runs):
+    assert_same_report(runs, "standalone", "cluster")
 
 
 def test_the_demo_spreads_its_attribution_calls_over_the_three_nodes(runs):

@@ -20,8 +20,8 @@ import pytest
 
 from conftest import BIN_DIR, REPO
 from pg_server import pg_bin_dir
-from test_demo import TINY, sections
-from test_demo_cluster import explain, report
+from test_demo import TINY
+from test_demo_cluster import assert_same_report, explain
 
 RUN_SH = os.path.join(REPO, "tools", "demo", "run.sh")
 SEED = "12"
@@ -93,20 +93,7 @@ def test_both_runs_pass_every_check_and_stop_cleanly(runs):
 
 
 def test_postgres_gives_the_same_report_as_sqlite(runs):
-    (rc1, out1, err1), (rc2, out2, err2) = runs["sqlite"], runs["postgres"]
-    assert rc1 == 0, explain("sqlite", rc1, out1, err1)
-    assert rc2 == 0, explain("postgres", rc2, out2, err2)
-    one, other = report(out1), report(out2)
-    titles = list(sections(out2))
-    for t in ("Creators by tier", "Tier report: LAST_TOUCH (the default model)",
-              "Tier report: LINEAR (for comparison)", "Answer", "Checks"):
-        assert t in titles, titles
-    assert len(other) > 60, other
-    if one != other:
-        diff = [(a, b) for a, b in zip(one, other) if a != b]
-        pytest.fail("the reports differ (%d lines on SQLite, %d on PostgreSQL); first "
-                    "differences, SQLite then PostgreSQL:\n%s" % (len(one), len(other), "\n".join(
-                        "  %s\n  %s" % ab for ab in diff[:10])), pytrace=False)
+    assert_same_report(runs, "sqlite", "postgres")
 
 
 def test_a_failed_run_stops_and_removes_the_server_too(tmp_path):
