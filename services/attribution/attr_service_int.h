@@ -273,6 +273,7 @@ typedef struct st_attr_host_t {
     struct st_attr_part_t *open_head, *open_tail;
     struct st_attr_opener_t *opener;
     struct st_attr_snapper_t *snapper; /* makes the partitions' snapshots (attr_node_parts.c) */
+    int trimming;                      /* the allocator's trim is on the pool (attr_node_parts.c) */
     int assigned;              /* partitions the assignment gives this node, last seen */
     attr_engine_config_t ecfg; /* the flags' config: each partition's engine starts from it */
     char parts_dir[4096];      /* --data-dir/partitions */
@@ -578,8 +579,9 @@ void attr__on_timer(uv_timer_t *t);
 /**
  * Gives the free memory the allocator keeps back to the kernel when it is over a few MiB
  * (malloc_trim()): process-wide, every few seconds (standalone: the engine's maintenance
- * tick; a cluster node: the node's, its partition engines leave the allocator alone).
- * Returns mallinfo2() as it is after.
+ * tick; a cluster node: the node's, on a thread of the pool and not while partitions are
+ * built; its partition engines leave the allocator alone). Any thread. Returns
+ * mallinfo2() as it is after.
  */
 struct mallinfo2 attr__trim_process(void);
 
