@@ -35,7 +35,7 @@ APT_PACKAGES += postgresql libpq-dev
 SEED ?= 42
 DEMO_ARGS ?=
 
-.PHONY: all deps build run test unit integration asan bench check-deploy clean
+.PHONY: all deps build run test unit integration integration-release asan bench check-deploy clean
 
 all: build
 
@@ -71,15 +71,22 @@ unit: deps
 	$(BAZEL) test //...
 
 # --durations: the slowest tests of each pass in the log, to keep `make test` within 15 min.
+# `make integration`: the whole suite against the release binaries (`make test` runs it
+# under the sanitizers, then only the tests marked `release` here: integration-release).
 # INTEGRATION_STORES: the stores of the store-parametrized suites (creator profile, tier
-# scoring, page tokens) in this pass. `make test` runs them on both stores in the
-# sanitizer pass and on SQLite alone here, to stay near its time budget; the PostgreSQL
-# tests of their own (test_store_postgres.py, test_store_pg.py, test_demo_postgres.py)
-# run in both. `make integration INTEGRATION_STORES=sqlite,postgres` runs everything.
+# scoring, page tokens) in a release pass; the sanitizer pass runs them on both.
+# `make integration INTEGRATION_STORES=sqlite,postgres` runs everything.
 INTEGRATION_STORES ?= sqlite
 integration: build
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_TEST_STORES=$(INTEGRATION_STORES) $(PY) -m pytest -q \
 		-p no:cacheprovider --durations=15 tests/integration
+
+# `make test`'s release pass: the tests marked `release` against the release binaries
+# (tests/integration/conftest.py, RELEASE_PASS, says which and why); the sanitizer pass
+# before it ran every test.
+integration-release: build
+	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_TEST_STORES=$(INTEGRATION_STORES) $(PY) -m pytest -q \
+		-p no:cacheprovider --durations=15 -m release tests/integration
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer: the unit
 # tests, then the integration tests against sanitized binaries (a leak or a UB report
@@ -139,7 +146,7 @@ check-deploy: deps
 	$(PY) tools/check_deploy.py
 	$(PY) -m pytest -q -p no:cacheprovider tests/deploy
 
-test: check-deploy asan unit integration
+test: check-deploy asan unit integration-release
 
 clean:
 	$(BAZEL) clean

@@ -10,6 +10,15 @@ Environment:
                pass and on "sqlite" in its release pass). The PostgreSQL tests of their own
                (test_store_postgres.py, ...) run wherever PostgreSQL is installed.
 
+RELEASE_PASS: `make test` runs every test once against the sanitizer build (ASan + UBSan),
+and again against the release build (the binaries users run) only the tests marked
+`release` (`pytest -m release`): those that assert what only a release build shows (RSS
+and memory bounds, which the sanitizers' quarantine hides; stream sizes too long to run
+sanitized), those skipped under the sanitizers, and what a newcomer runs first (the demo,
+the README's commands, the benchmarks' smoke). Everything else checks behaviour that does
+not depend on the build, and a second run of it cost `make test` about 3 minutes of its
+15. `make integration` still runs the whole suite against the release build.
+
 The store: creator profile and tier scoring keep their data in SQLite under --data-dir
 (the default) or in PostgreSQL (--store postgresql://...). A test that starts them through
 the fixtures below (server, fresh_server, tier_stack, ...) depends on the fixture `store`;
@@ -278,6 +287,8 @@ def stores_to_test():
 def pytest_configure(config):
     config.addinivalue_line("markers", "both_stores: run the test on SQLite and on PostgreSQL "
                             "(the fixture `store`)")
+    config.addinivalue_line("markers", "release: run in `make test`'s release pass too (see "
+                            "RELEASE_PASS in conftest.py)")
 
 
 def pytest_generate_tests(metafunc):

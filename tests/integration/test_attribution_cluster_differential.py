@@ -35,8 +35,9 @@ from nats_cluster import NatsCluster
 
 # It checks the rules, not memory: `make test` runs it in the release pass only (the sanitizer pass runs
 # the other cluster tests, which go through the same code), to stay within its time.
-pytestmark = pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
-                                reason="release pass only (make test runs both)")
+pytestmark = [pytest.mark.release,
+              pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
+                                reason="release pass only (make test runs both)")]
 
 # KiB of a partition's log between its snapshots: small, so that there are many.
 SNAPSHOT_KB = 4

@@ -166,6 +166,7 @@ def slow_pair(tmp_path_factory):
         nats1.stop()
 
 
+@pytest.mark.release  # RSS asserted in the release build only
 def test_a_stream_waits_for_a_slow_owner_in_bounded_memory_and_a_cancel_frees_it(slow_pair):
     a, b = slow_pair
     at = int(time.time()) - 7200

@@ -37,6 +37,8 @@ import pytest
 
 from conftest import ServerProcess, binary_path, free_port, proc_status_kib
 
+pytestmark = pytest.mark.release  # conftest.py RELEASE_PASS
+
 ATTR_BIN = "services/attribution/attribution"
 ATTR = "yaowei.attribution.v1.AttributionService"
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"

@@ -22,6 +22,8 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 import bench  # noqa: E402  bench/bench.py: parse_line, the report writer
 import load_creators  # noqa: E402
 
+pytestmark = pytest.mark.release  # conftest.py RELEASE_PASS
+
 CREATORS = 40
 STORED = 3000
 # Under the sanitizer build everything is several times slower; a run still ends

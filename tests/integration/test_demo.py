@@ -19,6 +19,8 @@ import pytest
 
 from conftest import ServiceStack, binary_path, free_port
 
+pytestmark = pytest.mark.release  # conftest.py RELEASE_PASS
+
 DEMO_BIN = "tools/demo/demo"
 
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"

@@ -27,8 +27,9 @@ SEED = "11"
 
 # It checks the main job, not memory: `make test` runs it in the release pass only (the sanitizer pass runs
 # the other cluster tests, which go through the same code), to stay within its time.
-pytestmark = pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
-                                reason="release pass only (make test runs both)")
+pytestmark = [pytest.mark.release,
+              pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
+                                reason="release pass only (make test runs both)")]
 
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
 # Start (three NATS servers and the nodes joining them), the tiny workload, the stop.

@@ -28,7 +28,7 @@ SEED = "12"
 
 # It checks the main job, not memory: release pass only (the sanitizer pass runs the
 # services on PostgreSQL in test_store_postgres.py and the store-parametrized suites).
-pytestmark = [pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
+pytestmark = [pytest.mark.release, pytest.mark.skipif(os.environ.get("YW_SANITIZED") == "1",
                                  reason="release pass only (make test runs both)"),
               pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL is not installed")]
 

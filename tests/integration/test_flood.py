@@ -147,6 +147,7 @@ FLAT_MB = 32  # RSS after the last flood within this of what it was after the se
 
 
 @pytest.mark.parametrize("which", sorted(SERVICES) if SOAK_S > 0 else ["creator_profile"])
+@pytest.mark.release  # RSS asserted in the release build only
 def test_floods_again_and_again_keep_memory_flat(tmp_path_factory, which):
     """Flood after flood (3 in `make test`; for YW_FLOOD_SECONDS in `make soak`): each is
     answered again, and what the process holds after one does not grow with the next."""

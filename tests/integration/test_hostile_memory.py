@@ -34,6 +34,8 @@ import pytest
 from conftest import (ATTRIBUTION_BIN, CREATOR_PROFILE_BIN, TIER_SCORING_BIN, ServerProcess,
                       binary_path, free_port, proc_status_kib)
 
+pytestmark = pytest.mark.release  # conftest.py RELEASE_PASS
+
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
 SECONDS = float(os.environ.get("YW_HOSTILE_SECONDS", "0"))  # > 0: soak length
 # Tests assert no times: on a shared 2-core machine (load 5 to 7) the probe process itself
@@ -89,6 +91,7 @@ def big_message(n):
 PROBE_SCRIPT = r"""
 import json, sys, threading, time
 import grpc
+
 address, method, request = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
 # Under memory pressure gRPC closes idle connections (GOAWAY, "Buffers full"): a call
 # sent just then fails UNAVAILABLE, and a client retries it, as this one does.

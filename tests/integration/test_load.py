@@ -32,6 +32,8 @@ import pytest
 import ywclient
 from conftest import ServerProcess, binary_path, free_port
 
+pytestmark = pytest.mark.release  # conftest.py RELEASE_PASS
+
 CREATOR_BIN = "services/creator_profile/creator_profile"
 TIER_BIN = "services/tier_scoring/tier_scoring"
 ATTR_BIN = "services/attribution/attribution"

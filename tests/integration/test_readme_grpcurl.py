@@ -56,6 +56,8 @@ import pki
 from conftest import CREATOR_PROFILE_BIN, REPO, ServiceStack, binary_path
 from secure import SecureServerProcess
 
+pytestmark = pytest.mark.release  # conftest.py RELEASE_PASS
+
 README = os.path.join(REPO, "README.md")
 README_PORTS = {"50051": "creator", "50052": "tier", "50053": "attr"}
 TLS_FLAGS = ("-cacert", "-cert", "-key", "-servername", "-authority", "-insecure")
