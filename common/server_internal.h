@@ -15,6 +15,7 @@
 
 #include <grpc/grpc.h>
 
+#include "common/arena.h"
 #include "common/server.h"
 
 #ifdef __cplusplus
@@ -80,6 +81,10 @@ struct st_yw_call_t {
     grpc_call_details details; /* unknown methods only */
     grpc_byte_buffer *payload;
     ProtobufCMessage *request; /* unary and server streaming */
+    /* Where requests are unpacked (call.c, yw__unpack()): the unary request lives until
+     * the call is freed, a stream's message until its on_message returns (the arena is
+     * then reset for the next one). Freed with the call. */
+    yw_arena_t req_arena;
     /* A large request is unpacked and checked on libuv's thread pool (yw__dispatch_request):
      * its message while that runs, and what the UTF-8 check said (work_err[0] != 0: the
      * reason it failed). */
