@@ -76,17 +76,14 @@ unit: deps
 # INTEGRATION_STORES: the stores of the store-parametrized suites (creator profile, tier
 # scoring, page tokens) in a release pass; the sanitizer pass runs them on both.
 # `make integration INTEGRATION_STORES=sqlite,postgres` runs everything.
+# `make integration-release`, `make test`'s release pass: the same with only the tests
+# marked `release` (tests/integration/conftest.py, RELEASE_PASS, says which and why); the
+# sanitizer pass before it ran every test.
 INTEGRATION_STORES ?= sqlite
-integration: build
+integration-release: INTEGRATION_SELECT = -m release
+integration integration-release: build
 	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_TEST_STORES=$(INTEGRATION_STORES) $(PY) -m pytest -q \
-		-p no:cacheprovider --durations=15 tests/integration
-
-# `make test`'s release pass: the tests marked `release` against the release binaries
-# (tests/integration/conftest.py, RELEASE_PASS, says which and why); the sanitizer pass
-# before it ran every test.
-integration-release: build
-	YW_BIN_DIR=$(CURDIR)/bazel-bin YW_TEST_STORES=$(INTEGRATION_STORES) $(PY) -m pytest -q \
-		-p no:cacheprovider --durations=15 -m release tests/integration
+		-p no:cacheprovider --durations=15 $(INTEGRATION_SELECT) tests/integration
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer: the unit
 # tests, then the integration tests against sanitized binaries (a leak or a UB report

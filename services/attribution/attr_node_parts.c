@@ -578,14 +578,10 @@ static attr_part_t *attr__snap_pick(attr_snapper_t *sn)
 /* ---- giving free heap back ---- */
 
 /* The node's trim of the allocator (once for the process, not per partition engine), on
- * a thread of the pool. Not on the loop: mallinfo2() and malloc_trim() walk every arena,
- * and with 32 partitions' engines (10 million exposures stored) one trim took 0.5-0.6 s,
- * a stall of every call and lease renewal news every 5 s (perf, bench failover). */
-typedef struct st_attr_trim_t {
-    uv_work_t work;
-    attr_host_t *host;
-} attr_trim_t;
-
+ * a thread of the pool (host->trim_work). Not on the loop: mallinfo2() and malloc_trim()
+ * walk every arena, and with 32 partitions' engines (10 million exposures stored) one trim
+ * took 0.5-0.6 s, a stall of every call and lease renewal news every 5 s (perf, bench
+ * failover). */
 static void attr__trim_work(uv_work_t *w)
 {
     (void)w;
@@ -595,9 +591,7 @@ static void attr__trim_work(uv_work_t *w)
 static void attr__trim_done(uv_work_t *w, int status)
 {
     (void)status;
-    attr_trim_t *tr = w->data;
-    attr_host_t *host = tr->host;
-    free(tr);
+    attr_host_t *host = w->data;
     host->trimming = 0;
     attr__host_unref(host); /* the work's hold */
 }
@@ -624,18 +618,12 @@ static void attr__trim_start(attr_host_t *host, uv_loop_t *loop)
     if (host->trimming || host->stopping || attr__parts_building(host)) {
         return;
     }
-    attr_trim_t *tr = calloc(1, sizeof *tr);
-    if (tr == NULL) {
-        return;
-    }
-    tr->host = host;
-    tr->work.data = tr;
+    host->trim_work.data = host;
     host->refs++;
     host->trimming = 1;
-    if (uv_queue_work(loop, &tr->work, attr__trim_work, attr__trim_done) != 0) {
+    if (uv_queue_work(loop, &host->trim_work, attr__trim_work, attr__trim_done) != 0) {
         host->trimming = 0;
         host->refs--;
-        free(tr);
     }
 }
 

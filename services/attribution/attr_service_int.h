@@ -273,7 +273,9 @@ typedef struct st_attr_host_t {
     struct st_attr_part_t *open_head, *open_tail;
     struct st_attr_opener_t *opener;
     struct st_attr_snapper_t *snapper; /* makes the partitions' snapshots (attr_node_parts.c) */
-    int trimming;                      /* the allocator's trim is on the pool (attr_node_parts.c) */
+    /* The allocator's trim on the pool, and 1 while it is there (attr_node_parts.c). */
+    uv_work_t trim_work;
+    int trimming;
     int assigned;              /* partitions the assignment gives this node, last seen */
     attr_engine_config_t ecfg; /* the flags' config: each partition's engine starts from it */
     char parts_dir[4096];      /* --data-dir/partitions */
