@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "services/attribution/attr_hash.h"
+
 /* One odd multiplier per word of a block (the ones of the Parquet/Impala filter). */
 static const uint32_t attr__salt[8] = {0x47b6137bu, 0x44974d91u, 0x8824ad5bu, 0xa2b7289du,
                                        0x705495c7u, 0x2df1424bu, 0x9efc4947u, 0x5c6bfb31u};
@@ -20,7 +22,7 @@ int attr_bloom_init(attr_bloom_t *b, uint64_t keys, unsigned bits_per_key)
     if (blocks >= (UINT64_C(1) << 32)) {
         return -ENOMEM;
     }
-    b->words = calloc((size_t)blocks * 8, sizeof *b->words);
+    b->words = attr_calloc_hot((size_t)blocks * 8, sizeof *b->words);
     if (b->words == NULL) {
         return -ENOMEM;
     }

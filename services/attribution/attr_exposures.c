@@ -169,8 +169,8 @@ static attr_run_t *attr__run_new(attr_state_t *st)
     size_t hint = st->run_hint ? st->run_hint : 1024;
     r->eid_cap = attr__pow2_at_least(hint + hint / 2);
     r->join_cap = attr__pow2_at_least(4 * hint);
-    r->eid_slots = calloc(r->eid_cap, sizeof *r->eid_slots);
-    r->join_slots = calloc(r->join_cap, sizeof *r->join_slots);
+    r->eid_slots = attr_calloc_hot(r->eid_cap, sizeof *r->eid_slots);
+    r->join_slots = attr_calloc_hot(r->join_cap, sizeof *r->join_slots);
     r->arena_cap = hint * 96;
     r->arena = malloc(r->arena_cap);
     r->cap = (uint32_t)(hint + hint / 16);
@@ -347,7 +347,7 @@ static int attr__run_room(attr_run_t *run, size_t strs, size_t np)
     }
     if (10 * ((size_t)run->n + 1) > 7 * run->eid_cap) {
         size_t nc = run->eid_cap * 2;
-        uint32_t *slots = calloc(nc, sizeof *slots);
+        uint32_t *slots = attr_calloc_hot(nc, sizeof *slots);
         if (slots == NULL) {
             return -ENOMEM;
         }
@@ -364,7 +364,7 @@ static int attr__run_room(attr_run_t *run, size_t strs, size_t np)
         while (10 * (run->join_n + np) > 7 * nc) {
             nc *= 2;
         }
-        uint64_t *slots = calloc(nc, sizeof *slots);
+        uint64_t *slots = attr_calloc_hot(nc, sizeof *slots);
         if (slots == NULL) {
             return -ENOMEM;
         }

@@ -26,6 +26,24 @@ void attr_hint_huge(void *p, size_t size)
     }
 }
 
+void *attr_calloc_hot(size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        return NULL;
+    }
+    size_t bytes = n * size;
+    char *p = calloc(n, size);
+    if (p == NULL) {
+        return NULL;
+    }
+    attr_hint_huge(p, bytes);
+    /* A write to every page: each gets its own zeroed page now, in one fault. */
+    for (size_t off = 0; off < bytes; off += 4096) {
+        ((volatile char *)p)[off] = 0;
+    }
+    return p;
+}
+
 /* ---- interner ---- */
 
 void attr_intern_init(attr_intern_t *in)
@@ -44,11 +62,10 @@ void attr_intern_free(attr_intern_t *in)
 
 static int attr__intern_rehash(attr_intern_t *in, size_t cap)
 {
-    attr_intern_slot_t *slots = calloc(cap, sizeof *slots);
+    attr_intern_slot_t *slots = attr_calloc_hot(cap, sizeof *slots);
     if (slots == NULL) {
         return -ENOMEM;
     }
-    attr_hint_huge(slots, cap * sizeof *slots);
     for (size_t i = 0; i < in->cap; i++) {
         if (in->slots[i].s == NULL) {
             continue;
@@ -301,11 +318,10 @@ static uint64_t attr__nz(uint64_t h)
 
 static int attr__strmap_rehash(attr_strmap_t *m, size_t cap)
 {
-    attr_strmap_slot_t *slots = calloc(cap, sizeof *slots);
+    attr_strmap_slot_t *slots = attr_calloc_hot(cap, sizeof *slots);
     if (slots == NULL) {
         return -ENOMEM;
     }
-    attr_hint_huge(slots, cap * sizeof *slots);
     for (size_t i = 0; i < m->cap; i++) {
         if (m->slots[i].hash == 0) {
             continue;

@@ -133,6 +133,18 @@ static inline const char *attr_intern_str(const attr_intern_t *in, uint32_t id, 
  */
 void attr_hint_huge(void *p, size_t size);
 
+/**
+ * calloc() for a table about to be probed all over (hash slots, Bloom filters): large
+ * ones get the huge page hint, and every page is written once before it is returned.
+ * calloc() leaves a fresh mapping untouched, so a probe's first read of a page maps the
+ * shared zero page and the first write then replaces it: a second fault, and a flush of
+ * the TLBs of every CPU running the process's threads (an IPI each). Those flushes were
+ * an eighth of a cluster node's CPU while it built partitions in a failover (perf:
+ * do_wp_page, ptep_clear_flush under the run tables' and the interner's inserts).
+ * Returns NULL when out of memory (or when n * size overflows).
+ */
+void *attr_calloc_hot(size_t n, size_t size);
+
 /* ---- uint64 -> uint64 ---- */
 
 /** Keys are any uint64 but UINT64_MAX. */
