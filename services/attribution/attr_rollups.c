@@ -91,7 +91,8 @@ static int32_t attr__cell_day(const char *cell)
  * The cell of `day` in a day-sorted array of `*n` cells of `size` bytes (attr_day_t,
  * attr_cday_t), added (zero but for its day) when missing. NULL: no memory.
  */
-static void *attr__day_cell(void **arr, uint32_t *n, uint32_t *cap, size_t size, int32_t day)
+static void *attr__day_cell(void **arr, uint32_t *n, uint32_t *cap, size_t size, int32_t day,
+                            size_t *bytes)
 {
     char *a = *arr;
     /* Most updates hit the latest day: look there first. */
@@ -110,9 +111,11 @@ static void *attr__day_cell(void **arr, uint32_t *n, uint32_t *cap, size_t size,
     if (lo < *n && attr__cell_day(a + (size_t)lo * size) == day) {
         return a + (size_t)lo * size;
     }
+    uint32_t had = *cap;
     if (attr__grow_cells(arr, cap, *n, size) != 0) {
         return NULL;
     }
+    *bytes += (size_t)(*cap - had) * size;
     a = *arr;
     memmove(a + (size_t)(lo + 1) * size, a + (size_t)lo * size, (size_t)(*n - lo) * size);
     memset(a + (size_t)lo * size, 0, size);
@@ -128,7 +131,8 @@ static attr_day_t *attr__day_bucket(attr_state_t *st, uint32_t creator, int32_t 
         return NULL;
     }
     attr_creator_t *m = &st->creator_meta[creator];
-    return attr__day_cell((void **)&m->days, &m->n_days, &m->cap_days, sizeof *m->days, day);
+    return attr__day_cell((void **)&m->days, &m->n_days, &m->cap_days, sizeof *m->days, day,
+                          &st->cell_bytes);
 }
 
 /** The credits of `day` of a creator, added when missing (NULL: no memory). */
@@ -138,7 +142,8 @@ static attr_cday_t *attr__cday_bucket(attr_state_t *st, uint32_t creator, int32_
         return NULL;
     }
     attr_creator_t *m = &st->creator_meta[creator];
-    return attr__day_cell((void **)&m->cdays, &m->n_cdays, &m->cap_cdays, sizeof *m->cdays, day);
+    return attr__day_cell((void **)&m->cdays, &m->n_cdays, &m->cap_cdays, sizeof *m->cdays, day,
+                          &st->cell_bytes);
 }
 
 /** The per-model figures of a credit cell, added when missing (NULL: no memory). */
@@ -706,10 +711,6 @@ void attr__rollups_mem(const attr_state_t *st, attr_state_mem_t *out)
 {
     out->rollups = st->cap_creator_meta * sizeof *st->creator_meta +
                    st->cap_unattr * sizeof *st->unattr + st->cap_multi * sizeof *st->multi +
-                   st->cap_wide * sizeof *st->wide + st->wide_at.cap * 2 * sizeof(uint64_t);
-    for (size_t i = 0; i < st->cap_creator_meta; i++) {
-        const attr_creator_t *m = &st->creator_meta[i];
-        out->rollups +=
-            (size_t)m->cap_days * sizeof *m->days + (size_t)m->cap_cdays * sizeof *m->cdays;
-    }
+                   st->cap_wide * sizeof *st->wide + st->wide_at.cap * 2 * sizeof(uint64_t) +
+                   st->cell_bytes;
 }

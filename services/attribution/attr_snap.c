@@ -510,10 +510,12 @@ int attr_snap_load(const attr_snap_t *s, attr_state_t *st, char *err, size_t err
         if (rc == 0) {
             rc = attr__cells(&r, attr__get32(&r), (void **)&m->days, &m->cap_days);
             m->n_days = m->cap_days;
+            st->cell_bytes += (size_t)m->cap_days * sizeof *m->days;
         }
         if (rc == 0) {
             rc = attr__cells(&r, attr__get32(&r), (void **)&m->cdays, &m->cap_cdays);
             m->n_cdays = m->cap_cdays;
+            st->cell_bytes += (size_t)m->cap_cdays * sizeof *m->cdays;
         }
         for (uint32_t k = 0; rc == 0 && k < m->n_cdays; k++) {
             if (m->cdays[k].multi > s->n_multi) {

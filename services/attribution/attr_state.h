@@ -157,6 +157,7 @@ typedef struct st_attr_state_t {
     attr_wide_t *wide;
     size_t n_wide, cap_wide;
     attr_map64_t wide_at; /* (creator, day, field) -> index in wide (attr_state_index_wide()) */
+    size_t cell_bytes;    /* of every creator's days and cdays arrays (their capacities) */
 
     /* counters */
     uint64_t exposures_live; /* committed, in runs in memory */

@@ -86,3 +86,13 @@ int64_t fx_touch_minor(const attr_conv_t *c, int model, uint32_t i)
 {
     return c->minor[(model - 1) * c->n_elig + i];
 }
+
+size_t fx_cell_bytes(const attr_state_t *st)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < st->cap_creator_meta; i++) {
+        const attr_creator_t *m = &st->creator_meta[i];
+        bytes += (size_t)m->cap_days * sizeof *m->days + (size_t)m->cap_cdays * sizeof *m->cdays;
+    }
+    return bytes;
+}

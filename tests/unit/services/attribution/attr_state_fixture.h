@@ -53,4 +53,7 @@ const char *fx_touch_creator(attr_state_t *st, const attr_conv_t *c, uint32_t i)
 /** The minor units eligible touch `i` of conversion `c` gets under `model`. */
 int64_t fx_touch_minor(const attr_conv_t *c, int model, uint32_t i);
 
+/** The bytes of every creator's day cell arrays, walked (what st->cell_bytes keeps). */
+size_t fx_cell_bytes(const attr_state_t *st);
+
 #endif

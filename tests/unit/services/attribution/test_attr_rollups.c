@@ -78,6 +78,42 @@ YW_TEST(rollup_figures_past_32_bits_are_kept_whole)
     attr_state_free(&st);
 }
 
+YW_TEST(rollup_memory_is_kept_up_to_date_not_walked)
+{
+    attr_state_t st;
+    attr_state_init(&st);
+    /* 300 creators, up to 60 days each, in no order of day: their arrays grow again and
+     * again; then credits (cdays) for some. */
+    for (int d = 0; d < 60; d++) {
+        for (int c = 0; c < 300; c++) {
+            if ((c + d) % 3 == 0) {
+                continue;
+            }
+            char id[16];
+            int n = snprintf(id, sizeof id, "c%d", c);
+            int32_t day = DAY0 - 30 + (d * 7 + c) % 60;
+            YW_CHECK_INT(attr_state_add_exposure_rollup(&st, id, (size_t)n, day, 1, 0, 0), ==, 0);
+        }
+    }
+    YW_CHECK(st.cell_bytes > 300 * 16);
+    YW_CHECK_INT(st.cell_bytes, ==, fx_cell_bytes(&st));
+    int64_t now = T0 + H_;
+    for (int i = 0; i < 50; i++) {
+        char e[16], v[16], o[16];
+        snprintf(e, sizeof e, "e%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        snprintf(o, sizeof o, "o%d", i);
+        fx_expose(&st, e, v, i % 2 ? "c1" : "c2", "p", ATTR_KIND_CLICK, 0, T0 - (i % 5) * D_, now);
+        fx_convert(&st, o, v, "p", 100, T0 + (i % 3) * D_, now);
+    }
+    YW_CHECK_INT(st.cell_bytes, ==, fx_cell_bytes(&st));
+    attr_state_mem_t m;
+    attr_state_mem(&st, &m);
+    YW_CHECK(m.rollups >= st.cell_bytes + st.cap_creator_meta * sizeof *st.creator_meta);
+    attr_state_free(&st);
+    YW_CHECK_INT(st.cell_bytes, ==, 0);
+}
+
 /* Orders at the largest amount allowed, 10^15: 9,224 of them pass int64. */
 #define BIG_N 9300
 #define BIG ((attr_sum_t)BIG_N * ATTR_AMOUNT_MAX)
@@ -266,6 +302,7 @@ int main(int argc, char **argv)
     static const yw_test_t tests[] = {
         YW_TEST_ENTRY(exposure_rollups_per_creator_and_day),
         YW_TEST_ENTRY(rollup_figures_past_32_bits_are_kept_whole),
+        YW_TEST_ENTRY(rollup_memory_is_kept_up_to_date_not_walked),
         YW_TEST_ENTRY(credit_sums_past_int64_are_exact),
         YW_TEST_ENTRY(split_credit_cells_past_int64_go_wide_and_back),
         YW_TEST_ENTRY(many_wide_figures_are_found_through_their_index),

@@ -119,10 +119,12 @@ YW_TEST(round_trip_keeps_every_figure_and_the_conversion_filter)
     YW_CHECK(memcmp(back.cfilters[0].bloom.words, st.cfilters[0].bloom.words,
                     attr_bloom_bytes(&st.cfilters[0].bloom)) == 0);
     YW_CHECK(attr_snap_check_totals(&back, &m, err, sizeof err));
+    YW_CHECK_INT(back.cell_bytes, ==, fx_cell_bytes(&back)); /* counted as loaded */
     /* Rollups keep growing after the load (the arrays are the state's own). */
     fx_expose(&back, "e5", "v1", "c-a", "p1", ATTR_KIND_CLICK, 30000, T0 - 4 * D_, T0);
     attr_state_creator_sums(&back, 0, DAY0 - 30, DAY0 + 30, ATTR_MODEL_LINEAR, &a);
     YW_CHECK_INT(a.clicks, ==, 2);
+    YW_CHECK_INT(back.cell_bytes, ==, fx_cell_bytes(&back));
     attr_snap_free(s);
     attr_state_free(&back);
     attr_state_free(&st);
