@@ -54,7 +54,7 @@ typedef struct st_attr_part_t {
     int rc;
     uint64_t last, records, covers;
     uint64_t indexed, index_ns; /* exposures the build indexed, in this long */
-    uint64_t started_ns;
+    uint64_t started_ns, built_ns; /* the build began; its work on the pool ended */
     char err[256];
     /* Log bytes since the latest snapshot: `snap_base` when built, plus what the ship
      * functions appended since `snap_ship` (ship.bytes then). */
@@ -272,10 +272,11 @@ static void attr__open_built(attr_part_t *pt)
             yw_log(YW_LOG_INFO,
                    "partition %d: serving (the snapshot covering %llu, then %llu log records "
                    "to sequence %llu; %llu exposures indexed in %llu ms; %llu ms, of which "
-                   "%llu opening its engine on the loop)",
+                   "%llu waiting to open and %llu opening its engine on the loop)",
                    pt->p, (unsigned long long)pt->covers, (unsigned long long)pt->records,
                    (unsigned long long)pt->last, (unsigned long long)pt->indexed,
                    (unsigned long long)(pt->index_ns / 1000000), (unsigned long long)ms,
+                   (unsigned long long)((open_ns - pt->built_ns) / 1000000),
                    (unsigned long long)open_ms);
         } else {
             yw_log(YW_LOG_ERROR, "partition %d: cannot open its engine: %s (tried again)", pt->p,
@@ -359,6 +360,7 @@ static void attr__build_done(uv_work_t *w, int status)
         attr__open_built(pt); /* built as the node stopped: dropped */
         return;
     }
+    pt->built_ns = uv_hrtime();
     if (status == 0 && pt->rc == 0) {
         /* Built: into the queue of engines to open (the build's hold goes with it). */
         pt->open_next = NULL;
