@@ -96,7 +96,7 @@ struct st_attr_cluster_t {
      * the lease and clears it when the lease goes. */
     uv_mutex_t *log_mu;
     uint64_t *log_last;
-    uint64_t log_appends; /* a counter for the appends' message ids */
+    uint64_t log_appends; /* a counter for the appends' message ids (atomic: any writer) */
 
     /* The thread's own. */
     natsConnection *nc;

@@ -85,9 +85,12 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
     }
     snprintf(expect, sizeof expect, "%llu", (unsigned long long)last);
     /* Unique per call and the same for its tries: a try whose first answer was lost is
-     * recognised as a duplicate by JetStream and answered with the first one's sequence. */
-    snprintf(id, sizeof id, "%s-%d-%llu-%llu", c->node_id, p, (unsigned long long)last,
-             (unsigned long long)++c->log_appends);
+     * recognised as a duplicate by JetStream and answered with the first one's sequence.
+     * The counter is the node's, bumped by every partition's writer thread (each holds
+     * only its own partition's lock): atomically, or two calls of one partition after
+     * a failed append could share an id, and the second would be taken for the first. */
+    unsigned long long n = __atomic_add_fetch(&c->log_appends, 1, __ATOMIC_RELAXED);
+    snprintf(id, sizeof id, "%s-%d-%llu-%llu", c->node_id, p, (unsigned long long)last, n);
     int rc = -EAGAIN;
     for (int attempt = 0; attempt < ATTR__APPEND_TRIES; attempt++) {
         natsMsg *m = NULL;
