@@ -116,6 +116,7 @@ static int attr__config_apply(attr_svc_t *svc, const attr_engine_config_t *cfg, 
     svc->store = cfg->store;
     svc->ship_xlog = cfg->ship_xlog;
     svc->ship_xlog_arg = cfg->ship_xlog_arg;
+    svc->ship_linger_ns = cfg->ship_linger_ns;
     svc->tier_ttl_ns = cfg->tier_label_ttl_ns;
     svc->audit_ns = cfg->audit_rollups_ns;
     svc->run_exposures = cfg->index_run_exposures; /* (0: the exposure store's default) */

@@ -32,6 +32,15 @@ extern "C" {
 #endif
 
 /** An engine (attr_service_int.h has its fields, for the service's files only). */
+/**
+ * Metadata a cluster node's front sends with a part of RecordExposures when it had two
+ * or more such calls in flight, now or within the last second: the partition's log may
+ * then let the part wait up to --log-linger-ms for the parts of the others
+ * (attr_xlog_set_ship()). The parts of a caller that sends one call at a time go
+ * without it and are appended at once.
+ */
+#define ATTR_LINGER_MD "yw-linger"
+
 typedef struct st_attr_svc_t attr_svc_t;
 
 /**
@@ -90,6 +99,9 @@ typedef struct st_attr_engine_config_t {
      */
     attr_xlog_ship_fn ship_xlog;
     void *ship_xlog_arg;
+    /** With ship_xlog: how long the log's writer lets a group gather (--log-linger-ms),
+     *  for the calls that carry ATTR_LINGER_MD. */
+    uint64_t ship_linger_ns;
     int (*ship_db)(void *arg, const void *changeset, size_t len, char *err, size_t errlen);
     void *ship_db_arg;
 } attr_engine_config_t;

@@ -396,9 +396,10 @@ void attr_exposure_store_set_run_bytes(attr_exposure_store_t *xs, size_t bytes)
     xs->run_bytes = bytes > 0 ? bytes : ATTR_EXPOSURE_STORE_RUN_BYTES;
 }
 
-void attr_exposure_store_set_ship(attr_exposure_store_t *xs, attr_xlog_ship_fn fn, void *arg)
+void attr_exposure_store_set_ship(attr_exposure_store_t *xs, attr_xlog_ship_fn fn, void *arg,
+                                  uint64_t linger_ns)
 {
-    attr_xlog_set_ship(xs->log, fn, arg);
+    attr_xlog_set_ship(xs->log, fn, arg, linger_ns);
 }
 
 /**

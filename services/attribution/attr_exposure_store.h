@@ -111,10 +111,11 @@ void attr_exposure_store_set_run_bytes(attr_exposure_store_t *xs, size_t bytes);
 
 /**
  * Ships each synced group of the log's bytes through `fn` before any of its batches is
- * done (attr_xlog_set_ship(): a cluster node's partition). Before the first append; loop
- * thread.
+ * done, groups lingering `linger_ns` (attr_xlog_set_ship(): a cluster node's partition).
+ * Before the first append; loop thread.
  */
-void attr_exposure_store_set_ship(attr_exposure_store_t *xs, attr_xlog_ship_fn fn, void *arg);
+void attr_exposure_store_set_ship(attr_exposure_store_t *xs, attr_xlog_ship_fn fn, void *arg,
+                                  uint64_t linger_ns);
 
 /**
  * Syncs and closes everything (blocking: for shutdown): lookups finish, the log writes

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "services/attribution/attr_engine.h"
 #include "services/attribution/attr_errs.h"
 #include "services/attribution/attr_validate.h"
 
@@ -34,6 +35,14 @@ int attr_front_create(yw_runtime_t *rt, yw_server_t *srv, attr_cluster_t *cluste
                                 "partition changing hands); a part whose node died after "
                                 "storing it comes back with its events as duplicates.",
                                 NULL, &f->m_retries);
+    }
+    if (rc == 0 && metrics != NULL) {
+        rc = yw_metrics_counter(metrics, "yaowei_attribution_cluster_parts_lingering_total",
+                                "Parts of RecordExposures calls this node split under a "
+                                "concurrent load (two or more in flight, now or within 1 s), "
+                                "sent so that the partition's log may wait --log-linger-ms for "
+                                "the others' parts (one message for several calls).",
+                                NULL, &f->m_linger);
     }
     if (rc != 0) {
         attr_front_destroy(f);
@@ -221,6 +230,10 @@ void attr__relay(attr_front_t *f, yw_call_t *call, int p, const char *method,
 
 typedef struct st_attr__ingest_t attr__ingest_t;
 
+/* A call split within this long (ms) of a moment with two or more in flight is taken
+ * for one of a concurrent load: its parts may linger (a lone caller's never do). */
+#define ATTR__OVERLAP_MS 1000
+
 /* One partition's part of a call. */
 typedef struct st_attr__part_t {
     attr__fwd_t fw;
@@ -237,6 +250,7 @@ typedef struct st_attr__part_t {
 struct st_attr__ingest_t {
     attr_front_t *f;
     yw_call_t *call;
+    int counted; /* in f->exposure_calls */
     int pending; /* parts not answered yet (and one while they start) */
     attr__merge_t m;
     attr__part_t *parts;
@@ -247,6 +261,9 @@ struct st_attr__ingest_t {
 
 static void attr__ingest_free(attr__ingest_t *ing)
 {
+    if (ing->counted) {
+        ing->f->exposure_calls--;
+    }
     free(ing->parts);
     free(ing->idx);
     free(ing->events);
@@ -389,6 +406,18 @@ void attr__ingest_split(attr_front_t *f, yw_call_t *call, attr__events_t kind, v
     }
     ing->f = f;
     ing->call = call;
+    /* Exposures split under a concurrent load (two or more in flight, now or within
+     * ATTR__OVERLAP_MS): their parts may wait for each other in the partitions' logs
+     * (ATTR_LINGER_MD). A caller that sends one call at a time never waits. */
+    int linger = 0;
+    if (kind == ATTR__EXPOSURES) {
+        ing->counted = 1;
+        uint64_t now = uv_now(yw_runtime_loop(f->rt));
+        if (++f->exposure_calls >= 2) {
+            f->overlap_ms = now;
+        }
+        linger = f->overlap_ms != 0 && now - f->overlap_ms < ATTR__OVERLAP_MS;
+    }
     /* A counting sort by partition: the caller's order kept within each part. */
     for (size_t i = 0; i < n; i++) {
         count[part_of[i] + 1]++;
@@ -413,6 +442,11 @@ void attr__ingest_split(attr_front_t *f, yw_call_t *call, attr__events_t kind, v
                 .cb = attr__on_part,
                 .arg = pt,
             };
+            if (linger) {
+                pt->fw.md[0] = (yw_client_md_t){ATTR_LINGER_MD, "1"};
+                pt->fw.n_md = 1;
+                yw_metric_inc(f->m_linger);
+            }
         }
     }
     for (size_t i = 0; i < n; i++) {

@@ -45,6 +45,9 @@ struct st_attr_front_t {
     attr_tier_t *tier;
     yw_page_key_t page_key; /* the cluster's (attr_cluster_page_key()): reports point to it */
     yw_metric_t *m_retries; /* forwarded parts tried again (NULL: no metrics) */
+    int exposure_calls;     /* RecordExposures calls split here and not answered yet */
+    uint64_t overlap_ms;    /* when two or more of them were last in flight (uv_now(); 0: never) */
+    yw_metric_t *m_linger;  /* parts sent with ATTR_LINGER_MD */
 };
 
 typedef struct st_attr__fwd_t attr__fwd_t;

@@ -260,6 +260,7 @@ static void attr__xbatch_write(attr_xbatch_t *xb)
     xb->lb.done = attr__on_xbatch;
     xb->lb.data = xb;
     xb->lb.rec_off = xb->offs;
+    xb->lb.linger = ing->call != NULL && yw_call_metadata(ing->call, ATTR_LINGER_MD, NULL) != NULL;
     int rc = attr_exposure_store_append(svc->xs, &xb->lb);
     if (rc != 0) {
         attr__xbatch_abort(xb);

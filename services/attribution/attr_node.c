@@ -174,7 +174,7 @@ int attr__node_open(attr_host_t *host, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    long long partitions = 64, replicas = 3, ttl_ms = 5000;
+    long long partitions = 64, replicas = 3, ttl_ms = 5000, linger_ms = 10;
     int rc = attr__option_int(app, "partitions", 1, ATTR_CLUSTER_MAX_PARTITIONS, &partitions, err,
                               errlen);
     if (rc == 0) {
@@ -182,6 +182,9 @@ int attr__node_open(attr_host_t *host, char *err, size_t errlen)
     }
     if (rc == 0) {
         rc = attr__option_int(app, "lease-ttl-ms", 1000, 600000, &ttl_ms, err, errlen);
+    }
+    if (rc == 0) {
+        rc = attr__option_int(app, "log-linger-ms", 0, 1000, &linger_ms, err, errlen);
     }
     const char *node_id = yw_app_option(app, "node-id");
     if (node_id == NULL || node_id[0] == '\0') {
@@ -222,11 +225,13 @@ int attr__node_open(attr_host_t *host, char *err, size_t errlen)
     host->refs++;
     host->node_start = s;
     host->clustered = 1;
+    host->ecfg.ship_linger_ns = (uint64_t)linger_ms * 1000000u; /* every partition's engine */
     attr__node_metrics(host);
     yw_app_set_serving(app, 0); /* until the partitions assigned to it are held */
     yw_log(YW_LOG_INFO,
-           "cluster mode: node %s, NATS %s, %lld partitions, %lld replicas, lease %lld ms", node_id,
-           urls, partitions, replicas, ttl_ms);
+           "cluster mode: node %s, NATS %s, %lld partitions, %lld replicas, lease %lld ms, log "
+           "linger %lld ms",
+           node_id, urls, partitions, replicas, ttl_ms, linger_ms);
     return 0;
 }
 

@@ -418,7 +418,8 @@ static int attr__open_exposures(attr_svc_t *svc, const attr_load_t *ld, int from
     if (svc->xs != NULL) {
         attr_exposure_store_set_run_bytes(svc->xs, svc->run_bytes);
         if (svc->ship_xlog != NULL) {
-            attr_exposure_store_set_ship(svc->xs, svc->ship_xlog, svc->ship_xlog_arg);
+            attr_exposure_store_set_ship(svc->xs, svc->ship_xlog, svc->ship_xlog_arg,
+                                         svc->ship_linger_ns);
         }
         svc->refs++; /* the exposure store */
     }

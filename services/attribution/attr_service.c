@@ -516,6 +516,12 @@ const yw_option_t attr_options[] = {
      "how long a partition stays with a node that stopped renewing its lease (fixed when the "
      "cluster's buckets are first created)",
      YW_OPTION_VALUE, NULL},
+    {"log-linger-ms", "YW_LOG_LINGER_MS", "10",
+     "under a concurrent load of RecordExposures (two or more calls in flight at the node "
+     "that split them), ms a partition's log waits before it appends a part to NATS, so "
+     "that the other calls' parts go in the same message (fewer, larger messages; such a "
+     "call waits up to that much more; one call at a time never waits; 0: never)",
+     YW_OPTION_VALUE, NULL},
     {"snapshot-kb", "YW_SNAPSHOT_KB", "65536",
      "KiB of a partition's log since its last snapshot after which its owner publishes a new "
      "one and the log before it is purged (what a node taking the partition reads; 0: never)",

@@ -29,7 +29,7 @@ extern "C" {
 
 extern const yw_service_t attr_service;
 /** The service's own flags (ATTR_N_OPTIONS of them: a constant for static tables). */
-#define ATTR_N_OPTIONS 16
+#define ATTR_N_OPTIONS 17
 extern const yw_option_t attr_options[];
 extern const size_t attr_n_options;
 

@@ -77,6 +77,7 @@ struct st_attr_svc_t {
     int own_store;               /* opened by the engine: closed once the rest is (attr__unref()) */
     attr_xlog_ship_fn ship_xlog; /* NULL: the exposure log ships nothing */
     void *ship_xlog_arg;
+    uint64_t ship_linger_ns; /* the exposure log's groups linger this long (shipped only) */
     /* attr_engine_close()'s callback, run once the engine is freed. */
     void (*closed)(void *arg);
     void *closed_arg;

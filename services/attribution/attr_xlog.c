@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/fileio.h"
@@ -53,6 +54,7 @@ struct st_attr_xlog_t {
     int64_t created_ns; /* the segment's, as its header says */
     attr_xlog_ship_fn ship;
     void *ship_arg;
+    uint64_t linger_ns; /* the writer's wait before it takes a shipped group (0: none) */
     unsigned char *buf;
     size_t buf_len, buf_cap;
 };
@@ -335,6 +337,16 @@ static void *attr__writer_main(void *arg)
         while (log->q_head == NULL && !log->closing) {
             pthread_cond_wait(&log->cv, &log->mu);
         }
+        if (log->ship != NULL && log->linger_ns > 0 && log->q_head != NULL &&
+            log->q_head->linger && !log->closing) {
+            /* The batches that come meanwhile join this group (attr_xlog_set_ship()). */
+            pthread_mutex_unlock(&log->mu);
+            struct timespec ts = {(time_t)(log->linger_ns / 1000000000u),
+                                  (long)(log->linger_ns % 1000000000u)};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+            pthread_mutex_lock(&log->mu);
+        }
         attr_xlog_batch_t *group = log->q_head, *last = log->q_tail;
         log->q_head = log->q_tail = NULL;
         pthread_mutex_unlock(&log->mu);
@@ -423,10 +435,11 @@ static void attr__on_async(uv_async_t *h)
     attr__drain_done(h->data, ATTR_XLOG_DONE_NS);
 }
 
-void attr_xlog_set_ship(attr_xlog_t *log, attr_xlog_ship_fn fn, void *arg)
+void attr_xlog_set_ship(attr_xlog_t *log, attr_xlog_ship_fn fn, void *arg, uint64_t linger_ns)
 {
     log->ship = fn;
     log->ship_arg = arg;
+    log->linger_ns = linger_ns;
 }
 
 /* ---- placing shipped bytes (a copy of a log elsewhere) ---- */

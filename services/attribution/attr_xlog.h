@@ -97,6 +97,9 @@ struct st_attr_xlog_batch_t {
     void *data;
     /* optional: n entries the writer fills with each record's offset in the segment */
     uint32_t *rec_off;
+    /* 1: a shipped log's writer woken by this batch may let its group linger (more
+     * batches are likely on their way: attr_xlog_set_ship()); 0: it writes at once */
+    int linger;
     /* out: the segment the frame went to, where the frame starts and ends in it */
     uint64_t seq;
     uint64_t frame_off, frame_end;
@@ -127,8 +130,15 @@ int attr_xlog_open(uv_loop_t *loop, const char *dir, uint64_t first_seq, attr_xl
 typedef int (*attr_xlog_ship_fn)(void *arg, uint64_t seg, int64_t created_ns, uint64_t off,
                                  const void *bytes, size_t len);
 
-/** Sets the ship function; before the first attr_xlog_append() (loop thread). */
-void attr_xlog_set_ship(attr_xlog_t *log, attr_xlog_ship_fn fn, void *arg);
+/**
+ * Sets the ship function; before the first attr_xlog_append() (loop thread). With
+ * `linger_ns` > 0 the writer, woken by a batch that allows it (batch->linger), waits
+ * that long before it takes the queue: the batches that come meanwhile (other calls'
+ * parts of the same partition) go in the same group, so in one shipped message instead
+ * of one each. That batch waits `linger_ns` more; under load the groups, and so the
+ * messages, grow. (Kafka's producers call it linger.ms.)
+ */
+void attr_xlog_set_ship(attr_xlog_t *log, attr_xlog_ship_fn fn, void *arg, uint64_t linger_ns);
 
 /** Writing a copy of a log from what its ship function was given, in order. */
 typedef struct st_attr_xlog_placer_t {

@@ -301,11 +301,102 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes, nats):
     assert I(s, "duplicates") == len(orders) and I(s, "accepted") == 0, s
 
 
+def log_messages(nats):
+    """Messages in the partitions' logs: per stream, the most any server holds (a follower
+    may be a little behind what its leader acknowledged)."""
+    most = {}
+    for i in range(3):
+        for acc in nats.jsz(i, streams="true").get("account_details") or []:
+            for st in acc.get("stream_detail") or []:
+                if st["name"].startswith("yw-attr-log-"):
+                    most[st["name"]] = max(most.get(st["name"], 0), st["state"]["messages"])
+    return sum(most.values())
+
+
+def test_parts_of_concurrent_calls_share_log_messages_a_lone_callers_do_not(nodes, nats):
+    """--log-linger-ms: parts of RecordExposures calls a node splits while it has others
+    in flight wait in their partitions' logs for each other (one message for several
+    calls); a caller that sends one call at a time has its parts appended at once, each
+    its own message, never held."""
+    from concurrent.futures import ThreadPoolExecutor
+    a, b = nodes("attr-w"), nodes("attr-x")
+    wait_for(lambda: balanced([a, b]) and all(n.health() == "SERVING" for n in (a, b)), 30,
+             "two nodes serve their partitions")
+    at = int(time.time()) - 3600
+
+    def batch(tag):  # the same 64 viewers in every batch: the same partitions
+        return [exposure("%s-e%d" % (tag, i), "lw-v%d" % i, "c%d" % (i % 7), ["p1"], "VIEW", at)
+                for i in range(64)]
+
+    def lingering():
+        return sum(n.metrics().get("yaowei_attribution_cluster_parts_lingering_total", 0)
+                   for n in (a, b))
+
+    def settled():
+        first = log_messages(nats)
+        time.sleep(0.3)
+        return first if log_messages(nats) == first else None
+
+    calls = 6
+    m0, l0 = wait_for(settled, 10, "the logs settled"), lingering()
+    for k in range(calls):  # one at a time: each acknowledged before the next is sent
+        s = a.client.call(ATTR + "/RecordExposures", {"events": batch("lw-s%d" % k)})
+        assert I(s, "accepted") == 64, s
+    parts = wait_for(settled, 10, "the logs settled") - m0
+    assert parts % calls == 0 and parts >= calls, parts  # every call: a message a partition
+    assert lingering() == l0  # no part of a lone call is held
+
+    with ThreadPoolExecutor(calls) as ex:
+        done = list(ex.map(lambda k: a.client.call(ATTR + "/RecordExposures",
+                                                   {"events": batch("lw-c%d" % k)}),
+                           range(calls)))
+    assert all(I(s, "accepted") == 64 for s in done), done
+    together = wait_for(settled, 10, "the logs settled") - m0 - parts
+    assert lingering() > l0
+    assert together < parts, (together, parts)  # parts of several calls in one message
+
+
+def test_a_part_sent_to_linger_waits_for_the_next_one(nodes, nats):
+    """The engine's side of --log-linger-ms: a part carrying yw-linger wakes its
+    partition's log writer, which waits the linger before it appends, so a part that
+    comes meanwhile goes in the same log message; parts without it are appended at once,
+    a message each."""
+    from concurrent.futures import ThreadPoolExecutor
+    a = nodes("attr-y", ["--log-linger-ms", "1000"])
+    wait_for(lambda: a.owned() == PARTITIONS and a.health() == "SERVING", 30,
+             "one node serves every partition")
+    at = int(time.time()) - 3600
+
+    def settled():
+        first = log_messages(nats)
+        time.sleep(0.3)
+        return first if log_messages(nats) == first else None
+
+    def two_parts(tag, md):
+        """Two parts for partition 3, the second 0.2 s after the first; the log messages
+        they made."""
+        m0 = wait_for(settled, 10, "the logs settled")
+        with ThreadPoolExecutor(2) as ex:
+            sent = []
+            for k in range(2):
+                xs = [exposure("%s%d-e%d" % (tag, k, i), "ly-v%d" % i, "c1", ["p1"], "VIEW", at)
+                      for i in range(5)]
+                sent.append(ex.submit(a.client.call, ATTR + "/RecordExposures",
+                                      {"events": xs}, metadata=md))
+                time.sleep(0.2)
+            assert all(I(f.result(), "accepted") == 5 for f in sent)
+        return wait_for(settled, 10, "the logs settled") - m0
+
+    assert two_parts("ly-a", [("yw-partition", "3"), ("yw-linger", "1")]) == 1
+    assert two_parts("ly-b", [("yw-partition", "3")]) == 2
+
+
 @pytest.mark.parametrize("flags,needle", [
     (["--node-id", "bad id!"], "--node-id"),
     (["--replicas", "7"], "--replicas"),
     (["--lease-ttl-ms", "10"], "--lease-ttl-ms"),
     (["--partitions", "0"], "--partitions"),
+    (["--log-linger-ms", "1001"], "--log-linger-ms"),
 ])
 def test_bad_cluster_flags_are_refused_naming_the_flag(nodes, flags, needle):
     n = nodes("attr-bad", flags, start=False)

@@ -74,6 +74,11 @@ static uint64_t frame_ends[64];
 /* When set, write_batches() ships with it. */
 static attr_xlog_ship_fn ship_fn;
 static void *ship_arg;
+static uint64_t ship_linger_ns;
+/* When set, write_batches() waits this long after appending its first batch. */
+static useconds_t first_gap_us;
+/* The batches' linger flag in write_batches() (attr_xlog_batch_t.linger). */
+static int batch_linger = 1;
 
 /* Writes `nb` batches of two exposures each and closes the log. */
 static void write_batches(fixture_t *f, uint64_t first_seq, int nb)
@@ -82,7 +87,7 @@ static void write_batches(fixture_t *f, uint64_t first_seq, int nb)
     char err[256];
     YW_CHECK_INT(attr_xlog_open(&f->loop, f->dir, first_seq, &log, err, sizeof err), ==, 0);
     if (ship_fn != NULL) {
-        attr_xlog_set_ship(log, ship_fn, ship_arg);
+        attr_xlog_set_ship(log, ship_fn, ship_arg, ship_linger_ns);
     }
     YW_CHECK_INT(attr_xlog_current_seq(log), ==, first_seq);
     static attr_xlog_str_t prods[2];
@@ -115,7 +120,11 @@ static void write_batches(fixture_t *f, uint64_t first_seq, int nb)
         b[i].done = on_done;
         b[i].data = f;
         b[i].rec_off = rec_offs[i];
+        b[i].linger = batch_linger;
         YW_CHECK_INT(attr_xlog_append(log, &b[i]), ==, 0);
+        if (i == 0 && first_gap_us > 0) {
+            usleep(first_gap_us);
+        }
     }
     while (f->done_count < nb) {
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -652,6 +661,53 @@ YW_TEST(shipped_bytes_placed_elsewhere_make_the_same_log)
     fixture_done(&f);
 }
 
+/* Seven batches, the first one 100 ms before the others, shipped with a linger of
+ * 500 ms; the ships made. */
+static int ships_of_seven(int linger_flag)
+{
+    fixture_t f, copy;
+    fixture_init(&f);
+    fixture_init(&copy);
+    static ship_t s;
+    memset(&s, 0, sizeof s);
+    attr_xlog_placer_init(&s.pl, copy.dir);
+    ship_fn = ship_to_placer;
+    ship_arg = &s;
+    ship_linger_ns = 500 * 1000000ull;
+    first_gap_us = 100 * 1000;
+    batch_linger = linger_flag;
+    write_batches(&f, 1, 7);
+    ship_fn = NULL;
+    ship_linger_ns = 0;
+    first_gap_us = 0;
+    batch_linger = 1;
+    YW_CHECK_INT(attr_xlog_placer_finish(&s.pl), ==, 0);
+    static visit_t v;
+    memset(&v, 0, sizeof v);
+    attr_xlog_segstat_t st;
+    char b[512], err[256] = "";
+    attr_xlog_path(copy.dir, 1, b, sizeof b);
+    YW_CHECK_INT(attr_xlog_read_segment(b, 1, visit, &v, &st, err, sizeof err), ==, 0);
+    YW_CHECK_INT(v.n, ==, 14); /* every batch's two exposures, shipped in order */
+    fixture_done(&copy);
+    fixture_done(&f);
+    return s.calls;
+}
+
+YW_TEST(a_lingering_writer_ships_the_batches_that_come_meanwhile_at_once)
+{
+    /* The writer, woken by the first batch, waits 500 ms: the other six are appended
+     * meanwhile, and the seven go in one group, one ship. */
+    YW_CHECK_INT(ships_of_seven(1), ==, 1);
+}
+
+YW_TEST(a_batch_that_does_not_allow_it_is_not_held)
+{
+    /* No batch allows a linger (a lone call's): the first is written and shipped at
+     * once, alone, during the 100 ms; the six after it make one ship or more. */
+    YW_CHECK_INT(ships_of_seven(0), >=, 2);
+}
+
 YW_TEST(a_failed_ship_fails_the_group_and_cuts_it_off)
 {
     fixture_t f;
@@ -662,7 +718,7 @@ YW_TEST(a_failed_ship_fails_the_group_and_cuts_it_off)
     attr_xlog_t *log = NULL;
     char err[256];
     YW_CHECK_INT(attr_xlog_open(&f.loop, f.dir, 1, &log, err, sizeof err), ==, 0);
-    attr_xlog_set_ship(log, ship_to_placer, &s);
+    attr_xlog_set_ship(log, ship_to_placer, &s, 0);
     char copy_dir[300];
     snprintf(copy_dir, sizeof copy_dir, "%s/copy", f.dir);
     YW_CHECK_INT(mkdir(copy_dir, 0700), ==, 0);
@@ -765,6 +821,8 @@ int main(int argc, char **argv)
         YW_TEST_ENTRY(bad_crc_stops_the_replay_there),
         YW_TEST_ENTRY(bad_header_is_refused),
         YW_TEST_ENTRY(shipped_bytes_placed_elsewhere_make_the_same_log),
+        YW_TEST_ENTRY(a_lingering_writer_ships_the_batches_that_come_meanwhile_at_once),
+        YW_TEST_ENTRY(a_batch_that_does_not_allow_it_is_not_held),
         YW_TEST_ENTRY(a_failed_ship_fails_the_group_and_cuts_it_off),
         YW_TEST_ENTRY(segments_are_listed_in_order),
     };
