@@ -106,7 +106,8 @@ BENCH_PACKAGES := postgresql libpq-dev libgrpc++-dev protobuf-compiler-grpc nght
 # instead of 10M and shorter runs, a few minutes. CLUSTER=1 adds the attribution cluster
 # of issue 14 (README "Running a cluster": 3 nats-server + 2 nodes beside a standalone,
 # R3 and R1, failover), CLUSTER=only runs just that (no PostgreSQL, no C++ peer); BATCH=N
-# sets the events per RecordExposures call of its rounds (default 1000).
+# sets the events per RecordExposures call of its rounds (default 1000), PARTITIONS=N the
+# clusters' --partitions (default 64).
 bench: build
 ifneq ($(CLUSTER),only)
 	$(call apt_install,$(BENCH_PACKAGES))
@@ -114,7 +115,8 @@ ifneq ($(CLUSTER),only)
 endif
 	$(PY) bench/bench.py $(if $(filter-out 0,$(QUICK)),--quick) \
 		$(if $(filter only,$(CLUSTER)),--cluster-only,$(if $(filter-out 0,$(CLUSTER)),--cluster)) \
-		$(if $(BATCH),--cluster-batch $(BATCH))
+		$(if $(BATCH),--cluster-batch $(BATCH)) \
+		$(if $(PARTITIONS),--cluster-partitions $(PARTITIONS))
 
 # ---- Stress (never part of `make test`) ------------------------------------------------
 # `make stress`: the long versions of tests whose short versions `make test` runs.

@@ -672,7 +672,8 @@ class Bench:
         return (("bench" if self.with_standalone else "store" if self.store_only
                  else "cluster")
                 + ("" if self.profile_name == "full" else "-quick")
-                + ("" if self.batch == 1000 else "-batch%d" % self.batch))
+                + ("" if self.batch == 1000 else "-batch%d" % self.batch)
+                + ("" if CLUSTER_PARTITIONS == 64 else "-partitions%d" % CLUSTER_PARTITIONS))
 
     @property
     def batch(self):
@@ -1957,6 +1958,10 @@ def main():
                     "standalone's and the clusters' alike (default 1000; results then "
                     "named cluster(-quick)-batchN): how the cluster's cost depends on the "
                     "client's batch (make bench CLUSTER=only BATCH=N)")
+    ap.add_argument("--cluster-partitions", type=int, default=64, metavar="N",
+                    help="the clusters' --partitions (default 64, attribution's; results then "
+                    "named cluster(-quick)-partitionsN): a call touches fewer partitions, so "
+                    "fewer log messages (make bench CLUSTER=only PARTITIONS=N)")
     a = ap.parse_args()
     if a.runs < 1:
         ap.error("--runs must be >= 1")
@@ -1964,6 +1969,10 @@ def main():
         ap.error("--store-only runs the store section alone: no --cluster, --cluster-only")
     if not 1 <= a.cluster_batch <= 10000:
         ap.error("--cluster-batch must be 1..10000 (the service's batch limit)")
+    if not 2 <= a.cluster_partitions <= 1024 or a.cluster_partitions % CLUSTER_NODES:
+        ap.error("--cluster-partitions must be 2..1024 and even (two nodes share them)")
+    global CLUSTER_PARTITIONS
+    CLUSTER_PARTITIONS = a.cluster_partitions
     Bench(a).run()
 
 

@@ -621,19 +621,25 @@ static void read_whole(const char *path, char **buf, size_t *len)
     fclose(fp);
 }
 
+/* write_batches() into f, every group shipped to a placer into copy's directory. */
+static void write_shipped(fixture_t *f, fixture_t *copy, ship_t *s, uint64_t first_seq, int nb)
+{
+    memset(s, 0, sizeof *s);
+    attr_xlog_placer_init(&s->pl, copy->dir);
+    ship_fn = ship_to_placer;
+    ship_arg = s;
+    write_batches(f, first_seq, nb);
+    ship_fn = NULL;
+    YW_CHECK_INT(attr_xlog_placer_finish(&s->pl), ==, 0);
+}
+
 YW_TEST(shipped_bytes_placed_elsewhere_make_the_same_log)
 {
     fixture_t f, copy;
     fixture_init(&f);
     fixture_init(&copy);
     static ship_t s;
-    memset(&s, 0, sizeof s);
-    attr_xlog_placer_init(&s.pl, copy.dir);
-    ship_fn = ship_to_placer;
-    ship_arg = &s;
-    write_batches(&f, 3, 7);
-    ship_fn = NULL;
-    YW_CHECK_INT(attr_xlog_placer_finish(&s.pl), ==, 0);
+    write_shipped(&f, &copy, &s, 3, 7);
     YW_CHECK(s.shipped > 0);
     char a[512], b[512];
     attr_xlog_path(f.dir, 3, a, sizeof a);
@@ -669,19 +675,13 @@ static int ships_of_seven(int linger_flag)
     fixture_init(&f);
     fixture_init(&copy);
     static ship_t s;
-    memset(&s, 0, sizeof s);
-    attr_xlog_placer_init(&s.pl, copy.dir);
-    ship_fn = ship_to_placer;
-    ship_arg = &s;
     ship_linger_ns = 500 * 1000000ull;
     first_gap_us = 100 * 1000;
     batch_linger = linger_flag;
-    write_batches(&f, 1, 7);
-    ship_fn = NULL;
+    write_shipped(&f, &copy, &s, 1, 7);
     ship_linger_ns = 0;
     first_gap_us = 0;
     batch_linger = 1;
-    YW_CHECK_INT(attr_xlog_placer_finish(&s.pl), ==, 0);
     static visit_t v;
     memset(&v, 0, sizeof v);
     attr_xlog_segstat_t st;
