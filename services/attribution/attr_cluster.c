@@ -515,6 +515,36 @@ static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
     return -EAGAIN;
 }
 
+/*
+ * Deletes partition `p`'s lease key only if it is still this node's: a delete marker
+ * expecting the revision this node last wrote (kvStore_Delete() expects nothing, and a
+ * node that slept past its lease deleted the lease its successor had taken since, whose
+ * next renewal then failed: the partition changed hands twice). Returns 0, -ESTALE when
+ * the key has moved on (nothing deleted), or -EIO when NATS did not answer.
+ */
+static int attr__lease_release(attr_cluster_t *c, int p)
+{
+    char subject[96], rev[24];
+    snprintf(subject, sizeof subject, "$KV." ATTR__BUCKET_LEASES ".p.%d", p);
+    snprintf(rev, sizeof rev, "%llu", (unsigned long long)c->t_rev[p]);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", rev);
+    }
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    if (s == NATS_OK) {
+        s = js_PublishMsg(&ack, c->js, m, NULL, &jerr);
+    }
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+    return s == NATS_OK ? 0 : jerr == JSStreamWrongLastSequenceErr ? -ESTALE : -EIO;
+}
+
 static void attr__lose(attr_cluster_t *c, int p, const char *why)
 {
     if (c->t_owned[p]) {
@@ -545,13 +575,13 @@ static void attr__acquire(attr_cluster_t *c, int p, const char *key)
             return; /* someone else's, until they let it go or it expires */
         }
     }
+    c->t_rev[p] = rev;
     uint64_t marker = 0;
     if (attr__fence(c, p, &marker) != 0) {
         yw_log(YW_LOG_WARN, "cluster: took partition %d but cannot fence it; letting it go", p);
-        (void)kvStore_Delete(c->leases, key);
+        (void)attr__lease_release(c, p);
         return;
     }
-    c->t_rev[p] = rev;
     attr__log_own(c, p, marker);
     c->t_owned[p] = 1;
     c->t_st.owned++;
@@ -675,16 +705,29 @@ static void attr__tick(attr_cluster_t *c)
     }
     attr__node_id_t ids[256]; /* 16.6 KiB of the cluster thread's stack */
     const char *names[256];
-    int n = attr__live_nodes(c, ids, names, (int)(sizeof names / sizeof names[0]));
-    if (n <= 0) {
+    int n = attr__live_nodes(c, ids, names, (int)(sizeof names / sizeof names[0]) - 1);
+    if (n < 0) {
         attr__publish(c, "cannot list the cluster's nodes");
         return;
     }
+    /* This node is live: it has just put its key. A read of the bucket can miss that put
+     * (a replica behind its leader answers it), and a node missing from its own list gave
+     * every partition it held away as though the assignment moved them ("handed to"),
+     * never counting the leases that a sleep past their TTL had lost. */
     int me = -1;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && me < 0; i++) {
         if (strcmp(names[i], c->node_id) == 0) {
             me = i;
         }
+    }
+    if (me < 0) {
+        me = 0;
+        while (me < n && strcmp(names[me], c->node_id) < 0) {
+            me++;
+        }
+        memmove(&names[me + 1], &names[me], (size_t)(n - me) * sizeof names[0]);
+        names[me] = c->node_id;
+        n++;
     }
     attr_cluster_assign(names, n, c->partitions, c->assign);
     attr__routes_fill(c, names, n, me);
@@ -704,7 +747,7 @@ static void attr__tick(attr_cluster_t *c)
             c->t_owned[p] = 0;
             c->t_st.owned--;
             attr__publish(c, NULL); /* the loop stops using it before it goes */
-            (void)kvStore_Delete(c->leases, key);
+            (void)attr__lease_release(c, p);
             yw_log(YW_LOG_INFO, "cluster: partition %d handed to %s", p, names[c->assign[p]]);
             continue;
         }
@@ -752,9 +795,8 @@ static void attr__leave(attr_cluster_t *c)
     for (int p = 0; p < c->partitions && c->leases != NULL; p++) {
         if (c->t_owned[p]) {
             attr__log_own(c, p, 0);
-            snprintf(key, sizeof key, "p.%d", p);
-            if (up && kvStore_Delete(c->leases, key) != NATS_OK) {
-                up = 0; /* one failed: the rest would too */
+            if (up && attr__lease_release(c, p) == -EIO) {
+                up = 0; /* NATS does not answer: the rest would not either */
             }
             c->t_owned[p] = 0;
         }
