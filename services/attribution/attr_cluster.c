@@ -481,30 +481,10 @@ static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
             return -EAGAIN;
         }
         snprintf(seq, sizeof seq, "%lld", (long long)last);
-        natsMsg *m = NULL;
-        natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", seq);
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Yw-Kind", "lease");
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Yw-Node", c->node_id);
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Yw-Prev", seq);
-        }
-        jsPubAck *ack = NULL;
+        const char *const hdrs[] = {"Nats-Expected-Last-Subject-Sequence", seq, "Yw-Kind",
+                                    "lease", "Yw-Node", c->node_id, "Yw-Prev", seq, NULL};
         jsErrCode jerr = 0;
-        if (s == NATS_OK) {
-            s = js_PublishMsg(&ack, c->js, m, NULL, &jerr);
-        }
-        if (s == NATS_OK) {
-            *marker = ack->Sequence;
-        }
-        jsPubAck_Destroy(ack);
-        natsMsg_Destroy(m);
+        natsStatus s = attr__js_publish(c->js, subject, NULL, 0, hdrs, marker, &jerr);
         if (s == NATS_OK) {
             return 0;
         }
@@ -527,21 +507,10 @@ static int attr__lease_release(attr_cluster_t *c, int p)
     char subject[96], rev[24];
     snprintf(subject, sizeof subject, "$KV." ATTR__BUCKET_LEASES ".p.%d", p);
     snprintf(rev, sizeof rev, "%llu", (unsigned long long)c->t_rev[p]);
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
-    if (s == NATS_OK) {
-        s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
-    }
-    if (s == NATS_OK) {
-        s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", rev);
-    }
-    jsPubAck *ack = NULL;
+    const char *const hdrs[] = {"KV-Operation", "DEL", "Nats-Expected-Last-Subject-Sequence", rev,
+                                NULL};
     jsErrCode jerr = 0;
-    if (s == NATS_OK) {
-        s = js_PublishMsg(&ack, c->js, m, NULL, &jerr);
-    }
-    jsPubAck_Destroy(ack);
-    natsMsg_Destroy(m);
+    natsStatus s = attr__js_publish(c->js, subject, NULL, 0, hdrs, NULL, &jerr);
     return s == NATS_OK ? 0 : jerr == JSStreamWrongLastSequenceErr ? -ESTALE : -EIO;
 }
 

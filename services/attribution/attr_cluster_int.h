@@ -128,6 +128,16 @@ int attr__log_stream_end(const attr_cluster_t *c, int p);
 /** libnats's last error text on this thread, else the status's. */
 const char *attr__err_text(natsStatus s);
 
+/**
+ * Publishes `len` bytes at `data` on `subject` with the headers `hdrs` (name, value, ...,
+ * NULL), waiting for JetStream's acknowledgement: NATS_OK with the record's sequence in
+ * *seq (may be NULL), else the failure, with JetStream's error code in *jerr (0: none;
+ * JSStreamWrongLastSequenceErr: a Nats-Expected-Last-Subject-Sequence header did not
+ * hold). Blocks.
+ */
+natsStatus attr__js_publish(jsCtx *js, const char *subject, const void *data, size_t len,
+                            const char *const *hdrs, uint64_t *seq, jsErrCode *jerr);
+
 /** Cluster thread: partition `p`'s log now starts after `seq` for this node (0: not ours). */
 void attr__log_own(attr_cluster_t *c, int p, uint64_t seq);
 

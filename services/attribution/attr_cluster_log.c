@@ -66,6 +66,27 @@ int64_t attr__last_seq(const attr_cluster_t *c, jsCtx *js, int p)
     return seq;
 }
 
+natsStatus attr__js_publish(jsCtx *js, const char *subject, const void *data, size_t len,
+                            const char *const *hdrs, uint64_t *seq, jsErrCode *jerr)
+{
+    *jerr = 0;
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)data, (int)len);
+    for (size_t i = 0; s == NATS_OK && hdrs[i] != NULL; i += 2) {
+        s = natsMsgHeader_Set(m, hdrs[i], hdrs[i + 1]);
+    }
+    jsPubAck *ack = NULL;
+    if (s == NATS_OK) {
+        s = js_PublishMsg(&ack, js, m, NULL, jerr);
+    }
+    if (s == NATS_OK && seq != NULL) {
+        *seq = ack->Sequence;
+    }
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+    return s;
+}
+
 int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *data, size_t len,
                         uint64_t *seq, char *err, size_t errlen)
 {
@@ -92,29 +113,22 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
     unsigned long long n = __atomic_add_fetch(&c->log_appends, 1, __ATOMIC_RELAXED);
     snprintf(id, sizeof id, "%s-%d-%llu-%llu", c->node_id, p, (unsigned long long)last, n);
     int rc = -EAGAIN;
+    const char *const hdrs[] = {"Nats-Expected-Last-Subject-Sequence",
+                                expect,
+                                "Nats-Msg-Id",
+                                id,
+                                "Yw-Kind",
+                                kind,
+                                "Yw-Prev",
+                                expect,
+                                NULL};
     for (int attempt = 0; attempt < ATTR__APPEND_TRIES; attempt++) {
-        natsMsg *m = NULL;
-        natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)data, (int)len);
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", expect);
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Yw-Kind", kind);
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(m, "Yw-Prev", expect);
-        }
-        jsPubAck *ack = NULL;
         jsErrCode jerr = 0;
+        uint64_t got = 0;
+        natsStatus s = attr__js_publish(js, subject, data, len, hdrs, &got, &jerr);
         if (s == NATS_OK) {
-            s = js_PublishMsg(&ack, js, m, NULL, &jerr);
-        }
-        if (s == NATS_OK) {
-            c->log_last[p] = ack->Sequence;
-            *seq = ack->Sequence;
+            c->log_last[p] = got;
+            *seq = got;
             rc = 0;
         } else if (jerr == JSStreamWrongLastSequenceErr) {
             c->log_last[p] = 0;
@@ -126,8 +140,6 @@ int attr_cluster_append(attr_cluster_t *c, int p, const char *kind, const void *
         } else {
             snprintf(err, errlen, "partition %d: append: %s", p, attr__err_text(s));
         }
-        jsPubAck_Destroy(ack);
-        natsMsg_Destroy(m);
         if (rc != -EAGAIN) {
             break;
         }

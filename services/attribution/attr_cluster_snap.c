@@ -123,40 +123,24 @@ int attr_cluster_snap_chunk(attr_cluster_t *c, int p, const attr_cluster_snap_t 
     if (js == NULL) {
         return attr__not_joined(p, err, errlen);
     }
-    char subject[48], v[24], id[160];
+    char subject[48], cov[24], idx[16], id[160];
     snprintf(subject, sizeof subject, ATTR__SNAP_CHUNK_FMT, p);
     /* A retried chunk is the same message; another snapshot's never is (the nonce). */
     snprintf(id, sizeof id, "snap-%s-%d-%llu-%llu-%u", c->node_id, p, (unsigned long long)covers,
              (unsigned long long)head->nonce, index);
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)data, (int)len);
-    if (s == NATS_OK) {
-        snprintf(v, sizeof v, "%llu", (unsigned long long)covers);
-        s = natsMsgHeader_Set(m, "Yw-Snap-Covers", v);
-    }
-    if (s == NATS_OK) {
-        snprintf(v, sizeof v, "%u", index);
-        s = natsMsgHeader_Set(m, "Yw-Snap-Chunk", v);
-    }
-    if (s == NATS_OK) {
-        s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-    }
-    jsPubAck *ack = NULL;
+    snprintf(cov, sizeof cov, "%llu", (unsigned long long)covers);
+    snprintf(idx, sizeof idx, "%u", index);
+    const char *const hdrs[] = {
+        "Yw-Snap-Covers", cov, "Yw-Snap-Chunk", idx, "Nats-Msg-Id", id, NULL};
+    natsStatus s = NATS_TIMEOUT;
     jsErrCode jerr = 0;
-    for (int attempt = 0; s == NATS_OK && attempt < 3; attempt++) {
-        s = js_PublishMsg(&ack, js, m, NULL, &jerr);
-        if (s != NATS_TIMEOUT) {
-            break;
-        }
-        s = NATS_OK; /* no answer: the same message again (a duplicate if it landed) */
+    for (int attempt = 0; s == NATS_TIMEOUT && attempt < 3; attempt++) {
+        /* No answer: the same message again (a duplicate if it landed). */
+        s = attr__js_publish(js, subject, data, len, hdrs, seq, &jerr);
     }
-    if (s == NATS_OK) {
-        *seq = ack->Sequence;
-    } else {
+    if (s != NATS_OK) {
         snprintf(err, errlen, "partition %d: snapshot chunk %u: %s", p, index, attr__err_text(s));
     }
-    jsPubAck_Destroy(ack);
-    natsMsg_Destroy(m);
     return s == NATS_OK ? 0 : -EAGAIN;
 }
 
@@ -181,41 +165,36 @@ int attr_cluster_snap_commit(attr_cluster_t *c, int p, attr_cluster_snap_t *head
     if (js == NULL) {
         return attr__not_joined(p, err, errlen);
     }
-    char subject[48], v[24];
+    char subject[48];
     snprintf(subject, sizeof subject, ATTR__SNAP_HEAD_FMT, p);
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
-    struct {
-        const char *name;
-        uint64_t value;
-    } h[] = {{"Nats-Expected-Last-Subject-Sequence", expect_head},
-             {"Yw-Snap-Covers", head->covers},
-             {"Yw-Snap-First", head->first},
-             {"Yw-Snap-Chunks", head->chunks},
-             {"Yw-Snap-Bytes", head->bytes},
-             {"Yw-Snap-Crc", head->crc}};
-    for (size_t i = 0; s == NATS_OK && i < sizeof h / sizeof h[0]; i++) {
-        snprintf(v, sizeof v, "%llu", (unsigned long long)h[i].value);
-        s = natsMsgHeader_Set(m, h[i].name, v);
+    enum { N = 6 };
+    static const char *const names[N] = {"Nats-Expected-Last-Subject-Sequence",
+                                         "Yw-Snap-Covers",
+                                         "Yw-Snap-First",
+                                         "Yw-Snap-Chunks",
+                                         "Yw-Snap-Bytes",
+                                         "Yw-Snap-Crc"};
+    const uint64_t values[N] = {expect_head,  head->covers, head->first,
+                                head->chunks, head->bytes,  head->crc};
+    char v[N][24];
+    const char *hdrs[2 * N + 1];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(v[i], sizeof v[i], "%llu", (unsigned long long)values[i]);
+        hdrs[2 * i] = names[i];
+        hdrs[2 * i + 1] = v[i];
     }
-    jsPubAck *ack = NULL;
+    hdrs[2 * N] = NULL;
     jsErrCode jerr = 0;
-    if (s == NATS_OK) {
-        s = js_PublishMsg(&ack, js, m, NULL, &jerr);
-    }
+    natsStatus s = attr__js_publish(js, subject, NULL, 0, hdrs, &head->head_seq, &jerr);
     int rc = 0;
-    if (s == NATS_OK) {
-        head->head_seq = ack->Sequence;
-    } else if (jerr == JSStreamWrongLastSequenceErr) {
+    if (s != NATS_OK && jerr == JSStreamWrongLastSequenceErr) {
         snprintf(err, errlen,
                  "partition %d: another snapshot was published meanwhile (this one dropped)", p);
         rc = -ESTALE;
-    } else {
+    } else if (s != NATS_OK) {
         snprintf(err, errlen, "partition %d: snapshot head: %s", p, attr__err_text(s));
         rc = -EAGAIN;
     }
-    jsPubAck_Destroy(ack);
-    natsMsg_Destroy(m);
     if (rc != 0) {
         return rc;
     }

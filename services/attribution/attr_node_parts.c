@@ -53,7 +53,7 @@ typedef struct st_attr_part_t {
     struct st_attr_part_t *open_next;
     int rc;
     uint64_t last, records, covers;
-    uint64_t indexed, index_ns; /* exposures the build indexed, in this long */
+    uint64_t indexed, index_ns;    /* exposures the build indexed, in this long */
     uint64_t started_ns, built_ns; /* the build began; its work on the pool ended */
     char err[256];
     /* Log bytes since the latest snapshot: `snap_base` when built, plus what the ship

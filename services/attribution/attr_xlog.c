@@ -337,8 +337,8 @@ static void *attr__writer_main(void *arg)
         while (log->q_head == NULL && !log->closing) {
             pthread_cond_wait(&log->cv, &log->mu);
         }
-        if (log->ship != NULL && log->linger_ns > 0 && log->q_head != NULL &&
-            log->q_head->linger && !log->closing) {
+        if (log->ship != NULL && log->linger_ns > 0 && log->q_head != NULL && log->q_head->linger &&
+            !log->closing) {
             /* The batches that come meanwhile join this group (attr_xlog_set_ship()). */
             pthread_mutex_unlock(&log->mu);
             struct timespec ts = {(time_t)(log->linger_ns / 1000000000u),
