@@ -89,7 +89,7 @@ static int attr__ckrun_add(attr__ckrun_t *r, uint64_t vp, uint64_t seq, int64_t 
     }
     if (2 * (r->n + 1) > r->cap_slots) {
         size_t nc = r->cap_slots ? r->cap_slots * 2 : 2048;
-        uint32_t *s = calloc(nc, sizeof *s);
+        uint32_t *s = attr_calloc_hot(nc, sizeof *s);
         if (s == NULL) {
             return -ENOMEM;
         }
