@@ -313,6 +313,15 @@ def log_messages(nats):
     return sum(most.values())
 
 
+def settled_log_messages(nats):
+    """log_messages() once two readings 0.3 s apart agree (appends in flight landed)."""
+    def settled():
+        first = log_messages(nats)
+        time.sleep(0.3)
+        return first if log_messages(nats) == first else None
+    return wait_for(settled, 10, "the logs settled")
+
+
 def test_parts_of_concurrent_calls_share_log_messages_a_lone_callers_do_not(nodes, nats):
     """--log-linger-ms: parts of RecordExposures calls a node splits while it has others
     in flight wait in their partitions' logs for each other (one message for several
@@ -332,17 +341,12 @@ def test_parts_of_concurrent_calls_share_log_messages_a_lone_callers_do_not(node
         return sum(n.metrics().get("yaowei_attribution_cluster_parts_lingering_total", 0)
                    for n in (a, b))
 
-    def settled():
-        first = log_messages(nats)
-        time.sleep(0.3)
-        return first if log_messages(nats) == first else None
-
     calls = 6
-    m0, l0 = wait_for(settled, 10, "the logs settled"), lingering()
+    m0, l0 = settled_log_messages(nats), lingering()
     for k in range(calls):  # one at a time: each acknowledged before the next is sent
         s = a.client.call(ATTR + "/RecordExposures", {"events": batch("lw-s%d" % k)})
         assert I(s, "accepted") == 64, s
-    parts = wait_for(settled, 10, "the logs settled") - m0
+    parts = settled_log_messages(nats) - m0
     assert parts % calls == 0 and parts >= calls, parts  # every call: a message a partition
     assert lingering() == l0  # no part of a lone call is held
 
@@ -351,7 +355,7 @@ def test_parts_of_concurrent_calls_share_log_messages_a_lone_callers_do_not(node
                                                    {"events": batch("lw-c%d" % k)}),
                            range(calls)))
     assert all(I(s, "accepted") == 64 for s in done), done
-    together = wait_for(settled, 10, "the logs settled") - m0 - parts
+    together = settled_log_messages(nats) - m0 - parts
     assert lingering() > l0
     assert together < parts, (together, parts)  # parts of several calls in one message
 
@@ -367,15 +371,10 @@ def test_a_part_sent_to_linger_waits_for_the_next_one(nodes, nats):
              "one node serves every partition")
     at = int(time.time()) - 3600
 
-    def settled():
-        first = log_messages(nats)
-        time.sleep(0.3)
-        return first if log_messages(nats) == first else None
-
     def two_parts(tag, md):
         """Two parts for partition 3, the second 0.2 s after the first; the log messages
         they made."""
-        m0 = wait_for(settled, 10, "the logs settled")
+        m0 = settled_log_messages(nats)
         with ThreadPoolExecutor(2) as ex:
             sent = []
             for k in range(2):
@@ -385,7 +384,7 @@ def test_a_part_sent_to_linger_waits_for_the_next_one(nodes, nats):
                                       {"events": xs}, metadata=md))
                 time.sleep(0.2)
             assert all(I(f.result(), "accepted") == 5 for f in sent)
-        return wait_for(settled, 10, "the logs settled") - m0
+        return settled_log_messages(nats) - m0
 
     assert two_parts("ly-a", [("yw-partition", "3"), ("yw-linger", "1")]) == 1
     assert two_parts("ly-b", [("yw-partition", "3")]) == 2
