@@ -120,7 +120,9 @@ static void attr__publish(attr_cluster_t *c, const char *fmt, ...)
     uv_mutex_lock(&c->mu);
     c->t_st.connected = c->nats_connected;
     c->pub = c->t_st;
-    memcpy(c->pub_owned, c->t_owned, (size_t)c->partitions);
+    for (int p = 0; p < c->partitions; p++) {
+        c->pub_owned[p] = (uint8_t)(c->t_owned[p] | c->t_ahead[p] << 1);
+    }
     attr__routes_copy(&c->pub_routes, &c->t_routes, c->partitions);
     uv_mutex_unlock(&c->mu);
     uv_async_send(&c->async);
@@ -165,6 +167,8 @@ static void attr__close_nats(attr_cluster_t *c)
     if (c->nc == NULL) {
         return;
     }
+    natsSubscription_Destroy(c->alive_sub);
+    c->alive_sub = NULL;
     natsConnection_Close(c->nc);
     uv_mutex_lock(&c->mu);
     for (int i = 0; i < 20 && !c->nats_closed; i++) {
@@ -342,9 +346,9 @@ static int attr__check_partitions(attr_cluster_t *c)
 
 /*
  * The partitions' logs, a stream per ATTR__PARTS_PER_STREAM partitions in a row (once the
- * partition count is the cluster's). A cluster whose logs are still in the one stream of the versions before
- * (ATTR__OLD_STREAM) is refused: its events would not be read. Returns 0, -EAGAIN or
- * -EINVAL (fatal).
+ * partition count is the cluster's). A cluster whose logs are still in the one stream of the
+ * versions before (ATTR__OLD_STREAM) is refused: its events would not be read. Returns 0, -EAGAIN
+ * or -EINVAL (fatal).
  */
 static int attr__log_streams(attr_cluster_t *c)
 {
@@ -418,6 +422,18 @@ static int attr__page_key(attr_cluster_t *c)
     return 0;
 }
 
+/* libnats's delivery thread: another node's probe (ATTR__ALIVE_FMT), answered empty. */
+static void attr__on_probe(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+    (void)sub;
+    (void)arg;
+    const char *reply = natsMsg_GetReply(msg);
+    if (reply != NULL) {
+        (void)natsConnection_Publish(nc, reply, NULL, 0);
+    }
+    natsMsg_Destroy(msg);
+}
+
 /* Connects and makes sure of the cluster's objects. Returns 0, -EAGAIN or -EINVAL. */
 static int attr__join(attr_cluster_t *c)
 {
@@ -427,6 +443,17 @@ static int attr__join(attr_cluster_t *c)
         natsConnection_Destroy(c->nc);
         c->nc = NULL;
         return -EAGAIN;
+    }
+    if (c->alive_sub == NULL) {
+        /* Before this node's key is put: a node listed answers (libnats subscribes again
+         * after a reconnection). */
+        char subject[128];
+        snprintf(subject, sizeof subject, ATTR__ALIVE_FMT, c->node_id);
+        if ((s = natsConnection_Subscribe(&c->alive_sub, c->nc, subject, attr__on_probe, c)) !=
+            NATS_OK) {
+            attr__publish(c, "cannot subscribe to %s: %s", subject, attr__err_text(s));
+            return -EAGAIN;
+        }
     }
     if (c->js == NULL) {
         jsOptions jo;
@@ -481,11 +508,20 @@ static int attr__fence(attr_cluster_t *c, int p, uint64_t *marker)
             return -EAGAIN;
         }
         snprintf(seq, sizeof seq, "%lld", (long long)last);
-        const char *const hdrs[] = {"Nats-Expected-Last-Subject-Sequence", seq, "Yw-Kind",
-                                    "lease", "Yw-Node", c->node_id, "Yw-Prev", seq, NULL};
+        const char *const hdrs[] = {"Nats-Expected-Last-Subject-Sequence",
+                                    seq,
+                                    "Yw-Kind",
+                                    "lease",
+                                    "Yw-Node",
+                                    c->node_id,
+                                    "Yw-Prev",
+                                    seq,
+                                    NULL};
         jsErrCode jerr = 0;
         natsStatus s = attr__js_publish(c->js, subject, NULL, 0, hdrs, marker, &jerr);
         if (s == NATS_OK) {
+            __atomic_store_n(&c->fence_prev[p], (uint64_t)last, __ATOMIC_RELEASE);
+            __atomic_store_n(&c->fence_marker[p], *marker, __ATOMIC_RELEASE);
             return 0;
         }
         if (jerr != JSStreamWrongLastSequenceErr) {
@@ -658,6 +694,71 @@ static int attr__worth_asking(attr_cluster_t *c)
     return !stop && natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
+/* Whether node `id` answers a probe: 1, or 0 when its process is gone (NATS answers "no
+ * responders" at once) or its probes timed out ATTR__PROBE_MISSES times in a row. Blocks
+ * up to ATTR__PROBE_MS. Anything else (NATS itself failing) counts as an answer: only a
+ * node known gone has its partitions built ahead. */
+static int attr__probe(attr_cluster_t *c, const char *id)
+{
+    int slot = -1, free_slot = -1;
+    for (int i = 0; i < ATTR__MAX_NODES && slot < 0; i++) {
+        if (strcmp(c->t_probe[i].id, id) == 0) {
+            slot = i;
+        } else if (free_slot < 0 && c->t_probe[i].id[0] == '\0') {
+            free_slot = i;
+        }
+    }
+    if (slot < 0) {
+        slot = free_slot >= 0 ? free_slot : (int)(uv_hrtime() % ATTR__MAX_NODES);
+        snprintf(c->t_probe[slot].id, sizeof c->t_probe[slot].id, "%s", id);
+        c->t_probe[slot].misses = 0;
+    }
+    char subject[128];
+    snprintf(subject, sizeof subject, ATTR__ALIVE_FMT, id);
+    natsMsg *reply = NULL;
+    natsStatus s = natsConnection_Request(&reply, c->nc, subject, NULL, 0, ATTR__PROBE_MS);
+    natsMsg_Destroy(reply);
+    if (s == NATS_NO_RESPONDERS) {
+        return 0;
+    }
+    if (s == NATS_TIMEOUT) {
+        return ++c->t_probe[slot].misses < ATTR__PROBE_MISSES;
+    }
+    c->t_probe[slot].misses = 0;
+    return 1;
+}
+
+/* The partitions to build ahead (t_ahead): those the assignment among the nodes that
+ * answer (this one, names[me], and names[i] for which attr__probe() says so) gives this
+ * node, and the current one does not. None when every node answers, or when `me` < 0. */
+static void attr__ahead(attr_cluster_t *c, const char *const *names, int n, int me)
+{
+    memset(c->t_ahead, 0, (size_t)c->partitions);
+    c->t_st.not_answering = 0;
+    if (me < 0) {
+        return; /* NATS went: nothing to build from */
+    }
+    const char *live[ATTR__MAX_NODES];
+    int n_live = 0, me_live = -1;
+    for (int i = 0; i < n && n_live < ATTR__MAX_NODES; i++) {
+        if (i != me && !attr__probe(c, names[i])) {
+            c->t_st.not_answering++;
+            continue;
+        }
+        if (i == me) {
+            me_live = n_live;
+        }
+        live[n_live++] = names[i];
+    }
+    if (c->t_st.not_answering == 0 || me_live < 0) {
+        return;
+    }
+    attr_cluster_assign(live, n_live, c->partitions, c->assign_ahead);
+    for (int p = 0; p < c->partitions; p++) {
+        c->t_ahead[p] = (uint8_t)(c->assign_ahead[p] == me_live && c->assign[p] != me);
+    }
+}
+
 /* One tick: this node renewed, the assignment recomputed, leases renewed, let go, taken. */
 static void attr__tick(attr_cluster_t *c)
 {
@@ -750,6 +851,8 @@ static void attr__tick(attr_cluster_t *c)
             }
         }
     }
+    /* Last: a probe may wait (a paused node), and renewals must not. */
+    attr__ahead(c, names, n, down ? -1 : me);
     c->t_st.error[0] = '\0';
     attr__publish(c, NULL);
 }
@@ -848,6 +951,8 @@ static void attr__free(attr_cluster_t *c)
     }
     free(c->log_mu);
     free(c->log_last);
+    free(c->fence_prev);
+    free(c->fence_marker);
     uv_mutex_destroy(&c->mu);
     uv_cond_destroy(&c->cond);
     free(c->urls);
@@ -862,6 +967,8 @@ static void attr__free(attr_cluster_t *c)
     free(c->t_owned);
     free(c->t_rev);
     free(c->assign);
+    free(c->t_ahead);
+    free(c->assign_ahead);
     free(c);
 }
 
@@ -904,7 +1011,11 @@ int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_c
     c->t_owned = calloc(np, 1);
     c->t_rev = calloc(np, sizeof *c->t_rev);
     c->assign = calloc(np, sizeof *c->assign);
+    c->t_ahead = calloc(np, 1);
+    c->assign_ahead = calloc(np, sizeof *c->assign_ahead);
     c->log_last = calloc(np, sizeof *c->log_last);
+    c->fence_prev = calloc(np, sizeof *c->fence_prev);
+    c->fence_marker = calloc(np, sizeof *c->fence_marker);
     c->t_routes.route = calloc(np, sizeof *c->t_routes.route);
     c->pub_routes.route = calloc(np, sizeof *c->pub_routes.route);
     c->routes.route = calloc(np, sizeof *c->routes.route);
@@ -921,8 +1032,9 @@ int attr_cluster_start(uv_loop_t *loop, const attr_cluster_config_t *cfg, attr_c
     }
     if (c->urls == NULL || c->advertise == NULL || c->pub_owned == NULL || c->owned == NULL ||
         c->t_owned == NULL || c->t_rev == NULL || c->assign == NULL || c->log_last == NULL ||
-        c->log_mu == NULL || c->t_routes.route == NULL || c->pub_routes.route == NULL ||
-        c->routes.route == NULL) {
+        c->t_ahead == NULL || c->assign_ahead == NULL || c->fence_prev == NULL ||
+        c->fence_marker == NULL || c->log_mu == NULL || c->t_routes.route == NULL ||
+        c->pub_routes.route == NULL || c->routes.route == NULL) {
         attr__free(c);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -965,8 +1077,23 @@ int attr_cluster_owns(const attr_cluster_t *c, int p)
      * (engines opening one after another in a failover) has not run the async that
      * copies the status, and would take leases the thread kept renewing for lost. A
      * paused process renews nothing: after SIGCONT this time is past at once. */
-    return p >= 0 && p < c->partitions && c->owned[p] &&
+    return p >= 0 && p < c->partitions && (c->owned[p] & 1) &&
            uv_hrtime() < __atomic_load_n(&c->pub_valid_until_ns, __ATOMIC_ACQUIRE);
+}
+
+int attr_cluster_ahead(const attr_cluster_t *c, int p)
+{
+    return p >= 0 && p < c->partitions && (c->owned[p] & 2);
+}
+
+int attr_cluster_follows(const attr_cluster_t *c, int p, uint64_t last)
+{
+    if (p < 0 || p >= c->partitions) {
+        return 0;
+    }
+    uint64_t marker = __atomic_load_n(&c->fence_marker[p], __ATOMIC_ACQUIRE);
+    uint64_t prev = __atomic_load_n(&c->fence_prev[p], __ATOMIC_ACQUIRE);
+    return marker != 0 && (last == marker || last == prev);
 }
 
 const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self)

@@ -29,6 +29,14 @@
  * takes the leases of its own partitions; it releases a lease the assignment gives to
  * another live node, so a node that rejoins gets its share back.
  *
+ * Builds ahead: every node answers requests on subject yw.attr.alive.<node-id>, and each
+ * tick probes the other live nodes there. A node whose process is gone (NATS answers "no
+ * responders" at once) or that let two probes in a row time out does not answer: the
+ * partitions the assignment without such nodes would give this node are published as
+ * "ahead" (attr_cluster_ahead()), for the node to build while their leases run out. The
+ * leases themselves are still taken only once expired; attr_cluster_follows() tells
+ * whether a build is still the whole log then.
+ *
  * Threads: the NATS calls block, so they run on a thread of their own (libnats does its
  * socket I/O on its own threads too); the loop never waits on NATS. What the thread
  * learns reaches the loop through a uv_async, as attr_cluster_status_t copies; the
@@ -84,6 +92,10 @@ typedef struct st_attr_cluster_status_t {
     int owned;
     /** Leases lost (renewal refused or late) since start. */
     uint64_t leases_lost;
+    /** Live nodes (listed, their keys not expired yet) that did not answer this node's
+     *  probe: their process is gone, or two probes in a row timed out. Their partitions
+     *  are built ahead here (attr_cluster_ahead()). */
+    int not_answering;
     /** The last problem, "" when none. */
     char error[256];
 } attr_cluster_status_t;
@@ -122,6 +134,24 @@ void attr_cluster_stop(attr_cluster_t *c);
 int attr_cluster_owns(const attr_cluster_t *c, int p);
 
 /**
+ * On the loop: non-zero when this node does not hold partition `p`'s lease but would
+ * once the leases of the nodes that do not answer run out (the assignment without them
+ * gives it `p`): worth building now, so that it serves `p` as soon as the lease is its
+ * own instead of a build later.
+ */
+int attr_cluster_ahead(const attr_cluster_t *c, int p);
+
+/**
+ * On the loop: non-zero when a view of partition `p` built from its log through the
+ * record at sequence `last` is the whole log up to this node's lease marker, the last
+ * record there: `last` is the marker (the build read it) or the record the marker
+ * followed (a build ahead, which read the log before the lease was this node's). Zero
+ * when another node appended after what the build read, or the lease was taken again
+ * since: the view must be built again.
+ */
+int attr_cluster_follows(const attr_cluster_t *c, int p, uint64_t last);
+
+/**
  * Appends a record of kind `kind` (a short name, header Yw-Kind) to partition `p`'s log,
  * fenced: it expects the subject's last sequence to be the last one this node knows
  * (its lease marker or its previous append), so nothing lands after another node's
@@ -149,8 +179,8 @@ typedef int (*attr_cluster_read_fn)(void *arg, uint64_t seq, const char *kind, c
  * (`after` when none), what `fn` returned when it stopped the read, -ESTALE (a gap), or
  * -EAGAIN with `err`.
  */
-int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn,
-                      void *arg, uint64_t *last, char *err, size_t errlen);
+int attr_cluster_read(attr_cluster_t *c, int p, uint64_t after, attr_cluster_read_fn fn, void *arg,
+                      uint64_t *last, char *err, size_t errlen);
 
 /*
  * Snapshots. A partition's snapshot is its view (attr_snapshot.h) as of a record of its

@@ -37,6 +37,14 @@
 #define ATTR__TICK_MAX_MS 2000
 /* Live nodes a cluster may have (a node id and its address each). */
 #define ATTR__MAX_NODES 64
+/* Every node answers requests on this subject (its node id), so that the others learn at
+ * once that its process is gone (NATS answers "no responders" as soon as its connection
+ * is), without waiting out its leases: they build its partitions ahead meanwhile. */
+#define ATTR__ALIVE_FMT "yw.attr.alive.%s"
+/* A probe's wait for the answer; a node that lets two probes in a row time out (paused,
+ * its host gone while NATS keeps its connection) is taken for gone too. */
+#define ATTR__PROBE_MS 250
+#define ATTR__PROBE_MISSES 2
 
 typedef struct st_attr__node_t {
     char id[ATTR_CLUSTER_NODE_ID_MAX + 1];
@@ -73,12 +81,12 @@ struct st_attr_cluster_t {
     uv_mutex_t mu;
     uv_cond_t cond;
     int stop;
-    int nats_connected;          /* libnats's connection callbacks write it */
+    int nats_connected; /* libnats's connection callbacks write it */
     /* The cluster's page-token key (meta bucket "page-key"), set before `ready` is. */
     uint8_t page_key[32];
-    int nats_closed;             /* its closed callback ran: no callback comes after it */
-    attr_cluster_status_t pub;   /* the thread's last status */
-    uint8_t *pub_owned;          /* partitions (the thread's view) */
+    int nats_closed;           /* its closed callback ran: no callback comes after it */
+    attr_cluster_status_t pub; /* the thread's last status */
+    uint8_t *pub_owned;        /* partitions (the thread's view) */
     /* uv_hrtime() until which the leases are good: written by the thread after each
      * renewal round, read by the loop (attr_cluster_owns()) directly, both atomically. */
     uint64_t pub_valid_until_ns;
@@ -96,6 +104,10 @@ struct st_attr_cluster_t {
      * the lease and clears it when the lease goes. */
     uv_mutex_t *log_mu;
     uint64_t *log_last;
+    /* Per partition, what its lease marker followed and the marker itself, as this node
+     * last took the lease (0, 0: never). The thread writes them when it fences, before
+     * it publishes the lease; the loop reads them (attr_cluster_follows()). Atomic. */
+    uint64_t *fence_prev, *fence_marker;
     uint64_t log_appends; /* a counter for the appends' message ids (atomic: any writer) */
 
     /* The thread's own. */
@@ -107,6 +119,17 @@ struct st_attr_cluster_t {
     uint8_t *t_owned;
     uint64_t *t_rev;
     int *assign;
+    /* Built ahead: the partitions the assignment would give this node without the nodes
+     * that do not answer (attr__probe()), and that assignment. */
+    uint8_t *t_ahead;
+    int *assign_ahead;
+    /* This node's answer to the others' probes (subject ATTR__ALIVE_FMT). */
+    natsSubscription *alive_sub;
+    /* Probes in a row that timed out, per node (by id). */
+    struct {
+        char id[ATTR_CLUSTER_NODE_ID_MAX + 1];
+        int misses;
+    } t_probe[ATTR__MAX_NODES];
     attr_cluster_status_t t_st;
     attr__routes_t t_routes;
 };

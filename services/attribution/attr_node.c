@@ -35,6 +35,7 @@ static void attr__on_cluster(void *arg, const attr_cluster_status_t *st)
     yw_metric_gauge_set(host->cl_connected, st->connected);
     yw_metric_gauge_set(host->cl_ready, st->ready);
     yw_metric_gauge_set(host->cl_nodes, st->nodes);
+    yw_metric_gauge_set(host->cl_not_answering, st->not_answering);
     yw_metric_gauge_set(host->cl_assigned, st->assigned);
     yw_metric_gauge_set(host->cl_owned, st->owned);
     int64_t lost = (int64_t)st->leases_lost - yw_metric_value(host->cl_lost);
@@ -93,6 +94,19 @@ static void attr__node_metrics(attr_host_t *host)
     (void)yw_metrics_counter(m, "yaowei_attribution_cluster_partition_builds_total",
                              "Partitions built from their log and served by this node.", NULL,
                              &host->cl_builds);
+    (void)yw_metrics_gauge(m, "yaowei_attribution_cluster_nodes_not_answering",
+                           "Live nodes (their keys not expired) that do not answer this node's "
+                           "probe: their process is gone, or two probes in a row timed out. "
+                           "Their partitions are built ahead here until their leases run out.",
+                           NULL, &host->cl_not_answering);
+    (void)yw_metrics_counter(m, "yaowei_attribution_cluster_partition_builds_ahead_total",
+                             "Partitions built ahead of their lease (a node that held them "
+                             "did not answer): served as soon as the lease was this node's "
+                             "(result=served), or dropped (result=dropped: the node answered "
+                             "again, or the assignment changed).",
+                             "result=served", &host->cl_ahead_served);
+    (void)yw_metrics_counter(m, "yaowei_attribution_cluster_partition_builds_ahead_total", NULL,
+                             "result=dropped", &host->cl_ahead_dropped);
     static const uint64_t ms[] = {10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
     (void)yw_metrics_histogram(m, "yaowei_attribution_cluster_partition_build_seconds",
                                "Time from taking a partition's lease to serving it (its log read "

@@ -3,7 +3,7 @@
  * directory (--data-dir/partitions/<p>), built from the partition's log.
  *
  * A partition's life on a node:
- *   OFF       --(the lease is ours)-->               BUILDING
+ *   OFF       --(the lease is ours, or will be: attr_cluster_ahead())--> BUILDING
  *   BUILDING  the log read into a fresh directory on a thread of the pool
  *             (attr_partition_materialize()) and its exposures indexed there too
  *             (attr_partition_index()), then the engine opened over it with the
@@ -12,6 +12,12 @@
  *             together in a failover wait in a queue (host->open_head) that a timer
  *             empties one at a time, so that calls, health, the cluster's news and the
  *             builds' completions run between two openings
+ *   AHEAD     built ahead of its lease: a node that does not answer holds it, and the
+ *             assignment gives it to this node once that lease runs out. The directory
+ *             waits; once the lease is ours the engine opens over it (no build then),
+ *             provided nothing came into the log after what the build read but this
+ *             node's lease marker (attr_cluster_follows(); else built again). Dropped
+ *             (OFF, the directory removed) if the node answers again
  *   SERVING   forwarded calls (yw-partition metadata) reach its engine
  *   CLOSING   the lease went (or a ship failed: the view may differ from the log): new
  *             calls are refused UNAVAILABLE, the engine closes once the calls on it are
@@ -37,7 +43,7 @@
 #include "services/attribution/attr_partition.h"
 #include "services/attribution/attr_service_int.h"
 
-enum { ATTR_PART_OFF, ATTR_PART_BUILDING, ATTR_PART_SERVING, ATTR_PART_CLOSING };
+enum { ATTR_PART_OFF, ATTR_PART_BUILDING, ATTR_PART_SERVING, ATTR_PART_CLOSING, ATTR_PART_AHEAD };
 
 typedef struct st_attr_part_t {
     attr_host_t *host;
@@ -55,6 +61,7 @@ typedef struct st_attr_part_t {
     uint64_t last, records, covers;
     uint64_t indexed, index_ns;    /* exposures the build indexed, in this long */
     uint64_t started_ns, built_ns; /* the build began; its work on the pool ended */
+    uint64_t leased_ns;            /* the lease was seen ours (the build's start unless ahead) */
     char err[256];
     /* Log bytes since the latest snapshot: `snap_base` when built, plus what the ship
      * functions appended since `snap_ship` (ship.bytes then). */
@@ -102,7 +109,8 @@ static void attr__snapper_stop(attr_host_t *host);
 static int attr__opener_start(attr_host_t *host);
 static void attr__opener_stop(attr_host_t *host);
 
-static const char *const attr__state_names[] = {"off", "building", "serving", "closing"};
+static const char *const attr__state_names[] = {"off", "building", "serving", "closing",
+                                                "built ahead"};
 
 /* Bytes of the partition's log since its latest snapshot (what a taker reads after it). */
 static uint64_t attr__log_since_snapshot(const attr_part_t *pt)
@@ -214,8 +222,8 @@ static void attr__build_work(uv_work_t *w)
              * the opening then loads them (a tenth of the time) and the builds index in
              * parallel on the pool. */
             uint64_t t0 = uv_hrtime();
-            pt->rc = attr_partition_index(pt->dir, pt->host->ecfg.index_run_exposures,
-                                          &pt->indexed, pt->err, sizeof pt->err);
+            pt->rc = attr_partition_index(pt->dir, pt->host->ecfg.index_run_exposures, &pt->indexed,
+                                          pt->err, sizeof pt->err);
             pt->index_ns = uv_hrtime() - t0;
         }
     } else {
@@ -253,7 +261,15 @@ static void attr__open_built(attr_part_t *pt)
 {
     attr_host_t *host = pt->host;
     pt->state = ATTR_PART_OFF;
-    if (!host->stopping && attr_cluster_owns(host->cluster, pt->p)) {
+    if (!host->stopping && attr_cluster_owns(host->cluster, pt->p) &&
+        !attr_cluster_follows(host->cluster, pt->p, pt->last)) {
+        /* Another node appended after what the build read (a build ahead whose node was
+         * not gone after all), or the lease went and came back during the build. */
+        yw_log(YW_LOG_WARN,
+               "partition %d: its log has records the build did not read (it read to "
+               "sequence %llu): built again",
+               pt->p, (unsigned long long)pt->last);
+    } else if (!host->stopping && attr_cluster_owns(host->cluster, pt->p)) {
         attr_engine_config_t cfg;
         attr__part_config(pt, &cfg);
         char err[300];
@@ -264,19 +280,23 @@ static void attr__open_built(attr_part_t *pt)
         if (rc == 0) {
             pt->state = ATTR_PART_SERVING;
             uint64_t now = uv_hrtime();
-            uint64_t ms = (now - pt->started_ns) / 1000000;
+            uint64_t ms = (now - pt->leased_ns) / 1000000;
+            int ahead = pt->leased_ns != pt->started_ns;
             uint64_t open_ms = (now - open_ns) / 1000000;
             yw_metric_inc(host->cl_builds);
+            if (ahead) {
+                yw_metric_inc(host->cl_ahead_served);
+            }
             yw_metric_observe(host->cl_build_ms, ms);
             yw_metric_observe(host->cl_open_ms, open_ms);
             yw_log(YW_LOG_INFO,
-                   "partition %d: serving (the snapshot covering %llu, then %llu log records "
-                   "to sequence %llu; %llu exposures indexed in %llu ms; %llu ms, of which "
-                   "%llu waiting to open and %llu opening its engine on the loop)",
-                   pt->p, (unsigned long long)pt->covers, (unsigned long long)pt->records,
-                   (unsigned long long)pt->last, (unsigned long long)pt->indexed,
-                   (unsigned long long)(pt->index_ns / 1000000), (unsigned long long)ms,
-                   (unsigned long long)((open_ns - pt->built_ns) / 1000000),
+                   "partition %d: serving (%sthe snapshot covering %llu, then %llu log "
+                   "records to sequence %llu; %llu exposures indexed in %llu ms; %llu ms, "
+                   "of which %llu waiting to open and %llu opening its engine on the loop)",
+                   pt->p, ahead ? "built ahead: " : "", (unsigned long long)pt->covers,
+                   (unsigned long long)pt->records, (unsigned long long)pt->last,
+                   (unsigned long long)pt->indexed, (unsigned long long)(pt->index_ns / 1000000),
+                   (unsigned long long)ms, (unsigned long long)((open_ns - pt->built_ns) / 1000000),
                    (unsigned long long)open_ms);
         } else {
             yw_log(YW_LOG_ERROR, "partition %d: cannot open its engine: %s (tried again)", pt->p,
@@ -352,6 +372,35 @@ static void attr__opener_stop(attr_host_t *host)
     uv_close((uv_handle_t *)&op->timer, attr__on_opener_closed);
 }
 
+/* Into the queue of engines to open, with the hold of its build. */
+static void attr__open_queue(attr_part_t *pt)
+{
+    attr_host_t *host = pt->host;
+    pt->state = ATTR_PART_BUILDING;
+    pt->built_ns = uv_hrtime();
+    pt->open_next = NULL;
+    if (host->open_tail != NULL) {
+        host->open_tail->open_next = pt;
+    } else {
+        host->open_head = pt;
+    }
+    host->open_tail = pt;
+    if (!uv_is_active((uv_handle_t *)&host->opener->timer)) {
+        (void)uv_timer_start(&host->opener->timer, attr__on_open_timer, 0, 0);
+    }
+}
+
+/* A partition built ahead that will not be ours after all: its directory goes. */
+static void attr__drop_ahead(attr_part_t *pt)
+{
+    pt->state = ATTR_PART_OFF;
+    yw_metric_inc(pt->host->cl_ahead_dropped);
+    int rc = attr_partition_remove_dir(pt->dir);
+    yw_log(YW_LOG_INFO,
+           "partition %d: built ahead, dropped (the assignment no longer brings it here)%s%s",
+           pt->p, rc != 0 ? "; cannot remove its directory: " : "", rc != 0 ? strerror(-rc) : "");
+}
+
 static void attr__build_done(uv_work_t *w, int status)
 {
     attr_part_t *pt = w->data;
@@ -360,19 +409,25 @@ static void attr__build_done(uv_work_t *w, int status)
         attr__open_built(pt); /* built as the node stopped: dropped */
         return;
     }
-    pt->built_ns = uv_hrtime();
     if (status == 0 && pt->rc == 0) {
-        /* Built: into the queue of engines to open (the build's hold goes with it). */
-        pt->open_next = NULL;
-        if (host->open_tail != NULL) {
-            host->open_tail->open_next = pt;
+        if (attr_cluster_owns(host->cluster, pt->p)) {
+            if (pt->leased_ns == 0) {
+                pt->leased_ns = uv_hrtime(); /* built ahead, the lease came meanwhile */
+            }
+            attr__open_queue(pt); /* the build's hold goes with it */
+            return;
+        }
+        if (attr_cluster_ahead(host->cluster, pt->p)) {
+            pt->state = ATTR_PART_AHEAD;
+            yw_log(YW_LOG_INFO,
+                   "partition %d: built ahead of its lease (to sequence %llu, %llu exposures "
+                   "indexed in %llu ms)",
+                   pt->p, (unsigned long long)pt->last, (unsigned long long)pt->indexed,
+                   (unsigned long long)(pt->index_ns / 1000000));
         } else {
-            host->open_head = pt;
+            attr__drop_ahead(pt);
         }
-        host->open_tail = pt;
-        if (!uv_is_active((uv_handle_t *)&host->opener->timer)) {
-            (void)uv_timer_start(&host->opener->timer, attr__on_open_timer, 0, 0);
-        }
+        attr__build_over(pt);
         return;
     }
     pt->state = ATTR_PART_OFF;
@@ -401,6 +456,8 @@ static void attr__build(attr_part_t *pt)
     attr_host_t *host = pt->host;
     pt->state = ATTR_PART_BUILDING;
     pt->started_ns = uv_hrtime();
+    /* Ahead of its lease (attr_cluster_ahead()): the lease's time is set when it comes. */
+    pt->leased_ns = attr_cluster_owns(host->cluster, pt->p) ? pt->started_ns : 0;
     pt->err[0] = '\0';
     pt->work.data = pt;
     host->refs++;
@@ -461,7 +518,13 @@ void attr__parts_sync(attr_host_t *host)
                    pt->ship.failed ? "a write did not reach the log (the view is built again)"
                                    : "the lease went");
             attr__close(pt);
-        } else if (pt->state == ATTR_PART_OFF && ours) {
+        } else if (pt->state == ATTR_PART_AHEAD && ours && host->opener != NULL) {
+            pt->leased_ns = uv_hrtime();
+            host->refs++; /* the hold a build has (attr__open_built() drops it) */
+            attr__open_queue(pt);
+        } else if (pt->state == ATTR_PART_AHEAD && !attr_cluster_ahead(host->cluster, p)) {
+            attr__drop_ahead(pt);
+        } else if (pt->state == ATTR_PART_OFF && (ours || attr_cluster_ahead(host->cluster, p))) {
             attr__build(pt);
         }
     }

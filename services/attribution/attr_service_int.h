@@ -264,6 +264,7 @@ typedef struct st_attr_host_t {
     int clustered;                           /* --cluster given */
     yw_metric_t *cl_connected, *cl_ready, *cl_nodes, *cl_assigned, *cl_owned, *cl_lost;
     yw_metric_t *cl_serving, *cl_builds, *cl_build_ms, *cl_open_ms;
+    yw_metric_t *cl_not_answering, *cl_ahead_served, *cl_ahead_dropped;
     /* The partitions' engines on this node (attr_node_parts.c), and the front that splits
      * and forwards clients' calls (attr_front.h). */
     struct st_attr_front_t *front;

@@ -13,6 +13,7 @@ survive the node that held them (RecordRefunds and ExplainConversion:
 test_attribution_cluster_orders.py; the client streams: test_attribution_cluster_streams.py).
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -104,6 +105,30 @@ def balanced(nodes):
     cap = -(-PARTITIONS // len(live))
     return sum(owned) == PARTITIONS and all(PARTITIONS // len(live) - 1 <= o <= cap
                                             for o in owned) and owned
+
+
+@contextlib.contextmanager
+def pair_on_own_nats(tmp_path_factory, names, lease_ttl_ms):
+    """Two nodes (names) on a one-server NATS of their own, --replicas 1 and the lease
+    given, both serving their share; everything stopped after (SIGCONT first: a test
+    may leave one paused)."""
+    nats1 = NatsCluster(str(tmp_path_factory.mktemp("nats-" + names[0])), n=1).start()
+    made = []
+    try:
+        for name in names:
+            n = Node(tmp_path_factory, name, nats1.urls,
+                     ["--replicas", "1", "--lease-ttl-ms", str(lease_ttl_ms)])
+            made.append(n)
+            n.start()
+        wait_for(lambda: balanced(made) and all(n.health() == "SERVING" for n in made), 60,
+                 "two nodes serve their partitions")
+        yield made
+    finally:
+        for n in made:
+            if n.proc is not None and n.proc.poll() is None:
+                os.kill(n.proc.pid, signal.SIGCONT)
+                n.stop()
+        nats1.stop()
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +293,7 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes, nats):
 
     # kill -9 of one node: its partitions are built from their logs by the two others.
     retries = a.metrics().get("yaowei_attribution_cluster_part_retries_total", 0)
+    dead = c.owned()
     c.kill9()
     # A call at once, while the dead node still holds its leases: its parts for them fail
     # UNAVAILABLE and are tried again (counted), until the others took them or the tries
@@ -284,6 +310,14 @@ def test_events_go_to_their_partitions_and_survive_a_node_killed(nodes, nats):
     builds = sum(n.metrics()["yaowei_attribution_cluster_partition_builds_total"]
                  for n in (a, b))
     assert builds >= PARTITIONS + 1  # the first builds, then the dead node's again
+    # The dead node's partitions were built while its leases ran out (NATS told the
+    # survivors at once that its process was gone: no responders to their probes), and
+    # served as soon as the leases were theirs, each from that build.
+    ahead = sum(n.metrics()['yaowei_attribution_cluster_partition_builds_ahead_total'
+                            '{result="served"}'] for n in (a, b))
+    assert ahead == dead, (ahead, dead)
+    assert all(n.metrics()["yaowei_attribution_cluster_nodes_not_answering"] == 0
+               for n in (a, b))
     # Each build's engine opening on the loop is timed apart.
     opens = sum(n.metrics()["yaowei_attribution_cluster_partition_open_seconds_count"]
                 for n in (a, b))
@@ -693,6 +727,41 @@ def test_a_node_paused_past_its_lease_serves_nothing_stale(nodes):
     wait_for(lambda: b.metrics()["yaowei_attribution_cluster_leases_lost_total"] >= 1, 10,
              "the paused node counts its leases lost")
     assert a.metrics()["yaowei_attribution_cluster_leases_lost_total"] == 0
+
+
+def test_a_paused_node_s_partitions_are_built_ahead_and_dropped_when_it_answers(
+        tmp_path_factory):
+    """A node that stops answering (SIGSTOP: two probes in a row time out) while its
+    leases still run: the other builds its partitions ahead, takes none of them, and
+    drops those builds (directories removed) once the node answers again."""
+    with pair_on_own_nats(tmp_path_factory, ("attr-ah1", "attr-ah2"), 30000) as (a, b):
+        at = int(time.time()) - 600
+        xs = events("ah", 200, at)
+        assert I(b.client.call(ATTR + "/RecordExposures", {"events": xs}), "accepted") == 200
+        theirs = b.owned()
+        parts_dir = os.path.join(a.data_dir, "partitions")
+        mine = sorted(os.listdir(parts_dir))
+        assert len(mine) == a.owned()
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: a.metrics()["yaowei_attribution_cluster_nodes_not_answering"] == 1,
+                     20, "the running node finds the paused one not answering")
+            wait_for(lambda: len(re.findall(r"built ahead of its lease", a.log_text())) == theirs,
+                     20, "its partitions built ahead")
+            assert len(os.listdir(parts_dir)) == a.owned() + theirs
+            assert a.owned() == PARTITIONS - theirs  # its leases still run: none taken
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        dropped = 'yaowei_attribution_cluster_partition_builds_ahead_total{result="dropped"}'
+        m = wait_for(lambda: (lambda m: m if m[dropped] == theirs else None)(a.metrics()), 20,
+                     "the builds ahead dropped")
+        assert m["yaowei_attribution_cluster_nodes_not_answering"] == 0
+        assert m['yaowei_attribution_cluster_partition_builds_ahead_total{result="served"}'] == 0
+        assert sorted(os.listdir(parts_dir)) == mine
+        assert b.owned() == theirs
+        assert b.metrics()["yaowei_attribution_cluster_leases_lost_total"] == 0
+        s = a.client.call(ATTR + "/RecordExposures", {"events": xs})
+        assert I(s, "duplicates") == 200, s
 
 
 def test_a_node_stops_quickly_when_nats_is_gone(own_nodes):

@@ -20,10 +20,9 @@ import pytest
 from google.protobuf import json_format
 
 from conftest import proc_status_kib
-from nats_cluster import NatsCluster
 from test_attribution import Attr, I, conversion
-from test_attribution_cluster import (ATTR, LEASE_TTL_MS, PARTITIONS, Node, balanced, events,
-                                      shares, wait_for)
+from test_attribution_cluster import (ATTR, LEASE_TTL_MS, PARTITIONS, balanced, events,
+                                      pair_on_own_nats, shares, wait_for)
 from test_attribution_cluster import nats, nodes  # noqa: F401 (fixtures: used by name)
 
 SANITIZED = os.environ.get("YW_SANITIZED") == "1"
@@ -148,22 +147,8 @@ def plateau(pulled, limit_s=60):
 
 @pytest.fixture
 def slow_pair(tmp_path_factory):
-    nats1 = NatsCluster(str(tmp_path_factory.mktemp("nats-slow")), n=1).start()
-    made = []
-    try:
-        for name in ("attr-fa", "attr-fb"):
-            n = Node(tmp_path_factory, name, nats1.urls,
-                     ["--replicas", "1", "--lease-ttl-ms", str(SLOW_TTL_MS)])
-            made.append(n)
-            n.start()
-        wait_for(lambda: serving(made), 30, "two nodes serve their partitions")
+    with pair_on_own_nats(tmp_path_factory, ("attr-fa", "attr-fb"), SLOW_TTL_MS) as made:
         yield made
-    finally:
-        for n in made:
-            if n.proc is not None and n.proc.poll() is None:
-                os.kill(n.proc.pid, signal.SIGCONT)
-                n.stop()
-        nats1.stop()
 
 
 @pytest.mark.release  # RSS asserted in the release build only

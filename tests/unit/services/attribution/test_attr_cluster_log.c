@@ -7,7 +7,8 @@
  * an append to a partition this node does not hold is refused; an append after another
  * writer's record on the subject (a new owner's lease marker) is refused by the fence;
  * a read that finds the chain of records broken (records purged under a snapshot) says
- * so (-ESTALE); a loop busy for longer than the lease keeps the leases its cluster
+ * so (-ESTALE); a view built through the lease marker or the record before it follows
+ * the log, one through another record does not; a loop busy for longer than the lease keeps the leases its cluster
  * thread went on renewing.
  */
 #include "services/attribution/attr_cluster.h"
@@ -79,6 +80,14 @@ YW_TEST(appends_follow_the_lease_marker_and_read_back_in_order)
     YW_CHECK_INT(attr_cluster_read(c, 0, 0, collect, &r, &last, err, sizeof err), ==, 0);
     YW_CHECK_INT(r.n, ==, 3); /* the lease marker, then partition 0's two, not 1's */
     YW_CHECK_STR(r.kind[0], "lease");
+    /* A view built through the marker, or through what it followed (nothing: 0, a build
+     * ahead of an empty log), is the whole log as the lease began; one through anything
+     * else is not. */
+    YW_CHECK(attr_cluster_follows(c, 0, r.seq[0]));
+    YW_CHECK(attr_cluster_follows(c, 0, 0));
+    YW_CHECK(!attr_cluster_follows(c, 0, r.seq[0] + 1));
+    YW_CHECK(!attr_cluster_follows(c, 0, s3));
+    YW_CHECK(!attr_cluster_follows(c, 5, 0)); /* no such partition */
     YW_CHECK_STR(r.kind[1], "x");
     YW_CHECK_STR(r.data[1], "one");
     YW_CHECK_STR(r.kind[2], "y");
