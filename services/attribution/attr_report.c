@@ -168,7 +168,10 @@ int attr__report_set_sums(attr_report_t *r, attr_state_t *front, const attr_rang
             continue;
         }
         attr_report_entry_t *e = &r->entries[r->n];
-        if (attr_state_creator(front, c->creator, c->len, &e->creator, &e->name) != 0) {
+        if (sums->ids_of == front) {
+            e->creator = c->id; /* standalone: the front is the state summed */
+            e->name = c->creator;
+        } else if (attr_state_creator(front, c->creator, c->len, &e->creator, &e->name) != 0) {
             return -ENOMEM;
         }
         e->s = c->s;

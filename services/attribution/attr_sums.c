@@ -47,8 +47,10 @@ int attr_sums_of_state(const attr_state_t *st, int32_t d0, int32_t d1, int model
             continue;
         }
         e->creator = attr_intern_str(&st->creators, c, &e->len);
+        e->id = c;
         out->n++;
     }
+    out->ids_of = st;
     attr_state_unattributed(st, d0, d1, &out->unattr_count, &out->unattr_gmv);
     return 0;
 }

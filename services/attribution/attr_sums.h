@@ -29,6 +29,7 @@ typedef struct st_attr_creator_sums_t {
     const char *creator; /* NUL-terminated, `len` bytes; owned by whoever made the list */
     size_t len;
     attr_sums_t s;
+    uint32_t id; /* its id in the list's `ids_of` state, where that is set */
 } attr_creator_sums_t;
 
 /**
@@ -40,6 +41,10 @@ typedef struct st_attr_range_sums_t {
     size_t n;
     attr_sum_t unattr_count; /* conversions credited to nobody */
     attr_sum_t unattr_gmv;   /* their net amount, minor units */
+    /* The state whose creators these are, by id (attr_sums_of_state()): a report rendered
+     * with that state as its front takes the ids as they are instead of looking each name
+     * up. NULL: sums from elsewhere (merged, or a peer's). */
+    const attr_state_t *ids_of;
 } attr_range_sums_t;
 
 /** Whether every figure of `s` is 0 (such a creator is in no report). */

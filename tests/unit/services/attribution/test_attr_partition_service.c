@@ -217,10 +217,11 @@ YW_TEST(figures_of_128_bits_cross_the_wire_whole)
           .views = two64,
           .clicks = -1,
           .credit = -(two64 * 3 + 5),
-          .gmv = (attr_sum_t)1 << 100}},
-        {"B", 1, {.impressions = INT64_MAX, .views = (attr_sum_t)INT64_MAX + 1, .gmv = -two64}},
+          .gmv = (attr_sum_t)1 << 100},
+         0},
+        {"B", 1, {.impressions = INT64_MAX, .views = (attr_sum_t)INT64_MAX + 1, .gmv = -two64}, 0},
     };
-    attr_range_sums_t rs = {rows, 2, (attr_sum_t)UINT64_MAX + 2, INT64_MIN};
+    attr_range_sums_t rs = {rows, 2, (attr_sum_t)UINT64_MAX + 2, INT64_MIN, NULL};
     attr_settings_t settings;
     attr_settings_default(&settings);
     attr_sums_msg_t msg;
@@ -292,8 +293,8 @@ YW_TEST(get_creator_sums_checks_its_range_as_reports_do_and_wants_a_resolved_mod
 
 YW_TEST(sums_of_another_scale_or_a_nameless_row_are_refused_and_merge_nothing)
 {
-    attr_creator_sums_t rows[1] = {{"A", 1, {.impressions = 3}}};
-    attr_range_sums_t rs = {rows, 1, 1, 10};
+    attr_creator_sums_t rows[1] = {{"A", 1, {.impressions = 3}, 0}};
+    attr_range_sums_t rs = {rows, 1, 1, 10, NULL};
     attr_settings_t settings;
     attr_settings_default(&settings);
     attr_sums_msg_t msg;

@@ -70,6 +70,13 @@ YW_TEST(a_states_sums_hold_each_creator_with_anything_in_range_once)
     /* Unattributed: o4 and o5. */
     YW_CHECK_I128(rs.unattr_count, ==, 2);
     YW_CHECK_I128(rs.unattr_gmv, ==, 1200);
+    /* Each creator with its id in the state (a standalone report takes it as it is). */
+    YW_CHECK(rs.ids_of == &st);
+    for (size_t i = 0; i < rs.n; i++) {
+        size_t len = 0;
+        const char *name = attr_intern_str(&st.creators, rs.creators[i].id, &len);
+        YW_CHECK(name == rs.creators[i].creator && len == rs.creators[i].len);
+    }
     free(rs.creators);
     /* DAY0 alone: D's click (3 days before) is out, so is o5 (the day before); C's
      * exposures are the day before and last touch gives it nothing of o3 (B's). */
@@ -116,6 +123,7 @@ YW_TEST(partitions_merged_give_the_sums_of_one_state_holding_every_event)
                 YW_CHECK_INT(rows, ==, 7);
             }
             check_same_entries(&want, &m.sums);
+            YW_CHECK(m.sums.ids_of == NULL); /* names from elsewhere: looked up by name */
             free(want.creators);
             attr_sums_merge_free(&m);
         }
