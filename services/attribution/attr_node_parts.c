@@ -261,15 +261,15 @@ static void attr__open_built(attr_part_t *pt)
 {
     attr_host_t *host = pt->host;
     pt->state = ATTR_PART_OFF;
-    if (!host->stopping && attr_cluster_owns(host->cluster, pt->p) &&
-        !attr_cluster_follows(host->cluster, pt->p, pt->last)) {
+    int ours = !host->stopping && attr_cluster_owns(host->cluster, pt->p);
+    if (ours && !attr_cluster_follows(host->cluster, pt->p, pt->last)) {
         /* Another node appended after what the build read (a build ahead whose node was
          * not gone after all), or the lease went and came back during the build. */
         yw_log(YW_LOG_WARN,
                "partition %d: its log has records the build did not read (it read to "
                "sequence %llu): built again",
                pt->p, (unsigned long long)pt->last);
-    } else if (!host->stopping && attr_cluster_owns(host->cluster, pt->p)) {
+    } else if (ours) {
         attr_engine_config_t cfg;
         attr__part_config(pt, &cfg);
         char err[300];
