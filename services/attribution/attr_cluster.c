@@ -1093,7 +1093,9 @@ int attr_cluster_follows(const attr_cluster_t *c, int p, uint64_t last)
     }
     uint64_t marker = __atomic_load_n(&c->fence_marker[p], __ATOMIC_ACQUIRE);
     uint64_t prev = __atomic_load_n(&c->fence_prev[p], __ATOMIC_ACQUIRE);
-    return marker != 0 && (last == marker || last == prev);
+    /* Past the marker only this node appends (the fence refuses everyone else): a build
+     * after a write of its own that failed reads such records too. */
+    return marker != 0 && (last >= marker || last == prev);
 }
 
 const char *attr_cluster_route(const attr_cluster_t *c, int p, int *self)

@@ -143,11 +143,12 @@ int attr_cluster_ahead(const attr_cluster_t *c, int p);
 
 /**
  * On the loop: non-zero when a view of partition `p` built from its log through the
- * record at sequence `last` is the whole log up to this node's lease marker, the last
- * record there: `last` is the marker (the build read it) or the record the marker
- * followed (a build ahead, which read the log before the lease was this node's). Zero
- * when another node appended after what the build read, or the lease was taken again
- * since: the view must be built again.
+ * record at sequence `last` holds everything another node wrote: `last` is this node's
+ * lease marker or a record after it (after the marker only this node appends, so a build
+ * after one of its own writes failed reads those too), or the record the marker followed
+ * (a build ahead, which read the log before the lease was this node's). Zero when the
+ * build stopped short of that (another node appended after what it read, or the lease
+ * was taken again since): the view must be built again.
  */
 int attr_cluster_follows(const attr_cluster_t *c, int p, uint64_t last);
 

@@ -668,7 +668,7 @@ def test_nothing_acknowledged_is_lost_when_a_nats_server_dies(own_nodes, tmp_pat
                 time.sleep(0.2)
         ch.close()
 
-    t = threading.Thread(target=send)
+    t = threading.Thread(target=send, daemon=True)  # a failed check must not hang the run
     t.start()
     time.sleep(1.0)
     nodes.nats.kill9(0)

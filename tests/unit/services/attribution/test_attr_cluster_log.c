@@ -7,8 +7,9 @@
  * an append to a partition this node does not hold is refused; an append after another
  * writer's record on the subject (a new owner's lease marker) is refused by the fence;
  * a read that finds the chain of records broken (records purged under a snapshot) says
- * so (-ESTALE); a view built through the lease marker or the record before it follows
- * the log, one through another record does not; a loop busy for longer than the lease keeps the leases its cluster
+ * so (-ESTALE); a view built through the lease marker (or past it: this node's own
+ * appends), or through the record the marker followed, holds the log; one that stopped
+ * short of the marker does not; a loop busy for longer than the lease keeps the leases its cluster
  * thread went on renewing.
  */
 #include "services/attribution/attr_cluster.h"
@@ -81,13 +82,23 @@ YW_TEST(appends_follow_the_lease_marker_and_read_back_in_order)
     YW_CHECK_INT(r.n, ==, 3); /* the lease marker, then partition 0's two, not 1's */
     YW_CHECK_STR(r.kind[0], "lease");
     /* A view built through the marker, or through what it followed (nothing: 0, a build
-     * ahead of an empty log), is the whole log as the lease began; one through anything
-     * else is not. */
+     * ahead of an empty log), holds everything another node wrote; so does one through
+     * this node's own appends after the marker (a build after a write of its own failed:
+     * before, such a build was refused and built again forever). */
     YW_CHECK(attr_cluster_follows(c, 0, r.seq[0]));
     YW_CHECK(attr_cluster_follows(c, 0, 0));
-    YW_CHECK(!attr_cluster_follows(c, 0, r.seq[0] + 1));
-    YW_CHECK(!attr_cluster_follows(c, 0, s3));
+    YW_CHECK(attr_cluster_follows(c, 0, s1));
+    YW_CHECK(attr_cluster_follows(c, 0, s3));
     YW_CHECK(!attr_cluster_follows(c, 5, 0)); /* no such partition */
+    /* One that stopped short of partition 1's marker (a sequence before it, not what it
+     * followed) does not. */
+    records_t r1 = {0};
+    uint64_t last1 = 0;
+    YW_CHECK_INT(attr_cluster_read(c, 1, 0, collect, &r1, &last1, err, sizeof err), ==, 0);
+    YW_CHECK_STR(r1.kind[0], "lease");
+    YW_CHECK(r1.seq[0] > 1);
+    YW_CHECK(!attr_cluster_follows(c, 1, r1.seq[0] - 1));
+    YW_CHECK(attr_cluster_follows(c, 1, r1.seq[0]));
     YW_CHECK_STR(r.kind[1], "x");
     YW_CHECK_STR(r.data[1], "one");
     YW_CHECK_STR(r.kind[2], "y");
